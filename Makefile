@@ -1,0 +1,41 @@
+PYTHON ?= python3
+PORT ?= 8501
+MLFLOW_PORT ?= 5000
+
+.PHONY: install install-dev install-browser run train-sample test test-fast test-slow test-e2e lint bench
+
+install:
+	$(PYTHON) -m pip install -q -r requirements.txt
+
+install-dev:
+	$(PYTHON) -m pip install -q -r requirements-dev.txt
+
+# Debian's Chromium for the browser tests (never `playwright install`: it downloads a browser).
+install-browser:
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null)
+
+run: install
+	$(PYTHON) -m studio serve --port $(PORT) --mlflow-port $(MLFLOW_PORT)
+
+train-sample: install
+	$(PYTHON) -m studio train --data sample:wine --epochs 30 --bundle-out studio_data/wine_model.zip
+
+lint:
+	$(PYTHON) -m ruff check .
+
+# Everything CI runs: lint, the fast suite, the browser test.
+test: install-dev install-browser
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m pytest -m "not slow and not gpu"
+
+test-fast: install-dev
+	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e"
+
+test-slow: install-dev
+	$(PYTHON) -m pytest -m slow
+
+test-e2e: install-dev install-browser
+	$(PYTHON) -m pytest -m e2e
+
+bench: install
+	$(PYTHON) bench/tabular_throughput.py

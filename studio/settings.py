@@ -1,0 +1,42 @@
+"""Where the studio keeps its files. Every default works on a laptop with nothing else installed."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+
+
+def studio_home() -> Path:
+    """The studio's data folder (``STUDIO_HOME``, default ``./studio_data``), created on demand."""
+    home = Path(os.environ.get("STUDIO_HOME", "studio_data")).expanduser().resolve()
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def tracking_uri() -> str:
+    """The MLflow tracking URI: ``MLFLOW_TRACKING_URI`` or the embedded SQLite store under ``mlruns/``.
+
+    The embedded default is made absolute, so a worker started from another folder writes to the same
+    store, and its folder is created (SQLite does not create parent folders).
+    """
+    uri = os.environ.get("MLFLOW_TRACKING_URI", "").strip() or DEFAULT_TRACKING_URI
+    if uri.startswith("sqlite:///") and not uri.startswith("sqlite:////"):
+        db = Path(uri.removeprefix("sqlite:///")).resolve()
+        db.parent.mkdir(parents=True, exist_ok=True)
+        uri = f"sqlite:///{db}"
+    elif uri.startswith("sqlite:////"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    return uri
+
+
+def artifact_root() -> Path:
+    """Where artifacts go for the embedded store: ``mlruns/artifacts`` beside the SQLite file."""
+    uri = tracking_uri()
+    if uri.startswith("sqlite:///"):
+        root = Path(uri.removeprefix("sqlite:///")).parent / "artifacts"
+    else:
+        root = Path("mlruns/artifacts").resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    return root

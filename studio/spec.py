@@ -1,0 +1,579 @@
+"""The run spec: the one contract between the pages, the CLI, the job queue, training and MLflow.
+
+Only pydantic (and PyYAML for the YAML round trip) is imported here. Each field carries its UI hints:
+``title`` and ``description`` in plain words, and ``json_schema_extra`` with ``advanced`` (fold it
+away in the form) and optional ``labels`` for choices. The Train page builds its form from these.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from studio.errors import SpecError
+
+Task = Literal["classification", "regression"]
+TASKS: tuple[str, ...] = ("classification", "regression")
+
+CLASSIFICATION_METRICS = ("val/loss", "val/accuracy", "val/f1_macro", "val/auroc")
+REGRESSION_METRICS = ("val/loss", "val/mae", "val/rmse", "val/r2")
+HIGHER_IS_BETTER = {"val/accuracy", "val/f1_macro", "val/auroc", "val/r2"}
+
+
+def metric_mode(metric: str) -> Literal["min", "max"]:
+    """Whether a metric improves by going up (``max``) or down (``min``)."""
+    name = metric.split("/", 1)[-1]
+    return "max" if f"val/{name}" in HIGHER_IS_BETTER else "min"
+
+
+def main_metric(task: str) -> str:
+    """The metric the pages show first and the compare view ranks by."""
+    return "val/accuracy" if task == "classification" else "val/r2"
+
+
+def _extra(advanced: bool = False, **more: Any) -> dict[str, Any]:
+    return {"advanced": advanced, **more}
+
+
+class StudioModel(BaseModel):
+    """Base for every spec part: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- architectures
+class LinearParams(StudioModel):
+    """A linear model (logistic regression for classes): a strong, fast baseline."""
+
+
+class MLPParams(StudioModel):
+    hidden_layers: int = Field(
+        3, ge=1, le=12, title="Hidden layers", description="How many layers sit between input and output."
+    )
+    width: int = Field(
+        256,
+        ge=4,
+        le=4096,
+        title="Layer width",
+        description="Neurons per hidden layer. Wider layers learn more complex patterns but can overfit small tables.",
+    )
+    dropout: float = Field(
+        0.1,
+        ge=0.0,
+        le=0.9,
+        title="Dropout",
+        description="Share of neurons switched off at random while training; higher fights overfitting.",
+    )
+    batch_norm: bool = Field(
+        True, title="Batch normalisation", description="Normalise each layer's outputs; usually trains faster."
+    )
+    embedding_dim: int = Field(
+        0,
+        ge=0,
+        le=256,
+        title="Category embedding size",
+        description="Size of the learned vector for each category value; 0 picks it from the number of values.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
+class ArchitectureInfo(BaseModel):
+    """What the UI and the spec need to know about an architecture (the network itself lives in
+    ``lightning_modules.registry``, keyed by the same name)."""
+
+    name: str
+    title: str
+    description: str
+    tasks: tuple[str, ...]
+    params_model: type[StudioModel]
+
+
+ARCHITECTURES: dict[str, ArchitectureInfo] = {
+    "mlp": ArchitectureInfo(
+        name="mlp",
+        title="Neural network (MLP)",
+        description="A multi-layer perceptron with embeddings for categories; the default for tables.",
+        tasks=TASKS,
+        params_model=MLPParams,
+    ),
+    "linear": ArchitectureInfo(
+        name="linear",
+        title="Linear model",
+        description="Logistic or linear regression: quick, hard to overfit, a good baseline to beat.",
+        tasks=TASKS,
+        params_model=LinearParams,
+    ),
+}
+
+
+def architectures_for(task: str) -> list[str]:
+    """Names of the architectures that can train a task, in display order."""
+    return [name for name, info in ARCHITECTURES.items() if task in info.tasks]
+
+
+# --------------------------------------------------------------------------- spec parts
+class DataSpec(StudioModel):
+    dataset_id: str = Field(
+        ..., min_length=1, title="Data set", description="The stored data set to train on (its id)."
+    )
+    target: str = Field(
+        ..., min_length=1, title="Target column", description="The column the model learns to predict."
+    )
+    features: list[str] | None = Field(
+        None,
+        title="Feature columns",
+        description="Columns the model may look at. Leave empty to use every useful column except the target.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    val_fraction: float = Field(
+        0.15,
+        ge=0.05,
+        le=0.5,
+        title="Validation share",
+        description="Share of rows held back to watch for overfitting while training.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    test_fraction: float = Field(
+        0.15,
+        ge=0.05,
+        le=0.5,
+        title="Test share",
+        description="Share of rows kept aside until the end to measure the final model honestly.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    seed: int = Field(
+        42,
+        ge=0,
+        le=2**31 - 1,
+        title="Random seed",
+        description="Fixes the split and the initial weights so a run can be repeated exactly.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+    @model_validator(mode="after")
+    def _fractions_leave_training_rows(self) -> DataSpec:
+        if self.val_fraction + self.test_fraction > 0.6:
+            raise ValueError(
+                "val_fraction + test_fraction must be at most 0.6, so that at least 40% of rows are left to train on"
+            )
+        return self
+
+
+class PreprocessingSpec(StudioModel):
+    numeric_scaling: Literal["standard", "minmax", "none"] = Field(
+        "standard",
+        title="Number scaling",
+        description="How numbers are rescaled before training; 'standard' (mean 0, spread 1) suits most tables.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    numeric_fill: Literal["median", "mean", "zero"] = Field(
+        "median",
+        title="Fill missing numbers with",
+        description="Value used where a number is missing (learned from the training rows only).",
+        json_schema_extra=_extra(advanced=True),
+    )
+    missing_indicators: bool = Field(
+        True,
+        title="Mark missing values",
+        description="Add a yes/no input for each column with gaps, so the model can learn from missingness.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    categorical_encoding: Literal["embedding", "onehot"] = Field(
+        "embedding",
+        title="Category encoding",
+        description="How text categories become numbers: learned embeddings or one-hot columns.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    max_categories: int = Field(
+        64,
+        ge=2,
+        le=10000,
+        title="Most categories kept per column",
+        description="Rarer values of a category column are grouped together as 'other'.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    datetime_features: bool = Field(
+        True,
+        title="Use dates",
+        description="Turn date columns into year, month, day of week and hour inputs.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    scale_target: bool = Field(
+        True,
+        title="Scale the target (regression)",
+        description="Rescale the number to predict while training; predictions come back in original units.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
+class ArchitectureSpec(StudioModel):
+    name: str = Field(
+        "mlp", title="Architecture", description="The kind of network to train.", json_schema_extra=_extra()
+    )
+    params: dict[str, Any] = Field(
+        default_factory=dict,
+        title="Architecture settings",
+        description="Settings of the chosen architecture; missing ones take their defaults.",
+    )
+
+    @model_validator(mode="after")
+    def _known_architecture_with_valid_params(self) -> ArchitectureSpec:
+        info = ARCHITECTURES.get(self.name)
+        if info is None:
+            raise ValueError(f"unknown architecture '{self.name}'; choose one of: {', '.join(ARCHITECTURES)}")
+        try:
+            checked = info.params_model.model_validate(self.params)
+        except ValidationError as err:
+            raise ValueError(describe_validation_error(err, prefix=f"params.", header=False)) from None
+        object.__setattr__(self, "params", checked.model_dump())
+        return self
+
+
+class OptimizerSpec(StudioModel):
+    name: Literal["adamw", "adam", "sgd"] = Field(
+        "adamw",
+        title="Optimiser",
+        description="How weights are updated. AdamW is a safe default; SGD uses momentum.",
+        json_schema_extra=_extra(labels={"adamw": "AdamW", "adam": "Adam", "sgd": "SGD with momentum"}),
+    )
+    learning_rate: float = Field(
+        1e-3,
+        gt=0.0,
+        le=10.0,
+        title="Learning rate",
+        description="Step size of each update. Too high and training jumps around; too low and it crawls. 0.001 suits Adam/AdamW.",
+        json_schema_extra=_extra(usual=(1e-5, 1e-1)),
+    )
+    weight_decay: float = Field(
+        1e-4,
+        ge=0.0,
+        le=1.0,
+        title="Weight decay",
+        description="Pulls weights towards zero to reduce overfitting.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    momentum: float = Field(
+        0.9,
+        ge=0.0,
+        lt=1.0,
+        title="Momentum (SGD)",
+        description="How much of the previous update carries over; used by SGD only.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
+class SchedulerSpec(StudioModel):
+    name: Literal["none", "cosine", "onecycle", "plateau"] = Field(
+        "plateau",
+        title="Learning-rate schedule",
+        description="How the learning rate changes during training. 'plateau' halves it when validation stops improving.",
+        json_schema_extra=_extra(
+            advanced=True,
+            labels={
+                "none": "Constant",
+                "cosine": "Cosine decay",
+                "onecycle": "One-cycle",
+                "plateau": "Reduce on plateau",
+            },
+        ),
+    )
+    plateau_patience: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        title="Plateau patience (epochs)",
+        description="Epochs without improvement before the learning rate is reduced (plateau schedule only).",
+        json_schema_extra=_extra(advanced=True),
+    )
+    plateau_factor: float = Field(
+        0.5,
+        gt=0.0,
+        lt=1.0,
+        title="Plateau factor",
+        description="The learning rate is multiplied by this when validation stops improving.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
+class EarlyStoppingSpec(StudioModel):
+    enabled: bool = Field(
+        True,
+        title="Stop early",
+        description="Stop when the validation metric has not improved for a while, and keep the best model.",
+    )
+    metric: str = Field(
+        "val/loss",
+        title="Watch metric",
+        description="Validation metric that decides the best model and when to stop.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    patience: int = Field(
+        15,
+        ge=1,
+        le=10000,
+        title="Patience (epochs)",
+        description="Epochs without improvement before training stops.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+
+
+class TrainingSpec(StudioModel):
+    batch_size: int = Field(
+        64,
+        ge=1,
+        le=65536,
+        title="Batch size",
+        description="Rows the model sees per update. Larger is faster per epoch but may generalise worse.",
+    )
+    epochs: int = Field(
+        100,
+        ge=1,
+        le=10000,
+        title="Epochs (at most)",
+        description="How many passes over the training rows; early stopping usually ends sooner.",
+    )
+    precision: Literal["32", "16-mixed", "bf16-mixed"] = Field(
+        "32",
+        title="Precision",
+        description="Number format. Mixed precision is faster on GPUs; on CPU 32-bit is used.",
+        json_schema_extra=_extra(
+            advanced=True,
+            labels={"32": "32-bit (safe)", "16-mixed": "16-bit mixed (GPU)", "bf16-mixed": "bfloat16 mixed"},
+        ),
+    )
+    device: str = Field(
+        "auto",
+        title="Device",
+        description="Where to train: 'auto' picks a GPU when there is one, else 'cpu', 'cuda' or 'cuda:N'.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    gradient_clip: float = Field(
+        0.0,
+        ge=0.0,
+        le=1000.0,
+        title="Gradient clipping",
+        description="Caps the size of each update to keep training stable; 0 turns it off.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _device_form(cls, value: str) -> str:
+        value = value.strip().lower()
+        if not _DEVICE.match(value):
+            raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU number such as 0)")
+        return value
+
+
+class RunSpec(StudioModel):
+    """Everything a training run needs. Saved with every run as ``spec.json``."""
+
+    name: str | None = Field(
+        None,
+        max_length=120,
+        title="Run name",
+        description="A readable name for this run; one is made up when empty.",
+    )
+    task: Task = Field(
+        ...,
+        title="Task",
+        description="'classification' predicts a category; 'regression' predicts a number.",
+        json_schema_extra=_extra(labels={"classification": "Classification", "regression": "Regression"}),
+    )
+    data: DataSpec
+    preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
+    architecture: ArchitectureSpec = Field(default_factory=ArchitectureSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
+    early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
+    training: TrainingSpec = Field(default_factory=TrainingSpec)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RunSpec:
+        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        if self.early_stopping.metric not in allowed:
+            raise ValueError(
+                f"early_stopping.metric '{self.early_stopping.metric}' does not fit {self.task}; "
+                f"choose one of: {', '.join(allowed)}"
+            )
+        if self.task not in ARCHITECTURES[self.architecture.name].tasks:
+            raise ValueError(
+                f"architecture '{self.architecture.name}' cannot do {self.task}; "
+                f"choose one of: {', '.join(architectures_for(self.task))}"
+            )
+        if self.data.features is not None and self.data.target in self.data.features:
+            raise ValueError(f"data.features must not contain the target column '{self.data.target}'")
+        return self
+
+    # ---- round trips
+    def to_json(self) -> str:
+        return self.model_dump_json(indent=2)
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+    @classmethod
+    def from_dict(cls, data: Any) -> RunSpec:
+        """Validate a dict; any problem becomes one :class:`SpecError` naming the field."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as err:
+            raise SpecError(describe_validation_error(err)) from None
+
+    @classmethod
+    def from_json(cls, text: str) -> RunSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise SpecError(f"The spec is not valid JSON (line {err.lineno}: {err.msg}).") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> RunSpec:
+        return cls.from_dict(parse_yaml_mapping(text))
+
+    def with_changes(self, **changes: Any) -> RunSpec:
+        """A copy with dotted-path changes, e.g. ``{"training.epochs": 5}``, validated as a whole."""
+        data = self.model_dump()
+        for dotted, value in changes.items():
+            set_dotted(data, dotted, value)
+        return RunSpec.from_dict(data)
+
+
+def parse_yaml_mapping(text: str) -> dict[str, Any]:
+    """Parse YAML (or JSON, which is YAML) into a mapping, with one plain error when it is not one."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" near line {mark.line + 1}" if mark is not None else ""
+        raise SpecError(f"The spec file is not valid YAML{where}.") from None
+    if not isinstance(data, dict):
+        raise SpecError("The spec file must hold settings as 'name: value' pairs at its top level.")
+    return data
+
+
+def load_spec_dict(path: str) -> dict[str, Any]:
+    """Read a YAML or JSON spec file into a (not yet validated) dict."""
+    from pathlib import Path
+
+    file = Path(path)
+    if not file.is_file():
+        raise SpecError(f"Spec file '{path}' does not exist.")
+    try:
+        text = file.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        raise SpecError(f"Spec file '{path}' cannot be read as text.") from None
+    return parse_yaml_mapping(text)
+
+
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``data['a']['b'] = value`` for ``dotted='a.b'``, creating missing levels."""
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+        if not isinstance(node, dict):
+            raise SpecError(f"'{dotted}' cannot be set: '{key}' is not a section.")
+    node[leaf] = value
+
+
+def flatten(spec: RunSpec) -> dict[str, str]:
+    """The spec as flat ``section.field`` → text pairs (MLflow params)."""
+    out: dict[str, str] = {}
+
+    def walk(prefix: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, inner)
+        elif isinstance(value, list):
+            out[prefix] = ",".join(map(str, value))
+        else:
+            out[prefix] = "" if value is None else str(value)
+
+    walk("", spec.model_dump(mode="json"))
+    return out
+
+
+# --------------------------------------------------------------------------- presets
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"training.epochs": 20, "early_stopping.patience": 5, "scheduler.plateau_patience": 3},
+    "balanced": {"training.epochs": 100, "early_stopping.patience": 15, "scheduler.plateau_patience": 5},
+    "thorough": {"training.epochs": 300, "early_stopping.patience": 30, "scheduler.plateau_patience": 8},
+}
+PRESET_HELP = {
+    "fast": "A quick first look: at most 20 epochs.",
+    "balanced": "Good models on ordinary tables: up to 100 epochs, stops early when it stops improving.",
+    "thorough": "Squeeze out the last bit: up to 300 epochs with more patience.",
+}
+
+
+def apply_preset(spec: RunSpec, preset: str) -> RunSpec:
+    if preset not in PRESETS:
+        raise SpecError(f"Unknown preset '{preset}'; choose one of: {', '.join(PRESETS)}.")
+    return spec.with_changes(**PRESETS[preset])
+
+
+# --------------------------------------------------------------------------- messages
+def _loc(loc: tuple[Any, ...]) -> str:
+    return ".".join(str(part) for part in loc if not isinstance(part, int)) or "spec"
+
+
+def _allowed(error: dict[str, Any]) -> str:
+    ctx = error.get("ctx") or {}
+    kind = error["type"]
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected')}"
+    if kind in ("greater_than_equal", "greater_than", "less_than_equal", "less_than"):
+        word = {
+            "greater_than_equal": "at least",
+            "greater_than": "more than",
+            "less_than_equal": "at most",
+            "less_than": "less than",
+        }[kind]
+        bound = next(iter(ctx.values()))
+        return f"must be {word} {bound}"
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known setting (check the spelling)"
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return "must be a whole number"
+    if kind in ("float_parsing", "float_type"):
+        return "must be a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return "must be true or false"
+    if kind == "string_too_short":
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"must be at most {ctx.get('max_length')} characters"
+    if kind == "value_error":
+        return str(ctx.get("error", error["msg"]))
+    if kind in ("model_type", "dict_type"):
+        return "must be a group of settings"
+    return error["msg"][0].lower() + error["msg"][1:]
+
+
+def describe_validation_error(err: ValidationError, prefix: str = "", header: bool = True) -> str:
+    """Turn pydantic's report into sentences that name each field and say what is allowed."""
+    parts = []
+    for error in err.errors():
+        field = prefix + _loc(error["loc"])
+        got = error.get("input")
+        shown = "" if error["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"
+        if error["type"] == "value_error":
+            parts.append(_allowed(error) if field == "spec" else f"{field}: {_allowed(error)}")
+        else:
+            parts.append(f"{field} {_allowed(error)}{shown}")
+    text = "; ".join(parts)
+    return f"Invalid spec: {text}." if header else text
