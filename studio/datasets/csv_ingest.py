@@ -1,0 +1,371 @@
+"""Read the CSV files spreadsheets really save: guess the delimiter and encoding, read decimal commas,
+and turn every bad file into one plain :class:`DatasetError` sentence instead of a traceback.
+
+``read_table_file`` is used both when a data set is added and when ``predict`` reads new rows, so the
+two always see the same columns and types.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from studio.errors import DatasetError
+
+DELIMITERS: dict[str, str] = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+MAX_COLUMNS = 5000
+# A table in memory takes several times its file size (strings become Python objects, the text is decoded).
+MEMORY_FACTOR = 5
+SNIFF_CHARS = 64 * 1024
+SNIFF_RECORDS = 50
+# Cells that mean "no value" inside an otherwise numeric column.
+MISSING_MARKERS = frozenset(
+    {"?", "-", "--", ".", "n/a", "na", "nan", "null", "none", "missing", "#n/a", "#value!"}
+)
+
+_BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"PK\x03\x04", "an Excel workbook or a zip archive?"),
+    (b"\xd0\xcf\x11\xe0", "an Excel workbook?"),
+    (b"\x89PNG", "a PNG image?"),
+    (b"\xff\xd8\xff", "a JPEG image?"),
+    (b"GIF8", "a GIF image?"),
+    (b"%PDF", "a PDF document?"),
+    (b"\x1f\x8b", "a gzip-compressed file?"),
+)
+_DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:[.\s\u00a0\u202f]\d{3})+)(?:,\d+)?$")
+_THOUSANDS_COMMA = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+_SEP_HINT = re.compile(r"^sep=(.)\n")
+
+
+def available_memory_bytes() -> int:
+    """Memory the operating system can still give this process (tests replace this)."""
+    try:
+        import psutil
+    except ImportError:  # psutil is a requirement; without it the size check is skipped
+        return 1 << 62
+    return int(psutil.virtual_memory().available)
+
+
+def human_size(n_bytes: float) -> str:
+    """``1536`` -> ``'1.5 KB'``."""
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n_bytes < 1024 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError("unreachable")
+
+
+def read_table_file(
+    path_or_bytes: str | Path | bytes, filename: str | None = None, *, max_bytes: int | None = None
+) -> pd.DataFrame:
+    """Read a CSV (or Parquet) file or upload into a DataFrame with clean, unique column names.
+
+    ``filename`` names raw bytes in messages. Renamed columns are listed in
+    ``df.attrs["renamed_columns"]`` (old -> new) for the profile's warning. Raises
+    :class:`DatasetError` with one sentence for anything that is not a usable table.
+    """
+    data, label = read_source_bytes(path_or_bytes, filename, max_bytes=max_bytes)
+    return parse_table_bytes(data, label)
+
+
+def read_source_bytes(
+    path_or_bytes: str | Path | bytes, filename: str | None = None, *, max_bytes: int | None = None
+) -> tuple[bytes, str]:
+    """The raw bytes of a path or upload, after the size checks, and the name to use in messages."""
+    if isinstance(path_or_bytes, (bytes, bytearray, memoryview)):
+        data = bytes(path_or_bytes)
+        label = filename or "the uploaded file"
+        check_size(len(data), label, max_bytes)
+        return data, label
+    path = Path(path_or_bytes).expanduser()
+    label = filename or path.name
+    if not path.is_file():
+        raise DatasetError(f"File '{path}' does not exist (or is a folder, not a file).")
+    check_size(path.stat().st_size, label, max_bytes)
+    try:
+        return path.read_bytes(), label
+    except OSError as err:
+        raise DatasetError(f"File '{path}' cannot be read ({err.strerror or err}).") from None
+
+
+def check_size(size: int, label: str, max_bytes: int | None) -> None:
+    """Refuse files over the upload limit or too big for the free memory, before reading them."""
+    if max_bytes is not None and size > max_bytes:
+        raise DatasetError(
+            f"'{label}' is {human_size(size)}, over the {human_size(max_bytes)} upload limit; "
+            "upload a smaller file or add it from the command line (`python -m studio datasets add FILE`)."
+        )
+    free = available_memory_bytes()
+    if size * MEMORY_FACTOR > free:
+        raise DatasetError(
+            f"'{label}' is {human_size(size)} but only {human_size(free)} of memory is free, and reading a "
+            f"table takes about {MEMORY_FACTOR} times its file size; use a smaller extract of the data or a "
+            "machine with more memory."
+        )
+
+
+def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
+    """Bytes -> clean DataFrame (see :func:`read_table_file`)."""
+    if not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+        raise DatasetError(f"'{label}' is empty; choose a CSV file with a header line and data rows.")
+    if data.startswith(b"PAR1"):
+        return _read_parquet(data, label)
+    text = decode_text(data, label)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    hint = _SEP_HINT.match(text)
+    first_line = 1
+    if hint:  # Excel's "sep=;" first line names the delimiter
+        text, first_line = text[hint.end() :], 2
+    delimiter, header = sniff_delimiter(text, label, forced=hint.group(1) if hint else None)
+    if len(header) > MAX_COLUMNS:
+        raise DatasetError(
+            f"'{label}' has {len(header):,} columns; the studio handles at most {MAX_COLUMNS:,}, "
+            "so keep the columns you need and save again."
+        )
+    check_field_counts(text, delimiter, len(header), label, first_line)
+    placeholders = [f"__c{i}" for i in range(len(header))]
+    try:
+        df = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            header=0,
+            names=placeholders,
+            index_col=False,
+            skipinitialspace=True,
+            low_memory=False,
+            quotechar='"',
+        )
+    except (pd.errors.ParserError, ValueError, OverflowError) as err:
+        unclosed = re.search(r"EOF inside string starting at row (\d+)", str(err))
+        if unclosed:
+            raise DatasetError(
+                f"'{label}' has a quote (\") that is never closed, in the row near line "
+                f"{int(unclosed.group(1)) + first_line}; close or remove it and save again."
+            ) from None
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise DatasetError(f"'{label}' could not be read as a table ({reason}).") from None
+    df = _drop_empty_unnamed(df, header)
+    df = df.dropna(how="all").reset_index(drop=True)
+    if df.empty:
+        raise DatasetError(f"'{label}' has a header line but no data rows; add rows below the header.")
+    df = convert_text_columns(df, decimal_comma=delimiter != ",")
+    return df
+
+
+def decode_text(data: bytes, label: str) -> str:
+    """Decode as UTF-8 (BOM stripped), UTF-16 with a BOM, else cp1252 / latin-1; refuse binary files."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export
+        try:
+            return data.decode("utf-16")
+        except UnicodeDecodeError:
+            raise DatasetError(_binary_message(label, data)) from None
+    head = data[:8192]
+    if b"\x00" in head or any(data.startswith(magic) for magic, _ in _BINARY_SIGNATURES):
+        raise DatasetError(_binary_message(label, data))
+    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
+        try:
+            text = data.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    sample = text[:100_000]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\x0c")
+    if controls > max(2, len(sample) // 100):
+        raise DatasetError(_binary_message(label, data))
+    return text
+
+
+def _binary_message(label: str, data: bytes) -> str:
+    guess = next((what for magic, what in _BINARY_SIGNATURES if data.startswith(magic)), "an Excel workbook?")
+    return (
+        f"'{label}' looks like a binary file ({guess}), not CSV text; open it in your spreadsheet program "
+        "and save it as CSV."
+    )
+
+
+def _records(text: str, delimiter: str) -> list[list[str]]:
+    """The first non-blank records of a text sample, parsed with quotes respected."""
+    records: list[list[str]] = []
+    try:
+        for row in csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"'):
+            if row and any(cell.strip() for cell in row):
+                records.append(row)
+                if len(records) > SNIFF_RECORDS:
+                    break
+    except csv.Error:
+        pass  # a sample cut inside a quoted field; what was read is enough to judge
+    return records
+
+
+def _fits(row: list[str], expected: int) -> bool:
+    """Same field count as the header, allowing empty fields after trailing delimiters."""
+    return len(row) == expected or (len(row) > expected and not any(c.strip() for c in row[expected:]))
+
+
+def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[str, list[str]]:
+    """Pick the delimiter whose field counts agree best with the header; return it and the header cells.
+
+    Each candidate parses the first lines (quotes respected) and scores the share of rows whose field
+    count matches the header's, then the number of fields.
+    """
+    truncated = len(text) > SNIFF_CHARS
+    sample = text[: text.rfind("\n", 0, SNIFF_CHARS) + 1] if truncated else text
+    if truncated and not sample:
+        sample = text[:SNIFF_CHARS]
+    best: tuple[float, int, int] | None = None
+    choice: tuple[str, list[str]] | None = None
+    n_records = 0
+    candidates = [forced] if forced else list(DELIMITERS)
+    for priority, delimiter in enumerate(candidates):
+        records = _records(sample, delimiter)
+        if truncated and len(records) > 2:
+            records = records[:-1]  # the last one may be cut short
+        n_records = max(n_records, len(records))
+        if not records or len(records[0]) < 2:
+            continue
+        header, rows = records[0], records[1:]
+        consistency = sum(_fits(row, len(header)) for row in rows) / len(rows) if rows else 1.0
+        score = (consistency, len(header), -priority)
+        if best is None or score > best:
+            best, choice = score, (delimiter, header)
+    if n_records <= 1 and not truncated:
+        raise DatasetError(f"'{label}' has a header line but no data rows; add rows below the header.")
+    if choice is None:
+        tried = ", ".join(
+            f"{name} ({d!r})" if d == "\t" else f"{name} ('{d}')" for d, name in DELIMITERS.items()
+        )
+        raise DatasetError(
+            f"'{label}' has only one column: none of the delimiters tried ({tried}) splits its header "
+            "line, and a training table needs at least two columns, so save it with one of those."
+        )
+    return choice
+
+
+def check_field_counts(text: str, delimiter: str, expected: int, label: str, first_line: int = 1) -> None:
+    """Every row must have as many fields as the header; name the first that does not."""
+    bad: list[tuple[int, int]] = []
+    if '"' not in text:
+        for number, line in enumerate(text.split("\n")[1:], start=first_line + 1):
+            n = line.count(delimiter) + 1
+            if n != expected and line.strip() and not _fits(line.split(delimiter), expected):
+                bad.append((number, n))
+    else:
+        reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"')
+        try:
+            start = first_line
+            for index, row in enumerate(reader):
+                if index and row and any(c.strip() for c in row) and not _fits(row, expected):
+                    bad.append((start, len(row)))
+                start = first_line + reader.line_num
+        except csv.Error as err:
+            raise DatasetError(
+                f"'{label}' cannot be read near line {first_line + reader.line_num - 1} ({err}); "
+                "check the quotes in that row."
+            ) from None
+    if bad:
+        number, n = bad[0]
+        more = f" ({len(bad) - 1:,} more rows have the same problem)" if len(bad) > 1 else ""
+        raise DatasetError(
+            f"Line {number} of '{label}' has {n} fields but the header has {expected}{more}; "
+            "a stray or missing delimiter in that row is the usual cause, so fix it and save again."
+        )
+
+
+def _drop_empty_unnamed(df: pd.DataFrame, header: list[str]) -> pd.DataFrame:
+    """Spreadsheets save trailing empty columns with empty headers; they carry nothing."""
+    empty = [
+        placeholder
+        for placeholder, name in zip(df.columns, header, strict=False)
+        if not str(name).strip() and df[placeholder].isna().all()
+    ]
+    names = [name for placeholder, name in zip(df.columns, header, strict=False) if placeholder not in empty]
+    df = df.drop(columns=empty)
+    return clean_columns(df, names)
+
+
+def clean_columns(df: pd.DataFrame, names: list[object] | None = None) -> pd.DataFrame:
+    """Column names as stripped text, empty ones named ``unnamed_N`` and duplicates ``name_2``.
+
+    Renames go into ``df.attrs["renamed_columns"]`` as ``{original: new}``.
+    """
+    originals = [str(name) for name in (names if names is not None else df.columns)]
+    cleaned: list[str] = []
+    renamed: dict[str, str] = {}
+    seen: set[str] = set()
+    for position, original in enumerate(originals, start=1):
+        base = original.replace("\ufeff", "").strip() or f"unnamed_{position}"
+        name, suffix = base, 2
+        while name in seen:
+            name, suffix = f"{base}_{suffix}", suffix + 1
+        seen.add(name)
+        cleaned.append(name)
+        if name != original.strip() or (not original.strip()):
+            renamed[original if original.strip() else f"(empty header in column {position})"] = name
+    df = df.copy() if names is None else df
+    df.columns = cleaned
+    df.attrs["renamed_columns"] = renamed
+    return df
+
+
+def _read_parquet(data: bytes, label: str) -> pd.DataFrame:
+    try:
+        df = pd.read_parquet(io.BytesIO(data))
+    except Exception:  # pyarrow raises many types for corrupt files
+        raise DatasetError(
+            f"'{label}' looks like a Parquet file but cannot be read; save it again."
+        ) from None
+    if df.empty:
+        raise DatasetError(f"'{label}' has columns but no data rows; add rows and save again.")
+    return clean_columns(df.reset_index(drop=True))
+
+
+def convert_text_columns(df: pd.DataFrame, decimal_comma: bool) -> pd.DataFrame:
+    """Strip text cells and turn columns that hold numbers written as text into numbers.
+
+    Handles decimal commas (``3,14``, with ``1.234,5`` thousands) for non-comma delimiters, thousands
+    commas (``1,234.5``) for comma files, and missing-value markers like ``?`` or ``-`` in number columns.
+    """
+    for column in df.columns:
+        series = df[column]
+        if not (pd.api.types.is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)):
+            continue
+        stripped = series.astype("str").str.strip().where(series.notna())
+        stripped = stripped.mask(stripped == "")
+        number = _as_number(stripped, decimal_comma)
+        df[column] = number if number is not None else stripped
+    return df
+
+
+def _as_number(series: pd.Series, decimal_comma: bool) -> pd.Series | None:
+    present = series.dropna()
+    if present.empty:
+        return None
+    pattern = _DECIMAL_COMMA if decimal_comma else _THOUSANDS_COMMA
+    sample = present.head(200)
+    plain = pd.to_numeric(sample, errors="coerce")
+    unparsed = sample[plain.isna()]
+    if not unparsed.empty and not all(
+        value.lower() in MISSING_MARKERS or pattern.match(value) for value in unparsed
+    ):
+        return None
+    values = series
+    if present.str.contains(",", regex=False).any():
+        matches = series.str.match(pattern.pattern).fillna(False).astype(bool)
+        if decimal_comma:
+            fixed = series.str.replace(r"[.\s\u00a0\u202f]", "", regex=True).str.replace(
+                ",", ".", regex=False
+            )
+        else:
+            fixed = series.str.replace(",", "", regex=False)
+        values = series.where(~matches, fixed)
+    numbers = pd.to_numeric(values, errors="coerce")
+    failed = present[numbers[present.index].isna()]
+    if failed.empty or all(value.lower() in MISSING_MARKERS for value in failed.unique()):
+        if numbers.notna().sum() == 0:
+            return None
+        return numbers
+    return None

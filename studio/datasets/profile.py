@@ -1,0 +1,422 @@
+"""Profile a table: what kind each column is, what is missing, which column is probably the target,
+and warnings in plain words with what the studio will do about each.
+
+The profile is a JSON-serialisable dict (saved as ``profile.json``); see :func:`profile_table`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "identifier")
+TARGET_NAMES = ("target", "label", "class", "y", "outcome", "diagnosis")
+TARGET_WARNING_CODES = ("target_missing", "rare_class", "imbalance", "leak")
+MAX_CLASSES_FOR_INTEGER_TARGET = 20
+RARE_CLASS_ROWS = 5
+IMBALANCE_RATIO = 10
+HIGH_MISSING_SHARE = 0.5
+TOP_VALUES = 10
+
+_ID_NAME = re.compile(r"(?:^|[_\s.-])(?:id|uuid|guid)$|^(?:index|idx|row_?id|row_?number|record_?id)$", re.I)
+_CAMEL_ID = re.compile(r"[a-z0-9](?:Id|ID)$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+_ISO_DATE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}(?:[ T]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?$"
+)
+_OTHER_DATE = re.compile(
+    r"^(?:\d{1,2}[./-]\d{1,2}[./-](?:\d{4}|\d{2})|\d{4}/\d{1,2}/\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$"
+)
+_BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"})
+
+
+def profile_table(df: pd.DataFrame) -> dict[str, Any]:
+    """Profile every column, suggest a target and task, and collect warnings (for the suggested target).
+
+    Column renames made while reading (``df.attrs["renamed_columns"]``) become a ``renamed_columns``
+    warning.
+    """
+    n_rows = len(df)
+    columns = [_profile_column(df[name], str(name), n_rows) for name in df.columns]
+    duplicate_rows = int(pd.util.hash_pandas_object(df, index=False).duplicated().sum()) if n_rows else 0
+    profile: dict[str, Any] = {
+        "n_rows": n_rows,
+        "n_cols": len(df.columns),
+        "duplicate_rows": duplicate_rows,
+        "columns": columns,
+        "suggested_target": None,
+        "suggested_task": None,
+        "warnings": [],
+    }
+    target = suggest_target(profile)
+    profile["suggested_target"] = target
+    profile["suggested_task"] = suggest_task(profile, target) if target is not None else None
+    profile["warnings"] = _table_warnings(profile, dict(df.attrs.get("renamed_columns") or {}))
+    profile["warnings"] += _column_warnings(profile, target)
+    if target is not None:
+        profile["warnings"] += target_warnings(df, profile, target, profile["suggested_task"])
+    return profile
+
+
+def column_profile(profile: dict[str, Any], name: str) -> dict[str, Any]:
+    """The profile entry of one column (``KeyError`` if the table has no such column)."""
+    for column in profile["columns"]:
+        if column["name"] == name:
+            return column
+    raise KeyError(name)
+
+
+# --------------------------------------------------------------------------- columns
+def _profile_column(series: pd.Series, name: str, n_rows: int) -> dict[str, Any]:
+    missing = int(series.isna().sum())
+    counts = series.value_counts(dropna=True)
+    kind = _kind(series, name, counts, n_rows - missing)
+    entry: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "dtype": str(series.dtype),
+        "missing": missing,
+        "missing_share": round(missing / n_rows, 6) if n_rows else 0.0,
+        "distinct": len(counts),
+        "examples": _examples(series, counts, kind),
+        "stats": _stats(series, counts, kind),
+    }
+    if kind == "numeric":
+        entry["integer"] = _integer_valued(series)
+    return entry
+
+
+def _is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
+
+
+def _integer_valued(series: pd.Series) -> bool:
+    if pd.api.types.is_integer_dtype(series.dtype):
+        return True
+    values = series.dropna().to_numpy(dtype=float, na_value=np.nan)
+    return bool(values.size) and bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+
+
+def looks_like_id_name(name: str) -> bool:
+    """``id``, ``customer_id``, ``PassengerId``, ``uuid`` and the like."""
+    return bool(_ID_NAME.search(name.strip()) or _CAMEL_ID.search(name.strip()))
+
+
+def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
+    distinct = len(counts)
+    if pd.api.types.is_bool_dtype(series.dtype):
+        return "boolean"
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return "datetime"
+    if _is_numeric(series):
+        if pd.api.types.is_integer_dtype(series.dtype) and present == len(series) and present >= 2:
+            all_distinct = distinct == present
+            consecutive = all_distinct and int(counts.index.max()) - int(counts.index.min()) + 1 == distinct
+            if (looks_like_id_name(name) and distinct >= 0.95 * present) or (consecutive and present >= 20):
+                return "identifier"
+        return "numeric"
+    values = [str(value) for value in counts.index[:500]]
+    if not values:
+        return "categorical"
+    lowered = {value.strip().lower() for value in values}
+    if distinct <= 2 and any(lowered <= pair for pair in _BOOLEAN_PAIRS):
+        return "boolean"
+    sample = series.dropna().astype(str).head(200)
+    if all(_ISO_DATE.match(value) or _OTHER_DATE.match(value) for value in sample):
+        return "datetime"
+    nearly_all_distinct = present >= 2 and distinct >= 0.95 * present
+    if nearly_all_distinct and (looks_like_id_name(name) or all(_UUID.match(v) for v in values[:50])):
+        return "identifier"
+    mean_length = sum(map(len, values)) / len(values)
+    mean_words = sum(len(value.split()) for value in values) / len(values)
+    if distinct >= 0.5 * present and (mean_words >= 4 or (mean_length >= 30 and mean_words >= 2)):
+        return "text"
+    if nearly_all_distinct and present >= 20:
+        return "identifier"
+    return "categorical"
+
+
+def _examples(series: pd.Series, counts: pd.Series, kind: str) -> list[str]:
+    if kind in ("numeric", "identifier", "datetime", "text"):
+        values = pd.unique(series.dropna().head(1000))[:5]
+    else:
+        values = counts.index[:5]
+    return [_text(value) for value in values]
+
+
+def _stats(series: pd.Series, counts: pd.Series, kind: str) -> dict[str, Any]:
+    if kind == "numeric":
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        values = values[~np.isnan(values)]
+        if not values.size:
+            return {"min": None, "max": None, "mean": None, "std": None}
+        return {
+            "min": _number(values.min()),
+            "max": _number(values.max()),
+            "mean": _number(values.mean()),
+            "std": _number(values.std(ddof=1)) if values.size > 1 else 0.0,
+        }
+    if kind == "datetime":
+        stamps = _to_datetime(series, counts)
+        if stamps is None or stamps.isna().all():
+            return {"min": None, "max": None}
+        return {"min": stamps.min().isoformat(), "max": stamps.max().isoformat()}
+    return {"top": [[_text(value), int(count)] for value, count in counts.head(TOP_VALUES).items()]}
+
+
+def _to_datetime(series: pd.Series, counts: pd.Series) -> pd.Series | None:
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return series.dropna()
+    distinct = pd.Series(counts.index.astype(str))
+    if len(distinct) > 5000:
+        distinct = distinct.head(5000)  # enough for a sensible range; a full parse is slow
+    if all(_ISO_DATE.match(value) for value in distinct.head(200)):
+        return pd.to_datetime(distinct, errors="coerce", format="ISO8601", utc=True)
+    dayfirst = any(int(re.split(r"[./-]", value)[0]) > 12 for value in distinct if value[:1].isdigit())
+    return pd.to_datetime(distinct, errors="coerce", format="mixed", dayfirst=dayfirst)
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return str(value)
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------- target and task
+def suggest_target(profile: dict[str, Any]) -> str | None:
+    """A column named like target/label/class/y/outcome/diagnosis, else the last usable column."""
+    columns = profile["columns"]
+    by_lower = {column["name"].strip().lower(): column["name"] for column in columns}
+    for candidate in TARGET_NAMES:
+        if candidate in by_lower:
+            return by_lower[candidate]
+    usable = [c for c in columns if c["kind"] not in ("identifier", "datetime", "text") and c["distinct"] > 1]
+    if usable:
+        return usable[-1]["name"]
+    return columns[-1]["name"] if columns else None
+
+
+def suggest_task(profile: dict[str, Any], target: str) -> str | None:
+    """``classification`` for categories and small sets of whole numbers, ``regression`` for other numbers.
+
+    ``None`` when the column cannot be a target (dates, or a single value).
+    """
+    column = column_profile(profile, target)
+    present = profile["n_rows"] - column["missing"]
+    if column["distinct"] < 2 or column["kind"] == "datetime":
+        return None
+    if column["kind"] != "numeric":
+        return "classification"
+    few = column["distinct"] <= MAX_CLASSES_FOR_INTEGER_TARGET and column["distinct"] <= max(2, present // 5)
+    return "classification" if column.get("integer") and few else "regression"
+
+
+# --------------------------------------------------------------------------- warnings
+def _warning(code: str, column: str | None, message: str, action: str) -> dict[str, Any]:
+    return {"code": code, "column": column, "message": message, "action": action}
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def _listing(items: list[str], limit: int = 8) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _table_warnings(profile: dict[str, Any], renamed: dict[str, str]) -> list[dict[str, Any]]:
+    found = []
+    if renamed:
+        pairs = _listing([f"'{old}' -> '{new}'" for old, new in renamed.items()])
+        found.append(
+            _warning(
+                "renamed_columns",
+                None,
+                f"Some column names were empty or repeated, so they were renamed: {pairs}.",
+                "The new names are used everywhere in the studio, including for predictions.",
+            )
+        )
+    duplicates = profile["duplicate_rows"]
+    if duplicates:
+        share = duplicates / profile["n_rows"]
+        found.append(
+            _warning(
+                "duplicates",
+                None,
+                f"{_plural(duplicates, 'row')} ({share:.0%}) repeat an earlier row exactly.",
+                "They are kept; if they are copies made by mistake, remove them, because a row seen in "
+                "training and again in validation makes scores look better than they are.",
+            )
+        )
+    return found
+
+
+def _column_warnings(profile: dict[str, Any], target: str | None) -> list[dict[str, Any]]:
+    found = []
+    for column in profile["columns"]:
+        name = column["name"]
+        if name == target:
+            continue
+        if column["kind"] == "identifier":
+            found.append(
+                _warning(
+                    "identifier",
+                    name,
+                    f"Column '{name}' has a different value in almost every row, like an id, so it holds "
+                    "no pattern a model could learn.",
+                    "It will be ignored as a feature.",
+                )
+            )
+        elif column["distinct"] <= 1:
+            what = "no values at all" if column["distinct"] == 0 else "the same value in every row"
+            found.append(
+                _warning(
+                    "constant",
+                    name,
+                    f"Column '{name}' has {what}, so it cannot help to tell rows apart.",
+                    "It will be ignored as a feature.",
+                )
+            )
+        if column["missing_share"] > HIGH_MISSING_SHARE and column["distinct"] > 0:
+            found.append(
+                _warning(
+                    "high_missing",
+                    name,
+                    f"Column '{name}' is empty in {column['missing_share']:.0%} of rows.",
+                    "It is kept: gaps are filled, and marked when 'Mark missing values' is on; leave the "
+                    "column out if it is mostly noise.",
+                )
+            )
+    return found
+
+
+def target_warnings(
+    df: pd.DataFrame, profile: dict[str, Any], target: str, task: str | None = None
+) -> list[dict[str, Any]]:
+    """Warnings that depend on the target column (codes in ``TARGET_WARNING_CODES``).
+
+    ``task`` defaults to :func:`suggest_task` for that target. Use :func:`warnings_for_target` for the
+    complete list after the user picks another target.
+    """
+    if target not in df.columns:
+        return []
+    task = task or suggest_task(profile, target)
+    labels = df[target]
+    found = []
+    missing = int(labels.isna().sum())
+    if missing:
+        found.append(
+            _warning(
+                "target_missing",
+                target,
+                f"{_plural(missing, 'row')} ({missing / len(df):.0%}) have no value in the target column "
+                f"'{target}'.",
+                "Those rows will be dropped before training.",
+            )
+        )
+    if task == "classification":
+        found += _class_warnings(labels, target)
+    found += _leak_warnings(df, profile, target)
+    return found
+
+
+def warnings_for_target(
+    df: pd.DataFrame, profile: dict[str, Any], target: str, task: str | None = None
+) -> list[dict[str, Any]]:
+    """The whole warning list as it reads when ``target`` (not the suggested one) is the target."""
+    kept = [w for w in profile["warnings"] if w["code"] in ("renamed_columns", "duplicates")]
+    return kept + _column_warnings(profile, target) + target_warnings(df, profile, target, task)
+
+
+def _class_warnings(labels: pd.Series, target: str) -> list[dict[str, Any]]:
+    counts = labels.value_counts(dropna=True)
+    counts.index = [_text(value) for value in counts.index]
+    if len(counts) < 2:
+        return []
+    found = []
+    rare = counts[counts < RARE_CLASS_ROWS]
+    if len(rare):
+        named = _listing([f"'{value}' ({_plural(int(count), 'row')})" for value, count in rare.items()])
+        found.append(
+            _warning(
+                "rare_class",
+                target,
+                f"{'Class' if len(rare) == 1 else 'Classes'} {named} of '{target}' "
+                f"{'has' if len(rare) == 1 else 'have'} fewer than {RARE_CLASS_ROWS} rows.",
+                "They are kept, but the model sees too few examples to learn them and they may be missing "
+                "from the validation or test rows; merge them with a similar class or add rows.",
+            )
+        )
+    largest, smallest = counts.index[0], counts.index[-1]
+    ratio = counts.iloc[0] / counts.iloc[-1]
+    if ratio >= IMBALANCE_RATIO:
+        found.append(
+            _warning(
+                "imbalance",
+                target,
+                f"The classes of '{target}' are imbalanced: '{largest}' has {counts.iloc[0]:,} rows but "
+                f"'{smallest}' only {counts.iloc[-1]:,} ({ratio:.0f} to 1), so accuracy may mislead, since "
+                f"always answering '{largest}' already scores {counts.iloc[0] / counts.sum():.0%}.",
+                "The studio shows f1_macro, which weighs every class equally, next to accuracy.",
+            )
+        )
+    return found
+
+
+def _leak_warnings(df: pd.DataFrame, profile: dict[str, Any], target: str) -> list[dict[str, Any]]:
+    labels = df[target]
+    present = labels.notna()
+    n_present = int(present.sum())
+    target_distinct = column_profile(profile, target)["distinct"]
+    if target_distinct < 2:
+        return []
+    found = []
+    for column in profile["columns"]:
+        name = column["name"]
+        if name == target or column["distinct"] != target_distinct or name not in df.columns:
+            continue
+        pair = df.loc[present, [name, target]].dropna()
+        if len(pair) < max(2, 0.95 * n_present):
+            continue
+        if _maps_one_to_one(pair[name], pair[target]):
+            found.append(
+                _warning(
+                    "leak",
+                    name,
+                    f"Column '{name}' gives the target away: each of its values goes with exactly one value "
+                    f"of '{target}', so it is most likely a copy or a code of the answer.",
+                    "It will be ignored as a feature, because it would not be known for new rows.",
+                )
+            )
+    return found
+
+
+def _maps_one_to_one(feature: pd.Series, labels: pd.Series) -> bool:
+    distinct = labels.nunique()
+    if feature.nunique() != distinct:
+        return False
+    if distinct == len(labels):
+        # Every value is unique, so any two unique columns pair up; only a copy or a rescaling is a leak.
+        if _is_numeric(feature) and _is_numeric(labels):
+            a = feature.to_numpy(dtype=float)
+            b = labels.to_numpy(dtype=float)
+            if np.array_equal(a, b):
+                return True
+            if a.std() == 0 or b.std() == 0:
+                return False
+            return bool(abs(np.corrcoef(a, b)[0, 1]) > 0.999999)
+        return bool((feature.map(_text).to_numpy() == labels.map(_text).to_numpy()).all())
+    pairs = pd.DataFrame({"f": feature.to_numpy(), "t": labels.to_numpy()}).drop_duplicates()
+    return len(pairs) == distinct

@@ -1,0 +1,253 @@
+"""The data set store: one folder per data set under ``STUDIO_HOME/datasets/<id>/`` holding
+``data.parquet``, ``profile.json`` and ``meta.json``.
+
+A data set is written into a hidden temporary folder beside its final place and renamed into place
+when complete, so a crash never leaves half a data set. Adding the same content twice returns the
+data set already stored.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from studio.datasets.csv_ingest import parse_table_bytes, read_source_bytes
+from studio.datasets.profile import profile_table
+from studio.errors import DatasetError
+from studio.settings import studio_home
+
+KIND_TABULAR = "tabular"
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,80}$")
+LIST_HINT = "`python -m studio datasets list` shows the stored ids"
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A stored data set, as recorded in its ``meta.json``."""
+
+    id: str
+    """Short slug and content hash, e.g. ``wine-3f2a9c1b``; safe as a folder name."""
+    name: str
+    """Readable name (the file name without extension, or the name given)."""
+    kind: str
+    """``tabular`` (image data sets come later)."""
+    n_rows: int
+    n_cols: int
+    created: str
+    """When it was added, ISO 8601 in UTC."""
+    source_file: str
+    """The original file name (``sample:NAME`` for built-in samples)."""
+    path: Path
+    """The data set's folder."""
+
+
+def datasets_root() -> Path:
+    """``STUDIO_HOME/datasets``, created on demand."""
+    root = studio_home() / "datasets"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def slugify(text: str, fallback: str = "data") -> str:
+    """A lower-case, folder-safe short form of a name: ``'My Sales (2024).csv'`` -> ``'my-sales-2024-csv'``."""
+    slug = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40].strip("-")
+    return slug or fallback
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+# --------------------------------------------------------------------------- adding
+def add_csv(
+    source: str | Path | bytes,
+    name: str | None = None,
+    *,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+) -> DatasetInfo:
+    """Add a CSV file (a path, or the raw bytes of an upload named by ``filename``) to the store.
+
+    The same content added again returns the data set already stored. Raises :class:`DatasetError`
+    with one sentence when the file cannot be used; nothing is written then.
+    """
+    data, label = read_source_bytes(source, filename, max_bytes=max_bytes)
+    if filename is None and not isinstance(source, (bytes, bytearray, memoryview)):
+        filename = Path(source).name
+    filename = filename or "upload.csv"
+    digest = content_hash(data)
+    existing = _find_by_hash(digest)
+    if existing is not None:
+        return existing
+    df = parse_table_bytes(data, label)
+    return store_table(df, name or Path(filename).stem, source_file=filename, digest=digest)
+
+
+def store_table(
+    df: pd.DataFrame, name: str, *, source_file: str, digest: str, kind: str = KIND_TABULAR
+) -> DatasetInfo:
+    """Profile ``df`` and write it as a new data set (or return the one with the same ``digest``)."""
+    existing = _find_by_hash(digest)
+    if existing is not None:
+        return existing
+    profile = profile_table(df)
+    root = datasets_root()
+    dataset_id = _new_id(root, name, digest)
+    final = root / dataset_id
+    info = DatasetInfo(
+        id=dataset_id,
+        name=name,
+        kind=kind,
+        n_rows=int(len(df)),
+        n_cols=int(len(df.columns)),
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        source_file=source_file,
+        path=final,
+    )
+    staging = Path(tempfile.mkdtemp(prefix=f".tmp-{dataset_id}-", dir=root))
+    try:
+        table = df.copy()
+        table.attrs = {}
+        table.to_parquet(staging / "data.parquet", index=False)
+        _write_json(staging / "profile.json", profile)
+        _write_json(staging / "meta.json", _meta(info, digest))
+        try:
+            os.rename(staging, final)
+        except OSError:
+            # Another process stored the same content a moment ago: use that one.
+            winner = _find_by_hash(digest)
+            if winner is None:
+                raise
+            return winner
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def _new_id(root: Path, name: str, digest: str) -> str:
+    slug = slugify(name)
+    for length in (8, 12, 16, 64):
+        candidate = f"{slug}-{digest[:length]}"
+        if not (root / candidate).exists():
+            return candidate
+    raise DatasetError(f"A data set folder for '{name}' already exists; delete it and add the file again.")
+
+
+def _meta(info: DatasetInfo, digest: str) -> dict[str, Any]:
+    meta = asdict(info)
+    meta.pop("path")
+    meta["content_hash"] = digest
+    return meta
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=False), encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- reading
+def _read_meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads((folder / "meta.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _info(folder: Path, meta: dict[str, Any]) -> DatasetInfo:
+    known = {f.name for f in fields(DatasetInfo)} - {"path"}
+    return DatasetInfo(**{key: meta[key] for key in known}, path=folder)
+
+
+def _stored() -> list[tuple[DatasetInfo, dict[str, Any]]]:
+    found = []
+    for folder in datasets_root().iterdir():
+        if folder.name.startswith(".") or not folder.is_dir():
+            continue
+        meta = _read_meta(folder)
+        if meta is None:
+            continue
+        try:
+            found.append((_info(folder, meta), meta))
+        except (KeyError, TypeError):
+            continue
+    return found
+
+
+def _find_by_hash(digest: str) -> DatasetInfo | None:
+    for info, meta in _stored():
+        if meta.get("content_hash") == digest:
+            return info
+    return None
+
+
+def list_datasets() -> list[DatasetInfo]:
+    """Every stored data set, newest first."""
+
+    def newest(info: DatasetInfo) -> tuple[str, int]:
+        try:
+            return info.created, (info.path / "meta.json").stat().st_mtime_ns
+        except OSError:
+            return info.created, 0
+
+    return sorted((info for info, _ in _stored()), key=newest, reverse=True)
+
+
+def _folder(dataset_id: str) -> Path:
+    if not isinstance(dataset_id, str) or not _ID.match(dataset_id):
+        raise DatasetError(f"'{dataset_id}' is not a data set id; {LIST_HINT}.")
+    folder = datasets_root() / dataset_id
+    if not (folder / "meta.json").is_file():
+        raise DatasetError(f"There is no data set with id '{dataset_id}'; {LIST_HINT}.")
+    return folder
+
+
+def get_dataset(dataset_id: str) -> DatasetInfo:
+    """The stored data set with this id; :class:`DatasetError` if there is none."""
+    folder = _folder(dataset_id)
+    meta = _read_meta(folder)
+    if meta is None:
+        raise DatasetError(f"Data set '{dataset_id}' is damaged (its meta.json cannot be read); delete it.")
+    return _info(folder, meta)
+
+
+def load_table(dataset_id: str) -> pd.DataFrame:
+    """The data set's rows, as stored in ``data.parquet``."""
+    folder = _folder(dataset_id)
+    try:
+        return pd.read_parquet(folder / "data.parquet")
+    except (OSError, ValueError) as err:
+        raise DatasetError(
+            f"Data set '{dataset_id}' cannot be read ({err}); delete it and add it again."
+        ) from None
+
+
+def load_profile(dataset_id: str) -> dict[str, Any]:
+    """The data set's profile, as stored in ``profile.json``."""
+    folder = _folder(dataset_id)
+    try:
+        return json.loads((folder / "profile.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        raise DatasetError(
+            f"Data set '{dataset_id}' has no readable profile; delete it and add it again."
+        ) from None
+
+
+def delete_dataset(dataset_id: str) -> None:
+    """Remove a data set; it disappears at once (renamed away first), then its files are deleted."""
+    folder = _folder(dataset_id)
+    trash = folder.parent / f".trash-{dataset_id}-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        os.rename(folder, trash)
+    except FileNotFoundError:
+        raise DatasetError(f"There is no data set with id '{dataset_id}'; {LIST_HINT}.") from None
+    shutil.rmtree(trash, ignore_errors=True)

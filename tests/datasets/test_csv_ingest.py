@@ -1,0 +1,205 @@
+"""CSV reading: the files spreadsheets save, and one clear sentence for every file that cannot be used."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from studio.datasets import add_csv, csv_ingest, read_table_file
+from studio.errors import DatasetError
+
+PNG_BYTES = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+)
+XLSX_BYTES = b"PK\x03\x04\x14\x00\x06\x00\x08\x00\x00\x00!\x00" + bytes(range(256)) * 4
+
+
+def write(tmp_path: Path, name: str, content: str | bytes, encoding: str = "utf-8") -> Path:
+    path = tmp_path / name
+    if isinstance(content, str):
+        path.write_bytes(content.encode(encoding))
+    else:
+        path.write_bytes(content)
+    return path
+
+
+def test_semicolon_decimal_comma_latin1(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "prices.csv",
+        "Produit;Prix;Quantité\nCafé;3,5;2\nThé;2,25;10\nCrème brûlée;1.234,5;1\n",
+        encoding="latin-1",
+    )
+    df = read_table_file(path)
+    assert list(df.columns) == ["Produit", "Prix", "Quantité"]
+    assert df["Produit"].tolist() == ["Café", "Thé", "Crème brûlée"]
+    assert df["Prix"].tolist() == [3.5, 2.25, 1234.5]
+    assert pd.api.types.is_integer_dtype(df["Quantité"])
+
+
+def test_cp1252_characters(tmp_path: Path) -> None:
+    path = write(tmp_path, "quotes.csv", "name,price\n“Deluxe” – 5 €,5\nplain,2\n", "cp1252")
+    df = read_table_file(path)
+    assert df["name"].tolist() == ["“Deluxe” – 5 €", "plain"]
+
+
+def test_utf8_bom_is_stripped(tmp_path: Path) -> None:
+    path = write(tmp_path, "bom.csv", b"\xef\xbb\xbfid_code,value\nA,1\nB,2\n")
+    df = read_table_file(path)
+    assert df.columns[0] == "id_code"
+    assert df["value"].tolist() == [1, 2]
+
+
+def test_utf16_excel_unicode_text(tmp_path: Path) -> None:
+    path = write(tmp_path, "unicode.txt", "a\tb\n1\tx\n2\ty\n".encode("utf-16"))
+    df = read_table_file(path)
+    assert df.shape == (2, 2)
+    assert df["b"].tolist() == ["x", "y"]
+
+
+def test_quoted_delimiters_and_newlines(tmp_path: Path) -> None:
+    text = 'name,comment,score\n"Smith, John","said ""hi""\nand left",3\nAnn,"a, b, c",4\n'
+    df = read_table_file(write(tmp_path, "quoted.csv", text))
+    assert df.shape == (2, 3)
+    assert df.loc[0, "name"] == "Smith, John"
+    assert df.loc[0, "comment"] == 'said "hi"\nand left'
+    assert df["score"].tolist() == [3, 4]
+
+
+@pytest.mark.parametrize("delimiter", ["\t", "|", ";", ","])
+def test_delimiters(tmp_path: Path, delimiter: str) -> None:
+    rows = [["a", "b", "c"], ["1", "x y", "2.5"], ["2", "z", "3.5"], ["3", "w", ""]]
+    text = "\n".join(delimiter.join(row) for row in rows) + "\n"
+    df = read_table_file(write(tmp_path, "t.csv", text))
+    assert list(df.columns) == ["a", "b", "c"]
+    assert df["c"].tolist()[:2] == [2.5, 3.5]
+    assert df["c"].isna().tolist() == [False, False, True]
+
+
+def test_windows_newlines_thousands_and_missing_markers(tmp_path: Path) -> None:
+    text = 'city,population,area\r\nA,"1,234,567",?\r\nB,"12,000",3.5\r\nC,900,-\r\n'
+    df = read_table_file(write(tmp_path, "cities.csv", text))
+    assert df["population"].tolist() == [1234567, 12000, 900]
+    assert df["area"].isna().sum() == 2
+    assert df.loc[1, "area"] == 3.5
+
+
+def test_excel_sep_hint_and_trailing_empty_columns(tmp_path: Path) -> None:
+    text = "sep=;\na;b;;\n1;x;;\n2;y;;\n;;;\n"
+    df = read_table_file(write(tmp_path, "excel.csv", text))
+    assert list(df.columns) == ["a", "b"]
+    assert len(df) == 2
+
+
+def test_duplicate_and_empty_headers_are_renamed(tmp_path: Path) -> None:
+    text = "col,col, ,value\n1,2,3,4\n5,6,7,8\n"
+    df = read_table_file(write(tmp_path, "dupes.csv", text))
+    assert list(df.columns) == ["col", "col_2", "unnamed_3", "value"]
+    assert df.attrs["renamed_columns"]["col"] == "col_2"
+
+
+def test_bytes_upload_with_filename() -> None:
+    df = read_table_file(b"x;y\n1,5;a\n2,5;b\n", filename="upload.csv")
+    assert df["x"].tolist() == [1.5, 2.5]
+
+
+def test_many_columns(tmp_path: Path) -> None:
+    header = ",".join(f"c{i}" for i in range(2000))
+    row = ",".join(str(i) for i in range(2000))
+    df = read_table_file(write(tmp_path, "wide.csv", f"{header}\n{row}\n{row}\n"))
+    assert df.shape == (2, 2000)
+
+
+# --------------------------------------------------------------------------- bad files
+def assert_one_clear_sentence(err: pytest.ExceptionInfo[DatasetError], *fragments: str) -> None:
+    message = str(err.value)
+    assert "\n" not in message and "Traceback" not in message
+    assert message[0].isupper() or message[0] == "'"
+    assert message.endswith(".")
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def assert_nothing_stored(home: Path) -> None:
+    datasets = home / "datasets"
+    assert not datasets.exists() or not any(datasets.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        (b"", ["is empty"]),
+        (b"  \n\n", ["is empty"]),
+        (b"a,b,c\n", ["no data rows"]),
+        (b"a,b,c\n,,\n\n", ["no data rows"]),
+        (PNG_BYTES, ["binary file", "PNG image", "save it as CSV"]),
+        (XLSX_BYTES, ["binary file", "Excel workbook", "save it as CSV"]),
+        (b"a,b,c\n1,2,3\n4,5,6,7\n8,9,10\n", ["Line 3", "4 fields", "header has 3"]),
+        (b"a,b,c\n1,2,3\n4,5\n", ["Line 3", "2 fields", "header has 3"]),
+        (b'a,b,c\n1,"2,x",3\n"4",5,"6\n7",8\n', ["Line 3", "4 fields", "header has 3"]),
+        (b"value\n1\n2\n3\n", ["only one column", "comma", "semicolon", "tab", "pipe"]),
+        (b'a,b\n1,2\n3,"x\n4,5\n', ["quote", "never closed"]),
+    ],
+    ids=[
+        "empty",
+        "blank",
+        "header-only",
+        "header-and-empty-rows",
+        "png",
+        "xlsx",
+        "too-many-fields",
+        "too-few-fields",
+        "ragged-quoted",
+        "single-column",
+        "unclosed-quote",
+    ],
+)
+def test_bad_files(tmp_path: Path, studio_home: Path, content: bytes, fragments: list[str]) -> None:
+    path = write(tmp_path, "bad.csv", content)
+    with pytest.raises(DatasetError) as err:
+        add_csv(path)
+    assert_one_clear_sentence(err, "'bad.csv'", *fragments)
+    assert_nothing_stored(studio_home)
+
+
+def test_ragged_counts_other_bad_rows(tmp_path: Path) -> None:
+    path = write(tmp_path, "ragged.csv", "a;b\n1;2\n3;4;5\n6\n7;8\n")
+    with pytest.raises(DatasetError) as err:
+        read_table_file(path)
+    assert_one_clear_sentence(err, "Line 3", "3 fields", "1 more row")
+
+
+def test_upload_over_max_bytes(studio_home: Path) -> None:
+    data = b"a,b\n" + b"1,2\n" * 1000
+    with pytest.raises(DatasetError) as err:
+        add_csv(data, filename="big.csv", max_bytes=1024)
+    assert_one_clear_sentence(err, "'big.csv'", "3.9 KB", "1.0 KB upload limit")
+    assert_nothing_stored(studio_home)
+
+
+def test_file_bigger_than_free_memory(
+    tmp_path: Path, studio_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csv_ingest, "available_memory_bytes", lambda: 10_000)
+    path = write(tmp_path, "huge.csv", "a,b\n" + "1,2\n" * 2000)
+    with pytest.raises(DatasetError) as err:
+        add_csv(path)
+    assert_one_clear_sentence(err, "'huge.csv' is 7.8 KB", "9.8 KB of memory is free")
+    assert_nothing_stored(studio_home)
+
+
+def test_too_many_columns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(csv_ingest, "MAX_COLUMNS", 10)
+    header = ",".join(f"c{i}" for i in range(11))
+    path = write(tmp_path, "wide.csv", f"{header}\n{header}\n")
+    with pytest.raises(DatasetError) as err:
+        read_table_file(path)
+    assert_one_clear_sentence(err, "11 columns", "at most 10")
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError) as err:
+        read_table_file(tmp_path / "nope.csv")
+    assert_one_clear_sentence(err, "does not exist")

@@ -1,0 +1,223 @@
+"""Profiles: column kinds, suggested target and task, and every warning code."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studio.datasets import (
+    column_profile,
+    profile_table,
+    read_table_file,
+    target_warnings,
+    warnings_for_target,
+)
+
+N = 240
+
+
+def every_kind_table() -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    colour = rng.choice(["red", "green", "blue"], N)
+    return pd.DataFrame(
+        {
+            "customer_id": np.arange(1000, 1000 + N),
+            "uuid": [str(uuid.UUID(int=int(i) * 7919 + 1)) for i in range(N)],
+            "age": rng.normal(40, 12, N).round(1),
+            "visits": rng.integers(0, 6, N),
+            "colour": colour,
+            "subscribed": rng.choice(["yes", "no"], N),
+            "signup": [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(N)],
+            "review": [
+                f"Customer number {i} wrote a long and thoughtful review about item {i * 3}" for i in range(N)
+            ],
+            "flag": np.array([True, False] * (N // 2)),
+            "country": ["FR"] * N,
+            "spend": rng.gamma(2.0, 30.0, N).round(2),
+        }
+    )
+
+
+def kinds(profile: dict) -> dict[str, str]:
+    return {column["name"]: column["kind"] for column in profile["columns"]}
+
+
+def codes(warnings: list[dict]) -> list[str]:
+    return [warning["code"] for warning in warnings]
+
+
+def test_every_kind() -> None:
+    profile = profile_table(every_kind_table())
+    assert kinds(profile) == {
+        "customer_id": "identifier",
+        "uuid": "identifier",
+        "age": "numeric",
+        "visits": "numeric",
+        "colour": "categorical",
+        "subscribed": "boolean",
+        "signup": "datetime",
+        "review": "text",
+        "flag": "boolean",
+        "country": "categorical",
+        "spend": "numeric",
+    }
+
+
+def test_profile_shape_and_json() -> None:
+    df = every_kind_table()
+    df.loc[:9, "age"] = np.nan
+    profile = profile_table(df)
+    json.dumps(profile, allow_nan=False)
+    assert (profile["n_rows"], profile["n_cols"], profile["duplicate_rows"]) == (N, 11, 0)
+    age = column_profile(profile, "age")
+    assert age["missing"] == 10 and age["missing_share"] == pytest.approx(10 / N, abs=1e-6)
+    assert set(age["stats"]) == {"min", "max", "mean", "std"}
+    assert age["stats"]["min"] <= age["stats"]["mean"] <= age["stats"]["max"]
+    assert all(isinstance(example, str) for example in age["examples"]) and len(age["examples"]) == 5
+    colour = column_profile(profile, "colour")
+    assert colour["distinct"] == 3
+    assert sum(count for _, count in colour["stats"]["top"]) == N
+    signup = column_profile(profile, "signup")
+    assert signup["stats"]["min"].startswith("2024-01-01")
+    assert signup["stats"]["max"].startswith("2024-12-")
+
+
+def test_suggested_target_last_column_regression() -> None:
+    profile = profile_table(every_kind_table())
+    assert profile["suggested_target"] == "spend"
+    assert profile["suggested_task"] == "regression"
+
+
+@pytest.mark.parametrize("name", ["label", "Target", "CLASS", "y", "Outcome", "diagnosis"])
+def test_suggested_target_by_name(name: str) -> None:
+    df = every_kind_table()
+    df.insert(2, name, ["a", "b", "c"] * (N // 3))
+    profile = profile_table(df)
+    assert profile["suggested_target"] == name
+    assert profile["suggested_task"] == "classification"
+
+
+def test_few_whole_numbers_suggest_classification() -> None:
+    df = every_kind_table()
+    df["rating"] = np.tile([1, 2, 3, 4, 5], N // 5)
+    profile = profile_table(df)
+    assert profile["suggested_target"] == "rating"
+    assert column_profile(profile, "rating")["kind"] == "numeric"
+    assert profile["suggested_task"] == "classification"
+    df["rating"] = np.arange(N) % 97
+    assert profile_table(df)["suggested_task"] == "regression"
+
+
+def test_boolean_target_is_classification() -> None:
+    df = every_kind_table()[["age", "spend", "subscribed"]]
+    profile = profile_table(df)
+    assert (profile["suggested_target"], profile["suggested_task"]) == ("subscribed", "classification")
+
+
+def test_column_warnings() -> None:
+    df = every_kind_table()
+    df.loc[: int(N * 0.6), "visits"] = np.nan
+    profile = profile_table(df)
+    found = {(w["code"], w["column"]) for w in profile["warnings"]}
+    assert ("identifier", "customer_id") in found
+    assert ("identifier", "uuid") in found
+    assert ("constant", "country") in found
+    assert ("high_missing", "visits") in found
+    for warning in profile["warnings"]:
+        assert warning["message"].endswith(".") and "\n" not in warning["message"]
+        assert warning["action"]
+
+
+def test_duplicates_warning() -> None:
+    df = every_kind_table()
+    df = pd.concat([df, df.iloc[:7]], ignore_index=True)
+    profile = profile_table(df)
+    assert profile["duplicate_rows"] == 7
+    (warning,) = [w for w in profile["warnings"] if w["code"] == "duplicates"]
+    assert "7 rows" in warning["message"]
+
+
+def test_renamed_columns_warning() -> None:
+    df = read_table_file(b"a,a,,b\n1,2,3,4\n5,6,7,8\n", filename="x.csv")
+    profile = profile_table(df)
+    (warning,) = [w for w in profile["warnings"] if w["code"] == "renamed_columns"]
+    assert "'a' -> 'a_2'" in warning["message"] and "unnamed_3" in warning["message"]
+
+
+def classification_table() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    labels = ["common"] * 200 + ["medium"] * 40 + ["rare"] * 3 + [None] * 4
+    return pd.DataFrame(
+        {
+            "x1": rng.normal(size=len(labels)),
+            "x2": rng.choice(["p", "q"], len(labels)),
+            "code": [{"common": 1, "medium": 2, "rare": 3}.get(label) for label in labels],
+            "label": labels,
+        }
+    )
+
+
+def test_target_warnings() -> None:
+    df = classification_table()
+    profile = profile_table(df)
+    assert profile["suggested_target"] == "label"
+    by_code = {w["code"]: w for w in profile["warnings"]}
+    assert "4 rows" in by_code["target_missing"]["message"]
+    assert "dropped" in by_code["target_missing"]["action"]
+    assert "'rare' (3 rows)" in by_code["rare_class"]["message"]
+    assert "'medium'" not in by_code["rare_class"]["message"]
+    imbalance = by_code["imbalance"]
+    assert "'common' has 200 rows" in imbalance["message"] and "accuracy may mislead" in imbalance["message"]
+    assert "f1_macro" in imbalance["action"]
+    assert by_code["leak"]["column"] == "code"
+    assert "ignored" in by_code["leak"]["action"]
+
+
+def test_balanced_target_has_no_class_warnings() -> None:
+    df = every_kind_table()
+    profile = profile_table(df)
+    assert not set(codes(target_warnings(df, profile, "colour", "classification"))) & {
+        "rare_class",
+        "imbalance",
+        "leak",
+    }
+
+
+def test_leak_of_identical_numeric_target() -> None:
+    df = every_kind_table()
+    df["spend_copy"] = df["spend"] * 100
+    df = df[[c for c in df.columns if c != "spend"] + ["spend"]]
+    warnings = target_warnings(df, profile_table(df), "spend")
+    assert [(w["code"], w["column"]) for w in warnings] == [("leak", "spend_copy")]
+
+
+def test_unique_feature_does_not_leak_a_unique_target() -> None:
+    df = every_kind_table()
+    profile = profile_table(df)
+    assert "leak" not in codes(target_warnings(df, profile, "spend"))
+
+
+def test_warnings_for_another_target() -> None:
+    df = classification_table()
+    profile = profile_table(df)
+    warnings = warnings_for_target(df, profile, "x2", "classification")
+    assert "target_missing" not in codes(warnings)
+    assert all(w["column"] != "x2" for w in warnings if w["code"] in ("constant", "identifier"))
+
+
+def test_profile_is_fast() -> None:
+    rng = np.random.default_rng(2)
+    n = 100_000
+    data = {f"f{i}": rng.normal(size=n) for i in range(40)}
+    data |= {f"c{i}": rng.choice(["a", "b", "c", "d"], n) for i in range(9)}
+    data["target"] = rng.choice(["yes", "no"], n)
+    df = pd.DataFrame(data)
+    start = time.perf_counter()
+    profile = profile_table(df)
+    assert time.perf_counter() - start < 5
+    assert profile["n_cols"] == 50 and profile["suggested_task"] == "classification"

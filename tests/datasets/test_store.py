@@ -1,0 +1,150 @@
+"""The data set store: add, dedupe, list, load, delete, resolve, the samples, and atomic writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from studio.datasets import (
+    SAMPLES,
+    DatasetInfo,
+    add_csv,
+    add_sample,
+    delete_dataset,
+    get_dataset,
+    list_datasets,
+    load_profile,
+    load_table,
+    resolve_dataset,
+    store,
+)
+from studio.errors import DatasetError
+
+CSV = "sepal;petal;species\n5,1;1,4;setosa\n4,9;1,4;setosa\n6,3;4,9;versicolor\n5,8;5,1;virginica\n"
+
+
+@pytest.fixture
+def iris_file(tmp_path: Path) -> Path:
+    path = tmp_path / "My Iris (v2).csv"
+    path.write_text(CSV, encoding="utf-8")
+    return path
+
+
+def test_add_csv_writes_the_dataset_folder(
+    studio_home: Path, iris_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    info = add_csv(iris_file)
+    assert isinstance(info, DatasetInfo)
+    assert info.id.startswith("my-iris-v2-") and len(info.id) == len("my-iris-v2-") + 8
+    assert (info.name, info.kind, info.n_rows, info.n_cols) == ("My Iris (v2)", "tabular", 4, 3)
+    assert info.source_file == "My Iris (v2).csv"
+    assert info.path == studio_home / "datasets" / info.id
+    assert sorted(p.name for p in info.path.iterdir()) == ["data.parquet", "meta.json", "profile.json"]
+    meta = json.loads((info.path / "meta.json").read_text())
+    assert meta["id"] == info.id and meta["created"] == info.created
+    assert sorted(p.name for p in (studio_home / "datasets").iterdir()) == [info.id]
+    assert not any(cwd.iterdir()), "nothing may be written outside STUDIO_HOME"
+
+    table = load_table(info.id)
+    assert table["sepal"].tolist() == [5.1, 4.9, 6.3, 5.8]
+    profile = load_profile(info.id)
+    assert (profile["suggested_target"], profile["suggested_task"]) == ("species", "classification")
+    assert get_dataset(info.id) == info
+
+
+def test_same_content_is_stored_once(studio_home: Path, iris_file: Path) -> None:
+    first = add_csv(iris_file)
+    again = add_csv(iris_file, name="another name")
+    upload = add_csv(CSV.encode(), filename="upload.csv")
+    assert first == again == upload
+    assert [info.id for info in list_datasets()] == [first.id]
+
+
+def test_upload_bytes_are_named_by_filename(studio_home: Path) -> None:
+    info = add_csv(b"a,b\n1,x\n2,y\n", filename="Sales 2024.csv")
+    assert (info.name, info.source_file) == ("Sales 2024", "Sales 2024.csv")
+    assert info.id.startswith("sales-2024-")
+    named = add_csv(b"a,b\n1,x\n3,z\n", "Q3", filename="q.csv")
+    assert named.name == "Q3" and named.id.startswith("q3-")
+
+
+def test_list_newest_first_and_delete(studio_home: Path) -> None:
+    ids = [add_csv(f"a,b\n{i},x\n{i + 1},y\n".encode(), filename=f"t{i}.csv").id for i in range(3)]
+    assert [info.id for info in list_datasets()] == ids[::-1]
+    delete_dataset(ids[1])
+    assert [info.id for info in list_datasets()] == [ids[2], ids[0]]
+    assert sorted(p.name for p in (studio_home / "datasets").iterdir()) == sorted([ids[0], ids[2]])
+    with pytest.raises(DatasetError, match="python -m studio datasets list"):
+        delete_dataset(ids[1])
+
+
+@pytest.mark.parametrize("bad_id", ["missing-12345678", "../etc", "", "A B"])
+def test_unknown_ids(studio_home: Path, bad_id: str) -> None:
+    for call in (get_dataset, load_table, load_profile):
+        with pytest.raises(DatasetError) as err:
+            call(bad_id)
+        assert "`python -m studio datasets list`" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_resolve_dataset(studio_home: Path, iris_file: Path) -> None:
+    added = resolve_dataset(str(iris_file))
+    assert resolve_dataset(added.id) == added
+    assert resolve_dataset(str(iris_file)) == added
+    assert resolve_dataset("sample:wine").name == "wine"
+    with pytest.raises(DatasetError) as err:
+        resolve_dataset("no-such-thing")
+    message = str(err.value)
+    assert "sample:wine" in message and "`python -m studio datasets list`" in message
+    with pytest.raises(DatasetError, match="no sample called 'iris'"):
+        resolve_dataset("sample:iris")
+
+
+def test_crash_while_writing_leaves_nothing(
+    studio_home: Path, iris_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(path: Path, data: object) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store, "_write_json", broken)
+    with pytest.raises(OSError):
+        add_csv(iris_file)
+    assert list((studio_home / "datasets").iterdir()) == []
+    assert list_datasets() == []
+
+
+def test_damaged_folders_are_skipped(studio_home: Path, iris_file: Path) -> None:
+    info = add_csv(iris_file)
+    (studio_home / "datasets" / "half-written").mkdir()
+    (studio_home / "datasets" / ".tmp-x-123").mkdir()
+    assert list_datasets() == [info]
+
+
+@pytest.mark.parametrize(
+    ("sample", "rows", "target", "task", "classes"),
+    [
+        ("wine", 178, "target", "classification", {"class_0", "class_1", "class_2"}),
+        ("breast_cancer", 569, "diagnosis", "classification", {"malignant", "benign"}),
+        ("diabetes", 442, "target", "regression", None),
+    ],
+)
+def test_samples(
+    studio_home: Path, sample: str, rows: int, target: str, task: str, classes: set[str] | None
+) -> None:
+    info = add_sample(sample)
+    assert sample in SAMPLES and info.n_rows == rows and info.source_file == f"sample:{sample}"
+    profile = load_profile(info.id)
+    assert (profile["suggested_target"], profile["suggested_task"]) == (target, task)
+    table = load_table(info.id)
+    assert table.columns[-1] == target
+    if classes is not None:
+        assert set(table[target]) == classes
+    else:
+        assert pd.api.types.is_numeric_dtype(table[target])
+    assert add_sample(sample) == info
+    assert len(list_datasets()) == 1
