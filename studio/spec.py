@@ -51,17 +51,17 @@ class LinearParams(StudioModel):
 
 class MLPParams(StudioModel):
     hidden_layers: int = Field(
-        3, ge=1, le=12, title="Hidden layers", description="How many layers sit between input and output."
+        2, ge=1, le=12, title="Hidden layers", description="How many layers sit between input and output."
     )
     width: int = Field(
-        256,
+        128,
         ge=4,
         le=4096,
         title="Layer width",
         description="Neurons per hidden layer. Wider layers learn more complex patterns but can overfit small tables.",
     )
     dropout: float = Field(
-        0.1,
+        0.2,
         ge=0.0,
         le=0.9,
         title="Dropout",
@@ -227,7 +227,7 @@ class ArchitectureSpec(StudioModel):
         try:
             checked = info.params_model.model_validate(self.params)
         except ValidationError as err:
-            raise ValueError(describe_validation_error(err, prefix=f"params.", header=False)) from None
+            raise ValueError(describe_validation_error(err, prefix="params.", header=False)) from None
         object.__setattr__(self, "params", checked.model_dump())
         return self
 
@@ -325,11 +325,14 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
 
 class TrainingSpec(StudioModel):
     batch_size: int = Field(
-        64,
-        ge=1,
+        0,
+        ge=0,
         le=65536,
         title="Batch size",
-        description="Rows the model sees per update. Larger is faster per epoch but may generalise worse.",
+        description=(
+            "Rows the model sees per update. Larger is faster per epoch but may generalise worse. "
+            "0 picks it from the table size (32 for small tables, up to 512 for large ones)."
+        ),
     )
     epochs: int = Field(
         100,

@@ -1,0 +1,154 @@
+"""Callbacks the studio's training uses: keep the best weights, log to MLflow, report progress, cancel."""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+
+class TrainingCancelledSignal(Exception):
+    """Raised inside the training loop when the user asked to stop; caught by ``studio.training``."""
+
+
+class BestWeights(pl.Callback):
+    """Keeps a copy of the weights of the best validation epoch in memory and restores it at the end
+    of fitting (faster than writing checkpoints to disk for every improvement)."""
+
+    def __init__(self, monitor: str, mode: str):
+        self.monitor = monitor
+        self.mode = mode
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        value = trainer.callback_metrics.get(self.monitor)
+        if value is None:
+            return
+        score = float(value)
+        if score != score:  # NaN never counts as an improvement
+            return
+        better = self.best_score is None or (score < self.best_score if self.mode == "min" else score > self.best_score)
+        if better:
+            self.best_score, self.best_epoch = score, trainer.current_epoch
+            self.best_state = copy.deepcopy(pl_module.state_dict())
+
+    def restore(self, pl_module: pl.LightningModule) -> None:
+        if self.best_state is not None:
+            pl_module.load_state_dict(self.best_state)
+
+
+class TrainingReporter(pl.Callback):
+    """Sends metrics to MLflow (batched) and progress to the caller; polls for cancellation.
+
+    ``train/loss`` (the mean since the previous point) is logged about ``points_per_epoch`` times per
+    epoch, ``val/*`` after each validation; the buffer is written at least every ``flush_seconds`` and
+    right after the first point, so live curves appear quickly.
+    """
+
+    def __init__(
+        self,
+        log_metrics: Callable[[dict[str, float], int], None],
+        flush: Callable[[], None],
+        on_progress: Callable[[dict[str, Any]], None],
+        should_stop: Callable[[], bool],
+        steps_per_epoch: int,
+        points_per_epoch: int = 10,
+        flush_seconds: float = 2.0,
+        progress_seconds: float = 0.5,
+    ):
+        self.log_metrics = log_metrics
+        self.flush = flush
+        self.on_progress = on_progress
+        self.should_stop = should_stop
+        self.steps_per_epoch = max(steps_per_epoch, 1)
+        self.log_every = max(1, self.steps_per_epoch // points_per_epoch)
+        self.flush_seconds = flush_seconds
+        self.progress_seconds = progress_seconds
+        self.started = time.monotonic()
+        self.last_flush = 0.0
+        self.last_progress = 0.0
+        self.first_point_at: float | None = None
+        self.latest: dict[str, float] = {}
+
+    def _progress(self, trainer: pl.Trainer, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last_progress < self.progress_seconds:
+            return
+        self.last_progress = now
+        total = max(trainer.max_epochs or 1, 1) * self.steps_per_epoch
+        step = trainer.global_step
+        fraction = min(step / total, 1.0) if total else 0.0
+        elapsed = now - self.started
+        eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
+        self.on_progress(
+            {
+                "epoch": trainer.current_epoch + 1,
+                "max_epochs": trainer.max_epochs or 1,
+                "step": step,
+                "total_steps": total,
+                "fraction": fraction,
+                "eta_seconds": eta,
+                "metrics": dict(self.latest),
+            }
+        )
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.should_stop():
+            raise TrainingCancelledSignal()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = trainer.global_step
+        if step % self.log_every == 0 or step == 1:
+            loss = pl_module.pop_train_loss()
+            if loss is not None:
+                self.latest["train/loss"] = loss
+                self.log_metrics({"train/loss": loss}, step)
+                now = time.monotonic()
+                if self.first_point_at is None:
+                    self.first_point_at = now - self.started
+                    self.flush()
+                    self.last_flush = now
+                elif now - self.last_flush >= self.flush_seconds:
+                    self.flush()
+                    self.last_flush = now
+        self._progress(trainer)
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        metrics = {
+            key: float(value)
+            for key, value in trainer.callback_metrics.items()
+            if key.startswith("val/") and value.numel() == 1
+        }
+        metrics["epoch"] = float(trainer.current_epoch + 1)
+        optimizer = trainer.optimizers[0] if trainer.optimizers else None
+        if optimizer is not None:
+            metrics["learning_rate"] = float(optimizer.param_groups[0]["lr"])
+        self.latest.update(metrics)
+        self.log_metrics(metrics, trainer.global_step)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        epoch_stats = {}
+        loss = pl_module.pop_train_loss()
+        if loss is not None:
+            epoch_stats["train/loss"] = loss
+        accuracy = pl_module.pop_train_accuracy()
+        if accuracy is not None:
+            epoch_stats["train/accuracy"] = accuracy
+        if epoch_stats:
+            self.latest.update(epoch_stats)
+            self.log_metrics(epoch_stats, trainer.global_step)
+        self.flush()
+        self.last_flush = time.monotonic()
+        self._progress(trainer, force=True)

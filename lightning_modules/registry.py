@@ -1,0 +1,62 @@
+"""The architecture registry: ``name -> builder``. Adding a network is one decorated function.
+
+Names, titles and parameter schemas (what the form and the spec validate) live in
+``studio.spec.ARCHITECTURES``; this module maps the same names to code that builds the network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from lightning_modules.components import TabularNet
+from studio.errors import SpecError
+from studio.spec import ARCHITECTURES
+
+
+@dataclass(frozen=True)
+class TabularShape:
+    """What a tabular network needs to know about its inputs and outputs."""
+
+    n_numeric: int
+    cardinalities: list[int]
+    n_out: int
+
+
+Builder = Callable[[dict[str, Any], TabularShape], nn.Module]
+_BUILDERS: dict[str, Builder] = {}
+
+
+def register(name: str) -> Callable[[Builder], Builder]:
+    def wrap(builder: Builder) -> Builder:
+        if name not in ARCHITECTURES:
+            raise ValueError(f"'{name}' has no entry in studio.spec.ARCHITECTURES")
+        _BUILDERS[name] = builder
+        return builder
+
+    return wrap
+
+
+def registered() -> list[str]:
+    return list(_BUILDERS)
+
+
+def build_network(name: str, params: dict[str, Any], shape: TabularShape) -> nn.Module:
+    """Build the network called ``name``; an unknown name fails with the list of valid ones."""
+    builder = _BUILDERS.get(name)
+    if builder is None:
+        raise SpecError(f"Unknown architecture '{name}'; choose one of: {', '.join(_BUILDERS)}.")
+    return builder(params, shape)
+
+
+@register("mlp")
+def _mlp(params: dict[str, Any], shape: TabularShape) -> nn.Module:
+    return TabularNet(shape.n_numeric, shape.cardinalities, shape.n_out, **params)
+
+
+@register("linear")
+def _linear(params: dict[str, Any], shape: TabularShape) -> nn.Module:
+    return TabularNet(shape.n_numeric, shape.cardinalities, shape.n_out, hidden_layers=0, dropout=0.0, batch_norm=False)

@@ -1,0 +1,261 @@
+"""The tabular DataModule: split, fit preprocessing on the training rows only, keep tensors in memory.
+
+Small tables must not pay DataLoader-per-row overhead: every split lives as a few tensors (on the
+training device once ``setup`` runs) and batches are slices of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from studio.bundle_runtime import TabularPreprocessor, _as_category_text, encode_target, fit_target
+from studio.errors import TrainingError
+from studio.spec import RunSpec
+
+IGNORED_KINDS = {"identifier", "text", "constant"}
+DROP_WARNINGS = {"identifier", "constant", "leak"}
+
+
+class TensorBatches:
+    """Batches sliced from in-memory tensors; reshuffled every pass when ``shuffle`` is set.
+
+    A final batch of a single row is dropped while training (batch norm cannot train on one row).
+    """
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], batch_size: int, shuffle: bool, seed: int = 0):
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.n = tensors[0].shape[0]
+        self.generator = torch.Generator().manual_seed(seed)
+        self.drop_single = shuffle and self.n % batch_size == 1 and self.n > 1
+
+    def __len__(self) -> int:
+        full, rest = divmod(self.n, self.batch_size)
+        return full + (1 if rest and not self.drop_single else 0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        tensors = self.tensors
+        if self.shuffle:
+            order = torch.randperm(self.n, generator=self.generator).to(tensors[0].device)
+            tensors = tuple(t.index_select(0, order) for t in tensors)
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            yield tuple(t[start : start + self.batch_size] for t in tensors)
+
+
+def stratified_split(
+    labels: np.ndarray | None, n: int, val_fraction: float, test_fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices for train / validation / test. With labels, every class is split in proportion
+    (a class too small to split stays in training)."""
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    train, val, test = [], [], []
+    for group in groups:
+        group = rng.permutation(group)
+        n_test = int(round(len(group) * test_fraction)) if len(group) >= 3 else 0
+        n_val = int(round(len(group) * val_fraction)) if len(group) >= 3 else 0
+        if len(group) >= 3:
+            n_test, n_val = max(n_test, 1), max(n_val, 1)
+        test.append(group[:n_test])
+        val.append(group[n_test : n_test + n_val])
+        train.append(group[n_test + n_val :])
+    return tuple(np.sort(np.concatenate(parts)) for parts in (train, val, test))  # type: ignore[return-value]
+
+
+def quantile_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
+    """Bin a numeric target by quantiles so that a regression split is stratified too: every split
+    then spans the whole range of the target (less luck in small test sets)."""
+    bins = int(min(bins, max(len(values) // 20, 1)))
+    if bins < 2:
+        return np.zeros(len(values), dtype="int64")
+    edges = np.quantile(values, np.linspace(0, 1, bins + 1)[1:-1])
+    return np.searchsorted(edges, values, side="right").astype("int64")
+
+
+@dataclass
+class FeaturePlan:
+    numeric: list[str]
+    categorical: list[str]
+    datetime: list[str]
+    ignored: dict[str, str]  # column -> why it is left out
+
+
+def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -> FeaturePlan:
+    """Which columns feed the model and how, from the profile's column kinds and warnings."""
+    kinds = {c["name"]: c["kind"] for c in profile.get("columns", [])}
+    target = spec.data.target
+    ignored: dict[str, str] = {}
+    flagged = {
+        w["column"]: w["code"]
+        for w in profile.get("warnings", [])
+        if w.get("code") in DROP_WARNINGS and w.get("column") and w["code"] != "leak"
+    }
+    leak = _leaking_columns(frame, target)
+    if spec.data.features is not None:
+        missing = [c for c in spec.data.features if c not in frame.columns]
+        if missing:
+            raise TrainingError(f"Feature column(s) not in the data set: {', '.join(missing)}.")
+        candidates = list(spec.data.features)
+        explicit = True
+    else:
+        candidates = [c for c in frame.columns if c != target]
+        explicit = False
+    numeric, categorical, datetime = [], [], []
+    for name in candidates:
+        kind = kinds.get(name, "numeric" if pd.api.types.is_numeric_dtype(frame[name]) else "categorical")
+        if not explicit:
+            if name in leak:
+                ignored[name] = "it copies the target (it would leak the answer)"
+                continue
+            if name in flagged:
+                ignored[name] = f"it is {'an identifier' if flagged[name] == 'identifier' else 'constant'}"
+                continue
+            if kind in IGNORED_KINDS:
+                ignored[name] = f"it is {kind} (not a usable feature)"
+                continue
+        if frame[name].nunique(dropna=True) <= 1 and not explicit:
+            ignored[name] = "it has a single value"
+            continue
+        if kind == "numeric":
+            numeric.append(name)
+        elif kind == "datetime":
+            if spec.preprocessing.datetime_features:
+                datetime.append(name)
+            else:
+                ignored[name] = "dates are switched off in the preprocessing settings"
+        else:
+            categorical.append(name)
+    if not (numeric or categorical or datetime):
+        raise TrainingError(
+            "No usable feature columns are left (all are identifiers, constant, free text or copies of the "
+            "target); choose feature columns explicitly or add informative columns to the data."
+        )
+    return FeaturePlan(numeric, categorical, datetime, ignored)
+
+
+def _leaking_columns(frame: pd.DataFrame, target: str) -> set[str]:
+    """Features that are the target itself or a one-to-one relabelling of it."""
+    y = _as_category_text(frame[target])
+    leaks = set()
+    n_target = y.nunique(dropna=True)
+    if n_target <= 1:
+        return leaks
+    for name in frame.columns:
+        if name == target:
+            continue
+        x = _as_category_text(frame[name])
+        if x.nunique(dropna=True) != n_target:
+            continue
+        pairs = pd.DataFrame({"x": x, "y": y}).dropna().drop_duplicates()
+        if len(pairs) == n_target and pairs["x"].is_unique and pairs["y"].is_unique:
+            leaks.add(name)
+    return leaks
+
+
+class TabularDataModule(pl.LightningDataModule):
+    """Splits a table, fits preprocessing on the training split and serves in-memory batches."""
+
+    def __init__(self, frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec):
+        super().__init__()
+        self.spec = spec
+        target = spec.data.target
+        if target not in frame.columns:
+            raise TrainingError(
+                f"The target column '{target}' is not in the data set; its columns are: "
+                f"{', '.join(map(str, frame.columns[:30]))}."
+            )
+        has_target = frame[target].notna() & (_as_category_text(frame[target]).notna())
+        self.dropped_rows = int((~has_target).sum())
+        frame = frame.loc[has_target].reset_index(drop=True)
+        if len(frame) < 10:
+            raise TrainingError(
+                f"Only {len(frame)} rows have a value in '{target}'; at least 10 are needed to train and test."
+            )
+        self.plan = plan_features(frame, profile, spec)
+        self.target_state = fit_target(frame[target], spec.task, spec.preprocessing.scale_target)
+        if spec.task == "classification":
+            n_classes = len(self.target_state["classes"])
+            if n_classes < 2:
+                raise TrainingError(f"The target '{target}' has a single class; classification needs at least two.")
+            if n_classes > 1000:
+                raise TrainingError(
+                    f"The target '{target}' has {n_classes} different values, too many classes; "
+                    "if it is a number, choose the regression task."
+                )
+        else:
+            numbers = pd.to_numeric(frame[target], errors="coerce")
+            if numbers.isna().mean() > 0.0:
+                bad = frame[target][numbers.isna()].iloc[0]
+                raise TrainingError(
+                    f"Regression needs numbers in '{target}', but it holds values such as {bad!r}; "
+                    "choose the classification task or another target."
+                )
+        labels = encode_target(frame[target], self.target_state)
+        split = self.spec.data
+        self.train_idx, self.val_idx, self.test_idx = stratified_split(
+            labels if spec.task == "classification" else quantile_bins(labels),
+            len(frame),
+            split.val_fraction,
+            split.test_fraction,
+            split.seed,
+        )
+        pre = spec.preprocessing
+        self.preprocessor = TabularPreprocessor.fit(
+            frame.iloc[self.train_idx],
+            self.plan.numeric,
+            self.plan.categorical,
+            self.plan.datetime,
+            numeric_scaling=pre.numeric_scaling,
+            numeric_fill=pre.numeric_fill,
+            missing_indicators=pre.missing_indicators,
+            categorical_encoding=pre.categorical_encoding,
+            max_categories=pre.max_categories,
+        )
+        x_num, x_cat = self.preprocessor.transform(frame)
+        y = torch.from_numpy(labels)
+        self.tensors = {
+            name: (torch.from_numpy(x_num[idx]), torch.from_numpy(x_cat[idx]), y[idx])
+            for name, idx in (("train", self.train_idx), ("val", self.val_idx), ("test", self.test_idx))
+        }
+        self.frame = frame
+
+    @property
+    def n_out(self) -> int:
+        return len(self.target_state["classes"]) if self.spec.task == "classification" else 1
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {name: int(t[2].shape[0]) for name, t in self.tensors.items()}
+
+    def setup(self, stage: str | None = None) -> None:
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        self.tensors = {name: tuple(t.to(device) for t in ts) for name, ts in self.tensors.items()}
+
+    @property
+    def batch_size(self) -> int:
+        """The spec's batch size, or for 0 (automatic) about 1/50 of the training rows, in [32, 512]."""
+        if self.spec.training.batch_size:
+            return self.spec.training.batch_size
+        return int(np.clip(2 ** round(np.log2(max(len(self.train_idx), 1) / 50)), 32, 512))
+
+    def _batches(self, split: str, shuffle: bool) -> TensorBatches:
+        batch_size = self.batch_size if shuffle else max(self.batch_size, 1024)
+        return TensorBatches(self.tensors[split], batch_size, shuffle, seed=self.spec.data.seed)
+
+    def train_dataloader(self) -> TensorBatches:
+        return self._batches("train", shuffle=True)
+
+    def val_dataloader(self) -> TensorBatches:
+        return self._batches("val", shuffle=False)
+
+    def test_dataloader(self) -> TensorBatches:
+        return self._batches("test", shuffle=False)

@@ -1,0 +1,153 @@
+"""The LightningModule for tables. It receives its network ready-made (from the registry)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torchmetrics
+from torch import nn
+from torch.nn import functional as F
+
+from studio.spec import OptimizerSpec, SchedulerSpec, metric_mode
+
+
+def _metrics(task: str, n_classes: int, prefix: str) -> torchmetrics.MetricCollection:
+    if task == "classification":
+        metrics = {
+            "accuracy": torchmetrics.Accuracy(task="multiclass", num_classes=n_classes),
+            "f1_macro": torchmetrics.F1Score(task="multiclass", num_classes=n_classes, average="macro"),
+            "auroc": torchmetrics.AUROC(task="multiclass", num_classes=n_classes),
+        }
+    else:
+        metrics = {
+            "mae": torchmetrics.MeanAbsoluteError(),
+            "rmse": torchmetrics.MeanSquaredError(squared=False),
+            "r2": torchmetrics.R2Score(),
+        }
+    return torchmetrics.MetricCollection(metrics, prefix=prefix)
+
+
+class TabularLightningModule(pl.LightningModule):
+    """Loss, metrics (``val/*``, ``test/*``), optimiser and schedule around a given network.
+
+    The per-step path avoids ``self.log`` and host syncs: the training loss and accuracy are summed on
+    the device and read by the tracking callback every few steps.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        task: str,
+        n_classes: int,
+        optimizer: OptimizerSpec,
+        scheduler: SchedulerSpec,
+        monitor: str,
+        max_epochs: int,
+        target_mean: float = 0.0,
+        target_std: float = 1.0,
+    ):
+        super().__init__()
+        self.net = net
+        self.task = task
+        self.n_classes = n_classes
+        self.optimizer_spec = optimizer
+        self.scheduler_spec = scheduler
+        self.monitor = monitor
+        self.max_epochs = max_epochs
+        self.target_mean = target_mean
+        self.target_std = target_std
+        self.val_metrics = _metrics(task, n_classes, "val/")
+        self.test_metrics = _metrics(task, n_classes, "test/")
+        # Running sums on the device, read every few steps: (loss, batches) and the epoch's (hits, rows).
+        self.register_buffer("_loss_sums", torch.zeros(2), persistent=False)
+        self.register_buffer("_hit_sums", torch.zeros(2), persistent=False)
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        return self.net(x_num, x_cat)
+
+    def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.task == "classification":
+            return F.cross_entropy(out, y)
+        return F.mse_loss(out.squeeze(-1), y)
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x_num, x_cat, y = batch
+        out = self(x_num, x_cat)
+        loss = self._loss(out, y)
+        with torch.no_grad():
+            self._loss_sums[0] += loss.detach().float()
+            self._loss_sums[1] += 1
+            if self.task == "classification":
+                self._hit_sums[0] += (out.argmax(-1) == y).sum()
+                self._hit_sums[1] += len(y)
+        return loss
+
+    def pop_train_loss(self) -> float | None:
+        """Mean training loss since the last call (one host sync), or None if no step ran."""
+        total, batches = self._loss_sums.tolist()
+        self._loss_sums.zero_()
+        return total / batches if batches else None
+
+    def pop_train_accuracy(self) -> float | None:
+        """Training accuracy over the batches since the last call (classification only)."""
+        hits, rows = self._hit_sums.tolist()
+        self._hit_sums.zero_()
+        return hits / rows if rows else None
+
+    def _update(self, metrics: torchmetrics.MetricCollection, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        x_num, x_cat, y = batch
+        out = self(x_num, x_cat)
+        loss = self._loss(out, y)
+        if self.task == "classification":
+            metrics.update(out.float().softmax(-1), y)
+        else:
+            scale = self.target_std
+            metrics.update(out.squeeze(-1).float() * scale + self.target_mean, y.float() * scale + self.target_mean)
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        loss = self._update(self.val_metrics, batch)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[2]), prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute(), prog_bar=False)
+        self.val_metrics.reset()
+
+    def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        loss = self._update(self.test_metrics, batch)
+        self.log("test/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[2]))
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.test_metrics.compute())
+        self.test_metrics.reset()
+
+    def configure_optimizers(self) -> Any:
+        spec = self.optimizer_spec
+        params = self.parameters()
+        if spec.name == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
+        elif spec.name == "adam":
+            optimizer = torch.optim.Adam(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
+        else:
+            optimizer = torch.optim.SGD(
+                params, lr=spec.learning_rate, momentum=spec.momentum, weight_decay=spec.weight_decay, nesterov=spec.momentum > 0
+            )
+        schedule = self.scheduler_spec
+        if schedule.name == "none":
+            return optimizer
+        if schedule.name == "cosine":
+            scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.max_epochs, 1))
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+        if schedule.name == "onecycle":
+            total = max(int(self.trainer.estimated_stepping_batches), 1)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.learning_rate, total_steps=total)
+            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=metric_mode(self.monitor), factor=schedule.plateau_factor, patience=schedule.plateau_patience
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": self.monitor},
+        }

@@ -1,0 +1,329 @@
+"""Everything a trained tabular model needs at prediction time, in one self-contained file.
+
+This module imports only the standard library, numpy, pandas and torch. Training uses it (so the
+preprocessing a model was trained with is, line for line, the one it predicts with), and the model
+bundle ships a copy of this file, so a bundle predicts in a Python process where the studio is not
+installed. Its state is plain JSON; weights are loaded with ``weights_only=True``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+RUNTIME_VERSION = 1
+UNKNOWN = 0  # index 0 of every category vocabulary: missing, unseen or grouped rare values
+DATE_PARTS = ("year", "month", "dayofweek", "dayofyear", "hour")
+
+
+# --------------------------------------------------------------------------- preprocessing
+def _as_float(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_bool_dtype(series):
+        return series.astype("float64").to_numpy()
+    return pd.to_numeric(series, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _as_category_text(series: pd.Series) -> pd.Series:
+    """Categories compared as text, so 1, '1' and 1.0 read from different files match."""
+
+    def norm(value: Any) -> Any:
+        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
+            return None
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, (bool, np.bool_)):
+            return "true" if value else "false"
+        text = str(value).strip()
+        return text if text else None
+
+    return series.map(norm)
+
+
+def _date_parts(series: pd.Series) -> np.ndarray:
+    stamps = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+    parts = np.column_stack(
+        [
+            stamps.dt.year.to_numpy(dtype="float64", na_value=np.nan),
+            stamps.dt.month.to_numpy(dtype="float64", na_value=np.nan),
+            stamps.dt.dayofweek.to_numpy(dtype="float64", na_value=np.nan),
+            stamps.dt.dayofyear.to_numpy(dtype="float64", na_value=np.nan),
+            stamps.dt.hour.to_numpy(dtype="float64", na_value=np.nan),
+        ]
+    )
+    return parts
+
+
+def _fit_scaler(values: np.ndarray, fill: str, scaling: str) -> dict[str, float]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {"fill": 0.0, "center": 0.0, "scale": 1.0}
+    fill_value = {"median": float(np.median(finite)), "mean": float(finite.mean()), "zero": 0.0}[fill]
+    if scaling == "standard":
+        center, scale = float(finite.mean()), float(finite.std())
+    elif scaling == "minmax":
+        center, scale = float(finite.min()), float(finite.max() - finite.min())
+    else:
+        center, scale = 0.0, 1.0
+    return {"fill": fill_value, "center": center, "scale": scale if scale > 1e-12 else 1.0}
+
+
+class TabularPreprocessor:
+    """Turns raw table rows into network inputs: ``(numeric float32 [n, d], categorical int64 [n, k])``.
+
+    Fitted on the training rows only; its whole state is the JSON-safe dict ``self.state``.
+    Missing values are filled (and flagged when asked), unseen categories map to index 0, and
+    columns the model does not use are ignored.
+    """
+
+    def __init__(self, state: dict[str, Any]):
+        self.state = state
+
+    # ---- fitting
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        numeric: list[str],
+        categorical: list[str],
+        datetime: list[str],
+        *,
+        numeric_scaling: str = "standard",
+        numeric_fill: str = "median",
+        missing_indicators: bool = True,
+        categorical_encoding: str = "embedding",
+        max_categories: int = 64,
+    ) -> TabularPreprocessor:
+        numeric_state = []
+        for name in numeric:
+            values = _as_float(frame[name])
+            entry = {"name": name, **_fit_scaler(values, numeric_fill, numeric_scaling)}
+            entry["indicator"] = bool(missing_indicators and np.isnan(values).any())
+            numeric_state.append(entry)
+        date_state = []
+        for name in datetime:
+            parts = _date_parts(frame[name])
+            scalers = [_fit_scaler(parts[:, i], numeric_fill, numeric_scaling) for i in range(len(DATE_PARTS))]
+            date_state.append(
+                {
+                    "name": name,
+                    "scalers": scalers,
+                    "indicator": bool(missing_indicators and np.isnan(parts[:, 0]).any()),
+                }
+            )
+        cat_state = []
+        for name in categorical:
+            counts = _as_category_text(frame[name]).value_counts(dropna=True)
+            vocab = [str(v) for v in counts.index[: max(1, max_categories - 1)]]
+            cat_state.append({"name": name, "vocab": vocab})
+        state = {
+            "runtime_version": RUNTIME_VERSION,
+            "numeric": numeric_state,
+            "datetime": date_state,
+            "categorical": cat_state,
+            "categorical_encoding": categorical_encoding,
+        }
+        return cls(state)
+
+    # ---- shape
+    @property
+    def input_columns(self) -> list[str]:
+        return [c["name"] for group in ("numeric", "datetime", "categorical") for c in self.state[group]]
+
+    @property
+    def onehot(self) -> bool:
+        return self.state["categorical_encoding"] == "onehot"
+
+    @property
+    def cardinalities(self) -> list[int]:
+        """Vocabulary size (with the unknown slot) of each categorical input the network embeds."""
+        return [] if self.onehot else [len(c["vocab"]) + 1 for c in self.state["categorical"]]
+
+    @property
+    def n_numeric(self) -> int:
+        n = sum(1 + int(c["indicator"]) for c in self.state["numeric"])
+        n += sum(len(DATE_PARTS) + int(c["indicator"]) for c in self.state["datetime"])
+        if self.onehot:
+            n += sum(len(c["vocab"]) + 1 for c in self.state["categorical"])
+        return n
+
+    # ---- transform
+    def transform(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        n = len(frame)
+        missing = [name for name in self.input_columns if name not in frame.columns]
+        if missing:
+            # Absent columns are treated as entirely missing, like empty cells.
+            frame = frame.assign(**{name: pd.Series([None] * n, index=frame.index, dtype=object) for name in missing})
+        blocks: list[np.ndarray] = []
+        for col in self.state["numeric"]:
+            values = _as_float(frame[col["name"]])
+            blocks.append(self._scaled(values, col)[:, None])
+            if col["indicator"]:
+                blocks.append(np.isnan(values).astype("float64")[:, None])
+        for col in self.state["datetime"]:
+            parts = _date_parts(frame[col["name"]])
+            for i, scaler in enumerate(col["scalers"]):
+                blocks.append(self._scaled(parts[:, i], scaler)[:, None])
+            if col["indicator"]:
+                blocks.append(np.isnan(parts[:, 0]).astype("float64")[:, None])
+        codes = []
+        for col in self.state["categorical"]:
+            lookup = {value: i + 1 for i, value in enumerate(col["vocab"])}
+            text = _as_category_text(frame[col["name"]])
+            idx = np.fromiter((lookup.get(v, UNKNOWN) for v in text), dtype="int64", count=n)
+            if self.onehot:
+                onehot = np.zeros((n, len(col["vocab"]) + 1), dtype="float64")
+                onehot[np.arange(n), idx] = 1.0
+                blocks.append(onehot)
+            else:
+                codes.append(idx)
+        x_num = np.hstack(blocks).astype("float32") if blocks else np.zeros((n, 0), dtype="float32")
+        x_cat = np.column_stack(codes).astype("int64") if codes else np.zeros((n, 0), dtype="int64")
+        return x_num, x_cat
+
+    @staticmethod
+    def _scaled(values: np.ndarray, scaler: dict[str, float]) -> np.ndarray:
+        filled = np.where(np.isfinite(values), values, scaler["fill"])
+        return (filled - scaler["center"]) / scaler["scale"]
+
+
+# --------------------------------------------------------------------------- target
+def encode_target(series: pd.Series, target_state: dict[str, Any]) -> np.ndarray:
+    """Training labels: class indices (classification) or scaled float values (regression)."""
+    if target_state["task"] == "classification":
+        lookup = {value: i for i, value in enumerate(target_state["classes"])}
+        return np.fromiter((lookup[v] for v in _as_category_text(series)), dtype="int64", count=len(series))
+    values = _as_float(series)
+    return ((values - target_state["mean"]) / target_state["std"]).astype("float32")
+
+
+def fit_target(series: pd.Series, task: str, scale: bool = True) -> dict[str, Any]:
+    """Target state from the rows with a target: class names (sorted) or mean/std."""
+    if task == "classification":
+        classes = sorted(set(_as_category_text(series).dropna()), key=_natural_key)
+        return {"name": str(series.name), "task": task, "classes": classes}
+    values = _as_float(series)
+    values = values[np.isfinite(values)]
+    mean, std = (float(values.mean()), float(values.std())) if scale and values.size else (0.0, 1.0)
+    return {"name": str(series.name), "task": task, "mean": mean, "std": std if std > 1e-12 else 1.0}
+
+
+def _natural_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+# --------------------------------------------------------------------------- networks
+def embedding_size(cardinality: int, requested: int = 0) -> int:
+    return requested if requested > 0 else int(min(32, max(2, round(1.6 * cardinality**0.56))))
+
+
+class TabularNet(nn.Module):
+    """Embeddings for categories, concatenated with numbers, then an MLP (no hidden layer = linear)."""
+
+    def __init__(
+        self,
+        n_numeric: int,
+        cardinalities: list[int],
+        n_out: int,
+        hidden_layers: int = 3,
+        width: int = 256,
+        dropout: float = 0.1,
+        batch_norm: bool = True,
+        embedding_dim: int = 0,
+    ):
+        super().__init__()
+        self.config = {
+            "n_numeric": n_numeric,
+            "cardinalities": list(cardinalities),
+            "n_out": n_out,
+            "hidden_layers": hidden_layers,
+            "width": width,
+            "dropout": dropout,
+            "batch_norm": batch_norm,
+            "embedding_dim": embedding_dim,
+        }
+        self.embeddings = nn.ModuleList(
+            nn.Embedding(card, embedding_size(card, embedding_dim)) for card in cardinalities
+        )
+        width_in = n_numeric + sum(e.embedding_dim for e in self.embeddings)
+        layers: list[nn.Module] = []
+        for _ in range(hidden_layers):
+            layers.append(nn.Linear(width_in, width))
+            if batch_norm:
+                layers.append(nn.BatchNorm1d(width))
+            layers.append(nn.ReLU())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width_in = width
+        layers.append(nn.Linear(max(width_in, 1), n_out))
+        self.mlp = nn.Sequential(*layers)
+        self.empty_input = width_in == 0
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        parts = [x_num] if x_num.shape[1] else []
+        parts += [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]
+        if self.empty_input:
+            parts = [torch.zeros(x_num.shape[0], 1, device=x_num.device, dtype=x_num.dtype)]
+        return self.mlp(torch.cat(parts, dim=1))
+
+
+def build_tabular_net(config: dict[str, Any]) -> TabularNet:
+    return TabularNet(**config)
+
+
+# --------------------------------------------------------------------------- prediction
+def outputs_to_frame(outputs: np.ndarray, target_state: dict[str, Any], index: pd.Index) -> pd.DataFrame:
+    """Network outputs → the prediction column (original labels / units) plus one probability per class."""
+    name = target_state["name"]
+    if target_state["task"] == "classification":
+        logits = outputs.astype("float64")
+        logits -= logits.max(axis=1, keepdims=True)
+        probs = np.exp(logits)
+        probs /= probs.sum(axis=1, keepdims=True)
+        classes = target_state["classes"]
+        frame = pd.DataFrame({f"predicted_{name}": [classes[i] for i in probs.argmax(axis=1)]}, index=index)
+        for i, cls in enumerate(classes):
+            frame[f"probability_{cls}"] = probs[:, i]
+        return frame
+    values = outputs.reshape(-1).astype("float64") * target_state["std"] + target_state["mean"]
+    return pd.DataFrame({f"predicted_{name}": values}, index=index)
+
+
+class TabularPredictor:
+    """Raw DataFrame in, predictions out: preprocessing state + network config + weights."""
+
+    def __init__(self, preprocessing: dict[str, Any], target: dict[str, Any], net_config: dict[str, Any], weights):
+        self.preprocessor = TabularPreprocessor(preprocessing)
+        self.target = target
+        self.net = build_tabular_net(net_config)
+        self.net.load_state_dict(weights)
+        self.net.eval()
+
+    @classmethod
+    def from_files(cls, state_json: dict[str, Any], weights_path: str) -> TabularPredictor:
+        weights = torch.load(weights_path, map_location="cpu", weights_only=True)
+        return cls(state_json["preprocessing"], state_json["target"], state_json["network"], weights)
+
+    @torch.no_grad()
+    def predict(self, frame: pd.DataFrame, batch_size: int = 4096) -> pd.DataFrame:
+        if not isinstance(frame, pd.DataFrame):
+            frame = pd.DataFrame(frame)
+        x_num, x_cat = self.preprocessor.transform(frame)
+        outs = []
+        for start in range(0, len(frame), batch_size):
+            outs.append(
+                self.net(
+                    torch.from_numpy(x_num[start : start + batch_size]),
+                    torch.from_numpy(x_cat[start : start + batch_size]),
+                ).numpy()
+            )
+        n_out = self.net.config["n_out"]
+        outputs = np.concatenate(outs) if outs else np.zeros((0, n_out), dtype="float32")
+        return outputs_to_frame(outputs, self.target, frame.index)

@@ -1,0 +1,256 @@
+"""``python -m studio``: the same functions the web app calls, from a terminal.
+
+Only argparse is imported at start; each command imports what it needs, so ``datasets list`` or
+``jobs list`` answer instantly and only ``train`` pays for torch and Lightning. Every user error ends
+with one plain line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from typing import Any
+
+EXIT_USER_ERROR = 2
+
+
+# --------------------------------------------------------------------------- shared train options
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``train`` (also used by ``jobs submit``)."""
+    parser.add_argument("--data", help="a CSV file, a stored data set id, or sample:wine|breast_cancer|diabetes")
+    parser.add_argument("--target", help="the column to predict (default: the suggested one)")
+    parser.add_argument("--task", choices=["classification", "regression"], help="default: the suggested one")
+    parser.add_argument("--arch", help="architecture (default: mlp)")
+    parser.add_argument("--epochs", type=int, help="most epochs to train")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", help="32, 16-mixed or bf16-mixed")
+    parser.add_argument("--preset", choices=["fast", "balanced", "thorough"])
+    parser.add_argument("--name", help="a readable run name")
+    parser.add_argument("--spec", help="a YAML or JSON spec file with every setting; flags override it")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any spec setting, e.g. --set optimizer.name=sgd --set architecture.params.width=128",
+    )
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """Build and validate the run spec from ``--spec`` and the flags (flags win)."""
+    import yaml
+
+    from studio.datasets import load_profile, resolve_dataset
+    from studio.errors import SpecError
+    from studio.spec import RunSpec, apply_preset, load_spec_dict, set_dotted
+
+    data = load_spec_dict(args.spec) if args.spec else {}
+    data.setdefault("data", {})
+    if not isinstance(data["data"], dict):
+        raise SpecError("The spec's 'data' entry must be a group of settings.")
+    if args.data:
+        data["data"]["dataset_id"] = resolve_dataset(args.data).id
+    elif "dataset_id" in data["data"]:
+        data["data"]["dataset_id"] = resolve_dataset(str(data["data"]["dataset_id"])).id
+    else:
+        raise SpecError("Say which data to train on: --data FILE.csv (or a data set id, or sample:wine).")
+    profile = load_profile(data["data"]["dataset_id"])
+    if args.target:
+        data["data"]["target"] = args.target
+    data["data"].setdefault("target", profile.get("suggested_target"))
+    if args.task:
+        data["task"] = args.task
+    elif "task" not in data:
+        data["task"] = _suggested_task(profile, data["data"]["target"])
+    flags = {
+        "architecture.name": args.arch,
+        "training.epochs": args.epochs,
+        "training.batch_size": args.batch_size,
+        "optimizer.learning_rate": args.lr,
+        "training.device": args.device,
+        "training.precision": args.precision,
+        "name": args.name,
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set expects KEY=VALUE (e.g. training.epochs=10), got '{item}'.")
+        flags[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    if args.arch and args.arch != data.get("architecture", {}).get("name"):
+        data.setdefault("architecture", {})["params"] = {}
+    for key, value in flags.items():
+        if value is not None:
+            set_dotted(data, key, value)
+    spec = RunSpec.from_dict(data)
+    if args.preset:
+        spec = apply_preset(spec, args.preset)
+        # Flags given explicitly still win over the preset.
+        explicit = {k: v for k, v in flags.items() if v is not None and k in ("training.epochs",)}
+        if explicit:
+            spec = spec.with_changes(**explicit)
+    return spec
+
+
+def _suggested_task(profile: dict[str, Any], target: str | None) -> str | None:
+    if target is None or target == profile.get("suggested_target"):
+        return profile.get("suggested_task")
+    column = next((c for c in profile.get("columns", []) if c["name"] == target), None)
+    if column is None:
+        return None
+    if column["kind"] == "numeric" and column["distinct"] > 20:
+        return "regression"
+    return "classification"
+
+
+# --------------------------------------------------------------------------- commands
+def cmd_train(args: argparse.Namespace) -> int:
+    spec = spec_from_args(args)
+    from studio.training import train
+
+    print(f"Training {spec.architecture.name} on {spec.data.dataset_id} → '{spec.data.target}' ({spec.task})", flush=True)
+    result = train(spec, bundle_out=args.bundle_out, progress_bar=not args.quiet)
+    print(f"MLflow run id: {result.run_id}")
+    if result.ignored_columns:
+        ignored = "; ".join(f"{k} ({v})" for k, v in result.ignored_columns.items())
+        print(f"Columns left out: {ignored}")
+    if result.dropped_rows:
+        print(f"Rows without a target were dropped: {result.dropped_rows}")
+    print(f"Stopped after {result.epochs_run} epochs (best: {result.best_epoch}) in {result.seconds:.1f} s")
+    print("Test metrics:")
+    for key, value in sorted(result.test_metrics.items()):
+        print(f"  {key:<16} {value:.4f}")
+    if result.bundle_path:
+        print(f"Model bundle: {result.bundle_path}")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from studio.bundle import predict_csv
+
+    frame = predict_csv(args.bundle, args.data, args.out)
+    if args.out:
+        print(f"Wrote {len(frame)} predictions to {args.out}")
+    else:
+        print(frame.to_csv(index=False), end="")
+    return 0
+
+
+def cmd_datasets_add(args: argparse.Namespace) -> int:
+    from studio.datasets import add_csv, load_profile
+
+    info = add_csv(args.file, name=args.name)
+    profile = load_profile(info.id)
+    print(info.id)
+    print(f"{info.n_rows} rows × {info.n_cols} columns; suggested target: {profile.get('suggested_target')} "
+          f"({profile.get('suggested_task')})")
+    for warning in profile.get("warnings", []):
+        print(f"warning: {warning['message']} → {warning['action']}")
+    return 0
+
+
+def cmd_datasets_list(args: argparse.Namespace) -> int:
+    from studio.datasets import list_datasets
+
+    rows = list_datasets()
+    if not rows:
+        print("No data sets yet. Add one: python -m studio datasets add FILE.csv")
+        return 0
+    print(f"{'ID':<28} {'ROWS':>8} {'COLS':>5}  NAME")
+    for info in rows:
+        print(f"{info.id:<28} {info.n_rows:>8} {info.n_cols:>5}  {info.name}")
+    return 0
+
+
+def cmd_datasets_show(args: argparse.Namespace) -> int:
+    from studio.datasets import get_dataset, load_profile
+
+    info = get_dataset(args.id)
+    profile = load_profile(info.id)
+    print(f"{info.name} ({info.id}): {info.n_rows} rows × {info.n_cols} columns, from {info.source_file}")
+    print(f"{'COLUMN':<30} {'KIND':<12} {'MISSING':>8} {'DISTINCT':>9}")
+    for col in profile["columns"]:
+        print(f"{col['name'][:30]:<30} {col['kind']:<12} {col['missing_share']:>8.1%} {col['distinct']:>9}")
+    for warning in profile.get("warnings", []):
+        print(f"warning: {warning['message']} → {warning['action']}")
+    return 0
+
+
+def cmd_datasets_delete(args: argparse.Namespace) -> int:
+    from studio.datasets import delete_dataset
+
+    delete_dataset(args.id)
+    print(f"Deleted {args.id}")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from studio.serve import serve
+
+    return serve(host=args.host, port=args.port, mlflow_port=args.mlflow_port, open_browser=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m studio", description="Training Studio: train models without code.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="start the web studio, the MLflow UI and the job scheduler")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8501)
+    serve.add_argument("--mlflow-port", type=int, default=5000)
+    serve.set_defaults(handler=cmd_serve)
+
+    train = sub.add_parser("train", help="train a model in the foreground")
+    add_train_options(train)
+    train.add_argument("--bundle-out", help="where to write the model bundle (.zip)")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.set_defaults(handler=cmd_train)
+
+    predict = sub.add_parser("predict", help="predict new rows with a model bundle")
+    predict.add_argument("bundle", help="the model bundle (.zip)")
+    predict.add_argument("data", help="a CSV file with the same columns as the training data")
+    predict.add_argument("--out", help="write predictions to this CSV (default: print them)")
+    predict.set_defaults(handler=cmd_predict)
+
+    datasets = sub.add_parser("datasets", help="add, list, show and delete data sets")
+    dsub = datasets.add_subparsers(dest="datasets_command", required=True)
+    add = dsub.add_parser("add", help="add a CSV file")
+    add.add_argument("file")
+    add.add_argument("--name")
+    add.set_defaults(handler=cmd_datasets_add)
+    dsub.add_parser("list", help="list stored data sets").set_defaults(handler=cmd_datasets_list)
+    show = dsub.add_parser("show", help="show a data set's profile")
+    show.add_argument("id")
+    show.set_defaults(handler=cmd_datasets_show)
+    delete = dsub.add_parser("delete", help="delete a data set")
+    delete.add_argument("id")
+    delete.set_defaults(handler=cmd_datasets_delete)
+
+    try:
+        from studio.cli_jobs import add_jobs_parser
+    except ImportError:  # the jobs commands are optional while they are being built
+        add_jobs_parser = None
+    if add_jobs_parser is not None:
+        add_jobs_parser(sub, add_train_options)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from studio.errors import StudioError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except StudioError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except OSError as err:
+        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return EXIT_USER_ERROR

@@ -1,0 +1,228 @@
+"""Every MLflow convention in one place: store location, experiment naming, tags, metric names and
+the queries the pages use. ``mlflow`` is imported lazily so importing this module is cheap.
+
+Conventions
+- one experiment per data set, named ``studio/<dataset id>``;
+- params: the flattened run spec (``optimizer.learning_rate`` …);
+- metrics: ``train/loss`` every few steps, ``val/*`` every epoch, ``test/*`` at the end, all with the
+  trainer's global step as MLflow step; ``epoch`` is logged beside each validation so curves can be
+  drawn per epoch;
+- tags: ``studio.*`` below; a failed run carries ``studio.failure_reason``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from studio import settings
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+    from studio.spec import RunSpec
+
+TAG_JOB = "studio.job_id"
+TAG_DATASET = "studio.dataset_id"
+TAG_TASK = "studio.task"
+TAG_ARCH = "studio.architecture"
+TAG_TARGET = "studio.target"
+TAG_STEPS_PER_EPOCH = "studio.steps_per_epoch"
+TAG_DEVICE = "studio.device"
+TAG_FAILURE = "studio.failure_reason"
+TAG_BUNDLE = "studio.bundle_artifact"
+TAG_KIND = "studio.kind"
+
+BUNDLE_ARTIFACT = "bundle/model.zip"
+SPEC_ARTIFACT = "spec.json"
+PROFILE_ARTIFACT = "data_profile.json"
+
+
+@lru_cache(maxsize=8)
+def _client_for(uri: str) -> MlflowClient:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def client() -> MlflowClient:
+    """A client on the configured store (``MLFLOW_TRACKING_URI`` or the embedded SQLite store)."""
+    return _client_for(settings.tracking_uri())
+
+
+def experiment_name(dataset_id: str) -> str:
+    return f"studio/{dataset_id}"
+
+
+def ensure_experiment(dataset_id: str) -> str:
+    """The id of the data set's experiment, created (with artifacts under ``mlruns/artifacts``) if new."""
+    mlflow_client = client()
+    name = experiment_name(dataset_id)
+    existing = mlflow_client.get_experiment_by_name(name)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if settings.tracking_uri().startswith("sqlite:"):
+        location = (settings.artifact_root() / dataset_id).as_uri()
+    try:
+        return mlflow_client.create_experiment(name, artifact_location=location, tags={TAG_DATASET: dataset_id})
+    except Exception:  # another process created it between our look-up and create
+        existing = mlflow_client.get_experiment_by_name(name)
+        if existing is None:
+            raise
+        return existing.experiment_id
+
+
+def readable_run_name(spec: RunSpec) -> str:
+    if spec.name:
+        return spec.name
+    stamp = time.strftime("%m-%d %H:%M")
+    return f"{spec.architecture.name} → {spec.data.target} · {stamp}"
+
+
+def start_run(spec: RunSpec, *, job_id: str | None, extra_tags: dict[str, str] | None = None) -> tuple[str, str]:
+    """Create the run with the spec as params and the studio's tags; returns ``(run_id, experiment_id)``."""
+    from mlflow.entities import Param
+
+    from studio.spec import flatten
+
+    experiment_id = ensure_experiment(spec.data.dataset_id)
+    tags = {
+        TAG_DATASET: spec.data.dataset_id,
+        TAG_TASK: spec.task,
+        TAG_ARCH: spec.architecture.name,
+        TAG_TARGET: spec.data.target,
+        TAG_KIND: "tabular",
+        "mlflow.runName": readable_run_name(spec),
+        **({TAG_JOB: job_id} if job_id else {}),
+        **(extra_tags or {}),
+    }
+    mlflow_client = client()
+    run = mlflow_client.create_run(experiment_id, run_name=tags["mlflow.runName"], tags=tags)
+    params = [Param(key, value[:6000]) for key, value in flatten(spec).items()]
+    for start in range(0, len(params), 100):
+        mlflow_client.log_batch(run.info.run_id, params=params[start : start + 100])
+    return run.info.run_id, experiment_id
+
+
+def set_tags(run_id: str, tags: dict[str, str]) -> None:
+    from mlflow.entities import RunTag
+
+    client().log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+
+def end_run(run_id: str, status: str, reason: str | None = None) -> None:
+    """End a run as ``FINISHED``, ``FAILED`` (with the reason as a tag) or ``KILLED``."""
+    if reason:
+        set_tags(run_id, {TAG_FAILURE: reason[:5000]})
+    client().set_terminated(run_id, status=status)
+
+
+@dataclass
+class MetricBuffer:
+    """Collects metrics and writes them in one ``log_batch`` call (one SQLite transaction)."""
+
+    run_id: str
+    pending: list[Any] = field(default_factory=list)
+
+    def add(self, metrics: dict[str, float], step: int) -> None:
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items())
+
+    def flush(self) -> None:
+        if not self.pending:
+            return
+        batch, self.pending = self.pending, []
+        for start in range(0, len(batch), 1000):
+            client().log_batch(self.run_id, metrics=batch[start : start + 1000])
+
+
+# --------------------------------------------------------------------------- queries for the pages
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    experiment_id: str
+    name: str
+    status: str
+    start_time: int | None
+    end_time: int | None
+    tags: dict[str, str]
+    params: dict[str, str]
+    metrics: dict[str, float]
+
+    @property
+    def dataset_id(self) -> str | None:
+        return self.tags.get(TAG_DATASET)
+
+    @property
+    def task(self) -> str | None:
+        return self.tags.get(TAG_TASK)
+
+
+def _summary(run: Any) -> RunSummary:
+    return RunSummary(
+        run_id=run.info.run_id,
+        experiment_id=run.info.experiment_id,
+        name=run.info.run_name or run.info.run_id[:8],
+        status=run.info.status,
+        start_time=run.info.start_time,
+        end_time=run.info.end_time,
+        tags=dict(run.data.tags),
+        params=dict(run.data.params),
+        metrics=dict(run.data.metrics),
+    )
+
+
+def get_run(run_id: str) -> RunSummary:
+    return _summary(client().get_run(run_id))
+
+
+def list_runs(dataset_id: str | None = None, max_results: int = 200) -> list[RunSummary]:
+    """Runs of one data set (or of every studio experiment), newest first."""
+    mlflow_client = client()
+    if dataset_id is not None:
+        experiment = mlflow_client.get_experiment_by_name(experiment_name(dataset_id))
+        ids = [experiment.experiment_id] if experiment else []
+    else:
+        ids = [
+            e.experiment_id
+            for e in mlflow_client.search_experiments(filter_string="name LIKE 'studio/%'")
+        ]
+    if not ids:
+        return []
+    runs = mlflow_client.search_runs(ids, max_results=max_results, order_by=["attributes.start_time DESC"])
+    return [_summary(run) for run in runs]
+
+
+def metric_history(run_id: str, keys: list[str] | None = None) -> dict[str, list[tuple[int, float]]]:
+    """``metric -> [(step, value), ...]`` sorted by step, for the curves."""
+    mlflow_client = client()
+    if keys is None:
+        keys = list(mlflow_client.get_run(run_id).data.metrics)
+    history = {}
+    for key in keys:
+        points = mlflow_client.get_metric_history(run_id, key)
+        history[key] = sorted((p.step, p.value) for p in points)
+    return history
+
+
+def download_bundle(run_id: str, dest_dir: str) -> str:
+    """Download the run's model bundle zip; returns its local path."""
+    return client().download_artifacts(run_id, BUNDLE_ARTIFACT, dest_dir)
+
+
+def mlflow_ui_run_url(base_url: str, experiment_id: str, run_id: str) -> str:
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+
+
+def mlflow_ui_compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
+    import json
+    from urllib.parse import quote
+
+    runs = quote(json.dumps(run_ids))
+    experiments = quote(json.dumps([experiment_id]))
+    return f"{base_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={experiments}"
