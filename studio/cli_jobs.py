@@ -1,0 +1,164 @@
+"""``python -m studio jobs …``: submit, list, show, wait for, cancel and delete background jobs.
+
+The main CLI registers these with ``add_jobs_parser(subparsers, add_train_options)``. They work on the
+same job store as the pages; only ``submit`` builds a spec (through ``studio.cli.spec_from_args``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import datetime
+
+from studio.jobs.store import STATES
+
+
+def add_jobs_parser(
+    subparsers: argparse._SubParsersAction, add_train_options: Callable[[argparse.ArgumentParser], None]
+) -> argparse.ArgumentParser:
+    """Add ``jobs`` and its subcommands; ``submit`` takes the same options as ``train``."""
+    jobs = subparsers.add_parser("jobs", help="background training jobs: submit, list, show, wait, cancel")
+    sub = jobs.add_subparsers(dest="jobs_command", required=True)
+
+    submit = sub.add_parser("submit", help="queue a training job (same options as train); prints its id")
+    add_train_options(submit)
+    submit.set_defaults(handler=cmd_submit)
+
+    listing = sub.add_parser("list", help="list jobs, newest first")
+    listing.add_argument("--limit", type=int, default=30, help="show at most this many (default 30)")
+    listing.add_argument(
+        "--state", action="append", choices=STATES, help="only jobs in this state (repeatable)"
+    )
+    listing.set_defaults(handler=cmd_list)
+
+    show = sub.add_parser("show", help="state, progress, MLflow run and reason of one job")
+    show.add_argument("id")
+    show.add_argument("--json", action="store_true", help="print the job as JSON")
+    show.set_defaults(handler=cmd_show)
+
+    wait = sub.add_parser("wait", help="wait until a job ends; exit 0 only if it succeeded")
+    wait.add_argument("id")
+    wait.add_argument("--timeout", type=float, help="give up after this many seconds")
+    wait.set_defaults(handler=cmd_wait)
+
+    cancel = sub.add_parser("cancel", help="stop a running job or remove a queued one")
+    cancel.add_argument("id")
+    cancel.add_argument(
+        "--wait", type=float, default=15.0, help="seconds to wait for it to stop (default 15)"
+    )
+    cancel.set_defaults(handler=cmd_cancel)
+
+    delete = sub.add_parser("delete", help="delete a queued or finished job from the list")
+    delete.add_argument("id")
+    delete.set_defaults(handler=cmd_delete)
+    return jobs
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from studio.cli import spec_from_args
+    from studio.jobs import submit_job
+
+    job = submit_job(spec_from_args(args))
+    print(job.id)
+    return 0
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from studio.jobs import list_jobs
+
+    jobs = list_jobs(limit=args.limit, states=args.state)
+    if not jobs:
+        print("No jobs yet. Queue one with `python -m studio jobs submit --data FILE.csv`.")
+        return 0
+    rows = [("ID", "STATE", "NAME", "PROGRESS", "CREATED")]
+    rows += [(j.id, j.state, _clip(j.name, 32), j.progress_text, _when(j.created_at)) for j in jobs]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from studio.jobs import get_job
+
+    job = get_job(args.id)
+    if args.json:
+        data = asdict(job)
+        data["progress_text"] = job.progress_text
+        data["log_path"] = str(job.log_path)
+        print(json.dumps(data, indent=2))
+        return 0
+    lines = [
+        ("job", job.id),
+        ("name", job.name),
+        ("state", job.state),
+        ("progress", job.progress_text),
+        ("device", job.device or "-"),
+        ("created", _when(job.created_at)),
+        ("started", _when(job.started_at)),
+        ("ended", _when(job.ended_at)),
+        ("mlflow run", job.mlflow_run_id or "-"),
+    ]
+    if job.reason and job.state != "succeeded":
+        lines.append(("reason", job.reason))
+    if job.metrics:
+        lines.append(("last metrics", _metrics(job.metrics)))
+    if job.test_metrics:
+        lines.append(("test metrics", _metrics(job.test_metrics)))
+    if job.bundle_path:
+        lines.append(("model bundle", job.bundle_path))
+    lines.append(("log", str(job.log_path)))
+    width = max(len(key) for key, _ in lines)
+    for key, value in lines:
+        print(f"{key.ljust(width)}  {value}")
+    return 0
+
+
+def cmd_wait(args: argparse.Namespace) -> int:
+    from studio.jobs import wait_for_job
+
+    job = wait_for_job(args.id, timeout=args.timeout)
+    print(_summary(job))
+    return 0 if job.state == "succeeded" else 1
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from studio.jobs import cancel_job, wait_for_job
+
+    job = cancel_job(args.id)
+    if job.is_active and args.wait > 0:
+        print(f"Stopping {job.id} …", flush=True)
+        job = wait_for_job(job.id, timeout=args.wait)
+    print(_summary(job))
+    return 0 if not job.is_active else 1
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    from studio.jobs import delete_job
+
+    delete_job(args.id)
+    print(f"Deleted {args.id}.")
+    return 0
+
+
+def _summary(job) -> str:
+    text = f"{job.id}: {job.state}"
+    if job.state == "running":
+        text += f" ({job.progress_text})"
+    if job.reason and job.state != "succeeded":
+        text += f" - {job.reason}"
+    return text
+
+
+def _when(timestamp: float | None) -> str:
+    return "-" if timestamp is None else datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _metrics(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{key}={value:.4g}" for key, value in sorted(metrics.items()))

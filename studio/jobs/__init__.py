@@ -1,0 +1,104 @@
+"""Durable background training jobs.
+
+Pages and the CLI never train: :func:`submit_job` stores a queued job with its spec in
+``STUDIO_HOME/studio.db`` and makes sure the scheduler daemon runs; the scheduler starts
+``python -m studio.worker JOB_ID`` in its own process session on a free device slot. Jobs therefore
+survive page reruns, closed browsers and restarts of the Streamlit server.
+
+Cheap to import (no torch, lightning or mlflow).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from typing import TYPE_CHECKING
+
+from studio.jobs import store
+from studio.jobs.scheduler import ensure_scheduler, run_scheduler_forever, scheduler_running, stop_scheduler
+from studio.jobs.store import (
+    ACTIVE_STATES,
+    CANCELLED,
+    FAILED,
+    FINAL_STATES,
+    QUEUED,
+    RUNNING,
+    STATES,
+    SUCCEEDED,
+    Job,
+    format_duration,
+)
+
+if TYPE_CHECKING:
+    from studio.spec import RunSpec
+
+__all__ = [
+    "ACTIVE_STATES",
+    "CANCELLED",
+    "FAILED",
+    "FINAL_STATES",
+    "QUEUED",
+    "RUNNING",
+    "STATES",
+    "SUCCEEDED",
+    "Job",
+    "cancel_job",
+    "delete_job",
+    "ensure_scheduler",
+    "format_duration",
+    "get_job",
+    "list_jobs",
+    "run_scheduler_forever",
+    "scheduler_running",
+    "stop_scheduler",
+    "submit_job",
+    "wait_for_job",
+]
+
+
+def submit_job(spec: RunSpec, *, start_scheduler: bool = True) -> Job:
+    """Queue a training job for ``spec`` and (by default) make sure a scheduler will pick it up."""
+    job = store.insert_job(spec)
+    if start_scheduler:
+        ensure_scheduler()
+    return job
+
+
+def get_job(job_id: str) -> Job:
+    """The job with this id; :class:`~studio.errors.JobError` when there is none."""
+    return store.get_job(job_id)
+
+
+def list_jobs(limit: int | None = None, states: list[str] | tuple[str, ...] | None = None) -> list[Job]:
+    """Jobs newest first, optionally only those in ``states``."""
+    return store.list_jobs(limit=limit, states=states)
+
+
+def cancel_job(job_id: str) -> Job:
+    """Cancel a job: a queued one is cancelled (removed from the queue) at once; a running one is
+    asked to stop (flag + SIGTERM; its worker stops within a training step) and is killed by the
+    scheduler if it has not stopped after ~10 s. Returns the job as it is now."""
+    job = store.request_cancel(job_id)
+    if job.state == RUNNING:
+        from studio.jobs.scheduler import signal_worker
+
+        signal_worker(job, signal.SIGTERM)
+        ensure_scheduler()  # it enforces the kill deadline and settles a worker that died meanwhile
+    return job
+
+
+def delete_job(job_id: str) -> None:
+    """Remove a queued or finished job (a queued one is dropped from the queue)."""
+    store.delete_job(job_id)
+
+
+def wait_for_job(job_id: str, timeout: float | None = None, poll: float = 0.25) -> Job:
+    """Block until the job has ended (or ``timeout`` seconds passed) and return it."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        job = store.get_job(job_id)
+        if not job.is_active:
+            return job
+        if deadline is not None and time.monotonic() >= deadline:
+            return job
+        time.sleep(poll)

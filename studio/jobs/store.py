@@ -1,0 +1,451 @@
+"""The job store: one SQLite table in ``STUDIO_HOME/studio.db`` shared by pages, CLI, scheduler and workers.
+
+Every process opens its own short-lived connection (WAL mode, a generous busy timeout), so Streamlit
+threads, several server processes, the scheduler daemon and the workers can all read and write at once.
+State changes are conditional updates (``... WHERE state = 'queued'``) inside ``BEGIN IMMEDIATE``
+transactions, so a job is claimed, finished or cancelled exactly once however many processes race.
+
+Only the standard library and the spec are imported here: pages import this module.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio import settings
+from studio.errors import JobError
+
+if TYPE_CHECKING:
+    from studio.spec import RunSpec
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+ACTIVE_STATES = (QUEUED, RUNNING)
+FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    ended_at REAL,
+    spec_json TEXT NOT NULL,
+    dataset_id TEXT NOT NULL,
+    device_request TEXT NOT NULL,
+    device TEXT,
+    pid INTEGER,
+    pid_create_time REAL,
+    epoch INTEGER,  -- 1-based, as training reports it
+    max_epochs INTEGER,
+    step INTEGER,
+    total_steps INTEGER,
+    fraction REAL,
+    eta_seconds REAL,
+    metrics_json TEXT NOT NULL DEFAULT '{}',
+    test_metrics_json TEXT NOT NULL DEFAULT '{}',
+    updated_at REAL,
+    mlflow_run_id TEXT,
+    experiment_id TEXT,
+    reason TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    cancel_requested_at REAL,
+    bundle_path TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
+"""
+
+_ready: set[Path] = set()
+
+
+def db_path() -> Path:
+    """The job database: ``STUDIO_HOME/studio.db``."""
+    return settings.studio_home() / "studio.db"
+
+
+def job_dir(job_id: str) -> Path:
+    """The job's own folder (worker log, model bundle), created on demand."""
+    folder = settings.studio_home() / "jobs" / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def log_path(job_id: str) -> Path:
+    return job_dir(job_id) / "worker.log"
+
+
+@contextmanager
+def connect() -> Iterator[sqlite3.Connection]:
+    """A fresh autocommit connection; use :func:`transaction` for read-modify-write."""
+    path = db_path()
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        if path not in _ready:
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            _ready.add(path)
+        conn.execute("PRAGMA synchronous = NORMAL")
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction() -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` … ``COMMIT``: takes the write lock up front, so checks and updates are atomic."""
+    with connect() as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+
+@dataclass
+class Job:
+    """One row of the job store. ``spec`` is parsed on first use."""
+
+    id: str
+    name: str
+    state: str
+    created_at: float
+    spec_json: str
+    dataset_id: str
+    device_request: str
+    started_at: float | None = None
+    ended_at: float | None = None
+    device: str | None = None
+    pid: int | None = None
+    pid_create_time: float | None = None
+    epoch: int | None = None
+    max_epochs: int | None = None
+    step: int | None = None
+    total_steps: int | None = None
+    fraction: float | None = None
+    eta_seconds: float | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    updated_at: float | None = None
+    mlflow_run_id: str | None = None
+    experiment_id: str | None = None
+    reason: str | None = None
+    cancel_requested: bool = False
+    cancel_requested_at: float | None = None
+    bundle_path: str | None = None
+
+    @cached_property
+    def spec(self) -> RunSpec:
+        from studio.spec import RunSpec
+
+        return RunSpec.from_json(self.spec_json)
+
+    @property
+    def is_active(self) -> bool:
+        """Queued or running: the job may still change."""
+        return self.state in ACTIVE_STATES
+
+    @property
+    def log_path(self) -> Path:
+        return log_path(self.id)
+
+    @property
+    def seconds(self) -> float | None:
+        """How long it ran (so far)."""
+        if self.started_at is None:
+            return None
+        return (self.ended_at or time.time()) - self.started_at
+
+    @property
+    def progress_text(self) -> str:
+        """One short line for tables, e.g. ``epoch 3/20 · 15% · about 40 s left``."""
+        if self.state == QUEUED:
+            return "waiting for a free device"
+        if self.state == RUNNING and self.epoch is None:
+            return "cancelling" if self.cancel_requested else "starting"
+        parts = []
+        if self.epoch is not None and self.max_epochs:
+            parts.append(f"epoch {self.epoch}/{self.max_epochs}")
+        if self.fraction is not None:
+            parts.append(f"{self.fraction:.0%}")
+        if self.state == RUNNING:
+            if self.cancel_requested:
+                parts.append("cancelling")
+            elif self.eta_seconds is not None:
+                parts.append(f"about {format_duration(self.eta_seconds)} left")
+        elif self.state in FINAL_STATES:
+            parts.append(self.state)
+        return " · ".join(parts)
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Job:
+        columns = row.keys()  # iterating a Row yields values, not names
+        data = {key: row[key] for key in columns if key in _FIELD_NAMES}
+        data["metrics"] = json.loads(row["metrics_json"] or "{}")
+        data["test_metrics"] = json.loads(row["test_metrics_json"] or "{}")
+        data["cancel_requested"] = bool(row["cancel_requested"])
+        return cls(**data)
+
+
+_FIELD_NAMES = {f.name for f in fields(Job)}
+
+
+def format_duration(seconds: float) -> str:
+    """``40 s``, ``5 min``, ``1 h 20 min``: rounded the way a person reads a clock."""
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{max(1, round(seconds))} s"
+    minutes = round(seconds / 60)
+    if minutes < 60:
+        return f"{minutes} min"
+    return f"{minutes // 60} h {minutes % 60} min"
+
+
+def new_job_id(now: float | None = None) -> str:
+    """A short readable id: ``job-20261125-0a1b2c``."""
+    day = datetime.fromtimestamp(now or time.time()).strftime("%Y%m%d")
+    return f"job-{day}-{secrets.token_hex(3)}"
+
+
+def _job_name(spec: RunSpec) -> str:
+    return spec.name or f"{spec.data.target} from {spec.data.dataset_id}"
+
+
+# --------------------------------------------------------------------------- writes
+def insert_job(spec: RunSpec) -> Job:
+    """Store a new queued job for ``spec``."""
+    now = time.time()
+    for _ in range(20):
+        job_id = new_job_id(now)
+        try:
+            with connect() as conn:
+                conn.execute(
+                    "INSERT INTO jobs (id, name, state, created_at, spec_json, dataset_id, device_request) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        job_id,
+                        _job_name(spec),
+                        QUEUED,
+                        now,
+                        spec.to_json(),
+                        spec.data.dataset_id,
+                        spec.training.device,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            continue  # the 3 random bytes collided with an existing id the same day
+        return get_job(job_id)
+    raise JobError("Could not find a free job id; try again.")
+
+
+def claim_job(job_id: str, device: str) -> bool:
+    """Atomically move a queued job to running on ``device``; False if it was not queued or the slot is taken."""
+    now = time.time()
+    with transaction() as conn:
+        busy = conn.execute(
+            "SELECT 1 FROM jobs WHERE state = ? AND device = ? LIMIT 1", (RUNNING, device)
+        ).fetchone()
+        if busy:
+            return False
+        cursor = conn.execute(
+            "UPDATE jobs SET state = ?, device = ?, started_at = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (RUNNING, device, now, now, job_id, QUEUED),
+        )
+        return cursor.rowcount == 1
+
+
+def set_worker(job_id: str, pid: int, create_time: float) -> None:
+    """Record the process that runs a job (its start time tells a reused pid apart)."""
+    with connect() as conn:
+        conn.execute(
+            "UPDATE jobs SET pid = ?, pid_create_time = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (pid, create_time, time.time(), job_id, RUNNING),
+        )
+
+
+def set_run(job_id: str, run_id: str, experiment_id: str) -> None:
+    with connect() as conn:
+        conn.execute(
+            "UPDATE jobs SET mlflow_run_id = ?, experiment_id = ?, updated_at = ? WHERE id = ?",
+            (run_id, experiment_id, time.time(), job_id),
+        )
+
+
+def set_progress(
+    job_id: str,
+    *,
+    epoch: int,
+    max_epochs: int,
+    step: int,
+    total_steps: int,
+    fraction: float,
+    eta_seconds: float | None,
+    metrics: dict[str, float],
+) -> bool:
+    """Store a running job's progress (also its heartbeat). Returns whether cancellation was requested."""
+    with connect() as conn:
+        conn.execute(
+            "UPDATE jobs SET epoch = ?, max_epochs = ?, step = ?, total_steps = ?, fraction = ?, "
+            "eta_seconds = ?, metrics_json = ?, updated_at = ? WHERE id = ? AND state = ?",
+            (
+                epoch,
+                max_epochs,
+                step,
+                total_steps,
+                fraction,
+                eta_seconds,
+                _dump(metrics),
+                time.time(),
+                job_id,
+                RUNNING,
+            ),
+        )
+        row = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def cancel_requested(job_id: str) -> bool:
+    with connect() as conn:
+        row = conn.execute("SELECT cancel_requested FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    return bool(row and row[0])
+
+
+def request_cancel(job_id: str) -> Job:
+    """Cancel a queued job at once, or flag a running one for its worker. Finished jobs are an error."""
+    now = time.time()
+    with transaction() as conn:
+        job = _get(conn, job_id)
+        if job.state == QUEUED:
+            conn.execute(
+                "UPDATE jobs SET state = ?, ended_at = ?, updated_at = ?, cancel_requested = 1, "
+                "cancel_requested_at = ?, reason = ? WHERE id = ?",
+                (CANCELLED, now, now, now, "Cancelled before it started.", job_id),
+            )
+        elif job.state == RUNNING:
+            if not job.cancel_requested:
+                conn.execute(
+                    "UPDATE jobs SET cancel_requested = 1, cancel_requested_at = ?, updated_at = ? WHERE id = ?",
+                    (now, now, job_id),
+                )
+        else:
+            raise JobError(f"Job {job_id} has already ended ({job.state}); there is nothing to cancel.")
+        return _get(conn, job_id)
+
+
+def finish_job(
+    job_id: str,
+    state: str,
+    *,
+    reason: str | None = None,
+    test_metrics: dict[str, float] | None = None,
+    bundle_path: str | None = None,
+    only_pid: int | None = None,
+) -> bool:
+    """End an active job as succeeded, failed or cancelled; False if it had already ended.
+
+    ``only_pid`` makes it conditional on the job still being run by that process (used when cleaning up
+    after a dead worker, so a job that its worker has just finished is left alone).
+    """
+    if state not in FINAL_STATES:
+        raise ValueError(f"not a final state: {state}")
+    now = time.time()
+    sql = (
+        "UPDATE jobs SET state = ?, ended_at = ?, updated_at = ?, reason = ?, "
+        "test_metrics_json = COALESCE(?, test_metrics_json), bundle_path = COALESCE(?, bundle_path) "
+        "WHERE id = ? AND state IN (?, ?)"
+    )
+    params: list[Any] = [
+        state,
+        now,
+        now,
+        reason,
+        _dump(test_metrics) if test_metrics is not None else None,
+        bundle_path,
+        job_id,
+        QUEUED,
+        RUNNING,
+    ]
+    if only_pid is not None:
+        sql += " AND pid = ?"
+        params.append(only_pid)
+    with connect() as conn:
+        return conn.execute(sql, params).rowcount == 1
+
+
+def delete_job(job_id: str) -> None:
+    """Remove a queued or finished job from the store (a running one must be cancelled first)."""
+    with transaction() as conn:
+        job = _get(conn, job_id)
+        if job.state == RUNNING:
+            raise JobError(f"Job {job_id} is running; cancel it first, then delete it.")
+        conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+
+
+# --------------------------------------------------------------------------- reads
+def get_job(job_id: str) -> Job:
+    with connect() as conn:
+        return _get(conn, job_id)
+
+
+def list_jobs(limit: int | None = None, states: tuple[str, ...] | list[str] | None = None) -> list[Job]:
+    """Jobs newest first, optionally only those in ``states``."""
+    sql = "SELECT * FROM jobs"
+    params: list[Any] = []
+    if states:
+        unknown = set(states) - set(STATES)
+        if unknown:
+            raise JobError(f"Unknown job state '{sorted(unknown)[0]}'; choose from: {', '.join(STATES)}.")
+        sql += f" WHERE state IN ({', '.join('?' * len(states))})"
+        params.extend(states)
+    sql += " ORDER BY seq DESC"
+    if limit is not None:
+        sql += " LIMIT ?"
+        params.append(int(limit))
+    with connect() as conn:
+        return [Job.from_row(row) for row in conn.execute(sql, params)]
+
+
+def queued_jobs() -> list[Job]:
+    """Queued jobs, oldest first (the order they run in)."""
+    with connect() as conn:
+        rows = conn.execute("SELECT * FROM jobs WHERE state = ? ORDER BY seq", (QUEUED,)).fetchall()
+    return [Job.from_row(row) for row in rows]
+
+
+def count_active() -> int:
+    with connect() as conn:
+        return conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (QUEUED, RUNNING)).fetchone()[
+            0
+        ]
+
+
+def _get(conn: sqlite3.Connection, job_id: str) -> Job:
+    row = conn.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+    if row is None:
+        raise JobError(f"There is no job '{job_id}'; `python -m studio jobs list` shows the jobs.")
+    return Job.from_row(row)
+
+
+def _dump(metrics: dict[str, Any] | None) -> str:
+    clean = {}
+    for key, value in (metrics or {}).items():
+        try:
+            clean[str(key)] = float(value)
+        except (TypeError, ValueError):
+            continue  # a non-numeric entry is not a metric; keep the rest
+    return json.dumps(clean)

@@ -1,0 +1,235 @@
+"""The job worker: ``python -m studio.worker JOB_ID`` trains one stored job and keeps its row current.
+
+The scheduler starts it in its own process session with the chosen device in ``CUDA_VISIBLE_DEVICES``
+(and the slot name in ``STUDIO_JOB_SLOT``); run by hand it claims the job itself. It calls the same
+:func:`studio.training.train` as the CLI, writes progress into the job store, stops when the job's
+``cancel_requested`` flag is set or SIGTERM arrives, and always ends the job as succeeded, failed (with
+a plain reason) or cancelled before it exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from studio.errors import JobError, StudioError
+from studio.jobs import store
+from studio.jobs.store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
+
+log = logging.getLogger("studio.worker")
+
+POLL_SECONDS = 0.5  # the longest a cancel request waits for the worker to look at the store
+
+REASON_CANCELLED = "Cancelled on request."
+REASON_GPU_MEMORY = "The GPU ran out of memory: lower the batch size or the image size."
+REASON_MEMORY = (
+    "The machine ran out of memory: lower the batch size, use fewer columns or close other programs."
+)
+
+
+class StopFlag:
+    """Set by SIGTERM (a plain attribute: signal handlers must not take locks)."""
+
+    def __init__(self) -> None:
+        self.signalled = False
+
+    def install(self) -> None:
+        def on_sigterm(signum: int, frame: Any) -> None:
+            self.signalled = True
+
+        signal.signal(signal.SIGTERM, on_sigterm)
+
+
+def make_hooks(job_id: str, flag: StopFlag):
+    """Training hooks that keep the job row current and turn a cancel request into ``should_stop()``."""
+    from studio.training import TrainHooks
+
+    class JobHooks(TrainHooks):
+        def __init__(self) -> None:
+            self.stop_seen = False
+            self.run_id: str | None = None
+            self._cancel = False
+            self._pending: Any = None
+            self._next_write = 0.0
+            self._next_poll = 0.0
+
+        def on_run_started(self, run_id: str, experiment_id: str) -> None:
+            self.run_id = run_id
+            store.set_run(job_id, run_id, experiment_id)
+
+        def on_progress(self, progress: Any) -> None:
+            self._pending = progress
+            self._write_if_due()
+
+        def should_stop(self) -> bool:
+            self._write_if_due()
+            now = time.monotonic()
+            if not (flag.signalled or self._cancel) and now >= self._next_poll:
+                self._next_poll = now + POLL_SECONDS
+                self._cancel = store.cancel_requested(job_id)
+            if flag.signalled or self._cancel:
+                self.stop_seen = True
+            return self.stop_seen
+
+        def flush(self) -> None:
+            self._next_write = 0.0
+            self._write_if_due()
+
+        def _write_if_due(self) -> None:
+            now = time.monotonic()
+            if self._pending is None or now < self._next_write:
+                return
+            p, self._pending = self._pending, None
+            self._next_write = now + POLL_SECONDS
+            self._cancel = (
+                store.set_progress(
+                    job_id,
+                    epoch=p.epoch,
+                    max_epochs=p.max_epochs,
+                    step=p.step,
+                    total_steps=p.total_steps,
+                    fraction=p.fraction,
+                    eta_seconds=p.eta_seconds,
+                    metrics=p.metrics,
+                )
+                or self._cancel
+            )
+
+    return JobHooks()
+
+
+def spec_for_slot(spec: Any, slot: str | None) -> Any:
+    """A GPU worker sees only its own GPU (``CUDA_VISIBLE_DEVICES``), which is then GPU 0."""
+    if slot and slot.startswith("cuda") and spec.training.device.startswith("cuda:"):
+        return spec.with_changes(**{"training.device": "cuda:0"})
+    return spec
+
+
+def _is_gpu_out_of_memory(err: BaseException) -> bool:
+    text = str(err)
+    return type(err).__name__ == "OutOfMemoryError" or ("out of memory" in text and "CUDA" in text)
+
+
+def plain_reason(err: BaseException, log_file: Any) -> str:
+    """The sentence a user sees for an exception that escaped training."""
+    if isinstance(err, StudioError):
+        return str(err)
+    if _is_gpu_out_of_memory(err):
+        return REASON_GPU_MEMORY
+    if isinstance(err, MemoryError):
+        return REASON_MEMORY
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return f"The training process crashed: {detail} (full log: {log_file})."
+
+
+def take_job(job_id: str) -> Job | None:
+    """Register this process as the job's worker; None when the job is not this worker's to run."""
+    import psutil
+
+    from studio.jobs.scheduler import worker_alive
+
+    job = store.get_job(job_id)
+    if job.state == QUEUED:
+        store.claim_job(job_id, os.environ.get("STUDIO_JOB_SLOT") or f"direct:{os.getpid()}")
+        job = store.get_job(job_id)
+    if job.state != RUNNING:
+        log.info("job %s is %s; nothing to do", job_id, job.state)
+        return None
+    if job.pid not in (None, os.getpid()) and worker_alive(job.pid, job.pid_create_time):
+        log.info("job %s is already run by process %s", job_id, job.pid)
+        return None
+    store.set_worker(job_id, os.getpid(), psutil.Process().create_time())
+    return store.get_job(job_id)
+
+
+def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
+    """Train a stored job to its end; returns 0 when it succeeded. ``train_fn`` replaces
+    :func:`studio.training.train` (tests pass a fast stand-in that uses the same hooks)."""
+    flag = StopFlag()
+    flag.install()
+    try:
+        job = take_job(job_id)
+    except JobError as err:
+        log.error("%s", err)
+        return 1
+    if job is None:
+        return 1
+
+    from studio.training import TrainingCancelled
+
+    slot = os.environ.get("STUDIO_JOB_SLOT")
+    log.info("job %s: pid %s, slot %s, spec %s", job_id, os.getpid(), slot or "-", job.name)
+    hooks = make_hooks(job_id, flag)
+    state, reason = FAILED, "The worker stopped without a result."
+    outcome: dict[str, Any] = {}
+    try:
+        if hooks.should_stop():
+            raise TrainingCancelled("Cancelled before training started.")
+        if train_fn is None:
+            from studio.training import train as train_fn
+        result = train_fn(
+            spec_for_slot(job.spec, slot),
+            job_id=job_id,
+            hooks=hooks,
+            bundle_out=store.job_dir(job_id) / "model.zip",
+            progress_bar=False,
+        )
+        if result.run_id and result.run_id != hooks.run_id:
+            store.set_run(job_id, result.run_id, result.experiment_id)
+        state, reason = SUCCEEDED, None
+        outcome = {
+            "test_metrics": dict(result.test_metrics or {}),
+            "bundle_path": str(result.bundle_path) if result.bundle_path else None,
+        }
+    except BaseException as err:  # noqa: BLE001 - every way out must end the job
+        if hooks.stop_seen or flag.signalled or isinstance(err, TrainingCancelled):
+            state, reason = CANCELLED, REASON_CANCELLED
+            if not isinstance(err, TrainingCancelled):
+                # Stopped some other way (e.g. Lightning's own SIGTERM exit): train() closed the run FAILED.
+                from studio.jobs.scheduler import end_mlflow_run
+
+                end_mlflow_run(hooks.run_id, "KILLED")
+        else:
+            state, reason = FAILED, plain_reason(err, store.log_path(job_id))
+            if not isinstance(err, StudioError):
+                traceback.print_exc()
+        log.info("job %s: %s (%s)", job_id, state, reason)
+    finally:
+        hooks.flush()
+        _finish(job_id, state, reason, outcome)
+    return 0 if state == SUCCEEDED else 1
+
+
+def _finish(job_id: str, state: str, reason: str | None, outcome: dict[str, Any]) -> None:
+    for attempt in range(5):
+        try:
+            store.finish_job(job_id, state, reason=reason, only_pid=os.getpid(), **outcome)
+            return
+        except Exception:  # a store locked for 30 s: try again rather than leave the job running
+            if attempt == 4:
+                raise
+            time.sleep(1.0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m studio.worker", description="Run one stored training job."
+    )
+    parser.add_argument("job_id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    return run_job(args.job_id)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
