@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from studio.errors import DatasetError
@@ -65,7 +67,7 @@ def read_table_file(
     """Read a CSV (or Parquet) file or upload into a DataFrame with clean, unique column names.
 
     ``filename`` names raw bytes in messages. Renamed columns are listed in
-    ``df.attrs["renamed_columns"]`` (old -> new) for the profile's warning. Raises
+    ``df.attrs["renamed_columns"]`` (``[original, new]`` pairs) for the profile's warning. Raises
     :class:`DatasetError` with one sentence for anything that is not a usable table.
     """
     data, label = read_source_bytes(path_or_bytes, filename, max_bytes=max_bytes)
@@ -114,24 +116,27 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
         raise DatasetError(f"'{label}' is empty; choose a CSV file with a header line and data rows.")
     if data.startswith(b"PAR1"):
         return _read_parquet(data, label)
-    text = decode_text(data, label)
-    text = text.replace("\r\n", "\n").replace("\r", "\n")
-    hint = _SEP_HINT.match(text)
-    first_line = 1
+    text, encoding = decode_text(data, label)
+    head = text[: SNIFF_CHARS + 1].replace("\r\n", "\n").replace("\r", "\n")
+    hint = _SEP_HINT.match(head)
     if hint:  # Excel's "sep=;" first line names the delimiter
-        text, first_line = text[hint.end() :], 2
-    delimiter, header = sniff_delimiter(text, label, forced=hint.group(1) if hint else None)
+        head = head[hint.end() :]
+    delimiter, header = sniff_delimiter(head, label, forced=hint.group(1) if hint else None)
     if len(header) > MAX_COLUMNS:
         raise DatasetError(
             f"'{label}' has {len(header):,} columns; the studio handles at most {MAX_COLUMNS:,}, "
             "so keep the columns you need and save again."
         )
-    check_field_counts(text, delimiter, len(header), label, first_line)
+    skip = 1 if hint else 0
+    check_field_counts(text, delimiter, header, label, skip_lines=skip)
+    del text  # pandas decodes the bytes itself; no need to hold a second copy of the file
     placeholders = [f"__c{i}" for i in range(len(header))]
     try:
         df = pd.read_csv(
-            io.StringIO(text),
+            io.BytesIO(data),
+            encoding=encoding,
             sep=delimiter,
+            skiprows=skip,
             header=0,
             names=placeholders,
             index_col=False,
@@ -144,7 +149,7 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
         if unclosed:
             raise DatasetError(
                 f"'{label}' has a quote (\") that is never closed, in the row near line "
-                f"{int(unclosed.group(1)) + first_line}; close or remove it and save again."
+                f"{int(unclosed.group(1)) + 1 + skip}; close or remove it and save again."
             ) from None
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise DatasetError(f"'{label}' could not be read as a table ({reason}).") from None
@@ -152,20 +157,22 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
     df = df.dropna(how="all").reset_index(drop=True)
     if df.empty:
         raise DatasetError(f"'{label}' has a header line but no data rows; add rows below the header.")
-    df = convert_text_columns(df, decimal_comma=delimiter != ",")
-    return df
+    return convert_text_columns(df, numbers=_NUMBER_STYLE[delimiter])
 
 
-def decode_text(data: bytes, label: str) -> str:
-    """Decode as UTF-8 (BOM stripped), UTF-16 with a BOM, else cp1252 / latin-1; refuse binary files."""
+def decode_text(data: bytes, label: str) -> tuple[str, str]:
+    """Decode as UTF-8 (BOM stripped), UTF-16 with a BOM, else cp1252 / latin-1; refuse binary files.
+
+    Returns the text and the encoding's name (as pandas and Python spell it).
+    """
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # Excel's "Unicode text" export
         try:
-            return data.decode("utf-16")
+            return data.decode("utf-16"), "utf-16"
         except UnicodeDecodeError:
             raise DatasetError(_binary_message(label, data)) from None
-    head = data[:8192]
-    if b"\x00" in head or any(data.startswith(magic) for magic, _ in _BINARY_SIGNATURES):
+    if b"\x00" in data[:8192] or any(data.startswith(magic) for magic, _ in _BINARY_SIGNATURES):
         raise DatasetError(_binary_message(label, data))
+    text, encoding = "", "latin-1"
     for encoding in ("utf-8-sig", "cp1252", "latin-1"):
         try:
             text = data.decode(encoding)
@@ -176,7 +183,7 @@ def decode_text(data: bytes, label: str) -> str:
     controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\x0c")
     if controls > max(2, len(sample) // 100):
         raise DatasetError(_binary_message(label, data))
-    return text
+    return text, encoding
 
 
 def _binary_message(label: str, data: bytes) -> str:
@@ -201,9 +208,20 @@ def _records(text: str, delimiter: str) -> list[list[str]]:
     return records
 
 
-def _fits(row: list[str], expected: int) -> bool:
-    """Same field count as the header, allowing empty fields after trailing delimiters."""
-    return len(row) == expected or (len(row) > expected and not any(c.strip() for c in row[expected:]))
+def _named_width(header: list[str]) -> int:
+    """Header cells up to the last one with a name (a trailing delimiter adds an empty cell)."""
+    width = len(header)
+    while width > 1 and not header[width - 1].strip():
+        width -= 1
+    return width
+
+
+def _fits(row: list[str], expected: int, minimum: int | None = None) -> bool:
+    """Same field count as the header, allowing empty fields after trailing delimiters (on the row, or on
+    the header: then a row may stop after the last named column)."""
+    if len(row) > expected:
+        return not any(cell.strip() for cell in row[expected:])
+    return (minimum or expected) <= len(row)
 
 
 def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[str, list[str]]:
@@ -228,7 +246,8 @@ def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[s
         if not records or len(records[0]) < 2:
             continue
         header, rows = records[0], records[1:]
-        consistency = sum(_fits(row, len(header)) for row in rows) / len(rows) if rows else 1.0
+        width = _named_width(header)
+        consistency = sum(_fits(row, len(header), width) for row in rows) / len(rows) if rows else 1.0
         score = (consistency, len(header), -priority)
         if best is None or score > best:
             best, choice = score, (delimiter, header)
@@ -245,34 +264,87 @@ def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[s
     return choice
 
 
-def check_field_counts(text: str, delimiter: str, expected: int, label: str, first_line: int = 1) -> None:
-    """Every row must have as many fields as the header; name the first that does not."""
-    bad: list[tuple[int, int]] = []
-    if '"' not in text:
-        for number, line in enumerate(text.split("\n")[1:], start=first_line + 1):
-            n = line.count(delimiter) + 1
-            if n != expected and line.strip() and not _fits(line.split(delimiter), expected):
-                bad.append((number, n))
+def check_field_counts(text: str, delimiter: str, header: list[str], label: str, skip_lines: int = 0) -> None:
+    """Every row must have as many fields as the header; name the (physical) line of the first that does not.
+
+    Lines without quotes are counted on a byte array at once; a file with quotes goes through the
+    ``csv`` module, which knows delimiters and line breaks inside quotes.
+    """
+    newline = "\n" if "\n" in text else "\r"
+    expected, minimum = len(header), _named_width(header)
+    if '"' in text:
+        bad = _bad_rows_quoted(text, newline, delimiter, (expected, minimum), label, skip_lines)
     else:
-        reader = csv.reader(io.StringIO(text), delimiter=delimiter, quotechar='"')
-        try:
-            start = first_line
-            for index, row in enumerate(reader):
-                if index and row and any(c.strip() for c in row) and not _fits(row, expected):
-                    bad.append((start, len(row)))
-                start = first_line + reader.line_num
-        except csv.Error as err:
-            raise DatasetError(
-                f"'{label}' cannot be read near line {first_line + reader.line_num - 1} ({err}); "
-                "check the quotes in that row."
-            ) from None
+        bad = _bad_rows_plain(text, newline, delimiter, (expected, minimum), skip_lines)
     if bad:
         number, n = bad[0]
-        more = f" ({len(bad) - 1:,} more rows have the same problem)" if len(bad) > 1 else ""
+        more = f" ({len(bad) - 1:,} more {'row has' if len(bad) == 2 else 'rows have'} the same problem)"
         raise DatasetError(
-            f"Line {number} of '{label}' has {n} fields but the header has {expected}{more}; "
-            "a stray or missing delimiter in that row is the usual cause, so fix it and save again."
+            f"Line {number} of '{label}' has {n} field{'' if n == 1 else 's'} but the header has {expected}"
+            f"{more if len(bad) > 1 else ''}; a stray or missing delimiter in that row is the usual cause, "
+            "so fix it and save again."
         )
+
+
+def _bad_rows_plain(
+    text: str, newline: str, delimiter: str, width: tuple[int, int], skip_lines: int
+) -> list[tuple[int, int]]:
+    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    ends = np.append(np.flatnonzero(raw == ord(newline)), raw.size)
+    starts = np.concatenate(([0], ends[:-1] + 1))
+    delimiters = np.flatnonzero(raw == ord(delimiter))
+    fields = np.searchsorted(delimiters, ends) - np.searchsorted(delimiters, starts) + 1
+    header = _first_content_line(raw, starts, ends, skip_lines)
+    bad: list[tuple[int, int]] = []
+    for index in np.flatnonzero(fields != width[0]):
+        if index <= header:
+            continue
+        line = raw[starts[index] : ends[index]].tobytes().decode("utf-8")
+        if line.strip() and not _fits(line.split(delimiter), *width):
+            bad.append((int(index) + 1, int(fields[index])))
+    return bad
+
+
+def _first_content_line(raw: np.ndarray, starts: np.ndarray, ends: np.ndarray, skip_lines: int) -> int:
+    for index in range(skip_lines, len(starts)):
+        if raw[starts[index] : ends[index]].tobytes().strip():
+            return index
+    return -1
+
+
+def _lines(text: str, newline: str) -> Iterator[str]:
+    """The lines of a text, line breaks kept, without building a list of them all."""
+    start, size = 0, len(text)
+    while start < size:
+        end = text.find(newline, start)
+        if end < 0:
+            yield text[start:]
+            return
+        yield text[start : end + 1]
+        start = end + 1
+
+
+def _bad_rows_quoted(
+    text: str, newline: str, delimiter: str, width: tuple[int, int], label: str, skip_lines: int
+) -> list[tuple[int, int]]:
+    lines = _lines(text, newline)
+    for _ in range(skip_lines):
+        next(lines, None)
+    reader = csv.reader(lines, delimiter=delimiter, quotechar='"')
+    bad: list[tuple[int, int]] = []
+    start, header_seen = skip_lines + 1, False
+    try:
+        for row in reader:
+            if row and any(cell.strip() for cell in row):
+                if header_seen and not _fits(row, *width):
+                    bad.append((start, len(row)))
+                header_seen = True
+            start = skip_lines + reader.line_num + 1
+    except csv.Error as err:
+        raise DatasetError(
+            f"'{label}' cannot be read near line {start} ({err}); check the quotes in that row."
+        ) from None
+    return bad
 
 
 def _drop_empty_unnamed(df: pd.DataFrame, header: list[str]) -> pd.DataFrame:
@@ -290,11 +362,12 @@ def _drop_empty_unnamed(df: pd.DataFrame, header: list[str]) -> pd.DataFrame:
 def clean_columns(df: pd.DataFrame, names: list[object] | None = None) -> pd.DataFrame:
     """Column names as stripped text, empty ones named ``unnamed_N`` and duplicates ``name_2``.
 
-    Renames go into ``df.attrs["renamed_columns"]`` as ``{original: new}``.
+    Renames go into ``df.attrs["renamed_columns"]`` as ``[original, new]`` pairs (original ``""`` when the
+    header cell was empty).
     """
     originals = [str(name) for name in (names if names is not None else df.columns)]
     cleaned: list[str] = []
-    renamed: dict[str, str] = {}
+    renamed: list[list[str]] = []
     seen: set[str] = set()
     for position, original in enumerate(originals, start=1):
         base = original.replace("\ufeff", "").strip() or f"unnamed_{position}"
@@ -303,8 +376,8 @@ def clean_columns(df: pd.DataFrame, names: list[object] | None = None) -> pd.Dat
             name, suffix = f"{base}_{suffix}", suffix + 1
         seen.add(name)
         cleaned.append(name)
-        if name != original.strip() or (not original.strip()):
-            renamed[original if original.strip() else f"(empty header in column {position})"] = name
+        if name != original.strip():
+            renamed.append([original.strip(), name])
     df = df.copy() if names is None else df
     df.columns = cleaned
     df.attrs["renamed_columns"] = renamed
@@ -323,11 +396,13 @@ def _read_parquet(data: bytes, label: str) -> pd.DataFrame:
     return clean_columns(df.reset_index(drop=True))
 
 
-def convert_text_columns(df: pd.DataFrame, decimal_comma: bool) -> pd.DataFrame:
+def convert_text_columns(df: pd.DataFrame, numbers: str = "auto") -> pd.DataFrame:
     """Strip text cells and turn columns that hold numbers written as text into numbers.
 
-    Handles decimal commas (``3,14``, with ``1.234,5`` thousands) for non-comma delimiters, thousands
-    commas (``1,234.5``) for comma files, and missing-value markers like ``?`` or ``-`` in number columns.
+    ``numbers`` says how to read a comma inside a number: ``"decimal"`` (``3,14`` and ``1.234,5``, what
+    semicolon files from spreadsheets hold), ``"thousands"`` (``1,234.5``, quoted in comma files) or
+    ``"auto"`` (thousands when every comma is followed by groups of three digits, else decimal).
+    Missing-value markers like ``?`` or ``-`` in a number column become missing.
     """
     for column in df.columns:
         series = df[column]
@@ -335,27 +410,41 @@ def convert_text_columns(df: pd.DataFrame, decimal_comma: bool) -> pd.DataFrame:
             continue
         stripped = series.astype("str").str.strip().where(series.notna())
         stripped = stripped.mask(stripped == "")
-        number = _as_number(stripped, decimal_comma)
+        number = _as_number(stripped, numbers)
         df[column] = number if number is not None else stripped
     return df
 
 
-def _as_number(series: pd.Series, decimal_comma: bool) -> pd.Series | None:
+_NUMBER_STYLE = {",": "thousands", ";": "decimal", "\t": "auto", "|": "auto"}
+_COMMA_PATTERNS = {
+    "decimal": (_DECIMAL_COMMA,),
+    "thousands": (_THOUSANDS_COMMA,),
+    "auto": (_DECIMAL_COMMA, _THOUSANDS_COMMA),
+}
+
+
+def _is_missing_marker(value: str) -> bool:
+    return value.lower() in MISSING_MARKERS
+
+
+def _as_number(series: pd.Series, style: str) -> pd.Series | None:
     present = series.dropna()
     if present.empty:
         return None
-    pattern = _DECIMAL_COMMA if decimal_comma else _THOUSANDS_COMMA
-    sample = present.head(200)
-    plain = pd.to_numeric(sample, errors="coerce")
-    unparsed = sample[plain.isna()]
-    if not unparsed.empty and not all(
-        value.lower() in MISSING_MARKERS or pattern.match(value) for value in unparsed
-    ):
+    sample = present.head(200)  # most text columns are ruled out here, cheaply
+    unparsed = sample[pd.to_numeric(sample, errors="coerce").isna()]
+    patterns = _COMMA_PATTERNS[style]
+    if any(not (_is_missing_marker(v) or any(p.match(v) for p in patterns)) for v in unparsed):
         return None
     values = series
-    if present.str.contains(",", regex=False).any():
-        matches = series.str.match(pattern.pattern).fillna(False).astype(bool)
-        if decimal_comma:
+    with_comma = present[present.str.contains(",", regex=False)]
+    if len(with_comma):
+        if style == "auto":
+            thousands = with_comma.str.fullmatch(_THOUSANDS_COMMA.pattern).all()
+            style = "thousands" if thousands else "decimal"
+        pattern = _DECIMAL_COMMA if style == "decimal" else _THOUSANDS_COMMA
+        matches = series.str.fullmatch(pattern.pattern).fillna(False).astype(bool)
+        if style == "decimal":
             fixed = series.str.replace(r"[.\s\u00a0\u202f]", "", regex=True).str.replace(
                 ",", ".", regex=False
             )
@@ -363,9 +452,7 @@ def _as_number(series: pd.Series, decimal_comma: bool) -> pd.Series | None:
             fixed = series.str.replace(",", "", regex=False)
         values = series.where(~matches, fixed)
     numbers = pd.to_numeric(values, errors="coerce")
-    failed = present[numbers[present.index].isna()]
-    if failed.empty or all(value.lower() in MISSING_MARKERS for value in failed.unique()):
-        if numbers.notna().sum() == 0:
-            return None
-        return numbers
-    return None
+    failed = present[numbers.loc[present.index].isna()]
+    if any(not _is_missing_marker(value) for value in failed.unique()):
+        return None
+    return numbers if numbers.notna().any() else None

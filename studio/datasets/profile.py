@@ -55,7 +55,7 @@ def profile_table(df: pd.DataFrame) -> dict[str, Any]:
     target = suggest_target(profile)
     profile["suggested_target"] = target
     profile["suggested_task"] = suggest_task(profile, target) if target is not None else None
-    profile["warnings"] = _table_warnings(profile, dict(df.attrs.get("renamed_columns") or {}))
+    profile["warnings"] = _table_warnings(profile, list(df.attrs.get("renamed_columns") or []))
     profile["warnings"] += _column_warnings(profile, target)
     if target is not None:
         profile["warnings"] += target_warnings(df, profile, target, profile["suggested_task"])
@@ -236,10 +236,10 @@ def _listing(items: list[str], limit: int = 8) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
-def _table_warnings(profile: dict[str, Any], renamed: dict[str, str]) -> list[dict[str, Any]]:
+def _table_warnings(profile: dict[str, Any], renamed: list[list[str]]) -> list[dict[str, Any]]:
     found = []
     if renamed:
-        pairs = _listing([f"'{old}' -> '{new}'" for old, new in renamed.items()])
+        pairs = _listing([f"'{old}' -> '{new}'" if old else f"(empty) -> '{new}'" for old, new in renamed])
         found.append(
             _warning(
                 "renamed_columns",

@@ -93,11 +93,40 @@ def test_excel_sep_hint_and_trailing_empty_columns(tmp_path: Path) -> None:
     assert len(df) == 2
 
 
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"a;b\r1,5;x\r2,5;y\r", {"a": [1.5, 2.5], "b": ["x", "y"]}),
+        (b"\n\na,b\n1,2\n\n3,4\n", {"a": [1, 3], "b": [2, 4]}),
+        (b"a\tb\n1,234\tx\n12,500\ty\n", {"a": [1234, 12500], "b": ["x", "y"]}),
+        (b"a\tb\n1,5\tx\n12,25\ty\n", {"a": [1.5, 12.25], "b": ["x", "y"]}),
+        (b"a,b\nx\x81y,1\nz,2\n", {"a": ["x\x81y", "z"], "b": [1, 2]}),
+        (b"a,b,c\n1,2,3,\n4,5,6,\n", {"a": [1, 4], "b": [2, 5], "c": [3, 6]}),
+        (b'a,b,c,\n1,2,"3",\n4,5,6\n', {"a": [1, 4], "b": [2, 5], "c": [3, 6]}),
+        (b"a, b\n1, x\n2, y", {"a": [1, 2], "b": ["x", "y"]}),
+        (b"a,b\n-,1\n-,2\n", {"a": ["-", "-"], "b": [1, 2]}),
+    ],
+    ids=[
+        "old-mac-newlines",
+        "blank-lines",
+        "tab-thousands",
+        "tab-decimal-comma",
+        "latin-1-fallback",
+        "trailing-delimiters",
+        "trailing-delimiter-on-header",
+        "spaces-no-final-newline",
+        "dash-only-column-stays-text",
+    ],
+)
+def test_spreadsheet_quirks(content: bytes, expected: dict[str, list[object]]) -> None:
+    assert read_table_file(content, filename="quirks.csv").to_dict("list") == expected
+
+
 def test_duplicate_and_empty_headers_are_renamed(tmp_path: Path) -> None:
     text = "col,col, ,value\n1,2,3,4\n5,6,7,8\n"
     df = read_table_file(write(tmp_path, "dupes.csv", text))
     assert list(df.columns) == ["col", "col_2", "unnamed_3", "value"]
-    assert df.attrs["renamed_columns"]["col"] == "col_2"
+    assert df.attrs["renamed_columns"] == [["col", "col_2"], ["", "unnamed_3"]]
 
 
 def test_bytes_upload_with_filename() -> None:
@@ -168,7 +197,17 @@ def test_ragged_counts_other_bad_rows(tmp_path: Path) -> None:
     path = write(tmp_path, "ragged.csv", "a;b\n1;2\n3;4;5\n6\n7;8\n")
     with pytest.raises(DatasetError) as err:
         read_table_file(path)
-    assert_one_clear_sentence(err, "Line 3", "3 fields", "1 more row")
+    assert_one_clear_sentence(err, "Line 3", "3 fields", "1 more row has")
+
+
+@pytest.mark.parametrize("quote", ["", '"'])
+def test_ragged_line_numbers_count_physical_lines(quote: str) -> None:
+    content = f'sep=;\n\na;b\n{quote}1{quote};"x\ny"\n3;4;5\n'.encode()
+    if not quote:
+        content = content.replace(b'"x\ny"', b"x")
+    with pytest.raises(DatasetError) as err:
+        read_table_file(content, filename="hint.csv")
+    assert_one_clear_sentence(err, f"Line {6 if quote else 5} of 'hint.csv' has 3 fields")
 
 
 def test_upload_over_max_bytes(studio_home: Path) -> None:

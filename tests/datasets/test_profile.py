@@ -146,7 +146,7 @@ def test_renamed_columns_warning() -> None:
     df = read_table_file(b"a,a,,b\n1,2,3,4\n5,6,7,8\n", filename="x.csv")
     profile = profile_table(df)
     (warning,) = [w for w in profile["warnings"] if w["code"] == "renamed_columns"]
-    assert "'a' -> 'a_2'" in warning["message"] and "unnamed_3" in warning["message"]
+    assert "'a' -> 'a_2'" in warning["message"] and "(empty) -> 'unnamed_3'" in warning["message"]
 
 
 def classification_table() -> pd.DataFrame:
