@@ -1,0 +1,522 @@
+"""The model bundle: one zip that predicts without the studio (write, read, load, predict).
+
+Layout (the zip's root is an MLflow model folder, so ``mlflow.pyfunc.load_model`` opens it unzipped)::
+
+    MLmodel, python_env.yaml, requirements.txt, conda.yaml   MLflow (explicit pip requirements)
+    training_studio_pyfunc.py        the "models from code" entry (a copy of studio/bundle_pyfunc.py)
+    artifacts/studio_model.json      kind, format version, task, preprocessing/target/network state,
+                                     input columns, metrics, spec, example rows, ONNX description
+    artifacts/weights.pt             the network's state dict (read with ``weights_only=True``)
+    artifacts/training_studio_runtime.py   a copy of studio/bundle_runtime.py
+    artifacts/model.onnx             the network alone, dynamic batch axis (absent if export failed)
+    README.md                        what the files are and how to use them
+
+Nothing in the bundle is a pickle and nothing imports ``studio``. Importing this module is cheap
+(``python_snippet`` is used by the pages); torch and mlflow are imported by the functions that need them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+import weakref
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.errors import BundleError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from studio.spec import RunSpec
+
+FORMAT = "training-studio-bundle"
+FORMAT_VERSION = 1
+KIND_TABULAR = "tabular"
+KINDS = (KIND_TABULAR,)  # "image" joins later, with its own predictor in the runtime
+
+ENTRY_FILE = "training_studio_pyfunc.py"
+RUNTIME_FILE = "training_studio_runtime.py"
+INFO_FILE = "studio_model.json"
+WEIGHTS_FILE = "weights.pt"
+ONNX_FILE = "model.onnx"
+INFO_MEMBER = f"artifacts/{INFO_FILE}"
+MAX_UNPACKED_BYTES = 8 * 2**30
+
+_log = logging.getLogger(__name__)
+_HERE = Path(__file__).resolve().parent
+
+
+def python_snippet(bundle_filename: str, data_filename: str = "data.csv") -> str:
+    """Python a user copies to predict with a downloaded bundle, with only mlflow, torch and pandas."""
+    folder = Path(bundle_filename).stem or "model"
+    return (
+        "import zipfile\n\n"
+        "import mlflow\n"
+        "import pandas as pd\n\n"
+        f"zipfile.ZipFile({bundle_filename!r}).extractall({folder!r})\n"
+        f"model = mlflow.pyfunc.load_model({folder!r})\n\n"
+        "# The columns of the original CSV; extra columns are ignored, missing values are allowed.\n"
+        f"rows = pd.read_csv({data_filename!r})\n"
+        "predictions = model.predict(rows)  # predicted_<target> (+ probability_<class> per class)\n"
+        "print(predictions.head())\n"
+    )
+
+
+# --------------------------------------------------------------------------- writing
+def write_tabular_bundle(
+    path: Path,
+    *,
+    spec: RunSpec,
+    preprocessing: dict,
+    target: dict,
+    network_config: dict,
+    state_dict: dict[str, torch.Tensor],
+    sample_rows: pd.DataFrame,
+    metrics: dict[str, float],
+) -> Path:
+    """Write a tabular model bundle (see the module docstring) at ``path`` and return ``path``.
+
+    A failed ONNX export is logged and recorded in ``studio_model.json``; the bundle is written without it.
+    """
+    import mlflow
+    import torch
+
+    import studio
+    from studio.bundle_runtime import RUNTIME_VERSION, TabularPreprocessor, build_tabular_net
+
+    path = Path(path)
+    preprocessor = TabularPreprocessor(preprocessing)
+    input_columns = [
+        {"name": column["name"], "kind": group}
+        for group in ("numeric", "datetime", "categorical")
+        for column in preprocessing[group]
+    ]
+    net = build_tabular_net(network_config)
+    net.load_state_dict(state_dict)
+    net.eval()
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
+        staging.mkdir()
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
+        shutil.copyfile(_HERE / "bundle_runtime.py", staging / RUNTIME_FILE)
+        shutil.copyfile(_HERE / "bundle_pyfunc.py", staging / ENTRY_FILE)
+        onnx_info = _try_export_onnx(
+            net, staging / ONNX_FILE, preprocessor.n_numeric, len(preprocessor.cardinalities), target["task"]
+        )
+        info = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": KIND_TABULAR,
+            "task": target["task"],
+            "target": target,
+            "input_columns": input_columns,
+            "preprocessing": preprocessing,
+            "network": network_config,
+            "weights": WEIGHTS_FILE,
+            "onnx": onnx_info,
+            "metrics": {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()},
+            "spec": spec.model_dump(mode="json"),
+            "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "studio_version": studio.__version__,
+            "runtime_version": RUNTIME_VERSION,
+            "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
+        }
+        (staging / INFO_FILE).write_text(json.dumps(info, indent=2, allow_nan=False), encoding="utf-8")
+        artifacts = {
+            name: str(staging / file)
+            for name, file in (
+                ("studio_model", INFO_FILE),
+                ("weights", WEIGHTS_FILE),
+                ("runtime", RUNTIME_FILE),
+                ("onnx", ONNX_FILE),
+            )
+            if (staging / file).exists()
+        }
+        with _quiet_mlflow():
+            mlflow.pyfunc.save_model(
+                str(model_dir),
+                python_model=str(staging / ENTRY_FILE),
+                artifacts=artifacts,
+                pip_requirements=_pip_requirements(),
+            )
+        (model_dir / "README.md").write_text(_readme(info, path.name), encoding="utf-8")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_name(path.name + ".partial")
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(model_dir.rglob("*")):
+                if file.is_file():
+                    zf.write(file, file.relative_to(model_dir).as_posix())
+        os.replace(partial, path)
+    return path
+
+
+def _pip_requirements() -> list[str]:
+    """The versions that wrote the bundle for mlflow and torch; for pandas and numpy, the ranges the
+    runtime supports (pinning them would clash with most environments for no gain)."""
+    import mlflow
+    import torch
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={_public_version(torch.__version__)}",
+        "pandas>=2.2,<4",
+        "numpy>=1.26,<3",
+    ]
+
+
+def _public_version(version: str) -> str:
+    """``2.4.1+cu121`` -> ``2.4.1``: a local build label is not installable from an index."""
+    return version.split("+", 1)[0]
+
+
+def _example_rows(sample_rows: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    kept = [c for c in sample_rows.columns if c in set(columns)]
+    text = sample_rows[kept].head(5).to_json(orient="records", date_format="iso", default_handler=str)
+    return json.loads(text)
+
+
+def _try_export_onnx(
+    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, task: str
+) -> dict[str, Any]:
+    """Export the network to ONNX; on failure the bundle goes without it and says why."""
+    try:
+        exporter = _export_onnx(net, path, n_numeric, n_categorical)
+        inputs = _onnx_inputs(path)
+    except Exception as err:  # any exporter failure: the pyfunc model does not need ONNX
+        _log.warning("ONNX export failed, the bundle is written without model.onnx: %s", err)
+        path.unlink(missing_ok=True)
+        return {
+            "file": None,
+            "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}",
+        }
+    n_out = net.config["n_out"]
+    return {
+        "file": f"artifacts/{ONNX_FILE}",
+        "exporter": exporter,
+        "inputs": inputs,
+        "output": {"name": "output", "dtype": "float32", "shape": ["batch", n_out]},
+        "note": (
+            "Inputs come from TabularPreprocessor(preprocessing).transform(rows) in training_studio_runtime.py. "
+            + (
+                "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
+                if task == "classification"
+                else "The output is the scaled target: multiply by target.std and add target.mean."
+            )
+        ),
+    }
+
+
+def _export_onnx(
+    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, exporter: str = "auto"
+) -> str:
+    """Export with a dynamic batch axis; returns which exporter wrote the file.
+
+    The TorchScript exporter writes this small network in ~0.1 s where the torch.export-based one needs
+    ~2.5 s on a cold process, so it goes first; torch.export is the fallback (and the path once the
+    TorchScript exporter is gone). The TorchScript exporter drops an input of width 0, so the inputs are
+    read back from the file and listed in ``studio_model.json``.
+    """
+    import torch
+
+    numeric = torch.zeros(2, n_numeric, dtype=torch.float32)
+    categorical = torch.zeros(2, n_categorical, dtype=torch.int64)
+    names = {"input_names": ["numeric", "categorical"], "output_names": ["output"]}
+    errors = []
+    for name in ("torchscript", "dynamo") if exporter == "auto" else (exporter,):
+        try:
+            with warnings.catch_warnings(), _quiet_loggers("torch.onnx", "onnxscript"):
+                warnings.simplefilter("ignore")
+                if name == "torchscript":
+                    axes = {"numeric": {0: "batch"}, "categorical": {0: "batch"}, "output": {0: "batch"}}
+                    torch.onnx.export(
+                        net, (numeric, categorical), str(path), dynamo=False, dynamic_axes=axes, **names
+                    )
+                else:
+                    batch = torch.export.Dim("batch")
+                    torch.onnx.export(
+                        net,
+                        (numeric, categorical),
+                        str(path),
+                        dynamo=True,
+                        dynamic_shapes=({0: batch}, {0: batch}),
+                        verbose=False,
+                        **names,
+                    )
+            return name
+        except Exception as err:  # try the next exporter, report all if none works
+            errors.append(f"{name}: {err}")
+    raise RuntimeError("; ".join(errors))
+
+
+def _onnx_inputs(path: Path) -> list[dict[str, Any]]:
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
+    inputs = []
+    for value in model.graph.input:
+        tensor = value.type.tensor_type
+        shape = ["batch" if d.dim_param else d.dim_value for d in tensor.shape.dim]
+        inputs.append(
+            {"name": value.name, "dtype": dtypes.get(tensor.elem_type, str(tensor.elem_type)), "shape": shape}
+        )
+    return inputs
+
+
+def _readme(info: dict[str, Any], bundle_name: str) -> str:
+    target = info["target"]["name"]
+    onnx_line = (
+        f"- `{info['onnx']['file']}`: the network alone (ONNX, dynamic batch axis); its inputs are described "
+        "under `onnx` in `artifacts/studio_model.json`."
+        if info["onnx"]["file"]
+        else f"- No ONNX file: the export failed ({info['onnx']['error']})."
+    )
+    return (
+        f"# Training Studio model: {info['task']} of `{target}`\n\n"
+        "An MLflow pyfunc model. It needs only mlflow, torch and pandas (not the studio):\n\n"
+        f"```python\n{python_snippet(bundle_name)}```\n\n"
+        f"`predict` takes the raw columns of the training CSV and returns `predicted_{target}`"
+        + (" and one `probability_<class>` column per class" if info["task"] == "classification" else "")
+        + ".\n\n"
+        "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
+        f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
+        f"- `artifacts/{INFO_FILE}`: preprocessing, target, network, input columns, metrics and the run spec.\n"
+        f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
+        f"- `artifacts/{RUNTIME_FILE}`: the preprocessing and network code.\n"
+        f"{onnx_line}\n"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_loggers(*names: str) -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in names]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _quiet_mlflow() -> Iterator[None]:
+    """No artifact progress bars, no advice about type hints or signatures while saving/loading."""
+    previous = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"
+    try:
+        with _quiet_loggers("mlflow.pyfunc", "mlflow.models"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            yield
+    finally:
+        if previous is None:
+            os.environ.pop("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", None)
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = previous
+
+
+# --------------------------------------------------------------------------- reading
+def _open_zip(path_zip: str | Path) -> tuple[zipfile.ZipFile, str]:
+    """The bundle's zip and the folder prefix of its model (``""``, or one folder if it was re-zipped)."""
+    path = Path(path_zip).expanduser()
+    if not path.is_file():
+        raise BundleError(f"There is no model bundle at '{path}' (no such file).")
+    if not zipfile.is_zipfile(path):
+        raise BundleError(
+            f"'{path.name}' is not a zip file; a model bundle is the .zip the studio's Runs page downloads."
+        )
+    try:
+        zf = zipfile.ZipFile(path)
+        names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise BundleError(f"'{path.name}' is a damaged zip file ({err}).") from None
+    prefixes = [n[: -len(INFO_MEMBER)] for n in names if n.endswith(INFO_MEMBER)]
+    prefixes = [p for p in prefixes if p.count("/") <= 1 and f"{p}MLmodel" in names]
+    if not prefixes:
+        zf.close()
+        raise BundleError(
+            f"'{path.name}' is a zip file but not a Training Studio model bundle (it has no MLmodel and {INFO_MEMBER})."
+        )
+    return zf, min(prefixes, key=len)
+
+
+def _check_info(info: Any, name: str) -> dict[str, Any]:
+    if (
+        not isinstance(info, dict)
+        or info.get("format") != FORMAT
+        or not isinstance(info.get("format_version"), int)
+    ):
+        raise BundleError(
+            f"'{name}' is not a Training Studio model bundle (its {INFO_FILE} is not one of ours)."
+        )
+    if info["format_version"] > FORMAT_VERSION:
+        raise BundleError(
+            f"'{name}' was written by a newer Training Studio (bundle format {info['format_version']}; this version "
+            f"reads format {FORMAT_VERSION} and older): update the studio to use it."
+        )
+    if info.get("kind") not in KINDS:
+        raise BundleError(
+            f"'{name}' holds a '{info.get('kind')}' model, which this version of the studio cannot load "
+            f"(it loads: {', '.join(KINDS)})."
+        )
+    return info
+
+
+def _read_info(zf: zipfile.ZipFile, prefix: str, name: str) -> dict[str, Any]:
+    try:
+        info = json.loads(zf.read(prefix + INFO_MEMBER).decode("utf-8"))
+    except (ValueError, zipfile.BadZipFile, OSError) as err:
+        raise BundleError(f"'{name}' is damaged: its {INFO_FILE} cannot be read ({err}).") from None
+    return _check_info(info, name)
+
+
+def read_bundle_info(path_zip: str | Path) -> dict[str, Any]:
+    """The bundle's ``studio_model.json`` read straight from the zip (no mlflow, no torch)."""
+    zf, prefix = _open_zip(path_zip)
+    with zf:
+        return _read_info(zf, prefix, Path(path_zip).name)
+
+
+def _require_shared_column(expected: list[str], columns: Any) -> None:
+    if expected and not set(map(str, columns)) & set(expected):
+        raise BundleError(
+            "None of the data's columns is an input of this model (names must match exactly); "
+            f"it expects: {', '.join(expected)}."
+        )
+
+
+class LoadedBundle:
+    """A bundle unpacked into a temporary folder and opened with ``mlflow.pyfunc.load_model``.
+
+    The folder is removed by :meth:`close` (or when the object is garbage collected).
+    """
+
+    def __init__(self, source: Path, folder: Path, info: dict[str, Any], model: Any):
+        self.source = source
+        self.folder = folder
+        self.info = info
+        self.model = model
+        self._cleanup = weakref.finalize(self, shutil.rmtree, folder.parent, True)
+
+    @property
+    def kind(self) -> str:
+        return self.info["kind"]
+
+    @property
+    def task(self) -> str:
+        return self.info["task"]
+
+    @property
+    def target_name(self) -> str:
+        return self.info["target"]["name"]
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.info["target"].get("classes")
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [column["name"] for column in self.info["input_columns"]]
+
+    @property
+    def prediction_columns(self) -> list[str]:
+        return [f"predicted_{self.target_name}"] + [f"probability_{c}" for c in self.classes or []]
+
+    @property
+    def onnx_path(self) -> Path | None:
+        file = self.info["onnx"].get("file")
+        return self.folder / file if file else None
+
+    def predict(self, rows: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
+        """Predictions for raw rows (index kept). Rows sharing no column with the model are refused."""
+        import pandas as pd
+
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        _require_shared_column(self.input_columns, frame.columns)
+        return self.model.predict(frame)
+
+    def close(self) -> None:
+        self._cleanup()
+
+    def __enter__(self) -> LoadedBundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_bundle(path_zip: str | Path) -> LoadedBundle:
+    """Unpack a bundle into a temporary folder and open it with ``mlflow.pyfunc.load_model``."""
+    source = Path(path_zip).expanduser().resolve()
+    zf, prefix = _open_zip(source)
+    root = Path(tempfile.mkdtemp(prefix="studio-bundle-"))
+    folder = root / "model"
+    try:
+        with zf:
+            info = _read_info(zf, prefix, source.name)
+            _safe_extract(zf, prefix, folder, source.name)
+        import mlflow
+
+        with _quiet_mlflow():
+            model = mlflow.pyfunc.load_model(str(folder))
+    except BundleError:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    except Exception as err:
+        shutil.rmtree(root, ignore_errors=True)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BundleError(f"The model bundle '{source.name}' could not be loaded: {first}") from err
+    return LoadedBundle(source, folder, info, model)
+
+
+def _safe_extract(zf: zipfile.ZipFile, prefix: str, folder: Path, name: str) -> None:
+    members = [m for m in zf.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+    if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+        raise BundleError(
+            f"'{name}' unpacks to more than {MAX_UNPACKED_BYTES // 2**30} GiB; it is not a studio bundle."
+        )
+    base = folder.resolve()
+    for member in members:
+        relative = member.filename[len(prefix) :]
+        target = (base / relative).resolve()
+        if relative.startswith("/") or ".." in Path(relative).parts or not target.is_relative_to(base):
+            raise BundleError(f"'{name}' contains an unsafe path ({member.filename}); it was not unpacked.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+# --------------------------------------------------------------------------- the predict command
+def predict_csv(
+    bundle_zip: str | Path, data_csv: str | Path, out_csv: str | Path | None = None
+) -> pd.DataFrame:
+    """The data file's columns plus ``predicted_<target>`` (and ``probability_<class>`` per class).
+
+    Written to ``out_csv`` when given. The bundle is checked before the data is read.
+    """
+    from studio.datasets import read_table_file
+
+    info = read_bundle_info(bundle_zip)
+    frame = read_table_file(data_csv)
+    _require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)
+    with load_bundle(bundle_zip) as bundle:
+        predictions = bundle.predict(frame)
+    result = frame.drop(columns=[c for c in predictions.columns if c in frame.columns]).join(predictions)
+    if out_csv is not None:
+        out = Path(out_csv).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.to_csv(out, index=False)
+    return result

@@ -1,0 +1,71 @@
+"""The MLflow "models from code" entry of a Training Studio model bundle.
+
+The bundle ships this file as ``training_studio_pyfunc.py`` beside its ``MLmodel``; MLflow runs it when
+the model is saved and again when ``mlflow.pyfunc.load_model`` opens the bundle. It must never import
+``studio``: a bundle predicts where the studio is not installed. Everything it needs travels as MLflow
+artifacts: ``studio_model.json`` (preprocessing, target and network state as plain JSON), ``weights.pt``
+(a state dict read with ``weights_only=True``) and ``training_studio_runtime.py`` (a copy of
+``studio/bundle_runtime.py``), imported from its file under a name of its own so that two bundles
+loaded in one process each keep the runtime they were written with.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import uuid
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import mlflow
+import pandas as pd
+
+
+def _import_runtime(path: str) -> ModuleType:
+    name = f"training_studio_runtime_{uuid.uuid4().hex}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def as_frame(rows: Any) -> pd.DataFrame:
+    """A DataFrame from what callers pass: a DataFrame, records (a list of dicts), one row as a dict
+    or Series, or a dict of columns."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, pd.Series):
+        return rows.to_frame().T
+    if isinstance(rows, dict):
+        columns = any(isinstance(v, (list, tuple, pd.Series)) for v in rows.values())
+        return pd.DataFrame(rows) if columns else pd.DataFrame([rows])
+    if isinstance(rows, (list, tuple)):
+        return pd.DataFrame(list(rows))
+    raise TypeError(
+        f"predict takes a pandas DataFrame or a list of dicts (one per row), not {type(rows).__name__}"
+    )
+
+
+class TrainingStudioModel(mlflow.pyfunc.PythonModel):
+    """Raw table rows in; ``predicted_<target>`` plus one ``probability_<class>`` per class out.
+
+    Extra columns are ignored, absent ones count as missing, unseen categories as unknown.
+    """
+
+    def load_context(self, context: Any) -> None:
+        self.info = json.loads(Path(context.artifacts["studio_model"]).read_text(encoding="utf-8"))
+        if self.info.get("kind") != "tabular":
+            raise ValueError(f"this entry predicts tabular models, not '{self.info.get('kind')}' ones")
+        runtime = _import_runtime(context.artifacts["runtime"])
+        self.predictor = runtime.TabularPredictor.from_files(self.info, context.artifacts["weights"])
+
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        return self.predictor.predict(as_frame(model_input))
+
+
+mlflow.models.set_model(TrainingStudioModel())
