@@ -59,7 +59,8 @@ _HERE = Path(__file__).resolve().parent
 
 def python_snippet(bundle_filename: str, data_filename: str = "data.csv") -> str:
     """Python a user copies to predict with a downloaded bundle, with only mlflow, torch and pandas."""
-    folder = Path(bundle_filename).stem or "model"
+    name = Path(bundle_filename).name
+    folder = Path(name).stem if name.lower().endswith(".zip") else f"{name}_model"
     return (
         "import zipfile\n\n"
         "import mlflow\n"
@@ -154,11 +155,14 @@ def write_tabular_bundle(
         (model_dir / "README.md").write_text(_readme(info, path.name), encoding="utf-8")
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_name(path.name + ".partial")
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for file in sorted(model_dir.rglob("*")):
-                if file.is_file():
-                    zf.write(file, file.relative_to(model_dir).as_posix())
-        os.replace(partial, path)
+        try:
+            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+                for file in sorted(model_dir.rglob("*")):
+                    if file.is_file():
+                        zf.write(file, file.relative_to(model_dir).as_posix())
+            os.replace(partial, path)
+        finally:
+            partial.unlink(missing_ok=True)
     return path
 
 
@@ -182,7 +186,8 @@ def _public_version(version: str) -> str:
 
 
 def _example_rows(sample_rows: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
-    kept = [c for c in sample_rows.columns if c in set(columns)]
+    wanted = set(columns)
+    kept = [c for c in sample_rows.columns if c in wanted]
     text = sample_rows[kept].head(5).to_json(orient="records", date_format="iso", default_handler=str)
     return json.loads(text)
 
@@ -440,10 +445,13 @@ class LoadedBundle:
         file = self.info["onnx"].get("file")
         return self.folder / file if file else None
 
-    def predict(self, rows: pd.DataFrame | list[dict[str, Any]]) -> pd.DataFrame:
-        """Predictions for raw rows (index kept). Rows sharing no column with the model are refused."""
+    def predict(self, rows: pd.DataFrame | list[dict[str, Any]] | dict[str, Any]) -> pd.DataFrame:
+        """Predictions for raw rows: a DataFrame (index kept), records, or one row as a dict.
+        Rows sharing no column with the model are refused."""
         import pandas as pd
 
+        if isinstance(rows, dict):
+            rows = [rows]
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         _require_shared_column(self.input_columns, frame.columns)
         return self.model.predict(frame)

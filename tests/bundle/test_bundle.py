@@ -219,6 +219,7 @@ def test_extra_missing_and_unseen_values(loaded, probe_csv) -> None:
     assert_same(records, base)
     one_row = model.model.predict(rows.iloc[0].to_dict())
     assert_same(one_row, base.iloc[[0]].reset_index(drop=True))
+    assert_same(model.predict(rows.iloc[0].to_dict()), one_row)
 
 
 # --------------------------------------------------------------------------- outside the studio
