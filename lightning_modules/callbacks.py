@@ -123,7 +123,9 @@ class TrainingReporter(pl.Callback):
                     self.last_flush = now
         self._progress(trainer)
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Not on_validation_epoch_end: callbacks run before the module's hook there, so the epoch's
+        # metrics are not in callback_metrics yet.
         if trainer.sanity_checking:
             return
         metrics = {

@@ -97,22 +97,53 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 def _suggested_task(profile: dict[str, Any], target: str | None) -> str | None:
     if target is None or target == profile.get("suggested_target"):
         return profile.get("suggested_task")
-    column = next((c for c in profile.get("columns", []) if c["name"] == target), None)
-    if column is None:
-        return None
-    if column["kind"] == "numeric" and column["distinct"] > 20:
-        return "regression"
-    return "classification"
+    from studio.datasets import suggest_task
+
+    if not any(c["name"] == target for c in profile.get("columns", [])):
+        return None  # the spec check names the missing column
+    return suggest_task(profile, target)
 
 
 # --------------------------------------------------------------------------- commands
+def _console_hooks(quiet: bool) -> Any:
+    """Progress on stderr: one self-updating line on a terminal, a line every few epochs otherwise."""
+    from studio.training import TrainHooks
+
+    class ConsoleProgress(TrainHooks):
+        def __init__(self) -> None:
+            self.tty = sys.stderr.isatty()
+            self.last_epoch = 0
+
+        def on_run_started(self, run_id: str, experiment_id: str) -> None:
+            print(f"MLflow run {run_id} started", file=sys.stderr, flush=True)
+
+        def on_progress(self, progress: Any) -> None:
+            if quiet:
+                return
+            shown = [f"{k} {v:.4g}" for k, v in progress.metrics.items() if k.startswith(("train/loss", "val/"))]
+            bar = "#" * int(progress.fraction * 20)
+            line = f"epoch {progress.epoch}/{progress.max_epochs} [{bar:<20}] " + " · ".join(shown)
+            if self.tty:
+                print("\r" + line[:150].ljust(150), end="", file=sys.stderr, flush=True)
+            elif progress.epoch != self.last_epoch and progress.epoch % 10 == 1:
+                print(line, file=sys.stderr, flush=True)
+            self.last_epoch = progress.epoch
+
+    return ConsoleProgress()
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     from studio.training import train
 
     print(f"Training {spec.architecture.name} on {spec.data.dataset_id} → '{spec.data.target}' ({spec.task})", flush=True)
-    result = train(spec, bundle_out=args.bundle_out, progress_bar=not args.quiet)
+    hooks = _console_hooks(args.quiet)
+    result = train(spec, bundle_out=args.bundle_out, hooks=hooks)
+    if hooks.tty and not args.quiet:
+        print(file=sys.stderr)
     print(f"MLflow run id: {result.run_id}")
+    if result.first_point_seconds is not None:
+        print(f"First training step logged {result.first_point_seconds:.2f} s after training started")
     if result.ignored_columns:
         ignored = "; ".join(f"{k} ({v})" for k, v in result.ignored_columns.items())
         print(f"Columns left out: {ignored}")

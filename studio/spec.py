@@ -446,6 +446,9 @@ class RunSpec(StudioModel):
     def with_changes(self, **changes: Any) -> RunSpec:
         """A copy with dotted-path changes, e.g. ``{"training.epochs": 5}``, validated as a whole."""
         data = self.model_dump()
+        new_arch = changes.get("architecture.name")
+        if new_arch is not None and new_arch != self.architecture.name:
+            data["architecture"]["params"] = {}  # the old network's settings do not apply to the new one
         for dotted, value in changes.items():
             set_dotted(data, dotted, value)
         return RunSpec.from_dict(data)
