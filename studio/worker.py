@@ -205,6 +205,8 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
     finally:
         hooks.flush()
         _finish(job_id, state, reason, outcome)
+    if state == SUCCEEDED:
+        log.info("job %s: succeeded", job_id)
     return 0 if state == SUCCEEDED else 1
 
 

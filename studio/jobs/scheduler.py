@@ -360,7 +360,10 @@ def _try_lock(path: Path, exclusive: bool = True):
 
 def scheduler_running() -> bool:
     """Whether a scheduler holds this ``STUDIO_HOME``'s lock."""
-    probe = _try_lock(_lock_path(), exclusive=False)
+    path = _lock_path()
+    if not path.exists():
+        return False
+    probe = _try_lock(path, exclusive=False)
     if probe is None:
         return True
     probe.close()

@@ -29,6 +29,20 @@ def fake_runs(home: Path) -> list[str]:
     return [line.split()[0] for line in log.read_text().splitlines()] if log.exists() else []
 
 
+def tiny_csv(folder: Path, rows: int = 60) -> Path:
+    """A tiny table: two numeric columns and a binary target ``y`` that depends on them."""
+    import random
+
+    rng = random.Random(0)
+    lines = ["a,b,y"]
+    for _ in range(rows):
+        a, b = rng.random(), rng.random()
+        lines.append(f"{a:.3f},{b:.3f},{int(a + b > 1)}")
+    path = folder / "tiny.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 def wait_until(condition: Callable[[], object], timeout: float = 20.0, poll: float = 0.05):
     """Poll until ``condition()`` is truthy and return its value; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout

@@ -85,7 +85,9 @@ def test_cancel_flag_alone_stops_the_worker(jobs_home: Path) -> None:
 
 
 def test_a_worker_that_ignores_cancel_is_killed_after_the_grace_period(jobs_home: Path) -> None:
-    job = jobs.submit_job(fake_spec("fake stubborn=1 norun=1 epoch_seconds=1", epochs=100), start_scheduler=False)
+    job = jobs.submit_job(
+        fake_spec("fake stubborn=1 norun=1 epoch_seconds=1", epochs=100), start_scheduler=False
+    )
     jobs.ensure_scheduler(worker_cmd=FAKE_WORKER, cancel_grace=1.0)
     running = wait_until(lambda: (j := jobs.get_job(job.id)).epoch and j)
 
