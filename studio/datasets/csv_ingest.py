@@ -121,7 +121,8 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
     hint = _SEP_HINT.match(head)
     if hint:  # Excel's "sep=;" first line names the delimiter
         head = head[hint.end() :]
-    delimiter, header = sniff_delimiter(head, label, forced=hint.group(1) if hint else None)
+    delimiter, records = sniff_delimiter(head, label, forced=hint.group(1) if hint else None)
+    header, style = records[0], number_style(records[1:], delimiter)
     if len(header) > MAX_COLUMNS:
         raise DatasetError(
             f"'{label}' has {len(header):,} columns; the studio handles at most {MAX_COLUMNS:,}, "
@@ -143,6 +144,7 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
             skipinitialspace=True,
             low_memory=False,
             quotechar='"',
+            decimal="," if style == "decimal" else ".",
         )
     except (pd.errors.ParserError, ValueError, OverflowError) as err:
         unclosed = re.search(r"EOF inside string starting at row (\d+)", str(err))
@@ -157,7 +159,7 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
     df = df.dropna(how="all").reset_index(drop=True)
     if df.empty:
         raise DatasetError(f"'{label}' has a header line but no data rows; add rows below the header.")
-    return convert_text_columns(df, numbers=_NUMBER_STYLE[delimiter])
+    return convert_text_columns(df, numbers=style)
 
 
 def decode_text(data: bytes, label: str) -> tuple[str, str]:
@@ -224,8 +226,9 @@ def _fits(row: list[str], expected: int, minimum: int | None = None) -> bool:
     return (minimum or expected) <= len(row)
 
 
-def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[str, list[str]]:
-    """Pick the delimiter whose field counts agree best with the header; return it and the header cells.
+def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[str, list[list[str]]]:
+    """Pick the delimiter whose field counts agree best with the header; return it and the first records
+    (the header first) as split by it.
 
     Each candidate parses the first lines (quotes respected) and scores the share of rows whose field
     count matches the header's, then the number of fields.
@@ -250,7 +253,7 @@ def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[s
         consistency = sum(_fits(row, len(header), width) for row in rows) / len(rows) if rows else 1.0
         score = (consistency, len(header), -priority)
         if best is None or score > best:
-            best, choice = score, (delimiter, header)
+            best, choice = score, (delimiter, records)
     if n_records <= 1 and not truncated:
         raise DatasetError(f"'{label}' has a header line but no data rows; add rows below the header.")
     if choice is None:
@@ -415,7 +418,31 @@ def convert_text_columns(df: pd.DataFrame, numbers: str = "auto") -> pd.DataFram
     return df
 
 
-_NUMBER_STYLE = {",": "thousands", ";": "decimal", "\t": "auto", "|": "auto"}
+def number_style(rows: list[list[str]], delimiter: str) -> str:
+    """How this file writes a comma inside a number: ``decimal``, ``thousands`` or ``auto`` (per column).
+
+    Comma files can only hold thousands commas (quoted); semicolon files are what spreadsheets save in
+    decimal-comma countries; tab and pipe files are judged by the numbers in their first rows.
+    """
+    if delimiter == ",":
+        return "thousands"
+    if delimiter == ";":
+        return "decimal"
+    decimal = thousands = 0
+    for row in rows:
+        for cell in row:
+            cell = cell.strip()
+            if "," not in cell:
+                continue
+            if _THOUSANDS_COMMA.match(cell):
+                thousands += 1
+            elif _DECIMAL_COMMA.match(cell):
+                decimal += 1
+    if decimal:
+        return "decimal"
+    return "thousands" if thousands else "auto"
+
+
 _COMMA_PATTERNS = {
     "decimal": (_DECIMAL_COMMA,),
     "thousands": (_THOUSANDS_COMMA,),
@@ -436,23 +463,25 @@ def _as_number(series: pd.Series, style: str) -> pd.Series | None:
     patterns = _COMMA_PATTERNS[style]
     if any(not (_is_missing_marker(v) or any(p.match(v) for p in patterns)) for v in unparsed):
         return None
-    values = series
-    with_comma = present[present.str.contains(",", regex=False)]
-    if len(with_comma):
+    values = present
+    has_comma = present.str.contains(",", regex=False)
+    if has_comma.any():
+        commas = present[has_comma]
         if style == "auto":
-            thousands = with_comma.str.fullmatch(_THOUSANDS_COMMA.pattern).all()
-            style = "thousands" if thousands else "decimal"
-        pattern = _DECIMAL_COMMA if style == "decimal" else _THOUSANDS_COMMA
-        matches = series.str.fullmatch(pattern.pattern).fillna(False).astype(bool)
-        if style == "decimal":
-            fixed = series.str.replace(r"[.\s\u00a0\u202f]", "", regex=True).str.replace(
-                ",", ".", regex=False
+            style = "thousands" if commas.str.fullmatch(_THOUSANDS_COMMA.pattern).all() else "decimal"
+        if style == "thousands":
+            fixed = commas.where(commas.str.fullmatch(_THOUSANDS_COMMA.pattern)).str.replace(
+                ",", "", regex=False
             )
         else:
-            fixed = series.str.replace(",", "", regex=False)
-        values = series.where(~matches, fixed)
+            fixed = commas
+            for separator in (".", " ", "\u00a0", "\u202f"):  # thousands separators (vectorised, no regex)
+                fixed = fixed.str.replace(separator, "", regex=False)
+            fixed = fixed.str.replace(",", ".", regex=False)
+        values = present.copy()
+        values[has_comma] = fixed
     numbers = pd.to_numeric(values, errors="coerce")
-    failed = present[numbers.loc[present.index].isna()]
+    failed = present[numbers.isna()]
     if any(not _is_missing_marker(value) for value in failed.unique()):
         return None
-    return numbers if numbers.notna().any() else None
+    return numbers.reindex(series.index) if numbers.notna().any() else None

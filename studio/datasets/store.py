@@ -14,6 +14,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +28,8 @@ from studio.errors import DatasetError
 from studio.settings import studio_home
 
 KIND_TABULAR = "tabular"
-_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,80}$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
+STALE_SECONDS = 3600
 LIST_HINT = "`python -m studio datasets list` shows the stored ids"
 
 
@@ -102,6 +104,7 @@ def store_table(
         return existing
     profile = profile_table(df)
     root = datasets_root()
+    _sweep_leftovers(root)
     dataset_id = _new_id(root, name, digest)
     final = root / dataset_id
     info = DatasetInfo(
@@ -133,6 +136,18 @@ def store_table(
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
     return info
+
+
+def _sweep_leftovers(root: Path) -> None:
+    """Remove staging and trash folders that a crashed process left behind (older than an hour)."""
+    cutoff = time.time() - STALE_SECONDS
+    for entry in root.iterdir():
+        if entry.name.startswith((".tmp-", ".trash-")):
+            try:
+                if entry.stat().st_mtime < cutoff:
+                    shutil.rmtree(entry, ignore_errors=True)
+            except OSError:
+                continue
 
 
 def _new_id(root: Path, name: str, digest: str) -> str:

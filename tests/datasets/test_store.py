@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -118,11 +119,17 @@ def test_crash_while_writing_leaves_nothing(
     assert list_datasets() == []
 
 
-def test_damaged_folders_are_skipped(studio_home: Path, iris_file: Path) -> None:
+def test_damaged_folders_are_skipped_and_leftovers_swept(studio_home: Path, iris_file: Path) -> None:
     info = add_csv(iris_file)
-    (studio_home / "datasets" / "half-written").mkdir()
-    (studio_home / "datasets" / ".tmp-x-123").mkdir()
+    root = studio_home / "datasets"
+    (root / "half-written").mkdir()
+    fresh, stale = root / ".tmp-x-123", root / ".trash-y-456"
+    fresh.mkdir()
+    stale.mkdir()
+    os.utime(stale, (0, 0))
     assert list_datasets() == [info]
+    add_csv(b"a,b\n1,2\n3,4\n", filename="other.csv")
+    assert fresh.exists() and not stale.exists()
 
 
 @pytest.mark.parametrize(
