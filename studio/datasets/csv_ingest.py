@@ -129,7 +129,7 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
             "so keep the columns you need and save again."
         )
     skip = 1 if hint else 0
-    check_field_counts(text, delimiter, header, label, skip_lines=skip)
+    check_field_counts(data, text, encoding, delimiter, header, label, skip_lines=skip)
     del text  # pandas decodes the bytes itself; no need to hold a second copy of the file
     placeholders = [f"__c{i}" for i in range(len(header))]
     try:
@@ -267,18 +267,24 @@ def sniff_delimiter(text: str, label: str, forced: str | None = None) -> tuple[s
     return choice
 
 
-def check_field_counts(text: str, delimiter: str, header: list[str], label: str, skip_lines: int = 0) -> None:
+def check_field_counts(
+    data: bytes, text: str, encoding: str, delimiter: str, header: list[str], label: str, skip_lines: int = 0
+) -> None:
     """Every row must have as many fields as the header; name the (physical) line of the first that does not.
 
-    Lines without quotes are counted on a byte array at once; a file with quotes goes through the
-    ``csv`` module, which knows delimiters and line breaks inside quotes.
+    Without quotes, fields are counted on the file's bytes at once (the delimiters and line breaks are
+    single ASCII bytes in every encoding read here but UTF-16); with quotes, the ``csv`` module reads the
+    text, since it knows delimiters and line breaks inside quotes.
     """
     newline = "\n" if "\n" in text else "\r"
-    expected, minimum = len(header), _named_width(header)
+    width = (len(header), _named_width(header))
     if '"' in text:
-        bad = _bad_rows_quoted(text, newline, delimiter, (expected, minimum), label, skip_lines)
+        bad = _bad_rows_quoted(text, newline, delimiter, width, label, skip_lines)
+    elif encoding == "utf-16":
+        bad = _bad_rows_plain(text.encode("utf-8"), "utf-8", newline, delimiter, width, skip_lines)
     else:
-        bad = _bad_rows_plain(text, newline, delimiter, (expected, minimum), skip_lines)
+        bad = _bad_rows_plain(data, encoding, newline, delimiter, width, skip_lines)
+    expected = width[0]
     if bad:
         number, n = bad[0]
         more = f" ({len(bad) - 1:,} more {'row has' if len(bad) == 2 else 'rows have'} the same problem)"
@@ -290,9 +296,9 @@ def check_field_counts(text: str, delimiter: str, header: list[str], label: str,
 
 
 def _bad_rows_plain(
-    text: str, newline: str, delimiter: str, width: tuple[int, int], skip_lines: int
+    data: bytes, encoding: str, newline: str, delimiter: str, width: tuple[int, int], skip_lines: int
 ) -> list[tuple[int, int]]:
-    raw = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    raw = np.frombuffer(data, dtype=np.uint8)
     ends = np.append(np.flatnonzero(raw == ord(newline)), raw.size)
     starts = np.concatenate(([0], ends[:-1] + 1))
     delimiters = np.flatnonzero(raw == ord(delimiter))
@@ -302,7 +308,7 @@ def _bad_rows_plain(
     for index in np.flatnonzero(fields != width[0]):
         if index <= header:
             continue
-        line = raw[starts[index] : ends[index]].tobytes().decode("utf-8")
+        line = raw[starts[index] : ends[index]].tobytes().decode(encoding)
         if line.strip() and not _fits(line.split(delimiter), *width):
             bad.append((int(index) + 1, int(fields[index])))
     return bad

@@ -114,9 +114,10 @@ def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
         return "datetime"
     if _is_numeric(series):
         if pd.api.types.is_integer_dtype(series.dtype) and present == len(series) and present >= 2:
-            all_distinct = distinct == present
-            consecutive = all_distinct and int(counts.index.max()) - int(counts.index.min()) + 1 == distinct
-            if (looks_like_id_name(name) and distinct >= 0.95 * present) or (consecutive and present >= 20):
+            # A saved row index: 0..n-1 or 1..n, every value once.
+            low, high = int(counts.index.min()), int(counts.index.max())
+            row_index = distinct == present >= 20 and low in (0, 1) and high - low + 1 == distinct
+            if row_index or (looks_like_id_name(name) and distinct >= 0.95 * present):
                 return "identifier"
         return "numeric"
     values = [str(value) for value in counts.index[:500]]
@@ -125,7 +126,7 @@ def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
     lowered = {value.strip().lower() for value in values}
     if distinct <= 2 and any(lowered <= pair for pair in _BOOLEAN_PAIRS):
         return "boolean"
-    sample = series.dropna().astype(str).head(200)
+    sample = series.dropna().head(200).astype(str)
     if all(_ISO_DATE.match(value) or _OTHER_DATE.match(value) for value in sample):
         return "datetime"
     nearly_all_distinct = present >= 2 and distinct >= 0.95 * present

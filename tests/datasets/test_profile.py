@@ -68,6 +68,14 @@ def test_every_kind() -> None:
     }
 
 
+def test_row_index_is_an_identifier_but_a_year_run_is_not() -> None:
+    df = every_kind_table()[["age", "spend"]]
+    df.insert(0, "unnamed_1", np.arange(N))
+    df.insert(1, "year", np.arange(1800, 1800 + N))
+    assert kinds(profile_table(df))["unnamed_1"] == "identifier"
+    assert kinds(profile_table(df))["year"] == "numeric"
+
+
 def test_profile_shape_and_json() -> None:
     df = every_kind_table()
     df.loc[:9, "age"] = np.nan
