@@ -117,8 +117,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
-    from studio.jobs import wait_for_job
+    from studio.jobs import ensure_scheduler, get_job, wait_for_job
 
+    if get_job(args.id).is_active:
+        ensure_scheduler()  # a queued job needs a scheduler to ever end
     job = wait_for_job(args.id, timeout=args.timeout)
     print(_summary(job))
     return 0 if job.state == "succeeded" else 1

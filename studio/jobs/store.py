@@ -406,6 +406,8 @@ def list_jobs(limit: int | None = None, states: tuple[str, ...] | list[str] | No
     """Jobs newest first, optionally only those in ``states``."""
     sql = "SELECT * FROM jobs"
     params: list[Any] = []
+    if isinstance(states, str):
+        states = [states]
     if states:
         unknown = set(states) - set(STATES)
         if unknown:

@@ -15,7 +15,7 @@ import pytest
 
 from studio import jobs
 from studio.jobs import store
-from studio.jobs.scheduler import scheduler_pid, worker_alive
+from studio.jobs.scheduler import child_env, scheduler_pid, worker_alive
 from tests.jobs.jobhelpers import FAKE_WORKER, fake_runs, fake_spec, wait_until
 
 SUBMITTER = textwrap.dedent(
@@ -214,3 +214,19 @@ def test_only_one_scheduler_runs_and_an_idle_one_exits(jobs_home: Path) -> None:
     jobs.ensure_scheduler(worker_cmd=FAKE_WORKER)
     assert scheduler_pid() not in (None, first)
     assert wait_until(lambda: jobs.get_job(job.id).state == jobs.SUCCEEDED)
+
+
+def test_a_worker_started_by_hand_claims_the_job_itself(jobs_home: Path) -> None:
+    job = jobs.submit_job(fake_spec(), start_scheduler=False)
+    by_hand = [part.replace("{job_id}", job.id) for part in FAKE_WORKER]
+
+    first = subprocess.run(by_hand, env=child_env(), capture_output=True, text=True, timeout=60)
+    again = subprocess.run(by_hand, env=child_env(), capture_output=True, text=True, timeout=60)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "studio.worker", "job-nope"], capture_output=True, text=True
+    )
+
+    done = jobs.get_job(job.id)
+    assert first.returncode == 0 and done.state == jobs.SUCCEEDED and done.device.startswith("direct:")
+    assert again.returncode == 1 and fake_runs(jobs_home) == [job.id]  # an ended job is not run again
+    assert unknown.returncode == 1 and "There is no job 'job-nope'" in unknown.stderr
