@@ -77,7 +77,9 @@ def _finite(points: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     return [(s, v) for s, v in points if v is not None and math.isfinite(v)]
 
 
-def epoch_mapper(history: History, steps_per_epoch: int | float | None = None) -> Callable[[int], float] | None:
+def epoch_mapper(
+    history: History, steps_per_epoch: int | float | None = None
+) -> Callable[[int], float] | None:
     """A function from MLflow step to (fractional) epoch, or None when the history cannot tell.
 
     Steps where ``epoch`` was logged map to that epoch exactly; other steps are divided by the steps
@@ -121,8 +123,13 @@ def training_curves(
     from studio.spec import main_metric
 
     main = main_metric(task).split("/", 1)[1]
-    panels = [("loss", "Loss (lower is better)"), (main, f"{metric_name(main).capitalize()} (higher is better)")]
-    if not any(_finite(history.get(f"{split}/{name}", ())) for name, _ in panels for split in ("train", "val")):
+    panels = [
+        ("loss", "Loss (lower is better)"),
+        (main, f"{metric_name(main).capitalize()} (higher is better)"),
+    ]
+    if not any(
+        _finite(history.get(f"{split}/{name}", ())) for name, _ in panels for split in ("train", "val")
+    ):
         return empty_figure(f"{NO_DATA}: the first points appear after a few training steps.", height)
 
     fig = make_subplots(rows=1, cols=2, subplot_titles=[title for _, title in panels], horizontal_spacing=0.1)
@@ -248,7 +255,9 @@ def parallel_coordinates(
                     "values": [codes[text] for text in texts],
                     "tickvals": list(range(len(categories))),
                     "ticktext": categories,
-                    "range": [-0.5, len(categories) - 0.5] if len(categories) == 1 else [0, len(categories) - 1],
+                    "range": [-0.5, len(categories) - 0.5]
+                    if len(categories) == 1
+                    else [0, len(categories) - 1],
                 }
             )
     scores = [float(v) for v in frame[metric]]

@@ -65,7 +65,9 @@ def test_without_epochs_the_x_axis_is_the_training_step() -> None:
     assert fig.layout.xaxis.title.text == "training step"
 
 
-@pytest.mark.parametrize("history", [{}, {"train/loss": []}, {"epoch": [(4, 1.0)]}, {"val/loss": [(4, float("nan"))]}])
+@pytest.mark.parametrize(
+    "history", [{}, {"train/loss": []}, {"epoch": [(4, 1.0)]}, {"val/loss": [(4, float("nan"))]}]
+)
 def test_empty_histories_give_a_blank_figure_that_says_no_data_yet(history: dict) -> None:
     fig = charts.training_curves(history, "classification")
 
@@ -104,7 +106,10 @@ def test_parallel_coordinates_encode_categories_with_tick_labels_and_end_at_the_
     )
 
     fig = charts.parallel_coordinates(
-        rows, ["optimizer.learning_rate", "optimizer.name"], "val/accuracy", labels={"optimizer.name": "Optimiser"}
+        rows,
+        ["optimizer.learning_rate", "optimizer.name"],
+        "val/accuracy",
+        labels={"optimizer.name": "Optimiser"},
     )
 
     (trace,) = fig.data
