@@ -98,7 +98,9 @@ def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -
         for w in profile.get("warnings", [])
         if w.get("code") in DROP_WARNINGS and w.get("column") and w["code"] != "leak"
     }
-    leak = _leaking_columns(frame, target)
+    from studio.datasets import target_warnings
+
+    leak = {w["column"] for w in target_warnings(frame, profile, target, spec.task) if w["code"] == "leak"}
     if spec.data.features is not None:
         missing = [c for c in spec.data.features if c not in frame.columns]
         if missing:
@@ -139,25 +141,6 @@ def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -
             "target); choose feature columns explicitly or add informative columns to the data."
         )
     return FeaturePlan(numeric, categorical, datetime, ignored)
-
-
-def _leaking_columns(frame: pd.DataFrame, target: str) -> set[str]:
-    """Features that are the target itself or a one-to-one relabelling of it."""
-    y = _as_category_text(frame[target])
-    leaks = set()
-    n_target = y.nunique(dropna=True)
-    if n_target <= 1:
-        return leaks
-    for name in frame.columns:
-        if name == target:
-            continue
-        x = _as_category_text(frame[name])
-        if x.nunique(dropna=True) != n_target:
-            continue
-        pairs = pd.DataFrame({"x": x, "y": y}).dropna().drop_duplicates()
-        if len(pairs) == n_target and pairs["x"].is_unique and pairs["y"].is_unique:
-            leaks.add(name)
-    return leaks
 
 
 class TabularDataModule(pl.LightningDataModule):

@@ -29,19 +29,42 @@ def _as_float(series: pd.Series) -> np.ndarray:
 
 
 def _as_category_text(series: pd.Series) -> pd.Series:
-    """Categories compared as text, so 1, '1' and 1.0 read from different files match."""
+    """Categories compared as text, so 1, '1' and 1.0 read from different files match.
 
-    def norm(value: Any) -> Any:
-        if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NA:
-            return None
-        if isinstance(value, float) and value.is_integer():
-            return str(int(value))
-        if isinstance(value, (bool, np.bool_)):
-            return "true" if value else "false"
-        text = str(value).strip()
-        return text if text else None
+    Missing and blank values become None. Vectorised for number and text columns; mixed object
+    columns fall back to a per-value conversion with the same rules.
+    """
+    if pd.api.types.is_bool_dtype(series):
+        return series.map({True: "true", False: "false"}).astype(object).where(series.notna(), None)
+    if pd.api.types.is_numeric_dtype(series):
+        values = series.to_numpy(dtype="float64", na_value=np.nan)
+        out = np.full(len(values), None, dtype=object)
+        finite = ~np.isnan(values)
+        whole = finite & (np.mod(values, 1) == 0) & (np.abs(values) < 2**53)
+        out[whole] = values[whole].astype("int64").astype(str)
+        rest = finite & ~whole
+        out[rest] = [str(v) for v in values[rest]]
+        return pd.Series(out, index=series.index, dtype=object)
+    if pd.api.types.is_string_dtype(series) and series.map(type).isin([str, type(None), float]).all():
+        text = series.astype("string").str.strip()
+        keep = (text.notna() & (text != "")).to_numpy(dtype=bool, na_value=False)
+        out = np.full(len(text), None, dtype=object)
+        out[keep] = text.to_numpy(dtype=object)[keep]
+        return pd.Series(out, index=series.index, dtype=object)
+    return pd.Series([_category_text_of(v) for v in series], index=series.index, dtype=object)
 
-    return series.map(norm)
+
+def _category_text_of(value: Any) -> Any:
+    if value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, (bool, np.bool_)):
+        return "true" if value else "false"
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    text = str(value).strip()
+    return text if text else None
 
 
 def _date_parts(series: pd.Series) -> np.ndarray:

@@ -44,7 +44,22 @@ PROFILE_ARTIFACT = "data_profile.json"
 def _client_for(uri: str) -> MlflowClient:
     from mlflow.tracking import MlflowClient
 
-    return MlflowClient(tracking_uri=uri)
+    if not uri.startswith("sqlite:///"):
+        return MlflowClient(tracking_uri=uri)
+    # MLflow creates its tables on first use; two workers starting together on a new store would both
+    # try (and one fails with "duplicate column" or an alembic error). Do it once, under a file lock.
+    import fcntl
+    from pathlib import Path
+
+    lock_path = Path(uri.removeprefix("sqlite:///")).with_suffix(".init.lock")
+    with open(lock_path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            mlflow_client = MlflowClient(tracking_uri=uri)
+            mlflow_client.search_experiments(max_results=1)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return mlflow_client
 
 
 def client() -> MlflowClient:

@@ -61,6 +61,8 @@ class TrainResult:
     epochs_run: int = 0
     seconds: float = 0.0
     first_point_seconds: float | None = None
+    fit_seconds: float = 0.0
+    train_rows: int = 0
     ignored_columns: dict[str, str] = field(default_factory=dict)
     dropped_rows: int = 0
 
@@ -231,6 +233,7 @@ def _fit_and_log(
             default_root_dir=root,
             deterministic=False,
         )
+        fit_started = time.perf_counter()
         try:
             trainer.fit(module, datamodule=data)
         except TrainingCancelledSignal:
@@ -240,6 +243,7 @@ def _fit_and_log(
             buffer.flush()
             raise _plain_runtime_error(err) from err
         buffer.flush()
+        fit_seconds = time.perf_counter() - fit_started
         if trainer.interrupted:
             raise KeyboardInterrupt
         best.restore(module)
@@ -261,6 +265,8 @@ def _fit_and_log(
         best_epoch=None if best.best_epoch is None else best.best_epoch + 1,
         epochs_run=trainer.current_epoch,
         first_point_seconds=reporter.first_point_at,
+        fit_seconds=fit_seconds,
+        train_rows=data.sizes["train"],
     )
 
 

@@ -1,0 +1,56 @@
+"""MLflow conventions against a real store in a temporary folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from studio import tracking
+from studio.spec import RunSpec
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_new_store_is_created_once_when_processes_race(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+    code = "from studio import tracking; tracking.client().search_experiments(); print('ok')"
+    env = {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], [err[-500:] for _, err in outputs]
+
+
+def test_runs_are_grouped_per_data_set_with_spec_params_and_tags(studio_home):
+    spec = RunSpec.from_dict({"task": "regression", "data": {"dataset_id": "houses-1", "target": "price"}})
+    run_id, experiment_id = tracking.start_run(spec, job_id="job-1")
+    other_id, other_experiment = tracking.start_run(spec.with_changes(**{"data.dataset_id": "cars-2"}), job_id=None)
+    assert experiment_id != other_experiment
+    assert tracking.client().get_experiment(experiment_id).name == "studio/houses-1"
+    artifact_uri = tracking.client().get_experiment(experiment_id).artifact_location
+    assert artifact_uri.startswith("file://") and "mlruns/artifacts" in artifact_uri
+
+    buffer = tracking.MetricBuffer(run_id)
+    buffer.add({"train/loss": 1.0}, step=1)
+    buffer.add({"train/loss": 0.5, "val/r2": 0.3}, step=2)
+    buffer.flush()
+    tracking.end_run(run_id, "FAILED", "the data ran out")
+
+    run = tracking.get_run(run_id)
+    assert run.status == "FAILED"
+    assert run.tags[tracking.TAG_FAILURE] == "the data ran out"
+    assert run.tags[tracking.TAG_JOB] == "job-1"
+    assert run.params["optimizer.name"] == "adamw"
+    assert tracking.metric_history(run_id, ["train/loss"]) == {"train/loss": [(1, 1.0), (2, 0.5)]}
+    assert [r.run_id for r in tracking.list_runs("houses-1")] == [run_id]
+    assert {r.run_id for r in tracking.list_runs()} == {run_id, other_id}
+    assert tracking.list_runs("unknown") == []
+
+
+def test_mlflow_ui_links():
+    assert tracking.mlflow_ui_run_url("http://h:5000/", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
+    url = tracking.mlflow_ui_compare_url("http://h:5000", "3", ["a", "b"])
+    assert url.startswith("http://h:5000/#/compare-runs?runs=") and "%22a%22" in url and "experiments=" in url
