@@ -1,0 +1,39 @@
+# Training Studio in one container: the web studio (8501), the MLflow UI (5000) and the job scheduler.
+#   docker build -t training-studio .
+#   docker run --rm -p 8501:8501 -p 5000:5000 -v studio-data:/data -v studio-mlruns:/app/mlruns training-studio
+# then open http://localhost:8501. Data sets and jobs live in /data, MLflow runs and models in /app/mlruns.
+# torch comes from the default package index; for a smaller CPU-only image pass an index that has a CPU
+# build of the pinned version: --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
+FROM python:3.11-slim
+
+ARG PIP_EXTRA_INDEX_URL=
+ENV PYTHONUNBUFFERED=1 \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    STUDIO_HOME=/data \
+    MLFLOW_TRACKING_URI=sqlite:////app/mlruns/mlflow.db
+
+# tini as PID 1 forwards docker stop's SIGTERM to serve and reaps the detached scheduler's workers.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tini \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+COPY requirements.txt .
+RUN pip install -r requirements.txt
+
+COPY . .
+RUN useradd --create-home --uid 1000 studio \
+    && mkdir -p /data /app/mlruns \
+    && chown -R studio:studio /data /app/mlruns
+USER studio
+
+EXPOSE 8501 5000
+VOLUME ["/data", "/app/mlruns"]
+
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4)"
+
+ENTRYPOINT ["tini", "--"]
+CMD ["python", "-m", "studio", "serve", "--host", "0.0.0.0", "--port", "8501", "--mlflow-port", "5000"]

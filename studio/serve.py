@@ -1,0 +1,393 @@
+"""``python -m studio serve``: the web studio, the MLflow UI and the job scheduler, started together.
+
+What runs, and who stops it:
+
+- the Streamlit app (``app.py`` + ``pages/``) and the MLflow UI (``mlflow ui --workers 1``) on the same
+  store are children of this command, each in its own process group. Ctrl-C (SIGINT) or SIGTERM stops
+  both: SIGTERM to the group, then SIGKILL after a grace period.
+- the job scheduler is a detached daemon (``studio.jobs.ensure_scheduler``) and training workers run in
+  their own sessions, so stopping the studio never stops a run. On the way out serve stops the scheduler
+  only when no job is queued or running; otherwise it is left running so queued jobs still start and
+  running ones are still recorded, and it exits by itself once the queue has been empty for a while.
+
+A port that is already taken ends the command with one plain line and exit code 2, before anything is
+started. On the first start with an empty store the wine sample is added, so a newcomer can train
+something straight away.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXIT_USER_ERROR = 2
+REPO_ROOT = Path(__file__).resolve().parents[1]
+APP_PATH = REPO_ROOT / "app.py"
+SEEDED_MARKER = ".sample_added"
+STOP_GRACE_SECONDS = 10.0
+APP_START_TIMEOUT = 90.0
+MLFLOW_START_TIMEOUT = 180.0
+
+
+class PortInUse(Exception):
+    """A port the studio needs is taken; the message says which option picks another one."""
+
+
+# --------------------------------------------------------------------------- ports and addresses
+def port_in_use(host: str, port: int) -> bool:
+    """Whether a server could not listen on ``host:port`` now (checked the way servers bind)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        # Servers set SO_REUSEADDR, so a port held only by closing connections still counts as free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            if err.errno in (errno.EADDRINUSE, errno.EACCES):
+                return True
+            raise
+    return False
+
+
+def check_ports(host: str, port: int, mlflow_port: int) -> None:
+    """Raise :class:`PortInUse` with a plain message when either port cannot be used."""
+    if port == mlflow_port:
+        raise PortInUse(
+            f"the studio and the MLflow UI cannot share port {port}: pass --mlflow-port {port + 1}"
+        )
+    for number, option in ((port, "--port"), (mlflow_port, "--mlflow-port")):
+        if not 0 < number < 65536:
+            raise PortInUse(f"port {number} is not a port number: pass {option} with a number like 8501")
+        try:
+            taken = port_in_use(host, number)
+        except OSError as err:
+            raise PortInUse(f"cannot listen on {host}:{number} ({err.strerror}): check --host") from err
+        if taken:
+            suggestion = free_port_near(host, number + 1, avoid={port, mlflow_port})
+            raise PortInUse(f"port {number} is in use: pass {option} {suggestion} (or stop what uses it)")
+
+
+def free_port_near(host: str, start: int, avoid: set[int] = frozenset()) -> int:
+    """The first free port from ``start`` on (a suggestion for the user)."""
+    for number in range(start, min(start + 100, 65536)):
+        if number not in avoid and not port_in_use(host, number):
+            return number
+    return start
+
+
+def browser_host(host: str) -> str:
+    """The address a browser on this machine uses for a server bound to ``host``."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
+def url_for(host: str, port: int) -> str:
+    shown = browser_host(host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def answers_http(url: str, timeout: float = 2.0) -> bool:
+    """Whether ``url`` answers with a 2xx status."""
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return 200 <= response.status < 300
+    except (OSError, urllib.error.URLError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------- child processes
+def _child_setup() -> Callable[[], None]:
+    """What the child runs before exec: its own process group, and SIGTERM when serve itself dies."""
+    prctl = None
+    if sys.platform == "linux":
+        import ctypes
+
+        with contextlib.suppress(OSError, AttributeError):
+            prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up here: nothing to import after fork
+
+    def setup() -> None:
+        os.setsid()
+        if prctl is not None:
+            prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG: a killed serve leaves no server behind
+
+    return setup
+
+
+@dataclass
+class Child:
+    """A server started by serve, in its own process group, its output in a log file."""
+
+    name: str
+    cmd: list[str]
+    log_path: Path
+    env: dict[str, str]
+    cwd: Path
+    proc: subprocess.Popen | None = field(default=None, repr=False)
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "ab") as out:
+            self.proc = subprocess.Popen(
+                self.cmd,
+                cwd=self.cwd,
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                preexec_fn=_child_setup(),  # serve starts its children from its main thread only
+            )
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        if self.proc is None:
+            return
+        try:
+            os.killpg(self.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+
+
+def stop_children(children: list[Child], grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM every child's process group, wait up to ``grace`` seconds, then SIGKILL what is left."""
+    started = [c for c in children if c.proc is not None]
+    for child in started:
+        child.signal_group(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in started:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    for child in started:
+        # The group may hold helpers (uvicorn workers) even when the leader has exited.
+        child.signal_group(signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.proc.wait(timeout=5)
+
+
+def server_env(mlflow_url: str | None) -> dict[str, str]:
+    """The environment of the servers: the same store, the studio importable, the MLflow UI's address."""
+    from studio.jobs.scheduler import child_env
+
+    env = child_env()
+    env.pop("STUDIO_MLFLOW_UI_URL", None)
+    if mlflow_url:
+        env["STUDIO_MLFLOW_UI_URL"] = mlflow_url
+    return env
+
+
+def streamlit_command(app: Path, host: str, port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(app),
+        "--server.address",
+        host,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+    ]
+
+
+def mlflow_command(host: str, port: int) -> list[str]:
+    from studio import settings
+
+    return [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "ui",
+        "--workers",
+        "1",
+        "--backend-store-uri",
+        settings.tracking_uri(),
+        "--default-artifact-root",
+        settings.artifact_root().as_uri(),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
+
+
+# --------------------------------------------------------------------------- first start
+def add_sample_on_first_start(say: Callable[[str], None]) -> None:
+    """Add the wine sample when the store has never held a data set (only once: deleting it sticks)."""
+    from studio import settings
+    from studio.datasets import add_sample, list_datasets
+    from studio.errors import StudioError
+
+    marker = settings.studio_home() / SEEDED_MARKER
+    if marker.exists():
+        return
+    if not list_datasets():
+        try:
+            info = add_sample("wine")
+        except StudioError as err:
+            say(f"Could not add the wine sample data set ({err}); upload a CSV on the Data page instead.")
+            return
+        say(f"Added the sample data set '{info.name}' so you can train something right away.")
+    marker.write_text("The wine sample was offered on the first start; it is not added again.\n")
+
+
+# --------------------------------------------------------------------------- the command
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def _install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    for sig in previous:
+        signal.signal(sig, lambda *_: stop.set())
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def _settle_scheduler(say: Callable[[str], None]) -> None:
+    """Stop the scheduler when nothing is queued or running; otherwise leave it to finish the queue."""
+    from studio.jobs import ensure_scheduler, list_jobs, stop_scheduler
+    from studio.jobs.store import ACTIVE_STATES
+
+    active = list_jobs(states=ACTIVE_STATES)
+    if active:
+        say(
+            f"{len(active)} training job(s) are still queued or running; they carry on in the background "
+            "(see `python -m studio jobs list`) and show up in the studio when you start it again."
+        )
+        return
+    stop_scheduler(timeout=5)
+    if list_jobs(states=ACTIVE_STATES):  # submitted from elsewhere while it was stopping
+        ensure_scheduler()
+
+
+def serve(
+    host: str = "127.0.0.1",
+    port: int = 8501,
+    mlflow_port: int = 5000,
+    open_browser: bool = False,
+    *,
+    app: Path | None = None,
+    mlflow_ui: bool = True,
+    stop: threading.Event | None = None,
+    say: Callable[[str], None] = _say,
+) -> int:
+    """Run the studio until Ctrl-C / SIGTERM (or ``stop`` is set). Returns the exit code.
+
+    ``app`` and ``mlflow_ui=False`` let tests start a stand-in app without the MLflow UI.
+    """
+    try:
+        check_ports(host, port, mlflow_port if mlflow_ui else port + 1)
+    except PortInUse as err:
+        print(str(err), file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+    app = Path(app or APP_PATH).resolve()
+    if not app.is_file():
+        print(f"the studio's app is missing: {app} does not exist", file=sys.stderr, flush=True)
+        return EXIT_USER_ERROR
+
+    from studio import settings
+    from studio.jobs import ensure_scheduler
+
+    stop = stop or threading.Event()
+    restore_signals = _install_stop_handlers(stop)
+    logs = settings.studio_home() / "logs"
+    mlflow_url = url_for(host, mlflow_port) if mlflow_ui else None
+    env = server_env(mlflow_url)
+    studio = Child("studio", streamlit_command(app, host, port), logs / "streamlit.log", env, app.parent)
+    children = [studio]
+    if mlflow_ui:
+        children.append(
+            Child("mlflow", mlflow_command(host, mlflow_port), logs / "mlflow-ui.log", env, REPO_ROOT)
+        )
+    studio_url = url_for(host, port)
+    try:
+        add_sample_on_first_start(say)
+        ensure_scheduler()
+        for child in children:
+            child.start()
+        say("Starting Training Studio… (Ctrl-C stops it)")
+        code = _watch(studio, children[1:], studio_url, mlflow_url, stop, open_browser, say)
+    finally:
+        say("Stopping Training Studio…")
+        stop_children(children)
+        try:
+            _settle_scheduler(say)
+        finally:
+            restore_signals()
+    say("Stopped.")
+    return code
+
+
+def _watch(
+    studio: Child,
+    others: list[Child],
+    studio_url: str,
+    mlflow_url: str | None,
+    stop: threading.Event,
+    open_browser: bool,
+    say: Callable[[str], None],
+) -> int:
+    """Announce each server once it answers; return when asked to stop (0) or the studio dies (1)."""
+    mlflow = others[0] if others else None
+    started = time.monotonic()
+    studio_ready = mlflow_ready = mlflow_gone = False
+    if mlflow is None:
+        say("The MLflow UI is not started; run pages hide its links.")
+    while not stop.is_set():
+        if not studio.running():
+            say(f"The studio server stopped unexpectedly; its log is {studio.log_path}")
+            return 1
+        if not studio_ready:
+            if answers_http(f"{studio_url}/_stcore/health"):
+                studio_ready = True
+                say(f"Training Studio is ready: open {studio_url} in your browser.")
+                if open_browser:
+                    import webbrowser
+
+                    webbrowser.open(studio_url)
+            elif time.monotonic() - started > APP_START_TIMEOUT:
+                say(
+                    f"The studio server did not answer within {APP_START_TIMEOUT:.0f} s; its log is {studio.log_path}"
+                )
+                return 1
+        if mlflow is not None and not mlflow_ready and not mlflow_gone:
+            if not mlflow.running():
+                mlflow_gone = True
+                say(
+                    f"The MLflow UI could not start (its log is {mlflow.log_path}); the studio works without it."
+                )
+            elif answers_http(f"{mlflow_url}/health"):
+                mlflow_ready = True
+                say(f"MLflow UI ready at {mlflow_url}")
+            elif time.monotonic() - started > MLFLOW_START_TIMEOUT:
+                mlflow_gone = True
+                say(f"The MLflow UI is still not answering; its log is {mlflow.log_path}")
+        stop.wait(0.5 if studio_ready and (mlflow_ready or mlflow_gone or mlflow is None) else 0.25)
+    return 0
