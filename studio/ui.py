@@ -1,0 +1,298 @@
+"""Small helpers the pages share: errors as plain messages, cached data-set reads, links between pages,
+the MLflow UI address, and one widget per :class:`~studio.forms.FormField`.
+
+Imports Streamlit and the cheap studio modules only (never torch or lightning), so pages stay instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+from streamlit.errors import StreamlitAPIException
+
+from studio import datasets
+from studio.errors import StudioError
+from studio.forms import FormField
+from studio.settings import studio_home
+
+APP_ROOT = Path(__file__).resolve().parents[1]
+MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
+CACHE_SECONDS = 10
+
+
+# --------------------------------------------------------------------------- errors
+def show_error(err: BaseException) -> None:
+    """Show a :class:`StudioError` the way every page does: its one plain sentence, no traceback."""
+    st.error(str(err), icon=":material/error:")
+
+
+@contextlib.contextmanager
+def guard() -> Iterator[None]:
+    """``with guard(): ...`` shows a :class:`StudioError` raised inside as ``st.error`` and carries on
+    after the block (other exceptions are bugs and propagate)."""
+    try:
+        yield
+    except StudioError as err:
+        show_error(err)
+
+
+# --------------------------------------------------------------------------- settings
+def mlflow_ui_url() -> str | None:
+    """The MLflow UI address given by ``studio serve`` (``STUDIO_MLFLOW_UI_URL``), or None."""
+    url = os.environ.get(MLFLOW_UI_ENV, "").strip().rstrip("/")
+    return url or None
+
+
+def upload_limit_mb() -> int:
+    """The upload size limit in MB (``server.maxUploadSize`` in ``.streamlit/config.toml``)."""
+    try:
+        return int(st.get_option("server.maxUploadSize"))
+    except (RuntimeError, TypeError, ValueError):
+        return 200
+
+
+# --------------------------------------------------------------------------- data sets (cached)
+# The cache key includes the studio folder, so two studios (or tests) in one process never mix; pages
+# call ``forget_datasets()`` after adding or deleting one, and the short TTL picks up CLI changes.
+@st.cache_data(ttl=CACHE_SECONDS, show_spinner=False)
+def _list_datasets(home: str) -> list[datasets.DatasetInfo]:
+    return datasets.list_datasets()
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 6, show_spinner=False, max_entries=16)
+def _load_profile(home: str, dataset_id: str) -> dict[str, Any]:
+    return datasets.load_profile(dataset_id)
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 6, show_spinner=False, max_entries=4)
+def _load_table(home: str, dataset_id: str) -> pd.DataFrame:
+    return datasets.load_table(dataset_id)
+
+
+def list_datasets() -> list[datasets.DatasetInfo]:
+    """Stored data sets, newest first (cached for a few seconds)."""
+    return _list_datasets(str(studio_home()))
+
+
+def load_profile(dataset_id: str) -> dict[str, Any]:
+    return _load_profile(str(studio_home()), dataset_id)
+
+
+def load_table(dataset_id: str) -> pd.DataFrame:
+    return _load_table(str(studio_home()), dataset_id)
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 6, show_spinner=False, max_entries=32)
+def _target_warnings(home: str, dataset_id: str, target: str, task: str | None) -> list[dict[str, Any]]:
+    return datasets.warnings_for_target(
+        datasets.load_table(dataset_id), datasets.load_profile(dataset_id), target, task
+    )
+
+
+def target_warnings(dataset_id: str, target: str, task: str | None) -> list[dict[str, Any]]:
+    """The data set's warnings as they read with ``target`` as the target (cached)."""
+    return _target_warnings(str(studio_home()), dataset_id, target, task)
+
+
+def forget_datasets() -> None:
+    """Drop the cached data-set reads (after adding or deleting one)."""
+    _list_datasets.clear()
+    _load_profile.clear()
+    _load_table.clear()
+    _target_warnings.clear()
+
+
+def dataset_label(info: datasets.DatasetInfo) -> str:
+    """``wine — 178 rows × 14 columns`` for pick lists."""
+    return f"{info.name} — {info.n_rows:,} rows × {info.n_cols:,} columns"
+
+
+# --------------------------------------------------------------------------- pages and links
+def page_exists(page: str) -> bool:
+    """Whether a page file (e.g. ``pages/runs.py``) is part of this checkout."""
+    return (APP_ROOT / page).is_file()
+
+
+def page_link(page: str, label: str, icon: str | None = None) -> None:
+    """A link to another page; plain text when the page is not available (e.g. a page run on its own)."""
+    try:
+        if not page_exists(page):
+            raise StreamlitAPIException(page)
+        st.page_link(page, label=label, icon=icon)
+    except StreamlitAPIException:
+        st.markdown(f"**{label}** (in the menu on the left)")
+
+
+def go_to_run(job_id: str) -> None:
+    """Open the run page for a job; if it is not available, say where the run can be followed."""
+    try:
+        if page_exists("pages/runs.py"):
+            st.switch_page("pages/runs.py", query_params={"job": job_id})
+    except StreamlitAPIException:
+        pass
+    st.success(
+        f"Training started (job `{job_id}`). Follow it on the **Runs** page, or in a terminal with "
+        f"`python -m studio jobs show {job_id}`.",
+        icon=":material/rocket_launch:",
+    )
+
+
+# --------------------------------------------------------------------------- form widgets
+def select(
+    label: str,
+    options: list[Any],
+    key: str,
+    default: Any = None,
+    *,
+    format_func: Any = str,
+    help: str | None = None,
+    on_change: Any = None,
+    args: tuple[Any, ...] | None = None,
+) -> Any:
+    """A selectbox whose remembered value is dropped when it is no longer one of ``options`` (the
+    other data set's column, the other task's metric); it then starts at ``default``."""
+    state = st.session_state
+    if key in state and state[key] not in options:
+        del state[key]
+    if key not in state:
+        state[key] = default if default in options else options[0]
+    return st.selectbox(
+        label,
+        options,
+        key=key,
+        format_func=format_func,
+        help=help,
+        on_change=on_change,
+        args=args,
+        persist_state="session",
+    )
+
+
+def render_field(field: FormField) -> Any:
+    """One widget for a spec field, keyed by ``field.key``; returns its value.
+
+    The value is kept for the whole session (``persist_state="session"``), so settings survive a visit
+    to another page. The starting value is put in Session State before the widget is made (never also
+    passed as ``value=``), so callbacks such as presets can change it.
+    """
+    state = st.session_state
+    if field.widget == "select":
+        return select(
+            field.label,
+            list(field.options),
+            field.key,
+            field.default,
+            format_func=field.option_label,
+            help=field.help,
+        )
+    if field.widget == "multiselect" and field.key in state:
+        state[field.key] = [item for item in state[field.key] or [] if item in field.options]
+    if field.key not in state:
+        state[field.key] = [] if field.widget == "multiselect" and field.default is None else field.default
+    common = {"label": field.label, "help": field.help or None, "key": field.key, "persist_state": "session"}
+    if field.widget == "checkbox":
+        return st.checkbox(**common)
+    if field.widget == "multiselect":
+        return st.multiselect(
+            options=list(field.options),
+            format_func=field.option_label,
+            placeholder="Every useful column",
+            **common,
+        )
+    if field.widget == "number":
+        return st.number_input(
+            min_value=_as_number(field.min_value, field.integer),
+            max_value=_as_number(field.max_value, field.integer),
+            step=_as_number(field.step, field.integer),
+            format=field.number_format,
+            **common,
+        )
+    return st.text_input(placeholder="(optional)" if field.optional else None, **common)
+
+
+def _as_number(value: float | None, integer: bool) -> int | float | None:
+    if value is None:
+        return None
+    return int(value) if integer else float(value)
+
+
+# --------------------------------------------------------------------------- data-set views
+KIND_WORDS = {
+    "numeric": "number",
+    "categorical": "category",
+    "boolean": "yes / no",
+    "datetime": "date / time",
+    "text": "free text",
+    "identifier": "id (ignored)",
+}
+
+
+def _short(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    return str(value)
+
+
+def column_summary(column: dict[str, Any]) -> str:
+    """One line about a column's values: the range and mean of numbers, the commonest categories."""
+    stats = column.get("stats") or {}
+    if column["kind"] == "numeric":
+        if stats.get("min") is None:
+            return "no values"
+        return f"{_short(stats['min'])} to {_short(stats['max'])}, average {_short(stats.get('mean'))}"
+    if column["kind"] == "datetime":
+        return "no dates" if stats.get("min") is None else f"{stats['min'][:10]} to {stats['max'][:10]}"
+    top = stats.get("top") or []
+    return ", ".join(f"{value} ({count:,})" for value, count in top[:3])
+
+
+def profile_frame(profile: dict[str, Any]) -> pd.DataFrame:
+    """The profile's columns as a readable table (one row per column of the data set)."""
+    rows = []
+    for column in profile["columns"]:
+        missing = column["missing"]
+        rows.append(
+            {
+                "Column": column["name"],
+                "Type": KIND_WORDS.get(column["kind"], column["kind"]),
+                "Missing": f"{missing:,} ({column['missing_share']:.0%})" if missing else "none",
+                "Different values": column["distinct"],
+                "Values": column_summary(column),
+                "Examples": ", ".join(column.get("examples") or []),
+            }
+        )
+    return pd.DataFrame(rows, columns=["Column", "Type", "Missing", "Different values", "Values", "Examples"])
+
+
+def datasets_frame(infos: list[datasets.DatasetInfo]) -> pd.DataFrame:
+    """The stored data sets as a table."""
+    return pd.DataFrame(
+        [
+            {
+                "Name": info.name,
+                "Rows": info.n_rows,
+                "Columns": info.n_cols,
+                "Added (UTC)": info.created.replace("T", " ")[:16],
+                "From": info.source_file.replace("sample:", "built-in sample: "),
+                "Id": info.id,
+            }
+            for info in infos
+        ],
+        columns=["Name", "Rows", "Columns", "Added (UTC)", "From", "Id"],
+    )
+
+
+def show_warnings(warnings: list[dict[str, Any]]) -> None:
+    """Each data warning in plain words, with what the studio will do about it."""
+    for warning in warnings:
+        st.warning(
+            f"{warning['message']}\n\n**What the studio does:** {warning['action']}", icon=":material/info:"
+        )
