@@ -61,6 +61,10 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     if args.target:
         data["data"]["target"] = args.target
     data["data"].setdefault("target", profile.get("suggested_target"))
+    columns = [c["name"] for c in profile.get("columns", [])]
+    if data["data"]["target"] not in columns:
+        shown = ", ".join(columns[:30]) + (" …" if len(columns) > 30 else "")
+        raise SpecError(f"The target column '{data['data']['target']}' is not in the data set; its columns are: {shown}.")
     if args.task:
         data["task"] = args.task
     elif "task" not in data:

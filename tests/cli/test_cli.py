@@ -1,0 +1,89 @@
+"""``python -m studio`` in real subprocesses: train, predict, data sets, and one-line errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def table_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(1)
+    n = 150
+    x = rng.normal(size=(n, 2))
+    frame = pd.DataFrame({"a": x[:, 0].round(3), "b": x[:, 1].round(3), "kind": np.where(x.sum(1) > 0, "up", "down")})
+    path = tmp_path / "table.csv"
+    frame.to_csv(path, index=False, sep=";", decimal=",")
+    return path
+
+
+def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
+    bundle = tmp_path / "model.zip"
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("training:\n  epochs: 30\n  batch_size: 16\narchitecture:\n  name: mlp\n  params:\n    width: 32\n")
+    proc = run_cli("train", "--data", str(table_csv), "--spec", str(spec), "--epochs", "6", "--bundle-out", str(bundle))
+    assert proc.returncode == 0, proc.stderr
+    assert "MLflow run id:" in proc.stdout and "test/accuracy" in proc.stdout
+    assert "Stopped after 6 epochs" in proc.stdout  # the flag overrides the spec file
+    assert "First training step logged" in proc.stdout
+    assert bundle.is_file()
+
+    listed = run_cli("datasets", "list")
+    assert listed.returncode == 0 and "table" in listed.stdout
+
+    out = tmp_path / "predictions.csv"
+    predicted = run_cli("predict", str(bundle), str(table_csv), "--out", str(out))
+    assert predicted.returncode == 0, predicted.stderr
+    frame = pd.read_csv(out)
+    assert {"predicted_kind", "probability_down", "probability_up"} <= set(frame.columns)
+    assert len(frame) == 150
+    assert (frame["predicted_kind"] == pd.read_csv(table_csv, sep=";", decimal=",")["kind"]).mean() > 0.8
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("train", "--data", "no-such-file.csv"), "no-such-file.csv"),
+        (("train", "--data", "sample:wine", "--target", "colour"), "colour"),
+        (("train", "--data", "sample:wine", "--epochs", "0"), "training.epochs must be at least 1"),
+        (("train", "--data", "sample:wine", "--set", "optimizer.name=rmsprop"), "optimizer.name must be one of"),
+        (("train", "--data", "sample:wine", "--arch", "transformer"), "choose one of: mlp, linear"),
+        (("train", "--data", "sample:wine", "--spec", "missing.yaml"), "Spec file 'missing.yaml' does not exist"),
+        (("predict", "missing.zip", "x.csv"), "missing.zip"),
+        (("datasets", "show", "nope-123"), "nope-123"),
+    ],
+)
+def test_user_errors_exit_2_with_one_plain_line(studio_home, args, message):
+    proc = run_cli(*args, timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+    assert message in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_bad_csv_is_refused_in_one_line(studio_home, tmp_path):
+    bad = tmp_path / "empty.csv"
+    bad.write_text("")
+    proc = run_cli("datasets", "add", str(bad))
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
