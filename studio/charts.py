@@ -53,6 +53,11 @@ def metric_name(metric: str) -> str:
     return _NAMES.get(name, name.replace("_", " "))
 
 
+def sentence(text: str) -> str:
+    """First letter upper case, the rest untouched (``str.capitalize`` would turn AUROC into Auroc)."""
+    return text[:1].upper() + text[1:]
+
+
 def metric_label(metric: str) -> str:
     """A metric in words with its split: ``val/accuracy`` → ``validation accuracy``."""
     split, _, name = metric.partition("/")
@@ -125,7 +130,7 @@ def training_curves(
     main = main_metric(task).split("/", 1)[1]
     panels = [
         ("loss", "Loss (lower is better)"),
-        (main, f"{metric_name(main).capitalize()} (higher is better)"),
+        (main, f"{sentence(metric_name(main))} (higher is better)"),
     ]
     if not any(
         _finite(history.get(f"{split}/{name}", ())) for name, _ in panels for split in ("train", "val")
@@ -200,7 +205,7 @@ def compare_curves(
     if not fig.data:
         return empty_figure(f"{NO_DATA}: none of the chosen runs has logged {metric_label(metric)}.", height)
     fig.update_layout(
-        title=metric_label(metric).capitalize(),
+        title=sentence(metric_label(metric)),
         xaxis_title=x_title,
         yaxis_title=metric_name(metric),
         height=height,

@@ -1,0 +1,179 @@
+"""Predict: pick a trained model (or upload one), give new rows, see and download the predictions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from studio import jobs
+from studio import runs_view as rv
+from studio.bundle import read_bundle_info
+from studio.errors import StudioError
+
+TRAINED_HERE = "A model trained here"
+UPLOADED = "A model file (.zip) I have"
+UPLOAD_ROWS = "Upload a CSV file"
+STORED_ROWS = "A stored data set"
+SHOWN_ROWS = 1000
+
+
+@st.cache_resource(max_entries=4, show_spinner=False)
+def loaded_bundle(path: str, mtime: float) -> Any:
+    """The opened model, kept between reruns (keyed by file and its modification time)."""
+    from studio.bundle import load_bundle  # imports torch and mlflow: only when predicting
+
+    return load_bundle(path)
+
+
+def choose_trained_model() -> Path | None:
+    models = rv.trained_models(jobs.list_jobs(states=[jobs.SUCCEEDED]))
+    if not models:
+        st.info(
+            "No finished runs yet. Train a model on the **Train** page, or choose "
+            f"'{UPLOADED}' above to use a model file you downloaded before."
+        )
+        return None
+    ids = [job.id for job in models]
+    by_id = {job.id: job for job in models}
+    wanted = st.query_params.get("job")
+    chosen = st.selectbox(
+        "Model",
+        ids,
+        index=ids.index(wanted) if wanted in ids else 0,
+        format_func=lambda job_id: rv.model_label(by_id[job_id]),
+        key="predict-model-job",
+        help="Finished runs, newest first.",
+    )
+    try:
+        return rv.bundle_file(by_id[chosen])
+    except StudioError as err:
+        st.error(str(err))
+        return None
+
+
+def choose_uploaded_model() -> Path | None:
+    upload = st.file_uploader(
+        "Model file",
+        type=["zip"],
+        key="predict-model-upload",
+        help="The .zip the Runs page downloads ('Download the model').",
+    )
+    if upload is None:
+        st.caption("Drop the model's .zip file here.")
+        return None
+    return rv.save_upload(upload.getvalue(), upload.name)
+
+
+def choose_rows(info: dict[str, Any]) -> tuple[pd.DataFrame, str] | None:
+    source = st.radio(
+        "Where are the rows?", [UPLOAD_ROWS, STORED_ROWS], key="predict-rows-source", horizontal=True
+    )
+    if source == UPLOAD_ROWS:
+        upload = st.file_uploader(
+            "Rows to predict (CSV)",
+            type=["csv", "tsv", "txt"],
+            key="predict-rows-upload",
+            help="One row per case, with the same column names as the data the model was trained on.",
+        )
+        if upload is None:
+            st.caption("The target column may be missing: it is what the model fills in.")
+            return None
+        from studio.datasets import read_table_file
+
+        return read_table_file(upload.getvalue(), filename=upload.name), f"upload:{upload.file_id}"
+    from studio.datasets import list_datasets, load_table
+
+    datasets = list_datasets()
+    if not datasets:
+        st.info("No stored data sets yet; add one on the **Data** page or upload a CSV file.")
+        return None
+    by_id = {info.id: info for info in datasets}
+    chosen = st.selectbox(
+        "Data set",
+        list(by_id),
+        format_func=lambda dataset_id: f"{by_id[dataset_id].name} ({by_id[dataset_id].n_rows} rows)",
+        key="predict-rows-dataset",
+    )
+    return load_table(chosen), f"dataset:{chosen}"
+
+
+def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows_key: str) -> None:
+    missing = rv.missing_inputs(info, frame.columns)
+    inputs = len(info.get("input_columns", []))
+    if missing and len(missing) == inputs:
+        st.error(
+            "None of these rows' columns is an input of the model (names must match exactly). "
+            f"It expects: {', '.join(missing)}."
+        )
+        return
+    if missing:
+        st.warning(
+            f"{len(missing)} of the model's {inputs} input columns are not in these rows and are treated as "
+            f"missing: {', '.join(missing)}. Predictions are less reliable."
+        )
+    st.caption(f"{len(frame)} rows, {len(frame.columns)} columns.")
+    signature = f"{model}:{model.stat().st_mtime}:{rows_key}"
+    if st.button("Predict", key="predict-run", type="primary", icon="🔮"):
+        with st.spinner("Loading the model and predicting…"):
+            try:
+                result = rv.predict_rows(loaded_bundle(str(model), model.stat().st_mtime), frame)
+            except StudioError as err:
+                st.error(str(err))
+                return
+        st.session_state["predictions"] = (signature, result)
+    saved = st.session_state.get("predictions")
+    if not saved or saved[0] != signature:
+        st.caption("Press **Predict** to add the model's predictions to every row.")
+        return
+    result = saved[1]
+    st.subheader("Predictions")
+    shown = "" if len(result) <= SHOWN_ROWS else f" (the first {SHOWN_ROWS} are shown; the download has all)"
+    st.caption(
+        f"{len(result)} rows{shown}. The first columns are the model's answers"
+        + (
+            "; `probability_…` columns say how sure it is of each class."
+            if info.get("task") == "classification"
+            else "."
+        )
+    )
+    st.dataframe(result.head(SHOWN_ROWS), key="predict-result")
+    st.download_button(
+        "Download the predictions (CSV)",
+        data=result.to_csv(index=False).encode("utf-8"),
+        file_name=f"predictions-{info.get('target', {}).get('name', 'model')}.csv",
+        mime="text/csv",
+        key="predict-download",
+        type="primary",
+        icon="⬇️",
+        on_click="ignore",
+    )
+
+
+st.title("Predict")
+st.caption(
+    "Use a trained model on new rows: choose the model, give it rows, and get a prediction for each row."
+)
+
+st.subheader("1. Choose the model")
+model_source = st.radio("Which model?", [TRAINED_HERE, UPLOADED], key="predict-model-source", horizontal=True)
+model_path = choose_trained_model() if model_source == TRAINED_HERE else choose_uploaded_model()
+model_info = None
+if model_path is not None:
+    try:
+        model_info = read_bundle_info(model_path)
+    except StudioError as err:
+        st.error(str(err))
+if model_path is not None and model_info is not None:
+    st.markdown(rv.model_summary(model_info))
+    st.subheader("2. Give the rows to predict")
+    try:
+        rows = choose_rows(model_info)
+    except StudioError as err:
+        st.error(str(err))
+        rows = None
+    if rows is not None:
+        st.subheader("3. Predict")
+        predict_section(model_path, model_info, *rows)

@@ -1,0 +1,508 @@
+"""Data helpers for the Runs, Compare and Predict pages: plain words for job states, readable specs,
+compare tables with the best values marked, model files to download and predictions.
+
+Cheap to import (pandas and the job store only). MLflow is reached through :mod:`studio.tracking`
+(lazy); torch only through :func:`studio.bundle.load_bundle`, which the Predict page calls when asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from studio import settings, tracking
+from studio.charts import metric_label, metric_name, sentence
+from studio.errors import BundleError
+from studio.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
+from studio.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
+
+if TYPE_CHECKING:
+    from pandas.io.formats.style import Styler
+
+    from studio.tracking import RunSummary
+
+MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
+BEST_MARK = "★"
+BEST_COLOR = "rgba(33, 195, 84, 0.25)"
+
+_STATUS = {
+    QUEUED: "⏳ Waiting",
+    RUNNING: "🏃 Training",
+    SUCCEEDED: "✅ Finished",
+    FAILED: "❌ Failed",
+    CANCELLED: "⏹️ Cancelled",
+}
+
+_SECTIONS = {
+    "data": "Data",
+    "preprocessing": "Preparing the data",
+    "architecture": "Network",
+    "optimizer": "Optimiser",
+    "scheduler": "Learning-rate schedule",
+    "early_stopping": "Early stopping",
+    "training": "Training",
+}
+
+
+# --------------------------------------------------------------------------- job states in words
+def status_label(job: Job) -> str:
+    """``✅ Finished``, ``🏃 Training`` …"""
+    return _STATUS.get(job.state, job.state)
+
+
+def progress_value(job: Job) -> float:
+    """The job's progress between 0 and 1, for ``st.progress``."""
+    if job.state == SUCCEEDED:
+        return 1.0
+    fraction = job.fraction or 0.0
+    return min(1.0, max(0.0, fraction)) if math.isfinite(fraction) else 0.0
+
+
+def progress_caption(job: Job) -> str:
+    """The progress line under a job's bar: what it is doing and how long it ran or has left."""
+    text = job.progress_text or status_label(job)
+    if not job.is_active and job.seconds is not None:
+        text += f" · took {format_duration(job.seconds)}"
+    return text
+
+
+def state_message(job: Job) -> str:
+    """One plain sentence: where the job stands and what to do next."""
+    if job.state == QUEUED:
+        return (
+            "This run is waiting for a free device (processor or GPU). It starts by itself as soon as one is "
+            "free; you can close this page meanwhile."
+        )
+    if job.state == RUNNING:
+        if job.cancel_requested:
+            return "Stopping this run: it ends within a few seconds."
+        return (
+            "Training now. The curves below update every few seconds; you can close this page and come back, "
+            "training goes on."
+        )
+    if job.state == SUCCEEDED:
+        return (
+            "Training finished. Check the test scores below, download the model, or compare this run with "
+            "others on the Compare page."
+        )
+    if job.state == CANCELLED:
+        return "This run was cancelled. Its curves show how far it got; start a new run from the Train page."
+    return "This run stopped with an error (see below)."
+
+
+def failure_advice(reason: str | None) -> list[str]:
+    """What to try after a failure, in plain steps, chosen from the reason's wording."""
+    text = (reason or "").lower()
+    tips: list[str] = []
+    if "memory" in text:
+        tips.append("Lower the batch size (Training settings) or choose a smaller network.")
+    if "column" in text or "target" in text:
+        tips.append("Check the target column and the feature columns on the Train page.")
+    if "gpu" in text or "cuda" in text or "device" in text:
+        tips.append("Set the device to 'auto' or 'cpu' in the advanced Training settings.")
+    if "nan" in text or "diverge" in text or "infinite" in text:
+        tips.append("Lower the learning rate (try 10 times smaller) or turn on gradient clipping.")
+    if "crashed" in text or not tips:
+        tips.append(
+            "Start the run again from the Train page; if it fails the same way, try the 'fast' preset."
+        )
+        tips.append("The technical log below says more; share it with whoever maintains the studio.")
+    return tips
+
+
+def mlflow_ui_base() -> str | None:
+    """The MLflow UI's address (``STUDIO_MLFLOW_UI_URL``, set by ``python -m studio serve``), or None."""
+    value = os.environ.get(MLFLOW_UI_ENV, "").strip()
+    return value or None
+
+
+# --------------------------------------------------------------------------- metrics
+def format_metric(metric: str, value: float | None) -> str:
+    """``0.944`` → ``94.4%`` for shares (accuracy, F1, AUROC), 4 significant digits otherwise."""
+    if value is None or not math.isfinite(value):
+        return "–"
+    if metric.split("/", 1)[-1] in {"accuracy", "f1_macro", "auroc"}:
+        return f"{value:.1%}"
+    return f"{value:.4g}"
+
+
+def test_metric_cards(test_metrics: dict[str, float], task: str) -> list[tuple[str, str, str]]:
+    """``(label, value text, help)`` for the final test scores, the task's main metric first."""
+    first = "test/" + main_metric(task).split("/", 1)[1]
+    keys = sorted(test_metrics, key=lambda k: (k != first, k == "test/loss", k))
+    cards = []
+    for key in keys:
+        better = "higher" if metric_mode(key) == "max" else "lower"
+        cards.append(
+            (
+                sentence(metric_name(key)),
+                format_metric(key, test_metrics[key]),
+                f"Measured on rows kept aside until the end ({metric_label(key)}); {better} is better.",
+            )
+        )
+    return cards
+
+
+def job_history(job: Job) -> tuple[dict[str, list[tuple[int, float]]], int | None]:
+    """The job's metric history from MLflow and its steps per epoch (empty before the run exists)."""
+    if not job.mlflow_run_id:
+        return {}, None
+    run = tracking.get_run(job.mlflow_run_id)
+    keys = [key for key in run.metrics if not key.startswith("test/")]
+    return tracking.metric_history(job.mlflow_run_id, keys), steps_per_epoch(run)
+
+
+def steps_per_epoch(run: RunSummary) -> int | None:
+    try:
+        value = int(run.tags.get(tracking.TAG_STEPS_PER_EPOCH, ""))
+    except ValueError:
+        return None
+    return value if value > 0 else None
+
+
+# --------------------------------------------------------------------------- the spec in words
+def _choice_text(info: Any, value: Any) -> str:
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    labels = extra.get("labels") or {}
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "(automatic)"
+    if isinstance(value, list):
+        return ", ".join(map(str, value)) or "(none)"
+    return str(labels.get(value, value))
+
+
+def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
+    """Every setting of a spec as ``Section | Setting | Value`` rows, with the form's titles."""
+    rows: list[dict[str, str]] = [
+        {"Section": "Run", "Setting": "Run name", "Value": spec.name or "(made up)"},
+        {"Section": "Run", "Setting": "Task", "Value": spec.task.capitalize()},
+    ]
+    for section, title in _SECTIONS.items():
+        part = getattr(spec, section)
+        for name, info in type(part).model_fields.items():
+            value = getattr(part, name)
+            if section == "architecture" and name == "name":
+                arch = ARCHITECTURES.get(value)
+                rows.append(
+                    {"Section": title, "Setting": "Architecture", "Value": arch.title if arch else value}
+                )
+                continue
+            if section == "architecture" and name == "params":
+                arch = ARCHITECTURES.get(spec.architecture.name)
+                fields = arch.params_model.model_fields if arch else {}
+                for key, inner in value.items():
+                    field_info = fields.get(key)
+                    label = field_info.title if field_info and field_info.title else key
+                    text = _choice_text(field_info, inner) if field_info else str(inner)
+                    rows.append({"Section": title, "Setting": label, "Value": text})
+                continue
+            if section == "data" and name == "dataset_id" and dataset_name and dataset_name != value:
+                text = f"{dataset_name} ({value})"
+            elif section == "training" and name == "batch_size" and value == 0:
+                text = "automatic"
+            else:
+                text = _choice_text(info, value)
+            if section == "early_stopping" and name == "metric":
+                text = metric_label(value)
+            rows.append({"Section": title, "Setting": info.title or name, "Value": text})
+    return pd.DataFrame(rows)
+
+
+def param_label(key: str) -> str:
+    """A flattened spec key in words: ``optimizer.learning_rate`` → ``Learning rate``."""
+    parts = key.split(".")
+    if len(parts) == 1:
+        info = RunSpec.model_fields.get(key)
+        return info.title if info and info.title else key
+    section = parts[0]
+    if section == "architecture" and len(parts) == 3 and parts[1] == "params":
+        for arch in ARCHITECTURES.values():
+            info = arch.params_model.model_fields.get(parts[2])
+            if info and info.title:
+                return info.title
+        return parts[2].replace("_", " ")
+    model = RunSpec.model_fields.get(section)
+    annotation = model.annotation if model else None
+    fields = getattr(annotation, "model_fields", {})
+    info = fields.get(parts[-1])
+    if section == "architecture" and parts[-1] == "name":
+        return "Architecture"
+    return info.title if info and info.title else key
+
+
+# --------------------------------------------------------------------------- the model file
+def bundle_download_name(job: Job) -> str:
+    """A file name for the job's model: ``<run name>-model.zip`` in safe characters."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", job.name).strip("-._")[:60] or job.id
+    return f"{slug}-model.zip"
+
+
+def bundle_file(job: Job) -> Path:
+    """The job's model bundle on this machine, downloaded from MLflow into the job folder if needed."""
+    if job.bundle_path and Path(job.bundle_path).is_file():
+        return Path(job.bundle_path)
+    if job.state != SUCCEEDED:
+        raise BundleError("Only a run that finished has a model to download.")
+    if not job.mlflow_run_id:
+        raise BundleError(f"Run '{job.name}' has no model file (it was not recorded in MLflow).")
+    folder = settings.studio_home() / "downloads" / job.id
+    cached = folder / Path(tracking.BUNDLE_ARTIFACT).name
+    if cached.is_file():
+        return cached
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        return Path(tracking.download_bundle(job.mlflow_run_id, str(folder)))
+    except Exception as err:  # MLflow raises its own exception types for missing artifacts
+        raise BundleError(
+            f"The model file of run '{job.name}' could not be fetched from MLflow ({type(err).__name__})."
+        ) from err
+
+
+def trained_models(jobs: list[Job]) -> list[Job]:
+    """Finished jobs that have a model (a local bundle or an MLflow run to fetch it from)."""
+    return [
+        job
+        for job in jobs
+        if job.state == SUCCEEDED
+        and ((job.bundle_path and Path(job.bundle_path).is_file()) or job.mlflow_run_id)
+    ]
+
+
+def model_label(job: Job) -> str:
+    """``<run name> · predicts <target> · accuracy 94.4%`` for a model picker."""
+    spec = job.spec
+    main = "test/" + main_metric(spec.task).split("/", 1)[1]
+    label = f"{job.name} · predicts {spec.data.target}"
+    if main in job.test_metrics:
+        label += f" · {metric_name(main)} {format_metric(main, job.test_metrics[main])}"
+    return label
+
+
+def save_upload(data: bytes, filename: str) -> Path:
+    """Keep an uploaded file under ``STUDIO_HOME/uploads/<content hash>/`` with its own (safe) name,
+    so messages name the file the user chose and a re-upload reuses the copy."""
+    digest = hashlib.sha256(data).hexdigest()[:16]
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(filename).name).strip("._") or "upload.zip"
+    folder = settings.studio_home() / "uploads" / digest
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    if not path.exists():
+        tmp = folder / f".{name}.part"
+        tmp.write_bytes(data)
+        tmp.replace(path)
+    return path
+
+
+def missing_inputs(info: dict[str, Any], columns: Any) -> list[str]:
+    """The model's input columns that the rows do not have (they will be treated as missing)."""
+    have = set(map(str, columns))
+    return [column["name"] for column in info.get("input_columns", []) if column["name"] not in have]
+
+
+def model_summary(info: dict[str, Any]) -> str:
+    """One line about a bundle: what it predicts and from which columns."""
+    target = info.get("target", {}).get("name", "?")
+    task = info.get("task", "?")
+    inputs = [column["name"] for column in info.get("input_columns", [])]
+    shown = ", ".join(inputs[:12]) + (f" and {len(inputs) - 12} more" if len(inputs) > 12 else "")
+    kind = "a category" if task == "classification" else "a number"
+    return f"Predicts **{target}** ({kind}) from the columns: {shown}."
+
+
+def predict_rows(bundle: Any, frame: pd.DataFrame) -> pd.DataFrame:
+    """The rows with the model's prediction columns added (``predicted_<target>``, ``probability_<class>``)."""
+    predictions = bundle.predict(frame)
+    kept = frame.drop(columns=[c for c in predictions.columns if c in frame.columns])
+    return pd.concat([predictions, kept], axis=1)
+
+
+# --------------------------------------------------------------------------- compare
+def run_labels(runs: list[RunSummary]) -> dict[str, str]:
+    """A unique readable label per run id (the run name, with a short id where names repeat)."""
+    counts: dict[str, int] = {}
+    for run in runs:
+        counts[run.name] = counts.get(run.name, 0) + 1
+    return {
+        run.run_id: run.name if counts[run.name] == 1 else f"{run.name} ({run.run_id[:6]})" for run in runs
+    }
+
+
+def differing_params(runs: list[RunSummary]) -> list[str]:
+    """Spec keys whose values are not the same in all runs (the run name aside), in spec order."""
+    keys: list[str] = []
+    for run in runs:
+        keys.extend(key for key in run.params if key not in keys)
+    return [key for key in keys if key != "name" and len({run.params.get(key, "") for run in runs}) > 1]
+
+
+def metric_columns(runs: list[RunSummary]) -> list[str]:
+    """Metrics worth a table column: test scores first, then the last validation scores."""
+    present = {key for run in runs for key in run.metrics}
+    tests = sorted(k for k in present if k.startswith("test/"))
+    vals = sorted(k for k in present if k.startswith("val/"))
+    return tests + vals
+
+
+def curve_metrics(runs: list[RunSummary]) -> list[str]:
+    """Metrics that have a curve (logged during training), the main ones first."""
+    present = {key for run in runs for key in run.metrics}
+    preferred = ["val/loss", "val/accuracy", "val/r2", "train/loss", "train/accuracy"]
+    rest = sorted(k for k in present if k.startswith(("train/", "val/")) and k not in preferred)
+    return [k for k in preferred if k in present] + rest
+
+
+def runs_task(runs: list[RunSummary]) -> str:
+    """The task most of these runs learn (classification when unknown)."""
+    tasks = [run.task for run in runs if run.task]
+    return max(set(tasks), key=tasks.count) if tasks else "classification"
+
+
+@dataclass
+class CompareTable:
+    """One row per run: differing settings, then metrics. ``best`` maps a metric column to the label(s)
+    of the run(s) with its best value."""
+
+    frame: pd.DataFrame
+    params: list[str]
+    metrics: list[str]
+    best: dict[str, list[str]] = field(default_factory=dict)
+
+    def styled(self) -> Styler:
+        """The table for ``st.dataframe``: best values marked with ★ and a green background."""
+        keys = self.frame.attrs.get("metric_keys", {})
+        styler = self.frame.style.format(_setting_text, subset=self.params)
+        for column in self.metrics:
+            metric = keys.get(column, column)
+            styler = styler.format(lambda v, m=metric: format_metric(m, _as_float(v)), subset=[column])
+            rows = self.best.get(column, [])
+            if rows:
+                styler = styler.format(
+                    lambda v, m=metric: f"{BEST_MARK} {format_metric(m, _as_float(v))}",
+                    subset=pd.IndexSlice[rows, [column]],
+                )
+
+        def highlight(frame: pd.DataFrame) -> pd.DataFrame:
+            styles = pd.DataFrame("", index=frame.index, columns=frame.columns)
+            for column, rows in self.best.items():
+                for row in rows:
+                    styles.at[row, column] = f"background-color: {BEST_COLOR}; font-weight: bold"
+            return styles
+
+        return styler.apply(highlight, axis=None)
+
+
+def _setting_text(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
+
+
+def _as_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _is_value(value: Any) -> bool:
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) -> CompareTable:
+    """The compare table: a row per run (indexed by label), settings that differ, then metrics.
+
+    The best value of each metric column (highest or lowest, by :func:`studio.spec.metric_mode`) is
+    recorded in ``best`` (every run that reaches it, when runs tie)."""
+    labels = labels or run_labels(runs)
+    params = differing_params(runs)
+    metrics = metric_columns(runs)
+    param_names = _unique_names({key: param_label(key) for key in params})
+    metric_names = _unique_names({key: sentence(metric_label(key)) for key in metrics})
+    rows = []
+    for run in runs:
+        row: dict[str, Any] = {param_names[key]: _param_value(run.params.get(key)) for key in params}
+        row.update(
+            {
+                metric_names[key]: float(run.metrics[key]) if key in run.metrics else math.nan
+                for key in metrics
+            }
+        )
+        rows.append(row)
+    frame = pd.DataFrame(rows, index=pd.Index([labels[run.run_id] for run in runs], name="Run"))
+    frame.attrs["metric_keys"] = {metric_names[key]: key for key in metrics}
+    best: dict[str, list[str]] = {}
+    for key in metrics:
+        column = frame[metric_names[key]]
+        finite = column[column.map(_is_value)]
+        if len(runs) > 1 and not finite.empty:
+            target = finite.max() if metric_mode(key) == "max" else finite.min()
+            best[metric_names[key]] = [str(label) for label in finite.index[finite == target]]
+    return CompareTable(
+        frame=frame,
+        params=[param_names[key] for key in params],
+        metrics=[metric_names[key] for key in metrics],
+        best=best,
+    )
+
+
+def _unique_names(names: dict[str, str]) -> dict[str, str]:
+    seen: dict[str, int] = {}
+    out = {}
+    for key, name in names.items():
+        seen[name] = seen.get(name, 0) + 1
+        out[key] = name if seen[name] == 1 else f"{name} ({key})"
+    return out
+
+
+def _param_value(text: str | None) -> Any:
+    """MLflow params are text; numbers become numbers so columns sort and plot as such."""
+    if text is None or text == "":
+        return ""
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    return int(number) if number.is_integer() and "." not in text and "e" not in text.lower() else number
+
+
+def parallel_frame(runs: list[RunSummary], metric: str, labels: dict[str, str] | None = None) -> pd.DataFrame:
+    """A row per run with the differing settings (keys as columns, numbers as numbers) and ``metric``."""
+    labels = labels or run_labels(runs)
+    params = differing_params(runs)
+    rows = []
+    for run in runs:
+        row = {key: _param_value(run.params.get(key)) for key in params}
+        row[metric] = float(run.metrics[metric]) if metric in run.metrics else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows, index=[labels[run.run_id] for run in runs], columns=[*params, metric])
+
+
+def compare_histories(
+    runs: list[RunSummary], metric: str, labels: dict[str, str] | None = None
+) -> tuple[dict[str, dict[str, list[tuple[int, float]]]], dict[str, int | None]]:
+    """Per run label: the history of ``metric`` (and ``epoch``, for the x axis) and steps per epoch."""
+    labels = labels or run_labels(runs)
+    histories, per_epoch = {}, {}
+    for run in runs:
+        keys = [key for key in (metric, "epoch") if key in run.metrics]
+        histories[labels[run.run_id]] = tracking.metric_history(run.run_id, keys) if keys else {}
+        per_epoch[labels[run.run_id]] = steps_per_epoch(run)
+    return histories, per_epoch
+
+
+def datasets_with_runs() -> list[tuple[Any, list[RunSummary]]]:
+    """``(DatasetInfo or None, runs)`` for every data set that has runs in MLflow, newest run first."""
+    from studio.datasets import list_datasets
+
+    by_id = {info.id: info for info in list_datasets()}
+    grouped: dict[str, list[RunSummary]] = {}
+    for run in tracking.list_runs():
+        if run.dataset_id:
+            grouped.setdefault(run.dataset_id, []).append(run)
+    return [(by_id.get(dataset_id), runs) for dataset_id, runs in grouped.items()]
