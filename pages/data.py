@@ -31,8 +31,7 @@ if notice := state.pop("data_notice", None):
     st.success(notice, icon=":material/check_circle:")
 
 limit_mb = ui.upload_limit_mb()
-with st.container(border=True):
-    st.subheader("Add a data set")
+with st.expander("Add a data set", expanded=not infos, icon=":material/add:"):
     upload_column, sample_column = st.columns([3, 2], gap="large")
     with upload_column:
         uploaded = st.file_uploader(
@@ -59,7 +58,11 @@ with st.container(border=True):
     with sample_column:
         st.markdown("**Or start with a built-in sample**")
         for sample, description in datasets.SAMPLES.items():
-            if st.button(f"Add sample: {SAMPLE_TITLES.get(sample, sample)}", key=f"data_add_sample_{sample}"):
+            label = f"Add sample: {SAMPLE_TITLES.get(sample, sample)}"
+            first_step = not infos and sample == "wine"
+            if st.button(
+                label, key=f"data_add_sample_{sample}", type="primary" if first_step else "secondary"
+            ):
                 with ui.guard(), st.spinner("Adding the sample…"):
                     added = datasets.add_sample(sample)
                     remember(added, f"Added the {SAMPLE_TITLES.get(sample, sample)} sample.")

@@ -104,7 +104,7 @@ with ui.guard():
         help=" ".join(f"{name.capitalize()}: {text}" for name, text in PRESET_HELP.items()),
         persist_state="session",
     )
-    st.caption(PRESET_HELP[preset] + " Every setting below has a ⓘ with an explanation.")
+    st.caption(PRESET_HELP[preset] + " Point at the **?** beside any setting to read what it does.")
 
     choices = {
         "early_stopping.metric": forms.metric_choices(task),
@@ -113,10 +113,15 @@ with ui.guard():
     }
     fields = forms.form_fields(architecture, choices)
     values = {}
-    main_columns = st.columns(3)
-    for index, field in enumerate(f for f in fields if not f.advanced):
-        with main_columns[index % 3]:
-            values[field.path] = ui.render_field(field)
+    main = [f for f in fields if not f.advanced]
+    for field in (f for f in main if f.section == ""):
+        values[field.path] = ui.render_field(field)
+    sections = [name for name in forms.SECTION_TITLES if name and any(f.section == name for f in main)]
+    for section, column in zip(sections, st.columns(len(sections), gap="medium"), strict=True):
+        with column:
+            st.markdown(f"**{forms.SECTION_TITLES[section]}**")
+            for field in (f for f in main if f.section == section):
+                values[field.path] = ui.render_field(field)
     with st.expander("Advanced settings (optional: the defaults suit most tables)", icon=":material/tune:"):
         for section, title in forms.SECTION_TITLES.items():
             section_fields = [f for f in fields if f.advanced and f.section == section]
