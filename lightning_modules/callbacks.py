@@ -76,6 +76,7 @@ class TrainingReporter(pl.Callback):
         self.last_flush = 0.0
         self.last_progress = 0.0
         self.first_point_at: float | None = None
+        self.last_logged_step = 0
         self.latest: dict[str, float] = {}
 
     def _progress(self, trainer: pl.Trainer, force: bool = False) -> None:
@@ -108,7 +109,8 @@ class TrainingReporter(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         step = trainer.global_step
-        if step % self.log_every == 0 or step == 1:
+        if step - self.last_logged_step >= self.log_every or self.last_logged_step == 0:
+            self.last_logged_step = step
             loss = pl_module.pop_train_loss()
             if loss is not None:
                 self.latest["train/loss"] = loss

@@ -47,8 +47,16 @@ class TabularLightningModule(pl.LightningModule):
         max_epochs: int,
         target_mean: float = 0.0,
         target_std: float = 1.0,
+        batch_size: int = 32,
+        steps_per_epoch: int = 1,
+        gradient_clip: float = 0.0,
     ):
         super().__init__()
+        # Each Lightning batch is a chunk of several mini-batches; training_step steps through them.
+        self.automatic_optimization = False
+        self.batch_size = batch_size
+        self.steps_per_epoch = steps_per_epoch
+        self.gradient_clip = gradient_clip
         self.net = net
         self.task = task
         self.n_classes = n_classes
@@ -72,17 +80,42 @@ class TabularLightningModule(pl.LightningModule):
             return F.cross_entropy(out, y)
         return F.mse_loss(out.squeeze(-1), y)
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers() if self.scheduler_spec.name == "onecycle" else None
         x_num, x_cat, y = batch
-        out = self(x_num, x_cat)
-        loss = self._loss(out, y)
-        with torch.no_grad():
-            self._loss_sums[0] += loss.detach().float()
-            self._loss_sums[1] += 1
-            if self.task == "classification":
-                self._hit_sums[0] += (out.argmax(-1) == y).sum()
-                self._hit_sums[1] += len(y)
-        return loss
+        for start in range(0, len(y), self.batch_size):
+            stop = start + self.batch_size
+            if len(y) - start == 1 and len(y) > 1:
+                break  # batch norm cannot train on a single row
+            target = y[start:stop]
+            out = self(x_num[start:stop], x_cat[start:stop])
+            loss = self._loss(out, target)
+            optimizer.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if self.gradient_clip:
+                self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+            optimizer.step()
+            if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
+                scheduler.step()
+            with torch.no_grad():
+                self._loss_sums[0] += loss.detach().float()
+                self._loss_sums[1] += 1
+                if self.task == "classification":
+                    self._hit_sums[0] += (out.argmax(-1) == target).sum()
+                    self._hit_sums[1] += len(target)
+
+    def on_train_epoch_end(self) -> None:
+        # Manual optimisation: epoch-wise schedules are stepped here (validation has run by now).
+        scheduler = self.lr_schedulers()
+        if scheduler is None or self.scheduler_spec.name == "onecycle":
+            return
+        if self.scheduler_spec.name == "plateau":
+            value = self.trainer.callback_metrics.get(self.monitor)
+            if value is not None:
+                scheduler.step(float(value))
+        else:
+            scheduler.step()
 
     def pop_train_loss(self) -> float | None:
         """Mean training loss since the last call (one host sync), or None if no step ran."""
@@ -139,15 +172,15 @@ class TabularLightningModule(pl.LightningModule):
             return optimizer
         if schedule.name == "cosine":
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.max_epochs, 1))
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
-        if schedule.name == "onecycle":
-            total = max(int(self.trainer.estimated_stepping_batches), 1)
+        elif schedule.name == "onecycle":
+            total = max(self.steps_per_epoch * self.max_epochs, 1)
             scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.learning_rate, total_steps=total)
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, mode=metric_mode(self.monitor), factor=schedule.plateau_factor, patience=schedule.plateau_patience
-        )
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch", "monitor": self.monitor},
-        }
+        else:
+            scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer,
+                mode=metric_mode(self.monitor),
+                factor=schedule.plateau_factor,
+                patience=schedule.plateau_patience,
+            )
+        # Stepped by this module (manual optimisation): per step for one-cycle, per epoch otherwise.
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}

@@ -13,7 +13,7 @@ Conventions
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -135,12 +135,21 @@ def end_run(run_id: str, status: str, reason: str | None = None) -> None:
     client().set_terminated(run_id, status=status)
 
 
-@dataclass
 class MetricBuffer:
-    """Collects metrics and writes them in one ``log_batch`` call (one SQLite transaction)."""
+    """Collects metrics and writes them with ``log_batch`` on a background thread, so the training
+    loop never waits for SQLite. :meth:`close` waits until everything is written (and re-raises a
+    write error there, not in the middle of training)."""
 
-    run_id: str
-    pending: list[Any] = field(default_factory=list)
+    def __init__(self, run_id: str):
+        import queue
+        import threading
+
+        self.run_id = run_id
+        self.pending: list[Any] = []
+        self._queue: queue.Queue[list[Any] | None] = queue.Queue()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._write_loop, name="mlflow-metrics", daemon=True)
+        self._thread.start()
 
     def add(self, metrics: dict[str, float], step: int) -> None:
         from mlflow.entities import Metric
@@ -149,11 +158,34 @@ class MetricBuffer:
         self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items())
 
     def flush(self) -> None:
-        if not self.pending:
-            return
-        batch, self.pending = self.pending, []
-        for start in range(0, len(batch), 1000):
-            client().log_batch(self.run_id, metrics=batch[start : start + 1000])
+        """Hand the collected metrics to the writer thread (returns at once)."""
+        if self.pending:
+            batch, self.pending = self.pending, []
+            self._queue.put(batch)
+
+    def close(self) -> None:
+        """Write everything still pending and stop the writer thread."""
+        self.flush()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _write_loop(self) -> None:
+        mlflow_client = client()
+        while True:
+            batch = self._queue.get()
+            if batch is None:
+                return
+            if self._error is not None:
+                continue
+            try:
+                for start in range(0, len(batch), 1000):
+                    mlflow_client.log_batch(self.run_id, metrics=batch[start : start + 1000])
+            except BaseException as err:  # reported by close()
+                self._error = err
 
 
 # --------------------------------------------------------------------------- queries for the pages

@@ -7,6 +7,7 @@ FAILED with the reason as a tag; a cancellation ends it as KILLED.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -137,7 +138,7 @@ def train(
     data = TabularDataModule(frame, profile, spec)  # validates target, task and features before a run exists
 
     run_id, experiment_id = tracking.start_run(
-        spec, job_id=job_id, extra_tags={tracking.TAG_STEPS_PER_EPOCH: str(len(data.train_dataloader()))}
+        spec, job_id=job_id, extra_tags={tracking.TAG_STEPS_PER_EPOCH: str(data.steps_per_epoch)}
     )
     try:
         hooks.on_run_started(run_id, experiment_id)
@@ -192,6 +193,7 @@ def _fit_and_log(
     net = build_network(spec.architecture.name, spec.architecture.params, shape)
     monitor = spec.early_stopping.metric
     mode = metric_mode(monitor)
+    steps_per_epoch = data.steps_per_epoch
     module = TabularLightningModule(
         net,
         spec.task,
@@ -202,6 +204,9 @@ def _fit_and_log(
         spec.training.epochs,
         target_mean=data.target_state.get("mean", 0.0),
         target_std=data.target_state.get("std", 1.0),
+        batch_size=data.batch_size,
+        steps_per_epoch=steps_per_epoch,
+        gradient_clip=spec.training.gradient_clip,
     )
 
     buffer = tracking.MetricBuffer(run_id)
@@ -209,7 +214,6 @@ def _fit_and_log(
     def report(raw: dict[str, Any]) -> None:
         hooks.on_progress(Progress(**raw))
 
-    steps_per_epoch = len(data.train_dataloader())
     reporter = TrainingReporter(buffer.add, buffer.flush, report, hooks.should_stop, steps_per_epoch)
     best = BestWeights(monitor, mode)
     callbacks: list[pl.Callback] = [reporter, best]
@@ -223,7 +227,6 @@ def _fit_and_log(
             devices=plan.devices,
             precision=plan.precision,
             max_epochs=spec.training.epochs,
-            gradient_clip_val=spec.training.gradient_clip or None,
             callbacks=callbacks,
             logger=False,
             enable_checkpointing=False,
@@ -236,12 +239,14 @@ def _fit_and_log(
         fit_started = time.perf_counter()
         try:
             trainer.fit(module, datamodule=data)
-        except TrainingCancelledSignal:
-            buffer.flush()
-            raise TrainingCancelled("The run was cancelled.") from None
-        except RuntimeError as err:
-            buffer.flush()
-            raise _plain_runtime_error(err) from err
+        except BaseException as err:
+            with contextlib.suppress(Exception):
+                buffer.close()  # keep the curves written so far
+            if isinstance(err, TrainingCancelledSignal):
+                raise TrainingCancelled("The run was cancelled.") from None
+            if isinstance(err, RuntimeError):
+                raise _plain_runtime_error(err) from err
+            raise
         buffer.flush()
         fit_seconds = time.perf_counter() - fit_started
         if trainer.interrupted:
@@ -252,7 +257,7 @@ def _fit_and_log(
     buffer.add(test_metrics, trainer.global_step)
     if best.best_epoch is not None:
         buffer.add({"best_epoch": float(best.best_epoch + 1)}, trainer.global_step)
-    buffer.flush()
+    buffer.close()
 
     bundle_path = _write_bundle(spec, data, module, profile, test_metrics, run_id, bundle_out)
     tracking.end_run(run_id, "FINISHED")

@@ -35,8 +35,9 @@ def test_runs_are_grouped_per_data_set_with_spec_params_and_tags(studio_home):
 
     buffer = tracking.MetricBuffer(run_id)
     buffer.add({"train/loss": 1.0}, step=1)
-    buffer.add({"train/loss": 0.5, "val/r2": 0.3}, step=2)
     buffer.flush()
+    buffer.add({"train/loss": 0.5, "val/r2": 0.3}, step=2)
+    buffer.close()
     tracking.end_run(run_id, "FAILED", "the data ran out")
 
     run = tracking.get_run(run_id)

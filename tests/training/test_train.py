@@ -157,3 +157,21 @@ def test_cuda_request_without_gpu_is_a_plain_error(tiny_dataset):
         pytest.skip("a GPU is present")
     with pytest.raises(TrainingError, match="no GPU is available here"):
         train(make_spec(tiny_dataset.id, "classification", "label", **{"training.device": "cuda"}))
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle", "plateau"])
+def test_learning_rate_schedules_are_stepped(tiny_dataset, schedule):
+    changes = {"scheduler.name": schedule, "training.epochs": 6}
+    if schedule == "plateau":
+        # A learning rate far too high and a patience of one epoch: validation stalls, the rate must drop.
+        changes.update({"scheduler.plateau_patience": 1, "optimizer.learning_rate": 5.0, "optimizer.name": "sgd"})
+    result = train(make_spec(tiny_dataset.id, "classification", "label", **changes))
+    rates = [v for _, v in tracking.metric_history(result.run_id, ["learning_rate"])["learning_rate"]]
+    assert len(rates) == 6
+    if schedule == "cosine":
+        assert rates == sorted(rates, reverse=True) and rates[-1] < rates[0] / 2
+    elif schedule == "onecycle":
+        peak = rates.index(max(rates))
+        assert 0 < peak < 5 and rates[-1] < max(rates) / 10
+    else:
+        assert min(rates) < rates[0]
