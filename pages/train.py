@@ -111,7 +111,7 @@ with ui.guard():
         "data.features": [name for name in columns if name != target],
         "training.device": forms.device_choices(),
     }
-    fields = forms.form_fields(architecture, choices)
+    fields = forms.form_fields(architecture, choices, task)
     values = {}
     main = [f for f in fields if not f.advanced]
     for field in (f for f in main if f.section == ""):

@@ -22,6 +22,7 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
+from studio import spec as spec_module
 from studio.datasets import column_profile
 from studio.spec import (
     ARCHITECTURES,
@@ -79,6 +80,7 @@ SECTION_TITLES = {
     "": "Run",
     "data": "Data split",
     "preprocessing": "Preparing the columns",
+    "image": "Pictures",
     "architecture": "Network",
     "optimizer": "Optimiser",
     "scheduler": "Learning-rate schedule",
@@ -93,18 +95,28 @@ def field_key(path: str) -> str:
 
 
 def metric_choices(task: str) -> tuple[str, ...]:
-    return CLASSIFICATION_METRICS if task == "classification" else REGRESSION_METRICS
+    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
 
 
-def form_fields(architecture: str, choices: dict[str, typing.Sequence[Any]] | None = None) -> list[FormField]:
-    """Every widget of the form, in spec order, for the chosen ``architecture``.
+def not_applicable(task: str) -> frozenset[str]:
+    """Spec sections and fields that do nothing for ``task``: picture settings for a table; column
+    preparation and feature columns for pictures."""
+    if task in getattr(spec_module, "IMAGE_TASKS", ()):
+        return frozenset({"preprocessing", "data.features"})
+    return frozenset({"image"})
+
+
+def form_fields(
+    architecture: str, choices: dict[str, typing.Sequence[Any]] | None = None, task: str = "classification"
+) -> list[FormField]:
+    """Every widget of the form for ``task`` and the chosen ``architecture``, in section order.
 
     ``choices`` turns a free-text or list field into a pick list, e.g. ``{"early_stopping.metric":
     metric_choices(task), "data.features": columns}``; the page knows those, the spec does not.
     """
     choices = dict(choices or {})
     found: list[FormField] = []
-    _walk(RunSpec, "", choices, found)
+    _walk(RunSpec, "", choices, found, PAGE_CHOSEN | not_applicable(task))
     params_model = ARCHITECTURES[architecture].params_model
     for name, info in params_model.model_fields.items():
         key = f"{KEY_PREFIX}arch_{architecture}__{name}"
@@ -114,14 +126,16 @@ def form_fields(architecture: str, choices: dict[str, typing.Sequence[Any]] | No
     return found
 
 
-def _walk(model: type[BaseModel], prefix: str, choices: dict[str, Any], found: list[FormField]) -> None:
+def _walk(
+    model: type[BaseModel], prefix: str, choices: dict[str, Any], found: list[FormField], skip: frozenset[str]
+) -> None:
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
-        if path in PAGE_CHOSEN:
+        if path in skip:
             continue
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, StudioModel):
-            _walk(annotation, f"{path}.", choices, found)
+            _walk(annotation, f"{path}.", choices, found, skip)
             continue
         found.append(_field(path, field_key(path), info, choices))
 
@@ -214,9 +228,11 @@ def spec_from_values(
         "architecture": {"name": architecture, "params": {}},
     }
     for path, value in values.items():
+        if isinstance(value, str):
+            value = value.strip()
         if value is None or (isinstance(value, (str, list)) and not value):
             continue  # an empty box means the spec's default (no run name, every useful column)
-        set_dotted(data, path, value.strip() if isinstance(value, str) else value)
+        set_dotted(data, path, value)
     return RunSpec.from_dict(data)
 
 

@@ -1,0 +1,115 @@
+"""The Data page, driven through the app's navigation with Streamlit's AppTest."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from studio import datasets
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 60
+
+SHOP_CSV = b"customer_id,age,city,notes,bought\n" + b"".join(
+    f"C{i:04d},{20 + i % 40},{['Oslo', 'Rome', 'Lima'][i % 3]},,{'yes' if i % 4 else 'no'}\n".encode()
+    for i in range(80)
+)
+
+
+@pytest.fixture
+def app(studio_home: Path) -> AppTest:
+    """The app on its first page (Data), with a fresh studio home."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def _texts(at: AppTest) -> str:
+    parts = [
+        e.value
+        for kind in ("info", "success", "warning", "error", "markdown", "caption")
+        for e in at.get(kind)
+    ]
+    return "\n".join(str(p) for p in parts)
+
+
+def test_empty_store_invites_the_newcomer_to_start_with_a_sample(app: AppTest) -> None:
+    assert "Start with a sample" in app.info[0].value
+    labels = [b.label for b in app.button]
+    assert {"Add sample: wine", "Add sample: breast cancer", "Add sample: diabetes"} <= set(labels)
+    assert app.button(key="data_add_upload").disabled  # nothing uploaded yet
+    assert "at most 200 MB" in app.get("file_uploader")[0].label
+    assert not app.selectbox  # nothing to look at yet
+
+
+def test_adding_a_sample_shows_its_profile_preview_and_next_step(app: AppTest) -> None:
+    app.button(key="data_add_sample_wine").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.success[0].value == "Added the wine sample."
+    (stored,) = datasets.list_datasets()
+    assert app.selectbox(key="data_selected").value == stored.id
+    assert {m.label: m.value for m in app.metric} == {
+        "Rows": "178",
+        "Columns": "14",
+        "Repeated rows": "0",
+        "Suggested target": "target",
+    }
+    profile = next(f.value for f in app.dataframe if "Column" in f.value.columns)
+    assert list(profile["Column"])[:2] == ["alcohol", "malic_acid"] and len(profile) == 14
+    assert set(profile["Type"]) == {"number", "category"}
+    preview = next(f.value for f in app.dataframe if "alcohol" in f.value.columns)
+    assert len(preview) == 100 and "target" in preview.columns
+    text = _texts(app)
+    assert "Nothing to worry about" in text
+    assert "What to do next" in text and "Train" in text
+
+
+def test_uploading_a_csv_shows_the_warnings_and_what_the_studio_does(app: AppTest) -> None:
+    app.get("file_uploader")[0].upload("shop.csv", SHOP_CSV, "text/csv")
+    app.run()
+    app.text_input(key="data_upload_name").set_value("Shop customers")
+    app.button(key="data_add_upload").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    (stored,) = datasets.list_datasets()
+    assert stored.name == "Shop customers" and stored.n_rows == 80
+    assert "Added 'Shop customers': 80 rows, 5 columns." in app.success[0].value
+    warnings = [w.value for w in app.warning]
+    assert any("'customer_id'" in w and "ignored as a feature" in w for w in warnings), warnings
+    assert all("**What the studio does:**" in w for w in warnings)
+    assert app.metric[3].value == "bought"
+
+
+def test_a_file_that_is_not_a_table_gives_a_plain_error_and_adds_nothing(app: AppTest) -> None:
+    app.get("file_uploader")[0].upload("photo.csv", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4, "text/csv")
+    app.run()
+    app.button(key="data_add_upload").click().run()
+    assert not app.exception
+    assert len(app.error) == 1 and "photo.csv" in app.error[0].value
+    assert datasets.list_datasets() == []
+
+
+def test_deleting_a_data_set_needs_a_confirmation(app: AppTest) -> None:
+    app.button(key="data_add_sample_diabetes").click().run()
+    (stored,) = datasets.list_datasets()
+    assert app.button(key="data_delete").disabled
+    app.checkbox(key=f"data_delete_confirm_{stored.id}").check().run()
+    app.button(key="data_delete").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert datasets.list_datasets() == []
+    assert app.success[0].value == "Deleted 'diabetes'."
+    assert "Start with a sample" in app.info[0].value
+
+
+def test_the_app_lists_only_the_pages_that_exist_and_shows_the_data_folder(
+    app: AppTest, studio_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sidebar = " ".join(c.value for c in app.sidebar.get("caption"))
+    assert str(studio_home) in sidebar and "python -m studio serve" in sidebar
+
+    monkeypatch.setenv("STUDIO_MLFLOW_UI_URL", "http://127.0.0.1:5999/")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    link = at.sidebar.get("link_button")[0]
+    assert link.proto.url == "http://127.0.0.1:5999"

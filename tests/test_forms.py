@@ -1,0 +1,282 @@
+"""The Train form as pure functions: generated from the spec, values back to a spec, advice, time guess."""
+
+from __future__ import annotations
+
+import typing
+
+import pytest
+from pydantic import BaseModel
+
+from studio import forms
+from studio.errors import SpecError
+from studio.spec import ARCHITECTURES, PRESETS, RunSpec, StudioModel
+
+
+def _spec(**changes) -> RunSpec:
+    base = RunSpec.from_dict({"task": "classification", "data": {"dataset_id": "d", "target": "y"}})
+    return base.with_changes(**changes) if changes else base
+
+
+def _leaf_paths(model: type[BaseModel], prefix: str = "") -> set[str]:
+    paths = set()
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, StudioModel):
+            paths |= _leaf_paths(annotation, f"{prefix}{name}.")
+        else:
+            paths.add(f"{prefix}{name}")
+    return paths
+
+
+def _by_path(fields: list[forms.FormField]) -> dict[str, forms.FormField]:
+    return {f.path: f for f in fields}
+
+
+def _applies(path: str, task: str) -> bool:
+    return not any(path == skip or path.startswith(f"{skip}.") for skip in forms.not_applicable(task))
+
+
+@pytest.mark.parametrize(
+    ("architecture", "task"), [(a, t) for a in ARCHITECTURES for t in ARCHITECTURES[a].tasks]
+)
+def test_every_spec_field_gets_one_widget_except_those_the_page_chooses(architecture: str, task: str) -> None:
+    fields = forms.form_fields(architecture, task=task)
+    params = {f"architecture.params.{n}" for n in ARCHITECTURES[architecture].params_model.model_fields}
+    expected = {p for p in _leaf_paths(RunSpec) - forms.PAGE_CHOSEN if _applies(p, task)} | params
+    assert {f.path for f in fields} == expected
+    assert len({f.key for f in fields}) == len(fields)
+    assert all(f.key.startswith(forms.KEY_PREFIX) for f in fields)
+
+
+def test_widgets_follow_the_field_types_titles_hints_and_bounds() -> None:
+    fields = _by_path(forms.form_fields("mlp"))
+    info = RunSpec.model_fields["training"].annotation.model_fields["epochs"]
+
+    epochs = fields["training.epochs"]
+    assert (epochs.widget, epochs.integer, epochs.min_value, epochs.max_value) == ("number", True, 1, 10000)
+    assert (epochs.label, epochs.help, epochs.default, epochs.advanced) == (
+        info.title,
+        info.description,
+        100,
+        False,
+    )
+
+    optimizer = fields["optimizer.name"]
+    assert optimizer.widget == "select" and optimizer.options == ("adamw", "adam", "sgd")
+    assert optimizer.option_label("sgd") == "SGD with momentum"
+    assert fields["preprocessing.numeric_scaling"].option_label("minmax") == "minmax"  # no label: the value
+
+    lr = fields["optimizer.learning_rate"]
+    # gt=0 is exclusive: no widget minimum, the spec check explains a 0.
+    assert (lr.widget, lr.integer, lr.min_value, lr.max_value, lr.number_format) == (
+        "number",
+        False,
+        None,
+        10.0,
+        "%g",
+    )
+    assert lr.step == pytest.approx(0.001)
+    assert fields["data.val_fraction"].step == 0.05 and fields["data.val_fraction"].advanced
+
+    assert fields["early_stopping.enabled"].widget == "checkbox"
+    assert fields["name"].widget == "text" and fields["name"].optional and fields["name"].section == ""
+    assert fields["early_stopping.metric"].widget == "text"  # free text until the page offers choices
+    assert fields["data.features"].widget == "multiselect" and fields["data.features"].options == ()
+
+    width = fields["architecture.params.width"]
+    assert width.label == "Layer width" and not width.advanced and width.key == "train__arch_mlp__width"
+    assert fields["architecture.params.embedding_dim"].advanced
+
+
+def test_choices_turn_text_and_list_fields_into_pick_lists() -> None:
+    fields = _by_path(
+        forms.form_fields(
+            "linear",
+            {
+                "early_stopping.metric": forms.metric_choices("regression"),
+                "data.features": ["a", "b"],
+                "training.device": forms.device_choices(gpus=["NVIDIA H100"]),
+            },
+        )
+    )
+    assert fields["early_stopping.metric"].widget == "select"
+    assert fields["early_stopping.metric"].options == ("val/loss", "val/mae", "val/rmse", "val/r2")
+    assert fields["data.features"].options == ("a", "b")
+    assert fields["training.device"].options == ("auto", "cpu", "cuda:0")
+    assert not any(path.startswith("architecture.params") for path in fields)
+
+
+def test_a_table_form_has_no_picture_settings() -> None:
+    assert not any(f.path.startswith("image.") for f in forms.form_fields("mlp", task="regression"))
+    assert "preprocessing" in forms.not_applicable("image_classification")
+
+
+def test_fields_are_ordered_by_section_like_the_spec() -> None:
+    sections = [f.section for f in forms.form_fields("mlp")]
+    order = [s for s in forms.SECTION_TITLES if s in sections]
+    assert sections == sorted(sections, key=order.index)
+
+
+def test_values_become_a_validated_spec() -> None:
+    fields = forms.form_fields("mlp", {"data.features": ["a", "b"], "early_stopping.metric": ["val/loss"]})
+    defaults = {f.path: ([] if f.widget == "multiselect" else f.default) for f in fields}
+    spec = forms.spec_from_values(
+        dataset_id="d", target="y", task="classification", architecture="mlp", values=defaults
+    )
+    assert spec == _spec()
+
+    changed = dict(defaults, **{"training.epochs": 3, "architecture.params.width": 16, "name": "  quick  "})
+    changed["data.features"] = ["a"]
+    spec = forms.spec_from_values(
+        dataset_id="d", target="y", task="classification", architecture="mlp", values=changed
+    )
+    assert (spec.training.epochs, spec.architecture.params["width"], spec.name) == (3, 16, "quick")
+    assert spec.data.features == ["a"]
+
+    empty_name = forms.spec_from_values(
+        dataset_id="d", target="y", task="regression", architecture="linear", values={"name": "  "}
+    )
+    assert empty_name.name is None and empty_name.task == "regression"
+
+
+def test_invalid_values_and_combinations_raise_one_plain_error() -> None:
+    with pytest.raises(SpecError, match=r"at most 0\.6.*40% of rows"):
+        forms.spec_from_values(
+            dataset_id="d",
+            target="y",
+            task="classification",
+            architecture="mlp",
+            values={"data.val_fraction": 0.5, "data.test_fraction": 0.5},
+        )
+    with pytest.raises(SpecError, match=r"optimizer\.learning_rate must be more than 0"):
+        forms.spec_from_values(
+            dataset_id="d",
+            target="y",
+            task="classification",
+            architecture="mlp",
+            values={"optimizer.learning_rate": 0.0},
+        )
+    with pytest.raises(SpecError, match="does not fit regression"):
+        forms.spec_from_values(
+            dataset_id="d",
+            target="y",
+            task="regression",
+            architecture="mlp",
+            values={"early_stopping.metric": "val/accuracy"},
+        )
+
+
+def test_presets_only_touch_fields_the_form_shows() -> None:
+    paths = {f.path for f in forms.form_fields("mlp")}
+    for preset in PRESETS:
+        assert set(forms.preset_values(preset)) <= paths
+    assert forms.preset_values("fast")["training.epochs"] == 20
+    assert forms.preset_values("no such preset") == {}
+
+
+def test_default_settings_on_an_ordinary_table_raise_no_advice() -> None:
+    assert forms.risky_values(_spec(), 178) == []
+    assert forms.risky_values(_spec(**{"training.epochs": 400}), 5000) == []  # early stopping is on
+
+
+@pytest.mark.parametrize(
+    ("changes", "rows", "expected"),
+    [
+        ({"optimizer.learning_rate": 0.5}, 500, "far above the usual range (0.00001 to 0.1)"),
+        ({"optimizer.learning_rate": 1e-7}, 500, "far below the usual range"),
+        ({"training.batch_size": 1024}, 500, "larger than the about 350 training rows"),
+        ({"training.epochs": 5000}, 500, "5,000 epochs is very many"),
+        ({"training.epochs": 500, "early_stopping.enabled": False}, 500, "all 500 epochs run"),
+        ({}, 60, "Only about 42 rows are left to train on"),
+        ({"data.val_fraction": 0.05}, 150, "Only about 8 rows are held back for validation"),
+    ],
+)
+def test_risky_values_say_what_will_happen(changes: dict, rows: int, expected: str) -> None:
+    advice = forms.risky_values(_spec(**changes), rows)
+    assert len(advice) == 1 and expected in advice[0], advice
+
+
+def test_effective_batch_size_follows_the_training_rule() -> None:
+    assert forms.effective_batch_size(_spec(), 124) == 32
+    assert forms.effective_batch_size(_spec(), 7000) == 128
+    assert forms.effective_batch_size(_spec(), 700_000) == 512
+    assert forms.effective_batch_size(_spec(**{"training.batch_size": 64}), 10) == 64
+
+
+def test_usable_rows_leave_out_rows_without_a_target() -> None:
+    profile = {"n_rows": 100, "columns": [{"name": "y", "missing": 7}, {"name": "x", "missing": 50}]}
+    assert forms.usable_rows(profile, "y") == 93
+    assert forms.usable_rows(profile, "gone") == 100
+
+
+def test_time_estimate_grows_with_epochs_rows_and_network_and_says_it_is_rough() -> None:
+    small = forms.estimate_time(_spec(**{"training.epochs": 20}), 178, 13)
+    longer = forms.estimate_time(_spec(**{"training.epochs": 200}), 178, 13)
+    bigger = forms.estimate_time(_spec(**{"training.epochs": 20}), 100_000, 13)
+    wider = forms.estimate_time(
+        _spec(**{"training.epochs": 20, "architecture.params.width": 1024}), 100_000, 13
+    )
+    on_gpu = forms.estimate_time(
+        _spec(**{"training.epochs": 20, "architecture.params.width": 1024}), 100_000, 13, True
+    )
+    assert forms.STARTUP_SECONDS < small.seconds < longer.seconds
+    assert small.seconds < bigger.seconds < wider.seconds
+    assert on_gpu.seconds < wider.seconds
+    assert small.text.startswith("Rough guess: at most about") and "not a promise" in small.text
+    assert "Early stopping usually ends it sooner" in small.text
+    assert "sooner" not in forms.estimate_time(_spec(**{"early_stopping.enabled": False}), 178, 13).text
+    assert forms.estimate_time(_spec(**{"training.epochs": 10000}), 1_000_000, 50).text.count("hours") == 1
+
+
+def test_device_text_names_the_gpu_or_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forms, "cpu_cores", lambda: 8)
+    assert forms.device_text("auto", gpus=[]) == "CPU (8 cores)"
+    assert forms.device_text("cpu", gpus=["NVIDIA H100"]) == "CPU (8 cores)"
+    assert forms.device_text("auto", gpus=["NVIDIA H100"]) == "GPU 0: NVIDIA H100"
+    assert "another of the 2 GPUs" in forms.device_text("auto", gpus=["A", "B"])
+    assert forms.device_text("cuda:1", gpus=["A", "B"]) == "GPU 1: B"
+    assert "does not exist" in forms.device_text("cuda:3", gpus=["A"])
+    assert "no GPU here" in forms.device_text("cuda", gpus=[])
+
+
+def test_visible_gpus_respect_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(forms, "_gpu_names", lambda: ("A100", "H100"))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert forms.visible_gpu_names() == ["A100", "H100"]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert forms.visible_gpu_names() == ["H100"]
+    for hidden in ("", "-1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", hidden)
+        assert forms.visible_gpu_names() == []
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "GPU-5f1c")  # a UUID: named generically
+    assert forms.visible_gpu_names() == ["GPU"]
+
+
+def test_gpu_detection_never_fails_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
+    forms._gpu_names.cache_clear()
+    monkeypatch.setenv("PATH", "/nonexistent")
+    try:
+        assert forms._gpu_names() == ()
+    finally:
+        forms._gpu_names.cache_clear()
+
+
+def test_plain_numbers_avoid_exponents() -> None:
+    assert [forms.plain_number(v) for v in (1e-5, 0.1, 3.0, 0.00025)] == ["0.00001", "0.1", "3", "0.00025"]
+
+
+def test_forms_stays_cheap_to_import() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, studio.forms; print(any(m in sys.modules for m in ('torch', 'lightning', 'streamlit')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_unwrap_optional() -> None:
+    assert forms._unwrap_optional(str | None) == (str, True)
+    assert forms._unwrap_optional(typing.Optional[int]) == (int, True)  # noqa: UP045
+    assert forms._unwrap_optional(int) == (int, False)
