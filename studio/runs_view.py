@@ -500,6 +500,9 @@ def datasets_with_runs() -> list[tuple[Any, list[RunSummary]]]:
     """``(DatasetInfo or None, runs)`` for every data set that has runs in MLflow, newest run first."""
     from studio.datasets import list_datasets
 
+    uri = settings.tracking_uri()
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        return []  # nothing was ever tracked: skip creating the MLflow database just to find that out
     by_id = {info.id: info for info in list_datasets()}
     grouped: dict[str, list[RunSummary]] = {}
     for run in tracking.list_runs():

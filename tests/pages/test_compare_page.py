@@ -1,0 +1,121 @@
+"""The Compare page with two real tiny runs, and the compare table's best-value marking on its own."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from studio import jobs
+from studio import runs_view as rv
+from studio.tracking import RunSummary
+from tests.pages.test_runs_page import run_in_process, spec, tiny_dataset
+
+PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory):
+    """Two real tiny trainings of one data set with different optimisers (shared by this module)."""
+    root = tmp_path_factory.mktemp("compare")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_HOME", str(root / "home"))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+        dataset_id = tiny_dataset(root)
+        first = run_in_process(spec(dataset_id, "adam run"))
+        second = run_in_process(
+            spec(
+                dataset_id,
+                "sgd run",
+                optimizer={"name": "sgd", "learning_rate": 0.05},
+                training={"epochs": 3},
+            )
+        )
+        assert first.state == second.state == jobs.SUCCEEDED, (first.reason, second.reason)
+        yield first, second
+
+
+def display_values(at: AppTest, index: int = 0):
+    """The table as shown (the Styler's formatted cells)."""
+    styler = at.dataframe[index].proto.arrow_data.styler
+    return pa.ipc.open_stream(styler.display_values).read_pandas()
+
+
+def figures(at: AppTest) -> list[dict]:
+    return [json.loads(chart.proto.spec) for chart in at.get("plotly_chart")]
+
+
+def test_two_runs_side_by_side_with_best_values_marked(two_runs, monkeypatch: pytest.MonkeyPatch) -> None:
+    first, second = two_runs
+    monkeypatch.setenv("STUDIO_MLFLOW_UI_URL", "http://127.0.0.1:5999/")
+
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+
+    assert not at.exception and not at.error
+    assert at.multiselect[0].value == [second.mlflow_run_id, first.mlflow_run_id]  # newest first
+    table = at.dataframe[0].value
+    assert list(table.index) == ["sgd run", "adam run"]
+    assert {"Optimiser", "Learning rate", "Epochs (at most)"} <= set(table.columns)
+    shown = display_values(at)
+    for column in ("Test accuracy", "Test loss", "Validation loss"):
+        values = table[column]
+        best = values.idxmin() if column.endswith("loss") else values.idxmax()
+        marked = [row for row in shown.index if str(shown.at[row, column]).startswith(rv.BEST_MARK)]
+        assert best in marked, (column, list(shown[column]))
+        assert len(marked) == 1 or values.nunique() == 1
+    assert shown.at["adam run", "Learning rate"] == "0.001"
+
+    curves, parallel = figures(at)
+    assert [trace["name"] for trace in curves["data"]] == ["sgd run", "adam run"]
+    assert curves["layout"]["xaxis"]["title"]["text"] == "epoch"
+    (parcoords,) = parallel["data"]
+    labels = [dimension["label"] for dimension in parcoords["dimensions"]]
+    assert {"Optimiser", "Learning rate", "Epochs (at most)"} <= set(labels)
+    assert labels[-1] == "validation accuracy"
+    optimiser = parcoords["dimensions"][labels.index("Optimiser")]
+    assert optimiser["ticktext"] == ["adamw", "sgd"]
+
+    (link,) = at.get("link_button")
+    assert link.proto.url.startswith("http://127.0.0.1:5999/#/compare-runs?runs=")
+    assert second.mlflow_run_id in link.proto.url
+
+    at.selectbox(key="compare-metric").set_value("train/loss").run()
+    assert not at.exception
+    assert figures(at)[0]["layout"]["title"]["text"] == "Training loss"
+
+    at.multiselect(key=at.multiselect[0].key).set_value([first.mlflow_run_id]).run()
+    assert not at.exception
+    assert "at least one more run" in at.info[0].value
+
+
+def test_without_runs_the_page_says_what_to_do(studio_home: Path) -> None:
+    at = AppTest.from_file(PAGE, default_timeout=60).run()
+
+    assert not at.exception
+    assert "Nothing to compare yet" in at.info[0].value
+
+
+def _run(run_id: str, name: str, params: dict, metrics: dict) -> RunSummary:
+    return RunSummary(run_id, "1", name, "FINISHED", 0, 0, {"studio.task": "regression"}, params, metrics)
+
+
+def test_compare_table_marks_highest_or_lowest_by_metric_and_every_tied_run() -> None:
+    runs = [
+        _run(
+            "a1", "A", {"optimizer.name": "adamw", "training.epochs": "5"}, {"test/r2": 0.5, "test/mae": 2.0}
+        ),
+        _run("b2", "B", {"optimizer.name": "sgd", "training.epochs": "5"}, {"test/r2": 0.7, "test/mae": 2.0}),
+        _run("c3", "A", {"optimizer.name": "sgd", "training.epochs": "5"}, {"test/r2": 0.6}),
+    ]
+
+    table = rv.compare_table(runs)
+
+    assert list(table.frame.index) == ["A (a1)", "B", "A (c3)"]
+    assert table.params == ["Optimiser"]  # epochs are the same everywhere
+    assert table.best == {"Test R²": ["B"], "Test mean absolute error": ["A (a1)", "B"]}
+    html = table.styled().to_html()
+    assert html.count(rv.BEST_MARK) == 3 and "–" in html  # the run without MAE shows a dash
