@@ -15,8 +15,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from studio.errors import SpecError
 
-Task = Literal["classification", "regression"]
+Task = Literal["classification", "regression", "image_classification"]
 TASKS: tuple[str, ...] = ("classification", "regression")
+"""The tasks of a table (the Train page's choices for a tabular data set)."""
+IMAGE_TASKS: tuple[str, ...] = ("image_classification",)
+"""The tasks of a data set of images."""
+ALL_TASKS: tuple[str, ...] = TASKS + IMAGE_TASKS
+CLASS_TASKS = ("classification", "image_classification")
+IMAGE_TARGET = "label"
 
 CLASSIFICATION_METRICS = ("val/loss", "val/accuracy", "val/f1_macro", "val/auroc")
 REGRESSION_METRICS = ("val/loss", "val/mae", "val/rmse", "val/r2")
@@ -31,7 +37,11 @@ def metric_mode(metric: str) -> Literal["min", "max"]:
 
 def main_metric(task: str) -> str:
     """The metric the pages show first and the compare view ranks by."""
-    return "val/accuracy" if task == "classification" else "val/r2"
+    return "val/accuracy" if task in CLASS_TASKS else "val/r2"
+
+
+def is_image_task(task: str) -> bool:
+    return task in IMAGE_TASKS
 
 
 def _extra(advanced: bool = False, **more: Any) -> dict[str, Any]:
@@ -80,6 +90,52 @@ class MLPParams(StudioModel):
     )
 
 
+class SmallCNNParams(StudioModel):
+    """A small convolutional network trained from scratch: quick on a CPU, good on small images."""
+
+    width: int = Field(
+        32,
+        ge=8,
+        le=256,
+        title="Filters in the first block",
+        description="How many patterns the first layer looks for; each block doubles it. More learns finer "
+        "detail but trains slower.",
+    )
+    blocks: int = Field(
+        3,
+        ge=1,
+        le=5,
+        title="Convolution blocks",
+        description="Each block looks at a wider area of the picture and halves its size; 3 suits 32–64 px images.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    dropout: float = Field(
+        0.2,
+        ge=0.0,
+        le=0.9,
+        title="Dropout",
+        description="Share of features switched off at random while training; higher fights overfitting.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
+class PretrainableParams(StudioModel):
+    """A torchvision network that can start from weights learned on ImageNet (1.3 million photos)."""
+
+    pretrained: bool = Field(
+        True,
+        title="Start from pretrained weights",
+        description="Begin with what the network learned on ImageNet photos; usually far better on small data "
+        "sets. Untick to train from scratch.",
+    )
+    freeze_backbone: bool = Field(
+        False,
+        title="Train only the last layer",
+        description="Keep the pretrained layers as they are and train only the final classifier: much faster, "
+        "and enough when your pictures look like everyday photos.",
+    )
+
+
 class ArchitectureInfo(BaseModel):
     """What the UI and the spec need to know about an architecture (the network itself lives in
     ``lightning_modules.registry``, keyed by the same name)."""
@@ -89,6 +145,19 @@ class ArchitectureInfo(BaseModel):
     description: str
     tasks: tuple[str, ...]
     params_model: type[StudioModel]
+    pretrained_weights: str | None = None
+    """File name of the torchvision ImageNet weights in the torch hub cache (``None``: not pretrainable)."""
+
+
+def _torchvision(name: str, title: str, description: str, weights_file: str) -> ArchitectureInfo:
+    return ArchitectureInfo(
+        name=name,
+        title=title,
+        description=description,
+        tasks=IMAGE_TASKS,
+        params_model=PretrainableParams,
+        pretrained_weights=weights_file,
+    )
 
 
 ARCHITECTURES: dict[str, ArchitectureInfo] = {
@@ -106,12 +175,85 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
         tasks=TASKS,
         params_model=LinearParams,
     ),
+    "small_cnn": ArchitectureInfo(
+        name="small_cnn",
+        title="Small CNN (from scratch)",
+        description="A small convolutional network that learns from your pictures alone; fast on a CPU, best "
+        "for small images (icons, digits, 32–64 px).",
+        tasks=IMAGE_TASKS,
+        params_model=SmallCNNParams,
+    ),
+    "resnet18": _torchvision(
+        "resnet18",
+        "ResNet-18",
+        "A classic 11-million-weight network; a dependable first choice for photos.",
+        "resnet18-f37072fd.pth",
+    ),
+    "resnet50": _torchvision(
+        "resnet50",
+        "ResNet-50",
+        "A larger ResNet (25 million weights): more accurate, about 3× slower than ResNet-18. Wants a GPU.",
+        "resnet50-11ad3fa6.pth",
+    ),
+    "mobilenet_v3_small": _torchvision(
+        "mobilenet_v3_small",
+        "MobileNet V3 small",
+        "A tiny network built for phones (2.5 million weights): the fastest pretrained choice on a CPU.",
+        "mobilenet_v3_small-047dcff4.pth",
+    ),
+    "mobilenet_v3_large": _torchvision(
+        "mobilenet_v3_large",
+        "MobileNet V3 large",
+        "A fast network for phones (5.5 million weights), more accurate than the small one.",
+        "mobilenet_v3_large-5c1a4163.pth",
+    ),
+    "efficientnet_b0": _torchvision(
+        "efficientnet_b0",
+        "EfficientNet-B0",
+        "Accurate for its size (5 million weights); a good balance of speed and accuracy.",
+        "efficientnet_b0_rwightman-7f5810bc.pth",
+    ),
+    "convnext_tiny": _torchvision(
+        "convnext_tiny",
+        "ConvNeXt tiny",
+        "A modern network (28 million weights), the most accurate here on photos. Wants a GPU.",
+        "convnext_tiny-983f1562.pth",
+    ),
 }
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def architectures_for(task: str) -> list[str]:
     """Names of the architectures that can train a task, in display order."""
     return [name for name, info in ARCHITECTURES.items() if task in info.tasks]
+
+
+def default_architecture(task: str) -> str:
+    return "small_cnn" if is_image_task(task) else "mlp"
+
+
+def auto_image_size(architecture: str, params: dict[str, Any], median_short_side: float | None) -> int:
+    """The image size (px) used when ``image.size`` is 0 (automatic).
+
+    Pretrained networks get the 224 px they learned at. Networks trained from scratch get the data's
+    typical size (the median shorter side) rounded to a multiple of 8, kept within 32–64 px for the
+    small CNN and 32–128 px for the others: larger costs much more time for little gain from scratch.
+    """
+    info = ARCHITECTURES[architecture]
+    if info.pretrained_weights and params.get("pretrained", True):
+        return 224
+    high = 64 if architecture == "small_cnn" else 128
+    side = median_short_side or high
+    return int(min(max(round(side / 8) * 8, 32), high))
+
+
+def auto_image_batch_size(image_size: int, train_images: int) -> int:
+    """The batch size used when ``training.batch_size`` is 0 for images: 64 up to 64 px, else 32,
+    never more than half the training images (so an epoch has at least two updates)."""
+    size = 64 if image_size <= 64 else 32
+    return int(max(2, min(size, train_images // 2 if train_images >= 4 else size)))
 
 
 # --------------------------------------------------------------------------- spec parts
@@ -207,6 +349,74 @@ class PreprocessingSpec(StudioModel):
         description="Rescale the number to predict while training; predictions come back in original units.",
         json_schema_extra=_extra(advanced=True),
     )
+
+
+class ImageSpec(StudioModel):
+    """How pictures are prepared and varied while training (used by image tasks only)."""
+
+    size: int = Field(
+        0,
+        ge=0,
+        le=512,
+        title="Image size (pixels)",
+        description="Pictures are resized to this many pixels square (shorter side, then centre crop). Larger "
+        "keeps more detail but trains much slower. 0 picks it: 224 for pretrained networks, else the "
+        "pictures' usual size kept within 32–64 px (small CNN) or 32–128 px.",
+    )
+    horizontal_flip: bool = Field(
+        True,
+        title="Mirror left–right",
+        description="Show each picture mirrored half of the time. Good for photos; turn off when left and right "
+        "matter (text, digits, arrows).",
+    )
+    vertical_flip: bool = Field(
+        False,
+        title="Flip upside down",
+        description="Show each picture upside down half of the time; only for pictures without an up (cells, "
+        "satellite images, textures).",
+        json_schema_extra=_extra(advanced=True),
+    )
+    rotation_degrees: float = Field(
+        10.0,
+        ge=0.0,
+        le=180.0,
+        title="Random rotation (degrees)",
+        description="Turn each picture by a random angle up to this many degrees either way; 0 turns it off.",
+    )
+    crop_scale: float = Field(
+        0.8,
+        ge=0.08,
+        le=1.0,
+        title="Random zoom (smallest share kept)",
+        description="Each picture is cropped at random to keep at least this share of its area, then resized "
+        "back. 1 turns it off; lower values make the model robust to framing but harder to train.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    color_jitter: float = Field(
+        0.1,
+        ge=0.0,
+        le=1.0,
+        title="Colour changes",
+        description="How much brightness, contrast and saturation vary at random (0.1 = up to 10%); 0 turns it "
+        "off. Turn it off when colour alone tells the classes apart.",
+    )
+
+    @field_validator("size")
+    @classmethod
+    def _size_zero_or_usable(cls, value: int) -> int:
+        if 0 < value < 16:
+            raise ValueError("must be 0 (automatic) or at least 16 pixels")
+        return value
+
+    @property
+    def augments(self) -> bool:
+        return bool(
+            self.horizontal_flip
+            or self.vertical_flip
+            or self.rotation_degrees
+            or self.crop_scale < 1.0
+            or self.color_jitter
+        )
 
 
 class ArchitectureSpec(StudioModel):
@@ -386,20 +596,53 @@ class RunSpec(StudioModel):
     task: Task = Field(
         ...,
         title="Task",
-        description="'classification' predicts a category; 'regression' predicts a number.",
-        json_schema_extra=_extra(labels={"classification": "Classification", "regression": "Regression"}),
+        description="'classification' predicts a category; 'regression' predicts a number; "
+        "'image_classification' tells which class a picture shows.",
+        json_schema_extra=_extra(
+            labels={
+                "classification": "Classification",
+                "regression": "Regression",
+                "image_classification": "Image classification",
+            }
+        ),
     )
     data: DataSpec
     preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
+    image: ImageSpec = Field(
+        default_factory=ImageSpec,
+        title="Images",
+        description="Image size and the random changes shown while training (image tasks only).",
+    )
     architecture: ArchitectureSpec = Field(default_factory=ArchitectureSpec)
     optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
     scheduler: SchedulerSpec = Field(default_factory=SchedulerSpec)
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _image_defaults(cls, data: Any) -> Any:
+        """Image specs need less: the target is the folder name ('label'), the network defaults to the
+        small CNN, and precision to bfloat16 mixed (used on GPUs only; CPUs train in 32-bit)."""
+        if not isinstance(data, dict) or data.get("task") not in IMAGE_TASKS:
+            return data
+        data = dict(data)
+        section = data.get("data")
+        if isinstance(section, dict) and not section.get("target"):
+            data["data"] = {**section, "target": IMAGE_TARGET}
+        arch = data.get("architecture")
+        if arch is None:
+            data["architecture"] = {"name": default_architecture(data["task"])}
+        elif isinstance(arch, dict) and "name" not in arch:
+            data["architecture"] = {**arch, "name": default_architecture(data["task"])}
+        training = data.get("training", {})
+        if isinstance(training, dict) and "precision" not in training:
+            data["training"] = {**training, "precision": "bf16-mixed"}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
-        allowed = CLASSIFICATION_METRICS if self.task == "classification" else REGRESSION_METRICS
+        allowed = CLASSIFICATION_METRICS if self.task in CLASS_TASKS else REGRESSION_METRICS
         if self.early_stopping.metric not in allowed:
             raise ValueError(
                 f"early_stopping.metric '{self.early_stopping.metric}' does not fit {self.task}; "
@@ -412,6 +655,8 @@ class RunSpec(StudioModel):
             )
         if self.data.features is not None and self.data.target in self.data.features:
             raise ValueError(f"data.features must not contain the target column '{self.data.target}'")
+        if is_image_task(self.task) and self.data.features is not None:
+            raise ValueError("data.features does not apply to images; leave it empty")
         return self
 
     # ---- round trips
@@ -495,8 +740,10 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 
 def flatten(spec: RunSpec) -> dict[str, str]:
-    """The spec as flat ``section.field`` → text pairs (MLflow params)."""
+    """The spec as flat ``section.field`` → text pairs (MLflow params). Sections that do not apply to
+    the task (image settings of a table, column preparation of images) are left out."""
     out: dict[str, str] = {}
+    unused = "preprocessing" if is_image_task(spec.task) else "image"
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
@@ -507,7 +754,11 @@ def flatten(spec: RunSpec) -> dict[str, str]:
         else:
             out[prefix] = "" if value is None else str(value)
 
-    walk("", spec.model_dump(mode="json"))
+    data = spec.model_dump(mode="json")
+    data.pop(unused, None)
+    if is_image_task(spec.task):
+        data["data"].pop("features", None)
+    walk("", data)
     return out
 
 
@@ -579,6 +830,11 @@ def describe_validation_error(err: ValidationError, prefix: str = "", header: bo
         shown = "" if error["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"
         if error["type"] == "value_error":
             parts.append(_allowed(error) if field == "spec" else f"{field}: {_allowed(error)}")
+        elif error["type"] == "literal_error" and field == "task":
+            parts.append(
+                f"task must be one of 'classification' or 'regression'{shown}; "
+                "for a data set of images use 'image_classification'"
+            )
         else:
             parts.append(f"{field} {_allowed(error)}{shown}")
     text = "; ".join(parts)

@@ -1,9 +1,18 @@
-"""Data sets: read CSV files as spreadsheets save them, profile them, and keep them in the store.
+"""Data sets: read CSV files as spreadsheets save them, profile them, and keep them in the store;
+zips of picture folders become image data sets (``studio.datasets.images``).
 
-Cheap to import (pandas only; scikit-learn only when a sample is added), so pages can use it freely.
+Cheap to import (pandas and Pillow only; scikit-learn only when a sample is added), so pages can use it freely.
 """
 
 from studio.datasets.csv_ingest import MAX_COLUMNS, read_table_file
+from studio.datasets.images import (
+    KIND_IMAGES,
+    ZipLimits,
+    add_image_zip,
+    image_paths,
+    is_image_dataset,
+    is_zip,
+)
 from studio.datasets.profile import (
     KINDS,
     TARGET_WARNING_CODES,
@@ -14,7 +23,7 @@ from studio.datasets.profile import (
     target_warnings,
     warnings_for_target,
 )
-from studio.datasets.resolve import resolve_dataset
+from studio.datasets.resolve import add_data_file, resolve_dataset
 from studio.datasets.samples import SAMPLES, add_sample
 from studio.datasets.store import (
     DatasetInfo,
@@ -28,15 +37,22 @@ from studio.datasets.store import (
 
 __all__ = [
     "KINDS",
+    "KIND_IMAGES",
     "MAX_COLUMNS",
     "SAMPLES",
     "TARGET_WARNING_CODES",
     "DatasetInfo",
+    "ZipLimits",
     "add_csv",
+    "add_data_file",
+    "add_image_zip",
     "add_sample",
     "column_profile",
     "delete_dataset",
     "get_dataset",
+    "image_paths",
+    "is_image_dataset",
+    "is_zip",
     "list_datasets",
     "load_profile",
     "load_table",

@@ -3,20 +3,44 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from studio.datasets.samples import SAMPLES, add_sample
 from studio.datasets.store import _ID, LIST_HINT, DatasetInfo, add_csv, datasets_root, get_dataset
 from studio.errors import DatasetError
 
 
+def add_data_file(
+    source: str | Path | bytes,
+    name: str | None = None,
+    *,
+    filename: str | None = None,
+    max_bytes: int | None = None,
+    progress: Any = None,
+) -> DatasetInfo:
+    """Add a CSV file or a zip of picture folders (told apart by their first bytes); see
+    :func:`~studio.datasets.store.add_csv` and :func:`~studio.datasets.images.add_image_zip`."""
+    from studio.datasets.images import add_image_zip, is_zip
+
+    if is_zip(source):
+        if max_bytes is not None:
+            from studio.datasets.csv_ingest import check_size
+
+            size = len(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).stat().st_size
+            check_size(size, filename or Path(str(source)).name, max_bytes)
+        return add_image_zip(source, name, filename=filename, progress=progress)
+    return add_csv(source, name, filename=filename, max_bytes=max_bytes)
+
+
 def resolve_dataset(ref: str) -> DatasetInfo:
-    """A CSV file path (added to the store, or the copy already there), ``sample:NAME``, or a data set id."""
+    """A CSV file or zip of pictures (added to the store, or the copy already there), ``sample:NAME``,
+    or a data set id."""
     ref = str(ref).strip()
     if ref.startswith("sample:"):
         return add_sample(ref.removeprefix("sample:"))
     path = Path(ref).expanduser()
     if path.is_file():
-        return add_csv(path)
+        return add_data_file(path)
     if _ID.match(ref) and (datasets_root() / ref / "meta.json").is_file():
         return get_dataset(ref)
     samples = ", ".join(f"sample:{name}" for name in SAMPLES)

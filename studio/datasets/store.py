@@ -28,6 +28,7 @@ from studio.errors import DatasetError
 from studio.settings import studio_home
 
 KIND_TABULAR = "tabular"
+KIND_IMAGES = "images"  # written by studio.datasets.images
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 STALE_SECONDS = 3600
 LIST_HINT = "`python -m studio datasets list` shows the stored ids"
@@ -42,9 +43,11 @@ class DatasetInfo:
     name: str
     """Readable name (the file name without extension, or the name given)."""
     kind: str
-    """``tabular`` (image data sets come later)."""
+    """``tabular``, or ``images`` for a zip of class folders (``studio.datasets.images``)."""
     n_rows: int
+    """Rows of a table; pictures of an image data set."""
     n_cols: int
+    """Columns of a table; 2 (``image``, ``label``) for an image data set."""
     created: str
     """When it was added, ISO 8601 in UTC."""
     source_file: str
@@ -236,7 +239,8 @@ def get_dataset(dataset_id: str) -> DatasetInfo:
 
 
 def load_table(dataset_id: str) -> pd.DataFrame:
-    """The data set's rows, as stored in ``data.parquet``."""
+    """The data set's rows, as stored in ``data.parquet`` (for images: one row per picture, with its
+    path relative to the data set's folder in ``image`` and its class in ``label``)."""
     folder = _folder(dataset_id)
     try:
         return pd.read_parquet(folder / "data.parquet")

@@ -1,0 +1,663 @@
+"""Image data sets: a zip of class folders, checked safely, decoded fully, profiled and stored.
+
+A zip holds one folder per class (``cats/001.jpg``), possibly under one top folder (``pets/cats/001.jpg``).
+Before anything is written the archive's directory is checked: no path may leave the data set's folder
+(``../``, absolute paths, drive letters), no symbolic links, and limits on the number of entries, the
+total unpacked size and the compression ratio stop zip bombs. Then every picture is read from the
+archive into memory (never more bytes than its entry declares), decoded fully and kept when it is a
+usable picture; junk (``__MACOSX/``, ``.DS_Store``, ``Thumbs.db``), non-images and damaged files are
+skipped and listed with their reason. Exact copies are found by content hash: copies inside one class
+are kept once, copies that sit in two classes (label conflicts) are left out.
+
+Stored layout under ``STUDIO_HOME/datasets/<id>/``: ``images/<nnn>/<nnnnn>.<ext>`` (the original bytes;
+folders are numbered, never named after anything in the zip), ``thumbs/`` (small PNG samples per class),
+``data.parquet`` (one row per picture: ``image`` path relative to the folder, ``label``, size, hash,
+original name), ``profile.json`` and ``meta.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import shutil
+import stat
+import tempfile
+import zipfile
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import pandas as pd
+
+from studio.datasets.store import (
+    DatasetInfo,
+    _find_by_hash,
+    _meta,
+    _new_id,
+    _sweep_leftovers,
+    _write_json,
+    datasets_root,
+    get_dataset,
+)
+from studio.errors import DatasetError
+from studio.image_io import UnreadableImage, open_image, thumbnail_png
+
+KIND_IMAGES = "images"
+IMAGE_COLUMN = "image"
+LABEL_COLUMN = "label"
+SAMPLES_PER_CLASS = 8
+THUMB_SIDE = 128
+FEW_IMAGES = 10
+IMBALANCE_RATIO = 5
+TINY_SIDE = 32
+JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "._.ds_store"}
+JUNK_FOLDERS = {"__macosx", ".git", ".svn"}
+EXTENSIONS = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "WEBP": ".webp",
+    "PPM": ".ppm",
+    "ICO": ".ico",
+    "MPO": ".jpg",
+}
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class ZipLimits:
+    """What a zip may hold before it is refused (checked on its directory, before anything is written)."""
+
+    max_entries: int = 200_000
+    max_total_bytes: int = 8 * 2**30
+    max_entry_bytes: int = 256 * 2**20
+    max_ratio: float = 100.0
+    """Unpacked / packed size, checked per entry above ``ratio_floor_bytes`` and for the whole archive.
+    Pictures hardly compress (ratio ~1); text and blank pixels compress 10–50×; bombs 1000× and more."""
+    ratio_floor_bytes: int = 2**20
+
+
+DEFAULT_LIMITS = ZipLimits()
+
+
+def human_size(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GB"
+
+
+# --------------------------------------------------------------------------- archive checks
+def is_zip(source: str | Path | bytes) -> bool:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[:4]) == b"PK\x03\x04"
+    try:
+        with open(source, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
+def _is_symlink(member: zipfile.ZipInfo) -> bool:
+    return member.create_system == 3 and stat.S_ISLNK(member.external_attr >> 16)
+
+
+def _unsafe_reason(name: str) -> str | None:
+    if "\x00" in name:
+        return "a name with a NUL character"
+    posix = name.replace("\\", "/")
+    if posix.startswith("/") or (len(posix) > 1 and posix[1] == ":"):
+        return "an absolute path"
+    if ".." in PurePosixPath(posix).parts:
+        return "a path that climbs out of its folder (..)"
+    return None
+
+
+def check_archive(
+    zf: zipfile.ZipFile, label: str, limits: ZipLimits = DEFAULT_LIMITS
+) -> list[zipfile.ZipInfo]:
+    """The archive's file entries, or :class:`DatasetError` naming the first rule it breaks."""
+    members = zf.infolist()
+    if len(members) > limits.max_entries:
+        raise DatasetError(
+            f"'{label}' was refused: it holds {len(members):,} entries, over the limit of "
+            f"{limits.max_entries:,} entries per zip; split it into smaller zips."
+        )
+    total = packed = 0
+    for member in members:
+        reason = _unsafe_reason(member.filename)
+        if reason:
+            raise DatasetError(
+                f"'{label}' was refused: entry '{member.filename}' has {reason}, which could write outside "
+                "the data set's folder; nothing was unpacked."
+            )
+        if _is_symlink(member):
+            raise DatasetError(
+                f"'{label}' was refused: entry '{member.filename}' is a symbolic link, which could point "
+                "outside the data set's folder; nothing was unpacked. Zip the pictures themselves."
+            )
+        if member.is_dir():
+            continue
+        if member.file_size > limits.max_entry_bytes:
+            raise DatasetError(
+                f"'{label}' was refused: entry '{member.filename}' unpacks to {human_size(member.file_size)}, "
+                f"over the limit of {human_size(limits.max_entry_bytes)} per file (size limit)."
+            )
+        ratio = member.file_size / max(member.compress_size, 1)
+        if member.file_size > limits.ratio_floor_bytes and ratio > limits.max_ratio:
+            raise DatasetError(
+                f"'{label}' was refused: entry '{member.filename}' is compressed {ratio:,.0f}:1, over the "
+                f"compression ratio limit of {limits.max_ratio:,.0f}:1 (a zip bomb?); nothing was unpacked."
+            )
+        total += member.file_size
+        packed += member.compress_size
+        if total > limits.max_total_bytes:
+            raise DatasetError(
+                f"'{label}' was refused: it unpacks to more than {human_size(limits.max_total_bytes)}, over "
+                "the total size limit; nothing was unpacked. Split it or use smaller pictures."
+            )
+    if total > limits.ratio_floor_bytes and total / max(packed, 1) > limits.max_ratio:
+        raise DatasetError(
+            f"'{label}' was refused: it is compressed {total / max(packed, 1):,.0f}:1 overall, over the "
+            f"compression ratio limit of {limits.max_ratio:,.0f}:1 (a zip bomb?); nothing was unpacked."
+        )
+    return [m for m in members if not m.is_dir()]
+
+
+def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
+    """The entry's bytes, never more than it declares (zipfile stops there) nor than ``limit``."""
+    with zf.open(member) as src:
+        data = src.read(limit + 1)
+    if len(data) > limit:
+        raise DatasetError(
+            f"Entry '{member.filename}' is larger than its zip directory says; the zip was refused."
+        )
+    return data
+
+
+# --------------------------------------------------------------------------- layout
+def _junk(parts: tuple[str, ...]) -> bool:
+    name = parts[-1].lower()
+    return (
+        any(p.lower() in JUNK_FOLDERS for p in parts[:-1])
+        or name in JUNK_NAMES
+        or name.startswith("._")
+        or name.startswith(".")
+    )
+
+
+def class_layout(names: list[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``entry -> class name`` for the pictures' folders, and ``entry -> reason`` for entries outside any.
+
+    The class is the first folder; while every entry sits in one common top folder with folders below
+    it (``pets/cats/1.jpg``), that folder is skipped. Deeper folders belong to their class (``cats/indoor/1.jpg`` is a cat).
+    """
+    split = {name: PurePosixPath(name.replace("\\", "/")).parts for name in names}
+    paths = list(split.values())
+    strip = 0
+    while (
+        paths
+        and all(len(p) >= strip + 2 for p in paths)
+        and len({p[strip] for p in paths}) == 1
+        and any(len(p) >= strip + 3 for p in paths)
+    ):
+        strip += 1
+    classes, outside = {}, {}
+    for name, parts in split.items():
+        parts = parts[strip:]
+        if len(parts) < 2:
+            outside[name] = "it is not inside a class folder (put each picture in its class's folder)"
+        else:
+            classes[name] = parts[0]
+    return classes, outside
+
+
+# --------------------------------------------------------------------------- adding
+@dataclass
+class _Picture:
+    entry: str
+    label: str
+    relative: str
+    digest: str
+    width: int
+    height: int
+    mode: str
+    format: str
+    size: int
+
+
+def add_image_zip(
+    source: str | Path | bytes,
+    name: str | None = None,
+    *,
+    filename: str | None = None,
+    limits: ZipLimits = DEFAULT_LIMITS,
+    progress: Progress | None = None,
+) -> DatasetInfo:
+    """Add a zip of class folders (a path, or an upload's bytes named by ``filename``) as an image data set.
+
+    The same zip added again returns the data set already stored. ``progress(fraction, message)`` is
+    called while the pictures are checked. Raises :class:`DatasetError` with one sentence when the zip
+    cannot be used; nothing is left behind then.
+    """
+    report = progress or (lambda fraction, message: None)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        filename = filename or "images.zip"
+        opened: Any = io.BytesIO(data)
+        digest = hashlib.sha256(data).hexdigest()
+    else:
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise DatasetError(f"There is no file at '{path}'.")
+        filename = filename or path.name
+        opened = path
+        digest = _file_hash(path)
+    label = filename
+    existing = _find_by_hash(digest)
+    if existing is not None:
+        return existing
+    try:
+        zf = zipfile.ZipFile(opened)
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise DatasetError(f"'{label}' is not a readable zip file ({err}).") from None
+    name = name or Path(filename).stem
+    with zf:
+        report(0.0, "Checking the zip")
+        members = check_archive(zf, label, limits)
+        root = datasets_root()
+        _sweep_leftovers(root)
+        dataset_id = _new_id(root, name, digest)
+        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{dataset_id}-", dir=root))
+        try:
+            pictures, skipped = _unpack_pictures(zf, members, staging, label, limits, report)
+            pictures, duplicates, conflicts = _deduplicate(pictures, staging)
+            _require_classes(pictures, skipped, label)
+            report(0.9, "Saving the data set")
+            return _finish(
+                staging, dataset_id, pictures, skipped, duplicates, conflicts, name, filename, digest
+            )
+        finally:
+            if staging.exists():
+                shutil.rmtree(staging, ignore_errors=True)
+
+
+def _require_classes(pictures: list[_Picture], skipped: list[tuple[str, str]], label: str) -> None:
+    classes = Counter(p.label for p in pictures)
+    if not pictures:
+        reasons = Counter(reason for _, reason in skipped)
+        why = "; ".join(f"{n} × {reason}" for reason, n in reasons.most_common(3)) or "the zip is empty"
+        raise DatasetError(f"'{label}' holds no usable pictures ({why}).")
+    if len(classes) < 2:
+        only = next(iter(classes))
+        raise DatasetError(
+            f"'{label}' has pictures of one class only ('{only}'); put each class in its own folder, "
+            "e.g. cats/001.jpg and dogs/001.jpg, and zip the folders together."
+        )
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _unpack_pictures(
+    zf: zipfile.ZipFile,
+    members: list[zipfile.ZipInfo],
+    staging: Path,
+    label: str,
+    limits: ZipLimits,
+    report: Progress,
+) -> tuple[list[_Picture], list[tuple[str, str]]]:
+    """Decode every candidate entry in memory; write the usable ones under ``staging/images/`` with
+    names of our own (numbered class folders and files), so nothing can land anywhere else."""
+    skipped: list[tuple[str, str]] = []
+    candidates = []
+    for member in members:
+        parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+        if not parts or _junk(parts):
+            skipped.append((member.filename, "system file, not a picture"))
+        else:
+            candidates.append(member)
+    classes, outside = class_layout([m.filename for m in candidates])
+    skipped += list(outside.items())
+    class_names = sorted(set(classes.values()), key=_natural_key)
+    folder_of = {name: f"{i:03d}" for i, name in enumerate(class_names)}
+    pictures: list[_Picture] = []
+    read_bytes = 0
+    todo = [m for m in candidates if m.filename in classes]
+    for i, member in enumerate(todo):
+        if i % 25 == 0:
+            report(0.05 + 0.85 * i / max(len(todo), 1), f"Checking pictures: {i:,} of {len(todo):,}")
+        data = _read_member(zf, member, limits.max_entry_bytes)
+        read_bytes += len(data)
+        if read_bytes > limits.max_total_bytes:
+            raise DatasetError(f"'{label}' unpacks to more than its directory says; it was refused.")
+        try:
+            image = open_image(data)
+        except UnreadableImage as err:
+            skipped.append((member.filename, str(err)))
+            continue
+        with image:
+            width, height = image.size
+        mode, image_format = _original_mode_and_format(data)
+        class_name = classes[member.filename]
+        relative = f"images/{folder_of[class_name]}/{i:06d}{EXTENSIONS.get(image_format, '.img')}"
+        target = staging / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        pictures.append(
+            _Picture(
+                entry=member.filename,
+                label=class_name,
+                relative=relative,
+                digest=hashlib.sha256(data).hexdigest(),
+                width=width,
+                height=height,
+                mode=mode,
+                format=image_format,
+                size=len(data),
+            )
+        )
+    return pictures, skipped
+
+
+def _original_mode_and_format(data: bytes) -> tuple[str, str]:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        return image.mode, image.format or ""
+
+
+def _deduplicate(
+    pictures: list[_Picture], staging: Path
+) -> tuple[list[_Picture], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Keep one picture per content; copies within a class are listed as duplicates, copies across
+    classes as label conflicts (all left out: their class is ambiguous)."""
+    groups: dict[str, list[_Picture]] = defaultdict(list)
+    for picture in pictures:
+        groups[picture.digest].append(picture)
+    kept, duplicates, conflicts = [], [], []
+    for picture in pictures:
+        group = groups[picture.digest]
+        labels = sorted({p.label for p in group}, key=_natural_key)
+        if len(labels) > 1:
+            if picture is group[0]:
+                conflicts.append({"files": [p.entry for p in group], "labels": labels})
+        elif picture is group[0]:
+            kept.append(picture)
+            if len(group) > 1:
+                duplicates.append(
+                    {"kept": picture.entry, "copies": [p.entry for p in group[1:]], "label": labels[0]}
+                )
+            continue
+        (staging / picture.relative).unlink()
+    return kept, duplicates, conflicts
+
+
+def _finish(
+    staging: Path,
+    dataset_id: str,
+    pictures: list[_Picture],
+    skipped: list[tuple[str, str]],
+    duplicates: list[dict[str, Any]],
+    conflicts: list[dict[str, Any]],
+    name: str,
+    source_file: str,
+    digest: str,
+) -> DatasetInfo:
+    final = datasets_root() / dataset_id
+    table = pd.DataFrame(
+        {
+            IMAGE_COLUMN: [p.relative for p in pictures],
+            LABEL_COLUMN: [p.label for p in pictures],
+            "width": [p.width for p in pictures],
+            "height": [p.height for p in pictures],
+            "mode": [p.mode for p in pictures],
+            "format": [p.format for p in pictures],
+            "bytes": [p.size for p in pictures],
+            "sha256": [p.digest for p in pictures],
+            "source": [p.entry for p in pictures],
+        }
+    )
+    samples = _write_thumbnails(staging, table)
+    profile = image_profile(table, skipped, duplicates, conflicts, samples)
+    info = DatasetInfo(
+        id=dataset_id,
+        name=name,
+        kind=KIND_IMAGES,
+        n_rows=len(table),
+        n_cols=2,
+        created=datetime.now(UTC).isoformat(timespec="seconds"),
+        source_file=source_file,
+        path=final,
+    )
+    table.to_parquet(staging / "data.parquet", index=False)
+    _write_json(staging / "profile.json", profile)
+    _write_json(staging / "meta.json", _meta(info, digest))
+    try:
+        os.rename(staging, final)
+    except OSError:
+        winner = _find_by_hash(digest)
+        if winner is None:
+            raise
+        return winner
+    return info
+
+
+def _write_thumbnails(staging: Path, table: pd.DataFrame) -> dict[str, list[str]]:
+    samples: dict[str, list[str]] = {}
+    for label, group in table.groupby(LABEL_COLUMN, sort=False):
+        paths = []
+        for i, relative in enumerate(group[IMAGE_COLUMN].head(SAMPLES_PER_CLASS)):
+            thumb = f"thumbs/{PurePosixPath(relative).parent.name}/{i:02d}.png"
+            (staging / thumb).parent.mkdir(parents=True, exist_ok=True)
+            with open_image(staging / relative, draft_size=THUMB_SIDE) as image:
+                (staging / thumb).write_bytes(thumbnail_png(image, THUMB_SIDE))
+            paths.append(thumb)
+        samples[str(label)] = paths
+    return samples
+
+
+def _natural_key(value: str) -> tuple[int, float, str]:
+    try:
+        return (0, float(value), value)
+    except ValueError:
+        return (1, 0.0, value)
+
+
+# --------------------------------------------------------------------------- profile
+def _warning(code: str, column: str | None, message: str, action: str) -> dict[str, Any]:
+    return {"code": code, "column": column, "message": message, "action": action}
+
+
+def _stats(values: pd.Series) -> dict[str, float]:
+    return {"min": int(values.min()), "median": float(values.median()), "max": int(values.max())}
+
+
+def image_profile(
+    table: pd.DataFrame,
+    skipped: list[tuple[str, str]],
+    duplicates: list[dict[str, Any]],
+    conflicts: list[dict[str, Any]],
+    samples: dict[str, list[str]],
+) -> dict[str, Any]:
+    """The profile of an image data set (JSON-safe). It carries the keys a table's profile has
+    (``n_rows``, ``columns``, ``suggested_target`` …) so shared code keeps working, plus:
+    ``kind: "images"``, ``n_images``, ``n_classes``, ``classes`` (name, count, share, sample thumbnails),
+    ``sizes`` (width/height min/median/max, ``short_side_median``), ``modes``, ``formats``, ``skipped``
+    (file and reason), ``duplicates`` and ``label_conflicts``."""
+    counts = table[LABEL_COLUMN].value_counts()
+    names = sorted(counts.index, key=_natural_key)
+    n = len(table)
+    short = table[["width", "height"]].min(axis=1)
+    classes = [
+        {
+            "name": str(c),
+            "count": int(counts[c]),
+            "share": float(counts[c] / n),
+            "samples": samples.get(str(c), []),
+        }
+        for c in names
+    ]
+    top = [[str(c), int(counts[c])] for c in counts.index[:10]]
+    profile: dict[str, Any] = {
+        "kind": KIND_IMAGES,
+        "n_rows": n,
+        "n_cols": 2,
+        "n_images": n,
+        "n_classes": len(names),
+        "duplicate_rows": 0,
+        "classes": classes,
+        "sizes": {
+            "width": _stats(table["width"]),
+            "height": _stats(table["height"]),
+            "short_side_median": float(short.median()),
+            "tiny": int((short < TINY_SIDE).sum()),
+        },
+        "modes": {str(k): int(v) for k, v in table["mode"].value_counts().items()},
+        "formats": {str(k): int(v) for k, v in table["format"].value_counts().items()},
+        "skipped": [{"file": file, "reason": reason} for file, reason in skipped],
+        "duplicates": duplicates,
+        "label_conflicts": conflicts,
+        "columns": [
+            {
+                "name": IMAGE_COLUMN,
+                "kind": "image",
+                "dtype": "str",
+                "missing": 0,
+                "missing_share": 0.0,
+                "distinct": n,
+                "examples": [str(v) for v in table["source"].head(5)],
+                "stats": {},
+            },
+            {
+                "name": LABEL_COLUMN,
+                "kind": "categorical",
+                "dtype": "str",
+                "missing": 0,
+                "missing_share": 0.0,
+                "distinct": len(names),
+                "examples": [str(c) for c in names[:5]],
+                "stats": {"top": top},
+            },
+        ],
+        "suggested_target": LABEL_COLUMN,
+        "suggested_task": "image_classification",
+        "warnings": [],
+    }
+    profile["warnings"] = _image_warnings(profile)
+    return profile
+
+
+def _listing(items: list[str], limit: int = 5) -> str:
+    shown = ", ".join(items[:limit])
+    return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
+
+
+def _image_warnings(profile: dict[str, Any]) -> list[dict[str, Any]]:
+    found = []
+    classes = profile["classes"]
+    few = [c for c in classes if c["count"] < FEW_IMAGES]
+    if few:
+        names = _listing([f"'{c['name']}' ({c['count']})" for c in few])
+        found.append(
+            _warning(
+                "few_images",
+                LABEL_COLUMN,
+                f"Some classes have fewer than {FEW_IMAGES} pictures: {names}.",
+                "The model can hardly learn them and their scores will be luck; add pictures (50 or more per "
+                "class is a good start) or start from a pretrained network.",
+            )
+        )
+    counts = [c["count"] for c in classes]
+    if min(counts) and max(counts) / min(counts) >= IMBALANCE_RATIO:
+        big = max(classes, key=lambda c: c["count"])
+        small = min(classes, key=lambda c: c["count"])
+        found.append(
+            _warning(
+                "imbalance",
+                LABEL_COLUMN,
+                f"The classes are unbalanced: '{big['name']}' has {big['count']} pictures, '{small['name']}' "
+                f"only {small['count']}.",
+                "Accuracy can look good while the small class is always missed; watch the F1 score and the "
+                "confusion matrix, or add pictures of the small classes.",
+            )
+        )
+    tiny = profile["sizes"]["tiny"]
+    if tiny:
+        found.append(
+            _warning(
+                "tiny_images",
+                IMAGE_COLUMN,
+                f"{tiny} picture(s) are smaller than {TINY_SIDE} pixels on a side.",
+                "They are enlarged and look blurry; use the small CNN with a small image size, or bigger pictures.",
+            )
+        )
+    conflicts = profile["label_conflicts"]
+    if conflicts:
+        example = conflicts[0]
+        found.append(
+            _warning(
+                "label_conflicts",
+                LABEL_COLUMN,
+                f"{len(conflicts)} picture(s) appear in more than one class, e.g. "
+                f"{_listing(example['files'], 3)} (classes {', '.join(example['labels'])}).",
+                "They were left out because their class is ambiguous; move each to its right folder and upload "
+                "the zip again.",
+            )
+        )
+    duplicates = profile["duplicates"]
+    if duplicates:
+        copies = sum(len(d["copies"]) for d in duplicates)
+        found.append(
+            _warning(
+                "duplicates",
+                IMAGE_COLUMN,
+                f"{copies} picture(s) are exact copies of another in the same class, e.g. "
+                f"'{duplicates[0]['copies'][0]}' repeats '{duplicates[0]['kept']}'.",
+                "Each was kept once, so a copy cannot sit in training and in the test set at the same time.",
+            )
+        )
+    skipped = profile["skipped"]
+    if skipped:
+        reasons = Counter(s["reason"].split(" (")[0] for s in skipped)
+        summary = "; ".join(f"{n} × {reason}" for reason, n in reasons.most_common(3))
+        found.append(
+            _warning(
+                "skipped_files",
+                IMAGE_COLUMN,
+                f"{len(skipped)} file(s) in the zip were skipped: {summary}.",
+                "The list of skipped files and their reasons is shown with the data set; fix or remove them if "
+                "they should be pictures.",
+            )
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- reading back
+def image_paths(dataset_id: str) -> pd.DataFrame:
+    """The data set's pictures: ``path`` (absolute), ``label`` and the stored columns."""
+    from studio.datasets.store import load_table
+
+    info = get_dataset(dataset_id)
+    if info.kind != KIND_IMAGES:
+        raise DatasetError(f"Data set '{dataset_id}' is a table, not a set of pictures.")
+    table = load_table(dataset_id)
+    table.insert(0, "path", [str(info.path / rel) for rel in table[IMAGE_COLUMN]])
+    return table
+
+
+def is_image_dataset(dataset_id: str) -> bool:
+    return get_dataset(dataset_id).kind == KIND_IMAGES
