@@ -260,7 +260,6 @@ def _tiny_table(folder: Path, rows: int = 300) -> Path:
     return path
 
 
-@pytest.mark.slow
 def test_a_job_finishes_after_the_web_server_is_killed_and_shows_up_after_a_restart(
     served, studio_home: Path, tmp_path: Path
 ) -> None:

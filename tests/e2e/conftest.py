@@ -137,6 +137,8 @@ def browser():
 @pytest.fixture
 def screenshots() -> Path:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    for stale in SCREENSHOTS.glob("FAILED-*.png"):
+        stale.unlink()
     return SCREENSHOTS
 
 
