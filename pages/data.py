@@ -7,6 +7,8 @@ from studio import datasets, ui
 SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}
 state = st.session_state
 
+ui.require_app()
+
 
 def remember(info: datasets.DatasetInfo, message: str) -> None:
     """Show the new data set once the page reloads."""

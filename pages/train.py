@@ -13,6 +13,8 @@ TASK_LABELS = {
 }
 state = st.session_state
 
+ui.require_app()
+
 
 def forget(*keys: str) -> None:
     """Let dependent choices start again from their suggestion (a new data set, a new target)."""

@@ -114,6 +114,22 @@ def dataset_label(info: datasets.DatasetInfo) -> str:
 
 
 # --------------------------------------------------------------------------- pages and links
+def require_app() -> None:
+    """Make sure this page runs inside ``app.py`` (its menu, page config and sidebar); call it first.
+
+    Streamlit 1.67 treats a ``pages/`` folder as an old-style multipage app until ``app.py`` has run
+    once in the server process (its ``st.navigation`` call switches that off). A visitor whose first
+    request after a server start is a page address such as ``/train`` or ``/runs?job=...`` would get
+    that page alone, with a menu of file names. Switching the flag off and rerunning runs ``app.py``,
+    which shows the requested page (same address, same query parameters).
+    """
+    from streamlit.runtime.pages_manager import PagesManager
+
+    if PagesManager.uses_pages_directory:
+        PagesManager.uses_pages_directory = False
+        st.rerun()
+
+
 def page_exists(page: str) -> bool:
     """Whether a page file (e.g. ``pages/runs.py``) is part of this checkout."""
     return (APP_ROOT / page).is_file()
