@@ -328,11 +328,11 @@ def serve(
         )
     studio_url = url_for(host, port)
     try:
+        say("Starting Training Studio… (Ctrl-C stops it)")
         add_sample_on_first_start(say)
         ensure_scheduler()
         for child in children:
             child.start()
-        say("Starting Training Studio… (Ctrl-C stops it)")
         code = _watch(studio, children[1:], studio_url, mlflow_url, stop, open_browser, say)
     finally:
         say("Stopping Training Studio…")
