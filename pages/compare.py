@@ -81,7 +81,7 @@ def mlflow_link(selected: list) -> None:
         url = tracking.mlflow_ui_compare_url(
             base, selected[0].experiment_id, [run.run_id for run in selected]
         )
-        st.link_button("Open these runs in MLflow", url, key="compare-mlflow", icon="📈")
+        st.link_button("Open these runs in MLflow", url, key="compare-mlflow", icon=":material/open_in_new:")
     else:
         st.caption(
             "A link to the same comparison in the MLflow UI appears when the studio runs with `studio serve`."

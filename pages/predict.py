@@ -116,7 +116,7 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
         )
     st.caption(f"{len(frame)} rows, {len(frame.columns)} columns.")
     signature = f"{model}:{model.stat().st_mtime}:{rows_key}"
-    if st.button("Predict", key="predict-run", type="primary", icon="🔮"):
+    if st.button("Predict", key="predict-run", type="primary", icon=":material/online_prediction:"):
         with st.spinner("Loading the model and predicting…"):
             try:
                 result = rv.predict_rows(loaded_bundle(str(model), model.stat().st_mtime), frame)
@@ -147,7 +147,7 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
         mime="text/csv",
         key="predict-download",
         type="primary",
-        icon="⬇️",
+        icon=":material/download:",
         on_click="ignore",
     )
 

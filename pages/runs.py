@@ -68,7 +68,7 @@ def show_all_runs() -> None:
     listed = jobs.list_jobs(limit=200)
     if not listed:
         st.info("No runs yet. Go to the **Train** page, pick a data set and start a run; it appears here.")
-        page_link("pages/train.py", "Go to Train", icon="🚀")
+        page_link("pages/train.py", "Go to Train", icon=":material/model_training:")
         return
     active_ids = {job.id for job in listed if job.is_active}
 
@@ -100,8 +100,8 @@ def live_section(job: jobs.Job) -> None:
             current = jobs.get_job(job.id)
         except StudioError:
             st.rerun()  # removed meanwhile: the full page says so
-        if current.state != shown_state:
-            st.rerun()  # started or ended: redraw the whole page for its new state
+        if current.state != shown_state or current.mlflow_run_id != job.mlflow_run_id:
+            st.rerun()  # started, tracked or ended: redraw the whole page for its new state
         if current.is_active:
             st.progress(rv.progress_value(current), text=rv.progress_caption(current))
         if current.state == jobs.QUEUED or not (current.mlflow_run_id or current.is_active):
@@ -170,12 +170,17 @@ def model_download(job: jobs.Job) -> None:
         mime="application/zip",
         key="download-model",
         type="primary",
-        icon="⬇️",
+        icon=":material/download:",
         on_click="ignore",
     )
-    page_link("pages/predict.py", "Predict new rows with this model", icon="🔮", query_params={"job": job.id})
+    page_link(
+        "pages/predict.py",
+        "Predict new rows with this model",
+        icon=":material/online_prediction:",
+        query_params={"job": job.id},
+    )
     st.caption("To use it in your own Python code (needs only mlflow, torch and pandas installed):")
-    st.code(python_snippet(name), language="python")
+    st.code(python_snippet(name), language="python", wrap_lines=True)
 
 
 def mlflow_link(job: jobs.Job) -> None:
@@ -184,7 +189,7 @@ def mlflow_link(job: jobs.Job) -> None:
         return
     if base:
         url = tracking.mlflow_ui_run_url(base, job.experiment_id, job.mlflow_run_id)
-        st.link_button("Open this run in MLflow", url, key="mlflow-run", icon="📈")
+        st.link_button("Open this run in MLflow", url, key="mlflow-run", icon=":material/open_in_new:")
     else:
         st.caption(
             "The link to this run in the MLflow UI appears when the studio is started with `studio serve`."

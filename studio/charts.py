@@ -162,6 +162,10 @@ def training_curves(
             )
         fig.update_xaxes(title_text=x_title, row=1, col=col)
         fig.update_yaxes(title_text=metric_name(name), row=1, col=col)
+    # Both panels share one epoch axis starting at 0 (training starts there); whole epochs as ticks.
+    fig.update_xaxes(matches="x", rangemode="tozero")
+    if x_title == "epoch" and max((t.x[-1] for t in fig.data), default=0) <= 12:
+        fig.update_xaxes(dtick=1)
     fig.update_layout(
         height=height,
         margin={"l": 40, "r": 20, "t": 50, "b": 40},
@@ -204,6 +208,8 @@ def compare_curves(
         )
     if not fig.data:
         return empty_figure(f"{NO_DATA}: none of the chosen runs has logged {metric_label(metric)}.", height)
+    if x_title == "epoch" and max(trace.x[-1] for trace in fig.data) <= 12:
+        fig.update_xaxes(dtick=1)
     fig.update_layout(
         title=sentence(metric_label(metric)),
         xaxis_title=x_title,

@@ -32,12 +32,13 @@ MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
 BEST_MARK = "★"
 BEST_COLOR = "rgba(33, 195, 84, 0.25)"
 
+# Markdown with Streamlit's bundled icon font (emoji need a colour-emoji font the machine may lack).
 _STATUS = {
-    QUEUED: "⏳ Waiting",
-    RUNNING: "🏃 Training",
-    SUCCEEDED: "✅ Finished",
-    FAILED: "❌ Failed",
-    CANCELLED: "⏹️ Cancelled",
+    QUEUED: ":gray[:material/hourglass_empty:] Waiting",
+    RUNNING: ":blue[:material/sync:] Training",
+    SUCCEEDED: ":green[:material/check_circle:] Finished",
+    FAILED: ":red[:material/error:] Failed",
+    CANCELLED: ":orange[:material/cancel:] Cancelled",
 }
 
 _SECTIONS = {
@@ -53,7 +54,7 @@ _SECTIONS = {
 
 # --------------------------------------------------------------------------- job states in words
 def status_label(job: Job) -> str:
-    """``✅ Finished``, ``🏃 Training`` …"""
+    """The job's state in words with a coloured icon, as Streamlit markdown (``… Finished``)."""
     return _STATUS.get(job.state, job.state)
 
 
@@ -66,11 +67,22 @@ def progress_value(job: Job) -> float:
 
 
 def progress_caption(job: Job) -> str:
-    """The progress line under a job's bar: what it is doing and how long it ran or has left."""
-    text = job.progress_text or status_label(job)
-    if not job.is_active and job.seconds is not None:
-        text += f" · took {format_duration(job.seconds)}"
-    return text
+    """The line above a job's bar: how far it got and how long it has left (or took)."""
+    if job.is_active:
+        return job.progress_text
+    parts = []
+    if job.epoch is not None and job.max_epochs:
+        if job.state == SUCCEEDED and job.epoch < job.max_epochs:
+            parts.append(
+                f"stopped early after epoch {job.epoch} of {job.max_epochs} (it had stopped improving)"
+            )
+        else:
+            parts.append(f"epoch {job.epoch}/{job.max_epochs}")
+    elif job.state != SUCCEEDED:
+        parts.append("stopped before training began")
+    if job.seconds is not None:
+        parts.append(f"took {format_duration(job.seconds)}")
+    return " · ".join(parts)
 
 
 def state_message(job: Job) -> str:
