@@ -122,10 +122,14 @@ def require_app() -> None:
     request after a server start is a page address such as ``/train`` or ``/runs?job=...`` would get
     that page alone, with a menu of file names. Switching the flag off and rerunning runs ``app.py``,
     which shows the requested page (same address, same query parameters).
+
+    AppTest resets that flag before every run, so there a rerun would swallow each button click; tests
+    run the page as it is.
     """
+    from streamlit import config
     from streamlit.runtime.pages_manager import PagesManager
 
-    if PagesManager.uses_pages_directory:
+    if PagesManager.uses_pages_directory and not config.get_option("global.appTest"):
         PagesManager.uses_pages_directory = False
         st.rerun()
 
