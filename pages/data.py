@@ -79,7 +79,7 @@ st.dataframe(ui.datasets_frame(infos), hide_index=True, key="data_list")
 ids = [info.id for info in infos]
 by_id = {info.id: info for info in infos}
 if state.get("data_selected") not in ids:
-    state["data_selected"] = ids[0]
+    state["data_selected"] = state.get("current_dataset") if state.get("current_dataset") in ids else ids[0]
 selected = st.selectbox(
     "Look at", ids, format_func=lambda dataset_id: ui.dataset_label(by_id[dataset_id]), key="data_selected"
 )

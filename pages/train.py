@@ -40,6 +40,8 @@ if not infos:
     st.stop()
 
 by_id = {info.id: info for info in infos}
+if state.get("current_dataset") != state.get("train_dataset"):
+    forget("train_dataset", "train_target", "train_task")  # the data set was chosen on the Data page
 with ui.guard():
     st.subheader("What to learn")
     left, right = st.columns(2, gap="large")
@@ -160,6 +162,10 @@ with ui.guard():
     else:
         ui.show_error(problem)
 
+    st.caption(
+        "Training runs in the background: you can close the browser or train more models meanwhile. "
+        "The Runs page shows its progress live."
+    )
     if (
         st.button("Train", key="train_submit", type="primary", icon=":material/play_arrow:")
         and spec is not None

@@ -115,6 +115,19 @@ def test_choosing_another_target_or_preset_updates_the_suggestions(home: Path) -
     assert "at most 20 epochs" in " ".join(c.value for c in at.caption)
 
 
+def test_the_data_set_looked_at_on_the_data_page_is_picked_for_training(home: Path) -> None:
+    wine, diabetes = datasets.add_sample("wine"), datasets.add_sample("diabetes")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    for chosen, target, task in ((wine, "target", "classification"), (diabetes, "target", "regression")):
+        at.switch_page("pages/data.py").run()
+        at.selectbox(key="data_selected").set_value(chosen.id).run()
+        at.switch_page("pages/train.py").run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.selectbox(key="train_dataset").value == chosen.id
+        assert at.selectbox(key="train_target").value == target
+        assert at.selectbox(key="train_task").value == task
+
+
 def test_a_risky_learning_rate_shows_a_warning(home: Path) -> None:
     at = _train_page()
     assert not at.warning
