@@ -123,6 +123,12 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
             except StudioError as err:
                 st.error(str(err))
                 return
+            except Exception as err:  # the rows broke the model in a way the bundle does not foresee
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                st.error(
+                    f"The model could not predict these rows ({first}). Check that they look like the training data."
+                )
+                return
         st.session_state["predictions"] = (signature, result)
     saved = st.session_state.get("predictions")
     if not saved or saved[0] != signature:

@@ -476,6 +476,8 @@ def _param_value(text: str | None) -> Any:
     """MLflow params are text; numbers become numbers so columns sort and plot as such."""
     if text is None or text == "":
         return ""
+    if text in ("True", "False"):
+        return "yes" if text == "True" else "no"
     try:
         number = float(text)
     except ValueError:
