@@ -397,13 +397,13 @@ def device_text(requested: str, gpus: list[str] | None = None) -> str:
 
 
 # Measured with `python -m studio train` on a busy 2-core CPU: the wine (178 rows) and breast-cancer
-# (569 rows) samples with the default MLP, 2 and 40 epochs each. About 12 s go to starting the worker
-# (imports, MLflow run) and writing the bundle; each epoch costs about 0.25 s of fixed work
-# (validation, logging) plus about 0.02 s per update step. The per-row part is small for tables this
-# size and grows with the network.
-STARTUP_SECONDS = 12.0
-EPOCH_SECONDS = 0.25
-STEP_SECONDS = 0.02
+# (569 rows) samples with the default MLP, 2 and 60 epochs each, early stopping off. About 10 s go to
+# starting the worker (imports, MLflow run) and writing the bundle; each epoch then costs about 0.2 s
+# (validation, logging), nearly the same for both tables. The step and row costs are small guesses
+# that only matter for large tables and wide networks.
+STARTUP_SECONDS = 10.0
+EPOCH_SECONDS = 0.2
+STEP_SECONDS = 0.005
 ROW_SECONDS = 0.00001
 GPU_ROW_SPEEDUP = 10.0
 
