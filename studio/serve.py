@@ -196,7 +196,7 @@ def streamlit_command(app: Path, host: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "streamlit",
+        "studio.streamlit_main",
         "run",
         str(app),
         "--server.address",
