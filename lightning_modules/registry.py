@@ -13,6 +13,8 @@ from typing import Any
 from torch import nn
 
 from lightning_modules.components import TabularNet
+from lightning_modules.components.cnn import build_image_network
+from studio.bundle_runtime import TORCHVISION_ARCHITECTURES
 from studio.errors import SpecError
 from studio.spec import ARCHITECTURES
 
@@ -26,7 +28,14 @@ class TabularShape:
     n_out: int
 
 
-Builder = Callable[[dict[str, Any], TabularShape], nn.Module]
+@dataclass(frozen=True)
+class ImageShape:
+    """What an image network needs to know: its number of classes (inputs are RGB pictures)."""
+
+    n_classes: int
+
+
+Builder = Callable[[dict[str, Any], Any], nn.Module]
 _BUILDERS: dict[str, Builder] = {}
 
 
@@ -44,7 +53,7 @@ def registered() -> list[str]:
     return list(_BUILDERS)
 
 
-def build_network(name: str, params: dict[str, Any], shape: TabularShape) -> nn.Module:
+def build_network(name: str, params: dict[str, Any], shape: TabularShape | ImageShape) -> nn.Module:
     """Build the network called ``name``; an unknown name fails with the list of valid ones."""
     builder = _BUILDERS.get(name)
     if builder is None:
@@ -60,3 +69,18 @@ def _mlp(params: dict[str, Any], shape: TabularShape) -> nn.Module:
 @register("linear")
 def _linear(params: dict[str, Any], shape: TabularShape) -> nn.Module:
     return TabularNet(shape.n_numeric, shape.cardinalities, shape.n_out, hidden_layers=0, dropout=0.0, batch_norm=False)
+
+
+@register("small_cnn")
+def _small_cnn(params: dict[str, Any], shape: ImageShape) -> nn.Module:
+    return build_image_network("small_cnn", params, shape.n_classes)
+
+
+def _register_torchvision(name: str) -> None:
+    @register(name)
+    def _build(params: dict[str, Any], shape: ImageShape) -> nn.Module:
+        return build_image_network(name, params, shape.n_classes)
+
+
+for _name in TORCHVISION_ARCHITECTURES:
+    _register_torchvision(_name)

@@ -1,5 +1,6 @@
 """The model bundle: one zip that predicts without the studio (write, read, load, predict).
 
+Two kinds share one layout: ``tabular`` (raw table rows in) and ``image`` (picture paths or bytes in).
 Layout (the zip's root is an MLflow model folder, so ``mlflow.pyfunc.load_model`` opens it unzipped)::
 
     MLmodel, python_env.yaml, requirements.txt, conda.yaml   MLflow (explicit pip requirements)
@@ -8,8 +9,12 @@ Layout (the zip's root is an MLflow model folder, so ``mlflow.pyfunc.load_model`
                                      input columns, metrics, spec, example rows, ONNX description
     artifacts/weights.pt             the network's state dict (read with ``weights_only=True``)
     artifacts/training_studio_runtime.py   a copy of studio/bundle_runtime.py
+    artifacts/training_studio_image_io.py  (image bundles) a copy of studio/image_io.py: reads pictures
     artifacts/model.onnx             the network alone, dynamic batch axis (absent if export failed)
     README.md                        what the files are and how to use them
+
+An image bundle's ``studio_model.json`` holds the classes (``target.classes``) and the preprocessing
+(``size``, resize rule, ``mean``/``std``); its ONNX input is the normalised ``float [batch, 3, size, size]``.
 
 Nothing in the bundle is a pickle and nothing imports ``studio``. Importing this module is cheap
 (``python_snippet`` is used by the pages); torch and mlflow are imported by the functions that need them.
@@ -43,10 +48,12 @@ if TYPE_CHECKING:
 FORMAT = "training-studio-bundle"
 FORMAT_VERSION = 1
 KIND_TABULAR = "tabular"
-KINDS = (KIND_TABULAR,)  # "image" joins later, with its own predictor in the runtime
+KIND_IMAGE = "image"
+KINDS = (KIND_TABULAR, KIND_IMAGE)
 
 ENTRY_FILE = "training_studio_pyfunc.py"
 RUNTIME_FILE = "training_studio_runtime.py"
+IMAGE_IO_FILE = "training_studio_image_io.py"
 INFO_FILE = "studio_model.json"
 WEIGHTS_FILE = "weights.pt"
 ONNX_FILE = "model.onnx"
@@ -57,10 +64,24 @@ _log = logging.getLogger(__name__)
 _HERE = Path(__file__).resolve().parent
 
 
-def python_snippet(bundle_filename: str, data_filename: str = "data.csv") -> str:
-    """Python a user copies to predict with a downloaded bundle, with only mlflow, torch and pandas."""
+def python_snippet(bundle_filename: str, data_filename: str = "data.csv", kind: str = KIND_TABULAR) -> str:
+    """Python a user copies to predict with a downloaded bundle, with only mlflow, torch and pandas
+    (and torchvision and pillow for an ``image`` bundle, whose ``data_filename`` is a picture)."""
     name = Path(bundle_filename).name
     folder = Path(name).stem if name.lower().endswith(".zip") else f"{name}_model"
+    if kind == KIND_IMAGE:
+        picture = data_filename if data_filename != "data.csv" else "photo.jpg"
+        return (
+            "import zipfile\n\n"
+            "import mlflow\n"
+            "import pandas as pd\n\n"
+            f"zipfile.ZipFile({bundle_filename!r}).extractall({folder!r})\n"
+            f"model = mlflow.pyfunc.load_model({folder!r})\n\n"
+            "# One row per picture: a file path, or the file's bytes.\n"
+            f"pictures = pd.DataFrame({{'image': [{picture!r}]}})\n"
+            "predictions = model.predict(pictures)  # predicted_label + probability_<class> per class\n"
+            "print(predictions.head())\n"
+        )
     return (
         "import zipfile\n\n"
         "import mlflow\n"
@@ -134,36 +155,165 @@ def write_tabular_bundle(
             "runtime_version": RUNTIME_VERSION,
             "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
         }
-        (staging / INFO_FILE).write_text(json.dumps(info, indent=2, allow_nan=False), encoding="utf-8")
-        artifacts = {
-            name: str(staging / file)
-            for name, file in (
-                ("studio_model", INFO_FILE),
-                ("weights", WEIGHTS_FILE),
-                ("runtime", RUNTIME_FILE),
-                ("onnx", ONNX_FILE),
-            )
-            if (staging / file).exists()
-        }
-        with _quiet_mlflow():
-            mlflow.pyfunc.save_model(
-                str(model_dir),
-                python_model=str(staging / ENTRY_FILE),
-                artifacts=artifacts,
-                pip_requirements=_pip_requirements(),
-            )
-        (model_dir / "README.md").write_text(_readme(info, path.name), encoding="utf-8")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(path.name + ".partial")
-        try:
-            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-                for file in sorted(model_dir.rglob("*")):
-                    if file.is_file():
-                        zf.write(file, file.relative_to(model_dir).as_posix())
-            os.replace(partial, path)
-        finally:
-            partial.unlink(missing_ok=True)
+        _save_and_zip(path, info, staging, model_dir, _pip_requirements())
     return path
+
+
+def _save_and_zip(path: Path, info: dict[str, Any], staging: Path, model_dir: Path, requirements: list[str]) -> None:
+    """Write ``studio_model.json``, save the MLflow model from the staged files and zip it at ``path``
+    (through a ``.partial`` file, so a failure leaves no half-written zip)."""
+    import mlflow
+
+    (staging / INFO_FILE).write_text(json.dumps(info, indent=2, allow_nan=False), encoding="utf-8")
+    artifacts = {
+        name: str(staging / file)
+        for name, file in (
+            ("studio_model", INFO_FILE),
+            ("weights", WEIGHTS_FILE),
+            ("runtime", RUNTIME_FILE),
+            ("image_io", IMAGE_IO_FILE),
+            ("onnx", ONNX_FILE),
+        )
+        if (staging / file).exists()
+    }
+    with _quiet_mlflow():
+        mlflow.pyfunc.save_model(
+            str(model_dir),
+            python_model=str(staging / ENTRY_FILE),
+            artifacts=artifacts,
+            pip_requirements=requirements,
+        )
+    (model_dir / "README.md").write_text(_readme(info, path.name), encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(model_dir.rglob("*")):
+                if file.is_file():
+                    zf.write(file, file.relative_to(model_dir).as_posix())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_image_bundle(
+    path: Path,
+    *,
+    spec: RunSpec,
+    classes: list[str],
+    preprocessing: dict[str, Any],
+    network_config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    metrics: dict[str, float],
+) -> Path:
+    """Write an image model bundle at ``path`` and return ``path``.
+
+    ``preprocessing`` is the DataModule's (``size``, ``mean``, ``std`` …); ``network_config`` is what
+    ``bundle_runtime.build_image_net`` rebuilds the network from. A failed ONNX export is recorded in
+    ``studio_model.json``; the bundle is written without it.
+    """
+    import mlflow
+    import torch
+    import torchvision
+
+    import studio
+    from studio.bundle_runtime import RUNTIME_VERSION, build_image_net
+    from studio.image_io import IMAGE_IO_VERSION
+
+    path = Path(path)
+    net = build_image_net(network_config)
+    net.load_state_dict(state_dict)
+    net.eval()
+    target = {"name": spec.data.target, "task": spec.task, "classes": list(classes)}
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
+        staging.mkdir()
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
+        shutil.copyfile(_HERE / "bundle_runtime.py", staging / RUNTIME_FILE)
+        shutil.copyfile(_HERE / "image_io.py", staging / IMAGE_IO_FILE)
+        shutil.copyfile(_HERE / "bundle_pyfunc.py", staging / ENTRY_FILE)
+        onnx_info = _try_export_image_onnx(net, staging / ONNX_FILE, int(preprocessing["size"]), len(classes))
+        info = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": KIND_IMAGE,
+            "task": spec.task,
+            "target": target,
+            "input_columns": [{"name": "image", "kind": "image"}],
+            "preprocessing": preprocessing,
+            "network": network_config,
+            "weights": WEIGHTS_FILE,
+            "onnx": onnx_info,
+            "metrics": {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()},
+            "spec": spec.model_dump(mode="json"),
+            "example_rows": [],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "studio_version": studio.__version__,
+            "runtime_version": RUNTIME_VERSION,
+            "image_io_version": IMAGE_IO_VERSION,
+            "library_versions": {
+                "mlflow": mlflow.__version__,
+                "torch": _public_version(torch.__version__),
+                "torchvision": _public_version(torchvision.__version__),
+            },
+        }
+        requirements = _pip_requirements() + [
+            f"torchvision=={_public_version(torchvision.__version__)}",
+            "pillow>=10",
+        ]
+        _save_and_zip(path, info, staging, model_dir, requirements)
+    return path
+
+
+def _try_export_image_onnx(net: torch.nn.Module, path: Path, size: int, n_classes: int) -> dict[str, Any]:
+    """Export an image network to ONNX (input ``image``: normalised ``float [batch, 3, size, size]``)."""
+    try:
+        exporter = _export_image_onnx(net, path, size)
+        inputs = _onnx_inputs(path)
+    except Exception as err:  # any exporter failure: the pyfunc model does not need ONNX
+        _log.warning("ONNX export failed, the bundle is written without model.onnx: %s", err)
+        path.unlink(missing_ok=True)
+        return {
+            "file": None,
+            "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}",
+        }
+    return {
+        "file": f"artifacts/{ONNX_FILE}",
+        "exporter": exporter,
+        "inputs": inputs,
+        "output": {"name": "output", "dtype": "float32", "shape": ["batch", n_classes]},
+        "note": (
+            "Input: pictures prepared as in training_studio_image_io.load_square (RGB, shorter side resized "
+            "to preprocessing.size, centre crop), as float32 NCHW divided by 255, minus preprocessing.mean, "
+            "divided by preprocessing.std per channel. Output: one logit per class in the order of "
+            "target.classes; softmax gives probabilities."
+        ),
+    }
+
+
+def _export_image_onnx(net: torch.nn.Module, path: Path, size: int, exporter: str = "auto") -> str:
+    """Export with a dynamic batch axis (TorchScript exporter first: faster; torch.export as fallback)."""
+    import torch
+
+    example = torch.zeros(2, 3, size, size, dtype=torch.float32)
+    names = {"input_names": ["image"], "output_names": ["output"]}
+    errors = []
+    for name in ("torchscript", "dynamo") if exporter == "auto" else (exporter,):
+        try:
+            with warnings.catch_warnings(), _quiet_loggers("torch.onnx", "onnxscript"):
+                warnings.simplefilter("ignore")
+                if name == "torchscript":
+                    axes = {"image": {0: "batch"}, "output": {0: "batch"}}
+                    torch.onnx.export(net, (example,), str(path), dynamo=False, dynamic_axes=axes, **names)
+                else:
+                    batch = torch.export.Dim("batch")
+                    torch.onnx.export(
+                        net, (example,), str(path), dynamo=True, dynamic_shapes=({0: batch},), verbose=False, **names
+                    )
+            return name
+        except Exception as err:  # try the next exporter, report all if none works
+            errors.append(f"{name}: {err}")
+    raise RuntimeError("; ".join(errors))
 
 
 def _pip_requirements() -> list[str]:
@@ -288,6 +438,21 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         if info["onnx"]["file"]
         else f"- No ONNX file: the export failed ({info['onnx']['error']})."
     )
+    if info["kind"] == KIND_IMAGE:
+        return (
+            f"# Training Studio model: image classification ({', '.join(info['target']['classes'])})\n\n"
+            "An MLflow pyfunc model. It needs only mlflow, torch, torchvision, pillow and pandas (not the studio):\n\n"
+            f"```python\n{python_snippet(bundle_name, kind=KIND_IMAGE)}```\n\n"
+            f"`predict` takes a DataFrame with an `image` column (picture file paths or bytes) and returns "
+            f"`predicted_{target}` and one `probability_<class>` column per class.\n\n"
+            "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
+            f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
+            f"- `artifacts/{INFO_FILE}`: classes, picture preparation (size, mean, std), network, metrics and "
+            "the run spec.\n"
+            f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
+            f"- `artifacts/{RUNTIME_FILE}`: the network code; `artifacts/{IMAGE_IO_FILE}`: how pictures are read.\n"
+            f"{onnx_line}\n"
+        )
     return (
         f"# Training Studio model: {info['task']} of `{target}`\n\n"
         "An MLflow pyfunc model. It needs only mlflow, torch and pandas (not the studio):\n\n"
@@ -377,6 +542,13 @@ def _check_info(info: Any, name: str) -> dict[str, Any]:
             f"'{name}' holds a '{info.get('kind')}' model, which this version of the studio cannot load "
             f"(it loads: {', '.join(KINDS)})."
         )
+    if info["kind"] == KIND_IMAGE:
+        preprocessing = info.get("preprocessing")
+        if not isinstance(preprocessing, dict) or not {"size", "mean", "std"} <= set(preprocessing):
+            raise BundleError(
+                f"'{name}' holds an 'image' model without its picture preparation (size, mean, std) in "
+                f"{INFO_FILE}; it is damaged: download it again."
+            )
     return info
 
 
@@ -447,14 +619,51 @@ class LoadedBundle:
 
     def predict(self, rows: pd.DataFrame | list[dict[str, Any]] | dict[str, Any]) -> pd.DataFrame:
         """Predictions for raw rows: a DataFrame (index kept), records, or one row as a dict.
-        Rows sharing no column with the model are refused."""
+        Rows sharing no column with the model are refused. An image model takes a DataFrame with an
+        ``image`` column, or picture paths or bytes (one, or a list); an unreadable picture is a
+        :class:`BundleError` naming it (:meth:`predict_images` reports it per picture instead)."""
         import pandas as pd
 
+        if self.kind == KIND_IMAGE:
+            from studio.bundle_runtime import as_image_frame
+
+            try:
+                return self.model.predict(as_image_frame(rows))
+            except (ValueError, TypeError) as err:
+                raise BundleError(str(err).strip().splitlines()[0]) from None
         if isinstance(rows, dict):
             rows = [rows]
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         _require_shared_column(self.input_columns, frame.columns)
         return self.model.predict(frame)
+
+    def predict_images(self, pictures: list[Any], names: list[str] | None = None) -> pd.DataFrame:
+        """One row per picture (paths or bytes): ``image`` (its name), the prediction columns, and
+        ``error`` (why a picture could not be read; its predictions are then empty). For the Predict page."""
+        import pandas as pd
+
+        from studio.bundle_runtime import image_source
+        from studio.image_io import open_image
+
+        if self.kind != KIND_IMAGE:
+            raise BundleError("This model predicts from table columns, not from pictures.")
+        names = names or [p if isinstance(p, str) else f"picture {i + 1}" for i, p in enumerate(pictures)]
+        errors: list[str | None] = []
+        for picture in pictures:
+            try:
+                open_image(image_source(picture), draft_size=64).close()
+                errors.append(None)
+            except (ValueError, TypeError) as err:
+                errors.append(str(err))
+        good = [i for i, e in enumerate(errors) if e is None]
+        frame = pd.DataFrame({"image": names}).reindex(columns=["image", *self.prediction_columns, "error"])
+        frame["error"] = errors
+        if good:
+            predicted = self.model.predict(pd.DataFrame({"image": [pictures[i] for i in good]}))
+            for column in self.prediction_columns:
+                frame[column] = frame[column].astype(predicted[column].dtype if column in predicted else object)
+                frame.loc[good, column] = predicted[column].to_numpy()
+        return frame
 
     def close(self) -> None:
         self._cleanup()
@@ -513,18 +722,83 @@ def predict_csv(
 ) -> pd.DataFrame:
     """The data file's columns plus ``predicted_<target>`` (and ``probability_<class>`` per class).
 
-    Written to ``out_csv`` when given. The bundle is checked before the data is read.
+    Written to ``out_csv`` when given. The bundle is checked before the data is read. For an image
+    model ``data_csv`` may also be a picture, a zip of pictures or a folder of them; a CSV then needs
+    an ``image`` column of picture paths (relative to the CSV's folder or absolute).
     """
     from studio.datasets import read_table_file
 
     info = read_bundle_info(bundle_zip)
+    if info["kind"] == KIND_IMAGE:
+        return _predict_pictures(bundle_zip, Path(data_csv).expanduser(), out_csv)
     frame = read_table_file(data_csv)
     _require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)
     with load_bundle(bundle_zip) as bundle:
         predictions = bundle.predict(frame)
+    return _joined(frame, predictions, out_csv)
+
+
+def _joined(frame: pd.DataFrame, predictions: pd.DataFrame, out_csv: str | Path | None) -> pd.DataFrame:
     result = frame.drop(columns=[c for c in predictions.columns if c in frame.columns]).join(predictions)
     if out_csv is not None:
         out = Path(out_csv).expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
         result.to_csv(out, index=False)
     return result
+
+
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".ico")
+
+
+def _predict_pictures(bundle_zip: str | Path, data: Path, out_csv: str | Path | None) -> pd.DataFrame:
+    import pandas as pd
+
+    from studio.bundle_runtime import image_column
+
+    if not data.exists():
+        raise BundleError(f"There is nothing at '{data}' to predict (no such file or folder).")
+    names: list[str]
+    pictures: list[Any]
+    if data.is_dir():
+        files = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+        names, pictures = [str(p.relative_to(data)) for p in files], [str(p) for p in files]
+    elif zipfile.is_zipfile(data):
+        names, pictures = _pictures_in_zip(data)
+    elif data.suffix.lower() in (".csv", ".tsv", ".txt"):
+        from studio.datasets import read_table_file
+
+        frame = read_table_file(data)
+        try:
+            column = image_column(frame)
+        except ValueError as err:
+            raise BundleError(str(err)) from None
+        names = [str(v) for v in frame[column]]
+        pictures = [str(v if Path(str(v)).is_absolute() else data.parent / str(v)) for v in frame[column]]
+    else:
+        names, pictures = [data.name], [str(data)]
+    if not pictures:
+        raise BundleError(f"'{data.name}' holds no pictures to predict.")
+    with load_bundle(bundle_zip) as bundle:
+        result = bundle.predict_images(pictures, names)
+    if result["error"].isna().all():
+        result = result.drop(columns=["error"])
+    return _joined(pd.DataFrame(index=result.index), result, out_csv)
+
+
+def _pictures_in_zip(path: Path) -> tuple[list[str], list[bytes]]:
+    """Every picture-named file of a zip, read in memory under the data sets' zip limits."""
+    from studio.datasets.images import DEFAULT_LIMITS, _junk, _read_member, check_archive
+    from studio.errors import DatasetError
+
+    names, pictures = [], []
+    try:
+        with zipfile.ZipFile(path) as zf:
+            for member in check_archive(zf, path.name):
+                parts = Path(member.filename).parts
+                if _junk(tuple(parts)) or Path(member.filename).suffix.lower() not in PICTURE_SUFFIXES:
+                    continue
+                names.append(member.filename)
+                pictures.append(_read_member(zf, member, DEFAULT_LIMITS.max_entry_bytes))
+    except DatasetError as err:
+        raise BundleError(str(err)) from None
+    return names, pictures

@@ -5,7 +5,8 @@ the model is saved and again when ``mlflow.pyfunc.load_model`` opens the bundle.
 ``studio``: a bundle predicts where the studio is not installed. Everything it needs travels as MLflow
 artifacts: ``studio_model.json`` (preprocessing, target and network state as plain JSON), ``weights.pt``
 (a state dict read with ``weights_only=True``) and ``training_studio_runtime.py`` (a copy of
-``studio/bundle_runtime.py``), imported from its file under a name of its own so that two bundles
+``studio/bundle_runtime.py``; image bundles add ``training_studio_image_io.py``, a copy of
+``studio/image_io.py``), imported from their files under names of their own so that two bundles
 loaded in one process each keep the runtime they were written with.
 """
 
@@ -24,7 +25,7 @@ import pandas as pd
 
 
 def _import_runtime(path: str) -> ModuleType:
-    name = f"training_studio_runtime_{uuid.uuid4().hex}"
+    name = f"{Path(path).stem}_{uuid.uuid4().hex}"
     spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -50,21 +51,29 @@ def as_frame(rows: Any) -> pd.DataFrame:
 
 
 class TrainingStudioModel(mlflow.pyfunc.PythonModel):
-    """Raw table rows in; ``predicted_<target>`` plus one ``probability_<class>`` per class out.
-
-    Extra columns are ignored, absent ones count as missing, unseen categories as unknown.
+    """A tabular model: raw table rows in. Extra columns are ignored, absent ones count as missing,
+    unseen categories as unknown. An image model: a DataFrame with an ``image`` column of picture paths
+    or bytes in (or a list of them). Out: ``predicted_<target>`` plus one ``probability_<class>`` per class.
     """
 
     def load_context(self, context: Any) -> None:
         self.info = json.loads(Path(context.artifacts["studio_model"]).read_text(encoding="utf-8"))
-        if self.info.get("kind") != "tabular":
-            raise ValueError(f"this entry predicts tabular models, not '{self.info.get('kind')}' ones")
+        kind = self.info.get("kind")
         runtime = _import_runtime(context.artifacts["runtime"])
-        self.predictor = runtime.TabularPredictor.from_files(self.info, context.artifacts["weights"])
+        self.runtime = runtime
+        if kind == "tabular":
+            self.predictor = runtime.TabularPredictor.from_files(self.info, context.artifacts["weights"])
+        elif kind == "image":
+            image_io = _import_runtime(context.artifacts["image_io"])
+            self.predictor = runtime.ImagePredictor.from_files(self.info, context.artifacts["weights"], image_io)
+        else:
+            raise ValueError(f"this entry predicts tabular and image models, not '{kind}' ones")
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
+        if self.info["kind"] == "image":
+            return self.predictor.predict(self.runtime.as_image_frame(model_input))
         return self.predictor.predict(as_frame(model_input))
 
 

@@ -350,3 +350,188 @@ class TabularPredictor:
         n_out = self.net.config["n_out"]
         outputs = np.concatenate(outs) if outs else np.zeros((0, n_out), dtype="float32")
         return outputs_to_frame(outputs, self.target, frame.index)
+
+
+# --------------------------------------------------------------------------- images
+TORCHVISION_ARCHITECTURES = (
+    "resnet18",
+    "resnet50",
+    "mobilenet_v3_small",
+    "mobilenet_v3_large",
+    "efficientnet_b0",
+    "convnext_tiny",
+)
+IMAGE_COLUMNS = ("image", "images", "path", "paths", "file", "filename", "image_path", "bytes", "image_bytes")
+
+
+class SmallCNN(nn.Module):
+    """A small from-scratch convolutional network: ``blocks`` times (3×3 conv, batch norm, ReLU, 2×2 max
+    pool), each block doubling the filters, then global average pooling, dropout and a linear layer.
+    One convolution per block keeps it quick on a CPU (a second one per block costs about 4× the time).
+
+    Takes normalised ``float [batch, 3, H, W]`` (any H, W ≥ 2**blocks) and returns one logit per class.
+    """
+
+    def __init__(self, n_classes: int, width: int = 32, blocks: int = 3, dropout: float = 0.2):
+        super().__init__()
+        self.config = {"n_classes": n_classes, "width": width, "blocks": blocks, "dropout": dropout}
+        layers: list[nn.Module] = []
+        channels_in = 3
+        for i in range(blocks):
+            channels = width * 2**i
+            layers += [
+                nn.Conv2d(channels_in, channels, 3, padding=1, bias=False),
+                nn.BatchNorm2d(channels),
+                nn.ReLU(),
+                nn.MaxPool2d(2),
+            ]
+            channels_in = channels
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Sequential(nn.Flatten(), nn.Dropout(dropout), nn.Linear(channels_in, n_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)))
+
+
+def build_image_net(config: dict[str, Any]) -> nn.Module:
+    """The network an image bundle describes: ``{"architecture", "n_classes", "params"}``, with fresh
+    weights (the caller loads the trained ones). torchvision is imported only for its networks."""
+    name, n_classes, params = config["architecture"], int(config["n_classes"]), dict(config.get("params") or {})
+    if name == "small_cnn":
+        return SmallCNN(n_classes, **params)
+    if name in TORCHVISION_ARCHITECTURES:
+        import torchvision
+
+        return torchvision.models.get_model(name, weights=None, num_classes=n_classes)
+    raise ValueError(f"unknown image architecture '{name}'")
+
+
+def normalise_images(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """``uint8 [batch, 3, H, W]`` (or float in 0–255) → float scaled to 0–1, minus mean, over std."""
+    x = images.float().div_(255.0)
+    mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
+    return x.sub_(mean_t).div_(std_t)
+
+
+def image_column(frame: pd.DataFrame) -> Any:
+    """The column of a DataFrame that holds the pictures: one named like ``image``/``path``/``bytes``,
+    else the only column."""
+    lowered = {str(c).strip().lower(): c for c in frame.columns}
+    for name in IMAGE_COLUMNS:
+        if name in lowered:
+            return lowered[name]
+    if len(frame.columns) == 1:
+        return frame.columns[0]
+    raise ValueError(
+        "predict takes a DataFrame with an 'image' column of picture file paths or picture bytes; "
+        f"this one has the columns {', '.join(map(str, frame.columns[:10]))}"
+    )
+
+
+def as_image_frame(rows: Any) -> pd.DataFrame:
+    """A DataFrame with an ``image`` column from what callers pass: a DataFrame, one path or bytes, a
+    list of paths or bytes, or records (dicts with an ``image`` entry)."""
+    from pathlib import Path
+
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, pd.Series):
+        return rows.to_frame(name=rows.name if rows.name is not None else "image")
+    if isinstance(rows, (str, bytes, bytearray, memoryview, Path)):
+        return pd.DataFrame({"image": [rows]})
+    if isinstance(rows, dict):
+        columns = any(isinstance(v, (list, tuple, pd.Series)) for v in rows.values())
+        return pd.DataFrame(rows) if columns else pd.DataFrame([rows])
+    if isinstance(rows, (list, tuple)):
+        if rows and all(isinstance(r, dict) for r in rows):
+            return pd.DataFrame(list(rows))
+        return pd.DataFrame({"image": list(rows)})
+    raise TypeError(
+        "predict takes a DataFrame with an 'image' column, or picture file paths or bytes, "
+        f"not {type(rows).__name__}"
+    )
+
+
+def image_source(value: Any) -> Any:
+    """A path, bytes, or base64 text (as JSON carries bytes) → something ``open_image`` reads."""
+    import base64
+    import binascii
+    from pathlib import Path
+
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, Path):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("data:") and "," in text:
+            text = text.split(",", 1)[1]
+        elif len(text) < 1024 and Path(text).expanduser().exists():
+            return Path(text).expanduser()
+        try:
+            return base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"'{value[:200]}' is neither an existing picture file nor picture bytes") from None
+    if hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image
+        return value
+    raise ValueError(f"a {type(value).__name__} is not a picture (give a file path or the file's bytes)")
+
+
+class ImagePredictor:
+    """Pictures in (paths or bytes), ``predicted_<target>`` plus one ``probability_<class>`` per class out.
+
+    ``image_io`` is the module that reads pictures (``studio.image_io``, or the bundle's copy of it), so
+    a picture is prepared exactly as the training cache prepared it.
+    """
+
+    def __init__(self, info: dict[str, Any], weights: dict[str, torch.Tensor], image_io: Any):
+        self.info = info
+        self.preprocessing = info["preprocessing"]
+        self.target = info["target"]
+        self.image_io = image_io
+        self.net = build_image_net(info["network"])
+        self.net.load_state_dict(weights)
+        self.net.eval()
+
+    @classmethod
+    def from_files(cls, info: dict[str, Any], weights_path: str, image_io: Any) -> ImagePredictor:
+        weights = torch.load(weights_path, map_location="cpu", weights_only=True)
+        return cls(info, weights, image_io)
+
+    def pixels(self, sources: list[Any]) -> np.ndarray:
+        """``uint8 [n, 3, size, size]``: the pictures as the network's input before scaling."""
+        size = int(self.preprocessing["size"])
+        out = np.empty((len(sources), 3, size, size), dtype=np.uint8)
+        for i, value in enumerate(sources):
+            try:
+                out[i] = self.image_io.load_square(image_source(value), size).transpose(2, 0, 1)
+            except ValueError as err:  # UnreadableImage is a ValueError
+                shown = value if isinstance(value, str) and len(value) < 200 else f"picture {i + 1}"
+                raise ValueError(f"'{shown}' cannot be used: {err}") from None
+        return out
+
+    def network_input(self, pixels: np.ndarray) -> torch.Tensor:
+        """Normalised float input for the network (and for ``model.onnx``)."""
+        return normalise_images(torch.from_numpy(pixels), self.preprocessing["mean"], self.preprocessing["std"])
+
+    @torch.no_grad()
+    def logits(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        outs = [
+            self.net(self.network_input(pixels[start : start + batch_size])).float().numpy()
+            for start in range(0, len(pixels), batch_size)
+        ]
+        return np.concatenate(outs) if outs else np.zeros((0, len(self.target["classes"])), dtype="float32")
+
+    def predict(self, frame: pd.DataFrame, batch_size: int = 64) -> pd.DataFrame:
+        if not isinstance(frame, pd.DataFrame):
+            frame = pd.DataFrame(frame)
+        column = image_column(frame)
+        outputs = []
+        values = list(frame[column])
+        for start in range(0, len(values), batch_size):
+            outputs.append(self.logits(self.pixels(values[start : start + batch_size]), batch_size))
+        n_classes = len(self.target["classes"])
+        logits = np.concatenate(outputs) if outputs else np.zeros((0, n_classes), dtype="float32")
+        return outputs_to_frame(logits, {**self.target, "task": "classification"}, frame.index)

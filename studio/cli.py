@@ -174,13 +174,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_add(args: argparse.Namespace) -> int:
-    from studio.datasets import add_csv, load_profile
+    from studio.datasets import KIND_IMAGES, add_data_file, load_profile
 
-    info = add_csv(args.file, name=args.name)
+    info = add_data_file(args.file, name=args.name)
     profile = load_profile(info.id)
     print(info.id)
-    print(f"{info.n_rows} rows × {info.n_cols} columns; suggested target: {profile.get('suggested_target')} "
-          f"({profile.get('suggested_task')})")
+    if info.kind == KIND_IMAGES:
+        classes = [c["name"] for c in profile["classes"]]
+        shown = ", ".join(classes[:10]) + (" …" if len(classes) > 10 else "")
+        print(f"{info.n_rows} pictures in {len(classes)} classes ({shown}); "
+              f"train with: python -m studio train --data {info.id}")
+    else:
+        print(f"{info.n_rows} rows × {info.n_cols} columns; suggested target: {profile.get('suggested_target')} "
+              f"({profile.get('suggested_task')})")
     for warning in profile.get("warnings", []):
         print(f"warning: {warning['message']} → {warning['action']}")
     return 0
@@ -251,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     datasets = sub.add_parser("datasets", help="add, list, show and delete data sets")
     dsub = datasets.add_subparsers(dest="datasets_command", required=True)
-    add = dsub.add_parser("add", help="add a CSV file")
+    add = dsub.add_parser("add", help="add a CSV file, or a zip of picture folders (one folder per class)")
     add.add_argument("file")
     add.add_argument("--name")
     add.set_defaults(handler=cmd_datasets_add)

@@ -3,23 +3,31 @@
 The CLI, the job worker and the tests all call :func:`train`. It owns one MLflow run: params, tags,
 curves, test metrics, the spec, the data profile and the model bundle. A failure ends the run as
 FAILED with the reason as a tag; a cancellation ends it as KILLED.
+
+Tables and pictures share everything but their data, network and bundle: the task picks the
+DataModule (``TabularDataModule`` / ``ImageDataModule``) and LightningModule; the Lightning loop, the
+callbacks, MLflow logging and the cancel/fail handling are the same code. An image run also logs the
+test split's confusion matrix and predictions (``studio.images_view`` reads them back).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import logging
 import os
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from studio import tracking
 from studio.errors import StudioError, TrainingError
-from studio.spec import RunSpec, metric_mode
+from studio.spec import RunSpec, is_image_task, metric_mode
 
 
 class TrainingCancelled(StudioError):
@@ -124,7 +132,7 @@ def train(
     hooks = hooks or TrainHooks()
     started = time.monotonic()
     dataset = get_dataset(spec.data.dataset_id)
-    frame = load_table(dataset.id)
+    _check_data_kind(spec, dataset)
     profile = load_profile(dataset.id)
     plan = resolve_device(spec.training.device, spec.training.precision)
 
@@ -132,17 +140,30 @@ def train(
     import torch
 
     _quiet_lightning()
-    from lightning_modules.tabular_data import TabularDataModule
-
     torch.manual_seed(spec.data.seed)
-    data = TabularDataModule(frame, profile, spec)  # validates target, task and features before a run exists
+    fit: Callable[..., TrainResult]
+    if is_image_task(spec.task):
+        plan = image_device_plan(plan)
+        data, net = _prepare_images(spec, dataset, profile)  # checks weights and pictures before a run exists
+        fit, kind = functools.partial(_fit_and_log_images, net=net), "image"
+    else:
+        from lightning_modules.tabular_data import TabularDataModule
+
+        frame = load_table(dataset.id)
+        data, fit, kind = TabularDataModule(frame, profile, spec), _fit_and_log, "tabular"
+        # TabularDataModule validates target, task and features before a run exists.
 
     run_id, experiment_id = tracking.start_run(
-        spec, job_id=job_id, extra_tags={tracking.TAG_STEPS_PER_EPOCH: str(data.steps_per_epoch)}
+        spec,
+        job_id=job_id,
+        extra_tags={
+            tracking.TAG_STEPS_PER_EPOCH: str(data.steps_per_epoch),
+            tracking.TAG_KIND: kind,
+        },
     )
     try:
         hooks.on_run_started(run_id, experiment_id)
-        result = _fit_and_log(spec, data, plan, run_id, experiment_id, hooks, bundle_out, progress_bar, profile)
+        result = fit(spec, data, plan, run_id, experiment_id, hooks, bundle_out, progress_bar, profile)
     except TrainingCancelled:
         tracking.end_run(run_id, "KILLED")
         raise
@@ -154,9 +175,25 @@ def train(
         tracking.end_run(run_id, status, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
         raise
     result.seconds = time.monotonic() - started
-    result.ignored_columns = dict(data.plan.ignored)
-    result.dropped_rows = data.dropped_rows
+    if kind == "tabular":
+        result.ignored_columns = dict(data.plan.ignored)
+        result.dropped_rows = data.dropped_rows
     return result
+
+
+def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
+    from studio.datasets import KIND_IMAGES
+
+    images = dataset.kind == KIND_IMAGES
+    if is_image_task(spec.task) and not images:
+        raise TrainingError(
+            f"Data set '{dataset.id}' is a table; image classification needs a zip of picture folders. "
+            "Choose 'classification' or 'regression' for a table."
+        )
+    if images and not is_image_task(spec.task):
+        raise TrainingError(
+            f"Data set '{dataset.id}' holds pictures; choose the task 'image_classification' to train on it."
+        )
 
 
 def _fit_and_log(
@@ -170,9 +207,6 @@ def _fit_and_log(
     progress_bar: bool,
     profile: dict[str, Any],
 ) -> TrainResult:
-    import pytorch_lightning as pl
-
-    from lightning_modules.callbacks import BestWeights, TrainingCancelledSignal, TrainingReporter
     from lightning_modules.registry import TabularShape, build_network
     from lightning_modules.tabular_module import TabularLightningModule
 
@@ -192,7 +226,6 @@ def _fit_and_log(
     shape = TabularShape(data.preprocessor.n_numeric, data.preprocessor.cardinalities, data.n_out)
     net = build_network(spec.architecture.name, spec.architecture.params, shape)
     monitor = spec.early_stopping.metric
-    mode = metric_mode(monitor)
     steps_per_epoch = data.steps_per_epoch
     module = TabularLightningModule(
         net,
@@ -209,12 +242,64 @@ def _fit_and_log(
         gradient_clip=spec.training.gradient_clip,
     )
 
+    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar)
+    test_metrics = run.test_metrics
+    bundle_path = _write_bundle(spec, data, module, profile, test_metrics, run_id, bundle_out)
+    tracking.end_run(run_id, "FINISHED")
+    return run.result(run_id, experiment_id, bundle_path, data.sizes["train"])
+
+
+@dataclass
+class _LightningRun:
+    """What one Lightning fit + test left behind."""
+
+    test_metrics: dict[str, float]
+    best_epoch: int | None
+    epochs_run: int
+    first_point_seconds: float | None
+    fit_seconds: float
+
+    def result(self, run_id: str, experiment_id: str, bundle_path: Path | None, train_rows: int) -> TrainResult:
+        return TrainResult(
+            run_id=run_id,
+            experiment_id=experiment_id,
+            test_metrics=self.test_metrics,
+            bundle_path=bundle_path,
+            status="FINISHED",
+            best_epoch=self.best_epoch,
+            epochs_run=self.epochs_run,
+            first_point_seconds=self.first_point_seconds,
+            fit_seconds=self.fit_seconds,
+            train_rows=train_rows,
+        )
+
+
+def _run_lightning(
+    spec: RunSpec,
+    data: Any,
+    module: Any,
+    plan: DevicePlan,
+    run_id: str,
+    hooks: TrainHooks,
+    progress_bar: bool,
+) -> _LightningRun:
+    """Fit with the studio's callbacks (MLflow curves, progress, cancel, best weights, early stopping),
+    restore the best weights and test them; the test metrics (and ``best_epoch``) are logged.
+
+    Both LightningModules optimise manually (gradient clipping and one-cycle steps happen inside
+    ``training_step``), so the Trainer gets no clipping setting."""
+    import pytorch_lightning as pl
+
+    from lightning_modules.callbacks import BestWeights, TrainingCancelledSignal, TrainingReporter
+
+    monitor = spec.early_stopping.metric
+    mode = metric_mode(monitor)
     buffer = tracking.MetricBuffer(run_id)
 
     def report(raw: dict[str, Any]) -> None:
         hooks.on_progress(Progress(**raw))
 
-    reporter = TrainingReporter(buffer.add, buffer.flush, report, hooks.should_stop, steps_per_epoch)
+    reporter = TrainingReporter(buffer.add, buffer.flush, report, hooks.should_stop, data.steps_per_epoch)
     best = BestWeights(monitor, mode)
     callbacks: list[pl.Callback] = [reporter, best]
     if spec.early_stopping.enabled:
@@ -258,20 +343,12 @@ def _fit_and_log(
     if best.best_epoch is not None:
         buffer.add({"best_epoch": float(best.best_epoch + 1)}, trainer.global_step)
     buffer.close()
-
-    bundle_path = _write_bundle(spec, data, module, profile, test_metrics, run_id, bundle_out)
-    tracking.end_run(run_id, "FINISHED")
-    return TrainResult(
-        run_id=run_id,
-        experiment_id=experiment_id,
+    return _LightningRun(
         test_metrics=test_metrics,
-        bundle_path=bundle_path,
-        status="FINISHED",
         best_epoch=None if best.best_epoch is None else best.best_epoch + 1,
         epochs_run=trainer.current_epoch,
         first_point_seconds=reporter.first_point_at,
         fit_seconds=fit_seconds,
-        train_rows=data.sizes["train"],
     )
 
 
@@ -290,7 +367,7 @@ def _write_bundle(
     test_metrics: dict[str, float],
     run_id: str,
     bundle_out: str | Path | None,
-) -> Path:
+) -> Path | None:
     from studio.bundle import write_tabular_bundle
 
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
@@ -304,11 +381,163 @@ def _write_bundle(
             sample_rows=data.frame.iloc[data.test_idx[:5]].drop(columns=[spec.data.target]),
             metrics=test_metrics,
         )
-        tracking.client().log_artifact(run_id, str(path), os.path.dirname(tracking.BUNDLE_ARTIFACT))
-        tracking.set_tags(run_id, {tracking.TAG_BUNDLE: tracking.BUNDLE_ARTIFACT})
-        if bundle_out is None:
-            return None  # type: ignore[return-value]
-        out = Path(bundle_out).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_bytes(path.read_bytes())
-        return out
+        return _publish_bundle(path, run_id, bundle_out)
+
+
+# --------------------------------------------------------------------------- pictures
+def image_device_plan(plan: DevicePlan) -> DevicePlan:
+    """Pictures train in 32-bit on a CPU (16-bit convolutions are slower there) and, on a GPU, in the
+    spec's precision (mixed bfloat16 by default for images), falling back to float16 mixed precision on
+    GPUs without bfloat16."""
+    import torch
+
+    if plan.accelerator == "cpu":
+        return dataclasses.replace(plan, precision="32-true")
+    if plan.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+        return dataclasses.replace(plan, precision="16-mixed")
+    return plan
+
+
+def _prepare_images(spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> tuple[Any, Any]:
+    """The DataModule (split, uint8 cache) and the network (pretrained weights read from the cache)."""
+    from lightning_modules.image_data import ImageDataModule
+    from lightning_modules.registry import ImageShape, build_network
+    from studio.datasets import load_table
+    from studio.pretrained import check_weights
+
+    check_weights(spec.architecture.name, spec.architecture.params)  # before decoding thousands of pictures
+    data = ImageDataModule(dataset.path, load_table(dataset.id), profile, spec)
+    net = build_network(spec.architecture.name, spec.architecture.params, ImageShape(data.n_classes))
+    return data, net
+
+
+def _fit_and_log_images(
+    spec: RunSpec,
+    data: Any,
+    plan: DevicePlan,
+    run_id: str,
+    experiment_id: str,
+    hooks: TrainHooks,
+    bundle_out: str | Path | None,
+    progress_bar: bool,
+    profile: dict[str, Any],
+    *,
+    net: Any,
+) -> TrainResult:
+    import torch
+
+    from lightning_modules.components.cnn import frozen_norms, network_config, trainable_share
+    from lightning_modules.image_module import ImageLightningModule
+
+    mlflow_client = tracking.client()
+    mlflow_client.log_text(run_id, spec.to_json(), tracking.SPEC_ARTIFACT)
+    mlflow_client.log_dict(run_id, profile, tracking.PROFILE_ARTIFACT)
+    tracking.set_tags(
+        run_id,
+        {
+            tracking.TAG_DEVICE: plan.description,
+            "studio.rows": str(data.sizes),
+            "studio.batch_size": str(data.batch_size),
+            "studio.image_size": str(data.image_size),
+            "studio.precision": plan.precision,
+            "studio.trainable_share": f"{trainable_share(net):.4f}",
+        },
+    )
+    if plan.accelerator == "gpu":
+        net = net.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    module = ImageLightningModule(
+        net,
+        data.n_classes,
+        spec.optimizer,
+        spec.scheduler,
+        spec.early_stopping.metric,
+        spec.training.epochs,
+        steps_per_epoch=data.steps_per_epoch,
+        gradient_clip=spec.training.gradient_clip,
+        frozen=frozen_norms(net),
+    )
+    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar)
+    _log_test_predictions(run_id, spec, data, module)
+    bundle_path = _write_image_bundle(
+        spec,
+        data,
+        network_config(spec.architecture.name, spec.architecture.params, data.n_classes),
+        module,
+        run.test_metrics,
+        run_id,
+        bundle_out,
+    )
+    tracking.end_run(run_id, "FINISHED")
+    return run.result(run_id, experiment_id, bundle_path, data.sizes["train"])
+
+
+def _log_test_predictions(run_id: str, spec: RunSpec, data: Any, module: Any) -> None:
+    """The test split's confusion matrix and per-picture predictions, for the run page."""
+    import numpy as np
+    import torch
+
+    from studio.images_view import CONFUSION_ARTIFACT, PREDICTIONS_ARTIFACT
+
+    if not module.test_probabilities:
+        return
+    probabilities = torch.cat(module.test_probabilities).float().numpy()
+    predicted = probabilities.argmax(axis=1)
+    truth = data.label_ids[data.test_idx]
+    k = data.n_classes
+    matrix = np.zeros((k, k), dtype=np.int64)
+    np.add.at(matrix, (truth, predicted), 1)
+    classes = data.classes
+    rows = [
+        {
+            "image": data.relative_paths[index],
+            "source": data.sources[index],
+            "label": classes[truth[j]],
+            "predicted": classes[predicted[j]],
+            "probability": round(float(probabilities[j, predicted[j]]), 6),
+            "probabilities": [round(float(v), 6) for v in probabilities[j]],
+        }
+        for j, index in enumerate(data.test_idx)
+    ]
+    mlflow_client = tracking.client()
+    mlflow_client.log_dict(run_id, {"classes": classes, "matrix": matrix.tolist()}, CONFUSION_ARTIFACT)
+    mlflow_client.log_dict(
+        run_id,
+        {"dataset_id": spec.data.dataset_id, "classes": classes, "rows": rows},
+        PREDICTIONS_ARTIFACT,
+    )
+
+
+def _write_image_bundle(
+    spec: RunSpec,
+    data: Any,
+    network_config: dict[str, Any],
+    module: Any,
+    test_metrics: dict[str, float],
+    run_id: str,
+    bundle_out: str | Path | None,
+) -> Path | None:
+    from studio.bundle import write_image_bundle
+
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        path = write_image_bundle(
+            Path(tmp) / "model.zip",
+            spec=spec,
+            classes=data.classes,
+            preprocessing=data.preprocessing,
+            network_config=network_config,
+            state_dict={k: v.detach().cpu() for k, v in module.net.state_dict().items()},
+            metrics=test_metrics,
+        )
+        return _publish_bundle(path, run_id, bundle_out)
+
+
+def _publish_bundle(path: Path, run_id: str, bundle_out: str | Path | None) -> Path | None:
+    """Log the bundle to the run and copy it to ``bundle_out`` (if given)."""
+    tracking.client().log_artifact(run_id, str(path), os.path.dirname(tracking.BUNDLE_ARTIFACT))
+    tracking.set_tags(run_id, {tracking.TAG_BUNDLE: tracking.BUNDLE_ARTIFACT})
+    if bundle_out is None:
+        return None
+    out = Path(bundle_out).expanduser()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(path.read_bytes())
+    return out

@@ -1,0 +1,289 @@
+"""The image DataModule: decode and resize every picture once into a uint8 cache, then serve batches
+from memory and vary them (augmentation) on the training device.
+
+The cache is ``<data set folder>/cache/rgb-<size>px-v<n>.npy``: ``uint8 [pictures, 3, size, size]`` in
+the order of the data set's index, prepared by ``studio.image_io.load_square`` (the function model
+bundles use at prediction time). It is built once per image size, in parallel threads, and written
+atomically; later runs and every epoch read it back (memory-mapped) without decoding a file again.
+Batches are gathered from it as uint8 (4× less to move than float), moved to the device, then
+scaled, augmented and normalised there in :meth:`ImageDataModule.on_after_batch_transfer`.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.nn import functional as F
+
+from lightning_modules.tabular_data import stratified_split
+from studio.augment import GRAY_WEIGHTS, sample_params
+from studio.bundle_runtime import _natural_key, normalise_images
+from studio.errors import TrainingError
+from studio.image_io import IMAGE_IO_VERSION, UnreadableImage, load_square
+from studio.spec import (
+    ARCHITECTURES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    RunSpec,
+    auto_image_batch_size,
+    auto_image_size,
+)
+
+MIN_IMAGES = 10
+GPU_RESIDENT_BYTES = 4 * 2**30  # splits smaller than this live on the GPU for the whole run
+STATS_SAMPLE = 2000
+
+
+# --------------------------------------------------------------------------- cache
+def cache_path(folder: Path, size: int) -> Path:
+    return folder / "cache" / f"rgb-{size}px-v{IMAGE_IO_VERSION}.npy"
+
+
+def build_cache(
+    paths: list[str], size: int, target: Path, progress: Callable[[int, int], None] | None = None
+) -> np.ndarray:
+    """Decode and fit every picture into ``target`` (``uint8 [n, 3, size, size]``), unless it is there.
+
+    Written to a temporary file beside it and renamed, so a crash never leaves half a cache and two
+    runs building the same cache at once both end with a complete one.
+    """
+    if target.is_file():
+        cached = np.load(target, mmap_mode="c")
+        if cached.shape == (len(paths), 3, size, size) and cached.dtype == np.uint8:
+            return cached
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=".tmp-", suffix=".npy", dir=target.parent)
+    os.close(handle)
+    try:
+        _fill_cache(paths, size, temporary, progress)
+        os.replace(temporary, target)
+    finally:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+    return np.load(target, mmap_mode="c")
+
+
+def _fill_cache(paths: list[str], size: int, file: str, progress: Callable[[int, int], None] | None) -> None:
+    out = np.lib.format.open_memmap(file, mode="w+", dtype=np.uint8, shape=(len(paths), 3, size, size))
+
+    def fill(i: int) -> None:
+        try:
+            out[i] = load_square(paths[i], size).transpose(2, 0, 1)
+        except UnreadableImage as err:
+            raise TrainingError(
+                f"The stored picture {paths[i]} cannot be read any more ({err}); delete the data set and "
+                "add the zip again."
+            ) from None
+
+    workers = min(8, os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=workers) as pool:  # Pillow decodes without holding the GIL
+        for done, _ in enumerate(pool.map(fill, range(len(paths))), start=1):
+            if progress is not None and (done % 100 == 0 or done == len(paths)):
+                progress(done, len(paths))
+    out.flush()
+
+
+# --------------------------------------------------------------------------- augmentation
+class BatchAugmenter:
+    """The spec's augmentation for a whole batch at once, each picture with its own random parameters
+    (``studio.augment.sample_params``): crop, rotation and flips as one affine resample
+    (``affine_grid`` + bilinear ``grid_sample``, black outside the picture), then brightness, contrast
+    and saturation. Works on ``float [B, 3, S, S]`` in 0–1 on any device."""
+
+    def __init__(self, settings: Any, seed: int = 0):
+        self.settings = settings
+        self.rng = np.random.default_rng(seed)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        params = sample_params(self.rng, x.shape[0], self.settings)
+        return self.apply(x, params)
+
+    @staticmethod
+    def apply(x: torch.Tensor, params: Any) -> torch.Tensor:
+        if params.moves:
+            theta = torch.from_numpy(params.matrices()).to(device=x.device, dtype=x.dtype)
+            grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+            x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        if params.recolours:
+            def per_image(values: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(values).to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
+
+            weights = torch.tensor(GRAY_WEIGHTS, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+            x = (x * per_image(params.brightness)).clamp_(0.0, 1.0)
+            mean = (x * weights).sum(1, keepdim=True).mean((2, 3), keepdim=True)
+            x = ((x - mean) * per_image(params.contrast) + mean).clamp_(0.0, 1.0)
+            gray = (x * weights).sum(1, keepdim=True)
+            x = ((x - gray) * per_image(params.saturation) + gray).clamp_(0.0, 1.0)
+        return x
+
+
+# --------------------------------------------------------------------------- batches
+class ImageBatches:
+    """``(uint8 pictures [B, 3, S, S], labels [B])`` gathered from the cache by index, reshuffled every
+    pass when ``shuffle`` is set. A last training batch of one picture is dropped (batch norm cannot
+    train on one)."""
+
+    def __init__(
+        self, images: torch.Tensor, labels: torch.Tensor, index: np.ndarray, batch_size: int, shuffle: bool, seed: int
+    ):
+        self.images = images
+        self.labels = labels
+        self.index = torch.from_numpy(np.asarray(index, dtype=np.int64))
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.generator = torch.Generator().manual_seed(seed)
+        n = len(index)
+        self.drop_single = shuffle and n > 1 and n % batch_size == 1
+
+    def __len__(self) -> int:
+        full, rest = divmod(len(self.index), self.batch_size)
+        return full + (1 if rest and not self.drop_single else 0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        index = self.index
+        if self.shuffle:
+            index = index[torch.randperm(len(index), generator=self.generator)]
+        index = index.to(self.images.device)
+        pin = self.images.device.type == "cpu" and torch.cuda.is_available()
+        for start in range(0, len(self) * self.batch_size, self.batch_size):
+            rows = index[start : start + self.batch_size]
+            images = self.images.index_select(0, rows)
+            yield (images.pin_memory() if pin else images), self.labels.index_select(0, rows)
+
+
+class ImageDataModule(pl.LightningDataModule):
+    """Splits an image data set (stratified by class), prepares the uint8 cache and serves batches."""
+
+    def __init__(
+        self,
+        folder: Path,
+        table: Any,
+        profile: dict[str, Any],
+        spec: RunSpec,
+        cache_progress: Callable[[int, int], None] | None = None,
+    ):
+        super().__init__()
+        self.spec = spec
+        self.folder = Path(folder)
+        labels_text = [str(v) for v in table["label"]]
+        self.classes = sorted(set(labels_text), key=_natural_key)
+        if len(self.classes) < 2:
+            raise TrainingError("The data set has pictures of one class only; classification needs at least two.")
+        if len(labels_text) < MIN_IMAGES:
+            raise TrainingError(
+                f"The data set has only {len(labels_text)} pictures; at least {MIN_IMAGES} are needed to train and test."
+            )
+        lookup = {name: i for i, name in enumerate(self.classes)}
+        labels = np.fromiter((lookup[v] for v in labels_text), dtype=np.int64, count=len(labels_text))
+        self.label_ids = labels
+        split = spec.data
+        self.train_idx, self.val_idx, self.test_idx = stratified_split(
+            labels, len(labels), split.val_fraction, split.test_fraction, split.seed
+        )
+        if len(self.val_idx) == 0 or len(self.test_idx) == 0:
+            raise TrainingError(
+                "Too few pictures to hold some back for validation and testing; add pictures (at least 3 per class)."
+            )
+        arch = spec.architecture
+        median_side = (profile.get("sizes") or {}).get("short_side_median")
+        self.image_size = spec.image.size or auto_image_size(arch.name, arch.params, median_side)
+        self.relative_paths = [str(p) for p in table["image"]]
+        self.sources = [str(p) for p in table["source"]] if "source" in table else list(self.relative_paths)
+        self.cache = build_cache(
+            [str(self.folder / p) for p in self.relative_paths],
+            self.image_size,
+            cache_path(self.folder, self.image_size),
+            cache_progress,
+        )
+        self.images = torch.from_numpy(self.cache)
+        self.labels = torch.from_numpy(labels)
+        if ARCHITECTURES[arch.name].pretrained_weights:
+            self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        else:
+            self.mean, self.std = channel_stats(self.cache, self.train_idx, seed=split.seed)
+        self.augmenter = BatchAugmenter(spec.image, seed=split.seed) if spec.image.augments else None
+        self.channels_last = False
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def sizes(self) -> dict[str, int]:
+        return {"train": len(self.train_idx), "val": len(self.val_idx), "test": len(self.test_idx)}
+
+    @property
+    def batch_size(self) -> int:
+        return self.spec.training.batch_size or auto_image_batch_size(self.image_size, len(self.train_idx))
+
+    @property
+    def steps_per_epoch(self) -> int:
+        """Optimiser steps per epoch: one per training batch."""
+        return max(len(self.train_dataloader()), 1)
+
+    @property
+    def preprocessing(self) -> dict[str, Any]:
+        """What a bundle needs to prepare a picture: size, resize rule, mean and std (JSON)."""
+        from studio.image_io import RESIZE_METHOD
+
+        return {
+            "size": self.image_size,
+            "resize": RESIZE_METHOD,
+            "channels": "RGB",
+            "layout": "NCHW",
+            "scale": "pixel values divided by 255, then minus mean and divided by std, per channel",
+            "mean": self.mean,
+            "std": self.std,
+            "image_io_version": IMAGE_IO_VERSION,
+        }
+
+    def setup(self, stage: str | None = None) -> None:
+        trainer = getattr(self, "trainer", None)
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        if device.type == "cuda":
+            self.channels_last = True
+            if self.cache.nbytes <= GPU_RESIDENT_BYTES:
+                self.images = self.images.to(device)
+                self.labels = self.labels.to(device)
+
+    def _batches(self, index: np.ndarray, shuffle: bool) -> ImageBatches:
+        batch_size = self.batch_size if shuffle else max(self.batch_size, 256)
+        return ImageBatches(self.images, self.labels, index, batch_size, shuffle, seed=self.spec.data.seed)
+
+    def train_dataloader(self) -> ImageBatches:
+        return self._batches(self.train_idx, shuffle=True)
+
+    def val_dataloader(self) -> ImageBatches:
+        return self._batches(self.val_idx, shuffle=False)
+
+    def test_dataloader(self) -> ImageBatches:
+        return self._batches(self.test_idx, shuffle=False)
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        images, labels = batch
+        x = images.float().div_(255.0)
+        trainer = getattr(self, "trainer", None)
+        if self.augmenter is not None and trainer is not None and trainer.training:
+            x = self.augmenter(x)
+        x = normalise_images(x.mul_(255.0), self.mean, self.std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x, labels
+
+
+def channel_stats(cache: np.ndarray, index: np.ndarray, seed: int = 0) -> tuple[list[float], list[float]]:
+    """Per-channel mean and std (0–1 scale) of up to ``STATS_SAMPLE`` training pictures."""
+    rng = np.random.default_rng(seed)
+    chosen = np.sort(rng.choice(index, size=min(len(index), STATS_SAMPLE), replace=False))
+    pixels = torch.from_numpy(np.asarray(cache[chosen])).float().div_(255.0)
+    mean = pixels.mean(dim=(0, 2, 3))
+    std = pixels.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return [round(float(v), 6) for v in mean], [round(float(v), 6) for v in std]

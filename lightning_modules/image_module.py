@@ -1,0 +1,100 @@
+"""The LightningModule for pictures: the tabular module's metrics, optimiser and schedules (manual
+optimisation, stepped by the module), fed with one picture tensor per batch instead of number and
+category columns. It receives its network ready-made (from the registry) and keeps the test split's
+probabilities for the confusion matrix and the gallery of mistakes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torchmetrics
+from torch import nn
+from torch.nn import functional as F
+
+from lightning_modules.tabular_module import TabularLightningModule
+from studio.spec import OptimizerSpec, SchedulerSpec
+
+
+class ImageLightningModule(TabularLightningModule):
+    """Batches are ``(normalised pictures [B, 3, S, S], class indices [B])``.
+
+    ``frozen`` lists normalisation layers of a frozen backbone: they stay in eval mode while training
+    so that their running statistics do not drift either.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        n_classes: int,
+        optimizer: OptimizerSpec,
+        scheduler: SchedulerSpec,
+        monitor: str,
+        max_epochs: int,
+        steps_per_epoch: int = 1,
+        gradient_clip: float = 0.0,
+        frozen: Sequence[nn.Module] = (),
+    ):
+        super().__init__(
+            net,
+            "classification",
+            n_classes,
+            optimizer,
+            scheduler,
+            monitor,
+            max_epochs,
+            steps_per_epoch=steps_per_epoch,
+            gradient_clip=gradient_clip,
+        )
+        self._frozen = list(frozen)  # a plain list: these modules are already registered inside ``net``
+        self.test_probabilities: list[torch.Tensor] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return self.net(x)
+
+    def train(self, mode: bool = True) -> ImageLightningModule:
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:  # type: ignore[override]
+        """One optimiser step per batch (a CNN step outweighs Lightning's per-batch bookkeeping)."""
+        optimizer = self.optimizers()
+        scheduler = self.lr_schedulers() if self.scheduler_spec.name == "onecycle" else None
+        x, y = batch
+        out = self(x)
+        loss = F.cross_entropy(out.float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        self.manual_backward(loss)
+        if self.gradient_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+        optimizer.step()
+        if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
+            scheduler.step()
+        with torch.no_grad():
+            self._loss_sums[0] += loss.detach().float()
+            self._loss_sums[1] += 1
+            self._hit_sums[0] += (out.argmax(-1) == y).sum()
+            self._hit_sums[1] += len(y)
+
+    def _scores(
+        self, metrics: torchmetrics.MetricCollection, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = batch
+        out = self(x)
+        probabilities = out.float().softmax(-1)
+        metrics.update(probabilities, y)
+        return F.cross_entropy(out.float(), y), probabilities
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, _ = self._scores(self.val_metrics, batch)
+        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[1]), prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.test_probabilities = []
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        loss, probabilities = self._scores(self.test_metrics, batch)
+        self.test_probabilities.append(probabilities.detach().cpu())
+        self.log("test/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[1]))
