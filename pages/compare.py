@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import charts, tracking
+from studio import charts, tracking, ui
 from studio import runs_view as rv
 from studio.errors import StudioError
 from studio.spec import main_metric
+
+ui.require_app()
 
 DEFAULT_RUNS = 5
 _STATUS = {"FINISHED": "", "RUNNING": " (still training)", "FAILED": " (failed)", "KILLED": " (cancelled)"}

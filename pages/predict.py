@@ -8,10 +8,12 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from studio import jobs
+from studio import jobs, ui
 from studio import runs_view as rv
 from studio.bundle import read_bundle_info
 from studio.errors import StudioError
+
+ui.require_app()
 
 TRAINED_HERE = "A model trained here"
 UPLOADED = "A model file (.zip) I have"

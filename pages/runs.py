@@ -9,10 +9,12 @@ import time
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from studio import charts, jobs, tracking
+from studio import charts, jobs, tracking, ui
 from studio import runs_view as rv
 from studio.bundle import python_snippet
 from studio.errors import StudioError
+
+ui.require_app()
 
 REFRESH_SECONDS = 2
 NOTICE = "runs_notice"

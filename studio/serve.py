@@ -196,7 +196,7 @@ def streamlit_command(app: Path, host: str, port: int) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "studio.streamlit_main",
+        "streamlit",
         "run",
         str(app),
         "--server.address",

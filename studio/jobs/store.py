@@ -222,13 +222,14 @@ def new_job_id(now: float | None = None) -> str:
     return f"job-{day}-{secrets.token_hex(3)}"
 
 
-def _job_name(spec: RunSpec) -> str:
-    return spec.name or f"{spec.data.target} from {spec.data.dataset_id}"
-
-
 # --------------------------------------------------------------------------- writes
 def insert_job(spec: RunSpec) -> Job:
-    """Store a new queued job for ``spec``."""
+    """Store a new queued job for ``spec``. An unnamed spec gets the readable name its MLflow run will
+    carry too, so the Runs page, the CLI and the MLflow UI call the run the same."""
+    from studio.tracking import readable_run_name
+
+    if not spec.name:
+        spec = spec.with_changes(name=readable_run_name(spec))
     now = time.time()
     for _ in range(20):
         job_id = new_job_id(now)
@@ -239,7 +240,7 @@ def insert_job(spec: RunSpec) -> Job:
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (
                         job_id,
-                        _job_name(spec),
+                        spec.name,
                         QUEUED,
                         now,
                         spec.to_json(),
