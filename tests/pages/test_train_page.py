@@ -149,7 +149,6 @@ def test_an_invalid_combination_shows_a_plain_error_and_train_does_nothing(home:
     assert jobs.list_jobs() == []
 
 
-@pytest.mark.slow
 def test_pressing_train_runs_a_real_job_to_the_end(home: Path) -> None:
     at = _train_page()
     at.number_input(key="train__training__epochs").set_value(2).run()
