@@ -113,6 +113,7 @@ class BatchAugmenter:
             grid = F.affine_grid(theta, list(x.shape), align_corners=False)
             x = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
         if params.recolours:
+
             def per_image(values: np.ndarray) -> torch.Tensor:
                 return torch.from_numpy(values).to(device=x.device, dtype=x.dtype).view(-1, 1, 1, 1)
 
@@ -132,7 +133,13 @@ class ImageBatches:
     train on one)."""
 
     def __init__(
-        self, images: torch.Tensor, labels: torch.Tensor, index: np.ndarray, batch_size: int, shuffle: bool, seed: int
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor,
+        index: np.ndarray,
+        batch_size: int,
+        shuffle: bool,
+        seed: int,
     ):
         self.images = images
         self.labels = labels
@@ -176,7 +183,9 @@ class ImageDataModule(pl.LightningDataModule):
         labels_text = [str(v) for v in table["label"]]
         self.classes = sorted(set(labels_text), key=_natural_key)
         if len(self.classes) < 2:
-            raise TrainingError("The data set has pictures of one class only; classification needs at least two.")
+            raise TrainingError(
+                "The data set has pictures of one class only; classification needs at least two."
+            )
         if len(labels_text) < MIN_IMAGES:
             raise TrainingError(
                 f"The data set has only {len(labels_text)} pictures; at least {MIN_IMAGES} are needed to train and test."

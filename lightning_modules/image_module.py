@@ -68,7 +68,9 @@ class ImageLightningModule(TabularLightningModule):
         optimizer.zero_grad(set_to_none=True)
         self.manual_backward(loss)
         if self.gradient_clip:
-            self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
+            )
         optimizer.step()
         if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()

@@ -69,7 +69,9 @@ class AugmentParams:
 
     @property
     def recolours(self) -> bool:
-        return bool(np.any(self.brightness != 1) or np.any(self.contrast != 1) or np.any(self.saturation != 1))
+        return bool(
+            np.any(self.brightness != 1) or np.any(self.contrast != 1) or np.any(self.saturation != 1)
+        )
 
 
 def _setting(settings: Any, name: str) -> Any:
@@ -99,7 +101,9 @@ def sample_params(rng: np.random.Generator, n: int, settings: Any) -> AugmentPar
         brightness, contrast, saturation = (rng.uniform(low, high, n) for _ in range(3))
     else:
         brightness, contrast, saturation = ones, ones, ones
-    return AugmentParams(width, height, center_x, center_y, angle, flip_x, flip_y, brightness, contrast, saturation)
+    return AugmentParams(
+        width, height, center_x, center_y, angle, flip_x, flip_y, brightness, contrast, saturation
+    )
 
 
 def recolour(pixels: np.ndarray, brightness: float, contrast: float, saturation: float) -> np.ndarray:

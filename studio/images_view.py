@@ -40,7 +40,9 @@ def sample_grid(dataset_id: str, per_class: int = 8) -> list[ClassSamples]:
         ClassSamples(
             name=c["name"],
             count=int(c["count"]),
-            thumbnails=[info.path / rel for rel in c.get("samples", [])[:per_class] if (info.path / rel).is_file()],
+            thumbnails=[
+                info.path / rel for rel in c.get("samples", [])[:per_class] if (info.path / rel).is_file()
+            ],
         )
         for c in profile.get("classes", [])
     ]
@@ -48,7 +50,9 @@ def sample_grid(dataset_id: str, per_class: int = 8) -> list[ClassSamples]:
 
 def class_counts(profile: dict[str, Any]) -> list[dict[str, Any]]:
     """``[{"class", "pictures", "share"}]`` for a table or bar chart."""
-    return [{"class": c["name"], "pictures": c["count"], "share": c["share"]} for c in profile.get("classes", [])]
+    return [
+        {"class": c["name"], "pictures": c["count"], "share": c["share"]} for c in profile.get("classes", [])
+    ]
 
 
 def skipped_files(profile: dict[str, Any]) -> list[dict[str, str]]:
@@ -59,7 +63,10 @@ def skipped_files(profile: dict[str, Any]) -> list[dict[str, str]]:
         rows += [{"file": f, "reason": f"exact copy of {group['kept']} (kept once)"} for f in group["copies"]]
     for group in profile.get("label_conflicts", []):
         classes = ", ".join(group["labels"])
-        rows += [{"file": f, "reason": f"the same picture is in several classes ({classes})"} for f in group["files"]]
+        rows += [
+            {"file": f, "reason": f"the same picture is in several classes ({classes})"}
+            for f in group["files"]
+        ]
     return rows
 
 

@@ -111,7 +111,10 @@ def test_junk_broken_and_stray_files_are_skipped_with_reasons(studio_home, tmp_p
     assert "damaged or cut short" in reasons["red/cut.png"]
     assert "not a picture" in reasons["blue/notes.txt"]
     assert "not inside a class folder" in reasons["readme.md"]
-    assert "7 file(s) in the zip were skipped" in {w["code"]: w for w in profile["warnings"]}["skipped_files"]["message"]
+    assert (
+        "7 file(s) in the zip were skipped"
+        in {w["code"]: w for w in profile["warnings"]}["skipped_files"]["message"]
+    )
 
 
 def test_duplicates_are_kept_once_and_label_conflicts_left_out(studio_home, tmp_path) -> None:
@@ -124,7 +127,9 @@ def test_duplicates_are_kept_once_and_label_conflicts_left_out(studio_home, tmp_
     assert profile["duplicates"] == [
         {"kept": "red/0.png", "copies": ["red/copy-of-0.png", "red/another-copy.png"], "label": "red"}
     ]
-    assert profile["label_conflicts"] == [{"files": ["red/1.png", "blue/which-is-it.png"], "labels": ["blue", "red"]}]
+    assert profile["label_conflicts"] == [
+        {"files": ["red/1.png", "blue/which-is-it.png"], "labels": ["blue", "red"]}
+    ]
     sources = set(load_table(info.id)["source"])
     assert "red/0.png" in sources and "red/copy-of-0.png" not in sources
     assert "red/1.png" not in sources and "blue/which-is-it.png" not in sources
@@ -274,7 +279,10 @@ def test_each_limit_names_itself(studio_home, tmp_path, limits, phrase) -> None:
     [
         ({}, "holds no usable pictures"),
         ({"notes/a.txt": b"hello"}, "holds no usable pictures"),
-        ({f"cats/{i}.png": encode(Image.new("RGB", (8, 8), (i, 0, 0))) for i in range(5)}, r"one class only \('cats'\)"),
+        (
+            {f"cats/{i}.png": encode(Image.new("RGB", (8, 8), (i, 0, 0))) for i in range(5)},
+            r"one class only \('cats'\)",
+        ),
     ],
 )
 def test_unusable_zips_say_why(studio_home, tmp_path, entries, phrase) -> None:
