@@ -221,15 +221,41 @@ def _finish(job_id: str, state: str, reason: str | None, outcome: dict[str, Any]
             time.sleep(1.0)
 
 
+def standby() -> int:
+    """A warm worker: import the training stack now, then wait for the scheduler to write a job id on
+    stdin, and run that job (its output into the job's log, from the job's folder). EOF: exit."""
+    import lightning_modules.callbacks  # noqa: F401  (torch, Lightning, torchmetrics)
+    import lightning_modules.tabular_data  # noqa: F401
+    import lightning_modules.tabular_module  # noqa: F401
+    import studio.training  # noqa: F401
+    from studio import tracking
+
+    tracking.client()  # mlflow and its store, ready
+    line = sys.stdin.readline().strip()
+    if not line:
+        return 0
+    log_fd = os.open(store.log_path(line), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(log_fd, 1)
+    os.dup2(log_fd, 2)
+    os.close(log_fd)
+    os.chdir(store.job_dir(line))
+    return run_job(line)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m studio.worker", description="Run one stored training job."
     )
-    parser.add_argument("job_id")
+    parser.add_argument("job_id", nargs="?")
+    parser.add_argument("--standby", action="store_true", help="import first, then read the job id on stdin")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
+    if args.standby:
+        return standby()
+    if not args.job_id:
+        parser.error("give a JOB_ID (or --standby)")
     return run_job(args.job_id)
 
 

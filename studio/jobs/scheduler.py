@@ -7,7 +7,9 @@ stops a running job. Every ~0.5 s the scheduler
 
 1. reaps the workers it started and reconciles jobs whose worker died (failed, or cancelled if asked),
 2. kills workers that ignored a cancel request for ``cancel_grace`` seconds,
-3. fills free slots: one job per GPU, ``STUDIO_CPU_SLOTS`` (default 1) jobs on CPU.
+3. fills free slots: one job per GPU, ``STUDIO_CPU_SLOTS`` (default 1) jobs on CPU,
+4. keeps one warm worker per free slot (``python -m studio.worker --standby``: torch, Lightning and
+   MLflow already imported, waiting on stdin), so a new job logs its first step in ~2 s instead of ~10 s.
 
 It exits by itself after ``idle_exit`` seconds without queued or running jobs. No torch, lightning or
 mlflow at import time: pages call ``ensure_scheduler()``.
@@ -208,18 +210,25 @@ class Scheduler:
         cancel_grace: float = CANCEL_GRACE_SECONDS,
         gpus: list[str] | None = None,
         cpu_slots: int | None = None,
+        keep_warm: bool = True,
     ) -> None:
         self.worker_cmd = list(worker_cmd or DEFAULT_WORKER_CMD)
         self.cancel_grace = cancel_grace
         self.slots = device_slots(gpus, cpu_slots)
         self.children: dict[str, subprocess.Popen] = {}
         self._background: list[threading.Thread] = []
+        # Warm workers: one per free slot, torch and Lightning already imported, waiting on stdin for a
+        # job id. Only with the real worker (tests that pass a fake worker command get cold starts).
+        self.keep_warm = worker_cmd is None and keep_warm
+        self.standby: dict[str, subprocess.Popen] = {}
+        self._standby_started: dict[str, float] = {}
 
     def tick(self) -> None:
         self.reap()
         self.reconcile()
         self.enforce_cancels()
         self.fill_slots()
+        self.warm_up()
 
     # ---- dead workers
     def reap(self) -> None:
@@ -295,8 +304,7 @@ class Scheduler:
             busy.add(slot.name)
             self.launch(job, slot)
 
-    def launch(self, job: Job, slot: Slot) -> None:
-        """Start the worker for a claimed job in its own session, its output into the job's log."""
+    def worker_env(self, slot: Slot) -> dict[str, str]:
         env = child_env()
         env["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible_devices
         env["STUDIO_JOB_SLOT"] = slot.name
@@ -304,6 +312,14 @@ class Scheduler:
         if not slot.is_gpu and cpu_share > 1:
             # Several CPU jobs at once: share the cores instead of each one taking all of them.
             env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_share)))
+        return env
+
+    def launch(self, job: Job, slot: Slot) -> None:
+        """Start the worker for a claimed job in its own session, its output into the job's log.
+        A warm worker waiting on this slot takes the job when there is one (no import wait)."""
+        if self._hand_to_standby(job, slot):
+            return
+        env = self.worker_env(slot)
         cmd = [part.replace("{job_id}", job.id) for part in self.worker_cmd]
         try:
             with open(store.log_path(job.id), "ab") as out:
@@ -326,6 +342,71 @@ class Scheduler:
         store.set_worker(job.id, proc.pid, created)
         self.children[job.id] = proc
         log.info("job %s: started worker %s on %s", job.id, proc.pid, slot.name)
+
+    def _hand_to_standby(self, job: Job, slot: Slot) -> bool:
+        proc = self.standby.pop(slot.name, None)
+        if proc is None:
+            return False
+        if proc.poll() is None:
+            try:
+                created = psutil.Process(proc.pid).create_time()
+                store.set_worker(job.id, proc.pid, created)
+                assert proc.stdin is not None
+                proc.stdin.write(f"{job.id}\n".encode())
+                proc.stdin.close()
+            except (OSError, psutil.NoSuchProcess):
+                store.set_worker(job.id, None, None)
+            else:
+                self.children[job.id] = proc
+                log.info("job %s: handed to warm worker %s on %s", job.id, proc.pid, slot.name)
+                return True
+        self._retire(proc)
+        return False
+
+    def warm_up(self) -> None:
+        """Keep one warm worker per free slot (started when the slot has nothing to run, so its imports
+        never compete with a training job for the CPU)."""
+        if not self.keep_warm:
+            return
+        busy = {job.device for job in store.list_jobs(states=[RUNNING]) if job.device}
+        for slot in self.slots:
+            proc = self.standby.get(slot.name)
+            if proc is not None and proc.poll() is None:
+                continue
+            if proc is not None:
+                self.standby.pop(slot.name)
+            if slot.name in busy or time.monotonic() - self._standby_started.get(slot.name, -1e9) < 30:
+                continue  # in use, or a warm worker died young: do not start one in a loop
+            self._standby_started[slot.name] = time.monotonic()
+            try:
+                with open(settings.studio_home() / "standby-worker.log", "ab") as out:
+                    self.standby[slot.name] = subprocess.Popen(
+                        [sys.executable, "-m", "studio.worker", "--standby"],
+                        cwd=settings.studio_home(),
+                        env=self.worker_env(slot),
+                        stdin=subprocess.PIPE,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+            except OSError as err:
+                log.warning("could not start a warm worker for %s: %s", slot.name, err)
+
+    def retire_standby(self) -> None:
+        """Let the warm workers go (they exit when their stdin closes)."""
+        for proc in self.standby.values():
+            self._retire(proc)
+        self.standby.clear()
+
+    @staticmethod
+    def _retire(proc: subprocess.Popen) -> None:
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        with contextlib.suppress(OSError):
+            proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
 
     def _in_background(self, fn, *args) -> None:
         # Closing an MLflow run imports mlflow (seconds); the loop keeps scheduling meanwhile.
@@ -427,6 +508,7 @@ def run_scheduler_forever(
                 idle_since = time.monotonic()
             stop.wait(poll)
     finally:
+        scheduler.retire_standby()
         scheduler.finish_background()
         lock_file.close()
         restore()

@@ -270,7 +270,7 @@ def claim_job(job_id: str, device: str) -> bool:
         return cursor.rowcount == 1
 
 
-def set_worker(job_id: str, pid: int, create_time: float) -> None:
+def set_worker(job_id: str, pid: int | None, create_time: float | None) -> None:
     """Record the process that runs a job (its start time tells a reused pid apart)."""
     with connect() as conn:
         conn.execute(

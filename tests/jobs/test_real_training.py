@@ -83,3 +83,19 @@ def test_real_gpu_job_runs_on_its_own_gpu_slot(
     assert done.device == last
     # The worker sees only its slot's GPU, as GPU 0.
     assert tracking.client().get_run(done.mlflow_run_id).data.tags[tracking.TAG_DEVICE].startswith("GPU 0")
+
+
+def test_a_warm_worker_takes_the_next_job_without_import_wait(jobs_home: Path, tmp_path: Path) -> None:
+    from studio.datasets import add_csv
+
+    dataset = add_csv(tiny_csv(tmp_path))
+    jobs.ensure_scheduler()
+    standby_log = jobs_home / "standby-worker.log"
+    wait_until(lambda: standby_log.exists(), timeout=30)
+    time.sleep(8)  # let it import torch and Lightning (it waits on stdin afterwards)
+    job = jobs.submit_job(_spec(dataset.id, "warm", training={"epochs": 2, "batch_size": 16}))
+    done = wait_until(lambda: not (j := jobs.get_job(job.id)).is_active and j, timeout=120)
+    assert done.state == jobs.SUCCEEDED, f"{done.reason}\n{done.log_path.read_text()}"
+    scheduler_log = (jobs_home / "scheduler.log").read_text()
+    assert f"job {job.id}: handed to warm worker" in scheduler_log
+    assert "studio.worker INFO job" in done.log_path.read_text()  # its output went to the job's own log
