@@ -25,7 +25,7 @@ from torch.nn import functional as F
 
 from lightning_modules.tabular_data import stratified_split
 from studio.augment import GRAY_WEIGHTS, sample_params
-from studio.bundle_runtime import _natural_key, normalise_images
+from studio.bundle_runtime import _natural_key, standardise
 from studio.errors import TrainingError
 from studio.image_io import IMAGE_IO_VERSION, UnreadableImage, load_square
 from studio.spec import (
@@ -282,7 +282,7 @@ class ImageDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         if self.augmenter is not None and trainer is not None and trainer.training:
             x = self.augmenter(x)
-        x = normalise_images(x.mul_(255.0), self.mean, self.std)
+        x = standardise(x, self.mean, self.std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, labels

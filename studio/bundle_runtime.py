@@ -409,7 +409,11 @@ def build_image_net(config: dict[str, Any]) -> nn.Module:
 
 def normalise_images(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
     """``uint8 [batch, 3, H, W]`` (or float in 0–255) → float scaled to 0–1, minus mean, over std."""
-    x = images.float().div_(255.0)
+    return standardise(images.float().div_(255.0), mean, std)
+
+
+def standardise(x: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:
+    """Float pictures in 0–1 → minus the per-channel mean, divided by the std (in place)."""
     mean_t = torch.tensor(mean, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     std_t = torch.tensor(std, dtype=x.dtype, device=x.device).view(1, -1, 1, 1)
     return x.sub_(mean_t).div_(std_t)

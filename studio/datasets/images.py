@@ -340,7 +340,13 @@ def _unpack_pictures(
     for i, member in enumerate(todo):
         if i % 25 == 0:
             report(0.05 + 0.85 * i / max(len(todo), 1), f"Checking pictures: {i:,} of {len(todo):,}")
-        data = _read_member(zf, member, limits.max_entry_bytes)
+        try:
+            data = _read_member(zf, member, limits.max_entry_bytes)
+        except DatasetError:
+            raise
+        except Exception as err:  # damaged entry, encrypted, or an unsupported compression method
+            skipped.append((member.filename, _unreadable_entry(err)))
+            continue
         read_bytes += len(data)
         if read_bytes > limits.max_total_bytes:
             raise DatasetError(f"'{label}' unpacks to more than its directory says; it was refused.")
@@ -371,6 +377,15 @@ def _unpack_pictures(
             )
         )
     return pictures, skipped
+
+
+def _unreadable_entry(err: Exception) -> str:
+    text = str(err).lower()
+    if "encrypted" in text or "password" in text:
+        return "it is password-protected in the zip"
+    if isinstance(err, NotImplementedError) or "compression" in text:
+        return "it is packed with a compression method that cannot be read (use ordinary zip compression)"
+    return f"it is damaged inside the zip ({str(err).strip() or type(err).__name__})"
 
 
 def _original_mode_and_format(data: bytes) -> tuple[str, str]:

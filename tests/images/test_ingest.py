@@ -314,3 +314,16 @@ def test_store_lists_readds_and_deletes(studio_home, tmp_path, capsys) -> None:
     assert main(["datasets", "show", dataset_id]) == 0
     delete_dataset(dataset_id)
     assert list_datasets() == [] and not os.listdir(studio_home / "datasets")
+
+
+def test_a_damaged_entry_is_skipped_not_a_crash(studio_home, tmp_path) -> None:
+    path = write_zip(tmp_path / "damaged.zip", two_classes())
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        member = zf.getinfo("red/3.png")
+    start = member.header_offset + 30 + len(member.filename) + len(member.extra)
+    data[start + 20 : start + 40] = bytes(20)  # corrupt the packed bytes: CRC or inflate error
+    path.write_bytes(bytes(data))
+    info = add_image_zip(path)
+    reasons = {s["file"]: s["reason"] for s in load_profile(info.id)["skipped"]}
+    assert set(reasons) == {"red/3.png"} and "damaged" in reasons["red/3.png"]
