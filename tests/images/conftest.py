@@ -57,3 +57,15 @@ def shapes_dataset(studio_home: Path, shapes_zip: Path):
     from studio.datasets import add_image_zip
 
     return add_image_zip(shapes_zip)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The slow tests here (minutes of training) run only when asked for with ``-m slow`` (as
+    ``make test-slow`` does), so ``pytest tests/images`` stays about a minute."""
+    if "slow" in (config.getoption("-m") or ""):
+        return
+    here = Path(__file__).parent
+    skip = pytest.mark.skip(reason="slow: run with -m slow")
+    for item in items:
+        if "slow" in item.keywords and Path(str(item.fspath)).is_relative_to(here):
+            item.add_marker(skip)
