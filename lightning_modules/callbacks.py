@@ -11,6 +11,12 @@ import pytorch_lightning as pl
 import torch
 
 
+def optimizer_steps(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
+    """Optimiser steps so far: the module's own count when it keeps one (the tabular module steps its
+    raw optimiser itself), else Lightning's global step."""
+    return getattr(pl_module, "optimizer_steps", None) or trainer.global_step
+
+
 class TrainingCancelledSignal(Exception):
     """Raised inside the training loop when the user asked to stop; caught by ``studio.training``."""
 
@@ -79,13 +85,13 @@ class TrainingReporter(pl.Callback):
         self.last_logged_step = 0
         self.latest: dict[str, float] = {}
 
-    def _progress(self, trainer: pl.Trainer, force: bool = False) -> None:
+    def _progress(self, trainer: pl.Trainer, pl_module: pl.LightningModule, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - self.last_progress < self.progress_seconds:
             return
         self.last_progress = now
         total = max(trainer.max_epochs or 1, 1) * self.steps_per_epoch
-        step = trainer.global_step
+        step = optimizer_steps(trainer, pl_module)
         fraction = min(step / total, 1.0) if total else 0.0
         elapsed = now - self.started
         eta = elapsed * (1 - fraction) / fraction if fraction > 0.01 else None
@@ -108,7 +114,7 @@ class TrainingReporter(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        step = trainer.global_step
+        step = optimizer_steps(trainer, pl_module)
         if step - self.last_logged_step >= self.log_every or self.last_logged_step == 0:
             self.last_logged_step = step
             loss = pl_module.pop_train_loss()
@@ -123,7 +129,7 @@ class TrainingReporter(pl.Callback):
                 elif now - self.last_flush >= self.flush_seconds:
                     self.flush()
                     self.last_flush = now
-        self._progress(trainer)
+        self._progress(trainer, pl_module)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Not on_validation_epoch_end: callbacks run before the module's hook there, so the epoch's
@@ -140,7 +146,7 @@ class TrainingReporter(pl.Callback):
         if optimizer is not None:
             metrics["learning_rate"] = float(optimizer.param_groups[0]["lr"])
         self.latest.update(metrics)
-        self.log_metrics(metrics, trainer.global_step)
+        self.log_metrics(metrics, optimizer_steps(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epoch_stats = {}
@@ -152,7 +158,7 @@ class TrainingReporter(pl.Callback):
             epoch_stats["train/accuracy"] = accuracy
         if epoch_stats:
             self.latest.update(epoch_stats)
-            self.log_metrics(epoch_stats, trainer.global_step)
+            self.log_metrics(epoch_stats, optimizer_steps(trainer, pl_module))
         self.flush()
         self.last_flush = time.monotonic()
-        self._progress(trainer, force=True)
+        self._progress(trainer, pl_module, force=True)
