@@ -1,8 +1,9 @@
-"""Data page: add a table (upload or built-in sample), look at what the studio found in it, delete it."""
+"""Data page: add a table or a zip of pictures (upload or built-in sample), look at what the studio
+found in it, delete it."""
 
 import streamlit as st
 
-from studio import datasets, ui
+from studio import charts, datasets, ui
 
 SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}
 state = st.session_state
@@ -18,15 +19,104 @@ def remember(info: datasets.DatasetInfo, message: str) -> None:
     st.rerun()
 
 
+def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
+    table = ui.load_table(info.id)
+    rows, columns, repeats, target = st.columns(4)
+    rows.metric("Rows", f"{profile['n_rows']:,}")
+    columns.metric("Columns", f"{profile['n_cols']:,}")
+    repeats.metric("Repeated rows", f"{profile['duplicate_rows']:,}")
+    target.metric("Suggested target", profile["suggested_target"] or "none")
+    if profile["suggested_target"] and profile["suggested_task"]:
+        task_words = "a category" if profile["suggested_task"] == "classification" else "a number"
+        st.markdown(
+            f"The studio suggests learning to predict **{profile['suggested_target']}** "
+            f"({profile['suggested_task']}: the answer is {task_words}). You can pick another column on the "
+            "Train page."
+        )
+
+    st.subheader("What the studio noticed")
+    if profile["warnings"]:
+        ui.show_warnings(profile["warnings"])
+    else:
+        st.success(
+            "Nothing to worry about: no empty, constant, id-like or give-away columns.",
+            icon=":material/check:",
+        )
+
+    columns_tab, preview_tab = st.tabs(["Columns", "First rows"])
+    with columns_tab:
+        st.dataframe(ui.profile_frame(profile), hide_index=True, key="data_profile")
+    with preview_tab:
+        st.caption(f"The first {min(len(table), 100)} of {len(table):,} rows.")
+        st.dataframe(table.head(100), key="data_preview")
+
+
+def show_pictures(info: datasets.DatasetInfo, profile: dict) -> None:
+    skipped = ui.skipped_frame(profile)
+    pictures, classes, size, left_out = st.columns(4)
+    pictures.metric("Pictures", f"{profile['n_images']:,}")
+    classes.metric("Classes", f"{profile['n_classes']:,}")
+    size.metric(
+        "Usual size",
+        f"{profile['sizes']['width']['median']:,.0f} × {profile['sizes']['height']['median']:,.0f} px",
+        help="The median width × height of the pictures.",
+    )
+    left_out.metric(
+        "Files left out", f"{len(skipped):,}", help="Files of the zip that are not used; listed below."
+    )
+    st.markdown(
+        f"The studio learns to tell the **{profile['n_classes']} classes** apart (image classification): the "
+        f"folder names of the zip. Picture sizes: {ui.size_text(profile)}; each is resized for training."
+    )
+
+    st.subheader("What the studio noticed")
+    if profile["warnings"]:
+        ui.show_warnings(profile["warnings"])
+    else:
+        st.success(
+            "Nothing to worry about: every class has enough pictures, none is much bigger than the others, "
+            "and every file of the zip was a usable picture.",
+            icon=":material/check:",
+        )
+
+    samples_tab, classes_tab, skipped_tab = st.tabs(
+        ["Samples per class", "Pictures per class", f"Files left out ({len(skipped):,})"]
+    )
+    with samples_tab:
+        st.caption("The first pictures of each class, as they were uploaded.")
+        for name, count, thumbnails in ui.sample_grid(info.id):
+            st.markdown(f"**{name}** · {count:,} pictures")
+            if thumbnails:
+                st.image(thumbnails, width=96)
+    with classes_tab:
+        left, right = st.columns([2, 3], gap="large")
+        class_table = ui.classes_frame(profile)
+        left.dataframe(class_table, hide_index=True, key="data_classes")
+        right.plotly_chart(
+            charts.class_counts_figure(list(class_table["Class"]), list(class_table["Pictures"])),
+            key="data_classes_chart",
+            config={"displaylogo": False},
+        )
+    with skipped_tab:
+        if skipped.empty:
+            st.caption("Nothing was left out: every file of the zip is a picture of the data set.")
+        else:
+            st.caption("These files of the zip are not used for training, each with the reason.")
+            st.dataframe(skipped, hide_index=True, key="data_skipped")
+
+
 st.title("Data")
-st.caption("Step 1 of 3: add a table, check what the studio found in it, then train a model on it.")
+st.caption(
+    "Step 1 of 3: add a table or a zip of pictures, check what the studio found in it, then train a model on it."
+)
 
 infos = ui.list_datasets()
 if not infos:
     st.info(
         "**New here? Start with a sample.** Press **Add sample: wine** below: a small real table "
         "(178 wines, 13 measurements) that trains in under a minute. Or upload your own CSV file: one row "
-        "per example, one column per measurement, and one column with the answer the model should learn.",
+        "per example, one column per measurement, and one column with the answer the model should learn. "
+        "For pictures, upload a zip with one folder per class (e.g. `cats/…`, `dogs/…`).",
         icon=":material/waving_hand:",
     )
 if notice := state.pop("data_notice", None):
@@ -37,11 +127,13 @@ with st.expander("Add a data set", expanded=not infos, icon=":material/add:"):
     upload_column, sample_column = st.columns([3, 2], gap="large")
     with upload_column:
         uploaded = st.file_uploader(
-            f"Upload a CSV file (at most {limit_mb} MB)",
-            type=["csv", "tsv", "txt", "parquet"],
+            f"Upload a CSV file or a zip of pictures (at most {limit_mb} MB)",
+            type=["csv", "tsv", "txt", "parquet", "zip"],
             key="data_upload",
             help="A table saved as CSV (comma, semicolon or tab separated) with the column names in the "
-            "first line. Spreadsheet programs save this with 'Save as… CSV'.",
+            "first line; spreadsheet programs save this with 'Save as… CSV'. Or a zip of pictures with one "
+            "folder per class, named after the class: `cats/001.jpg`, `dogs/002.png`… (one extra top folder "
+            "is fine). Every picture is opened and checked; files that are not usable pictures are listed.",
         )
         name = st.text_input(
             "Name (optional)",
@@ -49,14 +141,19 @@ with st.expander("Add a data set", expanded=not infos, icon=":material/add:"):
             placeholder=uploaded.name.rsplit(".", 1)[0] if uploaded else "the file name",
         )
         if st.button("Add this file", key="data_add_upload", type="primary", disabled=uploaded is None):
-            with ui.guard(), st.spinner("Reading and checking the file…"):
-                added = datasets.add_csv(
+            with ui.guard():
+                bar = st.progress(0.0, text="Reading the file…")
+                added = datasets.add_data_file(
                     uploaded.getvalue(),
                     name=name.strip() or None,
                     filename=uploaded.name,
                     max_bytes=limit_mb * 1024 * 1024,
+                    progress=lambda fraction, message: bar.progress(
+                        min(max(fraction, 0.0), 1.0), text=message
+                    ),
                 )
-                remember(added, f"Added '{added.name}': {added.n_rows:,} rows, {added.n_cols:,} columns.")
+                bar.empty()
+                remember(added, ui.added_message(added))
     with sample_column:
         st.markdown("**Or start with a built-in sample**")
         for sample, description in datasets.SAMPLES.items():
@@ -88,41 +185,16 @@ state["current_dataset"] = info.id  # the Train page starts with the data set lo
 
 with ui.guard():
     profile = ui.load_profile(info.id)
-    table = ui.load_table(info.id)
-
     st.header(info.name)
-    rows, columns, repeats, target = st.columns(4)
-    rows.metric("Rows", f"{profile['n_rows']:,}")
-    columns.metric("Columns", f"{profile['n_cols']:,}")
-    repeats.metric("Repeated rows", f"{profile['duplicate_rows']:,}")
-    target.metric("Suggested target", profile["suggested_target"] or "none")
-    if profile["suggested_target"] and profile["suggested_task"]:
-        task_words = "a category" if profile["suggested_task"] == "classification" else "a number"
-        st.markdown(
-            f"The studio suggests learning to predict **{profile['suggested_target']}** "
-            f"({profile['suggested_task']}: the answer is {task_words}). You can pick another column on the "
-            "Train page."
-        )
-
-    st.subheader("What the studio noticed")
-    if profile["warnings"]:
-        ui.show_warnings(profile["warnings"])
+    if ui.is_pictures(info):
+        show_pictures(info, profile)
     else:
-        st.success(
-            "Nothing to worry about: no empty, constant, id-like or give-away columns.",
-            icon=":material/check:",
-        )
-
-    columns_tab, preview_tab = st.tabs(["Columns", "First rows"])
-    with columns_tab:
-        st.dataframe(ui.profile_frame(profile), hide_index=True, key="data_profile")
-    with preview_tab:
-        st.caption(f"The first {min(len(table), 100)} of {len(table):,} rows.")
-        st.dataframe(table.head(100), key="data_preview")
+        show_table(info, profile)
 
     st.info(
-        "**What to do next:** open **Train**, where this data set and its suggested target are already "
-        "picked, and press **Train**.",
+        "**What to do next:** open **Train**, where this data set"
+        + (" is" if ui.is_pictures(info) else " and its suggested target are")
+        + " already picked, and press **Train**.",
         icon=":material/arrow_forward:",
     )
     ui.page_link("pages/train.py", "Go to Train", icon=":material/model_training:")

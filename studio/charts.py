@@ -286,3 +286,69 @@ def parallel_coordinates(
     )
     fig.update_layout(height=height, margin={"l": 60, "r": 60, "t": 60, "b": 30})
     return fig
+
+
+def class_counts_figure(classes: Sequence[str], counts: Sequence[int], height: int = 300) -> go.Figure:
+    """Pictures per class as horizontal bars (largest on top in the data's order), counts at the bars."""
+    if not classes:
+        return empty_figure("No pictures", height)
+    names = [str(c) for c in classes]
+    fig = go.Figure(
+        go.Bar(
+            x=list(counts),
+            y=names,
+            orientation="h",
+            marker={"color": TRAIN_COLOR},
+            text=[f"{n:,}" for n in counts],
+            textposition="auto",
+            hovertemplate="%{y}: %{x:,} pictures<extra></extra>",
+        )
+    )
+    fig.update_yaxes(autorange="reversed", title_text="class", type="category")
+    fig.update_xaxes(title_text="pictures", rangemode="tozero")
+    fig.update_layout(
+        height=min(max(height, 60 + 28 * len(names)), 900), margin={"l": 40, "r": 20, "t": 20, "b": 40}
+    )
+    return fig
+
+
+def confusion_matrix_figure(
+    classes: Sequence[str], counts: Sequence[Sequence[int]], height: int | None = None
+) -> go.Figure:
+    """The confusion matrix as a heat map: one row per true class, one column per predicted class.
+
+    Each cell shows its count; the colour is the share of the row (so a small class reads as clearly
+    as a big one), and the hover text says it in words. The diagonal holds the right answers.
+    """
+    names = [str(c) for c in classes]
+    if not names or not counts or not any(sum(row) for row in counts):
+        return empty_figure("No test pictures were scored", height or 320)
+    shares = [[value / sum(row) if sum(row) else 0.0 for value in row] for row in counts]
+    hover = [
+        [
+            f"{counts[t][p]:,} of {sum(counts[t]):,} '{names[t]}' pictures ({shares[t][p]:.0%}) "
+            + ("were recognised" if t == p else f"were taken for '{names[p]}'")
+            for p in range(len(names))
+        ]
+        for t in range(len(names))
+    ]
+    fig = go.Figure(
+        go.Heatmap(
+            z=shares,
+            x=names,
+            y=names,
+            text=[[f"{value:,}" for value in row] for row in counts],
+            texttemplate="%{text}",
+            customdata=hover,
+            hovertemplate="%{customdata}<extra></extra>",
+            colorscale="Blues",
+            zmin=0.0,
+            zmax=1.0,
+            colorbar={"title": {"text": "share of<br>the row"}, "tickformat": ".0%"},
+        )
+    )
+    side = height or min(max(320, 120 + 44 * len(names)), 900)
+    fig.update_xaxes(title_text="predicted class", type="category", side="bottom")
+    fig.update_yaxes(title_text="true class", type="category", autorange="reversed")
+    fig.update_layout(height=side, margin={"l": 60, "r": 20, "t": 20, "b": 60})
+    return fig

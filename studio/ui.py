@@ -106,11 +106,27 @@ def forget_datasets() -> None:
     _load_profile.clear()
     _load_table.clear()
     _target_warnings.clear()
+    _sample_grid.clear()
+
+
+def is_pictures(info: datasets.DatasetInfo) -> bool:
+    """Whether a stored data set is a set of pictures (a zip of class folders) rather than a table."""
+    return info.kind == datasets.KIND_IMAGES
 
 
 def dataset_label(info: datasets.DatasetInfo) -> str:
-    """``wine — 178 rows × 14 columns`` for pick lists."""
+    """``wine — 178 rows × 14 columns`` (or ``pets — 240 pictures``) for pick lists."""
+    if is_pictures(info):
+        return f"{info.name} — {info.n_rows:,} pictures"
     return f"{info.name} — {info.n_rows:,} rows × {info.n_cols:,} columns"
+
+
+def added_message(info: datasets.DatasetInfo) -> str:
+    """What the Data page says after an upload."""
+    if is_pictures(info):
+        profile = load_profile(info.id)
+        return f"Added '{info.name}': {info.n_rows:,} pictures in {profile.get('n_classes', 0):,} classes."
+    return f"Added '{info.name}': {info.n_rows:,} rows, {info.n_cols:,} columns."
 
 
 # --------------------------------------------------------------------------- pages and links
@@ -298,6 +314,7 @@ def datasets_frame(infos: list[datasets.DatasetInfo]) -> pd.DataFrame:
         [
             {
                 "Name": info.name,
+                "Kind": "pictures" if is_pictures(info) else "table",
                 "Rows": info.n_rows,
                 "Columns": info.n_cols,
                 "Added (UTC)": info.created.replace("T", " ")[:16],
@@ -306,7 +323,7 @@ def datasets_frame(infos: list[datasets.DatasetInfo]) -> pd.DataFrame:
             }
             for info in infos
         ],
-        columns=["Name", "Rows", "Columns", "Added (UTC)", "From", "Id"],
+        columns=["Name", "Kind", "Rows", "Columns", "Added (UTC)", "From", "Id"],
     )
 
 
@@ -316,3 +333,52 @@ def show_warnings(warnings: list[dict[str, Any]]) -> None:
         st.warning(
             f"{warning['message']}\n\n**What the studio does:** {warning['action']}", icon=":material/info:"
         )
+
+
+# --------------------------------------------------------------------------- picture data sets
+@st.cache_data(ttl=CACHE_SECONDS * 6, show_spinner=False, max_entries=8)
+def _sample_grid(home: str, dataset_id: str, per_class: int) -> list[tuple[str, int, list[str]]]:
+    from studio.images_view import sample_grid
+
+    return [(c.name, c.count, [str(p) for p in c.thumbnails]) for c in sample_grid(dataset_id, per_class)]
+
+
+def sample_grid(dataset_id: str, per_class: int = 8) -> list[tuple[str, int, list[str]]]:
+    """``[(class, pictures, thumbnail files)]`` of a picture data set (cached)."""
+    return _sample_grid(str(studio_home()), dataset_id, per_class)
+
+
+def classes_frame(profile: dict[str, Any]) -> pd.DataFrame:
+    """Pictures per class as a table."""
+    from studio.images_view import class_counts
+
+    rows = [
+        {"Class": row["class"], "Pictures": row["pictures"], "Share": f"{row['share']:.0%}"}
+        for row in class_counts(profile)
+    ]
+    return pd.DataFrame(rows, columns=["Class", "Pictures", "Share"])
+
+
+def skipped_frame(profile: dict[str, Any]) -> pd.DataFrame:
+    """Files of the zip that did not become pictures of the data set, with the reason."""
+    from studio.images_view import skipped_files
+
+    rows = [
+        {"File in the zip": row["file"], "Why it was left out": row["reason"]}
+        for row in skipped_files(profile)
+    ]
+    return pd.DataFrame(rows, columns=["File in the zip", "Why it was left out"])
+
+
+def size_text(profile: dict[str, Any]) -> str:
+    """``24 × 24 px`` or ``from 32 × 20 to 640 × 480 px (usually 300 × 200)`` about a picture data set."""
+    sizes = profile.get("sizes") or {}
+    width, height = sizes.get("width") or {}, sizes.get("height") or {}
+    if not width or not height:
+        return "unknown"
+    if width["min"] == width["max"] and height["min"] == height["max"]:
+        return f"all {width['min']:,} × {height['min']:,} px"
+    return (
+        f"from {width['min']:,} × {height['min']:,} to {width['max']:,} × {height['max']:,} px "
+        f"(usually about {width['median']:,.0f} × {height['median']:,.0f})"
+    )

@@ -138,3 +138,29 @@ def test_metric_labels_are_words() -> None:
     assert charts.metric_label("train/loss") == "training loss"
     assert charts.metric_label("test/rmse") == "test root mean squared error"
     assert charts.metric_name("val/r2") == "R²"
+
+
+def test_confusion_matrix_figure_counts_in_cells_row_shares_as_colour() -> None:
+    fig = charts.confusion_matrix_figure(["cat", "dog"], [[8, 2], [0, 5]])
+
+    (heatmap,) = fig.data
+    assert list(heatmap.x) == ["cat", "dog"] and list(heatmap.y) == ["cat", "dog"]
+    assert [list(row) for row in heatmap.text] == [["8", "2"], ["0", "5"]]
+    assert [list(row) for row in heatmap.z] == [[0.8, 0.2], [0.0, 1.0]]
+    assert heatmap.customdata[0][1] == "2 of 10 'cat' pictures (20%) were taken for 'dog'"
+    assert heatmap.customdata[1][1] == "5 of 5 'dog' pictures (100%) were recognised"
+    assert fig.layout.xaxis.title.text == "predicted class" and fig.layout.yaxis.title.text == "true class"
+
+
+def test_confusion_matrix_figure_without_scores_says_so() -> None:
+    for classes, counts in (([], []), (["a", "b"], [[0, 0], [0, 0]])):
+        fig = charts.confusion_matrix_figure(classes, counts)
+        assert not fig.data and "No test pictures" in _annotations(fig)[0]
+
+
+def test_class_counts_figure_has_one_bar_per_class() -> None:
+    fig = charts.class_counts_figure(["red", "blue"], [12, 3])
+
+    (bar,) = fig.data
+    assert list(bar.y) == ["red", "blue"] and list(bar.x) == [12, 3] and list(bar.text) == ["12", "3"]
+    assert not charts.class_counts_figure([], []).data
