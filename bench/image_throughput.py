@@ -9,10 +9,14 @@ same number of epochs on the same photos, with a validation pass after every epo
   once before (its time is reported separately: every later run and epoch reuses it).
 - baseline: ``torchvision.datasets.ImageFolder`` + ``DataLoader`` (worker processes) with per-picture
   ``torchvision.transforms.v2`` (decode, resize + centre crop, the same augmentation, normalise) and a
-  hand-written training loop.
+  hand-written training loop; in the default NCHW memory layout on a CPU (the studio uses channels-last
+  everywhere; ``--baseline-channels-last`` gives the baseline that too).
 
 Prints training pictures per second of each (epochs × training pictures / fitting time) and the ratio
-(goal ≥ 2 on a CPU).
+(goal ≥ 2 on a CPU), and the CPU time each spends per picture (the baseline's DataLoader workers
+included): on a machine shared with other work, wall-clock rates swing with the load, and a pipeline
+of three processes gets a bigger share of a busy CPU than one process does; CPU time per picture
+measures the work each path does.
 
     python bench/image_throughput.py [--images 1500] [--photo-size 400x300] [--size 64] [--arch small_cnn]
                                      [--epochs 2] [--batch-size 64] [--workers N] [--device cpu]
@@ -24,6 +28,7 @@ resnet18 from scratch, as no weights can be downloaded).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import sys
 import tempfile
@@ -75,11 +80,18 @@ def zip_folder(folder: Path, path: Path) -> Path:
     return path
 
 
+def cpu_seconds(children: bool = False) -> float:
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN if children else resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def baseline(
-    folder: Path, spec, n_classes: int, image_size: int, workers: int, device: str
+    folder: Path, spec, n_classes: int, image_size: int, workers: int, device: str, channels_last: bool
 ) -> tuple[float, int]:
     """A plain torchvision pipeline: ImageFolder + DataLoader + per-picture v2 transforms; returns
-    (fitting seconds, training pictures per epoch)."""
+    (fitting seconds, training pictures per epoch). Its workers have exited when it returns."""
     import numpy as np
     import torch
     from torch.nn import functional as F
@@ -123,7 +135,7 @@ def baseline(
     torch.manual_seed(spec.data.seed)
     arch = spec.architecture
     net = build_network(arch.name, arch.params, ImageShape(n_classes)).to(device)
-    if device == "cuda":
+    if channels_last:
         net = net.to(memory_format=torch.channels_last)
     assert not ARCHITECTURES[arch.name].pretrained_weights or not arch.params.get("pretrained")
     optimizer = torch.optim.AdamW(
@@ -135,7 +147,7 @@ def baseline(
         net.train()
         for x, y in train_loader:
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-            if device == "cuda":
+            if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             with autocast:
                 loss = F.cross_entropy(net(x).float(), y)
@@ -148,7 +160,26 @@ def baseline(
                 net(x.to(device)).float().softmax(-1)
     if device == "cuda":
         torch.cuda.synchronize()
-    return time.perf_counter() - started, len(train_idx)
+    seconds = time.perf_counter() - started
+    del train_loader, val_loader  # stops the persistent workers, so that their CPU time is counted
+    return seconds, len(train_idx)
+
+
+class FitCpuTime:
+    """Training hooks that measure the CPU time of fitting (from the run's start to the last epoch's end)."""
+
+    def __init__(self) -> None:
+        self.started = 0.0
+        self.seconds = 0.0
+
+    def on_run_started(self, run_id: str, experiment_id: str) -> None:
+        self.started = cpu_seconds()
+
+    def on_progress(self, progress) -> None:
+        self.seconds = cpu_seconds() - self.started
+
+    def should_stop(self) -> bool:
+        return False
 
 
 def main() -> None:
@@ -165,6 +196,11 @@ def main() -> None:
         "--workers", type=int, default=min(4, os.cpu_count() or 1), help="baseline DataLoader workers"
     )
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument(
+        "--baseline-channels-last",
+        action="store_true",
+        help="give the baseline the studio's channels-last memory too (isolates the data pipeline's effect)",
+    )
     args = parser.parse_args()
     width, height = (int(v) for v in args.photo_size.lower().split("x"))
 
@@ -209,20 +245,38 @@ def main() -> None:
                 "scheduler": {"name": "none"},
             }
         )
-        result = train(spec)
+        hooks = FitCpuTime()
+        result = train(spec, hooks=hooks)
         studio_rate = result.train_rows * args.epochs / result.fit_seconds
         n_classes = load_profile(info.id)["n_classes"]
-        seconds, train_pictures = baseline(photos, spec, n_classes, args.size, args.workers, args.device)
+        cpu_before, children_before = cpu_seconds(), cpu_seconds(children=True)
+        seconds, train_pictures = baseline(
+            photos,
+            spec,
+            n_classes,
+            args.size,
+            args.workers,
+            args.device,
+            args.baseline_channels_last or args.device == "cuda",
+        )
+        gc.collect()
+        base_cpu = cpu_seconds() - cpu_before + cpu_seconds(children=True) - children_before
         base_rate = train_pictures * args.epochs / seconds
+        pictures = train_pictures * args.epochs
         print(
             f"device {args.device}, {args.arch} at {args.size} px, batch {args.batch_size}, {args.epochs} epochs, "
-            f"{train_pictures} training pictures, baseline workers {args.workers}"
+            f"{train_pictures} training pictures, baseline workers {args.workers}, baseline channels-last "
+            f"{args.baseline_channels_last or args.device == 'cuda'}"
         )
         print(
             f"studio (cached uint8, batch augmentation): {studio_rate:8.1f} pictures/s  ({result.fit_seconds:.1f} s)"
         )
         print(f"ImageFolder + DataLoader + v2 transforms:  {base_rate:8.1f} pictures/s  ({seconds:.1f} s)")
         print(f"ratio studio / baseline: {studio_rate / base_rate:.2f} (goal ≥ 2 on a CPU)")
+        print(
+            f"CPU time per training picture: studio {hooks.seconds / pictures * 1000:.1f} ms, baseline "
+            f"{base_cpu / pictures * 1000:.1f} ms (ratio {base_cpu / max(hooks.seconds, 1e-9):.2f})"
+        )
 
 
 if __name__ == "__main__":

@@ -72,6 +72,7 @@ class ImageLightningModule(TabularLightningModule):
                 optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
             )
         optimizer.step()
+        self.optimizer_steps += 1
         if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()
         with torch.no_grad():

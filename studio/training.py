@@ -458,8 +458,7 @@ def _fit_and_log_images(
             "studio.trainable_share": f"{trainable_share(net):.4f}",
         },
     )
-    if plan.accelerator == "gpu":
-        net = net.to(memory_format=torch.channels_last)  # faster convolutions on tensor cores
+    net = net.to(memory_format=torch.channels_last)  # as the DataModule's batches (see on_after_batch_transfer)
     module = ImageLightningModule(
         net,
         data.n_classes,

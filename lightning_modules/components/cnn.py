@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
 from torch import nn
 
 from studio.bundle_runtime import TORCHVISION_ARCHITECTURES, SmallCNN, build_image_net
@@ -103,7 +102,3 @@ def frozen_norms(net: nn.Module) -> list[nn.Module]:
 def trainable_share(net: nn.Module) -> float:
     total = sum(p.numel() for p in net.parameters())
     return sum(p.numel() for p in net.parameters() if p.requires_grad) / max(total, 1)
-
-
-def channels_last(net: nn.Module) -> nn.Module:
-    return net.to(memory_format=torch.channels_last)
