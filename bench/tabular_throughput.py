@@ -101,9 +101,11 @@ def main() -> int:
         )
         data = TabularDataModule(load_table(dataset.id), load_profile(dataset.id), spec)
         train_rows = data.sizes["train"]
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; {train_rows} training rows, "
-              f"{args.features} features, batch {args.batch_size}, {args.epochs} epochs, MLP "
-              f"{spec.architecture.params['hidden_layers']}x{spec.architecture.params['width']}")
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads; {train_rows} training rows, "
+            f"{args.features} features, batch {args.batch_size}, {args.epochs} epochs, MLP "
+            f"{spec.architecture.params['hidden_layers']}x{spec.architecture.params['width']}"
+        )
 
         bare_loop(data, spec, 1)  # warm-up: allocator, kernels
         studio_times, bare_times, totals, first_points = [], [], [], []
@@ -120,8 +122,10 @@ def main() -> int:
         print(f"bare PyTorch loop : {bare_rate:12,.0f} samples/s (best of {args.repeats})")
         print(f"studio (Lightning): {studio_rate:12,.0f} samples/s (best of {args.repeats})")
         print(f"ratio studio/bare : {studio_rate / bare_rate:.3f}   (goal >= 0.95)")
-        print(f"whole train() call: {min(totals):.2f} s (loading, fit, test, MLflow, bundle); "
-              f"first train/loss logged {min(first_points):.3f} s after train() started")
+        print(
+            f"whole train() call: {min(totals):.2f} s (loading, fit, test, MLflow, bundle); "
+            f"first train/loss logged {min(first_points):.3f} s after train() started"
+        )
     return 0
 
 

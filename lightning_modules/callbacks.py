@@ -41,7 +41,9 @@ class BestWeights(pl.Callback):
         score = float(value)
         if score != score:  # NaN never counts as an improvement
             return
-        better = self.best_score is None or (score < self.best_score if self.mode == "min" else score > self.best_score)
+        better = self.best_score is None or (
+            score < self.best_score if self.mode == "min" else score > self.best_score
+        )
         if better:
             self.best_score, self.best_epoch = score, trainer.current_epoch
             self.best_state = copy.deepcopy(pl_module.state_dict())
@@ -107,7 +109,9 @@ class TrainingReporter(pl.Callback):
             }
         )
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self.should_stop():
             raise TrainingCancelledSignal()
 

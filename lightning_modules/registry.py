@@ -68,7 +68,9 @@ def _mlp(params: dict[str, Any], shape: TabularShape) -> nn.Module:
 
 @register("linear")
 def _linear(params: dict[str, Any], shape: TabularShape) -> nn.Module:
-    return TabularNet(shape.n_numeric, shape.cardinalities, shape.n_out, hidden_layers=0, dropout=0.0, batch_norm=False)
+    return TabularNet(
+        shape.n_numeric, shape.cardinalities, shape.n_out, hidden_layers=0, dropout=0.0, batch_norm=False
+    )
 
 
 @register("small_cnn")

@@ -168,7 +168,9 @@ class TabularDataModule(pl.LightningDataModule):
         if spec.task == "classification":
             n_classes = len(self.target_state["classes"])
             if n_classes < 2:
-                raise TrainingError(f"The target '{target}' has a single class; classification needs at least two.")
+                raise TrainingError(
+                    f"The target '{target}' has a single class; classification needs at least two."
+                )
             if n_classes > 1000:
                 raise TrainingError(
                     f"The target '{target}' has {n_classes} different values, too many classes; "

@@ -105,7 +105,9 @@ class TabularLightningModule(pl.LightningModule):
             else:
                 self.manual_backward(loss)
                 if self.gradient_clip:
-                    self.clip_gradients(optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm")
+                    self.clip_gradients(
+                        optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
+                    )
             optimizer.step()
             self.optimizer_steps += 1
             if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
@@ -141,7 +143,9 @@ class TabularLightningModule(pl.LightningModule):
         self._hit_sums.zero_()
         return hits / rows if rows else None
 
-    def _update(self, metrics: torchmetrics.MetricCollection, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    def _update(
+        self, metrics: torchmetrics.MetricCollection, batch: tuple[torch.Tensor, ...]
+    ) -> torch.Tensor:
         x_num, x_cat, y = batch
         out = self(x_num, x_cat)
         loss = self._loss(out, y)
@@ -149,7 +153,9 @@ class TabularLightningModule(pl.LightningModule):
             metrics.update(out.float().softmax(-1), y)
         else:
             scale = self.target_std
-            metrics.update(out.squeeze(-1).float() * scale + self.target_mean, y.float() * scale + self.target_mean)
+            metrics.update(
+                out.squeeze(-1).float() * scale + self.target_mean, y.float() * scale + self.target_mean
+            )
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
@@ -177,7 +183,11 @@ class TabularLightningModule(pl.LightningModule):
             optimizer = torch.optim.Adam(params, lr=spec.learning_rate, weight_decay=spec.weight_decay)
         else:
             optimizer = torch.optim.SGD(
-                params, lr=spec.learning_rate, momentum=spec.momentum, weight_decay=spec.weight_decay, nesterov=spec.momentum > 0
+                params,
+                lr=spec.learning_rate,
+                momentum=spec.momentum,
+                weight_decay=spec.weight_decay,
+                nesterov=spec.momentum > 0,
             )
         schedule = self.scheduler_spec
         if schedule.name == "none":
@@ -186,7 +196,9 @@ class TabularLightningModule(pl.LightningModule):
             scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(self.max_epochs, 1))
         elif schedule.name == "onecycle":
             total = max(self.steps_per_epoch * self.max_epochs, 1)
-            scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=spec.learning_rate, total_steps=total)
+            scheduler = torch.optim.lr_scheduler.OneCycleLR(
+                optimizer, max_lr=spec.learning_rate, total_steps=total
+            )
         else:
             scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
                 optimizer,

@@ -130,7 +130,9 @@ class TabularPreprocessor:
         date_state = []
         for name in datetime:
             parts = _date_parts(frame[name])
-            scalers = [_fit_scaler(parts[:, i], numeric_fill, numeric_scaling) for i in range(len(DATE_PARTS))]
+            scalers = [
+                _fit_scaler(parts[:, i], numeric_fill, numeric_scaling) for i in range(len(DATE_PARTS))
+            ]
             date_state.append(
                 {
                     "name": name,
@@ -180,7 +182,9 @@ class TabularPreprocessor:
         missing = [name for name in self.input_columns if name not in frame.columns]
         if missing:
             # Absent columns are treated as entirely missing, like empty cells.
-            frame = frame.assign(**{name: pd.Series([None] * n, index=frame.index, dtype=object) for name in missing})
+            frame = frame.assign(
+                **{name: pd.Series([None] * n, index=frame.index, dtype=object) for name in missing}
+            )
         blocks: list[np.ndarray] = []
         for col in self.state["numeric"]:
             values = _as_float(frame[col["name"]])
@@ -322,7 +326,9 @@ def outputs_to_frame(outputs: np.ndarray, target_state: dict[str, Any], index: p
 class TabularPredictor:
     """Raw DataFrame in, predictions out: preprocessing state + network config + weights."""
 
-    def __init__(self, preprocessing: dict[str, Any], target: dict[str, Any], net_config: dict[str, Any], weights):
+    def __init__(
+        self, preprocessing: dict[str, Any], target: dict[str, Any], net_config: dict[str, Any], weights
+    ):
         self.preprocessor = TabularPreprocessor(preprocessing)
         self.target = target
         self.net = build_tabular_net(net_config)
@@ -400,7 +406,11 @@ class SmallCNN(nn.Module):
 def build_image_net(config: dict[str, Any]) -> nn.Module:
     """The network an image bundle describes: ``{"architecture", "n_classes", "params"}``, with fresh
     weights (the caller loads the trained ones). torchvision is imported only for its networks."""
-    name, n_classes, params = config["architecture"], int(config["n_classes"]), dict(config.get("params") or {})
+    name, n_classes, params = (
+        config["architecture"],
+        int(config["n_classes"]),
+        dict(config.get("params") or {}),
+    )
     if name == "small_cnn":
         return SmallCNN(n_classes, **params)
     if name in TORCHVISION_ARCHITECTURES:
@@ -480,7 +490,9 @@ def image_source(value: Any) -> Any:
         try:
             return base64.b64decode(text, validate=True)
         except (binascii.Error, ValueError):
-            raise ValueError(f"'{value[:200]}' is neither an existing picture file nor picture bytes") from None
+            raise ValueError(
+                f"'{value[:200]}' is neither an existing picture file nor picture bytes"
+            ) from None
     if hasattr(value, "mode") and hasattr(value, "size"):  # a PIL image
         return value
     raise ValueError(f"a {type(value).__name__} is not a picture (give a file path or the file's bytes)")
@@ -521,7 +533,9 @@ class ImagePredictor:
 
     def network_input(self, pixels: np.ndarray) -> torch.Tensor:
         """Normalised float input for the network (and for ``model.onnx``)."""
-        return normalise_images(torch.from_numpy(pixels), self.preprocessing["mean"], self.preprocessing["std"])
+        return normalise_images(
+            torch.from_numpy(pixels), self.preprocessing["mean"], self.preprocessing["std"]
+        )
 
     @torch.no_grad()
     def logits(self, pixels: np.ndarray, batch_size: int = 64) -> np.ndarray:

@@ -18,9 +18,15 @@ EXIT_USER_ERROR = 2
 # --------------------------------------------------------------------------- shared train options
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``train`` (also used by ``jobs submit``)."""
-    parser.add_argument("--data", help="a CSV file, a stored data set id, or sample:wine|breast_cancer|diabetes")
+    parser.add_argument(
+        "--data", help="a CSV file, a stored data set id, or sample:wine|breast_cancer|diabetes"
+    )
     parser.add_argument("--target", help="the column to predict (default: the suggested one)")
-    parser.add_argument("--task", choices=["classification", "regression"], help="default: the suggested one")
+    parser.add_argument(
+        "--task",
+        choices=["classification", "regression", "image_classification"],
+        help="default: the suggested one",
+    )
     parser.add_argument("--arch", help="architecture (default: mlp)")
     parser.add_argument("--epochs", type=int, help="most epochs to train")
     parser.add_argument("--batch-size", type=int)
@@ -64,7 +70,9 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     columns = [c["name"] for c in profile.get("columns", [])]
     if data["data"]["target"] not in columns:
         shown = ", ".join(columns[:30]) + (" …" if len(columns) > 30 else "")
-        raise SpecError(f"The target column '{data['data']['target']}' is not in the data set; its columns are: {shown}.")
+        raise SpecError(
+            f"The target column '{data['data']['target']}' is not in the data set; its columns are: {shown}."
+        )
     if args.task:
         data["task"] = args.task
     elif "task" not in data:
@@ -124,7 +132,9 @@ def _console_hooks(quiet: bool) -> Any:
         def on_progress(self, progress: Any) -> None:
             if quiet:
                 return
-            shown = [f"{k} {v:.4g}" for k, v in progress.metrics.items() if k.startswith(("train/loss", "val/"))]
+            shown = [
+                f"{k} {v:.4g}" for k, v in progress.metrics.items() if k.startswith(("train/loss", "val/"))
+            ]
             bar = "#" * int(progress.fraction * 20)
             line = f"epoch {progress.epoch}/{progress.max_epochs} [{bar:<20}] " + " · ".join(shown)
             if self.tty:
@@ -140,7 +150,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
     from studio.training import train
 
-    print(f"Training {spec.architecture.name} on {spec.data.dataset_id} → '{spec.data.target}' ({spec.task})", flush=True)
+    print(
+        f"Training {spec.architecture.name} on {spec.data.dataset_id} → '{spec.data.target}' ({spec.task})",
+        flush=True,
+    )
     hooks = _console_hooks(args.quiet)
     result = train(spec, bundle_out=args.bundle_out, hooks=hooks)
     if hooks.tty and not args.quiet:
@@ -182,11 +195,15 @@ def cmd_datasets_add(args: argparse.Namespace) -> int:
     if info.kind == KIND_IMAGES:
         classes = [c["name"] for c in profile["classes"]]
         shown = ", ".join(classes[:10]) + (" …" if len(classes) > 10 else "")
-        print(f"{info.n_rows} pictures in {len(classes)} classes ({shown}); "
-              f"train with: python -m studio train --data {info.id}")
+        print(
+            f"{info.n_rows} pictures in {len(classes)} classes ({shown}); "
+            f"train with: python -m studio train --data {info.id}"
+        )
     else:
-        print(f"{info.n_rows} rows × {info.n_cols} columns; suggested target: {profile.get('suggested_target')} "
-              f"({profile.get('suggested_task')})")
+        print(
+            f"{info.n_rows} rows × {info.n_cols} columns; suggested target: {profile.get('suggested_target')} "
+            f"({profile.get('suggested_task')})"
+        )
     for warning in profile.get("warnings", []):
         print(f"warning: {warning['message']} → {warning['action']}")
     return 0
@@ -234,7 +251,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m studio", description="Training Studio: train models without code.")
+    parser = argparse.ArgumentParser(
+        prog="python -m studio", description="Training Studio: train models without code."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="start the web studio, the MLflow UI and the job scheduler")

@@ -78,7 +78,9 @@ class MLPParams(StudioModel):
         description="Share of neurons switched off at random while training; higher fights overfitting.",
     )
     batch_norm: bool = Field(
-        True, title="Batch normalisation", description="Normalise each layer's outputs; usually trains faster."
+        True,
+        title="Batch normalisation",
+        description="Normalise each layer's outputs; usually trains faster.",
     )
     embedding_dim: int = Field(
         0,
@@ -827,7 +829,9 @@ def describe_validation_error(err: ValidationError, prefix: str = "", header: bo
     for error in err.errors():
         field = prefix + _loc(error["loc"])
         got = error.get("input")
-        shown = "" if error["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"
+        shown = (
+            "" if error["type"] in ("missing", "value_error") or isinstance(got, dict) else f" (got {got!r})"
+        )
         if error["type"] == "value_error":
             parts.append(_allowed(error) if field == "spec" else f"{field}: {_allowed(error)}")
         elif error["type"] == "literal_error" and field == "task":

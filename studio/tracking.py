@@ -82,7 +82,9 @@ def ensure_experiment(dataset_id: str) -> str:
     if settings.tracking_uri().startswith("sqlite:"):
         location = (settings.artifact_root() / dataset_id).as_uri()
     try:
-        return mlflow_client.create_experiment(name, artifact_location=location, tags={TAG_DATASET: dataset_id})
+        return mlflow_client.create_experiment(
+            name, artifact_location=location, tags={TAG_DATASET: dataset_id}
+        )
     except Exception:  # another process created it between our look-up and create
         existing = mlflow_client.get_experiment_by_name(name)
         if existing is None:
@@ -97,7 +99,9 @@ def readable_run_name(spec: RunSpec) -> str:
     return f"{spec.architecture.name} → {spec.data.target} · {stamp}"
 
 
-def start_run(spec: RunSpec, *, job_id: str | None, extra_tags: dict[str, str] | None = None) -> tuple[str, str]:
+def start_run(
+    spec: RunSpec, *, job_id: str | None, extra_tags: dict[str, str] | None = None
+) -> tuple[str, str]:
     """Create the run with the spec as params and the studio's tags; returns ``(run_id, experiment_id)``."""
     from mlflow.entities import Param
 
@@ -236,8 +240,7 @@ def list_runs(dataset_id: str | None = None, max_results: int = 200) -> list[Run
         ids = [experiment.experiment_id] if experiment else []
     else:
         ids = [
-            e.experiment_id
-            for e in mlflow_client.search_experiments(filter_string="name LIKE 'studio/%'")
+            e.experiment_id for e in mlflow_client.search_experiments(filter_string="name LIKE 'studio/%'")
         ]
     if not ids:
         return []

@@ -102,7 +102,9 @@ def resolve_device(requested: str, precision: str) -> DevicePlan:
             f"GPU {index} does not exist: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0."
         )
     lightning_precision = {"32": "32-true"}.get(precision, precision)
-    return DevicePlan("gpu", [index], lightning_precision, f"GPU {index}: {torch.cuda.get_device_name(index)}")
+    return DevicePlan(
+        "gpu", [index], lightning_precision, f"GPU {index}: {torch.cuda.get_device_name(index)}"
+    )
 
 
 def _quiet_lightning() -> None:
@@ -181,7 +183,9 @@ def train(
         raise
     except BaseException as err:
         status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        tracking.end_run(run_id, status, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}")
+        tracking.end_run(
+            run_id, status, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+        )
         raise
     result.seconds = time.monotonic() - started
     if kind == "tabular":
@@ -268,7 +272,9 @@ class _LightningRun:
     first_point_seconds: float | None
     fit_seconds: float
 
-    def result(self, run_id: str, experiment_id: str, bundle_path: Path | None, train_rows: int) -> TrainResult:
+    def result(
+        self, run_id: str, experiment_id: str, bundle_path: Path | None, train_rows: int
+    ) -> TrainResult:
         return TrainResult(
             run_id=run_id,
             experiment_id=experiment_id,
@@ -318,7 +324,9 @@ def _run_lightning(
     callbacks: list[pl.Callback] = [reporter, best]
     if spec.early_stopping.enabled:
         callbacks.append(
-            pl.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=spec.early_stopping.patience, check_finite=False)
+            pl.callbacks.EarlyStopping(
+                monitor=monitor, mode=mode, patience=spec.early_stopping.patience, check_finite=False
+            )
         )
     with tempfile.TemporaryDirectory(prefix="studio-trainer-") as root:
         trainer = pl.Trainer(
@@ -458,7 +466,9 @@ def _fit_and_log_images(
             "studio.trainable_share": f"{trainable_share(net):.4f}",
         },
     )
-    net = net.to(memory_format=torch.channels_last)  # as the DataModule's batches (see on_after_batch_transfer)
+    net = net.to(
+        memory_format=torch.channels_last
+    )  # as the DataModule's batches (see on_after_batch_transfer)
     module = ImageLightningModule(
         net,
         data.n_classes,

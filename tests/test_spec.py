@@ -22,7 +22,9 @@ def error_for(data) -> str:
 
 
 def test_defaults_are_complete_and_round_trip_through_json_and_yaml():
-    original = spec(name="first try", training={"epochs": 7}, architecture={"name": "mlp", "params": {"width": 64}})
+    original = spec(
+        name="first try", training={"epochs": 7}, architecture={"name": "mlp", "params": {"width": 64}}
+    )
     assert original.architecture.params["hidden_layers"] == 2  # defaults filled in
     assert RunSpec.from_json(original.to_json()) == original
     assert RunSpec.from_yaml(original.to_yaml()) == original
@@ -32,19 +34,34 @@ def test_defaults_are_complete_and_round_trip_through_json_and_yaml():
 @pytest.mark.parametrize(
     ("change", "expected"),
     [
-        ({"task": "clasification"}, "task must be one of 'classification' or 'regression' (got 'clasification')"),
+        (
+            {"task": "clasification"},
+            "task must be one of 'classification' or 'regression' (got 'clasification')",
+        ),
         ({"training": {"batch_size": -1}}, "training.batch_size must be at least 0 (got -1)"),
         ({"training": {"epochs": "many"}}, "training.epochs must be a whole number"),
         ({"training": {"device": "gpu"}}, "training.device: must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
-        ({"training": {"precision": "8"}}, "training.precision must be one of '32', '16-mixed' or 'bf16-mixed'"),
+        (
+            {"training": {"precision": "8"}},
+            "training.precision must be one of '32', '16-mixed' or 'bf16-mixed'",
+        ),
         ({"optimizer": {"learning_rate": 0}}, "optimizer.learning_rate must be more than 0.0"),
         ({"optimizer": {"name": "rmsprop"}}, "optimizer.name must be one of 'adamw', 'adam' or 'sgd'"),
         ({"scheduler": {"name": "step"}}, "scheduler.name must be one of"),
-        ({"architecture": {"name": "transformer"}}, "unknown architecture 'transformer'; choose one of: mlp, linear"),
-        ({"architecture": {"name": "mlp", "params": {"width": 2}}}, "params.width must be at least 4 (got 2)"),
+        (
+            {"architecture": {"name": "transformer"}},
+            "unknown architecture 'transformer'; choose one of: mlp, linear",
+        ),
+        (
+            {"architecture": {"name": "mlp", "params": {"width": 2}}},
+            "params.width must be at least 4 (got 2)",
+        ),
         ({"architecture": {"name": "mlp", "params": {"depth": 2}}}, "params.depth is not a known setting"),
         ({"trainig": {}}, "trainig is not a known setting"),
-        ({"early_stopping": {"metric": "val/r2"}}, "does not fit classification; choose one of: val/loss, val/accuracy"),
+        (
+            {"early_stopping": {"metric": "val/r2"}},
+            "does not fit classification; choose one of: val/loss, val/accuracy",
+        ),
     ],
 )
 def test_invalid_values_name_the_field_and_what_is_allowed(change, expected):
@@ -53,7 +70,9 @@ def test_invalid_values_name_the_field_and_what_is_allowed(change, expected):
 
 def test_missing_and_cross_field_errors():
     assert "data is required" in error_for({"task": "regression"})
-    message = error_for({**BASE, "data": {"dataset_id": "x", "target": "y", "val_fraction": 0.4, "test_fraction": 0.4}})
+    message = error_for(
+        {**BASE, "data": {"dataset_id": "x", "target": "y", "val_fraction": 0.4, "test_fraction": 0.4}}
+    )
     assert "val_fraction + test_fraction must be at most 0.6" in message
     message = error_for({**BASE, "data": {"dataset_id": "x", "target": "y", "features": ["a", "y"]}})
     assert "must not contain the target column 'y'" in message
@@ -71,7 +90,11 @@ def test_bad_json_and_yaml_are_one_plain_sentence():
 def test_presets_and_dotted_changes():
     base = spec()
     fast = apply_preset(base, "fast")
-    assert fast.training.epochs == PRESETS["fast"]["training.epochs"] < apply_preset(base, "thorough").training.epochs
+    assert (
+        fast.training.epochs
+        == PRESETS["fast"]["training.epochs"]
+        < apply_preset(base, "thorough").training.epochs
+    )
     with pytest.raises(SpecError, match="Unknown preset 'turbo'"):
         apply_preset(base, "turbo")
     assert base.with_changes(**{"architecture.params.width": 32}).architecture.params["width"] == 32

@@ -17,7 +17,9 @@ def test_new_store_is_created_once_when_processes_race(tmp_path):
     code = "from studio import tracking; tracking.client().search_experiments(); print('ok')"
     env = {"MLFLOW_TRACKING_URI": uri, "PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"}
     procs = [
-        subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            [sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(4)
     ]
     outputs = [p.communicate(timeout=120) for p in procs]
@@ -27,7 +29,9 @@ def test_new_store_is_created_once_when_processes_race(tmp_path):
 def test_runs_are_grouped_per_data_set_with_spec_params_and_tags(studio_home):
     spec = RunSpec.from_dict({"task": "regression", "data": {"dataset_id": "houses-1", "target": "price"}})
     run_id, experiment_id = tracking.start_run(spec, job_id="job-1")
-    other_id, other_experiment = tracking.start_run(spec.with_changes(**{"data.dataset_id": "cars-2"}), job_id=None)
+    other_id, other_experiment = tracking.start_run(
+        spec.with_changes(**{"data.dataset_id": "cars-2"}), job_id=None
+    )
     assert experiment_id != other_experiment
     assert tracking.client().get_experiment(experiment_id).name == "studio/houses-1"
     artifact_uri = tracking.client().get_experiment(experiment_id).artifact_location
@@ -52,6 +56,8 @@ def test_runs_are_grouped_per_data_set_with_spec_params_and_tags(studio_home):
 
 
 def test_mlflow_ui_links():
-    assert tracking.mlflow_ui_run_url("http://h:5000/", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
+    assert (
+        tracking.mlflow_ui_run_url("http://h:5000/", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
+    )
     url = tracking.mlflow_ui_compare_url("http://h:5000", "3", ["a", "b"])
     assert url.startswith("http://h:5000/#/compare-runs?runs=") and "%22a%22" in url and "experiments=" in url

@@ -30,7 +30,9 @@ def table_csv(tmp_path: Path) -> Path:
     rng = np.random.default_rng(1)
     n = 150
     x = rng.normal(size=(n, 2))
-    frame = pd.DataFrame({"a": x[:, 0].round(3), "b": x[:, 1].round(3), "kind": np.where(x.sum(1) > 0, "up", "down")})
+    frame = pd.DataFrame(
+        {"a": x[:, 0].round(3), "b": x[:, 1].round(3), "kind": np.where(x.sum(1) > 0, "up", "down")}
+    )
     path = tmp_path / "table.csv"
     frame.to_csv(path, index=False, sep=";", decimal=",")
     return path
@@ -39,8 +41,12 @@ def table_csv(tmp_path: Path) -> Path:
 def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
     bundle = tmp_path / "model.zip"
     spec = tmp_path / "spec.yaml"
-    spec.write_text("training:\n  epochs: 30\n  batch_size: 16\narchitecture:\n  name: mlp\n  params:\n    width: 32\n")
-    proc = run_cli("train", "--data", str(table_csv), "--spec", str(spec), "--epochs", "6", "--bundle-out", str(bundle))
+    spec.write_text(
+        "training:\n  epochs: 30\n  batch_size: 16\narchitecture:\n  name: mlp\n  params:\n    width: 32\n"
+    )
+    proc = run_cli(
+        "train", "--data", str(table_csv), "--spec", str(spec), "--epochs", "6", "--bundle-out", str(bundle)
+    )
     assert proc.returncode == 0, proc.stderr
     assert "MLflow run id:" in proc.stdout and "test/accuracy" in proc.stdout
     assert "Stopped after 6 epochs" in proc.stdout  # the flag overrides the spec file
@@ -65,9 +71,15 @@ def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
         (("train", "--data", "no-such-file.csv"), "no-such-file.csv"),
         (("train", "--data", "sample:wine", "--target", "colour"), "colour"),
         (("train", "--data", "sample:wine", "--epochs", "0"), "training.epochs must be at least 1"),
-        (("train", "--data", "sample:wine", "--set", "optimizer.name=rmsprop"), "optimizer.name must be one of"),
+        (
+            ("train", "--data", "sample:wine", "--set", "optimizer.name=rmsprop"),
+            "optimizer.name must be one of",
+        ),
         (("train", "--data", "sample:wine", "--arch", "transformer"), "choose one of: mlp, linear"),
-        (("train", "--data", "sample:wine", "--spec", "missing.yaml"), "Spec file 'missing.yaml' does not exist"),
+        (
+            ("train", "--data", "sample:wine", "--spec", "missing.yaml"),
+            "Spec file 'missing.yaml' does not exist",
+        ),
         (("predict", "missing.zip", "x.csv"), "missing.zip"),
         (("datasets", "show", "nope-123"), "nope-123"),
     ],

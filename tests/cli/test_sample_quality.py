@@ -16,12 +16,26 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 @pytest.mark.parametrize(
     ("sample", "metric", "floor"),
-    [("wine", "test/accuracy", 0.95), ("breast_cancer", "test/accuracy", 0.95), ("diabetes", "test/r2", 0.40)],
+    [
+        ("wine", "test/accuracy", 0.95),
+        ("breast_cancer", "test/accuracy", 0.95),
+        ("diabetes", "test/r2", 0.40),
+    ],
 )
 def test_cli_defaults_reach_the_target_quality(studio_home, tmp_path, sample, metric, floor):
     bundle = tmp_path / f"{sample}.zip"
     proc = subprocess.run(
-        [sys.executable, "-m", "studio", "train", "--data", f"sample:{sample}", "--bundle-out", str(bundle), "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "studio",
+            "train",
+            "--data",
+            f"sample:{sample}",
+            "--bundle-out",
+            str(bundle),
+            "--quiet",
+        ],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         capture_output=True,

@@ -71,7 +71,9 @@ def test_classification_run_is_tracked_with_curves_and_bundle(tiny_dataset, tmp_
     assert steps == sorted(steps)
     artifacts = {a.path for a in tracking.client().list_artifacts(result.run_id)}
     assert {tracking.SPEC_ARTIFACT, tracking.PROFILE_ARTIFACT, "bundle"} <= artifacts
-    assert RunSpec.from_json(Path(tracking.client().download_artifacts(result.run_id, "spec.json", str(tmp_path))).read_text())
+    assert RunSpec.from_json(
+        Path(tracking.client().download_artifacts(result.run_id, "spec.json", str(tmp_path))).read_text()
+    )
     assert hooks.progress and hooks.progress[-1].epoch == 8
 
 
@@ -164,7 +166,9 @@ def test_learning_rate_schedules_are_stepped(tiny_dataset, schedule):
     changes = {"scheduler.name": schedule, "training.epochs": 6}
     if schedule == "plateau":
         # A learning rate far too high and a patience of one epoch: validation stalls, the rate must drop.
-        changes.update({"scheduler.plateau_patience": 1, "optimizer.learning_rate": 5.0, "optimizer.name": "sgd"})
+        changes.update(
+            {"scheduler.plateau_patience": 1, "optimizer.learning_rate": 5.0, "optimizer.name": "sgd"}
+        )
     result = train(make_spec(tiny_dataset.id, "classification", "label", **changes))
     rates = [v for _, v in tracking.metric_history(result.run_id, ["learning_rate"])["learning_rate"]]
     assert len(rates) == 6
