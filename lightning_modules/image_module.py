@@ -65,21 +65,7 @@ class ImageLightningModule(TabularLightningModule):
         x, y = batch
         out = self(x)
         loss = F.cross_entropy(out.float(), y)
-        optimizer.zero_grad(set_to_none=True)
-        self.manual_backward(loss)
-        if self.gradient_clip:
-            self.clip_gradients(
-                optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
-            )
-        optimizer.step()
-        self.optimizer_steps += 1
-        if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
-            scheduler.step()
-        with torch.no_grad():
-            self._loss_sums[0] += loss.detach().float()
-            self._loss_sums[1] += 1
-            self._hit_sums[0] += (out.argmax(-1) == y).sum()
-            self._hit_sums[1] += len(y)
+        self._step(optimizer, scheduler, loss, out, y, plain=self.full_precision)
 
     def _scores(
         self, metrics: torchmetrics.MetricCollection, batch: tuple[torch.Tensor, torch.Tensor]

@@ -87,7 +87,7 @@ class TabularLightningModule(pl.LightningModule):
         # In full precision nothing needs Lightning's precision plugin between backward and step, so
         # the raw optimiser is used: Lightning's wrappers (hooks around backward and step) cost about
         # as much as a small MLP's step on a CPU. Mixed precision keeps them (loss scaling, autocast).
-        plain = self.trainer.precision in ("32-true", "32")
+        plain = self.full_precision
         optimizer = lightning_optimizer.optimizer if plain else lightning_optimizer
         x_num, x_cat, y = batch
         for start in range(0, len(y), self.batch_size):
@@ -97,27 +97,45 @@ class TabularLightningModule(pl.LightningModule):
             target = y[start:stop]
             out = self.net(x_num[start:stop], x_cat[start:stop])
             loss = self._loss(out, target)
-            optimizer.zero_grad(set_to_none=True)
-            if plain:
-                loss.backward()
-                if self.gradient_clip:
-                    torch.nn.utils.clip_grad_norm_(self.parameters(), self.gradient_clip)
-            else:
-                self.manual_backward(loss)
-                if self.gradient_clip:
-                    self.clip_gradients(
-                        optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
-                    )
-            optimizer.step()
-            self.optimizer_steps += 1
-            if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
-                scheduler.step()
-            with torch.no_grad():
-                self._loss_sums[0] += loss.detach().float()
-                self._loss_sums[1] += 1
-                if self.task == "classification":
-                    self._hit_sums[0] += (out.argmax(-1) == target).sum()
-                    self._hit_sums[1] += len(target)
+            self._step(optimizer, scheduler, loss, out, target, plain)
+
+    @property
+    def full_precision(self) -> bool:
+        """32-bit training: nothing needs Lightning's precision plugin between backward and step."""
+        return self.trainer.precision in ("32-true", "32")
+
+    def _step(
+        self,
+        optimizer: Any,
+        scheduler: Any,
+        loss: torch.Tensor,
+        out: torch.Tensor,
+        target: torch.Tensor,
+        plain: bool,
+    ) -> None:
+        """One optimiser step from a mini-batch's loss (``plain``: the raw optimiser, no Lightning
+        precision plugin), then the running training loss and hits."""
+        optimizer.zero_grad(set_to_none=True)
+        if plain:
+            loss.backward()
+            if self.gradient_clip:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), self.gradient_clip)
+        else:
+            self.manual_backward(loss)
+            if self.gradient_clip:
+                self.clip_gradients(
+                    optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
+                )
+        optimizer.step()
+        self.optimizer_steps += 1
+        if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
+            scheduler.step()
+        with torch.no_grad():
+            self._loss_sums[0] += loss.detach().float()
+            self._loss_sums[1] += 1
+            if self.task == "classification":
+                self._hit_sums[0] += (out.argmax(-1) == target).sum()
+                self._hit_sums[1] += len(target)
 
     def on_train_epoch_end(self) -> None:
         # Manual optimisation: epoch-wise schedules are stepped here (validation has run by now).

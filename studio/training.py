@@ -209,6 +209,26 @@ def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
         )
 
 
+def _log_run_inputs(
+    run_id: str,
+    spec: RunSpec,
+    profile: dict[str, Any],
+    plan: DevicePlan,
+    data: Any,
+    extra_tags: dict[str, str],
+) -> None:
+    """The spec and data profile as artifacts, and what the run was given as tags."""
+    mlflow_client = tracking.client()
+    mlflow_client.log_text(run_id, spec.to_json(), tracking.SPEC_ARTIFACT)
+    mlflow_client.log_dict(run_id, profile, tracking.PROFILE_ARTIFACT)
+    tags = {
+        tracking.TAG_DEVICE: plan.description,
+        "studio.rows": str(data.sizes),
+        "studio.batch_size": str(data.batch_size),
+    }
+    tracking.set_tags(run_id, {**tags, **extra_tags})
+
+
 def _fit_and_log(
     spec: RunSpec,
     data: Any,
@@ -223,17 +243,8 @@ def _fit_and_log(
     from lightning_modules.registry import TabularShape, build_network
     from lightning_modules.tabular_module import TabularLightningModule
 
-    mlflow_client = tracking.client()
-    mlflow_client.log_text(run_id, spec.to_json(), tracking.SPEC_ARTIFACT)
-    mlflow_client.log_dict(run_id, profile, tracking.PROFILE_ARTIFACT)
-    tracking.set_tags(
-        run_id,
-        {
-            tracking.TAG_DEVICE: plan.description,
-            "studio.rows": str(data.sizes),
-            "studio.batch_size": str(data.batch_size),
-            "studio.ignored_columns": ", ".join(data.plan.ignored) or "none",
-        },
+    _log_run_inputs(
+        run_id, spec, profile, plan, data, {"studio.ignored_columns": ", ".join(data.plan.ignored) or "none"}
     )
 
     shape = TabularShape(data.preprocessor.n_numeric, data.preprocessor.cardinalities, data.n_out)
@@ -452,15 +463,13 @@ def _fit_and_log_images(
     from lightning_modules.components.cnn import frozen_norms, network_config, trainable_share
     from lightning_modules.image_module import ImageLightningModule
 
-    mlflow_client = tracking.client()
-    mlflow_client.log_text(run_id, spec.to_json(), tracking.SPEC_ARTIFACT)
-    mlflow_client.log_dict(run_id, profile, tracking.PROFILE_ARTIFACT)
-    tracking.set_tags(
+    _log_run_inputs(
         run_id,
+        spec,
+        profile,
+        plan,
+        data,
         {
-            tracking.TAG_DEVICE: plan.description,
-            "studio.rows": str(data.sizes),
-            "studio.batch_size": str(data.batch_size),
             "studio.image_size": str(data.image_size),
             "studio.precision": plan.precision,
             "studio.trainable_share": f"{trainable_share(net):.4f}",
