@@ -1,16 +1,30 @@
-"""Train page: pick a data set and what to predict, adjust the settings the spec offers, press Train."""
+"""Train page: pick a data set and what to predict, adjust the settings the spec offers, press Train.
+
+For a data set of pictures the page asks for the network, the picture size and the random changes
+shown while training (with a live preview of them), and says when pretrained weights are missing.
+"""
 
 import streamlit as st
 
 from studio import forms, jobs, ui
 from studio.datasets import suggest_task
 from studio.errors import SpecError
-from studio.spec import ARCHITECTURES, PRESET_HELP, PRESETS, TASKS, architectures_for
+from studio.spec import (
+    ARCHITECTURES,
+    IMAGE_TARGET,
+    PRESET_HELP,
+    PRESETS,
+    TASKS,
+    architectures_for,
+    default_architecture,
+)
 
 TASK_LABELS = {
     "classification": "Classification (predict a category)",
     "regression": "Regression (predict a number)",
 }
+IMAGE_TASK = "image_classification"
+PREVIEW_VARIANTS = 7
 state = st.session_state
 
 ui.require_app()
@@ -22,9 +36,48 @@ def forget(*keys: str) -> None:
         state.pop(key, None)
 
 
-def apply_preset() -> None:
+def apply_preset(task: str) -> None:
     for path, value in forms.preset_values(state["train_preset"]).items():
-        state[forms.field_key(path)] = value
+        state[forms.field_key(path, task)] = value
+
+
+def untick(key: str) -> None:
+    state[key] = False
+
+
+def next_preview() -> None:
+    state["train_preview_seed"] = state.get("train_preview_seed", 0) + 1
+
+
+def architecture_help() -> str:
+    return "The kind of model. " + " ".join(
+        f"{a.title}: {a.description}" for a in ARCHITECTURES.values() if a.name in architectures_for(task)
+    )
+
+
+def picture_preview(dataset_id: str, image_values: dict, size: int) -> None:
+    """The chosen picture as the network sees it, then random variants as training shows them."""
+    pictures = ui.first_pictures(dataset_id)
+    chosen = ui.select(
+        "Picture to preview",
+        list(pictures),
+        "train_preview_class",
+        format_func=lambda name: f"the first picture of '{name}'",
+        help="Any class's first picture; the variants change as you change the settings on the left.",
+    )
+    settings = tuple(sorted(image_values.items()))
+    shown = ui.augmentation_preview(
+        pictures[chosen], settings, size, PREVIEW_VARIANTS, state.get("train_preview_seed", 0)
+    )
+    captions = ["as prepared"] + [f"variant {i}" for i in range(1, len(shown))]
+    st.image(shown, caption=captions, width=max(64, min(size, 112)))
+    st.button(
+        "Show other random variants",
+        key="train_preview_again",
+        icon=":material/refresh:",
+        on_click=next_preview,
+        help="Each epoch shows every picture with new random changes like these.",
+    )
 
 
 st.title("Train")
@@ -52,41 +105,52 @@ with ui.guard():
             "train_dataset",
             state.get("current_dataset"),
             format_func=lambda key: ui.dataset_label(by_id[key]),
-            help="The table to learn from. Add more on the Data page.",
+            help="The table or the pictures to learn from. Add more on the Data page.",
             on_change=forget,
             args=("train_target", "train_task"),
         )
         state["current_dataset"] = dataset_id
         profile = ui.load_profile(dataset_id)
+        pictures = ui.is_pictures(by_id[dataset_id])
         columns = [column["name"] for column in profile["columns"]]
-        target = ui.select(
-            "Target column",
-            columns,
-            "train_target",
-            profile["suggested_target"],
-            help="The column the model learns to predict. The studio suggests one; pick another if you like.",
-            on_change=forget,
-            args=("train_task",),
-        )
+        if pictures:
+            target, suggested_task, task = IMAGE_TARGET, IMAGE_TASK, IMAGE_TASK
+            names = [c["name"] for c in profile.get("classes", [])]
+            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            st.markdown(
+                f"**Task:** image classification: the model learns to tell which of the "
+                f"**{len(names)} classes** a picture shows ({shown})."
+            )
+        else:
+            target = ui.select(
+                "Target column",
+                columns,
+                "train_target",
+                profile["suggested_target"],
+                help="The column the model learns to predict. The studio suggests one; pick another if "
+                "you like.",
+                on_change=forget,
+                args=("train_task",),
+            )
     with right:
-        suggested_task = suggest_task(profile, target)
-        task = ui.select(
-            "Task",
-            list(TASKS),
-            "train_task",
-            suggested_task or "classification",
-            format_func=TASK_LABELS.get,
-            help="Classification predicts a category (e.g. a grape variety); regression predicts a number "
-            "(e.g. a price). The studio suggests one from the target column.",
-        )
+        if not pictures:
+            suggested_task = suggest_task(profile, target)
+            task = ui.select(
+                "Task",
+                list(TASKS),
+                "train_task",
+                suggested_task or "classification",
+                format_func=TASK_LABELS.get,
+                help="Classification predicts a category (e.g. a grape variety); regression predicts a "
+                "number (e.g. a price). The studio suggests one from the target column.",
+            )
         architecture = ui.select(
             "Architecture",
             architectures_for(task),
             "train_architecture",
-            "mlp",
+            default_architecture(task),
             format_func=lambda name: ARCHITECTURES[name].title,
-            help="The kind of model. "
-            + " ".join(f"{a.title}: {a.description}" for a in ARCHITECTURES.values()),
+            help=architecture_help(),
         )
         st.caption(ARCHITECTURES[architecture].description)
     if suggested_task is None:
@@ -105,6 +169,7 @@ with ui.guard():
         horizontal=True,
         format_func=str.capitalize,
         on_change=apply_preset,
+        args=(task,),
         help=" ".join(f"{name.capitalize()}: {text}" for name, text in PRESET_HELP.items()),
         persist_state="session",
     )
@@ -117,18 +182,30 @@ with ui.guard():
     }
     fields = forms.form_fields(architecture, choices, task)
     values = {}
-    main = [f for f in fields if not f.advanced]
+    main = [f for f in fields if not f.advanced and f.section != "image"]
     for field in (f for f in main if f.section == ""):
         values[field.path] = ui.render_field(field)
+
+    image_fields = [f for f in fields if f.section == "image"]
+    if image_fields:
+        st.markdown(f"**{forms.SECTION_TITLES['image']}**")
+        settings_column, preview_column = st.columns([1, 2], gap="large")
+        with settings_column:
+            for field in image_fields:
+                values[field.path] = ui.render_field(field)
+            size_note = st.empty()
+        preview_slot = preview_column.container()
+
     sections = [name for name in forms.SECTION_TITLES if name and any(f.section == name for f in main)]
     for section, column in zip(sections, st.columns(len(sections), gap="medium"), strict=True):
         with column:
             st.markdown(f"**{forms.SECTION_TITLES[section]}**")
             for field in (f for f in main if f.section == section):
                 values[field.path] = ui.render_field(field)
-    with st.expander("Advanced settings (optional: the defaults suit most tables)", icon=":material/tune:"):
+    defaults_note = "the defaults suit most pictures" if pictures else "the defaults suit most tables"
+    with st.expander(f"Advanced settings (optional: {defaults_note})", icon=":material/tune:"):
         for section, title in forms.SECTION_TITLES.items():
-            section_fields = [f for f in fields if f.advanced and f.section == section]
+            section_fields = [f for f in fields if f.advanced and f.section == section and section != "image"]
             if not section_fields:
                 continue
             st.markdown(f"**{title}**")
@@ -137,7 +214,6 @@ with ui.guard():
                 with advanced_columns[index % 3]:
                     values[field.path] = ui.render_field(field)
 
-    st.subheader("Before you start")
     spec, problem = None, None
     try:
         spec = forms.spec_from_values(
@@ -145,19 +221,54 @@ with ui.guard():
         )
     except SpecError as err:
         problem = err
-    data_warnings = ui.target_warnings(dataset_id, target, task)
+    blockers = forms.image_blockers(spec) if pictures and spec is not None else []
+
+    if image_fields:
+        size = forms.image_size(spec, profile) if spec is not None else 64
+        automatic = spec is not None and not spec.image.size
+        size_note.caption(
+            f"Pictures are resized to **{size} × {size} px**"
+            + (" (chosen automatically for this network and these pictures)." if automatic else ".")
+        )
+        with preview_slot:
+            st.caption(
+                "**Preview:** a picture as the network sees it, then random changes of it as training "
+                "shows them. If a variant no longer looks like its class, tone the changes down."
+            )
+            image_values = {f.path.split(".", 1)[1]: values[f.path] for f in image_fields}
+            picture_preview(dataset_id, image_values, size)
+
+    st.subheader("Before you start")
+    data_warnings = profile.get("warnings", []) if pictures else ui.target_warnings(dataset_id, target, task)
     if data_warnings:
         with st.expander(
             f"About the data ({len(data_warnings)} notes)", expanded=True, icon=":material/info:"
         ):
             ui.show_warnings(data_warnings)
+    for blocker in blockers:
+        st.warning(blocker, icon=":material/block:")
+    weights_key = f"{forms.KEY_PREFIX}arch_{architecture}__pretrained"
+    if blockers and state.get(weights_key):  # pretrained weights asked for but missing
+        st.button(
+            "Train from scratch instead",
+            key="train_from_scratch",
+            type="primary",
+            icon=":material/restart_alt:",
+            on_click=untick,
+            args=(weights_key,),
+            help="Unticks 'Start from pretrained weights': the network learns from your pictures alone.",
+        )
     if spec is not None:
         rows = forms.usable_rows(profile, target)
-        for advice in forms.risky_values(spec, rows):
+        for advice in forms.risky_values(spec, rows, unit="pictures" if pictures else "rows"):
             st.warning(advice, icon=":material/warning:")
         device = forms.device_text(spec.training.device)
-        n_features = len(spec.data.features) if spec.data.features else len(columns) - 1
-        estimate = forms.estimate_time(spec, rows, n_features, on_gpu=device.startswith("GPU"))
+        on_gpu = device.startswith("GPU")
+        if pictures:
+            estimate = forms.estimate_image_time(spec, rows, forms.image_size(spec, profile), on_gpu=on_gpu)
+        else:
+            n_features = len(spec.data.features) if spec.data.features else len(columns) - 1
+            estimate = forms.estimate_time(spec, rows, n_features, on_gpu=on_gpu)
         st.markdown(f"**Where it trains:** {device}  \n**How long:** {estimate.text}")
     else:
         ui.show_error(problem)
@@ -167,8 +278,11 @@ with ui.guard():
         "The Runs page shows its progress live."
     )
     if (
-        st.button("Train", key="train_submit", type="primary", icon=":material/play_arrow:")
+        st.button(
+            "Train", key="train_submit", type="primary", icon=":material/play_arrow:", disabled=bool(blockers)
+        )
         and spec is not None
+        and not blockers
     ):
         job = jobs.submit_job(spec)
         ui.go_to_run(job.id)

@@ -9,6 +9,7 @@ validated spec. :func:`risky_values` and :func:`estimate_time` are the plain-lan
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import os
@@ -89,9 +90,17 @@ SECTION_TITLES = {
 }
 
 
-def field_key(path: str) -> str:
-    """The widget key of a spec field, e.g. ``train__training__epochs``."""
-    return KEY_PREFIX + path.replace(".", "__")
+def field_key(path: str, task: str = "classification") -> str:
+    """The widget key of a spec field, e.g. ``train__training__epochs``.
+
+    Picture tasks have keys of their own (``train__img__training__epochs``): their settings and
+    defaults differ from a table's, and the session keeps both while the user switches data sets."""
+    prefix = KEY_PREFIX + ("img__" if is_image_task(task) else "")
+    return prefix + path.replace(".", "__")
+
+
+def is_image_task(task: str) -> bool:
+    return task in getattr(spec_module, "IMAGE_TASKS", ())
 
 
 def metric_choices(task: str) -> tuple[str, ...]:
@@ -101,7 +110,7 @@ def metric_choices(task: str) -> tuple[str, ...]:
 def not_applicable(task: str) -> frozenset[str]:
     """Spec sections and fields that do nothing for ``task``: picture settings for a table; column
     preparation and feature columns for pictures."""
-    if task in getattr(spec_module, "IMAGE_TASKS", ()):
+    if is_image_task(task):
         return frozenset({"preprocessing", "data.features"})
     return frozenset({"image"})
 
@@ -116,18 +125,36 @@ def form_fields(
     """
     choices = dict(choices or {})
     found: list[FormField] = []
-    _walk(RunSpec, "", choices, found, PAGE_CHOSEN | not_applicable(task))
+    _walk(RunSpec, "", choices, found, PAGE_CHOSEN | not_applicable(task), task)
     params_model = ARCHITECTURES[architecture].params_model
     for name, info in params_model.model_fields.items():
         key = f"{KEY_PREFIX}arch_{architecture}__{name}"
         found.append(_field(f"architecture.params.{name}", key, info, choices))
+    if is_image_task(task):  # the spec's own defaults for pictures (e.g. mixed precision on GPUs)
+        defaults = task_defaults(task)
+        found = [
+            dataclasses.replace(f, default=field_value(defaults, f.path))
+            if f.section not in ("", "architecture")
+            else f
+            for f in found
+        ]
     section_order = list(SECTION_TITLES)
     found.sort(key=lambda f: section_order.index(f.section) if f.section in section_order else 99)
     return found
 
 
+def task_defaults(task: str) -> RunSpec:
+    """The spec a task starts from when nothing is changed (a placeholder data set)."""
+    return RunSpec.from_dict({"task": task, "data": {"dataset_id": "defaults", "target": "label"}})
+
+
 def _walk(
-    model: type[BaseModel], prefix: str, choices: dict[str, Any], found: list[FormField], skip: frozenset[str]
+    model: type[BaseModel],
+    prefix: str,
+    choices: dict[str, Any],
+    found: list[FormField],
+    skip: frozenset[str],
+    task: str,
 ) -> None:
     for name, info in model.model_fields.items():
         path = f"{prefix}{name}"
@@ -135,9 +162,9 @@ def _walk(
             continue
         annotation = info.annotation
         if isinstance(annotation, type) and issubclass(annotation, StudioModel):
-            _walk(annotation, f"{path}.", choices, found, skip)
+            _walk(annotation, f"{path}.", choices, found, skip, task)
             continue
-        found.append(_field(path, field_key(path), info, choices))
+        found.append(_field(path, field_key(path, task), info, choices))
 
 
 def _field(path: str, key: str, info: FieldInfo, choices: dict[str, Any]) -> FormField:
@@ -267,8 +294,9 @@ FEW_TRAIN_ROWS = 50
 FEW_CHECK_ROWS = 10
 
 
-def risky_values(spec: RunSpec, n_rows: int) -> list[str]:
-    """Plain-language warnings about allowed but risky settings for a table with ``n_rows`` usable rows.
+def risky_values(spec: RunSpec, n_rows: int, unit: str = "rows") -> list[str]:
+    """Plain-language warnings about allowed but risky settings for a table with ``n_rows`` usable rows
+    (or a set of ``n_rows`` pictures, with ``unit="pictures"``).
 
     Each says what will probably happen and what to do instead. Training still starts if the user
     wants it to.
@@ -292,15 +320,15 @@ def risky_values(spec: RunSpec, n_rows: int) -> list[str]:
     batch = spec.training.batch_size
     if batch and batch > train:
         found.append(
-            f"The batch size {batch:,} is larger than the about {train:,} training rows, so each epoch is "
-            "a single update and the model learns slowly. Set it to 0 (automatic) or below the row count."
+            f"The batch size {batch:,} is larger than the about {train:,} training {unit}, so each epoch is "
+            "a single update and the model learns slowly. Set it to 0 (automatic) or below that count."
         )
     epochs = spec.training.epochs
     if epochs >= EPOCHS_VERY_HIGH:
         found.append(
             f"{epochs:,} epochs is very many: it can take a long time"
             + (", although early stopping usually ends much sooner." if spec.early_stopping.enabled else ".")
-            + " Most tables need fewer than 300."
+            + (" Most tables need fewer than 300." if unit == "rows" else "")
         )
     elif epochs > EPOCHS_HIGH_WITHOUT_STOPPING and not spec.early_stopping.enabled:
         found.append(
@@ -309,12 +337,12 @@ def risky_values(spec: RunSpec, n_rows: int) -> list[str]:
         )
     if n_rows and train < FEW_TRAIN_ROWS:
         found.append(
-            f"Only about {train:,} rows are left to train on after holding back validation and test rows; "
-            "the model may not learn much. Lower the validation and test shares, or add rows."
+            f"Only about {train:,} {unit} are left to train on after holding back validation and test {unit}; "
+            f"the model may not learn much. Lower the validation and test shares, or add {unit}."
         )
     elif n_rows and min(val, test) < FEW_CHECK_ROWS:
         found.append(
-            f"Only about {min(val, test):,} rows are held back for {'validation' if val <= test else 'test'}, "
+            f"Only about {min(val, test):,} {unit} are held back for {'validation' if val <= test else 'test'}, "
             "so its scores will jump around by chance. Raise that share if you can."
         )
     return found
@@ -454,3 +482,79 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{round(seconds / 60):.0f} minutes"
     return f"{seconds / 3600:.1f} hours"
+
+
+# --------------------------------------------------------------------------- pictures
+# Forward-pass cost of torchvision's networks at 224 px, in GFLOPS (multiply-adds), from torchvision's
+# weight tables; it grows with the number of pixels.
+NETWORK_GFLOPS_224 = {
+    "resnet18": 1.81,
+    "resnet50": 4.09,
+    "mobilenet_v3_small": 0.06,
+    "mobilenet_v3_large": 0.22,
+    "efficientnet_b0": 0.39,
+    "convnext_tiny": 4.46,
+}
+# Rough guesses checked against one run here (small CNN, 32 px, 2-core CPU): starting the worker and
+# reading every picture once into the cache, then an epoch of forward and backward passes at about this
+# many GFLOPS (a GPU does far more; mixed precision more still).
+IMAGE_STARTUP_SECONDS = 15.0
+IMAGE_DECODE_SECONDS = 0.003
+IMAGE_EPOCH_SECONDS = 0.5
+CPU_TRAIN_GFLOPS = 8.0
+GPU_TRAIN_GFLOPS = 2000.0
+
+
+def image_size(spec: RunSpec, profile: dict[str, Any]) -> int:
+    """The picture size (px) training will use: the spec's, or the automatic choice for the data."""
+    if spec.image.size:
+        return spec.image.size
+    median = (profile.get("sizes") or {}).get("short_side_median")
+    return spec_module.auto_image_size(spec.architecture.name, spec.architecture.params, median)
+
+
+def network_gflops(architecture: str, params: dict[str, Any], size: int) -> float:
+    """Multiply-adds of one forward pass of one picture, in billions (a rough count)."""
+    if architecture in NETWORK_GFLOPS_224:
+        return NETWORK_GFLOPS_224[architecture] * (size / 224) ** 2
+    width, blocks = int(params.get("width", 32)), int(params.get("blocks", 3))
+    total, channels_in = 0.0, 3
+    for i in range(blocks):
+        channels = width * 2**i
+        total += (size / 2**i) ** 2 * channels_in * channels * 9
+        channels_in = channels
+    return total / 1e9
+
+
+def estimate_image_time(spec: RunSpec, n_images: int, size: int, on_gpu: bool = False) -> TimeEstimate:
+    """A rough upper guess of an image run: startup and one read of every picture, then epochs of
+    forward and backward passes (about 3 forward passes; 1 when only the last layer trains)."""
+    train, _, _ = split_rows(spec, n_images)
+    params = spec.architecture.params
+    passes = 1.2 if params.get("freeze_backbone") else 3.0
+    work = network_gflops(spec.architecture.name, params, size) * passes * n_images
+    per_epoch = IMAGE_EPOCH_SECONDS + work / (GPU_TRAIN_GFLOPS if on_gpu else CPU_TRAIN_GFLOPS)
+    seconds = IMAGE_STARTUP_SECONDS + n_images * IMAGE_DECODE_SECONDS + spec.training.epochs * per_epoch
+    stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
+    text = (
+        f"Rough guess: at most about {_duration(seconds)} "
+        f"({spec.training.epochs:,} epochs over about {train:,} pictures of {size} × {size} px).{stop} "
+        "It is a ballpark, not a promise."
+    )
+    return TimeEstimate(seconds=seconds, text=text)
+
+
+def image_blockers(spec: RunSpec) -> list[str]:
+    """Why a picture run with these settings would fail at once, in plain words (empty: it can start)."""
+    from studio.pretrained import missing_weights_message, weights_available, weights_path
+
+    params = spec.architecture.params
+    wants_weights = bool(params.get("pretrained")) and weights_path(spec.architecture.name) is not None
+    if wants_weights and not weights_available(spec.architecture.name):
+        return [missing_weights_message(spec.architecture.name)]
+    if params.get("freeze_backbone") and not params.get("pretrained"):
+        return [
+            "'Train only the last layer' needs pretrained weights: tick 'Start from pretrained weights', or "
+            "untick 'Train only the last layer' to train the whole network from scratch."
+        ]
+    return []

@@ -107,6 +107,7 @@ def forget_datasets() -> None:
     _load_table.clear()
     _target_warnings.clear()
     _sample_grid.clear()
+    _first_pictures.clear()
 
 
 def is_pictures(info: datasets.DatasetInfo) -> bool:
@@ -382,3 +383,26 @@ def size_text(profile: dict[str, Any]) -> str:
         f"from {width['min']:,} × {height['min']:,} to {width['max']:,} × {height['max']:,} px "
         f"(usually about {width['median']:,.0f} × {height['median']:,.0f})"
     )
+
+
+@st.cache_data(ttl=CACHE_SECONDS * 6, show_spinner=False, max_entries=8)
+def _first_pictures(home: str, dataset_id: str) -> dict[str, str]:
+    table = datasets.image_paths(dataset_id)
+    first = table.drop_duplicates("label")
+    return {str(label): str(path) for label, path in zip(first["label"], first["path"], strict=True)}
+
+
+def first_pictures(dataset_id: str) -> dict[str, str]:
+    """``{class: path of its first picture}`` of a picture data set (cached), for the Train preview."""
+    return _first_pictures(str(studio_home()), dataset_id)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def augmentation_preview(
+    path: str, settings: tuple[tuple[str, Any], ...], size: int, n: int, seed: int
+) -> list:
+    """The picture prepared at ``size`` px, then ``n`` random variants with the image ``settings``
+    (``(name, value)`` pairs of the spec's image section), as training would show them (cached)."""
+    from studio.images_view import augmentation_preview as preview
+
+    return preview(path, dict(settings), size, n=n, seed=seed)
