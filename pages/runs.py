@@ -11,12 +11,14 @@ from streamlit.errors import StreamlitAPIException
 
 from studio import charts, jobs, tracking, ui
 from studio import runs_view as rv
-from studio.bundle import python_snippet
+from studio.bundle import KIND_IMAGE, KIND_TABULAR, python_snippet
 from studio.errors import StudioError
+from studio.spec import is_image_task
 
 ui.require_app()
 
 REFRESH_SECONDS = 2
+GALLERY_SIZE = 24
 NOTICE = "runs_notice"
 
 
@@ -157,6 +159,60 @@ def final_scores(job: jobs.Job) -> None:
         column.metric(label, value, help=help_text)
 
 
+@st.cache_data(ttl=300, show_spinner=False, max_entries=8)
+def confusion(run_id: str) -> tuple[list[str], list[list[int]]] | None:
+    from studio.images_view import confusion_matrix
+
+    matrix = confusion_matrix(run_id)
+    return None if matrix is None else (matrix.classes, matrix.counts)
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=4)
+def mistakes(run_id: str) -> dict:
+    return rv.mistake_gallery(run_id, limit=GALLERY_SIZE)
+
+
+def picture_results(job: jobs.Job) -> None:
+    """The confusion matrix of the test pictures and a gallery of the ones the model got wrong."""
+    st.subheader("Where the model goes wrong")
+    if not job.mlflow_run_id:
+        st.info("This run has no test results to show.")
+        return
+    with st.spinner("Reading the test results from MLflow…"):
+        matrix = confusion(job.mlflow_run_id)
+        gallery = mistakes(job.mlflow_run_id)
+    if matrix is None:
+        st.info("This run did not record its test results, so there is no confusion matrix to show.")
+        return
+    classes, counts = matrix
+    st.caption(
+        "The test pictures, which the model never saw while training: each row is the true class, each "
+        "column what the model said. The diagonal holds the right answers; a dark cell off the diagonal is "
+        "a pair of classes the model mixes up."
+    )
+    st.plotly_chart(
+        charts.confusion_matrix_figure(classes, counts), key="confusion-matrix", config={"displaylogo": False}
+    )
+    total = gallery["total"]
+    if not total:
+        st.success("No mistakes: the model recognised every test picture.", icon=":material/check_circle:")
+        return
+    shown = len(gallery["pictures"])
+    st.markdown(
+        f"**{total} test picture{'s' if total != 1 else ''} the model got wrong**"
+        + (f" (the {shown} it was surest about)" if shown < total else "")
+        + ", most confidently wrong first:"
+    )
+    if gallery["pictures"]:
+        st.image(gallery["pictures"], caption=gallery["captions"], width=128)
+    if gallery["missing"]:
+        st.caption(f"{gallery['missing']} of them cannot be shown: their data set was deleted since.")
+    st.caption(
+        "Look for a pattern: pictures in the wrong folder, classes that look alike, or pictures unlike the "
+        "rest. More (and more varied) pictures of those classes usually help most."
+    )
+
+
 def model_download(job: jobs.Job) -> None:
     st.subheader("Use the model")
     try:
@@ -175,14 +231,17 @@ def model_download(job: jobs.Job) -> None:
         icon=":material/download:",
         on_click="ignore",
     )
+    pictures = is_image_task(job.spec.task)
     page_link(
         "pages/predict.py",
-        "Predict new rows with this model",
+        "Predict new pictures with this model" if pictures else "Predict new rows with this model",
         icon=":material/online_prediction:",
         query_params={"job": job.id},
     )
-    st.caption("To use it in your own Python code (needs only mlflow, torch and pandas installed):")
-    st.code(python_snippet(name), language="python", wrap_lines=True)
+    needs = "mlflow, torch, torchvision, pillow and pandas" if pictures else "mlflow, torch and pandas"
+    st.caption(f"To use it in your own Python code (needs only {needs} installed):")
+    kind = KIND_IMAGE if pictures else KIND_TABULAR
+    st.code(python_snippet(name, kind=kind), language="python", wrap_lines=True)
 
 
 def mlflow_link(job: jobs.Job) -> None:
@@ -238,7 +297,7 @@ def show_run(job_id: str) -> None:
     st.title(job.name)
     dataset = dataset_names().get(job.dataset_id, job.dataset_id)
     st.caption(
-        f"{rv.status_label(job)} · predicts **{spec.data.target}** ({spec.task}) from data set **{dataset}** · "
+        f"{rv.status_label(job)} · {rv.what_it_learns(spec)} from data set **{dataset}** · "
         f"created {when(job.created_at)} · job {job.id}"
         + (f" · on {job.device}" if job.device and job.state != jobs.QUEUED else "")
     )
@@ -252,6 +311,8 @@ def show_run(job_id: str) -> None:
     live_section(job)
     if job.state == jobs.SUCCEEDED:
         final_scores(job)
+        if is_image_task(spec.task):
+            picture_results(job)
         model_download(job)
     mlflow_link(job)
     settings_section(job)

@@ -18,10 +18,11 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from studio import settings, tracking
+from studio.bundle import KIND_IMAGE, PICTURE_SUFFIXES
 from studio.charts import metric_label, metric_name, sentence
-from studio.errors import BundleError
+from studio.errors import BundleError, DatasetError
 from studio.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
-from studio.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
+from studio.spec import ARCHITECTURES, RunSpec, is_image_task, main_metric, metric_mode
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -44,6 +45,7 @@ _STATUS = {
 _SECTIONS = {
     "data": "Data",
     "preprocessing": "Preparing the data",
+    "image": "Pictures",
     "architecture": "Network",
     "optimizer": "Optimiser",
     "scheduler": "Learning-rate schedule",
@@ -149,6 +151,7 @@ def test_metric_cards(test_metrics: dict[str, float], task: str) -> list[tuple[s
     """``(label, value text, help)`` for the final test scores, the task's main metric first."""
     first = "test/" + main_metric(task).split("/", 1)[1]
     keys = sorted(test_metrics, key=lambda k: (k != first, k == "test/loss", k))
+    kept = "pictures" if is_image_task(task) else "rows"
     cards = []
     for key in keys:
         better = "higher" if metric_mode(key) == "max" else "lower"
@@ -156,7 +159,7 @@ def test_metric_cards(test_metrics: dict[str, float], task: str) -> list[tuple[s
             (
                 sentence(metric_name(key)),
                 format_metric(key, test_metrics[key]),
-                f"Measured on rows kept aside until the end ({metric_label(key)}); {better} is better.",
+                f"Measured on {kept} kept aside until the end ({metric_label(key)}); {better} is better.",
             )
         )
     return cards
@@ -196,9 +199,12 @@ def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
     """Every setting of a spec as ``Section | Setting | Value`` rows, with the form's titles."""
     rows: list[dict[str, str]] = [
         {"Section": "Run", "Setting": "Run name", "Value": spec.name or "(made up)"},
-        {"Section": "Run", "Setting": "Task", "Value": spec.task.capitalize()},
+        {"Section": "Run", "Setting": "Task", "Value": task_words(spec.task)},
     ]
+    unused = {"preprocessing"} if is_image_task(spec.task) else {"image"}
     for section, title in _SECTIONS.items():
+        if section in unused:
+            continue
         part = getattr(spec, section)
         for name, info in type(part).model_fields.items():
             value = getattr(part, name)
@@ -217,7 +223,11 @@ def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
                     text = _choice_text(field_info, inner) if field_info else str(inner)
                     rows.append({"Section": title, "Setting": label, "Value": text})
                 continue
-            if section == "data" and name == "dataset_id" and dataset_name and dataset_name != value:
+            if section == "data" and name == "features" and is_image_task(spec.task):
+                continue
+            if section == "image" and name == "size" and value == 0:
+                text = "automatic"
+            elif section == "data" and name == "dataset_id" and dataset_name and dataset_name != value:
                 text = f"{dataset_name} ({value})"
             elif section == "training" and name == "batch_size" and value == 0:
                 text = "automatic"
@@ -227,6 +237,18 @@ def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
                 text = metric_label(value)
             rows.append({"Section": title, "Setting": info.title or name, "Value": text})
     return pd.DataFrame(rows)
+
+
+def task_words(task: str) -> str:
+    """``image_classification`` → ``Image classification``."""
+    return task.replace("_", " ").capitalize()
+
+
+def what_it_learns(spec: RunSpec) -> str:
+    """``predicts **price** (regression)`` or ``tells which class a picture shows``, for a run's caption."""
+    if is_image_task(spec.task):
+        return "tells which class a picture shows (image classification)"
+    return f"predicts **{spec.data.target}** ({spec.task})"
 
 
 def param_label(key: str) -> str:
@@ -293,7 +315,8 @@ def model_label(job: Job) -> str:
     """``<run name> · predicts <target> · accuracy 94.4%`` for a model picker."""
     spec = job.spec
     main = "test/" + main_metric(spec.task).split("/", 1)[1]
-    label = f"{job.name} · predicts {spec.data.target}"
+    what = "pictures" if is_image_task(spec.task) else f"predicts {spec.data.target}"
+    label = f"{job.name} · {what}"
     if main in job.test_metrics:
         label += f" · {metric_name(main)} {format_metric(main, job.test_metrics[main])}"
     return label
@@ -320,8 +343,19 @@ def missing_inputs(info: dict[str, Any], columns: Any) -> list[str]:
     return [column["name"] for column in info.get("input_columns", []) if column["name"] not in have]
 
 
+def is_image_model(info: dict[str, Any]) -> bool:
+    """Whether a bundle (its ``read_bundle_info``) takes pictures rather than table rows."""
+    return info.get("kind") == KIND_IMAGE
+
+
 def model_summary(info: dict[str, Any]) -> str:
-    """One line about a bundle: what it predicts and from which columns."""
+    """One line about a bundle: what it predicts and from which columns (or which classes it knows)."""
+    if is_image_model(info):
+        classes = [str(c) for c in info.get("target", {}).get("classes") or []]
+        shown = ", ".join(classes[:12]) + (f" and {len(classes) - 12} more" if len(classes) > 12 else "")
+        size = (info.get("preprocessing") or {}).get("size")
+        resized = f" Pictures are resized to {size} × {size} px." if size else ""
+        return f"Tells which of **{len(classes)} classes** a picture shows: {shown}.{resized}"
     target = info.get("target", {}).get("name", "?")
     task = info.get("task", "?")
     inputs = [column["name"] for column in info.get("input_columns", [])]
@@ -523,3 +557,106 @@ def datasets_with_runs() -> list[tuple[Any, list[RunSummary]]]:
         if run.dataset_id:
             grouped.setdefault(run.dataset_id, []).append(run)
     return [(by_id.get(dataset_id), runs) for dataset_id, runs in grouped.items()]
+
+
+# --------------------------------------------------------------------------- pictures
+MAX_PICTURES = 500
+
+
+def mistake_caption(true_label: str, predicted: str, probability: float) -> str:
+    """``is cat · taken for dog (87% sure)`` under a misclassified picture."""
+    return f"is {true_label} · taken for {predicted} ({probability:.0%} sure)"
+
+
+def mistake_gallery(run_id: str, limit: int = 24, side: int = 128) -> dict[str, Any]:
+    """The misclassified test pictures of an image run, most confidently wrong first:
+    ``{"pictures": [uint8 arrays], "captions": [...], "total": n, "missing": n without a file}``."""
+    from studio import images_view
+
+    data = images_view.test_split_predictions(run_id)
+    wrong = images_view.mistakes(run_id, limit=limit)
+    total = sum(1 for row in (data or {}).get("rows", []) if row["predicted"] != row["label"])
+    pictures, captions, missing = [], [], 0
+    for item in wrong:
+        try:
+            if item.path is None:
+                raise ValueError(item.source)
+            pictures.append(images_view.thumbnail(item.path, side))
+        except ValueError:
+            missing += 1
+            continue
+        captions.append(mistake_caption(item.true_label, item.predicted, item.probability))
+    return {"pictures": pictures, "captions": captions, "total": total, "missing": missing}
+
+
+def pictures_from_uploads(files: list[tuple[str, bytes]]) -> tuple[list[str], list[bytes]]:
+    """``(names, bytes)`` of the pictures in uploaded files: pictures as they are, zips opened in memory
+    (checked like a data set's zip: no bombs; folders and system files skipped). Raises
+    :class:`DatasetError` for a zip that cannot be used."""
+    import io
+    import zipfile
+    from pathlib import PurePosixPath
+
+    from studio.datasets.images import DEFAULT_LIMITS, JUNK_FOLDERS, JUNK_NAMES, check_archive
+
+    names: list[str] = []
+    pictures: list[bytes] = []
+    for filename, data in files:
+        if not zipfile.is_zipfile(io.BytesIO(data)):
+            names.append(filename)
+            pictures.append(data)
+            continue
+        try:
+            with zipfile.ZipFile(io.BytesIO(data)) as zf:
+                for member in check_archive(zf, filename, DEFAULT_LIMITS):
+                    parts = PurePosixPath(member.filename.replace("\\", "/")).parts
+                    junk = (
+                        any(p.lower() in JUNK_FOLDERS for p in parts[:-1]) or parts[-1].lower() in JUNK_NAMES
+                    )
+                    if junk or parts[-1].startswith("._") or not parts[-1].lower().endswith(PICTURE_SUFFIXES):
+                        continue
+                    names.append(f"{filename}/{member.filename}")
+                    pictures.append(zf.read(member))
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:
+            raise DatasetError(f"'{filename}' is not a readable zip file ({err}).") from None
+    if len(pictures) > MAX_PICTURES:
+        raise DatasetError(
+            f"That is {len(pictures):,} pictures; the page predicts at most {MAX_PICTURES:,} at a time. "
+            "Use `python -m studio predict` for more."
+        )
+    return names, pictures
+
+
+def picture_results(result: pd.DataFrame, classes: list[str], target: str = "label") -> list[dict[str, Any]]:
+    """One ``{"name", "predicted", "probability", "runner_up", "error"}`` per row of
+    ``LoadedBundle.predict_images`` (``runner_up``: the next likeliest class and its probability)."""
+    out = []
+    for _, row in result.iterrows():
+        error = row.get("error")
+        if isinstance(error, str) and error:
+            out.append(
+                {
+                    "name": row["image"],
+                    "predicted": None,
+                    "probability": None,
+                    "runner_up": None,
+                    "error": error,
+                }
+            )
+            continue
+        shares = sorted(
+            ((float(row[f"probability_{c}"]), c) for c in classes if f"probability_{c}" in row), reverse=True
+        )
+        predicted = str(row[f"predicted_{target}"])
+        probability = next((p for p, c in shares if c == predicted), shares[0][0] if shares else float("nan"))
+        runner_up = next(((c, p) for p, c in shares if c != predicted), None)
+        out.append(
+            {
+                "name": row["image"],
+                "predicted": predicted,
+                "probability": probability,
+                "runner_up": runner_up,
+                "error": None,
+            }
+        )
+    return out

@@ -35,14 +35,20 @@ def picture(kind: str, rng: np.random.Generator, size: int = 32) -> bytes:
     return out.getvalue()
 
 
-def picture_zip(per_class: int = 12, seed: int = 0, extras: dict[str, bytes] | None = None) -> bytes:
-    """``shapes/<class>/<n>.png`` for each class, plus any ``extras`` (name -> bytes)."""
+def picture_zip(
+    per_class: int = 12,
+    seed: int = 0,
+    extras: dict[str, bytes] | None = None,
+    classes: dict[str, str] | None = None,
+) -> bytes:
+    """``shapes/<class>/<n>.png`` for each class (``classes``: folder -> kind of picture, default one
+    folder per kind in :data:`CLASSES`), plus any ``extras`` (name -> bytes)."""
     rng = np.random.default_rng(seed)
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
-        for kind in CLASSES:
+        for folder, kind in (classes or {kind: kind for kind in CLASSES}).items():
             for i in range(per_class):
-                zf.writestr(f"shapes/{kind}/{i:03d}.png", picture(kind, rng))
+                zf.writestr(f"shapes/{folder}/{i:03d}.png", picture(kind, rng))
         for name, data in (extras or {}).items():
             zf.writestr(name, data)
     return out.getvalue()
