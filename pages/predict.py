@@ -1,4 +1,5 @@
-"""Predict: pick a trained model (or upload one), give new rows, see and download the predictions."""
+"""Predict: pick a trained model (or upload one), give new rows (or pictures), see and download the
+predictions."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ UPLOADED = "A model file (.zip) I have"
 UPLOAD_ROWS = "Upload a CSV file"
 STORED_ROWS = "A stored data set"
 SHOWN_ROWS = 1000
+SHOWN_PICTURES = 60
+PICTURES_PER_ROW = 3
+PICTURE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "zip"]
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -160,9 +164,116 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
     )
 
 
+def choose_pictures() -> tuple[list[str], list[bytes], str] | None:
+    uploads = st.file_uploader(
+        "Pictures to predict (one or many, or a zip of them)",
+        type=PICTURE_TYPES,
+        accept_multiple_files=True,
+        key="predict-pictures-upload",
+        help="Photos or other pictures (JPEG, PNG, …); a zip may hold folders of them. Each is resized as in "
+        "training.",
+    )
+    if not uploads:
+        st.caption("Drop one or more pictures here, or a zip of them. The model says which class each shows.")
+        return None
+    names, pictures = rv.pictures_from_uploads([(upload.name, upload.getvalue()) for upload in uploads])
+    if not pictures:
+        st.warning(
+            "These files hold no pictures (JPEG, PNG, GIF, BMP, TIFF or WebP). Upload pictures instead."
+        )
+        return None
+    return names, pictures, "pictures:" + ",".join(upload.file_id for upload in uploads)
+
+
+@st.cache_data(show_spinner=False, max_entries=256)
+def small_picture(data: bytes):
+    from studio.images_view import thumbnail
+
+    try:
+        return thumbnail(data, 160)
+    except ValueError:
+        return None
+
+
+def picture_card(row: dict[str, Any], data: bytes) -> None:
+    with st.container(border=True):
+        picture, words = st.columns([1, 1], vertical_alignment="center")
+        shown = small_picture(data)
+        if shown is not None:
+            picture.image(shown, width="stretch")
+        if row["error"]:
+            words.markdown(":red[**Could not read it**]")
+            words.caption(row["error"])
+        else:
+            words.markdown(f"**{row['predicted']}**  \n{row['probability']:.0%} sure")
+            if row["runner_up"]:
+                other, share = row["runner_up"]
+                words.caption(f"next: {other} ({share:.0%})")
+        words.caption(row["name"])
+
+
+def predict_pictures_section(
+    model: Path, info: dict[str, Any], chosen: tuple[list[str], list[bytes], str]
+) -> None:
+    names, pictures, pictures_key = chosen
+    st.caption(f"{len(pictures)} picture{'s' if len(pictures) != 1 else ''}.")
+    signature = f"{model}:{model.stat().st_mtime}:{pictures_key}"
+    if st.button("Predict", key="predict-run", type="primary", icon=":material/online_prediction:"):
+        with st.spinner("Loading the model and looking at the pictures…"):
+            try:
+                frame = loaded_bundle(str(model), model.stat().st_mtime).predict_images(pictures, names)
+            except StudioError as err:
+                st.error(str(err))
+                return
+            except Exception as err:  # the pictures broke the model in a way the bundle does not foresee
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                st.error(f"The model could not look at these pictures ({first}).")
+                return
+        st.session_state["predictions"] = (signature, frame)
+    saved = st.session_state.get("predictions")
+    if not saved or saved[0] != signature:
+        st.caption("Press **Predict** to see which class the model sees in each picture.")
+        return
+    frame = saved[1]
+    classes = [str(c) for c in info.get("target", {}).get("classes") or []]
+    results = rv.picture_results(frame, classes, info.get("target", {}).get("name", "label"))
+    st.subheader("Predictions")
+    unread = sum(1 for row in results if row["error"])
+    st.caption(
+        f"{len(results)} picture{'s' if len(results) != 1 else ''}"
+        + (f", {unread} could not be read" if unread else "")
+        + (
+            f"; the first {SHOWN_PICTURES} are shown, the download has all"
+            if len(results) > SHOWN_PICTURES
+            else ""
+        )
+        + ". Each shows the class the model sees and how sure it is."
+    )
+    shown = results[:SHOWN_PICTURES]
+    for start in range(0, len(shown), PICTURES_PER_ROW):
+        columns = st.columns(PICTURES_PER_ROW)
+        for offset, row in enumerate(shown[start : start + PICTURES_PER_ROW]):
+            with columns[offset]:
+                picture_card(row, pictures[start + offset])
+    table = frame.drop(columns=["error"]) if frame["error"].isna().all() else frame
+    with st.expander("All predictions as a table"):
+        st.dataframe(table, hide_index=True, key="predict-result")
+    st.download_button(
+        "Download the predictions (CSV)",
+        data=table.to_csv(index=False).encode("utf-8"),
+        file_name="predictions-pictures.csv",
+        mime="text/csv",
+        key="predict-download",
+        type="primary",
+        icon=":material/download:",
+        on_click="ignore",
+    )
+
+
 st.title("Predict")
 st.caption(
-    "Use a trained model on new rows: choose the model, give it rows, and get a prediction for each row."
+    "Use a trained model on new rows or pictures: choose the model, give it rows (or pictures), and get a "
+    "prediction for each."
 )
 
 st.subheader("1. Choose the model")
@@ -174,7 +285,18 @@ if model_path is not None:
         model_info = read_bundle_info(model_path)
     except StudioError as err:
         st.error(str(err))
-if model_path is not None and model_info is not None:
+if model_path is not None and model_info is not None and rv.is_image_model(model_info):
+    st.markdown(rv.model_summary(model_info))
+    st.subheader("2. Give the pictures")
+    try:
+        chosen_pictures = choose_pictures()
+    except StudioError as err:
+        st.error(str(err))
+        chosen_pictures = None
+    if chosen_pictures is not None:
+        st.subheader("3. Predict")
+        predict_pictures_section(model_path, model_info, chosen_pictures)
+elif model_path is not None and model_info is not None:
     st.markdown(rv.model_summary(model_info))
     st.subheader("2. Give the rows to predict")
     try:
