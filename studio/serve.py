@@ -330,6 +330,12 @@ def serve(
     try:
         say("Starting Training Studio… (Ctrl-C stops it)")
         add_sample_on_first_start(say)
+        if mlflow_ui:
+            # Create (or upgrade) the MLflow store once, under the studio's lock, before the MLflow UI
+            # and the workers open it: both migrating a new store at once breaks it.
+            from studio import tracking
+
+            tracking.client()
         ensure_scheduler()
         for child in children:
             child.start()

@@ -224,13 +224,16 @@ def _finish(job_id: str, state: str, reason: str | None, outcome: dict[str, Any]
 def standby() -> int:
     """A warm worker: import the training stack now, then wait for the scheduler to write a job id on
     stdin, and run that job (its output into the job's log, from the job's folder). EOF: exit."""
-    import lightning_modules.callbacks  # noqa: F401  (torch, Lightning, torchmetrics)
-    import lightning_modules.tabular_data  # noqa: F401
-    import lightning_modules.tabular_module  # noqa: F401
-    import studio.training  # noqa: F401
-    from studio import tracking
+    try:
+        import lightning_modules.callbacks  # noqa: F401  (torch, Lightning, torchmetrics)
+        import lightning_modules.tabular_data  # noqa: F401
+        import lightning_modules.tabular_module  # noqa: F401
+        import studio.training  # noqa: F401
+        from studio import tracking
 
-    tracking.client()  # mlflow and its store, ready
+        tracking.client()  # mlflow and its store, ready
+    except Exception:  # the job still runs (and reports a real problem in its own log)
+        log.exception("warm-up failed; the next job starts as if cold")
     line = sys.stdin.readline().strip()
     if not line:
         return 0
