@@ -154,7 +154,8 @@ def final_scores(job: jobs.Job) -> None:
     if not cards:
         st.info("This run has no test scores.")
         return
-    st.caption("Measured at the end on rows the model never saw while training: the honest estimate.")
+    kept = "pictures" if is_image_task(job.spec.task) else "rows"
+    st.caption(f"Measured at the end on {kept} the model never saw while training: the honest estimate.")
     for column, (label, value, help_text) in zip(st.columns(len(cards)), cards, strict=True):
         column.metric(label, value, help=help_text)
 

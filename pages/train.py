@@ -9,6 +9,7 @@ import streamlit as st
 from studio import forms, jobs, ui
 from studio.datasets import suggest_task
 from studio.errors import SpecError
+from studio.pretrained import weights_available, weights_path
 from studio.spec import (
     ARCHITECTURES,
     IMAGE_TARGET,
@@ -24,7 +25,8 @@ TASK_LABELS = {
     "regression": "Regression (predict a number)",
 }
 IMAGE_TASK = "image_classification"
-PREVIEW_VARIANTS = 7
+PREVIEW_VARIANTS = 9
+PREVIEW_WIDTH = 112  # px on screen, whatever the training size (small pictures are shown enlarged)
 state = st.session_state
 
 ui.require_app()
@@ -70,7 +72,7 @@ def picture_preview(dataset_id: str, image_values: dict, size: int) -> None:
         pictures[chosen], settings, size, PREVIEW_VARIANTS, state.get("train_preview_seed", 0)
     )
     captions = ["as prepared"] + [f"variant {i}" for i in range(1, len(shown))]
-    st.image(shown, caption=captions, width=max(64, min(size, 112)))
+    st.image(shown, caption=captions, width=PREVIEW_WIDTH)
     st.button(
         "Show other random variants",
         key="train_preview_again",
@@ -153,6 +155,11 @@ with ui.guard():
             help=architecture_help(),
         )
         st.caption(ARCHITECTURES[architecture].description)
+        if pictures and weights_path(architecture) is not None and not weights_available(architecture):
+            st.caption(
+                ":orange[Its pretrained weights are not on this machine, so here it can only learn from "
+                "scratch (untick 'Start from pretrained weights').]"
+            )
     if suggested_task is None:
         st.warning(
             f"'{target}' has only one value (or holds dates), so there is nothing to learn from it. "
@@ -227,8 +234,9 @@ with ui.guard():
         size = forms.image_size(spec, profile) if spec is not None else 64
         automatic = spec is not None and not spec.image.size
         size_note.caption(
-            f"Pictures are resized to **{size} × {size} px**"
-            + (" (chosen automatically for this network and these pictures)." if automatic else ".")
+            ("0 means automatic: " if automatic else "")
+            + f"pictures are resized to **{size} × {size} px**"
+            + (", chosen for this network and these pictures." if automatic else ".")
         )
         with preview_slot:
             st.caption(

@@ -48,10 +48,10 @@ def test_pictures_get_image_networks_size_and_a_live_preview_of_the_random_chang
     assert at.checkbox(key="train__img__image__horizontal_flip").value is True
     assert not [n for n in at.number_input if "preprocessing" in n.key]
     captions = " ".join(c.value for c in at.caption)
-    assert "resized to **32 × 32 px** (chosen automatically" in captions
+    assert "0 means automatic: pictures are resized to **32 × 32 px**, chosen for this network" in captions
 
     (preview,) = at.get("image")
-    assert len(preview.proto.imgs) == 8  # the prepared picture and 7 random variants
+    assert len(preview.proto.imgs) == 10  # the prepared picture and 9 random variants
     assert preview.proto.imgs[0].caption == "as prepared"
     first = _image_urls(at)
     at.button(key="train_preview_again").click().run()
@@ -69,6 +69,7 @@ def test_missing_pretrained_weights_are_said_plainly_with_a_way_to_train_from_sc
     at = pictures_page
     at.selectbox(key="train_architecture").set_value("resnet18").run()
     assert not at.exception
+    assert any("pretrained weights are not on this machine" in c.value for c in at.caption)
     (blocker,) = [w.value for w in at.warning if "not on this machine" in w.value]
     assert "resnet18" in blocker and "train from scratch" in blocker
     assert at.button(key="train_submit").disabled
