@@ -495,13 +495,13 @@ NETWORK_GFLOPS_224 = {
     "efficientnet_b0": 0.39,
     "convnext_tiny": 4.46,
 }
-# Rough guesses checked against one run here (small CNN, 32 px, 2-core CPU): starting the worker and
-# reading every picture once into the cache, then an epoch of forward and backward passes at about this
-# many GFLOPS (a GPU does far more; mixed precision more still).
-IMAGE_STARTUP_SECONDS = 15.0
+# Rough guesses checked against runs from the Train page here (small CNN, 32 and 64 px, 36 and 98 pictures,
+# 2 and 6 epochs, busy 2-core CPU: 8-10 s each): starting the worker and reading every picture once into
+# the cache, then epochs of forward and backward passes at about this many GFLOPS (a GPU does far more).
+IMAGE_STARTUP_SECONDS = 8.0
 IMAGE_DECODE_SECONDS = 0.003
 IMAGE_EPOCH_SECONDS = 0.5
-CPU_TRAIN_GFLOPS = 8.0
+CPU_TRAIN_GFLOPS = 15.0
 GPU_TRAIN_GFLOPS = 2000.0
 
 

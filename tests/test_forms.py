@@ -280,3 +280,69 @@ def test_unwrap_optional() -> None:
     assert forms._unwrap_optional(str | None) == (str, True)
     assert forms._unwrap_optional(typing.Optional[int]) == (int, True)  # noqa: UP045
     assert forms._unwrap_optional(int) == (int, False)
+
+
+# --------------------------------------------------------------------------- pictures
+def _image_spec(**changes) -> RunSpec:
+    base = RunSpec.from_dict({"task": "image_classification", "data": {"dataset_id": "d"}})
+    return base.with_changes(**changes) if changes else base
+
+
+PICTURE_PROFILE = {"sizes": {"short_side_median": 40.0}}
+
+
+def test_picture_settings_have_keys_of_their_own_and_the_spec_defaults_for_pictures() -> None:
+    fields = _by_path(forms.form_fields("small_cnn", task="image_classification"))
+
+    assert fields["training.epochs"].key == "train__img__training__epochs"
+    assert forms.field_key("training.epochs") == "train__training__epochs"  # tables keep theirs
+    assert fields["image.size"].key == "train__img__image__size"
+    assert fields["training.precision"].default == "bf16-mixed"  # what the spec gives pictures
+    assert fields["architecture.params.width"].key == "train__arch_small_cnn__width"
+    assert "preprocessing.numeric_scaling" not in fields and "data.features" not in fields
+    values = {f.path: f.default for f in fields.values() if f.default is not None}
+    spec = forms.spec_from_values(
+        dataset_id="d", target="label", task="image_classification", architecture="small_cnn", values=values
+    )
+    assert spec == _image_spec()
+
+
+def test_the_picture_size_is_the_spec_s_or_the_automatic_one() -> None:
+    assert forms.image_size(_image_spec(), PICTURE_PROFILE) == 40
+    assert forms.image_size(_image_spec(**{"image.size": 96}), PICTURE_PROFILE) == 96
+    pretrained = _image_spec(**{"architecture.name": "resnet18", "architecture.params": {"pretrained": True}})
+    assert forms.image_size(pretrained, PICTURE_PROFILE) == 224
+
+
+def test_the_picture_time_guess_grows_with_network_size_and_epochs() -> None:
+    small = forms.estimate_image_time(_image_spec(**{"training.epochs": 10}), 1000, 32)
+    resnet = _image_spec(**{"training.epochs": 10, "architecture.name": "resnet50"})
+    big = forms.estimate_image_time(resnet, 1000, 224)
+    assert small.seconds < big.seconds
+    assert "10 epochs over about 700 pictures of 32 × 32 px" in small.text
+    assert forms.estimate_image_time(resnet, 1000, 224, on_gpu=True).seconds < big.seconds / 10
+    frozen = resnet.with_changes(**{"architecture.params": {"pretrained": True, "freeze_backbone": True}})
+    assert forms.estimate_image_time(frozen, 1000, 224).seconds < big.seconds
+    assert forms.network_gflops("resnet18", {}, 112) == pytest.approx(1.81 / 4)
+
+
+def test_picture_runs_that_would_fail_at_once_are_said_before(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    wants = _image_spec(**{"architecture.name": "resnet18", "architecture.params": {"pretrained": True}})
+    (missing,) = forms.image_blockers(wants)
+    assert "not on this machine" in missing and "train from scratch" in missing
+
+    weights = tmp_path / "hub" / "checkpoints" / ARCHITECTURES["resnet18"].pretrained_weights
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"weights")
+    assert forms.image_blockers(wants) == []
+    frozen = wants.with_changes(**{"architecture.params": {"pretrained": False, "freeze_backbone": True}})
+    assert "needs pretrained weights" in forms.image_blockers(frozen)[0]
+    assert forms.image_blockers(_image_spec()) == []
+
+
+def test_risky_values_speak_of_pictures_for_pictures() -> None:
+    (advice,) = forms.risky_values(_image_spec(), 40, unit="pictures")
+    assert "Only about 28 pictures are left to train on" in advice and "add pictures" in advice
