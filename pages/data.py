@@ -143,16 +143,18 @@ with st.expander("Add a data set", expanded=not infos, icon=":material/add:"):
         if st.button("Add this file", key="data_add_upload", type="primary", disabled=uploaded is None):
             with ui.guard():
                 bar = st.progress(0.0, text="Reading the file…")
-                added = datasets.add_data_file(
-                    uploaded.getvalue(),
-                    name=name.strip() or None,
-                    filename=uploaded.name,
-                    max_bytes=limit_mb * 1024 * 1024,
-                    progress=lambda fraction, message: bar.progress(
-                        min(max(fraction, 0.0), 1.0), text=message
-                    ),
-                )
-                bar.empty()
+                try:
+                    added = datasets.add_data_file(
+                        uploaded.getvalue(),
+                        name=name.strip() or None,
+                        filename=uploaded.name,
+                        max_bytes=limit_mb * 1024 * 1024,
+                        progress=lambda fraction, message: bar.progress(
+                            min(max(fraction, 0.0), 1.0), text=message
+                        ),
+                    )
+                finally:
+                    bar.empty()
                 remember(added, ui.added_message(added))
     with sample_column:
         st.markdown("**Or start with a built-in sample**")

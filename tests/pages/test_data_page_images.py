@@ -112,4 +112,5 @@ def test_a_zip_without_class_folders_is_a_plain_error_and_adds_nothing(app: AppT
 
     assert not app.exception
     assert len(app.error) == 1 and "empty.zip" in app.error[0].value
+    assert not app.get("progress")  # the progress bar is gone with the error
     assert datasets.list_datasets() == []
