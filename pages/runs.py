@@ -202,7 +202,7 @@ def picture_results(job: jobs.Job) -> None:
     st.markdown(
         f"**{total} test picture{'s' if total != 1 else ''} the model got wrong**"
         + (f" (the {shown} it was surest about)" if shown < total else "")
-        + ", most confidently wrong first:"
+        + (", most confidently wrong first:" if total > 1 else ":")
     )
     if gallery["pictures"]:
         st.image(gallery["pictures"], caption=gallery["captions"], width=128)
