@@ -540,7 +540,7 @@ class TrainingSpec(StudioModel):
         0,
         ge=0,
         le=65536,
-        title="Batch size",
+        title="Batch size (0 = automatic)",
         description=(
             "Rows the model sees per update. Larger is faster per epoch but may generalise worse. "
             "0 picks it from the table size (32 for small tables, up to 512 for large ones)."
@@ -772,7 +772,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 PRESET_HELP = {
     "fast": "A quick first look: at most 20 epochs.",
-    "balanced": "Good models on ordinary tables: up to 100 epochs, stops early when it stops improving.",
+    "balanced": "Good models on ordinary data: up to 100 epochs, stops early when it stops improving.",
     "thorough": "Squeeze out the last bit: up to 300 epochs with more patience.",
 }
 
