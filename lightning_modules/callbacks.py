@@ -22,12 +22,16 @@ class TrainingCancelledSignal(Exception):
 
 
 class BestWeights(pl.Callback):
-    """Keeps a copy of the weights of the best validation epoch in memory and restores it at the end
-    of fitting (faster than writing checkpoints to disk for every improvement)."""
+    """Keeps a copy of the weights of the best validation epoch in memory (faster than writing
+    checkpoints for every improvement), restores them at the end, and with ``patience`` stops
+    training when the monitored metric has not improved for that many epochs (early stopping).
 
-    def __init__(self, monitor: str, mode: str):
+    Reads the module's ``epoch_metrics`` (the last validation's ``val/*`` values)."""
+
+    def __init__(self, monitor: str, mode: str, patience: int | None = None):
         self.monitor = monitor
         self.mode = mode
+        self.patience = patience
         self.best_score: float | None = None
         self.best_epoch: int | None = None
         self.best_state: dict[str, torch.Tensor] | None = None
@@ -35,18 +39,19 @@ class BestWeights(pl.Callback):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
-        value = trainer.callback_metrics.get(self.monitor)
-        if value is None:
+        score = pl_module.epoch_metrics.get(self.monitor)
+        if score is None:
             return
-        score = float(value)
-        if score != score:  # NaN never counts as an improvement
-            return
-        better = self.best_score is None or (
-            score < self.best_score if self.mode == "min" else score > self.best_score
+        improved = score == score and (  # NaN never counts as an improvement
+            self.best_score is None
+            or (score < self.best_score if self.mode == "min" else score > self.best_score)
         )
-        if better:
+        if improved:
             self.best_score, self.best_epoch = score, trainer.current_epoch
             self.best_state = copy.deepcopy(pl_module.state_dict())
+        waited = trainer.current_epoch - (self.best_epoch if self.best_epoch is not None else -1)
+        if self.patience is not None and waited >= self.patience:
+            trainer.should_stop = True
 
     def restore(self, pl_module: pl.LightningModule) -> None:
         if self.best_state is not None:
@@ -137,14 +142,10 @@ class TrainingReporter(pl.Callback):
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Not on_validation_epoch_end: callbacks run before the module's hook there, so the epoch's
-        # metrics are not in callback_metrics yet.
+        # metrics are not collected yet.
         if trainer.sanity_checking:
             return
-        metrics = {
-            key: float(value)
-            for key, value in trainer.callback_metrics.items()
-            if key.startswith("val/") and value.numel() == 1
-        }
+        metrics = dict(pl_module.epoch_metrics)
         metrics["epoch"] = float(trainer.current_epoch + 1)
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
         if optimizer is not None:

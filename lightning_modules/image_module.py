@@ -78,7 +78,7 @@ class ImageLightningModule(TabularLightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, _ = self._scores(self.val_metrics, batch)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[1]), prog_bar=True)
+        self._add_eval_loss(loss, len(batch[1]))
 
     def on_test_epoch_start(self) -> None:
         self.test_probabilities = []
@@ -86,4 +86,4 @@ class ImageLightningModule(TabularLightningModule):
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, probabilities = self._scores(self.test_metrics, batch)
         self.test_probabilities.append(probabilities.detach().cpu())
-        self.log("test/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[1]))
+        self._add_eval_loss(loss, len(batch[1]))

@@ -72,6 +72,9 @@ class TabularLightningModule(pl.LightningModule):
         # Running sums on the device, read every few steps: (loss, batches) and the epoch's (hits, rows).
         self.register_buffer("_loss_sums", torch.zeros(2), persistent=False)
         self.register_buffer("_hit_sums", torch.zeros(2), persistent=False)
+        self.register_buffer("_eval_sums", torch.zeros(2), persistent=False)  # loss × rows, rows
+        self.epoch_metrics: dict[str, float] = {}  # the last validation's val/* values
+        self.test_results: dict[str, float] = {}
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         return self.net(x_num, x_cat)
@@ -143,9 +146,9 @@ class TabularLightningModule(pl.LightningModule):
         if scheduler is None or self.scheduler_spec.name == "onecycle":
             return
         if self.scheduler_spec.name == "plateau":
-            value = self.trainer.callback_metrics.get(self.monitor)
+            value = self.epoch_metrics.get(self.monitor)
             if value is not None:
-                scheduler.step(float(value))
+                scheduler.step(value)
         else:
             scheduler.step()
 
@@ -177,20 +180,31 @@ class TabularLightningModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        loss = self._update(self.val_metrics, batch)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[2]), prog_bar=True)
+        self._add_eval_loss(self._update(self.val_metrics, batch), len(batch[-1]))
 
     def on_validation_epoch_end(self) -> None:
-        self.log_dict(self.val_metrics.compute(), prog_bar=False)
-        self.val_metrics.reset()
+        self.epoch_metrics = self._collect("val", self.val_metrics)
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
-        loss = self._update(self.test_metrics, batch)
-        self.log("test/loss", loss, on_step=False, on_epoch=True, batch_size=len(batch[2]))
+        self._add_eval_loss(self._update(self.test_metrics, batch), len(batch[-1]))
 
     def on_test_epoch_end(self) -> None:
-        self.log_dict(self.test_metrics.compute())
-        self.test_metrics.reset()
+        self.test_results = self._collect("test", self.test_metrics)
+
+    # Validation and test results are kept here rather than sent through ``self.log``: Lightning's
+    # result collection costs about a millisecond per call, several times per epoch, and nothing
+    # in the studio reads it (early stopping, best weights and tracking read ``epoch_metrics``).
+    def _add_eval_loss(self, loss: torch.Tensor, rows: int) -> None:
+        self._eval_sums[0] += loss.detach().float() * rows
+        self._eval_sums[1] += rows
+
+    def _collect(self, prefix: str, metrics: torchmetrics.MetricCollection) -> dict[str, float]:
+        loss_sum, rows = self._eval_sums.tolist()
+        self._eval_sums.zero_()
+        values = {f"{prefix}/loss": loss_sum / rows if rows else float("nan")}
+        values.update({name: float(value) for name, value in metrics.compute().items()})
+        metrics.reset()
+        return values
 
     def configure_optimizers(self) -> Any:
         spec = self.optimizer_spec

@@ -331,14 +331,9 @@ def _run_lightning(
         hooks.on_progress(Progress(**raw))
 
     reporter = TrainingReporter(buffer.add, buffer.flush, report, hooks.should_stop, data.steps_per_epoch)
-    best = BestWeights(monitor, mode)
+    patience = spec.early_stopping.patience if spec.early_stopping.enabled else None
+    best = BestWeights(monitor, mode, patience)
     callbacks: list[pl.Callback] = [reporter, best]
-    if spec.early_stopping.enabled:
-        callbacks.append(
-            pl.callbacks.EarlyStopping(
-                monitor=monitor, mode=mode, patience=spec.early_stopping.patience, check_finite=False
-            )
-        )
     with tempfile.TemporaryDirectory(prefix="studio-trainer-") as root:
         trainer = pl.Trainer(
             accelerator=plan.accelerator,
@@ -370,8 +365,8 @@ def _run_lightning(
         if trainer.interrupted:
             raise KeyboardInterrupt
         best.restore(module)
-        tested = trainer.test(module, datamodule=data, verbose=False)
-    test_metrics = {k: float(v) for k, v in (tested[0] if tested else {}).items()}
+        trainer.test(module, datamodule=data, verbose=False)
+    test_metrics = dict(module.test_results)
     last_step = optimizer_steps(trainer, module)
     buffer.add(test_metrics, last_step)
     if best.best_epoch is not None:
