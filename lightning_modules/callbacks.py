@@ -90,6 +90,7 @@ class TrainingReporter(pl.Callback):
         self.last_progress = 0.0
         self.first_point_at: float | None = None
         self.last_logged_step = 0
+        self.window: list[float] = []
         self.latest: dict[str, float] = {}
 
     def _progress(self, trainer: pl.Trainer, pl_module: pl.LightningModule, force: bool = False) -> None:
@@ -123,22 +124,32 @@ class TrainingReporter(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        step = optimizer_steps(trainer, pl_module)
-        if step - self.last_logged_step >= self.log_every or self.last_logged_step == 0:
-            self.last_logged_step = step
-            loss = pl_module.pop_train_loss()
-            if loss is not None:
-                self.latest["train/loss"] = loss
-                self.log_metrics({"train/loss": loss}, step)
-                now = time.monotonic()
-                if self.first_point_at is None:
-                    self.first_point_at = now - self.started
-                    self.flush()
-                    self.last_flush = now
-                elif now - self.last_flush >= self.flush_seconds:
-                    self.flush()
-                    self.last_flush = now
+        losses = pl_module.pop_step_losses()
+        first_step = optimizer_steps(trainer, pl_module) - len(losses) + 1
+        for offset, loss in enumerate(losses):
+            self.window.append(loss)
+            step = first_step + offset
+            if step - self.last_logged_step >= self.log_every or self.last_logged_step == 0:
+                self._log_window(step)
         self._progress(trainer, pl_module)
+
+    def _log_window(self, step: int) -> None:
+        """Log the mean loss of the steps since the previous point as ``train/loss`` at ``step``."""
+        if not self.window:
+            return
+        loss = sum(self.window) / len(self.window)
+        self.window.clear()
+        self.last_logged_step = step
+        self.latest["train/loss"] = loss
+        self.log_metrics({"train/loss": loss}, step)
+        now = time.monotonic()
+        if self.first_point_at is None:
+            self.first_point_at = now - self.started
+            self.flush()
+            self.last_flush = now
+        elif now - self.last_flush >= self.flush_seconds:
+            self.flush()
+            self.last_flush = now
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Not on_validation_epoch_end: callbacks run before the module's hook there, so the epoch's
@@ -154,10 +165,8 @@ class TrainingReporter(pl.Callback):
         self.log_metrics(metrics, optimizer_steps(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._log_window(optimizer_steps(trainer, pl_module))  # the epoch's last steps
         epoch_stats = {}
-        loss = pl_module.pop_train_loss()
-        if loss is not None:
-            epoch_stats["train/loss"] = loss
         accuracy = pl_module.pop_train_accuracy()
         if accuracy is not None:
             epoch_stats["train/accuracy"] = accuracy

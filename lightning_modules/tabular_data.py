@@ -20,7 +20,7 @@ from studio.errors import TrainingError
 from studio.spec import RunSpec
 
 IGNORED_KINDS = {"identifier", "text", "constant"}
-CHUNK_STEPS = 16
+CHUNK_STEPS = 64
 DROP_WARNINGS = {"identifier", "constant", "leak"}
 
 

@@ -69,8 +69,8 @@ class TabularLightningModule(pl.LightningModule):
         self.target_std = target_std
         self.val_metrics = _metrics(task, n_classes, "val/")
         self.test_metrics = _metrics(task, n_classes, "test/")
-        # Running sums on the device, read every few steps: (loss, batches) and the epoch's (hits, rows).
-        self.register_buffer("_loss_sums", torch.zeros(2), persistent=False)
+        # Kept on the device and read once per Lightning batch: each step's loss, the epoch's (hits, rows).
+        self._step_losses: list[torch.Tensor] = []
         self.register_buffer("_hit_sums", torch.zeros(2), persistent=False)
         self.register_buffer("_eval_sums", torch.zeros(2), persistent=False)  # loss × rows, rows
         self.epoch_metrics: dict[str, float] = {}  # the last validation's val/* values
@@ -134,8 +134,7 @@ class TabularLightningModule(pl.LightningModule):
         if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()
         with torch.no_grad():
-            self._loss_sums[0] += loss.detach().float()
-            self._loss_sums[1] += 1
+            self._step_losses.append(loss.detach())
             if self.task == "classification":
                 self._hit_sums[0] += (out.argmax(-1) == target).sum()
                 self._hit_sums[1] += len(target)
@@ -152,11 +151,13 @@ class TabularLightningModule(pl.LightningModule):
         else:
             scheduler.step()
 
-    def pop_train_loss(self) -> float | None:
-        """Mean training loss since the last call (one host sync), or None if no step ran."""
-        total, batches = self._loss_sums.tolist()
-        self._loss_sums.zero_()
-        return total / batches if batches else None
+    def pop_step_losses(self) -> list[float]:
+        """The loss of every optimiser step since the last call (one host sync)."""
+        if not self._step_losses:
+            return []
+        losses = torch.stack(self._step_losses).float().tolist()
+        self._step_losses.clear()
+        return losses
 
     def pop_train_accuracy(self) -> float | None:
         """Training accuracy over the batches since the last call (classification only)."""
