@@ -18,6 +18,7 @@ PAGES = (
 )
 
 st.set_page_config(page_title="Training Studio", page_icon=":material/neurology:", layout="wide")
+ui.warm_tracking()
 
 available = [(path, title, icon) for path, title, icon in PAGES if ui.page_exists(path)]
 navigation = st.navigation(

@@ -98,14 +98,19 @@ def live_section(job: jobs.Job) -> None:
     """Progress and curves; refreshed every few seconds while the job is queued or running."""
     shown_state = job.state
 
-    @st.fragment(run_every=REFRESH_SECONDS if job.is_active else None)
+    # Faster while the first points are awaited, so the chart appears soon after pressing Train.
+    waiting = job.state == jobs.QUEUED or not job.mlflow_run_id or not job.step
+    refresh = (1 if waiting else REFRESH_SECONDS) if job.is_active else None
+
+    @st.fragment(run_every=refresh)
     def live() -> None:
         try:
             current = jobs.get_job(job.id)
         except StudioError:
             st.rerun()  # removed meanwhile: the full page says so
-        if current.state != shown_state or current.mlflow_run_id != job.mlflow_run_id:
-            st.rerun()  # started, tracked or ended: redraw the whole page for its new state
+        first_steps = not job.step and bool(current.step)
+        if current.state != shown_state or current.mlflow_run_id != job.mlflow_run_id or first_steps:
+            st.rerun()  # started, tracked, trained or ended: redraw the whole page for its new state
         if current.is_active:
             st.progress(rv.progress_value(current), text=rv.progress_caption(current))
         if current.state == jobs.QUEUED or not (current.mlflow_run_id or current.is_active):

@@ -130,6 +130,22 @@ def added_message(info: datasets.DatasetInfo) -> str:
     return f"Added '{info.name}': {info.n_rows:,} rows, {info.n_cols:,} columns."
 
 
+# --------------------------------------------------------------------------- start-up
+@st.cache_resource(show_spinner=False)
+def warm_tracking() -> None:
+    """Import mlflow and open the tracking store in the background, once per server process, so the
+    first live chart does not wait for it (the import alone takes a couple of seconds)."""
+    import threading
+
+    def warm() -> None:
+        from studio import tracking
+
+        with contextlib.suppress(Exception):  # a page that needs MLflow reports any real problem
+            tracking.client()
+
+    threading.Thread(target=warm, name="warm-mlflow", daemon=True).start()
+
+
 # --------------------------------------------------------------------------- pages and links
 def require_app() -> None:
     """Make sure this page runs inside ``app.py`` (its menu, page config and sidebar); call it first.
