@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import shutil
 import stat
 import tempfile
@@ -36,12 +35,11 @@ import pandas as pd
 from studio.datasets.store import (
     DatasetInfo,
     _find_by_hash,
-    _meta,
     _new_id,
     _sweep_leftovers,
-    _write_json,
     datasets_root,
     get_dataset,
+    publish_staging,
 )
 from studio.errors import DatasetError
 from studio.image_io import UnreadableImage, open_image, thumbnail_png
@@ -458,17 +456,7 @@ def _finish(
         source_file=source_file,
         path=final,
     )
-    table.to_parquet(staging / "data.parquet", index=False)
-    _write_json(staging / "profile.json", profile)
-    _write_json(staging / "meta.json", _meta(info, digest))
-    try:
-        os.rename(staging, final)
-    except OSError:
-        winner = _find_by_hash(digest)
-        if winner is None:
-            raise
-        return winner
-    return info
+    return publish_staging(staging, table, profile, info, digest)
 
 
 def _write_thumbnails(staging: Path, table: pd.DataFrame) -> dict[str, list[str]]:

@@ -26,7 +26,11 @@ def add_data_file(
         if max_bytes is not None:
             from studio.datasets.csv_ingest import check_size
 
-            size = len(source) if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).stat().st_size
+            size = (
+                len(source)
+                if isinstance(source, (bytes, bytearray, memoryview))
+                else Path(source).stat().st_size
+            )
             check_size(size, filename or Path(str(source)).name, max_bytes)
         return add_image_zip(source, name, filename=filename, progress=progress)
     return add_csv(source, name, filename=filename, max_bytes=max_bytes)

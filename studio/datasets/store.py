@@ -124,20 +124,29 @@ def store_table(
     try:
         table = df.copy()
         table.attrs = {}
-        table.to_parquet(staging / "data.parquet", index=False)
-        _write_json(staging / "profile.json", profile)
-        _write_json(staging / "meta.json", _meta(info, digest))
-        try:
-            os.rename(staging, final)
-        except OSError:
-            # Another process stored the same content a moment ago: use that one.
-            winner = _find_by_hash(digest)
-            if winner is None:
-                raise
-            return winner
+        return publish_staging(staging, table, profile, info, digest)
     finally:
         if staging.exists():
             shutil.rmtree(staging, ignore_errors=True)
+    return info
+
+
+def publish_staging(
+    staging: Path, table: pd.DataFrame, profile: dict[str, Any], info: DatasetInfo, digest: str
+) -> DatasetInfo:
+    """Write the data set's files into its staging folder and rename it into place in one step, so
+    nobody ever sees half a data set. When another process stored the same content a moment ago,
+    that data set is returned instead."""
+    table.to_parquet(staging / "data.parquet", index=False)
+    _write_json(staging / "profile.json", profile)
+    _write_json(staging / "meta.json", _meta(info, digest))
+    try:
+        os.rename(staging, info.path)
+    except OSError:
+        winner = _find_by_hash(digest)
+        if winner is None:
+            raise
+        return winner
     return info
 
 
