@@ -6,7 +6,7 @@ its files and where the MLflow UI is.
 
 import streamlit as st
 
-from studio import ui
+from studio import tracking, ui
 from studio.settings import studio_home
 
 PAGES = (
@@ -32,7 +32,12 @@ with st.sidebar:
     st.caption(f"Your data sets, runs and models are kept in `{studio_home()}`.")
     mlflow_url = ui.mlflow_ui_url()
     if mlflow_url:
-        st.link_button("Open MLflow", mlflow_url, icon=":material/open_in_new:", key="app_mlflow_link")
+        st.link_button(
+            "Open MLflow",
+            tracking.mlflow_ui_home_url(mlflow_url),
+            icon=":material/open_in_new:",
+            key="app_mlflow_link",
+        )
     else:
         st.caption(
             "The MLflow UI link appears here when the studio is started with `python -m studio serve`."

@@ -391,7 +391,9 @@ def _watch(
                 )
             elif answers_http(f"{mlflow_url}/health"):
                 mlflow_ready = True
-                say(f"MLflow UI ready at {mlflow_url}")
+                from studio.tracking import mlflow_ui_home_url
+
+                say(f"MLflow UI ready at {mlflow_ui_home_url(mlflow_url)}")
             elif time.monotonic() - started > MLFLOW_START_TIMEOUT:
                 mlflow_gone = True
                 say(f"The MLflow UI is still not answering; its log is {mlflow.log_path}")

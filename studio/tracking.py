@@ -7,7 +7,8 @@ Conventions
 - metrics: ``train/loss`` every few steps, ``val/*`` every epoch, ``test/*`` at the end, all with the
   trainer's global step as MLflow step; ``epoch`` is logged beside each validation so curves can be
   drawn per epoch;
-- tags: ``studio.*`` below; a failed run carries ``studio.failure_reason``.
+- tags: ``studio.*`` below; a failed run carries ``studio.failure_reason``; a finished run that did
+  not end plainly (its loss became NaN and an earlier epoch was kept) carries ``studio.note``.
 """
 
 from __future__ import annotations
@@ -32,8 +33,18 @@ TAG_TARGET = "studio.target"
 TAG_STEPS_PER_EPOCH = "studio.steps_per_epoch"
 TAG_DEVICE = "studio.device"
 TAG_FAILURE = "studio.failure_reason"
+TAG_NOTE = "studio.note"
 TAG_BUNDLE = "studio.bundle_artifact"
 TAG_KIND = "studio.kind"
+
+# MLflow 3's UI opens an experiment in its GenAI view (traces, "Detect Issues") unless told otherwise:
+# the experiment tag below says these are model-training experiments (read when the UI has no
+# GenAI / Model-training switch), and every link the studio gives carries the switch's own URL
+# parameter, which decides when the switch is there (MLflow 3.17 ignores the tag then; its default is
+# GenAI). Checked in Chromium by tests/e2e/test_browser.py.
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+EXPERIMENT_KIND = "custom_model_development"
+MLFLOW_UI_VIEW = "workflowType=machine_learning"
 
 BUNDLE_ARTIFACT = "bundle/model.zip"
 SPEC_ARTIFACT = "spec.json"
@@ -77,13 +88,17 @@ def ensure_experiment(dataset_id: str) -> str:
     name = experiment_name(dataset_id)
     existing = mlflow_client.get_experiment_by_name(name)
     if existing is not None:
+        if existing.tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:  # made by an older studio
+            mlflow_client.set_experiment_tag(existing.experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         return existing.experiment_id
     location = None
     if settings.tracking_uri().startswith("sqlite:"):
         location = (settings.artifact_root() / dataset_id).as_uri()
     try:
         return mlflow_client.create_experiment(
-            name, artifact_location=location, tags={TAG_DATASET: dataset_id}
+            name,
+            artifact_location=location,
+            tags={TAG_DATASET: dataset_id, EXPERIMENT_KIND_TAG: EXPERIMENT_KIND},
         )
     except Exception:  # another process created it between our look-up and create
         existing = mlflow_client.get_experiment_by_name(name)
@@ -93,10 +108,22 @@ def ensure_experiment(dataset_id: str) -> str:
 
 
 def readable_run_name(spec: RunSpec) -> str:
+    """The spec's name, else what was learnt from what, e.g. ``penguins · species · Neural network ·
+    11-27 09:30`` or ``digits · 10 classes · Small CNN · 11-27 09:30``."""
     if spec.name:
         return spec.name
-    stamp = time.strftime("%m-%d %H:%M")
-    return f"{spec.architecture.name} → {spec.data.target} · {stamp}"
+    from studio.datasets import get_dataset, load_profile
+    from studio.errors import DatasetError
+    from studio.spec import ARCHITECTURES, is_image_task
+
+    try:
+        data_name = get_dataset(spec.data.dataset_id).name
+        classes = int(load_profile(spec.data.dataset_id).get("n_classes", 0))
+    except (DatasetError, OSError, ValueError):  # a spec for a data set that is gone: say its id
+        data_name, classes = spec.data.dataset_id, 0
+    learnt = f"{classes} classes" if is_image_task(spec.task) and classes else spec.data.target
+    network = ARCHITECTURES[spec.architecture.name].title.split(" (", 1)[0]
+    return f"{data_name} · {learnt} · {network} · {time.strftime('%m-%d %H:%M')}"
 
 
 def start_run(
@@ -265,8 +292,13 @@ def download_bundle(run_id: str, dest_dir: str) -> str:
     return client().download_artifacts(run_id, BUNDLE_ARTIFACT, dest_dir)
 
 
+def mlflow_ui_home_url(base_url: str) -> str:
+    """The MLflow UI's list of experiments, in its model-training view."""
+    return f"{base_url.rstrip('/')}/#/experiments?{MLFLOW_UI_VIEW}"
+
+
 def mlflow_ui_run_url(base_url: str, experiment_id: str, run_id: str) -> str:
-    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}"
+    return f"{base_url.rstrip('/')}/#/experiments/{experiment_id}/runs/{run_id}?{MLFLOW_UI_VIEW}"
 
 
 def mlflow_ui_compare_url(base_url: str, experiment_id: str, run_ids: list[str]) -> str:
@@ -275,4 +307,4 @@ def mlflow_ui_compare_url(base_url: str, experiment_id: str, run_ids: list[str])
 
     runs = quote(json.dumps(run_ids))
     experiments = quote(json.dumps([experiment_id]))
-    return f"{base_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={experiments}"
+    return f"{base_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={experiments}&{MLFLOW_UI_VIEW}"

@@ -55,9 +55,28 @@ def test_runs_are_grouped_per_data_set_with_spec_params_and_tags(studio_home):
     assert tracking.list_runs("unknown") == []
 
 
-def test_mlflow_ui_links():
+def test_mlflow_ui_links_open_the_model_training_view():
+    view = "workflowType=machine_learning"
     assert (
-        tracking.mlflow_ui_run_url("http://h:5000/", "3", "abc") == "http://h:5000/#/experiments/3/runs/abc"
+        tracking.mlflow_ui_run_url("http://h:5000/", "3", "abc")
+        == f"http://h:5000/#/experiments/3/runs/abc?{view}"
     )
+    assert tracking.mlflow_ui_home_url("http://h:5000/") == f"http://h:5000/#/experiments?{view}"
     url = tracking.mlflow_ui_compare_url("http://h:5000", "3", ["a", "b"])
     assert url.startswith("http://h:5000/#/compare-runs?runs=") and "%22a%22" in url and "experiments=" in url
+    assert url.endswith(view)
+
+
+def test_studio_experiments_are_model_training_experiments(studio_home):
+    from mlflow.tracking import MlflowClient
+
+    experiment_id = tracking.ensure_experiment("houses-1")
+    mlflow_client = MlflowClient(tracking.settings.tracking_uri())
+    assert (
+        mlflow_client.get_experiment(experiment_id).tags["mlflow.experimentKind"]
+        == "custom_model_development"
+    )
+    # An experiment an older studio made without the tag gets it the next time a run starts there.
+    old = mlflow_client.create_experiment(tracking.experiment_name("old-1"))
+    assert tracking.ensure_experiment("old-1") == old
+    assert mlflow_client.get_experiment(old).tags["mlflow.experimentKind"] == "custom_model_development"

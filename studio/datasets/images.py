@@ -50,6 +50,8 @@ LABEL_COLUMN = "label"
 SAMPLES_PER_CLASS = 8
 THUMB_SIDE = 128
 FEW_IMAGES = 10
+# Class names that say left and right matter: a mirrored picture of them shows another class or nothing.
+HANDED_WORDS = ("left", "right", "arrow", "letter", "digit", "character", "text", "number", "sign")
 IMBALANCE_RATIO = 5
 TINY_SIDE = 32
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "._.ds_store"}
@@ -569,8 +571,41 @@ def _listing(items: list[str], limit: int = 5) -> str:
     return shown + (f" and {len(items) - limit} more" if len(items) > limit else "")
 
 
+def mirroring_changes_meaning(profile: dict[str, Any]) -> str | None:
+    """Why mirroring these pictures left–right would change what they show (``None``: it would not, as
+    far as the class names tell): most classes are single characters (digits, letters), or a class name
+    speaks of left/right, arrows, letters, digits or text."""
+    names = [str(c["name"]).strip() for c in profile.get("classes", [])]
+    characters = [name for name in names if len(name) == 1 and name.isalnum()]
+    if len(names) >= 2 and len(characters) * 2 >= len(names):
+        return f"the classes look like characters ({_listing(characters, 4)})"
+    for name in names:
+        words = name.lower().replace("-", " ").replace("_", " ").split()
+        if any(word in HANDED_WORDS or word.removesuffix("s") in HANDED_WORDS for word in words):
+            return f"the class '{name}' suggests that left and right matter"
+    return None
+
+
+def image_defaults(profile: dict[str, Any]) -> dict[str, Any]:
+    """Picture settings that start differently for this data set than the spec's defaults (dotted
+    path → value): mirroring starts off when it would change what the pictures show."""
+    return {"image.horizontal_flip": False} if mirroring_changes_meaning(profile) else {}
+
+
 def _image_warnings(profile: dict[str, Any]) -> list[dict[str, Any]]:
     found = []
+    mirroring = mirroring_changes_meaning(profile)
+    if mirroring:
+        found.append(
+            _warning(
+                "mirroring_changes_meaning",
+                LABEL_COLUMN,
+                f"Mirroring these pictures left–right would change what they show: {mirroring} (a mirrored "
+                "'b' reads as a 'd').",
+                "So 'Mirror left–right' starts off for this data set; turn it on only if a mirrored picture "
+                "still shows the same class.",
+            )
+        )
     classes = profile["classes"]
     few = [c for c in classes if c["count"] < FEW_IMAGES]
     if few:

@@ -196,13 +196,44 @@ def test_upload_train_watch_download_predict_and_stop(
     page.locator(".st-key-predict-run button").click()
     page.get_by_role("heading", name="Predictions").wait_for(timeout=120_000)
     shoot(page, screenshots, "6-predict")
+
+    # The MLflow UI came up on the same store, and the studio's links open its model-training view
+    # (MLflow 3 opens an experiment in its GenAI view otherwise: traces and a "Detect Issues" pop-up).
+    studio.wait_for("MLflow UI ready at", timeout=120)
+    check_mlflow_links(page, studio, job_id, screenshots)
     page.close()
 
-    # The MLflow UI came up on the same store; Ctrl-C stops serve and everything it started.
-    studio.wait_for("MLflow UI ready at", timeout=120)
+    # Ctrl-C stops serve and everything it started.
     children = list(studio.children)
     assert any("mlflow" in " ".join(p.cmdline()) for p in children)
     assert studio.stop() == 0, studio.text()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
     assert "Stopped." in studio.text()
+
+
+def check_mlflow_links(page, studio, job_id: str, screenshots: Path) -> None:
+    """Follow the run page's and the sidebar's MLflow links: they open MLflow's model-training view
+    (its side menu lists Runs and Models; the GenAI view lists Overview, Judges, Evaluation runs)."""
+    from studio import jobs
+
+    run = jobs.get_job(job_id)
+    page.goto(f"{studio.url}/runs?job={job_id}")
+    run_link = page.get_by_role("link", name="Open this run in MLflow")
+    run_link.wait_for()
+    home_url = page.get_by_role("link", name="Open MLflow").get_attribute("href")
+    page.goto(run_link.get_attribute("href"))
+    page.get_by_text(run.name).first.wait_for()
+    shoot(page, screenshots, "7-mlflow-run")
+    assert_model_training_view(page)
+
+    page.goto(home_url)
+    page.get_by_role("link", name=f"studio/{run.dataset_id}").last.wait_for()
+    shoot(page, screenshots, "8-mlflow-experiments")
+    assert_model_training_view(page)
+
+
+def assert_model_training_view(page) -> None:
+    menu = page.locator("a").evaluate_all("links => links.map(a => a.textContent.trim())")
+    assert "Evaluation runs" not in menu and "Judges" not in menu, menu
+    assert page.get_by_text("Detect Issues").count() == 0

@@ -103,6 +103,7 @@ def test_list_and_finished_run_show_scores_curves_model_and_settings(
     assert (
         link.proto.url
         == f"http://127.0.0.1:5999/#/experiments/{done.experiment_id}/runs/{done.mlflow_run_id}"
+        "?workflowType=machine_learning"
     )
     settings = at.dataframe[0].value
     assert {"Learning rate", "Epochs (at most)"} <= set(settings["Setting"])

@@ -1,0 +1,98 @@
+"""Words a non-programmer reads: years, sizes, run names, metric names, mirroring advice (issue 7, point 10)."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from studio import tracking, ui
+from studio.datasets import add_csv, add_image_zip, image_defaults, mirroring_changes_meaning
+from studio.spec import RunSpec
+from tests.images.conftest import encode, make_zip, picture
+
+
+def test_numbers_in_column_summaries_read_as_people_write_them() -> None:
+    years = {"kind": "numeric", "stats": {"min": 2007.0, "max": 2009.0, "mean": 2008.03}}
+    assert ui.column_summary(years) == "2007 to 2009, average 2008"
+    money = {"kind": "numeric", "stats": {"min": 0.5, "max": 123456.7, "mean": 12345.6}}
+    assert ui.column_summary(money) == "0.5 to 123,457, average 12,346"
+    assert "e+" not in ui.column_summary({"kind": "numeric", "stats": {"min": 1e-5, "max": 3e7, "mean": 1.0}})
+
+
+def test_the_data_set_table_says_pictures_and_classes_for_picture_sets(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    table = add_csv(b"a,b,label\n1,2,x\n3,4,y\n5,6,x\n", name="tiny")
+    pictures = add_image_zip(make_zip(tmp_path / "shapes.zip", per_class=4))
+    frame = ui.datasets_frame([table, pictures]).set_index("Name")
+    assert "Rows" not in frame.columns and "Columns" not in frame.columns
+    assert frame.loc["tiny", "Size"] == "3 rows × 3 columns"
+    assert frame.loc["shapes", "Size"] == "12 pictures in 3 classes"
+
+
+def test_runs_are_named_after_the_data_set_and_what_they_learn(studio_home: Path, tmp_path: Path) -> None:
+    table = add_csv(b"bill,flipper,species\n1,2,Adelie\n3,4,Gentoo\n5,6,Adelie\n", name="penguins")
+    spec = RunSpec.from_dict(
+        {"task": "classification", "data": {"dataset_id": table.id, "target": "species"}}
+    )
+    assert re.fullmatch(
+        r"penguins · species · Neural network · \d\d-\d\d \d\d:\d\d", tracking.readable_run_name(spec)
+    )
+
+    digits = add_image_zip(make_zip(tmp_path / "shapes.zip", per_class=4))
+    spec = RunSpec.from_dict(
+        {
+            "task": "image_classification",
+            "data": {"dataset_id": digits.id, "target": "label"},
+            "architecture": {"name": "small_cnn"},
+        }
+    )
+    name = tracking.readable_run_name(spec)
+    assert name.startswith("shapes · 3 classes · Small CNN · ") and "small_cnn" not in name
+    assert tracking.readable_run_name(spec.with_changes(name="mine")) == "mine"
+
+
+def _classes(*names: str) -> dict:
+    return {"classes": [{"name": name} for name in names]}
+
+
+@pytest.mark.parametrize(
+    ("names", "changes_meaning"),
+    [
+        ([str(d) for d in range(10)], True),  # digits
+        (["a", "b", "c", "d"], True),
+        (["left_arrow", "right_arrow", "stop"], True),
+        (["Text", "photo"], True),
+        (["cats", "dogs"], False),
+        (["red", "blue", "stripes"], False),
+        (["textured", "smooth"], False),  # 'textured' is not 'text'
+        (["a", "cats", "dogs"], False),  # one single letter among words is not a character set
+    ],
+)
+def test_mirroring_is_said_to_change_meaning_only_for_handed_classes(
+    names: list[str], changes_meaning: bool
+) -> None:
+    profile = _classes(*names)
+    assert (mirroring_changes_meaning(profile) is not None) is changes_meaning
+    assert image_defaults(profile) == ({"image.horizontal_flip": False} if changes_meaning else {})
+
+
+def test_a_digit_zip_warns_that_mirroring_changes_meaning(studio_home: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "digits.zip"
+    with zipfile.ZipFile(path, "w") as zf:
+        for digit in "0123":
+            for i in range(3):
+                zf.writestr(f"{digit}/{i}.png", encode(picture("red", rng)))
+    profile = add_image_zip(path).path / "profile.json"
+    import json
+
+    warnings = json.loads(profile.read_text())["warnings"]
+    (mirror,) = [w for w in warnings if w["code"] == "mirroring_changes_meaning"]
+    assert "look like characters (0, 1, 2, 3)" in mirror["message"]
+    assert "starts off" in mirror["action"]
