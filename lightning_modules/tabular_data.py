@@ -16,6 +16,12 @@ import pytorch_lightning as pl
 import torch
 
 from studio.bundle_runtime import TabularPreprocessor, _as_category_text, encode_target, fit_target
+from studio.datasets.profile import (
+    identifier_reason,
+    identifier_target_refusal,
+    is_identifier,
+    target_warnings,
+)
 from studio.errors import TrainingError
 from studio.spec import RunSpec
 
@@ -99,8 +105,6 @@ def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -
         for w in profile.get("warnings", [])
         if w.get("code") in DROP_WARNINGS and w.get("column") and w["code"] != "leak"
     }
-    from studio.datasets import target_warnings
-
     leak = {w["column"] for w in target_warnings(frame, profile, target, spec.task) if w["code"] == "leak"}
     if spec.data.features is not None:
         missing = [c for c in spec.data.features if c not in frame.columns]
@@ -118,8 +122,14 @@ def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -
             if name in leak:
                 ignored[name] = "it copies the target (it would leak the answer)"
                 continue
+            if kind == "categorical" and is_identifier(frame[name]):
+                kind = "identifier"  # a profile stored before names counted as identifiers
+            if kind == "identifier" or flagged.get(name) == "identifier":
+                values = frame[name]
+                ignored[name] = "it " + identifier_reason(int(values.nunique()), int(values.notna().sum()))
+                continue
             if name in flagged:
-                ignored[name] = f"it is {'an identifier' if flagged[name] == 'identifier' else 'constant'}"
+                ignored[name] = "it is constant"
                 continue
             if kind in IGNORED_KINDS:
                 ignored[name] = f"it is {kind} (not a usable feature)"
@@ -163,6 +173,8 @@ class TabularDataModule(pl.LightningDataModule):
             raise TrainingError(
                 f"Only {len(frame)} rows have a value in '{target}'; at least 10 are needed to train and test."
             )
+        if spec.task == "classification" and (refusal := identifier_target_refusal(frame[target])):
+            raise TrainingError(f"{refusal} Pick another target column.")
         self.plan = plan_features(frame, profile, spec)
         self.target_state = fit_target(frame[target], spec.task, spec.preprocessing.scale_target)
         if spec.task == "classification":

@@ -33,6 +33,11 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
             f"({profile['suggested_task']}: the answer is {task_words}). You can pick another column on the "
             "Train page."
         )
+    elif not profile["suggested_target"]:
+        st.markdown(
+            "The studio cannot tell which column you want to predict: none is named like an answer, and the "
+            "last column holds dates, IDs, free text or a single value. Pick it on the Train page."
+        )
 
     st.subheader("What the studio noticed")
     if profile["warnings"]:
@@ -195,7 +200,11 @@ with ui.guard():
 
     st.info(
         "**What to do next:** open **Train**, where this data set"
-        + (" is" if ui.is_pictures(info) else " and its suggested target are")
+        + (
+            " and its suggested target are"
+            if profile.get("suggested_target") and not ui.is_pictures(info)
+            else " is"
+        )
         + " already picked, and press **Train**.",
         icon=":material/arrow_forward:",
     )

@@ -3,6 +3,7 @@ predictions."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,9 @@ import streamlit as st
 from studio import jobs, ui
 from studio import runs_view as rv
 from studio.bundle import read_bundle_info
+from studio.charts import metric_name
 from studio.errors import StudioError
+from studio.spec import ARCHITECTURES, is_image_task, main_metric
 
 ui.require_app()
 
@@ -24,6 +27,7 @@ SHOWN_ROWS = 1000
 SHOWN_PICTURES = 60
 PICTURES_PER_ROW = 3
 PICTURE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "zip"]
+WARNING_COLUMN = "prediction_warning"  # bundle_runtime.WARNING_COLUMN, without importing torch here
 
 
 @st.cache_resource(max_entries=4, show_spinner=False)
@@ -32,6 +36,30 @@ def loaded_bundle(path: str, mtime: float) -> Any:
     from studio.bundle import load_bundle  # imports torch and mlflow: only when predicting
 
     return load_bundle(path)
+
+
+def short_architecture(name: str) -> str:
+    """``MLP`` for "Neural network (MLP)", ``Small CNN`` for "Small CNN (from scratch)"."""
+    title = ARCHITECTURES[name].title if name in ARCHITECTURES else name
+    words, _, inside = title.partition(" (")
+    inside = inside.rstrip(")")
+    return inside if inside.isupper() else words
+
+
+def model_option(job: jobs.Job, dataset_names: dict[str, str]) -> str:
+    """``penguins · species · MLP · accuracy 94.4% (run 'brave-fox', 12 Nov)``: the data set first."""
+    spec = job.spec
+    dataset = dataset_names.get(spec.data.dataset_id, spec.data.dataset_id)
+    what = "pictures" if is_image_task(spec.task) else spec.data.target
+    main = "test/" + main_metric(spec.task).split("/", 1)[1]
+    score = (
+        f" · {metric_name(main)} {rv.format_metric(main, job.test_metrics[main])}"
+        if main in job.test_metrics
+        else ""
+    )
+    day = datetime.fromtimestamp(job.created_at)
+    network = short_architecture(spec.architecture.name)
+    return f"{dataset} · {what} · {network}{score} (run '{job.name}', {day.day} {day:%b})"
 
 
 def choose_trained_model() -> Path | None:
@@ -44,14 +72,16 @@ def choose_trained_model() -> Path | None:
         return None
     ids = [job.id for job in models]
     by_id = {job.id: job for job in models}
+    dataset_names = {info.id: info.name for info in ui.list_datasets()}
     wanted = st.query_params.get("job")
     chosen = st.selectbox(
         "Model",
         ids,
         index=ids.index(wanted) if wanted in ids else 0,
-        format_func=lambda job_id: rv.model_label(by_id[job_id]),
+        format_func=lambda job_id: model_option(by_id[job_id], dataset_names),
         key="predict-model-job",
-        help="Finished runs, newest first.",
+        help="Finished runs, newest first: the data set, what the model predicts, the network, its test score, "
+        "then the run's name and day.",
     )
     try:
         return rv.bundle_file(by_id[chosen])
@@ -151,6 +181,13 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
             else "."
         )
     )
+    guesses = int((result[WARNING_COLUMN].fillna("") != "").sum()) if WARNING_COLUMN in result else 0
+    if guesses:
+        st.warning(
+            f"{guesses} of {len(result)} rows are guesses: their inputs are empty, or far outside the values the "
+            f"model was trained on. The `{WARNING_COLUMN}` column says why for each; do not rely on them.",
+            icon=":material/warning:",
+        )
     st.dataframe(result.head(SHOWN_ROWS), key="predict-result")
     st.download_button(
         "Download the predictions (CSV)",

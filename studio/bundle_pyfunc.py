@@ -53,7 +53,9 @@ def as_frame(rows: Any) -> pd.DataFrame:
 class TrainingStudioModel(mlflow.pyfunc.PythonModel):
     """A tabular model: raw table rows in. Extra columns are ignored, absent ones count as missing,
     unseen categories as unknown. An image model: a DataFrame with an ``image`` column of picture paths
-    or bytes in (or a list of them). Out: ``predicted_<target>`` plus one ``probability_<class>`` per class.
+    or bytes in (or a list of them). Out: ``predicted_<target>`` plus one ``probability_<class>`` per class;
+    a tabular model adds ``prediction_warning``: empty, or why that row's prediction is a guess (its inputs
+    are empty or far outside the training range).
     """
 
     def load_context(self, context: Any) -> None:
@@ -65,7 +67,9 @@ class TrainingStudioModel(mlflow.pyfunc.PythonModel):
             self.predictor = runtime.TabularPredictor.from_files(self.info, context.artifacts["weights"])
         elif kind == "image":
             image_io = _import_runtime(context.artifacts["image_io"])
-            self.predictor = runtime.ImagePredictor.from_files(self.info, context.artifacts["weights"], image_io)
+            self.predictor = runtime.ImagePredictor.from_files(
+                self.info, context.artifacts["weights"], image_io
+            )
         else:
             raise ValueError(f"this entry predicts tabular and image models, not '{kind}' ones")
 

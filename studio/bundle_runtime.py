@@ -16,9 +16,10 @@ import pandas as pd
 import torch
 from torch import nn
 
-RUNTIME_VERSION = 1
+RUNTIME_VERSION = 2  # 2: numeric inputs keep their training min/max; predictions carry WARNING_COLUMN
 UNKNOWN = 0  # index 0 of every category vocabulary: missing, unseen or grouped rare values
 DATE_PARTS = ("year", "month", "dayofweek", "dayofyear", "hour")
+WARNING_COLUMN = "prediction_warning"
 
 
 # --------------------------------------------------------------------------- preprocessing
@@ -95,6 +96,18 @@ def _fit_scaler(values: np.ndarray, fill: str, scaling: str) -> dict[str, float]
     return {"fill": fill_value, "center": center, "scale": scale if scale > 1e-12 else 1.0}
 
 
+def _range(values: np.ndarray) -> dict[str, float | None]:
+    """The training rows' smallest and largest value (``None`` when there is none)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return {"min": None, "max": None}
+    return {"min": float(finite.min()), "max": float(finite.max())}
+
+
+def _number_text(value: float) -> str:
+    return f"{value:.6g}"
+
+
 class TabularPreprocessor:
     """Turns raw table rows into network inputs: ``(numeric float32 [n, d], categorical int64 [n, k])``.
 
@@ -124,7 +137,7 @@ class TabularPreprocessor:
         numeric_state = []
         for name in numeric:
             values = _as_float(frame[name])
-            entry = {"name": name, **_fit_scaler(values, numeric_fill, numeric_scaling)}
+            entry = {"name": name, **_fit_scaler(values, numeric_fill, numeric_scaling), **_range(values)}
             entry["indicator"] = bool(missing_indicators and np.isnan(values).any())
             numeric_state.append(entry)
         date_state = []
@@ -211,6 +224,56 @@ class TabularPreprocessor:
         x_num = np.hstack(blocks).astype("float32") if blocks else np.zeros((n, 0), dtype="float32")
         x_cat = np.column_stack(codes).astype("int64") if codes else np.zeros((n, 0), dtype="int64")
         return x_num, x_cat
+
+    def row_warnings(self, frame: pd.DataFrame) -> list[str]:
+        """Why a row's prediction is a guess, one text per row (``""`` when nothing is wrong).
+
+        A row is flagged when all its inputs, or more than half of them, are empty (or unreadable), and
+        when a number lies beyond the training rows' smallest or largest value by more than their whole
+        range. States without ``min``/``max`` (bundles of runtime version 1) get the first check only.
+        """
+        n = len(frame)
+        names = self.input_columns
+        if not names:
+            return [""] * n
+        empty = np.zeros(n, dtype="int64")
+        far: list[list[str]] = [[] for _ in range(n)]
+        for col in self.state["numeric"]:
+            values = _as_float(frame[col["name"]]) if col["name"] in frame else np.full(n, np.nan)
+            empty += np.isnan(values)
+            low, high = col.get("min"), col.get("max")
+            if low is None or high is None or high <= low:
+                continue
+            span = high - low
+            outside = (values < low - span) | (values > high + span)
+            for i in np.flatnonzero(outside):
+                far[i].append(
+                    f"{col['name']} {_number_text(values[i])} is far outside the training range "
+                    f"({_number_text(low)} to {_number_text(high)})"
+                )
+        for col in self.state["datetime"]:
+            if col["name"] in frame:
+                empty += np.isnan(_date_parts(frame[col["name"]])[:, 0])
+            else:
+                empty += 1
+        for col in self.state["categorical"]:
+            if col["name"] in frame:
+                empty += _as_category_text(frame[col["name"]]).isna().to_numpy(dtype=bool)
+            else:
+                empty += 1
+        total = len(names)
+        out = []
+        for i in range(n):
+            parts = []
+            if empty[i] == total:
+                parts.append("every input is empty: this is a guess from nothing")
+            elif empty[i] * 2 > total:
+                parts.append(f"{empty[i]} of {total} inputs are empty: a rough guess")
+            if far[i]:
+                shown = far[i][:3] + ([f"and {len(far[i]) - 3} more"] if len(far[i]) > 3 else [])
+                parts.append("; ".join(shown))
+            out.append("; ".join(parts))
+        return out
 
     @staticmethod
     def _scaled(values: np.ndarray, scaler: dict[str, float]) -> np.ndarray:
@@ -324,7 +387,11 @@ def outputs_to_frame(outputs: np.ndarray, target_state: dict[str, Any], index: p
 
 
 class TabularPredictor:
-    """Raw DataFrame in, predictions out: preprocessing state + network config + weights."""
+    """Raw DataFrame in, predictions out: preprocessing state + network config + weights.
+
+    Out: ``predicted_<target>`` (plus one ``probability_<class>`` per class) and ``prediction_warning``,
+    empty unless the row's prediction is a guess (see :meth:`TabularPreprocessor.row_warnings`).
+    """
 
     def __init__(
         self, preprocessing: dict[str, Any], target: dict[str, Any], net_config: dict[str, Any], weights
@@ -355,7 +422,9 @@ class TabularPredictor:
             )
         n_out = self.net.config["n_out"]
         outputs = np.concatenate(outs) if outs else np.zeros((0, n_out), dtype="float32")
-        return outputs_to_frame(outputs, self.target, frame.index)
+        predictions = outputs_to_frame(outputs, self.target, frame.index)
+        predictions[WARNING_COLUMN] = self.preprocessor.row_warnings(frame)
+        return predictions
 
 
 # --------------------------------------------------------------------------- images

@@ -66,8 +66,15 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     profile = load_profile(data["data"]["dataset_id"])
     if args.target:
         data["data"]["target"] = args.target
-    data["data"].setdefault("target", profile.get("suggested_target"))
     columns = [c["name"] for c in profile.get("columns", [])]
+    if not data["data"].get("target"):
+        if not profile.get("suggested_target"):
+            shown = ", ".join(columns[:8]) + (" …" if len(columns) > 8 else "")
+            raise SpecError(
+                f"Say which column to predict with --target COLUMN; the studio cannot tell for this table "
+                f"(its columns: {shown})."
+            )
+        data["data"]["target"] = profile["suggested_target"]
     if data["data"]["target"] not in columns:
         shown = ", ".join(columns[:30]) + (" …" if len(columns) > 30 else "")
         raise SpecError(
@@ -183,7 +190,23 @@ def cmd_predict(args: argparse.Namespace) -> int:
         print(f"Wrote {len(frame)} predictions to {args.out}")
     else:
         print(frame.to_csv(index=False), end="")
+    flagged = _flagged_rows(frame)
+    if flagged:
+        print(
+            f"warning: {flagged} of {len(frame)} rows are guesses (their inputs are empty or far outside the "
+            "training range); the prediction_warning column says why.",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _flagged_rows(frame: Any) -> int:
+    """Rows whose ``prediction_warning`` is not empty (bundles before runtime version 2 have no such column)."""
+    from studio.bundle_runtime import WARNING_COLUMN
+
+    if WARNING_COLUMN not in frame:
+        return 0
+    return int((frame[WARNING_COLUMN].fillna("").astype(str).str.len() > 0).sum())
 
 
 def cmd_datasets_add(args: argparse.Namespace) -> int:
@@ -200,9 +223,14 @@ def cmd_datasets_add(args: argparse.Namespace) -> int:
             f"train with: python -m studio train --data {info.id}"
         )
     else:
+        suggested = profile.get("suggested_target")
         print(
-            f"{info.n_rows} rows × {info.n_cols} columns; suggested target: {profile.get('suggested_target')} "
-            f"({profile.get('suggested_task')})"
+            f"{info.n_rows} rows × {info.n_cols} columns; "
+            + (
+                f"suggested target: {suggested} ({profile.get('suggested_task')})"
+                if suggested
+                else "no suggested target: say which column to predict with --target COLUMN"
+            )
         )
     for warning in profile.get("warnings", []):
         print(f"warning: {warning['message']} → {warning['action']}")

@@ -14,13 +14,72 @@ import numpy as np
 import pandas as pd
 
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "identifier")
-TARGET_NAMES = ("target", "label", "class", "y", "outcome", "diagnosis")
-TARGET_WARNING_CODES = ("target_missing", "rare_class", "imbalance", "leak")
+# Whole column names (lower case, letters and digits only) that name the answer, most telling first.
+TARGET_NAMES = (
+    "target",
+    "label",
+    "labels",
+    "class",
+    "y",
+    "outcome",
+    "diagnosis",
+    "species",
+    "variety",
+    "survived",
+    "churn",
+    "churned",
+    "exited",
+    "attrition",
+    "default",
+    "fraud",
+    "isfraud",
+    "income",
+    "salary",
+    "price",
+    "saleprice",
+    "quality",
+    "mpg",
+    "milespergallon",
+    "rating",
+    "grade",
+    "result",
+    "response",
+    "charges",
+    "medv",
+)
+# Words inside a longer column name that name the answer ("SalePrice", "wine_quality", "Miles_per_Gallon");
+# "class" and "y" are not among them: "MSSubClass" and "pos_y" are inputs.
+TARGET_WORDS = (
+    "target",
+    "label",
+    "outcome",
+    "diagnosis",
+    "species",
+    "survived",
+    "churn",
+    "fraud",
+    "income",
+    "salary",
+    "price",
+    "quality",
+    "mpg",
+    "gallon",
+)
+# Words of a column name that say it holds a date or a part of one: never suggested as the target.
+DATE_WORDS = frozenset(
+    {"year", "yr", "month", "day", "date", "datetime", "timestamp", "week", "quarter", "hour", "minute"}
+)
+TARGET_WARNING_CODES = ("target_missing", "identifier_target", "rare_class", "imbalance", "leak")
 MAX_CLASSES_FOR_INTEGER_TARGET = 20
 RARE_CLASS_ROWS = 5
 IMBALANCE_RATIO = 10
 HIGH_MISSING_SHARE = 0.5
 TOP_VALUES = 10
+# A text column with a different value in at least this share of its rows (and at least
+# IDENTIFIER_MIN_ROWS rows) is a name or an ID: a model cannot learn from values it sees once.
+IDENTIFIER_SHARE = 0.7
+IDENTIFIER_MIN_ROWS = 20
+FEATURES_TITLE = "Feature columns"  # the Train page's pick list of input columns (RunSpec data.features)
 
 _ID_NAME = re.compile(r"(?:^|[_\s.-])(?:id|uuid|guid)$|^(?:index|idx|row_?id|row_?number|record_?id)$", re.I)
 _CAMEL_ID = re.compile(r"[a-z0-9](?:Id|ID)$")
@@ -136,9 +195,21 @@ def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
     mean_words = sum(len(value.split()) for value in values) / len(values)
     if distinct >= 0.5 * present and (mean_words >= 4 or (mean_length >= 30 and mean_words >= 2)):
         return "text"
-    if nearly_all_distinct and present >= 20:
+    if present >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * present:
         return "identifier"
     return "categorical"
+
+
+def is_identifier(series: pd.Series) -> bool:
+    """Whether a column is a name or an ID: (almost) a different value in every row (see :func:`_kind`)."""
+    counts = series.value_counts(dropna=True)
+    return _kind(series, str(series.name), counts, int(series.notna().sum())) == "identifier"
+
+
+def identifier_reason(distinct: int, present: int) -> str:
+    """``has a different value in almost every row (311 of 406), like a name or an ID``."""
+    every = "every row" if distinct >= present else "almost every row"
+    return f"has a different value in {every} ({distinct:,} of {present:,}), like a name or an ID"
 
 
 def _examples(series: pd.Series, counts: pd.Series, kind: str) -> list[str]:
@@ -196,16 +267,63 @@ def _number(value: Any) -> float | None:
 
 # --------------------------------------------------------------------------- target and task
 def suggest_target(profile: dict[str, Any]) -> str | None:
-    """A column named like target/label/class/y/outcome/diagnosis, else the last usable column."""
+    """The column a person would most likely predict, or ``None`` when the table does not say.
+
+    Only numbers, categories and yes/no columns with two values or more are candidates; names, IDs,
+    free text and dates (or columns named like a year, month, day …) never are. In order:
+
+    1. a column named like the answer (``target``, ``label``, ``class``, ``species``, ``price``,
+       ``Survived``, ``SalePrice``, ``Miles_per_Gallon`` …; whole names before words inside names);
+    2. the last column, where most tables keep the answer;
+    3. the only category column with few values, when the last column cannot be a target.
+    """
     columns = profile["columns"]
-    by_lower = {column["name"].strip().lower(): column["name"] for column in columns}
-    for candidate in TARGET_NAMES:
-        if candidate in by_lower:
-            return by_lower[candidate]
-    usable = [c for c in columns if c["kind"] not in ("identifier", "datetime", "text") and c["distinct"] > 1]
-    if usable:
-        return usable[-1]["name"]
-    return columns[-1]["name"] if columns else None
+    candidates = [column for column in columns if _could_be_target(column)]
+    if not candidates:
+        return None
+    named = _named_target(candidates)
+    if named is not None:
+        return named
+    if columns[-1] in candidates:
+        return columns[-1]["name"]
+    few = [
+        column
+        for column in candidates
+        if column["kind"] in ("categorical", "boolean")
+        and column["distinct"] <= MAX_CLASSES_FOR_INTEGER_TARGET
+    ]
+    return few[0]["name"] if len(few) == 1 else None
+
+
+def _name_words(name: str) -> list[str]:
+    """``'SalePrice'`` -> ``['sale', 'price']``, ``'MSSubClass'`` -> ``['ms', 'sub', 'class']``."""
+    spaced = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1 \2", re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name))
+    return [word for word in re.split(r"[^a-z0-9]+", spaced.lower()) if word]
+
+
+def _could_be_target(column: dict[str, Any]) -> bool:
+    if column["kind"] not in ("numeric", "categorical", "boolean") or column["distinct"] < 2:
+        return False
+    words = _name_words(column["name"])
+    return not (looks_like_id_name(column["name"]) or DATE_WORDS & set(words) or "".join(words) == "time")
+
+
+def _named_target(candidates: list[dict[str, Any]]) -> str | None:
+    """The candidate named most like an answer (the later column on a tie), or ``None``."""
+    best: tuple[int, int] | None = None
+    chosen = None
+    for position, column in enumerate(candidates):
+        words = _name_words(column["name"])
+        whole = "".join(words)
+        if whole in TARGET_NAMES:
+            rank = TARGET_NAMES.index(whole)
+        elif any(word in TARGET_WORDS for word in words):
+            rank = len(TARGET_NAMES) + min(TARGET_WORDS.index(word) for word in words if word in TARGET_WORDS)
+        else:
+            continue
+        if best is None or (rank, -position) < best:
+            best, chosen = (rank, -position), column["name"]
+    return chosen
 
 
 def suggest_task(profile: dict[str, Any], target: str) -> str | None:
@@ -271,13 +389,25 @@ def _column_warnings(profile: dict[str, Any], target: str | None) -> list[dict[s
         if name == target:
             continue
         if column["kind"] == "identifier":
+            present = profile["n_rows"] - column["missing"]
             found.append(
                 _warning(
                     "identifier",
                     name,
-                    f"Column '{name}' has a different value in almost every row, like an id, so it holds "
-                    "no pattern a model could learn.",
-                    "It will be ignored as a feature.",
+                    f"'{name}' {identifier_reason(column['distinct'], present)}, so it is left out of the "
+                    "inputs: a model cannot learn from values it sees only once.",
+                    f"It is ignored. To use it anyway, pick it under '{FEATURES_TITLE}' in the Train page's "
+                    "advanced settings, with the other columns the model should use.",
+                )
+            )
+        elif column["kind"] == "text":
+            found.append(
+                _warning(
+                    "free_text",
+                    name,
+                    f"Column '{name}' holds free text (sentences, different in most rows), which the studio's "
+                    "models cannot read, so it is left out of the inputs.",
+                    "It is ignored.",
                 )
             )
         elif column["distinct"] <= 1:
@@ -308,6 +438,9 @@ def target_warnings(
 ) -> list[dict[str, Any]]:
     """Warnings that depend on the target column (codes in ``TARGET_WARNING_CODES``).
 
+    A warning that must stop training carries ``"blocks": True`` (``identifier_target``: a name or an
+    ID picked as a classification target); the others have no ``blocks`` key.
+
     ``task`` defaults to :func:`suggest_task` for that target. Use :func:`warnings_for_target` for the
     complete list after the user picks another target.
     """
@@ -327,10 +460,27 @@ def target_warnings(
                 "Those rows will be dropped before training.",
             )
         )
-    if task == "classification":
+    refusal = identifier_target_refusal(labels) if task == "classification" else None
+    if refusal:
+        found.append(
+            _warning("identifier_target", target, refusal, "Training is refused: pick another target column.")
+            | {"blocks": True}
+        )
+    elif task == "classification":
         found += _class_warnings(labels, target)
     found += _leak_warnings(df, profile, target)
     return found
+
+
+def identifier_target_refusal(labels: pd.Series) -> str | None:
+    """Why a name or ID column cannot be a classification target, or ``None`` when it can."""
+    if not is_identifier(labels):
+        return None
+    return (
+        f"'{labels.name}' {identifier_reason(int(labels.nunique()), int(labels.notna().sum()))}, so it cannot "
+        "be predicted as a category: most of its values appear in one row only, and a model cannot learn a "
+        "class from one example."
+    )
 
 
 def warnings_for_target(

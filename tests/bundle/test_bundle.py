@@ -183,8 +183,9 @@ def test_classification_matches_the_runtime_predictor(written, loaded, probe_csv
         "probability_high",
         "probability_low",
         "probability_mid",
+        "prediction_warning",
     ]
-    assert loaded["classification"].prediction_columns == list(predictions.columns)
+    assert loaded["classification"].prediction_columns == list(predictions.columns)[:-1]
     np.testing.assert_allclose(predictions.filter(like="probability_").sum(axis=1), 1.0, atol=1e-9)
     assert set(predictions["predicted_label"]) <= {"high", "low", "mid"}
     assert predictions.index.equals(rows.index)
@@ -194,7 +195,7 @@ def test_regression_predicts_in_original_units(written, loaded, probe_csv) -> No
     state = written["regression"]["state"]
     rows = pd.read_csv(probe_csv)
     predictions = loaded["regression"].predict(rows)
-    assert list(predictions.columns) == ["predicted_price"]
+    assert list(predictions.columns) == ["predicted_price", "prediction_warning"]
     assert_same(predictions, reference(state, rows))
     x_num, x_cat = TabularPreprocessor(state["preprocessing"]).transform(rows)
     net = TabularNet(**state["network_config"])
@@ -360,10 +361,11 @@ def test_predict_csv_writes_inputs_and_predictions(written, probe_csv, tmp_path)
     result = bundle.predict_csv(written["classification"]["path"], probe_csv, out)
     rows = pd.read_csv(probe_csv)
     prediction_columns = ["predicted_label", "probability_high", "probability_low", "probability_mid"]
-    assert list(result.columns) == list(rows.columns) + prediction_columns
+    assert list(result.columns) == list(rows.columns) + prediction_columns + ["prediction_warning"]
     saved = pd.read_csv(out)
     assert list(saved.columns) == list(result.columns) and len(saved) == len(rows)
-    assert_same(saved[prediction_columns], reference(written["classification"]["state"], rows))
+    expected = reference(written["classification"]["state"], rows)
+    assert_same(saved[prediction_columns], expected[prediction_columns])
 
 
 def test_a_rezipped_bundle_folder_still_loads(written, probe_csv, tmp_path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import subprocess
 import sys
@@ -63,6 +64,17 @@ def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
     assert {"predicted_kind", "probability_down", "probability_up"} <= set(frame.columns)
     assert len(frame) == 150
     assert (frame["predicted_kind"] == pd.read_csv(table_csv, sep=";", decimal=",")["kind"]).mean() > 0.8
+    assert frame["prediction_warning"].isna().all()  # ordinary rows: nothing to say
+
+    odd = tmp_path / "odd.csv"
+    odd.write_text("note,a,b\nempty,,\nfar,100,0.5\nusual,0.5,-0.5\n")
+    predicted = run_cli("predict", str(bundle), str(odd))
+    assert predicted.returncode == 0, predicted.stderr
+    assert "warning: 2 of 3 rows are guesses" in predicted.stderr
+    warnings = pd.read_csv(io.StringIO(predicted.stdout))["prediction_warning"].tolist()
+    assert warnings[0] == "every input is empty: this is a guess from nothing"
+    assert warnings[1].startswith("a 100 is far outside the training range (")
+    assert pd.isna(warnings[2])
 
 
 @pytest.mark.parametrize(
@@ -91,6 +103,21 @@ def test_user_errors_exit_2_with_one_plain_line(studio_home, args, message):
     assert len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     assert message in lines[0]
     assert "Traceback" not in proc.stderr
+
+
+def test_train_without_target_asks_for_one_when_the_table_does_not_say(studio_home, tmp_path):
+    visits = tmp_path / "visits.csv"
+    visits.write_text(
+        "user_id,signup_date,visits,last_seen\n"
+        + "".join(f"{i},2023-01-{1 + i % 28:02d},{i % 7},2024-02-{1 + i % 28:02d}\n" for i in range(40))
+    )
+    proc = run_cli("train", "--data", str(visits), timeout=120)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert lines == [
+        "error: Say which column to predict with --target COLUMN; the studio cannot tell for this table "
+        "(its columns: user_id, signup_date, visits, last_seen)."
+    ]
 
 
 def test_bad_csv_is_refused_in_one_line(studio_home, tmp_path):

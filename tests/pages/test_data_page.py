@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -76,10 +77,57 @@ def test_uploading_a_csv_shows_the_warnings_and_what_the_studio_does(app: AppTes
     (stored,) = datasets.list_datasets()
     assert stored.name == "Shop customers" and stored.n_rows == 80
     assert "Added 'Shop customers': 80 rows, 5 columns." in app.success[0].value
-    warnings = [w.value for w in app.warning]
-    assert any("'customer_id'" in w and "ignored as a feature" in w for w in warnings), warnings
+    warnings = [re.sub(r"\\(.)", r"\1", w.value) for w in app.warning]  # as typed, not Markdown
+    assert any(
+        "'customer_id' has a different value in every row (80 of 80), like a name or an ID, so it is left out "
+        "of the inputs" in w
+        for w in warnings
+    ), warnings
     assert all("**What the studio does:**" in w for w in warnings)
     assert app.metric[3].value == "bought"
+
+
+CARS_CSV = b"Name,Miles_per_Gallon,Cylinders,Horsepower,Year,Origin\n" + b"".join(
+    f"make {i % 30} model,{15 + i % 20},{4 + 2 * (i % 3)},{60 + i % 90},19{70 + i % 12}-01-01,"
+    f"{['USA', 'Europe', 'Japan'][i % 3]}\n".encode()
+    for i in range(40)
+)
+VISITS_CSV = b"user_id,signup_date,visits,last_seen\n" + b"".join(
+    f"{i},2023-01-{1 + i % 28:02d},{i % 7},2024-02-{1 + i % 28:02d}\n".encode() for i in range(40)
+)
+
+
+def _add(app: AppTest, name: str, data: bytes) -> None:
+    app.get("file_uploader")[0].upload(name, data, "text/csv")
+    app.run()
+    app.button(key="data_add_upload").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+
+
+def test_a_name_column_is_shown_as_left_out_and_the_target_is_what_a_person_would_predict(
+    app: AppTest,
+) -> None:
+    _add(app, "cars.csv", CARS_CSV)
+    assert app.metric[3].value == "Miles_per_Gallon"
+    warnings = [re.sub(r"\\(.)", r"\1", w.value) for w in app.warning]
+    assert any(
+        w.startswith(
+            "'Name' has a different value in almost every row (30 of 40), like a name or an ID, so it is left "
+            "out of the inputs"
+        )
+        and "To use it anyway, pick it under 'Feature columns'" in w
+        for w in warnings
+    ), warnings
+    profile = next(f.value for f in app.dataframe if "Column" in f.value.columns)
+    assert profile.set_index("Column").loc["Name", "Type"] == "id (ignored)"
+
+
+def test_a_table_without_a_clear_answer_column_suggests_none(app: AppTest) -> None:
+    _add(app, "visits.csv", VISITS_CSV)
+    assert app.metric[3].value == "none"
+    text = _texts(app)
+    assert "The studio cannot tell which column you want to predict" in text
+    assert "suggested target are already picked" not in text
 
 
 def test_a_file_that_is_not_a_table_gives_a_plain_error_and_adds_nothing(app: AppTest) -> None:

@@ -3,6 +3,8 @@ and the plain errors for a file that is not a model and rows without the model's
 
 from __future__ import annotations
 
+import re
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -62,6 +64,37 @@ def test_predict_uploaded_rows_and_a_stored_data_set_with_a_trained_model(traine
     at.button(key="predict-run").click().run()
     assert not at.exception and not at.error
     assert len(at.dataframe[0].value) == 80 and "y" in at.dataframe[0].value.columns
+
+
+def test_each_model_says_which_data_set_and_column_it_was_trained_on(trained: jobs.Job) -> None:
+    at = page(trained.id)
+    (option,) = at.selectbox(key="predict-model-job").options
+    day = datetime.fromtimestamp(trained.created_at)
+    assert re.fullmatch(
+        rf"tiny · y · MLP · accuracy [0-9.]+% \(run 'colour model', {day.day} {day:%b}\)", option
+    ), option
+
+
+def test_rows_with_nothing_in_them_or_far_outside_the_training_range_are_flagged(trained: jobs.Job) -> None:
+    at = page(trained.id)
+    rows = b"note,a,b,colour\nempty,,,\nfar,0.5,40,red\nusual,0.9,0.8,blue\nmostly empty,0.2,,\n"
+    at.file_uploader(key="predict-rows-upload").upload("odd rows.csv", rows, "text/csv").run()
+    at.button(key="predict-run").click().run()
+
+    assert not at.exception and not at.error
+    result = at.dataframe[0].value
+    assert list(result.columns[:4]) == [
+        "predicted_y",
+        "probability_no",
+        "probability_yes",
+        "prediction_warning",
+    ]
+    empty, far, usual, mostly_empty = result["prediction_warning"]
+    assert empty == "every input is empty: this is a guess from nothing"
+    assert re.fullmatch(r"b 40 is far outside the training range \(0\.0\d+ to 0\.9\d+\)", far), far
+    assert usual == ""
+    assert mostly_empty == "2 of 3 inputs are empty: a rough guess"
+    assert at.warning[0].value.startswith("3 of 4 rows are guesses: their inputs are empty, or far outside")
 
 
 def test_rows_without_the_models_columns_and_a_file_that_is_no_model_are_plain_errors(
