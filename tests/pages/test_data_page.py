@@ -160,4 +160,4 @@ def test_the_app_lists_only_the_pages_that_exist_and_shows_the_data_folder(
     monkeypatch.setenv("STUDIO_MLFLOW_UI_URL", "http://127.0.0.1:5999/")
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     link = at.sidebar.get("link_button")[0]
-    assert link.proto.url == "http://127.0.0.1:5999"
+    assert link.proto.url == "http://127.0.0.1:5999/#/experiments?workflowType=machine_learning"
