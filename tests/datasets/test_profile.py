@@ -136,6 +136,7 @@ def test_column_warnings() -> None:
     assert ("identifier", "uuid") in found
     assert ("constant", "country") in found
     assert ("high_missing", "visits") in found
+    assert ("free_text", "review") in found  # left out of the inputs, and the profile says so
     for warning in profile["warnings"]:
         assert warning["message"].endswith(".") and "\n" not in warning["message"]
         assert warning["action"]
@@ -181,7 +182,7 @@ def test_target_warnings() -> None:
     assert "'medium'" not in by_code["rare_class"]["message"]
     imbalance = by_code["imbalance"]
     assert "'common' has 200 rows" in imbalance["message"] and "accuracy may mislead" in imbalance["message"]
-    assert "f1_macro" in imbalance["action"]
+    assert "weighs every class equally" in imbalance["action"]
     assert by_code["leak"]["column"] == "code"
     assert "ignored" in by_code["leak"]["action"]
 
