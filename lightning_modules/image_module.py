@@ -79,6 +79,7 @@ class ImageLightningModule(TabularLightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         loss, _ = self._scores(self.val_metrics, batch)
         self._add_eval_loss(loss, len(batch[1]))
+        self._count_val_labels(batch[1])
 
     def on_test_epoch_start(self) -> None:
         self.test_probabilities = []

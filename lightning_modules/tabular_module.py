@@ -73,6 +73,9 @@ class TabularLightningModule(pl.LightningModule):
         self._step_losses: list[torch.Tensor] = []
         self.register_buffer("_hit_sums", torch.zeros(2), persistent=False)
         self.register_buffer("_eval_sums", torch.zeros(2), persistent=False)  # loss × rows, rows
+        # Validation rows per class (classification), for the "better than a trivial guess" check after
+        # a divergence; summed over epochs (the split does not change), read only when asked.
+        self.register_buffer("_val_label_counts", torch.zeros(max(n_classes, 1)), persistent=False)
         self.epoch_metrics: dict[str, float] = {}  # the last validation's val/* values
         self.test_results: dict[str, float] = {}
 
@@ -182,6 +185,17 @@ class TabularLightningModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         self._add_eval_loss(self._update(self.val_metrics, batch), len(batch[-1]))
+        self._count_val_labels(batch[-1])
+
+    def _count_val_labels(self, y: torch.Tensor) -> None:
+        if self.task == "classification":
+            self._val_label_counts += torch.bincount(y, minlength=self.n_classes)[: self.n_classes]
+
+    def val_class_shares(self) -> list[float]:
+        """Each class's share of the validation rows (classification; empty before a validation)."""
+        counts = self._val_label_counts.tolist() if self.task == "classification" else []
+        total = sum(counts)
+        return [count / total for count in counts] if total else []
 
     def on_validation_epoch_end(self) -> None:
         self.epoch_metrics = self._collect("val", self.val_metrics)

@@ -311,6 +311,8 @@ def show_run(job_id: str) -> None:
         failure_details(job)
     elif job.state == jobs.CANCELLED or job.is_active:
         st.info(rv.state_message(job))
+    elif rv.has_note(job):  # finished, but not plainly: an earlier epoch was kept
+        st.warning(rv.state_message(job), icon=":material/warning:")
     else:
         st.success(rv.state_message(job))
     actions_for_active(job)

@@ -118,6 +118,7 @@ def write_tabular_bundle(
     from studio.bundle_runtime import RUNTIME_VERSION, TabularPreprocessor, build_tabular_net
 
     path = Path(path)
+    check_finite_weights(state_dict)
     preprocessor = TabularPreprocessor(preprocessing)
     input_columns = [
         {"name": column["name"], "kind": group}
@@ -147,7 +148,7 @@ def write_tabular_bundle(
             "network": network_config,
             "weights": WEIGHTS_FILE,
             "onnx": onnx_info,
-            "metrics": {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()},
+            "metrics": _finite_metrics(metrics),
             "spec": spec.model_dump(mode="json"),
             "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -159,12 +160,47 @@ def write_tabular_bundle(
     return path
 
 
-def _save_and_zip(path: Path, info: dict[str, Any], staging: Path, model_dir: Path, requirements: list[str]) -> None:
+def check_finite_weights(state_dict: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that hold NaN or infinite values: such a model predicts only blanks."""
+    import torch
+
+    bad = [
+        name
+        for name, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        raise BundleError(
+            f"The model's weights hold NaN or infinite values ({_plural(len(bad), 'tensor')}, e.g. "
+            f"'{bad[0]}'), so no model file was written: the training diverged. Train again with a "
+            "lower learning rate."
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _finite_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
+    """Metrics for JSON: NaN and infinite values become ``null`` (JSON has no such numbers)."""
+    return {key: (float(value) if math.isfinite(float(value)) else None) for key, value in metrics.items()}
+
+
+def _save_and_zip(
+    path: Path, info: dict[str, Any], staging: Path, model_dir: Path, requirements: list[str]
+) -> None:
     """Write ``studio_model.json``, save the MLflow model from the staged files and zip it at ``path``
     (through a ``.partial`` file, so a failure leaves no half-written zip)."""
     import mlflow
 
-    (staging / INFO_FILE).write_text(json.dumps(info, indent=2, allow_nan=False), encoding="utf-8")
+    try:
+        text = json.dumps(info, indent=2, allow_nan=False)
+    except ValueError:  # a NaN or infinite number in the preprocessing or target state
+        raise BundleError(
+            "The model's settings hold a NaN or infinite number (the data has values too large to "
+            "compute with), so no model file was written; check the data set's warnings."
+        ) from None
+    (staging / INFO_FILE).write_text(text, encoding="utf-8")
     artifacts = {
         name: str(staging / file)
         for name, file in (
@@ -221,6 +257,7 @@ def write_image_bundle(
     from studio.image_io import IMAGE_IO_VERSION
 
     path = Path(path)
+    check_finite_weights(state_dict)
     net = build_image_net(network_config)
     net.load_state_dict(state_dict)
     net.eval()
@@ -244,7 +281,7 @@ def write_image_bundle(
             "network": network_config,
             "weights": WEIGHTS_FILE,
             "onnx": onnx_info,
-            "metrics": {k: (float(v) if math.isfinite(float(v)) else None) for k, v in metrics.items()},
+            "metrics": _finite_metrics(metrics),
             "spec": spec.model_dump(mode="json"),
             "example_rows": [],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
@@ -308,7 +345,13 @@ def _export_image_onnx(net: torch.nn.Module, path: Path, size: int, exporter: st
                 else:
                     batch = torch.export.Dim("batch")
                     torch.onnx.export(
-                        net, (example,), str(path), dynamo=True, dynamic_shapes=({0: batch},), verbose=False, **names
+                        net,
+                        (example,),
+                        str(path),
+                        dynamo=True,
+                        dynamic_shapes=({0: batch},),
+                        verbose=False,
+                        **names,
                     )
             return name
         except Exception as err:  # try the next exporter, report all if none works
@@ -661,7 +704,9 @@ class LoadedBundle:
         if good:
             predicted = self.model.predict(pd.DataFrame({"image": [pictures[i] for i in good]}))
             for column in self.prediction_columns:
-                frame[column] = frame[column].astype(predicted[column].dtype if column in predicted else object)
+                frame[column] = frame[column].astype(
+                    predicted[column].dtype if column in predicted else object
+                )
                 frame.loc[good, column] = predicted[column].to_numpy()
         return frame
 

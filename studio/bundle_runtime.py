@@ -237,7 +237,7 @@ class TabularPreprocessor:
         if not names:
             return [""] * n
         empty = np.zeros(n, dtype="int64")
-        far: list[list[str]] = [[] for _ in range(n)]
+        far: dict[int, list[str]] = {}
         for col in self.state["numeric"]:
             values = _as_float(frame[col["name"]]) if col["name"] in frame else np.full(n, np.nan)
             empty += np.isnan(values)
@@ -245,9 +245,8 @@ class TabularPreprocessor:
             if low is None or high is None or high <= low:
                 continue
             span = high - low
-            outside = (values < low - span) | (values > high + span)
-            for i in np.flatnonzero(outside):
-                far[i].append(
+            for i in np.flatnonzero((values < low - span) | (values > high + span)):
+                far.setdefault(int(i), []).append(
                     f"{col['name']} {_number_text(values[i])} is far outside the training range "
                     f"({_number_text(low)} to {_number_text(high)})"
                 )
@@ -262,17 +261,17 @@ class TabularPreprocessor:
             else:
                 empty += 1
         total = len(names)
-        out = []
-        for i in range(n):
+        out = [""] * n
+        for i in sorted(set(np.flatnonzero(empty * 2 > total).tolist()) | set(far)):
             parts = []
             if empty[i] == total:
                 parts.append("every input is empty: this is a guess from nothing")
             elif empty[i] * 2 > total:
                 parts.append(f"{empty[i]} of {total} inputs are empty: a rough guess")
-            if far[i]:
+            if i in far:
                 shown = far[i][:3] + ([f"and {len(far[i]) - 3} more"] if len(far[i]) > 3 else [])
                 parts.append("; ".join(shown))
-            out.append("; ".join(parts))
+            out[i] = "; ".join(parts)
         return out
 
     @staticmethod

@@ -174,6 +174,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if result.dropped_rows:
         print(f"Rows without a target were dropped: {result.dropped_rows}")
     print(f"Stopped after {result.epochs_run} epochs (best: {result.best_epoch}) in {result.seconds:.1f} s")
+    if result.note:  # e.g. the loss became NaN and the best earlier epoch was kept
+        print(f"Note: {result.note}")
     print("Test metrics:")
     for key, value in sorted(result.test_metrics.items()):
         print(f"  {key:<16} {value:.4f}")

@@ -101,8 +101,8 @@ def cmd_show(args: argparse.Namespace) -> int:
         ("ended", _when(job.ended_at)),
         ("mlflow run", job.mlflow_run_id or "-"),
     ]
-    if job.reason and job.state != "succeeded":
-        lines.append(("reason", job.reason))
+    if job.reason:  # a succeeded job's reason is a note on how it ended (an earlier epoch kept)
+        lines.append(("reason" if job.state != "succeeded" else "note", job.reason))
     if job.metrics:
         lines.append(("last metrics", _metrics(job.metrics)))
     if job.test_metrics:
@@ -149,7 +149,7 @@ def _summary(job) -> str:
     text = f"{job.id}: {job.state}"
     if job.state == "running":
         text += f" ({job.progress_text})"
-    if job.reason and job.state != "succeeded":
+    if job.reason:
         text += f" - {job.reason}"
     return text
 

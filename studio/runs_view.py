@@ -54,9 +54,20 @@ _SECTIONS = {
 }
 
 
+# A finished job with a note did not end plainly (its loss became NaN; an earlier epoch was kept).
+_STATUS_WITH_NOTE = ":orange[:material/warning:] Finished with an earlier epoch"
+
+
 # --------------------------------------------------------------------------- job states in words
+def has_note(job: Job) -> bool:
+    """A finished run that did not end plainly: ``job.reason`` says how it ended instead."""
+    return job.state == SUCCEEDED and bool(job.reason)
+
+
 def status_label(job: Job) -> str:
     """The job's state in words with a coloured icon, as Streamlit markdown (``… Finished``)."""
+    if has_note(job):
+        return _STATUS_WITH_NOTE
     return _STATUS.get(job.state, job.state)
 
 
@@ -74,7 +85,9 @@ def progress_caption(job: Job) -> str:
         return job.progress_text
     parts = []
     if job.epoch is not None and job.max_epochs:
-        if job.state == SUCCEEDED and job.epoch < job.max_epochs:
+        if has_note(job):
+            parts.append(f"stopped at epoch {job.epoch} of {job.max_epochs}")
+        elif job.state == SUCCEEDED and job.epoch < job.max_epochs:
             parts.append(
                 f"stopped early after epoch {job.epoch} of {job.max_epochs} (it had stopped improving)"
             )
@@ -100,6 +113,12 @@ def state_message(job: Job) -> str:
         return (
             "Training now. The curves below update every few seconds; you can close this page and come back, "
             "training goes on."
+        )
+    if has_note(job):
+        kept = "pictures" if is_image_task(job.spec.task) else "rows"
+        return (
+            f"{job.reason} The scores below and the model to download are those of that epoch, measured "
+            f"on {kept} it never saw."
         )
     if job.state == SUCCEEDED:
         return (

@@ -4,6 +4,11 @@ The CLI, the job worker and the tests all call :func:`train`. It owns one MLflow
 curves, test metrics, the spec, the data profile and the model bundle. A failure ends the run as
 FAILED with the reason as a tag; a cancellation ends it as KILLED.
 
+A run whose loss becomes NaN or infinite stops at once (see :func:`divergence_outcome`): it fails with
+a plain reason and no bundle, unless the best epoch before that is still a usable model, which is then
+tested and bundled as usual and the run carries a note saying so (``TrainResult.note``, the MLflow tag
+``studio.note``).
+
 Tables and pictures share everything but their data, network and bundle: the task picks the
 DataModule (``TabularDataModule`` / ``ImageDataModule``) and LightningModule; the Lightning loop, the
 callbacks, MLflow logging and the cancel/fail handling are the same code. An image run also logs the
@@ -16,6 +21,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import math
 import os
 import tempfile
 import time
@@ -27,7 +33,7 @@ from typing import Any
 
 from studio import tracking
 from studio.errors import StudioError, TrainingError
-from studio.spec import RunSpec, is_image_task, metric_mode
+from studio.spec import OptimizerSpec, RunSpec, is_image_task, metric_mode
 
 
 class TrainingCancelled(StudioError):
@@ -74,6 +80,7 @@ class TrainResult:
     train_rows: int = 0
     ignored_columns: dict[str, str] = field(default_factory=dict)
     dropped_rows: int = 0
+    note: str | None = None  # how the run ended when it was not plainly: e.g. an earlier epoch kept
 
 
 @dataclass(frozen=True)
@@ -159,8 +166,10 @@ def train(
         fit, kind = functools.partial(_fit_and_log_images, net=net), "image"
     else:
         from lightning_modules.tabular_data import TabularDataModule
+        from studio.datasets.csv_ingest import out_of_range_to_missing
 
         frame = load_table(dataset.id)
+        out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
         data, fit, kind = TabularDataModule(frame, profile, spec), _fit_and_log, "tabular"
         # TabularDataModule validates target, task and features before a run exists.
 
@@ -220,7 +229,7 @@ def _log_run_inputs(
     """The spec and data profile as artifacts, and what the run was given as tags."""
     mlflow_client = tracking.client()
     mlflow_client.log_text(run_id, spec.to_json(), tracking.SPEC_ARTIFACT)
-    mlflow_client.log_dict(run_id, profile, tracking.PROFILE_ARTIFACT)
+    mlflow_client.log_dict(run_id, json_safe(profile), tracking.PROFILE_ARTIFACT)
     tags = {
         tracking.TAG_DEVICE: plan.description,
         "studio.rows": str(data.sizes),
@@ -269,8 +278,14 @@ def _fit_and_log(
     run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar)
     test_metrics = run.test_metrics
     bundle_path = _write_bundle(spec, data, module, profile, test_metrics, run_id, bundle_out)
-    tracking.end_run(run_id, "FINISHED")
+    _end_finished(run_id, run.note)
     return run.result(run_id, experiment_id, bundle_path, data.sizes["train"])
+
+
+def _end_finished(run_id: str, note: str | None) -> None:
+    if note:
+        tracking.set_tags(run_id, {tracking.TAG_NOTE: note})
+    tracking.end_run(run_id, "FINISHED")
 
 
 @dataclass
@@ -282,6 +297,7 @@ class _LightningRun:
     epochs_run: int
     first_point_seconds: float | None
     fit_seconds: float
+    note: str | None = None
 
     def result(
         self, run_id: str, experiment_id: str, bundle_path: Path | None, train_rows: int
@@ -297,6 +313,7 @@ class _LightningRun:
             first_point_seconds=self.first_point_seconds,
             fit_seconds=self.fit_seconds,
             train_rows=train_rows,
+            note=self.note,
         )
 
 
@@ -319,6 +336,7 @@ def _run_lightning(
     from lightning_modules.callbacks import (
         BestWeights,
         TrainingCancelledSignal,
+        TrainingDivergedSignal,
         TrainingReporter,
         optimizer_steps,
     )
@@ -350,23 +368,33 @@ def _run_lightning(
             deterministic=False,
         )
         fit_started = time.perf_counter()
+        diverged: TrainingDivergedSignal | None = None
         try:
             trainer.fit(module, datamodule=data)
         except BaseException as err:
-            with contextlib.suppress(Exception):
-                buffer.close()  # keep the curves written so far
-            if isinstance(err, TrainingCancelledSignal):
-                raise TrainingCancelled("The run was cancelled.") from None
-            if isinstance(err, RuntimeError):
-                raise _plain_runtime_error(err) from err
-            raise
+            if isinstance(err, TrainingDivergedSignal):
+                diverged = err
+            else:
+                with contextlib.suppress(Exception):
+                    buffer.close()  # keep the curves written so far
+                if isinstance(err, TrainingCancelledSignal):
+                    raise TrainingCancelled("The run was cancelled.") from None
+                if isinstance(err, RuntimeError):
+                    raise _plain_runtime_error(err) from err
+                raise
+        note = None
+        if diverged is not None:
+            note = _kept_after_divergence(diverged, spec, best, module, buffer)
         buffer.flush()
         fit_seconds = time.perf_counter() - fit_started
-        if trainer.interrupted:
+        if trainer.interrupted and diverged is None:
             raise KeyboardInterrupt
         best.restore(module)
         trainer.test(module, datamodule=data, verbose=False)
     test_metrics = dict(module.test_results)
+    if diverged is not None and not all(math.isfinite(v) for v in test_metrics.values()):
+        buffer.close()  # the kept epoch does not hold up on the test rows either: fail as if none was kept
+        raise TrainingError(divergence_reason(diverged, spec.optimizer))
     last_step = optimizer_steps(trainer, module)
     buffer.add(test_metrics, last_step)
     if best.best_epoch is not None:
@@ -375,10 +403,93 @@ def _run_lightning(
     return _LightningRun(
         test_metrics=test_metrics,
         best_epoch=None if best.best_epoch is None else best.best_epoch + 1,
-        epochs_run=trainer.current_epoch,
+        epochs_run=diverged.epoch if diverged is not None else trainer.current_epoch,
         first_point_seconds=reporter.first_point_at,
         fit_seconds=fit_seconds,
+        note=note,
     )
+
+
+# --------------------------------------------------------------------------- divergence
+OPTIMIZER_TITLES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
+USUAL_LEARNING_RATES = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}
+
+
+def learning_rate_advice(optimizer: OptimizerSpec) -> str:
+    """What to change after a divergence, for this optimiser and learning rate (lower case, one clause)."""
+    name = OPTIMIZER_TITLES.get(optimizer.name, optimizer.name)
+    usual = USUAL_LEARNING_RATES.get(optimizer.name, 0.001)
+    rate = optimizer.learning_rate
+    decay = (
+        f" The weight decay {optimizer.weight_decay:g} is very high too; 0.0001 is usual."
+        if optimizer.weight_decay >= 0.1
+        else ""
+    )
+    if rate >= 10 * usual:
+        return f"the learning rate {rate:g} is far too high for {name}; try {usual:g}.{decay}"
+    if rate > usual:
+        return f"the learning rate {rate:g} is too high for {name}; try {usual:g}.{decay}"
+    return (
+        f"try a learning rate 10 times smaller ({rate / 10:g}) or turn on gradient clipping "
+        f"(advanced Training settings).{decay}"
+    )
+
+
+def _what_happened(diverged: Any) -> str:
+    """``the loss became NaN`` and the like, from a ``TrainingDivergedSignal``."""
+    if diverged.where == "weights":
+        return "the model's weights became infinite"
+    return "the loss became NaN (not a number)" if math.isnan(diverged.value) else "the loss became infinite"
+
+
+def divergence_reason(diverged: Any, optimizer: OptimizerSpec) -> str:
+    """The failure reason of a run that diverged with no usable epoch to keep."""
+    return (
+        f"The training diverged at epoch {diverged.epoch}, where {_what_happened(diverged)}: "
+        f"{learning_rate_advice(optimizer)}"
+    )
+
+
+def divergence_note(diverged: Any, best_epoch: int, optimizer: OptimizerSpec) -> str:
+    """The note of a run that diverged but kept its best earlier epoch (1-based)."""
+    advice = learning_rate_advice(optimizer)
+    return (
+        f"Stopped at epoch {diverged.epoch} when {_what_happened(diverged)}; kept the best epoch, "
+        f"{best_epoch}. {advice[:1].upper()}{advice[1:]}"
+    )
+
+
+def best_epoch_is_usable(best: Any, task: str, class_shares: list[float]) -> bool:
+    """Whether the best epoch before a divergence is still a model worth keeping.
+
+    The rule: its weights were kept and are all finite, and on the validation rows it beats a trivial
+    guess that knows only the target. Regression: R² above 0 (better than always predicting the
+    average). Classification: accuracy above the most common class's share (better than always guessing
+    that class) and a loss below the cross-entropy of always answering the class shares (so its
+    confidence is not wild either)."""
+    if best.best_epoch is None or not best.best_state_is_finite():
+        return False
+    metrics = best.best_metrics
+    if task == "regression":
+        r2 = metrics.get("val/r2", math.nan)
+        return math.isfinite(r2) and r2 > 0.0
+    accuracy = metrics.get("val/accuracy", math.nan)
+    loss = metrics.get("val/loss", math.nan)
+    if not (math.isfinite(accuracy) and math.isfinite(loss)):
+        return False
+    if not class_shares:
+        return True
+    guess_loss = -sum(share * math.log(share) for share in class_shares if share > 0)
+    return accuracy > max(class_shares) and loss < guess_loss
+
+
+def _kept_after_divergence(diverged: Any, spec: RunSpec, best: Any, module: Any, buffer: Any) -> str:
+    """The note when the best epoch is kept; raises the plain :class:`TrainingError` when it is not."""
+    if not best_epoch_is_usable(best, spec.task, module.val_class_shares()):
+        with contextlib.suppress(Exception):
+            buffer.close()  # keep the curves up to the divergence
+        raise TrainingError(divergence_reason(diverged, spec.optimizer))
+    return divergence_note(diverged, best.best_epoch + 1, spec.optimizer)
 
 
 def _plain_runtime_error(err: RuntimeError) -> Exception:
@@ -495,7 +606,7 @@ def _fit_and_log_images(
         run_id,
         bundle_out,
     )
-    tracking.end_run(run_id, "FINISHED")
+    _end_finished(run_id, run.note)
     return run.result(run_id, experiment_id, bundle_path, data.sizes["train"])
 
 
@@ -530,7 +641,7 @@ def _log_test_predictions(run_id: str, spec: RunSpec, data: Any, module: Any) ->
     mlflow_client.log_dict(run_id, {"classes": classes, "matrix": matrix.tolist()}, CONFUSION_ARTIFACT)
     mlflow_client.log_dict(
         run_id,
-        {"dataset_id": spec.data.dataset_id, "classes": classes, "rows": rows},
+        json_safe({"dataset_id": spec.data.dataset_id, "classes": classes, "rows": rows}),
         PREDICTIONS_ARTIFACT,
     )
 
@@ -569,3 +680,14 @@ def _publish_bundle(path: Path, run_id: str, bundle_out: str | Path | None) -> P
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(path.read_bytes())
     return out
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

@@ -184,7 +184,7 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
         )
         if result.run_id and result.run_id != hooks.run_id:
             store.set_run(job_id, result.run_id, result.experiment_id)
-        state, reason = SUCCEEDED, None
+        state, reason = SUCCEEDED, getattr(result, "note", None)  # e.g. "kept the best epoch, 9"
         outcome = {
             "test_metrics": dict(result.test_metrics or {}),
             "bundle_path": str(result.bundle_path) if result.bundle_path else None,

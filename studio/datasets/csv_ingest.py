@@ -41,6 +41,9 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 _DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:[.\s\u00a0\u202f]\d{3})+)(?:,\d+)?$")
 _THOUSANDS_COMMA = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SEP_HINT = re.compile(r"^sep=(.)\n")
+# Training runs in 32-bit floats: a number beyond this (or an "inf" cell) would become infinite there.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+OUT_OF_RANGE_ATTR = "out_of_range_values"
 
 
 def available_memory_bytes() -> int:
@@ -159,7 +162,32 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
     df = df.dropna(how="all").reset_index(drop=True)
     if df.empty:
         raise DatasetError(f"'{label}' has a header line but no data rows; add rows below the header.")
-    return convert_text_columns(df, numbers=style)
+    df = convert_text_columns(df, numbers=style)
+    out_of_range_to_missing(df)
+    return df
+
+
+def out_of_range_to_missing(df: pd.DataFrame) -> dict[str, int]:
+    """Turn numbers too large for 32-bit floats (beyond about ±3.4e38, and infinities) into missing
+    values, in place: training would turn them into infinities and its results into NaN.
+
+    Returns ``{column: count}`` for the columns that had any, also kept in
+    ``df.attrs["out_of_range_values"]`` as ``[column, count]`` pairs for the profile's warning."""
+    found: dict[str, int] = {}
+    for column in df.columns:
+        series = df[column]
+        if not pd.api.types.is_float_dtype(series.dtype):
+            continue  # integers cannot be infinite, and int64 stays exactly representable as float64
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        with np.errstate(invalid="ignore"):
+            bad = np.abs(values) > FLOAT32_MAX
+        count = int(bad.sum())
+        if count:
+            df[column] = series.mask(bad)
+            found[str(column)] = count
+    if found:
+        df.attrs[OUT_OF_RANGE_ATTR] = [[column, count] for column, count in found.items()]
+    return found
 
 
 def decode_text(data: bytes, label: str) -> tuple[str, str]:
@@ -402,7 +430,9 @@ def _read_parquet(data: bytes, label: str) -> pd.DataFrame:
         ) from None
     if df.empty:
         raise DatasetError(f"'{label}' has columns but no data rows; add rows and save again.")
-    return clean_columns(df.reset_index(drop=True))
+    df = clean_columns(df.reset_index(drop=True))
+    out_of_range_to_missing(df)
+    return df
 
 
 def convert_text_columns(df: pd.DataFrame, numbers: str = "auto") -> pd.DataFrame:

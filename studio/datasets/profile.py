@@ -115,6 +115,7 @@ def profile_table(df: pd.DataFrame) -> dict[str, Any]:
     profile["suggested_target"] = target
     profile["suggested_task"] = suggest_task(profile, target) if target is not None else None
     profile["warnings"] = _table_warnings(profile, list(df.attrs.get("renamed_columns") or []))
+    profile["warnings"] += _out_of_range_warnings(list(df.attrs.get("out_of_range_values") or []))
     profile["warnings"] += _column_warnings(profile, target)
     if target is not None:
         profile["warnings"] += target_warnings(df, profile, target, profile["suggested_task"])
@@ -382,6 +383,21 @@ def _table_warnings(profile: dict[str, Any], renamed: list[list[str]]) -> list[d
     return found
 
 
+def _out_of_range_warnings(counts: list[list[Any]]) -> list[dict[str, Any]]:
+    """Numbers too large to train with, made missing while reading (``csv_ingest.out_of_range_to_missing``)."""
+    return [
+        _warning(
+            "out_of_range",
+            str(column),
+            f"'{column}' has {_plural(int(count), 'value')} too large to train with (beyond ±3.4e38, "
+            "or infinite).",
+            "They are treated as missing values; if they are errors in the data, fix them and add the file "
+            "again.",
+        )
+        for column, count in counts
+    ]
+
+
 def _column_warnings(profile: dict[str, Any], target: str | None) -> list[dict[str, Any]]:
     found = []
     for column in profile["columns"]:
@@ -487,7 +503,7 @@ def warnings_for_target(
     df: pd.DataFrame, profile: dict[str, Any], target: str, task: str | None = None
 ) -> list[dict[str, Any]]:
     """The whole warning list as it reads when ``target`` (not the suggested one) is the target."""
-    kept = [w for w in profile["warnings"] if w["code"] in ("renamed_columns", "duplicates")]
+    kept = [w for w in profile["warnings"] if w["code"] in ("renamed_columns", "duplicates", "out_of_range")]
     return kept + _column_warnings(profile, target) + target_warnings(df, profile, target, task)
 
 

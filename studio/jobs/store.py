@@ -11,6 +11,7 @@ Only the standard library and the spec are imported here: pages import this modu
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import sqlite3
 import time
@@ -144,7 +145,7 @@ class Job:
     updated_at: float | None = None
     mlflow_run_id: str | None = None
     experiment_id: str | None = None
-    reason: str | None = None
+    reason: str | None = None  # why it failed or was cancelled; for a succeeded job, a note on how it ended
     cancel_requested: bool = False
     cancel_requested_at: float | None = None
     bundle_path: str | None = None
@@ -188,6 +189,8 @@ class Job:
                 parts.append("cancelling")
             elif self.eta_seconds is not None:
                 parts.append(f"about {format_duration(self.eta_seconds)} left")
+            else:  # the time left is measured from this run's epochs: none has ended yet
+                parts.append("measuring the time left…")
         elif self.state in FINAL_STATES:
             parts.append(self.state)
         return " · ".join(parts)
@@ -445,10 +448,13 @@ def _get(conn: sqlite3.Connection, job_id: str) -> Job:
 
 
 def _dump(metrics: dict[str, Any] | None) -> str:
+    """Metrics as JSON: numbers only, and only finite ones (JSON has no NaN or infinity)."""
     clean = {}
     for key, value in (metrics or {}).items():
         try:
-            clean[str(key)] = float(value)
+            number = float(value)
         except (TypeError, ValueError):
             continue  # a non-numeric entry is not a metric; keep the rest
-    return json.dumps(clean)
+        if math.isfinite(number):
+            clean[str(key)] = number
+    return json.dumps(clean, allow_nan=False)

@@ -242,3 +242,35 @@ def test_missing_file(tmp_path: Path) -> None:
     with pytest.raises(DatasetError) as err:
         read_table_file(tmp_path / "nope.csv")
     assert_one_clear_sentence(err, "does not exist")
+
+
+def test_numbers_too_large_for_training_become_missing_with_a_warning(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    import json
+
+    from studio.datasets import load_profile, load_table
+
+    rows = ["x,y,z,name"] + [f"{i / 10},{i * 2},{i % 3},row{i}" for i in range(20)]
+    rows[3] = "1e300,4,0,row2"
+    rows[5] = "-1e300,8,1,row4"
+    rows[7] = "6,inf,1,row6"
+    rows[9] = "8,3.5e38,0,row8"  # above float32's largest (about 3.4028e38)
+    rows[11] = "1,3.3e38,0,row10"  # still fits
+    path = write(tmp_path, "extreme.csv", "\n".join(rows) + "\n")
+
+    df = read_table_file(path)
+    assert df["x"].isna().sum() == 2 and df["y"].isna().sum() == 2
+    assert df["y"].max() == pytest.approx(3.3e38)
+    assert df.attrs["out_of_range_values"] == [["x", 2], ["y", 2]]
+
+    info = add_csv(path)
+    profile = load_profile(info.id)
+    json.dumps(profile, allow_nan=False)
+    warnings = {w["column"]: w for w in profile["warnings"] if w["code"] == "out_of_range"}
+    assert set(warnings) == {"x", "y"}
+    assert (
+        warnings["x"]["message"] == "'x' has 2 values too large to train with (beyond ±3.4e38, or infinite)."
+    )
+    assert "treated as missing" in warnings["x"]["action"]
+    assert load_table(info.id)["x"].isna().sum() == 2
