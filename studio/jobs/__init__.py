@@ -56,9 +56,12 @@ __all__ = [
 ]
 
 
-def submit_job(spec: RunSpec, *, start_scheduler: bool = True) -> Job:
-    """Queue a training job for ``spec`` and (by default) make sure a scheduler will pick it up."""
-    job = store.insert_job(spec)
+def submit_job(spec: RunSpec, *, start_scheduler: bool = True, token: str | None = None) -> Job:
+    """Queue a training job for ``spec`` and (by default) make sure a scheduler will pick it up.
+
+    ``token`` identifies one press of a submit button: submitting again with the same token returns the
+    job it made (a double click makes one job)."""
+    job = store.insert_job(spec, token)
     if start_scheduler:
         ensure_scheduler()
     return job

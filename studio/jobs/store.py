@@ -63,10 +63,14 @@ CREATE TABLE IF NOT EXISTS jobs (
     reason TEXT,
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     cancel_requested_at REAL,
-    bundle_path TEXT
+    bundle_path TEXT,
+    submit_token TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
 """
+# Columns added after the first release: (name, type) added to older stores when they are opened.
+_ADDED_COLUMNS = (("submit_token", "TEXT"),)
+_INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS jobs_submit_token ON jobs (submit_token);"
 
 _ready: set[Path] = set()
 
@@ -98,11 +102,25 @@ def connect() -> Iterator[sqlite3.Connection]:
         if path not in _ready:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.executescript(_SCHEMA)
+            _add_columns(conn)
+            conn.executescript(_INDEXES)
             _ready.add(path)
         conn.execute("PRAGMA synchronous = NORMAL")
         yield conn
     finally:
         conn.close()
+
+
+def _add_columns(conn: sqlite3.Connection) -> None:
+    """Bring a store made by an older studio up to date (new columns are nullable)."""
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for name, kind in _ADDED_COLUMNS:
+        if name not in have:
+            try:
+                conn.execute(f"ALTER TABLE jobs ADD COLUMN {name} {kind}")
+            except sqlite3.OperationalError as err:  # another process added it just now
+                if "duplicate column" not in str(err):
+                    raise
 
 
 @contextmanager
@@ -149,6 +167,8 @@ class Job:
     cancel_requested: bool = False
     cancel_requested_at: float | None = None
     bundle_path: str | None = None
+    submit_token: str | None = None
+    """The token of the page press (or request) that made the job: the same token never makes two jobs."""
 
     @cached_property
     def spec(self) -> RunSpec:
@@ -226,11 +246,16 @@ def new_job_id(now: float | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- writes
-def insert_job(spec: RunSpec) -> Job:
+def insert_job(spec: RunSpec, token: str | None = None) -> Job:
     """Store a new queued job for ``spec``. An unnamed spec gets the readable name its MLflow run will
-    carry too, so the Runs page, the CLI and the MLflow UI call the run the same."""
+    carry too, so the Runs page, the CLI and the MLflow UI call the run the same.
+
+    With a ``token`` (one press of a page's Train button), a job already stored with that token is
+    returned instead of a new one, so a double click or a resent request makes one job."""
     from studio.tracking import readable_run_name
 
+    if token and (existing := _by_token(token)) is not None:
+        return existing
     if not spec.name:
         spec = spec.with_changes(name=readable_run_name(spec))
     now = time.time()
@@ -239,8 +264,8 @@ def insert_job(spec: RunSpec) -> Job:
         try:
             with connect() as conn:
                 conn.execute(
-                    "INSERT INTO jobs (id, name, state, created_at, spec_json, dataset_id, device_request) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT INTO jobs (id, name, state, created_at, spec_json, dataset_id, device_request, "
+                    "submit_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job_id,
                         spec.name,
@@ -249,9 +274,12 @@ def insert_job(spec: RunSpec) -> Job:
                         spec.to_json(),
                         spec.data.dataset_id,
                         spec.training.device,
+                        token or None,
                     ),
                 )
         except sqlite3.IntegrityError:
+            if token and (existing := _by_token(token)) is not None:
+                return existing  # another process stored this press a moment ago
             continue  # the 3 random bytes collided with an existing id the same day
         return get_job(job_id)
     raise JobError("Could not find a free job id; try again.")
@@ -438,6 +466,12 @@ def count_active() -> int:
         return conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (QUEUED, RUNNING)).fetchone()[
             0
         ]
+
+
+def _by_token(token: str) -> Job | None:
+    with connect() as conn:
+        row = conn.execute("SELECT * FROM jobs WHERE submit_token = ?", (token,)).fetchone()
+    return None if row is None else Job.from_row(row)
 
 
 def _get(conn: sqlite3.Connection, job_id: str) -> Job:
