@@ -2,13 +2,15 @@
 
 For a data set of pictures the page asks for the network, the picture size and the random changes
 shown while training (with a live preview of them), and says when pretrained weights are missing.
+
+What the form shows is what trains: a value the spec does not allow is kept as typed, explained under
+its field, and Train stays off (saying why) until it is fixed. One press of Train makes one job.
 """
 
 import streamlit as st
 
 from studio import forms, jobs, ui
 from studio.datasets import suggest_task
-from studio.errors import SpecError
 from studio.pretrained import weights_available, weights_path
 from studio.spec import (
     ARCHITECTURES,
@@ -25,6 +27,7 @@ TASK_LABELS = {
     "regression": "Regression (predict a number)",
 }
 IMAGE_TASK = "image_classification"
+PICK_TARGET = "Pick the column you want to predict."
 PREVIEW_VARIANTS = 9
 PREVIEW_WIDTH = 112  # px on screen, whatever the training size (small pictures are shown enlarged)
 state = st.session_state
@@ -36,6 +39,21 @@ def forget(*keys: str) -> None:
     """Let dependent choices start again from their suggestion (a new data set, a new target)."""
     for key in keys:
         state.pop(key, None)
+
+
+def dataset_chosen() -> None:
+    """The Data set dropdown changed: that data set is now the current one (the Data page opens it too),
+    and the target and task start again from its suggestions."""
+    state["current_dataset"] = state["train_dataset"]
+    forget("train_target", "train_task")
+
+
+def press_train() -> None:
+    """Train was pressed (this runs before the page does). The press is remembered until its job is
+    made, with a token shared by every press that arrives before then (a double click): the job store
+    makes one job per token."""
+    state["train_pressed"] = True
+    state.setdefault("train_token", ui.new_token())
 
 
 def apply_preset(task: str) -> None:
@@ -94,9 +112,15 @@ if not infos:
     ui.page_link("pages/data.py", "Go to Data", icon=":material/table_chart:")
     st.stop()
 
+if state.get("train_job") and st.query_params.get("job") == state["train_job"]:
+    # A second click of a double click reached the page after the first had made the job and opened its
+    # run page (the Train button was already off, so it made nothing): it lands on that run page too.
+    ui.go_to_run(state["train_job"])
+
 by_id = {info.id: info for info in infos}
 if state.get("current_dataset") != state.get("train_dataset"):
     forget("train_dataset", "train_target", "train_task")  # the data set was chosen on the Data page
+why_not: list[str] = []  # why Train cannot start, in plain words (listed beside the button)
 with ui.guard():
     st.subheader("What to learn")
     left, right = st.columns(2, gap="large")
@@ -108,8 +132,7 @@ with ui.guard():
             state.get("current_dataset"),
             format_func=lambda key: ui.dataset_label(by_id[key]),
             help="The table or the pictures to learn from. Add more on the Data page.",
-            on_change=forget,
-            args=("train_target", "train_task"),
+            on_change=dataset_chosen,
         )
         state["current_dataset"] = dataset_id
         profile = ui.load_profile(dataset_id)
@@ -128,15 +151,19 @@ with ui.guard():
                 "Target column",
                 columns,
                 "train_target",
-                profile["suggested_target"],
-                help="The column the model learns to predict. The studio suggests one; pick another if "
-                "you like.",
+                profile.get("suggested_target"),
+                help="The column the model learns to predict. The studio suggests one when the table makes "
+                "it clear; pick another if you like.",
                 on_change=forget,
                 args=("train_task",),
+                placeholder="Choose a column",
             )
+            if target is None:
+                st.info(PICK_TARGET, icon=":material/arrow_upward:")
+                why_not.append(PICK_TARGET)
     with right:
         if not pictures:
-            suggested_task = suggest_task(profile, target)
+            suggested_task = suggest_task(profile, target) if target is not None else "classification"
             task = ui.select(
                 "Task",
                 list(TASKS),
@@ -161,11 +188,12 @@ with ui.guard():
                 "scratch (untick 'Start from pretrained weights').]"
             )
     if suggested_task is None:
-        st.warning(
+        cannot = (
             f"'{target}' has only one value (or holds dates), so there is nothing to learn from it. "
-            "Pick another target column.",
-            icon=":material/warning:",
+            "Pick another target column."
         )
+        st.warning(ui.as_text(cannot), icon=":material/warning:")
+        why_not.append(cannot)
 
     st.subheader("Settings")
     preset = st.radio(
@@ -188,10 +216,16 @@ with ui.guard():
         "training.device": forms.device_choices(),
     }
     fields = forms.form_fields(architecture, choices, task)
-    values = {}
+    values, error_slots = {}, {}
+
+    def show_field(field: forms.FormField) -> None:
+        """The field's widget, and a place right under it for what is wrong with its value."""
+        values[field.path] = ui.render_field(field)
+        error_slots[field.path] = st.empty()
+
     main = [f for f in fields if not f.advanced and f.section != "image"]
     for field in (f for f in main if f.section == ""):
-        values[field.path] = ui.render_field(field)
+        show_field(field)
 
     image_fields = [f for f in fields if f.section == "image"]
     if image_fields:
@@ -199,7 +233,7 @@ with ui.guard():
         settings_column, preview_column = st.columns([1, 2], gap="large")
         with settings_column:
             for field in image_fields:
-                values[field.path] = ui.render_field(field)
+                show_field(field)
             size_note = st.empty()
         preview_slot = preview_column.container()
 
@@ -208,7 +242,7 @@ with ui.guard():
         with column:
             st.markdown(f"**{forms.SECTION_TITLES[section]}**")
             for field in (f for f in main if f.section == section):
-                values[field.path] = ui.render_field(field)
+                show_field(field)
     defaults_note = "the defaults suit most pictures" if pictures else "the defaults suit most tables"
     with st.expander(f"Advanced settings (optional: {defaults_note})", icon=":material/tune:"):
         for section, title in forms.SECTION_TITLES.items():
@@ -219,15 +253,20 @@ with ui.guard():
             advanced_columns = st.columns(3)
             for index, field in enumerate(section_fields):
                 with advanced_columns[index % 3]:
-                    values[field.path] = ui.render_field(field)
+                    show_field(field)
 
-    spec, problem = None, None
-    try:
-        spec = forms.spec_from_values(
-            dataset_id=dataset_id, target=target, task=task, architecture=architecture, values=values
-        )
-    except SpecError as err:
-        problem = err
+    check = forms.check_values(
+        dataset_id=dataset_id,
+        target=target,
+        task=task,
+        architecture=architecture,
+        values=values,
+        fields=fields,
+    )
+    for path, message in check.field_errors.items():
+        error_slots[path].error(ui.as_text(message), icon=":material/error:")
+    why_not += check.problems
+    spec = check.spec
     blockers = forms.image_blockers(spec) if pictures and spec is not None else []
 
     if image_fields:
@@ -247,14 +286,18 @@ with ui.guard():
             picture_preview(dataset_id, image_values, size)
 
     st.subheader("Before you start")
-    data_warnings = profile.get("warnings", []) if pictures else ui.target_warnings(dataset_id, target, task)
+    if pictures or target is None:
+        data_warnings = profile.get("warnings", [])
+    else:
+        data_warnings = ui.target_warnings(dataset_id, target, task)
+    refused = any(w.get("blocks") for w in data_warnings)  # e.g. a name or an ID picked as the classes
     if data_warnings:
         with st.expander(
             f"About the data ({len(data_warnings)} notes)", expanded=True, icon=":material/info:"
         ):
             ui.show_warnings(data_warnings)
     for blocker in blockers:
-        st.warning(blocker, icon=":material/block:")
+        st.warning(ui.as_text(blocker), icon=":material/block:")
     weights_key = f"{forms.KEY_PREFIX}arch_{architecture}__pretrained"
     if blockers and state.get(weights_key):  # pretrained weights asked for but missing
         st.button(
@@ -278,19 +321,36 @@ with ui.guard():
             n_features = len(spec.data.features) if spec.data.features else len(columns) - 1
             estimate = forms.estimate_time(spec, rows, n_features, on_gpu=on_gpu)
         st.markdown(f"**Where it trains:** {device}  \n**How long:** {estimate.text}")
-    else:
-        ui.show_error(problem)
+    for error in check.errors:
+        st.error(ui.as_text(error), icon=":material/error:")
 
     st.caption(
         "Training runs in the background: you can close the browser or train more models meanwhile. "
         "The Runs page shows its progress live."
     )
-    if (
-        st.button(
-            "Train", key="train_submit", type="primary", icon=":material/play_arrow:", disabled=bool(blockers)
+    blocked = bool(why_not or refused or blockers)
+    if why_not:
+        st.warning(
+            "**Train is off until this is fixed:**\n"
+            + "\n".join(f"- {ui.as_text(reason)}" for reason in dict.fromkeys(why_not)),
+            icon=":material/block:",
         )
-        and spec is not None
-        and not blockers
-    ):
-        job = jobs.submit_job(spec)
-        ui.go_to_run(job.id)
+    elif blocked:  # the data's refusal or the picture blocker is the note just above
+        st.caption(":orange[**Train is off until the problem noted above is fixed.**]")
+    pressed = bool(state.get("train_pressed"))
+    st.button(  # off while its press makes the job; Streamlit then also ignores clicks that were queued
+        "Train",
+        key="train_submit",
+        type="primary",
+        icon=":material/play_arrow:",
+        disabled=blocked or pressed,
+        on_click=press_train,
+    )
+    if pressed:
+        job = jobs.submit_job(spec, token=state["train_token"]) if spec is not None and not blocked else None
+        forget("train_pressed")
+        if job is not None:
+            state["train_job"] = job.id
+            ui.go_to_run(job.id)
+    else:
+        forget("train_token")  # the next press is a new one

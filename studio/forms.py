@@ -2,9 +2,10 @@
 
 Pure functions (no Streamlit, no torch): :func:`form_fields` walks the pydantic fields of
 :class:`~studio.spec.RunSpec` and the chosen architecture's settings and describes one widget per
-field (label = the field's ``title``, help = its ``description``, bounds from its constraints,
-``advanced`` from its UI hints). :func:`spec_from_values` turns the widget values back into a
-validated spec. :func:`risky_values` and :func:`estimate_time` are the plain-language advice.
+field (label = the field's ``title``, help = its ``description``, ``advanced`` from its UI hints).
+:func:`check_values` turns the widget values back into a validated spec, or says in plain words which
+values the spec does not allow. :func:`risky_values` and :func:`estimate_time` are the plain-language
+advice.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import dataclasses
 import functools
 import math
 import os
+import re
 import subprocess
 import types
 import typing
@@ -20,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import annotated_types
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from studio import spec as spec_module
@@ -61,8 +63,6 @@ class FormField:
     options: tuple[Any, ...] = ()
     labels: dict[Any, str] = field(default_factory=dict)
     integer: bool = False
-    min_value: float | None = None
-    max_value: float | None = None
     step: float | None = None
     number_format: str | None = None
     optional: bool = False
@@ -71,6 +71,11 @@ class FormField:
     @property
     def section(self) -> str:
         return self.path.split(".", 1)[0] if "." in self.path else ""
+
+    @property
+    def name(self) -> str:
+        """The label without its note in brackets, for sentences: ``Epochs`` for ``Epochs (at most)``."""
+        return re.sub(r"\s*\([^)]*\)", "", self.label).strip() or self.label
 
     def option_label(self, value: Any) -> str:
         """The readable name of a choice (its label, else the value itself)."""
@@ -204,29 +209,23 @@ def _unwrap_optional(annotation: Any) -> tuple[Any, bool]:
 
 
 def _number_settings(info: FieldInfo, integer: bool, default: Any) -> dict[str, Any]:
-    """Inclusive bounds become widget limits; exclusive ones (``gt``/``lt``) are left to the spec check."""
-    low = high = None
-    for item in info.metadata:
-        if isinstance(item, annotated_types.Ge):
-            low = item.ge
-        elif isinstance(item, annotated_types.Le):
-            high = item.le
+    """The step of the + and - buttons, and the display format.
+
+    The spec's bounds are not handed to the widget: a browser number field that has limits keeps its
+    old value when a typed one is outside them, so the page would show one number and train with
+    another. :func:`check_values` says what is allowed instead. Decimals are shown with ``%g``, so a
+    typed value is never rounded for display."""
     if integer:
-        return {"integer": True, "min_value": low, "max_value": high, "step": 1, "number_format": "%d"}
+        return {"integer": True, "step": 1, "number_format": "%d"}
+    high = next((item.le for item in info.metadata if isinstance(item, annotated_types.Le)), None)
     value = abs(float(default or 0.0))
     if 0.01 <= value < 1 and (high is not None and high <= 1):
-        step, number_format = 0.05, "%.2f"
+        step = 0.05
     elif 0 < value < 0.01:
-        step, number_format = 10 ** math.floor(math.log10(value)), "%g"
+        step = 10 ** math.floor(math.log10(value))
     else:
-        step, number_format = 0.1, "%g"
-    return {
-        "integer": False,
-        "min_value": None if low is None else float(low),
-        "max_value": None if high is None else float(high),
-        "step": step,
-        "number_format": number_format,
-    }
+        step = 0.1
+    return {"integer": False, "step": step, "number_format": "%g"}
 
 
 def field_value(spec: RunSpec, path: str) -> Any:
@@ -244,23 +243,136 @@ def preset_values(preset: str) -> dict[str, Any]:
     return dict(PRESETS.get(preset, {}))
 
 
-def spec_from_values(
-    *, dataset_id: str, target: str, task: str, architecture: str, values: dict[str, Any]
-) -> RunSpec:
-    """The validated spec for the form's values; raises :class:`~studio.errors.SpecError` with a plain
-    message (naming the setting) when a value or a combination is not allowed."""
+@dataclass(frozen=True)
+class FormCheck:
+    """The form's values checked by the spec: the spec when they are all allowed, else what is wrong."""
+
+    spec: RunSpec | None
+    field_errors: dict[str, str] = field(default_factory=dict)
+    """``{dotted path: sentence}`` for values the spec does not allow, to show under their widgets."""
+    errors: tuple[str, ...] = ()
+    """Sentences about combinations of values (no one widget to show them under)."""
+
+    @property
+    def problems(self) -> list[str]:
+        """Every sentence, those about single values first."""
+        return [*self.field_errors.values(), *self.errors]
+
+
+def check_values(
+    *,
+    dataset_id: str,
+    target: str | None,
+    task: str,
+    architecture: str,
+    values: dict[str, Any],
+    fields: list[FormField] | None = None,
+) -> FormCheck:
+    """Check the form's values with the spec, and build the spec from exactly those values.
+
+    No value is ever replaced (by an older one, a bound or a default): the spec trains with what the
+    form shows, or there is no spec and the form says why, one plain sentence per value naming the
+    setting by its title, e.g. ``Epochs must be at least 1 (you typed 0).``. The rules and bounds are
+    the spec's own (its field constraints and validators); ``fields`` are the form's widgets (by
+    default those of :func:`form_fields`). With no ``target`` yet (the page asks for it itself), the
+    other values are checked and there is no spec.
+    """
+    by_path = {f.path: f for f in fields or form_fields(architecture, task=task)}
+    field_errors: dict[str, str] = {}
     data: dict[str, Any] = {
         "task": task,
-        "data": {"dataset_id": dataset_id, "target": target},
+        "data": {"dataset_id": dataset_id} | ({} if target is None else {"target": target}),
         "architecture": {"name": architecture, "params": {}},
     }
     for path, value in values.items():
         if isinstance(value, str):
             value = value.strip()
-        if value is None or (isinstance(value, (str, list)) and not value):
+        if value is None and path in by_path and by_path[path].widget == "number":
+            field_errors[path] = f"{by_path[path].name} is empty: type a number."
+        elif value is None or (isinstance(value, (str, list)) and not value):
             continue  # an empty box means the spec's default (no run name, every useful column)
-        set_dotted(data, path, value)
-    return RunSpec.from_dict(data)
+        else:
+            set_dotted(data, path, value)
+
+    # The network's settings on their own first: inside the spec, their errors lose their fields (the
+    # spec reports them all under "architecture").
+    errors: list[str] = []
+    skip = {"data.target"} if target is None else set()
+    try:
+        ARCHITECTURES[architecture].params_model.model_validate(data["architecture"]["params"])
+    except ValidationError as err:
+        _sort_errors(err, "architecture.params.", by_path, field_errors, errors)
+        skip.add("architecture")
+    try:
+        spec = RunSpec.model_validate(data)
+    except ValidationError as err:
+        _sort_errors(err, "", by_path, field_errors, errors, skip)
+        spec = None
+    if field_errors or errors or target is None:
+        return FormCheck(None, field_errors, tuple(errors))
+    return FormCheck(spec)
+
+
+def _sort_errors(
+    err: ValidationError,
+    prefix: str,
+    by_path: dict[str, FormField],
+    field_errors: dict[str, str],
+    errors: list[str],
+    skip: set[str] | frozenset[str] = frozenset(),
+) -> None:
+    """Errors about one widget's value go to ``field_errors``; the others (combinations) to ``errors``."""
+    for error in err.errors():
+        path = prefix + ".".join(str(part) for part in error["loc"] if not isinstance(part, int))
+        if path in skip:
+            continue
+        form_field = by_path.get(path)
+        if form_field is not None:
+            field_errors.setdefault(path, value_problem(error, form_field.name))
+        else:
+            errors.append(_sentence(str((error.get("ctx") or {}).get("error") or error["msg"])))
+
+
+BOUND_WORDS = {
+    "greater_than_equal": ("ge", "at least"),
+    "greater_than": ("gt", "more than"),
+    "less_than_equal": ("le", "at most"),
+    "less_than": ("lt", "less than"),
+}
+
+
+def value_problem(error: Any, name: str) -> str:
+    """One pydantic error about one value as a sentence for a page, e.g. ``Learning rate must be more
+    than 0 (you typed -1).`` The bound is the spec field's constraint, which the error carries."""
+    kind, ctx = error["type"], error.get("ctx") or {}
+    typed = error.get("input")
+    you_typed = f" (you typed {_shown(typed, group=False)})" if isinstance(typed, (int, float, str)) else ""
+    if kind in BOUND_WORDS:
+        key, words = BOUND_WORDS[kind]
+        return f"{name} must be {words} {_shown(ctx[key])}{you_typed}."
+    if kind in ("int_parsing", "int_type", "int_from_float"):
+        return f"{name} must be a whole number{you_typed}."
+    if kind in ("float_parsing", "float_type", "finite_number"):
+        return f"{name} must be a number{you_typed}."
+    if kind == "string_too_long":
+        return f"{name} must be at most {ctx.get('max_length')} characters long."
+    if kind == "value_error":
+        return f"{name} {str(ctx.get('error', error['msg'])).rstrip('.')}{you_typed}."
+    return f"{name}: {_sentence(error['msg'])}"
+
+
+def _shown(value: Any, group: bool = True) -> str:
+    """A number as a person reads it: ``0``, ``-1``, ``0.02``, ``10,000`` (``10000`` as typed)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return str(value)
+    if float(value).is_integer():
+        return f"{int(value):,}" if group and abs(value) >= 10_000 else str(int(value))
+    return plain_number(float(value))
+
+
+def _sentence(text: str) -> str:
+    text = text.strip().rstrip(".")
+    return text[:1].upper() + text[1:] + "."
 
 
 # --------------------------------------------------------------------------- rows and batches
@@ -436,6 +548,12 @@ ROW_SECONDS = 0.00001
 GPU_ROW_SPEEDUP = 10.0
 
 
+BUSY_NOTE = (
+    "While other runs train or the computer is busy with other work, expect about twice as long or more: "
+    "a ballpark, not a promise."
+)
+
+
 @dataclass(frozen=True)
 class TimeEstimate:
     seconds: float
@@ -445,7 +563,8 @@ class TimeEstimate:
 def estimate_time(spec: RunSpec, n_rows: int, n_features: int, on_gpu: bool = False) -> TimeEstimate:
     """A rough upper guess of the training time: startup + epochs x (steps + rows) costs.
 
-    It assumes every epoch runs; early stopping usually ends sooner.
+    It assumes every epoch runs (early stopping usually ends sooner) and an idle machine: the costs were
+    measured with nothing else running, and a busy machine takes about twice as long or more.
     """
     train, _, _ = split_rows(spec, n_rows)
     batch = effective_batch_size(spec, train)
@@ -455,9 +574,8 @@ def estimate_time(spec: RunSpec, n_rows: int, n_features: int, on_gpu: bool = Fa
     seconds = STARTUP_SECONDS + spec.training.epochs * per_epoch
     stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
     text = (
-        f"Rough guess: at most about {_duration(seconds)} "
-        f"({spec.training.epochs:,} epochs over about {train:,} rows).{stop} "
-        "It is a ballpark from a small test table, not a promise."
+        f"Rough guess for an idle machine: at most about {_duration(seconds)} "
+        f"({spec.training.epochs:,} epochs over about {train:,} rows).{stop} {BUSY_NOTE}"
     )
     return TimeEstimate(seconds=seconds, text=text)
 
@@ -537,9 +655,9 @@ def estimate_image_time(spec: RunSpec, n_images: int, size: int, on_gpu: bool = 
     seconds = IMAGE_STARTUP_SECONDS + n_images * IMAGE_DECODE_SECONDS + spec.training.epochs * per_epoch
     stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
     text = (
-        f"Rough guess: at most about {_duration(seconds)} "
+        f"Rough guess for an idle machine: at most about {_duration(seconds)} "
         f"({spec.training.epochs:,} epochs over about {train:,} pictures of {size} × {size} px).{stop} "
-        "It is a ballpark, not a promise."
+        f"{BUSY_NOTE}"
     )
     return TimeEstimate(seconds=seconds, text=text)
 

@@ -301,7 +301,8 @@ class DataSpec(StudioModel):
     def _fractions_leave_training_rows(self) -> DataSpec:
         if self.val_fraction + self.test_fraction > 0.6:
             raise ValueError(
-                "val_fraction + test_fraction must be at most 0.6, so that at least 40% of rows are left to train on"
+                "the validation share and the test share together must be at most 0.6 (they are "
+                f"{round(self.val_fraction + self.test_fraction, 4):g}), so that at least 40% of rows are left to train on"
             )
         return self
 
@@ -647,8 +648,8 @@ class RunSpec(StudioModel):
         allowed = CLASSIFICATION_METRICS if self.task in CLASS_TASKS else REGRESSION_METRICS
         if self.early_stopping.metric not in allowed:
             raise ValueError(
-                f"early_stopping.metric '{self.early_stopping.metric}' does not fit {self.task}; "
-                f"choose one of: {', '.join(allowed)}"
+                f"the metric to watch for early stopping, '{self.early_stopping.metric}', does not fit "
+                f"{self.task}; choose one of: {', '.join(allowed)}"
             )
         if self.task not in ARCHITECTURES[self.architecture.name].tasks:
             raise ValueError(
@@ -656,9 +657,9 @@ class RunSpec(StudioModel):
                 f"choose one of: {', '.join(architectures_for(self.task))}"
             )
         if self.data.features is not None and self.data.target in self.data.features:
-            raise ValueError(f"data.features must not contain the target column '{self.data.target}'")
+            raise ValueError(f"the feature columns must not contain the target column '{self.data.target}'")
         if is_image_task(self.task) and self.data.features is not None:
-            raise ValueError("data.features does not apply to images; leave it empty")
+            raise ValueError("feature columns do not apply to pictures; leave them empty")
         return self
 
     # ---- round trips
@@ -824,7 +825,9 @@ def _allowed(error: dict[str, Any]) -> str:
 
 
 def describe_validation_error(err: ValidationError, prefix: str = "", header: bool = True) -> str:
-    """Turn pydantic's report into sentences that name each field and say what is allowed."""
+    """Turn pydantic's report into sentences that name each field by its dotted path (what the CLI's
+    ``--set`` and spec files use) and say what is allowed. Pages name fields by their titles instead
+    (:func:`studio.forms.check_values`)."""
     parts = []
     for error in err.errors():
         field = prefix + _loc(error["loc"])
@@ -842,4 +845,4 @@ def describe_validation_error(err: ValidationError, prefix: str = "", header: bo
         else:
             parts.append(f"{field} {_allowed(error)}{shown}")
     text = "; ".join(parts)
-    return f"Invalid spec: {text}." if header else text
+    return f"These settings are not allowed: {text}." if header else text

@@ -7,7 +7,10 @@ Imports Streamlit and the cheap studio modules only (never torch or lightning), 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
+import re
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,20 @@ def guard() -> Iterator[None]:
         yield
     except StudioError as err:
         show_error(err)
+
+
+_MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]<>#|~$])")
+_LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)(?=\s)", re.MULTILINE)
+
+
+def as_text(text: str) -> str:
+    """``text`` escaped for Streamlit's Markdown (``st.error``, ``st.warning`` …), so a column name or a
+    cell such as ``*price*``, ``[x](y)`` or ``:red[x]`` is shown as typed, never as formatting."""
+    escaped = _MARKDOWN_SIGNS.sub(r"\\\1", str(text))
+    return _LIST_START.sub(
+        lambda m: m.group(1) + (m.group(2)[:-1] + "\\." if m.group(2).endswith(".") else "\\" + m.group(2)),
+        escaped,
+    )
 
 
 # --------------------------------------------------------------------------- settings
@@ -182,6 +199,12 @@ def page_link(page: str, label: str, icon: str | None = None) -> None:
         st.markdown(f"**{label}** (in the menu on the left)")
 
 
+def new_token() -> str:
+    """A random token for one press of a submit button (:func:`studio.jobs.submit_job` makes one job per
+    token, however often the press arrives)."""
+    return secrets.token_hex(8)
+
+
 def go_to_run(job_id: str) -> None:
     """Open the run page for a job; if it is not available, say where the run can be followed."""
     try:
@@ -207,14 +230,18 @@ def select(
     help: str | None = None,
     on_change: Any = None,
     args: tuple[Any, ...] | None = None,
+    placeholder: str | None = None,
 ) -> Any:
     """A selectbox whose remembered value is dropped when it is no longer one of ``options`` (the
-    other data set's column, the other task's metric); it then starts at ``default``."""
+    other data set's column, the other task's metric); it then starts at ``default``.
+
+    With a ``placeholder``, a ``default`` of ``None`` starts with nothing chosen (the placeholder shows
+    and the value is ``None`` until the user picks one); without one it starts at the first option."""
     state = st.session_state
-    if key in state and state[key] not in options:
+    if key in state and state[key] not in options and (state[key] is not None or placeholder is None):
         del state[key]
     if key not in state:
-        state[key] = default if default in options else options[0]
+        state[key] = default if default in options else (None if placeholder else options[0])
     return st.selectbox(
         label,
         options,
@@ -223,6 +250,7 @@ def select(
         help=help,
         on_change=on_change,
         args=args,
+        placeholder=placeholder,
         persist_state="session",
     )
 
@@ -258,13 +286,9 @@ def render_field(field: FormField) -> Any:
             placeholder="Every useful column",
             **common,
         )
-    if field.widget == "number":
+    if field.widget == "number":  # no min/max: the field keeps what is typed; the spec check says why not
         return st.number_input(
-            min_value=_as_number(field.min_value, field.integer),
-            max_value=_as_number(field.max_value, field.integer),
-            step=_as_number(field.step, field.integer),
-            format=field.number_format,
-            **common,
+            step=_as_number(field.step, field.integer), format=field.number_format, **common
         )
     return st.text_input(placeholder="(optional)" if field.optional else None, **common)
 
@@ -287,10 +311,16 @@ KIND_WORDS = {
 
 
 def _short(value: Any) -> str:
+    """A column value as people write it: ``2007`` (not ``2,007``), ``12,345``, ``0.5``, never ``1e+04``."""
     if value is None:
         return "–"
-    if isinstance(value, float):
-        return f"{value:,.4g}" if abs(value) < 1e6 else f"{value:,.0f}"
+    if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+        if abs(value) < 1000:
+            return f"{value:.4g}" if abs(value) >= 0.001 else f"{value:.2g}"
+        value = round(value)
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        whole = int(value)
+        return f"{whole:,}" if abs(whole) >= 10_000 else str(whole)
     return str(value)
 
 
@@ -332,23 +362,31 @@ def datasets_frame(infos: list[datasets.DatasetInfo]) -> pd.DataFrame:
             {
                 "Name": info.name,
                 "Kind": "pictures" if is_pictures(info) else "table",
-                "Rows": info.n_rows,
-                "Columns": info.n_cols,
+                "Size": size_words(info),
                 "Added (UTC)": info.created.replace("T", " ")[:16],
                 "From": info.source_file.replace("sample:", "built-in sample: "),
                 "Id": info.id,
             }
             for info in infos
         ],
-        columns=["Name", "Kind", "Rows", "Columns", "Added (UTC)", "From", "Id"],
+        columns=["Name", "Kind", "Size", "Added (UTC)", "From", "Id"],
     )
+
+
+def size_words(info: datasets.DatasetInfo) -> str:
+    """``178 rows × 14 columns`` for a table, ``98 pictures in 3 classes`` for pictures."""
+    if is_pictures(info):
+        classes = int(load_profile(info.id).get("n_classes", 0))
+        return f"{info.n_rows:,} pictures in {classes:,} {'class' if classes == 1 else 'classes'}"
+    return f"{info.n_rows:,} rows × {info.n_cols:,} columns"
 
 
 def show_warnings(warnings: list[dict[str, Any]]) -> None:
     """Each data warning in plain words, with what the studio will do about it."""
     for warning in warnings:
         st.warning(
-            f"{warning['message']}\n\n**What the studio does:** {warning['action']}", icon=":material/info:"
+            f"{as_text(warning['message'])}\n\n**What the studio does:** {as_text(warning['action'])}",
+            icon=":material/block:" if warning.get("blocks") else ":material/info:",
         )
 
 

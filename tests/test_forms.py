@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import typing
 
 import pytest
 from pydantic import BaseModel
 
 from studio import forms
-from studio.errors import SpecError
 from studio.spec import ARCHITECTURES, PRESETS, RunSpec, StudioModel
 
 
@@ -53,7 +53,8 @@ def test_widgets_follow_the_field_types_titles_hints_and_bounds() -> None:
     info = RunSpec.model_fields["training"].annotation.model_fields["epochs"]
 
     epochs = fields["training.epochs"]
-    assert (epochs.widget, epochs.integer, epochs.min_value, epochs.max_value) == ("number", True, 1, 10000)
+    assert (epochs.widget, epochs.integer, epochs.step, epochs.number_format) == ("number", True, 1, "%d")
+    assert epochs.name == "Epochs"  # the label without its note in brackets, for sentences
     assert (epochs.label, epochs.help, epochs.default, epochs.advanced) == (
         info.title,
         info.description,
@@ -67,16 +68,13 @@ def test_widgets_follow_the_field_types_titles_hints_and_bounds() -> None:
     assert fields["preprocessing.numeric_scaling"].option_label("minmax") == "minmax"  # no label: the value
 
     lr = fields["optimizer.learning_rate"]
-    # gt=0 is exclusive: no widget minimum, the spec check explains a 0.
-    assert (lr.widget, lr.integer, lr.min_value, lr.max_value, lr.number_format) == (
-        "number",
-        False,
-        None,
-        10.0,
-        "%g",
-    )
+    assert (lr.widget, lr.integer, lr.number_format) == ("number", False, "%g")
     assert lr.step == pytest.approx(0.001)
-    assert fields["data.val_fraction"].step == 0.05 and fields["data.val_fraction"].advanced
+    val_fraction = fields["data.val_fraction"]
+    assert (val_fraction.step, val_fraction.number_format, val_fraction.advanced) == (0.05, "%g", True)
+    # No widget limits: a browser number field with limits keeps its old value when the typed one is
+    # outside them, so the page would show one number and train with another.
+    assert not hasattr(epochs, "min_value") and not hasattr(lr, "max_value")
 
     assert fields["early_stopping.enabled"].widget == "checkbox"
     assert fields["name"].widget == "text" and fields["name"].optional and fields["name"].section == ""
@@ -117,53 +115,166 @@ def test_fields_are_ordered_by_section_like_the_spec() -> None:
     assert sections == sorted(sections, key=order.index)
 
 
-def test_values_become_a_validated_spec() -> None:
-    fields = forms.form_fields("mlp", {"data.features": ["a", "b"], "early_stopping.metric": ["val/loss"]})
-    defaults = {f.path: ([] if f.widget == "multiselect" else f.default) for f in fields}
-    spec = forms.spec_from_values(
-        dataset_id="d", target="y", task="classification", architecture="mlp", values=defaults
-    )
-    assert spec == _spec()
+FORM_FIELDS = forms.form_fields("mlp", {"data.features": ["a", "b"], "early_stopping.metric": ["val/loss"]})
+DEFAULTS = {f.path: ([] if f.widget == "multiselect" else f.default) for f in FORM_FIELDS}
 
-    changed = dict(defaults, **{"training.epochs": 3, "architecture.params.width": 16, "name": "  quick  "})
-    changed["data.features"] = ["a"]
-    spec = forms.spec_from_values(
-        dataset_id="d", target="y", task="classification", architecture="mlp", values=changed
+
+def _check(task: str = "classification", architecture: str = "mlp", **changes) -> forms.FormCheck:
+    values = dict(DEFAULTS if architecture == "mlp" else {}, **changes)
+    return forms.check_values(
+        dataset_id="d", target="y", task=task, architecture=architecture, values=values, fields=FORM_FIELDS
     )
+
+
+def test_values_become_a_validated_spec() -> None:
+    assert _check() == forms.FormCheck(_spec())
+
+    changed = {
+        "training.epochs": 3,
+        "architecture.params.width": 16,
+        "name": "  quick  ",
+        "data.features": ["a"],
+    }
+    spec = _check(**changed).spec
     assert (spec.training.epochs, spec.architecture.params["width"], spec.name) == (3, 16, "quick")
     assert spec.data.features == ["a"]
 
-    empty_name = forms.spec_from_values(
-        dataset_id="d", target="y", task="regression", architecture="linear", values={"name": "  "}
-    )
+    empty_name = _check(task="regression", architecture="linear", name="  ").spec
     assert empty_name.name is None and empty_name.task == "regression"
 
 
-def test_invalid_values_and_combinations_raise_one_plain_error() -> None:
-    with pytest.raises(SpecError, match=r"at most 0\.6.*40% of rows"):
-        forms.spec_from_values(
-            dataset_id="d",
-            target="y",
-            task="classification",
-            architecture="mlp",
-            values={"data.val_fraction": 0.5, "data.test_fraction": 0.5},
-        )
-    with pytest.raises(SpecError, match=r"optimizer\.learning_rate must be more than 0"):
-        forms.spec_from_values(
-            dataset_id="d",
-            target="y",
-            task="classification",
-            architecture="mlp",
-            values={"optimizer.learning_rate": 0.0},
-        )
-    with pytest.raises(SpecError, match="does not fit regression"):
-        forms.spec_from_values(
-            dataset_id="d",
-            target="y",
-            task="regression",
-            architecture="mlp",
-            values={"early_stopping.metric": "val/accuracy"},
-        )
+def test_allowed_values_train_exactly_as_typed_even_when_risky() -> None:
+    check = _check(**{"optimizer.learning_rate": 5.0, "training.epochs": 7, "data.val_fraction": 0.123})
+    assert (check.spec.optimizer.learning_rate, check.spec.training.epochs) == (5.0, 7)
+    assert check.spec.data.val_fraction == 0.123 and check.problems == []
+    assert "far above the usual range" in forms.risky_values(check.spec, 500)[0]  # advice, not a block
+
+
+@pytest.mark.parametrize(
+    ("changes", "path", "message"),
+    [
+        ({"training.epochs": 0}, "training.epochs", "Epochs must be at least 1 (you typed 0)."),
+        ({"training.epochs": 20000}, "training.epochs", "Epochs must be at most 10,000 (you typed 20000)."),
+        ({"training.epochs": 2.5}, "training.epochs", "Epochs must be a whole number (you typed 2.5)."),
+        ({"training.epochs": None}, "training.epochs", "Epochs is empty: type a number."),
+        (
+            {"optimizer.learning_rate": 100.0},
+            "optimizer.learning_rate",
+            "Learning rate must be at most 10 (you typed 100).",
+        ),
+        (
+            {"optimizer.learning_rate": -1.0},
+            "optimizer.learning_rate",
+            "Learning rate must be more than 0 (you typed -1).",
+        ),
+        (
+            {"optimizer.learning_rate": 0.0},
+            "optimizer.learning_rate",
+            "Learning rate must be more than 0 (you typed 0).",
+        ),
+        (
+            {"architecture.params.width": 2},
+            "architecture.params.width",
+            "Layer width must be at least 4 (you typed 2).",
+        ),
+        (
+            {"architecture.params.dropout": 0.95},
+            "architecture.params.dropout",
+            "Dropout must be at most 0.9 (you typed 0.95).",
+        ),
+        ({"optimizer.momentum": 1.0}, "optimizer.momentum", "Momentum must be less than 1 (you typed 1)."),
+    ],
+)
+def test_a_value_out_of_range_is_explained_under_its_field_and_makes_no_spec(
+    changes: dict, path: str, message: str
+) -> None:
+    check = _check(**changes)
+    assert check.spec is None
+    assert check.field_errors == {path: message} and check.errors == ()
+
+
+@pytest.mark.parametrize(
+    ("architecture", "task", "target"),
+    [("mlp", "classification", "y"), ("small_cnn", "image_classification", "label")],
+)
+def test_every_bound_in_the_messages_is_the_spec_s_own(architecture: str, task: str, target: str) -> None:
+    """A value past each bound of each number field: the message names the field and the spec's bound
+    (the field's pydantic constraint), and no dotted path."""
+    import annotated_types
+
+    fields = forms.form_fields(architecture, task=task)
+    infos = _field_infos(RunSpec) | {
+        f"architecture.params.{name}": info
+        for name, info in ARCHITECTURES[architecture].params_model.model_fields.items()
+    }
+    checked = 0
+    for field in (f for f in fields if f.widget == "number"):
+        for item in infos[field.path].metadata:
+            bound = next((getattr(item, a) for a in ("ge", "gt", "le", "lt") if hasattr(item, a)), None)
+            if bound is None:
+                continue
+            typed = bound - 1 if isinstance(item, (annotated_types.Ge, annotated_types.Gt)) else bound * 2 + 1
+            check = forms.check_values(
+                dataset_id="d",
+                target=target,
+                task=task,
+                architecture=architecture,
+                values={field.path: int(typed) if field.integer else float(typed)},
+                fields=fields,
+            )
+            message = check.field_errors[field.path]
+            assert message.startswith(f"{field.name} must be "), message
+            assert f" {forms._shown(bound)} (you typed" in message, message
+            assert not re.search(r"\b[a-z_]+\.[a-z_]+\b", message), message
+            checked += 1
+    assert checked >= 12
+
+
+def _field_infos(model, prefix: str = "") -> dict:
+    found = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, StudioModel):
+            found |= _field_infos(annotation, f"{prefix}{name}.")
+        else:
+            found[f"{prefix}{name}"] = info
+    return found
+
+
+def test_combinations_the_spec_refuses_are_plain_sentences_without_setting_paths() -> None:
+    check = _check(**{"data.val_fraction": 0.5, "data.test_fraction": 0.5, "training.epochs": 0})
+    assert check.spec is None and check.field_errors == {
+        "training.epochs": "Epochs must be at least 1 (you typed 0)."
+    }
+    (combination,) = check.errors
+    assert combination.startswith("The validation share and the test share together must be at most 0.6")
+    assert "40% of rows" in combination
+    (metric,) = _check(task="regression", **{"early_stopping.metric": "val/accuracy"}).errors
+    assert "does not fit regression" in metric
+    for text in check.problems + [metric]:
+        assert "Invalid spec" not in text and not re.search(r"\b[a-z_]+\.[a-z_]+\b", text), text
+
+
+def test_without_a_target_the_other_values_are_still_checked() -> None:
+    values = dict(DEFAULTS, **{"training.epochs": 0})
+    check = forms.check_values(
+        dataset_id="d",
+        target=None,
+        task="classification",
+        architecture="mlp",
+        values=values,
+        fields=FORM_FIELDS,
+    )
+    assert check.spec is None and check.problems == ["Epochs must be at least 1 (you typed 0)."]
+    fine = forms.check_values(
+        dataset_id="d",
+        target=None,
+        task="classification",
+        architecture="mlp",
+        values=DEFAULTS,
+        fields=FORM_FIELDS,
+    )
+    assert fine == forms.FormCheck(None)
 
 
 def test_presets_only_touch_fields_the_form_shows() -> None:
@@ -222,7 +333,11 @@ def test_time_estimate_grows_with_epochs_rows_and_network_and_says_it_is_rough()
     assert forms.STARTUP_SECONDS < small.seconds < longer.seconds
     assert small.seconds < bigger.seconds < wider.seconds
     assert on_gpu.seconds < wider.seconds
-    assert small.text.startswith("Rough guess: at most about") and "not a promise" in small.text
+    assert (
+        small.text.startswith("Rough guess for an idle machine: at most about")
+        and "not a promise" in small.text
+    )
+    assert "other runs train or the computer is busy" in small.text and "twice as long" in small.text
     assert "Early stopping usually ends it sooner" in small.text
     assert "sooner" not in forms.estimate_time(_spec(**{"early_stopping.enabled": False}), 178, 13).text
     assert forms.estimate_time(_spec(**{"training.epochs": 10000}), 1_000_000, 50).text.count("hours") == 1
@@ -301,10 +416,10 @@ def test_picture_settings_have_keys_of_their_own_and_the_spec_defaults_for_pictu
     assert fields["architecture.params.width"].key == "train__arch_small_cnn__width"
     assert "preprocessing.numeric_scaling" not in fields and "data.features" not in fields
     values = {f.path: f.default for f in fields.values() if f.default is not None}
-    spec = forms.spec_from_values(
+    check = forms.check_values(
         dataset_id="d", target="label", task="image_classification", architecture="small_cnn", values=values
     )
-    assert spec == _image_spec()
+    assert check.spec == _image_spec()
 
 
 def test_the_picture_size_is_the_spec_s_or_the_automatic_one() -> None:
@@ -320,6 +435,7 @@ def test_the_picture_time_guess_grows_with_network_size_and_epochs() -> None:
     big = forms.estimate_image_time(resnet, 1000, 224)
     assert small.seconds < big.seconds
     assert "10 epochs over about 700 pictures of 32 × 32 px" in small.text
+    assert small.text.startswith("Rough guess for an idle machine:") and "twice as long" in small.text
     assert forms.estimate_image_time(resnet, 1000, 224, on_gpu=True).seconds < big.seconds / 10
     frozen = resnet.with_changes(**{"architecture.params": {"pretrained": True, "freeze_backbone": True}})
     assert forms.estimate_image_time(frozen, 1000, 224).seconds < big.seconds

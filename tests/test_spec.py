@@ -73,9 +73,18 @@ def test_missing_and_cross_field_errors():
     message = error_for(
         {**BASE, "data": {"dataset_id": "x", "target": "y", "val_fraction": 0.4, "test_fraction": 0.4}}
     )
-    assert "val_fraction + test_fraction must be at most 0.6" in message
+    assert (
+        "data: the validation share and the test share together must be at most 0.6 (they are 0.8)" in message
+    )
     message = error_for({**BASE, "data": {"dataset_id": "x", "target": "y", "features": ["a", "y"]}})
     assert "must not contain the target column 'y'" in message
+
+
+def test_the_cli_message_names_the_setting_by_its_path_without_saying_invalid_spec():
+    message = error_for({**BASE, "optimizer": {"learning_rate": -1}})
+    assert (
+        message == "These settings are not allowed: optimizer.learning_rate must be more than 0.0 (got -1)."
+    )
 
 
 def test_bad_json_and_yaml_are_one_plain_sentence():

@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
+from streamlit.testing.v1.element_tree import Block
 
 from studio import datasets, forms, jobs
 
@@ -144,8 +145,7 @@ def test_an_invalid_combination_shows_a_plain_error_and_train_does_nothing(home:
     assert not at.exception
     (error,) = [e.value for e in at.error]
     assert "at most 0.6" in error and "40% of rows" in error
-    at.button(key="train_submit").click().run()
-    assert not at.exception and len(at.error) == 1
+    assert at.button(key="train_submit").disabled  # a browser cannot press it (AppTest refuses too)
     assert jobs.list_jobs() == []
 
 
@@ -168,3 +168,121 @@ def test_pressing_train_runs_a_real_job_to_the_end(home: Path) -> None:
         time.sleep(0.5)
     assert job.state == jobs.SUCCEEDED, f"{job.state}: {job.reason}"
     assert job.epoch == 2 and job.mlflow_run_id and job.bundle_path and Path(job.bundle_path).is_file()
+
+
+def _page_text(at: AppTest) -> str:
+    kinds = ("markdown", "caption", "error", "warning", "info", "success")
+    return "\n".join(element.value for kind in kinds for element in getattr(at, kind))
+
+
+def _error_under(at: AppTest, key: str) -> str:
+    """The text of the error shown right under the widget ``key`` (the next element of its block)."""
+    for block in _blocks(at.main):
+        children = list(block.children.values())
+        for i, child in enumerate(children):
+            if not isinstance(child, Block) and getattr(child, "key", None) == key:
+                after = children[i + 1] if i + 1 < len(children) else None
+                assert after is not None and after.type == "error", f"nothing under {key}: {after}"
+                return after.value
+    raise AssertionError(f"no widget {key}")
+
+
+def _blocks(block: Block):
+    yield block
+    for child in block.children.values():
+        if isinstance(child, Block):
+            yield from _blocks(child)
+
+
+def test_switching_the_data_set_in_the_dropdown_keeps_the_new_choice(home: Path) -> None:
+    wine, diabetes = datasets.add_sample("wine"), datasets.add_sample("diabetes")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/train.py").run()
+    for chosen, task in ((wine, "classification"), (diabetes, "regression"), (wine, "classification")):
+        at.selectbox(key="train_dataset").set_value(chosen.id).run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert at.selectbox(key="train_dataset").value == chosen.id
+        assert at.selectbox(key="train_task").value == task
+        at.run()  # and it stays on the next run
+        assert at.selectbox(key="train_dataset").value == chosen.id
+
+
+@pytest.mark.parametrize(
+    ("key", "typed", "message"),
+    [
+        ("train__training__epochs", 0, "Epochs must be at least 1 (you typed 0)."),
+        ("train__optimizer__learning_rate", 100.0, "Learning rate must be at most 10 (you typed 100)."),
+        ("train__optimizer__learning_rate", -1.0, "Learning rate must be more than 0 (you typed -1)."),
+    ],
+)
+def test_an_out_of_range_value_is_kept_explained_under_its_field_and_blocks_train(
+    home: Path, key: str, typed: float, message: str
+) -> None:
+    at = _train_page()
+    at.number_input(key=key).set_value(typed).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.number_input(key=key).value == typed  # the field shows what was typed
+    assert _error_under(at, key) == message
+    assert at.button(key="train_submit").disabled
+    (why,) = [w.value for w in at.warning if "Train is off until this is fixed" in w.value]
+    assert message in why
+    text = _page_text(at)
+    assert (
+        "Invalid spec" not in text and "optimizer.learning_rate" not in text and "training.epochs" not in text
+    )
+    assert jobs.list_jobs() == []
+
+
+def test_no_target_suggested_means_none_is_picked_and_train_waits_for_one(home: Path) -> None:
+    import json
+
+    info = datasets.add_sample("wine")
+    profile_file = info.path / "profile.json"
+    profile = json.loads(profile_file.read_text())
+    profile["suggested_target"] = None  # the studio is unsure what to predict
+    profile_file.write_text(json.dumps(profile))
+    at = _train_page(sample=None)
+    target = at.selectbox(key="train_target")
+    assert target.value is None and target.placeholder == "Choose a column"
+    assert "Pick the column you want to predict." in [i.value for i in at.info]
+    assert at.button(key="train_submit").disabled
+
+    at.selectbox(key="train_target").set_value("target").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="train_task").value == "classification"
+    assert not at.button(key="train_submit").disabled
+    assert not [w for w in at.warning if "Train is off" in w.value]
+
+
+def test_a_blocking_target_warning_is_shown_and_blocks_train(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    refusal = {
+        "code": "identifier_target",
+        "column": "target",
+        "message": "'target' has a different value in almost every row, like a name or an ID.",
+        "action": "Training is refused: pick another target column.",
+        "blocks": True,
+    }
+    monkeypatch.setattr(datasets, "warnings_for_target", lambda df, profile, target, task=None: [refusal])
+    at = _train_page()
+    assert at.button(key="train_submit").disabled
+    shown = [w.value for w in at.warning]
+    assert any("like a name or an ID" in w and "Training is refused" in w for w in shown), shown
+    assert any("Train is off until the problem noted above is fixed" in c.value for c in at.caption)
+
+
+def test_the_time_guess_says_it_assumes_an_idle_machine(home: Path) -> None:
+    at = _train_page()
+    (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
+    assert "Rough guess for an idle machine" in how_long and "twice as long" in how_long
+
+
+def test_a_page_press_stores_its_token_and_the_same_token_makes_no_second_job(home: Path) -> None:
+    at = _train_page()
+    at.number_input(key="train__training__epochs").set_value(1).run()
+    at.button(key="train_submit").click().run(timeout=TIMEOUT)
+    (job,) = jobs.list_jobs()
+    assert job.submit_token  # the press's token is stored with the job
+    again = jobs.submit_job(job.spec, token=job.submit_token, start_scheduler=False)
+    assert again.id == job.id and len(jobs.list_jobs()) == 1
