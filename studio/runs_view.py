@@ -141,7 +141,10 @@ def failure_advice(reason: str | None) -> list[str]:
     if "gpu" in text or "cuda" in text or "device" in text:
         tips.append("Set the device to 'auto' or 'cpu' in the advanced Training settings.")
     if "nan" in text or "diverge" in text or "infinite" in text:
-        tips.append("Lower the learning rate (try 10 times smaller) or turn on gradient clipping.")
+        tips.append(
+            "Lower the learning rate (to the value suggested above, or 10 times smaller) or turn on gradient "
+            "clipping (advanced Training settings), then train again."
+        )
     if "crashed" in text or not tips:
         tips.append(
             "Start the run again from the Train page; if it fails the same way, try the 'fast' preset."
