@@ -265,7 +265,7 @@ with ui.guard():
     )
     for path, message in check.field_errors.items():
         error_slots[path].error(ui.as_text(message), icon=":material/error:")
-    why_not += check.problems
+    why_not += check.field_errors.values()  # (the advanced ones may be folded away: listed again below)
     spec = check.spec
     blockers = forms.image_blockers(spec) if pictures and spec is not None else []
 
@@ -328,14 +328,14 @@ with ui.guard():
         "Training runs in the background: you can close the browser or train more models meanwhile. "
         "The Runs page shows its progress live."
     )
-    blocked = bool(why_not or refused or blockers)
+    blocked = bool(why_not or check.errors or refused or blockers)
     if why_not:
         st.warning(
             "**Train is off until this is fixed:**\n"
             + "\n".join(f"- {ui.as_text(reason)}" for reason in dict.fromkeys(why_not)),
             icon=":material/block:",
         )
-    elif blocked:  # the data's refusal or the picture blocker is the note just above
+    elif blocked:  # the data's refusal, the picture blocker or the settings' combination is just above
         st.caption(":orange[**Train is off until the problem noted above is fixed.**]")
     pressed = bool(state.get("train_pressed"))
     st.button(  # off while its press makes the job; Streamlit then also ignores clicks that were queued

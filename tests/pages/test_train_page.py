@@ -146,6 +146,7 @@ def test_an_invalid_combination_shows_a_plain_error_and_train_does_nothing(home:
     (error,) = [e.value for e in at.error]
     assert "at most 0.6" in error and "40% of rows" in error
     assert at.button(key="train_submit").disabled  # a browser cannot press it (AppTest refuses too)
+    assert any("Train is off until the problem noted above is fixed" in c.value for c in at.caption)
     assert jobs.list_jobs() == []
 
 
