@@ -536,7 +536,8 @@ def _class_warnings(labels: pd.Series, target: str) -> list[dict[str, Any]]:
                 f"The classes of '{target}' are imbalanced: '{largest}' has {counts.iloc[0]:,} rows but "
                 f"'{smallest}' only {counts.iloc[-1]:,} ({ratio:.0f} to 1), so accuracy may mislead, since "
                 f"always answering '{largest}' already scores {counts.iloc[0] / counts.sum():.0%}.",
-                "The studio shows f1_macro, which weighs every class equally, next to accuracy.",
+                "The studio shows the F1 score next to accuracy: it weighs every class equally, so it drops "
+                "when a small class is missed.",
             )
         )
     return found
