@@ -49,7 +49,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     """Build and validate the run spec from ``--spec`` and the flags (flags win)."""
     import yaml
 
-    from studio.datasets import load_profile, resolve_dataset
+    from studio.datasets import image_defaults, load_profile, resolve_dataset
     from studio.errors import SpecError
     from studio.spec import RunSpec, apply_preset, load_spec_dict, set_dotted
 
@@ -100,6 +100,9 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         flags[key.strip()] = yaml.safe_load(value) if value.strip() else None
     if args.arch and args.arch != data.get("architecture", {}).get("name"):
         data.setdefault("architecture", {})["params"] = {}
+    for key, value in image_defaults(profile).items():  # e.g. no mirroring for digits, unless asked
+        if flags.get(key) is None and not _has_dotted(data, key):
+            set_dotted(data, key, value)
     for key, value in flags.items():
         if value is not None:
             set_dotted(data, key, value)
@@ -111,6 +114,15 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         if explicit:
             spec = spec.with_changes(**explicit)
     return spec
+
+
+def _has_dotted(data: dict[str, Any], path: str) -> bool:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _suggested_task(profile: dict[str, Any], target: str | None) -> str | None:

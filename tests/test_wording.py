@@ -81,18 +81,35 @@ def test_mirroring_is_said_to_change_meaning_only_for_handed_classes(
 
 
 def test_a_digit_zip_warns_that_mirroring_changes_meaning(studio_home: Path, tmp_path: Path) -> None:
-    import numpy as np
-
-    rng = np.random.default_rng(0)
-    path = tmp_path / "digits.zip"
-    with zipfile.ZipFile(path, "w") as zf:
-        for digit in "0123":
-            for i in range(3):
-                zf.writestr(f"{digit}/{i}.png", encode(picture("red", rng)))
-    profile = add_image_zip(path).path / "profile.json"
+    profile = add_image_zip(_digit_zip(tmp_path / "digits.zip")).path / "profile.json"
     import json
 
     warnings = json.loads(profile.read_text())["warnings"]
     (mirror,) = [w for w in warnings if w["code"] == "mirroring_changes_meaning"]
     assert "look like characters (0, 1, 2, 3)" in mirror["message"]
     assert "starts off" in mirror["action"]
+
+
+def _digit_zip(path: Path) -> Path:
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(path, "w") as zf:
+        for digit in "0123":
+            for i in range(3):
+                zf.writestr(f"{digit}/{i}.png", encode(picture("red", rng)))
+    return path
+
+
+def test_the_cli_starts_digits_without_mirroring_unless_asked(studio_home: Path, tmp_path: Path) -> None:
+    from studio.cli import build_parser, spec_from_args
+
+    digits = str(_digit_zip(tmp_path / "digits.zip"))
+    spec = spec_from_args(build_parser().parse_args(["train", "--data", digits]))
+    assert spec.image.horizontal_flip is False
+    asked = ["train", "--data", digits, "--set", "image.horizontal_flip=true"]
+    assert spec_from_args(build_parser().parse_args(asked)).image.horizontal_flip is True
+    shapes = str(make_zip(tmp_path / "shapes.zip", per_class=4))
+    assert (
+        spec_from_args(build_parser().parse_args(["train", "--data", shapes])).image.horizontal_flip is True
+    )
