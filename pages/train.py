@@ -10,7 +10,7 @@ its field, and Train stays off (saying why) until it is fixed. One press of Trai
 import streamlit as st
 
 from studio import forms, jobs, ui
-from studio.datasets import suggest_task
+from studio.datasets import image_defaults, mirroring_changes_meaning, suggest_task
 from studio.pretrained import weights_available, weights_path
 from studio.spec import (
     ARCHITECTURES,
@@ -137,6 +137,11 @@ with ui.guard():
         state["current_dataset"] = dataset_id
         profile = ui.load_profile(dataset_id)
         pictures = ui.is_pictures(by_id[dataset_id])
+        if pictures and state.get("train_image_defaults_for") != dataset_id:
+            # Each picture set starts from its own suitable values (no mirroring for digits, say).
+            state["train_image_defaults_for"] = dataset_id
+            for path, value in image_defaults(profile).items():
+                state[forms.field_key(path, IMAGE_TASK)] = value
         columns = [column["name"] for column in profile["columns"]]
         if pictures:
             target, suggested_task, task = IMAGE_TARGET, IMAGE_TASK, IMAGE_TASK
@@ -283,6 +288,18 @@ with ui.guard():
                 "shows them. If a variant no longer looks like its class, tone the changes down."
             )
             image_values = {f.path.split(".", 1)[1]: values[f.path] for f in image_fields}
+            mirroring = mirroring_changes_meaning(profile)
+            if mirroring and image_values.get("horizontal_flip"):
+                st.warning(
+                    ui.as_text(
+                        f"Mirroring is on, but {mirroring}: a mirrored picture may show another class (a "
+                        "mirrored 'b' reads as a 'd'). Untick 'Mirror left–right' unless mirrored pictures "
+                        "still show the same class."
+                    ),
+                    icon=":material/flip:",
+                )
+            elif mirroring:
+                st.caption(ui.as_text(f"Mirroring starts off here: {mirroring}."))
             picture_preview(dataset_id, image_values, size)
 
     st.subheader("Before you start")

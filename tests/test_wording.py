@@ -77,7 +77,7 @@ def test_mirroring_is_said_to_change_meaning_only_for_handed_classes(
 ) -> None:
     profile = _classes(*names)
     assert (mirroring_changes_meaning(profile) is not None) is changes_meaning
-    assert image_defaults(profile) == ({"image.horizontal_flip": False} if changes_meaning else {})
+    assert image_defaults(profile) == {"image.horizontal_flip": not changes_meaning}
 
 
 def test_a_digit_zip_warns_that_mirroring_changes_meaning(studio_home: Path, tmp_path: Path) -> None:

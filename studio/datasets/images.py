@@ -587,9 +587,9 @@ def mirroring_changes_meaning(profile: dict[str, Any]) -> str | None:
 
 
 def image_defaults(profile: dict[str, Any]) -> dict[str, Any]:
-    """Picture settings that start differently for this data set than the spec's defaults (dotted
-    path → value): mirroring starts off when it would change what the pictures show."""
-    return {"image.horizontal_flip": False} if mirroring_changes_meaning(profile) else {}
+    """Picture settings whose starting value depends on the data set (dotted path → value): mirroring
+    starts off when it would change what the pictures show, on otherwise (the spec's default)."""
+    return {"image.horizontal_flip": mirroring_changes_meaning(profile) is None}
 
 
 def _image_warnings(profile: dict[str, Any]) -> list[dict[str, Any]]:

@@ -103,3 +103,26 @@ def test_pressing_train_runs_a_real_picture_job_to_the_end(pictures_page: AppTes
     assert job.state == jobs.SUCCEEDED, f"{job.state}: {job.reason}"
     assert job.epoch == 2 and job.bundle_path and Path(job.bundle_path).is_file()
     assert "test/accuracy" in job.test_metrics
+
+
+def test_digits_start_without_mirroring_and_turning_it_on_warns(
+    home: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_wording import _digit_zip
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    shapes = datasets.add_image_zip(picture_zip(), filename="shapes.zip")
+    digits = datasets.add_image_zip(_digit_zip(tmp_path / "digits.zip"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/train.py").run()
+    at.selectbox(key="train_dataset").set_value(digits.id).run()
+    flip = at.checkbox(key="train__img__image__horizontal_flip")
+    assert flip.value is False
+    assert any("Mirroring starts off here: the classes look like characters" in c.value for c in at.caption)
+    flip.check().run()
+    assert any("Mirroring is on, but the classes look like characters" in w.value for w in at.warning)
+    at.selectbox(key="train_dataset").set_value(shapes.id).run()  # photos-like classes: mirroring is fine
+    assert at.checkbox(key="train__img__image__horizontal_flip").value is True
+    assert not any("Mirroring" in w.value for w in at.warning)
