@@ -9,7 +9,7 @@ its field, and Train stays off (saying why) until it is fixed. One press of Trai
 
 import streamlit as st
 
-from studio import forms, jobs, ui
+from studio import charts, forms, jobs, ui
 from studio.datasets import image_defaults, mirroring_changes_meaning, suggest_task
 from studio.pretrained import weights_available, weights_path
 from studio.spec import (
@@ -216,7 +216,9 @@ with ui.guard():
     st.caption(PRESET_HELP[preset] + " Point at the **?** beside any setting to read what it does.")
 
     choices = {
-        "early_stopping.metric": forms.metric_choices(task),
+        "early_stopping.metric": {
+            m: charts.sentence(charts.metric_label(m)) for m in forms.metric_choices(task)
+        },
         "data.features": [name for name in columns if name != target],
         "training.device": forms.device_choices(),
     }

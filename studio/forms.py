@@ -195,7 +195,9 @@ def _field(path: str, key: str, info: FieldInfo, choices: dict[str, Any]) -> For
         return FormField(widget="checkbox", **common)
     if annotation in (int, float):
         return FormField(widget="number", **common, **_number_settings(info, annotation is int, default))
-    if path in choices:
+    if path in choices:  # a sequence of values, or a mapping of values to their words
+        words = choices[path] if isinstance(choices[path], dict) else {}
+        common["labels"] = {**common["labels"], **words}
         return FormField(widget="select", options=tuple(choices[path]), **common)
     return FormField(widget="text", **common)
 

@@ -103,12 +103,14 @@ def test_choosing_another_target_or_preset_updates_the_suggestions(home: Path) -
     at = _train_page()
     at.selectbox(key="train_target").set_value("alcohol").run()
     assert at.selectbox(key="train_task").value == "regression"
-    assert at.selectbox(key="train__early_stopping__metric").options == [
-        "val/loss",
-        "val/mae",
-        "val/rmse",
-        "val/r2",
+    metric = at.selectbox(key="train__early_stopping__metric")
+    assert metric.options == [  # in words, not metric codes such as val/mae
+        "Validation loss",
+        "Validation mean absolute error",
+        "Validation root mean squared error",
+        "Validation R²",
     ]
+    assert metric.value == "val/loss"
 
     at.radio(key="train_preset").set_value("fast").run()
     assert at.number_input(key="train__training__epochs").value == 20
