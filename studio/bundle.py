@@ -502,7 +502,8 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         f"```python\n{python_snippet(bundle_name)}```\n\n"
         f"`predict` takes the raw columns of the training CSV and returns `predicted_{target}`"
         + (" and one `probability_<class>` column per class" if info["task"] == "classification" else "")
-        + ".\n\n"
+        + ", then `prediction_warning`: empty when the row looks like the training data, else why its "
+        "prediction is a guess (every input empty, or a number far outside the values seen in training).\n\n"
         "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
         f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
         f"- `artifacts/{INFO_FILE}`: preprocessing, target, network, input columns, metrics and the run spec.\n"

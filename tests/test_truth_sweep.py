@@ -5,15 +5,15 @@ A fifth run diverges late enough to keep its best epoch: it must say so everywhe
 
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from studio import jobs, tracking, worker
+from studio import jobs, tracking
 from studio.spec import RunSpec
 from tests.images.conftest import make_zip
+from tests.pages.test_runs_page import run_in_process
 from tests.training.conftest import make_table
 
 PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "runs.py")
@@ -87,13 +87,7 @@ def submit_and_run(dataset_id: str, data: str, name: str, settings: dict) -> job
             **{key: value for key, value in settings.items() if key != "epochs"},
         }
     )
-    job = jobs.submit_job(spec, start_scheduler=False)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        worker.run_job(job.id)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    return jobs.get_job(job.id)
+    return run_in_process(spec)
 
 
 def run_page(job_id: str) -> AppTest:

@@ -133,6 +133,8 @@ def test_bundle_layout_and_json(written: dict[str, Any]) -> None:
         info = json.loads(zf.read("artifacts/studio_model.json"))
         requirements = zf.read("requirements.txt").decode()
         mlmodel = zf.read("MLmodel").decode()
+        readme = zf.read("README.md").decode()
+    assert "`prediction_warning`" in readme  # the column every tabular prediction ends with
     assert {
         "MLmodel",
         "requirements.txt",

@@ -4,7 +4,6 @@ run writes (studio_model.json, the profile, the MLflow artifacts) holds only fin
 from __future__ import annotations
 
 import json
-import signal
 import zipfile
 from pathlib import Path
 
@@ -12,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studio import jobs, tracking, worker
+from studio import jobs, tracking
 from studio.spec import RunSpec
+from tests.pages.test_runs_page import run_in_process
 
 
 def strict_json(text: str):
@@ -75,18 +75,12 @@ def test_a_job_on_extreme_values_succeeds_and_its_page_has_no_error(
             "training": {"epochs": 2, "batch_size": 16},
         }
     )
-    job = jobs.submit_job(spec, start_scheduler=False)
-    previous = signal.getsignal(signal.SIGTERM)
-    try:
-        worker.run_job(job.id)
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-    done = jobs.get_job(job.id)
+    done = run_in_process(spec)
     assert done.state == jobs.SUCCEEDED, done.reason
     assert "Traceback" not in done.log_path.read_text() if done.log_path.exists() else True
 
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "pages" / "runs.py"), default_timeout=60)
-    at.query_params["job"] = job.id
+    at.query_params["job"] = done.id
     at.run()
     assert not at.exception and not at.error
     assert any("Training finished" in s.value for s in at.success)
