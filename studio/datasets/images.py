@@ -3,9 +3,11 @@
 A zip holds one folder per class (``cats/001.jpg``), possibly under one top folder (``pets/cats/001.jpg``).
 Before anything is written the archive's directory is checked: no path may leave the data set's folder
 (``../``, absolute paths, drive letters), no symbolic links, and limits on the number of entries, the
-total unpacked size and the compression ratio stop zip bombs. Then every picture is read from the
-archive into memory (never more bytes than its entry declares), decoded fully and kept when it is a
-usable picture; junk (``__MACOSX/``, ``.DS_Store``, ``Thumbs.db``), non-images and damaged files are
+total unpacked size and the compression ratio stop zip bombs. Then every entry is streamed to disk in
+small chunks while the bytes it actually produces are counted: an entry that produces more than its
+directory declares (a zip that lies about its sizes), or more than the per-file or total limit, stops the
+unpacking at once and the zip is refused, so memory and disk stay bounded whatever the headers say. Each
+picture is then decoded fully from its file and kept when it is usable; junk (``__MACOSX/``, ``.DS_Store``, ``Thumbs.db``), non-images and damaged files are
 skipped and listed with their reason. Exact copies are found by content hash: copies inside one class
 are kept once, copies that sit in two classes (label conflicts) are left out.
 
@@ -17,6 +19,7 @@ original name), ``profile.json`` and ``meta.json``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import io
 import shutil
@@ -37,6 +40,7 @@ from studio.datasets.store import (
     _find_by_hash,
     _new_id,
     _sweep_leftovers,
+    check_free_space,
     datasets_root,
     get_dataset,
     publish_staging,
@@ -172,15 +176,67 @@ def check_archive(
     return [m for m in members if not m.is_dir()]
 
 
-def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int) -> bytes:
-    """The entry's bytes, never more than it declares (zipfile stops there) nor than ``limit``."""
-    with zf.open(member) as src:
-        data = src.read(limit + 1)
-    if len(data) > limit:
-        raise DatasetError(
-            f"Entry '{member.filename}' is larger than its zip directory says; the zip was refused."
+CHUNK_BYTES = 2**20
+"""Entries are unpacked this many bytes at a time: memory stays bounded however big an entry claims to be."""
+
+
+class _Damaged(Exception):
+    """The entry produced fewer bytes than its directory declares, or bytes that fail its checksum."""
+
+
+def _stream_member(
+    zf: zipfile.ZipFile,
+    member: zipfile.ZipInfo,
+    target: Path,
+    label: str,
+    limits: ZipLimits,
+    unpacked_so_far: int,
+) -> tuple[int, str]:
+    """Unpack one entry into ``target`` in chunks, counting the bytes it actually produces; returns
+    their number and SHA-256.
+
+    Unpacking stops as soon as the entry produces more than the smallest of: what its directory
+    declares, the per-file limit, and what is left of the total limit; the zip is then refused with
+    :class:`DatasetError` naming that limit. ``zipfile`` itself cuts an entry at its declared size and
+    then reports a checksum error, so the entry is opened with room for one chunk more: a lie shows as
+    what it is."""
+    total_left = limits.max_total_bytes - unpacked_so_far
+    bound = min(member.file_size, limits.max_entry_bytes, total_left)
+    probe = copy.copy(member)
+    probe.file_size = bound + CHUNK_BYTES + 1
+    digest = hashlib.sha256()
+    produced = 0
+    with zf.open(probe) as src, open(target, "wb") as out:
+        while chunk := src.read(CHUNK_BYTES):
+            produced += len(chunk)
+            if produced > bound:
+                raise DatasetError(_over_limit(label, member, bound, limits, total_left))
+            digest.update(chunk)
+            out.write(chunk)
+    if produced != member.file_size:
+        raise _Damaged(
+            f"it is cut short inside the zip ({produced:,} of the {member.file_size:,} bytes it declares)"
         )
-    return data
+    return produced, digest.hexdigest()
+
+
+def _over_limit(label: str, member: zipfile.ZipInfo, bound: int, limits: ZipLimits, total_left: int) -> str:
+    if bound == member.file_size:
+        return (
+            f"'{label}' was refused: entry '{member.filename}' unpacks to more than the "
+            f"{human_size(bound)} its zip directory declares, so the zip lies about its sizes (a zip "
+            "bomb?); unpacking stopped at that limit and nothing was kept."
+        )
+    if bound == limits.max_entry_bytes:
+        return (
+            f"'{label}' was refused: entry '{member.filename}' unpacks to more than "
+            f"{human_size(limits.max_entry_bytes)}, the limit per file (size limit); unpacking stopped "
+            "there and nothing was kept."
+        )
+    return (
+        f"'{label}' was refused: the zip unpacks to more than {human_size(limits.max_total_bytes)}, the "
+        "total size limit; unpacking stopped there and nothing was kept. Split it or use smaller pictures."
+    )
 
 
 # --------------------------------------------------------------------------- layout
@@ -273,6 +329,7 @@ def add_image_zip(
     with zf:
         report(0.0, "Checking the zip")
         members = check_archive(zf, label, limits)
+        check_free_space(sum(m.file_size for m in members), label)
         root = datasets_root()
         _sweep_leftovers(root)
         dataset_id = _new_id(root, name, digest)
@@ -320,8 +377,9 @@ def _unpack_pictures(
     limits: ZipLimits,
     report: Progress,
 ) -> tuple[list[_Picture], list[tuple[str, str]]]:
-    """Decode every candidate entry in memory; write the usable ones under ``staging/images/`` with
-    names of our own (numbered class folders and files), so nothing can land anywhere else."""
+    """Stream every candidate entry to a file in ``staging`` (bounded, see :func:`_stream_member`),
+    decode it, and keep the usable ones under ``staging/images/`` with names of our own (numbered class
+    folders and files), so nothing can land anywhere else."""
     skipped: list[tuple[str, str]] = []
     candidates = []
     for member in members:
@@ -335,47 +393,55 @@ def _unpack_pictures(
     class_names = sorted(set(classes.values()), key=_natural_key)
     folder_of = {name: f"{i:03d}" for i, name in enumerate(class_names)}
     pictures: list[_Picture] = []
-    read_bytes = 0
+    unpacked = 0
     todo = [m for m in candidates if m.filename in classes]
+    incoming = staging / "incoming.part"
     for i, member in enumerate(todo):
         if i % 25 == 0:
             report(0.05 + 0.85 * i / max(len(todo), 1), f"Checking pictures: {i:,} of {len(todo):,}")
         try:
-            data = _read_member(zf, member, limits.max_entry_bytes)
+            size, digest = _stream_member(zf, member, incoming, label, limits, unpacked)
         except DatasetError:
             raise
+        except _Damaged as err:
+            skipped.append((member.filename, str(err)))
+            continue
+        except OSError as err:
+            if err.errno is not None:
+                raise  # the disk, not the zip: no space left, no permission
+            skipped.append((member.filename, _unreadable_entry(err)))
+            continue
         except Exception as err:  # damaged entry, encrypted, or an unsupported compression method
             skipped.append((member.filename, _unreadable_entry(err)))
             continue
-        read_bytes += len(data)
-        if read_bytes > limits.max_total_bytes:
-            raise DatasetError(f"'{label}' unpacks to more than its directory says; it was refused.")
+        unpacked += size
         try:
-            image = open_image(data)
+            image = open_image(incoming)
         except UnreadableImage as err:
             skipped.append((member.filename, str(err)))
             continue
         with image:
             width, height = image.size
-        mode, image_format = _original_mode_and_format(data)
+        mode, image_format = _original_mode_and_format(incoming)
         class_name = classes[member.filename]
         relative = f"images/{folder_of[class_name]}/{i:06d}{EXTENSIONS.get(image_format, '.img')}"
         target = staging / relative
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        incoming.replace(target)
         pictures.append(
             _Picture(
                 entry=member.filename,
                 label=class_name,
                 relative=relative,
-                digest=hashlib.sha256(data).hexdigest(),
+                digest=digest,
                 width=width,
                 height=height,
                 mode=mode,
                 format=image_format,
-                size=len(data),
+                size=size,
             )
         )
+    incoming.unlink(missing_ok=True)
     return pictures, skipped
 
 
@@ -388,10 +454,10 @@ def _unreadable_entry(err: Exception) -> str:
     return f"it is damaged inside the zip ({str(err).strip() or type(err).__name__})"
 
 
-def _original_mode_and_format(data: bytes) -> tuple[str, str]:
+def _original_mode_and_format(path: Path) -> tuple[str, str]:
     from PIL import Image
 
-    with Image.open(io.BytesIO(data)) as image:
+    with Image.open(path) as image:
         return image.mode, image.format or ""
 
 

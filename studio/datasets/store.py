@@ -73,6 +73,35 @@ def content_hash(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+DISK_MARGIN_BYTES = 32 * 2**20
+"""Free space kept on top of what a data set needs, so adding it never fills the disk to the last byte."""
+CSV_SPACE_FACTOR = 2
+"""A table needs about twice its file's size while it is stored (the parquet copy and its staging)."""
+
+
+def _size_words(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
+        n /= 1024
+    return f"{n:,.1f} GB"
+
+
+def check_free_space(needed: int, label: str) -> None:
+    """:class:`DatasetError` when the disk holding ``STUDIO_HOME`` has less than ``needed`` bytes (plus
+    a margin) free; called before anything of a new data set is written, so a full disk refuses it
+    cleanly instead of leaving a half-written file."""
+    root = datasets_root()
+    free = shutil.disk_usage(root).free
+    if free < needed + DISK_MARGIN_BYTES:
+        raise DatasetError(
+            f"There is not enough free disk space to add '{label}': it needs about {_size_words(needed)} "
+            f"(plus {_size_words(DISK_MARGIN_BYTES)} to spare) and only {_size_words(free)} is free where "
+            f"the studio keeps its data ({root}). Free some space, for example by deleting data sets you no "
+            "longer need, and add it again; nothing was written."
+        )
+
+
 # --------------------------------------------------------------------------- adding
 def add_csv(
     source: str | Path | bytes,
@@ -94,6 +123,7 @@ def add_csv(
     existing = _find_by_hash(digest)
     if existing is not None:
         return existing
+    check_free_space(CSV_SPACE_FACTOR * len(data), label)
     df = parse_table_bytes(data, label)
     return store_table(df, name or Path(filename).stem, source_file=filename, digest=digest)
 
