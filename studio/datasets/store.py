@@ -300,9 +300,30 @@ def load_profile(dataset_id: str) -> dict[str, Any]:
         ) from None
 
 
+def _refuse_if_in_use(dataset_id: str) -> None:
+    """:class:`DatasetError` naming the queued or running jobs that train on this data set: deleting it
+    from under them would make them fail."""
+    from studio.jobs.store import active_jobs_using
+
+    using = active_jobs_using(dataset_id)
+    if not using:
+        return
+    name = get_dataset(dataset_id).name
+    named = [f"the {job.state} run '{job.name}' (job {job.id})" for job in using[:3]]
+    if len(using) > 3:
+        named.append(f"{len(using) - 3} more")
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    them = "it" if len(using) == 1 else "them"
+    raise DatasetError(
+        f"'{name}' is used by {listed}; cancel {them} or wait for {them} to end before deleting."
+    )
+
+
 def delete_dataset(dataset_id: str) -> None:
-    """Remove a data set; it disappears at once (renamed away first), then its files are deleted."""
+    """Remove a data set; it disappears at once (renamed away first), then its files are deleted.
+    Refused with :class:`DatasetError` while a queued or running job trains on it."""
     folder = _folder(dataset_id)
+    _refuse_if_in_use(dataset_id)
     trash = folder.parent / f".trash-{dataset_id}-{os.getpid()}-{os.urandom(4).hex()}"
     try:
         os.rename(folder, trash)

@@ -461,6 +461,19 @@ def queued_jobs() -> list[Job]:
     return [Job.from_row(row) for row in rows]
 
 
+def active_jobs_using(dataset_id: str) -> list[Job]:
+    """Queued and running jobs that train on this data set, oldest first (none when no job was ever
+    stored: the database is not created just to ask)."""
+    if not db_path().is_file():
+        return []
+    with connect() as conn:
+        rows = conn.execute(
+            "SELECT * FROM jobs WHERE dataset_id = ? AND state IN (?, ?) ORDER BY seq",
+            (dataset_id, QUEUED, RUNNING),
+        ).fetchall()
+    return [Job.from_row(row) for row in rows]
+
+
 def count_active() -> int:
     with connect() as conn:
         return conn.execute("SELECT COUNT(*) FROM jobs WHERE state IN (?, ?)", (QUEUED, RUNNING)).fetchone()[

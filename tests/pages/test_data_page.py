@@ -161,3 +161,23 @@ def test_the_app_lists_only_the_pages_that_exist_and_shows_the_data_folder(
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     link = at.sidebar.get("link_button")[0]
     assert link.proto.url == "http://127.0.0.1:5999/#/experiments?workflowType=machine_learning"
+
+
+def test_a_data_set_a_queued_run_uses_is_not_deleted(app: AppTest) -> None:
+    from studio import jobs
+    from studio.spec import RunSpec
+
+    app.button(key="data_add_sample_wine").click().run()
+    (stored,) = datasets.list_datasets()
+    spec = {"name": "wine · target · queued", "task": "classification"}
+    spec["data"] = {"dataset_id": stored.id, "target": "target"}
+    job = jobs.submit_job(RunSpec.from_dict(spec), start_scheduler=False)
+    app.checkbox(key=f"data_delete_confirm_{stored.id}").check().run()
+    app.button(key="data_delete").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [e.value for e in app.error] == [
+        f"'wine' is used by the queued run 'wine · target · queued' (job {job.id}); cancel it or wait for it "
+        "to end before deleting."
+    ]
+    assert [d.id for d in datasets.list_datasets()] == [stored.id]
+    assert not any("Deleted" in e.value for e in app.success)
