@@ -181,3 +181,21 @@ def test_a_data_set_a_queued_run_uses_is_not_deleted(app: AppTest) -> None:
     ]
     assert [d.id for d in datasets.list_datasets()] == [stored.id]
     assert not any("Deleted" in e.value for e in app.success)
+
+
+def test_an_uploaded_zip_that_lies_about_its_sizes_is_refused_with_its_limit(
+    app: AppTest, tmp_path: Path
+) -> None:
+    from tests.images.test_zip_budget import lying_zip
+
+    bomb = lying_zip(tmp_path / "bomb.zip", zeros=32 * 2**20).read_bytes()
+    app.file_uploader(key="data_upload").upload("bomb.zip", bomb, "application/zip")
+    app.run()
+    app.button(key="data_add_upload").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert [e.value for e in app.error] == [
+        "'bomb.zip' was refused: entry 'red/zeros.png' unpacks to more than the 976.6 KB its zip directory "
+        "declares, so the zip lies about its sizes (a zip bomb?); unpacking stopped at that limit and nothing "
+        "was kept."
+    ]
+    assert datasets.list_datasets() == []
