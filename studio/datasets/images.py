@@ -77,7 +77,8 @@ Progress = Callable[[float, str], None]
 
 @dataclass(frozen=True)
 class ZipLimits:
-    """What a zip may hold before it is refused (checked on its directory, before anything is written)."""
+    """What a zip may hold before it is refused: checked on its directory before anything is written, and
+    again on the bytes each entry actually produces while it is unpacked."""
 
     max_entries: int = 200_000
     max_total_bytes: int = 8 * 2**30
