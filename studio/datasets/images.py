@@ -27,7 +27,7 @@ import stat
 import tempfile
 import zipfile
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -185,6 +185,33 @@ class _Damaged(Exception):
     """The entry produced fewer bytes than its directory declares, or bytes that fail its checksum."""
 
 
+def _entry_chunks(
+    zf: zipfile.ZipFile, member: zipfile.ZipInfo, label: str, limits: ZipLimits, unpacked_so_far: int = 0
+) -> Iterator[bytes]:
+    """The entry's bytes, ``CHUNK_BYTES`` at a time, counting the bytes it actually produces.
+
+    Unpacking stops as soon as the entry produces more than the smallest of: what its directory
+    declares, the per-file limit, and what is left of the total limit; the zip is then refused with
+    :class:`DatasetError` naming that limit. ``zipfile`` itself cuts an entry at its declared size and
+    then reports a checksum error, so the entry is opened with room for one chunk more: a lie shows as
+    what it is. An entry that ends short of its declared size raises :class:`_Damaged`."""
+    total_left = limits.max_total_bytes - unpacked_so_far
+    bound = min(member.file_size, limits.max_entry_bytes, total_left)
+    probe = copy.copy(member)
+    probe.file_size = bound + CHUNK_BYTES + 1
+    produced = 0
+    with zf.open(probe) as src:
+        while chunk := src.read(CHUNK_BYTES):
+            produced += len(chunk)
+            if produced > bound:
+                raise DatasetError(_over_limit(label, member, bound, limits, total_left))
+            yield chunk
+    if produced != member.file_size:
+        raise _Damaged(
+            f"it is cut short inside the zip ({produced:,} of the {member.file_size:,} bytes it declares)"
+        )
+
+
 def _stream_member(
     zf: zipfile.ZipFile,
     member: zipfile.ZipInfo,
@@ -193,32 +220,25 @@ def _stream_member(
     limits: ZipLimits,
     unpacked_so_far: int,
 ) -> tuple[int, str]:
-    """Unpack one entry into ``target`` in chunks, counting the bytes it actually produces; returns
-    their number and SHA-256.
-
-    Unpacking stops as soon as the entry produces more than the smallest of: what its directory
-    declares, the per-file limit, and what is left of the total limit; the zip is then refused with
-    :class:`DatasetError` naming that limit. ``zipfile`` itself cuts an entry at its declared size and
-    then reports a checksum error, so the entry is opened with room for one chunk more: a lie shows as
-    what it is."""
-    total_left = limits.max_total_bytes - unpacked_so_far
-    bound = min(member.file_size, limits.max_entry_bytes, total_left)
-    probe = copy.copy(member)
-    probe.file_size = bound + CHUNK_BYTES + 1
+    """Unpack one entry into ``target`` (see :func:`_entry_chunks`); returns its size and SHA-256."""
     digest = hashlib.sha256()
-    produced = 0
-    with zf.open(probe) as src, open(target, "wb") as out:
-        while chunk := src.read(CHUNK_BYTES):
-            produced += len(chunk)
-            if produced > bound:
-                raise DatasetError(_over_limit(label, member, bound, limits, total_left))
+    size = 0
+    with open(target, "wb") as out:
+        for chunk in _entry_chunks(zf, member, label, limits, unpacked_so_far):
             digest.update(chunk)
             out.write(chunk)
-    if produced != member.file_size:
-        raise _Damaged(
-            f"it is cut short inside the zip ({produced:,} of the {member.file_size:,} bytes it declares)"
-        )
-    return produced, digest.hexdigest()
+            size += len(chunk)
+    return size, digest.hexdigest()
+
+
+def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, label: str | None = None) -> bytes:
+    """The entry's bytes in memory (for predicting from a zip), never more than it declares nor than
+    ``limit``, counted as they are unpacked (see :func:`_entry_chunks`)."""
+    limits = ZipLimits(max_entry_bytes=limit)
+    try:
+        return b"".join(_entry_chunks(zf, member, label or Path(str(zf.filename)).name, limits))
+    except _Damaged as err:
+        raise zipfile.BadZipFile(f"'{member.filename}': {err}") from None
 
 
 def _over_limit(label: str, member: zipfile.ZipInfo, bound: int, limits: ZipLimits, total_left: int) -> str:
