@@ -619,7 +619,7 @@ def pictures_from_uploads(files: list[tuple[str, bytes]]) -> tuple[list[str], li
     import zipfile
     from pathlib import PurePosixPath
 
-    from studio.datasets.images import DEFAULT_LIMITS, JUNK_FOLDERS, JUNK_NAMES, check_archive
+    from studio.datasets.images import DEFAULT_LIMITS, JUNK_FOLDERS, JUNK_NAMES, _read_member, check_archive
 
     names: list[str] = []
     pictures: list[bytes] = []
@@ -638,7 +638,7 @@ def pictures_from_uploads(files: list[tuple[str, bytes]]) -> tuple[list[str], li
                     if junk or parts[-1].startswith("._") or not parts[-1].lower().endswith(PICTURE_SUFFIXES):
                         continue
                     names.append(f"{filename}/{member.filename}")
-                    pictures.append(zf.read(member))
+                    pictures.append(_read_member(zf, member, DEFAULT_LIMITS.max_entry_bytes, filename))
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:
             raise DatasetError(f"'{filename}' is not a readable zip file ({err}).") from None
     if len(pictures) > MAX_PICTURES:

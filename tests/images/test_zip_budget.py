@@ -187,3 +187,42 @@ def test_the_cli_says_so_in_one_line(studio_home, tmp_path, full_disk, capsys) -
         err.startswith("error: There is not enough free disk space to add 'wine.csv'")
         and err.count("\n") == 1
     )
+
+
+PREDICT_UPLOAD = """
+import sys
+from studio.errors import DatasetError
+from studio.runs_view import pictures_from_uploads
+data = open(sys.argv[1], "rb").read()  # the Predict page passes the uploads' bytes
+try:
+    pictures_from_uploads([("bomb.zip", data)])
+except DatasetError as err:
+    print(f"error: {err}", file=sys.stderr)
+    sys.exit(2)
+"""
+
+
+def test_predicting_from_a_lying_zip_stops_at_the_limit_with_little_memory(
+    studio_home: Path, tmp_path: Path, bomb: Path
+) -> None:
+    """The Predict page opens uploaded zips in the Streamlit process: the same counted reader bounds it."""
+    env = dict(os.environ, STUDIO_HOME=str(studio_home), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-S", "-c", PEAK, sys.executable, "-c", PREDICT_UPLOAD, str(bomb)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    code, peak_kb = map(int, done.stdout.split())
+    print(f"predict upload: peak RSS {peak_kb / 1024:.0f} MB; {done.stderr.strip()}")
+    assert code == 2 and LIE in done.stderr, done.stderr
+    assert peak_kb / 1024 < PEAK_LIMIT_MB
+
+
+def test_predicting_from_a_lying_zip_on_the_cli_is_refused(bomb: Path) -> None:
+    from studio.bundle import _pictures_in_zip
+    from studio.errors import BundleError
+
+    with pytest.raises(BundleError, match=LIE):
+        _pictures_in_zip(bomb)
