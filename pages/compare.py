@@ -20,7 +20,7 @@ def run_groups() -> list | None:
     try:
         return rv.datasets_with_runs()
     except StudioError as err:
-        st.error(str(err))
+        ui.show_error(err)
     except Exception as err:  # the MLflow store is locked or unreachable: say so plainly
         st.error(f"The runs could not be read from MLflow just now ({type(err).__name__}); reload the page.")
     return None

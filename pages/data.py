@@ -25,11 +25,11 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
     rows.metric("Rows", f"{profile['n_rows']:,}")
     columns.metric("Columns", f"{profile['n_cols']:,}")
     repeats.metric("Repeated rows", f"{profile['duplicate_rows']:,}")
-    target.metric("Suggested target", profile["suggested_target"] or "none")
+    target.metric("Suggested target", ui.as_text(profile["suggested_target"] or "none"))
     if profile["suggested_target"] and profile["suggested_task"]:
         task_words = "a category" if profile["suggested_task"] == "classification" else "a number"
         st.markdown(
-            f"The studio suggests learning to predict **{profile['suggested_target']}** "
+            f"The studio suggests learning to predict **{ui.as_text(profile['suggested_target'])}** "
             f"({profile['suggested_task']}: the answer is {task_words}). You can pick another column on the "
             "Train page."
         )
@@ -90,7 +90,7 @@ def show_pictures(info: datasets.DatasetInfo, profile: dict) -> None:
     with samples_tab:
         st.caption("The first pictures of each class, as they were uploaded.")
         for name, count, thumbnails in ui.sample_grid(info.id):
-            st.markdown(f"**{name}** · {count:,} pictures")
+            st.markdown(f"**{ui.as_text(name)}** · {count:,} pictures")
             if thumbnails:
                 st.image(thumbnails, width=96)
     with classes_tab:
@@ -125,7 +125,7 @@ if not infos:
         icon=":material/waving_hand:",
     )
 if notice := state.pop("data_notice", None):
-    st.success(notice, icon=":material/check_circle:")
+    st.success(ui.as_text(notice), icon=":material/check_circle:")
 
 limit_mb = ui.upload_limit_mb()
 with st.expander("Add a data set", expanded=not infos, icon=":material/add:"):
@@ -155,7 +155,7 @@ with st.expander("Add a data set", expanded=not infos, icon=":material/add:"):
                         filename=uploaded.name,
                         max_bytes=limit_mb * 1024 * 1024,
                         progress=lambda fraction, message: bar.progress(
-                            min(max(fraction, 0.0), 1.0), text=message
+                            min(max(fraction, 0.0), 1.0), text=ui.as_text(message)
                         ),
                     )
                 finally:
@@ -192,7 +192,7 @@ state["current_dataset"] = info.id  # the Train page starts with the data set lo
 
 with ui.guard():
     profile = ui.load_profile(info.id)
-    st.header(info.name)
+    st.header(ui.as_text(info.name), anchor=False)
     if ui.is_pictures(info):
         show_pictures(info, profile)
     else:
@@ -212,10 +212,10 @@ with ui.guard():
 
     with st.expander("Delete this data set", icon=":material/delete:"):
         st.write(
-            f"This removes '{info.name}' from the studio. Runs already trained on it keep their results "
+            f"This removes '{ui.as_text(info.name)}' from the studio. Runs already trained on it keep their results "
             "and models."
         )
-        sure = st.checkbox(f"Yes, delete '{info.name}'", key=f"data_delete_confirm_{info.id}")
+        sure = st.checkbox(f"Yes, delete '{ui.as_text(info.name)}'", key=f"data_delete_confirm_{info.id}")
         if st.button("Delete data set", key="data_delete", disabled=not sure):
             datasets.delete_dataset(info.id)
             ui.forget_datasets()

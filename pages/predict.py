@@ -86,7 +86,7 @@ def choose_trained_model() -> Path | None:
     try:
         return rv.bundle_file(by_id[chosen])
     except StudioError as err:
-        st.error(str(err))
+        ui.show_error(err)
         return None
 
 
@@ -142,13 +142,13 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
     if missing and len(missing) == inputs:
         st.error(
             "None of these rows' columns is an input of the model (names must match exactly). "
-            f"It expects: {', '.join(missing)}."
+            f"It expects: {', '.join(map(ui.as_text, missing))}."
         )
         return
     if missing:
         st.warning(
             f"{len(missing)} of the model's {inputs} input columns are not in these rows and are treated as "
-            f"missing: {', '.join(missing)}. Predictions are less reliable."
+            f"missing: {', '.join(map(ui.as_text, missing))}. Predictions are less reliable."
         )
     st.caption(f"{len(frame)} rows, {len(frame.columns)} columns.")
     signature = f"{model}:{model.stat().st_mtime}:{rows_key}"
@@ -157,12 +157,13 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
             try:
                 result = rv.predict_rows(loaded_bundle(str(model), model.stat().st_mtime), frame)
             except StudioError as err:
-                st.error(str(err))
+                ui.show_error(err)
                 return
             except Exception as err:  # the rows broke the model in a way the bundle does not foresee
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
                 st.error(
-                    f"The model could not predict these rows ({first}). Check that they look like the training data."
+                    f"The model could not predict these rows ({ui.as_text(first)}). Check that they look like the "
+                    "training data."
                 )
                 return
         st.session_state["predictions"] = (signature, result)
@@ -240,13 +241,13 @@ def picture_card(row: dict[str, Any], data: bytes) -> None:
             picture.image(shown, width="stretch")
         if row["error"]:
             words.markdown(":red[**Could not read it**]")
-            words.caption(row["error"])
+            words.caption(ui.as_text(row["error"]))
         else:
-            words.markdown(f"**{row['predicted']}**  \n{row['probability']:.0%} sure")
+            words.markdown(f"**{ui.as_text(row['predicted'])}**  \n{row['probability']:.0%} sure")
             if row["runner_up"]:
                 other, share = row["runner_up"]
-                words.caption(f"next: {other} ({share:.0%})")
-        words.caption(row["name"])
+                words.caption(f"next: {ui.as_text(other)} ({share:.0%})")
+        words.caption(ui.as_text(row["name"]))
 
 
 def predict_pictures_section(
@@ -260,11 +261,11 @@ def predict_pictures_section(
             try:
                 frame = loaded_bundle(str(model), model.stat().st_mtime).predict_images(pictures, names)
             except StudioError as err:
-                st.error(str(err))
+                ui.show_error(err)
                 return
             except Exception as err:  # the pictures broke the model in a way the bundle does not foresee
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
-                st.error(f"The model could not look at these pictures ({first}).")
+                st.error(f"The model could not look at these pictures ({ui.as_text(first)}).")
                 return
         st.session_state["predictions"] = (signature, frame)
     saved = st.session_state.get("predictions")
@@ -321,14 +322,14 @@ if model_path is not None:
     try:
         model_info = read_bundle_info(model_path)
     except StudioError as err:
-        st.error(str(err))
+        ui.show_error(err)
 if model_path is not None and model_info is not None and rv.is_image_model(model_info):
     st.markdown(rv.model_summary(model_info))
     st.subheader("2. Give the pictures")
     try:
         chosen_pictures = choose_pictures()
     except StudioError as err:
-        st.error(str(err))
+        ui.show_error(err)
         chosen_pictures = None
     if chosen_pictures is not None:
         st.subheader("3. Predict")
@@ -339,7 +340,7 @@ elif model_path is not None and model_info is not None:
     try:
         rows = choose_rows(model_info)
     except StudioError as err:
-        st.error(str(err))
+        ui.show_error(err)
         rows = None
     if rows is not None:
         st.subheader("3. Predict")

@@ -54,11 +54,11 @@ def dataset_names() -> dict[str, str]:
 def job_row(job: jobs.Job) -> None:
     with st.container(border=True):
         name, progress, action = st.columns([3, 3, 1], vertical_alignment="center")
-        name.markdown(f"**{job.name}**  \n{rv.status_label(job)}")
+        name.markdown(f"**{ui.as_text(job.name)}**  \n{rv.status_label(job)}")
         name.caption(
-            f"{dataset_names().get(job.dataset_id, job.dataset_id)} · created {when(job.created_at)}"
+            f"{ui.as_text(dataset_names().get(job.dataset_id, job.dataset_id))} · created {when(job.created_at)}"
         )
-        progress.progress(rv.progress_value(job), text=rv.progress_caption(job))
+        progress.progress(rv.progress_value(job), text=ui.as_text(rv.progress_caption(job)))
         if action.button("Open", key=f"open-{job.id}", help="Curves, scores, the model and its settings"):
             open_job(job.id)
 
@@ -68,7 +68,7 @@ def show_all_runs() -> None:
     st.caption("Every training run, newest first. Open a run to see its curves, its scores and its model.")
     notice = st.session_state.pop(NOTICE, None)
     if notice:
-        st.success(notice)
+        st.success(ui.as_text(notice))
     listed = jobs.list_jobs(limit=200)
     if not listed:
         st.info("No runs yet. Go to the **Train** page, pick a data set and start a run; it appears here.")
@@ -112,7 +112,7 @@ def live_section(job: jobs.Job) -> None:
         if current.state != shown_state or current.mlflow_run_id != job.mlflow_run_id or first_steps:
             st.rerun()  # started, tracked, trained or ended: redraw the whole page for its new state
         if current.is_active:
-            st.progress(rv.progress_value(current), text=rv.progress_caption(current))
+            st.progress(rv.progress_value(current), text=ui.as_text(rv.progress_caption(current)))
         if current.state == jobs.QUEUED or not (current.mlflow_run_id or current.is_active):
             return  # nothing was trained (yet)
         try:
@@ -137,7 +137,7 @@ def actions_for_active(job: jobs.Job) -> None:
             try:
                 jobs.delete_job(job.id)
             except StudioError as err:
-                st.error(str(err))
+                ui.show_error(err)
                 return
             st.session_state[NOTICE] = f"Run '{job.name}' was removed from the queue."
             open_job(None)
@@ -148,7 +148,7 @@ def actions_for_active(job: jobs.Job) -> None:
                 try:
                     jobs.cancel_job(job.id)
                 except StudioError as err:
-                    st.error(str(err))
+                    ui.show_error(err)
                     return
                 st.rerun()
 
@@ -210,7 +210,7 @@ def picture_results(job: jobs.Job) -> None:
         + (", most confidently wrong first:" if total > 1 else ":")
     )
     if gallery["pictures"]:
-        st.image(gallery["pictures"], caption=gallery["captions"], width=128)
+        st.image(gallery["pictures"], caption=[ui.as_text(c) for c in gallery["captions"]], width=128)
     if gallery["missing"]:
         st.caption(f"{gallery['missing']} of them cannot be shown: their data set was deleted since.")
     st.caption(
@@ -224,7 +224,7 @@ def model_download(job: jobs.Job) -> None:
     try:
         bundle = rv.bundle_file(job)
     except StudioError as err:
-        st.error(str(err))
+        ui.show_error(err)
         return
     name = rv.bundle_download_name(job)
     st.download_button(
@@ -264,7 +264,7 @@ def mlflow_link(job: jobs.Job) -> None:
 
 
 def failure_details(job: jobs.Job) -> None:
-    st.error(job.reason or "The run stopped without saying why.")
+    st.error(ui.as_text(job.reason or "The run stopped without saying why."))
     st.markdown("**What to try**\n" + "\n".join(f"- {tip}" for tip in rv.failure_advice(job.reason)))
     log = job.log_path
     if log.is_file():
@@ -297,24 +297,24 @@ def show_run(job_id: str) -> None:
         job = jobs.get_job(job_id)
         spec = job.spec
     except StudioError as err:
-        st.error(str(err))
+        ui.show_error(err)
         st.info("It may have been removed. Go back to all runs and open another one.")
         return
-    st.title(job.name)
+    st.title(ui.as_text(job.name), anchor=False)
     dataset = dataset_names().get(job.dataset_id, job.dataset_id)
     st.caption(
-        f"{rv.status_label(job)} · {rv.what_it_learns(spec)} from data set **{dataset}** · "
+        f"{rv.status_label(job)} · {rv.what_it_learns(spec)} from data set **{ui.as_text(dataset)}** · "
         f"created {when(job.created_at)} · job {job.id}"
         + (f" · on {job.device}" if job.device and job.state != jobs.QUEUED else "")
     )
     if job.state == jobs.FAILED:
         failure_details(job)
     elif job.state == jobs.CANCELLED or job.is_active:
-        st.info(rv.state_message(job))
+        st.info(ui.as_text(rv.state_message(job)))
     elif rv.has_note(job):  # finished, but not plainly: an earlier epoch was kept
-        st.warning(rv.state_message(job), icon=":material/warning:")
+        st.warning(ui.as_text(rv.state_message(job)), icon=":material/warning:")
     else:
-        st.success(rv.state_message(job))
+        st.success(ui.as_text(rv.state_message(job)))
     actions_for_active(job)
     live_section(job)
     if job.state == jobs.SUCCEEDED:

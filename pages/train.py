@@ -146,7 +146,9 @@ with ui.guard():
         if pictures:
             target, suggested_task, task = IMAGE_TARGET, IMAGE_TASK, IMAGE_TASK
             names = [c["name"] for c in profile.get("classes", [])]
-            shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+            shown = ", ".join(map(ui.as_text, names[:8])) + (
+                f" and {len(names) - 8} more" if len(names) > 8 else ""
+            )
             st.markdown(
                 f"**Task:** image classification: the model learns to tell which of the "
                 f"**{len(names)} classes** a picture shows ({shown})."

@@ -15,6 +15,8 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from studio.text import as_plot_text
+
 History = Mapping[str, Sequence[tuple[int, float]]]
 
 NO_DATA = "No data yet"
@@ -200,10 +202,10 @@ def compare_curves(
             go.Scatter(
                 x=x,
                 y=y,
-                name=label,
+                name=as_plot_text(label),
                 mode="lines" if per_step else "lines+markers",
                 line={"color": PALETTE[index % len(PALETTE)]},
-                hovertemplate=f"{label}<br>%{{y:.4g}} at {x_title} %{{x:.2f}}<extra></extra>",
+                hovertemplate=f"%{{fullData.name}}<br>%{{y:.4g}} at {x_title} %{{x:.2f}}<extra></extra>",
             )
         )
     if not fig.data:
@@ -253,7 +255,7 @@ def parallel_coordinates(
     dimensions = []
     for column in columns:
         values = frame[column].tolist()
-        label = labels.get(column, column)
+        label = as_plot_text(labels.get(column, column))
         if _is_numeric(values):
             dimensions.append({"label": label, "values": [float(v) for v in values]})
         else:
@@ -265,14 +267,14 @@ def parallel_coordinates(
                     "label": label,
                     "values": [codes[text] for text in texts],
                     "tickvals": list(range(len(categories))),
-                    "ticktext": categories,
+                    "ticktext": [as_plot_text(text) for text in categories],
                     "range": [-0.5, len(categories) - 0.5]
                     if len(categories) == 1
                     else [0, len(categories) - 1],
                 }
             )
     scores = [float(v) for v in frame[metric]]
-    dimensions.append({"label": labels.get(metric, metric_label(metric)), "values": scores})
+    dimensions.append({"label": as_plot_text(labels.get(metric, metric_label(metric))), "values": scores})
     fig = go.Figure(
         go.Parcoords(
             line={
@@ -292,7 +294,7 @@ def class_counts_figure(classes: Sequence[str], counts: Sequence[int], height: i
     """Pictures per class as horizontal bars (largest on top in the data's order), counts at the bars."""
     if not classes:
         return empty_figure("No pictures", height)
-    names = [str(c) for c in classes]
+    names = [as_plot_text(c) for c in classes]
     fig = go.Figure(
         go.Bar(
             x=list(counts),
@@ -320,7 +322,7 @@ def confusion_matrix_figure(
     Each cell shows its count; the colour is the share of the row (so a small class reads as clearly
     as a big one), and the hover text says it in words. The diagonal holds the right answers.
     """
-    names = [str(c) for c in classes]
+    names = [as_plot_text(c) for c in classes]
     if not names or not counts or not any(sum(row) for row in counts):
         return empty_figure("No test pictures were scored", height or 320)
     shares = [[value / sum(row) if sum(row) else 0.0 for value in row] for row in counts]

@@ -23,6 +23,7 @@ from studio.charts import metric_label, metric_name, sentence
 from studio.errors import BundleError, DatasetError
 from studio.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
 from studio.spec import ARCHITECTURES, RunSpec, is_image_task, main_metric, metric_mode
+from studio.text import as_text
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -270,7 +271,7 @@ def what_it_learns(spec: RunSpec) -> str:
     """``predicts **price** (regression)`` or ``tells which class a picture shows``, for a run's caption."""
     if is_image_task(spec.task):
         return "tells which class a picture shows (image classification)"
-    return f"predicts **{spec.data.target}** ({spec.task})"
+    return f"predicts **{as_text(spec.data.target)}** ({spec.task})"
 
 
 def param_label(key: str) -> str:
@@ -371,19 +372,24 @@ def is_image_model(info: dict[str, Any]) -> bool:
 
 
 def model_summary(info: dict[str, Any]) -> str:
-    """One line about a bundle: what it predicts and from which columns (or which classes it knows)."""
+    """One line of Markdown about a bundle: what it predicts and from which columns (or which classes it
+    knows), the names escaped."""
     if is_image_model(info):
         classes = [str(c) for c in info.get("target", {}).get("classes") or []]
-        shown = ", ".join(classes[:12]) + (f" and {len(classes) - 12} more" if len(classes) > 12 else "")
+        shown = ", ".join(map(as_text, classes[:12])) + (
+            f" and {len(classes) - 12} more" if len(classes) > 12 else ""
+        )
         size = (info.get("preprocessing") or {}).get("size")
         resized = f" Pictures are resized to {size} × {size} px." if size else ""
         return f"Tells which of **{len(classes)} classes** a picture shows: {shown}.{resized}"
     target = info.get("target", {}).get("name", "?")
     task = info.get("task", "?")
     inputs = [column["name"] for column in info.get("input_columns", [])]
-    shown = ", ".join(inputs[:12]) + (f" and {len(inputs) - 12} more" if len(inputs) > 12 else "")
+    shown = ", ".join(map(as_text, inputs[:12])) + (
+        f" and {len(inputs) - 12} more" if len(inputs) > 12 else ""
+    )
     kind = "a category" if task == "classification" else "a number"
-    return f"Predicts **{target}** ({kind}) from the columns: {shown}."
+    return f"Predicts **{as_text(target)}** ({kind}) from the columns: {shown}."
 
 
 def predict_rows(bundle: Any, frame: pd.DataFrame) -> pd.DataFrame:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +22,7 @@ from studio import datasets
 from studio.errors import StudioError
 from studio.forms import FormField
 from studio.settings import studio_home
+from studio.text import as_text  # pages call it as ui.as_text
 
 APP_ROOT = Path(__file__).resolve().parents[1]
 MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
@@ -32,7 +32,7 @@ CACHE_SECONDS = 10
 # --------------------------------------------------------------------------- errors
 def show_error(err: BaseException) -> None:
     """Show a :class:`StudioError` the way every page does: its one plain sentence, no traceback."""
-    st.error(str(err), icon=":material/error:")
+    st.error(as_text(err), icon=":material/error:")
 
 
 @contextlib.contextmanager
@@ -43,20 +43,6 @@ def guard() -> Iterator[None]:
         yield
     except StudioError as err:
         show_error(err)
-
-
-_MARKDOWN_SIGNS = re.compile(r"([\\`*_\[\]<>#|~$])")
-_LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)(?=\s)", re.MULTILINE)
-
-
-def as_text(text: str) -> str:
-    """``text`` escaped for Streamlit's Markdown (``st.error``, ``st.warning`` …), so a column name or a
-    cell such as ``*price*``, ``[x](y)`` or ``:red[x]`` is shown as typed, never as formatting."""
-    escaped = _MARKDOWN_SIGNS.sub(r"\\\1", str(text))
-    return _LIST_START.sub(
-        lambda m: m.group(1) + (m.group(2)[:-1] + "\\." if m.group(2).endswith(".") else "\\" + m.group(2)),
-        escaped,
-    )
 
 
 # --------------------------------------------------------------------------- settings
