@@ -12,11 +12,15 @@ import html
 import re
 from typing import Any
 
-__all__ = ["as_plot_text", "as_text"]
+__all__ = ["WORD_JOINER", "as_plot_text", "as_text"]
 
-# ``_`` between two letters or digits (``Miles_per_Gallon``) never starts emphasis, so it stays as typed;
-# ``:`` before a non-space could start ``:red[…]`` or an icon such as ``:material/home:``.
-_MARKDOWN_SIGNS = re.compile(r"([\\`*\[\]<>#|~$&]|(?<![^\W_])_|_(?![^\W_])|:(?=\S))")
+# ``_`` between two letters or digits (``Miles_per_Gallon``) never starts emphasis, so it stays as typed.
+_MARKDOWN_SIGNS = re.compile(r"([\\`*\[\]<>#|~$&]|(?<![^\W_])_|_(?![^\W_]))")
+# Icons and emoji (``:material/home:``, ``:smile:``) and bare addresses (``http://…``, ``www.…``,
+# ``a@b.org``) are found in the text after Markdown escapes are read, so a backslash does not stop them:
+# an invisible word joiner after the colon, the ``www`` or the ``@`` does.
+_LINK_OR_ICON = re.compile(r"(:(?=[\w/+-])|(?<![\w.])www(?=\.)|@)", re.IGNORECASE)
+WORD_JOINER = "\u2060"
 _LIST_START = re.compile(r"^(\s*)([-+]|\d+\.)(?=\s)", re.MULTILINE)
 
 
@@ -24,8 +28,9 @@ def as_text(text: Any) -> str:
     """``text`` escaped for Streamlit's Markdown (``st.markdown``, ``st.caption``, ``st.error``, titles,
     widget labels …), so a name, a column or a cell such as ``*price*``, ``[x](y)``, ``![x](url)``,
     ``<img …>``, ``$x$``, ``:red[x]`` or ``&amp;`` is shown as typed, never as formatting, a link, a
-    fetched picture, a formula or an icon. Only what users typed goes through it, never the studio's words."""
-    escaped = _MARKDOWN_SIGNS.sub(r"\\\1", str(text))
+    fetched picture, a formula, an icon or a link. Only what users typed goes through it, never the studio's
+    words. The text shown is the same; only invisible word joiners are added (see ``WORD_JOINER``)."""
+    escaped = _LINK_OR_ICON.sub(r"\1" + WORD_JOINER, _MARKDOWN_SIGNS.sub(r"\\\1", str(text)))
     return _LIST_START.sub(
         lambda m: m.group(1) + (m.group(2)[:-1] + "\\." if m.group(2).endswith(".") else "\\" + m.group(2)),
         escaped,
