@@ -74,9 +74,18 @@ def error_under(page, label: str, message: str) -> None:
     assert abs(box["x"] - field["x"]) < 80, (field, box)
 
 
-def submit_state(page) -> tuple[bool, str]:
-    """Whether Train is disabled, and the text of the page (where its reason is)."""
-    return page.locator(SUBMIT).is_disabled(), page.locator('[data-testid="stMain"]').inner_text()
+def submit_state(page, disabled: bool, timeout: float = 20.0) -> tuple[bool, str]:
+    """Whether Train is disabled, and the text of the page (where its reason is), once the page shows
+    ``disabled`` or ``timeout`` seconds have passed. A typed value can reach the app a moment after the
+    previous run looked finished; while the new run draws, the part below the field is still the old one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        settle(page)
+        shown = page.locator(SUBMIT).is_disabled()
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        if shown == disabled or time.monotonic() > deadline:
+            return shown, text
+        page.wait_for_timeout(250)
 
 
 def double_click(page, selector: str, gap_ms: int = 150) -> None:
@@ -121,7 +130,7 @@ def test_typed_values_train_the_dropdown_keeps_its_choice_and_a_double_click_mak
     # (a) Out-of-range numbers: a plain error under the field, Train off and saying why, no job.
     type_number(page, "Epochs (at most)", "0")
     error_under(page, "Epochs (at most)", "Epochs must be at least 1 (you typed 0).")
-    disabled, text = submit_state(page)
+    disabled, text = submit_state(page, disabled=True)
     assert disabled and "Train is off until" in text, text[-600:]
     type_number(page, "Epochs (at most)", "3")
     for typed, message in (
@@ -130,7 +139,7 @@ def test_typed_values_train_the_dropdown_keeps_its_choice_and_a_double_click_mak
     ):
         type_number(page, "Learning rate", typed)
         error_under(page, "Learning rate", message)
-        disabled, text = submit_state(page)
+        disabled, text = submit_state(page, disabled=True)
         assert disabled and "Train is off until" in text, text[-600:]
         assert "Invalid spec" not in text and "optimizer.learning_rate" not in text
     page.screenshot(path=str(screenshots / "train-form-errors.png"), full_page=True)
@@ -139,7 +148,7 @@ def test_typed_values_train_the_dropdown_keeps_its_choice_and_a_double_click_mak
 
     type_number(page, "Learning rate", "0.02")
     page.locator('[data-testid="stAlert"]').filter(has_text="must be").first.wait_for(state="detached")
-    disabled, text = submit_state(page)
+    disabled, text = submit_state(page, disabled=False)
     assert not disabled and "must be" not in text, text[-600:]
     page.locator(SUBMIT).click()
     page.wait_for_url(re.compile(r"/runs\?job="), timeout=30_000)
