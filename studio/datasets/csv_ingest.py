@@ -7,11 +7,13 @@ two always see the same columns and types.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -114,11 +116,25 @@ def check_size(size: int, label: str, max_bytes: int | None) -> None:
 
 
 def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
-    """Bytes -> clean DataFrame (see :func:`read_table_file`)."""
+    """Bytes -> clean DataFrame (see :func:`read_table_file`).
+
+    A plain UTF-8 file is read by Arrow's multi-threaded CSV reader (:func:`_read_fast`); anything
+    else, or anything Arrow refuses (a row with a stray delimiter, a number column with a word after its
+    first rows, another encoding), takes the careful path below, which finds the problem and names it.
+    Both give the same table: ``tests/datasets/test_csv_fast_path.py`` compares them.
+    """
     if not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
         raise DatasetError(f"'{label}' is empty; choose a CSV file with a header line and data rows.")
     if data.startswith(b"PAR1"):
         return _read_parquet(data, label)
+    fast = _read_fast(data, label)
+    if fast is not None:
+        return _finish(fast, label)
+    return _read_careful(data, label)
+
+
+def _read_careful(data: bytes, label: str) -> pd.DataFrame:
+    """The careful path: decode the whole text, check every row's field count, then let pandas read."""
     text, encoding = decode_text(data, label)
     head = text[: SNIFF_CHARS + 1].replace("\r\n", "\n").replace("\r", "\n")
     hint = _SEP_HINT.match(head)
@@ -158,6 +174,13 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
             ) from None
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
         raise DatasetError(f"'{label}' could not be read as a table ({reason}).") from None
+    return _finish((df, header, style), label)
+
+
+def _finish(read: tuple[pd.DataFrame, list[str], str], label: str) -> pd.DataFrame:
+    """What both paths do after reading: name the columns, drop empty ones and rows, turn text that
+    holds numbers into numbers, and numbers too large for training into missing values."""
+    df, header, style = read
     df = _drop_empty_unnamed(df, header)
     df = df.dropna(how="all").reset_index(drop=True)
     if df.empty:
@@ -165,6 +188,103 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
     df = convert_text_columns(df, numbers=style)
     out_of_range_to_missing(df)
     return df
+
+
+# Cells pandas reads as missing by default (its ``na_values``); Arrow's default list lacks a few of them.
+PANDAS_MISSING = [
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+    "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+]  # fmt: skip
+FAST_PREFIX_BYTES = 1 << 20
+
+
+def _read_fast(data: bytes, label: str) -> tuple[pd.DataFrame, list[str], str] | None:
+    """Read a plain UTF-8 CSV with Arrow's CSV reader (both cores, no second copy of the text), or
+    ``None`` when the file needs the careful path: another encoding, a ``sep=`` line, a header that
+    spans lines or starts after blank lines, or anything Arrow refuses.
+
+    Arrow reads dates and times as such where pandas keeps their text (and the profile then judges
+    them), so columns Arrow would read as dates or times are read as text, as pandas does."""
+    import pyarrow as pa
+    from pyarrow import csv as arrow_csv
+
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in data[:8192]:
+        return None
+    if any(data.startswith(magic) for magic, _ in _BINARY_SIGNATURES):
+        return None
+    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    try:
+        head = codecs.getincrementaldecoder("utf-8")().decode(body[:FAST_PREFIX_BYTES], final=False)
+    except UnicodeDecodeError:
+        return None
+    if _too_many_controls(head) or head[:1] in ("\n", "\r") or _SEP_HINT.match(head):
+        return None
+    head = head[: SNIFF_CHARS + 1].replace("\r\n", "\n").replace("\r", "\n")
+    try:
+        delimiter, records = sniff_delimiter(head, label)
+    except DatasetError:
+        return None  # the careful path says what is wrong
+    header, style = records[0], number_style(records[1:], delimiter)
+    if len(header) > MAX_COLUMNS or any("\n" in cell or "\r" in cell for cell in header):
+        return None
+    quotes = body.count(b'"')
+    if quotes % 2:
+        return None  # a quote never closed: Arrow would read the rest of the file into one cell
+    placeholders = [f"__c{i}" for i in range(len(header))]
+    read_options = arrow_csv.ReadOptions(column_names=placeholders, skip_rows=1)
+    parse_options = arrow_csv.ParseOptions(
+        delimiter=delimiter, quote_char='"', newlines_in_values=quotes > 0, ignore_empty_lines=True
+    )
+
+    def convert(column_types: dict[str, Any]) -> Any:
+        return arrow_csv.ConvertOptions(
+            column_types=column_types,
+            null_values=PANDAS_MISSING,
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=True,
+            true_values=["True", "TRUE", "true"],
+            false_values=["False", "FALSE", "false"],
+            decimal_point="," if style == "decimal" else ".",
+        )
+
+    try:
+        # Arrow guesses each column's type from the first block: read that block alone to learn which
+        # columns it takes for dates or times, then read the whole file with those kept as text.
+        with arrow_csv.open_csv(  # (a streaming reader: it parses the first block only, for its schema)
+            pa.py_buffer(body),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert({}),
+        ) as first_block:
+            schema = first_block.schema
+        as_text = {field.name: pa.string() for field in schema if pa.types.is_temporal(field.type)}
+        table = arrow_csv.read_csv(
+            pa.py_buffer(body),
+            read_options=read_options,
+            parse_options=parse_options,
+            convert_options=convert(as_text),
+        )
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError, ValueError):
+        return None
+    if any(not _plain_type(field.type) for field in table.schema):
+        return None
+    for index, field in enumerate(table.schema):
+        if pa.types.is_null(field.type):  # an empty column: pandas reads it as floats, all missing
+            table = table.set_column(index, field.name, table.column(index).cast(pa.float64()))
+    return table.to_pandas(), header, style
+
+
+def _plain_type(arrow_type: Any) -> bool:
+    """A column type the careful path also produces (numbers, yes/no, text, or all missing)."""
+    import pyarrow as pa
+
+    return bool(
+        pa.types.is_integer(arrow_type)
+        or pa.types.is_floating(arrow_type)
+        or pa.types.is_boolean(arrow_type)
+        or pa.types.is_string(arrow_type)
+        or pa.types.is_null(arrow_type)
+    )
 
 
 def out_of_range_to_missing(df: pd.DataFrame) -> dict[str, int]:
@@ -209,11 +329,16 @@ def decode_text(data: bytes, label: str) -> tuple[str, str]:
             break
         except UnicodeDecodeError:
             continue
-    sample = text[:100_000]
-    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\x0c")
-    if controls > max(2, len(sample) // 100):
+    if _too_many_controls(text):
         raise DatasetError(_binary_message(label, data))
     return text, encoding
+
+
+def _too_many_controls(text: str) -> bool:
+    """Whether the start of a decoded file holds the control characters of a binary file."""
+    sample = text[:100_000]
+    controls = sum(1 for ch in sample if ord(ch) < 32 and ch not in "\t\n\r\x0c")
+    return controls > max(2, len(sample) // 100)
 
 
 def _binary_message(label: str, data: bytes) -> str:

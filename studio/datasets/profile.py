@@ -143,10 +143,14 @@ def _profile_column(series: pd.Series, name: str, n_rows: int) -> dict[str, Any]
         "missing_share": round(missing / n_rows, 6) if n_rows else 0.0,
         "distinct": len(counts),
         "examples": _examples(series, counts, kind),
-        "stats": _stats(series, counts, kind),
     }
     if kind == "numeric":
-        entry["integer"] = _integer_valued(series)
+        values = series.to_numpy(dtype=float, na_value=np.nan)
+        values = values[~np.isnan(values)]
+        entry["stats"] = _numeric_stats(values)
+        entry["integer"] = pd.api.types.is_integer_dtype(series.dtype) or _integer_valued(values)
+    else:
+        entry["stats"] = _stats(series, counts, kind)
     return entry
 
 
@@ -154,10 +158,8 @@ def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
-def _integer_valued(series: pd.Series) -> bool:
-    if pd.api.types.is_integer_dtype(series.dtype):
-        return True
-    values = series.dropna().to_numpy(dtype=float, na_value=np.nan)
+def _integer_valued(values: np.ndarray) -> bool:
+    """Whether the present values of a number column (no NaN among them) are all whole numbers."""
     return bool(values.size) and bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
@@ -215,24 +217,29 @@ def identifier_reason(distinct: int, present: int) -> str:
 
 def _examples(series: pd.Series, counts: pd.Series, kind: str) -> list[str]:
     if kind in ("numeric", "identifier", "datetime", "text"):
-        values = pd.unique(series.dropna().head(1000))[:5]
+        # The first five different values among the first 1,000 present ones; the first 1,000 rows
+        # almost always hold five, which spares dropping the missing cells of a whole column.
+        values = pd.unique(series.head(1000).dropna())[:5]
+        if len(values) < 5:
+            values = pd.unique(series.dropna().head(1000))[:5]
     else:
         values = counts.index[:5]
     return [_text(value) for value in values]
 
 
+def _numeric_stats(values: np.ndarray) -> dict[str, Any]:
+    """Range, mean and spread of the present values of a number column."""
+    if not values.size:
+        return {"min": None, "max": None, "mean": None, "std": None}
+    return {
+        "min": _number(values.min()),
+        "max": _number(values.max()),
+        "mean": _number(values.mean()),
+        "std": _number(values.std(ddof=1)) if values.size > 1 else 0.0,
+    }
+
+
 def _stats(series: pd.Series, counts: pd.Series, kind: str) -> dict[str, Any]:
-    if kind == "numeric":
-        values = series.to_numpy(dtype=float, na_value=np.nan)
-        values = values[~np.isnan(values)]
-        if not values.size:
-            return {"min": None, "max": None, "mean": None, "std": None}
-        return {
-            "min": _number(values.min()),
-            "max": _number(values.max()),
-            "mean": _number(values.mean()),
-            "std": _number(values.std(ddof=1)) if values.size > 1 else 0.0,
-        }
     if kind == "datetime":
         stamps = _to_datetime(series, counts)
         if stamps is None or stamps.isna().all():
