@@ -271,7 +271,7 @@ def _read_fast(data: bytes, label: str) -> tuple[pd.DataFrame, list[str], str] |
     for index, field in enumerate(table.schema):
         if pa.types.is_null(field.type):  # an empty column: pandas reads it as floats, all missing
             table = table.set_column(index, field.name, table.column(index).cast(pa.float64()))
-    return table.to_pandas(), header, style
+    return table.to_pandas(self_destruct=True, split_blocks=True), header, style
 
 
 def _plain_type(arrow_type: Any) -> bool:
