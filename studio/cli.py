@@ -289,7 +289,56 @@ def cmd_datasets_delete(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     from studio.serve import serve
 
-    return serve(host=args.host, port=args.port, mlflow_port=args.mlflow_port, open_browser=False)
+    return serve(
+        host=args.host, port=args.port, mlflow_port=args.mlflow_port, open_browser=False, login=args.login
+    )
+
+
+def _new_password(args: argparse.Namespace) -> str:
+    """The password for ``users add``: the first line of stdin with ``--password-stdin``, else typed twice."""
+    from studio.auth import AuthError, check_new_password
+
+    if args.password_stdin:
+        return check_new_password(sys.stdin.readline().rstrip("\r\n"))
+    if not sys.stdin.isatty():
+        raise AuthError(
+            "Type the password at a terminal, or pass --password-stdin and send it on standard input."
+        )
+    import getpass
+
+    password = check_new_password(getpass.getpass(f"Password for {args.name}: "))
+    if getpass.getpass("The same password again: ") != password:
+        raise AuthError("The two passwords differ; nothing was changed.")
+    return password
+
+
+def cmd_users_add(args: argparse.Namespace) -> int:
+    from studio.auth import add_user, check_name, password_file
+
+    check_name(args.name)
+    new = add_user(args.name, _new_password(args))
+    print(f"{'Added' if new else 'Changed the password of'} '{args.name}' in {password_file()}.")
+    return 0
+
+
+def cmd_users_list(args: argparse.Namespace) -> int:
+    from studio.auth import list_users, password_file
+
+    names = list_users()
+    if not names:
+        print(f"No users yet (in {password_file()}). Add one: python -m studio users add NAME")
+        return 0
+    for name in names:
+        print(name)
+    return 0
+
+
+def cmd_users_remove(args: argparse.Namespace) -> int:
+    from studio.auth import password_file, remove_user
+
+    remove_user(args.name)
+    print(f"Removed '{args.name}' from {password_file()}; their open sessions end at their next click.")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -302,7 +351,27 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8501)
     serve.add_argument("--mlflow-port", type=int, default=5000)
+    serve.add_argument(
+        "--login",
+        action="store_true",
+        help="ask for a user name and password even on 127.0.0.1 (always on for other addresses)",
+    )
     serve.set_defaults(handler=cmd_serve)
+
+    users = sub.add_parser("users", help="add, list and remove the people who may log in")
+    usub = users.add_subparsers(dest="users_command", required=True)
+    add_user = usub.add_parser("add", help="add a user, or set the password of an existing one")
+    add_user.add_argument("name")
+    add_user.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password from the first line of standard input",
+    )
+    add_user.set_defaults(handler=cmd_users_add)
+    usub.add_parser("list", help="list the users").set_defaults(handler=cmd_users_list)
+    remove_user = usub.add_parser("remove", help="remove a user")
+    remove_user.add_argument("name")
+    remove_user.set_defaults(handler=cmd_users_remove)
 
     train = sub.add_parser("train", help="train a model in the foreground")
     add_train_options(train)

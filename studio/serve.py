@@ -13,6 +13,14 @@ What runs, and who stops it:
 A port that is already taken ends the command with one plain line and exit code 2, before anything is
 started. On the first start with an empty store the wine sample is added, so a newcomer can train
 something straight away.
+
+Login (:mod:`studio.auth`): on an address other computers can reach (``0.0.0.0``, ``::``, a LAN
+address), or with ``--login``, the app asks for a user name and password, and the MLflow UI listens on
+127.0.0.1 only, behind :mod:`studio.mlflow_proxy` on the public MLflow port. Without any user the
+command refuses to start (one plain line, exit code 2). ``STUDIO_PASSWORD`` (and ``STUDIO_USER``,
+default ``admin``) adds or updates that user first, for Docker; no child process sees the password. Nothing calls out to the internet:
+Streamlit gets ``browser.serverAddress`` and no usage statistics, and its external-address lookup is
+switched off (:func:`run_streamlit`).
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 EXIT_USER_ERROR = 2
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -39,10 +48,18 @@ SEEDED_MARKER = ".sample_added"
 STOP_GRACE_SECONDS = 10.0
 APP_START_TIMEOUT = 90.0
 MLFLOW_START_TIMEOUT = 180.0
+PASSWORD_ENV = "STUDIO_PASSWORD"
+USER_ENV = "STUDIO_USER"
+DEFAULT_USER = "admin"
+SHOWN_ADDRESSES = 4
 
 
 class PortInUse(Exception):
     """A port the studio needs is taken; the message says which option picks another one."""
+
+
+class LoginMissing(Exception):
+    """The studio needs a login and cannot have one; the message says how to add a user."""
 
 
 # --------------------------------------------------------------------------- ports and addresses
@@ -87,6 +104,13 @@ def free_port_near(host: str, start: int, avoid: set[int] = frozenset()) -> int:
     return start
 
 
+def free_loopback_port() -> int:
+    """A port free on 127.0.0.1 now (for a server only this machine talks to)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def browser_host(host: str) -> str:
     """The address a browser on this machine uses for a server bound to ``host``."""
     return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
@@ -95,6 +119,40 @@ def browser_host(host: str) -> str:
 def url_for(host: str, port: int) -> str:
     shown = browser_host(host)
     return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+def reachable_hosts(host: str) -> list[str]:
+    """The addresses other computers can use for a server bound to ``host``.
+
+    For a wildcard (``0.0.0.0``; ``::`` also adds global IPv6 addresses) these are this machine's
+    non-loopback interface addresses, read from the interfaces themselves (nothing is sent anywhere).
+    """
+    if host not in ("0.0.0.0", "", "::"):
+        return [host]
+    import ipaddress
+
+    import psutil
+
+    found: list[str] = []
+    families = (socket.AF_INET, socket.AF_INET6) if host == "::" else (socket.AF_INET,)
+    for addresses in psutil.net_if_addrs().values():
+        for address in addresses:
+            if address.family not in families:
+                continue
+            text = address.address.split("%")[0]
+            try:
+                ip = ipaddress.ip_address(text)
+            except ValueError:
+                continue
+            if not (ip.is_loopback or ip.is_link_local or ip.is_unspecified) and text not in found:
+                found.append(text)
+    return found
+
+
+def public_urls(host: str, port: int) -> list[str]:
+    """``http://…:port`` for each address of :func:`reachable_hosts` (a loopback URL when there is none)."""
+    hosts = reachable_hosts(host) or [browser_host(host)]
+    return [f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}" for h in hosts]
 
 
 def answers_http(url: str, timeout: float = 2.0) -> bool:
@@ -181,21 +239,31 @@ def stop_children(children: list[Child], grace: float = STOP_GRACE_SECONDS) -> N
             child.proc.wait(timeout=5)
 
 
-def server_env(mlflow_url: str | None) -> dict[str, str]:
-    """The environment of the servers: the same store, the studio importable, the MLflow UI's address."""
+def server_env(mlflow_url: str | None, login: bool = False) -> dict[str, str]:
+    """The environment of the servers: the same store, the studio importable, the MLflow UI's address,
+    whether the app asks for a login (never the start-up password itself)."""
+    from studio import auth
     from studio.jobs.scheduler import child_env
 
     env = child_env()
     env.pop("STUDIO_MLFLOW_UI_URL", None)
+    env.pop(PASSWORD_ENV, None)
+    env.pop(auth.LOGIN_ENV, None)
     if mlflow_url:
         env["STUDIO_MLFLOW_UI_URL"] = mlflow_url
+    if login:
+        env[auth.LOGIN_ENV] = "1"
     return env
 
 
-def streamlit_command(app: Path, host: str, port: int) -> list[str]:
+def streamlit_command(app: Path, host: str, port: int, server_address: str | None = None) -> list[str]:
+    """Streamlit on ``host:port``, run through :func:`run_streamlit` so it never asks the internet for
+    this machine's address. ``browser.serverAddress`` (the address people use) also stops the lookup
+    Streamlit's start-up banner makes for a wildcard host; XSRF protection stays on (the default)."""
     return [
         sys.executable,
         "-m",
+        "studio.serve",
         "streamlit",
         "run",
         str(app),
@@ -205,9 +273,29 @@ def streamlit_command(app: Path, host: str, port: int) -> list[str]:
         str(port),
         "--server.headless",
         "true",
+        "--browser.serverAddress",
+        server_address or browser_host(host),
         "--browser.gatherUsageStats",
         "false",
     ]
+
+
+def stop_external_ip_lookup() -> None:
+    """Streamlit 1.67 asks checkip.amazonaws.com for this machine's address (``net_util.get_external_ip``)
+    to print an "External URL" and to judge a WebSocket whose Origin is another site; the studio never
+    calls out, so the answer is always "unknown" (such a WebSocket is refused, as it would be offline)."""
+    from streamlit import net_util
+
+    net_util.get_external_ip = lambda: None
+
+
+def run_streamlit(argv: list[str]) -> None:
+    """``streamlit *argv`` in this process, without the external-address lookup."""
+    stop_external_ip_lookup()
+    from streamlit.web.cli import main
+
+    sys.argv = ["streamlit", *argv]
+    main(prog_name="streamlit")
 
 
 def mlflow_command(host: str, port: int) -> list[str]:
@@ -229,6 +317,49 @@ def mlflow_command(host: str, port: int) -> list[str]:
         "--port",
         str(port),
     ]
+
+
+# --------------------------------------------------------------------------- login
+def apply_start_password(say: Callable[[str], None]) -> None:
+    """Add (or update) the user ``STUDIO_USER`` (default ``admin``) when ``STUDIO_PASSWORD`` is set, and
+    take the password out of this process's environment, so no server, scheduler or worker sees it."""
+    from studio import auth
+
+    password = os.environ.pop(PASSWORD_ENV, "")
+    if not password:
+        return
+    name = os.environ.get(USER_ENV, "").strip() or DEFAULT_USER
+    try:
+        change = auth.ensure_user(name, password)
+    except auth.AuthError as err:
+        raise LoginMissing(f"{PASSWORD_ENV} (for the user '{name}') cannot be used: {err}") from err
+    if change != "unchanged":
+        verb = "Added" if change == "added" else "Set the password of"
+        say(f"{verb} the user '{name}' from {PASSWORD_ENV}.")
+
+
+def check_login(host: str, forced: bool) -> str:
+    """Make sure someone can log in; returns a line about the login for the console, or raises
+    :class:`LoginMissing` saying how to add a user."""
+    from studio import auth
+
+    try:
+        timeout = auth.idle_timeout_seconds()
+        users = auth.list_users()
+    except auth.AuthError as err:
+        raise LoginMissing(str(err)) from err
+    path = auth.password_file()
+    if not users:
+        why = "was started with --login" if forced else f"listens on {host}, which other computers can reach"
+        raise LoginMissing(
+            f"the studio {why}, so it needs a login, and it has no user yet: add one with "
+            f"`python -m studio users add NAME` (users are kept in {path}), or set {PASSWORD_ENV} "
+            f"(user {USER_ENV}, default {DEFAULT_USER}), e.g. `docker run -e {PASSWORD_ENV}=… …`; then start it again"
+        )
+    return (
+        f"Login is on: {len(users)} user{'s' if len(users) != 1 else ''} in {path}; "
+        f"a session ends after {auth.idle_words(timeout)} without use."
+    )
 
 
 # --------------------------------------------------------------------------- first start
@@ -293,6 +424,7 @@ def serve(
     mlflow_port: int = 5000,
     open_browser: bool = False,
     *,
+    login: bool = False,
     app: Path | None = None,
     mlflow_ui: bool = True,
     stop: threading.Event | None = None,
@@ -300,11 +432,18 @@ def serve(
 ) -> int:
     """Run the studio until Ctrl-C / SIGTERM (or ``stop`` is set). Returns the exit code.
 
+    A login is required when ``host`` is reachable from other computers, or when ``login`` is set.
     ``app`` and ``mlflow_ui=False`` let tests start a stand-in app without the MLflow UI.
     """
+    from studio import auth
+
+    exposed = not auth.is_loopback(host)
+    login = login or exposed
     try:
         check_ports(host, port, mlflow_port if mlflow_ui else port + 1)
-    except PortInUse as err:
+        apply_start_password(say)
+        login_line = check_login(host, forced=not exposed) if login else None
+    except (PortInUse, LoginMissing) as err:
         print(str(err), file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
     app = Path(app or APP_PATH).resolve()
@@ -318,17 +457,27 @@ def serve(
     stop = stop or threading.Event()
     restore_signals = _install_stop_handlers(stop)
     logs = settings.studio_home() / "logs"
-    mlflow_url = url_for(host, mlflow_port) if mlflow_ui else None
-    env = server_env(mlflow_url)
-    studio = Child("studio", streamlit_command(app, host, port), logs / "streamlit.log", env, app.parent)
+    shown_urls = public_urls(host, port)
+    shown_host = urlsplit(shown_urls[0]).hostname or browser_host(host)
+    mlflow_url = public_urls(host, mlflow_port)[0] if mlflow_ui else None
+    # Behind the login the MLflow UI itself listens on loopback only; the proxy takes the public port.
+    mlflow_internal = ("127.0.0.1", free_loopback_port()) if login else None
+    mlflow_health = (
+        f"http://127.0.0.1:{mlflow_internal[1]}" if mlflow_internal else url_for(host, mlflow_port)
+    )
+    env = server_env(mlflow_url, login)
+    studio = Child(
+        "studio", streamlit_command(app, host, port, shown_host), logs / "streamlit.log", env, app.parent
+    )
     children = [studio]
     if mlflow_ui:
-        children.append(
-            Child("mlflow", mlflow_command(host, mlflow_port), logs / "mlflow-ui.log", env, REPO_ROOT)
-        )
-    studio_url = url_for(host, port)
+        bind = mlflow_internal or (host, mlflow_port)
+        children.append(Child("mlflow", mlflow_command(*bind), logs / "mlflow-ui.log", env, REPO_ROOT))
+    proxy = None
     try:
         say("Starting Training Studio… (Ctrl-C stops it)")
+        if login_line:
+            say(login_line)
         add_sample_on_first_start(say)
         if mlflow_ui:
             # Create (or upgrade) the MLflow store once, under the studio's lock, before the MLflow UI
@@ -336,12 +485,27 @@ def serve(
             from studio import tracking
 
             tracking.client()
+            if mlflow_internal:
+                from studio.mlflow_proxy import start_proxy
+
+                proxy = start_proxy((host, mlflow_port), mlflow_internal)
         ensure_scheduler()
         for child in children:
             child.start()
-        code = _watch(studio, children[1:], studio_url, mlflow_url, stop, open_browser, say)
+        code = _watch(
+            studio,
+            children[1:],
+            Addresses(url_for(host, port), shown_urls, mlflow_url, mlflow_health, login),
+            stop,
+            open_browser,
+            say,
+        )
     finally:
         say("Stopping Training Studio…")
+        if proxy is not None:
+            from studio.mlflow_proxy import stop_proxy
+
+            stop_proxy(proxy)
         stop_children(children)
         try:
             _settle_scheduler(say)
@@ -351,16 +515,36 @@ def serve(
     return code
 
 
+@dataclass
+class Addresses:
+    """Where serve's servers answer: ``local`` is checked from here, ``shown`` is what people open."""
+
+    local: str
+    shown: list[str]
+    mlflow: str | None
+    mlflow_health: str
+    login: bool
+
+    def ready_line(self) -> str:
+        first, others = self.shown[0], self.shown[1:SHOWN_ADDRESSES]
+        line = f"Training Studio is ready: open {first} in your browser"
+        if others:
+            line += f" (or {', '.join(others)}{', …' if len(self.shown) > SHOWN_ADDRESSES else ''})"
+        if self.local not in self.shown:
+            line += f"; on this computer: {self.local}"
+        return line + ("; log in with a studio user." if self.login else ".")
+
+
 def _watch(
     studio: Child,
     others: list[Child],
-    studio_url: str,
-    mlflow_url: str | None,
+    addresses: Addresses,
     stop: threading.Event,
     open_browser: bool,
     say: Callable[[str], None],
 ) -> int:
     """Announce each server once it answers; return when asked to stop (0) or the studio dies (1)."""
+    studio_url, mlflow_url = addresses.local, addresses.mlflow
     mlflow = others[0] if others else None
     started = time.monotonic()
     studio_ready = mlflow_ready = mlflow_gone = False
@@ -373,7 +557,7 @@ def _watch(
         if not studio_ready:
             if answers_http(f"{studio_url}/_stcore/health"):
                 studio_ready = True
-                say(f"Training Studio is ready: open {studio_url} in your browser.")
+                say(addresses.ready_line())
                 if open_browser:
                     import webbrowser
 
@@ -389,13 +573,20 @@ def _watch(
                 say(
                     f"The MLflow UI could not start (its log is {mlflow.log_path}); the studio works without it."
                 )
-            elif answers_http(f"{mlflow_url}/health"):
+            elif answers_http(f"{addresses.mlflow_health}/health"):
                 mlflow_ready = True
                 from studio.tracking import mlflow_ui_home_url
 
-                say(f"MLflow UI ready at {mlflow_ui_home_url(mlflow_url)}")
+                guarded = " (it asks for a studio user name and password)" if addresses.login else ""
+                say(f"MLflow UI ready at {mlflow_ui_home_url(mlflow_url)}{guarded}")
             elif time.monotonic() - started > MLFLOW_START_TIMEOUT:
                 mlflow_gone = True
                 say(f"The MLflow UI is still not answering; its log is {mlflow.log_path}")
         stop.wait(0.5 if studio_ready and (mlflow_ready or mlflow_gone or mlflow is None) else 0.25)
     return 0
+
+
+if __name__ == "__main__":  # ``python -m studio.serve streamlit run …``: how serve starts Streamlit
+    if sys.argv[1:2] != ["streamlit"]:
+        sys.exit("usage: python -m studio.serve streamlit run APP [options] (use `python -m studio serve`)")
+    run_streamlit(sys.argv[2:])
