@@ -14,9 +14,8 @@ from torch import nn
 
 from lightning_modules.components import TabularNet
 from lightning_modules.components.cnn import build_image_network
-from studio.bundle_runtime import TORCHVISION_ARCHITECTURES
 from studio.errors import SpecError
-from studio.spec import ARCHITECTURES
+from studio.spec import ARCHITECTURES, torchvision_architectures
 
 
 @dataclass(frozen=True)
@@ -50,14 +49,19 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
 
 def registered() -> list[str]:
-    return list(_BUILDERS)
+    """Every network this module can build: the studio's own, then the catalogue's torchvision ones."""
+    return list(_BUILDERS) + [name for name in torchvision_architectures() if name not in _BUILDERS]
 
 
 def build_network(name: str, params: dict[str, Any], shape: TabularShape | ImageShape) -> nn.Module:
-    """Build the network called ``name``; an unknown name fails with the list of valid ones."""
+    """Build the network called ``name``; an unknown name fails with the list of valid ones.
+
+    The catalogue's torchvision networks need no builder of their own: their catalogue entry is enough."""
     builder = _BUILDERS.get(name)
+    if builder is None and name in torchvision_architectures():
+        return build_image_network(name, params, shape.n_classes)
     if builder is None:
-        raise SpecError(f"Unknown architecture '{name}'; choose one of: {', '.join(_BUILDERS)}.")
+        raise SpecError(f"Unknown architecture '{name}'; choose one of: {', '.join(registered())}.")
     return builder(params, shape)
 
 
@@ -76,13 +80,3 @@ def _linear(params: dict[str, Any], shape: TabularShape) -> nn.Module:
 @register("small_cnn")
 def _small_cnn(params: dict[str, Any], shape: ImageShape) -> nn.Module:
     return build_image_network("small_cnn", params, shape.n_classes)
-
-
-def _register_torchvision(name: str) -> None:
-    @register(name)
-    def _build(params: dict[str, Any], shape: ImageShape) -> nn.Module:
-        return build_image_network(name, params, shape.n_classes)
-
-
-for _name in TORCHVISION_ARCHITECTURES:
-    _register_torchvision(_name)

@@ -427,14 +427,6 @@ class TabularPredictor:
 
 
 # --------------------------------------------------------------------------- images
-TORCHVISION_ARCHITECTURES = (
-    "resnet18",
-    "resnet50",
-    "mobilenet_v3_small",
-    "mobilenet_v3_large",
-    "efficientnet_b0",
-    "convnext_tiny",
-)
 IMAGE_COLUMNS = ("image", "images", "path", "paths", "file", "filename", "image_path", "bytes", "image_bytes")
 
 
@@ -481,11 +473,13 @@ def build_image_net(config: dict[str, Any]) -> nn.Module:
     )
     if name == "small_cnn":
         return SmallCNN(n_classes, **params)
-    if name in TORCHVISION_ARCHITECTURES:
-        import torchvision
+    import torchvision  # every other image network is one of torchvision's, by its torchvision name
 
-        return torchvision.models.get_model(name, weights=None, num_classes=n_classes)
-    raise ValueError(f"unknown image architecture '{name}'")
+    if name not in torchvision.models.list_models():
+        raise ValueError(
+            f"unknown image architecture '{name}' (not one of torchvision {torchvision.__version__}'s)"
+        )
+    return torchvision.models.get_model(name, weights=None, num_classes=n_classes)
 
 
 def normalise_images(images: torch.Tensor, mean: list[float], std: list[float]) -> torch.Tensor:

@@ -605,16 +605,6 @@ def _duration(seconds: float) -> str:
 
 
 # --------------------------------------------------------------------------- pictures
-# Forward-pass cost of torchvision's networks at 224 px, in GFLOPS (multiply-adds), from torchvision's
-# weight tables; it grows with the number of pixels.
-NETWORK_GFLOPS_224 = {
-    "resnet18": 1.81,
-    "resnet50": 4.09,
-    "mobilenet_v3_small": 0.06,
-    "mobilenet_v3_large": 0.22,
-    "efficientnet_b0": 0.39,
-    "convnext_tiny": 4.46,
-}
 # Rough guesses checked against runs from the Train page here (small CNN, 32 and 64 px, 36 and 98 pictures,
 # 2 and 6 epochs, busy 2-core CPU: 8-10 s each): starting the worker and reading every picture once into
 # the cache, then epochs of forward and backward passes at about this many GFLOPS (a GPU does far more).
@@ -635,8 +625,9 @@ def image_size(spec: RunSpec, profile: dict[str, Any]) -> int:
 
 def network_gflops(architecture: str, params: dict[str, Any], size: int) -> float:
     """Multiply-adds of one forward pass of one picture, in billions (a rough count)."""
-    if architecture in NETWORK_GFLOPS_224:
-        return NETWORK_GFLOPS_224[architecture] * (size / 224) ** 2
+    gflops_224 = ARCHITECTURES[architecture].gflops_224  # (catalogue networks: it grows with the pixels)
+    if gflops_224 is not None:
+        return gflops_224 * (size / 224) ** 2
     width, blocks = int(params.get("width", 32)), int(params.get("blocks", 3))
     total, channels_in = 0.0, 3
     for i in range(blocks):

@@ -139,27 +139,43 @@ class PretrainableParams(StudioModel):
 
 
 class ArchitectureInfo(BaseModel):
-    """What the UI and the spec need to know about an architecture (the network itself lives in
-    ``lightning_modules.registry``, keyed by the same name)."""
+    """One entry of the network catalogue: everything the form, the spec, the time guess, training and
+    the bundle need to know about a network. Adding a torchvision network is one ``_torchvision`` entry
+    below (``tests/test_catalogue.py`` checks that every consumer can use every entry); the code that
+    builds the studio's own networks lives in ``lightning_modules.registry``, keyed by the same name."""
 
     name: str
     title: str
     description: str
     tasks: tuple[str, ...]
     params_model: type[StudioModel]
+    torchvision: bool = False
+    """Built by ``torchvision.models.get_model(name)`` (in training and in a bundle alike)."""
     pretrained_weights: str | None = None
     """File name of the torchvision ImageNet weights in the torch hub cache (``None``: not pretrainable)."""
+    gflops_224: float | None = None
+    """Multiply-adds of one forward pass of one 224 px picture, in billions (torchvision's weight tables),
+    for the time guess; ``None`` where the guess counts them from the network's settings (small CNN)."""
 
 
-def _torchvision(name: str, title: str, description: str, weights_file: str) -> ArchitectureInfo:
+def _torchvision(
+    name: str, title: str, description: str, weights_file: str, gflops_224: float
+) -> ArchitectureInfo:
     return ArchitectureInfo(
         name=name,
         title=title,
         description=description,
         tasks=IMAGE_TASKS,
         params_model=PretrainableParams,
+        torchvision=True,
         pretrained_weights=weights_file,
+        gflops_224=gflops_224,
     )
+
+
+def torchvision_architectures() -> list[str]:
+    """Names of the catalogue's torchvision networks."""
+    return [name for name, info in ARCHITECTURES.items() if info.torchvision]
 
 
 ARCHITECTURES: dict[str, ArchitectureInfo] = {
@@ -190,36 +206,42 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
         "ResNet-18",
         "A classic 11-million-weight network; a dependable first choice for photos.",
         "resnet18-f37072fd.pth",
+        1.81,
     ),
     "resnet50": _torchvision(
         "resnet50",
         "ResNet-50",
         "A larger ResNet (25 million weights): more accurate, about 3× slower than ResNet-18. Wants a GPU.",
         "resnet50-11ad3fa6.pth",
+        4.09,
     ),
     "mobilenet_v3_small": _torchvision(
         "mobilenet_v3_small",
         "MobileNet V3 small",
         "A tiny network built for phones (2.5 million weights): the fastest pretrained choice on a CPU.",
         "mobilenet_v3_small-047dcff4.pth",
+        0.057,
     ),
     "mobilenet_v3_large": _torchvision(
         "mobilenet_v3_large",
         "MobileNet V3 large",
         "A fast network for phones (5.5 million weights), more accurate than the small one.",
         "mobilenet_v3_large-5c1a4163.pth",
+        0.22,
     ),
     "efficientnet_b0": _torchvision(
         "efficientnet_b0",
         "EfficientNet-B0",
         "Accurate for its size (5 million weights); a good balance of speed and accuracy.",
         "efficientnet_b0_rwightman-7f5810bc.pth",
+        0.39,
     ),
     "convnext_tiny": _torchvision(
         "convnext_tiny",
         "ConvNeXt tiny",
         "A modern network (28 million weights), the most accurate here on photos. Wants a GPU.",
         "convnext_tiny-983f1562.pth",
+        4.46,
     ),
 }
 

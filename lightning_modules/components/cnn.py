@@ -12,9 +12,10 @@ from typing import Any
 
 from torch import nn
 
-from studio.bundle_runtime import TORCHVISION_ARCHITECTURES, SmallCNN, build_image_net
+from studio.bundle_runtime import SmallCNN, build_image_net
 from studio.errors import TrainingError
 from studio.pretrained import check_weights, weights_path
+from studio.spec import ARCHITECTURES
 
 __all__ = ["SmallCNN", "build_image_network", "freeze_all_but_head", "last_linear"]
 
@@ -55,7 +56,7 @@ def _pretrained(name: str, n_classes: int) -> nn.Module:
 def build_image_network(name: str, params: dict[str, Any], n_classes: int) -> nn.Module:
     """The network for a spec's architecture: pretrained when asked (and the weights are cached),
     otherwise freshly initialised; its layout always matches ``build_image_net`` for the bundle."""
-    if name in TORCHVISION_ARCHITECTURES and params.get("pretrained"):
+    if ARCHITECTURES[name].torchvision and params.get("pretrained"):
         net = _pretrained(name, n_classes)
     else:
         net = build_image_net(

@@ -1,0 +1,71 @@
+"""The network catalogue (``studio.spec.ARCHITECTURES``) is the one place a network is described: every
+consumer (form, time guess, training registry, bundle runtime, pretrained weights) can use every entry,
+and a new torchvision network needs nothing but its entry."""
+
+from __future__ import annotations
+
+import math
+from pathlib import PurePosixPath
+from urllib.parse import urlparse
+
+import pytest
+
+from studio import forms, spec
+from studio.spec import ARCHITECTURES, ArchitectureInfo, torchvision_architectures
+
+
+@pytest.mark.parametrize("name", list(ARCHITECTURES))
+def test_every_entry_has_what_every_consumer_needs(name: str) -> None:
+    from lightning_modules.registry import registered
+
+    info = ARCHITECTURES[name]
+    assert info.name == name and info.title and info.description and info.tasks
+    info.params_model()  # the form's defaults validate
+    assert name in registered()
+    for task in info.tasks:
+        assert forms.form_fields(name, task=task)
+    if spec.is_image_task(info.tasks[0]):
+        defaults = info.params_model().model_dump()
+        gflops = forms.network_gflops(name, defaults, spec.auto_image_size(name, defaults, 100))
+        assert math.isfinite(gflops) and gflops > 0
+
+
+@pytest.mark.parametrize("name", torchvision_architectures())
+def test_torchvision_entries_match_torchvision(name: str) -> None:
+    """The weights file name is the one torchvision's weights API looks for in its cache, and the cost
+    used by the time guess is torchvision's own figure."""
+    import torchvision
+
+    info = ARCHITECTURES[name]
+    assert name in torchvision.models.list_models()
+    weights = torchvision.models.get_model_weights(name).DEFAULT
+    assert PurePosixPath(urlparse(weights.url).path).name == info.pretrained_weights
+    assert info.gflops_224 == pytest.approx(weights.meta["_ops"], rel=0.02)
+
+
+def test_a_new_torchvision_network_is_one_catalogue_entry(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ResNet-34 is not in the catalogue; adding its entry alone lets the form show it, the time guess
+    price it, training build it and a bundle rebuild it."""
+    from lightning_modules.registry import ImageShape, build_network, registered
+    from studio.bundle_runtime import build_image_net
+
+    assert "resnet34" not in ARCHITECTURES
+    entry = spec._torchvision("resnet34", "ResNet-34", "A deeper ResNet.", "resnet34-b627a593.pth", 3.66)
+    monkeypatch.setitem(ARCHITECTURES, "resnet34", entry)
+    assert isinstance(entry, ArchitectureInfo)
+
+    assert "resnet34" in spec.architectures_for("image_classification")
+    assert "resnet34" in registered()
+    assert [f.path for f in forms.form_fields("resnet34", task="image_classification")]
+    assert forms.network_gflops("resnet34", {}, 112) == pytest.approx(3.66 / 4)
+    net = build_network("resnet34", {"pretrained": False}, ImageShape(n_classes=3))
+    rebuilt = build_image_net({"architecture": "resnet34", "n_classes": 3, "params": {}})
+    assert net.state_dict().keys() == rebuilt.state_dict().keys()
+    assert net.fc.out_features == rebuilt.fc.out_features == 3
+
+
+def test_a_bundle_naming_an_unknown_network_says_so() -> None:
+    from studio.bundle_runtime import build_image_net
+
+    with pytest.raises(ValueError, match="unknown image architecture 'no_such_net'"):
+        build_image_net({"architecture": "no_such_net", "n_classes": 2, "params": {}})
