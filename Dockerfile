@@ -1,7 +1,13 @@
 # Training Studio in one container: the web studio (8501), the MLflow UI (5000) and the job scheduler.
 #   docker build -t training-studio .
-#   docker run --rm -p 8501:8501 -p 5000:5000 -v studio-data:/data -v studio-mlruns:/app/mlruns training-studio
-# then open http://localhost:8501. Data sets and jobs live in /data, MLflow runs and models in /app/mlruns.
+#   docker run --rm -p 8501:8501 -p 5000:5000 -e STUDIO_PASSWORD='choose a password' \
+#       -v studio-data:/data -v studio-mlruns:/app/mlruns training-studio
+# then open http://localhost:8501 and log in as "admin" (or the name in STUDIO_USER). The container
+# listens on every address, so it always asks for a login; without STUDIO_PASSWORD and without a user
+# in the volume it refuses to start and says so. The password is stored as a salted hash in
+# /data/users (more users: docker exec -it CONTAINER python -m studio users add NAME); the MLflow UI on
+# 5000 asks for the same user name and password.
+# Data sets and jobs live in /data, MLflow runs and models in /app/mlruns.
 # torch comes from the default package index; for a smaller CPU-only image pass an index that has a CPU
 # build of the pinned version: --build-arg PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu
 FROM python:3.11-slim
@@ -12,7 +18,9 @@ ENV PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     STUDIO_HOME=/data \
-    MLFLOW_TRACKING_URI=sqlite:////app/mlruns/mlflow.db
+    STUDIO_USER=admin \
+    MLFLOW_TRACKING_URI=sqlite:////app/mlruns/mlflow.db \
+    MLFLOW_DISABLE_TELEMETRY=true
 
 # tini as PID 1 forwards docker stop's SIGTERM to serve and reaps the detached scheduler's workers.
 RUN apt-get update \

@@ -19,8 +19,8 @@ address), or with ``--login``, the app asks for a user name and password, and th
 127.0.0.1 only, behind :mod:`studio.mlflow_proxy` on the public MLflow port. Without any user the
 command refuses to start (one plain line, exit code 2). ``STUDIO_PASSWORD`` (and ``STUDIO_USER``,
 default ``admin``) adds or updates that user first, for Docker; no child process sees the password. Nothing calls out to the internet:
-Streamlit gets ``browser.serverAddress`` and no usage statistics, and its external-address lookup is
-switched off (:func:`run_streamlit`).
+Streamlit gets ``browser.serverAddress`` and no usage statistics, its external-address lookup is
+switched off (:func:`run_streamlit`), and MLflow's telemetry is off (``MLFLOW_DISABLE_TELEMETRY``).
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ SEEDED_MARKER = ".sample_added"
 STOP_GRACE_SECONDS = 10.0
 APP_START_TIMEOUT = 90.0
 MLFLOW_START_TIMEOUT = 180.0
+NO_MLFLOW_TELEMETRY = "MLFLOW_DISABLE_TELEMETRY"
 PASSWORD_ENV = "STUDIO_PASSWORD"
 USER_ENV = "STUDIO_USER"
 DEFAULT_USER = "admin"
@@ -153,6 +154,20 @@ def public_urls(host: str, port: int) -> list[str]:
     """``http://…:port`` for each address of :func:`reachable_hosts` (a loopback URL when there is none)."""
     hosts = reachable_hosts(host) or [browser_host(host)]
     return [f"http://[{h}]:{port}" if ":" in h else f"http://{h}:{port}" for h in hosts]
+
+
+def for_browser(url: str, host_header: object) -> str:
+    """``url`` (a server started by serve) with the host name this browser used to reach the studio
+    (its ``Host`` header), so a link to the MLflow UI works from wherever the studio was opened: another
+    computer, or a Docker host through a published port."""
+    if not isinstance(host_header, str) or not host_header.strip():
+        return url
+    seen = urlsplit(f"//{host_header.strip()}").hostname
+    parts = urlsplit(url)
+    if not seen or not parts.hostname or seen == parts.hostname:
+        return url
+    shown = f"[{seen}]" if ":" in seen else seen
+    return parts._replace(netloc=f"{shown}:{parts.port}" if parts.port else shown).geturl()
 
 
 def answers_http(url: str, timeout: float = 2.0) -> bool:
@@ -454,6 +469,9 @@ def serve(
     from studio import settings
     from studio.jobs import ensure_scheduler
 
+    # MLflow 3 fetches a telemetry setting from the internet and reports usage; what serve starts
+    # (the MLflow UI, the scheduler and its workers) does neither, unless the user asked for it.
+    os.environ.setdefault(NO_MLFLOW_TELEMETRY, "true")
     stop = stop or threading.Event()
     restore_signals = _install_stop_handlers(stop)
     logs = settings.studio_home() / "logs"

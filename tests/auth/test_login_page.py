@@ -128,3 +128,31 @@ def test_without_a_login_the_app_opens_straight_away(
     assert not at.exception
     assert not login_form_shown(at) and not at.sidebar.button
     assert any(b.label == "Add sample: wine" for b in at.button)
+
+
+LOGIN_PAGE_IMPORTS = """
+import sys
+from streamlit.testing.v1 import AppTest
+at = AppTest.from_file(sys.argv[1], default_timeout=60).run()
+assert [w.key for w in at.text_input] == ["login_user", "login_password"], at
+print(sorted(m for m in ("torch", "lightning", "mlflow", "pandas") if m in sys.modules))
+"""
+
+
+def test_the_login_form_imports_nothing_heavy(studio_home: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    auth.add_user("ada", "correct horse")
+    env = dict(os.environ, **{auth.LOGIN_ENV: "1"})
+    result = subprocess.run(
+        [sys.executable, "-c", LOGIN_PAGE_IMPORTS, APP],
+        cwd=Path(APP).parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "torch" not in result.stdout and "mlflow" not in result.stdout and "lightning" not in result.stdout

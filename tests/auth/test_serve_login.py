@@ -107,6 +107,16 @@ def test_a_wildcard_address_is_shown_as_this_machines_real_addresses(monkeypatch
     assert serve_mod.public_urls("0.0.0.0", 8501) == ["http://127.0.0.1:8501"]  # no network at all
 
 
+def test_the_mlflow_link_uses_the_host_the_browser_used() -> None:
+    url = "http://192.168.1.20:5000"
+    assert serve_mod.for_browser(url, "localhost:8501") == "http://localhost:5000"
+    assert serve_mod.for_browser(url, "gpubox.lan:8501") == "http://gpubox.lan:5000"
+    assert serve_mod.for_browser(url, "[fd00::7]:8501") == "http://[fd00::7]:5000"
+    assert serve_mod.for_browser(url, "192.168.1.20:8501") == url
+    assert serve_mod.for_browser(url, None) == url
+    assert serve_mod.for_browser(url, "") == url
+
+
 def test_the_start_up_password_becomes_a_user_and_leaves_the_environment(
     studio_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -150,6 +160,7 @@ def test_serve_with_login_tells_the_app_and_hides_the_password_from_every_child(
     port = serve_mod.free_loopback_port()
     output = tmp_path / "serve.out"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", STUDIO_PASSWORD="correct horse")
+    env.pop("MLFLOW_DISABLE_TELEMETRY", None)
     with open(output, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", SERVE_DRIVER, str(port), str(serve_mod.free_loopback_port()), str(app)],
@@ -172,6 +183,7 @@ def test_serve_with_login_tells_the_app_and_hides_the_password_from_every_child(
         children = psutil.Process(proc.pid).children(recursive=True)
         streamlit = next(p for p in children if "streamlit" in " ".join(p.cmdline()))
         assert streamlit.environ()[auth.LOGIN_ENV] == "1"
+        assert streamlit.environ()["MLFLOW_DISABLE_TELEMETRY"] == "true"  # MLflow does not call out either
         for child in children:
             with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
                 assert "STUDIO_PASSWORD" not in child.environ(), child.cmdline()

@@ -41,7 +41,7 @@ def free_port() -> int:
 class Studio:
     """``python -m studio serve`` in a subprocess on free loopback ports, its output in a file."""
 
-    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+    def __init__(self, workdir: Path, env: dict[str, str], *extra_args: str) -> None:
         self.port, self.mlflow_port = free_port(), free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.output = workdir / "serve.out"
@@ -56,6 +56,7 @@ class Studio:
                     str(self.port),
                     "--mlflow-port",
                     str(self.mlflow_port),
+                    *extra_args,
                 ],
                 cwd=REPO_ROOT,
                 env=env,
