@@ -7,6 +7,9 @@ What the form shows is what trains: a value the spec does not allow is kept as t
 its field, and Train stays off (saying why) until it is fixed. One press of Train makes one job.
 """
 
+from dataclasses import dataclass, field
+from typing import Any
+
 import streamlit as st
 
 from studio import charts, forms, jobs, ui
@@ -69,7 +72,7 @@ def next_preview() -> None:
     state["train_preview_seed"] = state.get("train_preview_seed", 0) + 1
 
 
-def architecture_help() -> str:
+def architecture_help(task: str) -> str:
     return "The kind of model. " + " ".join(
         f"{a.title}: {a.description}" for a in ARCHITECTURES.values() if a.name in architectures_for(task)
     )
@@ -100,11 +103,33 @@ def picture_preview(dataset_id: str, image_values: dict, size: int) -> None:
     )
 
 
-st.title("Train")
-st.caption("Step 2 of 3: choose what to predict, check the settings, press **Train**.")
+@dataclass
+class Choice:
+    """What the person picked under "What to learn"."""
 
-infos = ui.list_datasets()
-if not infos:
+    dataset_id: str
+    profile: dict[str, Any]
+    pictures: bool
+    columns: list[str]
+    target: str | None
+    task: str
+    suggested_task: str | None
+    architecture: str
+
+
+@dataclass
+class Form:
+    """The settings' widgets as drawn: their values, and the places left for what is wrong with them."""
+
+    fields: list[forms.FormField]
+    values: dict[str, Any] = field(default_factory=dict)
+    error_slots: dict[str, Any] = field(default_factory=dict)
+    image_fields: list[forms.FormField] = field(default_factory=list)
+    size_note: Any = None
+    preview_slot: Any = None
+
+
+def no_data_sets_yet() -> None:
     st.info(
         "There is no data set yet. Add one on the **Data** page first: a built-in sample is one click.",
         icon=":material/arrow_back:",
@@ -112,16 +137,9 @@ if not infos:
     ui.page_link("pages/data.py", "Go to Data", icon=":material/table_chart:")
     st.stop()
 
-if state.get("train_job") and st.query_params.get("job") == state["train_job"]:
-    # A second click of a double click reached the page after the first had made the job and opened its
-    # run page (the Train button was already off, so it made nothing): it lands on that run page too.
-    ui.go_to_run(state["train_job"])
 
-by_id = {info.id: info for info in infos}
-if state.get("current_dataset") != state.get("train_dataset"):
-    forget("train_dataset", "train_target", "train_task")  # the data set was chosen on the Data page
-why_not: list[str] = []  # why Train cannot start, in plain words (listed beside the button)
-with ui.guard():
+def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
+    """The data set, the target column, the task and the network."""
     st.subheader("What to learn")
     left, right = st.columns(2, gap="large")
     with left:
@@ -145,29 +163,9 @@ with ui.guard():
         columns = [column["name"] for column in profile["columns"]]
         if pictures:
             target, suggested_task, task = IMAGE_TARGET, IMAGE_TASK, IMAGE_TASK
-            names = [c["name"] for c in profile.get("classes", [])]
-            shown = ", ".join(map(ui.as_text, names[:8])) + (
-                f" and {len(names) - 8} more" if len(names) > 8 else ""
-            )
-            st.markdown(
-                f"**Task:** image classification: the model learns to tell which of the "
-                f"**{len(names)} classes** a picture shows ({shown})."
-            )
+            class_names(profile)
         else:
-            target = ui.select(
-                "Target column",
-                columns,
-                "train_target",
-                profile.get("suggested_target"),
-                help="The column the model learns to predict. The studio suggests one when the table makes "
-                "it clear; pick another if you like.",
-                on_change=forget,
-                args=("train_task",),
-                placeholder="Choose a column",
-            )
-            if target is None:
-                st.info(PICK_TARGET, icon=":material/arrow_upward:")
-                why_not.append(PICK_TARGET)
+            target = target_column(columns, profile, why_not)
     with right:
         if not pictures:
             suggested_task = suggest_task(profile, target) if target is not None else "classification"
@@ -180,20 +178,7 @@ with ui.guard():
                 help="Classification predicts a category (e.g. a grape variety); regression predicts a "
                 "number (e.g. a price). The studio suggests one from the target column.",
             )
-        architecture = ui.select(
-            "Architecture",
-            architectures_for(task),
-            "train_architecture",
-            default_architecture(task),
-            format_func=lambda name: ARCHITECTURES[name].title,
-            help=architecture_help(),
-        )
-        st.caption(ARCHITECTURES[architecture].description)
-        if pictures and weights_path(architecture) is not None and not weights_available(architecture):
-            st.caption(
-                ":orange[Its pretrained weights are not on this machine, so here it can only learn from "
-                "scratch (untick 'Start from pretrained weights').]"
-            )
+        architecture = network(task, pictures)
     if suggested_task is None:
         cannot = (
             f"'{target}' has only one value (or holds dates), so there is nothing to learn from it. "
@@ -201,7 +186,59 @@ with ui.guard():
         )
         st.warning(ui.as_text(cannot), icon=":material/warning:")
         why_not.append(cannot)
+    return Choice(dataset_id, profile, pictures, columns, target, task, suggested_task, architecture)
 
+
+def class_names(profile: dict[str, Any]) -> None:
+    """A picture set's task: the classes its folders name."""
+    names = [c["name"] for c in profile.get("classes", [])]
+    shown = ", ".join(map(ui.as_text, names[:8])) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    st.markdown(
+        f"**Task:** image classification: the model learns to tell which of the "
+        f"**{len(names)} classes** a picture shows ({shown})."
+    )
+
+
+def target_column(columns: list[str], profile: dict[str, Any], why_not: list[str]) -> str | None:
+    target = ui.select(
+        "Target column",
+        columns,
+        "train_target",
+        profile.get("suggested_target"),
+        help="The column the model learns to predict. The studio suggests one when the table makes "
+        "it clear; pick another if you like.",
+        on_change=forget,
+        args=("train_task",),
+        placeholder="Choose a column",
+    )
+    if target is None:
+        st.info(PICK_TARGET, icon=":material/arrow_upward:")
+        why_not.append(PICK_TARGET)
+    return target
+
+
+def network(task: str, pictures: bool) -> str:
+    architecture = ui.select(
+        "Architecture",
+        architectures_for(task),
+        "train_architecture",
+        default_architecture(task),
+        format_func=lambda name: ARCHITECTURES[name].title,
+        help=architecture_help(task),
+    )
+    st.caption(ARCHITECTURES[architecture].description)
+    if pictures and weights_path(architecture) is not None and not weights_available(architecture):
+        st.caption(
+            ":orange[Its pretrained weights are not on this machine, so here it can only learn from "
+            "scratch (untick 'Start from pretrained weights').]"
+        )
+    return architecture
+
+
+def settings(choice: Choice) -> Form:
+    """The preset, then every setting of the spec for this task and network: the main ones in their
+    sections, the picture settings beside their preview, the rest folded away."""
+    task = choice.task
     st.subheader("Settings")
     preset = st.radio(
         "Preset",
@@ -221,97 +258,92 @@ with ui.guard():
         "early_stopping.metric": {
             m: charts.sentence(charts.metric_label(m)) for m in forms.metric_choices(task)
         },
-        "data.features": [name for name in columns if name != target],
+        "data.features": [name for name in choice.columns if name != choice.target],
         "training.device": forms.device_choices(),
     }
-    fields = forms.form_fields(architecture, choices, task)
-    values, error_slots = {}, {}
+    form = Form(fields=forms.form_fields(choice.architecture, choices, task))
 
     def show_field(field: forms.FormField) -> None:
         """The field's widget, and a place right under it for what is wrong with its value."""
-        values[field.path] = ui.render_field(field)
-        error_slots[field.path] = st.empty()
+        form.values[field.path] = ui.render_field(field)
+        form.error_slots[field.path] = st.empty()
 
-    main = [f for f in fields if not f.advanced and f.section != "image"]
-    for field in (f for f in main if f.section == ""):
-        show_field(field)
+    main = [f for f in form.fields if not f.advanced and f.section != "image"]
+    for field_ in (f for f in main if f.section == ""):
+        show_field(field_)
 
-    image_fields = [f for f in fields if f.section == "image"]
-    if image_fields:
+    form.image_fields = [f for f in form.fields if f.section == "image"]
+    if form.image_fields:
         st.markdown(f"**{forms.SECTION_TITLES['image']}**")
         settings_column, preview_column = st.columns([1, 2], gap="large")
         with settings_column:
-            for field in image_fields:
-                show_field(field)
-            size_note = st.empty()
-        preview_slot = preview_column.container()
+            for field_ in form.image_fields:
+                show_field(field_)
+            form.size_note = st.empty()
+        form.preview_slot = preview_column.container()
 
     sections = [name for name in forms.SECTION_TITLES if name and any(f.section == name for f in main)]
     for section, column in zip(sections, st.columns(len(sections), gap="medium"), strict=True):
         with column:
             st.markdown(f"**{forms.SECTION_TITLES[section]}**")
-            for field in (f for f in main if f.section == section):
-                show_field(field)
-    defaults_note = "the defaults suit most pictures" if pictures else "the defaults suit most tables"
+            for field_ in (f for f in main if f.section == section):
+                show_field(field_)
+    defaults_note = "the defaults suit most pictures" if choice.pictures else "the defaults suit most tables"
     with st.expander(f"Advanced settings (optional: {defaults_note})", icon=":material/tune:"):
         for section, title in forms.SECTION_TITLES.items():
-            section_fields = [f for f in fields if f.advanced and f.section == section and section != "image"]
+            section_fields = [
+                f for f in form.fields if f.advanced and f.section == section and section != "image"
+            ]
             if not section_fields:
                 continue
             st.markdown(f"**{title}**")
             advanced_columns = st.columns(3)
-            for index, field in enumerate(section_fields):
+            for index, field_ in enumerate(section_fields):
                 with advanced_columns[index % 3]:
-                    show_field(field)
+                    show_field(field_)
+    return form
 
-    check = forms.check_values(
-        dataset_id=dataset_id,
-        target=target,
-        task=task,
-        architecture=architecture,
-        values=values,
-        fields=fields,
+
+def picture_settings_preview(choice: Choice, form: Form, spec: Any) -> None:
+    """The picture size the network will see, and the preview of the random changes."""
+    size = forms.image_size(spec, choice.profile) if spec is not None else 64
+    automatic = spec is not None and not spec.image.size
+    form.size_note.caption(
+        ("0 means automatic: " if automatic else "")
+        + f"pictures are resized to **{size} × {size} px**"
+        + (", chosen for this network and these pictures." if automatic else ".")
     )
-    for path, message in check.field_errors.items():
-        error_slots[path].error(ui.as_text(message), icon=":material/error:")
-    why_not += check.field_errors.values()  # (the advanced ones may be folded away: listed again below)
-    spec = check.spec
-    blockers = forms.image_blockers(spec) if pictures and spec is not None else []
-
-    if image_fields:
-        size = forms.image_size(spec, profile) if spec is not None else 64
-        automatic = spec is not None and not spec.image.size
-        size_note.caption(
-            ("0 means automatic: " if automatic else "")
-            + f"pictures are resized to **{size} × {size} px**"
-            + (", chosen for this network and these pictures." if automatic else ".")
+    with form.preview_slot:
+        st.caption(
+            "**Preview:** a picture as the network sees it, then random changes of it as training "
+            "shows them. If a variant no longer looks like its class, tone the changes down."
         )
-        with preview_slot:
-            st.caption(
-                "**Preview:** a picture as the network sees it, then random changes of it as training "
-                "shows them. If a variant no longer looks like its class, tone the changes down."
+        image_values = {f.path.split(".", 1)[1]: form.values[f.path] for f in form.image_fields}
+        mirroring = mirroring_changes_meaning(choice.profile)
+        if mirroring and image_values.get("horizontal_flip"):
+            st.warning(
+                ui.as_text(
+                    f"Mirroring is on, but {mirroring}: a mirrored picture may show another class (a "
+                    "mirrored 'b' reads as a 'd'). Untick 'Mirror left–right' unless mirrored pictures "
+                    "still show the same class."
+                ),
+                icon=":material/flip:",
             )
-            image_values = {f.path.split(".", 1)[1]: values[f.path] for f in image_fields}
-            mirroring = mirroring_changes_meaning(profile)
-            if mirroring and image_values.get("horizontal_flip"):
-                st.warning(
-                    ui.as_text(
-                        f"Mirroring is on, but {mirroring}: a mirrored picture may show another class (a "
-                        "mirrored 'b' reads as a 'd'). Untick 'Mirror left–right' unless mirrored pictures "
-                        "still show the same class."
-                    ),
-                    icon=":material/flip:",
-                )
-            elif mirroring:
-                st.caption(ui.as_text(f"Mirroring starts off here: {mirroring}."))
-            picture_preview(dataset_id, image_values, size)
+        elif mirroring:
+            st.caption(ui.as_text(f"Mirroring starts off here: {mirroring}."))
+        picture_preview(choice.dataset_id, image_values, size)
 
+
+def before_you_start(choice: Choice, spec: Any, check: Any, blockers: list[str]) -> bool:
+    """Notes on the data, what would stop training, where it trains and how long it may take.
+
+    Returns whether the data refuses this target (a name or an ID picked as the classes, say)."""
     st.subheader("Before you start")
-    if pictures or target is None:
-        data_warnings = profile.get("warnings", [])
+    if choice.pictures or choice.target is None:
+        data_warnings = choice.profile.get("warnings", [])
     else:
-        data_warnings = ui.target_warnings(dataset_id, target, task)
-    refused = any(w.get("blocks") for w in data_warnings)  # e.g. a name or an ID picked as the classes
+        data_warnings = ui.target_warnings(choice.dataset_id, choice.target, choice.task)
+    refused = any(w.get("blocks") for w in data_warnings)
     if data_warnings:
         with st.expander(
             f"About the data ({len(data_warnings)} notes)", expanded=True, icon=":material/info:"
@@ -319,7 +351,7 @@ with ui.guard():
             ui.show_warnings(data_warnings)
     for blocker in blockers:
         st.warning(ui.as_text(blocker), icon=":material/block:")
-    weights_key = f"{forms.KEY_PREFIX}arch_{architecture}__pretrained"
+    weights_key = f"{forms.KEY_PREFIX}arch_{choice.architecture}__pretrained"
     if blockers and state.get(weights_key):  # pretrained weights asked for but missing
         st.button(
             "Train from scratch instead",
@@ -331,25 +363,34 @@ with ui.guard():
             help="Unticks 'Start from pretrained weights': the network learns from your pictures alone.",
         )
     if spec is not None:
-        rows = forms.usable_rows(profile, target)
-        for advice in forms.risky_values(spec, rows, unit="pictures" if pictures else "rows"):
-            st.warning(advice, icon=":material/warning:")
-        device = forms.device_text(spec.training.device)
-        on_gpu = device.startswith("GPU")
-        if pictures:
-            estimate = forms.estimate_image_time(spec, rows, forms.image_size(spec, profile), on_gpu=on_gpu)
-        else:
-            n_features = len(spec.data.features) if spec.data.features else len(columns) - 1
-            estimate = forms.estimate_time(spec, rows, n_features, on_gpu=on_gpu)
-        st.markdown(f"**Where it trains:** {device}  \n**How long:** {estimate.text}")
+        time_and_place(choice, spec)
     for error in check.errors:
         st.error(ui.as_text(error), icon=":material/error:")
+    return refused
 
+
+def time_and_place(choice: Choice, spec: Any) -> None:
+    """Risky settings for this much data, the device, and a rough guess of the time."""
+    rows = forms.usable_rows(choice.profile, choice.target)
+    for advice in forms.risky_values(spec, rows, unit="pictures" if choice.pictures else "rows"):
+        st.warning(advice, icon=":material/warning:")
+    device = forms.device_text(spec.training.device)
+    on_gpu = device.startswith("GPU")
+    if choice.pictures:
+        size = forms.image_size(spec, choice.profile)
+        estimate = forms.estimate_image_time(spec, rows, size, on_gpu=on_gpu)
+    else:
+        n_features = len(spec.data.features) if spec.data.features else len(choice.columns) - 1
+        estimate = forms.estimate_time(spec, rows, n_features, on_gpu=on_gpu)
+    st.markdown(f"**Where it trains:** {device}  \n**How long:** {estimate.text}")
+
+
+def train_button(spec: Any, blocked: bool, why_not: list[str]) -> None:
+    """Train, off (saying why) while something is wrong; its press makes one job and opens its run."""
     st.caption(
         "Training runs in the background: you can close the browser or train more models meanwhile. "
         "The Runs page shows its progress live."
     )
-    blocked = bool(why_not or check.errors or refused or blockers)
     if why_not:
         st.warning(
             "**Train is off until this is fixed:**\n"
@@ -375,3 +416,42 @@ with ui.guard():
             ui.go_to_run(job.id)
     else:
         forget("train_token")  # the next press is a new one
+
+
+# --------------------------------------------------------------------------- the page
+st.title("Train")
+st.caption("Step 2 of 3: choose what to predict, check the settings, press **Train**.")
+
+infos = ui.list_datasets()
+if not infos:
+    no_data_sets_yet()
+
+if state.get("train_job") and st.query_params.get("job") == state["train_job"]:
+    # A second click of a double click reached the page after the first had made the job and opened its
+    # run page (the Train button was already off, so it made nothing): it lands on that run page too.
+    ui.go_to_run(state["train_job"])
+
+by_id = {info.id: info for info in infos}
+if state.get("current_dataset") != state.get("train_dataset"):
+    forget("train_dataset", "train_target", "train_task")  # the data set was chosen on the Data page
+why_not: list[str] = []  # why Train cannot start, in plain words (listed beside the button)
+with ui.guard():
+    choice = what_to_learn(by_id, why_not)
+    form = settings(choice)
+    check = forms.check_values(
+        dataset_id=choice.dataset_id,
+        target=choice.target,
+        task=choice.task,
+        architecture=choice.architecture,
+        values=form.values,
+        fields=form.fields,
+    )
+    for path, message in check.field_errors.items():
+        form.error_slots[path].error(ui.as_text(message), icon=":material/error:")
+    why_not += check.field_errors.values()  # (the advanced ones may be folded away: listed again below)
+    spec = check.spec
+    blockers = forms.image_blockers(spec) if choice.pictures and spec is not None else []
+    if form.image_fields:
+        picture_settings_preview(choice, form, spec)
+    refused = before_you_start(choice, spec, check, blockers)
+    train_button(spec, bool(why_not or check.errors or refused or blockers), why_not)
