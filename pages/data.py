@@ -110,13 +110,7 @@ def show_pictures(info: datasets.DatasetInfo, profile: dict) -> None:
             st.dataframe(skipped, hide_index=True, key="data_skipped")
 
 
-st.title("Data")
-st.caption(
-    "Step 1 of 3: add a table or a zip of pictures, check what the studio found in it, then train a model on it."
-)
-
-infos = ui.list_datasets()
-if not infos:
+def welcome() -> None:
     st.info(
         "**New here? Start with a sample.** Press **Add sample: wine** below: a small real table "
         "(178 wines, 13 measurements) that trains in under a minute. Or upload your own CSV file: one row "
@@ -124,80 +118,86 @@ if not infos:
         "For pictures, upload a zip with one folder per class (e.g. `cats/…`, `dogs/…`).",
         icon=":material/waving_hand:",
     )
-if notice := state.pop("data_notice", None):
-    st.success(ui.as_text(notice), icon=":material/check_circle:")
 
-limit_mb = ui.upload_limit_mb()
-with st.expander("Add a data set", expanded=not infos, icon=":material/add:"):
-    upload_column, sample_column = st.columns([3, 2], gap="large")
-    with upload_column:
-        uploaded = st.file_uploader(
-            f"Upload a CSV file or a zip of pictures (at most {limit_mb} MB)",
-            type=["csv", "tsv", "txt", "parquet", "zip"],
-            key="data_upload",
-            help="A table saved as CSV (comma, semicolon or tab separated) with the column names in the "
-            "first line; spreadsheet programs save this with 'Save as… CSV'. Or a zip of pictures with one "
-            "folder per class, named after the class: `cats/001.jpg`, `dogs/002.png`… (one extra top folder "
-            "is fine). Every picture is opened and checked; files that are not usable pictures are listed.",
+
+def add_data_set(first_time: bool) -> None:
+    """Upload a file (a table or a zip of pictures), or add a built-in sample."""
+    limit_mb = ui.upload_limit_mb()
+    with st.expander("Add a data set", expanded=first_time, icon=":material/add:"):
+        upload_column, sample_column = st.columns([3, 2], gap="large")
+        with upload_column:
+            upload(limit_mb)
+        with sample_column:
+            samples(first_time)
+
+
+def upload(limit_mb: int) -> None:
+    uploaded = st.file_uploader(
+        f"Upload a CSV file or a zip of pictures (at most {limit_mb} MB)",
+        type=["csv", "tsv", "txt", "parquet", "zip"],
+        key="data_upload",
+        help="A table saved as CSV (comma, semicolon or tab separated) with the column names in the "
+        "first line; spreadsheet programs save this with 'Save as… CSV'. Or a zip of pictures with one "
+        "folder per class, named after the class: `cats/001.jpg`, `dogs/002.png`… (one extra top folder "
+        "is fine). Every picture is opened and checked; files that are not usable pictures are listed.",
+    )
+    name = st.text_input(
+        "Name (optional)",
+        key="data_upload_name",
+        placeholder=uploaded.name.rsplit(".", 1)[0] if uploaded else "the file name",
+    )
+    if st.button("Add this file", key="data_add_upload", type="primary", disabled=uploaded is None):
+        with ui.guard():
+            bar = st.progress(0.0, text="Reading the file…")
+            try:
+                added = datasets.add_data_file(
+                    uploaded.getvalue(),
+                    name=name.strip() or None,
+                    filename=uploaded.name,
+                    max_bytes=limit_mb * 1024 * 1024,
+                    progress=lambda fraction, message: bar.progress(
+                        min(max(fraction, 0.0), 1.0), text=ui.as_text(message)
+                    ),
+                )
+            finally:
+                bar.empty()
+            remember(added, ui.added_message(added))
+
+
+def samples(first_time: bool) -> None:
+    st.markdown("**Or start with a built-in sample**")
+    for sample, description in datasets.SAMPLES.items():
+        label = f"Add sample: {SAMPLE_TITLES.get(sample, sample)}"
+        first_step = first_time and sample == "wine"
+        if st.button(label, key=f"data_add_sample_{sample}", type="primary" if first_step else "secondary"):
+            with ui.guard(), st.spinner("Adding the sample…"):
+                added = datasets.add_sample(sample)
+                remember(added, f"Added the {SAMPLE_TITLES.get(sample, sample)} sample.")
+        st.caption(description)
+
+
+def choose_data_set(infos: list[datasets.DatasetInfo]) -> datasets.DatasetInfo:
+    """The list of data sets, and the one to look at (also the one the Train page starts with)."""
+    st.subheader("Your data sets")
+    st.dataframe(ui.datasets_frame(infos), hide_index=True, key="data_list")
+    ids = [info.id for info in infos]
+    by_id = {info.id: info for info in infos}
+    if state.get("data_selected") not in ids:
+        state["data_selected"] = (
+            state.get("current_dataset") if state.get("current_dataset") in ids else ids[0]
         )
-        name = st.text_input(
-            "Name (optional)",
-            key="data_upload_name",
-            placeholder=uploaded.name.rsplit(".", 1)[0] if uploaded else "the file name",
-        )
-        if st.button("Add this file", key="data_add_upload", type="primary", disabled=uploaded is None):
-            with ui.guard():
-                bar = st.progress(0.0, text="Reading the file…")
-                try:
-                    added = datasets.add_data_file(
-                        uploaded.getvalue(),
-                        name=name.strip() or None,
-                        filename=uploaded.name,
-                        max_bytes=limit_mb * 1024 * 1024,
-                        progress=lambda fraction, message: bar.progress(
-                            min(max(fraction, 0.0), 1.0), text=ui.as_text(message)
-                        ),
-                    )
-                finally:
-                    bar.empty()
-                remember(added, ui.added_message(added))
-    with sample_column:
-        st.markdown("**Or start with a built-in sample**")
-        for sample, description in datasets.SAMPLES.items():
-            label = f"Add sample: {SAMPLE_TITLES.get(sample, sample)}"
-            first_step = not infos and sample == "wine"
-            if st.button(
-                label, key=f"data_add_sample_{sample}", type="primary" if first_step else "secondary"
-            ):
-                with ui.guard(), st.spinner("Adding the sample…"):
-                    added = datasets.add_sample(sample)
-                    remember(added, f"Added the {SAMPLE_TITLES.get(sample, sample)} sample.")
-            st.caption(description)
+    selected = st.selectbox(
+        "Look at",
+        ids,
+        format_func=lambda dataset_id: ui.dataset_label(by_id[dataset_id]),
+        key="data_selected",
+    )
+    info = by_id[selected]
+    state["current_dataset"] = info.id
+    return info
 
-if not infos:
-    st.stop()
 
-st.subheader("Your data sets")
-st.dataframe(ui.datasets_frame(infos), hide_index=True, key="data_list")
-
-ids = [info.id for info in infos]
-by_id = {info.id: info for info in infos}
-if state.get("data_selected") not in ids:
-    state["data_selected"] = state.get("current_dataset") if state.get("current_dataset") in ids else ids[0]
-selected = st.selectbox(
-    "Look at", ids, format_func=lambda dataset_id: ui.dataset_label(by_id[dataset_id]), key="data_selected"
-)
-info = by_id[selected]
-state["current_dataset"] = info.id  # the Train page starts with the data set looked at here
-
-with ui.guard():
-    profile = ui.load_profile(info.id)
-    st.header(ui.as_text(info.name), anchor=False)
-    if ui.is_pictures(info):
-        show_pictures(info, profile)
-    else:
-        show_table(info, profile)
-
+def next_step(info: datasets.DatasetInfo, profile: dict) -> None:
     st.info(
         "**What to do next:** open **Train**, where this data set"
         + (
@@ -210,6 +210,8 @@ with ui.guard():
     )
     ui.page_link("pages/train.py", "Go to Train", icon=":material/model_training:")
 
+
+def delete_section(info: datasets.DatasetInfo) -> None:
     with st.expander("Delete this data set", icon=":material/delete:"):
         st.write(
             f"This removes '{ui.as_text(info.name)}' from the studio. Runs already trained on it keep their results "
@@ -221,3 +223,30 @@ with ui.guard():
             ui.forget_datasets()
             state["data_notice"] = f"Deleted '{info.name}'."
             st.rerun()
+
+
+# --------------------------------------------------------------------------- the page
+st.title("Data")
+st.caption(
+    "Step 1 of 3: add a table or a zip of pictures, check what the studio found in it, then train a model on it."
+)
+
+infos = ui.list_datasets()
+if not infos:
+    welcome()
+if notice := state.pop("data_notice", None):
+    st.success(ui.as_text(notice), icon=":material/check_circle:")
+add_data_set(first_time=not infos)
+if not infos:
+    st.stop()
+
+info = choose_data_set(infos)
+with ui.guard():
+    profile = ui.load_profile(info.id)
+    st.header(ui.as_text(info.name), anchor=False)
+    if ui.is_pictures(info):
+        show_pictures(info, profile)
+    else:
+        show_table(info, profile)
+    next_step(info, profile)
+    delete_section(info)
