@@ -200,9 +200,10 @@ def list_users(path: Path | None = None) -> list[str]:
 
 def verify(name: str, password: str, path: Path | None = None) -> bool:
     """Whether ``name`` logs in with ``password``. An unknown name costs the same hash as a known one."""
+    dummy = _dummy()  # made before the look-up, so even the first try takes as long either way
     record = read_users(path).get(name)
     if record is None:
-        check_password(password, _dummy())
+        check_password(password, dummy)
         return False
     return check_password(password, record)
 

@@ -479,7 +479,7 @@ def serve(
     shown_host = urlsplit(shown_urls[0]).hostname or browser_host(host)
     mlflow_url = public_urls(host, mlflow_port)[0] if mlflow_ui else None
     # Behind the login the MLflow UI itself listens on loopback only; the proxy takes the public port.
-    mlflow_internal = ("127.0.0.1", free_loopback_port()) if login else None
+    mlflow_internal = ("127.0.0.1", free_loopback_port()) if login and mlflow_ui else None
     mlflow_health = (
         f"http://127.0.0.1:{mlflow_internal[1]}" if mlflow_internal else url_for(host, mlflow_port)
     )
