@@ -1,15 +1,21 @@
-"""Callbacks the studio's training uses: keep the best weights, log to MLflow, report progress, cancel."""
+"""Callbacks the studio's training uses: keep the best weights, log to MLflow, report progress, cancel,
+save a checkpoint at the end of every epoch; and two test-only switches."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
+import os
+import random
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.callbacks import Checkpoint
 
 
 def optimizer_steps(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
@@ -74,10 +80,36 @@ class BestWeights(pl.Callback):
         waited = trainer.current_epoch - (self.best_epoch if self.best_epoch is not None else -1)
         if self.patience is not None and waited >= self.patience:
             trainer.should_stop = True
+            self.stopped = True
+
+    stopped = False  # early stopping ended the run (kept in checkpoints: a resumed run stops there too)
+
+    def state_dict(self) -> dict[str, Any]:
+        """What a checkpoint keeps: the best epoch, its metrics and weights (on the CPU), and whether
+        early stopping has ended the run."""
+        state = None if self.best_state is None else {k: v.detach().cpu() for k, v in self.best_state.items()}
+        return {
+            "best_score": self.best_score,
+            "best_epoch": self.best_epoch,
+            "best_metrics": dict(self.best_metrics),
+            "best_state": state,
+            "stopped": self.stopped,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.best_score = state_dict["best_score"]
+        self.best_epoch = state_dict["best_epoch"]
+        self.best_metrics = dict(state_dict["best_metrics"])
+        self.best_state = state_dict["best_state"]
+        self.stopped = bool(state_dict.get("stopped", False))
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.stopped:  # resumed after early stopping had ended the run: train no further
+            trainer.should_stop = True
 
     def restore(self, pl_module: pl.LightningModule) -> None:
         if self.best_state is not None:
-            pl_module.load_state_dict(self.best_state)
+            pl_module.load_state_dict(self.best_state)  # copies onto the module's device
 
     def best_state_is_finite(self) -> bool:
         """Whether a best state was kept and all its floating-point values are finite (one host sync)."""
@@ -129,6 +161,38 @@ class TrainingReporter(pl.Callback):
         self.latest: dict[str, float] = {}
         self.epoch_seconds: list[float] = []  # wall time of each finished epoch (training + validation)
         self.epoch_started: float | None = None  # set while an epoch is under way
+        # Points logged since the last checkpoint: MLflow is written in the background, so a worker
+        # killed just after a checkpoint may not have written them; a resumed run logs them again
+        # (points MLflow already holds are dropped by the metric buffer).
+        self.journal: list[tuple[dict[str, float], int]] = []
+        self._replay: list[tuple[dict[str, float], int]] = []
+
+    def _log(self, metrics: dict[str, float], step: int) -> None:
+        self.journal.append((dict(metrics), step))
+        self.log_metrics(metrics, step)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "last_logged_step": self.last_logged_step,
+            "epoch_seconds": list(self.epoch_seconds),
+            "journal": [(dict(metrics), step) for metrics, step in self.journal],
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.last_logged_step = int(state_dict["last_logged_step"])
+        self.epoch_seconds = list(state_dict["epoch_seconds"])
+        self._replay = [(dict(metrics), int(step)) for metrics, step in state_dict["journal"]]
+
+    def checkpoint_written(self) -> None:
+        """Everything logged so far is in a checkpoint's journal or was written before it."""
+        self.journal.clear()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        replay, self._replay = self._replay, []
+        for metrics, step in replay:
+            self._log(metrics, step)
+        if replay:
+            self.flush()
 
     def _progress(self, trainer: pl.Trainer, pl_module: pl.LightningModule, force: bool = False) -> None:
         now = time.monotonic()
@@ -200,7 +264,7 @@ class TrainingReporter(pl.Callback):
         self.window.clear()
         self.last_logged_step = step
         self.latest["train/loss"] = loss
-        self.log_metrics({"train/loss": loss}, step)
+        self._log({"train/loss": loss}, step)
         now = time.monotonic()
         if self.first_point_at is None:
             self.first_point_at = now - self.started
@@ -226,7 +290,7 @@ class TrainingReporter(pl.Callback):
         if optimizer is not None:
             metrics["learning_rate"] = float(optimizer.param_groups[0]["lr"])
         self.latest.update(metrics)
-        self.log_metrics(metrics, optimizer_steps(trainer, pl_module))
+        self._log(metrics, optimizer_steps(trainer, pl_module))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._log_window(optimizer_steps(trainer, pl_module))  # the epoch's last steps
@@ -236,10 +300,160 @@ class TrainingReporter(pl.Callback):
             epoch_stats["train/accuracy"] = accuracy
         if epoch_stats:
             self.latest.update(epoch_stats)
-            self.log_metrics(epoch_stats, optimizer_steps(trainer, pl_module))
+            self._log(epoch_stats, optimizer_steps(trainer, pl_module))
         self.flush()
         self.last_flush = time.monotonic()
         if self.epoch_started is not None:
             self.epoch_seconds.append(self.last_flush - self.epoch_started)
             self.epoch_started = None
         self._progress(trainer, pl_module, force=True)
+
+
+# --------------------------------------------------------------------------- checkpoints
+def tensor_bytes(value: Any) -> int:
+    """Bytes of every tensor in a (nested) state dict."""
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, dict):
+        return sum(tensor_bytes(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return sum(tensor_bytes(v) for v in value)
+    return 0
+
+
+def rng_states() -> dict[str, Any]:
+    """The global random generators' states (dropout and the like draw from them)."""
+    states: dict[str, Any] = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def set_rng_states(states: dict[str, Any]) -> None:
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    if "cuda" in states and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError, IndexError):  # resumed on another number of GPUs
+            torch.cuda.set_rng_state_all(states["cuda"])
+
+
+class EpochCheckpoint(Checkpoint):
+    """Saves the run's whole training state at the end of every epoch, so that a run whose worker died
+    can continue from there and end exactly as a straight run would.
+
+    The file (``path_for(epoch)``) holds Lightning's checkpoint: the weights, the optimiser and the
+    learning-rate schedule, the loop counters, every callback's state (the best epoch and its weights,
+    early stopping, the metrics not yet confirmed written), the DataModule's data-order state, and here
+    the global random generators and the studio's ``settings`` (batch size, gradient accumulation). It is
+    written to a temporary file beside it, flushed to disk and renamed over, so a crash never leaves half
+    a checkpoint; then older epochs' files are removed (only the latest is kept; it holds the best epoch's
+    weights too, so the two can never disagree).
+
+    A :class:`Checkpoint` subclass runs its ``on_train_epoch_end`` after the LightningModule's, which
+    steps the epoch-wise learning-rate schedules: the saved schedule is the one the next epoch uses.
+
+    ``check_space(needed_bytes, folder)`` is called first and raises when the disk is too full. With
+    ``min_seconds``, an epoch that ends sooner than that after the previous checkpoint (or the start)
+    writes none: a checkpoint costs ~20 ms even for a tiny network, a lot beside epochs of a few tens
+    of milliseconds, and a resumed run then redoes at most that many seconds of training.
+    """
+
+    def __init__(
+        self,
+        path_for: Callable[[int], Path],
+        check_space: Callable[[int, Path], None],
+        settings: dict[str, Any],
+        on_written: Callable[[], None] | None = None,
+        min_seconds: float = 0.0,
+    ):
+        self.path_for = path_for
+        self.check_space = check_space
+        self.settings = dict(settings)
+        self.on_written = on_written
+        self.min_seconds = min_seconds
+        self._last = time.monotonic()  # the previous checkpoint (or the start of training)
+        self.written: Path | None = None
+        self.seconds = 0.0  # spent writing checkpoints
+        self.bytes = 0  # size of the last one
+        self._rng: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rng": rng_states(), "settings": dict(self.settings)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._rng = state_dict.get("rng")
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last = time.monotonic()
+        if self._rng is not None:  # resumed: the generators continue where the saved run left them
+            set_rng_states(self._rng)
+            self._rng = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or time.monotonic() - self._last < self.min_seconds:
+            return
+        self.save(trainer, trainer.current_epoch + 1)
+        self._last = time.monotonic()
+
+    def save(self, trainer: pl.Trainer, epoch: int) -> Path:
+        started = time.perf_counter()
+        path = self.path_for(epoch)
+        # The file holds the model and optimiser state plus the best epoch's weights: at most twice
+        # the model and optimiser state.
+        optimizers = sum(tensor_bytes(o.state_dict()) for o in trainer.optimizers)
+        needed = 2 * (tensor_bytes(trainer.lightning_module.state_dict()) + optimizers)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.check_space(needed, path.parent)
+        temporary = path.with_name(f".{path.name}.partial")
+        try:
+            trainer.save_checkpoint(temporary)
+            with open(temporary, "rb+") as handle:
+                os.fsync(handle.fileno())
+            os.replace(temporary, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+        for old in path.parent.glob("epoch-*.ckpt"):
+            if old != path:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+        self.written = path
+        self.bytes = path.stat().st_size
+        self.seconds += time.perf_counter() - started
+        if self.on_written is not None:
+            self.on_written()
+        return path
+
+
+# --------------------------------------------------------------------------- test-only switches
+class InjectedOutOfMemory(pl.Callback):
+    """Test-only (``STUDIO_TEST_OOM_AT_STEP``): raises the out-of-memory error the device would raise
+    (CUDA's ``OutOfMemoryError`` on a GPU, the CPU allocator's ``RuntimeError`` otherwise) at the first
+    training batch that starts at or after optimiser step ``step``."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if optimizer_steps(trainer, pl_module) < self.step:
+            return
+        where = "(injected by STUDIO_TEST_OOM_AT_STEP)"
+        if pl_module.device.type == "cuda":
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory. Tried to allocate 2.00 GiB {where}")
+        raise RuntimeError(
+            f"[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory: you tried to "
+            f"allocate 2147483648 bytes. Error code 12 (Cannot allocate memory) {where}"
+        )
+
+
+class SlowEpochs(pl.Callback):
+    """Test-only (``STUDIO_TEST_SLOW_EPOCHS``): each epoch waits ``seconds`` at its end, before its
+    checkpoint is written, so a test can stop a worker in the middle of a run."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        time.sleep(self.seconds)

@@ -219,6 +219,8 @@ class ImageDataModule(pl.LightningDataModule):
         else:
             self.mean, self.std = channel_stats(self.cache, self.train_idx, seed=split.seed)
         self.augmenter = BatchAugmenter(spec.image, seed=split.seed) if spec.image.augments else None
+        self._train_batches: ImageBatches | None = None
+        self._order_state: torch.Tensor | None = None  # from a checkpoint, for the next train loader
 
     @property
     def n_classes(self) -> int:
@@ -234,8 +236,8 @@ class ImageDataModule(pl.LightningDataModule):
 
     @property
     def steps_per_epoch(self) -> int:
-        """Optimiser steps per epoch: one per training batch."""
-        return max(len(self.train_dataloader()), 1)
+        """Training batches per epoch (one optimiser step each, unless gradients are accumulated)."""
+        return max(len(ImageBatches(self.images, self.labels, self.train_idx, self.batch_size, True, 0)), 1)
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -265,7 +267,28 @@ class ImageDataModule(pl.LightningDataModule):
         return ImageBatches(self.images, self.labels, index, batch_size, shuffle, seed=self.spec.data.seed)
 
     def train_dataloader(self) -> ImageBatches:
-        return self._batches(self.train_idx, shuffle=True)
+        batches = self._batches(self.train_idx, shuffle=True)
+        if self._order_state is not None:
+            batches.generator.set_state(self._order_state)
+        self._train_batches = batches
+        return batches
+
+    # A checkpoint keeps the order generator and the augmentation's generator, so a resumed run
+    # shuffles and varies its next epochs' pictures as the straight run would have.
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {}
+        if self._train_batches is not None:
+            state["order"] = self._train_batches.generator.get_state()
+        if self.augmenter is not None:
+            state["augment"] = self.augmenter.rng.bit_generator.state
+        return state
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._order_state = state_dict.get("order")
+        if self._order_state is not None and self._train_batches is not None:
+            self._train_batches.generator.set_state(self._order_state)
+        if self.augmenter is not None and "augment" in state_dict:
+            self.augmenter.rng.bit_generator.state = state_dict["augment"]
 
     def val_dataloader(self) -> ImageBatches:
         return self._batches(self.val_idx, shuffle=False)

@@ -34,6 +34,7 @@ class ImageLightningModule(TabularLightningModule):
         steps_per_epoch: int = 1,
         gradient_clip: float = 0.0,
         frozen: Sequence[nn.Module] = (),
+        accumulate: int = 1,
     ):
         super().__init__(
             net,
@@ -45,6 +46,7 @@ class ImageLightningModule(TabularLightningModule):
             max_epochs,
             steps_per_epoch=steps_per_epoch,
             gradient_clip=gradient_clip,
+            accumulate=accumulate,
         )
         self._frozen = list(frozen)  # a plain list: these modules are already registered inside ``net``
         self.test_probabilities: list[torch.Tensor] = []
@@ -65,7 +67,8 @@ class ImageLightningModule(TabularLightningModule):
         x, y = batch
         out = self(x)
         loss = F.cross_entropy(out.float(), y)
-        self._step(optimizer, scheduler, loss, out, y, plain=self.full_precision)
+        last = self.accumulate > 1 and batch_idx == self.trainer.num_training_batches - 1
+        self._step(optimizer, scheduler, loss, out, y, plain=self.full_precision, last=last)
 
     def _scores(
         self, metrics: torchmetrics.MetricCollection, batch: tuple[torch.Tensor, torch.Tensor]

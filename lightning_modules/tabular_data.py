@@ -218,6 +218,8 @@ class TabularDataModule(pl.LightningDataModule):
             max_categories=pre.max_categories,
         )
         x_num, x_cat = self.preprocessor.transform(frame)
+        self._train_batches: TensorBatches | None = None
+        self._order_state: torch.Tensor | None = None  # from a checkpoint, for the next train loader
         y = torch.from_numpy(labels)
         self.tensors = {
             name: (torch.from_numpy(x_num[idx]), torch.from_numpy(x_cat[idx]), y[idx])
@@ -264,7 +266,24 @@ class TabularDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> TensorBatches:
         chunk = self.batch_size * self.steps_per_chunk
-        return TensorBatches(self.tensors["train"], chunk, shuffle=True, seed=self.spec.data.seed)
+        batches = TensorBatches(self.tensors["train"], chunk, shuffle=True, seed=self.spec.data.seed)
+        if self._order_state is not None:
+            batches.generator.set_state(self._order_state)
+        self._train_batches = batches
+        return batches
+
+    # The training order is drawn from the loader's own generator once per epoch (one permutation of
+    # the rows, whatever the batch size): a checkpoint keeps its state, so a resumed run shuffles its
+    # next epochs as the straight run would have.
+    def state_dict(self) -> dict[str, Any]:
+        if self._train_batches is None:
+            return {}
+        return {"order": self._train_batches.generator.get_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._order_state = state_dict.get("order")
+        if self._order_state is not None and self._train_batches is not None:
+            self._train_batches.generator.set_state(self._order_state)
 
     def val_dataloader(self) -> TensorBatches:
         return self._batches("val", shuffle=False)

@@ -50,13 +50,18 @@ class TabularLightningModule(pl.LightningModule):
         batch_size: int = 32,
         steps_per_epoch: int = 1,
         gradient_clip: float = 0.0,
+        accumulate: int = 1,
     ):
         super().__init__()
         # Each Lightning batch is a chunk of several mini-batches; training_step steps through them.
         self.automatic_optimization = False
         self.batch_size = batch_size
-        self.steps_per_epoch = steps_per_epoch
+        self.steps_per_epoch = steps_per_epoch  # optimiser steps per epoch
         self.gradient_clip = gradient_clip
+        # Gradient accumulation (after running out of memory: half the batch, two mini-batches per
+        # step). Lightning's ``accumulate_grad_batches`` does not apply to manual optimisation.
+        self.accumulate = max(1, int(accumulate))
+        self._pending: list[torch.Tensor] = []  # losses of the mini-batches accumulated so far
         self.optimizer_steps = 0  # counted here: the raw-optimiser path does not advance trainer.global_step
         self.net = net
         self.task = task
@@ -96,14 +101,15 @@ class TabularLightningModule(pl.LightningModule):
         plain = self.full_precision
         optimizer = lightning_optimizer.optimizer if plain else lightning_optimizer
         x_num, x_cat, y = batch
-        for start in range(0, len(y), self.batch_size):
+        # batch norm cannot train on a single row: a last mini-batch of one is skipped
+        starts = [s for s in range(0, len(y), self.batch_size) if not (len(y) - s == 1 and len(y) > 1)]
+        last_chunk = self.accumulate > 1 and batch_idx == self.trainer.num_training_batches - 1
+        for i, start in enumerate(starts):
             stop = start + self.batch_size
-            if len(y) - start == 1 and len(y) > 1:
-                break  # batch norm cannot train on a single row
             target = y[start:stop]
             out = self.net(x_num[start:stop], x_cat[start:stop])
             loss = self._loss(out, target)
-            self._step(optimizer, scheduler, loss, out, target, plain)
+            self._step(optimizer, scheduler, loss, out, target, plain, last_chunk and i == len(starts) - 1)
 
     @property
     def full_precision(self) -> bool:
@@ -118,17 +124,36 @@ class TabularLightningModule(pl.LightningModule):
         out: torch.Tensor,
         target: torch.Tensor,
         plain: bool,
+        last: bool = False,
     ) -> None:
         """One optimiser step from a mini-batch's loss (``plain``: the raw optimiser, no Lightning
-        precision plugin), then the running training loss and hits."""
-        optimizer.zero_grad(set_to_none=True)
+        precision plugin), then the running training loss and hits.
+
+        With gradient accumulation, the gradients of ``accumulate`` mini-batches (each loss divided by
+        ``accumulate``) make one step, as one batch that many times larger would; ``last`` (the epoch's
+        last mini-batch) steps with what has accumulated. The step's loss is the mini-batches' mean."""
+        accumulating = self.accumulate > 1
+        if not (accumulating and self._pending):
+            optimizer.zero_grad(set_to_none=True)
+        part = loss / self.accumulate if accumulating else loss
         if plain:
-            loss.backward()
-            if self.gradient_clip:
-                torch.nn.utils.clip_grad_norm_(self.parameters(), self.gradient_clip)
+            part.backward()
         else:
-            self.manual_backward(loss)
-            if self.gradient_clip:
+            self.manual_backward(part)
+        with torch.no_grad():
+            if self.task == "classification":
+                self._hit_sums[0] += (out.argmax(-1) == target).sum()
+                self._hit_sums[1] += len(target)
+        if accumulating:
+            self._pending.append(loss.detach())
+            if len(self._pending) < self.accumulate and not last:
+                return
+            loss = torch.stack(self._pending).mean()
+            self._pending = []
+        if self.gradient_clip:
+            if plain:
+                torch.nn.utils.clip_grad_norm_(self.parameters(), self.gradient_clip)
+            else:
                 self.clip_gradients(
                     optimizer, gradient_clip_val=self.gradient_clip, gradient_clip_algorithm="norm"
                 )
@@ -136,11 +161,13 @@ class TabularLightningModule(pl.LightningModule):
         self.optimizer_steps += 1
         if scheduler is not None and scheduler.last_epoch < scheduler.total_steps - 1:
             scheduler.step()
-        with torch.no_grad():
-            self._step_losses.append(loss.detach())
-            if self.task == "classification":
-                self._hit_sums[0] += (out.argmax(-1) == target).sum()
-                self._hit_sums[1] += len(target)
+        self._step_losses.append(loss.detach())
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["studio_module"] = {"optimizer_steps": self.optimizer_steps}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.optimizer_steps = int(checkpoint.get("studio_module", {}).get("optimizer_steps", 0))
 
     def on_train_epoch_end(self) -> None:
         # Manual optimisation: epoch-wise schedules are stepped here (validation has run by now).

@@ -113,8 +113,10 @@ def live_section(job: jobs.Job) -> None:
             st.rerun()  # started, tracked, trained or ended: redraw the whole page for its new state
         if current.is_active:
             st.progress(rv.progress_value(current), text=ui.as_text(rv.progress_caption(current)))
-        if current.state == jobs.QUEUED or not (current.mlflow_run_id or current.is_active):
-            return  # nothing was trained (yet)
+        if (current.state == jobs.QUEUED and not current.mlflow_run_id) or not (
+            current.mlflow_run_id or current.is_active
+        ):
+            return  # nothing was trained (yet); a run queued to resume shows its curves so far
         try:
             history, per_epoch = rv.job_history(current)
         except Exception as err:  # MLflow store briefly locked or unreachable: try again next refresh
@@ -143,7 +145,9 @@ def actions_for_active(job: jobs.Job) -> None:
             open_job(None)
     elif job.state == jobs.RUNNING and not job.cancel_requested:
         with st.popover("Stop this run", help="Training ends within seconds; the curves so far are kept"):
-            st.write("Stop training now? The run cannot be resumed; you can start a new one from Train.")
+            st.write(
+                "Stop training now? Its progress is saved as it trains, so you can resume it later here."
+            )
             if st.button("Yes, stop it", key="cancel-run", type="primary"):
                 try:
                     jobs.cancel_job(job.id)
@@ -151,6 +155,25 @@ def actions_for_active(job: jobs.Job) -> None:
                     ui.show_error(err)
                     return
                 st.rerun()
+
+
+def resume_action(job: jobs.Job) -> None:
+    """The Resume button of an interrupted or cancelled run that saved its progress."""
+    if not job.can_resume:
+        return
+    if st.button(
+        "Resume",
+        key="resume-run",
+        type="primary",
+        icon=":material/play_arrow:",
+        help="Continue from the last saved epoch, in the same MLflow run",
+    ):
+        try:
+            jobs.resume_job(job.id)
+        except StudioError as err:
+            ui.show_error(err)
+            return
+        st.rerun()
 
 
 def final_scores(job: jobs.Job) -> None:
@@ -266,6 +289,10 @@ def mlflow_link(job: jobs.Job) -> None:
 def failure_details(job: jobs.Job) -> None:
     st.error(ui.as_text(job.reason or "The run stopped without saying why."))
     st.markdown("**What to try**\n" + "\n".join(f"- {tip}" for tip in rv.failure_advice(job.reason)))
+    technical_log(job)
+
+
+def technical_log(job: jobs.Job) -> None:
     log = job.log_path
     if log.is_file():
         with st.expander("Technical log (for whoever maintains the studio)"):
@@ -309,13 +336,20 @@ def show_run(job_id: str) -> None:
     )
     if job.state == jobs.FAILED:
         failure_details(job)
+    elif job.state == jobs.INTERRUPTED:
+        st.warning(ui.as_text(rv.state_message(job)), icon=":material/pause_circle:")
+        st.caption(ui.as_text(job.reason or "It stopped without saying why."))
+        technical_log(job)
     elif job.state == jobs.CANCELLED or job.is_active:
         st.info(ui.as_text(rv.state_message(job)))
     elif rv.has_note(job):  # finished, but not plainly: an earlier epoch was kept
         st.warning(ui.as_text(rv.state_message(job)), icon=":material/warning:")
     else:
         st.success(ui.as_text(rv.state_message(job)))
+    if job.note:  # e.g. resumed, or went on with a smaller batch after running out of memory
+        st.info(ui.as_text(job.note), icon=":material/info:")
     actions_for_active(job)
+    resume_action(job)
     live_section(job)
     if job.state == jobs.SUCCEEDED:
         final_scores(job)

@@ -1,4 +1,4 @@
-"""``python -m studio jobs …``: submit, list, show, wait for, cancel and delete background jobs.
+"""``python -m studio jobs …``: submit, list, show, wait for, cancel, resume and delete background jobs.
 
 The main CLI registers these with ``add_jobs_parser(subparsers, add_train_options)``. They work on the
 same job store as the pages; only ``submit`` builds a spec (through ``studio.cli.spec_from_args``).
@@ -19,7 +19,9 @@ def add_jobs_parser(
     subparsers: argparse._SubParsersAction, add_train_options: Callable[[argparse.ArgumentParser], None]
 ) -> argparse.ArgumentParser:
     """Add ``jobs`` and its subcommands; ``submit`` takes the same options as ``train``."""
-    jobs = subparsers.add_parser("jobs", help="background training jobs: submit, list, show, wait, cancel")
+    jobs = subparsers.add_parser(
+        "jobs", help="background training jobs: submit, list, show, wait, cancel, resume"
+    )
     sub = jobs.add_subparsers(dest="jobs_command", required=True)
 
     submit = sub.add_parser("submit", help="queue a training job (same options as train); prints its id")
@@ -50,6 +52,13 @@ def add_jobs_parser(
     )
     cancel.set_defaults(handler=cmd_cancel)
 
+    resume = sub.add_parser(
+        "resume",
+        help="continue an interrupted or cancelled job from its last saved epoch, in the same MLflow run",
+    )
+    resume.add_argument("id")
+    resume.set_defaults(handler=cmd_resume)
+
     delete = sub.add_parser("delete", help="delete a queued or finished job from the list")
     delete.add_argument("id")
     delete.set_defaults(handler=cmd_delete)
@@ -73,7 +82,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("No jobs yet. Queue one with `python -m studio jobs submit --data FILE.csv`.")
         return 0
     rows = [("ID", "STATE", "NAME", "PROGRESS", "CREATED")]
-    rows += [(j.id, j.state, _clip(j.name, 32), j.progress_text, _when(j.created_at)) for j in jobs]
+    rows += [(j.id, state_words(j), _clip(j.name, 32), j.progress_text, _when(j.created_at)) for j in jobs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -93,7 +102,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     lines = [
         ("job", job.id),
         ("name", job.name),
-        ("state", job.state),
+        ("state", state_words(job)),
         ("progress", job.progress_text),
         ("device", job.device or "-"),
         ("created", _when(job.created_at)),
@@ -103,6 +112,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     ]
     if job.reason:  # a succeeded job's reason is a note on how it ended (an earlier epoch kept)
         lines.append(("reason" if job.state != "succeeded" else "note", job.reason))
+    if job.note:  # what happened on the way: resumed, retried with a smaller batch
+        lines.append(("note", job.note))
+    if job.can_resume:
+        checkpoint = job.checkpoint
+        saved = f"epoch {checkpoint.epoch}" if checkpoint else "its last saved epoch"
+        lines.append(("resume", f"python -m studio jobs resume {job.id}  (continues after {saved})"))
     if job.metrics:
         lines.append(("last metrics", _metrics(job.metrics)))
     if job.test_metrics:
@@ -137,6 +152,16 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0 if not job.is_active else 1
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    from studio.jobs import resume_job
+
+    job = resume_job(args.id)
+    saved = job.checkpoint
+    after = f" after epoch {saved.epoch}" if saved else ""
+    print(f"{job.id}: queued to resume{after}, in the same MLflow run. `jobs wait {job.id}` follows it.")
+    return 0
+
+
 def cmd_delete(args: argparse.Namespace) -> int:
     from studio.jobs import delete_job
 
@@ -145,8 +170,13 @@ def cmd_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def state_words(job) -> str:
+    """The job's state, with ``— can resume`` for an interrupted or cancelled job that saved progress."""
+    return f"{job.state} — can resume" if job.can_resume else job.state
+
+
 def _summary(job) -> str:
-    text = f"{job.id}: {job.state}"
+    text = f"{job.id}: {state_words(job)}"
     if job.state == "running":
         text += f" ({job.progress_text})"
     if job.reason:

@@ -21,7 +21,7 @@ from studio import settings, tracking
 from studio.bundle import KIND_IMAGE, PICTURE_SUFFIXES
 from studio.charts import metric_label, metric_name, sentence
 from studio.errors import BundleError, DatasetError
-from studio.jobs import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
+from studio.jobs import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
 from studio.spec import ARCHITECTURES, RunSpec, is_image_task, main_metric, metric_mode
 from studio.text import as_text
 
@@ -41,7 +41,9 @@ _STATUS = {
     SUCCEEDED: ":green[:material/check_circle:] Finished",
     FAILED: ":red[:material/error:] Failed",
     CANCELLED: ":orange[:material/cancel:] Cancelled",
+    INTERRUPTED: ":orange[:material/pause_circle:] Interrupted",
 }
+_CAN_RESUME = " — can resume"
 
 _SECTIONS = {
     "data": "Data",
@@ -69,7 +71,8 @@ def status_label(job: Job) -> str:
     """The job's state in words with a coloured icon, as Streamlit markdown (``… Finished``)."""
     if has_note(job):
         return _STATUS_WITH_NOTE
-    return _STATUS.get(job.state, job.state)
+    label = _STATUS.get(job.state, job.state)
+    return label + _CAN_RESUME if job.can_resume else label
 
 
 def progress_value(job: Job) -> float:
@@ -96,6 +99,9 @@ def progress_caption(job: Job) -> str:
             parts.append(f"epoch {job.epoch}/{job.max_epochs}")
     elif job.state != SUCCEEDED:
         parts.append("stopped before training began")
+    saved = job.checkpoint if job.state in (INTERRUPTED, CANCELLED) else None
+    if saved is not None:
+        parts.append(f"saved up to epoch {saved.epoch}")
     if job.seconds is not None:
         parts.append(f"took {format_duration(job.seconds)}")
     return " · ".join(parts)
@@ -126,8 +132,24 @@ def state_message(job: Job) -> str:
             "Training finished. Check the test scores below, download the model, or compare this run with "
             "others on the Compare page."
         )
+    saved = job.checkpoint if job.state in (INTERRUPTED, CANCELLED) else None
+    resume = (
+        f"Its progress up to epoch {saved.epoch} is saved: press Resume to continue from epoch "
+        f"{saved.epoch + 1}, in the same MLflow run; it ends as if it had never stopped."
+        if saved is not None
+        else ""
+    )
     if job.state == CANCELLED:
+        if saved is not None:
+            return f"This run was cancelled. {resume}"
         return "This run was cancelled. Its curves show how far it got; start a new run from the Train page."
+    if job.state == INTERRUPTED:
+        if saved is None:
+            return (
+                "This run was interrupted, and its saved progress is gone, so it cannot resume; start a new "
+                "run from the Train page."
+            )
+        return f"This run was interrupted before it finished (the reason is below). {resume}"
     return "This run stopped with an error (see below)."
 
 

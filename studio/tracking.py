@@ -166,16 +166,41 @@ def end_run(run_id: str, status: str, reason: str | None = None) -> None:
     client().set_terminated(run_id, status=status)
 
 
+def reopen_run(run_id: str) -> str:
+    """Mark an ended run RUNNING again to continue it (a resumed job): its failure reason goes, its
+    params, tags and metrics stay. Returns its experiment id."""
+    mlflow_client = client()
+    run = mlflow_client.get_run(run_id)
+    mlflow_client.update_run(run_id, status="RUNNING")
+    if TAG_FAILURE in run.data.tags:
+        mlflow_client.delete_tag(run_id, TAG_FAILURE)
+    return run.info.experiment_id
+
+
+def logged_steps(run_id: str) -> dict[str, int]:
+    """``metric -> the last step it was logged at`` in this run (what a resumed run must not log again)."""
+    mlflow_client = client()
+    keys = list(mlflow_client.get_run(run_id).data.metrics)
+    return {
+        key: max((point.step for point in mlflow_client.get_metric_history(run_id, key)), default=-1)
+        for key in keys
+    }
+
+
 class MetricBuffer:
     """Collects metrics and writes them with ``log_batch`` on a background thread, so the training
     loop never waits for SQLite. :meth:`close` waits until everything is written (and re-raises a
-    write error there, not in the middle of training)."""
+    write error there, not in the middle of training).
 
-    def __init__(self, run_id: str):
+    ``logged_through`` (``metric -> step``, for a resumed run) drops points at or before the step a
+    metric was already logged at, so continuing a run never logs a point twice."""
+
+    def __init__(self, run_id: str, logged_through: dict[str, int] | None = None):
         import queue
         import threading
 
         self.run_id = run_id
+        self.logged_through = dict(logged_through or {})
         self.pending: list[Any] = []
         self._queue: queue.Queue[list[Any] | None] = queue.Queue()
         self._error: BaseException | None = None
@@ -186,7 +211,12 @@ class MetricBuffer:
         from mlflow.entities import Metric
 
         now = int(time.time() * 1000)
-        self.pending.extend(Metric(key, float(value), now, step) for key, value in metrics.items())
+        done = self.logged_through
+        self.pending.extend(
+            Metric(key, float(value), now, step)
+            for key, value in metrics.items()
+            if not done or step > done.get(key, -1)
+        )
 
     def flush(self) -> None:
         """Hand the collected metrics to the writer thread (returns at once)."""

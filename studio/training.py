@@ -23,6 +23,7 @@ import functools
 import logging
 import math
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -33,6 +34,7 @@ from typing import Any
 
 from studio import tracking
 from studio.errors import StudioError, TrainingError
+from studio.settings import studio_home
 from studio.spec import OptimizerSpec, RunSpec, is_image_task, metric_mode
 
 
@@ -64,6 +66,9 @@ class TrainHooks:
         """Polled before every training step; True stops the run as cancelled."""
         return False
 
+    def on_note(self, sentence: str) -> None:
+        """Something the user should know happened (resumed; retried with a smaller batch)."""
+
 
 @dataclass
 class TrainResult:
@@ -81,6 +86,9 @@ class TrainResult:
     ignored_columns: dict[str, str] = field(default_factory=dict)
     dropped_rows: int = 0
     note: str | None = None  # how the run ended when it was not plainly: e.g. an earlier epoch kept
+    retry_note: str | None = None  # it ran out of memory and went on with a smaller batch
+    checkpoint_seconds: float = 0.0  # spent writing checkpoints
+    checkpoint_bytes: int = 0  # size of the last checkpoint
 
 
 @dataclass(frozen=True)
@@ -137,14 +145,22 @@ def train(
     hooks: TrainHooks | None = None,
     bundle_out: str | Path | None = None,
     progress_bar: bool = False,
+    checkpoint_dir: str | Path | None = None,
+    resume_run_id: str | None = None,
 ) -> TrainResult:
     """Train the model a spec describes, track it in MLflow and write its bundle.
+
+    The whole training state is saved at the end of every epoch in ``checkpoint_dir`` (a temporary
+    folder when not given; a job passes its own, and removes it when the job has ended for good). With
+    ``resume_run_id`` the run continues that MLflow run from the latest checkpoint there, and ends as
+    the straight run would have. Running out of memory is retried once, from the latest checkpoint,
+    with half the batch size and two accumulated mini-batches per step (see :func:`_fit_with_retry`).
 
     Raises :class:`~studio.errors.StudioError` subclasses (one plain sentence) for problems the user can
     fix, :class:`TrainingCancelled` when ``hooks.should_stop()`` asked to stop. Anything else is a crash;
     the MLflow run is then ended FAILED with the exception as the reason before it propagates.
     """
-    from studio.datasets import get_dataset, load_profile, load_table
+    from studio.datasets import get_dataset, load_profile
 
     hooks = hooks or TrainHooks()
     started = time.monotonic()
@@ -154,53 +170,345 @@ def train(
     plan = resolve_device(spec.training.device, spec.training.precision)
 
     import pytorch_lightning  # noqa: F401  (configures its loggers on import; quieten them after)
-    import torch
 
     _quiet_lightning()
     _cheap_cuda_checks()
-    torch.manual_seed(spec.data.seed)
-    fit: Callable[..., TrainResult]
-    if is_image_task(spec.task):
-        plan = image_device_plan(plan)
-        data, net = _prepare_images(spec, dataset, profile)  # checks weights and pictures before a run exists
-        fit, kind = functools.partial(_fit_and_log_images, net=net), "image"
-    else:
-        from lightning_modules.tabular_data import TabularDataModule
-        from studio.datasets.csv_ingest import out_of_range_to_missing
+    with contextlib.ExitStack() as stack:
+        if checkpoint_dir is None:  # beside the studio's data, not in a temp folder that may be in memory
+            scratch = studio_home() / "tmp"
+            scratch.mkdir(exist_ok=True)
+            folder = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="checkpoints-", dir=scratch))
+            )
+        else:
+            folder = Path(checkpoint_dir)
+        session = _Session(folder=folder, resumable=checkpoint_dir is not None)
+        if resume_run_id:
+            session.resume(latest_checkpoint(folder))
+        else:
+            remove_checkpoint_files(folder)  # a new run never continues from files left by another
+        effective = session.effective_spec(spec)
+        # Validates the data (and a picture network's weights) before a run exists.
+        prepared: _Prepared | None = _prepare(effective, dataset, profile, plan)
+        assert prepared is not None
 
-        frame = load_table(dataset.id)
-        out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
-        data, fit, kind = TabularDataModule(frame, profile, spec), _fit_and_log, "tabular"
-        # TabularDataModule validates target, task and features before a run exists.
-
-    run_id, experiment_id = tracking.start_run(
-        spec,
-        job_id=job_id,
-        extra_tags={
-            tracking.TAG_STEPS_PER_EPOCH: str(data.steps_per_epoch),
-            tracking.TAG_KIND: kind,
-        },
-    )
-    try:
-        hooks.on_run_started(run_id, experiment_id)
-        result = fit(spec, data, plan, run_id, experiment_id, hooks, bundle_out, progress_bar, profile)
-    except TrainingCancelled:
-        tracking.end_run(run_id, "KILLED")
-        raise
-    except StudioError as err:
-        tracking.end_run(run_id, "FAILED", str(err))
-        raise
-    except BaseException as err:
-        status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
-        tracking.end_run(
-            run_id, status, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
-        )
-        raise
+        if resume_run_id:
+            run_id, experiment_id = resume_run_id, tracking.reopen_run(resume_run_id)
+            session.logged = tracking.logged_steps(run_id)
+            session.new_run = False
+        else:
+            run_id, experiment_id = tracking.start_run(
+                spec,
+                job_id=job_id,
+                extra_tags={
+                    tracking.TAG_STEPS_PER_EPOCH: str(prepared.data.steps_per_epoch),
+                    tracking.TAG_KIND: prepared.kind,
+                },
+            )
+        try:
+            hooks.on_run_started(run_id, experiment_id)
+            if session.resume_from is not None:
+                hooks.on_note(f"Resumed at epoch {session.resume_epoch + 1} from its saved progress.")
+            attempt, prepared = [prepared], None  # held by the retry loop only: it frees them on a retry
+            result = _fit_with_retry(
+                effective,
+                attempt,
+                session,
+                dataset,
+                profile,
+                run_id,
+                experiment_id,
+                hooks,
+                bundle_out,
+                progress_bar,
+            )
+        except TrainingCancelled:
+            tracking.end_run(run_id, "KILLED")
+            raise
+        except StudioError as err:
+            tracking.end_run(run_id, "FAILED", str(err))
+            raise
+        except BaseException as err:
+            status = "KILLED" if isinstance(err, KeyboardInterrupt) else "FAILED"
+            tracking.end_run(
+                run_id, status, f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+            )
+            raise
     result.seconds = time.monotonic() - started
-    if kind == "tabular":
-        result.ignored_columns = dict(data.plan.ignored)
-        result.dropped_rows = data.dropped_rows
     return result
+
+
+# --------------------------------------------------------------------------- checkpoints and retries
+log = logging.getLogger("studio.training")
+
+CHECKPOINT_SECONDS_ENV = "STUDIO_CHECKPOINT_SECONDS"
+DEFAULT_CHECKPOINT_SECONDS = 2.0
+"""The least time between two checkpoints: an epoch that ends sooner after the previous one saves none
+(``STUDIO_CHECKPOINT_SECONDS``; 0 saves at the end of every epoch)."""
+
+TEST_OOM_AT_STEP = "STUDIO_TEST_OOM_AT_STEP"
+"""Test-only: raise an out-of-memory error at the first training batch at or after this optimiser step."""
+TEST_OOM_REPEAT = "STUDIO_TEST_OOM_REPEAT"
+"""Test-only, with ``STUDIO_TEST_OOM_AT_STEP``: ``1`` raises it in the retry too (so the run fails)."""
+TEST_SLOW_EPOCHS = "STUDIO_TEST_SLOW_EPOCHS"
+"""Test-only: seconds each epoch waits at its end, before its checkpoint (to stop a worker mid-run)."""
+
+
+class CheckpointSpaceError(TrainingError):
+    """The disk is too full to save the run's progress; nothing was half-written."""
+
+
+@dataclass
+class _Prepared:
+    """The data and the fit function of one attempt (a retry prepares them again)."""
+
+    data: Any
+    fit: Callable[..., TrainResult]
+    kind: str
+    plan: DevicePlan
+
+
+@dataclass
+class _Session:
+    """How a run is fitted: where its checkpoints go, what it continues from, its batch settings."""
+
+    folder: Path
+    resumable: bool  # the folder outlives this call (a job's): a stopped run can resume from it
+    resume_from: Path | None = None
+    resume_epoch: int = 0
+    batch_size: int | None = None  # set after running out of memory (or by the checkpoint resumed)
+    accumulate: int = 1
+    retried: bool = False  # ran out of memory once already
+    notes: list[str] = field(default_factory=list)  # what happened on the way (the retry)
+    logged: dict[str, int] = field(default_factory=dict)  # metric -> last step MLflow already holds
+    new_run: bool = True
+    checkpoint_seconds: float = 0.0
+    checkpoint_bytes: int = 0
+
+    def resume(self, checkpoint: Any) -> None:
+        if checkpoint is None:
+            raise TrainingError(
+                "There is no saved progress to resume this run from (it stopped before its first epoch "
+                "ended); start it again."
+            )
+        self.resume_from, self.resume_epoch = checkpoint.path, checkpoint.epoch
+        saved = read_checkpoint_settings(checkpoint.path)
+        self.batch_size = saved.get("batch_size")
+        self.accumulate = int(saved.get("accumulate", 1))
+        self.retried = bool(saved.get("retried", False))
+        self.notes = list(saved.get("notes", []))
+
+    def effective_spec(self, spec: RunSpec) -> RunSpec:
+        if self.batch_size is None:
+            return spec
+        return spec.with_changes(**{"training.batch_size": int(self.batch_size)})
+
+    def settings(self, batch_size: int) -> dict[str, Any]:
+        """What a checkpoint records beside Lightning's state, for a run resumed from it."""
+        return {
+            "batch_size": int(batch_size),
+            "accumulate": self.accumulate,
+            "retried": self.retried,
+            "notes": list(self.notes),
+        }
+
+    def optimizer_steps_per_epoch(self, batches: int) -> int:
+        return max(1, math.ceil(batches / self.accumulate))
+
+
+def checkpoint_seconds() -> float:
+    """``STUDIO_CHECKPOINT_SECONDS`` (default 2): the least time between two checkpoints."""
+    raw = os.environ.get(CHECKPOINT_SECONDS_ENV, "").strip()
+    try:
+        return max(0.0, float(raw)) if raw else DEFAULT_CHECKPOINT_SECONDS
+    except ValueError:
+        log.warning(
+            "%s=%r is not a number of seconds; using %s",
+            CHECKPOINT_SECONDS_ENV,
+            raw,
+            DEFAULT_CHECKPOINT_SECONDS,
+        )
+        return DEFAULT_CHECKPOINT_SECONDS
+
+
+def latest_checkpoint(folder: Path) -> Any:
+    from studio.jobs.store import latest_checkpoint as latest
+
+    return latest(folder)
+
+
+def remove_checkpoint_files(folder: Path) -> None:
+    for old in Path(folder).glob("epoch-*.ckpt"):
+        with contextlib.suppress(FileNotFoundError):
+            old.unlink()
+
+
+def read_checkpoint_settings(path: Path) -> dict[str, Any]:
+    """The studio's settings saved in a checkpoint (batch size, accumulation, retry, notes)."""
+    import torch
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return dict(checkpoint.get("callbacks", {}).get("EpochCheckpoint", {}).get("settings", {}))
+
+
+def check_checkpoint_space(needed: int, folder: Path, *, resumable: bool) -> None:
+    """:class:`CheckpointSpaceError` when the disk holding ``folder`` has less than ``needed`` bytes
+    (plus the data sets' margin) free: checked before each checkpoint, so a full disk stops the run
+    with a plain message instead of a half-written file. The margin and size words are the data-set
+    store's (:func:`studio.datasets.store.check_free_space`)."""
+    from studio.datasets import store as datasets_store
+
+    free = shutil.disk_usage(folder).free
+    margin = datasets_store.DISK_MARGIN_BYTES
+    if free >= needed + margin:
+        return
+    words = datasets_store._size_words
+    saved = latest_checkpoint(folder)
+    if resumable and saved is not None:
+        then = f"Its progress up to epoch {saved.epoch} is saved: free some space, then resume the run."
+    else:
+        then = "Free some space and start the run again."
+    raise CheckpointSpaceError(
+        f"There is not enough free disk space to save this run's progress: a checkpoint needs about "
+        f"{words(needed)} (plus {words(margin)} to spare) and only {words(free)} is free in {folder}. "
+        f"{then} Nothing was half-written."
+    )
+
+
+def out_of_memory_kind(err: BaseException) -> str | None:
+    """``"GPU"`` or ``"CPU"`` when ``err`` says that device ran out of memory, else None."""
+    if isinstance(err, MemoryError):
+        return "CPU"
+    text = str(err)
+    if type(err).__name__ == "OutOfMemoryError" or ("out of memory" in text.lower() and "CUDA" in text):
+        return "GPU"
+    if isinstance(err, RuntimeError) and ("DefaultCPUAllocator" in text or "can't allocate memory" in text):
+        return "CPU"
+    return None
+
+
+def out_of_memory_failure(kind: str, batch_size: int, accumulate: int) -> TrainingError:
+    """The plain failure when memory ran out and no retry is left."""
+    device = "The GPU" if kind == "GPU" else "The machine"
+    again = (
+        f" again after retrying with half the batch size ({batch_size} × {accumulate} accumulated steps)"
+        if accumulate > 1
+        else ""
+    )
+    advice = (
+        "lower the batch size (or use a smaller network)"
+        if kind == "GPU"
+        else "lower the batch size, use fewer columns or close other programs"
+    )
+    return TrainingError(f"{device} ran out of memory{again}: {advice}.")
+
+
+def retry_note(kind: str, batch_size: int, half: int, continued_epoch: int | None) -> str:
+    """``Ran out of GPU memory at batch size 64; continued from epoch 3 with batch size 32 × 2
+    accumulated steps.``"""
+    memory = "GPU memory" if kind == "GPU" else "memory"
+    where = (
+        f"continued from epoch {continued_epoch}" if continued_epoch else "started again from the beginning"
+    )
+    return f"Ran out of {memory} at batch size {batch_size}; {where} with batch size {half} × 2 accumulated steps."
+
+
+def _release_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
+
+
+def _fit_with_retry(
+    spec: RunSpec,
+    attempt: list[_Prepared],
+    session: _Session,
+    dataset: Any,
+    profile: dict[str, Any],
+    run_id: str,
+    experiment_id: str,
+    hooks: TrainHooks,
+    bundle_out: str | Path | None,
+    progress_bar: bool,
+) -> TrainResult:
+    """Fit; when the device runs out of memory (CUDA's ``OutOfMemoryError``, the CPU allocator's error,
+    ``MemoryError``) the first time, fit again from the latest checkpoint (from the start when there is
+    none) with half the batch size and two accumulated mini-batches per optimiser step, so that each
+    step still learns from as many rows. The run keeps its MLflow run and says so in ``studio.note``,
+    the job's note and the log. Running out again fails with the plain message.
+
+    ``attempt`` holds the prepared data and fit function; it is emptied so that nothing keeps the
+    failed attempt's tensors alive."""
+    prepared = attempt.pop()
+    while True:
+        batch_size = int(prepared.data.batch_size)
+        try:
+            return prepared.fit(
+                spec,
+                prepared.data,
+                prepared.plan,
+                run_id,
+                experiment_id,
+                hooks,
+                bundle_out,
+                progress_bar,
+                profile,
+                session=session,
+            )
+        except BaseException as err:
+            kind = out_of_memory_kind(err)
+            if kind is None:
+                raise
+        # Out of the except block: the error and its frames (holding the batch's tensors) are gone.
+        base_plan = resolve_device(spec.training.device, spec.training.precision)
+        prepared = None  # type: ignore[assignment]
+        _release_memory()
+        if session.retried or batch_size < 2:
+            raise out_of_memory_failure(kind, batch_size, session.accumulate)
+        half = batch_size // 2
+        saved = latest_checkpoint(session.folder)
+        note = retry_note(kind, batch_size, half, saved.epoch + 1 if saved else None)
+        log.warning("%s", note)
+        session.retried, session.accumulate, session.batch_size = True, 2, half
+        session.notes.append(note)
+        session.resume_from = saved.path if saved else None
+        session.resume_epoch = saved.epoch if saved else 0
+        session.logged = tracking.logged_steps(run_id)  # the points before the error are kept
+        hooks.on_note(note)
+        tracking.set_tags(
+            run_id,
+            {
+                tracking.TAG_NOTE: " ".join(session.notes),
+                "studio.batch_size": f"{half} × 2 accumulated steps",
+                "studio.accumulate_grad_batches": "2",
+            },
+        )
+        spec = session.effective_spec(spec)
+        prepared = _prepare(spec, dataset, profile, base_plan)
+
+
+def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DevicePlan) -> _Prepared:
+    """Seed, then build the DataModule (and for pictures the network): the same start every attempt."""
+    import torch
+
+    torch.manual_seed(spec.data.seed)
+    if is_image_task(spec.task):
+        data, net = _prepare_images(spec, dataset, profile)  # checks weights and pictures before a run exists
+        return _Prepared(
+            data, functools.partial(_fit_and_log_images, net=net), "image", image_device_plan(plan)
+        )
+    from lightning_modules.tabular_data import TabularDataModule
+    from studio.datasets import load_table
+    from studio.datasets.csv_ingest import out_of_range_to_missing
+
+    frame = load_table(dataset.id)
+    out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
+    # TabularDataModule validates target, task and features before a run exists.
+    return _Prepared(TabularDataModule(frame, profile, spec), _fit_and_log, "tabular", plan)
 
 
 def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
@@ -248,18 +556,27 @@ def _fit_and_log(
     bundle_out: str | Path | None,
     progress_bar: bool,
     profile: dict[str, Any],
+    *,
+    session: _Session,
 ) -> TrainResult:
     from lightning_modules.registry import TabularShape, build_network
     from lightning_modules.tabular_module import TabularLightningModule
 
-    _log_run_inputs(
-        run_id, spec, profile, plan, data, {"studio.ignored_columns": ", ".join(data.plan.ignored) or "none"}
-    )
+    if session.new_run:
+        _log_run_inputs(
+            run_id,
+            spec,
+            profile,
+            plan,
+            data,
+            {"studio.ignored_columns": ", ".join(data.plan.ignored) or "none"},
+        )
+        session.new_run = False
 
     shape = TabularShape(data.preprocessor.n_numeric, data.preprocessor.cardinalities, data.n_out)
     net = build_network(spec.architecture.name, spec.architecture.params, shape)
     monitor = spec.early_stopping.metric
-    steps_per_epoch = data.steps_per_epoch
+    steps_per_epoch = session.optimizer_steps_per_epoch(data.steps_per_epoch)
     module = TabularLightningModule(
         net,
         spec.task,
@@ -273,18 +590,23 @@ def _fit_and_log(
         batch_size=data.batch_size,
         steps_per_epoch=steps_per_epoch,
         gradient_clip=spec.training.gradient_clip,
+        accumulate=session.accumulate,
     )
 
-    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar)
+    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session)
     test_metrics = run.test_metrics
     bundle_path = _write_bundle(spec, data, module, profile, test_metrics, run_id, bundle_out)
-    _end_finished(run_id, run.note)
-    return run.result(run_id, experiment_id, bundle_path, data.sizes["train"])
+    _end_finished(run_id, run.note, session)
+    result = run.result(run_id, experiment_id, bundle_path, data.sizes["train"], session)
+    result.ignored_columns = dict(data.plan.ignored)
+    result.dropped_rows = data.dropped_rows
+    return result
 
 
-def _end_finished(run_id: str, note: str | None) -> None:
-    if note:
-        tracking.set_tags(run_id, {tracking.TAG_NOTE: note})
+def _end_finished(run_id: str, note: str | None, session: _Session) -> None:
+    notes = " ".join([*session.notes, *([note] if note else [])])
+    if notes:
+        tracking.set_tags(run_id, {tracking.TAG_NOTE: notes})
     tracking.end_run(run_id, "FINISHED")
 
 
@@ -300,7 +622,7 @@ class _LightningRun:
     note: str | None = None
 
     def result(
-        self, run_id: str, experiment_id: str, bundle_path: Path | None, train_rows: int
+        self, run_id: str, experiment_id: str, bundle_path: Path | None, train_rows: int, session: _Session
     ) -> TrainResult:
         return TrainResult(
             run_id=run_id,
@@ -314,6 +636,9 @@ class _LightningRun:
             fit_seconds=self.fit_seconds,
             train_rows=train_rows,
             note=self.note,
+            retry_note=" ".join(session.notes) or None,
+            checkpoint_seconds=session.checkpoint_seconds,
+            checkpoint_bytes=session.checkpoint_bytes,
         )
 
 
@@ -325,33 +650,46 @@ def _run_lightning(
     run_id: str,
     hooks: TrainHooks,
     progress_bar: bool,
+    session: _Session,
 ) -> _LightningRun:
-    """Fit with the studio's callbacks (MLflow curves, progress, cancel, best weights, early stopping),
-    restore the best weights and test them; the test metrics (and ``best_epoch``) are logged.
+    """Fit with the studio's callbacks (MLflow curves, progress, cancel, best weights, early stopping,
+    a checkpoint at the end of every epoch), restore the best weights and test them; the test metrics
+    (and ``best_epoch``) are logged. With ``session.resume_from`` Lightning restores the whole training
+    state from that checkpoint first and goes on with the next epoch.
 
-    Both LightningModules optimise manually (gradient clipping and one-cycle steps happen inside
-    ``training_step``), so the Trainer gets no clipping setting."""
+    Both LightningModules optimise manually (gradient clipping, accumulation and one-cycle steps happen
+    inside ``training_step``), so the Trainer gets no clipping or accumulation setting."""
     import pytorch_lightning as pl
 
     from lightning_modules.callbacks import (
         BestWeights,
+        EpochCheckpoint,
         TrainingCancelledSignal,
         TrainingDivergedSignal,
         TrainingReporter,
         optimizer_steps,
     )
+    from studio.jobs.store import checkpoint_file
 
     monitor = spec.early_stopping.metric
     mode = metric_mode(monitor)
-    buffer = tracking.MetricBuffer(run_id)
+    buffer = tracking.MetricBuffer(run_id, session.logged)
 
     def report(raw: dict[str, Any]) -> None:
         hooks.on_progress(Progress(**raw))
 
-    reporter = TrainingReporter(buffer.add, buffer.flush, report, hooks.should_stop, data.steps_per_epoch)
+    steps_per_epoch = session.optimizer_steps_per_epoch(data.steps_per_epoch)
+    reporter = TrainingReporter(buffer.add, buffer.flush, report, hooks.should_stop, steps_per_epoch)
     patience = spec.early_stopping.patience if spec.early_stopping.enabled else None
     best = BestWeights(monitor, mode, patience)
-    callbacks: list[pl.Callback] = [reporter, best]
+    checkpoints = EpochCheckpoint(
+        functools.partial(checkpoint_file, session.folder),
+        functools.partial(check_checkpoint_space, resumable=session.resumable),
+        session.settings(data.batch_size),
+        on_written=reporter.checkpoint_written,
+        min_seconds=checkpoint_seconds(),
+    )
+    callbacks: list[pl.Callback] = [reporter, best, checkpoints, *_test_switches(session)]
     with tempfile.TemporaryDirectory(prefix="studio-trainer-") as root:
         trainer = pl.Trainer(
             accelerator=plan.accelerator,
@@ -360,7 +698,7 @@ def _run_lightning(
             max_epochs=spec.training.epochs,
             callbacks=callbacks,
             logger=False,
-            enable_checkpointing=False,
+            enable_checkpointing=True,  # by the EpochCheckpoint above (Lightning adds none of its own)
             enable_model_summary=False,
             enable_progress_bar=progress_bar,
             num_sanity_val_steps=0,
@@ -370,7 +708,7 @@ def _run_lightning(
         fit_started = time.perf_counter()
         diverged: TrainingDivergedSignal | None = None
         try:
-            trainer.fit(module, datamodule=data)
+            trainer.fit(module, datamodule=data, ckpt_path=session.resume_from, weights_only=True)
         except BaseException as err:
             if isinstance(err, TrainingDivergedSignal):
                 diverged = err
@@ -379,9 +717,12 @@ def _run_lightning(
                     buffer.close()  # keep the curves written so far
                 if isinstance(err, TrainingCancelledSignal):
                     raise TrainingCancelled("The run was cancelled.") from None
-                if isinstance(err, RuntimeError):
+                if isinstance(err, RuntimeError) and out_of_memory_kind(err) is None:
                     raise _plain_runtime_error(err) from err
                 raise
+        finally:
+            session.checkpoint_seconds += checkpoints.seconds
+            session.checkpoint_bytes = checkpoints.bytes or session.checkpoint_bytes
         note = None
         if diverged is not None:
             note = _kept_after_divergence(diverged, spec, best, module, buffer)
@@ -390,7 +731,12 @@ def _run_lightning(
         if trainer.interrupted and diverged is None:
             raise KeyboardInterrupt
         best.restore(module)
-        trainer.test(module, datamodule=data, verbose=False)
+        try:
+            trainer.test(module, datamodule=data, verbose=False)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                buffer.close()
+            raise
     test_metrics = dict(module.test_results)
     if diverged is not None and not all(math.isfinite(v) for v in test_metrics.values()):
         buffer.close()  # the kept epoch does not hold up on the test rows either: fail as if none was kept
@@ -492,6 +838,22 @@ def _kept_after_divergence(diverged: Any, spec: RunSpec, best: Any, module: Any,
     return divergence_note(diverged, best.best_epoch + 1, spec.optimizer)
 
 
+def _test_switches(session: _Session) -> list[Any]:
+    """Test-only callbacks, switched on by environment variables (documented in the README's testing
+    section): an injected out-of-memory error (``STUDIO_TEST_OOM_AT_STEP``, in the first attempt only
+    unless ``STUDIO_TEST_OOM_REPEAT=1``) and slow epochs (``STUDIO_TEST_SLOW_EPOCHS``)."""
+    from lightning_modules.callbacks import InjectedOutOfMemory, SlowEpochs
+
+    switches: list[Any] = []
+    oom_step = os.environ.get(TEST_OOM_AT_STEP, "").strip()
+    if oom_step and (not session.retried or os.environ.get(TEST_OOM_REPEAT, "").strip() == "1"):
+        switches.append(InjectedOutOfMemory(int(oom_step)))
+    slow = os.environ.get(TEST_SLOW_EPOCHS, "").strip()
+    if slow:
+        switches.append(SlowEpochs(float(slow)))
+    return switches
+
+
 def _plain_runtime_error(err: RuntimeError) -> Exception:
     text = str(err)
     if "out of memory" in text.lower():
@@ -563,24 +925,27 @@ def _fit_and_log_images(
     profile: dict[str, Any],
     *,
     net: Any,
+    session: _Session,
 ) -> TrainResult:
     import torch
 
     from lightning_modules.components.cnn import frozen_norms, network_config, trainable_share
     from lightning_modules.image_module import ImageLightningModule
 
-    _log_run_inputs(
-        run_id,
-        spec,
-        profile,
-        plan,
-        data,
-        {
-            "studio.image_size": str(data.image_size),
-            "studio.precision": plan.precision,
-            "studio.trainable_share": f"{trainable_share(net):.4f}",
-        },
-    )
+    if session.new_run:
+        _log_run_inputs(
+            run_id,
+            spec,
+            profile,
+            plan,
+            data,
+            {
+                "studio.image_size": str(data.image_size),
+                "studio.precision": plan.precision,
+                "studio.trainable_share": f"{trainable_share(net):.4f}",
+            },
+        )
+        session.new_run = False
     net = net.to(
         memory_format=torch.channels_last
     )  # as the DataModule's batches (see on_after_batch_transfer)
@@ -591,11 +956,12 @@ def _fit_and_log_images(
         spec.scheduler,
         spec.early_stopping.metric,
         spec.training.epochs,
-        steps_per_epoch=data.steps_per_epoch,
+        steps_per_epoch=session.optimizer_steps_per_epoch(data.steps_per_epoch),
         gradient_clip=spec.training.gradient_clip,
         frozen=frozen_norms(net),
+        accumulate=session.accumulate,
     )
-    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar)
+    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session)
     _log_test_predictions(run_id, spec, data, module)
     bundle_path = _write_image_bundle(
         spec,
@@ -606,8 +972,8 @@ def _fit_and_log_images(
         run_id,
         bundle_out,
     )
-    _end_finished(run_id, run.note)
-    return run.result(run_id, experiment_id, bundle_path, data.sizes["train"])
+    _end_finished(run_id, run.note, session)
+    return run.result(run_id, experiment_id, bundle_path, data.sizes["train"], session)
 
 
 def _log_test_predictions(run_id: str, spec: RunSpec, data: Any, module: Any) -> None:

@@ -5,6 +5,11 @@ The scheduler starts it in its own process session with the chosen device in ``C
 :func:`studio.training.train` as the CLI, writes progress into the job store, stops when the job's
 ``cancel_requested`` flag is set or SIGTERM arrives, and always ends the job as succeeded, failed (with
 a plain reason) or cancelled before it exits.
+
+Training saves a checkpoint in the job's folder at the end of every epoch. A resumed job (queued again
+by ``jobs resume``, its MLflow run id kept) continues from the latest one. The checkpoints are removed
+when the job succeeds (after its bundle is written) or fails; a cancelled job keeps them, so it can be
+resumed, and so does a job stopped by a full disk (interrupted: free space, then resume).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 
 from studio.errors import JobError, StudioError
 from studio.jobs import store
-from studio.jobs.store import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, Job
+from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job
 
 log = logging.getLogger("studio.worker")
 
@@ -67,6 +72,9 @@ def make_hooks(job_id: str, flag: StopFlag):
         def on_progress(self, progress: Any) -> None:
             self._pending = progress
             self._write_if_due()
+
+        def on_note(self, sentence: str) -> None:
+            store.add_note(job_id, sentence)
 
         def should_stop(self) -> bool:
             self._write_if_due()
@@ -163,7 +171,7 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
     if job is None:
         return 1
 
-    from studio.training import TrainingCancelled
+    from studio.training import CheckpointSpaceError, TrainingCancelled
 
     slot = os.environ.get("STUDIO_JOB_SLOT")
     log.info("job %s: pid %s, slot %s, spec %s", job_id, os.getpid(), slot or "-", job.name)
@@ -175,12 +183,15 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
             raise TrainingCancelled("Cancelled before training started.")
         if train_fn is None:
             from studio.training import train as train_fn
+        resume = job.mlflow_run_id if job.mlflow_run_id and store.job_checkpoint(job_id) else None
         result = train_fn(
             spec_for_slot(job.spec, slot),
             job_id=job_id,
             hooks=hooks,
             bundle_out=store.job_dir(job_id) / "model.zip",
             progress_bar=False,
+            checkpoint_dir=store.checkpoint_dir(job_id),
+            resume_run_id=resume,
         )
         if result.run_id and result.run_id != hooks.run_id:
             store.set_run(job_id, result.run_id, result.experiment_id)
@@ -197,6 +208,8 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
                 from studio.jobs.scheduler import end_mlflow_run
 
                 end_mlflow_run(hooks.run_id, "KILLED")
+        elif isinstance(err, CheckpointSpaceError) and store.job_checkpoint(job_id) is not None:
+            state, reason = INTERRUPTED, str(err)  # the disk is full: free space, then resume
         else:
             state, reason = FAILED, plain_reason(err, store.log_path(job_id))
             if not isinstance(err, StudioError):
@@ -205,6 +218,8 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
     finally:
         hooks.flush()
         _finish(job_id, state, reason, outcome)
+        if state in (SUCCEEDED, FAILED):  # ended for good (the bundle is written): nothing to resume
+            store.remove_checkpoints(job_id)
     if state == SUCCEEDED:
         log.info("job %s: succeeded", job_id)
     return 0 if state == SUCCEEDED else 1

@@ -21,7 +21,9 @@ from studio.jobs.store import (
     CANCELLED,
     FAILED,
     FINAL_STATES,
+    INTERRUPTED,
     QUEUED,
+    RESUMABLE_STATES,
     RUNNING,
     STATES,
     SUCCEEDED,
@@ -37,7 +39,9 @@ __all__ = [
     "CANCELLED",
     "FAILED",
     "FINAL_STATES",
+    "INTERRUPTED",
     "QUEUED",
+    "RESUMABLE_STATES",
     "RUNNING",
     "STATES",
     "SUCCEEDED",
@@ -48,6 +52,7 @@ __all__ = [
     "format_duration",
     "get_job",
     "list_jobs",
+    "resume_job",
     "run_scheduler_forever",
     "scheduler_running",
     "stop_scheduler",
@@ -80,7 +85,8 @@ def list_jobs(limit: int | None = None, states: list[str] | tuple[str, ...] | No
 def cancel_job(job_id: str) -> Job:
     """Cancel a job: a queued one is cancelled (removed from the queue) at once; a running one is
     asked to stop (flag + SIGTERM; its worker stops within a training step) and is killed by the
-    scheduler if it has not stopped after ~10 s. Returns the job as it is now."""
+    scheduler if it has not stopped after ~10 s. Its checkpoints are kept, so a cancelled run that
+    finished an epoch can be resumed (:func:`resume_job`). Returns the job as it is now."""
     job = store.request_cancel(job_id)
     if job.state == RUNNING:
         from studio.jobs.scheduler import signal_worker
@@ -91,8 +97,18 @@ def cancel_job(job_id: str) -> Job:
 
 
 def delete_job(job_id: str) -> None:
-    """Remove a queued or finished job (a queued one is dropped from the queue)."""
+    """Remove a queued or finished job (a queued one is dropped from the queue) and its checkpoints."""
     store.delete_job(job_id)
+
+
+def resume_job(job_id: str, *, start_scheduler: bool = True) -> Job:
+    """Queue an interrupted or cancelled job again: its worker continues from the job's latest checkpoint
+    (the end of its last finished epoch), in the same MLflow run. :class:`~studio.errors.JobError` says
+    why when it cannot be resumed (still active, finished, failed, or nothing saved)."""
+    job = store.requeue_to_resume(job_id)
+    if start_scheduler:
+        ensure_scheduler()
+    return job
 
 
 def wait_for_job(job_id: str, timeout: float | None = None, poll: float = 0.25) -> Job:

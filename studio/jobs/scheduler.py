@@ -5,7 +5,9 @@ its own session, so it outlives the Streamlit server, the CLI or the test that s
 starts (``python -m studio.worker JOB_ID``) is again in its own session, so stopping the scheduler never
 stops a running job. Every ~0.5 s the scheduler
 
-1. reaps the workers it started and reconciles jobs whose worker died (failed, or cancelled if asked),
+1. reaps the workers it started and reconciles jobs whose worker died: interrupted (they can resume)
+   when they saved a checkpoint, cancelled if that was asked, failed otherwise. After a machine restart
+   the first pass does this for every job that was running,
 2. kills workers that ignored a cancel request for ``cancel_grace`` seconds,
 3. fills free slots: one job per GPU, ``STUDIO_CPU_SLOTS`` (default 1) jobs on CPU,
 4. keeps one warm worker per free slot (``python -m studio.worker --standby``: torch, Lightning and
@@ -38,7 +40,7 @@ import psutil
 from studio import settings
 from studio.errors import JobError
 from studio.jobs import store
-from studio.jobs.store import CANCELLED, FAILED, RUNNING, Job
+from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, Job
 
 log = logging.getLogger("studio.scheduler")
 
@@ -53,6 +55,11 @@ DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.worker", "{job_id}")
 REASON_WORKER_DIED = (
     "The worker process stopped unexpectedly (it may have been killed or the machine restarted); "
     "its log is {log}."
+)
+REASON_INTERRUPTED = (
+    "The worker process stopped unexpectedly (it may have been killed or the machine restarted). "
+    "Its progress up to epoch {epoch} is saved: resume it with the Resume button on its page or "
+    "`python -m studio jobs resume {job_id}`. Its log is {log}."
 )
 REASON_NEVER_STARTED = "The worker process did not start; its log is {log}."
 REASON_CANCELLED = "Cancelled on request."
@@ -187,12 +194,24 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def end_mlflow_run(run_id: str | None, status: str, reason: str | None = None) -> None:
-    """Close a job's MLflow run from outside its worker (mlflow is imported only here, only when needed)."""
+def end_mlflow_run(
+    run_id: str | None,
+    status: str,
+    reason: str | None = None,
+    job_id: str | None = None,
+    only_if: str | None = None,
+) -> None:
+    """Close a job's MLflow run from outside its worker (mlflow is imported only here, only when needed).
+
+    With ``job_id`` and ``only_if``, only while the job is still in that state (a job resumed meanwhile
+    has reopened its run)."""
     if not run_id:
         return
     try:
         from studio import tracking
+
+        if job_id and only_if and store.get_job(job_id).state != only_if:
+            return
 
         tracking.end_run(run_id, status, reason)
     except Exception:  # the job state is what the pages trust; a tracking hiccup must not stop the loop
@@ -246,31 +265,43 @@ class Scheduler:
                 self._close_dead(job, exit_code=code)
 
     def reconcile(self) -> None:
-        """Running jobs whose worker is gone become failed (or cancelled, when a cancel was asked for)."""
+        """Running jobs whose worker is gone (killed, or the machine restarted) are settled by
+        :meth:`_close_dead`: interrupted, cancelled or failed."""
         now = time.time()
         for job in store.list_jobs(states=[RUNNING]):
             if job.id in self.children:
                 continue  # ours: reap() knows its exit status
             if job.pid is None:
                 if job.started_at is not None and now - job.started_at > START_GRACE_SECONDS:
+                    checkpoint = store.job_checkpoint(job.id)  # a resumed job keeps its saved progress
+                    state = INTERRUPTED if checkpoint is not None else FAILED
                     reason = REASON_NEVER_STARTED.format(log=job.log_path)
-                    if store.finish_job(job.id, FAILED, reason=reason):
+                    if checkpoint is not None:
+                        reason += f" Its progress up to epoch {checkpoint.epoch} is saved: resume it again."
+                    if store.finish_job(job.id, state, reason=reason):
                         log.warning("job %s: %s", job.id, reason)
                 continue
             if not worker_alive(job.pid, job.pid_create_time):
                 self._close_dead(job)
 
     def _close_dead(self, job: Job, exit_code: int | None = None) -> None:
+        """A job whose worker is gone: cancelled when that was asked for; interrupted (it can resume)
+        when it saved a checkpoint; failed otherwise. Its MLflow run is closed KILLED (cancelled,
+        interrupted) or FAILED, never FINISHED."""
+        checkpoint = store.job_checkpoint(job.id)
         if job.cancel_requested:
             state, reason, mlflow_status = CANCELLED, REASON_CANCELLED, "KILLED"
+        elif checkpoint is not None:
+            state, mlflow_status = INTERRUPTED, "KILLED"
+            reason = REASON_INTERRUPTED.format(epoch=checkpoint.epoch, job_id=job.id, log=job.log_path)
         else:
             state, mlflow_status = FAILED, "FAILED"
             reason = REASON_WORKER_DIED.format(log=job.log_path)
-            if exit_code is not None and exit_code < 0:
-                reason = reason.replace("unexpectedly", f"unexpectedly (signal {-exit_code})")
+        if exit_code is not None and exit_code < 0:
+            reason = reason.replace("unexpectedly", f"unexpectedly (signal {-exit_code})", 1)
         if store.finish_job(job.id, state, reason=reason, only_pid=job.pid):
             log.warning("job %s: worker %s is gone (exit %s); marked %s", job.id, job.pid, exit_code, state)
-            self._in_background(end_mlflow_run, job.mlflow_run_id, mlflow_status, reason)
+            self._in_background(end_mlflow_run, job.mlflow_run_id, mlflow_status, reason, job.id, state)
 
     # ---- cancels the worker ignored
     def enforce_cancels(self) -> None:

@@ -10,9 +10,13 @@ Only the standard library and the spec are imported here: pages import this modu
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import re
 import secrets
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -30,9 +34,13 @@ if TYPE_CHECKING:
     from studio.spec import RunSpec
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
-STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+INTERRUPTED = "interrupted"
+"""Its worker died (killed, or the machine restarted) after saving a checkpoint: it can resume."""
+STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
 ACTIVE_STATES = (QUEUED, RUNNING)
-FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED)
+FINAL_STATES = (SUCCEEDED, FAILED, CANCELLED, INTERRUPTED)
+RESUMABLE_STATES = (INTERRUPTED, CANCELLED)
+"""States a job can be resumed from, when it has a checkpoint (:func:`latest_checkpoint`)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -64,12 +72,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     cancel_requested INTEGER NOT NULL DEFAULT 0,
     cancel_requested_at REAL,
     bundle_path TEXT,
-    submit_token TEXT
+    submit_token TEXT,
+    note TEXT
 );
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
 """
 # Columns added after the first release: (name, type) added to older stores when they are opened.
-_ADDED_COLUMNS = (("submit_token", "TEXT"),)
+_ADDED_COLUMNS = (("submit_token", "TEXT"), ("note", "TEXT"))
 _INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS jobs_submit_token ON jobs (submit_token);"
 
 _ready: set[Path] = set()
@@ -89,6 +98,50 @@ def job_dir(job_id: str) -> Path:
 
 def log_path(job_id: str) -> Path:
     return job_dir(job_id) / "worker.log"
+
+
+# --------------------------------------------------------------------------- checkpoints
+CHECKPOINT_FOLDER = "checkpoints"
+_CHECKPOINT_NAME = re.compile(r"^epoch-(\d+)\.ckpt$")
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A saved training state: the run's whole state at the end of ``epoch`` (1-based)."""
+
+    path: Path
+    epoch: int
+
+
+def checkpoint_dir(job_id: str) -> Path:
+    """Where a job's checkpoints live: ``STUDIO_HOME/jobs/<id>/checkpoints`` (not created here)."""
+    return settings.studio_home() / "jobs" / job_id / CHECKPOINT_FOLDER
+
+
+def checkpoint_file(folder: Path, epoch: int) -> Path:
+    """The checkpoint of ``epoch`` (1-based) in ``folder``."""
+    return Path(folder) / f"epoch-{epoch:04d}.ckpt"
+
+
+def latest_checkpoint(folder: Path) -> Checkpoint | None:
+    """The newest complete checkpoint in ``folder`` (temporary files being written are ignored)."""
+    found = []
+    with contextlib.suppress(OSError):
+        for entry in os.scandir(folder):
+            match = _CHECKPOINT_NAME.match(entry.name)
+            if match and entry.is_file():
+                found.append(Checkpoint(Path(entry.path), int(match.group(1))))
+    return max(found, key=lambda c: c.epoch, default=None)
+
+
+def job_checkpoint(job_id: str) -> Checkpoint | None:
+    """The job's latest checkpoint, if it saved one."""
+    return latest_checkpoint(checkpoint_dir(job_id))
+
+
+def remove_checkpoints(job_id: str) -> None:
+    """Delete a job's checkpoints (after it succeeded or failed for good, or when it is deleted)."""
+    shutil.rmtree(checkpoint_dir(job_id), ignore_errors=True)
 
 
 @contextmanager
@@ -169,6 +222,8 @@ class Job:
     bundle_path: str | None = None
     submit_token: str | None = None
     """The token of the page press (or request) that made the job: the same token never makes two jobs."""
+    note: str | None = None
+    """What happened on the way, in plain sentences (resumed, retried with a smaller batch); any state."""
 
     @cached_property
     def spec(self) -> RunSpec:
@@ -184,6 +239,16 @@ class Job:
     @property
     def log_path(self) -> Path:
         return log_path(self.id)
+
+    @property
+    def checkpoint(self) -> Checkpoint | None:
+        """The latest saved training state (looked up on disk each time)."""
+        return job_checkpoint(self.id)
+
+    @property
+    def can_resume(self) -> bool:
+        """Interrupted or cancelled, with a checkpoint to continue from."""
+        return self.state in RESUMABLE_STATES and self.checkpoint is not None
 
     @property
     def seconds(self) -> float | None:
@@ -420,12 +485,54 @@ def finish_job(
 
 
 def delete_job(job_id: str) -> None:
-    """Remove a queued or finished job from the store (a running one must be cancelled first)."""
+    """Remove a queued or finished job from the store (a running one must be cancelled first), with its
+    checkpoints."""
     with transaction() as conn:
         job = _get(conn, job_id)
         if job.state == RUNNING:
             raise JobError(f"Job {job_id} is running; cancel it first, then delete it.")
         conn.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+    remove_checkpoints(job_id)
+
+
+def add_note(job_id: str, sentence: str) -> None:
+    """Append a plain sentence to the job's note (what happened on the way)."""
+    with connect() as conn:
+        conn.execute(
+            "UPDATE jobs SET note = CASE WHEN note IS NULL OR note = '' THEN ? ELSE note || ' ' || ? END, "
+            "updated_at = ? WHERE id = ?",
+            (sentence, sentence, time.time(), job_id),
+        )
+
+
+def requeue_to_resume(job_id: str) -> Job:
+    """Queue an interrupted or cancelled job again; its worker continues from the latest checkpoint, in
+    the same MLflow run. :class:`JobError` (one plain sentence) when the job cannot be resumed."""
+    now = time.time()
+    with transaction() as conn:
+        job = _get(conn, job_id)
+        if job.state in ACTIVE_STATES:
+            doing = "waiting for a device" if job.state == QUEUED else "training"
+            raise JobError(f"Job {job_id} is {doing} already; there is nothing to resume.")
+        if job.state == SUCCEEDED:
+            raise JobError(f"Job {job_id} has finished; there is nothing to resume.")
+        if job.state == FAILED:
+            raise JobError(
+                f"Job {job_id} failed, and a failed run cannot be resumed: fix what its reason says and "
+                "start it again (Train page or `python -m studio jobs submit`)."
+            )
+        if job_checkpoint(job_id) is None or not job.mlflow_run_id:
+            raise JobError(
+                f"Job {job_id} stopped before it finished its first epoch, so no progress was saved to "
+                "resume from; start it again (Train page or `python -m studio jobs submit`)."
+            )
+        conn.execute(
+            "UPDATE jobs SET state = ?, ended_at = NULL, reason = NULL, cancel_requested = 0, "
+            "cancel_requested_at = NULL, pid = NULL, pid_create_time = NULL, device = NULL, "
+            "eta_seconds = NULL, updated_at = ? WHERE id = ? AND state IN (?, ?)",
+            (QUEUED, now, job_id, *RESUMABLE_STATES),
+        )
+        return _get(conn, job_id)
 
 
 # --------------------------------------------------------------------------- reads

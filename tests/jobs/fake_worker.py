@@ -22,7 +22,7 @@ def options(name: str | None) -> dict[str, str]:
     return dict(part.split("=", 1) for part in (name or "").split() if "=" in part)
 
 
-def fake_train(spec, *, job_id, hooks, bundle_out, progress_bar):
+def fake_train(spec, *, job_id, hooks, bundle_out, progress_bar, **_):
     opts = options(spec.name)
     with open(studio_home() / "fake_runs.log", "a") as runs:
         runs.write(f"{job_id} {os.getpid()} {os.environ.get('STUDIO_JOB_SLOT')}\n")

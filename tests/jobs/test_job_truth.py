@@ -54,7 +54,7 @@ def test_metrics_stored_as_json_are_finite(jobs_home: Path) -> None:
 def test_a_run_that_kept_an_earlier_epoch_succeeds_with_its_note(jobs_home: Path) -> None:
     note = "Stopped at epoch 7 when the loss became infinite; kept the best epoch, 4."
 
-    def train_fn(spec, *, job_id, hooks, bundle_out, progress_bar):
+    def train_fn(spec, *, job_id, hooks, bundle_out, progress_bar, **_):
         return SimpleNamespace(
             run_id=None, experiment_id=None, test_metrics={"test/r2": 0.5}, bundle_path=None, note=note
         )
