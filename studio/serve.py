@@ -477,7 +477,9 @@ def serve(
     logs = settings.studio_home() / "logs"
     shown_urls = public_urls(host, port)
     shown_host = urlsplit(shown_urls[0]).hostname or browser_host(host)
-    mlflow_url = public_urls(host, mlflow_port)[0] if mlflow_ui else None
+    # The app puts the host the browser used into its MLflow link (``for_browser``); loopback here keeps
+    # links that cannot do that working on this computer and on a Docker host.
+    mlflow_url = url_for(host, mlflow_port) if mlflow_ui else None
     # Behind the login the MLflow UI itself listens on loopback only; the proxy takes the public port.
     mlflow_internal = ("127.0.0.1", free_loopback_port()) if login and mlflow_ui else None
     mlflow_health = (
@@ -513,7 +515,13 @@ def serve(
         code = _watch(
             studio,
             children[1:],
-            Addresses(url_for(host, port), shown_urls, mlflow_url, mlflow_health, login),
+            Addresses(
+                url_for(host, port),
+                shown_urls,
+                public_urls(host, mlflow_port)[0] if mlflow_ui else None,
+                mlflow_health,
+                login,
+            ),
             stop,
             open_browser,
             say,
@@ -539,7 +547,7 @@ class Addresses:
 
     local: str
     shown: list[str]
-    mlflow: str | None
+    mlflow: str | None  # the MLflow UI as people open it (None: not started)
     mlflow_health: str
     login: bool
 
