@@ -9,6 +9,11 @@ a plain reason and no bundle, unless the best epoch before that is still a usabl
 tested and bundled as usual and the run carries a note saying so (``TrainResult.note``, the MLflow tag
 ``studio.note``).
 
+The run saves its whole training state at the end of an epoch (``lightning_modules.callbacks.
+EpochCheckpoint``); a run that stopped (worker killed, machine restarted, cancelled) continues from it
+in the same MLflow run (``resume_run_id``) and ends exactly as a straight run. Running out of memory is
+retried once from there with half the batch and two accumulated mini-batches per step.
+
 Tables and pictures share everything but their data, network and bundle: the task picks the
 DataModule (``TabularDataModule`` / ``ImageDataModule``) and LightningModule; the Lightning loop, the
 callbacks, MLflow logging and the cancel/fail handling are the same code. An image run also logs the
@@ -150,8 +155,9 @@ def train(
 ) -> TrainResult:
     """Train the model a spec describes, track it in MLflow and write its bundle.
 
-    The whole training state is saved at the end of every epoch in ``checkpoint_dir`` (a temporary
-    folder when not given; a job passes its own, and removes it when the job has ended for good). With
+    The whole training state is saved at the end of an epoch (at most every ``STUDIO_CHECKPOINT_SECONDS``)
+    in ``checkpoint_dir``: a job passes its own and removes it when the job has ended for good; without
+    one, a temporary folder under ``STUDIO_HOME/tmp`` serves the out-of-memory retry only. With
     ``resume_run_id`` the run continues that MLflow run from the latest checkpoint there, and ends as
     the straight run would have. Running out of memory is retried once, from the latest checkpoint,
     with half the batch size and two accumulated mini-batches per step (see :func:`_fit_with_retry`).
@@ -182,7 +188,7 @@ def train(
             )
         else:
             folder = Path(checkpoint_dir)
-        session = _Session(folder=folder, resumable=checkpoint_dir is not None)
+        session = _Session(folder=folder, resumable=checkpoint_dir is not None, asked=spec)
         if resume_run_id:
             session.resume(latest_checkpoint(folder))
         else:
@@ -274,6 +280,7 @@ class _Session:
 
     folder: Path
     resumable: bool  # the folder outlives this call (a job's): a stopped run can resume from it
+    asked: RunSpec | None = None  # the spec as given (what the bundle records)
     resume_from: Path | None = None
     resume_epoch: int = 0
     batch_size: int | None = None  # set after running out of memory (or by the checkpoint resumed)
@@ -299,7 +306,9 @@ class _Session:
         self.notes = list(saved.get("notes", []))
 
     def effective_spec(self, spec: RunSpec) -> RunSpec:
-        if self.batch_size is None:
+        """The spec this attempt trains with: the asked one, with the halved batch size after running
+        out of memory. (The bundle and MLflow keep the asked one; the run's note says what changed.)"""
+        if self.accumulate == 1 or self.batch_size is None:
             return spec
         return spec.with_changes(**{"training.batch_size": int(self.batch_size)})
 
@@ -595,7 +604,9 @@ def _fit_and_log(
 
     run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session)
     test_metrics = run.test_metrics
-    bundle_path = _write_bundle(spec, data, module, profile, test_metrics, run_id, bundle_out)
+    bundle_path = _write_bundle(
+        session.asked or spec, data, module, profile, test_metrics, run_id, bundle_out
+    )
     _end_finished(run_id, run.note, session)
     result = run.result(run_id, experiment_id, bundle_path, data.sizes["train"], session)
     result.ignored_columns = dict(data.plan.ignored)
@@ -964,7 +975,7 @@ def _fit_and_log_images(
     run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session)
     _log_test_predictions(run_id, spec, data, module)
     bundle_path = _write_image_bundle(
-        spec,
+        session.asked or spec,
         data,
         network_config(spec.architecture.name, spec.architecture.params, data.n_classes),
         module,
