@@ -97,6 +97,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         data = asdict(job)
         data["progress_text"] = job.progress_text
         data["log_path"] = str(job.log_path)
+        data["can_resume"] = job.can_resume
         print(json.dumps(data, indent=2))
         return 0
     lines = [

@@ -315,7 +315,7 @@ class Scheduler:
             reason = REASON_CANCEL_KILLED.format(grace=self.cancel_grace)
             if store.finish_job(job.id, CANCELLED, reason=reason):
                 log.warning("job %s: worker ignored the cancel request; killed", job.id)
-                self._in_background(end_mlflow_run, job.mlflow_run_id, "KILLED", None)
+                self._in_background(end_mlflow_run, job.mlflow_run_id, "KILLED", None, job.id, CANCELLED)
 
     # ---- queued jobs into free slots
     def fill_slots(self) -> None:
