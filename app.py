@@ -10,7 +10,6 @@ import time
 import streamlit as st
 
 from studio import auth, tracking, ui
-from studio.serve import for_browser
 from studio.settings import studio_home
 
 PAGES = (
@@ -131,7 +130,7 @@ with st.sidebar:
     if mlflow_url:
         st.link_button(
             "Open MLflow",
-            tracking.mlflow_ui_home_url(for_browser(mlflow_url, st.context.headers.get("Host"))),
+            tracking.mlflow_ui_home_url(mlflow_url),
             icon=":material/open_in_new:",
             key="app_mlflow_link",
         )

@@ -13,7 +13,7 @@ from studio.spec import main_metric
 ui.require_app()
 
 DEFAULT_RUNS = 5
-_STATUS = {"FINISHED": "", "RUNNING": " (still training)", "FAILED": " (failed)", "KILLED": " (cancelled)"}
+_STATUS = {"FINISHED": "", "RUNNING": " (still training)", "FAILED": " (failed)", "KILLED": " (stopped)"}
 
 
 def run_groups() -> list | None:
@@ -78,7 +78,7 @@ def settings_section(selected: list, labels: dict[str, str], task: str) -> None:
 
 
 def mlflow_link(selected: list) -> None:
-    base = rv.mlflow_ui_base()
+    base = ui.mlflow_ui_url()
     if base:
         url = tracking.mlflow_ui_compare_url(
             base, selected[0].experiment_id, [run.run_id for run in selected]

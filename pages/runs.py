@@ -274,7 +274,7 @@ def model_download(job: jobs.Job) -> None:
 
 
 def mlflow_link(job: jobs.Job) -> None:
-    base = rv.mlflow_ui_base()
+    base = ui.mlflow_ui_url()
     if not job.mlflow_run_id or not job.experiment_id:
         return
     if base:

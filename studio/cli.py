@@ -410,7 +410,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from studio.errors import StudioError
+    from studio.settings import keep_mlflow_offline
 
+    keep_mlflow_offline()  # (train, jobs and the scheduler they may start)
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], int] = args.handler

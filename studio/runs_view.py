@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,6 @@ if TYPE_CHECKING:
 
     from studio.tracking import RunSummary
 
-MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
 BEST_MARK = "★"
 BEST_COLOR = "rgba(33, 195, 84, 0.25)"
 
@@ -174,12 +172,6 @@ def failure_advice(reason: str | None) -> list[str]:
         )
         tips.append("The technical log below says more; share it with whoever maintains the studio.")
     return tips
-
-
-def mlflow_ui_base() -> str | None:
-    """The MLflow UI's address (``STUDIO_MLFLOW_UI_URL``, set by ``python -m studio serve``), or None."""
-    value = os.environ.get(MLFLOW_UI_ENV, "").strip()
-    return value or None
 
 
 # --------------------------------------------------------------------------- metrics

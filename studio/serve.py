@@ -48,7 +48,6 @@ SEEDED_MARKER = ".sample_added"
 STOP_GRACE_SECONDS = 10.0
 APP_START_TIMEOUT = 90.0
 MLFLOW_START_TIMEOUT = 180.0
-NO_MLFLOW_TELEMETRY = "MLFLOW_DISABLE_TELEMETRY"
 PASSWORD_ENV = "STUDIO_PASSWORD"
 USER_ENV = "STUDIO_USER"
 DEFAULT_USER = "admin"
@@ -469,9 +468,7 @@ def serve(
     from studio import settings
     from studio.jobs import ensure_scheduler
 
-    # MLflow 3 fetches a telemetry setting from the internet and reports usage; what serve starts
-    # (the MLflow UI, the scheduler and its workers) does neither, unless the user asked for it.
-    os.environ.setdefault(NO_MLFLOW_TELEMETRY, "true")
+    settings.keep_mlflow_offline()  # (for the MLflow UI, the scheduler and its workers too)
     stop = stop or threading.Event()
     restore_signals = _install_stop_handlers(stop)
     logs = settings.studio_home() / "logs"

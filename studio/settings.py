@@ -40,3 +40,12 @@ def artifact_root() -> Path:
         root = Path("mlruns/artifacts").resolve()
     root.mkdir(parents=True, exist_ok=True)
     return root
+
+
+NO_MLFLOW_TELEMETRY = "MLFLOW_DISABLE_TELEMETRY"
+
+
+def keep_mlflow_offline() -> None:
+    """MLflow 3 fetches a telemetry setting from the internet and reports usage; the studio, and every
+    process it starts (they inherit the environment), does neither unless the user asked for it."""
+    os.environ.setdefault(NO_MLFLOW_TELEMETRY, "true")

@@ -47,9 +47,18 @@ def guard() -> Iterator[None]:
 
 # --------------------------------------------------------------------------- settings
 def mlflow_ui_url() -> str | None:
-    """The MLflow UI address given by ``studio serve`` (``STUDIO_MLFLOW_UI_URL``), or None."""
+    """The MLflow UI address given by ``studio serve`` (``STUDIO_MLFLOW_UI_URL``), with the host name
+    this browser used to reach the studio (so links work from another computer too), or None."""
+    from studio.serve import for_browser
+
     url = os.environ.get(MLFLOW_UI_ENV, "").strip().rstrip("/")
-    return url or None
+    if not url:
+        return None
+    try:
+        host = st.context.headers.get("Host")
+    except Exception:  # no browser behind this run (a test calling it directly)
+        host = None
+    return for_browser(url, host)
 
 
 def upload_limit_mb() -> int:

@@ -185,6 +185,7 @@ def signal_worker(job: Job, sig: int) -> bool:
 
 def child_env() -> dict[str, str]:
     """The environment for the scheduler and its workers: same store, same MLflow, the studio importable."""
+    settings.keep_mlflow_offline()
     env = dict(os.environ)
     env["STUDIO_HOME"] = str(settings.studio_home())
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri()
