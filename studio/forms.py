@@ -11,11 +11,9 @@ advice.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import os
 import re
-import subprocess
 import types
 import typing
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
 from studio import spec as spec_module
+from studio import system
 from studio.datasets import column_profile
 from studio.spec import (
     ARCHITECTURES,
@@ -476,35 +475,9 @@ def _usual_range(name: str) -> tuple[float, float]:
 
 
 # --------------------------------------------------------------------------- device and time
-@functools.lru_cache(maxsize=1)
-def _gpu_names() -> tuple[str, ...]:
-    try:
-        result = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=3,
-            check=False,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return ()
-    if result.returncode != 0:
-        return ()
-    return tuple(line.strip() for line in result.stdout.splitlines() if line.strip())
-
-
 def visible_gpu_names() -> list[str]:
     """Names of the GPUs training may use (respects ``CUDA_VISIBLE_DEVICES``), without importing torch."""
-    names = list(_gpu_names())
-    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if declared is None:
-        return names
-    picked = []
-    for entry in (item.strip() for item in declared.split(",")):
-        if not entry or entry.startswith("-"):
-            break
-        picked.append(names[int(entry)] if entry.isdigit() and int(entry) < len(names) else "GPU")
-    return picked
+    return [name for _, name in system.visible_gpus()]
 
 
 def cpu_cores() -> int:

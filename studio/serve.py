@@ -401,20 +401,6 @@ def _say(message: str) -> None:
     print(message, flush=True)
 
 
-def _install_stop_handlers(stop: threading.Event) -> Callable[[], None]:
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
-
-
 def _settle_scheduler(say: Callable[[str], None]) -> None:
     """Stop the scheduler when nothing is queued or running; otherwise leave it to finish the queue."""
     from studio.jobs import ensure_scheduler, list_jobs, stop_scheduler
@@ -465,12 +451,12 @@ def serve(
         print(f"the studio's app is missing: {app} does not exist", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
 
-    from studio import settings
+    from studio import settings, system
     from studio.jobs import ensure_scheduler
 
     settings.keep_mlflow_offline()  # (for the MLflow UI, the scheduler and its workers too)
     stop = stop or threading.Event()
-    restore_signals = _install_stop_handlers(stop)
+    restore_signals = system.stop_on_signals(stop)
     logs = settings.studio_home() / "logs"
     shown_urls = public_urls(host, port)
     shown_host = urlsplit(shown_urls[0]).hostname or browser_host(host)

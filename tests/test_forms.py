@@ -8,7 +8,7 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from studio import forms
+from studio import forms, system
 from studio.spec import ARCHITECTURES, PRESETS, RunSpec, StudioModel
 
 
@@ -355,7 +355,7 @@ def test_device_text_names_the_gpu_or_the_cpu(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_visible_gpus_respect_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(forms, "_gpu_names", lambda: ("A100", "H100"))
+    monkeypatch.setattr(system, "gpu_names", lambda: ("A100", "H100"))
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
     assert forms.visible_gpu_names() == ["A100", "H100"]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
@@ -368,12 +368,12 @@ def test_visible_gpus_respect_cuda_visible_devices(monkeypatch: pytest.MonkeyPat
 
 
 def test_gpu_detection_never_fails_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch) -> None:
-    forms._gpu_names.cache_clear()
+    system.gpu_names.cache_clear()
     monkeypatch.setenv("PATH", "/nonexistent")
     try:
-        assert forms._gpu_names() == ()
+        assert system.gpu_names() == ()
     finally:
-        forms._gpu_names.cache_clear()
+        system.gpu_names.cache_clear()
 
 
 def test_plain_numbers_avoid_exponents() -> None:

@@ -22,11 +22,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
-import glob
 import json
 import logging
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -37,7 +35,7 @@ from pathlib import Path
 
 import psutil
 
-from studio import settings
+from studio import settings, system
 from studio.errors import JobError
 from studio.jobs import store
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, Job
@@ -87,24 +85,7 @@ class Slot:
 
 def visible_gpus() -> list[str]:
     """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries, found without importing torch."""
-    declared = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if declared is not None:
-        entries = [item.strip() for item in declared.split(",") if item.strip()]
-        # CUDA stops at the first invalid entry; "-1" is the usual way to hide every GPU.
-        return entries[: next((i for i, e in enumerate(entries) if e.startswith("-")), len(entries))]
-    try:
-        listing = subprocess.run(
-            ["nvidia-smi", "-L"], capture_output=True, text=True, timeout=10, check=False
-        )
-        if listing.returncode == 0:
-            count = sum(1 for line in listing.stdout.splitlines() if line.startswith("GPU "))
-            return [str(i) for i in range(count)]
-    except (OSError, subprocess.SubprocessError):
-        pass
-    numbers = sorted(
-        int(m.group(1)) for p in glob.glob("/dev/nvidia[0-9]*") if (m := re.search(r"(\d+)$", p))
-    )
-    return [str(n) for n in numbers]
+    return [entry for entry, _ in system.visible_gpus()]
 
 
 def cpu_slot_count() -> int:
@@ -511,7 +492,7 @@ def run_scheduler_forever(
         return False
     stop = stop or threading.Event()
     _in_process_stop = stop
-    restore = _stop_on_signals(stop)
+    restore = system.stop_on_signals(stop)
     scheduler = Scheduler(worker_cmd=worker_cmd, cancel_grace=cancel_grace)
     log.info(
         "scheduler %s up for %s with slots %s",
@@ -564,20 +545,6 @@ def _acquire_scheduler_lock(wait: float = 2.0):
         if time.monotonic() >= deadline:
             return None
         time.sleep(0.05)
-
-
-def _stop_on_signals(stop: threading.Event):
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
-    for sig in previous:
-        signal.signal(sig, lambda *_: stop.set())
-
-    def restore() -> None:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-    return restore
 
 
 def ensure_scheduler(

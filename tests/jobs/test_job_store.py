@@ -155,8 +155,12 @@ def test_slots_follow_the_requested_device() -> None:
 
 
 def test_visible_gpus_respect_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    from studio import forms, system
+
+    monkeypatch.setattr(system, "gpu_names", lambda: ("A", "B", "C", "D"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")
     assert visible_gpus() == ["2", "3"]
+    assert forms.visible_gpu_names() == ["C", "D"]  # the scheduler's slots and the page's names agree
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert visible_gpus() == []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
