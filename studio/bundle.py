@@ -793,9 +793,6 @@ def _joined(frame: pd.DataFrame, predictions: pd.DataFrame, out_csv: str | Path 
     return result
 
 
-PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".ico")
-
-
 def _predict_pictures(bundle_zip: str | Path, data: Path, out_csv: str | Path | None) -> pd.DataFrame:
     import pandas as pd
 
@@ -806,7 +803,11 @@ def _predict_pictures(bundle_zip: str | Path, data: Path, out_csv: str | Path | 
     names: list[str]
     pictures: list[Any]
     if data.is_dir():
-        files = sorted(p for p in data.rglob("*") if p.is_file() and p.suffix.lower() in PICTURE_SUFFIXES)
+        from studio.datasets.images import named_like_picture
+
+        files = sorted(
+            p for p in data.rglob("*") if p.is_file() and named_like_picture(str(p.relative_to(data)))
+        )
         names, pictures = [str(p.relative_to(data)) for p in files], [str(p) for p in files]
     elif zipfile.is_zipfile(data):
         names, pictures = _pictures_in_zip(data)
@@ -833,18 +834,12 @@ def _predict_pictures(bundle_zip: str | Path, data: Path, out_csv: str | Path | 
 
 def _pictures_in_zip(path: Path) -> tuple[list[str], list[bytes]]:
     """Every picture-named file of a zip, read in memory under the data sets' zip limits."""
-    from studio.datasets.images import DEFAULT_LIMITS, _junk, _read_member, check_archive
+    from studio.datasets.images import zip_pictures
     from studio.errors import DatasetError
 
-    names, pictures = [], []
     try:
         with zipfile.ZipFile(path) as zf:
-            for member in check_archive(zf, path.name):
-                parts = Path(member.filename).parts
-                if _junk(tuple(parts)) or Path(member.filename).suffix.lower() not in PICTURE_SUFFIXES:
-                    continue
-                names.append(member.filename)
-                pictures.append(_read_member(zf, member, DEFAULT_LIMITS.max_entry_bytes))
+            found = list(zip_pictures(zf, path.name))
     except DatasetError as err:
         raise BundleError(str(err)) from None
-    return names, pictures
+    return [name for name, _ in found], [data for _, data in found]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from studio import settings, tracking
-from studio.bundle import KIND_IMAGE, PICTURE_SUFFIXES
+from studio.bundle import KIND_IMAGE
 from studio.charts import metric_label, metric_name, sentence
 from studio.errors import BundleError, DatasetError
 from studio.jobs import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
@@ -637,9 +637,8 @@ def pictures_from_uploads(files: list[tuple[str, bytes]]) -> tuple[list[str], li
     :class:`DatasetError` for a zip that cannot be used."""
     import io
     import zipfile
-    from pathlib import PurePosixPath
 
-    from studio.datasets.images import DEFAULT_LIMITS, JUNK_FOLDERS, JUNK_NAMES, _read_member, check_archive
+    from studio.datasets.images import zip_pictures
 
     names: list[str] = []
     pictures: list[bytes] = []
@@ -650,15 +649,9 @@ def pictures_from_uploads(files: list[tuple[str, bytes]]) -> tuple[list[str], li
             continue
         try:
             with zipfile.ZipFile(io.BytesIO(data)) as zf:
-                for member in check_archive(zf, filename, DEFAULT_LIMITS):
-                    parts = PurePosixPath(member.filename.replace("\\", "/")).parts
-                    junk = (
-                        any(p.lower() in JUNK_FOLDERS for p in parts[:-1]) or parts[-1].lower() in JUNK_NAMES
-                    )
-                    if junk or parts[-1].startswith("._") or not parts[-1].lower().endswith(PICTURE_SUFFIXES):
-                        continue
-                    names.append(f"{filename}/{member.filename}")
-                    pictures.append(_read_member(zf, member, DEFAULT_LIMITS.max_entry_bytes, filename))
+                for name, picture in zip_pictures(zf, filename):
+                    names.append(f"{filename}/{name}")
+                    pictures.append(picture)
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError) as err:
             raise DatasetError(f"'{filename}' is not a readable zip file ({err}).") from None
     if len(pictures) > MAX_PICTURES:

@@ -60,6 +60,8 @@ IMBALANCE_RATIO = 5
 TINY_SIDE = 32
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini", "._.ds_store"}
 JUNK_FOLDERS = {"__macosx", ".git", ".svn"}
+PICTURE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".ico")
+"""File names predicted as pictures from a folder or zip (a data set's zip is judged by content instead)."""
 EXTENSIONS = {
     "JPEG": ".jpg",
     "PNG": ".png",
@@ -231,6 +233,23 @@ def _stream_member(
     return size, digest.hexdigest()
 
 
+def named_like_picture(name: str) -> bool:
+    """Whether a file's path (``cats/1.jpg``; ``\\`` or ``/``) names a picture to predict: a picture
+    file name, not a system file (see :func:`is_junk`)."""
+    parts = PurePosixPath(name.replace("\\", "/")).parts
+    return bool(parts) and not is_junk(parts) and parts[-1].lower().endswith(PICTURE_SUFFIXES)
+
+
+def zip_pictures(
+    zf: zipfile.ZipFile, label: str, limits: ZipLimits = DEFAULT_LIMITS
+) -> Iterator[tuple[str, bytes]]:
+    """``(path, bytes)`` of each picture-named file of a zip (to predict), checked like a data set's
+    zip (entry count and sizes, counted as unpacked); system files and other files are skipped."""
+    for member in check_archive(zf, label, limits):
+        if named_like_picture(member.filename):
+            yield member.filename, _read_member(zf, member, limits.max_entry_bytes, label)
+
+
 def _read_member(zf: zipfile.ZipFile, member: zipfile.ZipInfo, limit: int, label: str | None = None) -> bytes:
     """The entry's bytes in memory (for predicting from a zip), never more than it declares nor than
     ``limit``, counted as they are unpacked (see :func:`_entry_chunks`)."""
@@ -261,7 +280,9 @@ def _over_limit(label: str, member: zipfile.ZipInfo, bound: int, limits: ZipLimi
 
 
 # --------------------------------------------------------------------------- layout
-def _junk(parts: tuple[str, ...]) -> bool:
+def is_junk(parts: tuple[str, ...]) -> bool:
+    """System files and folders a zip or folder carries besides the pictures (``__MACOSX/``,
+    ``.DS_Store``, ``Thumbs.db``, hidden files): never pictures, never reported as unusable."""
     name = parts[-1].lower()
     return (
         any(p.lower() in JUNK_FOLDERS for p in parts[:-1])
@@ -405,7 +426,7 @@ def _unpack_pictures(
     candidates = []
     for member in members:
         parts = PurePosixPath(member.filename.replace("\\", "/")).parts
-        if not parts or _junk(parts):
+        if not parts or is_junk(parts):
             skipped.append((member.filename, "system file, not a picture"))
         else:
             candidates.append(member)
