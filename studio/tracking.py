@@ -36,6 +36,14 @@ TAG_FAILURE = "studio.failure_reason"
 TAG_NOTE = "studio.note"
 TAG_BUNDLE = "studio.bundle_artifact"
 TAG_KIND = "studio.kind"
+# What a run was given, for reading in the MLflow UI (the studio's pages read the spec artifact instead).
+TAG_ROWS = "studio.rows"
+TAG_BATCH_SIZE = "studio.batch_size"
+TAG_ACCUMULATE = "studio.accumulate_grad_batches"
+TAG_IGNORED_COLUMNS = "studio.ignored_columns"
+TAG_IMAGE_SIZE = "studio.image_size"
+TAG_PRECISION = "studio.precision"
+TAG_TRAINABLE_SHARE = "studio.trainable_share"
 
 # MLflow 3's UI opens an experiment in its GenAI view (traces, "Detect Issues") unless told otherwise:
 # the experiment tag below says these are model-training experiments (read when the UI has no

@@ -492,8 +492,8 @@ def _fit_with_retry(
             run_id,
             {
                 tracking.TAG_NOTE: " ".join(session.notes),
-                "studio.batch_size": f"{half} × 2 accumulated steps",
-                "studio.accumulate_grad_batches": "2",
+                tracking.TAG_BATCH_SIZE: f"{half} × 2 accumulated steps",
+                tracking.TAG_ACCUMULATE: "2",
             },
         )
         spec = session.effective_spec(spec)
@@ -549,8 +549,8 @@ def _log_run_inputs(
     mlflow_client.log_dict(run_id, json_safe(profile), tracking.PROFILE_ARTIFACT)
     tags = {
         tracking.TAG_DEVICE: plan.description,
-        "studio.rows": str(data.sizes),
-        "studio.batch_size": str(data.batch_size),
+        tracking.TAG_ROWS: str(data.sizes),
+        tracking.TAG_BATCH_SIZE: str(data.batch_size),
     }
     tracking.set_tags(run_id, {**tags, **extra_tags})
 
@@ -578,7 +578,7 @@ def _fit_and_log(
             profile,
             plan,
             data,
-            {"studio.ignored_columns": ", ".join(data.plan.ignored) or "none"},
+            {tracking.TAG_IGNORED_COLUMNS: ", ".join(data.plan.ignored) or "none"},
         )
         session.new_run = False
 
@@ -951,9 +951,9 @@ def _fit_and_log_images(
             plan,
             data,
             {
-                "studio.image_size": str(data.image_size),
-                "studio.precision": plan.precision,
-                "studio.trainable_share": f"{trainable_share(net):.4f}",
+                tracking.TAG_IMAGE_SIZE: str(data.image_size),
+                tracking.TAG_PRECISION: plan.precision,
+                tracking.TAG_TRAINABLE_SHARE: f"{trainable_share(net):.4f}",
             },
         )
         session.new_run = False
