@@ -536,6 +536,7 @@ def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
 
 
 def _log_run_inputs(
+    session: _Session,
     run_id: str,
     spec: RunSpec,
     profile: dict[str, Any],
@@ -543,7 +544,11 @@ def _log_run_inputs(
     data: Any,
     extra_tags: dict[str, str],
 ) -> None:
-    """The spec and data profile as artifacts, and what the run was given as tags."""
+    """The spec and data profile as artifacts, and what the run was given as tags: once per run (a
+    resumed or retried run has them already)."""
+    if not session.new_run:
+        return
+    session.new_run = False
     mlflow_client = tracking.client()
     mlflow_client.log_text(run_id, spec.to_json(), tracking.SPEC_ARTIFACT)
     mlflow_client.log_dict(run_id, json_safe(profile), tracking.PROFILE_ARTIFACT)
@@ -571,16 +576,15 @@ def _fit_and_log(
     from lightning_modules.registry import TabularShape, build_network
     from lightning_modules.tabular_module import TabularLightningModule
 
-    if session.new_run:
-        _log_run_inputs(
-            run_id,
-            spec,
-            profile,
-            plan,
-            data,
-            {tracking.TAG_IGNORED_COLUMNS: ", ".join(data.plan.ignored) or "none"},
-        )
-        session.new_run = False
+    _log_run_inputs(
+        session,
+        run_id,
+        spec,
+        profile,
+        plan,
+        data,
+        {tracking.TAG_IGNORED_COLUMNS: ", ".join(data.plan.ignored) or "none"},
+    )
 
     shape = TabularShape(data.preprocessor.n_numeric, data.preprocessor.cardinalities, data.n_out)
     net = build_network(spec.architecture.name, spec.architecture.params, shape)
@@ -943,20 +947,19 @@ def _fit_and_log_images(
     from lightning_modules.components.cnn import frozen_norms, network_config, trainable_share
     from lightning_modules.image_module import ImageLightningModule
 
-    if session.new_run:
-        _log_run_inputs(
-            run_id,
-            spec,
-            profile,
-            plan,
-            data,
-            {
-                tracking.TAG_IMAGE_SIZE: str(data.image_size),
-                tracking.TAG_PRECISION: plan.precision,
-                tracking.TAG_TRAINABLE_SHARE: f"{trainable_share(net):.4f}",
-            },
-        )
-        session.new_run = False
+    _log_run_inputs(
+        session,
+        run_id,
+        spec,
+        profile,
+        plan,
+        data,
+        {
+            tracking.TAG_IMAGE_SIZE: str(data.image_size),
+            tracking.TAG_PRECISION: plan.precision,
+            tracking.TAG_TRAINABLE_SHARE: f"{trainable_share(net):.4f}",
+        },
+    )
     net = net.to(
         memory_format=torch.channels_last
     )  # as the DataModule's batches (see on_after_batch_transfer)
