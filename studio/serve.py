@@ -257,7 +257,7 @@ def server_env(mlflow_url: str | None, login: bool = False) -> dict[str, str]:
     """The environment of the servers: the same store, the studio importable, the MLflow UI's address,
     whether the app asks for a login (never the start-up password itself)."""
     from studio import auth
-    from studio.jobs.scheduler import child_env
+    from studio.settings import child_env
 
     env = child_env()
     env.pop("STUDIO_MLFLOW_UI_URL", None)

@@ -49,3 +49,19 @@ def keep_mlflow_offline() -> None:
     """MLflow 3 fetches a telemetry setting from the internet and reports usage; the studio, and every
     process it starts (they inherit the environment), does neither unless the user asked for it."""
     os.environ.setdefault(NO_MLFLOW_TELEMETRY, "true")
+
+
+_REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def child_env() -> dict[str, str]:
+    """The environment for the processes the studio starts (scheduler, workers): same data folder, same
+    MLflow store, the studio importable, MLflow offline."""
+    keep_mlflow_offline()
+    env = dict(os.environ)
+    env["STUDIO_HOME"] = str(studio_home())
+    env["MLFLOW_TRACKING_URI"] = tracking_uri()
+    paths = [str(_REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
+    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env

@@ -142,7 +142,7 @@ def take_job(job_id: str) -> Job | None:
     """Register this process as the job's worker; None when the job is not this worker's to run."""
     import psutil
 
-    from studio.jobs.scheduler import worker_alive
+    from studio.jobs.executors.local import worker_alive
 
     job = store.get_job(job_id)
     if job.state == QUEUED:

@@ -10,7 +10,6 @@ Cheap to import (no torch, lightning or mlflow).
 
 from __future__ import annotations
 
-import signal
 import time
 from typing import TYPE_CHECKING
 
@@ -89,9 +88,9 @@ def cancel_job(job_id: str) -> Job:
     finished an epoch can be resumed (:func:`resume_job`). Returns the job as it is now."""
     job = store.request_cancel(job_id)
     if job.state == RUNNING:
-        from studio.jobs.scheduler import signal_worker
+        from studio.jobs.executors import make_executor
 
-        signal_worker(job, signal.SIGTERM)
+        make_executor().cancel(job)
         ensure_scheduler()  # it enforces the kill deadline and settles a worker that died meanwhile
     return job
 

@@ -1,17 +1,16 @@
-"""The scheduler: one daemon per ``STUDIO_HOME`` that gives queued jobs a device slot and starts workers.
+"""The scheduler: one daemon per ``STUDIO_HOME`` that gives queued jobs a device slot and has an
+executor run them (:mod:`studio.jobs.executors`; the default ``local`` one starts worker processes).
 
 ``ensure_scheduler()`` starts it (if none holds ``STUDIO_HOME/scheduler.lock``) as a detached process in
-its own session, so it outlives the Streamlit server, the CLI or the test that started it. Each worker it
-starts (``python -m studio.worker JOB_ID``) is again in its own session, so stopping the scheduler never
-stops a running job. Every ~0.5 s the scheduler
+its own session, so it outlives the Streamlit server, the CLI or the test that started it. It talks to
+the executor only through the :class:`~studio.jobs.executors.Executor` protocol. Every ~0.5 s it
 
-1. reaps the workers it started and reconciles jobs whose worker died: interrupted (they can resume)
-   when they saved a checkpoint, cancelled if that was asked, failed otherwise. After a machine restart
-   the first pass does this for every job that was running,
-2. kills workers that ignored a cancel request for ``cancel_grace`` seconds,
+1. settles runs that ended without their job ending (a killed worker; after a machine restart the
+   first pass does this for every job that was running): interrupted (they can resume) when they saved
+   a checkpoint, cancelled if that was asked, failed otherwise,
+2. stops runs that ignored a cancel request for ``cancel_grace`` seconds,
 3. fills free slots: one job per GPU, ``STUDIO_CPU_SLOTS`` (default 1) jobs on CPU,
-4. keeps one warm worker per free slot (``python -m studio.worker --standby``: torch, Lightning and
-   MLflow already imported, waiting on stdin), so a new job logs its first step in ~2 s instead of ~10 s.
+4. lets the executor prepare the next job on free slots (the local one keeps a warm worker per slot).
 
 It exits by itself after ``idle_exit`` seconds without queued or running jobs. No torch, lightning or
 mlflow at import time: pages call ``ensure_scheduler()``.
@@ -30,15 +29,14 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-
-import psutil
 
 from studio import settings, system
 from studio.errors import JobError
 from studio.jobs import store
+from studio.jobs.executors import DEFAULT_EXECUTOR, Executor, Slot, executor_name, make_executor
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, Job
+from studio.settings import child_env
 
 log = logging.getLogger("studio.scheduler")
 
@@ -48,7 +46,6 @@ DEFAULT_POLL_SECONDS = 0.5
 DEFAULT_IDLE_EXIT_SECONDS = 600.0
 CANCEL_GRACE_SECONDS = 10.0
 START_GRACE_SECONDS = 60.0
-DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.worker", "{job_id}")
 
 REASON_WORKER_DIED = (
     "The worker process stopped unexpectedly (it may have been killed or the machine restarted); "
@@ -65,45 +62,8 @@ REASON_CANCEL_KILLED = (
     "Cancelled on request (the worker did not stop by itself within {grace:.0f} s and was killed)."
 )
 
-_REPO_ROOT = Path(__file__).resolve().parents[2]
 _spawned: list[subprocess.Popen] = []
 _in_process_stop: threading.Event | None = None
-
-
-# --------------------------------------------------------------------------- device slots
-@dataclass(frozen=True)
-class Slot:
-    """A place one job runs: ``cpu:0``… or ``cuda:0``… (GPU numbers as the scheduler sees them)."""
-
-    name: str
-    cuda_visible_devices: str  # what the worker gets as CUDA_VISIBLE_DEVICES ("" hides every GPU)
-
-    @property
-    def is_gpu(self) -> bool:
-        return self.name.startswith("cuda")
-
-
-def visible_gpus() -> list[str]:
-    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries, found without importing torch."""
-    return [entry for entry, _ in system.visible_gpus()]
-
-
-def cpu_slot_count() -> int:
-    """``STUDIO_CPU_SLOTS`` (default 1): how many jobs may train on the CPU at once."""
-    raw = os.environ.get("STUDIO_CPU_SLOTS", "").strip()
-    try:
-        return max(1, int(raw)) if raw else 1
-    except ValueError:
-        log.warning("STUDIO_CPU_SLOTS=%r is not a whole number; using 1", raw)
-        return 1
-
-
-def device_slots(gpus: list[str] | None = None, cpu_slots: int | None = None) -> list[Slot]:
-    gpus = visible_gpus() if gpus is None else gpus
-    cpu_slots = cpu_slot_count() if cpu_slots is None else cpu_slots
-    return [Slot(f"cuda:{i}", gpu) for i, gpu in enumerate(gpus)] + [
-        Slot(f"cpu:{i}", "") for i in range(cpu_slots)
-    ]
 
 
 def pick_slot(device_request: str, slots: list[Slot], busy: set[str]) -> Slot | None:
@@ -132,48 +92,6 @@ def pick_slot(device_request: str, slots: list[Slot], busy: set[str]) -> Slot | 
                     f"{len(gpu_slots)} GPU(s), numbered from 0."
                 )
     return next((slot for slot in wanted if slot.name not in busy), None)
-
-
-# --------------------------------------------------------------------------- processes
-def worker_alive(pid: int | None, create_time: float | None) -> bool:
-    """Whether ``pid`` is still the process that was recorded (a reused pid has another start time)."""
-    if pid is None:
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return False
-        return not (create_time and abs(proc.create_time() - create_time) > 1.0)
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.AccessDenied:
-        return True
-
-
-def signal_worker(job: Job, sig: int) -> bool:
-    """Send ``sig`` to the job's worker process group (the worker leads its own session)."""
-    if not worker_alive(job.pid, job.pid_create_time):
-        return False
-    try:
-        os.killpg(job.pid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        with contextlib.suppress(OSError):
-            os.kill(job.pid, sig)
-    return True
-
-
-def child_env() -> dict[str, str]:
-    """The environment for the scheduler and its workers: same store, same MLflow, the studio importable."""
-    settings.keep_mlflow_offline()
-    env = dict(os.environ)
-    env["STUDIO_HOME"] = str(settings.studio_home())
-    env["MLFLOW_TRACKING_URI"] = settings.tracking_uri()
-    paths = [str(_REPO_ROOT), *filter(None, env.get("PYTHONPATH", "").split(os.pathsep))]
-    env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 def end_mlflow_run(
@@ -207,22 +125,26 @@ class Scheduler:
     def __init__(
         self,
         *,
+        executor: Executor | None = None,
         worker_cmd: list[str] | tuple[str, ...] | None = None,
         cancel_grace: float = CANCEL_GRACE_SECONDS,
         gpus: list[str] | None = None,
         cpu_slots: int | None = None,
         keep_warm: bool = True,
     ) -> None:
-        self.worker_cmd = list(worker_cmd or DEFAULT_WORKER_CMD)
+        """``executor`` runs the jobs (default: the one ``STUDIO_EXECUTOR`` names, else ``local``, which
+        takes ``worker_cmd``, ``gpus``, ``cpu_slots`` and ``keep_warm``)."""
+        if executor is None:
+            name = executor_name()
+            local = {"worker_cmd": worker_cmd, "gpus": gpus, "cpu_slots": cpu_slots, "keep_warm": keep_warm}
+            executor = make_executor(name, **(local if name == DEFAULT_EXECUTOR else {}))
+        self.executor = executor
         self.cancel_grace = cancel_grace
-        self.slots = device_slots(gpus, cpu_slots)
-        self.children: dict[str, subprocess.Popen] = {}
         self._background: list[threading.Thread] = []
-        # Warm workers: one per free slot, torch and Lightning already imported, waiting on stdin for a
-        # job id. Only with the real worker (tests that pass a fake worker command get cold starts).
-        self.keep_warm = worker_cmd is None and keep_warm
-        self.standby: dict[str, subprocess.Popen] = {}
-        self._standby_started: dict[str, float] = {}
+
+    @property
+    def slots(self) -> list[Slot]:
+        return self.executor.slots()
 
     def tick(self) -> None:
         self.reap()
@@ -233,26 +155,23 @@ class Scheduler:
 
     # ---- dead workers
     def reap(self) -> None:
-        """Collect the exit status of workers this scheduler started; a job they left running has failed."""
-        for job_id, proc in list(self.children.items()):
-            code = proc.poll()
-            if code is None:
-                continue
-            del self.children[job_id]
+        """Runs this scheduler started that ended: a job they left running is settled by
+        :meth:`_close_dead`."""
+        for ended in self.executor.poll():
             try:
-                job = store.get_job(job_id)
+                job = store.get_job(ended.job_id)
             except JobError:
                 continue  # deleted meanwhile
-            if job.state == RUNNING and job.pid == proc.pid:
-                self._close_dead(job, exit_code=code)
+            if job.state == RUNNING and job.pid == ended.worker:
+                self._close_dead(job, exit_code=ended.exit_code)
 
     def reconcile(self) -> None:
         """Running jobs whose worker is gone (killed, or the machine restarted) are settled by
         :meth:`_close_dead`: interrupted, cancelled or failed."""
         now = time.time()
         for job in store.list_jobs(states=[RUNNING]):
-            if job.id in self.children:
-                continue  # ours: reap() knows its exit status
+            if self.executor.started(job.id):
+                continue  # ours: reap() learns how it ended
             if job.pid is None:
                 if job.started_at is not None and now - job.started_at > START_GRACE_SECONDS:
                     checkpoint = store.job_checkpoint(job.id)  # a resumed job keeps its saved progress
@@ -263,7 +182,7 @@ class Scheduler:
                     if store.finish_job(job.id, state, reason=reason):
                         log.warning("job %s: %s", job.id, reason)
                 continue
-            if not worker_alive(job.pid, job.pid_create_time):
+            if not self.executor.alive(job):
                 self._close_dead(job)
 
     def _close_dead(self, job: Job, exit_code: int | None = None) -> None:
@@ -293,7 +212,7 @@ class Scheduler:
                 continue
             if now - job.cancel_requested_at < self.cancel_grace:
                 continue
-            signal_worker(job, signal.SIGKILL)
+            self.executor.cancel(job, force=True)
             reason = REASON_CANCEL_KILLED.format(grace=self.cancel_grace)
             if store.finish_job(job.id, CANCELLED, reason=reason):
                 log.warning("job %s: worker ignored the cancel request; killed", job.id)
@@ -315,111 +234,14 @@ class Scheduler:
             if slot is None or not store.claim_job(job.id, slot.name):
                 continue  # no room for it yet, or another scheduler took it
             busy.add(slot.name)
-            self.launch(job, slot)
-
-    def worker_env(self, slot: Slot) -> dict[str, str]:
-        env = child_env()
-        env["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible_devices
-        env["STUDIO_JOB_SLOT"] = slot.name
-        cpu_share = sum(1 for s in self.slots if not s.is_gpu)
-        if not slot.is_gpu and cpu_share > 1:
-            # Several CPU jobs at once: share the cores instead of each one taking all of them.
-            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_share)))
-        return env
-
-    def launch(self, job: Job, slot: Slot) -> None:
-        """Start the worker for a claimed job in its own session, its output into the job's log.
-        A warm worker waiting on this slot takes the job when there is one (no import wait)."""
-        if self._hand_to_standby(job, slot):
-            return
-        env = self.worker_env(slot)
-        cmd = [part.replace("{job_id}", job.id) for part in self.worker_cmd]
-        try:
-            with open(store.log_path(job.id), "ab") as out:
-                proc = subprocess.Popen(
-                    cmd,
-                    cwd=store.job_dir(job.id),
-                    env=env,
-                    stdin=subprocess.DEVNULL,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    start_new_session=True,
-                )
-        except OSError as err:
-            store.finish_job(job.id, FAILED, reason=f"The worker process could not be started: {err}.")
-            return
-        try:
-            created = psutil.Process(proc.pid).create_time()
-        except psutil.NoSuchProcess:
-            created = 0.0  # already gone: reap() settles it
-        store.set_worker(job.id, proc.pid, created)
-        self.children[job.id] = proc
-        log.info("job %s: started worker %s on %s", job.id, proc.pid, slot.name)
-
-    def _hand_to_standby(self, job: Job, slot: Slot) -> bool:
-        proc = self.standby.pop(slot.name, None)
-        if proc is None:
-            return False
-        if proc.poll() is None:
-            try:
-                created = psutil.Process(proc.pid).create_time()
-                store.set_worker(job.id, proc.pid, created)
-                assert proc.stdin is not None
-                proc.stdin.write(f"{job.id}\n".encode())
-                proc.stdin.close()
-            except (OSError, psutil.NoSuchProcess):
-                store.set_worker(job.id, None, None)
-            else:
-                self.children[job.id] = proc
-                log.info("job %s: handed to warm worker %s on %s", job.id, proc.pid, slot.name)
-                return True
-        self._retire(proc)
-        return False
+            self.executor.submit(job, slot)
 
     def warm_up(self) -> None:
-        """Keep one warm worker per free slot (started when the slot has nothing to run, so its imports
-        never compete with a training job for the CPU)."""
-        if not self.keep_warm:
-            return
         busy = {job.device for job in store.list_jobs(states=[RUNNING]) if job.device}
-        for slot in self.slots:
-            proc = self.standby.get(slot.name)
-            if proc is not None and proc.poll() is None:
-                continue
-            if proc is not None:
-                self.standby.pop(slot.name)
-            if slot.name in busy or time.monotonic() - self._standby_started.get(slot.name, -1e9) < 30:
-                continue  # in use, or a warm worker died young: do not start one in a loop
-            self._standby_started[slot.name] = time.monotonic()
-            try:
-                with open(settings.studio_home() / "standby-worker.log", "ab") as out:
-                    self.standby[slot.name] = subprocess.Popen(
-                        [sys.executable, "-m", "studio.worker", "--standby"],
-                        cwd=settings.studio_home(),
-                        env=self.worker_env(slot),
-                        stdin=subprocess.PIPE,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                    )
-            except OSError as err:
-                log.warning("could not start a warm worker for %s: %s", slot.name, err)
+        self.executor.keep_warm(busy)
 
     def retire_standby(self) -> None:
-        """Let the warm workers go (they exit when their stdin closes)."""
-        for proc in self.standby.values():
-            self._retire(proc)
-        self.standby.clear()
-
-    @staticmethod
-    def _retire(proc: subprocess.Popen) -> None:
-        with contextlib.suppress(OSError):
-            if proc.stdin is not None:
-                proc.stdin.close()
-        with contextlib.suppress(OSError):
-            proc.terminate()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=5)
+        self.executor.shutdown()
 
     def _in_background(self, fn, *args) -> None:
         # Closing an MLflow run imports mlflow (seconds); the loop keeps scheduling meanwhile.
@@ -433,7 +255,7 @@ class Scheduler:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def has_work(self) -> bool:
-        return bool(self.children) or store.count_active() > 0
+        return self.executor.running() or store.count_active() > 0
 
 
 # --------------------------------------------------------------------------- the single daemon

@@ -12,7 +12,9 @@ import pytest
 from studio import jobs
 from studio.errors import JobError
 from studio.jobs import store
-from studio.jobs.scheduler import Slot, device_slots, pick_slot, visible_gpus
+from studio.jobs.executors import Slot
+from studio.jobs.executors.local import device_slots, visible_gpus
+from studio.jobs.scheduler import pick_slot
 from tests.jobs.jobhelpers import fake_spec
 
 

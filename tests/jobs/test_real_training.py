@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studio import jobs
-from studio.jobs.scheduler import visible_gpus
+from studio.jobs.executors.local import visible_gpus
 from studio.spec import RunSpec
 from tests.jobs.jobhelpers import tiny_csv, wait_until
 

@@ -21,7 +21,7 @@ import torch
 from studio import jobs, tracking, worker
 from studio.errors import JobError
 from studio.jobs import store
-from studio.jobs.scheduler import child_env
+from studio.settings import child_env
 from studio.spec import RunSpec
 from studio.training import CheckpointSpaceError
 from tests.jobs.jobhelpers import FAKE_WORKER, fake_spec, tiny_csv, wait_until

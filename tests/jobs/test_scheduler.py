@@ -15,7 +15,9 @@ import pytest
 
 from studio import jobs
 from studio.jobs import store
-from studio.jobs.scheduler import child_env, scheduler_pid, worker_alive
+from studio.jobs.executors.local import worker_alive
+from studio.jobs.scheduler import scheduler_pid
+from studio.settings import child_env
 from tests.jobs.jobhelpers import FAKE_WORKER, fake_runs, fake_spec, wait_until
 
 SUBMITTER = textwrap.dedent(

@@ -1,0 +1,249 @@
+"""The ``local`` executor: each job trains in a worker process on this machine.
+
+A worker (``python -m studio.worker JOB_ID``) runs in its own session, so stopping the scheduler never
+stops a running job; its output goes to the job's log. One warm worker waits per free slot
+(``python -m studio.worker --standby``: torch, Lightning and MLflow already imported, waiting on stdin
+for a job id), so a new job logs its first step in ~2 s instead of ~10 s. Slots are this machine's
+GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU slots.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from studio import settings, system
+from studio.jobs import store
+from studio.jobs.executors import Ended, Slot
+from studio.jobs.store import FAILED, Job
+from studio.settings import child_env
+
+log = logging.getLogger("studio.scheduler")
+
+DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.worker", "{job_id}")
+WARM_RETRY_SECONDS = 30.0
+
+
+# --------------------------------------------------------------------------- this machine's slots
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use, as CUDA_VISIBLE_DEVICES entries, found without importing torch."""
+    return [entry for entry, _ in system.visible_gpus()]
+
+
+def cpu_slot_count() -> int:
+    """``STUDIO_CPU_SLOTS`` (default 1): how many jobs may train on the CPU at once."""
+    raw = os.environ.get("STUDIO_CPU_SLOTS", "").strip()
+    try:
+        return max(1, int(raw)) if raw else 1
+    except ValueError:
+        log.warning("STUDIO_CPU_SLOTS=%r is not a whole number; using 1", raw)
+        return 1
+
+
+def device_slots(gpus: list[str] | None = None, cpu_slots: int | None = None) -> list[Slot]:
+    gpus = visible_gpus() if gpus is None else gpus
+    cpu_slots = cpu_slot_count() if cpu_slots is None else cpu_slots
+    return [Slot(f"cuda:{i}", gpu) for i, gpu in enumerate(gpus)] + [
+        Slot(f"cpu:{i}", "") for i in range(cpu_slots)
+    ]
+
+
+# --------------------------------------------------------------------------- worker processes
+def worker_alive(pid: int | None, create_time: float | None) -> bool:
+    """Whether ``pid`` is still the process that was recorded (a reused pid has another start time)."""
+    if pid is None:
+        return False
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return not (create_time and abs(proc.create_time() - create_time) > 1.0)
+    except psutil.NoSuchProcess:
+        return False
+    except psutil.AccessDenied:
+        return True
+
+
+def signal_worker(job: Job, sig: int) -> bool:
+    """Send ``sig`` to the job's worker process group (the worker leads its own session)."""
+    if not worker_alive(job.pid, job.pid_create_time):
+        return False
+    try:
+        os.killpg(job.pid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        with contextlib.suppress(OSError):
+            os.kill(job.pid, sig)
+    return True
+
+
+class LocalExecutor:
+    """Worker processes on this machine (see the module's docstring)."""
+
+    name = "local"
+
+    def __init__(
+        self,
+        *,
+        worker_cmd: list[str] | tuple[str, ...] | None = None,
+        gpus: list[str] | None = None,
+        cpu_slots: int | None = None,
+        keep_warm: bool = True,
+    ) -> None:
+        self.worker_cmd = list(worker_cmd or DEFAULT_WORKER_CMD)
+        self._gpus, self._cpu_slots = gpus, cpu_slots
+        self._slots: list[Slot] | None = None
+        self.children: dict[str, subprocess.Popen] = {}
+        # Warm workers only with the real worker (tests that pass a fake worker command get cold starts).
+        self.warm = worker_cmd is None and keep_warm
+        self.standby: dict[str, subprocess.Popen] = {}
+        self._standby_started: dict[str, float] = {}
+
+    def slots(self) -> list[Slot]:
+        if self._slots is None:  # (found when first needed: cancelling a job needs no GPU list)
+            self._slots = device_slots(self._gpus, self._cpu_slots)
+        return self._slots
+
+    def submit(self, job: Job, slot: Slot) -> None:
+        self.launch(job, slot)
+
+    def poll(self) -> list[Ended]:
+        """Collect the exit status of the workers it started."""
+        ended = []
+        for job_id, proc in list(self.children.items()):
+            code = proc.poll()
+            if code is not None:
+                del self.children[job_id]
+                ended.append(Ended(job_id, proc.pid, code))
+        return ended
+
+    def started(self, job_id: str) -> bool:
+        return job_id in self.children
+
+    def alive(self, job: Job) -> bool:
+        return worker_alive(job.pid, job.pid_create_time)
+
+    def cancel(self, job: Job, *, force: bool = False) -> bool:
+        """SIGTERM to the worker's process group (it stops within a training step), SIGKILL if ``force``."""
+        return signal_worker(job, signal.SIGKILL if force else signal.SIGTERM)
+
+    def logs(self, job: Job) -> Path:
+        return store.log_path(job.id)
+
+    def running(self) -> bool:
+        return bool(self.children)
+
+    def shutdown(self) -> None:
+        """Let the warm workers go (they exit when their stdin closes)."""
+        for proc in self.standby.values():
+            self._retire(proc)
+        self.standby.clear()
+
+    def worker_env(self, slot: Slot) -> dict[str, str]:
+        env = child_env()
+        env["CUDA_VISIBLE_DEVICES"] = slot.cuda_visible_devices
+        env["STUDIO_JOB_SLOT"] = slot.name
+        cpu_share = sum(1 for s in self.slots() if not s.is_gpu)
+        if not slot.is_gpu and cpu_share > 1:
+            # Several CPU jobs at once: share the cores instead of each one taking all of them.
+            env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // cpu_share)))
+        return env
+
+    def launch(self, job: Job, slot: Slot) -> None:
+        """Start the worker for a claimed job in its own session, its output into the job's log.
+        A warm worker waiting on this slot takes the job when there is one (no import wait)."""
+        if self._hand_to_standby(job, slot):
+            return
+        env = self.worker_env(slot)
+        cmd = [part.replace("{job_id}", job.id) for part in self.worker_cmd]
+        try:
+            with open(store.log_path(job.id), "ab") as out:
+                proc = subprocess.Popen(
+                    cmd,
+                    cwd=store.job_dir(job.id),
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+        except OSError as err:
+            store.finish_job(job.id, FAILED, reason=f"The worker process could not be started: {err}.")
+            return
+        try:
+            created = psutil.Process(proc.pid).create_time()
+        except psutil.NoSuchProcess:
+            created = 0.0  # already gone: reap() settles it
+        store.set_worker(job.id, proc.pid, created)
+        self.children[job.id] = proc
+        log.info("job %s: started worker %s on %s", job.id, proc.pid, slot.name)
+
+    def _hand_to_standby(self, job: Job, slot: Slot) -> bool:
+        proc = self.standby.pop(slot.name, None)
+        if proc is None:
+            return False
+        if proc.poll() is None:
+            try:
+                created = psutil.Process(proc.pid).create_time()
+                store.set_worker(job.id, proc.pid, created)
+                assert proc.stdin is not None
+                proc.stdin.write(f"{job.id}\n".encode())
+                proc.stdin.close()
+            except (OSError, psutil.NoSuchProcess):
+                store.set_worker(job.id, None, None)
+            else:
+                self.children[job.id] = proc
+                log.info("job %s: handed to warm worker %s on %s", job.id, proc.pid, slot.name)
+                return True
+        self._retire(proc)
+        return False
+
+    def keep_warm(self, busy: set[str]) -> None:
+        """Keep one warm worker per free slot (started when the slot has nothing to run, so its imports
+        never compete with a training job for the CPU)."""
+        if not self.warm:
+            return
+        for slot in self.slots():
+            proc = self.standby.get(slot.name)
+            if proc is not None and proc.poll() is None:
+                continue
+            if proc is not None:
+                self.standby.pop(slot.name)
+            if (
+                slot.name in busy
+                or time.monotonic() - self._standby_started.get(slot.name, -1e9) < WARM_RETRY_SECONDS
+            ):
+                continue  # in use, or a warm worker died young: do not start one in a loop
+            self._standby_started[slot.name] = time.monotonic()
+            try:
+                with open(settings.studio_home() / "standby-worker.log", "ab") as out:
+                    self.standby[slot.name] = subprocess.Popen(
+                        [sys.executable, "-m", "studio.worker", "--standby"],
+                        cwd=settings.studio_home(),
+                        env=self.worker_env(slot),
+                        stdin=subprocess.PIPE,
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        start_new_session=True,
+                    )
+            except OSError as err:
+                log.warning("could not start a warm worker for %s: %s", slot.name, err)
+
+    @staticmethod
+    def _retire(proc: subprocess.Popen) -> None:
+        with contextlib.suppress(OSError):
+            if proc.stdin is not None:
+                proc.stdin.close()
+        with contextlib.suppress(OSError):
+            proc.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
