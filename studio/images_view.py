@@ -17,8 +17,7 @@ from typing import Any
 
 import numpy as np
 
-CONFUSION_ARTIFACT = "confusion_matrix.json"
-PREDICTIONS_ARTIFACT = "test_predictions.json"
+from studio.tracking import CONFUSION_ARTIFACT, PREDICTIONS_ARTIFACT
 
 
 # --------------------------------------------------------------------------- data set

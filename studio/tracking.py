@@ -57,6 +57,8 @@ MLFLOW_UI_VIEW = "workflowType=machine_learning"
 BUNDLE_ARTIFACT = "bundle/model.zip"
 SPEC_ARTIFACT = "spec.json"
 PROFILE_ARTIFACT = "data_profile.json"
+CONFUSION_ARTIFACT = "confusion_matrix.json"  # picture runs: the test split's confusion matrix
+PREDICTIONS_ARTIFACT = "test_predictions.json"  # picture runs: each test picture's prediction
 
 
 @lru_cache(maxsize=8)

@@ -17,7 +17,7 @@ retried once from there with half the batch and two accumulated mini-batches per
 Tables and pictures share everything but their data, network and bundle: the task picks the
 DataModule (``TabularDataModule`` / ``ImageDataModule``) and LightningModule; the Lightning loop, the
 callbacks, MLflow logging and the cancel/fail handling are the same code. An image run also logs the
-test split's confusion matrix and predictions (``studio.images_view`` reads them back).
+test split's confusion matrix and predictions (the Runs page reads them back).
 """
 
 from __future__ import annotations
@@ -995,7 +995,7 @@ def _log_test_predictions(run_id: str, spec: RunSpec, data: Any, module: Any) ->
     import numpy as np
     import torch
 
-    from studio.images_view import CONFUSION_ARTIFACT, PREDICTIONS_ARTIFACT
+    from studio.tracking import CONFUSION_ARTIFACT, PREDICTIONS_ARTIFACT
 
     if not module.test_probabilities:
         return

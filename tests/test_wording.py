@@ -102,7 +102,8 @@ def _digit_zip(path: Path) -> Path:
 
 
 def test_the_cli_starts_digits_without_mirroring_unless_asked(studio_home: Path, tmp_path: Path) -> None:
-    from studio.cli import build_parser, spec_from_args
+    from studio.cli import build_parser
+    from studio.cli_spec import spec_from_args
 
     digits = str(_digit_zip(tmp_path / "digits.zip"))
     spec = spec_from_args(build_parser().parse_args(["train", "--data", digits]))

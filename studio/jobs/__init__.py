@@ -64,7 +64,12 @@ def submit_job(spec: RunSpec, *, start_scheduler: bool = True, token: str | None
     """Queue a training job for ``spec`` and (by default) make sure a scheduler will pick it up.
 
     ``token`` identifies one press of a submit button: submitting again with the same token returns the
-    job it made (a double click makes one job)."""
+    job it made (a double click makes one job). An unnamed spec gets the readable name its MLflow run
+    will carry too, so the Runs page, the CLI and the MLflow UI call the run the same."""
+    if not spec.name:
+        from studio.tracking import readable_run_name
+
+        spec = spec.with_changes(name=readable_run_name(spec))
     job = store.insert_job(spec, token)
     if start_scheduler:
         ensure_scheduler()

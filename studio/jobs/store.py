@@ -312,17 +312,12 @@ def new_job_id(now: float | None = None) -> str:
 
 # --------------------------------------------------------------------------- writes
 def insert_job(spec: RunSpec, token: str | None = None) -> Job:
-    """Store a new queued job for ``spec``. An unnamed spec gets the readable name its MLflow run will
-    carry too, so the Runs page, the CLI and the MLflow UI call the run the same.
+    """Store a new queued job for ``spec`` (:func:`studio.jobs.submit_job` names it first).
 
     With a ``token`` (one press of a page's Train button), a job already stored with that token is
     returned instead of a new one, so a double click or a resent request makes one job."""
-    from studio.tracking import readable_run_name
-
     if token and (existing := _by_token(token)) is not None:
         return existing
-    if not spec.name:
-        spec = spec.with_changes(name=readable_run_name(spec))
     now = time.time()
     for _ in range(20):
         job_id = new_job_id(now)

@@ -22,7 +22,7 @@ import psutil
 
 from studio import settings, system
 from studio.jobs import store
-from studio.jobs.executors import Ended, Slot
+from studio.jobs.executors.base import Ended, Slot
 from studio.jobs.store import FAILED, Job
 from studio.settings import child_env
 

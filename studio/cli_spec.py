@@ -1,0 +1,126 @@
+"""The run options shared by ``python -m studio train`` and ``jobs submit``: the flags, and the run
+spec they make (with the data set's suggestions filled in). Only argparse at import time."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``train`` (also used by ``jobs submit``)."""
+    parser.add_argument(
+        "--data", help="a CSV file, a stored data set id, or sample:wine|breast_cancer|diabetes"
+    )
+    parser.add_argument("--target", help="the column to predict (default: the suggested one)")
+    parser.add_argument(
+        "--task",
+        choices=["classification", "regression", "image_classification"],
+        help="default: the suggested one",
+    )
+    parser.add_argument("--arch", help="architecture (default: mlp)")
+    parser.add_argument("--epochs", type=int, help="most epochs to train")
+    parser.add_argument("--batch-size", type=int)
+    parser.add_argument("--lr", type=float, help="learning rate")
+    parser.add_argument("--device", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--precision", help="32, 16-mixed or bf16-mixed")
+    parser.add_argument("--preset", choices=["fast", "balanced", "thorough"])
+    parser.add_argument("--name", help="a readable run name")
+    parser.add_argument("--spec", help="a YAML or JSON spec file with every setting; flags override it")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any spec setting, e.g. --set optimizer.name=sgd --set architecture.params.width=128",
+    )
+
+
+def spec_from_args(args: argparse.Namespace) -> Any:
+    """Build and validate the run spec from ``--spec`` and the flags (flags win)."""
+    import yaml
+
+    from studio.datasets import image_defaults, load_profile, resolve_dataset
+    from studio.errors import SpecError
+    from studio.spec import RunSpec, apply_preset, load_spec_dict, set_dotted
+
+    data = load_spec_dict(args.spec) if args.spec else {}
+    data.setdefault("data", {})
+    if not isinstance(data["data"], dict):
+        raise SpecError("The spec's 'data' entry must be a group of settings.")
+    if args.data:
+        data["data"]["dataset_id"] = resolve_dataset(args.data).id
+    elif "dataset_id" in data["data"]:
+        data["data"]["dataset_id"] = resolve_dataset(str(data["data"]["dataset_id"])).id
+    else:
+        raise SpecError("Say which data to train on: --data FILE.csv (or a data set id, or sample:wine).")
+    profile = load_profile(data["data"]["dataset_id"])
+    if args.target:
+        data["data"]["target"] = args.target
+    columns = [c["name"] for c in profile.get("columns", [])]
+    if not data["data"].get("target"):
+        if not profile.get("suggested_target"):
+            shown = ", ".join(columns[:8]) + (" …" if len(columns) > 8 else "")
+            raise SpecError(
+                f"Say which column to predict with --target COLUMN; the studio cannot tell for this table "
+                f"(its columns: {shown})."
+            )
+        data["data"]["target"] = profile["suggested_target"]
+    if data["data"]["target"] not in columns:
+        shown = ", ".join(columns[:30]) + (" …" if len(columns) > 30 else "")
+        raise SpecError(
+            f"The target column '{data['data']['target']}' is not in the data set; its columns are: {shown}."
+        )
+    if args.task:
+        data["task"] = args.task
+    elif "task" not in data:
+        data["task"] = _suggested_task(profile, data["data"]["target"])
+    flags = {
+        "architecture.name": args.arch,
+        "training.epochs": args.epochs,
+        "training.batch_size": args.batch_size,
+        "optimizer.learning_rate": args.lr,
+        "training.device": args.device,
+        "training.precision": args.precision,
+        "name": args.name,
+    }
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise SpecError(f"--set expects KEY=VALUE (e.g. training.epochs=10), got '{item}'.")
+        flags[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    if args.arch and args.arch != data.get("architecture", {}).get("name"):
+        data.setdefault("architecture", {})["params"] = {}
+    for key, value in image_defaults(profile).items():  # e.g. no mirroring for digits, unless asked
+        if flags.get(key) is None and not _has_dotted(data, key):
+            set_dotted(data, key, value)
+    for key, value in flags.items():
+        if value is not None:
+            set_dotted(data, key, value)
+    spec = RunSpec.from_dict(data)
+    if args.preset:
+        spec = apply_preset(spec, args.preset)
+        # Flags given explicitly still win over the preset.
+        explicit = {k: v for k, v in flags.items() if v is not None and k in ("training.epochs",)}
+        if explicit:
+            spec = spec.with_changes(**explicit)
+    return spec
+
+
+def _has_dotted(data: dict[str, Any], path: str) -> bool:
+    node: Any = data
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _suggested_task(profile: dict[str, Any], target: str | None) -> str | None:
+    if target is None or target == profile.get("suggested_target"):
+        return profile.get("suggested_task")
+    from studio.datasets import suggest_task
+
+    if not any(c["name"] == target for c in profile.get("columns", [])):
+        return None  # the spec check names the missing column
+    return suggest_task(profile, target)
