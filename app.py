@@ -9,7 +9,8 @@ import time
 
 import streamlit as st
 
-from studio import auth, tracking, ui
+from studio import auth, tracking
+from studio.app import ui
 from studio.settings import studio_home
 
 PAGES = (

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from studio import charts, tracking, ui
-from studio import runs_view as rv
+from studio import tracking
+from studio.app import charts, ui
+from studio.app import runs_view as rv
 from studio.errors import StudioError
 from studio.spec import main_metric
 

@@ -3,7 +3,8 @@ found in it, delete it."""
 
 import streamlit as st
 
-from studio import charts, datasets, ui
+from studio import datasets
+from studio.app import charts, ui
 
 SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}
 state = st.session_state

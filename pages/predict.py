@@ -10,10 +10,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from studio import jobs, ui
-from studio import runs_view as rv
+from studio import jobs
+from studio.app import runs_view as rv
+from studio.app import ui
+from studio.app.charts import metric_name
 from studio.bundle import read_bundle_info
-from studio.charts import metric_name
 from studio.errors import StudioError
 from studio.spec import ARCHITECTURES, is_image_task, main_metric
 
@@ -225,7 +226,7 @@ def choose_pictures() -> tuple[list[str], list[bytes], str] | None:
 
 @st.cache_data(show_spinner=False, max_entries=256)
 def small_picture(data: bytes):
-    from studio.images_view import thumbnail
+    from studio.app.images_view import thumbnail
 
     try:
         return thumbnail(data, 160)

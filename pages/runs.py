@@ -9,8 +9,9 @@ import time
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from studio import charts, jobs, tracking, ui
-from studio import runs_view as rv
+from studio import jobs, tracking
+from studio.app import charts, ui
+from studio.app import runs_view as rv
 from studio.bundle import KIND_IMAGE, KIND_TABULAR, python_snippet
 from studio.errors import StudioError
 from studio.spec import is_image_task
@@ -190,7 +191,7 @@ def final_scores(job: jobs.Job) -> None:
 
 @st.cache_data(ttl=300, show_spinner=False, max_entries=8)
 def confusion(run_id: str) -> tuple[list[str], list[list[int]]] | None:
-    from studio.images_view import confusion_matrix
+    from studio.app.images_view import confusion_matrix
 
     matrix = confusion_matrix(run_id)
     return None if matrix is None else (matrix.classes, matrix.counts)

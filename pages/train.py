@@ -12,7 +12,8 @@ from typing import Any
 
 import streamlit as st
 
-from studio import charts, forms, jobs, ui
+from studio import jobs
+from studio.app import charts, forms, ui
 from studio.datasets import image_defaults, mirroring_changes_meaning, suggest_task
 from studio.pretrained import weights_available, weights_path
 from studio.spec import (

@@ -849,7 +849,7 @@ def _allowed(error: dict[str, Any]) -> str:
 def describe_validation_error(err: ValidationError, prefix: str = "", header: bool = True) -> str:
     """Turn pydantic's report into sentences that name each field by its dotted path (what the CLI's
     ``--set`` and spec files use) and say what is allowed. Pages name fields by their titles instead
-    (:func:`studio.forms.check_values`)."""
+    (:func:`studio.app.forms.check_values`)."""
     parts = []
     for error in err.errors():
         field = prefix + _loc(error["loc"])

@@ -10,7 +10,8 @@ from urllib.parse import urlparse
 
 import pytest
 
-from studio import forms, spec
+from studio import spec
+from studio.app import forms
 from studio.spec import ARCHITECTURES, ArchitectureInfo, torchvision_architectures
 
 

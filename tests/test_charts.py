@@ -6,7 +6,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import pytest
 
-from studio import charts
+from studio.app import charts
 
 # 3 epochs of 4 steps: train/loss every 2 steps, validation (and ``epoch``) at each epoch's last step.
 HISTORY = {

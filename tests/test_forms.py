@@ -8,7 +8,8 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from studio import forms, system
+from studio import system
+from studio.app import forms
 from studio.spec import ARCHITECTURES, PRESETS, RunSpec, StudioModel
 
 
@@ -384,9 +385,7 @@ def test_forms_stays_cheap_to_import() -> None:
     import subprocess
     import sys
 
-    code = (
-        "import sys, studio.forms; print(any(m in sys.modules for m in ('torch', 'lightning', 'streamlit')))"
-    )
+    code = "import sys, studio.app.forms; print(any(m in sys.modules for m in ('torch', 'lightning', 'streamlit')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

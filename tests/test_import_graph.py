@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGE_HELPERS = {"studio.ui", "studio.forms", "studio.runs_view", "studio.images_view", "studio.charts"}
+PAGE_HELPERS = {
+    "studio.app.ui",
+    "studio.app.forms",
+    "studio.app.runs_view",
+    "studio.app.images_view",
+    "studio.app.charts",
+}
 ENGINE = {"studio.training", "studio.tracking", "studio.bundle", "studio.bundle_runtime", "studio.worker"}
 HEAVY = ("torch", "lightning", "pytorch_lightning", "mlflow")
 

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from studio import charts
+from studio.app import charts
 from studio.text import WORD_JOINER, as_plot_text, as_text
 
 HOSTILE = [

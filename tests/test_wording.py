@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from studio import tracking, ui
+from studio import tracking
+from studio.app import ui
 from studio.datasets import add_csv, add_image_zip, image_defaults, mirroring_changes_meaning
 from studio.spec import RunSpec
 from tests.images.conftest import encode, make_zip, picture
@@ -103,7 +104,7 @@ def _digit_zip(path: Path) -> Path:
 
 def test_the_cli_starts_digits_without_mirroring_unless_asked(studio_home: Path, tmp_path: Path) -> None:
     from studio.cli import build_parser
-    from studio.cli_spec import spec_from_args
+    from studio.cli.spec import spec_from_args
 
     digits = str(_digit_zip(tmp_path / "digits.zip"))
     spec = spec_from_args(build_parser().parse_args(["train", "--data", digits]))

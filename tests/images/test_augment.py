@@ -105,7 +105,7 @@ def test_the_pillow_preview_matches_training() -> None:
 def test_page_helpers_stay_free_of_torch(tmp_path: Path) -> None:
     from PIL import Image
 
-    from studio import images_view
+    from studio.app import images_view
 
     picture = tmp_path / "p.png"
     Image.fromarray((np.random.default_rng(0).random((50, 70, 3)) * 255).astype(np.uint8)).save(picture)
@@ -115,7 +115,7 @@ def test_page_helpers_stay_free_of_torch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a picture"):
         images_view.thumbnail(b"no picture here")
     code = (
-        "import sys, studio.images_view, studio.augment, studio.datasets, studio.pretrained, studio.image_io;"
+        "import sys, studio.app.images_view, studio.augment, studio.datasets, studio.pretrained, studio.image_io;"
         "print(sorted({'torch', 'torchvision', 'mlflow', 'pytorch_lightning'} & set(sys.modules)))"
     )
     out = subprocess.run(

@@ -22,7 +22,7 @@ def image_spec(dataset_id: str, **changes) -> RunSpec:
 
 
 def test_small_cnn_learns_colours_and_stripes(shapes_dataset, tmp_path) -> None:
-    from studio import images_view
+    from studio.app import images_view
 
     spec = image_spec(
         shapes_dataset.id,

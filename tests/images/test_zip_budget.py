@@ -192,7 +192,7 @@ def test_the_cli_says_so_in_one_line(studio_home, tmp_path, full_disk, capsys) -
 PREDICT_UPLOAD = """
 import sys
 from studio.errors import DatasetError
-from studio.runs_view import pictures_from_uploads
+from studio.app.runs_view import pictures_from_uploads
 data = open(sys.argv[1], "rb").read()  # the Predict page passes the uploads' bytes
 try:
     pictures_from_uploads([("bomb.zip", data)])

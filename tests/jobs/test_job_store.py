@@ -157,7 +157,8 @@ def test_slots_follow_the_requested_device() -> None:
 
 
 def test_visible_gpus_respect_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    from studio import forms, system
+    from studio import system
+    from studio.app import forms
 
     monkeypatch.setattr(system, "gpu_names", lambda: ("A", "B", "C", "D"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")

@@ -10,7 +10,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from studio import jobs
-from studio import runs_view as rv
+from studio.app import runs_view as rv
 from studio.tracking import RunSummary
 from tests.pages.test_runs_page import run_in_process, spec, tiny_dataset
 

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from studio import ui
+from studio.app import ui
 
 
 def test_the_link_uses_the_host_the_browser_used(monkeypatch: pytest.MonkeyPatch) -> None:

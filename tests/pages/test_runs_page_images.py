@@ -95,7 +95,7 @@ def test_finished_picture_run_shows_the_confusion_matrix_and_the_mistakes(pictur
 
 
 def test_a_run_without_mistakes_says_so(picture_job: jobs.Job, monkeypatch: pytest.MonkeyPatch) -> None:
-    from studio import runs_view
+    from studio.app import runs_view
 
     st.cache_data.clear()  # the page keeps each run's gallery for a while
     monkeypatch.setattr(

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from studio.cli_spec import add_train_options, spec_from_args
+from studio.cli.spec import add_train_options, spec_from_args
 
 EXIT_USER_ERROR = 2
 
@@ -282,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     delete.set_defaults(handler=cmd_datasets_delete)
 
     try:
-        from studio.cli_jobs import add_jobs_parser
+        from studio.cli.jobs import add_jobs_parser
     except ImportError:  # the jobs commands are optional while they are being built
         add_jobs_parser = None
     if add_jobs_parser is not None:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from studio import settings, tracking
+from studio.app.charts import metric_label, metric_name, sentence
 from studio.bundle import KIND_IMAGE
-from studio.charts import metric_label, metric_name, sentence
 from studio.errors import BundleError, DatasetError
 from studio.jobs import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
 from studio.spec import ARCHITECTURES, RunSpec, is_image_task, main_metric, metric_mode
@@ -613,7 +613,7 @@ def mistake_caption(true_label: str, predicted: str, probability: float) -> str:
 def mistake_gallery(run_id: str, limit: int = 24, side: int = 128) -> dict[str, Any]:
     """The misclassified test pictures of an image run, most confidently wrong first:
     ``{"pictures": [uint8 arrays], "captions": [...], "total": n, "missing": n without a file}``."""
-    from studio import images_view
+    from studio.app import images_view
 
     data = images_view.test_split_predictions(run_id)
     wrong = images_view.mistakes(run_id, limit=limit)

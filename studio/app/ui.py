@@ -1,5 +1,5 @@
 """Small helpers the pages share: errors as plain messages, cached data-set reads, links between pages,
-the MLflow UI address, and one widget per :class:`~studio.forms.FormField`.
+the MLflow UI address, and one widget per :class:`~studio.app.forms.FormField`.
 
 Imports Streamlit and the cheap studio modules only (never torch or lightning), so pages stay instant.
 """
@@ -19,12 +19,12 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from studio import datasets
+from studio.app.forms import FormField
 from studio.errors import StudioError
-from studio.forms import FormField
 from studio.settings import studio_home
 from studio.text import as_text  # pages call it as ui.as_text
 
-APP_ROOT = Path(__file__).resolve().parents[1]
+APP_ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
 CACHE_SECONDS = 10
 
@@ -388,7 +388,7 @@ def show_warnings(warnings: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------- picture data sets
 @st.cache_data(ttl=CACHE_SECONDS * 6, show_spinner=False, max_entries=8)
 def _sample_grid(home: str, dataset_id: str, per_class: int) -> list[tuple[str, int, list[str]]]:
-    from studio.images_view import sample_grid
+    from studio.app.images_view import sample_grid
 
     return [(c.name, c.count, [str(p) for p in c.thumbnails]) for c in sample_grid(dataset_id, per_class)]
 
@@ -400,7 +400,7 @@ def sample_grid(dataset_id: str, per_class: int = 8) -> list[tuple[str, int, lis
 
 def classes_frame(profile: dict[str, Any]) -> pd.DataFrame:
     """Pictures per class as a table."""
-    from studio.images_view import class_counts
+    from studio.app.images_view import class_counts
 
     rows = [
         {"Class": row["class"], "Pictures": row["pictures"], "Share": f"{row['share']:.0%}"}
@@ -411,7 +411,7 @@ def classes_frame(profile: dict[str, Any]) -> pd.DataFrame:
 
 def skipped_frame(profile: dict[str, Any]) -> pd.DataFrame:
     """Files of the zip that did not become pictures of the data set, with the reason."""
-    from studio.images_view import skipped_files
+    from studio.app.images_view import skipped_files
 
     rows = [
         {"File in the zip": row["file"], "Why it was left out": row["reason"]}
@@ -452,6 +452,6 @@ def augmentation_preview(
 ) -> list:
     """The picture prepared at ``size`` px, then ``n`` random variants with the image ``settings``
     (``(name, value)`` pairs of the spec's image section), as training would show them (cached)."""
-    from studio.images_view import augmentation_preview as preview
+    from studio.app.images_view import augmentation_preview as preview
 
     return preview(path, dict(settings), size, n=n, seed=seed)

@@ -1,7 +1,7 @@
 """``python -m studio jobs …``: submit, list, show, wait for, cancel, resume and delete background jobs.
 
 The main CLI registers these with ``add_jobs_parser(subparsers, add_train_options)``. They work on the
-same job store as the pages; only ``submit`` builds a spec (through ``studio.cli_spec.spec_from_args``).
+same job store as the pages; only ``submit`` builds a spec (through ``studio.cli.spec.spec_from_args``).
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def add_jobs_parser(
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from studio.cli_spec import spec_from_args
+    from studio.cli.spec import spec_from_args
     from studio.jobs import submit_job
 
     job = submit_job(spec_from_args(args))
