@@ -371,7 +371,7 @@ def check_checkpoint_space(needed: int, folder: Path, *, resumable: bool) -> Non
     margin = datasets_store.DISK_MARGIN_BYTES
     if free >= needed + margin:
         return
-    words = datasets_store._size_words
+    words = datasets_store.human_size
     saved = latest_checkpoint(folder)
     if resumable and saved is not None:
         then = f"Its progress up to epoch {saved.epoch} is saved: free some space, then resume the run."

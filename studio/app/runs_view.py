@@ -18,6 +18,7 @@ import pandas as pd
 
 from studio import settings, tracking
 from studio.app.charts import metric_label, metric_name, sentence
+from studio.app.forms import SECTION_TITLES
 from studio.bundle import KIND_IMAGE
 from studio.errors import BundleError, DatasetError
 from studio.jobs import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
@@ -42,18 +43,6 @@ _STATUS = {
     INTERRUPTED: ":orange[:material/pause_circle:] Interrupted",
 }
 _CAN_RESUME = " — can resume"
-
-_SECTIONS = {
-    "data": "Data",
-    "preprocessing": "Preparing the data",
-    "image": "Pictures",
-    "architecture": "Network",
-    "optimizer": "Optimiser",
-    "scheduler": "Learning-rate schedule",
-    "early_stopping": "Early stopping",
-    "training": "Training",
-}
-
 
 # A finished job with a note did not end plainly (its loss became NaN; an earlier epoch was kept).
 _STATUS_WITH_NOTE = ":orange[:material/warning:] Finished with an earlier epoch"
@@ -239,8 +228,8 @@ def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
         {"Section": "Run", "Setting": "Task", "Value": task_words(spec.task)},
     ]
     unused = {"preprocessing"} if is_image_task(spec.task) else {"image"}
-    for section, title in _SECTIONS.items():
-        if section in unused:
+    for section, title in SECTION_TITLES.items():  # the Train form's own section titles
+        if not section or section in unused:
             continue
         part = getattr(spec, section)
         for name, info in type(part).model_fields.items():

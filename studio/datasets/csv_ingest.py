@@ -58,10 +58,10 @@ def available_memory_bytes() -> int:
 
 
 def human_size(n_bytes: float) -> str:
-    """``1536`` -> ``'1.5 KB'``."""
+    """``1536`` -> ``'1.5 KB'`` (every size the data messages name)."""
     for unit in ("bytes", "KB", "MB", "GB"):
         if n_bytes < 1024 or unit == "GB":
-            return f"{n_bytes:.0f} {unit}" if unit == "bytes" else f"{n_bytes:.1f} {unit}"
+            return f"{n_bytes:,.0f} {unit}" if unit == "bytes" else f"{n_bytes:,.1f} {unit}"
         n_bytes /= 1024
     raise AssertionError("unreachable")
 

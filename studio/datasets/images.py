@@ -35,6 +35,7 @@ from typing import Any
 
 import pandas as pd
 
+from studio.datasets.csv_ingest import human_size
 from studio.datasets.store import (
     DatasetInfo,
     _find_by_hash,
@@ -92,14 +93,6 @@ class ZipLimits:
 
 
 DEFAULT_LIMITS = ZipLimits()
-
-
-def human_size(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} GB"
 
 
 # --------------------------------------------------------------------------- archive checks

@@ -23,7 +23,7 @@ from typing import Any
 
 import pandas as pd
 
-from studio.datasets.csv_ingest import parse_table_bytes, read_source_bytes
+from studio.datasets.csv_ingest import human_size, parse_table_bytes, read_source_bytes
 from studio.datasets.profile import profile_table
 from studio.errors import DatasetError
 from studio.settings import studio_home
@@ -80,14 +80,6 @@ CSV_SPACE_FACTOR = 2
 """A table needs about twice its file's size while it is stored (the parquet copy and its staging)."""
 
 
-def _size_words(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB"):
-        if n < 1024 or unit == "GB":
-            return f"{n:,.0f} {unit}" if unit == "bytes" else f"{n:,.1f} {unit}"
-        n /= 1024
-    return f"{n:,.1f} GB"
-
-
 def check_free_space(needed: int, label: str) -> None:
     """:class:`DatasetError` when the disk holding ``STUDIO_HOME`` has less than ``needed`` bytes (plus
     a margin) free; called before anything of a new data set is written, so a full disk refuses it
@@ -96,8 +88,8 @@ def check_free_space(needed: int, label: str) -> None:
     free = shutil.disk_usage(root).free
     if free < needed + DISK_MARGIN_BYTES:
         raise DatasetError(
-            f"There is not enough free disk space to add '{label}': it needs about {_size_words(needed)} "
-            f"(plus {_size_words(DISK_MARGIN_BYTES)} to spare) and only {_size_words(free)} is free where "
+            f"There is not enough free disk space to add '{label}': it needs about {human_size(needed)} "
+            f"(plus {human_size(DISK_MARGIN_BYTES)} to spare) and only {human_size(free)} is free where "
             f"the studio keeps its data ({root}). Free some space, for example by deleting data sets you no "
             "longer need, and add it again; nothing was written."
         )
