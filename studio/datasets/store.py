@@ -322,12 +322,16 @@ def _refuse_if_in_use(dataset_id: str) -> None:
 
 def delete_dataset(dataset_id: str) -> None:
     """Remove a data set; it disappears at once (renamed away first), then its files are deleted.
-    Refused with :class:`DatasetError` while a queued or running job trains on it."""
+    Refused with :class:`DatasetError` while a queued or running job trains on it. The check and the
+    rename hold the job store's write lock, which queueing a job needs too: no job slips in between."""
+    from studio.jobs.store import transaction
+
     folder = _folder(dataset_id)
-    _refuse_if_in_use(dataset_id)
     trash = folder.parent / f".trash-{dataset_id}-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        os.rename(folder, trash)
-    except FileNotFoundError:
-        raise DatasetError(f"There is no data set with id '{dataset_id}'; {LIST_HINT}.") from None
+    with transaction():
+        _refuse_if_in_use(dataset_id)
+        try:
+            os.rename(folder, trash)
+        except FileNotFoundError:
+            raise DatasetError(f"There is no data set with id '{dataset_id}'; {LIST_HINT}.") from None
     shutil.rmtree(trash, ignore_errors=True)

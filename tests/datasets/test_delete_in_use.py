@@ -88,3 +88,32 @@ def test_the_cli_refuses_in_one_line(wine, studio_home: Path) -> None:
         "for it to end before deleting.\n"
     )
     assert [d.id for d in list_datasets()] == [wine.id]
+
+
+def test_a_job_queued_while_a_delete_runs_waits_for_it(wine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-use check and the removal hold the job store's write lock, so a job cannot be queued in
+    between (and then lose its data set): it waits, and is queued once the delete has ended."""
+    import threading
+    import time
+
+    inside, release = threading.Event(), threading.Event()
+    real_rename = os.rename
+
+    def slow_rename(src, dst):
+        inside.set()
+        release.wait(10)
+        real_rename(src, dst)
+
+    monkeypatch.setattr(os, "rename", slow_rename)
+    deleter = threading.Thread(target=delete_dataset, args=(wine.id,))
+    deleter.start()
+    assert inside.wait(10)
+    queued: list[jobs.Job] = []
+    submitter = threading.Thread(target=lambda: queued.append(queue(wine.id, "late")))
+    submitter.start()
+    time.sleep(0.5)
+    assert queued == []  # waits for the delete's lock
+    release.set()
+    deleter.join(10)
+    submitter.join(10)
+    assert [job.name for job in queued] == ["late"] and list_datasets() == []
