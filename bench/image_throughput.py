@@ -99,7 +99,7 @@ def baseline(
     from torchvision.transforms import v2
 
     from lightning_modules.registry import ImageShape, build_network
-    from lightning_modules.tabular_data import stratified_split
+    from lightning_modules.tabular.data import stratified_split
     from studio.spec import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD
 
     image = spec.image
@@ -215,7 +215,7 @@ def main() -> None:
 
         import torch
 
-        from lightning_modules.image_data import build_cache, cache_path
+        from lightning_modules.image.data import build_cache, cache_path
         from studio.datasets import add_image_zip, image_paths, load_profile
         from studio.spec import RunSpec
         from studio.training import train

@@ -82,7 +82,7 @@ def main() -> int:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlruns/mlflow.db"
         import torch
 
-        from lightning_modules.tabular_data import TabularDataModule
+        from lightning_modules.tabular.data import TabularDataModule
         from studio.datasets import add_csv, load_profile, load_table
         from studio.spec import RunSpec
         from studio.training import train

@@ -1,4 +1,7 @@
 """Lightning DataModules, LightningModules, callbacks and the architecture registry.
 
-Plain ``nn.Module`` networks live in ``components/``; the LightningModules receive them ready-made.
+Organised by kind: ``tabular/`` and ``image/`` (each a DataModule and a LightningModule; ``image/networks``
+adds pretrained weights and freezing). Shared: ``callbacks`` and ``registry`` (network name -> builder).
+The networks themselves live in ``studio.bundle_runtime`` (bundles rebuild them without the studio); the
+LightningModules receive them ready-made.
 """

@@ -12,8 +12,8 @@ from typing import Any
 
 from torch import nn
 
-from lightning_modules.components import TabularNet
-from lightning_modules.components.cnn import build_image_network
+from lightning_modules.image.networks import build_image_network
+from studio.bundle_runtime import TabularNet
 from studio.errors import SpecError
 from studio.spec import ARCHITECTURES, torchvision_architectures
 

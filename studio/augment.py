@@ -4,7 +4,7 @@
 RandomResizedCrop: area share and aspect ratio), rotation (RandomRotation), mirror flips
 (RandomHorizontalFlip / RandomVerticalFlip) and colour changes (ColorJitter: brightness, contrast,
 saturation). Training applies them to whole batches on the training device in
-``lightning_modules.image_data.BatchAugmenter`` (one affine resample per batch; torchvision's v2
+``lightning_modules.image.data.BatchAugmenter`` (one affine resample per batch; torchvision's v2
 transforms draw one set of parameters per call, so a batch would share a single flip and angle).
 :func:`preview` applies the same parameters with Pillow for the Train page: numpy and Pillow only,
 no torch, so the page stays instant.

@@ -510,7 +510,7 @@ def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DeviceP
         return _Prepared(
             data, functools.partial(_fit_and_log_images, net=net), "image", image_device_plan(plan)
         )
-    from lightning_modules.tabular_data import TabularDataModule
+    from lightning_modules.tabular.data import TabularDataModule
     from studio.datasets import load_table
     from studio.datasets.csv_ingest import out_of_range_to_missing
 
@@ -574,7 +574,7 @@ def _fit_and_log(
     session: _Session,
 ) -> TrainResult:
     from lightning_modules.registry import TabularShape, build_network
-    from lightning_modules.tabular_module import TabularLightningModule
+    from lightning_modules.tabular.module import TabularLightningModule
 
     _log_run_inputs(
         session,
@@ -917,7 +917,7 @@ def image_device_plan(plan: DevicePlan) -> DevicePlan:
 
 def _prepare_images(spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> tuple[Any, Any]:
     """The DataModule (split, uint8 cache) and the network (pretrained weights read from the cache)."""
-    from lightning_modules.image_data import ImageDataModule
+    from lightning_modules.image.data import ImageDataModule
     from lightning_modules.registry import ImageShape, build_network
     from studio.datasets import load_table
     from studio.pretrained import check_weights
@@ -944,8 +944,8 @@ def _fit_and_log_images(
 ) -> TrainResult:
     import torch
 
-    from lightning_modules.components.cnn import frozen_norms, network_config, trainable_share
-    from lightning_modules.image_module import ImageLightningModule
+    from lightning_modules.image.module import ImageLightningModule
+    from lightning_modules.image.networks import frozen_norms, network_config, trainable_share
 
     _log_run_inputs(
         session,

@@ -241,8 +241,8 @@ def standby() -> int:
     stdin, and run that job (its output into the job's log, from the job's folder). EOF: exit."""
     try:
         import lightning_modules.callbacks  # noqa: F401  (torch, Lightning, torchmetrics)
-        import lightning_modules.tabular_data  # noqa: F401
-        import lightning_modules.tabular_module  # noqa: F401
+        import lightning_modules.tabular.data  # noqa: F401
+        import lightning_modules.tabular.module  # noqa: F401
         import studio.training  # noqa: F401
         from studio import tracking
 

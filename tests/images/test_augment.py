@@ -14,7 +14,7 @@ import torch
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
-from lightning_modules.image_data import BatchAugmenter
+from lightning_modules.image.data import BatchAugmenter
 from studio.augment import AugmentParams, apply_with_pillow, sample_params
 from studio.spec import ImageSpec
 

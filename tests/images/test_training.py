@@ -56,7 +56,7 @@ def test_small_cnn_learns_colours_and_stripes(shapes_dataset, tmp_path) -> None:
 
 
 def test_cli_trains_a_zip_with_image_defaults(studio_home, shapes_zip, tmp_path, capsys, monkeypatch) -> None:
-    from lightning_modules import image_data
+    from lightning_modules.image import data as image_data
     from studio.cli import main
 
     code = main(
@@ -148,8 +148,8 @@ def test_missing_weights_are_one_sentence_before_any_run(shapes_dataset, hub_cac
 def test_pretrained_weights_load_from_the_cache_and_the_backbone_freezes(hub_cache) -> None:
     import torchvision
 
-    from lightning_modules.components.cnn import build_image_network
-    from lightning_modules.image_module import ImageLightningModule
+    from lightning_modules.image.module import ImageLightningModule
+    from lightning_modules.image.networks import build_image_network
     from studio.spec import OptimizerSpec, SchedulerSpec
 
     torch.manual_seed(7)
@@ -164,7 +164,7 @@ def test_pretrained_weights_load_from_the_cache_and_the_backbone_freezes(hub_cac
             assert torch.equal(loaded[key], value), key
     trainable = {name for name, p in net.named_parameters() if p.requires_grad}
     assert trainable == {"fc.weight", "fc.bias"}
-    from lightning_modules.components.cnn import frozen_norms
+    from lightning_modules.image.networks import frozen_norms
 
     module = ImageLightningModule(
         net, 3, OptimizerSpec(), SchedulerSpec(), "val/loss", 1, frozen=frozen_norms(net)

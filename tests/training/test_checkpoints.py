@@ -152,7 +152,7 @@ def test_checkpoints_are_at_least_the_set_seconds_apart(tiny_dataset, tmp_path: 
 def test_data_order_continues_after_its_state_is_restored(tiny_dataset) -> None:
     """The training order is drawn once per epoch from the loader's generator: restoring its state
     (what a checkpoint keeps) gives the next epochs the straight run's order, whatever the batch size."""
-    from lightning_modules.tabular_data import TabularDataModule
+    from lightning_modules.tabular.data import TabularDataModule
     from studio.datasets import load_profile, load_table
 
     spec = resumable_spec(tiny_dataset.id)

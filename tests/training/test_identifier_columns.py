@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lightning_modules.tabular_data import TabularDataModule, plan_features
+from lightning_modules.tabular.data import TabularDataModule, plan_features
 from studio.datasets import profile_table
 from studio.datasets.samples import sample_table
 from studio.errors import TrainingError

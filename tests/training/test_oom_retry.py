@@ -92,7 +92,7 @@ def test_running_out_of_memory_again_fails_with_the_plain_message(
 def test_two_accumulated_half_batches_make_the_step_of_one_whole_batch() -> None:
     """The module's gradient accumulation (Lightning's ``accumulate_grad_batches`` does not apply to
     manual optimisation): one SGD step from 2 × 4 rows equals one from 8 rows."""
-    from lightning_modules.tabular_module import TabularLightningModule
+    from lightning_modules.tabular.module import TabularLightningModule
     from studio.spec import OptimizerSpec, SchedulerSpec
 
     def module(accumulate: int) -> TabularLightningModule:

@@ -23,7 +23,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from lightning_modules.tabular_data import stratified_split
+from lightning_modules.tabular.data import stratified_split
 from studio.augment import GRAY_WEIGHTS, sample_params
 from studio.bundle_runtime import _natural_key, standardise
 from studio.errors import TrainingError

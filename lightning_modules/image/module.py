@@ -12,7 +12,7 @@ import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
-from lightning_modules.tabular_module import TabularLightningModule
+from lightning_modules.tabular.module import TabularLightningModule
 from studio.spec import OptimizerSpec, SchedulerSpec
 
 
