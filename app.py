@@ -9,9 +9,10 @@ import time
 
 import streamlit as st
 
-from studio import auth, tracking
+from studio import tracking
 from studio.app import ui
-from studio.settings import studio_home
+from studio.core.settings import studio_home
+from studio.server import auth
 
 PAGES = (
     ("pages/data.py", "Data", ":material/table_chart:"),

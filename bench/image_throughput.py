@@ -4,7 +4,7 @@ Both train the same network (built by the studio's registry, same seed, same opt
 image size and augmentation: random resized crop, rotation, horizontal flip, colour jitter) for the
 same number of epochs on the same photos, with a validation pass after every epoch.
 
-- studio: ``studio.training.train`` (DataModule with the uint8 cache, augmentation on batches on the
+- studio: ``studio.engine.training.train`` (DataModule with the uint8 cache, augmentation on batches on the
   training device, Lightning, callbacks, MLflow logging to a temporary store). The cache is built
   once before (its time is reported separately: every later run and epoch reuses it).
 - baseline: ``torchvision.datasets.ImageFolder`` + ``DataLoader`` (worker processes) with per-picture
@@ -100,7 +100,7 @@ def baseline(
 
     from lightning_modules.registry import ImageShape, build_network
     from lightning_modules.tabular.data import stratified_split
-    from studio.spec import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD
+    from studio.core.spec import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD
 
     image = spec.image
     jitter = image.color_jitter
@@ -216,9 +216,9 @@ def main() -> None:
         import torch
 
         from lightning_modules.image.data import build_cache, cache_path
-        from studio.datasets import add_image_zip, image_paths, load_profile
-        from studio.spec import RunSpec
-        from studio.training import train
+        from studio.core.spec import RunSpec
+        from studio.data import add_image_zip, image_paths, load_profile
+        from studio.engine.training import train
 
         torch.set_float32_matmul_precision("high")
         started = time.perf_counter()

@@ -2,7 +2,7 @@
 
 Both train the same MLP (built by the studio's registry, same seed) on the same in-memory table with
 the same batch size, optimiser and number of epochs, and run a validation pass after every epoch.
-The studio's path is the full ``studio.training.train``: DataModule, LightningModule, Trainer,
+The studio's path is the full ``studio.engine.training.train``: DataModule, LightningModule, Trainer,
 callbacks, MLflow logging to a temporary store. Only the fitting time is compared (loading, testing
 and writing the bundle are reported separately). Prints samples/s of each and the ratio (goal ≥ 0.95).
 
@@ -82,10 +82,10 @@ def main() -> int:
         os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlruns/mlflow.db"
         import torch
 
-        from lightning_modules.tabular.data import TabularDataModule
-        from studio.datasets import add_csv, load_profile, load_table
-        from studio.spec import RunSpec
-        from studio.training import train
+        from studio.core.spec import RunSpec
+        from studio.data import add_csv, load_profile, load_table
+        from studio.engine.training import train
+        from studio.modalities.tabular.prepare import table_data_module
 
         csv = Path(tmp) / "bench.csv"
         make_table(args.rows, args.features).to_csv(csv, index=False)
@@ -99,7 +99,7 @@ def main() -> int:
                 "early_stopping": {"enabled": False},
             }
         )
-        data = TabularDataModule(load_table(dataset.id), load_profile(dataset.id), spec)
+        data = table_data_module(load_table(dataset.id), load_profile(dataset.id), spec)
         train_rows = data.sizes["train"]
         print(
             f"torch {torch.__version__}, {torch.get_num_threads()} threads; {train_rows} training rows, "

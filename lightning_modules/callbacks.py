@@ -31,12 +31,12 @@ def all_finite(module: torch.nn.Module) -> bool:
 
 
 class TrainingCancelledSignal(Exception):
-    """Raised inside the training loop when the user asked to stop; caught by ``studio.training``."""
+    """Raised inside the training loop when the user asked to stop; caught by ``studio.engine.training``."""
 
 
 class TrainingDivergedSignal(Exception):
     """Raised inside the training loop as soon as a loss is NaN or infinite (the weights are then
-    useless: every later step only spreads the NaN); caught by ``studio.training``.
+    useless: every later step only spreads the NaN); caught by ``studio.engine.training``.
 
     ``epoch`` is 1-based; ``where`` is ``"training"`` or ``"validation"`` (a loss) or ``"weights"``."""
 

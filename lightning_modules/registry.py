@@ -1,7 +1,7 @@
 """The architecture registry: ``name -> builder``. Adding a network is one decorated function.
 
 Names, titles and parameter schemas (what the form and the spec validate) live in
-``studio.spec.ARCHITECTURES``; this module maps the same names to code that builds the network.
+``studio.core.spec.ARCHITECTURES``; this module maps the same names to code that builds the network.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Any
 from torch import nn
 
 from lightning_modules.image.networks import build_image_network
-from studio.bundle_runtime import TabularNet
-from studio.errors import SpecError
-from studio.spec import ARCHITECTURES, torchvision_architectures
+from studio.core.errors import SpecError
+from studio.core.runtime import TabularNet
+from studio.core.spec import ARCHITECTURES, torchvision_architectures
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ _BUILDERS: dict[str, Builder] = {}
 def register(name: str) -> Callable[[Builder], Builder]:
     def wrap(builder: Builder) -> Builder:
         if name not in ARCHITECTURES:
-            raise ValueError(f"'{name}' has no entry in studio.spec.ARCHITECTURES")
+            raise ValueError(f"'{name}' has no entry in studio.core.spec.ARCHITECTURES")
         _BUILDERS[name] = builder
         return builder
 

@@ -8,8 +8,8 @@ import streamlit as st
 from studio import tracking
 from studio.app import charts, ui
 from studio.app import runs_view as rv
-from studio.errors import StudioError
-from studio.spec import main_metric
+from studio.core.errors import StudioError
+from studio.core.spec import main_metric
 
 ui.require_app()
 

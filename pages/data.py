@@ -3,7 +3,7 @@ found in it, delete it."""
 
 import streamlit as st
 
-from studio import datasets
+from studio import data as datasets
 from studio.app import charts, ui
 
 SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}

@@ -15,8 +15,8 @@ from studio.app import runs_view as rv
 from studio.app import ui
 from studio.app.charts import metric_name
 from studio.bundle import read_bundle_info
-from studio.errors import StudioError
-from studio.spec import ARCHITECTURES, is_image_task, main_metric
+from studio.core.errors import StudioError
+from studio.core.spec import ARCHITECTURES, is_image_task, main_metric
 
 ui.require_app()
 
@@ -118,10 +118,10 @@ def choose_rows(info: dict[str, Any]) -> tuple[pd.DataFrame, str] | None:
         if upload is None:
             st.caption("The target column may be missing: it is what the model fills in.")
             return None
-        from studio.datasets import read_table_file
+        from studio.data import read_table_file
 
         return read_table_file(upload.getvalue(), filename=upload.name), f"upload:{upload.file_id}"
-    from studio.datasets import list_datasets, load_table
+    from studio.data import list_datasets, load_table
 
     datasets = list_datasets()
     if not datasets:

@@ -13,8 +13,8 @@ from studio import jobs, tracking
 from studio.app import charts, ui
 from studio.app import runs_view as rv
 from studio.bundle import KIND_IMAGE, KIND_TABULAR, python_snippet
-from studio.errors import StudioError
-from studio.spec import is_image_task
+from studio.core.errors import StudioError
+from studio.core.spec import is_image_task
 
 ui.require_app()
 
@@ -46,7 +46,7 @@ def when(timestamp: float | None) -> str:
 
 @st.cache_data(ttl=30, show_spinner=False)
 def dataset_names() -> dict[str, str]:
-    from studio.datasets import list_datasets
+    from studio.data import list_datasets
 
     return {info.id: info.name for info in list_datasets()}
 

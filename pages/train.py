@@ -14,9 +14,8 @@ import streamlit as st
 
 from studio import jobs
 from studio.app import charts, forms, ui
-from studio.datasets import image_defaults, mirroring_changes_meaning, suggest_task
-from studio.pretrained import weights_available, weights_path
-from studio.spec import (
+from studio.core.pretrained import weights_available, weights_path
+from studio.core.spec import (
     ARCHITECTURES,
     IMAGE_TARGET,
     PRESET_HELP,
@@ -25,6 +24,7 @@ from studio.spec import (
     architectures_for,
     default_architecture,
 )
+from studio.data import image_defaults, mirroring_changes_meaning, suggest_task
 
 TASK_LABELS = {
     "classification": "Classification (predict a category)",

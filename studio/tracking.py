@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from studio import settings
+from studio.core import settings
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-    from studio.spec import RunSpec
+    from studio.core.spec import RunSpec
 
 TAG_JOB = "studio.job_id"
 TAG_DATASET = "studio.dataset_id"
@@ -122,9 +122,9 @@ def readable_run_name(spec: RunSpec) -> str:
     11-27 09:30`` or ``digits · 10 classes · Small CNN · 11-27 09:30``."""
     if spec.name:
         return spec.name
-    from studio.datasets import get_dataset, load_profile
-    from studio.errors import DatasetError
-    from studio.spec import ARCHITECTURES, is_image_task
+    from studio.core.errors import DatasetError
+    from studio.core.spec import ARCHITECTURES, is_image_task
+    from studio.data import get_dataset, load_profile
 
     try:
         data_name = get_dataset(spec.data.dataset_id).name
@@ -142,7 +142,7 @@ def start_run(
     """Create the run with the spec as params and the studio's tags; returns ``(run_id, experiment_id)``."""
     from mlflow.entities import Param
 
-    from studio.spec import flatten
+    from studio.core.spec import flatten
 
     experiment_id = ensure_experiment(spec.data.dataset_id)
     tags = {

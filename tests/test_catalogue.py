@@ -1,4 +1,4 @@
-"""The network catalogue (``studio.spec.ARCHITECTURES``) is the one place a network is described: every
+"""The network catalogue (``studio.core.spec.ARCHITECTURES``) is the one place a network is described: every
 consumer (form, time guess, training registry, bundle runtime, pretrained weights) can use every entry,
 and a new torchvision network needs nothing but its entry."""
 
@@ -10,9 +10,9 @@ from urllib.parse import urlparse
 
 import pytest
 
-from studio import spec
 from studio.app import forms
-from studio.spec import ARCHITECTURES, ArchitectureInfo, torchvision_architectures
+from studio.core import spec
+from studio.core.spec import ARCHITECTURES, ArchitectureInfo, torchvision_architectures
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -48,7 +48,7 @@ def test_a_new_torchvision_network_is_one_catalogue_entry(monkeypatch: pytest.Mo
     """ResNet-34 is not in the catalogue; adding its entry alone lets the form show it, the time guess
     price it, training build it and a bundle rebuild it."""
     from lightning_modules.registry import ImageShape, build_network, registered
-    from studio.bundle_runtime import build_image_net
+    from studio.core.runtime import build_image_net
 
     assert "resnet34" not in ARCHITECTURES
     entry = spec._torchvision("resnet34", "ResNet-34", "A deeper ResNet.", "resnet34-b627a593.pth", 3.66)
@@ -66,7 +66,7 @@ def test_a_new_torchvision_network_is_one_catalogue_entry(monkeypatch: pytest.Mo
 
 
 def test_a_bundle_naming_an_unknown_network_says_so() -> None:
-    from studio.bundle_runtime import build_image_net
+    from studio.core.runtime import build_image_net
 
     with pytest.raises(ValueError, match="unknown image architecture 'no_such_net'"):
         build_image_net({"architecture": "no_such_net", "n_classes": 2, "params": {}})

@@ -8,9 +8,9 @@ import typing
 import pytest
 from pydantic import BaseModel
 
-from studio import system
 from studio.app import forms
-from studio.spec import ARCHITECTURES, PRESETS, RunSpec, StudioModel
+from studio.core import system
+from studio.core.spec import ARCHITECTURES, PRESETS, RunSpec, StudioModel
 
 
 def _spec(**changes) -> RunSpec:

@@ -17,7 +17,13 @@ PAGE_HELPERS = {
     "studio.app.images_view",
     "studio.app.charts",
 }
-ENGINE = {"studio.training", "studio.tracking", "studio.bundle", "studio.bundle_runtime", "studio.worker"}
+ENGINE = {
+    "studio.engine.training",
+    "studio.tracking",
+    "studio.bundle",
+    "studio.core.runtime",
+    "studio.jobs.worker",
+}
 HEAVY = ("torch", "lightning", "pytorch_lightning", "mlflow")
 
 
@@ -103,8 +109,8 @@ def test_no_import_cycles() -> None:
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:
-    graph = {**GRAPH, "studio.settings": GRAPH["studio.settings"] | {"studio.cli"}}
-    assert any("studio.settings" in group for group in _cycles(graph))
+    graph = {**GRAPH, "studio.core.settings": GRAPH["studio.core.settings"] | {"studio.cli"}}
+    assert any("studio.core.settings" in group for group in _cycles(graph))
 
 
 def test_the_engine_never_imports_page_helpers() -> None:
@@ -113,20 +119,27 @@ def test_the_engine_never_imports_page_helpers() -> None:
     assert wrong == {}
 
 
-def test_lightning_modules_use_only_the_studio_s_contract_and_runtime() -> None:
-    """Lightning code depends on the spec, errors and the shipped runtime, and the picture helpers it
-    trains with; never on jobs, tracking, pages or the CLI (those call it)."""
-    allowed = {
-        "studio.spec",
-        "studio.errors",
-        "studio.bundle_runtime",
-        "studio.augment",
-        "studio.image_io",
-        "studio.pretrained",
-        "studio.datasets.profile",
-    }
+def test_lightning_modules_use_only_the_studio_s_core() -> None:
+    """Lightning code depends on ``studio.core`` (spec, catalogue, errors, the runtime shipped in bundles)
+    and nothing else of the studio: data kinds, jobs, tracking, pages and the CLI call it, not the reverse."""
     used = {m for name in MODULES if name.startswith("lightning_modules") for m in GRAPH[name]}
-    assert {m for m in used if m.startswith("studio")} <= allowed
+    assert {m for m in used if m.startswith("studio")} - {"studio.core"} <= {
+        m for m in MODULES if m.startswith("studio.core.")
+    }
+
+
+def test_core_imports_nothing_else_of_the_studio() -> None:
+    core = [m for m in MODULES if m == "studio.core" or m.startswith("studio.core.")]
+    wrong = {m: sorted(o for o in GRAPH[m] if not o.startswith(("studio.core", *HEAVY))) for m in core}
+    assert {m: o for m, o in wrong.items() if o} == {}
+
+
+def test_the_page_helpers_never_import_the_engine() -> None:
+    """``studio.app`` reads runs, bundles and data sets, and never reaches training or Lightning."""
+    app = [m for m in MODULES if m.startswith("studio.app")]
+    engine = ("studio.engine", "lightning_modules")
+    wrong = {m: sorted(o for o in GRAPH[m] if o.startswith(engine)) for m in app}
+    assert {m: o for m, o in wrong.items() if o} == {}
 
 
 def test_what_the_pages_import_at_start_has_no_torch_lightning_or_mlflow() -> None:

@@ -7,7 +7,7 @@ import pytest
 
 
 def test_scheduler_and_workers_get_mlflow_telemetry_off(monkeypatch: pytest.MonkeyPatch, studio_home) -> None:
-    from studio.settings import child_env
+    from studio.core.settings import child_env
 
     monkeypatch.delenv("MLFLOW_DISABLE_TELEMETRY", raising=False)
     assert child_env()["MLFLOW_DISABLE_TELEMETRY"] == "true"

@@ -14,7 +14,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from studio import serve as serve_mod
+from studio.server import serve as serve_mod
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,7 +30,7 @@ for job in list_jobs():
 
 # serve() with the stand-in app and without the MLflow UI (it needs ~1.7 GB; the browser test starts it).
 SERVE_DRIVER = (
-    "import sys; from pathlib import Path; from studio.serve import serve; "
+    "import sys; from pathlib import Path; from studio.server.serve import serve; "
     "sys.exit(serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[2]), app=Path(sys.argv[3]), mlflow_ui=False))"
 )
 
@@ -219,7 +219,7 @@ def test_stop_children_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> Non
 def test_serve_adds_the_sample_once_and_stops_everything_on_a_signal(
     served, studio_home: Path, sig: int
 ) -> None:
-    from studio.datasets import delete_dataset, list_datasets
+    from studio.data import delete_dataset, list_datasets
     from studio.jobs import scheduler_running
 
     process = served()
@@ -266,8 +266,8 @@ def test_a_job_finishes_after_the_web_server_is_killed_and_shows_up_after_a_rest
     from streamlit.testing.v1 import AppTest
 
     from studio import jobs
-    from studio.datasets import add_csv
-    from studio.spec import RunSpec
+    from studio.core.spec import RunSpec
+    from studio.data import add_csv
 
     process = served()
     process.wait_ready()

@@ -2,8 +2,8 @@
 
 import pytest
 
-from studio.errors import SpecError
-from studio.spec import ARCHITECTURES, PRESETS, RunSpec, apply_preset, flatten
+from studio.core.errors import SpecError
+from studio.core.spec import ARCHITECTURES, PRESETS, RunSpec, apply_preset, flatten
 
 BASE = {"task": "classification", "data": {"dataset_id": "iris-1", "target": "species"}}
 

@@ -6,7 +6,7 @@ import os
 import signal
 import threading
 
-from studio import system
+from studio.core import system
 
 
 def test_a_signal_sets_the_stop_event_and_the_old_handlers_come_back() -> None:

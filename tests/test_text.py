@@ -7,7 +7,7 @@ import re
 import pytest
 
 from studio.app import charts
-from studio.text import WORD_JOINER, as_plot_text, as_text
+from studio.core.text import WORD_JOINER, as_plot_text, as_text
 
 HOSTILE = [
     "![x](http://127.0.0.1:9/x)",

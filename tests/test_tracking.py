@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from studio import tracking
-from studio.spec import RunSpec
+from studio.core.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[1]
 

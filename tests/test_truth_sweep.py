@@ -11,7 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from studio import jobs, tracking
-from studio.spec import RunSpec
+from studio.core.spec import RunSpec
 from tests.images.conftest import make_zip
 from tests.pages.test_runs_page import run_in_process
 from tests.training.conftest import make_table
@@ -62,7 +62,7 @@ def home(tmp_path_factory: pytest.TempPathFactory):
     patch.setenv("STUDIO_HOME", str(root / "home"))
     patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
     patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
-    from studio.datasets import add_csv, add_image_zip
+    from studio.data import add_csv, add_image_zip
 
     make_table().to_csv(root / "table.csv", index=False)
     datasets = {

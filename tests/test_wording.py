@@ -10,8 +10,8 @@ import pytest
 
 from studio import tracking
 from studio.app import ui
-from studio.datasets import add_csv, add_image_zip, image_defaults, mirroring_changes_meaning
-from studio.spec import RunSpec
+from studio.core.spec import RunSpec
+from studio.data import add_csv, add_image_zip, image_defaults, mirroring_changes_meaning
 from tests.images.conftest import encode, make_zip, picture
 
 

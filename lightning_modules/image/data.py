@@ -2,7 +2,7 @@
 from memory and vary them (augmentation) on the training device.
 
 The cache is ``<data set folder>/cache/rgb-<size>px-v<n>.npy``: ``uint8 [pictures, 3, size, size]`` in
-the order of the data set's index, prepared by ``studio.image_io.load_square`` (the function model
+the order of the data set's index, prepared by ``studio.core.image_io.load_square`` (the function model
 bundles use at prediction time). It is built once per image size, in parallel threads, and written
 atomically; later runs and every epoch read it back (memory-mapped) without decoding a file again.
 Batches are gathered from it as uint8 (4× less to move than float), moved to the device, then
@@ -24,11 +24,11 @@ import torch
 from torch.nn import functional as F
 
 from lightning_modules.tabular.data import stratified_split
-from studio.augment import GRAY_WEIGHTS, sample_params
-from studio.bundle_runtime import _natural_key, standardise
-from studio.errors import TrainingError
-from studio.image_io import IMAGE_IO_VERSION, UnreadableImage, load_square
-from studio.spec import (
+from studio.core.augment import GRAY_WEIGHTS, sample_params
+from studio.core.errors import TrainingError
+from studio.core.image_io import IMAGE_IO_VERSION, UnreadableImage, load_square
+from studio.core.runtime import _natural_key, standardise
+from studio.core.spec import (
     ARCHITECTURES,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -94,7 +94,7 @@ def _fill_cache(paths: list[str], size: int, file: str, progress: Callable[[int,
 # --------------------------------------------------------------------------- augmentation
 class BatchAugmenter:
     """The spec's augmentation for a whole batch at once, each picture with its own random parameters
-    (``studio.augment.sample_params``): crop, rotation and flips as one affine resample
+    (``studio.core.augment.sample_params``): crop, rotation and flips as one affine resample
     (``affine_grid`` + bilinear ``grid_sample``, black outside the picture), then brightness, contrast
     and saturation. Works on ``float [B, 3, S, S]`` in 0–1 on any device."""
 
@@ -242,7 +242,7 @@ class ImageDataModule(pl.LightningDataModule):
     @property
     def preprocessing(self) -> dict[str, Any]:
         """What a bundle needs to prepare a picture: size, resize rule, mean and std (JSON)."""
-        from studio.image_io import RESIZE_METHOD
+        from studio.core.image_io import RESIZE_METHOD
 
         return {
             "size": self.image_size,

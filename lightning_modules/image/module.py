@@ -13,7 +13,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lightning_modules.tabular.module import TabularLightningModule
-from studio.spec import OptimizerSpec, SchedulerSpec
+from studio.core.spec import OptimizerSpec, SchedulerSpec
 
 
 class ImageLightningModule(TabularLightningModule):

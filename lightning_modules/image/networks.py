@@ -1,6 +1,6 @@
 """Image networks for training: the small CNN and torchvision's networks, optionally pretrained.
 
-The networks themselves are built by ``studio.bundle_runtime.build_image_net`` (bundles rebuild them
+The networks themselves are built by ``studio.core.runtime.build_image_net`` (bundles rebuild them
 from the same code without the studio). This module adds what only training needs: ImageNet weights
 read from torchvision's cache (never downloaded), a new last layer for the data set's classes, and
 freezing everything but that layer.
@@ -12,10 +12,10 @@ from typing import Any
 
 from torch import nn
 
-from studio.bundle_runtime import SmallCNN, build_image_net
-from studio.errors import TrainingError
-from studio.pretrained import check_weights, weights_path
-from studio.spec import ARCHITECTURES
+from studio.core.errors import TrainingError
+from studio.core.pretrained import check_weights, weights_path
+from studio.core.runtime import SmallCNN, build_image_net
+from studio.core.spec import ARCHITECTURES
 
 __all__ = ["SmallCNN", "build_image_network", "freeze_all_but_head", "last_linear"]
 

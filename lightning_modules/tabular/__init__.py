@@ -1,3 +1,3 @@
 """Lightning code for tables: the DataModule (``data``: splits, preprocessing, batches as in-memory
 chunks) and the LightningModule (``module``). The network itself, ``TabularNet``, lives in
-``studio.bundle_runtime``: model bundles ship that file and rebuild the network without the studio."""
+``studio.core.runtime``: model bundles ship that file and rebuild the network without the studio."""

@@ -7,7 +7,6 @@ training device once ``setup`` runs) and batches are slices of them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,19 +14,11 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from studio.bundle_runtime import TabularPreprocessor, _as_category_text, encode_target, fit_target
-from studio.datasets.profile import (
-    identifier_reason,
-    identifier_target_refusal,
-    is_identifier,
-    target_warnings,
-)
-from studio.errors import TrainingError
-from studio.spec import RunSpec
+from studio.core.errors import TrainingError
+from studio.core.runtime import TabularPreprocessor, encode_target, fit_target
+from studio.core.spec import RunSpec
 
-IGNORED_KINDS = {"identifier", "text", "constant"}
 CHUNK_STEPS = 64
-DROP_WARNINGS = {"identifier", "constant", "leak"}
 
 
 class TensorBatches:
@@ -87,95 +78,18 @@ def quantile_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
     return np.searchsorted(edges, values, side="right").astype("int64")
 
 
-@dataclass
-class FeaturePlan:
-    numeric: list[str]
-    categorical: list[str]
-    datetime: list[str]
-    ignored: dict[str, str]  # column -> why it is left out
-
-
-def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -> FeaturePlan:
-    """Which columns feed the model and how, from the profile's column kinds and warnings."""
-    kinds = {c["name"]: c["kind"] for c in profile.get("columns", [])}
-    target = spec.data.target
-    ignored: dict[str, str] = {}
-    flagged = {
-        w["column"]: w["code"]
-        for w in profile.get("warnings", [])
-        if w.get("code") in DROP_WARNINGS and w.get("column") and w["code"] != "leak"
-    }
-    leak = {w["column"] for w in target_warnings(frame, profile, target, spec.task) if w["code"] == "leak"}
-    if spec.data.features is not None:
-        missing = [c for c in spec.data.features if c not in frame.columns]
-        if missing:
-            raise TrainingError(f"Feature column(s) not in the data set: {', '.join(missing)}.")
-        candidates = list(spec.data.features)
-        explicit = True
-    else:
-        candidates = [c for c in frame.columns if c != target]
-        explicit = False
-    numeric, categorical, datetime = [], [], []
-    for name in candidates:
-        kind = kinds.get(name, "numeric" if pd.api.types.is_numeric_dtype(frame[name]) else "categorical")
-        if not explicit:
-            if name in leak:
-                ignored[name] = "it copies the target (it would leak the answer)"
-                continue
-            if kind == "categorical" and is_identifier(frame[name]):
-                kind = "identifier"  # a profile stored before names counted as identifiers
-            if kind == "identifier" or flagged.get(name) == "identifier":
-                values = frame[name]
-                ignored[name] = "it " + identifier_reason(int(values.nunique()), int(values.notna().sum()))
-                continue
-            if name in flagged:
-                ignored[name] = "it is constant"
-                continue
-            if kind in IGNORED_KINDS:
-                ignored[name] = f"it is {kind} (not a usable feature)"
-                continue
-        if frame[name].nunique(dropna=True) <= 1 and not explicit:
-            ignored[name] = "it has a single value"
-            continue
-        if kind == "numeric":
-            numeric.append(name)
-        elif kind == "datetime":
-            if spec.preprocessing.datetime_features:
-                datetime.append(name)
-            else:
-                ignored[name] = "dates are switched off in the preprocessing settings"
-        else:
-            categorical.append(name)
-    if not (numeric or categorical or datetime):
-        raise TrainingError(
-            "No usable feature columns are left (all are identifiers, constant, free text or copies of the "
-            "target); choose feature columns explicitly or add informative columns to the data."
-        )
-    return FeaturePlan(numeric, categorical, datetime, ignored)
-
-
 class TabularDataModule(pl.LightningDataModule):
     """Splits a table, fits preprocessing on the training split and serves in-memory batches."""
 
-    def __init__(self, frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec):
+    def __init__(self, frame: pd.DataFrame, spec: RunSpec, plan: Any, dropped_rows: int = 0):
+        """``frame`` holds only rows with a target value; ``plan`` says which columns feed the model and how
+        (``numeric``, ``categorical``, ``datetime`` lists and ``ignored``: column -> why), as the tabular
+        data kind decides it from the profile (``studio.modalities.tabular.prepare``)."""
         super().__init__()
         self.spec = spec
         target = spec.data.target
-        if target not in frame.columns:
-            raise TrainingError(
-                f"The target column '{target}' is not in the data set; its columns are: "
-                f"{', '.join(map(str, frame.columns[:30]))}."
-            )
-        has_target = frame[target].notna() & (_as_category_text(frame[target]).notna())
-        self.dropped_rows = int((~has_target).sum())
-        frame = frame.loc[has_target].reset_index(drop=True)
-        if len(frame) < 10:
-            raise TrainingError(
-                f"Only {len(frame)} rows have a value in '{target}'; at least 10 are needed to train and test."
-            )
-        if spec.task == "classification" and (refusal := identifier_target_refusal(frame[target])):
-            raise TrainingError(f"{refusal} Pick another target column.")
-        self.plan = plan_features(frame, profile, spec)
+        self.dropped_rows = dropped_rows
+        self.plan = plan
         self.target_state = fit_target(frame[target], spec.task, spec.preprocessing.scale_target)
         if spec.task == "classification":
             n_classes = len(self.target_state["classes"])

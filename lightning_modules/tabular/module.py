@@ -10,7 +10,7 @@ import torchmetrics
 from torch import nn
 from torch.nn import functional as F
 
-from studio.spec import OptimizerSpec, SchedulerSpec, metric_mode
+from studio.core.spec import OptimizerSpec, SchedulerSpec, metric_mode
 
 
 def _metrics(task: str, n_classes: int, prefix: str) -> torchmetrics.MetricCollection:

@@ -15,7 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from studio.text import as_plot_text
+from studio.core.text import as_plot_text
 
 History = Mapping[str, Sequence[tuple[int, float]]]
 
@@ -127,7 +127,7 @@ def training_curves(
 
     Classification shows accuracy (training and validation), regression R² (validation).
     """
-    from studio.spec import main_metric
+    from studio.core.spec import main_metric
 
     main = main_metric(task).split("/", 1)[1]
     panels = [

@@ -1,7 +1,7 @@
 """The Train page's form, built from the run spec, plus the checks and the time guess shown beside it.
 
 Pure functions (no Streamlit, no torch): :func:`form_fields` walks the pydantic fields of
-:class:`~studio.spec.RunSpec` and the chosen architecture's settings and describes one widget per
+:class:`~studio.core.spec.RunSpec` and the chosen architecture's settings and describes one widget per
 field (label = the field's ``title``, help = its ``description``, ``advanced`` from its UI hints).
 :func:`check_values` turns the widget values back into a validated spec, or says in plain words which
 values the spec does not allow. :func:`risky_values` and :func:`estimate_time` are the plain-language
@@ -23,10 +23,9 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from studio import spec as spec_module
-from studio import system
-from studio.datasets import column_profile
-from studio.spec import (
+from studio.core import spec as spec_module
+from studio.core import system
+from studio.core.spec import (
     ARCHITECTURES,
     CLASSIFICATION_METRICS,
     PRESETS,
@@ -35,6 +34,7 @@ from studio.spec import (
     StudioModel,
     set_dotted,
 )
+from studio.data import column_profile
 
 Widget = Literal["checkbox", "select", "multiselect", "number", "text"]
 
@@ -630,7 +630,7 @@ def estimate_image_time(spec: RunSpec, n_images: int, size: int, on_gpu: bool = 
 
 def image_blockers(spec: RunSpec) -> list[str]:
     """Why a picture run with these settings would fail at once, in plain words (empty: it can start)."""
-    from studio.pretrained import missing_weights_message, weights_available, weights_path
+    from studio.core.pretrained import missing_weights_message, weights_available, weights_path
 
     params = spec.architecture.params
     wants_weights = bool(params.get("pretrained")) and weights_path(spec.architecture.name) is not None

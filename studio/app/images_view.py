@@ -31,7 +31,7 @@ class ClassSamples:
 
 def sample_grid(dataset_id: str, per_class: int = 8) -> list[ClassSamples]:
     """Each class with its picture count and up to ``per_class`` thumbnail files, in class order."""
-    from studio.datasets import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile
 
     info = get_dataset(dataset_id)
     profile = load_profile(dataset_id)
@@ -71,10 +71,10 @@ def skipped_files(profile: dict[str, Any]) -> list[dict[str, str]]:
 
 def thumbnail(source: Any, max_side: int = 160) -> np.ndarray:
     """``uint8 [h, w, 3]``: a picture (path, bytes or PIL image) upright, in RGB, at most ``max_side``
-    pixels on a side. Raises ``studio.image_io.UnreadableImage`` (a ``ValueError``) for a non-picture."""
+    pixels on a side. Raises ``studio.core.image_io.UnreadableImage`` (a ``ValueError``) for a non-picture."""
     from PIL import Image
 
-    from studio.image_io import open_image
+    from studio.core.image_io import open_image
 
     image = open_image(source, draft_size=max_side)
     image.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
@@ -87,8 +87,8 @@ def augmentation_preview(
     """The picture prepared at ``size`` px, then ``n`` random variants with the spec's image settings
     (``spec.image`` or its dict), as training would show them: first the unchanged picture, then the
     variants (``uint8 [size, size, 3]`` each)."""
-    from studio.augment import preview
-    from studio.image_io import load_square
+    from studio.core.augment import preview
+    from studio.core.image_io import load_square
 
     pixels = load_square(source, size)
     return [pixels, *preview(pixels, image_settings, n=n, seed=seed)]
@@ -99,7 +99,7 @@ def _download_json(run_id: str, artifact: str) -> dict[str, Any] | None:
     import tempfile
 
     from studio import tracking
-    from studio.bundle import _quiet_mlflow
+    from studio.bundle.layout import _quiet_mlflow
 
     with tempfile.TemporaryDirectory(prefix="studio-artifact-") as tmp, _quiet_mlflow():
         try:
@@ -156,8 +156,8 @@ def mistakes(run_id: str, limit: int = 48) -> list[Mistake]:
     data = test_split_predictions(run_id)
     if not data:
         return []
-    from studio.datasets import get_dataset
-    from studio.errors import DatasetError
+    from studio.core.errors import DatasetError
+    from studio.data import get_dataset
 
     try:
         folder: Path | None = get_dataset(data["dataset_id"]).path

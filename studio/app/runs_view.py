@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from studio import settings, tracking
+from studio import tracking
 from studio.app.charts import metric_label, metric_name, sentence
 from studio.app.forms import SECTION_TITLES
 from studio.bundle import KIND_IMAGE
-from studio.errors import BundleError, DatasetError
+from studio.core import settings
+from studio.core.errors import BundleError, DatasetError
+from studio.core.spec import ARCHITECTURES, RunSpec, is_image_task, main_metric, metric_mode
+from studio.core.text import as_text
 from studio.jobs import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
-from studio.spec import ARCHITECTURES, RunSpec, is_image_task, main_metric, metric_mode
-from studio.text import as_text
 
 if TYPE_CHECKING:
     from pandas.io.formats.style import Styler
@@ -494,7 +495,7 @@ def _is_value(value: Any) -> bool:
 def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) -> CompareTable:
     """The compare table: a row per run (indexed by label), settings that differ, then metrics.
 
-    The best value of each metric column (highest or lowest, by :func:`studio.spec.metric_mode`) is
+    The best value of each metric column (highest or lowest, by :func:`studio.core.spec.metric_mode`) is
     recorded in ``best`` (every run that reaches it, when runs tie)."""
     labels = labels or run_labels(runs)
     params = differing_params(runs)
@@ -577,7 +578,7 @@ def compare_histories(
 
 def datasets_with_runs() -> list[tuple[Any, list[RunSummary]]]:
     """``(DatasetInfo or None, runs)`` for every data set that has runs in MLflow, newest run first."""
-    from studio.datasets import list_datasets
+    from studio.data import list_datasets
 
     uri = settings.tracking_uri()
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
@@ -627,7 +628,7 @@ def pictures_from_uploads(files: list[tuple[str, bytes]]) -> tuple[list[str], li
     import io
     import zipfile
 
-    from studio.datasets.images import zip_pictures
+    from studio.modalities.image.ingest import zip_pictures
 
     names: list[str] = []
     pictures: list[bytes] = []

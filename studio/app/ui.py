@@ -18,11 +18,11 @@ import pandas as pd
 import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
-from studio import datasets
+from studio import data as datasets
 from studio.app.forms import FormField
-from studio.errors import StudioError
-from studio.settings import studio_home
-from studio.text import as_text  # pages call it as ui.as_text
+from studio.core.errors import StudioError
+from studio.core.settings import studio_home
+from studio.core.text import as_text  # pages call it as ui.as_text
 
 APP_ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
@@ -49,7 +49,7 @@ def guard() -> Iterator[None]:
 def mlflow_ui_url() -> str | None:
     """The MLflow UI address given by ``studio serve`` (``STUDIO_MLFLOW_UI_URL``), with the host name
     this browser used to reach the studio (so links work from another computer too), or None."""
-    from studio.serve import for_browser
+    from studio.server.serve import for_browser
 
     url = os.environ.get(MLFLOW_UI_ENV, "").strip().rstrip("/")
     if not url:

@@ -20,7 +20,7 @@ EXIT_USER_ERROR = 2
 # --------------------------------------------------------------------------- commands
 def _console_hooks(quiet: bool) -> Any:
     """Progress on stderr: one self-updating line on a terminal, a line every few epochs otherwise."""
-    from studio.training import TrainHooks
+    from studio.engine.training import TrainHooks
 
     class ConsoleProgress(TrainHooks):
         def __init__(self) -> None:
@@ -49,7 +49,7 @@ def _console_hooks(quiet: bool) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    from studio.training import train
+    from studio.engine.training import train
 
     print(
         f"Training {spec.architecture.name} on {spec.data.dataset_id} → '{spec.data.target}' ({spec.task})",
@@ -98,7 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def _flagged_rows(frame: Any) -> int:
     """Rows whose ``prediction_warning`` is not empty (bundles before runtime version 2 have no such column)."""
-    from studio.bundle_runtime import WARNING_COLUMN
+    from studio.core.runtime import WARNING_COLUMN
 
     if WARNING_COLUMN not in frame:
         return 0
@@ -106,7 +106,7 @@ def _flagged_rows(frame: Any) -> int:
 
 
 def cmd_datasets_add(args: argparse.Namespace) -> int:
-    from studio.datasets import KIND_IMAGES, add_data_file, load_profile
+    from studio.data import KIND_IMAGES, add_data_file, load_profile
 
     info = add_data_file(args.file, name=args.name)
     profile = load_profile(info.id)
@@ -134,7 +134,7 @@ def cmd_datasets_add(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> int:
-    from studio.datasets import list_datasets
+    from studio.data import list_datasets
 
     rows = list_datasets()
     if not rows:
@@ -147,7 +147,7 @@ def cmd_datasets_list(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_show(args: argparse.Namespace) -> int:
-    from studio.datasets import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile
 
     info = get_dataset(args.id)
     profile = load_profile(info.id)
@@ -161,7 +161,7 @@ def cmd_datasets_show(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_delete(args: argparse.Namespace) -> int:
-    from studio.datasets import delete_dataset
+    from studio.data import delete_dataset
 
     delete_dataset(args.id)
     print(f"Deleted {args.id}")
@@ -169,7 +169,7 @@ def cmd_datasets_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from studio.serve import serve
+    from studio.server.serve import serve
 
     return serve(
         host=args.host, port=args.port, mlflow_port=args.mlflow_port, open_browser=False, login=args.login
@@ -178,7 +178,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def _new_password(args: argparse.Namespace) -> str:
     """The password for ``users add``: the first line of stdin with ``--password-stdin``, else typed twice."""
-    from studio.auth import AuthError, check_new_password
+    from studio.server.auth import AuthError, check_new_password
 
     if args.password_stdin:
         return check_new_password(sys.stdin.readline().rstrip("\r\n"))
@@ -195,7 +195,7 @@ def _new_password(args: argparse.Namespace) -> str:
 
 
 def cmd_users_add(args: argparse.Namespace) -> int:
-    from studio.auth import add_user, check_name, password_file
+    from studio.server.auth import add_user, check_name, password_file
 
     check_name(args.name)
     new = add_user(args.name, _new_password(args))
@@ -204,7 +204,7 @@ def cmd_users_add(args: argparse.Namespace) -> int:
 
 
 def cmd_users_list(args: argparse.Namespace) -> int:
-    from studio.auth import list_users, password_file
+    from studio.server.auth import list_users, password_file
 
     names = list_users()
     if not names:
@@ -216,7 +216,7 @@ def cmd_users_list(args: argparse.Namespace) -> int:
 
 
 def cmd_users_remove(args: argparse.Namespace) -> int:
-    from studio.auth import password_file, remove_user
+    from studio.server.auth import password_file, remove_user
 
     remove_user(args.name)
     print(f"Removed '{args.name}' from {password_file()}; their open sessions end at their next click.")
@@ -291,8 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from studio.errors import StudioError
-    from studio.settings import keep_mlflow_offline
+    from studio.core.errors import StudioError
+    from studio.core.settings import keep_mlflow_offline
 
     keep_mlflow_offline()  # (train, jobs and the scheduler they may start)
     parser = build_parser()

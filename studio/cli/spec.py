@@ -40,9 +40,9 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     """Build and validate the run spec from ``--spec`` and the flags (flags win)."""
     import yaml
 
-    from studio.datasets import image_defaults, load_profile, resolve_dataset
-    from studio.errors import SpecError
-    from studio.spec import RunSpec, apply_preset, load_spec_dict, set_dotted
+    from studio.core.errors import SpecError
+    from studio.core.spec import RunSpec, apply_preset, load_spec_dict, set_dotted
+    from studio.data import image_defaults, load_profile, resolve_dataset
 
     data = load_spec_dict(args.spec) if args.spec else {}
     data.setdefault("data", {})
@@ -119,7 +119,7 @@ def _has_dotted(data: dict[str, Any], path: str) -> bool:
 def _suggested_task(profile: dict[str, Any], target: str | None) -> str | None:
     if target is None or target == profile.get("suggested_target"):
         return profile.get("suggested_task")
-    from studio.datasets import suggest_task
+    from studio.data import suggest_task
 
     if not any(c["name"] == target for c in profile.get("columns", [])):
         return None  # the spec check names the missing column

@@ -2,7 +2,7 @@
 
 Pages and the CLI never train: :func:`submit_job` stores a queued job with its spec in
 ``STUDIO_HOME/studio.db`` and makes sure the scheduler daemon runs; the scheduler starts
-``python -m studio.worker JOB_ID`` in its own process session on a free device slot. Jobs therefore
+``python -m studio.jobs.worker JOB_ID`` in its own process session on a free device slot. Jobs therefore
 survive page reruns, closed browsers and restarts of the Streamlit server.
 
 Cheap to import (no torch, lightning or mlflow).
@@ -31,7 +31,7 @@ from studio.jobs.store import (
 )
 
 if TYPE_CHECKING:
-    from studio.spec import RunSpec
+    from studio.core.spec import RunSpec
 
 __all__ = [
     "ACTIVE_STATES",
@@ -77,7 +77,7 @@ def submit_job(spec: RunSpec, *, start_scheduler: bool = True, token: str | None
 
 
 def get_job(job_id: str) -> Job:
-    """The job with this id; :class:`~studio.errors.JobError` when there is none."""
+    """The job with this id; :class:`~studio.core.errors.JobError` when there is none."""
     return store.get_job(job_id)
 
 
@@ -107,7 +107,7 @@ def delete_job(job_id: str) -> None:
 
 def resume_job(job_id: str, *, start_scheduler: bool = True) -> Job:
     """Queue an interrupted or cancelled job again: its worker continues from the job's latest checkpoint
-    (the end of its last finished epoch), in the same MLflow run. :class:`~studio.errors.JobError` says
+    (the end of its last finished epoch), in the same MLflow run. :class:`~studio.core.errors.JobError` says
     why when it cannot be resumed (still active, finished, failed, or nothing saved)."""
     job = store.requeue_to_resume(job_id)
     if start_scheduler:

@@ -31,12 +31,12 @@ import threading
 import time
 from pathlib import Path
 
-from studio import settings, system
-from studio.errors import JobError
+from studio.core import settings, system
+from studio.core.errors import JobError
+from studio.core.settings import child_env
 from studio.jobs import store
 from studio.jobs.executors import DEFAULT_EXECUTOR, Executor, Slot, executor_name, make_executor
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, Job
-from studio.settings import child_env
 
 log = logging.getLogger("studio.scheduler")
 

@@ -27,11 +27,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio import settings
-from studio.errors import JobError
+from studio.core import settings
+from studio.core.errors import JobError
 
 if TYPE_CHECKING:
-    from studio.spec import RunSpec
+    from studio.core.spec import RunSpec
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 INTERRUPTED = "interrupted"
@@ -227,7 +227,7 @@ class Job:
 
     @cached_property
     def spec(self) -> RunSpec:
-        from studio.spec import RunSpec
+        from studio.core.spec import RunSpec
 
         return RunSpec.from_json(self.spec_json)
 

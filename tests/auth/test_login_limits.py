@@ -1,4 +1,4 @@
-"""Wrong passwords per client and the idle timeout (studio.auth), on a fake clock."""
+"""Wrong passwords per client and the idle timeout (studio.server.auth), on a fake clock."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from studio import auth
+from studio.server import auth
 
 
 class Clock:

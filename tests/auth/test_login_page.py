@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from studio import auth
+from studio.server import auth
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 60

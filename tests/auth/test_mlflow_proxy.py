@@ -1,4 +1,4 @@
-"""The password-checking proxy in front of the MLflow UI (studio.mlflow_proxy), against a small upstream
+"""The password-checking proxy in front of the MLflow UI (studio.server.mlflow_proxy), against a small upstream
 server that echoes what it receives: without the right Basic credentials nothing reaches it; with them
 everything does (method, path, headers, body, status), streamed both ways."""
 
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from studio import auth
-from studio.mlflow_proxy import BasicVerifier, start_proxy, stop_proxy
+from studio.server import auth
+from studio.server.mlflow_proxy import BasicVerifier, start_proxy, stop_proxy
 
 BIG = 5 * 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""Users and their password hashes (studio.auth): salted scrypt in a file only its owner reads, constant-time
+"""Users and their password hashes (studio.server.auth): salted scrypt in a file only its owner reads, constant-time
 checks, the same slow hash for a name that does not exist."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from studio import auth
+from studio.server import auth
 
 
 @pytest.fixture

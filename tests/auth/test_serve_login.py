@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from studio import auth
-from studio import serve as serve_mod
+from studio.server import auth
+from studio.server import serve as serve_mod
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Address = namedtuple("Address", "family address netmask broadcast ptp")  # what psutil.net_if_addrs lists
@@ -30,7 +30,12 @@ def option(command: list[str], name: str) -> str:
 
 def test_streamlit_gets_a_server_address_no_usage_statistics_and_keeps_xsrf(tmp_path: Path) -> None:
     command = serve_mod.streamlit_command(tmp_path / "app.py", "0.0.0.0", 8501, "192.168.1.20")
-    assert command[1:5] == ["-m", "studio.serve", "streamlit", "run"]  # the launcher without the IP lookup
+    assert command[1:5] == [
+        "-m",
+        "studio.server.serve",
+        "streamlit",
+        "run",
+    ]  # the launcher without the IP lookup
     assert option(command, "--server.address") == "0.0.0.0"
     assert option(command, "--browser.serverAddress") == "192.168.1.20"
     assert option(command, "--browser.gatherUsageStats") == "false"
@@ -65,7 +70,7 @@ def test_streamlit_never_asks_the_internet_for_this_machines_address(monkeypatch
 
 def test_the_streamlit_launcher_runs_streamlit() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "studio.serve", "streamlit", "version"],
+        [sys.executable, "-m", "studio.server.serve", "streamlit", "version"],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
@@ -145,7 +150,7 @@ def test_the_start_up_password_becomes_a_user_and_leaves_the_environment(
 
 STAND_IN_APP = "import streamlit as st\nst.title('stand-in')\n"
 SERVE_DRIVER = (
-    "import sys; from pathlib import Path; from studio.serve import serve; "
+    "import sys; from pathlib import Path; from studio.server.serve import serve; "
     "sys.exit(serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[2]), app=Path(sys.argv[3]), mlflow_ui=False, "
     "login=True))"
 )

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from studio import auth, cli
+from studio import cli
+from studio.server import auth
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -19,9 +19,10 @@ import pytest
 import torch
 
 from studio import bundle
-from studio.bundle_runtime import TabularNet, TabularPredictor, TabularPreprocessor, fit_target
-from studio.errors import BundleError
-from studio.spec import RunSpec
+from studio.bundle import onnx as bundle_onnx
+from studio.core.errors import BundleError
+from studio.core.runtime import TabularNet, TabularPredictor, TabularPreprocessor, fit_target
+from studio.core.spec import RunSpec
 
 NUMERIC, CATEGORICAL, DATETIME = ["amount", "count", "flag"], ["city"], ["when"]
 TOLERANCE = 1e-6
@@ -330,8 +331,8 @@ def test_onnx_export_of_each_shape(exporter, n_numeric, cardinalities, tmp_path)
     torch.manual_seed(0)
     net = TabularNet(n_numeric, cardinalities, 3, hidden_layers=1, width=8).eval()
     path = tmp_path / "net.onnx"
-    assert bundle._export_onnx(net, path, n_numeric, len(cardinalities), exporter=exporter) == exporter
-    inputs = {i["name"]: i for i in bundle._onnx_inputs(path)}
+    assert bundle_onnx._export_onnx(net, path, n_numeric, len(cardinalities), exporter=exporter) == exporter
+    inputs = {i["name"]: i for i in bundle_onnx._onnx_inputs(path)}
     assert all(i["shape"][0] == "batch" for i in inputs.values())
     rng = np.random.default_rng(0)
     for batch in (1, 7):
@@ -345,7 +346,7 @@ def test_failed_onnx_export_leaves_a_working_bundle(monkeypatch, tmp_path, probe
     def broken(*args: Any, **kwargs: Any) -> str:
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(bundle, "_export_onnx", broken)
+    monkeypatch.setattr(bundle_onnx, "_export_onnx", broken)
     state = make_state("regression", hidden_layers=0)
     path = bundle.write_tabular_bundle(tmp_path / "no_onnx.zip", **state)
     info = bundle.read_bundle_info(path)

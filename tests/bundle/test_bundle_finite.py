@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from studio import bundle
-from studio.errors import BundleError
+from studio.core.errors import BundleError
 from tests.bundle.test_bundle import make_state as tabular_state
 from tests.images.test_bundle_images import make_state as image_state
 

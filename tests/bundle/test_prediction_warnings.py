@@ -8,7 +8,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from studio.bundle_runtime import WARNING_COLUMN, TabularNet, TabularPredictor, TabularPreprocessor
+from studio.core.runtime import WARNING_COLUMN, TabularNet, TabularPredictor, TabularPreprocessor
 
 TRAINING = pd.DataFrame(
     {

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from studio.datasets import csv_ingest
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
+from studio.modalities.tabular import ingest as csv_ingest
 
 # Files the fast path reads itself: the result must equal the careful path's, column types included.
 FAST = {

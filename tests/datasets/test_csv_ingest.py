@@ -7,8 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from studio.datasets import add_csv, csv_ingest, read_table_file
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
+from studio.data import add_csv, read_table_file
+from studio.modalities.tabular import ingest as csv_ingest
 
 PNG_BYTES = (
     b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
@@ -249,7 +250,7 @@ def test_numbers_too_large_for_training_become_missing_with_a_warning(
 ) -> None:
     import json
 
-    from studio.datasets import load_profile, load_table
+    from studio.data import load_profile, load_table
 
     rows = ["x,y,z,name"] + [f"{i / 10},{i * 2},{i % 3},row{i}" for i in range(20)]
     rows[3] = "1e300,4,0,row2"

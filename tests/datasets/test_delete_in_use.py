@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from studio import jobs
-from studio.datasets import add_csv, delete_dataset, list_datasets
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
+from studio.core.spec import RunSpec
+from studio.data import add_csv, delete_dataset, list_datasets
 from studio.jobs import store as job_store
-from studio.spec import RunSpec
 
 REPO = Path(__file__).resolve().parents[2]
 CSV = "a,b,label\n" + "".join(f"{i},{i % 7},{'x' if i % 3 else 'y'}\n" for i in range(30))

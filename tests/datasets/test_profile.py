@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studio.datasets import (
+from studio.data import (
     column_profile,
     profile_table,
     read_table_file,

@@ -9,7 +9,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from studio.datasets import (
+from studio.core.errors import DatasetError
+from studio.data import (
     SAMPLES,
     DatasetInfo,
     add_csv,
@@ -22,7 +23,6 @@ from studio.datasets import (
     resolve_dataset,
     store,
 )
-from studio.errors import DatasetError
 
 CSV = "sepal;petal;species\n5,1;1,4;setosa\n4,9;1,4;setosa\n6,3;4,9;versicolor\n5,8;5,1;virginica\n"
 

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studio.datasets import column_profile, profile_table, target_warnings, warnings_for_target
+from studio.data import column_profile, profile_table, target_warnings, warnings_for_target
 
 RNG = np.random.default_rng(7)
 

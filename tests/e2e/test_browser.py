@@ -97,7 +97,7 @@ def test_upload_train_watch_download_predict_and_stop(
     studio, page, screenshots: Path, tmp_path: Path
 ) -> None:
     from studio import jobs
-    from studio.datasets import list_datasets
+    from studio.data import list_datasets
 
     table = write_table(tmp_path / "people.csv")
     studio.wait_for("is ready", timeout=120)
@@ -206,10 +206,10 @@ def test_upload_train_watch_download_predict_and_stop(
     # Ctrl-C stops serve and everything it started.
     children = list(studio.children)
     assert any("mlflow" in " ".join(p.cmdline()) for p in children)
-    assert studio.stop() == 0, studio.text()
+    assert studio.stop() == 0, studio.core.text()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
-    assert "Stopped." in studio.text()
+    assert "Stopped." in studio.core.text()
 
 
 def check_mlflow_links(page, studio, job_id: str, screenshots: Path) -> None:

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from studio.text import WORD_JOINER
+from studio.core.text import WORD_JOINER
 from tests.e2e.test_browser import open_page, settle
 from tests.e2e.test_train_form import choose, shown_choice
 from tests.pages.test_names_as_text import add_hostile_dataset, hostile, hostile_run

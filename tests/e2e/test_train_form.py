@@ -108,7 +108,8 @@ def new_job_ids(before: set[str], wait: float = 4.0) -> set[str]:
 def test_typed_values_train_the_dropdown_keeps_its_choice_and_a_double_click_makes_one_job(
     studio, page, screenshots
 ) -> None:
-    from studio import datasets, jobs, tracking
+    from studio import data as datasets
+    from studio import jobs, tracking
 
     wine, diabetes = datasets.add_sample("wine"), datasets.add_sample("diabetes")
     shapes = datasets.add_image_zip(picture_zip(per_class=6), filename="shapes.zip")

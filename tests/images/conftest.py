@@ -54,7 +54,7 @@ def shapes_zip(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def shapes_dataset(studio_home: Path, shapes_zip: Path):
-    from studio.datasets import add_image_zip
+    from studio.data import add_image_zip
 
     return add_image_zip(shapes_zip)
 

@@ -15,8 +15,8 @@ from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
 
 from lightning_modules.image.data import BatchAugmenter
-from studio.augment import AugmentParams, apply_with_pillow, sample_params
-from studio.spec import ImageSpec
+from studio.core.augment import AugmentParams, apply_with_pillow, sample_params
+from studio.core.spec import ImageSpec
 
 SIZE = 32
 
@@ -115,7 +115,7 @@ def test_page_helpers_stay_free_of_torch(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not a picture"):
         images_view.thumbnail(b"no picture here")
     code = (
-        "import sys, studio.app.images_view, studio.augment, studio.datasets, studio.pretrained, studio.image_io;"
+        "import sys, studio.app.images_view, studio.core.augment, studio.data, studio.core.pretrained, studio.core.image_io;"
         "print(sorted({'torch', 'torchvision', 'mlflow', 'pytorch_lightning'} & set(sys.modules)))"
     )
     out = subprocess.run(

@@ -18,10 +18,11 @@ import pandas as pd
 import pytest
 import torch
 
-from studio import bundle, image_io
-from studio.bundle_runtime import ImagePredictor, build_image_net
-from studio.errors import BundleError
-from studio.spec import RunSpec
+from studio import bundle
+from studio.core import image_io
+from studio.core.errors import BundleError
+from studio.core.runtime import ImagePredictor, build_image_net
+from studio.core.spec import RunSpec
 from tests.images.conftest import CLASSES, encode, picture
 
 SIZE = 32

@@ -27,9 +27,9 @@ def digits_zip(path: Path) -> Path:
 
 @pytest.mark.slow
 def test_digits_reach_95_percent_with_defaults(studio_home, tmp_path) -> None:
-    from studio.datasets import add_image_zip, load_profile
-    from studio.spec import RunSpec
-    from studio.training import train
+    from studio.core.spec import RunSpec
+    from studio.data import add_image_zip, load_profile
+    from studio.engine.training import train
 
     info = add_image_zip(digits_zip(tmp_path / "digits.zip"))
     profile = load_profile(info.id)

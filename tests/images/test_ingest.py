@@ -12,7 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.datasets import (
+from studio.core.errors import DatasetError
+from studio.core.image_io import open_image
+from studio.data import (
     KIND_IMAGES,
     ZipLimits,
     add_data_file,
@@ -25,8 +27,6 @@ from studio.datasets import (
     load_table,
     resolve_dataset,
 )
-from studio.errors import DatasetError
-from studio.image_io import open_image
 from tests.images.conftest import CLASSES, encode, make_zip, picture
 
 

@@ -8,7 +8,7 @@ import zipfile
 
 import pytest
 
-from studio.datasets.images import named_like_picture, zip_pictures
+from studio.modalities.image.ingest import named_like_picture, zip_pictures
 
 
 @pytest.mark.parametrize(

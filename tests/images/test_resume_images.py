@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from studio import tracking
-from studio.spec import RunSpec
-from studio.training import TrainHooks, TrainingCancelled, train
+from studio.core.spec import RunSpec
+from studio.engine.training import TrainHooks, TrainingCancelled, train
 from tests.training.test_checkpoints import max_weight_difference
 
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from studio import tracking
-from studio.errors import SpecError, TrainingError
-from studio.spec import RunSpec
-from studio.training import TrainHooks, TrainingCancelled, train
+from studio.core.errors import SpecError, TrainingError
+from studio.core.spec import RunSpec
+from studio.engine.training import TrainHooks, TrainingCancelled, train
 
 
 def image_spec(dataset_id: str, **changes) -> RunSpec:
@@ -101,7 +101,7 @@ def test_cancel_and_wrong_kind(shapes_dataset, studio_home, tmp_path) -> None:
     )
     with pytest.raises(TrainingError, match="holds pictures; choose the task 'image_classification'"):
         train(wrong)
-    from studio.datasets import add_csv
+    from studio.data import add_csv
     from tests.training.conftest import make_table
 
     table = tmp_path / "t.csv"
@@ -130,7 +130,7 @@ def hub_cache(tmp_path, monkeypatch) -> Path:
 
 
 def test_missing_weights_are_one_sentence_before_any_run(shapes_dataset, hub_cache) -> None:
-    from studio.pretrained import weights_available, weights_path
+    from studio.core.pretrained import weights_available, weights_path
 
     assert weights_path("resnet18") == hub_cache / "resnet18-f37072fd.pth"
     assert not weights_available("resnet18") and weights_path("small_cnn") is None
@@ -150,7 +150,7 @@ def test_pretrained_weights_load_from_the_cache_and_the_backbone_freezes(hub_cac
 
     from lightning_modules.image.module import ImageLightningModule
     from lightning_modules.image.networks import build_image_network
-    from studio.spec import OptimizerSpec, SchedulerSpec
+    from studio.core.spec import OptimizerSpec, SchedulerSpec
 
     torch.manual_seed(7)
     reference = torchvision.models.resnet18(weights=None)
@@ -183,7 +183,7 @@ def test_pretrained_weights_load_from_the_cache_and_the_backbone_freezes(hub_cac
 def test_weight_file_names_match_torchvision() -> None:
     import torchvision
 
-    from studio.spec import ARCHITECTURES
+    from studio.core.spec import ARCHITECTURES
 
     for name, info in ARCHITECTURES.items():
         if info.pretrained_weights:

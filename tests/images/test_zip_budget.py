@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from studio.datasets import ZipLimits, add_data_file, add_image_zip, list_datasets, store
-from studio.datasets.images import _stream_member
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
+from studio.data import ZipLimits, add_data_file, add_image_zip, list_datasets, store
+from studio.modalities.image.ingest import _stream_member
 from tests.images.test_ingest import stored_files, two_classes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -66,8 +66,8 @@ def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 UPLOAD = """
 import sys
-from studio.datasets import add_data_file
-from studio.errors import DatasetError
+from studio.data import add_data_file
+from studio.core.errors import DatasetError
 data = open(sys.argv[1], "rb").read()  # the page passes the upload's bytes, as st.file_uploader holds them
 try:
     add_data_file(data, filename="bomb.zip", max_bytes=200 * 2**20)
@@ -191,7 +191,7 @@ def test_the_cli_says_so_in_one_line(studio_home, tmp_path, full_disk, capsys) -
 
 PREDICT_UPLOAD = """
 import sys
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
 from studio.app.runs_view import pictures_from_uploads
 data = open(sys.argv[1], "rb").read()  # the Predict page passes the uploads' bytes
 try:
@@ -221,8 +221,8 @@ def test_predicting_from_a_lying_zip_stops_at_the_limit_with_little_memory(
 
 
 def test_predicting_from_a_lying_zip_on_the_cli_is_refused(bomb: Path) -> None:
-    from studio.bundle import _pictures_in_zip
-    from studio.errors import BundleError
+    from studio.bundle.reader import _pictures_in_zip
+    from studio.core.errors import BundleError
 
     with pytest.raises(BundleError, match=LIE):
         _pictures_in_zip(bomb)

@@ -7,7 +7,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from studio.spec import RunSpec
+from studio.core.spec import RunSpec
 
 FAKE_WORKER = [sys.executable, str(Path(__file__).with_name("fake_worker.py")), "{job_id}"]
 

@@ -143,7 +143,7 @@ def test_a_job_waits_while_every_slot_is_busy(studio_home, monkeypatch: pytest.M
 
 
 def test_an_unknown_executor_is_named_with_the_choices(studio_home, monkeypatch: pytest.MonkeyPatch) -> None:
-    from studio.errors import JobError
+    from studio.core.errors import JobError
 
     monkeypatch.setenv(executors.EXECUTOR_ENV, "nowhere")
     with pytest.raises(JobError, match="no executor called 'nowhere'.*local"):

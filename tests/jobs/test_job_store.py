@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from studio import jobs
-from studio.errors import JobError
+from studio.core.errors import JobError
 from studio.jobs import store
 from studio.jobs.executors import Slot
 from studio.jobs.executors.local import device_slots, visible_gpus
@@ -157,8 +157,8 @@ def test_slots_follow_the_requested_device() -> None:
 
 
 def test_visible_gpus_respect_cuda_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
-    from studio import system
     from studio.app import forms
+    from studio.core import system
 
     monkeypatch.setattr(system, "gpu_names", lambda: ("A", "B", "C", "D"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 3")

@@ -9,8 +9,8 @@ import signal
 from pathlib import Path
 from types import SimpleNamespace
 
-from studio import jobs, worker
-from studio.jobs import store
+from studio import jobs
+from studio.jobs import store, worker
 from tests.jobs.jobhelpers import fake_spec
 
 

@@ -1,4 +1,4 @@
-"""The real worker (``python -m studio.worker``) running the real ``train()`` on a tiny table."""
+"""The real worker (``python -m studio.jobs.worker``) running the real ``train()`` on a tiny table."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from studio import jobs
+from studio.core.spec import RunSpec
 from studio.jobs.executors.local import visible_gpus
-from studio.spec import RunSpec
 from tests.jobs.jobhelpers import tiny_csv, wait_until
 
 
@@ -32,7 +32,7 @@ def _mlflow_status(run_id: str) -> str:
 
 
 def test_real_job_trains_to_the_end_and_another_is_cancelled_mid_run(jobs_home: Path, tmp_path: Path) -> None:
-    from studio.datasets import add_csv
+    from studio.data import add_csv
 
     dataset = add_csv(tiny_csv(tmp_path))
     # One CPU slot: the two run one after the other, both submitted at once.
@@ -69,7 +69,7 @@ def test_real_gpu_job_runs_on_its_own_gpu_slot(
     jobs_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from studio import tracking
-    from studio.datasets import add_csv
+    from studio.data import add_csv
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")  # jobs_home hides the GPUs; this test wants them
     dataset = add_csv(tiny_csv(tmp_path))
@@ -86,7 +86,7 @@ def test_real_gpu_job_runs_on_its_own_gpu_slot(
 
 
 def test_a_warm_worker_takes_the_next_job_without_import_wait(jobs_home: Path, tmp_path: Path) -> None:
-    from studio.datasets import add_csv
+    from studio.data import add_csv
 
     dataset = add_csv(tiny_csv(tmp_path))
     jobs.ensure_scheduler()
@@ -98,4 +98,4 @@ def test_a_warm_worker_takes_the_next_job_without_import_wait(jobs_home: Path, t
     assert done.state == jobs.SUCCEEDED, f"{done.reason}\n{done.log_path.read_text()}"
     scheduler_log = (jobs_home / "scheduler.log").read_text()
     assert f"job {job.id}: handed to warm worker" in scheduler_log
-    assert "studio.worker INFO job" in done.log_path.read_text()  # its output went to the job's own log
+    assert "studio.jobs.worker INFO job" in done.log_path.read_text()  # its output went to the job's own log

@@ -18,12 +18,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from studio import jobs, tracking, worker
-from studio.errors import JobError
-from studio.jobs import store
-from studio.settings import child_env
-from studio.spec import RunSpec
-from studio.training import CheckpointSpaceError
+from studio import jobs, tracking
+from studio.core.errors import JobError
+from studio.core.settings import child_env
+from studio.core.spec import RunSpec
+from studio.engine.training import CheckpointSpaceError
+from studio.jobs import store, worker
 from tests.jobs.jobhelpers import FAKE_WORKER, fake_spec, tiny_csv, wait_until
 
 TOLERANCE = 1e-6  # weights, metrics and curves of the resumed run against the straight run
@@ -69,7 +69,7 @@ def weights(bundle: str) -> dict[str, torch.Tensor]:
 def test_a_killed_worker_leaves_an_interrupted_job_that_resumes_to_the_straight_result(
     jobs_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from studio.datasets import add_csv
+    from studio.data import add_csv
 
     monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")  # a checkpoint at the end of every epoch
     dataset = add_csv(tiny_csv(tmp_path, rows=200))

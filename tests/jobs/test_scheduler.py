@@ -14,10 +14,10 @@ import psutil
 import pytest
 
 from studio import jobs
+from studio.core.settings import child_env
 from studio.jobs import store
 from studio.jobs.executors.local import worker_alive
 from studio.jobs.scheduler import scheduler_pid
-from studio.settings import child_env
 from tests.jobs.jobhelpers import FAKE_WORKER, fake_runs, fake_spec, wait_until
 
 SUBMITTER = textwrap.dedent(
@@ -225,7 +225,7 @@ def test_a_worker_started_by_hand_claims_the_job_itself(jobs_home: Path) -> None
     first = subprocess.run(by_hand, env=child_env(), capture_output=True, text=True, timeout=60)
     again = subprocess.run(by_hand, env=child_env(), capture_output=True, text=True, timeout=60)
     unknown = subprocess.run(
-        [sys.executable, "-m", "studio.worker", "job-nope"], capture_output=True, text=True
+        [sys.executable, "-m", "studio.jobs.worker", "job-nope"], capture_output=True, text=True
     )
 
     done = jobs.get_job(job.id)

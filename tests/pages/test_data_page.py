@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from studio import datasets
+from studio import data as datasets
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 60
@@ -165,7 +165,7 @@ def test_the_app_lists_only_the_pages_that_exist_and_shows_the_data_folder(
 
 def test_a_data_set_a_queued_run_uses_is_not_deleted(app: AppTest) -> None:
     from studio import jobs
-    from studio.spec import RunSpec
+    from studio.core.spec import RunSpec
 
     app.button(key="data_add_sample_wine").click().run()
     (stored,) = datasets.list_datasets()

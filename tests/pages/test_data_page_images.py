@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from studio import datasets
+from studio import data as datasets
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 60

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from studio import datasets, jobs
+from studio import data as datasets
+from studio import jobs
 from tests.pages.test_runs_page import run_in_process, spec
 
 ROOT = Path(__file__).resolve().parents[2]

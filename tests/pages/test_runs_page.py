@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from studio import jobs, worker
-from studio.jobs import store
-from studio.spec import RunSpec
+from studio import jobs
+from studio.core.spec import RunSpec
+from studio.jobs import store, worker
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "runs.py")
 
 
 def tiny_dataset(folder: Path, rows: int = 80) -> str:
-    from studio.datasets import add_csv
+    from studio.data import add_csv
 
     rng = random.Random(1)
     lines = ["a,b,colour,y"]

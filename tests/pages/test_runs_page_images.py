@@ -14,7 +14,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from studio import jobs
-from studio.spec import RunSpec
+from studio.core.spec import RunSpec
 from tests.pages.test_data_page_images import picture_zip
 from tests.pages.test_runs_page import run_in_process
 
@@ -32,7 +32,7 @@ class TrainedPictures:
 def trained_pictures(tmp_path_factory: pytest.TempPathFactory) -> TrainedPictures:
     """A small CNN trained for real (in this process) on a tiny zip of pictures, in a home of its own.
     Two of its classes hold the same kind of picture, so the model is bound to mix them up."""
-    from studio.datasets import add_image_zip
+    from studio.data import add_image_zip
 
     root = tmp_path_factory.mktemp("pictures")
     uri = f"sqlite:///{root}/mlruns/mlflow.db"

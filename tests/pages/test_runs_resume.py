@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from studio import jobs, worker
-from studio.jobs import store
+from studio import jobs
+from studio.jobs import store, worker
 from studio.jobs.scheduler import REASON_INTERRUPTED
 from tests.pages.test_runs_page import home, page, run_in_process, spec, tiny_dataset  # noqa: F401
 

@@ -15,7 +15,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
 
-from studio import datasets, jobs
+from studio import data as datasets
+from studio import jobs
 from studio.app import forms
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from studio import datasets, jobs
-from studio.spec import architectures_for
+from studio import data as datasets
+from studio import jobs
+from studio.core.spec import architectures_for
 from tests.pages.test_data_page_images import picture_zip
 from tests.pages.test_train_page import home  # noqa: F401 (fixture: fresh home, scheduler stopped after)
 

@@ -38,6 +38,6 @@ def tiny_csv(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def tiny_dataset(studio_home: Path, tiny_csv: Path):
-    from studio.datasets import add_csv
+    from studio.data import add_csv
 
     return add_csv(tiny_csv, name="tiny")

@@ -1,4 +1,4 @@
-"""Checkpoints and resuming in ``studio.training.train`` (real tiny runs on the CPU, a real MLflow store):
+"""Checkpoints and resuming in ``studio.engine.training.train`` (real tiny runs on the CPU, a real MLflow store):
 a run stopped after an epoch continues in the same MLflow run and ends exactly as a straight run; the
 data order continues; only the latest checkpoint is kept; a full disk stops the run plainly."""
 
@@ -8,14 +8,15 @@ import io
 import shutil
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 
 from studio import tracking
+from studio.core.spec import RunSpec
+from studio.engine.training import CheckpointSpaceError, TrainHooks, TrainingCancelled, train
 from studio.jobs.store import latest_checkpoint
-from studio.spec import RunSpec
-from studio.training import CheckpointSpaceError, TrainHooks, TrainingCancelled, train
 
 
 def resumable_spec(dataset_id: str, **changes) -> RunSpec:
@@ -152,21 +153,21 @@ def test_checkpoints_are_at_least_the_set_seconds_apart(tiny_dataset, tmp_path: 
 def test_data_order_continues_after_its_state_is_restored(tiny_dataset) -> None:
     """The training order is drawn once per epoch from the loader's generator: restoring its state
     (what a checkpoint keeps) gives the next epochs the straight run's order, whatever the batch size."""
-    from lightning_modules.tabular.data import TabularDataModule
-    from studio.datasets import load_profile, load_table
+    from studio.data import load_profile, load_table
+    from studio.modalities.tabular.prepare import table_data_module
 
     spec = resumable_spec(tiny_dataset.id)
     frame, profile = load_table(tiny_dataset.id), load_profile(tiny_dataset.id)
 
-    def orders(module: TabularDataModule, epochs: int) -> list[list[float]]:
+    def orders(module: Any, epochs: int) -> list[list[float]]:
         loader = module.train_dataloader()
         return [torch.cat([batch[0][:, 0] for batch in loader]).tolist() for _ in range(epochs)]
 
-    straight = orders(TabularDataModule(frame, profile, spec), 4)
-    first = TabularDataModule(frame, profile, spec)
+    straight = orders(table_data_module(frame, profile, spec), 4)
+    first = table_data_module(frame, profile, spec)
     assert orders(first, 2) == straight[:2]
     state = first.state_dict()
-    halved = TabularDataModule(frame, profile, spec.with_changes(**{"training.batch_size": 8}))
+    halved = table_data_module(frame, profile, spec.with_changes(**{"training.batch_size": 8}))
     halved.load_state_dict(state)
     assert orders(halved, 2) == straight[2:]
     assert straight[0] != straight[1]  # it does reshuffle every epoch

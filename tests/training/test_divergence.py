@@ -13,9 +13,9 @@ import pytest
 import torch
 
 from studio import tracking
-from studio.errors import TrainingError
-from studio.spec import OptimizerSpec, RunSpec
-from studio.training import (
+from studio.core.errors import TrainingError
+from studio.core.spec import OptimizerSpec, RunSpec
+from studio.engine.training import (
     TrainHooks,
     best_epoch_is_usable,
     divergence_note,

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from studio import jobs, tracking
-from studio.spec import RunSpec
+from studio.core.spec import RunSpec
 from tests.pages.test_runs_page import run_in_process
 
 
@@ -64,7 +64,7 @@ def test_a_job_on_extreme_values_succeeds_and_its_page_has_no_error(
 ) -> None:
     from streamlit.testing.v1 import AppTest
 
-    from studio.datasets import add_csv
+    from studio.data import add_csv
 
     dataset = add_csv(extreme_csv)
     spec = RunSpec.from_dict(

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from lightning_modules.tabular.data import TabularDataModule, plan_features
-from studio.datasets import profile_table
-from studio.datasets.samples import sample_table
-from studio.errors import TrainingError
-from studio.spec import RunSpec
+from studio.core.errors import TrainingError
+from studio.core.spec import RunSpec
+from studio.data import profile_table
+from studio.data.samples import sample_table
+from studio.modalities.tabular.prepare import plan_features, table_data_module
 
 LEFT_OUT = "it has a different value in almost every row (50 of 60), like a name or an ID"
 
@@ -35,7 +35,7 @@ def spec(target: str, task: str, features: list[str] | None = None) -> RunSpec:
 
 def test_a_name_column_is_left_out_of_the_inputs_with_the_reason() -> None:
     frame = cars()
-    data = TabularDataModule(frame, profile_table(frame), spec("Miles_per_Gallon", "regression"))
+    data = table_data_module(frame, profile_table(frame), spec("Miles_per_Gallon", "regression"))
     assert data.plan.ignored == {"Name": LEFT_OUT}
     assert (data.plan.numeric, data.plan.categorical) == (["Horsepower"], ["Origin"])
     assert "Name" not in data.preprocessor.input_columns
@@ -44,7 +44,7 @@ def test_a_name_column_is_left_out_of_the_inputs_with_the_reason() -> None:
 def test_a_name_column_listed_under_feature_columns_is_used() -> None:
     frame = cars()
     wanted = spec("Miles_per_Gallon", "regression", ["Name", "Horsepower"])
-    data = TabularDataModule(frame, profile_table(frame), wanted)
+    data = table_data_module(frame, profile_table(frame), wanted)
     assert data.plan.categorical == ["Name"] and data.plan.ignored == {}
 
 
@@ -62,12 +62,12 @@ def test_a_name_column_is_refused_as_a_classification_target_before_a_run_starts
     studio_home, tmp_path, monkeypatch
 ) -> None:
     from studio import tracking
-    from studio.datasets import add_csv
-    from studio.training import train
+    from studio.data import add_csv
+    from studio.engine.training import train
 
     frame = cars()
     with pytest.raises(TrainingError) as refused:
-        TabularDataModule(frame, profile_table(frame), spec("Name", "classification"))
+        table_data_module(frame, profile_table(frame), spec("Name", "classification"))
     assert str(refused.value) == (
         "'Name' has a different value in almost every row (50 of 60), like a name or an ID, so it cannot be "
         "predicted as a category: most of its values appear in one row only, and a model cannot learn a "

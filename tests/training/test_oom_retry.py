@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from studio import tracking
-from studio.errors import TrainingError
-from studio.spec import RunSpec
-from studio.training import train
+from studio.core.errors import TrainingError
+from studio.core.spec import RunSpec
+from studio.engine.training import train
 
 
 def spec_for(dataset_id: str, **changes) -> RunSpec:
@@ -93,7 +93,7 @@ def test_two_accumulated_half_batches_make_the_step_of_one_whole_batch() -> None
     """The module's gradient accumulation (Lightning's ``accumulate_grad_batches`` does not apply to
     manual optimisation): one SGD step from 2 × 4 rows equals one from 8 rows."""
     from lightning_modules.tabular.module import TabularLightningModule
-    from studio.spec import OptimizerSpec, SchedulerSpec
+    from studio.core.spec import OptimizerSpec, SchedulerSpec
 
     def module(accumulate: int) -> TabularLightningModule:
         torch.manual_seed(0)
@@ -131,7 +131,7 @@ def test_a_real_cuda_out_of_memory_is_retried_with_half_the_batch(
     """A real ``torch.cuda.OutOfMemoryError``: the process may use only a little more GPU memory
     (``set_per_process_memory_fraction``) than a run at batch 32768 needed, measured first; at 65536
     the activations (which dominate for this narrow, deep network) need about twice as much."""
-    from studio.datasets import add_csv
+    from studio.data import add_csv
     from tests.training.conftest import make_table
 
     path = tmp_path / "long.csv"

@@ -1,4 +1,4 @@
-"""Real (tiny, CPU, seconds) training runs through ``studio.training.train`` with a real MLflow store."""
+"""Real (tiny, CPU, seconds) training runs through ``studio.engine.training.train`` with a real MLflow store."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from studio import tracking
-from studio.errors import TrainingError
-from studio.spec import RunSpec
-from studio.training import TrainHooks, TrainingCancelled, train
+from studio.core.errors import TrainingError
+from studio.core.spec import RunSpec
+from studio.engine.training import TrainHooks, TrainingCancelled, train
 
 
 def make_spec(dataset_id: str, task: str, target: str, **changes) -> RunSpec:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from studio.errors import JobError
+from studio.core.errors import JobError
 from studio.jobs.executors.base import Ended, Executor, Slot
 
 __all__ = ["EXECUTORS", "Ended", "Executor", "Slot", "executor_name", "make_executor", "register"]

@@ -1,8 +1,8 @@
 """The ``local`` executor: each job trains in a worker process on this machine.
 
-A worker (``python -m studio.worker JOB_ID``) runs in its own session, so stopping the scheduler never
+A worker (``python -m studio.jobs.worker JOB_ID``) runs in its own session, so stopping the scheduler never
 stops a running job; its output goes to the job's log. One warm worker waits per free slot
-(``python -m studio.worker --standby``: torch, Lightning and MLflow already imported, waiting on stdin
+(``python -m studio.jobs.worker --standby``: torch, Lightning and MLflow already imported, waiting on stdin
 for a job id), so a new job logs its first step in ~2 s instead of ~10 s. Slots are this machine's
 GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU slots.
 """
@@ -20,15 +20,15 @@ from pathlib import Path
 
 import psutil
 
-from studio import settings, system
+from studio.core import settings, system
+from studio.core.settings import child_env
 from studio.jobs import store
 from studio.jobs.executors.base import Ended, Slot
 from studio.jobs.store import FAILED, Job
-from studio.settings import child_env
 
 log = logging.getLogger("studio.scheduler")
 
-DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.worker", "{job_id}")
+DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.jobs.worker", "{job_id}")
 WARM_RETRY_SECONDS = 30.0
 
 
@@ -227,7 +227,7 @@ class LocalExecutor:
             try:
                 with open(settings.studio_home() / "standby-worker.log", "ab") as out:
                     self.standby[slot.name] = subprocess.Popen(
-                        [sys.executable, "-m", "studio.worker", "--standby"],
+                        [sys.executable, "-m", "studio.jobs.worker", "--standby"],
                         cwd=settings.studio_home(),
                         env=self.worker_env(slot),
                         stdin=subprocess.PIPE,

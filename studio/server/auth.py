@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from studio.errors import StudioError
+from studio.core.errors import StudioError
 
 PASSWORD_FILE_ENV = "STUDIO_PASSWORD_FILE"
 PASSWORD_FILE_NAME = "users"
@@ -99,7 +99,7 @@ def password_file() -> Path:
     given = os.environ.get(PASSWORD_FILE_ENV, "").strip()
     if given:
         return Path(given).expanduser().resolve()
-    from studio.settings import studio_home
+    from studio.core.settings import studio_home
 
     return studio_home() / PASSWORD_FILE_NAME
 

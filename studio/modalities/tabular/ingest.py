@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
 
 DELIMITERS: dict[str, str] = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
 MAX_COLUMNS = 5000

@@ -35,8 +35,9 @@ from typing import Any
 
 import pandas as pd
 
-from studio.datasets.csv_ingest import human_size
-from studio.datasets.store import (
+from studio.core.errors import DatasetError
+from studio.core.image_io import UnreadableImage, open_image, thumbnail_png
+from studio.data.store import (
     DatasetInfo,
     _find_by_hash,
     _new_id,
@@ -46,8 +47,7 @@ from studio.datasets.store import (
     get_dataset,
     publish_staging,
 )
-from studio.errors import DatasetError
-from studio.image_io import UnreadableImage, open_image, thumbnail_png
+from studio.modalities.tabular.ingest import human_size
 
 KIND_IMAGES = "images"
 IMAGE_COLUMN = "image"
@@ -788,7 +788,7 @@ def _image_warnings(profile: dict[str, Any]) -> list[dict[str, Any]]:
 # --------------------------------------------------------------------------- reading back
 def image_paths(dataset_id: str) -> pd.DataFrame:
     """The data set's pictures: ``path`` (absolute), ``label`` and the stored columns."""
-    from studio.datasets.store import load_table
+    from studio.data.store import load_table
 
     info = get_dataset(dataset_id)
     if info.kind != KIND_IMAGES:

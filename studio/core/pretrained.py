@@ -11,8 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from studio.errors import TrainingError
-from studio.spec import ARCHITECTURES
+from studio.core.errors import TrainingError
+from studio.core.spec import ARCHITECTURES
 
 
 class PretrainedWeightsMissing(TrainingError):

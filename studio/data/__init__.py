@@ -1,11 +1,21 @@
 """Data sets: read CSV files as spreadsheets save them, profile them, and keep them in the store;
-zips of picture folders become image data sets (``studio.datasets.images``).
+zips of picture folders become image data sets (``studio.modalities.image.ingest``).
 
 Cheap to import (pandas and Pillow only; scikit-learn only when a sample is added), so pages can use it freely.
 """
 
-from studio.datasets.csv_ingest import MAX_COLUMNS, read_table_file
-from studio.datasets.images import (
+from studio.data.resolve import add_data_file, resolve_dataset
+from studio.data.samples import SAMPLES, add_sample
+from studio.data.store import (
+    DatasetInfo,
+    add_csv,
+    delete_dataset,
+    get_dataset,
+    list_datasets,
+    load_profile,
+    load_table,
+)
+from studio.modalities.image.ingest import (
     KIND_IMAGES,
     ZipLimits,
     add_image_zip,
@@ -15,7 +25,8 @@ from studio.datasets.images import (
     is_zip,
     mirroring_changes_meaning,
 )
-from studio.datasets.profile import (
+from studio.modalities.tabular.ingest import MAX_COLUMNS, read_table_file
+from studio.modalities.tabular.profile import (
     KINDS,
     TARGET_WARNING_CODES,
     column_profile,
@@ -24,17 +35,6 @@ from studio.datasets.profile import (
     suggest_task,
     target_warnings,
     warnings_for_target,
-)
-from studio.datasets.resolve import add_data_file, resolve_dataset
-from studio.datasets.samples import SAMPLES, add_sample
-from studio.datasets.store import (
-    DatasetInfo,
-    add_csv,
-    delete_dataset,
-    get_dataset,
-    list_datasets,
-    load_profile,
-    load_table,
 )
 
 __all__ = [

@@ -14,9 +14,9 @@ A port that is already taken ends the command with one plain line and exit code 
 started. On the first start with an empty store the wine sample is added, so a newcomer can train
 something straight away.
 
-Login (:mod:`studio.auth`): on an address other computers can reach (``0.0.0.0``, ``::``, a LAN
+Login (:mod:`studio.server.auth`): on an address other computers can reach (``0.0.0.0``, ``::``, a LAN
 address), or with ``--login``, the app asks for a user name and password, and the MLflow UI listens on
-127.0.0.1 only, behind :mod:`studio.mlflow_proxy` on the public MLflow port. Without any user the
+127.0.0.1 only, behind :mod:`studio.server.mlflow_proxy` on the public MLflow port. Without any user the
 command refuses to start (one plain line, exit code 2). ``STUDIO_PASSWORD`` (and ``STUDIO_USER``,
 default ``admin``) adds or updates that user first, for Docker; no child process sees the password. Nothing calls out to the internet:
 Streamlit gets ``browser.serverAddress`` and no usage statistics, its external-address lookup is
@@ -42,7 +42,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 EXIT_USER_ERROR = 2
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = REPO_ROOT / "app.py"
 SEEDED_MARKER = ".sample_added"
 STOP_GRACE_SECONDS = 10.0
@@ -256,8 +256,8 @@ def stop_children(children: list[Child], grace: float = STOP_GRACE_SECONDS) -> N
 def server_env(mlflow_url: str | None, login: bool = False) -> dict[str, str]:
     """The environment of the servers: the same store, the studio importable, the MLflow UI's address,
     whether the app asks for a login (never the start-up password itself)."""
-    from studio import auth
-    from studio.settings import child_env
+    from studio.core.settings import child_env
+    from studio.server import auth
 
     env = child_env()
     env.pop("STUDIO_MLFLOW_UI_URL", None)
@@ -277,7 +277,7 @@ def streamlit_command(app: Path, host: str, port: int, server_address: str | Non
     return [
         sys.executable,
         "-m",
-        "studio.serve",
+        "studio.server.serve",
         "streamlit",
         "run",
         str(app),
@@ -313,7 +313,7 @@ def run_streamlit(argv: list[str]) -> None:
 
 
 def mlflow_command(host: str, port: int) -> list[str]:
-    from studio import settings
+    from studio.core import settings
 
     return [
         sys.executable,
@@ -337,7 +337,7 @@ def mlflow_command(host: str, port: int) -> list[str]:
 def apply_start_password(say: Callable[[str], None]) -> None:
     """Add (or update) the user ``STUDIO_USER`` (default ``admin``) when ``STUDIO_PASSWORD`` is set, and
     take the password out of this process's environment, so no server, scheduler or worker sees it."""
-    from studio import auth
+    from studio.server import auth
 
     password = os.environ.pop(PASSWORD_ENV, "")
     if not password:
@@ -355,7 +355,7 @@ def apply_start_password(say: Callable[[str], None]) -> None:
 def check_login(host: str, forced: bool) -> str:
     """Make sure someone can log in; returns a line about the login for the console, or raises
     :class:`LoginMissing` saying how to add a user."""
-    from studio import auth
+    from studio.server import auth
 
     try:
         timeout = auth.idle_timeout_seconds()
@@ -379,9 +379,9 @@ def check_login(host: str, forced: bool) -> str:
 # --------------------------------------------------------------------------- first start
 def add_sample_on_first_start(say: Callable[[str], None]) -> None:
     """Add the wine sample when the store has never held a data set (only once: deleting it sticks)."""
-    from studio import settings
-    from studio.datasets import add_sample, list_datasets
-    from studio.errors import StudioError
+    from studio.core import settings
+    from studio.core.errors import StudioError
+    from studio.data import add_sample, list_datasets
 
     marker = settings.studio_home() / SEEDED_MARKER
     if marker.exists():
@@ -435,7 +435,7 @@ def serve(
     A login is required when ``host`` is reachable from other computers, or when ``login`` is set.
     ``app`` and ``mlflow_ui=False`` let tests start a stand-in app without the MLflow UI.
     """
-    from studio import auth
+    from studio.server import auth
 
     exposed = not auth.is_loopback(host)
     login = login or exposed
@@ -451,7 +451,7 @@ def serve(
         print(f"the studio's app is missing: {app} does not exist", file=sys.stderr, flush=True)
         return EXIT_USER_ERROR
 
-    from studio import settings, system
+    from studio.core import settings, system
     from studio.jobs import ensure_scheduler
 
     settings.keep_mlflow_offline()  # (for the MLflow UI, the scheduler and its workers too)
@@ -489,7 +489,7 @@ def serve(
 
             tracking.client()
             if mlflow_internal:
-                from studio.mlflow_proxy import start_proxy
+                from studio.server.mlflow_proxy import start_proxy
 
                 proxy = start_proxy((host, mlflow_port), mlflow_internal)
         ensure_scheduler()
@@ -512,7 +512,7 @@ def serve(
     finally:
         say("Stopping Training Studio…")
         if proxy is not None:
-            from studio.mlflow_proxy import stop_proxy
+            from studio.server.mlflow_proxy import stop_proxy
 
             stop_proxy(proxy)
         stop_children(children)
@@ -595,7 +595,9 @@ def _watch(
     return 0
 
 
-if __name__ == "__main__":  # ``python -m studio.serve streamlit run …``: how serve starts Streamlit
+if __name__ == "__main__":  # ``python -m studio.server.serve streamlit run …``: how serve starts Streamlit
     if sys.argv[1:2] != ["streamlit"]:
-        sys.exit("usage: python -m studio.serve streamlit run APP [options] (use `python -m studio serve`)")
+        sys.exit(
+            "usage: python -m studio.server.serve streamlit run APP [options] (use `python -m studio serve`)"
+        )
     run_streamlit(sys.argv[2:])

@@ -2,7 +2,7 @@
 when the studio asks for a login.
 
 ``mlflow ui`` then listens on 127.0.0.1 only, on a free port; this proxy listens where the MLflow UI
-would have, checks HTTP Basic credentials against the studio's users (:mod:`studio.auth`: the same
+would have, checks HTTP Basic credentials against the studio's users (:mod:`studio.server.auth`: the same
 password file, the same limit on wrong passwords per client) and forwards everything else (method,
 path, headers, body, status) to it, streaming bodies both ways. Without the right credentials the
 answer is 401 with ``WWW-Authenticate``, so a browser asks for the user name and password.
@@ -25,7 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from studio import auth
+from studio.server import auth
 
 REALM = "Training Studio (MLflow)"
 CHUNK = 64 * 1024
@@ -66,7 +66,7 @@ def parse_basic(header: str) -> tuple[str, str] | None:
 
 
 class BasicVerifier:
-    """Checks Basic credentials with :func:`studio.auth.try_login`, remembering the right ones for a few
+    """Checks Basic credentials with :func:`studio.server.auth.try_login`, remembering the right ones for a few
     minutes: a browser sends them with every request, and each full check costs a slow hash.
 
     Only a keyed digest of the credentials is kept (the key lives in this process's memory), and only

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from studio.datasets.store import DatasetInfo, content_hash, store_table
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
+from studio.data.store import DatasetInfo, content_hash, store_table
 
 SAMPLES: dict[str, str] = {
     "wine": "Wine: 178 wines, 13 chemical measurements, 3 grape cultivars to tell apart (classification).",

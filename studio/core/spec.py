@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from studio.errors import SpecError
+from studio.core.errors import SpecError
 
 Task = Literal["classification", "regression", "image_classification"]
 TASKS: tuple[str, ...] = ("classification", "regression")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from studio.datasets.samples import SAMPLES, add_sample
-from studio.datasets.store import _ID, LIST_HINT, DatasetInfo, add_csv, datasets_root, get_dataset
-from studio.errors import DatasetError
+from studio.core.errors import DatasetError
+from studio.data.samples import SAMPLES, add_sample
+from studio.data.store import _ID, LIST_HINT, DatasetInfo, add_csv, datasets_root, get_dataset
 
 
 def add_data_file(
@@ -19,12 +19,12 @@ def add_data_file(
     progress: Any = None,
 ) -> DatasetInfo:
     """Add a CSV file or a zip of picture folders (told apart by their first bytes); see
-    :func:`~studio.datasets.store.add_csv` and :func:`~studio.datasets.images.add_image_zip`."""
-    from studio.datasets.images import add_image_zip, is_zip
+    :func:`~studio.data.store.add_csv` and :func:`~studio.modalities.image.ingest.add_image_zip`."""
+    from studio.modalities.image.ingest import add_image_zip, is_zip
 
     if is_zip(source):
         if max_bytes is not None:
-            from studio.datasets.csv_ingest import check_size
+            from studio.modalities.tabular.ingest import check_size
 
             size = (
                 len(source)

@@ -5,8 +5,8 @@ the model is saved and again when ``mlflow.pyfunc.load_model`` opens the bundle.
 ``studio``: a bundle predicts where the studio is not installed. Everything it needs travels as MLflow
 artifacts: ``studio_model.json`` (preprocessing, target and network state as plain JSON), ``weights.pt``
 (a state dict read with ``weights_only=True``) and ``training_studio_runtime.py`` (a copy of
-``studio/bundle_runtime.py``; image bundles add ``training_studio_image_io.py``, a copy of
-``studio/image_io.py``), imported from their files under names of their own so that two bundles
+``studio/core/runtime.py``; image bundles add ``training_studio_image_io.py``, a copy of
+``studio/core/image_io.py``), imported from their files under names of their own so that two bundles
 loaded in one process each keep the runtime they were written with.
 """
 

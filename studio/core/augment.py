@@ -143,6 +143,6 @@ def apply_with_pillow(pixels: np.ndarray, params: AugmentParams, index: int) -> 
 
 def preview(pixels: np.ndarray, settings: Any, n: int = 8, seed: int = 0) -> list[np.ndarray]:
     """``n`` random variants of one prepared picture (``uint8 [S, S, 3]``, e.g. from
-    ``studio.image_io.load_square``), as training would show them."""
+    ``studio.core.image_io.load_square``), as training would show them."""
     params = sample_params(np.random.default_rng(seed), n, settings)
     return [apply_with_pillow(pixels, params, i) for i in range(n)]

@@ -563,7 +563,7 @@ def image_source(value: Any) -> Any:
 class ImagePredictor:
     """Pictures in (paths or bytes), ``predicted_<target>`` plus one ``probability_<class>`` per class out.
 
-    ``image_io`` is the module that reads pictures (``studio.image_io``, or the bundle's copy of it), so
+    ``image_io`` is the module that reads pictures (``studio.core.image_io``, or the bundle's copy of it), so
     a picture is prepared exactly as the training cache prepared it.
     """
 

@@ -51,7 +51,7 @@ def keep_mlflow_offline() -> None:
     os.environ.setdefault(NO_MLFLOW_TELEMETRY, "true")
 
 
-_REPO_ROOT = Path(__file__).resolve().parents[1]
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def child_env() -> dict[str, str]:

@@ -38,9 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from studio import tracking
-from studio.errors import StudioError, TrainingError
-from studio.settings import studio_home
-from studio.spec import OptimizerSpec, RunSpec, is_image_task, metric_mode
+from studio.core.errors import StudioError, TrainingError
+from studio.core.settings import studio_home
+from studio.core.spec import OptimizerSpec, RunSpec, is_image_task, metric_mode
 
 
 class TrainingCancelled(StudioError):
@@ -152,8 +152,12 @@ def train(
     progress_bar: bool = False,
     checkpoint_dir: str | Path | None = None,
     resume_run_id: str | None = None,
+    run_tags: dict[str, str] | None = None,
 ) -> TrainResult:
     """Train the model a spec describes, track it in MLflow and write its bundle.
+
+    ``run_tags`` are added to a new MLflow run's tags when it starts (e.g. ``mlflow.parentRunId`` for a
+    search's trial).
 
     The whole training state is saved at the end of an epoch (at most every ``STUDIO_CHECKPOINT_SECONDS``)
     in ``checkpoint_dir``: a job passes its own and removes it when the job has ended for good; without
@@ -162,11 +166,11 @@ def train(
     the straight run would have. Running out of memory is retried once, from the latest checkpoint,
     with half the batch size and two accumulated mini-batches per step (see :func:`_fit_with_retry`).
 
-    Raises :class:`~studio.errors.StudioError` subclasses (one plain sentence) for problems the user can
+    Raises :class:`~studio.core.errors.StudioError` subclasses (one plain sentence) for problems the user can
     fix, :class:`TrainingCancelled` when ``hooks.should_stop()`` asked to stop. Anything else is a crash;
     the MLflow run is then ended FAILED with the exception as the reason before it propagates.
     """
-    from studio.datasets import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile
 
     hooks = hooks or TrainHooks()
     started = time.monotonic()
@@ -207,6 +211,7 @@ def train(
                 spec,
                 job_id=job_id,
                 extra_tags={
+                    **(run_tags or {}),
                     tracking.TAG_STEPS_PER_EPOCH: str(prepared.data.steps_per_epoch),
                     tracking.TAG_KIND: prepared.kind,
                 },
@@ -245,7 +250,7 @@ def train(
 
 
 # --------------------------------------------------------------------------- checkpoints and retries
-log = logging.getLogger("studio.training")
+log = logging.getLogger("studio.engine.training")
 
 CHECKPOINT_SECONDS_ENV = "STUDIO_CHECKPOINT_SECONDS"
 DEFAULT_CHECKPOINT_SECONDS = 2.0
@@ -364,8 +369,8 @@ def check_checkpoint_space(needed: int, folder: Path, *, resumable: bool) -> Non
     """:class:`CheckpointSpaceError` when the disk holding ``folder`` has less than ``needed`` bytes
     (plus the data sets' margin) free: checked before each checkpoint, so a full disk stops the run
     with a plain message instead of a half-written file. The margin and size words are the data-set
-    store's (:func:`studio.datasets.store.check_free_space`)."""
-    from studio.datasets import store as datasets_store
+    store's (:func:`studio.data.store.check_free_space`)."""
+    from studio.data import store as datasets_store
 
     free = shutil.disk_usage(folder).free
     margin = datasets_store.DISK_MARGIN_BYTES
@@ -510,18 +515,18 @@ def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DeviceP
         return _Prepared(
             data, functools.partial(_fit_and_log_images, net=net), "image", image_device_plan(plan)
         )
-    from lightning_modules.tabular.data import TabularDataModule
-    from studio.datasets import load_table
-    from studio.datasets.csv_ingest import out_of_range_to_missing
+    from studio.data import load_table
+    from studio.modalities.tabular.ingest import out_of_range_to_missing
+    from studio.modalities.tabular.prepare import table_data_module
 
     frame = load_table(dataset.id)
     out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
     # TabularDataModule validates target, task and features before a run exists.
-    return _Prepared(TabularDataModule(frame, profile, spec), _fit_and_log, "tabular", plan)
+    return _Prepared(table_data_module(frame, profile, spec), _fit_and_log, "tabular", plan)
 
 
 def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
-    from studio.datasets import KIND_IMAGES
+    from studio.data import KIND_IMAGES
 
     images = dataset.kind == KIND_IMAGES
     if is_image_task(spec.task) and not images:
@@ -919,8 +924,8 @@ def _prepare_images(spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> tup
     """The DataModule (split, uint8 cache) and the network (pretrained weights read from the cache)."""
     from lightning_modules.image.data import ImageDataModule
     from lightning_modules.registry import ImageShape, build_network
-    from studio.datasets import load_table
-    from studio.pretrained import check_weights
+    from studio.core.pretrained import check_weights
+    from studio.data import load_table
 
     check_weights(spec.architecture.name, spec.architecture.params)  # before decoding thousands of pictures
     data = ImageDataModule(dataset.path, load_table(dataset.id), profile, spec)

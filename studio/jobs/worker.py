@@ -1,8 +1,8 @@
-"""The job worker: ``python -m studio.worker JOB_ID`` trains one stored job and keeps its row current.
+"""The job worker: ``python -m studio.jobs.worker JOB_ID`` trains one stored job and keeps its row current.
 
 The scheduler starts it in its own process session with the chosen device in ``CUDA_VISIBLE_DEVICES``
 (and the slot name in ``STUDIO_JOB_SLOT``); run by hand it claims the job itself. It calls the same
-:func:`studio.training.train` as the CLI, writes progress into the job store, stops when the job's
+:func:`studio.engine.training.train` as the CLI, writes progress into the job store, stops when the job's
 ``cancel_requested`` flag is set or SIGTERM arrives, and always ends the job as succeeded, failed (with
 a plain reason) or cancelled before it exits.
 
@@ -24,11 +24,11 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
-from studio.errors import JobError, StudioError
+from studio.core.errors import JobError, StudioError
 from studio.jobs import store
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job
 
-log = logging.getLogger("studio.worker")
+log = logging.getLogger("studio.jobs.worker")
 
 POLL_SECONDS = 0.5  # the longest a cancel request waits for the worker to look at the store
 
@@ -54,7 +54,7 @@ class StopFlag:
 
 def make_hooks(job_id: str, flag: StopFlag):
     """Training hooks that keep the job row current and turn a cancel request into ``should_stop()``."""
-    from studio.training import TrainHooks
+    from studio.engine.training import TrainHooks
 
     class JobHooks(TrainHooks):
         def __init__(self) -> None:
@@ -160,7 +160,7 @@ def take_job(job_id: str) -> Job | None:
 
 def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
     """Train a stored job to its end; returns 0 when it succeeded. ``train_fn`` replaces
-    :func:`studio.training.train` (tests pass a fast stand-in that uses the same hooks)."""
+    :func:`studio.engine.training.train` (tests pass a fast stand-in that uses the same hooks)."""
     flag = StopFlag()
     flag.install()
     try:
@@ -171,7 +171,7 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
     if job is None:
         return 1
 
-    from studio.training import CheckpointSpaceError, TrainingCancelled
+    from studio.engine.training import CheckpointSpaceError, TrainingCancelled
 
     slot = os.environ.get("STUDIO_JOB_SLOT")
     log.info("job %s: pid %s, slot %s, spec %s", job_id, os.getpid(), slot or "-", job.name)
@@ -182,7 +182,7 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
         if hooks.should_stop():
             raise TrainingCancelled("Cancelled before training started.")
         if train_fn is None:
-            from studio.training import train as train_fn
+            from studio.engine.training import train as train_fn
         resume = job.mlflow_run_id if job.mlflow_run_id and store.job_checkpoint(job_id) else None
         result = train_fn(
             spec_for_slot(job.spec, slot),
@@ -243,7 +243,7 @@ def standby() -> int:
         import lightning_modules.callbacks  # noqa: F401  (torch, Lightning, torchmetrics)
         import lightning_modules.tabular.data  # noqa: F401
         import lightning_modules.tabular.module  # noqa: F401
-        import studio.training  # noqa: F401
+        import studio.engine.training  # noqa: F401
         from studio import tracking
 
         tracking.client()  # mlflow and its store, ready
@@ -262,7 +262,7 @@ def standby() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m studio.worker", description="Run one stored training job."
+        prog="python -m studio.jobs.worker", description="Run one stored training job."
     )
     parser.add_argument("job_id", nargs="?")
     parser.add_argument("--standby", action="store_true", help="import first, then read the job id on stdin")

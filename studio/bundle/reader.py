@@ -1,0 +1,333 @@
+"""Reading a bundle: checks the zip (format, version, size when unpacked), extracts it safely, loads
+the MLflow model, and predicts for table rows, a CSV, or pictures (files, a folder or a zip)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import weakref
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.core.errors import BundleError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+from studio.bundle.layout import (
+    FORMAT,
+    FORMAT_VERSION,
+    INFO_FILE,
+    INFO_MEMBER,
+    KIND_IMAGE,
+    KINDS,
+    MAX_UNPACKED_BYTES,
+    _quiet_mlflow,
+)
+
+_log = logging.getLogger(__name__)
+
+
+def _open_zip(path_zip: str | Path) -> tuple[zipfile.ZipFile, str]:
+    """The bundle's zip and the folder prefix of its model (``""``, or one folder if it was re-zipped)."""
+    path = Path(path_zip).expanduser()
+    if not path.is_file():
+        raise BundleError(f"There is no model bundle at '{path}' (no such file).")
+    if not zipfile.is_zipfile(path):
+        raise BundleError(
+            f"'{path.name}' is not a zip file; a model bundle is the .zip the studio's Runs page downloads."
+        )
+    try:
+        zf = zipfile.ZipFile(path)
+        names = zf.namelist()
+    except (zipfile.BadZipFile, OSError) as err:
+        raise BundleError(f"'{path.name}' is a damaged zip file ({err}).") from None
+    prefixes = [n[: -len(INFO_MEMBER)] for n in names if n.endswith(INFO_MEMBER)]
+    prefixes = [p for p in prefixes if p.count("/") <= 1 and f"{p}MLmodel" in names]
+    if not prefixes:
+        zf.close()
+        raise BundleError(
+            f"'{path.name}' is a zip file but not a Training Studio model bundle (it has no MLmodel and {INFO_MEMBER})."
+        )
+    return zf, min(prefixes, key=len)
+
+
+def _check_info(info: Any, name: str) -> dict[str, Any]:
+    if (
+        not isinstance(info, dict)
+        or info.get("format") != FORMAT
+        or not isinstance(info.get("format_version"), int)
+    ):
+        raise BundleError(
+            f"'{name}' is not a Training Studio model bundle (its {INFO_FILE} is not one of ours)."
+        )
+    if info["format_version"] > FORMAT_VERSION:
+        raise BundleError(
+            f"'{name}' was written by a newer Training Studio (bundle format {info['format_version']}; this version "
+            f"reads format {FORMAT_VERSION} and older): update the studio to use it."
+        )
+    if info.get("kind") not in KINDS:
+        raise BundleError(
+            f"'{name}' holds a '{info.get('kind')}' model, which this version of the studio cannot load "
+            f"(it loads: {', '.join(KINDS)})."
+        )
+    if info["kind"] == KIND_IMAGE:
+        preprocessing = info.get("preprocessing")
+        if not isinstance(preprocessing, dict) or not {"size", "mean", "std"} <= set(preprocessing):
+            raise BundleError(
+                f"'{name}' holds an 'image' model without its picture preparation (size, mean, std) in "
+                f"{INFO_FILE}; it is damaged: download it again."
+            )
+    return info
+
+
+def _read_info(zf: zipfile.ZipFile, prefix: str, name: str) -> dict[str, Any]:
+    try:
+        info = json.loads(zf.read(prefix + INFO_MEMBER).decode("utf-8"))
+    except (ValueError, zipfile.BadZipFile, OSError) as err:
+        raise BundleError(f"'{name}' is damaged: its {INFO_FILE} cannot be read ({err}).") from None
+    return _check_info(info, name)
+
+
+def read_bundle_info(path_zip: str | Path) -> dict[str, Any]:
+    """The bundle's ``studio_model.json`` read straight from the zip (no mlflow, no torch)."""
+    zf, prefix = _open_zip(path_zip)
+    with zf:
+        return _read_info(zf, prefix, Path(path_zip).name)
+
+
+def _require_shared_column(expected: list[str], columns: Any) -> None:
+    if expected and not set(map(str, columns)) & set(expected):
+        raise BundleError(
+            "None of the data's columns is an input of this model (names must match exactly); "
+            f"it expects: {', '.join(expected)}."
+        )
+
+
+class LoadedBundle:
+    """A bundle unpacked into a temporary folder and opened with ``mlflow.pyfunc.load_model``.
+
+    The folder is removed by :meth:`close` (or when the object is garbage collected).
+    """
+
+    def __init__(self, source: Path, folder: Path, info: dict[str, Any], model: Any):
+        self.source = source
+        self.folder = folder
+        self.info = info
+        self.model = model
+        self._cleanup = weakref.finalize(self, shutil.rmtree, folder.parent, True)
+
+    @property
+    def kind(self) -> str:
+        return self.info["kind"]
+
+    @property
+    def task(self) -> str:
+        return self.info["task"]
+
+    @property
+    def target_name(self) -> str:
+        return self.info["target"]["name"]
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.info["target"].get("classes")
+
+    @property
+    def input_columns(self) -> list[str]:
+        return [column["name"] for column in self.info["input_columns"]]
+
+    @property
+    def prediction_columns(self) -> list[str]:
+        return [f"predicted_{self.target_name}"] + [f"probability_{c}" for c in self.classes or []]
+
+    @property
+    def onnx_path(self) -> Path | None:
+        file = self.info["onnx"].get("file")
+        return self.folder / file if file else None
+
+    def predict(self, rows: pd.DataFrame | list[dict[str, Any]] | dict[str, Any]) -> pd.DataFrame:
+        """Predictions for raw rows: a DataFrame (index kept), records, or one row as a dict.
+        Rows sharing no column with the model are refused. An image model takes a DataFrame with an
+        ``image`` column, or picture paths or bytes (one, or a list); an unreadable picture is a
+        :class:`BundleError` naming it (:meth:`predict_images` reports it per picture instead)."""
+        import pandas as pd
+
+        if self.kind == KIND_IMAGE:
+            from studio.core.runtime import as_image_frame
+
+            try:
+                return self.model.predict(as_image_frame(rows))
+            except (ValueError, TypeError) as err:
+                raise BundleError(str(err).strip().splitlines()[0]) from None
+        if isinstance(rows, dict):
+            rows = [rows]
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        _require_shared_column(self.input_columns, frame.columns)
+        return self.model.predict(frame)
+
+    def predict_images(self, pictures: list[Any], names: list[str] | None = None) -> pd.DataFrame:
+        """One row per picture (paths or bytes): ``image`` (its name), the prediction columns, and
+        ``error`` (why a picture could not be read; its predictions are then empty). For the Predict page."""
+        import pandas as pd
+
+        from studio.core.image_io import open_image
+        from studio.core.runtime import image_source
+
+        if self.kind != KIND_IMAGE:
+            raise BundleError("This model predicts from table columns, not from pictures.")
+        names = names or [p if isinstance(p, str) else f"picture {i + 1}" for i, p in enumerate(pictures)]
+        errors: list[str | None] = []
+        for picture in pictures:
+            try:
+                open_image(image_source(picture), draft_size=64).close()
+                errors.append(None)
+            except (ValueError, TypeError) as err:
+                errors.append(str(err))
+        good = [i for i, e in enumerate(errors) if e is None]
+        frame = pd.DataFrame({"image": names}).reindex(columns=["image", *self.prediction_columns, "error"])
+        frame["error"] = errors
+        if good:
+            predicted = self.model.predict(pd.DataFrame({"image": [pictures[i] for i in good]}))
+            for column in self.prediction_columns:
+                frame[column] = frame[column].astype(
+                    predicted[column].dtype if column in predicted else object
+                )
+                frame.loc[good, column] = predicted[column].to_numpy()
+        return frame
+
+    def close(self) -> None:
+        self._cleanup()
+
+    def __enter__(self) -> LoadedBundle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def load_bundle(path_zip: str | Path) -> LoadedBundle:
+    """Unpack a bundle into a temporary folder and open it with ``mlflow.pyfunc.load_model``."""
+    source = Path(path_zip).expanduser().resolve()
+    zf, prefix = _open_zip(source)
+    root = Path(tempfile.mkdtemp(prefix="studio-bundle-"))
+    folder = root / "model"
+    try:
+        with zf:
+            info = _read_info(zf, prefix, source.name)
+            _safe_extract(zf, prefix, folder, source.name)
+        import mlflow
+
+        with _quiet_mlflow():
+            model = mlflow.pyfunc.load_model(str(folder))
+    except BundleError:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+    except Exception as err:
+        shutil.rmtree(root, ignore_errors=True)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise BundleError(f"The model bundle '{source.name}' could not be loaded: {first}") from err
+    return LoadedBundle(source, folder, info, model)
+
+
+def _safe_extract(zf: zipfile.ZipFile, prefix: str, folder: Path, name: str) -> None:
+    members = [m for m in zf.infolist() if m.filename.startswith(prefix) and not m.is_dir()]
+    if sum(m.file_size for m in members) > MAX_UNPACKED_BYTES:
+        raise BundleError(
+            f"'{name}' unpacks to more than {MAX_UNPACKED_BYTES // 2**30} GiB; it is not a studio bundle."
+        )
+    base = folder.resolve()
+    for member in members:
+        relative = member.filename[len(prefix) :]
+        target = (base / relative).resolve()
+        if relative.startswith("/") or ".." in Path(relative).parts or not target.is_relative_to(base):
+            raise BundleError(f"'{name}' contains an unsafe path ({member.filename}); it was not unpacked.")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(member) as src, open(target, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+
+
+def predict_csv(
+    bundle_zip: str | Path, data_csv: str | Path, out_csv: str | Path | None = None
+) -> pd.DataFrame:
+    """The data file's columns plus ``predicted_<target>`` (and ``probability_<class>`` per class).
+
+    Written to ``out_csv`` when given. The bundle is checked before the data is read. For an image
+    model ``data_csv`` may also be a picture, a zip of pictures or a folder of them; a CSV then needs
+    an ``image`` column of picture paths (relative to the CSV's folder or absolute).
+    """
+    from studio.data import read_table_file
+
+    info = read_bundle_info(bundle_zip)
+    if info["kind"] == KIND_IMAGE:
+        return _predict_pictures(bundle_zip, Path(data_csv).expanduser(), out_csv)
+    frame = read_table_file(data_csv)
+    _require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)
+    with load_bundle(bundle_zip) as bundle:
+        predictions = bundle.predict(frame)
+    return _joined(frame, predictions, out_csv)
+
+
+def _joined(frame: pd.DataFrame, predictions: pd.DataFrame, out_csv: str | Path | None) -> pd.DataFrame:
+    result = frame.drop(columns=[c for c in predictions.columns if c in frame.columns]).join(predictions)
+    if out_csv is not None:
+        out = Path(out_csv).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.to_csv(out, index=False)
+    return result
+
+
+def _predict_pictures(bundle_zip: str | Path, data: Path, out_csv: str | Path | None) -> pd.DataFrame:
+    import pandas as pd
+
+    from studio.core.runtime import image_column
+
+    if not data.exists():
+        raise BundleError(f"There is nothing at '{data}' to predict (no such file or folder).")
+    names: list[str]
+    pictures: list[Any]
+    if data.is_dir():
+        from studio.modalities.image.ingest import named_like_picture
+
+        files = sorted(
+            p for p in data.rglob("*") if p.is_file() and named_like_picture(str(p.relative_to(data)))
+        )
+        names, pictures = [str(p.relative_to(data)) for p in files], [str(p) for p in files]
+    elif zipfile.is_zipfile(data):
+        names, pictures = _pictures_in_zip(data)
+    elif data.suffix.lower() in (".csv", ".tsv", ".txt"):
+        from studio.data import read_table_file
+
+        frame = read_table_file(data)
+        try:
+            column = image_column(frame)
+        except ValueError as err:
+            raise BundleError(str(err)) from None
+        names = [str(v) for v in frame[column]]
+        pictures = [str(v if Path(str(v)).is_absolute() else data.parent / str(v)) for v in frame[column]]
+    else:
+        names, pictures = [data.name], [str(data)]
+    if not pictures:
+        raise BundleError(f"'{data.name}' holds no pictures to predict.")
+    with load_bundle(bundle_zip) as bundle:
+        result = bundle.predict_images(pictures, names)
+    if result["error"].isna().all():
+        result = result.drop(columns=["error"])
+    return _joined(pd.DataFrame(index=result.index), result, out_csv)
+
+
+def _pictures_in_zip(path: Path) -> tuple[list[str], list[bytes]]:
+    """Every picture-named file of a zip, read in memory under the data sets' zip limits."""
+    from studio.core.errors import DatasetError
+    from studio.modalities.image.ingest import zip_pictures
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            found = list(zip_pictures(zf, path.name))
+    except DatasetError as err:
+        raise BundleError(str(err)) from None
+    return [name for name, _ in found], [data for _, data in found]

@@ -1,0 +1,315 @@
+"""Writing a bundle: refuses non-finite weights, copies the shipped runtime files, saves the MLflow
+model with explicit pip requirements, adds the ONNX export and a README, zips it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.core.errors import BundleError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import torch
+
+    from studio.core.spec import RunSpec
+
+from studio.bundle.layout import (
+    _CORE,
+    _HERE,
+    ENTRY_FILE,
+    FORMAT,
+    FORMAT_VERSION,
+    IMAGE_IO_FILE,
+    INFO_FILE,
+    KIND_IMAGE,
+    KIND_TABULAR,
+    ONNX_FILE,
+    RUNTIME_FILE,
+    WEIGHTS_FILE,
+    _quiet_mlflow,
+    python_snippet,
+)
+from studio.bundle.onnx import _try_export_image_onnx, _try_export_onnx
+
+_log = logging.getLogger(__name__)
+
+
+def write_tabular_bundle(
+    path: Path,
+    *,
+    spec: RunSpec,
+    preprocessing: dict,
+    target: dict,
+    network_config: dict,
+    state_dict: dict[str, torch.Tensor],
+    sample_rows: pd.DataFrame,
+    metrics: dict[str, float],
+) -> Path:
+    """Write a tabular model bundle (see the module docstring) at ``path`` and return ``path``.
+
+    A failed ONNX export is logged and recorded in ``studio_model.json``; the bundle is written without it.
+    """
+    import mlflow
+    import torch
+
+    import studio
+    from studio.core.runtime import RUNTIME_VERSION, TabularPreprocessor, build_tabular_net
+
+    path = Path(path)
+    check_finite_weights(state_dict)
+    preprocessor = TabularPreprocessor(preprocessing)
+    input_columns = [
+        {"name": column["name"], "kind": group}
+        for group in ("numeric", "datetime", "categorical")
+        for column in preprocessing[group]
+    ]
+    net = build_tabular_net(network_config)
+    net.load_state_dict(state_dict)
+    net.eval()
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
+        staging.mkdir()
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
+        shutil.copyfile(_CORE / "runtime.py", staging / RUNTIME_FILE)
+        shutil.copyfile(_HERE / "pyfunc.py", staging / ENTRY_FILE)
+        onnx_info = _try_export_onnx(
+            net, staging / ONNX_FILE, preprocessor.n_numeric, len(preprocessor.cardinalities), target["task"]
+        )
+        info = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": KIND_TABULAR,
+            "task": target["task"],
+            "target": target,
+            "input_columns": input_columns,
+            "preprocessing": preprocessing,
+            "network": network_config,
+            "weights": WEIGHTS_FILE,
+            "onnx": onnx_info,
+            "metrics": _finite_metrics(metrics),
+            "spec": spec.model_dump(mode="json"),
+            "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "studio_version": studio.__version__,
+            "runtime_version": RUNTIME_VERSION,
+            "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
+        }
+        _save_and_zip(path, info, staging, model_dir, _pip_requirements())
+    return path
+
+
+def check_finite_weights(state_dict: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that hold NaN or infinite values: such a model predicts only blanks."""
+    import torch
+
+    bad = [
+        name
+        for name, tensor in state_dict.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+    if bad:
+        raise BundleError(
+            f"The model's weights hold NaN or infinite values ({_plural(len(bad), 'tensor')}, e.g. "
+            f"'{bad[0]}'), so no model file was written: the training diverged. Train again with a "
+            "lower learning rate."
+        )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _finite_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
+    """Metrics for JSON: NaN and infinite values become ``null`` (JSON has no such numbers)."""
+    return {key: (float(value) if math.isfinite(float(value)) else None) for key, value in metrics.items()}
+
+
+def _save_and_zip(
+    path: Path, info: dict[str, Any], staging: Path, model_dir: Path, requirements: list[str]
+) -> None:
+    """Write ``studio_model.json``, save the MLflow model from the staged files and zip it at ``path``
+    (through a ``.partial`` file, so a failure leaves no half-written zip)."""
+    import mlflow
+
+    try:
+        text = json.dumps(info, indent=2, allow_nan=False)
+    except ValueError:  # a NaN or infinite number in the preprocessing or target state
+        raise BundleError(
+            "The model's settings hold a NaN or infinite number (the data has values too large to "
+            "compute with), so no model file was written; check the data set's warnings."
+        ) from None
+    (staging / INFO_FILE).write_text(text, encoding="utf-8")
+    artifacts = {
+        name: str(staging / file)
+        for name, file in (
+            ("studio_model", INFO_FILE),
+            ("weights", WEIGHTS_FILE),
+            ("runtime", RUNTIME_FILE),
+            ("image_io", IMAGE_IO_FILE),
+            ("onnx", ONNX_FILE),
+        )
+        if (staging / file).exists()
+    }
+    with _quiet_mlflow():
+        mlflow.pyfunc.save_model(
+            str(model_dir),
+            python_model=str(staging / ENTRY_FILE),
+            artifacts=artifacts,
+            pip_requirements=requirements,
+        )
+    (model_dir / "README.md").write_text(_readme(info, path.name), encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    try:
+        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for file in sorted(model_dir.rglob("*")):
+                if file.is_file():
+                    zf.write(file, file.relative_to(model_dir).as_posix())
+        os.replace(partial, path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
+def write_image_bundle(
+    path: Path,
+    *,
+    spec: RunSpec,
+    classes: list[str],
+    preprocessing: dict[str, Any],
+    network_config: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    metrics: dict[str, float],
+) -> Path:
+    """Write an image model bundle at ``path`` and return ``path``.
+
+    ``preprocessing`` is the DataModule's (``size``, ``mean``, ``std`` …); ``network_config`` is what
+    ``bundle_runtime.build_image_net`` rebuilds the network from. A failed ONNX export is recorded in
+    ``studio_model.json``; the bundle is written without it.
+    """
+    import mlflow
+    import torch
+    import torchvision
+
+    import studio
+    from studio.core.image_io import IMAGE_IO_VERSION
+    from studio.core.runtime import RUNTIME_VERSION, build_image_net
+
+    path = Path(path)
+    check_finite_weights(state_dict)
+    net = build_image_net(network_config)
+    net.load_state_dict(state_dict)
+    net.eval()
+    target = {"name": spec.data.target, "task": spec.task, "classes": list(classes)}
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
+        staging.mkdir()
+        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
+        shutil.copyfile(_CORE / "runtime.py", staging / RUNTIME_FILE)
+        shutil.copyfile(_CORE / "image_io.py", staging / IMAGE_IO_FILE)
+        shutil.copyfile(_HERE / "pyfunc.py", staging / ENTRY_FILE)
+        onnx_info = _try_export_image_onnx(net, staging / ONNX_FILE, int(preprocessing["size"]), len(classes))
+        info = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": KIND_IMAGE,
+            "task": spec.task,
+            "target": target,
+            "input_columns": [{"name": "image", "kind": "image"}],
+            "preprocessing": preprocessing,
+            "network": network_config,
+            "weights": WEIGHTS_FILE,
+            "onnx": onnx_info,
+            "metrics": _finite_metrics(metrics),
+            "spec": spec.model_dump(mode="json"),
+            "example_rows": [],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "studio_version": studio.__version__,
+            "runtime_version": RUNTIME_VERSION,
+            "image_io_version": IMAGE_IO_VERSION,
+            "library_versions": {
+                "mlflow": mlflow.__version__,
+                "torch": _public_version(torch.__version__),
+                "torchvision": _public_version(torchvision.__version__),
+            },
+        }
+        requirements = _pip_requirements() + [
+            f"torchvision=={_public_version(torchvision.__version__)}",
+            "pillow>=10",
+        ]
+        _save_and_zip(path, info, staging, model_dir, requirements)
+    return path
+
+
+def _pip_requirements() -> list[str]:
+    """The versions that wrote the bundle for mlflow and torch; for pandas and numpy, the ranges the
+    runtime supports (pinning them would clash with most environments for no gain)."""
+    import mlflow
+    import torch
+
+    return [
+        f"mlflow=={mlflow.__version__}",
+        f"torch=={_public_version(torch.__version__)}",
+        "pandas>=2.2,<4",
+        "numpy>=1.26,<3",
+    ]
+
+
+def _public_version(version: str) -> str:
+    """``2.4.1+cu121`` -> ``2.4.1``: a local build label is not installable from an index."""
+    return version.split("+", 1)[0]
+
+
+def _example_rows(sample_rows: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
+    wanted = set(columns)
+    kept = [c for c in sample_rows.columns if c in wanted]
+    text = sample_rows[kept].head(5).to_json(orient="records", date_format="iso", default_handler=str)
+    return json.loads(text)
+
+
+def _readme(info: dict[str, Any], bundle_name: str) -> str:
+    target = info["target"]["name"]
+    onnx_line = (
+        f"- `{info['onnx']['file']}`: the network alone (ONNX, dynamic batch axis); its inputs are described "
+        "under `onnx` in `artifacts/studio_model.json`."
+        if info["onnx"]["file"]
+        else f"- No ONNX file: the export failed ({info['onnx']['error']})."
+    )
+    if info["kind"] == KIND_IMAGE:
+        return (
+            f"# Training Studio model: image classification ({', '.join(info['target']['classes'])})\n\n"
+            "An MLflow pyfunc model. It needs only mlflow, torch, torchvision, pillow and pandas (not the studio):\n\n"
+            f"```python\n{python_snippet(bundle_name, kind=KIND_IMAGE)}```\n\n"
+            f"`predict` takes a DataFrame with an `image` column (picture file paths or bytes) and returns "
+            f"`predicted_{target}` and one `probability_<class>` column per class.\n\n"
+            "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
+            f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
+            f"- `artifacts/{INFO_FILE}`: classes, picture preparation (size, mean, std), network, metrics and "
+            "the run spec.\n"
+            f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
+            f"- `artifacts/{RUNTIME_FILE}`: the network code; `artifacts/{IMAGE_IO_FILE}`: how pictures are read.\n"
+            f"{onnx_line}\n"
+        )
+    return (
+        f"# Training Studio model: {info['task']} of `{target}`\n\n"
+        "An MLflow pyfunc model. It needs only mlflow, torch and pandas (not the studio):\n\n"
+        f"```python\n{python_snippet(bundle_name)}```\n\n"
+        f"`predict` takes the raw columns of the training CSV and returns `predicted_{target}`"
+        + (" and one `probability_<class>` column per class" if info["task"] == "classification" else "")
+        + ", then `prediction_warning`: empty when the row looks like the training data, else why its "
+        "prediction is a guess (every input empty, or a number far outside the values seen in training).\n\n"
+        "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
+        f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
+        f"- `artifacts/{INFO_FILE}`: preprocessing, target, network, input columns, metrics and the run spec.\n"
+        f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
+        f"- `artifacts/{RUNTIME_FILE}`: the preprocessing and network code.\n"
+        f"{onnx_line}\n"
+    )

@@ -1,0 +1,113 @@
+"""Turning a stored table into what the tabular DataModule trains on: which rows have a target, which
+columns feed the model and how (from the profile's column kinds and warnings), and the checks that
+refuse a target or a table that cannot train, in plain words."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from studio.core.errors import TrainingError
+from studio.core.runtime import _as_category_text
+from studio.core.spec import RunSpec
+from studio.modalities.tabular.profile import (
+    identifier_reason,
+    identifier_target_refusal,
+    is_identifier,
+    target_warnings,
+)
+
+IGNORED_KINDS = {"identifier", "text", "constant"}
+DROP_WARNINGS = {"identifier", "constant", "leak"}
+
+
+@dataclass
+class FeaturePlan:
+    numeric: list[str]
+    categorical: list[str]
+    datetime: list[str]
+    ignored: dict[str, str]  # column -> why it is left out
+
+
+def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -> FeaturePlan:
+    """Which columns feed the model and how, from the profile's column kinds and warnings."""
+    kinds = {c["name"]: c["kind"] for c in profile.get("columns", [])}
+    target = spec.data.target
+    ignored: dict[str, str] = {}
+    flagged = {
+        w["column"]: w["code"]
+        for w in profile.get("warnings", [])
+        if w.get("code") in DROP_WARNINGS and w.get("column") and w["code"] != "leak"
+    }
+    leak = {w["column"] for w in target_warnings(frame, profile, target, spec.task) if w["code"] == "leak"}
+    if spec.data.features is not None:
+        missing = [c for c in spec.data.features if c not in frame.columns]
+        if missing:
+            raise TrainingError(f"Feature column(s) not in the data set: {', '.join(missing)}.")
+        candidates = list(spec.data.features)
+        explicit = True
+    else:
+        candidates = [c for c in frame.columns if c != target]
+        explicit = False
+    numeric, categorical, datetime = [], [], []
+    for name in candidates:
+        kind = kinds.get(name, "numeric" if pd.api.types.is_numeric_dtype(frame[name]) else "categorical")
+        if not explicit:
+            if name in leak:
+                ignored[name] = "it copies the target (it would leak the answer)"
+                continue
+            if kind == "categorical" and is_identifier(frame[name]):
+                kind = "identifier"  # a profile stored before names counted as identifiers
+            if kind == "identifier" or flagged.get(name) == "identifier":
+                values = frame[name]
+                ignored[name] = "it " + identifier_reason(int(values.nunique()), int(values.notna().sum()))
+                continue
+            if name in flagged:
+                ignored[name] = "it is constant"
+                continue
+            if kind in IGNORED_KINDS:
+                ignored[name] = f"it is {kind} (not a usable feature)"
+                continue
+        if frame[name].nunique(dropna=True) <= 1 and not explicit:
+            ignored[name] = "it has a single value"
+            continue
+        if kind == "numeric":
+            numeric.append(name)
+        elif kind == "datetime":
+            if spec.preprocessing.datetime_features:
+                datetime.append(name)
+            else:
+                ignored[name] = "dates are switched off in the preprocessing settings"
+        else:
+            categorical.append(name)
+    if not (numeric or categorical or datetime):
+        raise TrainingError(
+            "No usable feature columns are left (all are identifiers, constant, free text or copies of the "
+            "target); choose feature columns explicitly or add informative columns to the data."
+        )
+    return FeaturePlan(numeric, categorical, datetime, ignored)
+
+
+def table_data_module(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -> Any:
+    """The tabular DataModule for ``spec``: rows without a target value left out, the target checked,
+    the feature columns planned. Imports torch and Lightning."""
+    from lightning_modules.tabular.data import TabularDataModule
+
+    target = spec.data.target
+    if target not in frame.columns:
+        raise TrainingError(
+            f"The target column '{target}' is not in the data set; its columns are: "
+            f"{', '.join(map(str, frame.columns[:30]))}."
+        )
+    has_target = frame[target].notna() & (_as_category_text(frame[target]).notna())
+    dropped_rows = int((~has_target).sum())
+    frame = frame.loc[has_target].reset_index(drop=True)
+    if len(frame) < 10:
+        raise TrainingError(
+            f"Only {len(frame)} rows have a value in '{target}'; at least 10 are needed to train and test."
+        )
+    if spec.task == "classification" and (refusal := identifier_target_refusal(frame[target])):
+        raise TrainingError(f"{refusal} Pick another target column.")
+    return TabularDataModule(frame, spec, plan_features(frame, profile, spec), dropped_rows)
