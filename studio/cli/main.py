@@ -172,7 +172,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from studio.server.serve import serve
 
     return serve(
-        host=args.host, port=args.port, mlflow_port=args.mlflow_port, open_browser=False, login=args.login
+        host=args.host,
+        port=args.port,
+        mlflow_port=args.mlflow_port,
+        open_browser=False,
+        login=args.login,
+        mlflow_uri=args.mlflow_uri,
     )
 
 
@@ -233,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8501)
     serve.add_argument("--mlflow-port", type=int, default=5000)
+    serve.add_argument(
+        "--mlflow-uri",
+        help="track runs on this shared MLflow server (e.g. http://mlflow.example:5000) instead of a local "
+        "store; no local MLflow UI is started and the pages link to the server's",
+    )
     serve.add_argument(
         "--login",
         action="store_true",

@@ -333,6 +333,29 @@ def mlflow_command(host: str, port: int) -> list[str]:
     ]
 
 
+def use_shared_mlflow(uri: str) -> str | None:
+    """Make ``uri`` the tracking URI of this process and every process it starts (``MLFLOW_TRACKING_URI``);
+    returns the address of its web UI for the pages' links (an ``http(s)`` server without any
+    ``user:password@``), or None for a store with no UI (e.g. ``postgresql://``). An HTTP server that
+    does not answer is a ``ValueError`` with a plain sentence."""
+    uri = uri.strip().rstrip("/")
+    parts = urlsplit(uri)
+    if not parts.scheme:
+        raise ValueError(
+            f"--mlflow-uri needs a full address such as http://mlflow.example:5000 (got '{uri}')"
+        )
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    if parts.scheme not in ("http", "https"):
+        return None
+    shown = parts._replace(netloc=parts.hostname + (f":{parts.port}" if parts.port else "")).geturl()
+    if not answers_http(f"{shown}/health", timeout=10):
+        raise ValueError(
+            f"the MLflow server at {shown} does not answer (GET {shown}/health failed): start it, or check "
+            "the address given to --mlflow-uri"
+        )
+    return shown
+
+
 # --------------------------------------------------------------------------- login
 def apply_start_password(say: Callable[[str], None]) -> None:
     """Add (or update) the user ``STUDIO_USER`` (default ``admin``) when ``STUDIO_PASSWORD`` is set, and
@@ -427,6 +450,7 @@ def serve(
     login: bool = False,
     app: Path | None = None,
     mlflow_ui: bool = True,
+    mlflow_uri: str | None = None,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = _say,
 ) -> int:
@@ -434,11 +458,21 @@ def serve(
 
     A login is required when ``host`` is reachable from other computers, or when ``login`` is set.
     ``app`` and ``mlflow_ui=False`` let tests start a stand-in app without the MLflow UI.
+    ``mlflow_uri`` (``--mlflow-uri``): track every run on that shared MLflow server; no local MLflow UI
+    is started and the pages link to the server's own UI.
     """
     from studio.server import auth
 
     exposed = not auth.is_loopback(host)
     login = login or exposed
+    shared_mlflow = None
+    if mlflow_uri:
+        try:
+            shared_mlflow = use_shared_mlflow(mlflow_uri)
+        except ValueError as err:
+            print(str(err), file=sys.stderr, flush=True)
+            return EXIT_USER_ERROR
+        mlflow_ui = False
     try:
         check_ports(host, port, mlflow_port if mlflow_ui else port + 1)
         apply_start_password(say)
@@ -468,7 +502,7 @@ def serve(
     mlflow_health = (
         f"http://127.0.0.1:{mlflow_internal[1]}" if mlflow_internal else url_for(host, mlflow_port)
     )
-    env = server_env(mlflow_url, login)
+    env = server_env(mlflow_url or shared_mlflow, login)
     studio = Child(
         "studio", streamlit_command(app, host, port, shown_host), logs / "streamlit.log", env, app.parent
     )
@@ -501,9 +535,10 @@ def serve(
             Addresses(
                 url_for(host, port),
                 shown_urls,
-                public_urls(host, mlflow_port)[0] if mlflow_ui else None,
+                public_urls(host, mlflow_port)[0] if mlflow_ui else shared_mlflow,
                 mlflow_health,
                 login,
+                shared=shared_mlflow is not None,
             ),
             stop,
             open_browser,
@@ -533,6 +568,7 @@ class Addresses:
     mlflow: str | None  # the MLflow UI as people open it (None: not started)
     mlflow_health: str
     login: bool
+    shared: bool = False  # ``mlflow`` is a shared MLflow server's UI (``--mlflow-uri``), not started here
 
     def ready_line(self) -> str:
         first, others = self.shown[0], self.shown[1:SHOWN_ADDRESSES]
@@ -557,7 +593,13 @@ def _watch(
     mlflow = others[0] if others else None
     started = time.monotonic()
     studio_ready = mlflow_ready = mlflow_gone = False
-    if mlflow is None:
+    if mlflow is None and addresses.shared and addresses.mlflow:
+        from studio.tracking import mlflow_ui_home_url
+
+        say(f"Runs are tracked on the shared MLflow server; its UI: {mlflow_ui_home_url(addresses.mlflow)}")
+    elif mlflow is None and addresses.shared:
+        say("Runs are tracked in the MLflow store given by --mlflow-uri; it has no web UI to link to.")
+    elif mlflow is None:
         say("The MLflow UI is not started; run pages hide its links.")
     while not stop.is_set():
         if not studio.running():

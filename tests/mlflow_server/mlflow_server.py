@@ -1,0 +1,109 @@
+"""A real ``mlflow server`` on loopback for tests: SQLite backend, proxied artifacts (``--serve-artifacts``),
+optionally the ``basic-auth`` app. Used by the shared-server tests and the Ray tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ADMIN_USER = "admin"
+ADMIN_PASSWORD = "studio-test-admin-1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class MlflowServer:
+    url: str
+    folder: Path
+    proc: subprocess.Popen
+    auth: bool
+
+    @property
+    def artifacts(self) -> Path:
+        """Where the server keeps the artifacts it proxies (``--artifacts-destination``)."""
+        return self.folder / "artifacts"
+
+    def stop(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=10)
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
+            return response.status == 200
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_mlflow_server(folder: Path, *, auth: bool = False, timeout: float = 120.0) -> MlflowServer:
+    """``mlflow server`` with a SQLite store in ``folder`` and ``--serve-artifacts`` (its own session,
+    its output in ``folder/server.log``); with ``auth`` the basic-auth app, admin ``ADMIN_USER`` /
+    ``ADMIN_PASSWORD``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    cmd = [
+        sys.executable,
+        "-m",
+        "mlflow",
+        "server",
+        "--backend-store-uri",
+        f"sqlite:///{folder}/mlflow.db",
+        "--serve-artifacts",
+        "--artifacts-destination",
+        (folder / "artifacts").as_uri(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        "1",
+    ]
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    for key in ("MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+        env.pop(key, None)
+    if auth:
+        ini = folder / "basic_auth.ini"
+        ini.write_text(
+            "[mlflow]\n"
+            "default_permission = READ\n"
+            f"database_uri = sqlite:///{folder}/basic_auth.db\n"
+            f"admin_username = {ADMIN_USER}\n"
+            f"admin_password = {ADMIN_PASSWORD}\n"
+            "authorization_function = mlflow.server.auth:authenticate_request_basic_auth\n"
+        )
+        env["MLFLOW_AUTH_CONFIG_PATH"] = str(ini)
+        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = os.urandom(16).hex()  # the auth app's CSRF key
+        cmd += ["--app-name", "basic-auth"]
+    with open(folder / "server.log", "wb") as out:
+        proc = subprocess.Popen(
+            cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+    server = MlflowServer(f"http://127.0.0.1:{port}", folder, proc, auth)
+    deadline = time.monotonic() + timeout
+    while not _answers(server.url):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            server.stop()
+            raise RuntimeError(f"mlflow server did not start:\n{(folder / 'server.log').read_text()[-3000:]}")
+        time.sleep(0.25)
+    return server
