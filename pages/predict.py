@@ -16,7 +16,8 @@ from studio.app import ui
 from studio.app.charts import metric_name
 from studio.bundle import read_bundle_info
 from studio.core.errors import StudioError
-from studio.core.spec import ARCHITECTURES, is_image_task, main_metric
+from studio.core.spec import ARCHITECTURES, main_metric
+from studio.core.tasks import task_info
 
 ui.require_app()
 
@@ -51,7 +52,7 @@ def model_option(job: jobs.Job, dataset_names: dict[str, str]) -> str:
     """``penguins · species · MLP · accuracy 94.4% (run 'brave-fox', 12 Nov)``: the data set first."""
     spec = job.spec
     dataset = dataset_names.get(spec.data.dataset_id, spec.data.dataset_id)
-    what = "pictures" if is_image_task(spec.task) else spec.data.target
+    what = task_info(spec.task).unit if task_info(spec.task).fixed_target else spec.data.target
     main = "test/" + main_metric(spec.task).split("/", 1)[1]
     score = (
         f" · {metric_name(main)} {rv.format_metric(main, job.test_metrics[main])}"

@@ -12,9 +12,9 @@ from streamlit.errors import StreamlitAPIException
 from studio import jobs, tracking
 from studio.app import charts, ui
 from studio.app import runs_view as rv
-from studio.bundle import KIND_IMAGE, KIND_TABULAR, python_snippet
+from studio.bundle import NEEDS, python_snippet
 from studio.core.errors import StudioError
-from studio.core.spec import is_image_task
+from studio.core.tasks import task_info
 
 ui.require_app()
 
@@ -183,7 +183,7 @@ def final_scores(job: jobs.Job) -> None:
     if not cards:
         st.info("This run has no test scores.")
         return
-    kept = "pictures" if is_image_task(job.spec.task) else "rows"
+    kept = task_info(job.spec.task).unit
     st.caption(f"Measured at the end on {kept} the model never saw while training: the honest estimate.")
     for column, (label, value, help_text) in zip(st.columns(len(cards)), cards, strict=True):
         column.metric(label, value, help=help_text)
@@ -243,6 +243,10 @@ def picture_results(job: jobs.Job) -> None:
     )
 
 
+KIND_RESULTS = {"image": picture_results}
+"""What the run page adds after the scores for a data kind (pictures: confusion matrix, mistakes)."""
+
+
 def model_download(job: jobs.Job) -> None:
     st.subheader("Use the model")
     try:
@@ -261,16 +265,14 @@ def model_download(job: jobs.Job) -> None:
         icon=":material/download:",
         on_click="ignore",
     )
-    pictures = is_image_task(job.spec.task)
     page_link(
         "pages/predict.py",
-        "Predict new pictures with this model" if pictures else "Predict new rows with this model",
+        f"Predict new {task_info(job.spec.task).unit} with this model",
         icon=":material/online_prediction:",
         query_params={"job": job.id},
     )
-    needs = "mlflow, torch, torchvision, pillow and pandas" if pictures else "mlflow, torch and pandas"
-    st.caption(f"To use it in your own Python code (needs only {needs} installed):")
-    kind = KIND_IMAGE if pictures else KIND_TABULAR
+    kind = task_info(job.spec.task).kind
+    st.caption(f"To use it in your own Python code (needs only {NEEDS.get(kind, 'mlflow')} installed):")
     st.code(python_snippet(name, kind=kind), language="python", wrap_lines=True)
 
 
@@ -354,8 +356,7 @@ def show_run(job_id: str) -> None:
     live_section(job)
     if job.state == jobs.SUCCEEDED:
         final_scores(job)
-        if is_image_task(spec.task):
-            picture_results(job)
+        KIND_RESULTS.get(task_info(spec.task).kind, lambda job: None)(job)
         model_download(job)
     mlflow_link(job)
     settings_section(job)

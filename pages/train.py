@@ -20,10 +20,10 @@ from studio.core.spec import (
     IMAGE_TARGET,
     PRESET_HELP,
     PRESETS,
-    TASKS,
     architectures_for,
     default_architecture,
 )
+from studio.core.tasks import task_info, tasks_for
 from studio.data import image_defaults, mirroring_changes_meaning, suggest_task
 
 TASK_LABELS = {
@@ -172,10 +172,10 @@ def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
             suggested_task = suggest_task(profile, target) if target is not None else "classification"
             task = ui.select(
                 "Task",
-                list(TASKS),
+                tasks_for("tabular"),
                 "train_task",
                 suggested_task or "classification",
-                format_func=TASK_LABELS.get,
+                format_func=lambda task: TASK_LABELS.get(task, task_info(task).title),
                 help="Classification predicts a category (e.g. a grape variety); regression predicts a "
                 "number (e.g. a price). The studio suggests one from the target column.",
             )

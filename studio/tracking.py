@@ -13,6 +13,7 @@ Conventions
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -123,7 +124,8 @@ def readable_run_name(spec: RunSpec) -> str:
     if spec.name:
         return spec.name
     from studio.core.errors import DatasetError
-    from studio.core.spec import ARCHITECTURES, is_image_task
+    from studio.core.spec import ARCHITECTURES
+    from studio.core.tasks import task_info
     from studio.data import get_dataset, load_profile
 
     try:
@@ -131,7 +133,7 @@ def readable_run_name(spec: RunSpec) -> str:
         classes = int(load_profile(spec.data.dataset_id).get("n_classes", 0))
     except (DatasetError, OSError, ValueError):  # a spec for a data set that is gone: say its id
         data_name, classes = spec.data.dataset_id, 0
-    learnt = f"{classes} classes" if is_image_task(spec.task) and classes else spec.data.target
+    learnt = f"{classes} classes" if task_info(spec.task).fixed_target and classes else spec.data.target
     network = ARCHITECTURES[spec.architecture.name].title.split(" (", 1)[0]
     return f"{data_name} · {learnt} · {network} · {time.strftime('%m-%d %H:%M')}"
 
@@ -348,3 +350,14 @@ def mlflow_ui_compare_url(base_url: str, experiment_id: str, run_ids: list[str])
     runs = quote(json.dumps(run_ids))
     experiments = quote(json.dumps([experiment_id]))
     return f"{base_url.rstrip('/')}/#/compare-runs?runs={runs}&experiments={experiments}&{MLFLOW_UI_VIEW}"
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return value

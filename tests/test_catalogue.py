@@ -13,6 +13,7 @@ import pytest
 from studio.app import forms
 from studio.core import spec
 from studio.core.spec import ARCHITECTURES, ArchitectureInfo, torchvision_architectures
+from studio.core.tasks import task_info
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -25,7 +26,7 @@ def test_every_entry_has_what_every_consumer_needs(name: str) -> None:
     assert name in registered()
     for task in info.tasks:
         assert forms.form_fields(name, task=task)
-    if spec.is_image_task(info.tasks[0]):
+    if task_info(info.tasks[0]).data_kind == "images":
         defaults = info.params_model().model_dump()
         gflops = forms.network_gflops(name, defaults, spec.auto_image_size(name, defaults, 100))
         assert math.isfinite(gflops) and gflops > 0

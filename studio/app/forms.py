@@ -27,13 +27,13 @@ from studio.core import spec as spec_module
 from studio.core import system
 from studio.core.spec import (
     ARCHITECTURES,
-    CLASSIFICATION_METRICS,
     PRESETS,
-    REGRESSION_METRICS,
     RunSpec,
     StudioModel,
+    metrics_for,
     set_dotted,
 )
+from studio.core.tasks import task_info
 from studio.data import column_profile
 
 Widget = Literal["checkbox", "select", "multiselect", "number", "text"]
@@ -99,24 +99,23 @@ def field_key(path: str, task: str = "classification") -> str:
 
     Picture tasks have keys of their own (``train__img__training__epochs``): their settings and
     defaults differ from a table's, and the session keeps both while the user switches data sets."""
-    prefix = KEY_PREFIX + ("img__" if is_image_task(task) else "")
+    kind = task_info(task).kind
+    prefix = KEY_PREFIX + KIND_KEY_PREFIXES.get(kind, f"{kind}__")
     return prefix + path.replace(".", "__")
 
 
-def is_image_task(task: str) -> bool:
-    return task in getattr(spec_module, "IMAGE_TASKS", ())
+KIND_KEY_PREFIXES = {"tabular": "", "image": "img__"}
 
 
 def metric_choices(task: str) -> tuple[str, ...]:
-    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+    return metrics_for(task)
 
 
 def not_applicable(task: str) -> frozenset[str]:
     """Spec sections and fields that do nothing for ``task``: picture settings for a table; column
     preparation and feature columns for pictures."""
-    if is_image_task(task):
-        return frozenset({"preprocessing", "data.features"})
-    return frozenset({"image"})
+    info = task_info(task)
+    return frozenset({info.unused_section} | (set() if info.uses_feature_columns else {"data.features"}))
 
 
 def form_fields(
@@ -134,7 +133,7 @@ def form_fields(
     for name, info in params_model.model_fields.items():
         key = f"{KEY_PREFIX}arch_{architecture}__{name}"
         found.append(_field(f"architecture.params.{name}", key, info, choices))
-    if is_image_task(task):  # the spec's own defaults for pictures (e.g. mixed precision on GPUs)
+    if task_info(task).spec_defaults:  # the task's own defaults (pictures: mixed precision on GPUs)
         defaults = task_defaults(task)
         found = [
             dataclasses.replace(f, default=field_value(defaults, f.path))

@@ -22,7 +22,8 @@ from studio.app.forms import SECTION_TITLES
 from studio.bundle import KIND_IMAGE
 from studio.core import settings
 from studio.core.errors import BundleError, DatasetError
-from studio.core.spec import ARCHITECTURES, RunSpec, is_image_task, main_metric, metric_mode
+from studio.core.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
+from studio.core.tasks import task_info
 from studio.core.text import as_text
 from studio.jobs import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job, format_duration
 
@@ -110,7 +111,7 @@ def state_message(job: Job) -> str:
             "training goes on."
         )
     if has_note(job):
-        kept = "pictures" if is_image_task(job.spec.task) else "rows"
+        kept = task_info(job.spec.task).unit
         return (
             f"{job.reason} The scores below and the model to download are those of that epoch, measured "
             f"on {kept} it never saw."
@@ -178,7 +179,7 @@ def test_metric_cards(test_metrics: dict[str, float], task: str) -> list[tuple[s
     """``(label, value text, help)`` for the final test scores, the task's main metric first."""
     first = "test/" + main_metric(task).split("/", 1)[1]
     keys = sorted(test_metrics, key=lambda k: (k != first, k == "test/loss", k))
-    kept = "pictures" if is_image_task(task) else "rows"
+    kept = task_info(task).unit
     cards = []
     for key in keys:
         better = "higher" if metric_mode(key) == "max" else "lower"
@@ -228,7 +229,7 @@ def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
         {"Section": "Run", "Setting": "Run name", "Value": spec.name or "(made up)"},
         {"Section": "Run", "Setting": "Task", "Value": task_words(spec.task)},
     ]
-    unused = {"preprocessing"} if is_image_task(spec.task) else {"image"}
+    unused = {task_info(spec.task).unused_section}
     for section, title in SECTION_TITLES.items():  # the Train form's own section titles
         if not section or section in unused:
             continue
@@ -250,7 +251,7 @@ def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
                     text = _choice_text(field_info, inner) if field_info else str(inner)
                     rows.append({"Section": title, "Setting": label, "Value": text})
                 continue
-            if section == "data" and name == "features" and is_image_task(spec.task):
+            if section == "data" and name == "features" and not task_info(spec.task).uses_feature_columns:
                 continue
             if section == "image" and name == "size" and value == 0:
                 text = "automatic"
@@ -268,13 +269,17 @@ def spec_table(spec: RunSpec, dataset_name: str | None = None) -> pd.DataFrame:
 
 def task_words(task: str) -> str:
     """``image_classification`` → ``Image classification``."""
-    return task.replace("_", " ").capitalize()
+    try:
+        return task_info(task).title
+    except KeyError:  # a run of a data kind this studio does not have
+        return task.replace("_", " ").capitalize()
 
 
 def what_it_learns(spec: RunSpec) -> str:
     """``predicts **price** (regression)`` or ``tells which class a picture shows``, for a run's caption."""
-    if is_image_task(spec.task):
-        return "tells which class a picture shows (image classification)"
+    info = task_info(spec.task)
+    if info.learns:
+        return f"{info.learns} ({info.title.lower()})"
     return f"predicts **{as_text(spec.data.target)}** ({spec.task})"
 
 
@@ -342,7 +347,7 @@ def model_label(job: Job) -> str:
     """``<run name> · predicts <target> · accuracy 94.4%`` for a model picker."""
     spec = job.spec
     main = "test/" + main_metric(spec.task).split("/", 1)[1]
-    what = "pictures" if is_image_task(spec.task) else f"predicts {spec.data.target}"
+    what = task_info(spec.task).unit if task_info(spec.task).fixed_target else f"predicts {spec.data.target}"
     label = f"{job.name} · {what}"
     if main in job.test_metrics:
         label += f" · {metric_name(main)} {format_metric(main, job.test_metrics[main])}"

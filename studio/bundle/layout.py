@@ -53,6 +53,13 @@ _CORE = Path(__file__).resolve().parents[1] / "core"
 _HERE = Path(__file__).resolve().parent
 
 
+NEEDS = {
+    KIND_TABULAR: "mlflow, torch and pandas",
+    KIND_IMAGE: "mlflow, torch, torchvision, pillow and pandas",
+}
+"""What a bundle of each kind needs installed to predict (beyond Python)."""
+
+
 def python_snippet(bundle_filename: str, data_filename: str = "data.csv", kind: str = KIND_TABULAR) -> str:
     """Python a user copies to predict with a downloaded bundle, with only mlflow, torch and pandas
     (and torchvision and pillow for an ``image`` bundle, whose ``data_filename`` is a picture)."""

@@ -100,7 +100,7 @@ def read_bundle_info(path_zip: str | Path) -> dict[str, Any]:
         return _read_info(zf, prefix, Path(path_zip).name)
 
 
-def _require_shared_column(expected: list[str], columns: Any) -> None:
+def require_shared_column(expected: list[str], columns: Any) -> None:
     if expected and not set(map(str, columns)) & set(expected):
         raise BundleError(
             "None of the data's columns is an input of this model (names must match exactly); "
@@ -167,7 +167,7 @@ class LoadedBundle:
         if isinstance(rows, dict):
             rows = [rows]
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
-        _require_shared_column(self.input_columns, frame.columns)
+        require_shared_column(self.input_columns, frame.columns)
         return self.model.predict(frame)
 
     def predict_images(self, pictures: list[Any], names: list[str] | None = None) -> pd.DataFrame:
@@ -256,78 +256,16 @@ def predict_csv(
 ) -> pd.DataFrame:
     """The data file's columns plus ``predicted_<target>`` (and ``probability_<class>`` per class).
 
-    Written to ``out_csv`` when given. The bundle is checked before the data is read. For an image
-    model ``data_csv`` may also be a picture, a zip of pictures or a folder of them; a CSV then needs
-    an ``image`` column of picture paths (relative to the CSV's folder or absolute).
+    Written to ``out_csv`` when given. The bundle is checked before the data is read; what the data may
+    be depends on the bundle's kind (a table for a tabular model; for an image model a picture, a zip or
+    folder of pictures, or a CSV with an ``image`` column): its data kind reads it and predicts.
     """
-    from studio.data import read_table_file
+    from studio.modalities import modality
 
     info = read_bundle_info(bundle_zip)
-    if info["kind"] == KIND_IMAGE:
-        return _predict_pictures(bundle_zip, Path(data_csv).expanduser(), out_csv)
-    frame = read_table_file(data_csv)
-    _require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)
-    with load_bundle(bundle_zip) as bundle:
-        predictions = bundle.predict(frame)
-    return _joined(frame, predictions, out_csv)
-
-
-def _joined(frame: pd.DataFrame, predictions: pd.DataFrame, out_csv: str | Path | None) -> pd.DataFrame:
-    result = frame.drop(columns=[c for c in predictions.columns if c in frame.columns]).join(predictions)
+    result = modality(info["kind"]).predict_file(Path(bundle_zip), info, Path(data_csv).expanduser())
     if out_csv is not None:
         out = Path(out_csv).expanduser()
         out.parent.mkdir(parents=True, exist_ok=True)
         result.to_csv(out, index=False)
     return result
-
-
-def _predict_pictures(bundle_zip: str | Path, data: Path, out_csv: str | Path | None) -> pd.DataFrame:
-    import pandas as pd
-
-    from studio.core.runtime import image_column
-
-    if not data.exists():
-        raise BundleError(f"There is nothing at '{data}' to predict (no such file or folder).")
-    names: list[str]
-    pictures: list[Any]
-    if data.is_dir():
-        from studio.modalities.image.ingest import named_like_picture
-
-        files = sorted(
-            p for p in data.rglob("*") if p.is_file() and named_like_picture(str(p.relative_to(data)))
-        )
-        names, pictures = [str(p.relative_to(data)) for p in files], [str(p) for p in files]
-    elif zipfile.is_zipfile(data):
-        names, pictures = _pictures_in_zip(data)
-    elif data.suffix.lower() in (".csv", ".tsv", ".txt"):
-        from studio.data import read_table_file
-
-        frame = read_table_file(data)
-        try:
-            column = image_column(frame)
-        except ValueError as err:
-            raise BundleError(str(err)) from None
-        names = [str(v) for v in frame[column]]
-        pictures = [str(v if Path(str(v)).is_absolute() else data.parent / str(v)) for v in frame[column]]
-    else:
-        names, pictures = [data.name], [str(data)]
-    if not pictures:
-        raise BundleError(f"'{data.name}' holds no pictures to predict.")
-    with load_bundle(bundle_zip) as bundle:
-        result = bundle.predict_images(pictures, names)
-    if result["error"].isna().all():
-        result = result.drop(columns=["error"])
-    return _joined(pd.DataFrame(index=result.index), result, out_csv)
-
-
-def _pictures_in_zip(path: Path) -> tuple[list[str], list[bytes]]:
-    """Every picture-named file of a zip, read in memory under the data sets' zip limits."""
-    from studio.core.errors import DatasetError
-    from studio.modalities.image.ingest import zip_pictures
-
-    try:
-        with zipfile.ZipFile(path) as zf:
-            found = list(zip_pictures(zf, path.name))
-    except DatasetError as err:
-        raise BundleError(str(err)) from None
-    return [name for name, _ in found], [data for _, data in found]

@@ -15,8 +15,8 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="the column to predict (default: the suggested one)")
     parser.add_argument(
         "--task",
-        choices=["classification", "regression", "image_classification"],
-        help="default: the suggested one",
+        help="classification, regression or image_classification (or a task of a data kind named in "
+        "STUDIO_MODALITIES); default: the suggested one",
     )
     parser.add_argument("--arch", help="architecture (default: mlp)")
     parser.add_argument("--epochs", type=int, help="most epochs to train")

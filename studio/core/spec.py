@@ -12,21 +12,18 @@ import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from studio.core.errors import SpecError
+from studio.core.tasks import all_tasks, is_task, task_info
 
-Task = Literal["classification", "regression", "image_classification"]
-TASKS: tuple[str, ...] = ("classification", "regression")
-"""The tasks of a table (the Train page's choices for a tabular data set)."""
-IMAGE_TASKS: tuple[str, ...] = ("image_classification",)
-"""The tasks of a data set of images."""
-ALL_TASKS: tuple[str, ...] = TASKS + IMAGE_TASKS
-CLASS_TASKS = ("classification", "image_classification")
 IMAGE_TARGET = "label"
 
 CLASSIFICATION_METRICS = ("val/loss", "val/accuracy", "val/f1_macro", "val/auroc")
 REGRESSION_METRICS = ("val/loss", "val/mae", "val/rmse", "val/r2")
 HIGHER_IS_BETTER = {"val/accuracy", "val/f1_macro", "val/auroc", "val/r2"}
+TABLE_TASKS = ("classification", "regression")
+"""The built-in tasks of a table (the catalogue's table networks train these)."""
 
 
 def metric_mode(metric: str) -> Literal["min", "max"]:
@@ -35,13 +32,14 @@ def metric_mode(metric: str) -> Literal["min", "max"]:
     return "max" if f"val/{name}" in HIGHER_IS_BETTER else "min"
 
 
+def metrics_for(task: str) -> tuple[str, ...]:
+    """The validation metrics a task's runs record (and early stopping may watch)."""
+    return CLASSIFICATION_METRICS if task_info(task).classes else REGRESSION_METRICS
+
+
 def main_metric(task: str) -> str:
     """The metric the pages show first and the compare view ranks by."""
-    return "val/accuracy" if task in CLASS_TASKS else "val/r2"
-
-
-def is_image_task(task: str) -> bool:
-    return task in IMAGE_TASKS
+    return "val/accuracy" if task_info(task).classes else "val/r2"
 
 
 def _extra(advanced: bool = False, **more: Any) -> dict[str, Any]:
@@ -165,7 +163,7 @@ def _torchvision(
         name=name,
         title=title,
         description=description,
-        tasks=IMAGE_TASKS,
+        tasks=("image_classification",),
         params_model=PretrainableParams,
         torchvision=True,
         pretrained_weights=weights_file,
@@ -183,14 +181,14 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
         name="mlp",
         title="Neural network (MLP)",
         description="A multi-layer perceptron with embeddings for categories; the default for tables.",
-        tasks=TASKS,
+        tasks=TABLE_TASKS,
         params_model=MLPParams,
     ),
     "linear": ArchitectureInfo(
         name="linear",
         title="Linear model",
         description="Logistic or linear regression: quick, hard to overfit, a good baseline to beat.",
-        tasks=TASKS,
+        tasks=TABLE_TASKS,
         params_model=LinearParams,
     ),
     "small_cnn": ArchitectureInfo(
@@ -198,7 +196,7 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
         title="Small CNN (from scratch)",
         description="A small convolutional network that learns from your pictures alone; fast on a CPU, best "
         "for small images (icons, digits, 32–64 px).",
-        tasks=IMAGE_TASKS,
+        tasks=("image_classification",),
         params_model=SmallCNNParams,
     ),
     "resnet18": _torchvision(
@@ -255,7 +253,13 @@ def architectures_for(task: str) -> list[str]:
 
 
 def default_architecture(task: str) -> str:
-    return "small_cnn" if is_image_task(task) else "mlp"
+    return task_info(task).default_architecture
+
+
+def register_architecture(info: ArchitectureInfo) -> ArchitectureInfo:
+    """Add a network to the catalogue (a data kind's own networks); registering a name again replaces it."""
+    ARCHITECTURES[info.name] = info
+    return info
 
 
 def auto_image_size(architecture: str, params: dict[str, Any], median_short_side: float | None) -> int:
@@ -618,18 +622,12 @@ class RunSpec(StudioModel):
         title="Run name",
         description="A readable name for this run; one is made up when empty.",
     )
-    task: Task = Field(
+    task: str = Field(
         ...,
         title="Task",
         description="'classification' predicts a category; 'regression' predicts a number; "
         "'image_classification' tells which class a picture shows.",
-        json_schema_extra=_extra(
-            labels={
-                "classification": "Classification",
-                "regression": "Regression",
-                "image_classification": "Image classification",
-            }
-        ),
+        json_schema_extra=_extra(),
     )
     data: DataSpec
     preprocessing: PreprocessingSpec = Field(default_factory=PreprocessingSpec)
@@ -644,30 +642,39 @@ class RunSpec(StudioModel):
     early_stopping: EarlyStoppingSpec = Field(default_factory=EarlyStoppingSpec)
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, task: str) -> str:
+        if not is_task(task):
+            raise PydanticCustomError("unknown_task", "unknown task")
+        return task
+
     @model_validator(mode="before")
     @classmethod
-    def _image_defaults(cls, data: Any) -> Any:
-        """Image specs need less: the target is the folder name ('label'), the network defaults to the
-        small CNN, and precision to bfloat16 mixed (used on GPUs only; CPUs train in 32-bit)."""
-        if not isinstance(data, dict) or data.get("task") not in IMAGE_TASKS:
+    def _task_defaults(cls, data: Any) -> Any:
+        """A task's own defaults: pictures need less (the target is the folder name, 'label'; the
+        network defaults to the small CNN, and precision to bfloat16 mixed, used on GPUs only)."""
+        if not isinstance(data, dict) or not is_task(data.get("task")):
             return data
+        info = task_info(data["task"])
         data = dict(data)
         section = data.get("data")
-        if isinstance(section, dict) and not section.get("target"):
-            data["data"] = {**section, "target": IMAGE_TARGET}
+        if info.fixed_target and isinstance(section, dict) and not section.get("target"):
+            data["data"] = {**section, "target": info.fixed_target}
         arch = data.get("architecture")
         if arch is None:
-            data["architecture"] = {"name": default_architecture(data["task"])}
+            data["architecture"] = {"name": info.default_architecture}
         elif isinstance(arch, dict) and "name" not in arch:
-            data["architecture"] = {**arch, "name": default_architecture(data["task"])}
-        training = data.get("training", {})
-        if isinstance(training, dict) and "precision" not in training:
-            data["training"] = {**training, "precision": "bf16-mixed"}
+            data["architecture"] = {**arch, "name": info.default_architecture}
+        for name, defaults in info.spec_defaults.items():
+            given = data.get(name, {})
+            if isinstance(given, dict):
+                data[name] = {**defaults, **given}
         return data
 
     @model_validator(mode="after")
     def _consistent(self) -> RunSpec:
-        allowed = CLASSIFICATION_METRICS if self.task in CLASS_TASKS else REGRESSION_METRICS
+        allowed = metrics_for(self.task)
         if self.early_stopping.metric not in allowed:
             raise ValueError(
                 f"the metric to watch for early stopping, '{self.early_stopping.metric}', does not fit "
@@ -680,8 +687,8 @@ class RunSpec(StudioModel):
             )
         if self.data.features is not None and self.data.target in self.data.features:
             raise ValueError(f"the feature columns must not contain the target column '{self.data.target}'")
-        if is_image_task(self.task) and self.data.features is not None:
-            raise ValueError("feature columns do not apply to pictures; leave them empty")
+        if not task_info(self.task).uses_feature_columns and self.data.features is not None:
+            raise ValueError(f"feature columns do not apply to {task_info(self.task).unit}; leave them empty")
         return self
 
     # ---- round trips
@@ -768,7 +775,8 @@ def flatten(spec: RunSpec) -> dict[str, str]:
     """The spec as flat ``section.field`` → text pairs (MLflow params). Sections that do not apply to
     the task (image settings of a table, column preparation of images) are left out."""
     out: dict[str, str] = {}
-    unused = "preprocessing" if is_image_task(spec.task) else "image"
+    info = task_info(spec.task)
+    unused = info.unused_section
 
     def walk(prefix: str, value: Any) -> None:
         if isinstance(value, dict):
@@ -781,7 +789,7 @@ def flatten(spec: RunSpec) -> dict[str, str]:
 
     data = spec.model_dump(mode="json")
     data.pop(unused, None)
-    if is_image_task(spec.task):
+    if not info.uses_feature_columns:
         data["data"].pop("features", None)
     walk("", data)
     return out
@@ -809,6 +817,25 @@ def apply_preset(spec: RunSpec, preset: str) -> RunSpec:
 # --------------------------------------------------------------------------- messages
 def _loc(loc: tuple[Any, ...]) -> str:
     return ".".join(str(part) for part in loc if not isinstance(part, int)) or "spec"
+
+
+def _unknown_task(shown: str) -> str:
+    """"task must be one of 'classification' or 'regression' (got 'x'); for a data set of images use
+    'image_classification'": the tasks of tables first, then those of each other kind of data."""
+    by_data: dict[str, list[str]] = {}
+    units: dict[str, str] = {}
+    for name, info in all_tasks().items():
+        by_data.setdefault(info.data_kind, []).append(f"'{name}'")
+        units[info.data_kind] = info.unit
+
+    def either(names: list[str]) -> str:
+        return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+
+    first = by_data.pop("tabular", [])
+    text = f"task must be one of {either(first)}{shown}"
+    for data_kind, names in by_data.items():
+        text += f"; for a data set of {units[data_kind]} use {either(names)}"
+    return text
 
 
 def _allowed(error: dict[str, Any]) -> str:
@@ -859,11 +886,8 @@ def describe_validation_error(err: ValidationError, prefix: str = "", header: bo
         )
         if error["type"] == "value_error":
             parts.append(_allowed(error) if field == "spec" else f"{field}: {_allowed(error)}")
-        elif error["type"] == "literal_error" and field == "task":
-            parts.append(
-                f"task must be one of 'classification' or 'regression'{shown}; "
-                "for a data set of images use 'image_classification'"
-            )
+        elif error["type"] == "unknown_task":
+            parts.append(_unknown_task(shown))
         else:
             parts.append(f"{field} {_allowed(error)}{shown}")
     text = "; ".join(parts)

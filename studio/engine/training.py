@@ -14,16 +14,15 @@ EpochCheckpoint``); a run that stopped (worker killed, machine restarted, cancel
 in the same MLflow run (``resume_run_id``) and ends exactly as a straight run. Running out of memory is
 retried once from there with half the batch and two accumulated mini-batches per step.
 
-Tables and pictures share everything but their data, network and bundle: the task picks the
-DataModule (``TabularDataModule`` / ``ImageDataModule``) and LightningModule; the Lightning loop, the
-callbacks, MLflow logging and the cancel/fail handling are the same code. An image run also logs the
-test split's confusion matrix and predictions (the Runs page reads them back).
+Every kind of data shares this loop: the task's data kind (``studio.modalities``, looked up once in
+:func:`_prepare`) checks the data and builds the DataModule, the LightningModule, the tags it adds,
+what it logs after testing (pictures: the confusion matrix) and its bundle; the Lightning loop, the
+callbacks, MLflow logging, checkpoints, retries and the cancel/fail handling are the same code.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import functools
 import logging
 import math
@@ -32,7 +31,6 @@ import shutil
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +38,8 @@ from typing import Any
 from studio import tracking
 from studio.core.errors import StudioError, TrainingError
 from studio.core.settings import studio_home
-from studio.core.spec import OptimizerSpec, RunSpec, is_image_task, metric_mode
+from studio.core.spec import OptimizerSpec, RunSpec, metric_mode
+from studio.core.tasks import DATA_KINDS, task_info, tasks_for
 
 
 class TrainingCancelled(StudioError):
@@ -271,12 +270,16 @@ class CheckpointSpaceError(TrainingError):
 
 @dataclass
 class _Prepared:
-    """The data and the fit function of one attempt (a retry prepares them again)."""
+    """One attempt's data and model recipe from the task's data kind (a retry prepares them again)."""
 
-    data: Any
-    fit: Callable[..., TrainResult]
+    trainee: Any
+    """What the data kind prepared: a :class:`studio.modalities.base.Prepared`."""
     kind: str
     plan: DevicePlan
+
+    @property
+    def data(self) -> Any:
+        return self.trainee.data
 
 
 @dataclass
@@ -461,10 +464,9 @@ def _fit_with_retry(
     while True:
         batch_size = int(prepared.data.batch_size)
         try:
-            return prepared.fit(
+            return _fit_and_log(
                 spec,
-                prepared.data,
-                prepared.plan,
+                prepared,
                 run_id,
                 experiment_id,
                 hooks,
@@ -506,38 +508,32 @@ def _fit_with_retry(
 
 
 def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DevicePlan) -> _Prepared:
-    """Seed, then build the DataModule (and for pictures the network): the same start every attempt."""
+    """Seed, then let the task's data kind check the data and build the DataModule (and for pictures
+    the network): the same start every attempt."""
     import torch
 
-    torch.manual_seed(spec.data.seed)
-    if is_image_task(spec.task):
-        data, net = _prepare_images(spec, dataset, profile)  # checks weights and pictures before a run exists
-        return _Prepared(
-            data, functools.partial(_fit_and_log_images, net=net), "image", image_device_plan(plan)
-        )
-    from studio.data import load_table
-    from studio.modalities.tabular.ingest import out_of_range_to_missing
-    from studio.modalities.tabular.prepare import table_data_module
+    from studio.modalities import modality_for
 
-    frame = load_table(dataset.id)
-    out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
-    # TabularDataModule validates target, task and features before a run exists.
-    return _Prepared(table_data_module(frame, profile, spec), _fit_and_log, "tabular", plan)
+    torch.manual_seed(spec.data.seed)
+    kind = modality_for(spec.task)
+    return _Prepared(kind.prepare(spec, dataset, profile), kind.name, kind.device_plan(plan))
 
 
 def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
-    from studio.data import KIND_IMAGES
-
-    images = dataset.kind == KIND_IMAGES
-    if is_image_task(spec.task) and not images:
-        raise TrainingError(
-            f"Data set '{dataset.id}' is a table; image classification needs a zip of picture folders. "
-            "Choose 'classification' or 'regression' for a table."
-        )
-    if images and not is_image_task(spec.task):
-        raise TrainingError(
-            f"Data set '{dataset.id}' holds pictures; choose the task 'image_classification' to train on it."
-        )
+    """The data set is of the kind the task trains on (a table for classification, pictures for image
+    classification), else a sentence saying which tasks fit it."""
+    info = task_info(spec.task)
+    if dataset.kind == info.data_kind:
+        return
+    fitting = tasks_for(dataset.kind)
+    what = DATA_KINDS.get(dataset.kind, (f"holds {dataset.kind} data", ""))[0]
+    if info.data_kind == "tabular" and len(fitting) == 1:
+        raise TrainingError(f"Data set '{dataset.id}' {what}; choose the task '{fitting[0]}' to train on it.")
+    choices = " or ".join(f"'{t}'" for t in fitting) or "another task"
+    raise TrainingError(
+        f"Data set '{dataset.id}' {what}; {info.title.lower()} needs "
+        f"{DATA_KINDS.get(info.data_kind, ('', info.data_kind))[1]}. Choose {choices} for it."
+    )
 
 
 def _log_run_inputs(
@@ -556,7 +552,7 @@ def _log_run_inputs(
     session.new_run = False
     mlflow_client = tracking.client()
     mlflow_client.log_text(run_id, spec.to_json(), tracking.SPEC_ARTIFACT)
-    mlflow_client.log_dict(run_id, json_safe(profile), tracking.PROFILE_ARTIFACT)
+    mlflow_client.log_dict(run_id, tracking.json_safe(profile), tracking.PROFILE_ARTIFACT)
     tags = {
         tracking.TAG_DEVICE: plan.description,
         tracking.TAG_ROWS: str(data.sizes),
@@ -567,8 +563,7 @@ def _log_run_inputs(
 
 def _fit_and_log(
     spec: RunSpec,
-    data: Any,
-    plan: DevicePlan,
+    prepared: _Prepared,
     run_id: str,
     experiment_id: str,
     hooks: TrainHooks,
@@ -578,48 +573,21 @@ def _fit_and_log(
     *,
     session: _Session,
 ) -> TrainResult:
-    from lightning_modules.registry import TabularShape, build_network
-    from lightning_modules.tabular.module import TabularLightningModule
-
-    _log_run_inputs(
-        session,
-        run_id,
-        spec,
-        profile,
-        plan,
-        data,
-        {tracking.TAG_IGNORED_COLUMNS: ", ".join(data.plan.ignored) or "none"},
+    """One attempt: log what the run was given, fit and test, let the data kind log what it adds and
+    write its bundle, end the run FINISHED."""
+    trainee, data, plan = prepared.trainee, prepared.data, prepared.plan
+    _log_run_inputs(session, run_id, spec, profile, plan, data, trainee.run_tags(plan.precision))
+    module = trainee.lightning_module(
+        spec, session.optimizer_steps_per_epoch(data.steps_per_epoch), session.accumulate
     )
-
-    shape = TabularShape(data.preprocessor.n_numeric, data.preprocessor.cardinalities, data.n_out)
-    net = build_network(spec.architecture.name, spec.architecture.params, shape)
-    monitor = spec.early_stopping.metric
-    steps_per_epoch = session.optimizer_steps_per_epoch(data.steps_per_epoch)
-    module = TabularLightningModule(
-        net,
-        spec.task,
-        data.n_out,
-        spec.optimizer,
-        spec.scheduler,
-        monitor,
-        spec.training.epochs,
-        target_mean=data.target_state.get("mean", 0.0),
-        target_std=data.target_state.get("std", 1.0),
-        batch_size=data.batch_size,
-        steps_per_epoch=steps_per_epoch,
-        gradient_clip=spec.training.gradient_clip,
-        accumulate=session.accumulate,
-    )
-
     run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session)
-    test_metrics = run.test_metrics
-    bundle_path = _write_bundle(
-        session.asked or spec, data, module, profile, test_metrics, run_id, bundle_out
-    )
+    trainee.after_test(run_id, spec, module)
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        path = trainee.write_bundle(Path(tmp), session.asked or spec, module, run.test_metrics)
+        bundle_path = _publish_bundle(path, run_id, bundle_out)
     _end_finished(run_id, run.note, session)
     result = run.result(run_id, experiment_id, bundle_path, data.sizes["train"], session)
-    result.ignored_columns = dict(data.plan.ignored)
-    result.dropped_rows = data.dropped_rows
+    trainee.add_to_result(result)
     return result
 
 
@@ -836,7 +804,7 @@ def best_epoch_is_usable(best: Any, task: str, class_shares: list[float]) -> boo
     if best.best_epoch is None or not best.best_state_is_finite():
         return False
     metrics = best.best_metrics
-    if task == "regression":
+    if not task_info(task).classes:
         r2 = metrics.get("val/r2", math.nan)
         return math.isfinite(r2) and r2 > 0.0
     accuracy = metrics.get("val/accuracy", math.nan)
@@ -881,180 +849,6 @@ def _plain_runtime_error(err: RuntimeError) -> Exception:
     return err
 
 
-def _write_bundle(
-    spec: RunSpec,
-    data: Any,
-    module: Any,
-    profile: dict[str, Any],
-    test_metrics: dict[str, float],
-    run_id: str,
-    bundle_out: str | Path | None,
-) -> Path | None:
-    from studio.bundle import write_tabular_bundle
-
-    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
-        path = write_tabular_bundle(
-            Path(tmp) / "model.zip",
-            spec=spec,
-            preprocessing=data.preprocessor.state,
-            target=data.target_state,
-            network_config=dict(module.net.config),
-            state_dict={k: v.detach().cpu() for k, v in module.net.state_dict().items()},
-            sample_rows=data.frame.iloc[data.test_idx[:5]].drop(columns=[spec.data.target]),
-            metrics=test_metrics,
-        )
-        return _publish_bundle(path, run_id, bundle_out)
-
-
-# --------------------------------------------------------------------------- pictures
-def image_device_plan(plan: DevicePlan) -> DevicePlan:
-    """Pictures train in 32-bit on a CPU (16-bit convolutions are slower there) and, on a GPU, in the
-    spec's precision (mixed bfloat16 by default for images), falling back to float16 mixed precision on
-    GPUs without bfloat16."""
-    import torch
-
-    if plan.accelerator == "cpu":
-        return dataclasses.replace(plan, precision="32-true")
-    if plan.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
-        return dataclasses.replace(plan, precision="16-mixed")
-    return plan
-
-
-def _prepare_images(spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> tuple[Any, Any]:
-    """The DataModule (split, uint8 cache) and the network (pretrained weights read from the cache)."""
-    from lightning_modules.image.data import ImageDataModule
-    from lightning_modules.registry import ImageShape, build_network
-    from studio.core.pretrained import check_weights
-    from studio.data import load_table
-
-    check_weights(spec.architecture.name, spec.architecture.params)  # before decoding thousands of pictures
-    data = ImageDataModule(dataset.path, load_table(dataset.id), profile, spec)
-    net = build_network(spec.architecture.name, spec.architecture.params, ImageShape(data.n_classes))
-    return data, net
-
-
-def _fit_and_log_images(
-    spec: RunSpec,
-    data: Any,
-    plan: DevicePlan,
-    run_id: str,
-    experiment_id: str,
-    hooks: TrainHooks,
-    bundle_out: str | Path | None,
-    progress_bar: bool,
-    profile: dict[str, Any],
-    *,
-    net: Any,
-    session: _Session,
-) -> TrainResult:
-    import torch
-
-    from lightning_modules.image.module import ImageLightningModule
-    from lightning_modules.image.networks import frozen_norms, network_config, trainable_share
-
-    _log_run_inputs(
-        session,
-        run_id,
-        spec,
-        profile,
-        plan,
-        data,
-        {
-            tracking.TAG_IMAGE_SIZE: str(data.image_size),
-            tracking.TAG_PRECISION: plan.precision,
-            tracking.TAG_TRAINABLE_SHARE: f"{trainable_share(net):.4f}",
-        },
-    )
-    net = net.to(
-        memory_format=torch.channels_last
-    )  # as the DataModule's batches (see on_after_batch_transfer)
-    module = ImageLightningModule(
-        net,
-        data.n_classes,
-        spec.optimizer,
-        spec.scheduler,
-        spec.early_stopping.metric,
-        spec.training.epochs,
-        steps_per_epoch=session.optimizer_steps_per_epoch(data.steps_per_epoch),
-        gradient_clip=spec.training.gradient_clip,
-        frozen=frozen_norms(net),
-        accumulate=session.accumulate,
-    )
-    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session)
-    _log_test_predictions(run_id, spec, data, module)
-    bundle_path = _write_image_bundle(
-        session.asked or spec,
-        data,
-        network_config(spec.architecture.name, spec.architecture.params, data.n_classes),
-        module,
-        run.test_metrics,
-        run_id,
-        bundle_out,
-    )
-    _end_finished(run_id, run.note, session)
-    return run.result(run_id, experiment_id, bundle_path, data.sizes["train"], session)
-
-
-def _log_test_predictions(run_id: str, spec: RunSpec, data: Any, module: Any) -> None:
-    """The test split's confusion matrix and per-picture predictions, for the run page."""
-    import numpy as np
-    import torch
-
-    from studio.tracking import CONFUSION_ARTIFACT, PREDICTIONS_ARTIFACT
-
-    if not module.test_probabilities:
-        return
-    probabilities = torch.cat(module.test_probabilities).float().numpy()
-    predicted = probabilities.argmax(axis=1)
-    truth = data.label_ids[data.test_idx]
-    k = data.n_classes
-    matrix = np.zeros((k, k), dtype=np.int64)
-    np.add.at(matrix, (truth, predicted), 1)
-    classes = data.classes
-    rows = [
-        {
-            "image": data.relative_paths[index],
-            "source": data.sources[index],
-            "label": classes[truth[j]],
-            "predicted": classes[predicted[j]],
-            "probability": round(float(probabilities[j, predicted[j]]), 6),
-            "probabilities": [round(float(v), 6) for v in probabilities[j]],
-        }
-        for j, index in enumerate(data.test_idx)
-    ]
-    mlflow_client = tracking.client()
-    mlflow_client.log_dict(run_id, {"classes": classes, "matrix": matrix.tolist()}, CONFUSION_ARTIFACT)
-    mlflow_client.log_dict(
-        run_id,
-        json_safe({"dataset_id": spec.data.dataset_id, "classes": classes, "rows": rows}),
-        PREDICTIONS_ARTIFACT,
-    )
-
-
-def _write_image_bundle(
-    spec: RunSpec,
-    data: Any,
-    network_config: dict[str, Any],
-    module: Any,
-    test_metrics: dict[str, float],
-    run_id: str,
-    bundle_out: str | Path | None,
-) -> Path | None:
-    from studio.bundle import write_image_bundle
-
-    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
-        path = write_image_bundle(
-            Path(tmp) / "model.zip",
-            spec=spec,
-            classes=data.classes,
-            preprocessing=data.preprocessing,
-            network_config=network_config,
-            state_dict={k: v.detach().cpu() for k, v in module.net.state_dict().items()},
-            metrics=test_metrics,
-        )
-        return _publish_bundle(path, run_id, bundle_out)
-
-
 def _publish_bundle(path: Path, run_id: str, bundle_out: str | Path | None) -> Path | None:
     """Log the bundle to the run and copy it to ``bundle_out`` (if given)."""
     tracking.client().log_artifact(run_id, str(path), os.path.dirname(tracking.BUNDLE_ARTIFACT))
@@ -1065,14 +859,3 @@ def _publish_bundle(path: Path, run_id: str, bundle_out: str | Path | None) -> P
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(path.read_bytes())
     return out
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN or infinite float replaced by ``None`` (JSON has no such numbers)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(item) for item in value]
-    return value

@@ -1,0 +1,45 @@
+"""Data kinds: one package per kind of data (``tabular``, ``image``), each a :class:`Modality`.
+
+``MODALITIES`` maps a kind's name to its implementation; :func:`modality_for` finds the one that trains
+a task (from :mod:`studio.core.tasks`). Adding a kind is a package with a ``Modality`` plus one
+:func:`register` line here (kinds that do not ship with the studio register themselves from a module
+named in ``STUDIO_MODALITIES``). The kinds' own modules are imported on first use, so importing this
+package stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from studio.core.tasks import load_plugins, task_info
+
+if TYPE_CHECKING:
+    from studio.modalities.base import Modality
+
+MODALITIES: dict[str, Modality] = {}
+_BUILTIN = {
+    "tabular": "studio.modalities.tabular.modality",
+    "image": "studio.modalities.image.modality",
+}
+
+
+def register(modality: Modality) -> Modality:
+    """Make ``modality`` the implementation of the data kind ``modality.name``."""
+    MODALITIES[modality.name] = modality
+    return modality
+
+
+def modality(kind: str) -> Modality:
+    """The implementation of data kind ``kind`` (``tabular``, ``image`` or a registered one)."""
+    if kind not in MODALITIES and kind in _BUILTIN:
+        importlib.import_module(_BUILTIN[kind])  # registers itself
+    load_plugins()
+    if kind not in MODALITIES:
+        raise KeyError(f"no data kind named {kind!r}; known: {', '.join(sorted({*_BUILTIN, *MODALITIES}))}")
+    return MODALITIES[kind]
+
+
+def modality_for(task: str) -> Modality:
+    """The data kind that trains ``task``."""
+    return modality(task_info(task).kind)

@@ -221,8 +221,8 @@ def test_predicting_from_a_lying_zip_stops_at_the_limit_with_little_memory(
 
 
 def test_predicting_from_a_lying_zip_on_the_cli_is_refused(bomb: Path) -> None:
-    from studio.bundle.reader import _pictures_in_zip
     from studio.core.errors import BundleError
+    from studio.modalities.image.modality import pictures_in_zip as _pictures_in_zip
 
     with pytest.raises(BundleError, match=LIE):
         _pictures_in_zip(bomb)

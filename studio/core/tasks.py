@@ -1,0 +1,128 @@
+"""What each task is, in one table: which data kind trains it, on which stored data, with which words.
+
+A *task* is what the run spec's ``task`` field names (``classification``, ``regression``,
+``image_classification``); a *data kind* (``tabular``, ``image``) is the package under
+``studio/modalities/`` that trains it. Everything the spec, the pages and the CLI need to know about a
+task without importing a data kind's code (torch, Lightning) is a :class:`TaskInfo` here: the spec
+validates against it, the Train form picks its choices from it, the pages take their words from it.
+
+Adding a data kind registers its tasks with :func:`register_task` (and its networks in the catalogue,
+:func:`studio.core.spec.register_architecture`) and its :class:`~studio.modalities.base.Modality` with
+:func:`studio.modalities.register`. Kinds that do not ship with the studio are modules named in
+``STUDIO_MODALITIES`` (comma-separated import paths); they are imported the first time a task is looked
+up, in every process (pages, CLI, workers), so a job of such a kind runs wherever the studio runs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+PLUGINS_ENV = "STUDIO_MODALITIES"
+
+DATA_KINDS = {
+    # store kind -> (what a data set of it is, what a task trained on it needs)
+    "tabular": ("is a table", "a table (a CSV file)"),
+    "images": ("holds pictures", "a zip of picture folders"),
+}
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    name: str
+    """The spec's ``task`` value."""
+    kind: str
+    """The data kind that trains it: a key of ``studio.modalities.MODALITIES``, and the bundle's kind."""
+    title: str
+    """For people: "Image classification"."""
+    classes: bool
+    """Predicts a category (accuracy, F1, AUROC) rather than a number (MAE, RMSE, R²)."""
+    data_kind: str
+    """The stored data sets it trains on (``tabular`` or ``images``, as ``DatasetInfo.kind``)."""
+    default_architecture: str
+    """The catalogue network a new spec of this task starts with."""
+    unit: str = "rows"
+    """What one example is called on the pages ("rows", "pictures")."""
+    unused_section: str = "image"
+    """The spec section that does not apply (left out of the form, the run page and MLflow params)."""
+    uses_feature_columns: bool = True
+    """Its inputs are columns of a table that the user may pick."""
+    fixed_target: str | None = None
+    """The target is always this (pictures: the folder name, ``label``) rather than a chosen column."""
+    learns: str | None = None
+    """What a model of it does, for captions ("tells which class a picture shows"); ``None``: it
+    predicts the target column."""
+    spec_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Defaults of its own for spec sections (pictures: mixed bfloat16 precision on GPUs)."""
+
+
+_TASKS: dict[str, TaskInfo] = {}
+_lock = threading.Lock()
+_plugins_loaded: set[str] = set()
+
+
+def register_task(info: TaskInfo) -> TaskInfo:
+    """Make ``info.name`` a valid task everywhere (spec, form, CLI). Registering it again replaces it."""
+    _TASKS[info.name] = info
+    return info
+
+
+for _builtin in (
+    TaskInfo("classification", "tabular", "Classification", True, "tabular", "mlp"),
+    TaskInfo("regression", "tabular", "Regression", False, "tabular", "mlp"),
+    TaskInfo(
+        "image_classification",
+        "image",
+        "Image classification",
+        True,
+        "images",
+        "small_cnn",
+        unit="pictures",
+        unused_section="preprocessing",
+        uses_feature_columns=False,
+        fixed_target="label",
+        learns="tells which class a picture shows",
+        spec_defaults={"training": {"precision": "bf16-mixed"}},
+    ),
+):
+    register_task(_builtin)
+
+
+def load_plugins() -> None:
+    """Import the modules named in ``STUDIO_MODALITIES`` (once each): they register their data kinds."""
+    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    with _lock:
+        for name in names:
+            if name in _plugins_loaded:
+                continue
+            _plugins_loaded.add(name)
+            importlib.import_module(name)
+
+
+def all_tasks() -> dict[str, TaskInfo]:
+    load_plugins()
+    return dict(_TASKS)
+
+
+def is_task(task: Any) -> bool:
+    return isinstance(task, str) and task in all_tasks()
+
+
+def task_info(task: str) -> TaskInfo:
+    """The task's description; ``KeyError`` naming the known tasks when there is none."""
+    tasks = all_tasks()
+    if task not in tasks:
+        raise KeyError(f"unknown task {task!r}; known: {', '.join(tasks)}")
+    return tasks[task]
+
+
+def tasks_for(data_kind: str) -> list[str]:
+    """The tasks a stored data set of this kind can train, in registration order."""
+    return [name for name, info in all_tasks().items() if info.data_kind == data_kind]
+
+
+def class_tasks() -> list[str]:
+    return [name for name, info in all_tasks().items() if info.classes]

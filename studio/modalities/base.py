@@ -1,0 +1,59 @@
+"""The data-kind seam: what the engine, the bundle reader and the CLI ask of a kind of data.
+
+A data kind (``tabular``, ``image``; text would be next) is one package under ``studio/modalities/``
+holding its ingest and profile, the preparation that turns a stored data set into a Lightning
+DataModule, the choice of LightningModule and network (their code lives in ``lightning_modules/<kind>/``),
+its bundle flavour and its prediction. The engine (:func:`studio.engine.training.train`) looks the kind
+up once, ``modality_for(spec.task)``, and calls only what is declared here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from studio.core.spec import RunSpec
+
+
+@runtime_checkable
+class Prepared(Protocol):
+    """One attempt's data and model recipe (a retry after running out of memory prepares again)."""
+
+    data: Any
+    """The LightningDataModule, with ``sizes`` (rows per split), ``batch_size`` and ``steps_per_epoch``."""
+
+    def run_tags(self, precision: str) -> dict[str, str]:
+        """MLflow tags saying what this kind did with the data (e.g. columns left out, picture size)."""
+
+    def lightning_module(self, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
+        """The LightningModule to fit, with ``net`` (the network the bundle keeps) and ``test_results``."""
+
+    def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
+        """Log what the run page shows beyond the curves (e.g. the pictures' confusion matrix)."""
+
+    def write_bundle(self, folder: Path, spec: RunSpec, module: Any, metrics: dict[str, float]) -> Path:
+        """Write the model bundle (a zip under ``folder``) that predicts without the studio."""
+
+    def add_to_result(self, result: Any) -> None:
+        """Fill in this kind's parts of the :class:`~studio.engine.training.TrainResult`."""
+
+
+@runtime_checkable
+class Modality(Protocol):
+    name: str
+    """The kind's name: ``TaskInfo.kind``, the MLflow tag ``studio.kind`` and the bundle's ``kind``."""
+
+    def device_plan(self, plan: Any) -> Any:
+        """The device plan this kind trains with (pictures: 32-bit on a CPU), from the spec's."""
+
+    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> Prepared:
+        """Check the data (and the network's weights) and build the DataModule, before a run exists.
+        Raises :class:`~studio.core.errors.StudioError` with a plain sentence for what the user can fix."""
+
+    def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
+        """Predictions of the bundle at ``bundle_zip`` (its checked info: ``info``) for a file, folder or
+        zip of this kind's inputs: the inputs' columns, then the prediction columns. The data is checked
+        before the bundle is loaded."""

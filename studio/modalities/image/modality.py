@@ -1,0 +1,192 @@
+"""The image data kind: pictures in, the class each shows out (``image_classification``). Ingest of
+picture zips is ``ingest`` here; the Lightning code (DataModule with its uint8 cache, LightningModule,
+pretrained networks) is ``lightning_modules.image``, and the networks and picture reading shipped in
+bundles ``studio.core.runtime`` and ``studio.core.image_io``."""
+
+from __future__ import annotations
+
+import dataclasses
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from studio import tracking
+from studio.core.errors import BundleError
+from studio.core.spec import RunSpec
+from studio.modalities import register
+
+
+@dataclass
+class PreparedPictures:
+    data: Any
+    net: Any
+
+    def run_tags(self, precision: str) -> dict[str, str]:
+        from lightning_modules.image.networks import trainable_share
+
+        return {
+            tracking.TAG_IMAGE_SIZE: str(self.data.image_size),
+            tracking.TAG_PRECISION: precision,
+            tracking.TAG_TRAINABLE_SHARE: f"{trainable_share(self.net):.4f}",
+        }
+
+    def lightning_module(self, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
+        import torch
+
+        from lightning_modules.image.module import ImageLightningModule
+        from lightning_modules.image.networks import frozen_norms
+
+        net = self.net.to(memory_format=torch.channels_last)  # as the DataModule's batches
+        return ImageLightningModule(
+            net,
+            self.data.n_classes,
+            spec.optimizer,
+            spec.scheduler,
+            spec.early_stopping.metric,
+            spec.training.epochs,
+            steps_per_epoch=steps_per_epoch,
+            gradient_clip=spec.training.gradient_clip,
+            frozen=frozen_norms(net),
+            accumulate=accumulate,
+        )
+
+    def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
+        """The test split's confusion matrix and per-picture predictions, for the run page."""
+        import numpy as np
+        import torch
+
+        if not module.test_probabilities:
+            return
+        data = self.data
+        probabilities = torch.cat(module.test_probabilities).float().numpy()
+        predicted = probabilities.argmax(axis=1)
+        truth = data.label_ids[data.test_idx]
+        k = data.n_classes
+        matrix = np.zeros((k, k), dtype=np.int64)
+        np.add.at(matrix, (truth, predicted), 1)
+        classes = data.classes
+        rows = [
+            {
+                "image": data.relative_paths[index],
+                "source": data.sources[index],
+                "label": classes[truth[j]],
+                "predicted": classes[predicted[j]],
+                "probability": round(float(probabilities[j, predicted[j]]), 6),
+                "probabilities": [round(float(v), 6) for v in probabilities[j]],
+            }
+            for j, index in enumerate(data.test_idx)
+        ]
+        mlflow_client = tracking.client()
+        mlflow_client.log_dict(
+            run_id, {"classes": classes, "matrix": matrix.tolist()}, tracking.CONFUSION_ARTIFACT
+        )
+        mlflow_client.log_dict(
+            run_id,
+            tracking.json_safe({"dataset_id": spec.data.dataset_id, "classes": classes, "rows": rows}),
+            tracking.PREDICTIONS_ARTIFACT,
+        )
+
+    def write_bundle(self, folder: Path, spec: RunSpec, module: Any, metrics: dict[str, float]) -> Path:
+        from lightning_modules.image.networks import network_config
+        from studio.bundle.writer import write_image_bundle
+
+        data = self.data
+        return write_image_bundle(
+            folder / "model.zip",
+            spec=spec,
+            classes=data.classes,
+            preprocessing=data.preprocessing,
+            network_config=network_config(spec.architecture.name, spec.architecture.params, data.n_classes),
+            state_dict={k: v.detach().cpu() for k, v in module.net.state_dict().items()},
+            metrics=metrics,
+        )
+
+    def add_to_result(self, result: Any) -> None:
+        return None
+
+
+class ImageModality:
+    name = "image"
+
+    def device_plan(self, plan: Any) -> Any:
+        """Pictures train in 32-bit on a CPU (16-bit convolutions are slower there) and, on a GPU, in the
+        spec's precision (mixed bfloat16 by default for images), falling back to float16 mixed precision
+        on GPUs without bfloat16."""
+        import torch
+
+        if plan.accelerator == "cpu":
+            return dataclasses.replace(plan, precision="32-true")
+        if plan.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+            return dataclasses.replace(plan, precision="16-mixed")
+        return plan
+
+    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> PreparedPictures:
+        """The DataModule (split, uint8 cache) and the network (pretrained weights read from the cache),
+        the weights checked before thousands of pictures are decoded."""
+        from lightning_modules.image.data import ImageDataModule
+        from lightning_modules.registry import ImageShape, build_network
+        from studio.core.pretrained import check_weights
+        from studio.data import load_table
+
+        check_weights(spec.architecture.name, spec.architecture.params)
+        data = ImageDataModule(dataset.path, load_table(dataset.id), profile, spec)
+        net = build_network(spec.architecture.name, spec.architecture.params, ImageShape(data.n_classes))
+        return PreparedPictures(data, net)
+
+    def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
+        """``data`` may be a picture, a folder or a zip of pictures, or a CSV with an ``image`` column of
+        picture paths (relative to the CSV's folder or absolute)."""
+        from studio.bundle.reader import load_bundle
+        from studio.core.runtime import image_column
+
+        if not data.exists():
+            raise BundleError(f"There is nothing at '{data}' to predict (no such file or folder).")
+        names: list[str]
+        pictures: list[Any]
+        if data.is_dir():
+            from studio.modalities.image.ingest import named_like_picture
+
+            files = sorted(
+                p for p in data.rglob("*") if p.is_file() and named_like_picture(str(p.relative_to(data)))
+            )
+            names, pictures = [str(p.relative_to(data)) for p in files], [str(p) for p in files]
+        elif zipfile.is_zipfile(data):
+            names, pictures = pictures_in_zip(data)
+        elif data.suffix.lower() in (".csv", ".tsv", ".txt"):
+            from studio.data import read_table_file
+
+            frame = read_table_file(data)
+            try:
+                column = image_column(frame)
+            except ValueError as err:
+                raise BundleError(str(err)) from None
+            names = [str(v) for v in frame[column]]
+            pictures = [str(v if Path(str(v)).is_absolute() else data.parent / str(v)) for v in frame[column]]
+        else:
+            names, pictures = [data.name], [str(data)]
+        if not pictures:
+            raise BundleError(f"'{data.name}' holds no pictures to predict.")
+        with load_bundle(bundle_zip) as bundle:
+            result = bundle.predict_images(pictures, names)
+        if result["error"].isna().all():
+            result = result.drop(columns=["error"])
+        return result
+
+
+def pictures_in_zip(path: Path) -> tuple[list[str], list[bytes]]:
+    """Every picture-named file of a zip, read in memory under the data sets' zip limits."""
+    from studio.core.errors import DatasetError
+    from studio.modalities.image.ingest import zip_pictures
+
+    try:
+        with zipfile.ZipFile(path) as zf:
+            found = list(zip_pictures(zf, path.name))
+    except DatasetError as err:
+        raise BundleError(str(err)) from None
+    return [name for name, _ in found], [data for _, data in found]
+
+
+register(ImageModality())

@@ -1,0 +1,99 @@
+"""The tabular data kind: a table's rows in, a category or a number out (``classification``,
+``regression``). Ingest and profile are ``ingest`` and ``profile`` here, the feature plan and the
+DataModule factory ``prepare``; the Lightning code is ``lightning_modules.tabular`` and the network and
+preprocessing shipped in bundles ``studio.core.runtime``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from studio import tracking
+from studio.core.spec import RunSpec
+from studio.modalities import register
+
+
+@dataclass
+class PreparedTable:
+    data: Any
+
+    def run_tags(self, precision: str) -> dict[str, str]:
+        return {tracking.TAG_IGNORED_COLUMNS: ", ".join(self.data.plan.ignored) or "none"}
+
+    def lightning_module(self, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
+        from lightning_modules.registry import TabularShape, build_network
+        from lightning_modules.tabular.module import TabularLightningModule
+
+        data = self.data
+        shape = TabularShape(data.preprocessor.n_numeric, data.preprocessor.cardinalities, data.n_out)
+        net = build_network(spec.architecture.name, spec.architecture.params, shape)
+        return TabularLightningModule(
+            net,
+            spec.task,
+            data.n_out,
+            spec.optimizer,
+            spec.scheduler,
+            spec.early_stopping.metric,
+            spec.training.epochs,
+            target_mean=data.target_state.get("mean", 0.0),
+            target_std=data.target_state.get("std", 1.0),
+            batch_size=data.batch_size,
+            steps_per_epoch=steps_per_epoch,
+            gradient_clip=spec.training.gradient_clip,
+            accumulate=accumulate,
+        )
+
+    def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
+        return None
+
+    def write_bundle(self, folder: Path, spec: RunSpec, module: Any, metrics: dict[str, float]) -> Path:
+        from studio.bundle.writer import write_tabular_bundle
+
+        data = self.data
+        return write_tabular_bundle(
+            folder / "model.zip",
+            spec=spec,
+            preprocessing=data.preprocessor.state,
+            target=data.target_state,
+            network_config=dict(module.net.config),
+            state_dict={k: v.detach().cpu() for k, v in module.net.state_dict().items()},
+            sample_rows=data.frame.iloc[data.test_idx[:5]].drop(columns=[spec.data.target]),
+            metrics=metrics,
+        )
+
+    def add_to_result(self, result: Any) -> None:
+        result.ignored_columns = dict(self.data.plan.ignored)
+        result.dropped_rows = self.data.dropped_rows
+
+
+class TabularModality:
+    name = "tabular"
+
+    def device_plan(self, plan: Any) -> Any:
+        return plan
+
+    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> PreparedTable:
+        from studio.data import load_table
+        from studio.modalities.tabular.ingest import out_of_range_to_missing
+        from studio.modalities.tabular.prepare import table_data_module
+
+        frame = load_table(dataset.id)
+        out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
+        # validates target, task and features before a run exists
+        return PreparedTable(table_data_module(frame, profile, spec))
+
+    def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
+        from studio.bundle.reader import load_bundle, require_shared_column
+        from studio.data import read_table_file
+
+        frame = read_table_file(data)
+        require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)
+        with load_bundle(bundle_zip) as bundle:
+            predictions = bundle.predict(frame)
+        return frame.drop(columns=[c for c in predictions.columns if c in frame.columns]).join(predictions)
+
+
+register(TabularModality())
