@@ -1,5 +1,8 @@
-"""Data sets: read CSV files as spreadsheets save them, profile them, and keep them in the store;
-zips of picture folders become image data sets (``studio.modalities.image.ingest``).
+"""Stored data sets: the store under ``STUDIO_HOME/datasets`` (``store``: add, list, load, delete, the
+checks that keep a data set in use), turning a user's argument into a data set (``resolve``: a file, an
+id or ``sample:NAME``) and the bundled samples (``samples``). The package re-exports the data kinds'
+ingest functions too (CSV reading and profiles from ``studio.modalities.tabular``, picture zips from
+``studio.modalities.image``), so callers have one place to import data sets from.
 
 Cheap to import (pandas and Pillow only; scikit-learn only when a sample is added), so pages can use it freely.
 """
