@@ -34,6 +34,7 @@ def add_jobs_parser(
         "--state", action="append", choices=STATES, help="only jobs in this state (repeatable)"
     )
     listing.set_defaults(handler=cmd_list)
+    # (show, wait, cancel and resume also take a search's id: they then work on the whole search)
 
     show = sub.add_parser("show", help="state, progress, MLflow run and reason of one job")
     show.add_argument("id")
@@ -57,6 +58,8 @@ def add_jobs_parser(
         help="continue an interrupted or cancelled job from its last saved epoch, in the same MLflow run",
     )
     resume.add_argument("id")
+    resume.add_argument("--more", help="a search: give it this much more time (e.g. 10m) and go on")
+    resume.add_argument("--more-trials", type=int, help="a search: allow this many more trials")
     resume.set_defaults(handler=cmd_resume)
 
     delete = sub.add_parser("delete", help="delete a queued or finished job from the list")
@@ -78,10 +81,13 @@ def cmd_list(args: argparse.Namespace) -> int:
     from studio.jobs import list_jobs
 
     jobs = list_jobs(limit=args.limit, states=args.state)
-    if not jobs:
+    from studio.cli.search import search_rows
+
+    searches = [] if args.state else search_rows(args.limit)
+    if not jobs and not searches:
         print("No jobs yet. Queue one with `python -m studio jobs submit --data FILE.csv`.")
         return 0
-    rows = [("ID", "STATE", "NAME", "PROGRESS", "CREATED")]
+    rows = [("ID", "STATE", "NAME", "PROGRESS", "CREATED"), *searches]
     rows += [(j.id, state_words(j), _clip(j.name, 32), j.progress_text, _when(j.created_at)) for j in jobs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -90,6 +96,10 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_show(args: argparse.Namespace) -> int:
+    from studio.cli import search
+
+    if search.is_search_id(args.id):
+        return search.show_search(args.id, args.json)
     from studio.jobs import get_job
 
     job = get_job(args.id)
@@ -133,6 +143,10 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_wait(args: argparse.Namespace) -> int:
+    from studio.cli import search
+
+    if search.is_search_id(args.id):
+        return search.wait_search_cmd(args.id, args.timeout)
     from studio.jobs import ensure_scheduler, get_job, wait_for_job
 
     if get_job(args.id).is_active:
@@ -143,6 +157,10 @@ def cmd_wait(args: argparse.Namespace) -> int:
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
+    from studio.cli import search
+
+    if search.is_search_id(args.id):
+        return search.cancel_search_cmd(args.id, args.wait)
     from studio.jobs import cancel_job, wait_for_job
 
     job = cancel_job(args.id)
@@ -154,6 +172,10 @@ def cmd_cancel(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from studio.cli import search
+
+    if search.is_search_id(args.id):
+        return search.resume_search_cmd(args.id, args.more, args.more_trials)
     from studio.jobs import resume_job
 
     job = resume_job(args.id)
@@ -172,7 +194,10 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def state_words(job) -> str:
-    """The job's state, with ``— can resume`` for an interrupted or cancelled job that saved progress."""
+    """The job's state, with ``— can resume`` for an interrupted or cancelled job that saved progress (a
+    search's pruned trial says ``pruned``)."""
+    if getattr(job, "trial_state", None) == "pruned" and not job.is_active:
+        return "pruned"
     return f"{job.state} — can resume" if job.can_resume else job.state
 
 

@@ -297,6 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
         add_jobs_parser = None
     if add_jobs_parser is not None:
         add_jobs_parser(sub, add_train_options)
+    from studio.cli.search import add_search_parser
+
+    add_search_parser(sub, add_train_options)
     return parser
 
 

@@ -78,7 +78,14 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_state ON jobs (state, seq);
 """
 # Columns added after the first release: (name, type) added to older stores when they are opened.
-_ADDED_COLUMNS = (("submit_token", "TEXT"), ("note", "TEXT"))
+_ADDED_COLUMNS = (
+    ("submit_token", "TEXT"),
+    ("note", "TEXT"),
+    # A search's trial (studio.search): its search, its number there, and how the search ended it.
+    ("search_id", "TEXT"),
+    ("trial_number", "INTEGER"),
+    ("trial_state", "TEXT"),
+)
 _INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS jobs_submit_token ON jobs (submit_token);"
 
 _ready: set[Path] = set()
@@ -224,6 +231,11 @@ class Job:
     """The token of the page press (or request) that made the job: the same token never makes two jobs."""
     note: str | None = None
     """What happened on the way, in plain sentences (resumed, retried with a smaller batch); any state."""
+    search_id: str | None = None
+    """The search this job is a trial of (``studio.search``), with its ``trial_number`` there."""
+    trial_number: int | None = None
+    trial_state: str | None = None
+    """How the search counted the trial: ``pruned`` (stopped early by the search), ``complete``, ``failed``."""
 
     @cached_property
     def spec(self) -> RunSpec:
@@ -311,11 +323,14 @@ def new_job_id(now: float | None = None) -> str:
 
 
 # --------------------------------------------------------------------------- writes
-def insert_job(spec: RunSpec, token: str | None = None) -> Job:
+def insert_job(
+    spec: RunSpec, token: str | None = None, *, search_id: str | None = None, trial_number: int | None = None
+) -> Job:
     """Store a new queued job for ``spec`` (:func:`studio.jobs.submit_job` names it first).
 
     With a ``token`` (one press of a page's Train button), a job already stored with that token is
-    returned instead of a new one, so a double click or a resent request makes one job."""
+    returned instead of a new one, so a double click or a resent request makes one job. A search's trial
+    is stored with its ``search_id`` and ``trial_number`` in the same insert (its worker must see them)."""
     if token and (existing := _by_token(token)) is not None:
         return existing
     now = time.time()
@@ -325,7 +340,7 @@ def insert_job(spec: RunSpec, token: str | None = None) -> Job:
             with connect() as conn:
                 conn.execute(
                     "INSERT INTO jobs (id, name, state, created_at, spec_json, dataset_id, device_request, "
-                    "submit_token) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    "submit_token, search_id, trial_number) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         job_id,
                         spec.name,
@@ -335,6 +350,8 @@ def insert_job(spec: RunSpec, token: str | None = None) -> Job:
                         spec.data.dataset_id,
                         spec.training.device,
                         token or None,
+                        search_id,
+                        trial_number,
                     ),
                 )
         except sqlite3.IntegrityError:
@@ -500,6 +517,14 @@ def add_note(job_id: str, sentence: str) -> None:
         )
 
 
+def set_trial_state(job_id: str, trial_state: str) -> None:
+    """Record how a search counted its trial (``pruned``, ``complete``, ``failed``)."""
+    with connect() as conn:
+        conn.execute(
+            "UPDATE jobs SET trial_state = ?, updated_at = ? WHERE id = ?", (trial_state, time.time(), job_id)
+        )
+
+
 def requeue_to_resume(job_id: str) -> Job:
     """Queue an interrupted or cancelled job again; its worker continues from the latest checkpoint, in
     the same MLflow run. :class:`JobError` (one plain sentence) when the job cannot be resumed."""
@@ -554,6 +579,13 @@ def list_jobs(limit: int | None = None, states: tuple[str, ...] | list[str] | No
         params.append(int(limit))
     with connect() as conn:
         return [Job.from_row(row) for row in conn.execute(sql, params)]
+
+
+def search_jobs(search_id: str) -> list[Job]:
+    """A search's trials, in the order they were made."""
+    with connect() as conn:
+        rows = conn.execute("SELECT * FROM jobs WHERE search_id = ? ORDER BY seq", (search_id,)).fetchall()
+    return [Job.from_row(row) for row in rows]
 
 
 def queued_jobs() -> list[Job]:

@@ -176,6 +176,10 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
     slot = os.environ.get("STUDIO_JOB_SLOT")
     log.info("job %s: pid %s, slot %s, spec %s", job_id, os.getpid(), slot or "-", job.name)
     hooks = make_hooks(job_id, flag)
+    if job.search_id:  # a search's trial: reports its score every epoch, stops when the search prunes it
+        from studio.search.pruning import trial_hooks
+
+        hooks = trial_hooks(job, hooks)
     state, reason = FAILED, "The worker stopped without a result."
     outcome: dict[str, Any] = {}
     try:
@@ -202,7 +206,7 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
         }
     except BaseException as err:  # noqa: BLE001 - every way out must end the job
         if hooks.stop_seen or flag.signalled or isinstance(err, TrainingCancelled):
-            state, reason = CANCELLED, REASON_CANCELLED
+            state, reason = CANCELLED, getattr(hooks, "stop_reason", None) or REASON_CANCELLED
             if not isinstance(err, TrainingCancelled):
                 # Stopped some other way (e.g. Lightning's own SIGTERM exit): train() closed the run FAILED.
                 from studio.jobs.scheduler import end_mlflow_run

@@ -1,0 +1,360 @@
+"""The search driver: ``python -m studio.search.driver SEARCH_ID`` runs one search to its end.
+
+Every half second it
+
+1. counts the time since its last pass against the budget (time while no driver runs is not counted),
+2. settles trials whose job ended: a finished job is told to Optuna as complete with its score (the
+   validation score of the model the run kept, the last one its worker reported), a pruned one as
+   pruned, a failed one as failed; an interrupted one (its worker died) is resumed from its last saved
+   epoch,
+3. when the budget (or the number of trials) is used up, stops the trials still training, the same way
+   a pruned trial stops (within a training step), so no search runs over its budget by more than the
+   epoch its trials were in; and ends when none is left,
+4. otherwise asks Optuna for a new trial whenever the device slots have room and none of its trials is
+   waiting, and queues it as an ordinary job (its own MLflow run, a child of the search's parent run).
+
+The first trial is the spec's own settings, so the search also measures what a plain run would have
+done (the page's reference line) and never ends worse than it on validation. Everything it needs is
+stored (the search's row, the study, the jobs), so a driver started again after a crash or a restart
+takes up where the last one stopped; one lock per search keeps it to one driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import math
+import os
+import sys
+import time
+from typing import Any
+
+from studio.core.errors import StudioError
+from studio.jobs import store
+from studio.search import records
+from studio.search.control import driver_lock, train_rows
+from studio.search.pruning import TAG_SEARCH, TAG_TRIAL_STATE
+from studio.search.space import starting_point, suggest, trial_spec
+
+log = logging.getLogger("studio.search.driver")
+
+POLL_SECONDS = 0.5
+MAX_RESUMES = 2
+"""How often a trial whose worker died is resumed before the search counts it as failed."""
+REASON_BUDGET = "Stopped when the search's time budget ran out."
+REASON_SEARCH_CANCELLED = "Stopped because the whole search was cancelled."
+
+
+def slot_count() -> int:
+    """How many trials may train at once: the executor's device slots."""
+    try:
+        from studio.jobs.executors import make_executor
+
+        return max(1, len(make_executor().slots()))
+    except Exception:  # noqa: BLE001 - one at a time is always safe
+        return 1
+
+
+class Driver:
+    def __init__(self, search_id: str, poll: float = POLL_SECONDS):
+        from studio.search.study import create_study
+
+        self.search_id = search_id
+        self.poll = poll
+        self.search = records.get_search(search_id)
+        self.spec = self.search.spec
+        self.space = self.search.space
+        self.study = create_study(search_id, self.search.direction, self.search.seed)
+        self.slots = slot_count()
+        self.overhead = 0.0
+
+    # ---- the loop
+    def run(self) -> str:
+        started = time.perf_counter()
+        self._open_parent_run()
+        self._forget_trials_without_jobs()
+        if not self.study.trials:  # the spec's own settings first
+            self.study.enqueue_trial(starting_point(self.space, self.spec, train_rows(self.spec)))
+        self.overhead += time.perf_counter() - started
+        last = time.monotonic()
+        while True:
+            work = time.perf_counter()
+            now = time.monotonic()
+            used, last = now - last, now
+            self.search = records.get_search(self.search_id)
+            ended = self.tick()
+            spent = time.perf_counter() - work  # the whole pass is the search's own bookkeeping
+            records.add_time(self.search_id, used, self.overhead + spent)
+            self.overhead = 0.0
+            if ended:
+                return ended
+            time.sleep(max(0.0, self.poll - spent))
+
+    def tick(self) -> str | None:
+        """One pass; the search's final state once it has ended."""
+        jobs = store.search_jobs(self.search_id)
+        self._settle(jobs)
+        active = [job for job in store.search_jobs(self.search_id) if job.is_active]
+        search = self.search
+        if search.cancel_requested:
+            self._stop(active, REASON_SEARCH_CANCELLED)
+            if not active:
+                return self._finish(records.CANCELLED, "Cancelled on request.")
+            return None
+        out_of_time = search.budget_seconds is not None and search.used_seconds >= search.budget_seconds
+        made = len(jobs)
+        enough = search.max_trials is not None and made >= search.max_trials
+        if out_of_time:
+            self._stop(active, REASON_BUDGET)
+        elif not enough and len(active) < self.slots and not any(j.state == store.QUEUED for j in active):
+            self._new_trial()
+            return None
+        if (out_of_time or enough) and not active:
+            why = "The time budget is used up." if out_of_time else f"All {made} trials have run."
+            return self._finish(records.FINISHED, why)
+        return None
+
+    # ---- trials
+    def _new_trial(self) -> None:
+        from studio.jobs import ensure_scheduler
+
+        trial = self.study.ask()
+        values = suggest(trial, self.space, self.spec)
+        name = f"{self.spec.name} · trial {trial.number}"
+        try:
+            spec = trial_spec(self.spec, values, name)
+        except StudioError as err:  # a combination the spec refuses: the sampler learns to avoid it
+            log.warning("trial %s: %s", trial.number, err)
+            self.study.tell(trial, state=_state("FAIL"))
+            return
+        job = store.insert_job(
+            spec,
+            token=f"{self.search_id}:trial:{trial.number}",
+            search_id=self.search_id,
+            trial_number=trial.number,
+        )
+        trial.set_user_attr("job_id", job.id)
+        ensure_scheduler()
+        log.info("trial %s: job %s %s", trial.number, job.id, values)
+
+    def _trials_by_number(self) -> dict[int, Any]:
+        return {t.number: t for t in self.study.get_trials(deepcopy=False)}
+
+    def _settle(self, jobs: list[store.Job]) -> None:
+        """Tell Optuna how each ended trial went (once), and resume the ones whose worker died."""
+        trials = None
+        for job in jobs:
+            if job.is_active or job.trial_state in ("complete", "failed", "stopped"):
+                continue
+            if job.trial_state == "pruned" and job.state != store.INTERRUPTED:
+                trials = trials or self._trials_by_number()
+                if trials[job.trial_number].state.name != "RUNNING":
+                    continue  # told already
+            trials = trials or self._trials_by_number()
+            trial = trials.get(job.trial_number)
+            if trial is None:
+                continue
+            self._settle_one(job, trial)
+
+    def _settle_one(self, job: store.Job, trial: Any) -> None:
+        running = trial.state.name == "RUNNING"
+        kept = _last_value(trial)
+        if job.state == store.SUCCEEDED and kept is not None:
+            if running:
+                self.study.tell(trial.number, kept)
+            store.set_trial_state(job.id, "complete")
+            self._tag(job, "complete")
+            self._record_result(job, trial.number, kept)
+        elif job.state == store.CANCELLED and job.trial_state == "pruned":
+            if running:
+                self.study.tell(trial.number, state=_state("PRUNED"))
+            store.remove_checkpoints(job.id)  # pruned for good: nothing to resume
+        elif job.state == store.CANCELLED and job.started_at is None:  # dropped before it trained
+            if running:
+                self.study.tell(trial.number, state=_state("FAIL"))
+            store.set_trial_state(job.id, "stopped")
+        elif job.state == store.INTERRUPTED and not self.search.cancel_requested and job.can_resume:
+            resumes = int(trial.user_attrs.get("resumes", 0))
+            if resumes < MAX_RESUMES:
+                self.study._storage.set_trial_user_attr(trial._trial_id, "resumes", resumes + 1)
+                from studio.jobs import resume_job
+
+                resume_job(job.id)
+                log.info("trial %s: job %s resumed after its worker stopped", trial.number, job.id)
+                return
+            self._fail(job, trial, running)
+        else:
+            self._fail(job, trial, running)
+
+    def _fail(self, job: store.Job, trial: Any, running: bool) -> None:
+        if running:
+            self.study.tell(trial.number, state=_state("FAIL"))
+        store.set_trial_state(job.id, "failed")
+        store.remove_checkpoints(job.id)
+        self._tag(job, "failed")
+
+    def _stop(self, active: list[store.Job], reason: str) -> None:
+        """Stop the search's trials that are still going: a waiting one is dropped, a training one stops
+        within a step and counts as pruned (its score so far stays in the study)."""
+        from studio.jobs import cancel_job
+
+        for job in active:
+            if job.cancel_requested:
+                continue
+            if job.state == store.RUNNING:
+                store.set_trial_state(job.id, "pruned")
+            store.add_note(job.id, reason)
+            with contextlib.suppress(StudioError):  # it ended meanwhile; the next pass settles it
+                cancel_job(job.id)
+            if job.state == store.RUNNING and job.mlflow_run_id:
+                self._tag(job, "pruned")
+
+    # ---- MLflow and the search's record
+    def _open_parent_run(self) -> None:
+        from studio import tracking
+
+        if self.search.parent_run_id:
+            status = tracking.client().get_run(self.search.parent_run_id).info.status
+            if status != "RUNNING":  # extended after it ended
+                tracking.reopen_run(self.search.parent_run_id)
+            return
+        run_id, experiment_id = tracking.start_run(
+            self.spec,
+            job_id=None,
+            extra_tags={
+                "mlflow.runName": self.search.name,
+                tracking.TAG_KIND: "search",
+                TAG_SEARCH: self.search_id,
+                "studio.search_metric": self.search.metric,
+                "studio.search_space": self.search.space_json[:5000],
+                "studio.search_budget_seconds": str(self.search.budget_seconds or ""),
+                "studio.search_max_trials": str(self.search.max_trials or ""),
+            },
+        )
+        records.update(self.search_id, parent_run_id=run_id, experiment_id=experiment_id)
+        self.search = records.get_search(self.search_id)
+
+    def _tag(self, job: store.Job, state: str) -> None:
+        if not job.mlflow_run_id:
+            return
+        try:
+            from studio import tracking
+
+            tracking.set_tags(job.mlflow_run_id, {TAG_TRIAL_STATE: state})
+        except Exception:  # noqa: BLE001 - the job store is what the pages trust
+            log.exception("could not tag run %s", job.mlflow_run_id)
+
+    def _record_result(self, job: store.Job, number: int, value: float) -> None:
+        from studio import tracking
+
+        search = records.get_search(self.search_id)
+        better = search.best_value is None or (
+            value > search.best_value if search.direction == "max" else value < search.best_value
+        )
+        changes: dict[str, Any] = {}
+        if number == 0:
+            changes["default_value"] = value
+        if better:
+            changes.update(best_job_id=job.id, best_value=value)
+        if changes:
+            records.update(self.search_id, **changes)
+        best = value if better else search.best_value
+        metrics = {"search/trial_value": value, "search/best_value": best}
+        if search.parent_run_id:
+            from mlflow.entities import Metric
+
+            now = int(time.time() * 1000)
+            tracking.client().log_batch(
+                search.parent_run_id, metrics=[Metric(k, float(v), now, number) for k, v in metrics.items()]
+            )
+            if better:
+                tracking.set_tags(
+                    search.parent_run_id,
+                    {"studio.best_job_id": job.id, "studio.best_run_id": job.mlflow_run_id},
+                )
+
+    def _forget_trials_without_jobs(self) -> None:
+        """Trials asked for by a driver that died before queueing their job count as failed."""
+        numbers = {job.trial_number for job in store.search_jobs(self.search_id)}
+        for trial in self.study.get_trials(deepcopy=False):
+            if trial.state.name == "RUNNING" and trial.number not in numbers:
+                self.study.tell(trial.number, state=_state("FAIL"))
+
+    def _finish(self, state: str, reason: str) -> str:
+        from studio import tracking
+
+        search = records.get_search(self.search_id)
+        records.update(self.search_id, state=state, ended_at=time.time(), reason=reason)
+        if search.parent_run_id:
+            tags = {}
+            if search.best_job_id:
+                best = store.get_job(search.best_job_id)
+                if best.test_metrics:
+                    from mlflow.entities import Metric
+
+                    now = int(time.time() * 1000)
+                    tracking.client().log_batch(
+                        search.parent_run_id,
+                        metrics=[Metric(k, float(v), now, 0) for k, v in best.test_metrics.items()],
+                    )
+                tags["studio.bundle_path"] = best.bundle_path or ""
+            tags["studio.search_state"] = state
+            tracking.set_tags(search.parent_run_id, tags)
+            tracking.end_run(search.parent_run_id, "FINISHED" if state == records.FINISHED else "KILLED")
+        log.info("search %s %s: %s", self.search_id, state, reason)
+        return state
+
+
+def _state(name: str) -> Any:
+    import optuna
+
+    return getattr(optuna.trial.TrialState, name)
+
+
+def _last_value(trial: Any) -> float | None:
+    """The trial's score: the last one its worker reported (the kept model's)."""
+    if trial.value is not None:
+        return float(trial.value)
+    values = trial.intermediate_values
+    if not values:
+        return None
+    value = float(values[max(values)])
+    return value if math.isfinite(value) else None
+
+
+def run(search_id: str, poll: float = POLL_SECONDS) -> int:
+    with driver_lock(search_id) as mine:
+        if not mine:
+            log.info("search %s already has a driver", search_id)
+            return 0
+        search = records.get_search(search_id)
+        if not search.is_active:
+            return 0
+        try:
+            Driver(search_id, poll).run()
+        except BaseException as err:
+            log.exception("search %s: the driver stopped", search_id)
+            if not isinstance(err, KeyboardInterrupt | SystemExit):
+                records.update(search_id, reason=f"The search's driver crashed: {type(err).__name__}: {err}")
+            raise
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m studio.search.driver", description="Run one search.")
+    parser.add_argument("search_id")
+    parser.add_argument("--poll", type=float, default=POLL_SECONDS)
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
+    )
+    from studio.core.settings import keep_mlflow_offline
+
+    keep_mlflow_offline()
+    log.info("driver for %s: pid %s", args.search_id, os.getpid())
+    return run(args.search_id, args.poll)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

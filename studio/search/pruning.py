@@ -1,0 +1,148 @@
+"""What a search's trial does inside its job worker: it reports its validation score to its Optuna trial
+at the end of every epoch and stops when the search prunes it.
+
+The score reported is the one of the model the run keeps so far: the searched metric at the epoch that
+is best by the run's own early-stopping metric (the epoch whose weights are restored, tested and
+bundled), so the last report is the trial's result. A pruned trial stops within a training step of the
+decision (its run is cancelled, its MLflow run KILLED with ``studio.trial_state=pruned``), and the job
+says so (``trial_state`` pruned, a note); the search's driver counts it as pruned, never as failed.
+
+The worker wraps its hooks with :func:`trial_hooks` when the job carries a ``search_id``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from typing import Any
+
+from studio.core.spec import metric_mode
+
+TAG_SEARCH = "studio.search_id"
+TAG_TRIAL = "studio.trial_number"
+TAG_TRIAL_STATE = "studio.trial_state"
+PARENT_TAG = "mlflow.parentRunId"
+
+
+def metric_words(metric: str) -> str:
+    """``val/accuracy`` → ``validation accuracy``."""
+    name = metric.split("/", 1)[-1].replace("_", " ")
+    return {"r2": "R²", "f1 macro": "F1 (macro)", "auroc": "AUROC", "mae": "mean absolute error"}.get(
+        name, name
+    ).join(("validation ", ""))
+
+
+def pruned_note(epoch: int, metric: str, value: float) -> str:
+    return (
+        f"Stopped early by the search at epoch {epoch}: its {metric_words(metric)} ({value:.4g}) was behind "
+        "the middle of the earlier trials at that epoch."
+    )
+
+
+class KeptScore:
+    """The searched metric at the best epoch so far by the run's monitor (strictly better, as the
+    ``BestWeights`` callback counts it; NaN never improves)."""
+
+    def __init__(self, metric: str, monitor: str):
+        self.metric, self.monitor, self.mode = metric, monitor, metric_mode(monitor)
+        self.best: float | None = None
+        self.value: float | None = None
+
+    def update(self, metrics: dict[str, float]) -> float | None:
+        score, value = metrics.get(self.monitor), metrics.get(self.metric)
+        improved = (
+            score is not None
+            and score == score  # NaN never improves
+            and (self.best is None or (score < self.best if self.mode == "min" else score > self.best))
+        )
+        if improved:
+            self.best = score
+            if value is not None and math.isfinite(value):
+                self.value = value
+        return self.value
+
+
+def trial_hooks(job: Any, inner: Any) -> Any:
+    """``inner`` (the worker's job hooks) plus the trial's reports and pruning."""
+    from studio.engine.training import TrainHooks
+
+    class TrialHooks(TrainHooks):
+        def __init__(self) -> None:
+            from studio.search import records
+
+            self.inner = inner
+            self.search = records.get_search(job.search_id)
+            self.kept = KeptScore(self.search.metric, job.spec.early_stopping.metric)
+            self.pruned = False
+            self.stop_reason: str | None = None  # the worker's reason for a pruned trial
+            self.reported_epoch = 0
+            self.report_seconds = 0.0
+            self._trial: Any = None
+
+        def __getattr__(self, name: str) -> Any:  # stop_seen, run_id, flush … of the worker's hooks
+            return getattr(self.inner, name)
+
+        @property
+        def stop_seen(self) -> bool:
+            return self.pruned or self.inner.stop_seen
+
+        def trial(self) -> Any:
+            if self._trial is None:
+                import optuna
+
+                from studio.search.study import load_study
+
+                study = load_study(job.search_id, self.search.seed)
+                trial_id = study._storage.get_trial_id_from_study_id_trial_number(
+                    study._study_id, job.trial_number
+                )
+                self._trial = optuna.trial.Trial(study, trial_id)
+            return self._trial
+
+        def on_run_started(self, run_id: str, experiment_id: str) -> None:
+            self.inner.on_run_started(run_id, experiment_id)
+            from studio import tracking
+
+            tags = {TAG_SEARCH: job.search_id, TAG_TRIAL: str(job.trial_number)}
+            if self.search.parent_run_id:
+                tags[PARENT_TAG] = self.search.parent_run_id
+            tracking.set_tags(run_id, tags)
+
+        def on_progress(self, progress: Any) -> None:
+            self.inner.on_progress(progress)
+            epoch = int(progress.metrics.get("epoch", 0))  # the epoch the validation values are from
+            if epoch <= self.reported_epoch or self.pruned:
+                return
+            self.reported_epoch = epoch
+            value = self.kept.update(progress.metrics)
+            if value is None:
+                return
+            started = time.perf_counter()
+            trial = self.trial()
+            trial.report(value, epoch)
+            if trial.should_prune():
+                self._prune(epoch, value)
+            self.report_seconds += time.perf_counter() - started
+
+        def _prune(self, epoch: int, value: float) -> None:
+            from studio import tracking
+            from studio.jobs import store
+
+            self.pruned = True
+            self.stop_reason = pruned_note(epoch, self.search.metric, value)
+            store.set_trial_state(job.id, "pruned")
+            run_id = getattr(self.inner, "run_id", None)
+            if run_id:
+                tracking.set_tags(run_id, {TAG_TRIAL_STATE: "pruned"})
+
+        def should_stop(self) -> bool:
+            return self.inner.should_stop() or self.pruned
+
+        def flush(self) -> None:
+            self.inner.flush()
+            if self._trial is not None:  # what reporting cost this trial (the search's overhead)
+                with contextlib.suppress(Exception):  # only a measurement
+                    self._trial.set_user_attr("report_seconds", round(self.report_seconds, 4))
+
+    return TrialHooks()

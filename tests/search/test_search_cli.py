@@ -1,0 +1,96 @@
+"""A tiny real search through the CLI: 3 trials of 2 epochs on the wine sample, each an ordinary job and
+an MLflow child run of the search's parent run; `jobs` shows the search and its trials; the best trial's
+bundle is the search's and predicts where the studio cannot be imported."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def studio(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def test_tiny_search_through_the_cli(search_home: Path, tmp_path: Path) -> None:
+    from studio import tracking
+    from studio.jobs.store import search_jobs
+    from studio.search.records import list_searches
+
+    done = studio("search", "--data", "sample:wine", "--trials", "3", "--epochs", "2")
+    assert done.returncode == 0, done.stdout + done.stderr
+    (search,) = list_searches()
+    assert search.state == "finished" and search.reason == "All 3 trials have run."
+    assert f"{search.id}: Search · wine" in done.stdout
+    trials = search_jobs(search.id)
+    assert [job.trial_number for job in trials] == [0, 1, 2]
+    assert all(job.state == "succeeded" and job.trial_state == "complete" for job in trials)
+    assert all(job.spec.training.epochs == 2 for job in trials)
+    assert len(done.stdout.split("\ntrial ")) == 4  # one line per trial
+
+    # MLflow: a finished parent run and three child runs pointing at it, each with its trial number
+    client = tracking.client()
+    parent = client.get_run(search.parent_run_id)
+    assert parent.info.status == "FINISHED" and parent.data.tags["studio.kind"] == "search"
+    assert parent.data.tags["studio.best_job_id"] == search.best_job_id
+    assert "test/accuracy" in parent.data.metrics and "search/best_value" in parent.data.metrics
+    children = client.search_runs(
+        [search.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{search.parent_run_id}'"
+    )
+    assert sorted(run.info.run_id for run in children) == sorted(job.mlflow_run_id for job in trials)
+    assert {run.data.tags["studio.trial_number"] for run in children} == {"0", "1", "2"}
+    assert {run.data.tags["studio.trial_state"] for run in children} == {"complete"}
+    assert all(run.info.status == "FINISHED" for run in children)
+
+    # selection on validation: the best trial has the best reported validation score
+    best = next(job for job in trials if job.id == search.best_job_id)
+    assert search.best_value == max(_kept_values(search.id).values())
+    assert f"best: trial {best.trial_number} ({best.id})" in done.stdout
+
+    # `jobs` shows the search and its trials
+    listing = studio("jobs", "list")
+    assert listing.returncode == 0 and search.id in listing.stdout and "3 trials" in listing.stdout
+    shown = studio("jobs", "show", search.id)
+    assert shown.returncode == 0, shown.stderr
+    assert all(job.id in shown.stdout for job in trials)
+    as_json = json.loads(studio("jobs", "show", search.id, "--json").stdout)
+    assert [t["number"] for t in as_json["trials"]] == [0, 1, 2]
+
+    # the best trial's bundle predicts where the studio cannot be imported
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    zipfile.ZipFile(best.bundle_path).extractall(work / "model")
+    from studio.data import load_table, resolve_dataset
+
+    load_table(resolve_dataset("sample:wine").id).drop(columns=["target"]).head(5).to_csv(
+        work / "rows.csv", index=False
+    )
+    code = (
+        "import sys, mlflow.pyfunc, pandas as pd\n"
+        "model = mlflow.pyfunc.load_model('model')\n"
+        "print(len(model.predict(pd.read_csv('rows.csv'))))\n"
+        "assert not any(m.split('.')[0] == 'studio' for m in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    ran = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
+    assert ran.returncode == 0 and ran.stdout.strip() == "5", ran.stderr[-2000:]
+
+
+def _kept_values(search_id: str) -> dict[int, float]:
+    from studio.search.study import load_study
+
+    study = load_study(search_id)
+    return {t.number: t.value for t in study.trials if t.value is not None}
