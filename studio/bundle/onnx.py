@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +18,13 @@ from studio.bundle.layout import ONNX_FILE, _quiet_loggers
 _log = logging.getLogger(__name__)
 
 
-def _try_export_image_onnx(net: torch.nn.Module, path: Path, size: int, n_classes: int) -> dict[str, Any]:
-    """Export an image network to ONNX (input ``image``: normalised ``float [batch, 3, size, size]``)."""
+def _exported(export: Callable[[], str], path: Path, n_out: int, note: str) -> dict[str, Any]:
+    """Run ``export`` (it writes ``path`` and names the exporter) and describe the file; on any failure
+    the bundle goes without ONNX (the pyfunc model does not need it) and says why."""
     try:
-        exporter = _export_image_onnx(net, path, size)
+        exporter = export()
         inputs = _onnx_inputs(path)
-    except Exception as err:  # any exporter failure: the pyfunc model does not need ONNX
+    except Exception as err:
         _log.warning("ONNX export failed, the bundle is written without model.onnx: %s", err)
         path.unlink(missing_ok=True)
         return {
@@ -33,14 +35,22 @@ def _try_export_image_onnx(net: torch.nn.Module, path: Path, size: int, n_classe
         "file": f"artifacts/{ONNX_FILE}",
         "exporter": exporter,
         "inputs": inputs,
-        "output": {"name": "output", "dtype": "float32", "shape": ["batch", n_classes]},
-        "note": (
-            "Input: pictures prepared as in training_studio_image_io.load_square (RGB, shorter side resized "
-            "to preprocessing.size, centre crop), as float32 NCHW divided by 255, minus preprocessing.mean, "
-            "divided by preprocessing.std per channel. Output: one logit per class in the order of "
-            "target.classes; softmax gives probabilities."
-        ),
+        "output": {"name": "output", "dtype": "float32", "shape": ["batch", n_out]},
+        "note": note,
     }
+
+
+def _try_export_image_onnx(net: torch.nn.Module, path: Path, size: int, n_classes: int) -> dict[str, Any]:
+    """Export an image network to ONNX (input ``image``: normalised ``float [batch, 3, size, size]``)."""
+    return _exported(
+        lambda: _export_image_onnx(net, path, size),
+        path,
+        n_classes,
+        "Input: pictures prepared as in training_studio_image_io.load_square (RGB, shorter side resized "
+        "to preprocessing.size, centre crop), as float32 NCHW divided by 255, minus preprocessing.mean, "
+        "divided by preprocessing.std per channel. Output: one logit per class in the order of "
+        "target.classes; softmax gives probabilities.",
+    )
 
 
 def _export_image_onnx(net: torch.nn.Module, path: Path, size: int, exporter: str = "auto") -> str:
@@ -78,31 +88,17 @@ def _try_export_onnx(
     net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, task: str
 ) -> dict[str, Any]:
     """Export the network to ONNX; on failure the bundle goes without it and says why."""
-    try:
-        exporter = _export_onnx(net, path, n_numeric, n_categorical)
-        inputs = _onnx_inputs(path)
-    except Exception as err:  # any exporter failure: the pyfunc model does not need ONNX
-        _log.warning("ONNX export failed, the bundle is written without model.onnx: %s", err)
-        path.unlink(missing_ok=True)
-        return {
-            "file": None,
-            "error": f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}",
-        }
-    n_out = net.config["n_out"]
-    return {
-        "file": f"artifacts/{ONNX_FILE}",
-        "exporter": exporter,
-        "inputs": inputs,
-        "output": {"name": "output", "dtype": "float32", "shape": ["batch", n_out]},
-        "note": (
-            "Inputs come from TabularPreprocessor(preprocessing).transform(rows) in training_studio_runtime.py. "
-            + (
-                "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
-                if task == "classification"
-                else "The output is the scaled target: multiply by target.std and add target.mean."
-            )
+    return _exported(
+        lambda: _export_onnx(net, path, n_numeric, n_categorical),
+        path,
+        net.config["n_out"],
+        "Inputs come from TabularPreprocessor(preprocessing).transform(rows) in training_studio_runtime.py. "
+        + (
+            "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
+            if task == "classification"
+            else "The output is the scaled target: multiply by target.std and add target.mean."
         ),
-    }
+    )
 
 
 def _export_onnx(

@@ -77,10 +77,7 @@ def write_tabular_bundle(
     net.eval()
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
         staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
-        staging.mkdir()
-        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
-        shutil.copyfile(_CORE / "runtime.py", staging / RUNTIME_FILE)
-        shutil.copyfile(_HERE / "pyfunc.py", staging / ENTRY_FILE)
+        _stage(staging, state_dict)
         onnx_info = _try_export_onnx(
             net, staging / ONNX_FILE, preprocessor.n_numeric, len(preprocessor.cardinalities), target["task"]
         )
@@ -105,6 +102,18 @@ def write_tabular_bundle(
         }
         _save_and_zip(path, info, staging, model_dir, _pip_requirements())
     return path
+
+
+def _stage(staging: Path, state_dict: dict[str, torch.Tensor], pictures: bool = False) -> None:
+    """The weights and the shipped code in the staging folder (the picture reader for image bundles)."""
+    import torch
+
+    staging.mkdir()
+    torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
+    shutil.copyfile(_CORE / "runtime.py", staging / RUNTIME_FILE)
+    if pictures:
+        shutil.copyfile(_CORE / "image_io.py", staging / IMAGE_IO_FILE)
+    shutil.copyfile(_HERE / "pyfunc.py", staging / ENTRY_FILE)
 
 
 def check_finite_weights(state_dict: dict[str, torch.Tensor]) -> None:
@@ -211,11 +220,7 @@ def write_image_bundle(
     target = {"name": spec.data.target, "task": spec.task, "classes": list(classes)}
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
         staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
-        staging.mkdir()
-        torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
-        shutil.copyfile(_CORE / "runtime.py", staging / RUNTIME_FILE)
-        shutil.copyfile(_CORE / "image_io.py", staging / IMAGE_IO_FILE)
-        shutil.copyfile(_HERE / "pyfunc.py", staging / ENTRY_FILE)
+        _stage(staging, state_dict, pictures=True)
         onnx_info = _try_export_image_onnx(net, staging / ONNX_FILE, int(preprocessing["size"]), len(classes))
         info = {
             "format": FORMAT,
