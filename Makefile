@@ -2,13 +2,17 @@ PYTHON ?= python3
 PORT ?= 8501
 MLFLOW_PORT ?= 5000
 
-.PHONY: install install-dev install-browser run train-sample test test-fast test-slow test-e2e lint bench
+.PHONY: install install-dev install-browser install-cluster run train-sample test test-fast test-slow test-e2e test-ray lint bench
 
 install:
 	$(PYTHON) -m pip install -q -r requirements.txt
 
 install-dev:
 	$(PYTHON) -m pip install -q -r requirements-dev.txt
+
+# Ray and MLflow's basic-auth app: the Ray executor and a shared MLflow server (not needed on one machine).
+install-cluster:
+	$(PYTHON) -m pip install -q -r requirements-cluster.txt
 
 # Debian's Chromium for the browser tests (never `playwright install`: it downloads a browser).
 install-browser:
@@ -26,13 +30,17 @@ lint:
 # Everything CI runs: lint, the fast suite, the browser test.
 test: install-dev install-browser
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -m "not slow and not gpu"
+	$(PYTHON) -m pytest -m "not slow and not gpu and not ray"
 
 test-fast: install-dev
-	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e"
+	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray"
 
 test-slow: install-dev
 	$(PYTHON) -m pytest -m slow
+
+# A real local Ray head and MLflow servers (tests/cluster, tests/mlflow_server); CI runs it after `test`.
+test-ray: install-dev install-cluster
+	$(PYTHON) -m pytest -m "ray and not slow"
 
 test-e2e: install-dev install-browser
 	$(PYTHON) -m pytest -m e2e

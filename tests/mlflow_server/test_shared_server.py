@@ -74,6 +74,7 @@ def test_a_job_trains_into_a_shared_server_and_comes_back_through_its_proxy(
     _check_pages(done, mlflow_server, monkeypatch)
 
 
+@pytest.mark.ray  # MLflow's basic-auth app needs flask-wtf, from requirements-cluster.txt
 def test_basic_auth_server_needs_and_takes_the_tracking_credentials(
     mlflow_auth_server: MlflowServer, on_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -51,3 +51,12 @@ def _local(**options: object) -> Executor:
 
 
 register("local", _local)
+
+
+def _ray(**options: object) -> Executor:
+    from studio.jobs.executors.ray import RayExecutor
+
+    return RayExecutor(**options)  # type: ignore[arg-type]
+
+
+register("ray", _ray)

@@ -1,0 +1,661 @@
+"""The ``ray`` executor: jobs train on a Ray cluster, submitted through Ray's Jobs API.
+
+``STUDIO_EXECUTOR=ray`` and ``RAY_ADDRESS`` (the cluster's dashboard, e.g. ``http://ray-head:8265``) pick
+it; ``pip install -r requirements-cluster.txt`` installs Ray. The studio keeps its own queue, job store
+and pages; for each job the scheduler gives a slot, this executor submits one Ray job
+(``ray job submit`` semantics) and Ray decides which node and GPU runs it:
+
+- entrypoint ``python -m studio.jobs.executors.ray run JOB_ID`` with ``entrypoint_num_gpus=1`` for a GPU
+  job (Ray sets its ``CUDA_VISIBLE_DEVICES``), ``entrypoint_num_cpus=1`` for a CPU job;
+- ``runtime_env``: the studio's code as ``working_dir`` (this checkout, without data, runs or tests; with
+  ``STUDIO_RAY_SHIP_CODE=0`` the nodes' image must already hold it, e.g. ``deploy/``), and
+  ``env_vars`` carrying the run spec, the MLflow address (and ``MLFLOW_TRACKING_USERNAME/PASSWORD``)
+  and the data set's MLflow run;
+- the slots are the cluster's GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU jobs, else one per CPU
+  of the cluster (read from the dashboard, again every 30 s, so nodes that join count).
+
+**Data reaches the node through MLflow**: before the first job of a data set, its folder (``data.parquet``,
+``profile.json``, ``meta.json``, pictures) is uploaded once as the artifacts of a run in the
+``studio-datasets`` experiment (the pages never list it); the node downloads it into its own
+``STUDIO_HOME`` (``STUDIO_NODE_HOME``, default ``<tmp>/studio-node``) unless it has it already (data
+set ids carry their content hash), and the training run records it with ``mlflow.log_input``.
+
+**What maps to what** (the job store stays the studio's truth; Ray's state is read every ~0.5 s):
+
+- studio queued: not yet submitted (no free slot); Ray ``PENDING``/``RUNNING``: the studio's running
+  (progress, the MLflow run id and notes come from the job's log lines, see :data:`LINE`);
+- Ray ``SUCCEEDED``: succeeded (the bundle is fetched from MLflow into the job's folder, so Predict and
+  the Runs page's download work as for a local job);
+- Ray ``STOPPED``: cancelled (``jobs cancel`` and the page's Stop call Ray's ``stop_job``: SIGTERM, then
+  SIGKILL after ``RAY_JOB_STOP_WAIT_TIME_S``);
+- Ray ``FAILED``: failed with the worker's own reason when it wrote one, else with Ray's message (a lost
+  node, a killed worker, a runtime_env that could not be set up); its MLflow run is closed FAILED.
+- the run page's log is Ray's job log, copied into the job's log file while it runs.
+
+Checkpoints stay on the node, so a Ray job that stopped cannot be resumed from the studio yet.
+No ray import at module level: the studio imports this module only when the executor is chosen.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.core import settings
+from studio.core.errors import JobError
+from studio.jobs import store
+from studio.jobs.executors.base import Ended, Slot
+from studio.jobs.store import CANCELLED, FAILED, RUNNING, SUCCEEDED
+
+if TYPE_CHECKING:
+    from studio.jobs.store import Job
+
+log = logging.getLogger("studio.scheduler")
+
+ADDRESS_ENV = "RAY_ADDRESS"
+SHIP_CODE_ENV = "STUDIO_RAY_SHIP_CODE"
+PYTHON_ENV = "STUDIO_RAY_PYTHON"
+TEST_ENTRYPOINT_ENV = "STUDIO_TEST_RAY_ENTRYPOINT"
+NODE_HOME_ENV = "STUDIO_NODE_HOME"
+SPEC_ENV = "STUDIO_REMOTE_SPEC"
+DATASET_RUN_ENV = "STUDIO_REMOTE_DATASET_RUN"
+PASSED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+PASSED_PREFIXES = ("STUDIO_TEST_", "STUDIO_CHECKPOINT_SECONDS")
+DATASETS_EXPERIMENT = "studio-datasets"
+DATASET_ARTIFACT = "dataset"
+TAG_DATASET_RUN = "studio.dataset_run"
+TAG_EXECUTOR = "studio.executor"
+TAG_NODE = "studio.node"
+META_JOB = "studio_job"
+LINE = "@studio "  # the remote worker's lines the executor reads: ``@studio {"run": …}``
+CODE_EXCLUDES = [
+    ".git",
+    "studio_data",
+    "mlruns",
+    "test-artifacts",
+    "tests",
+    "bench",
+    "**/__pycache__",
+    "*.zip",
+    ".venv",
+    ".ruff_cache",
+    ".pytest_cache",
+]
+SLOTS_REFRESH_SECONDS = 30.0
+LOG_COPY_SECONDS = 1.0
+TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
+REASON_RAY_FAILED = "Ray ended the job: {message} Its log is {log}."
+REASON_REFUSED = "Ray did not accept the job ({error}); is the cluster at {address} up?"
+REASON_STOPPED = "Stopped from Ray (not from the studio)."
+_REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def entrypoint(job_id: str) -> str:
+    """The command Ray runs for a job (``STUDIO_TEST_RAY_ENTRYPOINT``, with ``{python}`` and ``{job_id}``,
+    replaces it in tests that need a stand-in worker)."""
+    python = os.environ.get(PYTHON_ENV, "").strip() or "python"
+    template = (
+        os.environ.get(TEST_ENTRYPOINT_ENV, "").strip()
+        or "{python} -m studio.jobs.executors.ray run {job_id}"
+    )
+    return template.format(python=python, job_id=job_id)
+
+
+def ray_address() -> str:
+    address = os.environ.get(ADDRESS_ENV, "").strip()
+    if not address:
+        raise JobError(
+            "STUDIO_EXECUTOR=ray needs RAY_ADDRESS, the Ray cluster's dashboard address "
+            "(e.g. http://ray-head:8265)."
+        )
+    return address if "://" in address else f"http://{address}"
+
+
+def _client(address: str):
+    try:
+        from ray.job_submission import JobSubmissionClient
+    except ImportError:
+        raise JobError(
+            "STUDIO_EXECUTOR=ray needs Ray: install it with `pip install -r requirements-cluster.txt`."
+        ) from None
+    return JobSubmissionClient(address)
+
+
+# --------------------------------------------------------------------------- data sets through MLflow
+def _datasets_experiment(mlflow_client: Any) -> str:
+    existing = mlflow_client.get_experiment_by_name(DATASETS_EXPERIMENT)
+    if existing is not None:
+        return existing.experiment_id
+    location = None
+    if settings.tracking_uri().startswith("sqlite:"):
+        location = (settings.artifact_root() / "_datasets").as_uri()
+    try:
+        return mlflow_client.create_experiment(DATASETS_EXPERIMENT, artifact_location=location)
+    except Exception:  # another process created it meanwhile
+        return mlflow_client.get_experiment_by_name(DATASETS_EXPERIMENT).experiment_id
+
+
+def publish_dataset(dataset_id: str) -> str:
+    """The MLflow run whose artifacts hold the data set's folder, uploaded now if no finished one exists
+    (once per data set: its id carries its content hash). Returns the run id."""
+    from studio import tracking
+    from studio.data import get_dataset
+
+    info = get_dataset(dataset_id)
+    mlflow_client = tracking.client()
+    experiment_id = _datasets_experiment(mlflow_client)
+    found = mlflow_client.search_runs(
+        [experiment_id],
+        filter_string=f"tags.`{tracking.TAG_DATASET}` = '{dataset_id}' and attributes.status = 'FINISHED'",
+        max_results=1,
+    )
+    if found:
+        return found[0].info.run_id
+    run = mlflow_client.create_run(
+        experiment_id,
+        run_name=dataset_id,
+        tags={
+            tracking.TAG_DATASET: dataset_id,
+            tracking.TAG_KIND: "dataset",
+            "studio.dataset_name": info.name,
+        },
+    )
+    try:
+        mlflow_client.log_artifacts(run.info.run_id, str(info.path), DATASET_ARTIFACT)
+    except BaseException:
+        mlflow_client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    mlflow_client.set_terminated(run.info.run_id, "FINISHED")
+    return run.info.run_id
+
+
+def fetch_dataset(dataset_id: str, run_id: str) -> bool:
+    """Make the data set local (this process's ``STUDIO_HOME``) from its MLflow run; False when it was
+    here already."""
+    from studio import tracking
+    from studio.core.errors import DatasetError
+    from studio.data import get_dataset
+    from studio.data.store import datasets_root
+
+    try:
+        get_dataset(dataset_id)
+        return False
+    except DatasetError:
+        pass
+    root = datasets_root()
+    staging = Path(tempfile.mkdtemp(prefix=f".fetch-{dataset_id}-", dir=root))
+    tracking.client().download_artifacts(run_id, DATASET_ARTIFACT, str(staging))
+    try:
+        (staging / DATASET_ARTIFACT).rename(root / dataset_id)
+    except OSError:  # another job on this node fetched it meanwhile
+        get_dataset(dataset_id)
+    finally:
+        import shutil
+
+        shutil.rmtree(staging, ignore_errors=True)
+    return True
+
+
+# --------------------------------------------------------------------------- the executor
+def _parse_lines(text: str) -> list[dict[str, Any]]:
+    found = []
+    for line in text.splitlines():
+        at = line.find(LINE)
+        if at < 0:
+            continue
+        try:
+            found.append(json.loads(line[at + len(LINE) :]))
+        except ValueError:
+            continue
+    return found
+
+
+class RayExecutor:
+    """Ray's Jobs API as the studio's executor (see the module's docstring)."""
+
+    name = "ray"
+
+    def __init__(self, *, address: str | None = None, cpu_slots: int | None = None) -> None:
+        self._address = address
+        self.address = address or os.environ.get(ADDRESS_ENV, "").strip()
+        self._client: Any = None
+        self._tried = -1e9
+        self.problem: str | None = None  # why Ray cannot be reached (jobs submitted meanwhile fail with it)
+        self._connect()
+        self._cpu_slots = cpu_slots
+        self._slots: list[Slot] = []
+        self._slots_read = -1e9
+        self.watching: dict[str, str] = {}  # studio job id -> Ray submission id
+        self._seen: dict[str, dict[str, Any]] = {}  # job id -> what its lines said so far
+        self._copied: dict[str, float] = {}
+        self._datasets: dict[str, str] = {}
+        if settings.tracking_uri().startswith(("sqlite:", "file:")) or "://" not in settings.tracking_uri():
+            log.warning(
+                "the Ray executor with a local MLflow store (%s): only nodes on this machine can reach it; "
+                "point MLFLOW_TRACKING_URI at an MLflow server for a real cluster",
+                settings.tracking_uri(),
+            )
+
+    def _connect(self) -> Any:
+        """The Jobs API client, made on first need (again at most every 10 s while Ray cannot be reached,
+        so a scheduler started before the cluster, or without Ray installed, says why on each job)."""
+        if self._client is None and time.monotonic() - self._tried >= 10.0:
+            self._tried = time.monotonic()
+            try:
+                self.address = self._address or ray_address()
+                self._client = _client(self.address)
+                self.problem = None
+            except JobError as err:
+                self.problem = str(err)
+            except Exception as err:  # the dashboard does not answer
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+                self.problem = f"The Ray cluster at {self.address} does not answer ({first})."
+            if self.problem:
+                log.warning("ray executor: %s", self.problem)
+        return self._client
+
+    @property
+    def client(self) -> Any:
+        client = self._connect()
+        if client is None:
+            raise JobError(self.problem or "Ray cannot be reached.")
+        return client
+
+    # ---- slots
+    def slots(self) -> list[Slot]:
+        if self._connect() is None:  # every job gets a slot, and its submission fails with the reason
+            return [Slot("cuda:0", ""), Slot("cpu:0", "")]
+        if time.monotonic() - self._slots_read > SLOTS_REFRESH_SECONDS:
+            self._slots_read = time.monotonic()
+            try:
+                cpus, gpus = self._cluster_size()
+            except Exception as err:  # the dashboard is down for a moment: keep what was known
+                log.warning("could not read the Ray cluster's size from %s: %s", self.address, err)
+                if not self._slots:
+                    self._slots = [Slot("cpu:0", "")]
+                return self._slots
+            cpu_slots = self._cpu_slots or _env_cpu_slots() or max(1, int(cpus))
+            self._slots = [Slot(f"cuda:{i}", "") for i in range(int(gpus))] + [
+                Slot(f"cpu:{i}", "") for i in range(cpu_slots)
+            ]
+        return self._slots
+
+    def _cluster_size(self) -> tuple[float, float]:
+        """Total CPUs and GPUs of the cluster, from the dashboard's cluster status."""
+        import urllib.request
+
+        with urllib.request.urlopen(f"{self.address}/api/cluster_status", timeout=5) as response:
+            data = json.load(response)["data"]
+        usage = data["clusterStatus"]["loadMetricsReport"]["usage"]
+        return float(usage.get("CPU", [0, 0])[1]), float(usage.get("GPU", [0, 0])[1])
+
+    # ---- submit
+    def submit(self, job: Job, slot: Slot) -> None:
+        if self._connect() is None:
+            store.finish_job(job.id, FAILED, reason=self.problem)
+            return
+        store.log_path(job.id).write_text(f"Submitting to the Ray cluster at {self.address}…\n")
+        try:
+            dataset_run = self._datasets.get(job.spec.data.dataset_id) or publish_dataset(
+                job.spec.data.dataset_id
+            )
+            self._datasets[job.spec.data.dataset_id] = dataset_run
+            submission = f"studio-{job.id}-{int(time.time() * 1000)}"
+            self.client.submit_job(
+                entrypoint=entrypoint(job.id),
+                submission_id=submission,
+                runtime_env=self.runtime_env(job, dataset_run),
+                metadata={META_JOB: job.id, "studio_name": job.name[:200]},
+                entrypoint_num_gpus=1 if slot.is_gpu else None,
+                entrypoint_num_cpus=None if slot.is_gpu else 1,
+            )
+        except Exception as err:  # noqa: BLE001 - any refusal ends the job with the reason
+            reason = REASON_REFUSED.format(error=str(err).strip().splitlines()[0][:300], address=self.address)
+            store.finish_job(job.id, FAILED, reason=reason)
+            log.warning("job %s: %s", job.id, reason)
+            return
+        self.watching[job.id] = submission
+        log.info("job %s: submitted to Ray as %s (%s)", job.id, submission, slot.name)
+
+    def runtime_env(self, job: Job, dataset_run: str) -> dict[str, Any]:
+        env = {
+            SPEC_ENV: job.spec.to_json(),
+            DATASET_RUN_ENV: dataset_run,
+            "MLFLOW_TRACKING_URI": settings.tracking_uri(),
+            "MLFLOW_DISABLE_TELEMETRY": "true",
+            "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+            "PYTHONUNBUFFERED": "1",
+        }
+        for key, value in os.environ.items():
+            if key in PASSED_ENV or key == NODE_HOME_ENV or key.startswith(PASSED_PREFIXES):
+                env[key] = value
+        runtime: dict[str, Any] = {"env_vars": env}
+        if os.environ.get(SHIP_CODE_ENV, "1").strip() != "0":
+            runtime["working_dir"] = str(_REPO_ROOT)
+            runtime["excludes"] = CODE_EXCLUDES
+        return runtime
+
+    # ---- watching
+    def _submission(self, job_id: str) -> tuple[str, str] | None:
+        """The newest Ray job of this studio job: (submission id, status), or None."""
+        if job_id in self.watching:
+            return self.watching[job_id], ""
+        mine = [j for j in self.client.list_jobs() if (j.metadata or {}).get(META_JOB) == job_id]
+        if not mine:
+            return None
+        newest = max(mine, key=lambda j: j.start_time or 0)
+        return newest.submission_id, str(newest.status)
+
+    def started(self, job_id: str) -> bool:
+        """Ours when Ray knows it (after a scheduler restart the job is adopted and watched again)."""
+        if job_id in self.watching:
+            return True
+        try:
+            found = self._submission(job_id)
+        except Exception:
+            return True  # Ray cannot be asked now: leave the job alone rather than call it dead
+        if found is None:
+            return False
+        self.watching[job_id] = found[0]
+        return True
+
+    def alive(self, job: Job) -> bool:
+        try:
+            found = self._submission(job.id)
+            if found is None:
+                return False
+            return str(self.client.get_job_status(found[0]).value) not in TERMINAL
+        except Exception:
+            return True  # cannot tell: do not end a job because the dashboard blinked
+
+    def poll(self) -> list[Ended]:
+        ended = []
+        for job_id, submission in list(self.watching.items()):
+            try:
+                info = self.client.get_job_info(submission)
+            except Exception as err:
+                log.warning("job %s: could not read Ray job %s: %s", job_id, submission, err)
+                continue
+            status = str(getattr(info.status, "value", info.status))
+            final = status in TERMINAL
+            if final or time.monotonic() - self._copied.get(job_id, 0.0) >= LOG_COPY_SECONDS:
+                self._follow(job_id, submission)
+            if final:
+                del self.watching[job_id]
+                self._copied.pop(job_id, None)
+                self._settle(job_id, status, info.message or "", self._seen.pop(job_id, {}))
+                ended.append(Ended(job_id, None, 0 if status == "SUCCEEDED" else 1))
+        return ended
+
+    def _follow(self, job_id: str, submission: str) -> None:
+        """Copy Ray's log of the job into its log file and take over what its lines say."""
+        self._copied[job_id] = time.monotonic()
+        try:
+            text = self.client.get_job_logs(submission)
+        except Exception:
+            return
+        store.log_path(job_id).write_text(
+            f"Ray job {submission} on the cluster at {self.address}\n"
+            + "".join(line + "\n" for line in text.splitlines() if LINE not in line)
+        )
+        seen = self._seen.setdefault(job_id, {"notes": 0})
+        lines = _parse_lines(text)
+        for item in lines:
+            if "run" in item and seen.get("run") != item["run"]:
+                seen["run"] = item["run"]
+                store.set_run(job_id, item["run"], item["experiment"])
+            if "result" in item:
+                seen["result"] = item
+        notes = [item["note"] for item in lines if "note" in item]
+        for note in notes[seen["notes"] :]:
+            store.add_note(job_id, note)
+        seen["notes"] = len(notes)
+        progress = [item["progress"] for item in lines if "progress" in item]
+        if progress and store.set_progress(job_id, **progress[-1]) and not seen.get("stop_sent"):
+            seen["stop_sent"] = True  # cancel asked from a process that could not reach Ray
+            self.client.stop_job(submission)
+
+    def _settle(self, job_id: str, status: str, message: str, seen: dict[str, Any]) -> None:
+        """End the studio job as Ray's job ended (the job store is what the pages read)."""
+        try:
+            job = store.get_job(job_id)
+        except JobError:
+            return
+        if job.state != RUNNING:
+            return
+        result = seen.get("result") or {}
+        run_id = seen.get("run") or job.mlflow_run_id
+        state, reason, outcome = FAILED, None, {}
+        if result.get("result") == SUCCEEDED and status == "SUCCEEDED":
+            state, reason = SUCCEEDED, result.get("reason")
+            outcome = {"test_metrics": result.get("test_metrics") or {}}
+            if run_id:
+                try:
+                    outcome["bundle_path"] = self._fetch_bundle(job_id, run_id)
+                except Exception as err:  # the run is fine; the page says the model file is missing
+                    log.warning("job %s: could not fetch the bundle from MLflow: %s", job_id, err)
+        elif job.cancel_requested or result.get("result") == CANCELLED:
+            state, reason = CANCELLED, "Cancelled on request."
+        elif result.get("result") in (FAILED, "interrupted") and result.get("reason"):
+            state, reason = FAILED, result["reason"]
+        elif status == "STOPPED":
+            state, reason = CANCELLED, REASON_STOPPED
+        else:
+            # Ray appends the job's last log lines to its message: those are in the log file already.
+            message = " ".join(message.split(", last available logs")[0].split())[:600] or "no reason given"
+            reason = REASON_RAY_FAILED.format(message=message.rstrip(".") + ".", log=store.log_path(job_id))
+        if store.finish_job(job_id, state, reason=reason, **outcome):
+            log.info("job %s: Ray %s -> %s", job_id, status, state)
+            if run_id and state != SUCCEEDED:
+                _close_run(run_id, "KILLED" if state == CANCELLED else "FAILED", reason)
+
+    @staticmethod
+    def _fetch_bundle(job_id: str, run_id: str) -> str:
+        from studio import tracking
+
+        folder = store.job_dir(job_id)
+        fetched = Path(tracking.download_bundle(run_id, str(folder / ".bundle")))
+        target = folder / "model.zip"
+        fetched.replace(target)
+        return str(target)
+
+    # ---- the rest of the protocol
+    def cancel(self, job: Job, *, force: bool = False) -> bool:
+        """Ray's ``stop_job`` (SIGTERM to the worker, SIGKILL after ``RAY_JOB_STOP_WAIT_TIME_S``)."""
+        try:
+            found = self._submission(job.id)
+            return bool(found) and bool(self.client.stop_job(found[0]))
+        except Exception as err:
+            log.warning("job %s: could not stop its Ray job: %s", job.id, err)
+            return False
+
+    def logs(self, job: Job) -> Path:
+        return store.log_path(job.id)
+
+    def keep_warm(self, busy: set[str]) -> None:
+        """Nothing to prepare: Ray starts the job's process on the node it picks."""
+
+    def running(self) -> bool:
+        return bool(self.watching)
+
+    def shutdown(self) -> None:
+        """Running Ray jobs go on; a new scheduler adopts them."""
+
+
+def _close_run(run_id: str, status: str, reason: str | None) -> None:
+    """Close the job's MLflow run unless its worker did (a worker killed or lost with its node did not).
+    A cancelled run is KILLED even when a SIGTERM handler of the training stack closed it FAILED."""
+    from studio import tracking
+
+    try:
+        now = tracking.client().get_run(run_id).info.status
+        if now == "RUNNING" or (status == "KILLED" and now == "FAILED"):
+            tracking.end_run(run_id, status, None if status == "KILLED" else reason)
+    except Exception:
+        log.exception("could not mark MLflow run %s as %s", run_id, status)
+
+
+def _env_cpu_slots() -> int | None:
+    raw = os.environ.get("STUDIO_CPU_SLOTS", "").strip()
+    try:
+        return max(1, int(raw)) if raw else None
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- the worker on the node
+def _say(**item: Any) -> None:
+    print(LINE + json.dumps(item, allow_nan=False, default=str), flush=True)
+
+
+def _finite(metrics: dict[str, float]) -> dict[str, float]:
+    import math
+
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, int | float) and math.isfinite(v)}
+
+
+def node_home() -> Path:
+    return Path(os.environ.get(NODE_HOME_ENV) or Path(tempfile.gettempdir()) / "studio-node")
+
+
+def run_remote(job_id: str) -> int:
+    """Train one job on a Ray node: no job store here; progress, the run id, notes and the result go to
+    stdout as ``@studio`` lines (Ray's job log), metrics and the bundle to MLflow."""
+    import signal
+
+    from studio.core.spec import RunSpec
+
+    os.environ["STUDIO_HOME"] = str(node_home())
+    stop = {"signalled": False}
+    signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signalled=True))  # Ray's stop_job
+    spec = RunSpec.from_json(os.environ[SPEC_ENV])
+    dataset_run = os.environ[DATASET_RUN_ENV]
+    folder = settings.studio_home() / "jobs" / job_id
+    folder.mkdir(parents=True, exist_ok=True)
+    hooks = None
+    try:
+        fetched = fetch_dataset(spec.data.dataset_id, dataset_run)
+        print(
+            f"data set {spec.data.dataset_id}: {'fetched from MLflow' if fetched else 'already on this node'} "
+            f"into {settings.studio_home() / 'datasets'}",
+            flush=True,
+        )
+        from studio.engine.training import TrainHooks, train
+
+        class RemoteHooks(TrainHooks):
+            def __init__(self) -> None:
+                self.stop_seen = False
+                self.run_id: str | None = None
+                self._next = 0.0
+
+            def on_run_started(self, run_id: str, experiment_id: str) -> None:
+                self.run_id = run_id
+                _say(run=run_id, experiment=experiment_id)
+                _log_input(run_id, spec.data.dataset_id, dataset_run)
+
+            def on_progress(self, p: Any) -> None:
+                now = time.monotonic()
+                if now < self._next and p.fraction < 1.0:
+                    return
+                self._next = now + 0.5
+                fields = ("epoch", "max_epochs", "step", "total_steps", "fraction", "eta_seconds")
+                progress = {name: getattr(p, name) for name in fields}
+                _say(progress={**progress, "metrics": _finite(p.metrics)})
+
+            def on_note(self, sentence: str) -> None:
+                _say(note=sentence)
+
+            def should_stop(self) -> bool:
+                self.stop_seen = self.stop_seen or stop["signalled"]
+                return self.stop_seen
+
+        hooks = RemoteHooks()
+        if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() and spec.training.device.startswith("cuda:"):
+            spec = spec.with_changes(**{"training.device": "cuda:0"})  # Ray's GPU is this process's GPU 0
+        result = train(
+            spec,
+            job_id=job_id,
+            hooks=hooks,
+            bundle_out=folder / "model.zip",
+            checkpoint_dir=folder / "checkpoints",
+            run_tags={TAG_DATASET_RUN: dataset_run, TAG_EXECUTOR: "ray", TAG_NODE: socket.gethostname()},
+        )
+        _say(result=SUCCEEDED, reason=result.note, test_metrics=_finite(dict(result.test_metrics or {})))
+        return 0
+    except BaseException as err:  # noqa: BLE001 - every way out says how it ended
+        from studio.engine.training import TrainingCancelled
+
+        if isinstance(err, TrainingCancelled) or stop["signalled"] or (hooks and hooks.stop_seen):
+            if hooks and hooks.run_id and not isinstance(err, TrainingCancelled):
+                _close_run(hooks.run_id, "KILLED", None)  # stopped another way: train() closed it FAILED
+            _say(result=CANCELLED)
+            return 1
+        import traceback
+
+        traceback.print_exc()
+        _say(result=FAILED, reason=_plain_reason(err))
+        return 1
+    finally:
+        import shutil
+
+        shutil.rmtree(folder, ignore_errors=True)  # the bundle is in MLflow; the node keeps no job files
+
+
+def _plain_reason(err: BaseException) -> str:
+    from studio.core.errors import StudioError
+
+    if isinstance(err, StudioError):
+        return str(err)
+    first = (str(err).strip().splitlines() or [""])[0][:300]
+    detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
+    return f"The training process crashed on the Ray node: {detail} (see the log below)."
+
+
+def _log_input(run_id: str, dataset_id: str, dataset_run: str) -> None:
+    """Record the data set as the run's input (``mlflow.log_input``), pointing at its MLflow copy."""
+    try:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        from studio import tracking
+
+        digest = dataset_id.rsplit("-", 1)[-1][:36]
+        dataset = Dataset(
+            name=dataset_id,
+            digest=digest,
+            source_type="mlflow_run",
+            source=json.dumps({"run_id": dataset_run, "artifact_path": DATASET_ARTIFACT}),
+        )
+        inputs = [DatasetInput(dataset, tags=[InputTag("mlflow.data.context", "training")])]
+        try:
+            tracking.client().log_inputs(run_id, datasets=inputs)
+        except Exception:  # two runs recording a new data set at once: MLflow's store refuses one; again
+            time.sleep(0.5)
+            tracking.client().log_inputs(run_id, datasets=inputs)
+    except Exception as err:  # only a record for the MLflow UI: training goes on
+        print(f"could not record the data set as the run's input: {err}", file=sys.stderr, flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m studio.jobs.executors.ray", description="Run one studio job on a Ray node."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train the job whose spec is in STUDIO_REMOTE_SPEC")
+    run.add_argument("job_id")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    settings.keep_mlflow_offline()
+    return run_remote(args.job_id)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

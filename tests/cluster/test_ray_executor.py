@@ -1,0 +1,212 @@
+"""The ``ray`` executor against a real local Ray head and a real MLflow server: jobs from the CLI and from
+the Train page train on Ray (the node fetches the data set from MLflow into its own folder) and land in
+MLflow; cancel stops the Ray job; a killed worker ends the job failed with Ray's reason; five queued jobs
+on two CPU slots each run once."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from studio import jobs, tracking
+from tests.jobs.jobhelpers import tiny_csv, wait_until
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[2]
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "studio", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        cwd=REPO,
+    )
+
+
+def _ended(job_id: str, timeout: float = 240) -> jobs.Job:
+    return wait_until(lambda: not (j := jobs.get_job(job_id)).is_active and j, timeout=timeout, poll=0.25)
+
+
+def _ray_client(head):
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(head.address)
+
+
+def _ray_jobs_of(head, job_id: str) -> list:
+    return [j for j in _ray_client(head).list_jobs() if (j.metadata or {}).get("studio_job") == job_id]
+
+
+def _first_step_seconds(run_id: str, submitted: float) -> float:
+    points = tracking.client().get_metric_history(run_id, "train/loss")
+    return min(p.timestamp for p in points) / 1000 - submitted
+
+
+def test_a_cli_job_trains_on_ray_from_data_fetched_through_mlflow(on_ray, tmp_path: Path) -> None:
+    from studio.data import add_csv
+
+    dataset = add_csv(tiny_csv(tmp_path, rows=80))
+    submitted = time.time()
+    out = _cli("jobs", "submit", "--data", dataset.id, "--target", "y", "--epochs", "2", "--name", "on ray")
+    assert out.returncode == 0, out.stderr
+    job_id = out.stdout.split()[-1].strip()
+    done = _ended(job_id)
+    log = done.log_path.read_text()
+    assert done.state == jobs.SUCCEEDED, f"{done.reason}\n{log}"
+
+    # The node had its own folder and fetched the data set from MLflow; the studio's folder was not used.
+    node = tmp_path / "node"
+    assert f"data set {dataset.id}: fetched from MLflow into {node / 'datasets'}" in log
+    assert (node / "datasets" / dataset.id / "data.parquet").is_file()
+    assert str(dataset.path) not in log
+    (ray_job,) = _ray_jobs_of(on_ray, job_id)
+    assert str(ray_job.status.value) == "SUCCEEDED" and ray_job.entrypoint.endswith(f"run {job_id}")
+
+    run = tracking.client().get_run(done.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["studio.executor"] == "ray"
+    assert run.data.tags["studio.dataset_run"] and run.inputs.dataset_inputs[0].dataset.name == dataset.id
+    assert done.epoch == 2 and {"test/accuracy", "test/loss"} <= set(done.test_metrics)
+    assert Path(done.bundle_path).is_file() and Path(done.bundle_path).parent == done.log_path.parent
+    print(
+        f"ray: {_first_step_seconds(done.mlflow_run_id, submitted):.1f} s from submit to the first logged step"
+    )
+
+
+def _spec(dataset_id: str, name: str, **training):
+    from studio.core.spec import RunSpec
+
+    return RunSpec.from_dict(
+        {
+            "name": name,
+            "task": "classification",
+            "data": {"dataset_id": dataset_id, "target": "y"},
+            "training": {"epochs": 2, "batch_size": 16, **training},
+            "early_stopping": {"enabled": False},
+        }
+    )
+
+
+def _worker_process(job_id: str) -> psutil.Process | None:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info.get("cmdline") or []
+        if "studio.jobs.executors.ray" in cmdline and cmdline[-1] == job_id:
+            return proc
+    return None
+
+
+def test_cancel_stops_the_ray_job_and_a_killed_worker_fails_with_rays_reason(on_ray, tmp_path: Path) -> None:
+    from studio.data import add_csv
+
+    dataset = add_csv(tiny_csv(tmp_path, rows=80))
+    # Two long runs at once (the head has 2 CPUs): one is cancelled, the other's worker is killed.
+    stopped = jobs.submit_job(_spec(dataset.id, "to cancel", epochs=5000))
+    killed = jobs.submit_job(_spec(dataset.id, "to kill", epochs=5000))
+    for job in (stopped, killed):  # progress and the run id come back from the Ray job's log
+        wait_until(lambda j=job: (jobs.get_job(j.id).epoch or 0) >= 2, timeout=240, poll=0.25)
+    assert jobs.get_job(stopped.id).mlflow_run_id and jobs.get_job(killed.id).mlflow_run_id
+
+    asked = time.monotonic()
+    jobs.cancel_job(stopped.id)
+    cancelled = _ended(stopped.id, timeout=60)
+    latency = time.monotonic() - asked
+    print(f"cancel latency of a Ray job: {latency:.2f} s")
+    assert cancelled.state == jobs.CANCELLED, cancelled.reason
+    assert str(_ray_jobs_of(on_ray, stopped.id)[0].status.value) == "STOPPED"
+    assert tracking.get_run(cancelled.mlflow_run_id).status == "KILLED"
+
+    worker = _worker_process(killed.id)
+    assert worker is not None
+    os.kill(worker.pid, signal.SIGKILL)
+    failed = _ended(killed.id, timeout=60)
+    assert failed.state == jobs.FAILED
+    assert failed.reason.startswith("Ray ended the job: ") and "exit code" in failed.reason, failed.reason
+    assert str(_ray_jobs_of(on_ray, killed.id)[0].status.value) == "FAILED"
+    assert tracking.get_run(failed.mlflow_run_id).status == "FAILED"
+    assert "Ray ended the job" in tracking.get_run(failed.mlflow_run_id).tags["studio.failure_reason"]
+
+
+def test_five_queued_jobs_on_two_cpu_slots_each_run_once(
+    on_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.data import add_csv
+
+    runs = tmp_path / "fake_runs.log"
+    monkeypatch.setenv(
+        "STUDIO_TEST_RAY_ENTRYPOINT", f"{{python}} {REPO}/tests/cluster/fake_ray_worker.py {{job_id}}"
+    )
+    monkeypatch.setenv("STUDIO_TEST_FAKE_RUNS", str(runs))
+    dataset = add_csv(tiny_csv(tmp_path, rows=40))
+    queued = [jobs.submit_job(_spec(dataset.id, f"fake {i}")) for i in range(5)]
+
+    done = [_ended(job.id, timeout=180) for job in queued]
+    assert [job.state for job in done] == [jobs.SUCCEEDED] * 5, [job.reason for job in done]
+    lines = [line.split() for line in runs.read_text().splitlines()]
+    assert sorted(line[0] for line in lines) == sorted(job.id for job in queued)  # each ran exactly once
+    assert all(len(_ray_jobs_of(on_ray, job.id)) == 1 for job in queued)  # one Ray job each
+    spans = [(float(start), float(end)) for _, start, end in lines]
+    most = max(sum(1 for s, e in spans if s <= start < e) for start, _ in spans)
+    assert most <= 2, spans  # never more than the two CPU slots at once
+    assert {job.device for job in done} == {"cpu:0", "cpu:1"}
+
+
+def test_pressing_train_on_the_page_trains_on_ray(on_ray, tmp_path: Path) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from studio import data as datasets
+
+    datasets.add_sample("wine")
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    at.number_input(key="train__training__epochs").set_value(2).run()
+    at.text_input(key="train__name").set_value("page on ray").run()
+    at.button(key="train_submit").click().run(timeout=60)
+    assert not at.exception, [e.value for e in at.exception]
+
+    (job,) = jobs.list_jobs()
+    done = _ended(job.id)
+    assert done.state == jobs.SUCCEEDED, f"{done.reason}\n{done.log_path.read_text()}"
+    (ray_job,) = _ray_jobs_of(on_ray, job.id)
+    assert str(ray_job.status.value) == "SUCCEEDED"
+    assert tracking.get_run(done.mlflow_run_id).status == "FINISHED" and Path(done.bundle_path).is_file()
+
+    runs = AppTest.from_file(str(REPO / "pages" / "runs.py"), default_timeout=60)
+    runs.query_params["job"] = job.id
+    runs.run()
+    assert not runs.exception and not runs.error
+    assert runs.title[0].value == "page on ray" and runs.download_button(key="download-model")
+
+
+def test_submit_to_first_logged_step_with_the_local_executor_for_comparison(
+    cluster_mlflow, studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same tiny job as the CLI test above, run by the default ``local`` executor (a cold worker: the
+    scheduler's first job), against the same MLflow server: the number the Ray one is compared with."""
+    from studio.data import add_csv
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", cluster_mlflow.url)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("STUDIO_EXECUTOR", raising=False)
+    tracking._client_for.cache_clear()
+    dataset = add_csv(tiny_csv(tmp_path, rows=80))
+    submitted = time.time()
+    out = _cli("jobs", "submit", "--data", dataset.id, "--target", "y", "--epochs", "2", "--name", "local")
+    assert out.returncode == 0, out.stderr
+    try:
+        done = _ended(out.stdout.split()[-1].strip())
+    finally:
+        jobs.stop_scheduler(timeout=10)
+    assert done.state == jobs.SUCCEEDED, done.reason
+    assert "studio.executor" not in tracking.get_run(done.mlflow_run_id).tags
+    print(
+        f"local: {_first_step_seconds(done.mlflow_run_id, submitted):.1f} s from submit to the first logged step"
+    )
