@@ -96,6 +96,10 @@ class Driver:
         jobs = store.search_jobs(self.search_id)
         self._settle(jobs)
         active = [job for job in store.search_jobs(self.search_id) if job.is_active]
+        if active:  # a scheduler that died (or a restarted machine) leaves them to nobody
+            from studio.jobs import ensure_scheduler
+
+            ensure_scheduler()
         search = self.search
         if search.cancel_requested:
             self._stop(active, REASON_SEARCH_CANCELLED)
@@ -252,6 +256,8 @@ class Driver:
         better = search.best_value is None or (
             value > search.best_value if search.direction == "max" else value < search.best_value
         )
+        if search.best_value is not None and value == search.best_value and search.best_job_id:
+            better = self._kept_loss(number) < self._kept_loss(store.get_job(search.best_job_id).trial_number)
         changes: dict[str, Any] = {}
         if number == 0:
             changes["default_value"] = value
@@ -273,6 +279,13 @@ class Driver:
                     search.parent_run_id,
                     {"studio.best_job_id": job.id, "studio.best_run_id": job.mlflow_run_id},
                 )
+
+    def _kept_loss(self, number: int) -> float:
+        """A tie between two trials' scores (e.g. both right on every validation row) goes to the lower
+        validation loss of the kept model."""
+        trial = self._trials_by_number().get(number)
+        loss = trial.user_attrs.get("kept_loss") if trial is not None else None
+        return float(loss) if loss is not None else math.inf
 
     def _forget_trials_without_jobs(self) -> None:
         """Trials asked for by a driver that died before queueing their job count as failed."""

@@ -48,6 +48,7 @@ class KeptScore:
         self.metric, self.monitor, self.mode = metric, monitor, metric_mode(monitor)
         self.best: float | None = None
         self.value: float | None = None
+        self.loss: float | None = None  # the kept epoch's validation loss: breaks ties between trials
 
     def update(self, metrics: dict[str, float]) -> float | None:
         score, value = metrics.get(self.monitor), metrics.get(self.metric)
@@ -60,6 +61,7 @@ class KeptScore:
             self.best = score
             if value is not None and math.isfinite(value):
                 self.value = value
+                self.loss = metrics.get("val/loss")
         return self.value
 
 
@@ -80,7 +82,8 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             self.report_seconds = 0.0
             self._trial: Any = None
 
-        def __getattr__(self, name: str) -> Any:  # stop_seen, run_id, flush … of the worker's hooks
+        def __getattr__(self, name: str) -> Any:  # run_id … of the worker's hooks (TrainHooks' own
+            # methods are found on the class first: each is passed on below)
             return getattr(self.inner, name)
 
         @property
@@ -136,13 +139,18 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             if run_id:
                 tracking.set_tags(run_id, {TAG_TRIAL_STATE: "pruned"})
 
+        def on_note(self, sentence: str) -> None:
+            self.inner.on_note(sentence)
+
         def should_stop(self) -> bool:
             return self.inner.should_stop() or self.pruned
 
         def flush(self) -> None:
             self.inner.flush()
             if self._trial is not None:  # what reporting cost this trial (the search's overhead)
-                with contextlib.suppress(Exception):  # only a measurement
+                with contextlib.suppress(Exception):  # the trial may have been told already
                     self._trial.set_user_attr("report_seconds", round(self.report_seconds, 4))
+                    if self.kept.loss is not None and math.isfinite(self.kept.loss):
+                        self._trial.set_user_attr("kept_loss", float(self.kept.loss))
 
     return TrialHooks()

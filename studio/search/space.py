@@ -15,6 +15,7 @@ Only the standard library and the spec are imported here (the Train page uses it
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, replace
 from typing import Any
@@ -297,10 +298,8 @@ def narrow(space: SearchSpace, narrowing: dict[str, Any] | None) -> SearchSpace:
 
 def _as_number(dim: Dimension, value: Any) -> float:
     if isinstance(value, str):  # YAML reads 1e-5 (no dot) as text
-        try:
+        with contextlib.suppress(ValueError):
             value = float(value)
-        except ValueError:
-            pass
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise SpecError(f"'{dim.path}' needs numbers, got {value!r}.")
     return int(value) if dim.kind == "int" else float(value)
