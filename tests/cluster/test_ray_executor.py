@@ -19,6 +19,7 @@ from studio import jobs, tracking
 from tests.jobs.jobhelpers import tiny_csv, wait_until
 
 pytestmark = pytest.mark.ray
+NODE_HOME = "STUDIO_NODE_HOME"
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -126,6 +127,12 @@ def test_cancel_stops_the_ray_job_and_a_killed_worker_fails_with_rays_reason(on_
 
     worker = _worker_process(killed.id)
     assert worker is not None
+    # The worker knows nothing of the studio's folder: its own home, its own working directory (Ray's copy
+    # of the code), no variable naming the studio's data.
+    env, studio_home = worker.environ(), os.environ["STUDIO_HOME"]
+    assert env[NODE_HOME] == str(tmp_path / "node") and "STUDIO_HOME" not in env
+    assert not any(studio_home in value for value in env.values())
+    assert not Path(worker.cwd()).is_relative_to(studio_home) and not Path(worker.cwd()).is_relative_to(REPO)
     os.kill(worker.pid, signal.SIGKILL)
     failed = _ended(killed.id, timeout=60)
     assert failed.state == jobs.FAILED
