@@ -178,6 +178,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         open_browser=False,
         login=args.login,
         mlflow_uri=args.mlflow_uri,
+        mlflow_link=args.mlflow_link,
     )
 
 
@@ -242,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--mlflow-uri",
         help="track runs on this shared MLflow server (e.g. http://mlflow.example:5000) instead of a local "
         "store; no local MLflow UI is started and the pages link to the server's",
+    )
+    serve.add_argument(
+        "--mlflow-link",
+        help="with --mlflow-uri: the server's address as people's browsers reach it, when it differs "
+        "(e.g. --mlflow-uri http://mlflow:5000 inside Docker, --mlflow-link http://team-host:5000)",
     )
     serve.add_argument(
         "--login",

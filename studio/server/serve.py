@@ -52,6 +52,7 @@ PASSWORD_ENV = "STUDIO_PASSWORD"
 USER_ENV = "STUDIO_USER"
 DEFAULT_USER = "admin"
 SHOWN_ADDRESSES = 4
+SHARED_MLFLOW_ENV = "STUDIO_MLFLOW_UI_SHARED"  # set for the app when --mlflow-uri names a shared server
 
 
 class PortInUse(Exception):
@@ -161,6 +162,8 @@ def for_browser(url: str, host_header: object) -> str:
     computer, or a Docker host through a published port."""
     if not isinstance(host_header, str) or not host_header.strip():
         return url
+    if os.environ.get(SHARED_MLFLOW_ENV) == "1":  # a shared MLflow server lives on its own machine
+        return url
     seen = urlsplit(f"//{host_header.strip()}").hostname
     parts = urlsplit(url)
     if not seen or not parts.hostname or seen == parts.hostname:
@@ -253,18 +256,22 @@ def stop_children(children: list[Child], grace: float = STOP_GRACE_SECONDS) -> N
             child.proc.wait(timeout=5)
 
 
-def server_env(mlflow_url: str | None, login: bool = False) -> dict[str, str]:
-    """The environment of the servers: the same store, the studio importable, the MLflow UI's address,
-    whether the app asks for a login (never the start-up password itself)."""
+def server_env(mlflow_url: str | None, login: bool = False, shared: bool = False) -> dict[str, str]:
+    """The environment of the servers: the same store, the studio importable, the MLflow UI's address
+    (``shared``: a shared server's, which links keep as it is), whether the app asks for a login (never
+    the start-up password itself)."""
     from studio.core.settings import child_env
     from studio.server import auth
 
     env = child_env()
     env.pop("STUDIO_MLFLOW_UI_URL", None)
+    env.pop(SHARED_MLFLOW_ENV, None)
     env.pop(PASSWORD_ENV, None)
     env.pop(auth.LOGIN_ENV, None)
     if mlflow_url:
         env["STUDIO_MLFLOW_UI_URL"] = mlflow_url
+    if shared:
+        env[SHARED_MLFLOW_ENV] = "1"
     if login:
         env[auth.LOGIN_ENV] = "1"
     return env
@@ -451,6 +458,7 @@ def serve(
     app: Path | None = None,
     mlflow_ui: bool = True,
     mlflow_uri: str | None = None,
+    mlflow_link: str | None = None,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = _say,
 ) -> int:
@@ -459,7 +467,8 @@ def serve(
     A login is required when ``host`` is reachable from other computers, or when ``login`` is set.
     ``app`` and ``mlflow_ui=False`` let tests start a stand-in app without the MLflow UI.
     ``mlflow_uri`` (``--mlflow-uri``): track every run on that shared MLflow server; no local MLflow UI
-    is started and the pages link to the server's own UI.
+    is started and the pages link to the server's own UI (at ``mlflow_link`` when browsers reach it at
+    another address than the studio does, e.g. ``http://mlflow:5000`` inside Docker).
     """
     from studio.server import auth
 
@@ -469,6 +478,8 @@ def serve(
     if mlflow_uri:
         try:
             shared_mlflow = use_shared_mlflow(mlflow_uri)
+            if mlflow_link:
+                shared_mlflow = mlflow_link.strip().rstrip("/")
         except ValueError as err:
             print(str(err), file=sys.stderr, flush=True)
             return EXIT_USER_ERROR
@@ -502,7 +513,7 @@ def serve(
     mlflow_health = (
         f"http://127.0.0.1:{mlflow_internal[1]}" if mlflow_internal else url_for(host, mlflow_port)
     )
-    env = server_env(mlflow_url or shared_mlflow, login)
+    env = server_env(mlflow_url or shared_mlflow, login, shared=bool(mlflow_uri))
     studio = Child(
         "studio", streamlit_command(app, host, port, shown_host), logs / "streamlit.log", env, app.parent
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import psutil
@@ -60,6 +61,7 @@ def test_serve_with_mlflow_uri_starts_no_mlflow_ui_and_links_to_the_server(
         )
         app_env = next(p for p in children if "streamlit" in " ".join(p.cmdline())).environ()
         assert app_env["STUDIO_MLFLOW_UI_URL"] == mlflow_server.url  # the pages' links
+        assert app_env["STUDIO_MLFLOW_UI_SHARED"] == "1"  # kept as they are (see the test below)
         assert app_env["MLFLOW_TRACKING_URI"] == mlflow_server.url  # the app's queries
         proc.terminate()
         assert proc.wait(timeout=30) == 0, output.read_text()
@@ -83,3 +85,44 @@ def test_serve_with_an_mlflow_uri_that_does_not_answer_says_so_and_starts_nothin
     lines = output.read_text().strip().splitlines()
     assert len(lines) == 1 and said in lines[0], lines
     assert not scheduler_running()
+
+
+def test_links_to_a_shared_server_keep_its_host_while_a_local_ui_follows_the_browser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from studio.server.serve import SHARED_MLFLOW_ENV, for_browser, server_env
+
+    monkeypatch.delenv(SHARED_MLFLOW_ENV, raising=False)
+    assert for_browser("http://127.0.0.1:5000", "studio.lan:8501") == "http://studio.lan:5000"
+    env = server_env("http://mlflow.team:5000", shared=True)
+    assert env["STUDIO_MLFLOW_UI_URL"] == "http://mlflow.team:5000" and env[SHARED_MLFLOW_ENV] == "1"
+    monkeypatch.setenv(SHARED_MLFLOW_ENV, "1")
+    assert for_browser("http://mlflow.team:5000", "studio.lan:8501") == "http://mlflow.team:5000"
+    assert SHARED_MLFLOW_ENV not in server_env("http://127.0.0.1:5000")
+
+
+def test_mlflow_link_names_the_address_browsers_use(
+    mlflow_server: MlflowServer, studio_home: Path, tmp_path: Path
+) -> None:
+    """Inside Docker the studio reaches the server as http://mlflow:5000; people's browsers do not."""
+    from studio.server.serve import serve
+
+    said: list[str] = []
+    stop = threading.Event()
+    stop.set()  # start, announce, stop at once (the stand-in app is not waited for)
+    app = tmp_path / "app.py"
+    app.write_text(STAND_IN_APP)
+    code = serve(
+        "127.0.0.1",
+        free_port(),
+        app=app,
+        mlflow_uri=mlflow_server.url,
+        mlflow_link="http://team-host:5000/",
+        stop=stop,
+        say=said.append,
+    )
+    assert code == 0
+    assert (
+        "Runs are tracked on the shared MLflow server; its UI: http://team-host:5000/#/experiments"
+        in " ".join(said)
+    ), said
