@@ -18,6 +18,7 @@ PAGES = (
     ("pages/data.py", "Data", ":material/table_chart:"),
     ("pages/train.py", "Train", ":material/model_training:"),
     ("pages/runs.py", "Runs", ":material/monitoring:"),
+    ("pages/search.py", "Search", ":material/travel_explore:"),
     ("pages/compare.py", "Compare", ":material/compare_arrows:"),
     ("pages/predict.py", "Predict", ":material/online_prediction:"),
 )

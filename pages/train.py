@@ -13,7 +13,7 @@ from typing import Any
 import streamlit as st
 
 from studio import jobs
-from studio.app import charts, forms, ui
+from studio.app import charts, forms, search_form, ui
 from studio.core.pretrained import weights_available, weights_path
 from studio.core.spec import (
     ARCHITECTURES,
@@ -455,4 +455,6 @@ with ui.guard():
     if form.image_fields:
         picture_settings_preview(choice, form, spec)
     refused = before_you_start(choice, spec, check, blockers)
-    train_button(spec, bool(why_not or check.errors or refused or blockers), why_not)
+    blocked = bool(why_not or check.errors or refused or blockers)
+    train_button(spec, blocked, why_not)
+    search_form.find_best_settings(spec, blocked)  # a search around these settings (studio.search)

@@ -349,9 +349,20 @@ def run(search_id: str, poll: float = POLL_SECONDS) -> int:
         except BaseException as err:
             log.exception("search %s: the driver stopped", search_id)
             if not isinstance(err, KeyboardInterrupt | SystemExit):
-                records.update(search_id, reason=f"The search's driver crashed: {type(err).__name__}: {err}")
+                _fail(search_id, f"The search stopped on an error: {type(err).__name__}: {err}")
             raise
     return 0
+
+
+def _fail(search_id: str, reason: str) -> None:
+    """End a search whose driver broke: failed, its trials stopped (``jobs resume ID --more`` retries)."""
+    from studio.jobs import cancel_job
+
+    records.update(search_id, state=records.FAILED, ended_at=time.time(), reason=reason)
+    for job in store.search_jobs(search_id):
+        if job.is_active:
+            with contextlib.suppress(StudioError):
+                cancel_job(job.id)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,80 @@
+"""The pages of a search, with Streamlit's AppTest: the Train page's "Find the best settings" starts a
+real search (3 trials of 2 epochs: parent and child runs in MLflow), and the Search page shows it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from streamlit.testing.v1 import AppTest
+
+from studio import data as datasets
+
+APP = str(Path(__file__).resolve().parents[2] / "app.py")
+TIMEOUT = 60
+
+
+def _train_page() -> AppTest:
+    datasets.add_sample("wine")
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_the_search_space_can_be_narrowed_on_the_train_page(search_home: Path) -> None:
+    at = _train_page()
+    assert at.selectbox(key="search_metric").value == "val/accuracy"
+    assert at.selectbox(key="search_budget").options == [
+        "5 min",
+        "15 min",
+        "1 h",
+        "Custom time",
+        "A number of trials",
+    ]
+    at.toggle(key="search_space_open").set_value(True).run()
+    (area,) = [t for t in at.text_area if t.key.startswith("search_space_")]
+    assert "optimizer.learning_rate: {low: 0.0001, high: 0.1}  # Learning rate" in area.value
+    area.set_value("optimizer.momentum: 0.5\n").run()
+    at.button(key="search_submit").click().run()
+    assert any("has no setting 'optimizer.momentum'" in e.value for e in at.error)
+    from studio.search.records import list_searches
+
+    assert list_searches() == []
+
+
+def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
+    from studio import tracking
+    from studio.search import control
+    from studio.search.records import list_searches
+
+    at = _train_page()
+    at.number_input(key="train__training__epochs").set_value(2).run()
+    at.selectbox(key="search_budget").set_value("A number of trials").run()
+    at.number_input(key="search_trials").set_value(3).run()
+    at.button(key="search_submit").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    (search,) = list_searches()
+    assert search.max_trials == 3 and search.budget_seconds is None and search.metric == "val/accuracy"
+    assert search.spec.training.epochs == 2
+    assert [t.value for t in at.title] == ["Search"]  # the press opened the search's page
+    assert at.query_params["search"] in (search.id, [search.id])
+
+    done = control.wait_for_search(search.id, timeout=240)
+    assert done.state == "finished" and done.best_job_id
+    children = tracking.client().search_runs(
+        [done.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{done.parent_run_id}'"
+    )
+    assert len(children) == 3
+    assert tracking.client().get_run(done.parent_run_id).info.status == "FINISHED"
+
+    page = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    page.query_params["search"] = done.id
+    page.switch_page("pages/search.py").run()
+    assert not page.exception, [e.value for e in page.exception]
+    text = " ".join(m.value for m in page.markdown)
+    assert "Finished · 3 trials (3 finished)" in text
+    assert "has the best validation accuracy" in text and "Its test score" in text
+    assert "never reads a trial's test score" in " ".join(c.value for c in page.caption)
+    table = page.dataframe[0].value
+    assert list(table["Trial"]) == [0, 1, 2] and "(chosen)" in " ".join(table["State"])
+    assert [b.key for b in page.button] == ["search_more"]  # a finished search can be given more time
