@@ -30,17 +30,17 @@ lint:
 # Everything CI runs: lint, the fast suite, the browser test.
 test: install-dev install-browser
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -m "not slow and not gpu and not ray"
+	$(PYTHON) -m pytest -m "not slow and not gpu and not ray and not postgres"
 
 test-fast: install-dev
-	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray"
+	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres"
 
 test-slow: install-dev
 	$(PYTHON) -m pytest -m slow
 
 # A real local Ray head and MLflow servers (tests/cluster, tests/mlflow_server); CI runs it after `test`.
 test-ray: install-dev install-cluster
-	$(PYTHON) -m pytest -m "ray and not slow"
+	$(PYTHON) -m pytest -m "(ray or postgres) and not slow"
 
 test-e2e: install-dev install-browser
 	$(PYTHON) -m pytest -m e2e

@@ -56,10 +56,12 @@ def _answers(url: str) -> bool:
         return False
 
 
-def start_mlflow_server(folder: Path, *, auth: bool = False, timeout: float = 120.0) -> MlflowServer:
-    """``mlflow server`` with a SQLite store in ``folder`` and ``--serve-artifacts`` (its own session,
-    its output in ``folder/server.log``); with ``auth`` the basic-auth app, admin ``ADMIN_USER`` /
-    ``ADMIN_PASSWORD``."""
+def start_mlflow_server(
+    folder: Path, *, auth: bool = False, backend: str | None = None, timeout: float = 120.0
+) -> MlflowServer:
+    """``mlflow server`` with a SQLite store in ``folder`` (or the database ``backend``) and
+    ``--serve-artifacts`` (its own session, its output in ``folder/server.log``); with ``auth`` the
+    basic-auth app, admin ``ADMIN_USER`` / ``ADMIN_PASSWORD``."""
     folder.mkdir(parents=True, exist_ok=True)
     port = free_port()
     cmd = [
@@ -68,7 +70,7 @@ def start_mlflow_server(folder: Path, *, auth: bool = False, timeout: float = 12
         "mlflow",
         "server",
         "--backend-store-uri",
-        f"sqlite:///{folder}/mlflow.db",
+        backend or f"sqlite:///{folder}/mlflow.db",
         "--serve-artifacts",
         "--artifacts-destination",
         (folder / "artifacts").as_uri(),
