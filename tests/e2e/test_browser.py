@@ -206,10 +206,10 @@ def test_upload_train_watch_download_predict_and_stop(
     # Ctrl-C stops serve and everything it started.
     children = list(studio.children)
     assert any("mlflow" in " ".join(p.cmdline()) for p in children)
-    assert studio.stop() == 0, studio.core.text()
+    assert studio.stop() == 0, studio.text()
     _, alive = psutil.wait_procs(children, timeout=10)
     assert not alive, [p.cmdline() for p in alive]
-    assert "Stopped." in studio.core.text()
+    assert "Stopped." in studio.text()
 
 
 def check_mlflow_links(page, studio, job_id: str, screenshots: Path) -> None:

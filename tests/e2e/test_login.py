@@ -85,7 +85,7 @@ def mlflow_call(port: int, credentials: tuple[str, str] | None) -> tuple[int, di
 def test_pages_need_the_password_and_mlflow_needs_the_credentials(login_studio, browser, page, screenshots):
     studio = login_studio
     studio.wait_for("Training Studio is ready", timeout=180)
-    assert "Login is on: 1 user in " in studio.core.text()
+    assert "Login is on: 1 user in " in studio.text()
 
     # The first request after the start is a page's own address: still only the login form.
     page.goto(f"{studio.url}/train")
@@ -128,7 +128,7 @@ def test_pages_need_the_password_and_mlflow_needs_the_credentials(login_studio, 
 
     # The MLflow UI's port: 401 without the studio user's credentials, the call goes through with them.
     studio.wait_for("MLflow UI ready", timeout=240)
-    assert "asks for a studio user name and password" in studio.core.text()
+    assert "asks for a studio user name and password" in studio.text()
     status, headers, body = mlflow_call(studio.mlflow_port, None)
     assert status == 401, body
     assert headers["WWW-Authenticate"].startswith("Basic ")
