@@ -55,13 +55,14 @@ def find_best_settings(spec: Any, blocked: bool) -> None:
             format_func=charts.metric_label,
             key="search_metric",
         )
-        if st.toggle("Narrow the search space", key="search_space_open"):
-            narrowing_text = st.text_area(
-                "Search space: one setting per line, a range {low, high}, a list of choices, or one value",
-                value=_space_text(spec),
-                height=220,
-                key=f"search_space_{spec.task}_{spec.architecture.name}",
-            )
+    centre = learning_rate_finder(spec) if spec is not None else None
+    if spec is not None and st.toggle("Narrow the search space", key="search_space_open"):
+        narrowing_text = st.text_area(
+            "Search space: one setting per line, a range {low, high}, a list of choices, or one value",
+            value=_space_text(spec, centre),
+            height=220,
+            key=f"search_space_{spec.task}_{spec.architecture.name}_{centre}",
+        )
     pressed = bool(state.get("search_pressed"))
     st.button(
         "Find the best settings",
@@ -86,16 +87,64 @@ def find_best_settings(spec: Any, blocked: bool) -> None:
             metric=metric,
             narrowing=parse_narrowing(narrowing_text),
             token=state["search_token"],
+            learning_rate_centre=centre,
         )
         state["search_started"] = search.id
         go_to_search(search.id)
 
 
-def _space_text(spec: Any) -> str:
+def learning_rate_finder(spec: Any) -> float | None:
+    """ "Suggest a learning rate": a short range test on these data and this network (tables), its curve,
+    and a button that puts the suggestion in the form. Returns the suggestion for this data set and
+    target, which also centres the search's learning-rate range."""
+    from studio.core.tasks import task_info
+
+    if task_info(spec.task).kind != "tabular":
+        return None
+    key = (spec.data.dataset_id, spec.data.target, spec.architecture.name)
+    if st.button("Suggest a learning rate", key="search_lr_find", icon=":material/insights:"):
+        from studio.search.lr_find import suggest_learning_rate
+
+        with ui.guard(), st.spinner("Trying learning rates from 0.000001 to 1 on your data …"):
+            state["search_lr_finding"] = (key, suggest_learning_rate(spec))
+    found = state.get("search_lr_finding")
+    if not found or found[0] != key:
+        return None
+    finding = found[1]
+    from studio.app.search_view import learning_rate_figure
+
+    st.plotly_chart(
+        learning_rate_figure(finding.learning_rates, finding.losses, finding.suggestion),
+        key="search_lr_chart",
+        width="stretch",
+    )
+    if finding.suggestion is None:
+        st.caption("The loss did not fall clearly at any learning rate: no suggestion.")
+        return None
+    from studio.app import forms
+
+    st.button(
+        f"Use {finding.suggestion:.2g} as the learning rate",
+        key="search_lr_use",
+        on_click=_set_learning_rate,
+        args=(forms.field_key("optimizer.learning_rate", spec.task), float(f"{finding.suggestion:.2g}")),
+    )
+    st.caption(
+        f"A search started now tries learning rates from {finding.suggestion / 10:.2g} to "
+        f"{finding.suggestion * 10:.2g} (a tenth to ten times the suggestion)."
+    )
+    return finding.suggestion
+
+
+def _set_learning_rate(key: str, value: float) -> None:
+    state[key] = value
+
+
+def _space_text(spec: Any, centre: float | None) -> str:
     from studio.search.control import plan_space
 
     try:
-        return plan_space(spec).narrowing_text()
+        return plan_space(spec, learning_rate_centre=centre).narrowing_text()
     except StudioError:
         return ""
 

@@ -299,3 +299,26 @@ def compare_link(search: Search, rows: list[TrialRow], base_url: str | None) -> 
     from studio import tracking
 
     return tracking.mlflow_ui_compare_url(base_url, search.experiment_id, runs[:100])
+
+
+def learning_rate_figure(
+    learning_rates: list[float], losses: list[float], suggestion: float | None
+) -> go.Figure:
+    """The learning-rate finder's smoothed training loss against the learning rate (log scale)."""
+    if not learning_rates:
+        return empty_figure("The finder has no points.")
+    fig = go.Figure(go.Scatter(x=learning_rates, y=losses, mode="lines", name="training loss (smoothed)"))
+    if suggestion:
+        fig.add_vline(
+            x=suggestion,
+            line_dash="dot",
+            annotation_text=f"suggested: {suggestion:.2g}",
+            line_color="#d62728",
+        )
+    fig.update_layout(
+        height=300,
+        margin={"l": 60, "r": 20, "t": 30, "b": 50},
+        xaxis={"type": "log", "title": "learning rate"},
+        yaxis_title="training loss",
+    )
+    return fig

@@ -33,6 +33,11 @@ def add_search_parser(
     search.add_argument("--space", help="a YAML file narrowing the search space (see the README)")
     search.add_argument("--seed", type=int, help="the search's random seed (default: the spec's data seed)")
     search.add_argument(
+        "--lr-find",
+        action="store_true",
+        help="first run the learning-rate finder and centre the learning rate's range on its suggestion",
+    )
+    search.add_argument(
         "--detach", action="store_true", help="start it and return (follow with `jobs show SEARCH_ID`)"
     )
     search.set_defaults(handler=cmd_search)
@@ -53,6 +58,17 @@ def cmd_search(args: argparse.Namespace) -> int:
         with open(args.space, encoding="utf-8") as handle:
             narrowing = parse_narrowing(handle.read())
     spec = spec_from_args(args)
+    centre = None
+    if args.lr_find:
+        from studio.search.lr_find import suggest_learning_rate
+
+        centre = suggest_learning_rate(spec).suggestion
+        if centre:
+            print(
+                f"The learning-rate finder suggests {centre:.3g}: the search tries {centre / 10:.3g} to {centre * 10:.3g}."
+            )
+        else:
+            print("The learning-rate finder found no clear suggestion; the search keeps its usual range.")
     search = start_search(
         spec,
         budget_seconds=budget,
@@ -60,6 +76,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         metric=args.metric,
         narrowing=narrowing,
         seed=args.seed,
+        learning_rate_centre=centre,
     )
     print(f"{search.id}: {search.name} ({search.budget_text}), optimising {search.metric}")
     if args.detach:

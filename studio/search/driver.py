@@ -68,6 +68,7 @@ class Driver:
         self.study = create_study(search_id, self.search.direction, self.search.seed)
         self.slots = slot_count()
         self.overhead = 0.0
+        self.settled: set[str] = set()  # trial jobs already told to the study by this driver
 
     # ---- the loop
     def run(self) -> str:
@@ -77,6 +78,7 @@ class Driver:
         if not self.study.trials:  # the spec's own settings first
             self.study.enqueue_trial(starting_point(self.space, self.spec, train_rows(self.spec)))
         self.overhead += time.perf_counter() - started
+        log.info("ready in %.1f s (study, MLflow parent run)", self.overhead)
         last = time.monotonic()
         while True:
             work = time.perf_counter()
@@ -94,8 +96,9 @@ class Driver:
     def tick(self) -> str | None:
         """One pass; the search's final state once it has ended."""
         jobs = store.search_jobs(self.search_id)
-        self._settle(jobs)
-        active = [job for job in store.search_jobs(self.search_id) if job.is_active]
+        if self._settle(jobs):  # (resuming a trial changes its state)
+            jobs = store.search_jobs(self.search_id)
+        active = [job for job in jobs if job.is_active]
         if active:  # a scheduler that died (or a restarted machine) leaves them to nobody
             from studio.jobs import ensure_scheduler
 
@@ -145,21 +148,30 @@ class Driver:
     def _trials_by_number(self) -> dict[int, Any]:
         return {t.number: t for t in self.study.get_trials(deepcopy=False)}
 
-    def _settle(self, jobs: list[store.Job]) -> None:
-        """Tell Optuna how each ended trial went (once), and resume the ones whose worker died."""
-        trials = None
+    def _settle(self, jobs: list[store.Job]) -> bool:
+        """Tell Optuna how each ended trial went (once), and resume the ones whose worker died; whether
+        it did anything."""
+        trials, acted = None, False
         for job in jobs:
-            if job.is_active or job.trial_state in ("complete", "failed", "stopped"):
+            if (
+                job.is_active
+                or job.id in self.settled
+                or job.trial_state in ("complete", "failed", "stopped")
+            ):
                 continue
-            if job.trial_state == "pruned" and job.state != store.INTERRUPTED:
-                trials = trials or self._trials_by_number()
-                if trials[job.trial_number].state.name != "RUNNING":
-                    continue  # told already
             trials = trials or self._trials_by_number()
             trial = trials.get(job.trial_number)
             if trial is None:
                 continue
+            told = trial.state.name != "RUNNING"
+            if job.trial_state == "pruned" and job.state != store.INTERRUPTED and told:
+                self.settled.add(job.id)
+                continue  # told already (by an earlier driver)
             self._settle_one(job, trial)
+            if job.state != store.INTERRUPTED:
+                self.settled.add(job.id)
+            acted = True
+        return acted
 
     def _settle_one(self, job: store.Job, trial: Any) -> None:
         running = trial.state.name == "RUNNING"

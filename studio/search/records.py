@@ -61,8 +61,9 @@ _ready: set[Any] = set()
 @contextmanager
 def connect() -> Iterator[sqlite3.Connection]:
     path = store.db_path()
-    with store.connect():  # the jobs table first (a fresh store), with the same pragmas
-        pass
+    if path not in _ready:
+        with store.connect():  # the jobs table first (a fresh store), with the same pragmas
+            pass
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     try:
         conn.row_factory = sqlite3.Row

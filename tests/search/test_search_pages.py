@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from streamlit.testing.v1 import AppTest
 
 from studio import data as datasets
@@ -78,3 +79,27 @@ def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
     table = page.dataframe[0].value
     assert list(table["Trial"]) == [0, 1, 2] and "(chosen)" in " ".join(table["State"])
     assert [b.key for b in page.button] == ["search_more"]  # a finished search can be given more time
+
+
+def test_suggest_a_learning_rate_fills_the_field_and_centres_the_search(search_home: Path) -> None:
+    from studio.search.records import list_searches
+
+    at = _train_page()
+    at.button(key="search_lr_find").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    use = at.button(key="search_lr_use")
+    suggested = float(use.label.split()[1])
+    assert 1e-5 < suggested < 1.0
+    assert f"from {suggested / 10:.2g} to {suggested * 10:.2g}" in " ".join(c.value for c in at.caption)
+    use.click().run()
+    assert at.number_input(key="train__optimizer__learning_rate").value == suggested
+    at.selectbox(key="search_budget").set_value("A number of trials").run()
+    at.number_input(key="search_trials").set_value(1).run()
+    at.button(key="search_submit").click().run()
+    (search,) = list_searches()
+    rate = search.space.get("optimizer.learning_rate")
+    assert (rate.low, rate.high) == (
+        pytest.approx(suggested / 10, rel=0.1),
+        pytest.approx(suggested * 10, rel=0.1),
+    )
+    assert search.spec.optimizer.learning_rate == suggested
