@@ -142,9 +142,12 @@ def test_cancel_stops_the_ray_job_and_a_killed_worker_fails_with_rays_reason(on_
     assert "Ray ended the job" in tracking.get_run(failed.mlflow_run_id).tags["studio.failure_reason"]
 
 
-def test_five_queued_jobs_on_two_cpu_slots_each_run_once(
+def test_five_queued_jobs_on_two_cpu_slots_each_run_once_across_a_scheduler_restart(
     on_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Stand-in workers (a few seconds each, no training). The scheduler is stopped while the first two
+    run on Ray: a new one adopts them from Ray's job list instead of calling them dead or starting them
+    again."""
     from studio.data import add_csv
 
     runs = tmp_path / "fake_runs.log"
@@ -152,8 +155,21 @@ def test_five_queued_jobs_on_two_cpu_slots_each_run_once(
         "STUDIO_TEST_RAY_ENTRYPOINT", f"{{python}} {REPO}/tests/cluster/fake_ray_worker.py {{job_id}}"
     )
     monkeypatch.setenv("STUDIO_TEST_FAKE_RUNS", str(runs))
+    monkeypatch.setenv("STUDIO_TEST_FAKE_SECONDS", "4")
     dataset = add_csv(tiny_csv(tmp_path, rows=40))
     queued = [jobs.submit_job(_spec(dataset.id, f"fake {i}")) for i in range(5)]
+
+    def on_ray_now() -> list[str]:
+        return [
+            job.id
+            for job in queued
+            if any(str(r.status.value) == "RUNNING" for r in _ray_jobs_of(on_ray, job.id))
+        ]
+
+    first = wait_until(on_ray_now, timeout=90, poll=0.1)
+    assert jobs.stop_scheduler(timeout=10)
+    assert all(jobs.get_job(job_id).state == jobs.RUNNING for job_id in first)  # left running on Ray
+    jobs.ensure_scheduler()
 
     done = [_ended(job.id, timeout=180) for job in queued]
     assert [job.state for job in done] == [jobs.SUCCEEDED] * 5, [job.reason for job in done]
