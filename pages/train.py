@@ -14,23 +14,23 @@ import streamlit as st
 
 from studio import jobs
 from studio.app import charts, forms, search_form, ui
+from studio.app.kinds import form_kind as forms_for_kind
 from studio.core.pretrained import weights_available, weights_path
 from studio.core.spec import (
     ARCHITECTURES,
-    IMAGE_TARGET,
     PRESET_HELP,
     PRESETS,
     architectures_for,
     default_architecture,
 )
 from studio.core.tasks import task_info, tasks_for
-from studio.data import image_defaults, mirroring_changes_meaning, suggest_task
+from studio.data import mirroring_changes_meaning, suggest_task
 
 TASK_LABELS = {
     "classification": "Classification (predict a category)",
     "regression": "Regression (predict a number)",
 }
-IMAGE_TASK = "image_classification"
+DEFAULTS_SUIT = {"tabular": "tables", "image": "pictures"}
 PICK_TARGET = "Pick the column you want to predict."
 PREVIEW_VARIANTS = 9
 PREVIEW_WIDTH = 112  # px on screen, whatever the training size (small pictures are shown enlarged)
@@ -110,7 +110,8 @@ class Choice:
 
     dataset_id: str
     profile: dict[str, Any]
-    pictures: bool
+    fixed_target: bool
+    """The task's target is fixed by the kind of data (pictures: their folder), not a chosen column."""
     columns: list[str]
     target: str | None
     task: str
@@ -155,31 +156,33 @@ def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
         )
         state["current_dataset"] = dataset_id
         profile = ui.load_profile(dataset_id)
-        pictures = ui.is_pictures(by_id[dataset_id])
-        if pictures and state.get("train_image_defaults_for") != dataset_id:
-            # Each picture set starts from its own suitable values (no mirroring for digits, say).
-            state["train_image_defaults_for"] = dataset_id
-            for path, value in image_defaults(profile).items():
-                state[forms.field_key(path, IMAGE_TASK)] = value
+        tasks = tasks_for(by_id[dataset_id].kind)  # what this kind of data can learn
+        fixed = task_info(tasks[0]) if len(tasks) == 1 and task_info(tasks[0]).fixed_target else None
+        kind = forms_for_kind(tasks[0])
+        if state.get("train_defaults_for") != dataset_id:
+            # Each data set starts from its own suitable values (no mirroring for digits, say).
+            state["train_defaults_for"] = dataset_id
+            for path, value in kind.starting_values(profile).items():
+                state[forms.field_key(path, tasks[0])] = value
         columns = [column["name"] for column in profile["columns"]]
-        if pictures:
-            target, suggested_task, task = IMAGE_TARGET, IMAGE_TASK, IMAGE_TASK
-            class_names(profile)
+        if fixed is not None:
+            target, suggested_task, task = fixed.fixed_target, fixed.name, fixed.name
+            st.markdown(kind.learns(profile) or f"**Task:** {fixed.title.lower()}.")
         else:
             target = target_column(columns, profile, why_not)
     with right:
-        if not pictures:
-            suggested_task = suggest_task(profile, target) if target is not None else "classification"
+        if fixed is None:
+            suggested_task = suggest_task(profile, target) if target is not None else tasks[0]
             task = ui.select(
                 "Task",
-                tasks_for("tabular"),
+                tasks,
                 "train_task",
-                suggested_task or "classification",
+                suggested_task or tasks[0],
                 format_func=lambda task: TASK_LABELS.get(task, task_info(task).title),
                 help="Classification predicts a category (e.g. a grape variety); regression predicts a "
                 "number (e.g. a price). The studio suggests one from the target column.",
             )
-        architecture = network(task, pictures)
+        architecture = network(task)
     if suggested_task is None:
         cannot = (
             f"'{target}' has only one value (or holds dates), so there is nothing to learn from it. "
@@ -187,17 +190,7 @@ def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
         )
         st.warning(ui.as_text(cannot), icon=":material/warning:")
         why_not.append(cannot)
-    return Choice(dataset_id, profile, pictures, columns, target, task, suggested_task, architecture)
-
-
-def class_names(profile: dict[str, Any]) -> None:
-    """A picture set's task: the classes its folders name."""
-    names = [c["name"] for c in profile.get("classes", [])]
-    shown = ", ".join(map(ui.as_text, names[:8])) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-    st.markdown(
-        f"**Task:** image classification: the model learns to tell which of the "
-        f"**{len(names)} classes** a picture shows ({shown})."
-    )
+    return Choice(dataset_id, profile, fixed is not None, columns, target, task, suggested_task, architecture)
 
 
 def target_column(columns: list[str], profile: dict[str, Any], why_not: list[str]) -> str | None:
@@ -218,7 +211,7 @@ def target_column(columns: list[str], profile: dict[str, Any], why_not: list[str
     return target
 
 
-def network(task: str, pictures: bool) -> str:
+def network(task: str) -> str:
     architecture = ui.select(
         "Architecture",
         architectures_for(task),
@@ -228,7 +221,7 @@ def network(task: str, pictures: bool) -> str:
         help=architecture_help(task),
     )
     st.caption(ARCHITECTURES[architecture].description)
-    if pictures and weights_path(architecture) is not None and not weights_available(architecture):
+    if weights_path(architecture) is not None and not weights_available(architecture):
         st.caption(
             ":orange[Its pretrained weights are not on this machine, so here it can only learn from "
             "scratch (untick 'Start from pretrained weights').]"
@@ -289,7 +282,7 @@ def settings(choice: Choice) -> Form:
             st.markdown(f"**{forms.SECTION_TITLES[section]}**")
             for field_ in (f for f in main if f.section == section):
                 show_field(field_)
-    defaults_note = "the defaults suit most pictures" if choice.pictures else "the defaults suit most tables"
+    defaults_note = f"the defaults suit most {DEFAULTS_SUIT.get(task_info(task).kind, 'data sets')}"
     with st.expander(f"Advanced settings (optional: {defaults_note})", icon=":material/tune:"):
         for section, title in forms.SECTION_TITLES.items():
             section_fields = [
@@ -340,10 +333,12 @@ def before_you_start(choice: Choice, spec: Any, check: Any, blockers: list[str])
 
     Returns whether the data refuses this target (a name or an ID picked as the classes, say)."""
     st.subheader("Before you start")
-    if choice.pictures or choice.target is None:
+    if choice.target is None:
         data_warnings = choice.profile.get("warnings", [])
     else:
-        data_warnings = ui.target_warnings(choice.dataset_id, choice.target, choice.task)
+        data_warnings = forms_for_kind(choice.task).data_notes(
+            choice.profile, lambda: ui.target_warnings(choice.dataset_id, choice.target, choice.task)
+        )
     refused = any(w.get("blocks") for w in data_warnings)
     if data_warnings:
         with st.expander(
@@ -373,16 +368,13 @@ def before_you_start(choice: Choice, spec: Any, check: Any, blockers: list[str])
 def time_and_place(choice: Choice, spec: Any) -> None:
     """Risky settings for this much data, the device, and a rough guess of the time."""
     rows = forms.usable_rows(choice.profile, choice.target)
-    for advice in forms.risky_values(spec, rows, unit="pictures" if choice.pictures else "rows"):
+    for advice in forms.risky_values(spec, rows, unit=task_info(choice.task).unit):
         st.warning(advice, icon=":material/warning:")
     device = forms.device_text(spec.training.device)
     on_gpu = device.startswith("GPU")
-    if choice.pictures:
-        size = forms.image_size(spec, choice.profile)
-        estimate = forms.estimate_image_time(spec, rows, size, on_gpu=on_gpu)
-    else:
-        n_features = len(spec.data.features) if spec.data.features else len(choice.columns) - 1
-        estimate = forms.estimate_time(spec, rows, n_features, on_gpu=on_gpu)
+    estimate = forms_for_kind(choice.task).time_guess(
+        spec, choice.profile, rows, len(choice.columns), on_gpu=on_gpu
+    )
     st.markdown(f"**Where it trains:** {device}  \n**How long:** {estimate.text}")
 
 
@@ -451,7 +443,7 @@ with ui.guard():
         form.error_slots[path].error(ui.as_text(message), icon=":material/error:")
     why_not += check.field_errors.values()  # (the advanced ones may be folded away: listed again below)
     spec = check.spec
-    blockers = forms.image_blockers(spec) if choice.pictures and spec is not None else []
+    blockers = forms_for_kind(choice.task).blockers(spec) if spec is not None else []
     if form.image_fields:
         picture_settings_preview(choice, form, spec)
     refused = before_you_start(choice, spec, check, blockers)
