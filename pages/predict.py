@@ -325,8 +325,9 @@ if model_path is not None:
         model_info = read_bundle_info(model_path)
     except StudioError as err:
         ui.show_error(err)
-if model_path is not None and model_info is not None and rv.is_image_model(model_info):
-    st.markdown(rv.model_summary(model_info))
+
+
+def picture_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
     st.subheader("2. Give the pictures")
     try:
         chosen_pictures = choose_pictures()
@@ -336,8 +337,9 @@ if model_path is not None and model_info is not None and rv.is_image_model(model
     if chosen_pictures is not None:
         st.subheader("3. Predict")
         predict_pictures_section(model_path, model_info, chosen_pictures)
-elif model_path is not None and model_info is not None:
-    st.markdown(rv.model_summary(model_info))
+
+
+def row_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
     st.subheader("2. Give the rows to predict")
     try:
         rows = choose_rows(model_info)
@@ -347,3 +349,11 @@ elif model_path is not None and model_info is not None:
     if rows is not None:
         st.subheader("3. Predict")
         predict_section(model_path, model_info, *rows)
+
+
+INPUTS = {"image": picture_inputs, "tabular": row_inputs}
+"""How a bundle of each kind is given what to predict (the bundle's ``kind``)."""
+
+if model_path is not None and model_info is not None:
+    st.markdown(rv.model_summary(model_info))
+    INPUTS[model_info["kind"]](model_path, model_info)
