@@ -236,6 +236,7 @@ def best_so_far_figure(search: Search, rows: list[TrialRow], now: float | None =
             annotation_text="your settings (trial 0)",
             annotation_position="bottom right",
         )
+    fig.update_xaxes(rangemode="tozero")
     fig.update_layout(
         height=360,
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
@@ -278,17 +279,37 @@ def trials_frame(search: Search, rows: list[TrialRow]) -> pd.DataFrame:
             "Trial": row.number,
             "State": STATE_WORDS[row.state] + (" (chosen)" if row.job_id == search.best_job_id else ""),
             "Validation score": row.value,
-            "Test score": row.test_metrics.get(test_key) if row.job_id == search.best_job_id else None,
+            "Test score": _test_text(row, test_key) if row.job_id == search.best_job_id else "",
             "Epochs": row.epoch,
         }
         for name, title in titles.items():
-            value = row.params.get(name)
-            entry[title] = (
-                "" if value is None else str(value if not isinstance(value, float) else f"{value:.3g}")
-            )
+            entry[title] = value_text(name, row.params.get(name))
         entry["Run"] = f"/runs?job={row.job_id}"
         table.append(entry)
     return pd.DataFrame(table)
+
+
+def _test_text(row: TrialRow, key: str) -> str:
+    value = row.test_metrics.get(key)
+    return "" if value is None else f"{value:.4f}"
+
+
+def value_text(name: str, value: Any) -> str:
+    """A trial's setting for people: network and optimiser by their names in the form, numbers short."""
+    if value is None:
+        return ""
+    if name == "architecture.name":
+        from studio.core.spec import ARCHITECTURES
+
+        info = ARCHITECTURES.get(value)
+        return info.title if info else str(value)
+    if name == "optimizer.name":
+        return {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}.get(value, str(value))
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
 
 
 def compare_link(search: Search, rows: list[TrialRow], base_url: str | None) -> str | None:
