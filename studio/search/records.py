@@ -257,9 +257,10 @@ def reopen(search_id: str, *, more_seconds: float | None, more_trials: int | Non
     if search.cancel_requested and search.is_active:
         raise JobError(f"Search {search_id} is being cancelled; wait for it to stop, then extend it.")
     budget = search.budget_seconds
+    trials = search.max_trials
     if more_seconds:
         budget = max(budget or 0.0, search.used_seconds) + more_seconds
-    trials = search.max_trials
+        trials = None  # more time means as many trials as fit in it
     if more_trials:
         from studio.jobs.store import search_jobs
 
