@@ -88,7 +88,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print("No jobs yet. Queue one with `python -m studio jobs submit --data FILE.csv`.")
         return 0
     rows = [("ID", "STATE", "NAME", "PROGRESS", "CREATED"), *searches]
-    rows += [(j.id, state_words(j), _clip(j.name, 32), j.progress_text, _when(j.created_at)) for j in jobs]
+    rows += [(j.id, state_words(j), _name(j), j.progress_text, _when(j.created_at)) for j in jobs]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
@@ -212,6 +212,13 @@ def _summary(job) -> str:
 
 def _when(timestamp: float | None) -> str:
     return "-" if timestamp is None else datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _name(job) -> str:
+    """The job's name, or for a search's trial which trial of which search it is."""
+    if job.search_id is not None:
+        return f"trial {job.trial_number} of {job.search_id}"
+    return _clip(job.name, 32)
 
 
 def _clip(text: str, width: int) -> str:
