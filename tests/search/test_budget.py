@@ -5,11 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from tests.search.helpers import tiny_dataset, tiny_spec
 
 EPOCH_WAIT = 0.5  # STUDIO_TEST_SLOW_EPOCHS: each epoch lasts at least this long
 
 
+@pytest.mark.slow  # about 35 s: a 15-second budget, then the stop
 def test_a_search_stops_at_its_budget(search_home: Path, tmp_path: Path, monkeypatch) -> None:
     from studio import jobs
     from studio.search import control, records

@@ -81,6 +81,7 @@ def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
     assert [b.key for b in page.button] == ["search_more"]  # a finished search can be given more time
 
 
+@pytest.mark.slow  # the finder's own process imports torch (20-30 s here)
 def test_suggest_a_learning_rate_fills_the_field_and_centres_the_search(search_home: Path) -> None:
     from studio.search.records import list_searches
 
