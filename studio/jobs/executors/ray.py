@@ -433,7 +433,7 @@ class RayExecutor:
         result = seen.get("result") or {}
         run_id = seen.get("run") or job.mlflow_run_id
         state, reason, outcome = FAILED, None, {}
-        if result.get("result") == SUCCEEDED and status == "SUCCEEDED":
+        if status == "SUCCEEDED":  # the worker exits 0 only after a finished run and its bundle
             state, reason = SUCCEEDED, result.get("reason")
             outcome = {"test_metrics": result.get("test_metrics") or {}}
             if run_id:
