@@ -67,28 +67,31 @@ class Driver:
         self.space = self.search.space
         self.study = create_study(search_id, self.search.direction, self.search.seed)
         self.slots = slot_count()
-        self.overhead = 0.0
+        self.overhead = self.overhead_cpu = 0.0
         self.settled: set[str] = set()  # trial jobs already told to the study by this driver
 
     # ---- the loop
     def run(self) -> str:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()  # (imports before this are not counted)
         self._open_parent_run()
         self._forget_trials_without_jobs()
         if not self.study.trials:  # the spec's own settings first
             self.study.enqueue_trial(starting_point(self.space, self.spec, train_rows(self.spec)))
         self.overhead += time.perf_counter() - started
+        self.overhead_cpu = time.process_time() - cpu
         log.info("ready in %.1f s (study, MLflow parent run)", self.overhead)
         last = time.monotonic()
         while True:
-            work = time.perf_counter()
+            work, cpu = time.perf_counter(), time.process_time()
             now = time.monotonic()
             used, last = now - last, now
             self.search = records.get_search(self.search_id)
             ended = self.tick()
             spent = time.perf_counter() - work  # the whole pass is the search's own bookkeeping
-            records.add_time(self.search_id, used, self.overhead + spent)
-            self.overhead = 0.0
+            records.add_time(
+                self.search_id, used, self.overhead + spent, self.overhead_cpu + time.process_time() - cpu
+            )
+            self.overhead = self.overhead_cpu = 0.0
             if ended:
                 return ended
             time.sleep(max(0.0, self.poll - spent))

@@ -10,6 +10,7 @@ Standard library only.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import sqlite3
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS searches (
     seed INTEGER NOT NULL,
     used_seconds REAL NOT NULL DEFAULT 0,
     overhead_seconds REAL NOT NULL DEFAULT 0,
+    overhead_cpu_seconds REAL NOT NULL DEFAULT 0,
     parent_run_id TEXT,
     experiment_id TEXT,
     best_job_id TEXT,
@@ -55,6 +57,8 @@ CREATE TABLE IF NOT EXISTS searches (
     submit_token TEXT UNIQUE
 );
 """
+# Columns added after the table's first version: (name, type), added to older stores when opened.
+_ADDED_COLUMNS = (("overhead_cpu_seconds", "REAL NOT NULL DEFAULT 0"),)
 _ready: set[Any] = set()
 
 
@@ -70,6 +74,11 @@ def connect() -> Iterator[sqlite3.Connection]:
         conn.execute("PRAGMA busy_timeout = 30000")
         if path not in _ready:
             conn.executescript(_SCHEMA)
+            have = {row["name"] for row in conn.execute("PRAGMA table_info(searches)")}
+            for name, kind in _ADDED_COLUMNS:
+                if name not in have:
+                    with contextlib.suppress(sqlite3.OperationalError):  # another process added it
+                        conn.execute(f"ALTER TABLE searches ADD COLUMN {name} {kind}")
             _ready.add(path)
         yield conn
     finally:
@@ -91,6 +100,9 @@ class Search:
     max_trials: int | None = None
     used_seconds: float = 0.0
     overhead_seconds: float = 0.0
+    """Wall time the driver spent on its own work (sampling, the study, MLflow, polling the store)."""
+    overhead_cpu_seconds: float = 0.0
+    """The processor time of that work (on a busy machine the wall time also counts waiting for a core)."""
     ended_at: float | None = None
     updated_at: float | None = None
     parent_run_id: str | None = None
@@ -233,13 +245,14 @@ def update(search_id: str, **values: Any) -> None:
         conn.execute(f"UPDATE searches SET {assignments} WHERE id = ?", (*values.values(), search_id))
 
 
-def add_time(search_id: str, used: float, overhead: float) -> None:
-    """Count ``used`` seconds of the budget (and ``overhead`` of them spent on the search's own work)."""
+def add_time(search_id: str, used: float, overhead: float, overhead_cpu: float = 0.0) -> None:
+    """Count ``used`` seconds of the budget (and ``overhead`` of them spent on the search's own work,
+    ``overhead_cpu`` of processor time)."""
     with connect() as conn:
         conn.execute(
             "UPDATE searches SET used_seconds = used_seconds + ?, overhead_seconds = overhead_seconds + ?, "
-            "updated_at = ? WHERE id = ?",
-            (used, overhead, time.time(), search_id),
+            "overhead_cpu_seconds = overhead_cpu_seconds + ?, updated_at = ? WHERE id = ?",
+            (used, overhead, overhead_cpu, time.time(), search_id),
         )
 
 
