@@ -233,3 +233,28 @@ def test_submit_to_first_logged_step_with_the_local_executor_for_comparison(
     print(
         f"local: {_first_step_seconds(done.mlflow_run_id, submitted):.1f} s from submit to the first logged step"
     )
+
+
+def test_a_job_whose_data_cannot_reach_mlflow_fails_with_a_plain_reason(
+    on_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio.data import add_csv
+    from studio.jobs import store
+    from studio.jobs.executors import Slot, make_executor
+    from tests.mlflow_server.mlflow_server import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", dead)
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    tracking._client_for.cache_clear()
+    dataset = add_csv(tiny_csv(tmp_path, rows=40))
+    job = jobs.submit_job(_spec(dataset.id, "no server"), start_scheduler=False)
+    assert store.claim_job(job.id, "cpu:0")
+
+    make_executor().submit(jobs.get_job(job.id), Slot("cpu:0", ""))
+    failed = jobs.get_job(job.id)
+    assert failed.state == jobs.FAILED
+    assert failed.reason.startswith(
+        f"The data set {dataset.id} could not be sent to the MLflow server at {dead}, where the Ray machines"
+    ), failed.reason
+    assert _ray_jobs_of(on_ray, job.id) == []  # nothing reached Ray

@@ -93,6 +93,10 @@ LOG_COPY_SECONDS = 1.0
 TERMINAL = {"SUCCEEDED", "FAILED", "STOPPED"}
 REASON_RAY_FAILED = "Ray ended the job: {message} Its log is {log}."
 REASON_REFUSED = "Ray did not accept the job ({error}); is the cluster at {address} up?"
+REASON_NO_UPLOAD = (
+    "The data set {dataset} could not be sent to the MLflow server at {uri}, where the Ray machines fetch it "
+    "({error})."
+)
 REASON_STOPPED = "Stopped from Ray (not from the studio)."
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
@@ -302,11 +306,17 @@ class RayExecutor:
             store.finish_job(job.id, FAILED, reason=self.problem)
             return
         store.log_path(job.id).write_text(f"Submitting to the Ray cluster at {self.address}…\n")
+        dataset_id = job.spec.data.dataset_id
         try:
-            dataset_run = self._datasets.get(job.spec.data.dataset_id) or publish_dataset(
-                job.spec.data.dataset_id
-            )
-            self._datasets[job.spec.data.dataset_id] = dataset_run
+            dataset_run = self._datasets.get(dataset_id) or publish_dataset(dataset_id)
+        except Exception as err:  # noqa: BLE001 - the job cannot start without its data on the server
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            reason = REASON_NO_UPLOAD.format(dataset=dataset_id, uri=settings.tracking_uri(), error=first)
+            store.finish_job(job.id, FAILED, reason=reason)
+            log.warning("job %s: %s", job.id, reason)
+            return
+        self._datasets[dataset_id] = dataset_run
+        try:
             submission = f"studio-{job.id}-{int(time.time() * 1000)}"
             self.client.submit_job(
                 entrypoint=entrypoint(job.id),
