@@ -332,6 +332,12 @@ def column_summary(column: dict[str, Any]) -> str:
     return ", ".join(f"{value} ({count:,})" for value, count in top[:3])
 
 
+def distinct_words(column: dict[str, Any]) -> str:
+    """``"3"``, ``"12,345"``, or ``"at least 98,000"`` when the profile counted a long column's
+    different values on a sample of its rows (a lower bound: the rest can only add values)."""
+    return ("at least " if column.get("distinct_at_least") else "") + f"{column['distinct']:,}"
+
+
 def profile_frame(profile: dict[str, Any]) -> pd.DataFrame:
     """The profile's columns as a readable table (one row per column of the data set)."""
     rows = []
@@ -342,7 +348,7 @@ def profile_frame(profile: dict[str, Any]) -> pd.DataFrame:
                 "Column": column["name"],
                 "Type": KIND_WORDS.get(column["kind"], column["kind"]),
                 "Missing": f"{missing:,} ({column['missing_share']:.0%})" if missing else "none",
-                "Different values": column["distinct"],
+                "Different values": distinct_words(column),
                 "Values": column_summary(column),
                 "Examples": ", ".join(column.get("examples") or []),
             }

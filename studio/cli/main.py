@@ -154,7 +154,8 @@ def cmd_datasets_show(args: argparse.Namespace) -> int:
     print(f"{info.name} ({info.id}): {info.n_rows} rows × {info.n_cols} columns, from {info.source_file}")
     print(f"{'COLUMN':<30} {'KIND':<12} {'MISSING':>8} {'DISTINCT':>9}")
     for col in profile["columns"]:
-        print(f"{col['name'][:30]:<30} {col['kind']:<12} {col['missing_share']:>8.1%} {col['distinct']:>9}")
+        distinct = (">=" if col.get("distinct_at_least") else "") + str(col["distinct"])
+        print(f"{col['name'][:30]:<30} {col['kind']:<12} {col['missing_share']:>8.1%} {distinct:>9}")
     for warning in profile.get("warnings", []):
         print(f"warning: {warning['message']} → {warning['action']}")
     return 0

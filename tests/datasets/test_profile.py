@@ -230,3 +230,25 @@ def test_profile_is_fast() -> None:
     profile = profile_table(df)
     assert time.perf_counter() - start < 5
     assert profile["n_cols"] == 50 and profile["suggested_task"] == "classification"
+
+
+def test_a_long_column_of_fractions_counts_its_values_on_a_sample_and_says_at_least(monkeypatch) -> None:
+    """Counting every different value of a million fractional numbers costs as much as the rest of the
+    profile: a long column counts a sample first and, when that is already large, says "at least" (a
+    true lower bound); small counts, which the studio's choices read, stay exact."""
+    from studio.app import ui
+    from studio.modalities.tabular import profile as profile_module
+
+    monkeypatch.setattr(profile_module, "DISTINCT_SAMPLE_ROWS", 500)
+    monkeypatch.setattr(profile_module, "EXACT_DISTINCT_BELOW", 100)
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"many": rng.normal(size=5000), "few": rng.choice([0.5, 1.5, 2.5], size=5000)})
+    df.loc[4999, "few"] = 9.5  # one rare value that a sample of every 10th row misses
+    profile = profile_table(df)
+    many, few = column_profile(profile, "many"), column_profile(profile, "few")
+    assert many["distinct_at_least"] and 100 <= many["distinct"] <= 5000
+    assert many["distinct"] < df["many"].nunique()  # only the sampled rows were counted
+    assert (few["distinct"], few.get("distinct_at_least")) == (4, None)  # exact, rare value included
+    assert ui.distinct_words(many) == f"at least {many['distinct']:,}" and ui.distinct_words(few) == "4"
+    table = ui.profile_frame(profile)
+    assert table.loc[table["Column"] == "many", "Different values"].item().startswith("at least ")

@@ -94,6 +94,12 @@ _OTHER_DATE = re.compile(
 _BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"})
 
 PROFILE_THREADS = 2
+DISTINCT_SAMPLE_ROWS = 100_000
+"""Fractional-number columns longer than this count their different values on evenly spaced rows
+first; a count this large is then shown as a lower bound ("at least …")."""
+EXACT_DISTINCT_BELOW = 1_000
+"""A sampled count below this is counted again on every row: the studio's choices (constant, few
+values, a category-like number) look at small counts, so those are always exact."""
 
 
 def profile_table(df: pd.DataFrame) -> dict[str, Any]:
@@ -140,10 +146,11 @@ def _profile_column(series: pd.Series, name: str, n_rows: int) -> dict[str, Any]
     if pd.api.types.is_float_dtype(series.dtype):
         # Fractional numbers are always a number column: only how many differ is needed, which is
         # cheaper than counting each value (and pandas lets go of Python's lock for it).
-        counts, distinct, kind = pd.Series(dtype=float), int(series.nunique(dropna=True)), "numeric"
+        counts, kind = pd.Series(dtype=float), "numeric"
+        distinct, at_least = _float_distinct(series, n_rows)
     else:
         counts = series.value_counts(dropna=True)
-        distinct, kind = len(counts), _kind(series, name, counts, n_rows - missing)
+        distinct, kind, at_least = len(counts), _kind(series, name, counts, n_rows - missing), False
     entry: dict[str, Any] = {
         "name": name,
         "kind": kind,
@@ -153,6 +160,8 @@ def _profile_column(series: pd.Series, name: str, n_rows: int) -> dict[str, Any]
         "distinct": distinct,
         "examples": _examples(series, counts, kind),
     }
+    if at_least:
+        entry["distinct_at_least"] = True
     if kind == "numeric":
         values = series.to_numpy(dtype=float, na_value=np.nan)
         values = values[~np.isnan(values)]
@@ -161,6 +170,18 @@ def _profile_column(series: pd.Series, name: str, n_rows: int) -> dict[str, Any]
     else:
         entry["stats"] = _stats(series, counts, kind)
     return entry
+
+
+def _float_distinct(series: pd.Series, n_rows: int) -> tuple[int, bool]:
+    """How many different values a fractional-number column holds, and whether that is a lower bound:
+    a long column counts every ``n_rows // DISTINCT_SAMPLE_ROWS``-th row first and, when those already
+    hold :data:`EXACT_DISTINCT_BELOW` different values or more, says "at least" that many (counting
+    all of a million rows costs as much as the rest of the profile)."""
+    if n_rows > DISTINCT_SAMPLE_ROWS:
+        seen = int(series.iloc[:: n_rows // DISTINCT_SAMPLE_ROWS].nunique(dropna=True))
+        if seen >= EXACT_DISTINCT_BELOW:
+            return seen, True
+    return int(series.nunique(dropna=True)), False
 
 
 def _is_numeric(series: pd.Series) -> bool:
