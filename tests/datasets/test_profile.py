@@ -252,3 +252,18 @@ def test_a_long_column_of_fractions_counts_its_values_on_a_sample_and_says_at_le
     assert ui.distinct_words(many) == f"at least {many['distinct']:,}" and ui.distinct_words(few) == "4"
     table = ui.profile_frame(profile)
     assert table.loc[table["Column"] == "many", "Different values"].item().startswith("at least ")
+
+
+@pytest.mark.parametrize("columns_at_a_time", [1, 2, 4, 50])
+def test_duplicate_rows_are_counted_exactly_column_group_by_column_group(columns_at_a_time) -> None:
+    from studio.modalities.tabular.profile import duplicate_row_count
+
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(rng.integers(0, 3, size=(3000, 6)), columns=list("abcdef")).astype({"f": str})
+    df.loc[::7, "c"] = np.nan
+    exact = int(pd.util.hash_pandas_object(df, index=False).duplicated().sum())
+    assert exact > 0 and duplicate_row_count(df, columns_at_a_time) == exact
+    unique = pd.DataFrame({"x": np.arange(1000.0), "y": 1.0, "z": "same"})
+    assert duplicate_row_count(unique, columns_at_a_time) == 0
+    assert duplicate_row_count(unique.iloc[:0], columns_at_a_time) == 0
+    assert duplicate_row_count(pd.concat([unique, unique.iloc[:5]]), columns_at_a_time) == 5

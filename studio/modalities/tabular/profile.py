@@ -111,7 +111,7 @@ def profile_table(df: pd.DataFrame) -> dict[str, Any]:
     n_rows = len(df)
     with ThreadPoolExecutor(max_workers=PROFILE_THREADS) as pool:  # a column at a time on each core
         columns = list(pool.map(lambda name: _profile_column(df[name], str(name), n_rows), df.columns))
-    duplicate_rows = int(pd.util.hash_pandas_object(df, index=False).duplicated().sum()) if n_rows else 0
+    duplicate_rows = duplicate_row_count(df)
     profile: dict[str, Any] = {
         "n_rows": n_rows,
         "n_cols": len(df.columns),
@@ -130,6 +130,23 @@ def profile_table(df: pd.DataFrame) -> dict[str, Any]:
     if target is not None:
         profile["warnings"] += target_warnings(df, profile, target, profile["suggested_task"])
     return profile
+
+
+def duplicate_row_count(df: pd.DataFrame, columns_at_a_time: int = 4) -> int:
+    """How many rows repeat an earlier row exactly (every column), counted exactly but cheaply.
+
+    Two equal rows are equal in every group of columns, so the rows that repeat another one in the
+    first few columns are kept and the next columns are checked on those alone; the few left at the end
+    are compared on every column. A table without repeats is ruled out after its first few columns
+    (one tenth of hashing every cell)."""
+    rows = df
+    names = list(df.columns)
+    for start in range(0, len(names), columns_at_a_time):
+        if len(rows) < 2:
+            return 0
+        part = rows[names[start : start + columns_at_a_time]]
+        rows = rows[pd.util.hash_pandas_object(part, index=False).duplicated(keep=False).to_numpy()]
+    return int(pd.util.hash_pandas_object(rows, index=False).duplicated().sum()) if len(rows) else 0
 
 
 def column_profile(profile: dict[str, Any], name: str) -> dict[str, Any]:
