@@ -105,8 +105,12 @@ def _worker_process(job_id: str) -> psutil.Process | None:
     return None
 
 
-def test_cancel_stops_the_ray_job_and_a_killed_worker_fails_with_rays_reason(on_ray, tmp_path: Path) -> None:
+def test_cancel_stops_the_ray_job_and_a_killed_worker_fails_with_rays_reason(
+    on_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from studio.data import add_csv
+
+    monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "3600")  # nothing saved: the killed one cannot resume
 
     dataset = add_csv(tiny_csv(tmp_path, rows=80))
     # Two long runs at once (the head has 2 CPUs): one is cancelled, the other's worker is killed.
@@ -258,3 +262,43 @@ def test_a_job_whose_data_cannot_reach_mlflow_fails_with_a_plain_reason(
         f"The data set {dataset.id} could not be sent to the MLflow server at {dead}, where the Ray machines"
     ), failed.reason
     assert _ray_jobs_of(on_ray, job.id) == []  # nothing reached Ray
+
+
+def test_a_killed_worker_after_a_saved_epoch_is_interrupted_and_resumes_on_ray(
+    on_ray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The node sends each checkpoint to MLflow; the studio fetches the last one when the Ray job dies,
+    so the job can resume (on whichever node Ray picks) in the same MLflow run."""
+    from studio.data import add_csv
+    from studio.jobs import store
+
+    monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")
+    monkeypatch.setenv("STUDIO_RAY_CHECKPOINT_SECONDS", "0")
+    monkeypatch.setenv("STUDIO_TEST_SLOW_EPOCHS", "1.5")
+    dataset = add_csv(tiny_csv(tmp_path, rows=80))
+    job = jobs.submit_job(_spec(dataset.id, "resumed on ray", epochs=6))
+
+    def sent_checkpoint() -> bool:
+        run_id = jobs.get_job(job.id).mlflow_run_id
+        return bool(run_id) and bool(tracking.client().list_artifacts(run_id, "checkpoints"))
+
+    wait_until(sent_checkpoint, timeout=240, poll=0.25)
+    os.kill(_worker_process(job.id).pid, signal.SIGKILL)
+    stopped = _ended(job.id, timeout=60)
+    assert stopped.state == jobs.INTERRUPTED, stopped.reason
+    assert "Its progress up to epoch" in stopped.reason and f"jobs resume {job.id}" in stopped.reason
+    saved = store.job_checkpoint(job.id)
+    assert saved is not None and 1 <= saved.epoch < 6
+    assert tracking.get_run(stopped.mlflow_run_id).status == "KILLED"
+
+    jobs.resume_job(job.id)
+    done = _ended(job.id)
+    assert done.state == jobs.SUCCEEDED, f"{done.reason}\n{done.log_path.read_text()}"
+    assert done.mlflow_run_id == stopped.mlflow_run_id and done.epoch == 6
+    assert f"resuming from epoch-{saved.epoch:04d}.ckpt, fetched from MLflow" in done.log_path.read_text()
+    run = tracking.client().get_run(done.mlflow_run_id)
+    assert run.info.status == "FINISHED"
+    epochs = [p.step for p in tracking.client().get_metric_history(done.mlflow_run_id, "val/loss")]
+    assert len(epochs) == len(set(epochs)) == 6  # every epoch once: nothing logged twice
+    assert tracking.client().list_artifacts(done.mlflow_run_id, "checkpoints") == []  # removed at the end
+    assert store.job_checkpoint(job.id) is None

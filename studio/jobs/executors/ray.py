@@ -52,7 +52,7 @@ from studio.core import settings
 from studio.core.errors import JobError
 from studio.jobs import store
 from studio.jobs.executors.base import Ended, Slot
-from studio.jobs.store import CANCELLED, FAILED, RUNNING, SUCCEEDED
+from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
 
 if TYPE_CHECKING:
     from studio.jobs.store import Job
@@ -67,13 +67,17 @@ NODE_HOME_ENV = "STUDIO_NODE_HOME"
 SPEC_ENV = "STUDIO_REMOTE_SPEC"
 DATASET_RUN_ENV = "STUDIO_REMOTE_DATASET_RUN"
 PASSED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
-PASSED_PREFIXES = ("STUDIO_TEST_", "STUDIO_CHECKPOINT_SECONDS")
+PASSED_PREFIXES = ("STUDIO_TEST_", "STUDIO_CHECKPOINT_SECONDS", "STUDIO_RAY_CHECKPOINT_SECONDS")
 DATASETS_EXPERIMENT = "studio-datasets"
 DATASET_ARTIFACT = "dataset"
 TAG_DATASET_RUN = "studio.dataset_run"
 TAG_EXECUTOR = "studio.executor"
 TAG_NODE = "studio.node"
 META_JOB = "studio_job"
+RESUME_ENV = "STUDIO_REMOTE_RESUME_RUN"
+CHECKPOINT_UPLOAD_ENV = "STUDIO_RAY_CHECKPOINT_SECONDS"
+DEFAULT_CHECKPOINT_UPLOAD_SECONDS = 30.0
+CHECKPOINT_ARTIFACT = "checkpoints"
 LINE = "@studio "  # the remote worker's lines the executor reads: ``@studio {"run": …}``
 CODE_EXCLUDES = [
     ".git",
@@ -96,6 +100,10 @@ REASON_REFUSED = "Ray did not accept the job ({error}); is the cluster at {addre
 REASON_NO_UPLOAD = (
     "The data set {dataset} could not be sent to the MLflow server at {uri}, where the Ray machines fetch it "
     "({error})."
+)
+REASON_INTERRUPTED = (
+    "Ray ended the job: {message} Its progress up to epoch {epoch} is saved: resume it with the Resume "
+    "button on its page or `python -m studio jobs resume {job_id}`. Its log is {log}."
 )
 REASON_STOPPED = "Stopped from Ray (not from the studio)."
 _REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -346,6 +354,8 @@ class RayExecutor:
         for key, value in os.environ.items():
             if key in PASSED_ENV or key == NODE_HOME_ENV or key.startswith(PASSED_PREFIXES):
                 env[key] = value
+        if job.mlflow_run_id and store.job_checkpoint(job.id) is not None:
+            env[RESUME_ENV] = job.mlflow_run_id  # the node fetches the run's saved progress from MLflow
         runtime: dict[str, Any] = {"env_vars": env}
         if os.environ.get(SHIP_CODE_ENV, "1").strip() != "0":
             runtime["working_dir"] = str(_REPO_ROOT)
@@ -423,6 +433,8 @@ class RayExecutor:
                 store.set_run(job_id, item["run"], item["experiment"])
             if "result" in item:
                 seen["result"] = item
+            if "checkpoint" in item:
+                seen["checkpoint"] = max(seen.get("checkpoint", 0), int(item["checkpoint"]))
         notes = [item["note"] for item in lines if "note" in item]
         for note in notes[seen["notes"] :]:
             store.add_note(job_id, note)
@@ -453,18 +465,51 @@ class RayExecutor:
                     log.warning("job %s: could not fetch the bundle from MLflow: %s", job_id, err)
         elif job.cancel_requested or result.get("result") == CANCELLED:
             state, reason = CANCELLED, "Cancelled on request."
+            self._fetch_checkpoint(job_id, run_id, seen.get("checkpoint"))  # so it can be resumed
         elif result.get("result") in (FAILED, "interrupted") and result.get("reason"):
             state, reason = FAILED, result["reason"]
         elif status == "STOPPED":
             state, reason = CANCELLED, REASON_STOPPED
+            self._fetch_checkpoint(job_id, run_id, seen.get("checkpoint"))
         else:
             # Ray appends the job's last log lines to its message: those are in the log file already.
             message = " ".join(message.split(", last available logs")[0].split())[:600] or "no reason given"
-            reason = REASON_RAY_FAILED.format(message=message.rstrip(".") + ".", log=store.log_path(job_id))
+            message = message.rstrip(".") + "."
+            reason = REASON_RAY_FAILED.format(message=message, log=store.log_path(job_id))
+            epoch = self._fetch_checkpoint(job_id, run_id, seen.get("checkpoint"))
+            if epoch is not None:  # a killed worker or a lost machine, after it saved its progress
+                state = INTERRUPTED
+                reason = REASON_INTERRUPTED.format(
+                    message=message, epoch=epoch, job_id=job_id, log=store.log_path(job_id)
+                )
+        if state in (SUCCEEDED, FAILED):
+            store.remove_checkpoints(job_id)  # a resumed job's copy: nothing to resume any more
+        if run_id and state != SUCCEEDED:  # first, so the run is closed once the job reads as ended
+            _close_run(run_id, "FAILED" if state == FAILED else "KILLED", reason)
         if store.finish_job(job_id, state, reason=reason, **outcome):
             log.info("job %s: Ray %s -> %s", job_id, status, state)
-            if run_id and state != SUCCEEDED:
-                _close_run(run_id, "KILLED" if state == CANCELLED else "FAILED", reason)
+
+    @staticmethod
+    def _fetch_checkpoint(job_id: str, run_id: str | None, epoch: int | None) -> int | None:
+        """Download the checkpoint the node sent to MLflow into the job's folder (what ``jobs resume`` and
+        the Resume button look for); its epoch, or None when there is none."""
+        if not run_id or not epoch:
+            return None
+        from studio import tracking
+
+        name = store.checkpoint_file(Path("."), epoch).name
+        folder = store.checkpoint_dir(job_id)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            fetched = tracking.client().download_artifacts(
+                run_id, f"{CHECKPOINT_ARTIFACT}/{name}", str(folder)
+            )
+            Path(fetched).replace(folder / name)
+            (folder / CHECKPOINT_ARTIFACT).rmdir()
+        except Exception as err:
+            log.warning("job %s: could not fetch its checkpoint from MLflow: %s", job_id, err)
+        checkpoint = store.job_checkpoint(job_id)
+        return checkpoint.epoch if checkpoint is not None else None
 
     @staticmethod
     def _fetch_bundle(job_id: str, run_id: str) -> str:
@@ -549,8 +594,12 @@ def run_remote(job_id: str) -> int:
     dataset_run = os.environ[DATASET_RUN_ENV]
     folder = settings.studio_home() / "jobs" / job_id
     folder.mkdir(parents=True, exist_ok=True)
+    resume_run = os.environ.get(RESUME_ENV) or None
+    shipper = CheckpointShipper(folder / "checkpoints")
     hooks = None
     try:
+        if resume_run:
+            _fetch_saved_progress(resume_run, folder / "checkpoints")
         fetched = fetch_dataset(spec.data.dataset_id, dataset_run)
         print(
             f"data set {spec.data.dataset_id}: {'fetched from MLflow' if fetched else 'already on this node'} "
@@ -568,7 +617,9 @@ def run_remote(job_id: str) -> int:
             def on_run_started(self, run_id: str, experiment_id: str) -> None:
                 self.run_id = run_id
                 _say(run=run_id, experiment=experiment_id)
-                _log_input(run_id, spec.data.dataset_id, dataset_run)
+                if not resume_run:
+                    _log_input(run_id, spec.data.dataset_id, dataset_run)
+                shipper.start(run_id)
 
             def on_progress(self, p: Any) -> None:
                 now = time.monotonic()
@@ -595,18 +646,24 @@ def run_remote(job_id: str) -> int:
             hooks=hooks,
             bundle_out=folder / "model.zip",
             checkpoint_dir=folder / "checkpoints",
+            resume_run_id=resume_run,
             run_tags={TAG_DATASET_RUN: dataset_run, TAG_EXECUTOR: "ray", TAG_NODE: socket.gethostname()},
         )
+        shipper.stop(send_last=False)
+        shipper.forget()  # the run is over: its saved progress is of no use any more
         _say(result=SUCCEEDED, reason=result.note, test_metrics=_finite(dict(result.test_metrics or {})))
         return 0
     except BaseException as err:  # noqa: BLE001 - every way out says how it ended
         from studio.engine.training import TrainingCancelled
 
         if isinstance(err, TrainingCancelled) or stop["signalled"] or (hooks and hooks.stop_seen):
+            shipper.stop(send_last=True)  # a cancelled run can be resumed from its last saved epoch
             if hooks and hooks.run_id and not isinstance(err, TrainingCancelled):
                 _close_run(hooks.run_id, "KILLED", None)  # stopped another way: train() closed it FAILED
             _say(result=CANCELLED)
             return 1
+        shipper.stop(send_last=False)
+        shipper.forget()
         import traceback
 
         traceback.print_exc()
@@ -616,6 +673,103 @@ def run_remote(job_id: str) -> int:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)  # the bundle is in MLflow; the node keeps no job files
+
+
+class CheckpointShipper:
+    """Sends the run's latest checkpoint to MLflow (artifacts ``checkpoints/epoch-NNNN.ckpt``, at most every
+    ``STUDIO_RAY_CHECKPOINT_SECONDS``, default 30 s) and says so in an ``@studio`` line, so a job whose
+    machine is lost or whose worker is killed can resume elsewhere. Only the latest one is kept there."""
+
+    def __init__(self, folder: Path) -> None:
+        import threading
+
+        self.folder = folder
+        self.every = _float_env(CHECKPOINT_UPLOAD_ENV, DEFAULT_CHECKPOINT_UPLOAD_SECONDS)
+        self.run_id: str | None = None
+        self.sent: int | None = None
+        self._last = -1e9
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread: Any = None
+
+    def start(self, run_id: str) -> None:
+        import threading
+
+        self.run_id = run_id
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="checkpoint-shipper", daemon=True)
+            self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.5):
+            if time.monotonic() - self._last >= self.every:
+                self.send()
+
+    def send(self) -> None:
+        from studio import tracking
+
+        checkpoint = store.latest_checkpoint(self.folder)
+        if self.run_id is None or checkpoint is None or (self.sent or 0) >= checkpoint.epoch:
+            return
+        with self._lock:
+            try:
+                tracking.client().log_artifact(self.run_id, str(checkpoint.path), CHECKPOINT_ARTIFACT)
+            except FileNotFoundError:
+                return  # replaced by the next epoch's while being read: the next round sends that one
+            except Exception as err:
+                print(f"could not send the checkpoint to MLflow: {err}", file=sys.stderr, flush=True)
+                return
+            previous, self.sent, self._last = self.sent, checkpoint.epoch, time.monotonic()
+            _say(checkpoint=checkpoint.epoch)
+            if previous:
+                self._delete(previous)
+
+    def stop(self, *, send_last: bool) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        if send_last:
+            self.send()
+
+    def forget(self) -> None:
+        """Remove what was sent (the run ended for good)."""
+        if self.sent:
+            self._delete(self.sent)
+            self.sent = None
+
+    def _delete(self, epoch: int) -> None:
+        from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+        from studio import tracking
+
+        name = store.checkpoint_file(Path("."), epoch).name
+        try:
+            uri = tracking.client().get_run(self.run_id).info.artifact_uri
+            get_artifact_repository(uri).delete_artifacts(f"{CHECKPOINT_ARTIFACT}/{name}")
+        except Exception as err:  # only space on the server: the next resume takes the newest anyway
+            print(f"could not remove an older checkpoint from MLflow: {err}", file=sys.stderr, flush=True)
+
+
+def _fetch_saved_progress(run_id: str, folder: Path) -> None:
+    """Put the newest checkpoint the run sent to MLflow into ``folder`` (a resumed job on a new node)."""
+    from studio import tracking
+
+    mlflow_client = tracking.client()
+    names = [Path(f.path).name for f in mlflow_client.list_artifacts(run_id, CHECKPOINT_ARTIFACT)]
+    saved = [n for n in names if n.startswith("epoch-") and n.endswith(".ckpt")]
+    if not saved:
+        raise JobError("The run's saved progress is not on the MLflow server any more, so it cannot resume.")
+    folder.mkdir(parents=True, exist_ok=True)
+    fetched = mlflow_client.download_artifacts(run_id, f"{CHECKPOINT_ARTIFACT}/{max(saved)}", str(folder))
+    Path(fetched).replace(folder / max(saved))
+    print(f"resuming from {max(saved)}, fetched from MLflow", flush=True)
+
+
+def _float_env(name: str, default: float) -> float:
+    try:
+        return max(0.0, float(os.environ.get(name, "").strip() or default))
+    except ValueError:
+        return default
 
 
 def _plain_reason(err: BaseException) -> str:
