@@ -19,7 +19,7 @@ import pandas as pd
 from studio import tracking
 from studio.app.charts import metric_label, metric_name, sentence
 from studio.app.forms import SECTION_TITLES
-from studio.bundle import KIND_IMAGE
+from studio.bundle import KIND_IMAGE, KIND_TABULAR
 from studio.core import settings
 from studio.core.errors import BundleError, DatasetError
 from studio.core.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
@@ -375,30 +375,33 @@ def missing_inputs(info: dict[str, Any], columns: Any) -> list[str]:
     return [column["name"] for column in info.get("input_columns", []) if column["name"] not in have]
 
 
-def is_image_model(info: dict[str, Any]) -> bool:
-    """Whether a bundle (its ``read_bundle_info``) takes pictures rather than table rows."""
-    return info.get("kind") == KIND_IMAGE
+def _first_names(names: list[str], most: int = 12) -> str:
+    shown = ", ".join(map(as_text, names[:most]))
+    return shown + (f" and {len(names) - most} more" if len(names) > most else "")
+
+
+def _picture_model_summary(info: dict[str, Any]) -> str:
+    classes = [str(c) for c in info.get("target", {}).get("classes") or []]
+    size = (info.get("preprocessing") or {}).get("size")
+    resized = f" Pictures are resized to {size} × {size} px." if size else ""
+    return f"Tells which of **{len(classes)} classes** a picture shows: {_first_names(classes)}.{resized}"
+
+
+def _table_model_summary(info: dict[str, Any]) -> str:
+    target = info.get("target", {}).get("name", "?")
+    inputs = [column["name"] for column in info.get("input_columns", [])]
+    kind = "a category" if info.get("task") == "classification" else "a number"
+    return f"Predicts **{as_text(target)}** ({kind}) from the columns: {_first_names(inputs)}."
+
+
+MODEL_SUMMARIES = {KIND_IMAGE: _picture_model_summary, KIND_TABULAR: _table_model_summary}
+"""A bundle's one-line description, by the bundle's kind."""
 
 
 def model_summary(info: dict[str, Any]) -> str:
     """One line of Markdown about a bundle: what it predicts and from which columns (or which classes it
     knows), the names escaped."""
-    if is_image_model(info):
-        classes = [str(c) for c in info.get("target", {}).get("classes") or []]
-        shown = ", ".join(map(as_text, classes[:12])) + (
-            f" and {len(classes) - 12} more" if len(classes) > 12 else ""
-        )
-        size = (info.get("preprocessing") or {}).get("size")
-        resized = f" Pictures are resized to {size} × {size} px." if size else ""
-        return f"Tells which of **{len(classes)} classes** a picture shows: {shown}.{resized}"
-    target = info.get("target", {}).get("name", "?")
-    task = info.get("task", "?")
-    inputs = [column["name"] for column in info.get("input_columns", [])]
-    shown = ", ".join(map(as_text, inputs[:12])) + (
-        f" and {len(inputs) - 12} more" if len(inputs) > 12 else ""
-    )
-    kind = "a category" if task == "classification" else "a number"
-    return f"Predicts **{as_text(target)}** ({kind}) from the columns: {shown}."
+    return MODEL_SUMMARIES.get(info.get("kind"), _table_model_summary)(info)
 
 
 def predict_rows(bundle: Any, frame: pd.DataFrame) -> pd.DataFrame:
