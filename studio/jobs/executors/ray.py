@@ -29,10 +29,13 @@ set ids carry their content hash), and the training run records it with ``mlflow
 - Ray ``STOPPED``: cancelled (``jobs cancel`` and the page's Stop call Ray's ``stop_job``: SIGTERM, then
   SIGKILL after ``RAY_JOB_STOP_WAIT_TIME_S``);
 - Ray ``FAILED``: failed with the worker's own reason when it wrote one, else with Ray's message (a lost
-  node, a killed worker, a runtime_env that could not be set up); its MLflow run is closed FAILED.
+  node, a killed worker, a runtime_env that could not be set up); its MLflow run is closed FAILED. When
+  the node had sent a checkpoint first, the job is interrupted instead (its run KILLED) and can resume;
 - the run page's log is Ray's job log, copied into the job's log file while it runs.
 
-Checkpoints stay on the node, so a Ray job that stopped cannot be resumed from the studio yet.
+**Resuming**: the node sends its latest checkpoint to MLflow (:class:`CheckpointShipper`); a Ray job that
+died or was cancelled gets it back into the job's folder, which is what ``jobs resume`` and the Resume
+button look for; the resumed job's node fetches it from MLflow and continues the same MLflow run.
 No ray import at module level: the studio imports this module only when the executor is chosen.
 """
 
