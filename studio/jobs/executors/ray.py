@@ -47,6 +47,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -244,6 +245,8 @@ class RayExecutor:
         self._tried = -1e9
         self.problem: str | None = None  # why Ray cannot be reached (jobs submitted meanwhile fail with it)
         self._connect()
+        # MLflow takes seconds to import: ready it now, not when the first job's data set is sent.
+        threading.Thread(target=_warm_mlflow, name="warm-mlflow", daemon=True).start()
         self._cpu_slots = cpu_slots
         self._slots: list[Slot] = []
         self._slots_read = -1e9
@@ -558,6 +561,15 @@ def _close_run(run_id: str, status: str, reason: str | None) -> None:
             tracking.end_run(run_id, status, None if status == "KILLED" else reason)
     except Exception:
         log.exception("could not mark MLflow run %s as %s", run_id, status)
+
+
+def _warm_mlflow() -> None:
+    from studio import tracking
+
+    try:
+        tracking.client()
+    except Exception as err:  # said again, with the job, when a data set cannot be sent
+        log.warning("the MLflow store at %s cannot be opened yet: %s", settings.tracking_uri(), err)
 
 
 def _env_cpu_slots() -> int | None:
