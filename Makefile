@@ -27,10 +27,11 @@ train-sample: install
 lint:
 	$(PYTHON) -m ruff check .
 
-# Everything CI runs: lint, the fast suite, the browser test.
-test: install-dev install-browser
+# Everything CI runs: lint, the fast suite and the browser tests, then the cluster tests (a local Ray head).
+test: install-dev install-browser install-cluster
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -m "not slow and not gpu and not ray and not postgres"
+	$(PYTHON) -m pytest -m "(ray or postgres) and not slow"
 
 test-fast: install-dev
 	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres"
@@ -38,7 +39,7 @@ test-fast: install-dev
 test-slow: install-dev
 	$(PYTHON) -m pytest -m slow
 
-# A real local Ray head and MLflow servers (tests/cluster, tests/mlflow_server); CI runs it after `test`.
+# A real local Ray head and MLflow servers (tests/cluster, tests/mlflow_server); `make test` runs them too.
 test-ray: install-dev install-cluster
 	$(PYTHON) -m pytest -m "(ray or postgres) and not slow"
 
