@@ -158,10 +158,15 @@ def status_text(search: Search, rows: list[TrialRow]) -> str:
     return f"{head} · {trials}{tail}"
 
 
+def lower_first(text: str) -> str:
+    """``Validation R²`` → ``validation R²`` (``str.lower`` would make it r²)."""
+    return text[:1].lower() + text[1:]
+
+
 def score_words(search: Search) -> str:
     """``validation accuracy (higher is better)``."""
     better = "higher" if search.direction == "max" else "lower"
-    return f"{metric_label(search.metric).lower()} ({better} is better)"
+    return f"{lower_first(metric_label(search.metric))} ({better} is better)"
 
 
 def importance_sentences(search: Search, rows: list[TrialRow]) -> list[str]:
@@ -186,8 +191,8 @@ def importance_sentences(search: Search, rows: list[TrialRow]) -> list[str]:
     ranked = [(titles.get(name, name), share) for name, share in found.items() if share > 0]
     if not ranked:
         return []
-    sentences = [f"{sentence(ranked[0][0].lower())} mattered most ({ranked[0][1]:.0%} of the differences)."]
-    sentences += [f"{sentence(title.lower())}: {share:.0%}." for title, share in ranked[1:4]]
+    sentences = [f"{sentence(ranked[0][0])} mattered most ({ranked[0][1]:.0%} of the differences)."]
+    sentences += [f"{sentence(title)}: {share:.0%}." for title, share in ranked[1:4]]
     sentences.append(f"(Judged from {finished} finished trials: more trials make this surer.)")
     return sentences
 
@@ -241,7 +246,7 @@ def best_so_far_figure(search: Search, rows: list[TrialRow], now: float | None =
         height=360,
         margin={"l": 60, "r": 20, "t": 30, "b": 50},
         xaxis_title="minutes since the search started",
-        yaxis_title=as_plot_text(sentence(metric_label(search.metric).lower())),
+        yaxis_title=as_plot_text(sentence(metric_label(search.metric))),
         legend={"orientation": "h", "y": -0.25},
     )
     return fig
@@ -264,7 +269,7 @@ def settings_figure(search: Search, rows: list[TrialRow]) -> go.Figure:
         records_.append(entry)
     frame = pd.DataFrame(records_)
     labels = {n: titles.get(n, n) + (" (log10)" if n in logs else "") for n in frame.columns}
-    labels["score"] = sentence(metric_label(search.metric).lower())
+    labels["score"] = sentence(metric_label(search.metric))
     params = [n for n in titles if n in frame.columns and frame[n].notna().all()]
     return parallel_coordinates(frame, params, "score", labels=labels)
 
