@@ -14,6 +14,7 @@ waiting for a core); both add the reports' wall time. ``stop s`` is when the las
 counted from the search's creation (its driver starts a few seconds after).
 
     python bench/search_quality.py [--budget 3m] [--seeds 0 1 2] [--samples wine breast_cancer diabetes]
+        [--metric val/loss]
 
 Runs in a temporary STUDIO_HOME and MLflow store unless ``--home`` is given.
 """
@@ -56,12 +57,12 @@ def default_run(spec) -> float:
     return result.test_metrics[score_name(spec)]
 
 
-def search_run(spec, budget: float, seed: int) -> dict:
+def search_run(spec, budget: float, seed: int, metric: str | None = None) -> dict:
     from studio.jobs.store import get_job, search_jobs
     from studio.search.control import start_search, wait_for_search
 
     started = time.monotonic()
-    search = start_search(spec, budget_seconds=budget, seed=seed)
+    search = start_search(spec, budget_seconds=budget, seed=seed, metric=metric)
     search = wait_for_search(search.id, timeout=budget + 600)
     wall = time.monotonic() - started
     trials = search_jobs(search.id)
@@ -96,6 +97,7 @@ def main() -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samples", nargs="+", default=list(GOALS))
     parser.add_argument("--home", help="STUDIO_HOME to use (default: a temporary folder)")
+    parser.add_argument("--metric", help="the score the searches optimise (default: the search's default)")
     args = parser.parse_args()
 
     home = Path(args.home or tempfile.mkdtemp(prefix="search-bench-"))
@@ -119,7 +121,7 @@ def main() -> int:
         for seed in args.seeds:
             spec = default_spec(sample, seed)
             base = default_run(spec)
-            found = search_run(spec, budget, seed)
+            found = search_run(spec, budget, seed, args.metric)
             results.setdefault(sample, []).append((base, found["test"]))
             print(
                 f"{sample:<14} {seed:>4} {score_name(spec):<14} {base:>8.4f} {found['test']:>8.4f} "
