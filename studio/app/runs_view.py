@@ -521,6 +521,8 @@ def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) 
         )
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index([labels[run.run_id] for run in runs], name="Run"))
+    for key in params:  # a setting some runs lack (a linear model's hidden layers): one type per column
+        frame[param_names[key]] = _one_type(frame[param_names[key]])
     frame.attrs["metric_keys"] = {metric_names[key]: key for key in metrics}
     best: dict[str, list[str]] = {}
     for key in metrics:
@@ -544,6 +546,15 @@ def _unique_names(names: dict[str, str]) -> dict[str, str]:
         seen[name] = seen.get(name, 0) + 1
         out[key] = name if seen[name] == 1 else f"{name} ({key})"
     return out
+
+
+def _one_type(column: pd.Series) -> pd.Series:
+    """Numbers with gaps where a run lacks the setting, or else text throughout (a table column must hold
+    one type to be shown)."""
+    present = column[column != ""]
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in present):
+        return pd.to_numeric(column.mask(column == ""))
+    return column.map(str) if len(present) < len(column) or present.map(type).nunique() > 1 else column
 
 
 def _param_value(text: str | None) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pytest
 from streamlit.testing.v1 import AppTest
@@ -119,3 +120,25 @@ def test_compare_table_marks_highest_or_lowest_by_metric_and_every_tied_run() ->
     assert table.best == {"Test R²": ["B"], "Test mean absolute error": ["A (a1)", "B"]}
     html = table.styled().to_html()
     assert html.count(rv.BEST_MARK) == 3 and "–" in html  # the run without MAE shows a dash
+
+
+def test_a_setting_only_some_runs_have_converts_to_a_table_the_page_can_show() -> None:
+    """A linear model has no hidden layers: the column holds a number for the MLP and nothing for the
+    linear model, which must still convert to Arrow (what st.dataframe sends to the browser)."""
+    runs = [
+        _run(
+            "a1",
+            "MLP",
+            {"architecture.name": "mlp", "architecture.params.hidden_layers": "2"},
+            {"test/r2": 0.5},
+        ),
+        _run("b2", "Linear", {"architecture.name": "linear"}, {"test/r2": 0.4}),
+        _run("c3", "Odd", {"architecture.name": "mlp", "architecture.params.hidden_layers": "many"}, {}),
+    ]
+    frame = rv.compare_table(runs[:2]).frame
+    pa.Table.from_pandas(frame)  # raised ArrowTypeError/ArrowInvalid on '' beside a number
+    layers = next(c for c in frame.columns if "layer" in c.lower())
+    assert frame[layers].tolist()[0] == 2 and pd.isna(frame[layers].tolist()[1])
+    mixed = rv.compare_table(runs).frame
+    pa.Table.from_pandas(mixed)
+    assert mixed[layers].tolist() == ["2", "", "many"]  # text where one value is not a number
