@@ -45,6 +45,7 @@ _STATUS = {
     INTERRUPTED: ":orange[:material/pause_circle:] Interrupted",
 }
 _CAN_RESUME = " — can resume"
+_STATUS_PRUNED = ":gray[:material/content_cut:] Stopped early by the search"
 
 # A finished job with a note did not end plainly (its loss became NaN; an earlier epoch was kept).
 _STATUS_WITH_NOTE = ":orange[:material/warning:] Finished with an earlier epoch"
@@ -56,10 +57,17 @@ def has_note(job: Job) -> bool:
     return job.state == SUCCEEDED and bool(job.reason)
 
 
+def stopped_by_search(job: Job) -> bool:
+    """A search's trial that the search stopped because it was behind the others (or out of time)."""
+    return job.state == CANCELLED and getattr(job, "trial_state", None) == "pruned"
+
+
 def status_label(job: Job) -> str:
     """The job's state in words with a coloured icon, as Streamlit markdown (``… Finished``)."""
     if has_note(job):
         return _STATUS_WITH_NOTE
+    if stopped_by_search(job):
+        return _STATUS_PRUNED
     label = _STATUS.get(job.state, job.state)
     return label + _CAN_RESUME if job.can_resume else label
 
@@ -128,6 +136,11 @@ def state_message(job: Job) -> str:
         if saved is not None
         else ""
     )
+    if stopped_by_search(job):
+        return (
+            f"{job.reason or 'The search stopped this trial early.'} It is one trial of a search: the search "
+            "compares its trials on their validation scores and keeps the best one."
+        )
     if job.state == CANCELLED:
         if saved is not None:
             return f"This run was cancelled. {resume}"

@@ -171,3 +171,22 @@ def test_unknown_job_id_is_a_plain_error(home: Path) -> None:
 
     assert not at.exception
     assert "There is no job 'job-nope'" in at.error[0].value
+
+
+def test_a_trial_the_search_stopped_says_so_not_cancelled(home: Path, tmp_path: Path) -> None:
+    from studio.app import runs_view as rv
+
+    job = store.insert_job(spec(tiny_dataset(tmp_path), "trial"), search_id="search-x", trial_number=3)
+    assert store.claim_job(job.id, "cpu")
+    reason = "Stopped early by the search at epoch 5: its validation accuracy was behind the other trials'."
+    store.finish_job(job.id, store.CANCELLED, reason=reason)
+    store.set_trial_state(job.id, "pruned")
+    pruned = store.get_job(job.id)
+    assert "Stopped early by the search" in rv.status_label(pruned) and "Cancelled" not in rv.status_label(
+        pruned
+    )
+    assert rv.state_message(pruned).startswith(reason)
+    at = page(job.id)
+    assert not at.exception
+    shown = [e.value for e in (*at.markdown, *at.caption, *at.info)]
+    assert any("Stopped early by the search" in text for text in shown), shown
