@@ -30,6 +30,7 @@ from studio.core.spec import (
     PRESETS,
     RunSpec,
     StudioModel,
+    get_dotted,
     metrics_for,
     set_dotted,
 )
@@ -230,12 +231,7 @@ def _number_settings(info: FieldInfo, integer: bool, default: Any) -> dict[str, 
 
 def field_value(spec: RunSpec, path: str) -> Any:
     """The value at a dotted path of ``spec`` (``architecture.params.width`` included)."""
-    node: Any = spec.model_dump()
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+    return get_dotted(spec, path)
 
 
 def preset_values(preset: str) -> dict[str, Any]:

@@ -760,6 +760,17 @@ def load_spec_dict(path: str) -> dict[str, Any]:
     return parse_yaml_mapping(text)
 
 
+def get_dotted(data: Any, dotted: str) -> Any:
+    """``data['a']['b']`` for ``dotted='a.b'`` (a spec is read as its dict), or ``None`` where a level is
+    missing."""
+    node: Any = data.model_dump() if isinstance(data, BaseModel) else data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
 def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     """Set ``data['a']['b'] = value`` for ``dotted='a.b'``, creating missing levels."""
     *parents, leaf = dotted.split(".")
@@ -820,7 +831,7 @@ def _loc(loc: tuple[Any, ...]) -> str:
 
 
 def _unknown_task(shown: str) -> str:
-    """"task must be one of 'classification' or 'regression' (got 'x'); for a data set of images use
+    """ "task must be one of 'classification' or 'regression' (got 'x'); for a data set of images use
     'image_classification'": the tasks of tables first, then those of each other kind of data."""
     by_data: dict[str, list[str]] = {}
     units: dict[str, str] = {}

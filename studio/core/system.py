@@ -11,6 +11,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 
 @functools.lru_cache(maxsize=1)
@@ -70,3 +71,18 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
             signal.signal(sig, handler)
 
     return restore
+
+
+def start_daemon(cmd: list[str], folder: Path, log_file: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start ``cmd`` in ``folder`` in a session of its own (it outlives the process that started it),
+    appending its output to ``log_file``."""
+    with open(log_file, "ab") as out:
+        return subprocess.Popen(
+            cmd,
+            cwd=folder,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )

@@ -400,16 +400,7 @@ def ensure_scheduler(
     ]
     if worker_cmd is not None:
         cmd += ["--worker-cmd", json.dumps(list(worker_cmd))]
-    with open(home / LOG_NAME, "ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=home,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = system.start_daemon(cmd, home, home / LOG_NAME, child_env())
     _spawned.append(proc)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and proc.poll() is None and not scheduler_running():

@@ -177,16 +177,11 @@ def ensure_driver(search_id: str, wait: float = 5.0) -> bool:
     if driver_running(search_id):
         return True
     folder = search_dir(search_id)
-    with open(folder / LOG_NAME, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "studio.search.driver", search_id],
-            cwd=folder,
-            env=child_env(),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    from studio.core.system import start_daemon
+
+    proc = start_daemon(
+        [sys.executable, "-m", "studio.search.driver", search_id], folder, folder / LOG_NAME, child_env()
+    )
     _spawned.append(proc)
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and proc.poll() is None and not driver_running(search_id):

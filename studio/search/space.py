@@ -341,12 +341,9 @@ def active(dim: Dimension, values: dict[str, Any], spec: Any) -> bool:
 
 
 def _spec_value(spec: Any, path: str) -> Any:
-    node: Any = spec.model_dump()
-    for part in path.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
+    from studio.core.spec import get_dotted
+
+    return get_dotted(spec, path)
 
 
 def suggest(trial: Any, space: SearchSpace, spec: Any) -> dict[str, Any]:
