@@ -11,6 +11,7 @@ Only the standard library and the spec are imported here: pages import this modu
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import math
 import os
@@ -160,15 +161,32 @@ def connect() -> Iterator[sqlite3.Connection]:
         conn.row_factory = sqlite3.Row
         conn.execute("PRAGMA busy_timeout = 30000")
         if path not in _ready:
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.executescript(_SCHEMA)
-            _add_columns(conn)
-            conn.executescript(_INDEXES)
+            _set_up(conn, path)
             _ready.add(path)
         conn.execute("PRAGMA synchronous = NORMAL")
         yield conn
     finally:
         conn.close()
+
+
+def _set_up(conn: sqlite3.Connection, path: Path) -> None:
+    """Make or update the store once per process, one process at a time.
+
+    Switching a new file to WAL needs the file to itself, and SQLite answers "database is
+    locked" at once, without waiting, when several processes make the store together (four
+    browser tabs submitting at the first start). An advisory lock on a file beside the store
+    queues them; once the store is in WAL mode, later processes only read that it is.
+    """
+    with open(path.with_name(path.name + ".setup-lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            if conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+            _add_columns(conn)
+            conn.executescript(_INDEXES)
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _add_columns(conn: sqlite3.Connection) -> None:

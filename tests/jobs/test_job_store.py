@@ -168,3 +168,37 @@ def test_visible_gpus_respect_cuda_visible_devices(monkeypatch: pytest.MonkeyPat
     assert visible_gpus() == []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "-1")
     assert visible_gpus() == []
+
+
+def _open_store_together(barrier, errors) -> None:  # runs in a forked child
+    barrier.wait()
+    try:
+        with store.connect() as conn:
+            conn.execute("SELECT COUNT(*) FROM jobs").fetchone()
+    except Exception as err:  # noqa: BLE001 - the test reports what the child saw
+        errors.put(str(err))
+
+
+def test_many_processes_making_a_new_store_at_the_same_moment_all_get_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switching a new store to WAL used to answer "database is locked" at once (no wait) to
+    whichever process lost the race; CI saw it when four tabs submitted at the first start."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for round_ in range(15):
+        monkeypatch.setenv("STUDIO_HOME", str(tmp_path / f"home-{round_}"))
+        (tmp_path / f"home-{round_}").mkdir()
+        barrier = ctx.Barrier(8)
+        children = [ctx.Process(target=_open_store_together, args=(barrier, errors)) for _ in range(8)]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(timeout=60)
+        assert all(child.exitcode == 0 for child in children)
+    seen = []
+    while not errors.empty():
+        seen.append(errors.get())
+    assert seen == []
