@@ -31,6 +31,7 @@ import shutil
 import tempfile
 import time
 import warnings
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,6 +60,10 @@ class Progress:
 
 class TrainHooks:
     """Override to follow a run: the worker keeps its job current through these."""
+
+    runs_test: bool = True
+    """False for a search's trial: it is judged on its validation rows only, and the test rows are
+    used once, by :func:`evaluate_chosen_model`, for the trial the search chooses."""
 
     def on_run_started(self, run_id: str, experiment_id: str) -> None:
         """The MLflow run exists (called before the first epoch)."""
@@ -720,12 +725,13 @@ def _run_lightning(
             raise KeyboardInterrupt
         best.restore(module)
         try:
-            trainer.test(module, datamodule=data, verbose=False)
+            if hooks.runs_test:
+                trainer.test(module, datamodule=data, verbose=False)
         except BaseException:
             with contextlib.suppress(Exception):
                 buffer.close()
             raise
-    test_metrics = dict(module.test_results)
+    test_metrics = dict(module.test_results) if hooks.runs_test else {}
     if diverged is not None and not all(math.isfinite(v) for v in test_metrics.values()):
         buffer.close()  # the kept epoch does not hold up on the test rows either: fail as if none was kept
         raise TrainingError(divergence_reason(diverged, spec.optimizer))
@@ -742,6 +748,57 @@ def _run_lightning(
         fit_seconds=fit_seconds,
         note=note,
     )
+
+
+# --------------------------------------------------------------------------- a search's chosen model
+def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -> dict[str, float]:
+    """Test the model a finished run bundled on its data set's test rows, once, and make the run whole.
+
+    A search's trials train with :attr:`TrainHooks.runs_test` off, so the test rows play no part in
+    choosing among them. This is the one look at them, for the chosen trial: the weights come from its
+    bundle, the data from the same split (the spec's seed), the module and metrics from its data kind.
+    The test metrics are logged to ``run_id`` (after its last step), the data kind logs what it adds
+    (pictures: the confusion matrix) and the bundle is written again with the metrics, both in MLflow
+    and at ``bundle_path``. Returns the test metrics."""
+    import pytorch_lightning as pl
+    import torch
+
+    from studio.bundle.layout import WEIGHTS_FILE
+    from studio.data import get_dataset, load_profile
+
+    dataset = get_dataset(spec.data.dataset_id)
+    profile = load_profile(dataset.id)
+    plan = resolve_device(spec.training.device, spec.training.precision)
+    _quiet_lightning()
+    _cheap_cuda_checks()
+    prepared = _prepare(spec, dataset, profile, plan)
+    trainee, data = prepared.trainee, prepared.data
+    module = trainee.lightning_module(spec, max(1, data.steps_per_epoch), 1)
+    with zipfile.ZipFile(bundle_path) as zf, tempfile.TemporaryDirectory(prefix="studio-test-") as root:
+        member = next(name for name in zf.namelist() if name.endswith(f"artifacts/{WEIGHTS_FILE}"))
+        with zf.open(member) as weights:
+            module.net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        trainer = pl.Trainer(
+            accelerator=prepared.plan.accelerator,
+            devices=prepared.plan.devices,
+            precision=prepared.plan.precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=False,
+            default_root_dir=root,
+        )
+        trainer.test(module, datamodule=data, verbose=False)
+    metrics = dict(module.test_results)
+    step = max(tracking.logged_steps(run_id).values(), default=0)
+    buffer = tracking.MetricBuffer(run_id, {})
+    buffer.add(metrics, step)
+    buffer.close()
+    trainee.after_test(run_id, spec, module)
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        path = trainee.write_bundle(Path(tmp), spec, module, metrics)
+        _publish_bundle(path, run_id, bundle_path)
+    return metrics
 
 
 # --------------------------------------------------------------------------- divergence
