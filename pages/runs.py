@@ -181,7 +181,7 @@ def final_scores(job: jobs.Job) -> None:
     st.subheader("Final scores")
     cards = rv.test_metric_cards(job.test_metrics, job.spec.task)
     if not cards:
-        st.info("This run has no test scores.")
+        st.info(rv.UNTESTED_TRIAL if job.search_id else "This run has no test scores.")
         return
     kept = task_info(job.spec.task).unit
     st.caption(f"Measured at the end on {kept} the model never saw while training: the honest estimate.")

@@ -87,7 +87,9 @@ def chosen_model(search: records.Search, rows: list) -> None:
         shown += f" (your settings, trial 0: {search.default_value:.4g})"
     st.markdown(ui.as_text(shown + "."))
     if best and test_key in best.test_metrics:
-        st.markdown(f"Its test score: **{best.test_metrics[test_key]:.4g}** ({test_key}).")
+        st.markdown(f"Its test score: **{best.test_metrics[test_key]:.4g}** ({test_key}), measured once.")
+    elif search.is_active:
+        st.caption("It is tested on the test rows once, when the search ends.")
     st.caption("Its run page has the model to download, Predict and the Python snippet, as for any run.")
     with contextlib.suppress(StreamlitAPIException):  # (no Runs page when this page runs on its own)
         st.page_link(

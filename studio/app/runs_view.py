@@ -104,6 +104,12 @@ def progress_caption(job: Job) -> str:
     return " · ".join(parts)
 
 
+UNTESTED_TRIAL = (
+    "It is one trial of a search, so it was not tested: the search compares its trials on their validation "
+    "scores only and tests the one it chooses, once, when it ends."
+)
+
+
 def state_message(job: Job) -> str:
     """One plain sentence: where the job stands and what to do next."""
     if job.state == QUEUED:
@@ -123,6 +129,11 @@ def state_message(job: Job) -> str:
         return (
             f"{job.reason} The scores below and the model to download are those of that epoch, measured "
             f"on {kept} it never saw."
+        )
+    if job.state == SUCCEEDED and getattr(job, "search_id", None) and not job.test_metrics:
+        return (
+            f"Training finished. {UNTESTED_TRIAL} Download the model, or compare this trial with others on "
+            "the Compare page."
         )
     if job.state == SUCCEEDED:
         return (

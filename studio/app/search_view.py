@@ -39,8 +39,9 @@ STATE_COLORS = {
     "stopped": "#bbbbbb",
 }
 HONEST_SELECTION = (
-    "Trials are compared on their validation scores only: the search never reads a trial's test score "
-    "to choose. The test score shown is the chosen trial's, so it is an honest measure of the model you get."
+    "Trials are compared on their validation scores only; they train without touching the test rows. "
+    "When the search ends, the chosen trial's model is tested once, so its test score is an honest "
+    "measure of the model you get."
 )
 MIN_TRIALS_FOR_IMPORTANCE = 4
 

@@ -543,6 +543,15 @@ def set_trial_state(job_id: str, trial_state: str) -> None:
         )
 
 
+def set_test_metrics(job_id: str, test_metrics: dict[str, float]) -> None:
+    """Record the test scores of an ended job tested afterwards (a search's chosen trial)."""
+    with connect() as conn:
+        conn.execute(
+            "UPDATE jobs SET test_metrics_json = ?, updated_at = ? WHERE id = ?",
+            (_dump(test_metrics), time.time(), job_id),
+        )
+
+
 def requeue_to_resume(job_id: str) -> Job:
     """Queue an interrupted or cancelled job again; its worker continues from the latest checkpoint, in
     the same MLflow run. :class:`JobError` (one plain sentence) when the job cannot be resumed."""

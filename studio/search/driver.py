@@ -68,6 +68,7 @@ class Driver:
         self.study = create_study(search_id, self.search.direction, self.search.seed)
         self.slots = slot_count()
         self.overhead = self.overhead_cpu = 0.0
+        self.testing = (0.0, 0.0)  # wall and CPU seconds testing the chosen model: not bookkeeping
         self.settled: set[str] = set()  # trial jobs already told to the study by this driver
 
     # ---- the loop
@@ -87,9 +88,14 @@ class Driver:
             used, last = now - last, now
             self.search = records.get_search(self.search_id)
             ended = self.tick()
-            spent = time.perf_counter() - work  # the whole pass is the search's own bookkeeping
+            # the whole pass is the search's own bookkeeping, except testing the chosen model
+            (testing, testing_cpu), self.testing = self.testing, (0.0, 0.0)
+            spent = time.perf_counter() - work - testing
             records.add_time(
-                self.search_id, used, self.overhead + spent, self.overhead_cpu + time.process_time() - cpu
+                self.search_id,
+                used,
+                self.overhead + spent,
+                self.overhead_cpu + time.process_time() - cpu - testing_cpu,
             )
             self.overhead = self.overhead_cpu = 0.0
             if ended:
@@ -309,10 +315,35 @@ class Driver:
             if trial.state.name == "RUNNING" and trial.number not in numbers:
                 self.study.tell(trial.number, state=_state("FAIL"))
 
+    def _test_chosen(self, search: records.Search) -> str | None:
+        """Test the chosen trial's model on the test rows: the only time a search uses them (its trials
+        trained without testing). Once per chosen trial: a driver started again after this skips it.
+        Returns a sentence for the search's reason when the test could not run."""
+        best = store.get_job(search.best_job_id) if search.best_job_id else None
+        if best is None or best.test_metrics or not best.bundle_path or not best.mlflow_run_id:
+            return None
+        started, cpu = time.perf_counter(), time.process_time()
+        records.update(self.search_id, reason="Testing the chosen model on the test rows.")
+        try:
+            from studio.engine.training import evaluate_chosen_model
+
+            metrics = evaluate_chosen_model(best.spec, best.bundle_path, best.mlflow_run_id)
+        except Exception as err:  # noqa: BLE001 - the search and its model stand without the test
+            log.exception("search %s: testing the chosen trial failed", self.search_id)
+            return f"Its chosen model could not be tested: {err}"
+        finally:
+            self.testing = (time.perf_counter() - started, time.process_time() - cpu)
+        store.set_test_metrics(best.id, metrics)
+        log.info("search %s: chosen trial %s tested: %s", self.search_id, best.trial_number, metrics)
+        return None
+
     def _finish(self, state: str, reason: str) -> str:
         from studio import tracking
 
         search = records.get_search(self.search_id)
+        untested = self._test_chosen(search)
+        if untested:
+            reason = f"{reason} {untested}"
         records.update(self.search_id, state=state, ended_at=time.time(), reason=reason)
         if search.parent_run_id:
             tags = {}

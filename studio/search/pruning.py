@@ -70,6 +70,8 @@ def trial_hooks(job: Any, inner: Any) -> Any:
     from studio.engine.training import TrainHooks
 
     class TrialHooks(TrainHooks):
+        runs_test = False  # judged on validation only; the search tests the trial it chooses, once
+
         def __init__(self) -> None:
             from studio.search import records
 

@@ -190,3 +190,24 @@ def test_a_trial_the_search_stopped_says_so_not_cancelled(home: Path, tmp_path: 
     assert not at.exception
     shown = [e.value for e in (*at.markdown, *at.caption, *at.info)]
     assert any("Stopped early by the search" in text for text in shown), shown
+
+
+def test_a_finished_trial_says_it_was_not_tested_and_the_chosen_one_shows_its_test(
+    home: Path, tmp_path: Path
+) -> None:
+    job = store.insert_job(spec(tiny_dataset(tmp_path), "trial"), search_id="search-x", trial_number=1)
+    assert store.claim_job(job.id, "cpu")
+    store.finish_job(job.id, store.SUCCEEDED)
+
+    at = page(job.id)
+    assert not at.exception
+    shown = " ".join(e.value for e in (*at.markdown, *at.caption, *at.info))
+    assert "so it was not tested" in shown and "Check the test scores" not in shown
+    assert "This run has no test scores." not in shown
+
+    store.set_test_metrics(job.id, {"test/accuracy": 0.9, "test/loss": 0.3})  # the search chose it
+    at = page(job.id)
+    assert not at.exception
+    shown = " ".join(e.value for e in (*at.markdown, *at.caption, *at.info, *at.success))
+    assert "not tested" not in shown and "Check the test scores" in shown
+    assert ("Accuracy", "90.0%") in [(m.label, m.value) for m in at.metric]

@@ -55,6 +55,17 @@ def test_tiny_search_through_the_cli(search_home: Path, tmp_path: Path) -> None:
     assert {run.data.tags["studio.trial_state"] for run in children} == {"complete"}
     assert all(run.info.status == "FINISHED" for run in children)
 
+    # the test rows are used once: only the chosen trial has test scores (run, job, bundle, parent)
+    tested = {run.info.run_id for run in children if any(k.startswith("test/") for k in run.data.metrics)}
+    chosen = next(job for job in search_jobs(search.id) if job.id == search.best_job_id)
+    assert tested == {chosen.mlflow_run_id}
+    assert [job.id for job in search_jobs(search.id) if job.test_metrics] == [chosen.id]
+    assert parent.data.metrics["test/accuracy"] == chosen.test_metrics["test/accuracy"]
+    with zipfile.ZipFile(chosen.bundle_path) as zf:
+        info = json.loads(zf.read("artifacts/studio_model.json"))
+    assert info["metrics"]["test/accuracy"] == chosen.test_metrics["test/accuracy"]
+    assert "its test scores (the test rows were not used to choose it)" in done.stdout
+
     # selection on validation: the best trial has the best reported validation score
     best = next(job for job in trials if job.id == search.best_job_id)
     assert search.best_value == max(_kept_values(search.id).values())
