@@ -11,7 +11,14 @@ Every half second it
    a pruned trial stops (within a training step), so no search runs over its budget by more than the
    epoch its trials were in; and ends when none is left,
 4. otherwise asks Optuna for a new trial whenever the device slots have room and none of its trials is
-   waiting, and queues it as an ordinary job (its own MLflow run, a child of the search's parent run).
+   waiting, and queues it as an ordinary job (its own MLflow run, a child of the search's parent run),
+   unless the budget left is shorter than a trial takes (the median of those that ran to their end):
+   such a trial would only be cut short, so the search ends when its running trials do.
+
+A pass where no trial was made, started, ended or asked to stop, and nothing was asked of the search,
+ends after its one query (time is counted in the same connection), so a search waiting on long trials
+costs almost nothing. When the search ends, the chosen trial's model is tested on the test rows: the
+only time the search uses them.
 
 The first trial is the spec's own settings, so the search also measures what a plain run would have
 done (the page's reference line) and never ends worse than it on validation. Everything it needs is
@@ -40,6 +47,10 @@ from studio.search.space import starting_point, suggest, trial_spec
 log = logging.getLogger("studio.search.driver")
 
 POLL_SECONDS = 0.5
+MIN_TRIALS_TO_TIME = 3
+"""Trials that must have run to their end before the search judges whether another one still fits."""
+SCHEDULER_CHECK_SECONDS = 5.0
+"""How often a pass with nothing to do still checks that a scheduler runs the trials."""
 MAX_RESUMES = 2
 """How often a trial whose worker died is resumed before the search counts it as failed."""
 REASON_BUDGET = "Stopped when the search's time budget ran out."
@@ -69,7 +80,9 @@ class Driver:
         self.slots = slot_count()
         self.overhead = self.overhead_cpu = 0.0
         self.testing = (0.0, 0.0)  # wall and CPU seconds testing the chosen model: not bookkeeping
-        self.settled: set[str] = set()  # trial jobs already told to the study by this driver
+        self.settled: set[str] = set()
+        self.idle = False  # the last full pass found nothing to do until a trial or the search changes
+        self.scheduler_checked = 0.0  # trial jobs already told to the study by this driver
 
     # ---- the loop
     def run(self) -> str:
@@ -82,25 +95,46 @@ class Driver:
         self.overhead_cpu = time.process_time() - cpu
         log.info("ready in %.1f s (study, MLflow parent run)", self.overhead)
         last = time.monotonic()
+        seen: tuple[str, tuple[Any, ...]] | None = None  # what the last full pass found with nothing to do
         while True:
             work, cpu = time.perf_counter(), time.process_time()
             now = time.monotonic()
             used, last = now - last, now
-            self.search = records.get_search(self.search_id)
-            ended = self.tick()
+            # This pass's time, and the last pass's bookkeeping (written now: one connection a pass)
+            self.search, digest = records.account(self.search_id, used, self.overhead, self.overhead_cpu)
+            self.overhead = self.overhead_cpu = 0.0
+            state = (digest, self._search_key(self.search))
+            if state == seen and not self._out_of_time(self.search):
+                ended = None  # no trial started, ended or was stopped, and nothing was asked: nothing to do
+                if time.monotonic() - self.scheduler_checked > SCHEDULER_CHECK_SECONDS:
+                    self._keep_scheduler()
+            else:
+                self.idle = False
+                ended = self.tick()
+                seen = state if self.idle else None
             # the whole pass is the search's own bookkeeping, except testing the chosen model
             (testing, testing_cpu), self.testing = self.testing, (0.0, 0.0)
             spent = time.perf_counter() - work - testing
-            records.add_time(
-                self.search_id,
-                used,
-                self.overhead + spent,
-                self.overhead_cpu + time.process_time() - cpu - testing_cpu,
-            )
-            self.overhead = self.overhead_cpu = 0.0
+            self.overhead, self.overhead_cpu = spent, time.process_time() - cpu - testing_cpu
             if ended:
+                records.add_time(self.search_id, 0.0, self.overhead, self.overhead_cpu)
                 return ended
             time.sleep(max(0.0, self.poll - spent))
+
+    @staticmethod
+    def _search_key(search: records.Search) -> tuple[Any, ...]:
+        return (search.state, search.cancel_requested, search.budget_seconds, search.max_trials)
+
+    @staticmethod
+    def _out_of_time(search: records.Search) -> bool:
+        return search.budget_seconds is not None and search.used_seconds >= search.budget_seconds
+
+    def _keep_scheduler(self) -> None:
+        """A scheduler that died (or a restarted machine) leaves the trials to nobody: start one."""
+        from studio.jobs import ensure_scheduler
+
+        self.scheduler_checked = time.monotonic()
+        ensure_scheduler()
 
     def tick(self) -> str | None:
         """One pass; the search's final state once it has ended."""
@@ -108,28 +142,55 @@ class Driver:
         if self._settle(jobs):  # (resuming a trial changes its state)
             jobs = store.search_jobs(self.search_id)
         active = [job for job in jobs if job.is_active]
-        if active:  # a scheduler that died (or a restarted machine) leaves them to nobody
-            from studio.jobs import ensure_scheduler
-
-            ensure_scheduler()
+        if active:
+            self._keep_scheduler()
         search = self.search
         if search.cancel_requested:
             self._stop(active, REASON_SEARCH_CANCELLED)
             if not active:
                 return self._finish(records.CANCELLED, "Cancelled on request.")
             return None
-        out_of_time = search.budget_seconds is not None and search.used_seconds >= search.budget_seconds
+        out_of_time = self._out_of_time(search)
         made = len(jobs)
         enough = search.max_trials is not None and made >= search.max_trials
+        short = None if out_of_time or enough else self._too_little_time(search, jobs)
         if out_of_time:
             self._stop(active, REASON_BUDGET)
-        elif not enough and len(active) < self.slots and not any(j.state == store.QUEUED for j in active):
+        elif (
+            not enough
+            and short is None
+            and len(active) < self.slots
+            and not any(j.state == store.QUEUED for j in active)
+        ):
             self._new_trial()
             return None
-        if (out_of_time or enough) and not active:
-            why = "The time budget is used up." if out_of_time else f"All {made} trials have run."
+        if (out_of_time or enough or short) and not active:
+            why = "The time budget is used up." if out_of_time else short or f"All {made} trials have run."
             return self._finish(records.FINISHED, why)
+        self.idle = not out_of_time  # waiting on the trials: the next pass that sees no change skips
         return None
+
+    def _too_little_time(self, search: records.Search, jobs: list[store.Job]) -> str | None:
+        """Why no new trial should start: the budget left is shorter than a trial takes (the median of
+        the trials that ran to their end, once three have), so it would only be cut short; None when
+        there is time."""
+        if search.budget_seconds is None:
+            return None
+        took = sorted(
+            job.ended_at - job.started_at
+            for job in jobs
+            if job.trial_state == "complete" and job.started_at and job.ended_at
+        )
+        if len(took) < MIN_TRIALS_TO_TIME:
+            return None
+        typical = took[len(took) // 2]
+        left = search.budget_seconds - search.used_seconds
+        if left >= typical:
+            return None
+        return (
+            f"It stopped with {left:.0f} s of its budget left: too little for another trial "
+            f"(a trial has taken about {typical:.0f} s)."
+        )
 
     # ---- trials
     def _new_trial(self) -> None:

@@ -256,6 +256,27 @@ def add_time(search_id: str, used: float, overhead: float, overhead_cpu: float =
         )
 
 
+def account(search_id: str, used: float, overhead: float, overhead_cpu: float) -> tuple[Search, str]:
+    """The driver's every pass, in one connection: count time as :func:`add_time` does, then read the
+    search's row and a digest of its trials' states (it changes whenever a trial is made, starts, ends
+    or is asked to stop, not on progress), so a pass where nothing changed can stop there."""
+    with connect() as conn:
+        conn.execute(
+            "UPDATE searches SET used_seconds = used_seconds + ?, overhead_seconds = overhead_seconds + ?, "
+            "overhead_cpu_seconds = overhead_cpu_seconds + ?, updated_at = ? WHERE id = ?",
+            (used, overhead, overhead_cpu, time.time(), search_id),
+        )
+        row = conn.execute("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
+        digest = conn.execute(
+            "SELECT group_concat(id || ':' || state || ':' || COALESCE(trial_state, '') || ':' || "
+            "cancel_requested, ',') FROM (SELECT * FROM jobs WHERE search_id = ? ORDER BY seq)",
+            (search_id,),
+        ).fetchone()[0]
+    if row is None:
+        raise JobError(f"There is no search '{search_id}'.")
+    return Search.from_row(row), digest or ""
+
+
 def request_cancel(search_id: str) -> Search:
     search = get_search(search_id)
     if not search.is_active:

@@ -1,0 +1,81 @@
+"""The driver's passes: one connection counts time and reads what changed; a pass where no trial
+changed does nothing more; no trial starts that the budget left cannot fit. Real SQLite, no training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from studio.jobs import store
+from studio.search import control, records
+from studio.search.driver import Driver
+from tests.search.helpers import tiny_dataset, tiny_spec
+
+
+def _trial(search_id: str, spec, number: int, seconds: float | None = None) -> store.Job:
+    job = store.insert_job(
+        spec, token=f"{search_id}:trial:{number}", search_id=search_id, trial_number=number
+    )
+    if seconds is not None:
+        assert store.claim_job(job.id, "cpu")
+        store.finish_job(job.id, store.SUCCEEDED)
+        with store.connect() as conn:
+            conn.execute(
+                "UPDATE jobs SET started_at = 100.0, ended_at = ? WHERE id = ?", (100.0 + seconds, job.id)
+            )
+        store.set_trial_state(job.id, "complete")
+    return store.get_job(job.id)
+
+
+def test_a_pass_counts_time_and_its_digest_changes_only_when_a_trial_does(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=60, start_driver=False)
+
+    first, empty = records.account(search.id, 1.5, 0.01, 0.005)
+    assert empty == "" and first.used_seconds == 1.5 and first.overhead_seconds == 0.01
+    job = _trial(search.id, spec, 0)
+    _, queued = records.account(search.id, 0.5, 0.0, 0.0)
+    assert queued != empty
+    assert store.claim_job(job.id, "cpu")
+    _, running = records.account(search.id, 0.5, 0.0, 0.0)
+    assert running != queued
+    store.set_progress(
+        job.id, epoch=1, max_epochs=2, step=1, total_steps=2, fraction=0.5, eta_seconds=1, metrics={}
+    )
+    again, progressed = records.account(search.id, 0.5, 0.0, 0.0)
+    assert progressed == running  # progress alone is nothing for the driver to act on
+    assert again.used_seconds == 3.0
+    store.request_cancel(job.id)
+    _, stopping = records.account(search.id, 0.0, 0.0, 0.0)
+    assert stopping != running
+
+
+def test_no_trial_starts_when_the_budget_left_is_shorter_than_a_trial_takes(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    jobs = [_trial(search.id, spec, 0, 20.0), _trial(search.id, spec, 1, 30.0)]
+    driver = Driver(search.id)
+    records.update(search.id, used_seconds=90.0)
+    assert (
+        driver._too_little_time(records.get_search(search.id), jobs) is None
+    )  # two trials: too few to judge
+
+    jobs.append(_trial(search.id, spec, 2, 40.0))
+    assert driver._too_little_time(records.get_search(search.id), jobs) == (
+        "It stopped with 10 s of its budget left: too little for another trial (a trial has taken about 30 s)."
+    )
+    records.update(search.id, used_seconds=65.0)
+    assert driver._too_little_time(records.get_search(search.id), jobs) is None
+
+    # the driver ends the search there, with that reason, instead of queueing a trial it would cut short
+    records.update(search.id, used_seconds=90.0)
+    driver.search = records.get_search(search.id)
+    for job in jobs:  # already settled by an earlier pass
+        driver.settled.add(job.id)
+    assert driver.tick() == records.FINISHED
+    ended = records.get_search(search.id)
+    assert ended.reason.startswith("It stopped with 10 s of its budget left")
+    assert len(store.search_jobs(search.id)) == 3
