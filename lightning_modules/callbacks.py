@@ -30,6 +30,25 @@ def all_finite(module: torch.nn.Module) -> bool:
     return not tensors or bool(torch.stack([torch.isfinite(t).all() for t in tensors]).all())
 
 
+def agreed(trainer: pl.Trainer, decision: bool, *, every: bool = False) -> bool:
+    """One decision for every process training together (DDP): true when any process's is (``every``:
+    when all are). Every process must ask at the same point; with one process it is the decision itself.
+
+    Decisions that come only from rank 0 (a cancel request: the other processes have no job to ask) or
+    from local state (a weight that overflowed on one device) go through here, so that no process goes
+    on to the next step while another stops, which would leave it waiting for the others for ever."""
+    if trainer.world_size <= 1:
+        return decision
+    return bool(trainer.strategy.reduce_boolean_decision(bool(decision), all=every))
+
+
+def from_rank_zero(trainer: pl.Trainer, decision: bool) -> bool:
+    """Rank 0's decision, for every process (DDP); the decision itself with one process."""
+    if trainer.world_size <= 1:
+        return decision
+    return bool(trainer.strategy.broadcast(bool(decision), src=0))
+
+
 class TrainingCancelledSignal(Exception):
     """Raised inside the training loop when the user asked to stop; caught by ``studio.engine.training``."""
 
@@ -232,7 +251,8 @@ class TrainingReporter(pl.Callback):
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        if self.should_stop():
+        # With DDP only rank 0 is asked (its hooks follow the job); every process stops at the same step.
+        if agreed(trainer, self.should_stop()):
             raise TrainingCancelledSignal()
 
     def on_train_batch_end(
@@ -283,7 +303,8 @@ class TrainingReporter(pl.Callback):
         loss = metrics.get("val/loss")
         if loss is not None and not math.isfinite(loss):  # e.g. the epoch's very last step broke the weights
             raise TrainingDivergedSignal(trainer.current_epoch + 1, loss, "validation")
-        if not all_finite(pl_module):  # batch norm's running statistics can overflow while losses stay finite
+        # batch norm's running statistics can overflow while losses stay finite
+        if not agreed(trainer, all_finite(pl_module), every=True):
             raise TrainingDivergedSignal(trainer.current_epoch + 1, math.inf, "weights")
         metrics["epoch"] = float(trainer.current_epoch + 1)
         optimizer = trainer.optimizers[0] if trainer.optimizers else None
@@ -390,7 +411,10 @@ class EpochCheckpoint(Checkpoint):
             self._rng = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or time.monotonic() - self._last < self.min_seconds:
+        if trainer.sanity_checking:
+            return
+        # With DDP, rank 0's clock decides: saving is a step every process takes together.
+        if not from_rank_zero(trainer, time.monotonic() - self._last >= self.min_seconds):
             return
         self.save(trainer, trainer.current_epoch + 1)
         self._last = time.monotonic()
@@ -398,6 +422,9 @@ class EpochCheckpoint(Checkpoint):
     def save(self, trainer: pl.Trainer, epoch: int) -> Path:
         started = time.perf_counter()
         path = self.path_for(epoch)
+        if not trainer.is_global_zero:  # DDP: only rank 0 writes; the others take part in the save
+            trainer.save_checkpoint(path.with_name(f".{path.name}.rank{trainer.global_rank}"))
+            return path
         # The file holds the model and optimiser state plus the best epoch's weights: at most twice
         # the model and optimiser state.
         optimizers = sum(tensor_bytes(o.state_dict()) for o in trainer.optimizers)

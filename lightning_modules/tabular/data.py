@@ -6,6 +6,7 @@ training device once ``setup`` runs) and batches are slices of them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,6 +47,61 @@ class TensorBatches:
             tensors = tuple(t.index_select(0, order) for t in tensors)
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             yield tuple(t[start : start + self.batch_size] for t in tensors)
+
+
+class ShardedBatches:
+    """Training batches for one of ``world`` processes training together (DDP): every process draws the
+    same order of all the training rows (the same seed), cuts it into the same batches of ``batch_size``
+    rows and keeps its own share of each (``rank``-th of ``world`` nearly equal parts). So every update
+    still learns from ``batch_size`` rows, split among the devices, every process takes the same number
+    of steps (their gradients are averaged at each one), and each row is used once per epoch.
+
+    A last batch too small to give every process two rows (batch norm needs two) is left out, as the
+    single-device loop leaves out a last batch of one row."""
+
+    def __init__(
+        self, tensors: tuple[torch.Tensor, ...], batch_size: int, rank: int, world: int, seed: int = 0
+    ):
+        self.tensors = tensors
+        self.batch_size = batch_size
+        self.rank, self.world = rank, world
+        self.n = tensors[0].shape[0]
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def __len__(self) -> int:
+        return sharded_steps(self.n, self.batch_size, self.world)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        order = torch.randperm(self.n, generator=self.generator).to(self.tensors[0].device)
+        for step in range(len(self)):
+            rows = order[step * self.batch_size : (step + 1) * self.batch_size]
+            mine = torch.tensor_split(rows, self.world)[self.rank]
+            yield tuple(t.index_select(0, mine) for t in self.tensors)
+
+
+def sharded_steps(n: int, batch_size: int, world: int) -> int:
+    """Batches per epoch when ``world`` processes share every batch of ``batch_size`` rows: a last batch
+    with fewer than two rows per process is left out."""
+    full, rest = divmod(n, batch_size)
+    return full + (1 if rest >= 2 * world else 0)
+
+
+class EvalShard:
+    """One process's share of the validation or test rows (DDP): the ``rank``-th of ``world`` nearly
+    equal parts, in ``batches`` batches. Every process goes through the same number of batches (the
+    model's buffers are synchronised at each one), so a share smaller than that yields empty batches
+    (the module skips them)."""
+
+    def __init__(self, tensors: tuple[torch.Tensor, ...], batches: int):
+        self.tensors = tensors
+        self.batches = max(1, batches)
+
+    def __len__(self) -> int:
+        return self.batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, ...]]:
+        parts = [torch.tensor_split(t, self.batches) for t in self.tensors]
+        yield from zip(*parts, strict=True)
 
 
 def stratified_split(
@@ -132,7 +188,11 @@ class TabularDataModule(pl.LightningDataModule):
             max_categories=pre.max_categories,
         )
         x_num, x_cat = self.preprocessor.transform(frame)
-        self._train_batches: TensorBatches | None = None
+        self.world_size = 1
+        """Processes training together (DDP): set by the engine before training (it changes the steps
+        per epoch), checked against the Trainer's in :meth:`setup`."""
+        self.rank = 0
+        self._train_batches: TensorBatches | ShardedBatches | None = None
         self._order_state: torch.Tensor | None = None  # from a checkpoint, for the next train loader
         y = torch.from_numpy(labels)
         self.tensors = {
@@ -153,6 +213,12 @@ class TabularDataModule(pl.LightningDataModule):
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         self.tensors = {name: tuple(t.to(device) for t in ts) for name, ts in self.tensors.items()}
+        world = trainer.world_size if trainer is not None else 1
+        if world != self.world_size:
+            raise RuntimeError(
+                f"the DataModule was prepared for {self.world_size} process(es), the Trainer runs {world}"
+            )
+        self.rank = trainer.global_rank if trainer is not None else 0
 
     @property
     def batch_size(self) -> int:
@@ -163,24 +229,45 @@ class TabularDataModule(pl.LightningDataModule):
 
     @property
     def steps_per_epoch(self) -> int:
-        """Optimiser steps per epoch (a last batch of one row is skipped: batch norm needs two)."""
+        """Optimiser steps per epoch (a last batch of one row is skipped: batch norm needs two; with
+        several processes, a last batch with fewer than two rows each, see :class:`ShardedBatches`)."""
+        if self.world_size > 1:
+            return max(sharded_steps(len(self.train_idx), self.batch_size, self.world_size), 1)
         full, rest = divmod(len(self.train_idx), self.batch_size)
         return max(full + (1 if rest > 1 or (rest == 1 and full == 0) else 0), 1)
+
+    def check_world_size(self) -> None:
+        """A plain error when the training rows are too few to give every process two rows of a batch."""
+        rows, world = len(self.train_idx), self.world_size
+        if world > 1 and (self.batch_size < 2 * world or sharded_steps(rows, self.batch_size, world) == 0):
+            raise TrainingError(
+                f"{rows} training rows are too few to share among {world} devices (each needs at least "
+                f"two rows of every batch of {self.batch_size}); use fewer devices or a larger batch size."
+            )
 
     @property
     def steps_per_chunk(self) -> int:
         """Optimiser steps per Lightning batch. Lightning's per-batch bookkeeping costs about as much as
         a small MLP's whole step on a CPU, so training batches are chunks of several mini-batches that
-        the module steps through itself (see ``TabularLightningModule.training_step``)."""
+        the module steps through itself (see ``TabularLightningModule.training_step``). With several
+        processes (DDP) every Lightning batch is one mini-batch: DDP averages the gradients of exactly
+        one backward pass per forward pass of the wrapped module."""
+        if self.world_size > 1:
+            return 1
         return max(1, min(CHUNK_STEPS, self.steps_per_epoch))
 
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
         batch_size = self.batch_size if shuffle else max(self.batch_size, 1024)
         return TensorBatches(self.tensors[split], batch_size, shuffle, seed=self.spec.data.seed)
 
-    def train_dataloader(self) -> TensorBatches:
-        chunk = self.batch_size * self.steps_per_chunk
-        batches = TensorBatches(self.tensors["train"], chunk, shuffle=True, seed=self.spec.data.seed)
+    def train_dataloader(self) -> TensorBatches | ShardedBatches:
+        if self.world_size > 1:
+            batches: TensorBatches | ShardedBatches = ShardedBatches(
+                self.tensors["train"], self.batch_size, self.rank, self.world_size, seed=self.spec.data.seed
+            )
+        else:
+            chunk = self.batch_size * self.steps_per_chunk
+            batches = TensorBatches(self.tensors["train"], chunk, shuffle=True, seed=self.spec.data.seed)
         if self._order_state is not None:
             batches.generator.set_state(self._order_state)
         self._train_batches = batches
@@ -199,8 +286,18 @@ class TabularDataModule(pl.LightningDataModule):
         if self._order_state is not None and self._train_batches is not None:
             self._train_batches.generator.set_state(self._order_state)
 
-    def val_dataloader(self) -> TensorBatches:
-        return self._batches("val", shuffle=False)
+    def val_dataloader(self) -> TensorBatches | EvalShard:
+        return self._eval_batches("val")
 
-    def test_dataloader(self) -> TensorBatches:
-        return self._batches("test", shuffle=False)
+    def test_dataloader(self) -> TensorBatches | EvalShard:
+        return self._eval_batches("test")
+
+    def _eval_batches(self, split: str) -> TensorBatches | EvalShard:
+        """All the split's rows, or with several processes this process's share (their metrics are
+        summed over all processes by the module)."""
+        if self.world_size == 1:
+            return self._batches(split, shuffle=False)
+        tensors = self.tensors[split]
+        share = math.ceil(tensors[0].shape[0] / self.world_size)  # the largest share
+        batches = math.ceil(share / max(self.batch_size, 1024))
+        return EvalShard(tuple(torch.tensor_split(t, self.world_size)[self.rank] for t in tensors), batches)

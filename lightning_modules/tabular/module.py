@@ -82,6 +82,7 @@ class TabularLightningModule(pl.LightningModule):
         # a divergence; summed over epochs (the split does not change), read only when asked.
         self.register_buffer("_val_label_counts", torch.zeros(max(n_classes, 1)), persistent=False)
         self.epoch_metrics: dict[str, float] = {}  # the last validation's val/* values
+        self.eval_rows = 0  # rows the last validation or test covered (every process's, with DDP)
         self.test_results: dict[str, float] = {}
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
@@ -98,6 +99,7 @@ class TabularLightningModule(pl.LightningModule):
         # In full precision nothing needs Lightning's precision plugin between backward and step, so
         # the raw optimiser is used: Lightning's wrappers (hooks around backward and step) cost about
         # as much as a small MLP's step on a CPU. Mixed precision keeps them (loss scaling, autocast).
+        # (With several processes the backward pass still goes through Lightning, see ``_step``.)
         plain = self.full_precision
         optimizer = lightning_optimizer.optimizer if plain else lightning_optimizer
         x_num, x_cat, y = batch
@@ -136,9 +138,9 @@ class TabularLightningModule(pl.LightningModule):
         if not (accumulating and self._pending):
             optimizer.zero_grad(set_to_none=True)
         part = loss / self.accumulate if accumulating else loss
-        if plain:
+        if plain and not self.distributed:
             part.backward()
-        else:
+        else:  # DDP: Lightning's backward prepares the gradient averaging across processes
             self.manual_backward(part)
         with torch.no_grad():
             if self.task == "classification":
@@ -181,17 +183,32 @@ class TabularLightningModule(pl.LightningModule):
         else:
             scheduler.step()
 
+    @property
+    def distributed(self) -> bool:
+        """Several processes train together (DDP)."""
+        trainer = self._trainer
+        return trainer is not None and trainer.world_size > 1
+
+    def _sum_over_processes(self, tensor: torch.Tensor, mean: bool = False) -> torch.Tensor:
+        """The tensor summed (or averaged) over every process with DDP; itself otherwise. Every
+        process must call it at the same point."""
+        if not self.distributed:
+            return tensor
+        return self.trainer.strategy.reduce(tensor.clone(), reduce_op="mean" if mean else "sum")
+
     def pop_step_losses(self) -> list[float]:
-        """The loss of every optimiser step since the last call (one host sync)."""
+        """The loss of every optimiser step since the last call (one host sync). With DDP: the mean over
+        the processes, so every process sees the same losses (and stops at the same NaN)."""
         if not self._step_losses:
             return []
-        losses = torch.stack(self._step_losses).float().tolist()
+        losses = self._sum_over_processes(torch.stack(self._step_losses).float(), mean=True).tolist()
         self._step_losses.clear()
         return losses
 
     def pop_train_accuracy(self) -> float | None:
-        """Training accuracy over the batches since the last call (classification only)."""
-        hits, rows = self._hit_sums.tolist()
+        """Training accuracy over the batches since the last call (classification only; with DDP over
+        every process's rows)."""
+        hits, rows = self._sum_over_processes(self._hit_sums).tolist()
         self._hit_sums.zero_()
         return hits / rows if rows else None
 
@@ -211,6 +228,8 @@ class TabularLightningModule(pl.LightningModule):
         return loss
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        if not len(batch[-1]):  # DDP: this process's share of the rows ran out before the others'
+            return
         self._add_eval_loss(self._update(self.val_metrics, batch), len(batch[-1]))
         self._count_val_labels(batch[-1])
 
@@ -220,7 +239,9 @@ class TabularLightningModule(pl.LightningModule):
 
     def val_class_shares(self) -> list[float]:
         """Each class's share of the validation rows (classification; empty before a validation)."""
-        counts = self._val_label_counts.tolist() if self.task == "classification" else []
+        counts = (
+            self._sum_over_processes(self._val_label_counts).tolist() if self.task == "classification" else []
+        )
         total = sum(counts)
         return [count / total for count in counts] if total else []
 
@@ -228,6 +249,8 @@ class TabularLightningModule(pl.LightningModule):
         self.epoch_metrics = self._collect("val", self.val_metrics)
 
     def test_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        if not len(batch[-1]):  # DDP: this process's share of the rows ran out before the others'
+            return
         self._add_eval_loss(self._update(self.test_metrics, batch), len(batch[-1]))
 
     def on_test_epoch_end(self) -> None:
@@ -241,8 +264,11 @@ class TabularLightningModule(pl.LightningModule):
         self._eval_sums[1] += rows
 
     def _collect(self, prefix: str, metrics: torchmetrics.MetricCollection) -> dict[str, float]:
-        loss_sum, rows = self._eval_sums.tolist()
+        """The split's loss and metrics over all its rows (with DDP: the sums of every process, and
+        torchmetrics gathers the metrics' states from every process in ``compute``)."""
+        loss_sum, rows = self._sum_over_processes(self._eval_sums).tolist()
         self._eval_sums.zero_()
+        self.eval_rows = int(rows)
         values = {f"{prefix}/loss": loss_sum / rows if rows else float("nan")}
         values.update({name: float(value) for name, value in metrics.compute().items()})
         metrics.reset()

@@ -560,6 +560,8 @@ class EarlyStoppingSpec(StudioModel):
 
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda|cuda:\d+)$")
+MAX_DEVICES = 64
+"""The most devices (GPUs, or CPU processes) one run may ask for."""
 
 
 class TrainingSpec(StudioModel):
@@ -595,6 +597,17 @@ class TrainingSpec(StudioModel):
         description="Where to train: 'auto' picks a GPU when there is one, else 'cpu', 'cuda' or 'cuda:N'.",
         json_schema_extra=_extra(advanced=True),
     )
+    devices: str = Field(
+        "1",
+        title="Devices",
+        description=(
+            "How many GPUs train this run together: '1', a number such as '2', or 'auto' for every GPU "
+            "that is free when the run starts. Each one takes a share of every batch, so the batch size "
+            "stays the rows per update. Without a GPU, a number starts that many CPU processes "
+            "(slower; for testing). Tables only for now."
+        ),
+        json_schema_extra=_extra(advanced=True),
+    )
     gradient_clip: float = Field(
         0.0,
         ge=0.0,
@@ -611,6 +624,28 @@ class TrainingSpec(StudioModel):
         if not _DEVICE.match(value):
             raise ValueError("must be 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU number such as 0)")
         return value
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _devices_form(cls, value: Any) -> str:
+        text = str(value).strip().lower() if value is not None else ""
+        if text == "auto":
+            return text
+        if not text.isdigit() or not 1 <= int(text) <= MAX_DEVICES:
+            raise ValueError(
+                f"must be 'auto' (every free GPU) or a whole number of devices from 1 to {MAX_DEVICES}, "
+                "such as '1' or '2'"
+            )
+        return str(int(text))
+
+    @model_validator(mode="after")
+    def _one_gpu_or_several(self) -> TrainingSpec:
+        if self.devices != "1" and self.device.startswith("cuda:"):
+            raise ValueError(
+                f"device '{self.device}' names one GPU, but devices asks for {self.devices}: to train on "
+                "several GPUs choose device 'auto' or 'cuda' (or set devices to 1)"
+            )
+        return self
 
 
 class RunSpec(StudioModel):

@@ -106,11 +106,15 @@ class DevicePlan:
     devices: Any
     precision: str
     description: str
+    world_size: int = 1  # processes training together (DDP, see studio.engine.ddp)
 
 
-def resolve_device(requested: str, precision: str) -> DevicePlan:
-    """Map the spec's device and precision to Lightning's arguments (GPU when there is one)."""
+def resolve_device(requested: str, precision: str, devices: str = "1") -> DevicePlan:
+    """Map the spec's device, devices and precision to Lightning's arguments (GPU when there is one).
+    More than one device trains in that many processes (:mod:`studio.engine.ddp`)."""
     import torch
+
+    from studio.engine.ddp import world_size
 
     has_cuda = torch.cuda.is_available()
     if requested.startswith("cuda") and not has_cuda:
@@ -119,7 +123,18 @@ def resolve_device(requested: str, precision: str) -> DevicePlan:
         )
     if requested == "cpu" or (requested == "auto" and not has_cuda):
         # Mixed precision gains nothing on CPU for these models and 16-bit is unsupported there.
-        return DevicePlan("cpu", 1, "32-true" if precision != "bf16-mixed" else "bf16-mixed", "CPU")
+        cpu_precision = "32-true" if precision != "bf16-mixed" else "bf16-mixed"
+        world = world_size(devices, gpus=None)
+        if world > 1:
+            return DevicePlan("cpu", world, cpu_precision, f"CPU, {world} processes", world)
+        return DevicePlan("cpu", 1, cpu_precision, "CPU")
+    world = world_size(devices, gpus=torch.cuda.device_count()) if not requested.startswith("cuda:") else 1
+    if world > 1:
+        names = sorted({torch.cuda.get_device_name(i) for i in range(world)})
+        lightning_precision = {"32": "32-true"}.get(precision, precision)
+        return DevicePlan(
+            "gpu", list(range(world)), lightning_precision, f"{world} GPUs: {', '.join(names)}", world
+        )
     index = int(requested.split(":", 1)[1]) if ":" in requested else 0
     if index >= torch.cuda.device_count():
         raise TrainingError(
@@ -181,7 +196,7 @@ def train(
     dataset = get_dataset(spec.data.dataset_id)
     _check_data_kind(spec, dataset)
     profile = load_profile(dataset.id)
-    plan = resolve_device(spec.training.device, spec.training.precision)
+    plan = resolve_device(spec.training.device, spec.training.precision, spec.training.devices)
 
     import pytorch_lightning  # noqa: F401  (configures its loggers on import; quieten them after)
 
@@ -485,7 +500,7 @@ def _fit_with_retry(
             if kind is None:
                 raise
         # Out of the except block: the error and its frames (holding the batch's tensors) are gone.
-        base_plan = resolve_device(spec.training.device, spec.training.precision)
+        base_plan = resolve_device(spec.training.device, spec.training.precision, spec.training.devices)
         prepared = None  # type: ignore[assignment]
         _release_memory()
         if session.retried or batch_size < 2:
@@ -517,11 +532,14 @@ def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DeviceP
     the network): the same start every attempt."""
     import torch
 
+    from studio.engine.ddp import share_data
     from studio.modalities import modality_for
 
     torch.manual_seed(spec.data.seed)
     kind = modality_for(spec.task)
-    return _Prepared(kind.prepare(spec, dataset, profile), kind.name, kind.device_plan(plan))
+    prepared = _Prepared(kind.prepare(spec, dataset, profile), kind.name, kind.device_plan(plan))
+    share_data(prepared.data, prepared.plan.world_size)  # several devices: each takes a share of it
+    return prepared
 
 
 def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
@@ -644,6 +662,9 @@ def _run_lightning(
     hooks: TrainHooks,
     progress_bar: bool,
     session: _Session,
+    *,
+    rank: int = 0,
+    port: int | None = None,
 ) -> _LightningRun:
     """Fit with the studio's callbacks (MLflow curves, progress, cancel, best weights, early stopping,
     a checkpoint at the end of every epoch), restore the best weights and test them; the test metrics
@@ -651,7 +672,11 @@ def _run_lightning(
     state from that checkpoint first and goes on with the next epoch.
 
     Both LightningModules optimise manually (gradient clipping, accumulation and one-cycle steps happen
-    inside ``training_step``), so the Trainer gets no clipping or accumulation setting."""
+    inside ``training_step``), so the Trainer gets no clipping or accumulation setting.
+
+    With several devices (``plan.world_size`` > 1) this process is rank 0 and starts the other ranks,
+    which run this same function with their ``rank`` and rank 0's ``port``, no ``run_id`` and default
+    hooks: they log, report and write nothing (:mod:`studio.engine.ddp`)."""
     import pytorch_lightning as pl
 
     from lightning_modules.callbacks import (
@@ -662,11 +687,12 @@ def _run_lightning(
         TrainingReporter,
         optimizer_steps,
     )
+    from studio.engine import ddp
     from studio.jobs.store import checkpoint_file
 
     monitor = spec.early_stopping.metric
     mode = metric_mode(monitor)
-    buffer = tracking.MetricBuffer(run_id, session.logged)
+    buffer = tracking.MetricBuffer(run_id, session.logged) if rank == 0 else ddp.NoMetrics()
 
     def report(raw: dict[str, Any]) -> None:
         hooks.on_progress(Progress(**raw))
@@ -683,10 +709,20 @@ def _run_lightning(
         min_seconds=checkpoint_seconds(),
     )
     callbacks: list[pl.Callback] = [reporter, best, checkpoints, *_test_switches(session)]
-    with tempfile.TemporaryDirectory(prefix="studio-trainer-") as root:
+    followers = {  # what the other ranks need to build this same attempt
+        "spec": spec.to_json(),
+        "accumulate": session.accumulate,
+        "resume_from": str(session.resume_from) if session.resume_from else None,
+        "runs_test": hooks.runs_test,
+    }
+    with (
+        tempfile.TemporaryDirectory(prefix="studio-trainer-") as root,
+        ddp.ranks(plan, followers, rank=rank, port=port) as strategy,
+    ):
         trainer = pl.Trainer(
             accelerator=plan.accelerator,
             devices=plan.devices,
+            strategy=strategy,
             precision=plan.precision,
             max_epochs=spec.training.epochs,
             callbacks=callbacks,

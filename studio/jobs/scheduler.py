@@ -9,7 +9,9 @@ the executor only through the :class:`~studio.jobs.executors.Executor` protocol.
    first pass does this for every job that was running): interrupted (they can resume) when they saved
    a checkpoint, cancelled if that was asked, failed otherwise,
 2. stops runs that ignored a cancel request for ``cancel_grace`` seconds,
-3. fills free slots: one job per GPU, ``STUDIO_CPU_SLOTS`` (default 1) jobs on CPU,
+3. fills free slots: one job per GPU, ``STUDIO_CPU_SLOTS`` (default 1) jobs on CPU; a job asking
+   several devices (``training.devices``) takes that many slots at once, or all the free GPUs for
+   ``auto``, and waits until they are free (jobs queued after it do not take the slots it waits for),
 4. lets the executor prepare the next job on free slots (the local one keeps a warm worker per slot).
 
 It exits by itself after ``idle_exit`` seconds without queued or running jobs. No torch, lightning or
@@ -63,6 +65,16 @@ REASON_CANCEL_KILLED = (
 )
 
 _spawned: list[subprocess.Popen] = []
+
+
+def _devices(job: Job) -> str:
+    """The job's ``training.devices`` ("1" when its spec cannot be read: it then fails in its worker)."""
+    try:
+        return job.spec.training.devices
+    except Exception:  # noqa: BLE001 - a broken spec must not stop the scheduling loop
+        return "1"
+
+
 _in_process_stop: threading.Event | None = None
 
 
@@ -71,6 +83,65 @@ def pick_slot(device_request: str, slots: list[Slot], busy: set[str]) -> Slot | 
 
     Raises ``ValueError`` (with the reason for the user) when no slot here can ever run it.
     """
+    return next((slot for slot in slot_pool(device_request, slots) if slot.name not in busy), None)
+
+
+def pick_slots(
+    device_request: str, devices: str, slots: list[Slot], busy: set[str] | frozenset[str]
+) -> Slot | None:
+    """The slot a job asking for ``device_request`` on ``devices`` devices (``training.devices``) gets
+    now, or None to keep it waiting. Several devices are several free slots of one kind at once, given
+    as one slot (:func:`combined_slot`): ``2`` waits until two are free; ``auto`` takes every free GPU
+    (at least one; on a machine without GPUs one CPU slot, as ``auto`` trains in one process there).
+
+    Raises ``ValueError`` (with the reason for the user) when no slot here can ever run it."""
+    pool = slot_pool(device_request, slots)
+    free = [slot for slot in pool if slot.name not in busy]
+    if devices == "1" or device_request.startswith("cuda:"):
+        return free[0] if free else None
+    gpus = bool(pool) and pool[0].is_gpu
+    if devices == "auto":
+        wanted = len(free) if gpus else 1
+        return combined_slot(free[:wanted]) if free else None
+    wanted = int(devices)
+    if wanted > len(pool):
+        raise ValueError(too_many_devices(wanted, len(pool), gpus))
+    return combined_slot(free[:wanted]) if len(free) >= wanted else None
+
+
+def too_many_devices(wanted: int, have: int, gpus: bool) -> str:
+    if gpus:
+        there = "1 GPU" if have == 1 else f"{have} GPUs"
+        return (
+            f"The job asks for {wanted} devices, but this machine has {there}: set Devices to {have} "
+            "(or 'auto' for every free GPU) and submit it again."
+        )
+    return (
+        f"The job asks for {wanted} devices, and this machine has no GPU for it, so it would train in "
+        f"{wanted} CPU processes, but the studio runs at most {have} CPU job(s) at a time "
+        f"(STUDIO_CPU_SLOTS={have}): set Devices to 1, or raise STUDIO_CPU_SLOTS."
+    )
+
+
+def combined_slot(parts: list[Slot]) -> Slot:
+    """One slot made of several (their names and GPUs joined with commas): a job on several devices."""
+    if len(parts) == 1:
+        return parts[0]
+    gpus = ",".join(p.cuda_visible_devices for p in parts if p.cuda_visible_devices)
+    return Slot(",".join(p.name for p in parts), gpus)
+
+
+def slot_names(device: str | None) -> list[str]:
+    """The slots a running job holds (its ``device``: one slot name, or several joined with commas)."""
+    return [name for name in (device or "").split(",") if name]
+
+
+def busy_slots(running: list[Job]) -> set[str]:
+    return {name for job in running for name in slot_names(job.device)}
+
+
+def slot_pool(device_request: str, slots: list[Slot]) -> list[Slot]:
+    """The slots a job asking for ``device_request`` may run on (raises ``ValueError`` when none)."""
     gpu_slots = [s for s in slots if s.is_gpu]
     cpu_slots = [s for s in slots if not s.is_gpu]
     if device_request == "cpu":
@@ -91,7 +162,7 @@ def pick_slot(device_request: str, slots: list[Slot], busy: set[str]) -> Slot | 
                     f"The job asks for GPU {device_request.split(':', 1)[1]}, but this machine has "
                     f"{len(gpu_slots)} GPU(s), numbered from 0."
                 )
-    return next((slot for slot in wanted if slot.name not in busy), None)
+    return wanted
 
 
 def end_mlflow_run(
@@ -223,22 +294,28 @@ class Scheduler:
         queued = store.queued_jobs()
         if not queued:
             return
-        busy = {job.device for job in store.list_jobs(states=[RUNNING]) if job.device}
+        busy = busy_slots(store.list_jobs(states=[RUNNING]))
+        held: set[str] = set()  # free slots a job asking several devices waits for
         for job in queued:
+            devices = _devices(job)
             try:
-                slot = pick_slot(job.device_request, self.slots, busy)
+                slot = pick_slots(job.device_request, devices, self.slots, busy | held)
             except ValueError as err:
                 if store.finish_job(job.id, FAILED, reason=str(err)):
                     log.warning("job %s: %s", job.id, err)
                 continue
-            if slot is None or not store.claim_job(job.id, slot.name):
-                continue  # no room for it yet, or another scheduler took it
-            busy.add(slot.name)
+            if slot is None:
+                if devices not in ("1", "auto"):  # no later job may take what it waits for
+                    pool = slot_pool(job.device_request, self.slots)
+                    held |= {s.name for s in pool if s.name not in busy}
+                continue
+            if not store.claim_job(job.id, slot.name):
+                continue  # another scheduler took it
+            busy.update(slot_names(slot.name))
             self.executor.submit(job, slot)
 
     def warm_up(self) -> None:
-        busy = {job.device for job in store.list_jobs(states=[RUNNING]) if job.device}
-        self.executor.keep_warm(busy)
+        self.executor.keep_warm(busy_slots(store.list_jobs(states=[RUNNING])))
 
     def retire_standby(self) -> None:
         self.executor.shutdown()

@@ -4,7 +4,9 @@ A worker (``python -m studio.jobs.worker JOB_ID``) runs in its own session, so s
 stops a running job; its output goes to the job's log. One warm worker waits per free slot
 (``python -m studio.jobs.worker --standby``: torch, Lightning and MLflow already imported, waiting on stdin
 for a job id), so a new job logs its first step in ~2 s instead of ~10 s. Slots are this machine's
-GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU slots.
+GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU slots. A job on several devices gets several slots
+joined into one (``cpu:0,cpu:1``; ``CUDA_VISIBLE_DEVICES`` lists all its GPUs) and always a fresh worker:
+the warm ones see a single slot's GPU.
 """
 
 from __future__ import annotations

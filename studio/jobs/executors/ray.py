@@ -5,8 +5,9 @@ it; ``pip install -r requirements-cluster.txt`` installs Ray. The studio keeps i
 and pages; for each job the scheduler gives a slot, this executor submits one Ray job
 (``ray job submit`` semantics) and Ray decides which node and GPU runs it:
 
-- entrypoint ``python -m studio.jobs.executors.ray run JOB_ID`` with ``entrypoint_num_gpus=1`` for a GPU
-  job (Ray sets its ``CUDA_VISIBLE_DEVICES``), ``entrypoint_num_cpus=1`` for a CPU job;
+- entrypoint ``python -m studio.jobs.executors.ray run JOB_ID`` with ``entrypoint_num_gpus=N`` for a GPU
+  job on N devices (``training.devices``; Ray sets its ``CUDA_VISIBLE_DEVICES`` and the run trains with
+  DDP on them, :mod:`studio.engine.ddp`), ``entrypoint_num_cpus=N`` for a CPU job;
 - ``runtime_env``: the studio's code as ``working_dir`` (this checkout, without data, runs or tests; with
   ``STUDIO_RAY_SHIP_CODE=0`` the nodes' image must already hold it, e.g. ``deploy/``), and
   ``env_vars`` carrying the run spec, the MLflow address (and ``MLFLOW_TRACKING_USERNAME/PASSWORD``)
@@ -337,8 +338,7 @@ class RayExecutor:
                 submission_id=submission,
                 runtime_env=self.runtime_env(job, dataset_run),
                 metadata={META_JOB: job.id, "studio_name": job.name[:200]},
-                entrypoint_num_gpus=1 if slot.is_gpu else None,
-                entrypoint_num_cpus=None if slot.is_gpu else 1,
+                **entrypoint_resources(slot),
             )
         except Exception as err:  # noqa: BLE001 - any refusal ends the job with the reason
             reason = REASON_REFUSED.format(error=str(err).strip().splitlines()[0][:300], address=self.address)
@@ -688,6 +688,18 @@ def run_remote(job_id: str) -> int:
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)  # the bundle is in MLflow; the node keeps no job files
+
+
+def entrypoint_resources(slot: Slot) -> dict[str, int | None]:
+    """What the Ray job asks for: one GPU per device of the slot (a job on several devices has several
+    slots joined with commas, see :func:`studio.jobs.scheduler.combined_slot`; Ray places its entrypoint
+    on one node with that many free GPUs and sets its ``CUDA_VISIBLE_DEVICES``), else one CPU per
+    device (the CPU processes of a run on several CPU devices)."""
+    count = max(1, len([name for name in slot.name.split(",") if name]))
+    return {
+        "entrypoint_num_gpus": count if slot.is_gpu else None,
+        "entrypoint_num_cpus": None if slot.is_gpu else count,
+    }
 
 
 class CheckpointShipper:
