@@ -172,3 +172,71 @@ def test_asking_more_gpus_than_there_are_says_how_to_fix(monkeypatch):
     assert world_size("auto", gpus=3) == 3
     assert world_size("auto", gpus=None) == 1  # on a CPU, 'auto' is one process
     assert world_size("2", gpus=None) == 2
+
+
+def test_a_stopped_two_process_run_resumes_from_its_checkpoint(tiny_dataset, tmp_path, monkeypatch):
+    """Every rank takes part in saving (rank 0 writes) and every rank continues from the saved file."""
+    from studio.engine.training import latest_checkpoint
+
+    monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")  # a checkpoint at the end of every epoch
+    spec = make_spec(tiny_dataset.id, **{"training.epochs": 6})
+    folder = tmp_path / "checkpoints"
+    stopped = Recorder(stop_at_epoch=3)
+    with pytest.raises(TrainingCancelled):
+        train(spec, checkpoint_dir=folder, hooks=stopped)
+    saved = latest_checkpoint(folder)
+    assert saved is not None and saved.epoch >= 2
+    assert [p.name for p in folder.iterdir()] == [saved.path.name]  # rank 0's file only
+
+    resumed = train(spec, checkpoint_dir=folder, resume_run_id=stopped.run_id)
+
+    assert resumed.run_id == stopped.run_id and resumed.epochs_run == 6
+    epochs = [m.value for m in tracking.client().get_metric_history(resumed.run_id, "epoch")]
+    assert epochs == [float(e) for e in range(1, 7)]  # each epoch once, across the stop
+    assert not followers()
+
+
+def test_pictures_on_several_devices_are_refused_in_plain_words():
+    from studio.engine.ddp import share_data
+
+    class PictureData:  # a DataModule that cannot be shared among processes
+        steps_per_epoch = 3
+
+    with pytest.raises(TrainingError, match="works for tables only for now; set Devices to 1"):
+        share_data(PictureData(), 2)
+    share_data(PictureData(), 1)  # one device: nothing to share
+
+
+# --------------------------------------------------------------------------- real GPUs (pytest -m gpu)
+def gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() < 2, reason="needs two CUDA GPUs")
+def test_two_gpus_train_one_run_over_nccl(tiny_dataset, tmp_path):
+    bundle = tmp_path / "gpus.zip"
+    spec = make_spec(tiny_dataset.id, devices=2, **{"training.device": "cuda"})
+    result = train(spec, bundle_out=bundle)
+
+    assert result.status == "FINISHED" and result.epochs_run == EPOCHS
+    assert tracking.get_run(result.run_id).tags[tracking.TAG_DEVICE].startswith("2 GPUs: ")
+    epochs = [m.value for m in tracking.client().get_metric_history(result.run_id, "epoch")]
+    assert epochs == [float(e) for e in range(1, EPOCHS + 1)]
+    whole = evaluate_chosen_model(make_spec(tiny_dataset.id, devices=1), bundle, result.run_id)
+    for name, value in whole.items():
+        assert result.test_metrics[name] == pytest.approx(value, abs=1e-4), name
+    assert not followers()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() < 1, reason="needs a CUDA GPU")
+def test_auto_uses_every_visible_gpu_and_too_many_is_refused(tiny_dataset):
+    count = gpu_count()
+    spec = make_spec(tiny_dataset.id, devices="auto", **{"training.device": "auto"})
+    result = train(spec)
+    device = tracking.get_run(result.run_id).tags[tracking.TAG_DEVICE]
+    assert device.startswith(f"{count} GPUs: " if count > 1 else "GPU 0")
+    too_many = make_spec(tiny_dataset.id, devices=count + 1, **{"training.device": "auto"})
+    with pytest.raises(TrainingError, match=f"asks for {count + 1} devices, but only {count} GPU"):
+        train(too_many)
