@@ -370,7 +370,7 @@ def time_and_place(choice: Choice, spec: Any) -> None:
     rows = forms.usable_rows(choice.profile, choice.target)
     for advice in forms.risky_values(spec, rows, unit=task_info(choice.task).unit):
         st.warning(advice, icon=":material/warning:")
-    device = forms.device_text(spec.training.device)
+    device = forms.device_text(spec.training.device, devices=spec.training.devices)
     on_gpu = device.startswith("GPU")
     estimate = forms_for_kind(choice.task).time_guess(
         spec, choice.profile, rows, len(choice.columns), on_gpu=on_gpu

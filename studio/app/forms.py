@@ -128,6 +128,7 @@ def form_fields(
     metric_choices(task), "data.features": columns}``; the page knows those, the spec does not.
     """
     choices = dict(choices or {})
+    choices.setdefault("training.devices", devices_choices())
     found: list[FormField] = []
     _walk(RunSpec, "", choices, found, PAGE_CHOSEN | not_applicable(task), task)
     params_model = ARCHITECTURES[architecture].params_model
@@ -487,14 +488,41 @@ def device_choices(gpus: list[str] | None = None) -> tuple[str, ...]:
     return ("auto", "cpu", *(f"cuda:{i}" for i in range(len(gpus))))
 
 
-def device_text(requested: str, gpus: list[str] | None = None) -> str:
-    """Where a run asking for ``requested`` will train, e.g. ``GPU 0: NVIDIA H100`` or ``CPU (8 cores)``."""
+def devices_choices(gpus: list[str] | None = None) -> dict[str, str]:
+    """The Devices pick list (``training.devices``): one, every free GPU, or each count up to the GPUs
+    this machine has, with their words."""
+    gpus = visible_gpu_names() if gpus is None else gpus
+    choices = {"1": "1", "auto": "auto: every free GPU"}
+    choices.update({str(n): f"{n} GPUs" for n in range(2, len(gpus) + 1)})
+    return choices
+
+
+def device_text(requested: str, gpus: list[str] | None = None, devices: str = "1") -> str:
+    """Where a run asking for ``requested`` on ``devices`` devices will train, e.g. ``GPU 0: NVIDIA
+    H100``, ``GPUs 0–3 (4 devices): NVIDIA H100`` or ``CPU (8 cores)``."""
     gpus = visible_gpu_names() if gpus is None else gpus
     cpu = f"CPU ({cpu_cores()} cores)"
-    if requested == "cpu" or (requested == "auto" and not gpus):
+    on_cpu = requested == "cpu" or (requested == "auto" and not gpus)
+    if on_cpu and devices not in ("1", "auto"):
+        return f"{cpu}, in {devices} processes that share each batch (slower than one; for testing)"
+    if on_cpu:
         return cpu
     if not gpus:
         return f"no GPU here, so a run asking for '{requested}' cannot start; choose 'auto' or 'cpu'"
+    if devices not in ("1",) and not requested.startswith("cuda:"):
+        count = len(gpus) if devices == "auto" else int(devices)
+        if count > len(gpus):
+            return (
+                f"{count} GPUs asked, but this machine has {len(gpus)}: set Devices to {len(gpus)} or 'auto'"
+            )
+        names = ", ".join(sorted(set(gpus[:count])))
+        if count > 1:
+            which = (
+                f"every free one when the run starts (up to {count})"
+                if devices == "auto"
+                else f"{count} free ones"
+            )
+            return f"GPUs, {which}, sharing each batch: {names}"
     index = int(requested.split(":", 1)[1]) if ":" in requested else 0
     if index >= len(gpus):
         return f"GPU {index} does not exist (this machine has {len(gpus)}, numbered from 0)"

@@ -6,6 +6,12 @@ The scheduler starts it in its own process session with the chosen device in ``C
 ``cancel_requested`` flag is set or SIGTERM arrives, and always ends the job as succeeded, failed (with
 a plain reason) or cancelled before it exits.
 
+A job on several devices (``training.devices``) gets all its slots' GPUs in ``CUDA_VISIBLE_DEVICES`` (and
+the slot names joined with commas in ``STUDIO_JOB_SLOT``). The worker is then rank 0 of the run: it claims
+the job, owns the MLflow run, reports progress and writes checkpoints and the bundle, as for one device;
+:func:`~studio.engine.training.train` starts the other ranks as its own child processes
+(:mod:`studio.engine.ddp`), which never touch the job store.
+
 Training saves a checkpoint in the job's folder at the end of every epoch. A resumed job (queued again
 by ``jobs resume``, its MLflow run id kept) continues from the latest one. The checkpoints are removed
 when the job succeeds (after its bundle is written) or fails; a cancelled job keeps them, so it can be
