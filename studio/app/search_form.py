@@ -94,13 +94,9 @@ def find_best_settings(spec: Any, blocked: bool) -> None:
 
 
 def learning_rate_finder(spec: Any) -> float | None:
-    """ "Suggest a learning rate": a short range test on these data and this network (tables), its curve,
-    and a button that puts the suggestion in the form. Returns the suggestion for this data set and
-    target, which also centres the search's learning-rate range."""
-    from studio.core.tasks import task_info
-
-    if task_info(spec.task).kind != "tabular":
-        return None
+    """ "Suggest a learning rate": a short range test on these data and this network, its curve, and a
+    button that puts the suggestion in the form. Returns the suggestion for this data set and target,
+    which also centres the search's learning-rate range."""
     key = (spec.data.dataset_id, spec.data.target, spec.architecture.name)
     if st.button("Suggest a learning rate", key="search_lr_find", icon=":material/insights:"):
         from studio.search.lr_find import suggest_learning_rate
@@ -119,7 +115,9 @@ def learning_rate_finder(spec: Any) -> float | None:
         width="stretch",
     )
     if finding.suggestion is None:
-        st.caption("The loss did not fall clearly at any learning rate: no suggestion.")
+        st.caption(
+            f"{finding.note or 'The loss did not fall clearly.'} No suggestion: keep your learning rate."
+        )
         return None
     from studio.app import forms
 

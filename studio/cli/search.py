@@ -62,13 +62,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.lr_find:
         from studio.search.lr_find import suggest_learning_rate
 
-        centre = suggest_learning_rate(spec).suggestion
+        finding = suggest_learning_rate(spec)
+        centre = finding.suggestion
         if centre:
             print(
                 f"The learning-rate finder suggests {centre:.3g}: the search tries {centre / 10:.3g} to {centre * 10:.3g}."
             )
         else:
-            print("The learning-rate finder found no clear suggestion; the search keeps its usual range.")
+            print(
+                f"The learning-rate finder has no clear suggestion ({finding.note or 'no lowest point'}); "
+                "the search keeps its usual range."
+            )
     search = start_search(
         spec,
         budget_seconds=budget,

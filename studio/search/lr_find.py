@@ -6,8 +6,9 @@ The network trains for ``steps`` mini-batches while the learning rate grows expo
 suggestion is a tenth of the rate where the smoothed loss is lowest. Lightning's own ``Tuner.lr_find`` cannot
 be used here: the studio's LightningModules optimise manually (their training step returns no loss and
 steps the raw optimiser), which its finder needs to hook into. The data, the network and the optimiser
-come through the data-kind seam (``studio.modalities``), exactly as training builds them; tables only
-for now.
+come through the data-kind seam (``studio.modalities``), exactly as training builds them, for tables
+and pictures alike: a batch is the network's inputs followed by the targets, and the loss is the
+module's own.
 
 It runs in its own process (``python -m studio.search.lr_find`` with the spec as JSON on stdin, the
 finding as JSON on stdout), so the page that asks never imports torch: :func:`suggest_learning_rate`.
@@ -30,10 +31,15 @@ class LrFinding:
     learning_rates: list[float]
     losses: list[float]  # smoothed
     suggestion: float | None
+    note: str | None = None  # why there is no suggestion
+
+
+STEPS = {"tabular": 100, "image": 60}
+"""Mini-batches per range test: a picture batch costs far more than a table's (seconds on a CPU)."""
 
 
 def find_learning_rate(
-    spec: Any, *, steps: int = 100, low: float = 1e-6, high: float = 1.0, skip_begin: int = 10
+    spec: Any, *, steps: int | None = None, low: float = 1e-6, high: float = 1.0, skip_begin: int = 10
 ) -> LrFinding:
     """Run the range test in this process (imports torch)."""
     import torch
@@ -42,10 +48,7 @@ def find_learning_rate(
     from studio.data import get_dataset, load_profile
     from studio.modalities import modality_for
 
-    if task_info(spec.task).kind != "tabular":
-        raise TrainingError(
-            "The learning-rate finder works on tables for now; pictures are not supported yet."
-        )
+    steps = steps or STEPS.get(task_info(spec.task).kind, 100)
     dataset = get_dataset(spec.data.dataset_id)
     prepared = modality_for(spec.task).prepare(spec, dataset, load_profile(dataset.id))
     data = prepared.data
@@ -64,9 +67,9 @@ def find_learning_rate(
         rate = low * (high / low) ** (step / max(steps - 1, 1))
         for group in optimizer.param_groups:
             group["lr"] = rate
-        x_num, x_cat, y = next(batches)
+        *inputs, y = next(batches)
         optimizer.zero_grad(set_to_none=True)
-        loss = module._loss(module.net(x_num, x_cat), y)
+        loss = module._loss(module.net(*inputs).float(), y)
         loss.backward()
         optimizer.step()
         value = float(loss.detach())
@@ -79,26 +82,45 @@ def find_learning_rate(
         best = min(best, current)
         if step > skip_begin and current > 4 * best:
             break
-    return LrFinding(rates, smoothed, _suggestion(rates, smoothed, skip_begin))
+    return _finding(rates, smoothed, skip_begin, blew_up=len(rates) < steps)
 
 
 def _mini_batches(data: Any, batch_size: int):
-    """Mini-batches of the training rows, round and round (a single-row batch is skipped: batch norm)."""
+    """Mini-batches of the training rows, round and round (a single-row batch is skipped: batch norm).
+    A table's loader hands many mini-batches at once (cut here), a picture loader one."""
     while True:
-        for x_num, x_cat, y in data.train_dataloader():
-            for start in range(0, len(y), batch_size):
-                stop = start + batch_size
-                if len(y[start:stop]) > 1:
-                    yield x_num[start:stop], x_cat[start:stop], y[start:stop]
+        for raw in data.train_dataloader():
+            batch = data.on_after_batch_transfer(raw, 0)  # pictures: uint8 to normalised floats
+            rows = len(batch[-1])
+            for start in range(0, rows, batch_size):
+                stop = min(start + batch_size, rows)
+                if stop - start > 1:
+                    yield tuple(t[start:stop] for t in batch)
 
 
-def _suggestion(rates: list[float], losses: list[float], skip_begin: int) -> float | None:
+TOP_POINTS = 3
+"""A lowest loss among the last points tried means the loss never turned up: no suggestion."""
+
+
+def _finding(rates: list[float], losses: list[float], skip_begin: int, blew_up: bool = False) -> LrFinding:
     """A tenth of the rate with the lowest smoothed loss (past the first noisy points): the steepest-fall
-    rule alone picks noise on small tables (measured: 5e-6 on the diabetes sample)."""
-    if len(losses) < skip_begin + 3:
-        return None
+    rule alone picks noise on small tables (measured: 5e-6 on the diabetes sample). Only when the loss
+    turned up again: a loss still falling at the highest rate tried has no lowest point to go by (the
+    breast cancer sample and a small CNN on easy pictures did that; a tenth of the top rate would be a
+    guess). A test stopped because the loss blew up did turn up, however close to its end the lowest
+    point is."""
+    if len(losses) < skip_begin + TOP_POINTS:
+        return LrFinding(rates, losses, None, "The loss did not fall clearly at any learning rate.")
     lowest = min(range(skip_begin, len(losses)), key=losses.__getitem__)
-    return rates[lowest] / 10
+    if lowest >= len(losses) - TOP_POINTS and not blew_up:
+        return LrFinding(
+            rates,
+            losses,
+            None,
+            f"The loss was still falling at the highest learning rate tried ({rates[-1]:.2g}), so there is "
+            "no lowest point to go by.",
+        )
+    return LrFinding(rates, losses, rates[lowest] / 10)
 
 
 def suggest_learning_rate(spec: Any, timeout: float = 300) -> LrFinding:
