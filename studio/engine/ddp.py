@@ -183,15 +183,41 @@ def ranks(plan: Any, payload: dict[str, Any], *, rank: int = 0, port: int | None
         folder = tempfile.TemporaryDirectory(prefix="studio-ddp-")
         followers = _start_followers(plan, payload, port, Path(folder.name))
     ended = False
+    saved = _process_settings()
     try:
         yield strategy(plan, rank, port)
         ended = True
     finally:
         _close_group(together=ended)
+        _restore_process_settings(saved)
         if leader:
             _stop_followers(followers, wait=ended)
             assert folder is not None
             folder.cleanup()
+
+
+_SET_BY_LIGHTNING = ("OMP_NUM_THREADS", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _process_settings() -> tuple[int, dict[str, str | None]]:
+    """What Lightning's DDP changes in this process for the run (torch's threads, which it shares among
+    the processes, and a few environment variables), to put back afterwards: rank 0 may be a process
+    that goes on (a test session, a search) and starts other processes."""
+    import torch
+
+    return torch.get_num_threads(), {name: os.environ.get(name) for name in _SET_BY_LIGHTNING}
+
+
+def _restore_process_settings(saved: tuple[int, dict[str, str | None]]) -> None:
+    import torch
+
+    threads, env = saved
+    torch.set_num_threads(threads)
+    for name, value in env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 def _start_followers(plan: Any, payload: dict[str, Any], port: int, folder: Path) -> list[subprocess.Popen]:

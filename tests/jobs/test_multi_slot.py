@@ -110,7 +110,8 @@ def test_a_two_slot_job_waits_for_two_and_one_slot_jobs_fill_in_only_beside_it(j
     assert all(j.state == jobs.SUCCEEDED for j in done), [(j.name, j.state, j.reason) for j in done]
     assert len(slot_names(wide.device)) == 2 and set(slot_names(wide.device)) <= {"cpu:0", "cpu:1", "cpu:2"}
     assert wide.started_at >= a.ended_at  # it waited until two slots were free
-    assert late.started_at >= b.ended_at or late.started_at >= wide.ended_at  # it did not jump ahead
+    assert late.started_at >= b.ended_at  # it did not jump ahead into the slot wide waited for
+    assert late.started_at < wide.ended_at  # once b's slot was free it ran beside wide
     for moment in sorted({j.started_at + 0.01 for j in done} | {j.ended_at - 0.01 for j in done}):
         used = _slots_in_use(done, moment)
         assert len(used) <= 3 and len(used) == len(set(used)), (moment, used)  # never over-committed

@@ -5,6 +5,7 @@ real training, a real MLflow store. Rank 0 is the test's own process; the other 
 from __future__ import annotations
 
 import math
+import os
 import zipfile
 
 import psutil
@@ -61,7 +62,10 @@ class Recorder(TrainHooks):
 def test_two_processes_train_one_run_logged_once_with_one_bundle(tiny_dataset, tmp_path):
     hooks = Recorder()
     bundle = tmp_path / "ddp.zip"
+    threads, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
     result = train(make_spec(tiny_dataset.id), hooks=hooks, bundle_out=bundle)
+    # Lightning shares the CPU threads among the processes; this process gets its own back afterwards.
+    assert (torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")) == (threads, omp)
 
     assert result.status == "FINISHED" and result.epochs_run == EPOCHS
     assert hooks.progress and hooks.progress[-1].epoch == EPOCHS
