@@ -7,10 +7,16 @@ bundles use at prediction time). It is built once per image size, in parallel th
 atomically; later runs and every epoch read it back (memory-mapped) without decoding a file again.
 Batches are gathered from it as uint8 (4× less to move than float), moved to the device, then
 scaled, augmented and normalised there in :meth:`ImageDataModule.on_after_batch_transfer`.
+
+Several processes training one run (DDP, ``world_size`` > 1) each take their share of every batch
+(:class:`ImageBatches`). Rank 0 prepares its DataModule, cache included, before it starts the other
+processes, which then find the cache complete (and the atomic write keeps even a race harmless).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterator
@@ -23,7 +29,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from lightning_modules.tabular.data import stratified_split
+from lightning_modules.tabular.data import sharded_steps, stratified_split
 from studio.core.augment import GRAY_WEIGHTS, sample_params
 from studio.core.errors import TrainingError
 from studio.core.image_io import IMAGE_IO_VERSION, UnreadableImage, load_square
@@ -102,9 +108,19 @@ class BatchAugmenter:
         self.settings = settings
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        params = sample_params(self.rng, x.shape[0], self.settings)
-        return self.apply(x, params)
+    def __call__(self, x: torch.Tensor, share: tuple[int, int] | None = None) -> torch.Tensor:
+        """``share`` (several processes, see :class:`ImageBatches`): ``x`` is the pictures from ``start``
+        on of a batch of ``total``. Every process then draws the parameters of the whole batch (the
+        same generator, the same draws) and applies its own part: each picture is varied as on one
+        device, and the generator's state, which a checkpoint keeps, is the same on every process."""
+        if share is None:
+            return self.apply(x, sample_params(self.rng, x.shape[0], self.settings))
+        start, total = share
+        params = sample_params(self.rng, total, self.settings)
+        part = {
+            f.name: getattr(params, f.name)[start : start + x.shape[0]] for f in dataclasses.fields(params)
+        }
+        return self.apply(x, dataclasses.replace(params, **part))
 
     @staticmethod
     def apply(x: torch.Tensor, params: Any) -> torch.Tensor:
@@ -130,7 +146,22 @@ class BatchAugmenter:
 class ImageBatches:
     """``(uint8 pictures [B, 3, S, S], labels [B])`` gathered from the cache by index, reshuffled every
     pass when ``shuffle`` is set. A last training batch of one picture is dropped (batch norm cannot
-    train on one)."""
+    train on one).
+
+    With ``world`` > 1 processes training together (DDP), this is process ``rank``'s part:
+
+    - training (``shuffle``): every process draws the same order of all the training pictures (the
+      same seed, the same generator), cuts it into the same batches of ``batch_size`` pictures and
+      keeps its own share of each (the ``rank``-th of ``world`` nearly equal parts). So an update still
+      learns from ``batch_size`` pictures, every process takes the same number of steps and each
+      picture is used once per epoch. A last batch with fewer than two pictures per process is left
+      out (:func:`~lightning_modules.tabular.data.sharded_steps`). Each batch is
+      ``(pictures, labels, (start, total))``: where this share starts in a batch of ``total``, for
+      the augmentation (:class:`BatchAugmenter`); the DataModule drops it after the transfer.
+    - validation and test: the ``rank``-th of ``world`` nearly equal consecutive parts of the split
+      (in the split's order), in as many batches on every process (the model's buffers are
+      synchronised at each one), so a short share ends with empty batches (the module skips them).
+    """
 
     def __init__(
         self,
@@ -140,30 +171,60 @@ class ImageBatches:
         batch_size: int,
         shuffle: bool,
         seed: int,
+        rank: int = 0,
+        world: int = 1,
     ):
         self.images = images
         self.labels = labels
         self.index = torch.from_numpy(np.asarray(index, dtype=np.int64))
         self.batch_size = batch_size
         self.shuffle = shuffle
+        self.rank, self.world = rank, world
         self.generator = torch.Generator().manual_seed(seed)
         n = len(index)
         self.drop_single = shuffle and n > 1 and n % batch_size == 1
 
     def __len__(self) -> int:
-        full, rest = divmod(len(self.index), self.batch_size)
+        n = len(self.index)
+        if self.world > 1:
+            return sharded_steps(n, self.batch_size, self.world) if self.shuffle else self._eval_batches
+        full, rest = divmod(n, self.batch_size)
         return full + (1 if rest and not self.drop_single else 0)
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    @property
+    def _eval_batches(self) -> int:
+        """Validation/test batches on every process: enough for the largest share."""
+        return max(1, math.ceil(math.ceil(len(self.index) / self.world) / self.batch_size))
+
+    def _parts(self) -> Iterator[tuple[torch.Tensor, tuple[int, int] | None]]:
+        """The indices of each batch (this process's share of it), with where the share lies in its
+        whole batch while training on several processes."""
         index = self.index
         if self.shuffle:
             index = index[torch.randperm(len(index), generator=self.generator)]
         index = index.to(self.images.device)
-        pin = self.images.device.type == "cpu" and torch.cuda.is_available()
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            rows = index[start : start + self.batch_size]
+        if self.world == 1:
+            for start in range(0, len(self) * self.batch_size, self.batch_size):
+                yield index[start : start + self.batch_size], None
+        elif self.shuffle:
+            for step in range(len(self)):
+                rows = index[step * self.batch_size : (step + 1) * self.batch_size]
+                shares = torch.tensor_split(rows, self.world)
+                start = sum(len(share) for share in shares[: self.rank])
+                yield shares[self.rank], (start, len(rows))
+        else:
+            mine = torch.tensor_split(index, self.world)[self.rank]
+            for part in torch.tensor_split(mine, self._eval_batches):
+                yield part, None
+
+    def __iter__(self) -> Iterator[tuple[Any, ...]]:
+        device = self.images.device
+        pin = device.type == "cpu" and torch.cuda.is_available()
+        for rows, share in self._parts():
             images = self.images.index_select(0, rows)
-            yield (images.pin_memory() if pin else images), self.labels.index_select(0, rows)
+            labels = self.labels.index_select(0, rows)
+            images = images.pin_memory() if pin else images
+            yield (images, labels) if share is None else (images, labels, share)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -219,6 +280,10 @@ class ImageDataModule(pl.LightningDataModule):
         else:
             self.mean, self.std = channel_stats(self.cache, self.train_idx, seed=split.seed)
         self.augmenter = BatchAugmenter(spec.image, seed=split.seed) if spec.image.augments else None
+        self.world_size = 1
+        """Processes training together (DDP): set by the engine before training (it changes the steps
+        per epoch), checked against the Trainer's in :meth:`setup`."""
+        self.rank = 0
         self._train_batches: ImageBatches | None = None
         self._order_state: torch.Tensor | None = None  # from a checkpoint, for the next train loader
 
@@ -236,8 +301,32 @@ class ImageDataModule(pl.LightningDataModule):
 
     @property
     def steps_per_epoch(self) -> int:
-        """Training batches per epoch (one optimiser step each, unless gradients are accumulated)."""
-        return max(len(ImageBatches(self.images, self.labels, self.train_idx, self.batch_size, True, 0)), 1)
+        """Training batches per epoch (one optimiser step each, unless gradients are accumulated; with
+        several processes, each takes its share of every batch, see :class:`ImageBatches`)."""
+        batches = ImageBatches(
+            self.images, self.labels, self.train_idx, self.batch_size, True, 0, world=self.world_size
+        )
+        return max(len(batches), 1)
+
+    def check_world_size(self) -> None:
+        """A plain error when the pictures are too few to share among ``world_size`` processes: each
+        needs two pictures of every training batch (batch norm) and one of the validation and test
+        pictures."""
+        world = self.world_size
+        if world <= 1:
+            return
+        train, batch = len(self.train_idx), self.batch_size
+        if batch < 2 * world or sharded_steps(train, batch, world) == 0:
+            raise TrainingError(
+                f"{train} training pictures are too few to share among {world} devices (each needs at "
+                f"least two pictures of every batch of {batch}); use fewer devices or a larger batch size."
+            )
+        held_back = min(len(self.val_idx), len(self.test_idx))
+        if held_back < world:
+            raise TrainingError(
+                f"The data set holds back only {held_back} pictures for validation or testing, fewer "
+                f"than the {world} devices that would share them; use fewer devices or add pictures."
+            )
 
     @property
     def preprocessing(self) -> dict[str, Any]:
@@ -261,10 +350,27 @@ class ImageDataModule(pl.LightningDataModule):
         if device.type == "cuda" and self.cache.nbytes <= GPU_RESIDENT_BYTES:
             self.images = self.images.to(device)
             self.labels = self.labels.to(device)
+        world = trainer.world_size if trainer is not None else 1
+        if world != self.world_size:
+            raise RuntimeError(
+                f"the DataModule was prepared for {self.world_size} process(es), the Trainer runs {world}"
+            )
+        self.rank = trainer.global_rank if trainer is not None else 0
 
     def _batches(self, index: np.ndarray, shuffle: bool) -> ImageBatches:
+        """A split's batches; with several processes this process's share of them (the validation and
+        test scores are summed over every process by the module)."""
         batch_size = self.batch_size if shuffle else max(self.batch_size, 256)
-        return ImageBatches(self.images, self.labels, index, batch_size, shuffle, seed=self.spec.data.seed)
+        return ImageBatches(
+            self.images,
+            self.labels,
+            index,
+            batch_size,
+            shuffle,
+            seed=self.spec.data.seed,
+            rank=self.rank,
+            world=self.world_size,
+        )
 
     def train_dataloader(self) -> ImageBatches:
         batches = self._batches(self.train_idx, shuffle=True)
@@ -297,11 +403,11 @@ class ImageDataModule(pl.LightningDataModule):
         return self._batches(self.test_idx, shuffle=False)
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        images, labels = batch
+        images, labels, *share = batch  # a training share on several processes: see ImageBatches
         x = images.float().div_(255.0)
         trainer = getattr(self, "trainer", None)
         if self.augmenter is not None and trainer is not None and trainer.training:
-            x = self.augmenter(x)
+            x = self.augmenter(x, share[0] if share else None)
         # Channels-last memory on every device (the network is converted too): faster convolutions on
         # GPUs, and on CPUs for the small CNN and the MobileNets/EfficientNet (ResNets: about even).
         x = standardise(x, self.mean, self.std).contiguous(memory_format=torch.channels_last)

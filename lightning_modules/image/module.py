@@ -1,7 +1,8 @@
 """The LightningModule for pictures: the tabular module's metrics, optimiser and schedules (manual
 optimisation, stepped by the module), fed with one picture tensor per batch instead of number and
 category columns. It receives its network ready-made (from the registry) and keeps the test split's
-probabilities for the confusion matrix and the gallery of mistakes."""
+probabilities for the confusion matrix and the gallery of mistakes (with several processes, DDP:
+gathered from every process, so they cover the whole test split in its order)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,8 @@ class ImageLightningModule(TabularLightningModule):
         return F.cross_entropy(out.float(), y), probabilities
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if not len(batch[1]):  # DDP: this process's share of the pictures ran out before the others'
+            return
         loss, _ = self._scores(self.val_metrics, batch)
         self._add_eval_loss(loss, len(batch[1]))
         self._count_val_labels(batch[1])
@@ -88,6 +91,32 @@ class ImageLightningModule(TabularLightningModule):
         self.test_probabilities = []
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        if not len(batch[1]):  # DDP: this process's share of the pictures ran out before the others'
+            return
         loss, probabilities = self._scores(self.test_metrics, batch)
         self.test_probabilities.append(probabilities.detach().cpu())
         self._add_eval_loss(loss, len(batch[1]))
+
+    def on_test_epoch_end(self) -> None:
+        super().on_test_epoch_end()
+        if self.distributed:
+            self.test_probabilities = [self._gather_rows(self.test_probabilities)]
+
+    def _gather_rows(self, parts: list[torch.Tensor]) -> torch.Tensor:
+        """Every process's test probabilities, in the test split's order (process ``r`` holds the
+        ``r``-th consecutive share of it, see ``ImageBatches``), on every process. ``all_gather``
+        needs tensors of one shape: each share is padded to the longest and trimmed after."""
+        import torch.distributed as dist
+
+        def all_gather(tensor: torch.Tensor) -> list[torch.Tensor]:
+            gathered = [torch.empty_like(tensor) for _ in range(self.trainer.world_size)]
+            dist.all_gather(gathered, tensor.contiguous())
+            return gathered
+
+        mine = torch.cat(parts) if parts else torch.zeros((0, self.n_classes))
+        mine = mine.float().to(self.device)
+        lengths = [int(n) for n in all_gather(torch.tensor([len(mine)], device=self.device))]
+        padded = torch.zeros((max(lengths), self.n_classes), device=self.device)
+        padded[: len(mine)] = mine
+        shares = all_gather(padded)
+        return torch.cat([share[:length] for share, length in zip(shares, lengths, strict=True)]).cpu()

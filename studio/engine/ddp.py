@@ -79,12 +79,13 @@ def timeout_seconds() -> float:
 
 def share_data(data: Any, world: int) -> None:
     """Tell the DataModule how many processes share it (its steps per epoch depend on it); a plain
-    error when its data kind cannot be shared yet, or has too few rows for that many."""
+    error when its data kind cannot be shared (tables and pictures can), or has too few rows for that
+    many."""
     if world <= 1:
         return
     if not hasattr(data, "world_size") or not hasattr(data, "check_world_size"):
         raise TrainingError(
-            "Training on several devices works for tables only for now; set Devices to 1 for this run."
+            "This kind of data cannot be trained on several devices yet; set Devices to 1 for this run."
         )
     data.world_size = world
     data.check_world_size()

@@ -200,15 +200,15 @@ def test_a_stopped_two_process_run_resumes_from_its_checkpoint(tiny_dataset, tmp
     assert not followers()
 
 
-def test_pictures_on_several_devices_are_refused_in_plain_words():
+def test_a_data_kind_that_cannot_be_shared_is_refused_in_plain_words():
     from studio.engine.ddp import share_data
 
-    class PictureData:  # a DataModule that cannot be shared among processes
+    class UnsharedData:  # a DataModule without world_size / check_world_size (e.g. a new data kind)
         steps_per_epoch = 3
 
-    with pytest.raises(TrainingError, match="works for tables only for now; set Devices to 1"):
-        share_data(PictureData(), 2)
-    share_data(PictureData(), 1)  # one device: nothing to share
+    with pytest.raises(TrainingError, match="cannot be trained on several devices yet; set Devices to 1"):
+        share_data(UnsharedData(), 2)
+    share_data(UnsharedData(), 1)  # one device: nothing to share
 
 
 # --------------------------------------------------------------------------- real GPUs (pytest -m gpu)
