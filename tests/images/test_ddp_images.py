@@ -15,7 +15,7 @@ from lightning_modules.tabular.data import sharded_steps
 from studio import tracking
 from studio.core.errors import TrainingError
 from studio.core.spec import ImageSpec, RunSpec
-from studio.engine.training import evaluate_chosen_model, train
+from studio.engine.training import TrainingCancelled, evaluate_chosen_model, train
 from tests.training.test_ddp import Recorder, followers
 
 EPOCHS = 2
@@ -155,3 +155,61 @@ def test_each_process_varies_its_share_as_one_device_would():
         assert torch.allclose(varied, expected, atol=1e-6)
     # every process's generator stays where one device's is (a checkpoint keeps rank 0's)
     assert ranks[0].rng.bit_generator.state == ranks[1].rng.bit_generator.state == one.rng.bit_generator.state
+
+
+@pytest.mark.slow
+def test_a_stopped_two_process_picture_run_resumes_to_the_straight_result(
+    shapes_dataset, tmp_path, monkeypatch
+):
+    """Every process continues from rank 0's checkpoint: the same picture order and augmentation as the
+    straight run (rank 0's generators are every process's), so the same weights at the end."""
+    from studio.engine.training import latest_checkpoint
+    from tests.training.test_checkpoints import max_weight_difference
+
+    monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")  # a checkpoint at the end of every epoch
+    spec = image_spec(shapes_dataset.id, **{"training.epochs": 4, "training.batch_size": 8})
+    assert spec.image.augments
+    straight = train(spec, checkpoint_dir=tmp_path / "straight", bundle_out=tmp_path / "straight.zip")
+    stopped = Recorder(stop_at_epoch=2)
+    with pytest.raises(TrainingCancelled):
+        train(spec, checkpoint_dir=tmp_path / "stopped", hooks=stopped)
+    saved = latest_checkpoint(tmp_path / "stopped")
+    assert saved is not None and 2 <= saved.epoch < 4
+
+    resumed = train(
+        spec,
+        checkpoint_dir=tmp_path / "stopped",
+        resume_run_id=stopped.run_id,
+        bundle_out=tmp_path / "resumed.zip",
+    )
+
+    assert resumed.run_id == stopped.run_id and resumed.epochs_run == 4
+    epochs = [m.value for m in tracking.client().get_metric_history(resumed.run_id, "epoch")]
+    assert epochs == [1.0, 2.0, 3.0, 4.0]  # each epoch once, across the stop
+    assert max_weight_difference(tmp_path / "straight.zip", tmp_path / "resumed.zip") <= 1e-5
+    assert resumed.test_metrics == pytest.approx(straight.test_metrics, abs=1e-5)
+    assert not followers()
+
+
+# --------------------------------------------------------------------------- real GPUs (pytest -m gpu)
+def gpu_count() -> int:
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(gpu_count() < 2, reason="needs two CUDA GPUs")
+def test_two_gpus_train_one_picture_run_over_nccl(shapes_dataset, tmp_path):
+    from studio.app import images_view
+
+    bundle = tmp_path / "gpus.zip"
+    result = train(image_spec(shapes_dataset.id, **{"training.device": "cuda"}), bundle_out=bundle)
+
+    assert result.status == "FINISHED" and result.epochs_run == EPOCHS
+    assert tracking.get_run(result.run_id).tags[tracking.TAG_DEVICE].startswith("2 GPUs: ")
+    matrix = images_view.confusion_matrix(result.run_id)
+    assert matrix is not None and sum(map(sum, matrix.counts)) == 9
+    one_gpu = image_spec(shapes_dataset.id, devices=1, **{"training.device": "cuda"})
+    whole = evaluate_chosen_model(one_gpu, bundle, result.run_id)
+    for name, value in whole.items():  # mixed precision on GPUs: a little looser than on the CPU
+        assert result.test_metrics[name] == pytest.approx(value, abs=1e-2), name
+    assert not followers()
