@@ -61,6 +61,13 @@ class ImageLightningModule(TabularLightningModule):
             module.eval()
         return self
 
+    def on_train_epoch_start(self) -> None:
+        # Lightning does not call ``train()`` when fitting starts (a new module's layers are all in
+        # training mode) and only puts back each layer's mode after validating, so the frozen layers
+        # are put in eval mode here, or their running statistics would drift in the first epoch.
+        for module in self._frozen:
+            module.eval()
+
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:  # type: ignore[override]
         """One optimiser step per batch (a CNN step outweighs Lightning's per-batch bookkeeping)."""
         optimizer = self.optimizers()

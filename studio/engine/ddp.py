@@ -7,7 +7,10 @@ entrypoint, a test) is **rank 0**: it keeps everything a run owns (the MLflow ru
 progress and cancel hooks, the checkpoints, the bundle). For the other ranks it starts
 ``python -m studio.engine.ddp_rank PAYLOAD`` processes ("followers"): each prepares the same data and model
 from the same spec and runs the same Lightning loop (:func:`studio.engine.training._run_lightning`) with
-no MLflow run, no hooks and no files of its own, then exits.
+no MLflow run, no hooks and no files of its own, then exits. Rank 0 prepares its data before it starts
+them, so what a data kind builds once (the picture cache) is complete when they look for it, and they
+find pretrained weights where rank 0 does (they inherit its environment, ``TORCH_HOME`` included).
+Tables and pictures can be shared (their DataModules have ``world_size`` and ``check_world_size``).
 
 Why not Lightning's own launchers: its ``ddp`` strategy re-runs the current command line for every
 rank, which here would be the job worker (it would try to claim the job again), a warm worker reading a

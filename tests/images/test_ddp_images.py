@@ -88,6 +88,61 @@ def test_too_many_devices_for_the_pictures_is_refused_in_plain_words(shapes_data
         train(spec)
 
 
+@pytest.mark.parametrize("devices", [2, pytest.param(1, marks=pytest.mark.slow)])
+def test_a_pretrained_frozen_network_keeps_its_backbone(shapes_dataset, tmp_path, monkeypatch, devices):
+    """The other process finds the pretrained weights where rank 0 does (the torch hub cache named by
+    ``TORCH_HOME``, which it inherits) and the picture cache rank 0 built; the frozen backbone, its
+    batch-norm statistics included, stays as it was loaded (on one device too)."""
+    from lightning_modules.image.networks import build_image_network
+    from studio.bundle.layout import WEIGHTS_FILE
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))
+    checkpoints = tmp_path / "torch-home" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.manual_seed(0)
+    reference = build_image_network(
+        "resnet18", {"pretrained": False, "freeze_backbone": False}, n_classes=1000
+    )
+    torch.save(reference.state_dict(), checkpoints / "resnet18-f37072fd.pth")
+    spec = image_spec(
+        shapes_dataset.id,
+        **{
+            "architecture.name": "resnet18",
+            "architecture.params": {"pretrained": True, "freeze_backbone": True},
+            "image.size": 32,
+            "training.epochs": 1,
+        },
+    )
+    result = train(spec.with_changes(**{"training.devices": devices}), bundle_out=tmp_path / "resnet.zip")
+
+    assert result.status == "FINISHED" and result.epochs_run == 1 and not followers()
+    folder = shapes_dataset.path / "cache"
+    assert [p.name for p in folder.iterdir()] == ["rgb-32px-v1.npy"]  # one cache, no stray temporary file
+    with zipfile.ZipFile(result.bundle_path) as zf:
+        member = next(n for n in zf.namelist() if n.endswith(f"artifacts/{WEIGHTS_FILE}"))
+        with zf.open(member) as weights:
+            trained = torch.load(weights, map_location="cpu", weights_only=True)
+    loaded = reference.state_dict()
+    assert torch.equal(trained["conv1.weight"], loaded["conv1.weight"])  # frozen: as loaded
+    for name in ("bn1.running_mean", "bn1.running_var", "layer4.1.bn2.running_mean"):
+        assert torch.equal(trained[name], loaded[name]), name
+
+
+def test_too_few_held_back_pictures_for_the_devices_are_refused_in_plain_words():
+    from types import SimpleNamespace
+
+    from lightning_modules.image.data import ImageDataModule
+
+    def data(world: int, val: int) -> SimpleNamespace:
+        return SimpleNamespace(
+            world_size=world, batch_size=8, train_idx=range(40), val_idx=range(val), test_idx=range(5)
+        )
+
+    ImageDataModule.check_world_size(data(4, 4))  # one validation picture per device is enough
+    with pytest.raises(TrainingError, match="holds back only 3 pictures .* fewer than the 4 devices"):
+        ImageDataModule.check_world_size(data(4, 3))
+
+
 # --------------------------------------------------------------------------- the batches on their own
 def pictures(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` one-pixel "pictures" whose value is their own number, and labels likewise."""
