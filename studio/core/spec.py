@@ -603,8 +603,8 @@ class TrainingSpec(StudioModel):
         description=(
             "How many GPUs train this run together: '1', a number such as '2', or 'auto' for every GPU "
             "that is free when the run starts. Each one takes a share of every batch, so the batch size "
-            "stays the rows per update. Without a GPU, a number starts that many CPU processes "
-            "(slower; for testing). Tables only for now."
+            "stays the rows (or pictures) per update. Without a GPU, a number starts that many CPU "
+            "processes (slower; for testing)."
         ),
         json_schema_extra=_extra(advanced=True),
     )

@@ -35,12 +35,16 @@ def make_spec(dataset_id: str, devices: str | int = 2, **changes) -> RunSpec:
 
 
 def followers() -> list[psutil.Process]:
-    """Training processes this test process started that are still alive."""
-    return [
-        p
-        for p in psutil.Process().children(recursive=True)
-        if "studio.engine.ddp_rank" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE
-    ]
+    """Training processes this test process started that are still alive (other tests' children that
+    ended unreaped, zombies, are skipped: their command line cannot be read)."""
+    alive = []
+    for p in psutil.Process().children(recursive=True):
+        try:
+            if "studio.engine.ddp_rank" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                alive.append(p)
+        except psutil.Error:
+            continue
+    return alive
 
 
 class Recorder(TrainHooks):
