@@ -264,22 +264,70 @@ def warm_up() -> None:
     requirements_utils._init_packages_to_modules_map()  # private, hence the caller's try
 
 
+MAX_JOBS_PER_WORKER = 25
+"""A warm worker that ran this many jobs exits (a fresh one takes its place): whatever a long-lived
+process accumulates (allocator caches, fragments) cannot grow for ever."""
+REUSE_STATES = (SUCCEEDED, CANCELLED)
+"""A worker goes back to waiting only after a job that ended one of these ways: after a failure (a
+crash, running out of memory) a fresh process is the safer start for the next job."""
+
+
 def standby() -> int:
     """A warm worker: import the training stack now, then wait for the scheduler to write a job id on
-    stdin, and run that job (its output into the job's log, from the job's folder). EOF: exit."""
+    stdin, and run that job (its output into the job's log, from the job's folder). Afterwards it
+    waits for the next job id on the same stdin, so a queue of jobs (a search's trials) pays the
+    imports once, unless the job did not end well (see :data:`REUSE_STATES`) or the worker has run
+    :data:`MAX_JOBS_PER_WORKER` jobs. EOF: exit."""
+    from studio.jobs.executors.local import READY_FD_ENV
+
     try:
         warm_up()
     except Exception:  # the job still runs (and reports a real problem in its own log)
         log.exception("warm-up failed; the next job starts as if cold")
-    line = sys.stdin.readline().strip()
-    if not line:
-        return 0
-    log_fd = os.open(store.log_path(line), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    os.dup2(log_fd, 1)
-    os.dup2(log_fd, 2)
-    os.close(log_fd)
-    os.chdir(store.job_dir(line))
-    return run_job(line)
+    home = os.getcwd()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    waiting_out, waiting_err = os.dup(1), os.dup(2)  # the standby log, between jobs
+    code = 0
+    for ran in range(1, MAX_JOBS_PER_WORKER + 1):
+        line = sys.stdin.readline().strip()
+        if not line:
+            return code
+        log_fd = os.open(store.log_path(line), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(log_fd, 1)
+        os.dup2(log_fd, 2)
+        os.close(log_fd)
+        os.chdir(store.job_dir(line))
+        code = run_job(line)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(waiting_out, 1)
+        os.dup2(waiting_err, 2)
+        os.chdir(home)
+        try:
+            state = store.get_job(line).state
+        except JobError:  # deleted meanwhile
+            state = None
+        ready = os.environ.get(READY_FD_ENV)
+        if not ready or state not in REUSE_STATES or ran == MAX_JOBS_PER_WORKER:
+            return code
+        _release_memory()
+        log.info("job %s ended %s; waiting for the next job (%d run)", line, state, ran)
+        try:
+            os.write(int(ready), f"ready {line}\n".encode())
+        except (OSError, ValueError):  # nobody listens: the scheduler will not send another job
+            return code
+    return code
+
+
+def _release_memory() -> None:
+    """What the last job left: its objects, and the GPU memory torch keeps cached for reuse."""
+    import gc
+
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_initialized():
+        torch.cuda.empty_cache()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -85,7 +85,10 @@ def test_real_gpu_job_runs_on_its_own_gpu_slot(
     assert tracking.client().get_run(done.mlflow_run_id).data.tags[tracking.TAG_DEVICE].startswith("GPU 0")
 
 
-def test_a_warm_worker_takes_the_next_job_without_import_wait(jobs_home: Path, tmp_path: Path) -> None:
+def test_a_warm_worker_runs_the_next_job_too(jobs_home: Path, tmp_path: Path) -> None:
+    """A job goes to the warm worker waiting on its slot (no import wait); after a job that ended well,
+    that worker says it is ready and the slot's next job goes to the same process (no second import),
+    each job's output still in its own log."""
     from studio.data import add_csv
 
     dataset = add_csv(tiny_csv(tmp_path))
@@ -93,9 +96,19 @@ def test_a_warm_worker_takes_the_next_job_without_import_wait(jobs_home: Path, t
     standby_log = jobs_home / "standby-worker.log"
     wait_until(lambda: standby_log.exists(), timeout=30)
     time.sleep(8)  # let it import torch and Lightning (it waits on stdin afterwards)
-    job = jobs.submit_job(_spec(dataset.id, "warm", training={"epochs": 2, "batch_size": 16}))
-    done = wait_until(lambda: not (j := jobs.get_job(job.id)).is_active and j, timeout=120)
-    assert done.state == jobs.SUCCEEDED, f"{done.reason}\n{done.log_path.read_text()}"
-    scheduler_log = (jobs_home / "scheduler.log").read_text()
-    assert f"job {job.id}: handed to warm worker" in scheduler_log
-    assert "studio.jobs.worker INFO job" in done.log_path.read_text()  # its output went to the job's own log
+    first = jobs.submit_job(_spec(dataset.id, "first", training={"epochs": 2, "batch_size": 16}))
+    one = wait_until(lambda: not (j := jobs.get_job(first.id)).is_active and j, timeout=120)
+    assert one.state == jobs.SUCCEEDED, f"{one.reason}\n{one.log_path.read_text()}"
+    scheduler_log = jobs_home / "scheduler.log"
+    assert f"job {first.id}: handed to warm worker {one.pid}" in scheduler_log.read_text()
+    wait_until(lambda: f"job {first.id} ended; worker" in scheduler_log.read_text(), timeout=30)
+
+    second = jobs.submit_job(_spec(dataset.id, "second", training={"epochs": 2, "batch_size": 16}))
+    two = wait_until(lambda: not (j := jobs.get_job(second.id)).is_active and j, timeout=120)
+    assert two.state == jobs.SUCCEEDED, f"{two.reason}\n{two.log_path.read_text()}"
+    assert two.pid == one.pid  # the same process ran both
+    assert f"job {second.id}: handed to warm worker {one.pid}" in scheduler_log.read_text()
+    first_log, second_log = one.log_path.read_text(), two.log_path.read_text()
+    assert first.id in first_log and second.id not in first_log
+    assert second.id in second_log and first.id not in second_log
+    assert f"job {first.id} ended succeeded; waiting for the next job" in standby_log.read_text()

@@ -7,6 +7,10 @@ for a job id), so a new job logs its first step in ~2 s instead of ~10 s. Slots 
 GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU slots. A job on several devices gets several slots
 joined into one (``cpu:0,cpu:1``; ``CUDA_VISIBLE_DEVICES`` lists all its GPUs) and always a fresh worker:
 the warm ones see a single slot's GPU.
+
+A warm worker is used again: when its job has ended well it says so on a pipe of its own (``ready
+JOB_ID``) and becomes the slot's waiting worker once more, so a queue of jobs on one slot (a search's
+trials) pays the imports once. Only that word counts: a worker that exits instead is reaped as usual.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ log = logging.getLogger("studio.scheduler")
 
 DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.jobs.worker", "{job_id}")
 WARM_RETRY_SECONDS = 30.0
+READY_FD_ENV = "STUDIO_READY_FD"
+"""The file descriptor on which a warm worker says ``ready JOB_ID`` when it can take another job."""
 
 
 # --------------------------------------------------------------------------- this machine's slots
@@ -109,6 +115,8 @@ class LocalExecutor:
         self.warm = worker_cmd is None and keep_warm
         self.standby: dict[str, subprocess.Popen] = {}
         self._standby_started: dict[str, float] = {}
+        self._ready: dict[int, tuple[int, bytearray]] = {}  # warm worker pid -> (its pipe, unread bytes)
+        self._reusable: dict[str, str] = {}  # job id -> slot, for jobs run by a warm worker
 
     def slots(self) -> list[Slot]:
         if self._slots is None:  # (found when first needed: cancelling a job needs no GPU list)
@@ -119,14 +127,45 @@ class LocalExecutor:
         self.launch(job, slot)
 
     def poll(self) -> list[Ended]:
-        """Collect the exit status of the workers it started."""
+        """Collect the exit status of the workers it started; a warm worker that said it is ready for
+        another job after this one goes back to waiting on its slot."""
         ended = []
         for job_id, proc in list(self.children.items()):
             code = proc.poll()
             if code is not None:
                 del self.children[job_id]
+                self._reusable.pop(job_id, None)
+                self._close_pipe(proc.pid)
                 ended.append(Ended(job_id, proc.pid, code))
+            elif job_id in self._reusable and self._said_ready(proc.pid, job_id):
+                del self.children[job_id]
+                slot = self._reusable.pop(job_id)
+                waiting = self.standby.get(slot)
+                if waiting is None or waiting.poll() is not None:
+                    self.standby[slot] = proc
+                    log.info("job %s ended; worker %s waits for the next job on %s", job_id, proc.pid, slot)
+                else:
+                    self._retire(proc)
         return ended
+
+    def _said_ready(self, pid: int, job_id: str) -> bool:
+        """Whether the worker wrote ``ready JOB_ID`` on its pipe (read without waiting)."""
+        entry = self._ready.get(pid)
+        if entry is None:
+            return False
+        fd, unread = entry
+        with contextlib.suppress(BlockingIOError, OSError):
+            while chunk := os.read(fd, 4096):
+                unread.extend(chunk)
+        lines = unread.split(b"\n")
+        unread[:] = lines[-1]
+        return f"ready {job_id}".encode() in lines[:-1]
+
+    def _close_pipe(self, pid: int) -> None:
+        entry = self._ready.pop(pid, None)
+        if entry is not None:
+            with contextlib.suppress(OSError):
+                os.close(entry[0])
 
     def started(self, job_id: str) -> bool:
         return job_id in self.children
@@ -145,10 +184,16 @@ class LocalExecutor:
         return bool(self.children)
 
     def shutdown(self) -> None:
-        """Let the warm workers go (they exit when their stdin closes)."""
+        """Let the warm workers go (they exit when their stdin closes; one still running a job finishes
+        it first)."""
         for proc in self.standby.values():
             self._retire(proc)
         self.standby.clear()
+        for job_id in list(self._reusable):  # no next job for them: they exit after this one
+            proc = self.children.get(job_id)
+            if proc is not None and proc.stdin is not None:
+                with contextlib.suppress(OSError):
+                    proc.stdin.close()
 
     def worker_env(self, slot: Slot) -> dict[str, str]:
         env = child_env()
@@ -199,11 +244,13 @@ class LocalExecutor:
                 store.set_worker(job.id, proc.pid, created)
                 assert proc.stdin is not None
                 proc.stdin.write(f"{job.id}\n".encode())
-                proc.stdin.close()
+                proc.stdin.flush()  # stdin stays open: the next job id may follow (see poll)
             except (OSError, psutil.NoSuchProcess):
                 store.set_worker(job.id, None, None)
             else:
                 self.children[job.id] = proc
+                if proc.pid in self._ready:
+                    self._reusable[job.id] = slot.name
                 log.info("job %s: handed to warm worker %s on %s", job.id, proc.pid, slot.name)
                 return True
         self._retire(proc)
@@ -220,28 +267,38 @@ class LocalExecutor:
                 continue
             if proc is not None:
                 self.standby.pop(slot.name)
+                self._close_pipe(proc.pid)
             if (
                 slot.name in busy
                 or time.monotonic() - self._standby_started.get(slot.name, -1e9) < WARM_RETRY_SECONDS
             ):
                 continue  # in use, or a warm worker died young: do not start one in a loop
             self._standby_started[slot.name] = time.monotonic()
+            read_end, write_end = os.pipe()  # the worker's "ready for another job" channel
+            os.set_blocking(read_end, False)
             try:
                 with open(settings.studio_home() / "standby-worker.log", "ab") as out:
-                    self.standby[slot.name] = subprocess.Popen(
+                    proc = subprocess.Popen(
                         [sys.executable, "-m", "studio.jobs.worker", "--standby"],
                         cwd=settings.studio_home(),
-                        env=self.worker_env(slot),
+                        env={**self.worker_env(slot), READY_FD_ENV: str(write_end)},
                         stdin=subprocess.PIPE,
                         stdout=out,
                         stderr=subprocess.STDOUT,
                         start_new_session=True,
+                        pass_fds=(write_end,),
                     )
             except OSError as err:
+                os.close(read_end)
                 log.warning("could not start a warm worker for %s: %s", slot.name, err)
+            else:
+                self.standby[slot.name] = proc
+                self._ready[proc.pid] = (read_end, bytearray())
+            finally:
+                os.close(write_end)
 
-    @staticmethod
-    def _retire(proc: subprocess.Popen) -> None:
+    def _retire(self, proc: subprocess.Popen) -> None:
+        self._close_pipe(proc.pid)
         with contextlib.suppress(OSError):
             if proc.stdin is not None:
                 proc.stdin.close()
