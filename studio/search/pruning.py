@@ -65,6 +65,11 @@ class KeptScore:
         return self.value
 
 
+_studies: dict[str, Any] = {}
+"""The studies this worker reported to, by search: a warm worker runs many trials of one search, and
+loading a study reads its whole journal (the journal storage reads only what is new afterwards)."""
+
+
 def trial_hooks(job: Any, inner: Any) -> Any:
     """``inner`` (the worker's job hooks) plus the trial's reports and pruning."""
     from studio.engine.training import TrainHooks
@@ -98,7 +103,9 @@ def trial_hooks(job: Any, inner: Any) -> Any:
 
                 from studio.search.study import load_study
 
-                study = load_study(job.search_id, self.search.seed)
+                study = _studies.get(job.search_id)
+                if study is None:  # kept for the search's next trial in this (reused) worker
+                    study = _studies[job.search_id] = load_study(job.search_id, self.search.seed)
                 trial_id = study._storage.get_trial_id_from_study_id_trial_number(
                     study._study_id, job.trial_number
                 )

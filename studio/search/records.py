@@ -256,22 +256,44 @@ def add_time(search_id: str, used: float, overhead: float, overhead_cpu: float =
         )
 
 
-def account(search_id: str, used: float, overhead: float, overhead_cpu: float) -> tuple[Search, str]:
-    """The driver's every pass, in one connection: count time as :func:`add_time` does, then read the
-    search's row and a digest of its trials' states (it changes whenever a trial is made, starts, ends
-    or is asked to stop, not on progress), so a pass where nothing changed can stop there."""
-    with connect() as conn:
+_kept: dict[Any, sqlite3.Connection] = {}
+
+
+def _kept_connection() -> sqlite3.Connection:
+    """One connection kept open for this process's store (the driver's every pass): opening one costs
+    more than the pass's queries. Autocommit, so it holds no lock between statements."""
+    path = store.db_path()
+    conn = _kept.get(path)
+    if conn is None:
+        with connect():  # the tables exist (a fresh store)
+            pass
+        conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA busy_timeout = 30000")
+        _kept[path] = conn
+    return conn
+
+
+def account(
+    search_id: str, used: float = 0.0, overhead: float = 0.0, overhead_cpu: float = 0.0
+) -> tuple[Search, str]:
+    """The driver's every pass, on one kept connection: count time as :func:`add_time` does (when there
+    is any to count), then read the search's row and a digest of its trials' states (it changes whenever
+    a trial is made, starts, ends or is asked to stop, not on progress), so a pass where nothing changed
+    can stop there."""
+    conn = _kept_connection()
+    if used or overhead or overhead_cpu:
         conn.execute(
             "UPDATE searches SET used_seconds = used_seconds + ?, overhead_seconds = overhead_seconds + ?, "
             "overhead_cpu_seconds = overhead_cpu_seconds + ?, updated_at = ? WHERE id = ?",
             (used, overhead, overhead_cpu, time.time(), search_id),
         )
-        row = conn.execute("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
-        digest = conn.execute(
-            "SELECT group_concat(id || ':' || state || ':' || COALESCE(trial_state, '') || ':' || "
-            "cancel_requested, ',') FROM (SELECT * FROM jobs WHERE search_id = ? ORDER BY seq)",
-            (search_id,),
-        ).fetchone()[0]
+    row = conn.execute("SELECT * FROM searches WHERE id = ?", (search_id,)).fetchone()
+    digest = conn.execute(
+        "SELECT group_concat(id || ':' || state || ':' || COALESCE(trial_state, '') || ':' || "
+        "cancel_requested, ',') FROM (SELECT * FROM jobs WHERE search_id = ? ORDER BY seq)",
+        (search_id,),
+    ).fetchone()[0]
     if row is None:
         raise JobError(f"There is no search '{search_id}'.")
     return Search.from_row(row), digest or ""

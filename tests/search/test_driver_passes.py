@@ -79,3 +79,20 @@ def test_no_trial_starts_when_the_budget_left_is_shorter_than_a_trial_takes(
     ended = records.get_search(search.id)
     assert ended.reason.startswith("It stopped with 10 s of its budget left")
     assert len(store.search_jobs(search.id)) == 3
+
+
+def test_a_tie_with_your_own_settings_keeps_them(studio_home: Path, tmp_path: Path) -> None:
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    mine, other, better = (_trial(search.id, spec, n, 10.0) for n in (0, 1, 2))
+    driver = Driver(search.id)
+
+    driver._record_result(other, 1, 0.9)  # trial 1 finished first
+    assert records.get_search(search.id).best_job_id == other.id
+    driver._record_result(mine, 0, 0.9)  # your settings tie with it: they are kept
+    assert records.get_search(search.id).best_job_id == mine.id
+    assert records.get_search(search.id).default_value == 0.9
+    driver._record_result(better, 2, 0.9)  # another tie does not replace them either
+    assert records.get_search(search.id).best_job_id == mine.id
+    driver._record_result(better, 2, 0.95)  # only a strictly better score does
+    assert records.get_search(search.id).best_job_id == better.id
