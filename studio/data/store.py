@@ -149,7 +149,7 @@ def store_table(
         # The table is written while it is profiled: Arrow's writer lets go of Python's lock, so the two
         # share the cores (on a million rows this hides most of the writing time).
         with ThreadPoolExecutor(max_workers=1) as pool:
-            written = pool.submit(table.to_parquet, staging / "data.parquet", index=False)
+            written = pool.submit(write_table, table, staging / "data.parquet")
             try:
                 profile = profile_table(df)
             finally:
@@ -168,7 +168,7 @@ def publish_staging(
     is there already) and rename it into place in one step, so nobody ever sees half a data set. When
     another process stored the same content a moment ago, that data set is returned instead."""
     if table is not None:
-        table.to_parquet(staging / "data.parquet", index=False)
+        write_table(table, staging / "data.parquet")
     _write_json(staging / "profile.json", profile)
     _write_json(staging / "meta.json", _meta(info, digest))
     try:
@@ -179,6 +179,47 @@ def publish_staging(
             raise
         return winner
     return info
+
+
+DICTIONARY_SAMPLE_ROWS = 10_000
+"""Rows (evenly spaced) on which :func:`write_table` judges whether a fractional-number column repeats
+its values enough to be worth a dictionary."""
+DICTIONARY_MAX_SHARE = 0.2
+"""A fractional-number column gets a dictionary when under this share of its sampled values differ."""
+
+
+def write_table(df: pd.DataFrame, path: Path) -> None:
+    """Write a data set's rows as Parquet, each column encoded for what it holds.
+
+    Text, whole numbers, yes/no and fractional numbers that repeat a few values get a dictionary and
+    snappy compression (small files, read fast). Fractional numbers that mostly differ, measurements,
+    are stored plain: building a dictionary for them cost about 1.4 s per million rows of 50 columns, a
+    third of adding the table, and Arrow drops it anyway once it outgrows a page."""
+    import pyarrow as pa
+    from pyarrow import parquet
+
+    arrow = pa.Table.from_pandas(df, preserve_index=False)
+    plain = [
+        name
+        for name in arrow.column_names
+        if pa.types.is_floating(arrow.schema.field(name).type) and _mostly_different(arrow.column(name))
+    ]
+    kept = [name for name in arrow.column_names if name not in set(plain)]
+    parquet.write_table(
+        arrow,
+        path,
+        use_dictionary=kept,
+        compression={name: "none" if name in plain else "snappy" for name in arrow.column_names},
+    )
+
+
+def _mostly_different(column: Any) -> bool:
+    """Whether more than :data:`DICTIONARY_MAX_SHARE` of a column's sampled present values differ."""
+    import pyarrow.compute as pc
+
+    step = max(1, len(column) // DICTIONARY_SAMPLE_ROWS)
+    sample = column.combine_chunks()[::step].drop_null()
+    return len(sample) > 0 and len(pc.unique(sample)) > DICTIONARY_MAX_SHARE * len(sample)
 
 
 def _sweep_leftovers(root: Path) -> None:

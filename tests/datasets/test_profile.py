@@ -267,3 +267,14 @@ def test_duplicate_rows_are_counted_exactly_column_group_by_column_group(columns
     assert duplicate_row_count(unique, columns_at_a_time) == 0
     assert duplicate_row_count(unique.iloc[:0], columns_at_a_time) == 0
     assert duplicate_row_count(pd.concat([unique, unique.iloc[:5]]), columns_at_a_time) == 5
+
+
+def test_whole_numbers_stored_as_fractions_are_told_apart_past_the_first_rows() -> None:
+    whole = np.arange(5000, dtype=float)
+    late_fraction = whole.copy()
+    late_fraction[4000] = 0.5  # past the head the check looks at first
+    early_fraction = whole.copy()
+    early_fraction[3] = 0.5
+    profile = profile_table(pd.DataFrame({"whole": whole, "late": late_fraction, "early": early_fraction}))
+    integer = {column["name"]: column["integer"] for column in profile["columns"]}
+    assert integer == {"whole": True, "late": False, "early": False}

@@ -155,3 +155,38 @@ def test_samples(
         assert pd.api.types.is_numeric_dtype(table[target])
     assert add_sample(sample) == info
     assert len(list_datasets()) == 1
+
+
+def test_stored_table_reads_back_the_same_and_measurements_are_stored_plain(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    import numpy as np
+    from pyarrow import parquet
+
+    rng = np.random.default_rng(0)
+    n = 30_000
+    table = pd.DataFrame(
+        {
+            "measured": rng.normal(size=n),  # every value differs: plain
+            "rating": rng.choice([1.0, 1.5, 2.0, 4.5], size=n),  # a few values: a dictionary
+            "count": rng.integers(0, 50, size=n),
+            "colour": rng.choice(["red", "blue"], size=n),
+        }
+    )
+    table.loc[::7, "measured"] = np.nan
+    path = tmp_path / "table.csv"
+    table.to_csv(path, index=False)
+    info = add_csv(path)
+
+    back = load_table(info.id)
+    pd.testing.assert_frame_equal(back, store.load_table(info.id))
+    assert back["measured"].isna().sum() == len(range(0, n, 7))
+    np.testing.assert_allclose(back["measured"].to_numpy(), table["measured"].to_numpy(), equal_nan=True)
+    assert back["colour"].tolist() == table["colour"].tolist()
+    assert back["count"].tolist() == table["count"].tolist()
+
+    columns = parquet.ParquetFile(info.path / "data.parquet").metadata.row_group(0)
+    encodings = {columns.column(i).path_in_schema: columns.column(i).encodings for i in range(4)}
+    assert not any("DICTIONARY" in e for e in encodings["measured"])
+    assert any("DICTIONARY" in e for e in encodings["rating"])
+    assert any("DICTIONARY" in e for e in encodings["colour"])

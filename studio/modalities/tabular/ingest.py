@@ -43,6 +43,7 @@ _BINARY_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 _DECIMAL_COMMA = re.compile(r"^[+-]?(?:\d+|\d{1,3}(?:[.\s\u00a0\u202f]\d{3})+)(?:,\d+)?$")
 _THOUSANDS_COMMA = re.compile(r"^[+-]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
 _SEP_HINT = re.compile(r"^sep=(.)\n")
+_CONTENT = re.compile(rb"[^ \t\r\n\x00\xef\xbb\xbf\xff\xfe]")
 # Training runs in 32-bit floats: a number beyond this (or an "inf" cell) would become infinite there.
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 OUT_OF_RANGE_ATTR = "out_of_range_values"
@@ -123,7 +124,7 @@ def parse_table_bytes(data: bytes, label: str) -> pd.DataFrame:
     first rows, another encoding), takes the careful path below, which finds the problem and names it.
     Both give the same table: ``tests/datasets/test_csv_fast_path.py`` compares them.
     """
-    if not data.strip(b" \t\r\n\x00\xef\xbb\xbf\xff\xfe"):
+    if not _CONTENT.search(data):  # (a search, not a strip: no copy of a large file)
         raise DatasetError(f"'{label}' is empty; choose a CSV file with a header line and data rows.")
     if data.startswith(b"PAR1"):
         return _read_parquet(data, label)
@@ -182,7 +183,8 @@ def _finish(read: tuple[pd.DataFrame, list[str], str], label: str) -> pd.DataFra
     holds numbers into numbers, and numbers too large for training into missing values."""
     df, header, style = read
     df = _drop_empty_unnamed(df, header)
-    df = df.dropna(how="all").reset_index(drop=True)
+    if not any(not df[column].hasnans for column in df.columns):  # else no row can be all missing
+        df = df.dropna(how="all").reset_index(drop=True)
     if df.empty:
         raise DatasetError(f"'{label}' has a header line but no data rows; add rows below the header.")
     df = convert_text_columns(df, numbers=style)
@@ -212,7 +214,8 @@ def _read_fast(data: bytes, label: str) -> tuple[pd.DataFrame, list[str], str] |
         return None
     if any(data.startswith(magic) for magic, _ in _BINARY_SIGNATURES):
         return None
-    body = data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+    start = 3 if data.startswith(b"\xef\xbb\xbf") else 0
+    body = memoryview(data)[start:]  # (a view: no copy of the file)
     try:
         head = codecs.getincrementaldecoder("utf-8")().decode(body[:FAST_PREFIX_BYTES], final=False)
     except UnicodeDecodeError:
@@ -227,7 +230,7 @@ def _read_fast(data: bytes, label: str) -> tuple[pd.DataFrame, list[str], str] |
     header, style = records[0], number_style(records[1:], delimiter)
     if len(header) > MAX_COLUMNS or any("\n" in cell or "\r" in cell for cell in header):
         return None
-    quotes = body.count(b'"')
+    quotes = data.count(b'"', start)
     if quotes % 2:
         return None  # a quote never closed: Arrow would read the rest of the file into one cell
     placeholders = [f"__c{i}" for i in range(len(header))]

@@ -201,13 +201,23 @@ def _float_distinct(series: pd.Series, n_rows: int) -> tuple[int, bool]:
     return int(series.nunique(dropna=True)), False
 
 
+INTEGER_CHECK_HEAD = 1000
+
+
 def _is_numeric(series: pd.Series) -> bool:
     return pd.api.types.is_numeric_dtype(series.dtype) and not pd.api.types.is_bool_dtype(series.dtype)
 
 
 def _integer_valued(values: np.ndarray) -> bool:
-    """Whether the present values of a number column (no NaN among them) are all whole numbers."""
-    return bool(values.size) and bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
+    """Whether the present values of a number column (no NaN among them) are all whole numbers.
+
+    A fraction among the first values settles most measurement columns without a pass over them all."""
+    if not values.size:
+        return False
+    head = values[:INTEGER_CHECK_HEAD]
+    if not (np.all(np.isfinite(head)) and np.all(head == np.round(head))):
+        return False
+    return bool(np.all(np.isfinite(values)) and np.all(values == np.round(values)))
 
 
 def looks_like_id_name(name: str) -> bool:
