@@ -105,10 +105,19 @@ class EvalShard:
 
 
 def stratified_split(
-    labels: np.ndarray | None, n: int, val_fraction: float, test_fraction: float, seed: int
+    labels: np.ndarray | None,
+    n: int,
+    val_fraction: float,
+    test_fraction: float,
+    seed: int,
+    fold: int = 0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row indices for train / validation / test. With labels, every class is split in proportion
-    (a class too small to split stays in training)."""
+    (a class too small to split stays in training).
+
+    ``fold`` > 0 gives a cross-validation fold of the same split: the test rows stay the same and the
+    validation rows are the ``fold``-th next block of the rows that are not test rows (fold 0 is the
+    split itself; a search scores small tables on several folds)."""
     rng = np.random.default_rng(seed)
     groups = [np.arange(n)] if labels is None else [np.flatnonzero(labels == c) for c in np.unique(labels)]
     train, val, test = [], [], []
@@ -118,9 +127,10 @@ def stratified_split(
         n_val = int(round(len(group) * val_fraction)) if len(group) >= 3 else 0
         if len(group) >= 3:
             n_test, n_val = max(n_test, 1), max(n_val, 1)
+        rest = np.roll(group[n_test:], -fold * n_val) if fold else group[n_test:]
         test.append(group[:n_test])
-        val.append(group[n_test : n_test + n_val])
-        train.append(group[n_test + n_val :])
+        val.append(rest[:n_val])
+        train.append(rest[n_val:])
     return tuple(np.sort(np.concatenate(parts)) for parts in (train, val, test))  # type: ignore[return-value]
 
 
@@ -137,7 +147,9 @@ def quantile_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
 class TabularDataModule(pl.LightningDataModule):
     """Splits a table, fits preprocessing on the training split and serves in-memory batches."""
 
-    def __init__(self, frame: pd.DataFrame, spec: RunSpec, plan: Any, dropped_rows: int = 0):
+    def __init__(
+        self, frame: pd.DataFrame, spec: RunSpec, plan: Any, dropped_rows: int = 0, fold: int = 0
+    ):
         """``frame`` holds only rows with a target value; ``plan`` says which columns feed the model and how
         (``numeric``, ``categorical``, ``datetime`` lists and ``ignored``: column -> why), as the tabular
         data kind decides it from the profile (``studio.modalities.tabular.prepare``)."""
@@ -174,6 +186,7 @@ class TabularDataModule(pl.LightningDataModule):
             split.val_fraction,
             split.test_fraction,
             split.seed,
+            fold,
         )
         pre = spec.preprocessing
         self.preprocessor = TabularPreprocessor.fit(

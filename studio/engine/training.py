@@ -837,6 +837,58 @@ def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -
     return metrics
 
 
+# --------------------------------------------------------------------------- cross-validation folds
+def fold_score(spec: RunSpec, fold: int, metric: str, should_stop: Any = None) -> float | None:
+    """Train ``spec`` on cross-validation fold ``fold`` of its split (same test rows, another block of
+    validation rows) and return ``metric`` at the epoch the run would keep (best by the spec's
+    early-stopping metric, with its patience), or ``None`` when no epoch gave a finite value.
+
+    Nothing is logged, bundled or checkpointed: a search's trial calls this for its folds after its
+    run (fold 0) ended, to score its settings on more than one small validation split.
+    ``should_stop()`` is polled before every training step; True raises :class:`TrainingCancelled`."""
+    import pytorch_lightning as pl
+
+    import torch
+
+    from lightning_modules.callbacks import BestWeights
+    from studio.data import get_dataset, load_profile
+    from studio.modalities import modality_for
+
+    class Stop(pl.Callback):
+        def on_train_batch_start(self, *args: Any) -> None:
+            if should_stop is not None and should_stop():
+                raise TrainingCancelled("The run was cancelled.")
+
+    dataset = get_dataset(spec.data.dataset_id)
+    plan = resolve_device(spec.training.device, spec.training.precision)
+    _quiet_lightning()
+    torch.manual_seed(spec.data.seed)
+    kind = modality_for(spec.task)
+    data = kind.prepare(spec, dataset, load_profile(dataset.id), fold=fold)
+    device = kind.device_plan(plan)
+    module = data.lightning_module(spec, data.data.steps_per_epoch, 1)
+    monitor = spec.early_stopping.metric
+    patience = spec.early_stopping.patience if spec.early_stopping.enabled else None
+    best = BestWeights(monitor, metric_mode(monitor), patience)
+    with tempfile.TemporaryDirectory(prefix="studio-fold-") as root:
+        trainer = pl.Trainer(
+            accelerator=device.accelerator,
+            devices=device.devices,
+            precision=device.precision,
+            max_epochs=spec.training.epochs,
+            callbacks=[best, Stop()],
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=False,
+            num_sanity_val_steps=0,
+            default_root_dir=root,
+        )
+        trainer.fit(module, datamodule=data.data)  # (a NaN epoch never becomes the best one)
+    value = best.best_metrics.get(metric)
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
 # --------------------------------------------------------------------------- divergence
 OPTIMIZER_TITLES = {"sgd": "SGD", "adam": "Adam", "adamw": "AdamW"}
 USUAL_LEARNING_RATES = {"sgd": 0.01, "adam": 0.001, "adamw": 0.001}

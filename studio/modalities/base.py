@@ -51,7 +51,11 @@ class Modality(Protocol):
 
     def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> Prepared:
         """Check the data (and the network's weights) and build the DataModule, before a run exists.
-        Raises :class:`~studio.core.errors.StudioError` with a plain sentence for what the user can fix."""
+        Raises :class:`~studio.core.errors.StudioError` with a plain sentence for what the user can fix.
+
+        A kind whose class says ``folds = True`` (tables) also takes ``fold=N``: the same split with the
+        ``N``-th next block of non-test rows as validation rows, for a search's cross-validation
+        (:func:`studio.engine.training.fold_score`)."""
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """Predictions of the bundle at ``bundle_zip`` (its checked info: ``info``) for a file, folder or

@@ -455,9 +455,13 @@ def _state(name: str) -> Any:
 
 
 def _last_value(trial: Any) -> float | None:
-    """The trial's score: the last one its worker reported (the kept model's)."""
+    """The trial's score: the mean over its cross-validation folds (a small table), else the last one its
+    worker reported (the kept model's)."""
     if trial.value is not None:
         return float(trial.value)
+    if "cv_value" in trial.user_attrs:
+        value = trial.user_attrs["cv_value"]
+        return float(value) if value is not None and math.isfinite(value) else None
     values = trial.intermediate_values
     if not values:
         return None

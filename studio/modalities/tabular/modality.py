@@ -75,7 +75,9 @@ class TabularModality:
     def device_plan(self, plan: Any) -> Any:
         return plan
 
-    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> PreparedTable:
+    folds = True
+
+    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any], fold: int = 0) -> PreparedTable:
         from studio.data import load_table
         from studio.modalities.tabular.ingest import out_of_range_to_missing
         from studio.modalities.tabular.prepare import table_data_module
@@ -83,7 +85,7 @@ class TabularModality:
         frame = load_table(dataset.id)
         out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
         # validates target, task and features before a run exists
-        return PreparedTable(table_data_module(frame, profile, spec))
+        return PreparedTable(table_data_module(frame, profile, spec, fold))
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         from studio.bundle.reader import load_bundle, require_shared_column

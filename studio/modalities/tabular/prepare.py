@@ -90,7 +90,7 @@ def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -
     return FeaturePlan(numeric, categorical, datetime, ignored)
 
 
-def table_data_module(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -> Any:
+def table_data_module(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec, fold: int = 0) -> Any:
     """The tabular DataModule for ``spec``: rows without a target value left out, the target checked,
     the feature columns planned. Imports torch and Lightning."""
     from lightning_modules.tabular.data import TabularDataModule
@@ -110,4 +110,4 @@ def table_data_module(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpe
         )
     if spec.task == "classification" and (refusal := identifier_target_refusal(frame[target])):
         raise TrainingError(f"{refusal} Pick another target column.")
-    return TabularDataModule(frame, spec, plan_features(frame, profile, spec), dropped_rows)
+    return TabularDataModule(frame, spec, plan_features(frame, profile, spec), dropped_rows, fold)
