@@ -106,7 +106,7 @@ def search_view(search_id: str) -> None:
     if search.is_active:
         control.ensure_driver(search_id)  # a search whose driver stopped (a restart) goes on
     st.subheader(ui.as_text(search.name))
-    st.caption(f"Optimises the {sv.score_words(search)}. {sv.HONEST_SELECTION}")
+    st.caption(f"Optimises the {sv.score_words(search)}. {sv.HONEST_SELECTION} {sv.folds_words(search)}")
 
     @st.fragment(run_every=REFRESH_SECONDS if search.is_active else None)
     def live() -> None:

@@ -147,9 +147,7 @@ def quantile_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
 class TabularDataModule(pl.LightningDataModule):
     """Splits a table, fits preprocessing on the training split and serves in-memory batches."""
 
-    def __init__(
-        self, frame: pd.DataFrame, spec: RunSpec, plan: Any, dropped_rows: int = 0, fold: int = 0
-    ):
+    def __init__(self, frame: pd.DataFrame, spec: RunSpec, plan: Any, dropped_rows: int = 0, fold: int = 0):
         """``frame`` holds only rows with a target value; ``plan`` says which columns feed the model and how
         (``numeric``, ``categorical``, ``datetime`` lists and ``ignored``: column -> why), as the tabular
         data kind decides it from the profile (``studio.modalities.tabular.prepare``)."""

@@ -165,9 +165,37 @@ def lower_first(text: str) -> str:
 
 
 def score_words(search: Search) -> str:
-    """``validation accuracy (higher is better)``."""
+    """``validation accuracy (higher is better)``, or on a small table ``validation accuracy, averaged
+    over 5 cross-validation folds (higher is better)``."""
     better = "higher" if search.direction == "max" else "lower"
-    return f"{lower_first(metric_label(search.metric))} ({better} is better)"
+    folds = search_folds(search)
+    averaged = f", averaged over {folds} cross-validation folds" if folds > 1 else ""
+    return f"{lower_first(metric_label(search.metric))}{averaged} ({better} is better)"
+
+
+def search_folds(search: Search) -> int:
+    """On how many cross-validation folds the search scores each trial (1: its validation rows)."""
+    from studio.core.errors import DatasetError
+    from studio.data import get_dataset
+    from studio.search.pruning import cv_folds
+
+    spec = search.spec
+    try:
+        return cv_folds(spec, get_dataset(spec.data.dataset_id).n_rows)
+    except DatasetError:  # the data set was deleted since: its scores still stand, the count is unknown
+        return 1
+
+
+def folds_words(search: Search) -> str:
+    """What cross-validation means here, for a search that uses it (else nothing)."""
+    folds = search_folds(search)
+    if folds < 2:
+        return ""
+    return (
+        f"The table is small, so each trial is scored on {folds} different blocks of validation rows (the "
+        "test rows stay aside): its own run's, then the same settings trained again with each other block "
+        "held out. One small validation split is too few rows to rank many settings by."
+    )
 
 
 def importance_sentences(search: Search, rows: list[TrialRow]) -> list[str]:

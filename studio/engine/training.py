@@ -847,7 +847,6 @@ def fold_score(spec: RunSpec, fold: int, metric: str, should_stop: Any = None) -
     run (fold 0) ended, to score its settings on more than one small validation split.
     ``should_stop()`` is polled before every training step; True raises :class:`TrainingCancelled`."""
     import pytorch_lightning as pl
-
     import torch
 
     from lightning_modules.callbacks import BestWeights

@@ -74,8 +74,11 @@ def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
     assert not page.exception, [e.value for e in page.exception]
     text = " ".join(m.value for m in page.markdown)
     assert "Finished · 3 trials (3 finished)" in text
-    assert "has the best validation accuracy" in text and "Its test score" in text
-    assert "they train without touching the test rows" in " ".join(c.value for c in page.caption)
+    assert "has the best validation accuracy, averaged over 5 cross-validation folds" in text
+    assert "Its test score" in text
+    captions = " ".join(c.value for c in page.caption)
+    assert "they train without touching the test rows" in captions
+    assert "each trial is scored on 5 different blocks of validation rows" in captions
     table = page.dataframe[0].value
     assert list(table["Trial"]) == [0, 1, 2] and "(chosen)" in " ".join(table["State"])
     assert [b.key for b in page.button] == ["search_more"]  # a finished search can be given more time
