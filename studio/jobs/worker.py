@@ -205,7 +205,8 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
         )
         if result.run_id and result.run_id != hooks.run_id:
             store.set_run(job_id, result.run_id, result.experiment_id)
-        if job.search_id:  # a small table's trial is scored on its other cross-validation folds too
+        if job.search_id:  # its score reported; a small table's trial is scored on its other folds too
+            hooks.report_final()
             hooks.cross_validate(spec_for_slot(job.spec, slot))
         state, reason = SUCCEEDED, getattr(result, "note", None)  # e.g. "kept the best epoch, 9"
         outcome = {

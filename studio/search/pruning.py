@@ -18,6 +18,7 @@ import time
 from typing import Any
 
 from studio.core.spec import metric_mode
+from studio.search.study import PRUNE_WARMUP_EPOCHS
 
 TAG_SEARCH = "studio.search_id"
 TAG_TRIAL = "studio.trial_number"
@@ -109,8 +110,10 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             self.kept = KeptScore(self.search.metric, job.spec.early_stopping.metric)
             self.pruned = False
             self.stop_reason: str | None = None  # the worker's reason for a pruned trial
-            self.reported_epoch = 0
+            self.seen_epoch = 0  # the last epoch whose validation scores were seen
+            self.reported_epoch = 0  # the last one reported to the study
             self.report_seconds = 0.0
+            self.report_cpu_seconds = 0.0  # (on a busy machine the wall time also counts waiting)
             self._trial: Any = None
 
         def __getattr__(self, name: str) -> Any:  # run_id … of the worker's hooks (TrainHooks' own
@@ -148,18 +151,29 @@ def trial_hooks(job: Any, inner: Any) -> Any:
         def on_progress(self, progress: Any) -> None:
             self.inner.on_progress(progress)
             epoch = int(progress.metrics.get("epoch", 0))  # the epoch the validation values are from
-            if epoch <= self.reported_epoch or self.pruned:
+            if epoch <= self.seen_epoch or self.pruned:
                 return
-            self.reported_epoch = epoch
+            self.seen_epoch = epoch
             value = self.kept.update(progress.metrics)
-            if value is None:
+            if value is None or epoch < PRUNE_WARMUP_EPOCHS:  # (never pruned before: not reported)
                 return
-            started = time.perf_counter()
+            self._report(epoch, value, prune=True)
+
+        def _report(self, epoch: int, value: float, *, prune: bool) -> None:
+            started, cpu = time.perf_counter(), time.thread_time()
             trial = self.trial()
             trial.report(value, epoch)
-            if trial.should_prune():
+            self.reported_epoch = epoch
+            if prune and trial.should_prune():
                 self._prune(epoch, value)
             self.report_seconds += time.perf_counter() - started
+            self.report_cpu_seconds += time.thread_time() - cpu
+
+        def report_final(self) -> None:
+            """After the run ended well: report the kept score at the last epoch if that epoch was not
+            reported (a run that ended before the pruning warm-up): it is the trial's score."""
+            if not self.pruned and self.kept.value is not None and self.seen_epoch > self.reported_epoch:
+                self._report(self.seen_epoch, self.kept.value, prune=False)
 
         def _prune(self, epoch: int, value: float) -> None:
             from studio import tracking
@@ -214,6 +228,7 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             if self._trial is not None:  # what reporting cost this trial (the search's overhead)
                 with contextlib.suppress(Exception):  # the trial may have been told already
                     self._trial.set_user_attr("report_seconds", round(self.report_seconds, 4))
+                    self._trial.set_user_attr("report_cpu_seconds", round(self.report_cpu_seconds, 4))
                     if self.kept.loss is not None and math.isfinite(self.kept.loss):
                         self._trial.set_user_attr("kept_loss", float(self.kept.loss))
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from studio.jobs import store
 from studio.search import control, records
 from studio.search.driver import Driver
@@ -96,3 +98,29 @@ def test_a_tie_with_your_own_settings_keeps_them(studio_home: Path, tmp_path: Pa
     assert records.get_search(search.id).best_job_id == mine.id
     driver._record_result(better, 2, 0.95)  # only a strictly better score does
     assert records.get_search(search.id).best_job_id == better.id
+
+
+def test_trial_scores_reach_the_search_run_in_batches(
+    studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from studio import tracking
+    from studio.search import driver as driver_module
+
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    first, second, third = (_trial(search.id, spec, n, 10.0) for n in (0, 1, 2))
+    driver = Driver(search.id)
+    driver._open_parent_run()
+    run_id = records.get_search(search.id).parent_run_id
+    client = tracking.client()
+
+    driver._record_result(first, 0, 0.8)
+    driver._record_result(second, 1, 0.9)
+    assert client.get_metric_history(run_id, "search/trial_value") == []  # gathered, not written yet
+    monkeypatch.setattr(driver_module, "PARENT_WRITE_SECONDS", 0.0)
+    driver._record_result(third, 2, 0.85)  # due: one write for all three
+    history = client.get_metric_history(run_id, "search/trial_value")
+    assert [(m.step, m.value) for m in history] == [(0, 0.8), (1, 0.9), (2, 0.85)]
+    best = client.get_metric_history(run_id, "search/best_value")
+    assert [m.value for m in best] == [0.8, 0.9, 0.9]
+    assert client.get_run(run_id).data.tags["studio.best_job_id"] == second.id
