@@ -838,10 +838,11 @@ def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -
 
 
 # --------------------------------------------------------------------------- cross-validation folds
-def fold_score(spec: RunSpec, fold: int, metric: str, should_stop: Any = None) -> float | None:
+def fold_scores(spec: RunSpec, fold: int, should_stop: Any = None) -> dict[str, float]:
     """Train ``spec`` on cross-validation fold ``fold`` of its split (same test rows, another block of
-    validation rows) and return ``metric`` at the epoch the run would keep (best by the spec's
-    early-stopping metric, with its patience), or ``None`` when no epoch gave a finite value.
+    validation rows) and return the validation scores (``val/*``) of the epoch the run would keep (best
+    by the spec's early-stopping metric, with its patience); empty when no epoch improved on nothing (a
+    NaN from the start).
 
     Nothing is logged, bundled or checkpointed: a search's trial calls this for its folds after its
     run (fold 0) ended, to score its settings on more than one small validation split.
@@ -884,8 +885,7 @@ def fold_score(spec: RunSpec, fold: int, metric: str, should_stop: Any = None) -
             default_root_dir=root,
         )
         trainer.fit(module, datamodule=data.data)  # (a NaN epoch never becomes the best one)
-    value = best.best_metrics.get(metric)
-    return float(value) if value is not None and math.isfinite(value) else None
+    return {name: float(value) for name, value in best.best_metrics.items()}
 
 
 # --------------------------------------------------------------------------- divergence

@@ -55,7 +55,7 @@ class Modality(Protocol):
 
         A kind whose class says ``folds = True`` (tables) also takes ``fold=N``: the same split with the
         ``N``-th next block of non-test rows as validation rows, for a search's cross-validation
-        (:func:`studio.engine.training.fold_score`)."""
+        (:func:`studio.engine.training.fold_scores`)."""
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """Predictions of the bundle at ``bundle_zip`` (its checked info: ``info``) for a file, folder or

@@ -200,13 +200,20 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             if folds < 2 or self.pruned or self.kept.value is None:
                 return
             from studio import tracking
-            from studio.engine.training import fold_score
+            from studio.engine.training import fold_scores
 
             scores: list[float | None] = [self.kept.value]
+            losses = [self.kept.loss]
             for fold in range(1, folds):
-                scores.append(fold_score(spec, fold, self.search.metric, self.should_stop))
+                kept = fold_scores(spec, fold, self.should_stop)
+                score = kept.get(self.search.metric)
+                scores.append(score if score is not None and math.isfinite(score) else None)
+                losses.append(kept.get("val/loss"))
             found = [score for score in scores if score is not None]
             value = sum(found) / folds if len(found) == folds else None
+            finite = [loss for loss in losses if loss is not None and math.isfinite(loss)]
+            # a tie between two trials' mean scores goes to the lower mean validation loss
+            self.kept.loss = sum(finite) / folds if len(finite) == folds else math.inf
             trial = self.trial()
             trial.set_user_attr("cv_scores", scores)
             trial.set_user_attr("cv_value", value)
