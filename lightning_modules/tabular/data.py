@@ -20,6 +20,9 @@ from studio.core.runtime import TabularPreprocessor, encode_target, fit_target
 from studio.core.spec import RunSpec
 
 CHUNK_STEPS = 64
+# Validation and test rows per batch (at least the training batch size): few batches, because each one
+# costs Lightning's per-batch bookkeeping and the metrics' per-update work, and no gradients are kept.
+EVAL_BATCH_ROWS = 8192
 
 
 class TensorBatches:
@@ -268,7 +271,7 @@ class TabularDataModule(pl.LightningDataModule):
         return max(1, min(CHUNK_STEPS, self.steps_per_epoch))
 
     def _batches(self, split: str, shuffle: bool) -> TensorBatches:
-        batch_size = self.batch_size if shuffle else max(self.batch_size, 1024)
+        batch_size = self.batch_size if shuffle else max(self.batch_size, EVAL_BATCH_ROWS)
         return TensorBatches(self.tensors[split], batch_size, shuffle, seed=self.spec.data.seed)
 
     def train_dataloader(self) -> TensorBatches | ShardedBatches:
@@ -310,5 +313,5 @@ class TabularDataModule(pl.LightningDataModule):
             return self._batches(split, shuffle=False)
         tensors = self.tensors[split]
         share = math.ceil(tensors[0].shape[0] / self.world_size)  # the largest share
-        batches = math.ceil(share / max(self.batch_size, 1024))
+        batches = math.ceil(share / max(self.batch_size, EVAL_BATCH_ROWS))
         return EvalShard(tuple(torch.tensor_split(t, self.world_size)[self.rank] for t in tensors), batches)
