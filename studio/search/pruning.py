@@ -3,8 +3,10 @@ at the end of every epoch and stops when the search prunes it.
 
 The score reported is the one of the model the run keeps so far: the searched metric at the epoch that
 is best by the run's own early-stopping metric (the epoch whose weights are restored, tested and
-bundled), so the last report is the trial's result. A pruned trial stops within a training step of the
-decision (its run is cancelled, its MLflow run KILLED with ``studio.trial_state=pruned``), and the job
+bundled), so the last report is the trial's result. The reports go from a thread of their own, so
+training does not wait on the study; an epoch's answer is awaited before the next epoch is reported. A
+pruned trial stops within a training step of the decision, at most one epoch after the epoch it was
+judged on (its run is cancelled, its MLflow run KILLED with ``studio.trial_state=pruned``), and the job
 says so (``trial_state`` pruned, a note); the search's driver counts it as pruned, never as failed.
 
 The worker wraps its hooks with :func:`trial_hooks` when the job carries a ``search_id``.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import time
 from typing import Any
 
@@ -112,9 +115,17 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             self.stop_reason: str | None = None  # the worker's reason for a pruned trial
             self.seen_epoch = 0  # the last epoch whose validation scores were seen
             self.reported_epoch = 0  # the last one reported to the study
-            self.report_seconds = 0.0
-            self.report_cpu_seconds = 0.0  # (on a busy machine the wall time also counts waiting)
+            self.report_seconds = 0.0  # time training waited for the reports (the search's cost to it)
+            self.report_cpu_seconds = 0.0  # processor time the reports took, in their own thread
             self._trial: Any = None
+            # The reports go to the study from a thread of their own, one at a time and in order, so
+            # training does not wait for the study's file (or, the first time, for loading it); the
+            # answer to one epoch's report is awaited before the next epoch is reported, so a pruned
+            # trial still stops within an epoch of the epoch it was judged on.
+            self._reporter: Any = None
+            self._pending: Any = None
+            self._lock = threading.Lock()
+            self._finished = False  # the job ended: a late answer no longer prunes it
 
         def __getattr__(self, name: str) -> Any:  # run_id … of the worker's hooks (TrainHooks' own
             # methods are found on the class first: each is passed on below)
@@ -139,8 +150,34 @@ def trial_hooks(job: Any, inner: Any) -> Any:
                 self._trial = optuna.trial.Trial(study, trial_id)
             return self._trial
 
+        def _submit(self, work: Any, *args: Any, **kwargs: Any) -> None:
+            """Run ``work`` in the report thread after what was sent before it."""
+            if self._reporter is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._reporter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="trial-report")
+            self._pending = self._reporter.submit(self._timed, work, *args, **kwargs)
+
+        def _timed(self, work: Any, *args: Any, **kwargs: Any) -> None:
+            cpu = time.thread_time()
+            try:
+                work(*args, **kwargs)
+            finally:
+                self.report_cpu_seconds += time.thread_time() - cpu
+
+        def _wait(self) -> None:
+            """Wait for the reports sent so far (an error in one is raised here, in the training thread)."""
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                started = time.perf_counter()
+                try:
+                    pending.result()
+                finally:
+                    self.report_seconds += time.perf_counter() - started
+
         def on_run_started(self, run_id: str, experiment_id: str) -> None:
             self.inner.on_run_started(run_id, experiment_id)
+            self._submit(self.trial)  # load the study (and import Optuna) while the first epochs train
             from studio import tracking
 
             tags = {TAG_SEARCH: job.search_id, TAG_TRIAL: str(job.trial_number)}
@@ -157,25 +194,41 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             value = self.kept.update(progress.metrics)
             if value is None or epoch < PRUNE_WARMUP_EPOCHS:  # (never pruned before: not reported)
                 return
-            self._report(epoch, value, prune=True)
+            started = time.perf_counter()
+            self._wait()  # the answer to the previous epoch's report
+            if not self.pruned:
+                self.reported_epoch = epoch
+                self._submit(self._report, epoch, value, prune=True)
+            self.report_seconds += time.perf_counter() - started
 
         def _report(self, epoch: int, value: float, *, prune: bool) -> None:
-            started, cpu = time.perf_counter(), time.thread_time()
+            """(In the report thread.)"""
             trial = self.trial()
             trial.report(value, epoch)
-            self.reported_epoch = epoch
             if prune and trial.should_prune():
-                self._prune(epoch, value)
-            self.report_seconds += time.perf_counter() - started
-            self.report_cpu_seconds += time.thread_time() - cpu
+                with self._lock:  # not once the job has ended some other way
+                    if not self._finished:
+                        self._prune(epoch, value)
 
         def report_final(self) -> None:
-            """After the run ended well: report the kept score at the last epoch if that epoch was not
-            reported (a run that ended before the pruning warm-up): it is the trial's score."""
-            if not self.pruned and self.kept.value is not None and self.seen_epoch > self.reported_epoch:
-                self._report(self.seen_epoch, self.kept.value, prune=False)
+            """After the run ended well: wait for the reports sent, then report the kept score at the last
+            epoch if that epoch was not reported (a run that ended before the pruning warm-up): it is the
+            trial's score. A trial whose last report was answered "prune" ends as pruned, as it would
+            have had another epoch been left to stop in."""
+            self._wait()
+            if self.pruned:  # (its run had ended well: it ends as a pruned trial's does)
+                from studio.engine.training import TrainingCancelled
+                from studio.jobs.scheduler import end_mlflow_run
+
+                end_mlflow_run(getattr(self.inner, "run_id", None), "KILLED")
+                raise TrainingCancelled(self.stop_reason or "Stopped early by the search.")
+            if self.kept.value is not None and self.seen_epoch > self.reported_epoch:
+                self.reported_epoch = self.seen_epoch
+                self._submit(self._report, self.seen_epoch, self.kept.value, prune=False)
+                self._wait()
 
         def _prune(self, epoch: int, value: float) -> None:
+            """(In the report thread.)"""
             from studio import tracking
             from studio.jobs import store
 
@@ -232,6 +285,13 @@ def trial_hooks(job: Any, inner: Any) -> Any:
 
         def flush(self) -> None:
             self.inner.flush()
+            if self._reporter is not None:  # the reports sent (their errors are the job's: it ended)
+                with self._lock:
+                    self._finished = True
+                with contextlib.suppress(Exception):
+                    self._wait()
+                self._reporter.shutdown(wait=True)
+                self._reporter = None
             if self._trial is not None:  # what reporting cost this trial (the search's overhead)
                 with contextlib.suppress(Exception):  # the trial may have been told already
                     self._trial.set_user_attr("report_seconds", round(self.report_seconds, 4))

@@ -230,13 +230,13 @@ def _read_fast(data: bytes, label: str) -> tuple[pd.DataFrame, list[str], str] |
     header, style = records[0], number_style(records[1:], delimiter)
     if len(header) > MAX_COLUMNS or any("\n" in cell or "\r" in cell for cell in header):
         return None
-    quotes = data.count(b'"', start)
-    if quotes % 2:
+    quoted = data.find(b'"', start) >= 0  # (finding one is ten times cheaper than counting them all)
+    if quoted and data.count(b'"', start) % 2:
         return None  # a quote never closed: Arrow would read the rest of the file into one cell
     placeholders = [f"__c{i}" for i in range(len(header))]
     read_options = arrow_csv.ReadOptions(column_names=placeholders, skip_rows=1)
     parse_options = arrow_csv.ParseOptions(
-        delimiter=delimiter, quote_char='"', newlines_in_values=quotes > 0, ignore_empty_lines=True
+        delimiter=delimiter, quote_char='"', newlines_in_values=quoted, ignore_empty_lines=True
     )
 
     def convert(column_types: dict[str, Any]) -> Any:
