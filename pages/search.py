@@ -80,12 +80,7 @@ def chosen_model(search: records.Search, rows: list) -> None:
         return
     best = next((r for r in rows if r.job_id == search.best_job_id), None)
     test_key = "test/" + search.metric.split("/", 1)[-1]
-    shown = (
-        f"Trial {best.number if best else '?'} has the best {sv.score_words(search)}: {search.best_value:.4g}"
-    )
-    if search.default_value is not None:
-        shown += f" (your settings, trial 0: {search.default_value:.4g})"
-    st.markdown(ui.as_text(shown + "."))
+    st.markdown(ui.as_text(sv.chosen_text(search, rows)))
     if best and test_key in best.test_metrics:
         st.markdown(f"Its test score: **{best.test_metrics[test_key]:.4g}** ({test_key}), measured once.")
     elif search.is_active:

@@ -159,6 +159,29 @@ def status_text(search: Search, rows: list[TrialRow]) -> str:
     return f"{head} · {trials}{tail}"
 
 
+def chosen_text(search: Search, rows: list[TrialRow]) -> str:
+    """Which trial's model the search chose and why: the best score, or, when a higher one did not beat
+    your settings by more than chance on the same folds, the one it chose instead and that reason."""
+    best = next((r for r in rows if r.job_id == search.best_job_id), None)
+    number = best.number if best else "?"
+    mine = (
+        f" (your settings, trial 0: {search.default_value:.4g})" if search.default_value is not None else ""
+    )
+    sign = 1 if search.direction == "max" else -1
+    scored = [r for r in rows if r.state == "complete" and r.value is not None]
+    top = max(scored, key=lambda r: sign * r.value, default=None)
+    if top is None or search.best_value is None or sign * top.value <= sign * search.best_value:
+        return f"Trial {number} has the best {score_words(search)}: {search.best_value:.4g}{mine}."
+    who = "your settings (trial 0)" if number == 0 else f"trial {number}"
+    return (
+        f"The search keeps {who}, whose {score_words(search)} is {search.best_value:.4g}"
+        f"{mine if number else ''}. "
+        f"Trial {top.number} scored {top.value:.4g}, but did not beat your settings by more than chance on "
+        "the same cross-validation folds (a one-sided paired test at 5%): with a few dozen rows per fold, "
+        "many settings score a row or two higher by luck, and such a setting does no better on new rows."
+    )
+
+
 def lower_first(text: str) -> str:
     """``Validation R²`` → ``validation R²`` (``str.lower`` would make it r²)."""
     return text[:1].lower() + text[1:]

@@ -24,7 +24,8 @@ The first trial is the spec's own settings, so the search also measures what a p
 done (the page's reference line) and never ends worse than it on validation; a trial only replaces
 those settings when it scores strictly better (a tie keeps them: with a few dozen validation rows, many
 trials tie, and picking among them by their validation loss chose worse models on the test rows, e.g.
-wine 25 of 27 against the default's 27 of 27). Everything it needs is
+wine 25 of 27 against the default's 27 of 27) and, on a cross-validated table, better by more than
+chance on the same folds (:func:`beats_beyond_chance`). Everything it needs is
 stored (the search's row, the study, the jobs), so a driver started again after a crash or a restart
 takes up where the last one stopped; one lock per search keeps it to one driver.
 """
@@ -366,6 +367,10 @@ class Driver:
                 better = number == 0
             else:
                 better = self._kept_loss(number) < self._kept_loss(incumbent)
+        if better and number != 0 and search.default_value is not None:
+            better = self._beats_your_settings(number)  # by more than chance, on the same folds
+        elif number == 0 and not better and search.best_job_id:  # your settings ended after other trials
+            better = not self._beats_your_settings(store.get_job(search.best_job_id).trial_number)
         changes: dict[str, Any] = {}
         if number == 0:
             changes["default_value"] = value
@@ -397,6 +402,19 @@ class Driver:
         self.parent_metrics, self.parent_tags, self.parent_written = [], {}, time.monotonic()
         if metrics or tags:
             tracking.client().log_batch(run_id, metrics=metrics, tags=[RunTag(k, v) for k, v in tags.items()])
+
+    def _beats_your_settings(self, number: int) -> bool:
+        """Whether trial ``number`` scores better than your settings (trial 0) by more than chance, by
+        :func:`beats_beyond_chance` on the cross-validation folds both were scored on (a search without
+        folds: whenever its score is higher)."""
+        trials = self._trials_by_number()
+        mine, other = trials.get(0), trials.get(number)
+        if mine is None or other is None:
+            return True
+        verdict = beats_beyond_chance(
+            other.user_attrs.get("cv_scores"), mine.user_attrs.get("cv_scores"), self.search.direction
+        )
+        return verdict is not False
 
     def _kept_loss(self, number: int) -> float:
         """A tie between two trials' scores (e.g. both right on every validation row) goes to the lower
@@ -469,6 +487,34 @@ def _state(name: str) -> Any:
     import optuna
 
     return getattr(optuna.trial.TrialState, name)
+
+
+# One-sided 95% quantiles of Student's t by degrees of freedom (folds - 1; at most 9 with 10 folds).
+T_95_ONE_SIDED = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833)
+
+
+def beats_beyond_chance(scores: Any, reference: Any, direction: str) -> bool | None:
+    """Whether fold scores ``scores`` are better than ``reference`` (the same folds' scores of another
+    setting) by more than chance: a one-sided paired t-test at 5% on the per-fold differences. ``None``
+    when it cannot be told (no folds, a fold without a score). A difference the same on every fold counts
+    as real; none at all, or a mean difference at or below zero, does not.
+
+    Small tables are scored on five folds of a few dozen rows, where one row is several points: many of
+    a search's trials beat your settings by a row or two by luck, and replacing your settings with one
+    of them loses on new rows as often as it wins."""
+    if not isinstance(scores, list) or not isinstance(reference, list) or len(scores) != len(reference):
+        return None
+    pairs = [(a, b) for a, b in zip(scores, reference, strict=True) if a is not None and b is not None]
+    if len(pairs) < 2 or len(pairs) != len(scores) or len(pairs) - 2 >= len(T_95_ONE_SIDED):
+        return None
+    gains = [(a - b) if direction == "max" else (b - a) for a, b in pairs]
+    mean = sum(gains) / len(gains)
+    if mean <= 0:
+        return False
+    spread = math.sqrt(sum((g - mean) ** 2 for g in gains) / (len(gains) - 1))
+    if spread == 0:
+        return True
+    return mean / (spread / math.sqrt(len(gains))) > T_95_ONE_SIDED[len(gains) - 2]
 
 
 def _last_value(trial: Any) -> float | None:

@@ -100,6 +100,57 @@ def test_a_tie_with_your_own_settings_keeps_them(studio_home: Path, tmp_path: Pa
     assert records.get_search(search.id).best_job_id == better.id
 
 
+def test_a_trial_replaces_your_settings_only_when_it_beats_them_beyond_chance_on_the_folds(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    import optuna
+
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    driver = Driver(search.id)
+    folds = {
+        0: [1.0, 1.0, 0.963, 1.0, 0.963],  # your settings: two rows wrong in five folds of 27
+        1: [1.0, 1.0, 1.0, 1.0, 1.0],  # right on those two rows: higher, but by luck as often as not
+        2: [1.0, 1.0, 1.0, 1.0, 1.0],
+    }
+    jobs = {n: _trial(search.id, spec, n, 10.0) for n in folds}
+    for number, scores in folds.items():
+        value = sum(scores) / len(scores)
+        driver.study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"cv_scores": scores}))
+
+    driver._record_result(jobs[1], 1, 1.0)  # before your settings ended, the higher score is taken
+    assert records.get_search(search.id).best_job_id == jobs[1].id
+    driver._record_result(jobs[0], 0, sum(folds[0]) / 5)  # then yours: trial 1 is not better beyond chance
+    assert records.get_search(search.id).best_job_id == jobs[0].id
+    driver._record_result(jobs[2], 2, 1.0)
+    assert records.get_search(search.id).best_job_id == jobs[0].id
+
+    # in another search, a gain of a row on every fold is beyond chance
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    driver = Driver(search.id)
+    mine, other = (_trial(search.id, spec, n, 10.0) for n in (0, 1))
+    for scores in ([0.963] * 5, [1.0] * 5):
+        driver.study.add_trial(optuna.trial.create_trial(value=scores[0], user_attrs={"cv_scores": scores}))
+    driver._record_result(mine, 0, 0.963)
+    driver._record_result(other, 1, 1.0)
+    assert records.get_search(search.id).best_job_id == other.id
+
+
+def test_beats_beyond_chance_is_a_one_sided_paired_test() -> None:
+    from studio.search.driver import beats_beyond_chance
+
+    ref = [0.9, 0.9, 0.9, 0.9, 0.9]
+    assert beats_beyond_chance([0.95] * 5, ref, "max") is True  # the same gain on every fold
+    assert beats_beyond_chance([0.9] * 5, ref, "max") is False  # no gain
+    assert beats_beyond_chance([1.0, 0.9, 0.9, 0.9, 0.9], ref, "max") is False  # one fold: t = 1
+    assert beats_beyond_chance([1.0, 1.0, 0.95, 0.95, 1.0], ref, "max") is True  # t = 6.5
+    assert beats_beyond_chance([0.3, 0.35, 0.3, 0.3, 0.3], [0.4] * 5, "min") is True  # a lower loss
+    assert beats_beyond_chance([0.5] * 5, [0.4] * 5, "min") is False
+    assert beats_beyond_chance(None, ref, "max") is None  # no folds: cannot be told
+    assert beats_beyond_chance([1.0, None, 1.0, 1.0, 1.0], ref, "max") is None
+    assert beats_beyond_chance([1.0, 1.0], ref, "max") is None
+
+
 def test_trial_scores_reach_the_search_run_in_batches(
     studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
