@@ -175,3 +175,23 @@ def test_trial_scores_reach_the_search_run_in_batches(
     best = client.get_metric_history(run_id, "search/best_value")
     assert [m.value for m in best] == [0.8, 0.9, 0.9]
     assert client.get_run(run_id).data.tags["studio.best_job_id"] == second.id
+
+
+def test_the_page_says_why_a_higher_score_was_not_taken(studio_home: Path, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from studio.app import search_view as sv
+
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    rows = [
+        sv.TrialRow(number=n, job_id=f"job-{n}", state="complete", value=v, started=0.0, ended=1.0)
+        for n, v in ((0, 0.985), (1, 1.0), (2, 0.97))
+    ]
+    kept = replace(search, best_job_id="job-0", best_value=0.985, default_value=0.985)
+    text = sv.chosen_text(kept, rows)
+    assert text.startswith("The search keeps your settings (trial 0), whose validation accuracy")
+    assert "Trial 1 scored 1, but did not beat your settings by more than chance" in text
+    taken = replace(search, best_job_id="job-1", best_value=1.0, default_value=0.985)
+    assert sv.chosen_text(taken, rows).startswith("Trial 1 has the best validation accuracy")
+    assert "(your settings, trial 0: 0.985)" in sv.chosen_text(taken, rows)
