@@ -114,7 +114,7 @@ def test_a_trial_replaces_your_settings_only_when_it_beats_them_beyond_chance_on
         2: [1.0, 1.0, 1.0, 1.0, 1.0],
     }
     jobs = {n: _trial(search.id, spec, n, 10.0) for n in folds}
-    for number, scores in folds.items():
+    for scores in folds.values():
         value = sum(scores) / len(scores)
         driver.study.add_trial(optuna.trial.create_trial(value=value, user_attrs={"cv_scores": scores}))
 
