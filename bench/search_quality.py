@@ -9,8 +9,9 @@ accuracy, breast cancer ≥ 0.975, diabetes R² ≥ 0.47, never worse than the d
 
 Also prints the search's own bookkeeping (sampling, storage, MLflow parent/child runs, polling: the
 driver's time, plus the trials' per-epoch reports) as a share of its budget (goal < 5%): ``over %``
-counts the driver's and the reports' wall time, ``cpu %`` their processor time (on a busy machine wall
-time also counts waiting for a core). ``stop s`` is when the last trial stopped,
+counts the driver's wall time and the time training waited for its reports (they are sent from a thread
+of their own), ``cpu %`` the driver's and the reports' processor time (on a busy machine wall time also
+counts waiting for a core). ``stop s`` is when the last trial stopped,
 counted from the search's creation (its driver starts a few seconds after).
 
     python bench/search_quality.py [--budget 3m] [--seeds 0 1 2] [--samples wine breast_cancer diabetes]
