@@ -140,7 +140,9 @@ def result_text(search: Any) -> str:
         lines.append(f"the spec's own settings (trial 0): {search.metric} {search.default_value:.4f}")
     if search.best_job_id:
         best = get_job(search.best_job_id)
-        lines.append(f"chosen: trial {best.trial_number} ({best.id}), {search.metric} {search.best_value:.4f}")
+        lines.append(
+            f"chosen: trial {best.trial_number} ({best.id}), {search.metric} {search.best_value:.4f}"
+        )
         if best.test_metrics:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(best.test_metrics.items()))
             lines.append(f"its test scores (the test rows were not used to choose it): {shown}")

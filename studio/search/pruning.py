@@ -194,12 +194,12 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             value = self.kept.update(progress.metrics)
             if value is None or epoch < PRUNE_WARMUP_EPOCHS:  # (never pruned before: not reported)
                 return
-            started = time.perf_counter()
-            self._wait()  # the answer to the previous epoch's report
+            self._wait()  # the answer to the previous epoch's report (its wait is counted there)
             if not self.pruned:
+                started = time.perf_counter()
                 self.reported_epoch = epoch
                 self._submit(self._report, epoch, value, prune=True)
-            self.report_seconds += time.perf_counter() - started
+                self.report_seconds += time.perf_counter() - started
 
         def _report(self, epoch: int, value: float, *, prune: bool) -> None:
             """(In the report thread.)"""
