@@ -173,12 +173,14 @@ def chosen_text(search: Search, rows: list[TrialRow]) -> str:
     if top is None or search.best_value is None or sign * top.value <= sign * search.best_value:
         return f"Trial {number} has the best {score_words(search)}: {search.best_value:.4g}{mine}."
     who = "your settings (trial 0)" if number == 0 else f"trial {number}"
+    tried = max(1, sum(1 for r in scored if r.number != 0))
     return (
         f"The search keeps {who}, whose {score_words(search)} is {search.best_value:.4g}"
         f"{mine if number else ''}. "
         f"Trial {top.number} scored {top.value:.4g}, but did not beat your settings by more than chance on "
-        "the same cross-validation folds (a one-sided paired test at 5%): with a few dozen rows per fold, "
-        "many settings score a row or two higher by luck, and such a setting does no better on new rows."
+        f"the same cross-validation folds (a one-sided paired test at 5%, shared among the {tried} trials "
+        "it was the best of): with a few dozen rows per fold, many settings score a row or two higher by "
+        "luck, and such a setting does no better on new rows."
     )
 
 

@@ -25,7 +25,8 @@ done (the page's reference line) and never ends worse than it on validation; a t
 those settings when it scores strictly better (a tie keeps them: with a few dozen validation rows, many
 trials tie, and picking among them by their validation loss chose worse models on the test rows, e.g.
 wine 25 of 27 against the default's 27 of 27) and, on a cross-validated table, better by more than
-chance on the same folds (:func:`beats_beyond_chance`). Everything it needs is
+chance on the same folds (:func:`beats_beyond_chance`, its 5% shared among the trials scored, and
+checked again with their final number when the search ends). Everything it needs is
 stored (the search's row, the study, the jobs), so a driver started again after a crash or a restart
 takes up where the last one stopped; one lock per search keeps it to one driver.
 """
@@ -412,9 +413,45 @@ class Driver:
         if mine is None or other is None:
             return True
         verdict = beats_beyond_chance(
-            other.user_attrs.get("cv_scores"), mine.user_attrs.get("cv_scores"), self.search.direction
+            other.user_attrs.get("cv_scores"),
+            mine.user_attrs.get("cv_scores"),
+            self.search.direction,
+            tried=scored_trials(trials.values()),
         )
         return verdict is not False
+
+    def _recheck_choice(self) -> None:
+        """When the search ends, check its chosen trial again against your settings with the final
+        number of trials (each scored trial was one more chance of a lucky score, so the test is stricter
+        now than when it was chosen). One that no longer passes gives way to the best-scoring trial that
+        does, else to your settings."""
+        search = records.get_search(self.search_id)
+        jobs = {job.trial_number: job for job in store.search_jobs(self.search_id)}
+        chosen = store.get_job(search.best_job_id) if search.best_job_id else None
+        if chosen is None or chosen.trial_number in (0, None) or 0 not in jobs:
+            return
+        if search.default_value is None or self._beats_your_settings(chosen.trial_number):
+            return
+        sign = 1 if search.direction == "max" else -1
+        complete = [
+            (number, value)
+            for number, trial in self._trials_by_number().items()
+            if number in jobs
+            and jobs[number].trial_state == "complete"
+            and (value := _last_value(trial)) is not None
+        ]
+        complete.sort(key=lambda pair: -sign * pair[1])
+        number, value = next(
+            ((n, v) for n, v in complete if n == 0 or self._beats_your_settings(n)),
+            (0, search.default_value),
+        )
+        log.info(
+            "search %s: trial %s no longer beats your settings beyond chance; choosing trial %s",
+            self.search_id,
+            chosen.trial_number,
+            number,
+        )
+        records.update(self.search_id, best_job_id=jobs[number].id, best_value=value)
 
     def _kept_loss(self, number: int) -> float:
         """A tie between two trials' scores (e.g. both right on every validation row) goes to the lower
@@ -456,6 +493,7 @@ class Driver:
     def _finish(self, state: str, reason: str) -> str:
         from studio import tracking
 
+        self._recheck_choice()
         search = records.get_search(self.search_id)
         untested = self._test_chosen(search)
         if untested:
@@ -489,23 +527,26 @@ def _state(name: str) -> Any:
     return getattr(optuna.trial.TrialState, name)
 
 
-# One-sided 95% quantiles of Student's t by degrees of freedom (folds - 1; at most 9 with 10 folds).
-T_95_ONE_SIDED = (6.314, 2.920, 2.353, 2.132, 2.015, 1.943, 1.895, 1.860, 1.833)
+FALSE_CHOICE_RATE = 0.05
+"""How often, at most, a search may replace your settings with a trial that is no better than them:
+the test's 5% is shared among every trial the chosen one was picked from (Bonferroni)."""
 
 
-def beats_beyond_chance(scores: Any, reference: Any, direction: str) -> bool | None:
+def beats_beyond_chance(scores: Any, reference: Any, direction: str, tried: int = 1) -> bool | None:
     """Whether fold scores ``scores`` are better than ``reference`` (the same folds' scores of another
-    setting) by more than chance: a one-sided paired t-test at 5% on the per-fold differences. ``None``
-    when it cannot be told (no folds, a fold without a score). A difference the same on every fold counts
-    as real; none at all, or a mean difference at or below zero, does not.
+    setting) by more than chance: a one-sided paired t-test on the per-fold differences, at
+    :data:`FALSE_CHOICE_RATE` divided by ``tried``, the number of trials the candidate is the best of.
+    ``None`` when it cannot be told (no folds, a fold without a score). A difference the same on every
+    fold counts as real; none at all, or a mean difference at or below zero, does not.
 
     Small tables are scored on five folds of a few dozen rows, where one row is several points: many of
     a search's trials beat your settings by a row or two by luck, and replacing your settings with one
-    of them loses on new rows as often as it wins."""
+    of them loses on new rows as often as it wins. The best of 60 such trials passes a 5% test far more
+    often than 5% of the time, hence the division by ``tried``."""
     if not isinstance(scores, list) or not isinstance(reference, list) or len(scores) != len(reference):
         return None
     pairs = [(a, b) for a, b in zip(scores, reference, strict=True) if a is not None and b is not None]
-    if len(pairs) < 2 or len(pairs) != len(scores) or len(pairs) - 2 >= len(T_95_ONE_SIDED):
+    if len(pairs) < 2 or len(pairs) != len(scores):
         return None
     gains = [(a - b) if direction == "max" else (b - a) for a, b in pairs]
     mean = sum(gains) / len(gains)
@@ -514,7 +555,21 @@ def beats_beyond_chance(scores: Any, reference: Any, direction: str) -> bool | N
     spread = math.sqrt(sum((g - mean) ** 2 for g in gains) / (len(gains) - 1))
     if spread == 0:
         return True
-    return mean / (spread / math.sqrt(len(gains))) > T_95_ONE_SIDED[len(gains) - 2]
+    return mean / (spread / math.sqrt(len(gains))) > t_threshold(len(gains) - 1, max(1, tried))
+
+
+def t_threshold(degrees: int, tried: int) -> float:
+    """The one-sided quantile of Student's t with ``degrees`` degrees of freedom that a chance gain
+    exceeds with probability :data:`FALSE_CHOICE_RATE` / ``tried``."""
+    from scipy.stats import t
+
+    return float(t.ppf(1 - FALSE_CHOICE_RATE / tried, degrees))
+
+
+def scored_trials(trials: Any) -> int:
+    """How many trials besides your settings (trial 0) have fold scores: the trials a chosen one was
+    the best of (at least 1)."""
+    return max(1, sum(1 for t in trials if t.number != 0 and isinstance(t.user_attrs.get("cv_scores"), list)))
 
 
 def _last_value(trial: Any) -> float | None:

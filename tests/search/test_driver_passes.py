@@ -149,6 +149,69 @@ def test_beats_beyond_chance_is_a_one_sided_paired_test() -> None:
     assert beats_beyond_chance(None, ref, "max") is None  # no folds: cannot be told
     assert beats_beyond_chance([1.0, None, 1.0, 1.0, 1.0], ref, "max") is None
     assert beats_beyond_chance([1.0, 1.0], ref, "max") is None
+    # the best of many trials: the 5% is shared among them (Bonferroni)
+    assert beats_beyond_chance([1.0, 1.0, 0.95, 0.95, 1.0], ref, "max", tried=10) is True  # 6.5 > 4.6
+    assert beats_beyond_chance([1.0, 1.0, 0.95, 0.95, 1.0], ref, "max", tried=60) is False  # 6.5 < 7.5
+    assert beats_beyond_chance([0.95] * 5, ref, "max", tried=60) is True  # still: the same gain on each
+    three_rows = [0.963, 0.963, 0.963, 0.926, 0.926]  # wine, seed 2: 3 rows more over five folds of 27
+    assert beats_beyond_chance(three_rows, [0.926] * 5, "max") is True  # t = 2.45 > 2.13
+    assert beats_beyond_chance(three_rows, [0.926] * 5, "max", tried=64) is False
+
+
+def test_t_threshold_is_students_t_quantile_at_the_shared_rate() -> None:
+    from studio.search.driver import t_threshold
+
+    assert t_threshold(4, 1) == pytest.approx(2.132, abs=1e-3)
+    assert t_threshold(1, 1) == pytest.approx(6.314, abs=1e-3)
+    assert t_threshold(4, 10) == pytest.approx(4.604, abs=1e-3)  # the 99.5% quantile
+    assert t_threshold(4, 60) > t_threshold(4, 10) > t_threshold(4, 1)
+
+
+def test_the_chosen_trial_is_checked_again_with_the_final_number_of_trials(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    import optuna
+
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    driver = Driver(search.id)
+    mine = [0.9] * 5
+    lucky = [1.0, 1.0, 0.95, 0.95, 1.0]  # t = 6.5: beyond chance as the best of a few, not of 60
+    steady = [0.93] * 5  # a smaller gain, the same on every fold
+    scored = {0: mine, 1: lucky, 2: steady}
+    jobs = {n: _trial(search.id, spec, n, 10.0) for n in scored}
+    for scores in scored.values():
+        driver.study.add_trial(
+            optuna.trial.create_trial(value=sum(scores) / 5, user_attrs={"cv_scores": scores})
+        )
+    for number, scores in scored.items():
+        driver._record_result(jobs[number], number, sum(scores) / 5)
+    assert records.get_search(search.id).best_job_id == jobs[1].id  # the best of 2: it passes
+
+    driver._recheck_choice()  # nothing changed: the choice stands
+    assert records.get_search(search.id).best_job_id == jobs[1].id
+
+    for number in range(3, 63):  # 60 more trials, no better than yours
+        _trial(search.id, spec, number, 10.0)
+        driver.study.add_trial(optuna.trial.create_trial(value=0.9, user_attrs={"cv_scores": mine}))
+    driver._recheck_choice()  # now trial 1 is the best of 62: the steady one takes its place
+    search = records.get_search(search.id)
+    assert search.best_job_id == jobs[2].id and search.best_value == pytest.approx(0.93)
+
+    # with no trial beyond chance, your settings are chosen again
+    other = control.start_search(spec, budget_seconds=100, start_driver=False)
+    driver = Driver(other.id)
+    jobs = {n: _trial(other.id, spec, n, 10.0) for n in range(62)}
+    for number in range(62):
+        scores = lucky if number == 1 else mine
+        driver.study.add_trial(
+            optuna.trial.create_trial(value=sum(scores) / 5, user_attrs={"cv_scores": scores})
+        )
+    driver._record_result(jobs[0], 0, 0.9)
+    records.update(other.id, best_job_id=jobs[1].id, best_value=0.98)  # chosen while few had ended
+    driver._recheck_choice()
+    other = records.get_search(other.id)
+    assert other.best_job_id == jobs[0].id and other.best_value == pytest.approx(0.9)
 
 
 def test_trial_scores_reach_the_search_run_in_batches(
@@ -192,6 +255,7 @@ def test_the_page_says_why_a_higher_score_was_not_taken(studio_home: Path, tmp_p
     text = sv.chosen_text(kept, rows)
     assert text.startswith("The search keeps your settings (trial 0), whose validation accuracy")
     assert "Trial 1 scored 1, but did not beat your settings by more than chance" in text
+    assert "shared among the 2 trials it was the best of" in text
     taken = replace(search, best_job_id="job-1", best_value=1.0, default_value=0.985)
     assert sv.chosen_text(taken, rows).startswith("Trial 1 has the best validation accuracy")
     assert "(your settings, trial 0: 0.985)" in sv.chosen_text(taken, rows)
