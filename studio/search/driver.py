@@ -560,10 +560,37 @@ def beats_beyond_chance(scores: Any, reference: Any, direction: str, tried: int 
 
 def t_threshold(degrees: int, tried: int) -> float:
     """The one-sided quantile of Student's t with ``degrees`` degrees of freedom that a chance gain
-    exceeds with probability :data:`FALSE_CHOICE_RATE` / ``tried``."""
-    from scipy.stats import t
+    exceeds with probability :data:`FALSE_CHOICE_RATE` / ``tried`` (found by bisection on
+    :func:`t_upper_tail`; scipy would do it too, but importing ``scipy.stats`` costs the driver about a
+    second of its budget)."""
+    rate = FALSE_CHOICE_RATE / tried
+    low, high = 0.0, 1.0
+    while t_upper_tail(high, degrees) > rate:
+        low, high = high, high * 2
+    for _ in range(100):
+        middle = (low + high) / 2
+        low, high = (middle, high) if t_upper_tail(middle, degrees) > rate else (low, middle)
+    return high
 
-    return float(t.ppf(1 - FALSE_CHOICE_RATE / tried, degrees))
+
+def t_upper_tail(t: float, degrees: int) -> float:
+    """P(T > t) for Student's t with a whole number of degrees of freedom, t >= 0 (the finite series of
+    Abramowitz & Stegun 26.7.3 and 26.7.4 for P(|T| <= t))."""
+    theta = math.atan(t / math.sqrt(degrees))
+    sin, cos2 = math.sin(theta), math.cos(theta) ** 2
+    if degrees % 2:  # odd
+        series, term = 0.0, math.cos(theta)
+        for k in range(3, degrees + 1, 2):
+            series += term
+            term *= cos2 * (k - 1) / k
+        inside = 2 / math.pi * (theta + sin * series) if degrees > 1 else 2 * theta / math.pi
+    else:
+        series, term = 0.0, 1.0
+        for k in range(2, degrees + 1, 2):
+            series += term
+            term *= cos2 * (k - 1) / k
+        inside = sin * series
+    return (1 - inside) / 2
 
 
 def scored_trials(trials: Any) -> int:

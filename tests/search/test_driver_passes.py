@@ -165,6 +165,10 @@ def test_t_threshold_is_students_t_quantile_at_the_shared_rate() -> None:
     assert t_threshold(1, 1) == pytest.approx(6.314, abs=1e-3)
     assert t_threshold(4, 10) == pytest.approx(4.604, abs=1e-3)  # the 99.5% quantile
     assert t_threshold(4, 60) > t_threshold(4, 10) > t_threshold(4, 1)
+    stats = pytest.importorskip("scipy.stats")  # (installed with scikit-learn)
+    for degrees in range(1, 12):
+        for tried in (1, 3, 10, 60, 500):
+            assert t_threshold(degrees, tried) == pytest.approx(stats.t.ppf(1 - 0.05 / tried, degrees))
 
 
 def test_the_chosen_trial_is_checked_again_with_the_final_number_of_trials(
