@@ -76,7 +76,8 @@ class TabularLightningModule(pl.LightningModule):
         self.test_metrics = _metrics(task, n_classes, "test/")
         # Kept on the device and read once per Lightning batch: each step's loss, the epoch's (hits, rows).
         self._step_losses: list[torch.Tensor] = []
-        self.register_buffer("_hit_sums", torch.zeros(2), persistent=False)
+        self._hits: list[torch.Tensor] = []  # right answers of each mini-batch since the last read
+        self._hit_rows = 0  # and how many rows they were out of
         self.register_buffer("_eval_sums", torch.zeros(2), persistent=False)  # loss × rows, rows
         # Validation rows per class (classification), for the "better than a trivial guess" check after
         # a divergence; summed over epochs (the split does not change), read only when asked.
@@ -144,8 +145,9 @@ class TabularLightningModule(pl.LightningModule):
             self.manual_backward(part)
         with torch.no_grad():
             if self.task == "classification":
-                self._hit_sums[0] += (out.argmax(-1) == target).sum()
-                self._hit_sums[1] += len(target)
+                # (a list and a Python count: adding into a buffer cost twice the kernels per step)
+                self._hits.append((out.argmax(-1) == target).sum())
+                self._hit_rows += len(target)
         if accumulating:
             self._pending.append(loss.detach())
             if len(self._pending) < self.accumulate and not last:
@@ -208,8 +210,10 @@ class TabularLightningModule(pl.LightningModule):
     def pop_train_accuracy(self) -> float | None:
         """Training accuracy over the batches since the last call (classification only; with DDP over
         every process's rows)."""
-        hits, rows = self._sum_over_processes(self._hit_sums).tolist()
-        self._hit_sums.zero_()
+        hits = torch.stack(self._hits).sum().float() if self._hits else torch.zeros((), device=self.device)
+        sums = torch.stack([hits, torch.tensor(float(self._hit_rows), device=hits.device)])
+        self._hits, self._hit_rows = [], 0
+        hits, rows = self._sum_over_processes(sums).tolist()
         return hits / rows if rows else None
 
     def _update(
