@@ -28,6 +28,19 @@ class TabularShape:
 
 
 @dataclass(frozen=True)
+class TextShape:
+    """What a text network needs to know: the table part's inputs, its outputs, and how its text is read
+    (``text``: the encoder's state, e.g. the hash table size; ``model_dir``: a pretrained encoder's files)."""
+
+    n_numeric: int
+    cardinalities: list[int]
+    n_out: int
+    text: dict[str, Any]
+    model_dir: str | None = None
+    pad_id: int = 0
+
+
+@dataclass(frozen=True)
 class ImageShape:
     """What an image network needs to know: its number of classes (inputs are RGB pictures)."""
 
@@ -53,7 +66,9 @@ def registered() -> list[str]:
     return list(_BUILDERS) + [name for name in torchvision_architectures() if name not in _BUILDERS]
 
 
-def build_network(name: str, params: dict[str, Any], shape: TabularShape | ImageShape) -> nn.Module:
+def build_network(
+    name: str, params: dict[str, Any], shape: TabularShape | ImageShape | TextShape
+) -> nn.Module:
     """Build the network called ``name``; an unknown name fails with the list of valid ones.
 
     The catalogue's torchvision networks need no builder of their own: their catalogue entry is enough."""
@@ -80,3 +95,33 @@ def _linear(params: dict[str, Any], shape: TabularShape) -> nn.Module:
 @register("small_cnn")
 def _small_cnn(params: dict[str, Any], shape: ImageShape) -> nn.Module:
     return build_image_network("small_cnn", params, shape.n_classes)
+
+
+@register("bag_of_words")
+def _bag_of_words(params: dict[str, Any], shape: TextShape) -> nn.Module:
+    from studio.core.text_runtime import BagOfWordsNet
+
+    return BagOfWordsNet(
+        shape.text["buckets"],
+        shape.n_numeric,
+        shape.cardinalities,
+        shape.n_out,
+        embedding_dim=params["embedding_dim"],
+        hidden=params["hidden"],
+        dropout=params["dropout"],
+    )
+
+
+@register("minilm_l6")
+def _minilm(params: dict[str, Any], shape: TextShape) -> nn.Module:
+    from studio.core.transformer_runtime import TransformerTextNet
+
+    return TransformerTextNet(
+        shape.model_dir,
+        shape.n_numeric,
+        shape.cardinalities,
+        shape.n_out,
+        frozen_layers=params["frozen_layers"],
+        dropout=params["dropout"],
+        pad_id=shape.pad_id,
+    )

@@ -18,6 +18,7 @@ import torch
 from studio.core.errors import TrainingError
 from studio.core.runtime import TabularPreprocessor, encode_target, fit_target
 from studio.core.spec import RunSpec
+from studio.core.tasks import head_task
 
 CHUNK_STEPS = 64
 # Validation and test rows per batch (at least the training batch size): few batches, because each one
@@ -150,17 +151,30 @@ def quantile_bins(values: np.ndarray, bins: int = 10) -> np.ndarray:
 class TabularDataModule(pl.LightningDataModule):
     """Splits a table, fits preprocessing on the training split and serves in-memory batches."""
 
-    def __init__(self, frame: pd.DataFrame, spec: RunSpec, plan: Any, dropped_rows: int = 0, fold: int = 0):
+    def __init__(
+        self,
+        frame: pd.DataFrame,
+        spec: RunSpec,
+        plan: Any,
+        dropped_rows: int = 0,
+        fold: int = 0,
+        extra_inputs: Any = None,
+    ):
         """``frame`` holds only rows with a target value; ``plan`` says which columns feed the model and how
         (``numeric``, ``categorical``, ``datetime`` lists and ``ignored``: column -> why), as the tabular
-        data kind decides it from the profile (``studio.modalities.tabular.prepare``)."""
+        data kind decides it from the profile (``studio.modalities.tabular.prepare``).
+
+        ``extra_inputs(frame)``, when given, returns more network inputs for every row (arrays with one row
+        per row of ``frame``, e.g. the word ids of a table's text), placed after the numbers and
+        categories in every batch."""
         super().__init__()
         self.spec = spec
         target = spec.data.target
         self.dropped_rows = dropped_rows
         self.plan = plan
-        self.target_state = fit_target(frame[target], spec.task, spec.preprocessing.scale_target)
-        if spec.task == "classification":
+        self.head = head_task(spec.task)
+        self.target_state = fit_target(frame[target], self.head, spec.preprocessing.scale_target)
+        if self.head == "classification":
             n_classes = len(self.target_state["classes"])
             if n_classes < 2:
                 raise TrainingError(
@@ -182,7 +196,7 @@ class TabularDataModule(pl.LightningDataModule):
         labels = encode_target(frame[target], self.target_state)
         split = self.spec.data
         self.train_idx, self.val_idx, self.test_idx = stratified_split(
-            labels if spec.task == "classification" else quantile_bins(labels),
+            labels if self.head == "classification" else quantile_bins(labels),
             len(frame),
             split.val_fraction,
             split.test_fraction,
@@ -202,6 +216,7 @@ class TabularDataModule(pl.LightningDataModule):
             max_categories=pre.max_categories,
         )
         x_num, x_cat = self.preprocessor.transform(frame)
+        extra = [torch.from_numpy(x) for x in extra_inputs(frame)] if extra_inputs is not None else []
         self.world_size = 1
         """Processes training together (DDP): set by the engine before training (it changes the steps
         per epoch), checked against the Trainer's in :meth:`setup`."""
@@ -210,18 +225,23 @@ class TabularDataModule(pl.LightningDataModule):
         self._order_state: torch.Tensor | None = None  # from a checkpoint, for the next train loader
         y = torch.from_numpy(labels)
         self.tensors = {
-            name: (torch.from_numpy(x_num[idx]), torch.from_numpy(x_cat[idx]), y[idx])
+            name: (
+                torch.from_numpy(x_num[idx]),
+                torch.from_numpy(x_cat[idx]),
+                *(x[torch.from_numpy(idx)] for x in extra),
+                y[idx],
+            )
             for name, idx in (("train", self.train_idx), ("val", self.val_idx), ("test", self.test_idx))
         }
         self.frame = frame
 
     @property
     def n_out(self) -> int:
-        return len(self.target_state["classes"]) if self.spec.task == "classification" else 1
+        return len(self.target_state["classes"]) if self.head == "classification" else 1
 
     @property
     def sizes(self) -> dict[str, int]:
-        return {name: int(t[2].shape[0]) for name, t in self.tensors.items()}
+        return {name: int(t[-1].shape[0]) for name, t in self.tensors.items()}
 
     def setup(self, stage: str | None = None) -> None:
         trainer = getattr(self, "trainer", None)

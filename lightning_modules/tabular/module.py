@@ -1,4 +1,6 @@
-"""The LightningModule for tables. It receives its network ready-made (from the registry)."""
+"""The LightningModule for tables (and tables with text). It receives its network ready-made (from the
+registry); a batch is the network's inputs followed by the target, and ``task`` is what the network's
+output is (``classification``: one logit per class, or ``regression``)."""
 
 from __future__ import annotations
 
@@ -86,8 +88,10 @@ class TabularLightningModule(pl.LightningModule):
         self.eval_rows = 0  # rows the last validation or test covered (every process's, with DDP)
         self.test_results: dict[str, float] = {}
 
-    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
-        return self.net(x_num, x_cat)
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """The network's output for a batch's inputs: numbers and category codes, and for text the
+        word ids (every tensor of a batch but its last, the target)."""
+        return self.net(*inputs)
 
     def _loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.task == "classification":
@@ -103,14 +107,14 @@ class TabularLightningModule(pl.LightningModule):
         # (With several processes the backward pass still goes through Lightning, see ``_step``.)
         plain = self.full_precision
         optimizer = lightning_optimizer.optimizer if plain else lightning_optimizer
-        x_num, x_cat, y = batch
+        *inputs, y = batch
         # batch norm cannot train on a single row: a last mini-batch of one is skipped
         starts = [s for s in range(0, len(y), self.batch_size) if not (len(y) - s == 1 and len(y) > 1)]
         last_chunk = self.accumulate > 1 and batch_idx == self.trainer.num_training_batches - 1
         for i, start in enumerate(starts):
             stop = start + self.batch_size
             target = y[start:stop]
-            out = self.net(x_num[start:stop], x_cat[start:stop])
+            out = self.net(*(x[start:stop] for x in inputs))
             loss = self._loss(out, target)
             self._step(optimizer, scheduler, loss, out, target, plain, last_chunk and i == len(starts) - 1)
 
@@ -219,8 +223,8 @@ class TabularLightningModule(pl.LightningModule):
     def _update(
         self, metrics: torchmetrics.MetricCollection, batch: tuple[torch.Tensor, ...]
     ) -> torch.Tensor:
-        x_num, x_cat, y = batch
-        out = self(x_num, x_cat)
+        *inputs, y = batch
+        out = self(*inputs)
         loss = self._loss(out, y)
         if self.task == "classification":
             metrics.update(out.float().softmax(-1), y)

@@ -328,6 +328,9 @@ def column_summary(column: dict[str, Any]) -> str:
         return f"{_short(stats['min'])} to {_short(stats['max'])}, average {_short(stats.get('mean'))}"
     if column["kind"] == "datetime":
         return "no dates" if stats.get("min") is None else f"{stats['min'][:10]} to {stats['max'][:10]}"
+    if column["kind"] == "text" and "words_mean" in stats:
+        words = ", ".join(word for word, _ in stats.get("top_words", [])[:5])
+        return f"{stats['words_mean']:.1f} words on average; frequent words: {words}"
     top = stats.get("top") or []
     return ", ".join(f"{value} ({count:,})" for value, count in top[:3])
 

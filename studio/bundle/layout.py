@@ -37,11 +37,16 @@ FORMAT = "training-studio-bundle"
 FORMAT_VERSION = 1
 KIND_TABULAR = "tabular"
 KIND_IMAGE = "image"
-KINDS = (KIND_TABULAR, KIND_IMAGE)
+KIND_TEXT = "text"
+KINDS = (KIND_TABULAR, KIND_IMAGE, KIND_TEXT)
 
 ENTRY_FILE = "training_studio_pyfunc.py"
 RUNTIME_FILE = "training_studio_runtime.py"
 IMAGE_IO_FILE = "training_studio_image_io.py"
+TEXT_RUNTIME_FILE = "training_studio_text_runtime.py"
+TRANSFORMER_RUNTIME_FILE = "training_studio_transformer_runtime.py"
+FILES_DIR = "files"
+"""A folder of files a kind's predictor reads (a pretrained text network's tokenizer and configuration)."""
 INFO_FILE = "studio_model.json"
 WEIGHTS_FILE = "weights.pt"
 ONNX_FILE = "model.onnx"
@@ -56,6 +61,7 @@ _HERE = Path(__file__).resolve().parent
 NEEDS = {
     KIND_TABULAR: "mlflow, torch and pandas",
     KIND_IMAGE: "mlflow, torch, torchvision, pillow and pandas",
+    KIND_TEXT: "mlflow, torch and pandas (and transformers for a pretrained network)",
 }
 """What a bundle of each kind needs installed to predict (beyond Python)."""
 

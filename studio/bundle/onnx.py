@@ -115,27 +115,35 @@ def _export_onnx(
 
     numeric = torch.zeros(2, n_numeric, dtype=torch.float32)
     categorical = torch.zeros(2, n_categorical, dtype=torch.int64)
-    names = {"input_names": ["numeric", "categorical"], "output_names": ["output"]}
+    return export_inputs(net, path, (numeric, categorical), ["numeric", "categorical"], exporter)
+
+
+def export_inputs(
+    net: torch.nn.Module, path: Path, examples: tuple[Any, ...], names: list[str], exporter: str = "auto"
+) -> str:
+    """Export a network of several inputs (``examples``, named ``names``, batch first) with a dynamic
+    batch axis; returns which exporter wrote the file (TorchScript's first, torch.export's as fallback)."""
+    import torch
+
+    io_names = {"input_names": list(names), "output_names": ["output"]}
     errors = []
     for name in ("torchscript", "dynamo") if exporter == "auto" else (exporter,):
         try:
             with warnings.catch_warnings(), _quiet_loggers("torch.onnx", "onnxscript"):
                 warnings.simplefilter("ignore")
                 if name == "torchscript":
-                    axes = {"numeric": {0: "batch"}, "categorical": {0: "batch"}, "output": {0: "batch"}}
-                    torch.onnx.export(
-                        net, (numeric, categorical), str(path), dynamo=False, dynamic_axes=axes, **names
-                    )
+                    axes = {n: {0: "batch"} for n in [*names, "output"]}
+                    torch.onnx.export(net, examples, str(path), dynamo=False, dynamic_axes=axes, **io_names)
                 else:
                     batch = torch.export.Dim("batch")
                     torch.onnx.export(
                         net,
-                        (numeric, categorical),
+                        examples,
                         str(path),
                         dynamo=True,
-                        dynamic_shapes=({0: batch}, {0: batch}),
+                        dynamic_shapes=tuple({0: batch} for _ in examples),
                         verbose=False,
-                        **names,
+                        **io_names,
                     )
             return name
         except Exception as err:  # try the next exporter, report all if none works

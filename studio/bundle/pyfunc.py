@@ -51,7 +51,10 @@ def as_frame(rows: Any) -> pd.DataFrame:
 
 
 class TrainingStudioModel(mlflow.pyfunc.PythonModel):
-    """A tabular model: raw table rows in. Extra columns are ignored, absent ones count as missing,
+    """A bundle whose ``studio_model.json`` names a ``predictor`` (``{"module", "class"}``): that class
+    of the shipped code file ``<module>_runtime`` loads it (``from_files(info, weights, modules,
+    files)``) and predicts raw rows (a text model: the table's columns, text among them).
+    A tabular model: raw table rows in. Extra columns are ignored, absent ones count as missing,
     unseen categories as unknown. An image model: a DataFrame with an ``image`` column of picture paths
     or bytes in (or a list of them). Out: ``predicted_<target>`` plus one ``probability_<class>`` per class;
     a tabular model adds ``prediction_warning``: empty, or why that row's prediction is a guess (its inputs
@@ -63,7 +66,16 @@ class TrainingStudioModel(mlflow.pyfunc.PythonModel):
         kind = self.info.get("kind")
         runtime = _import_runtime(context.artifacts["runtime"])
         self.runtime = runtime
-        if kind == "tabular":
+        predictor = self.info.get("predictor")
+        if predictor:  # a kind that names its predictor: a class in one of the shipped code files
+            modules = {"runtime": runtime}
+            for key, path in context.artifacts.items():
+                if key.endswith("_runtime"):
+                    modules[key[: -len("_runtime")]] = _import_runtime(path)
+            self.predictor = getattr(modules[predictor["module"]], predictor["class"]).from_files(
+                self.info, context.artifacts["weights"], modules, context.artifacts.get("files")
+            )
+        elif kind == "tabular":
             self.predictor = runtime.TabularPredictor.from_files(self.info, context.artifacts["weights"])
         elif kind == "image":
             image_io = _import_runtime(context.artifacts["image_io"])
@@ -71,7 +83,7 @@ class TrainingStudioModel(mlflow.pyfunc.PythonModel):
                 self.info, context.artifacts["weights"], image_io
             )
         else:
-            raise ValueError(f"this entry predicts tabular and image models, not '{kind}' ones")
+            raise ValueError(f"this entry cannot predict '{kind}' models: the bundle names no predictor")
 
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None

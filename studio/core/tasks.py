@@ -1,7 +1,8 @@
 """What each task is, in one table: which data kind trains it, on which stored data, with which words.
 
 A *task* is what the run spec's ``task`` field names (``classification``, ``regression``,
-``image_classification``); a *data kind* (``tabular``, ``image``) is the package under
+``image_classification``, ``text_classification``, ``text_regression``); a *data kind* (``tabular``,
+``image``, ``text``) is the package under
 ``studio/modalities/`` that trains it. Everything the spec, the pages and the CLI need to know about a
 task without importing a data kind's code (torch, Lightning) is a :class:`TaskInfo` here: the spec
 validates against it, the Train form picks its choices from it, the pages take their words from it.
@@ -87,6 +88,22 @@ for _builtin in (
         learns="tells which class a picture shows",
         spec_defaults={"training": {"precision": "bf16-mixed"}},
     ),
+    TaskInfo(
+        "text_classification",
+        "text",
+        "Text classification",
+        True,
+        "tabular",
+        "bag_of_words",
+    ),
+    TaskInfo(
+        "text_regression",
+        "text",
+        "Text regression",
+        False,
+        "tabular",
+        "bag_of_words",
+    ),
 ):
     register_task(_builtin)
 
@@ -122,6 +139,12 @@ def task_info(task: str) -> TaskInfo:
 def tasks_for(data_kind: str) -> list[str]:
     """The tasks a stored data set of this kind can train, in registration order."""
     return [name for name, info in all_tasks().items() if info.data_kind == data_kind]
+
+
+def head_task(task: str) -> str:
+    """What the network's output is: ``classification`` (one logit per class) or ``regression`` (one
+    number), whatever the data kind (``text_classification`` has a classification head)."""
+    return "classification" if task_info(task).classes else "regression"
 
 
 def class_tasks() -> list[str]:

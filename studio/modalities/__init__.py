@@ -21,6 +21,7 @@ MODALITIES: dict[str, Modality] = {}
 _BUILTIN = {
     "tabular": "studio.modalities.tabular.modality",
     "image": "studio.modalities.image.modality",
+    "text": "studio.modalities.text.modality",
 }
 
 

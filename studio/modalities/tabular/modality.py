@@ -88,14 +88,20 @@ class TabularModality:
         return PreparedTable(table_data_module(frame, profile, spec, fold))
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
-        from studio.bundle.reader import load_bundle, require_shared_column
-        from studio.data import read_table_file
+        return predict_table_file(bundle_zip, info, data)
 
-        frame = read_table_file(data)
-        require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)
-        with load_bundle(bundle_zip) as bundle:
-            predictions = bundle.predict(frame)
-        return frame.drop(columns=[c for c in predictions.columns if c in frame.columns]).join(predictions)
+
+def predict_table_file(bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
+    """The table file's columns, then the bundle's predictions for its rows (a model whose inputs are a
+    table's columns: tables, and tables with text)."""
+    from studio.bundle.reader import load_bundle, require_shared_column
+    from studio.data import read_table_file
+
+    frame = read_table_file(data)
+    require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)
+    with load_bundle(bundle_zip) as bundle:
+        predictions = bundle.predict(frame)
+    return frame.drop(columns=[c for c in predictions.columns if c in frame.columns]).join(predictions)
 
 
 register(TabularModality())

@@ -4,7 +4,7 @@ refuse a target or a table that cannot train, in plain words."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -12,6 +12,7 @@ import pandas as pd
 from studio.core.errors import TrainingError
 from studio.core.runtime import _as_category_text
 from studio.core.spec import RunSpec
+from studio.core.tasks import task_info
 from studio.modalities.tabular.profile import (
     identifier_reason,
     identifier_target_refusal,
@@ -29,10 +30,15 @@ class FeaturePlan:
     categorical: list[str]
     datetime: list[str]
     ignored: dict[str, str]  # column -> why it is left out
+    text: list[str] = field(default_factory=list)  # free-text columns (read only when ``read_text``)
 
 
-def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -> FeaturePlan:
-    """Which columns feed the model and how, from the profile's column kinds and warnings."""
+def plan_features(
+    frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec, read_text: bool = False
+) -> FeaturePlan:
+    """Which columns feed the model and how, from the profile's column kinds and warnings. With
+    ``read_text`` (the text networks) free-text columns are inputs too, and the other columns may all be
+    left out; without it they are left out."""
     kinds = {c["name"]: c["kind"] for c in profile.get("columns", [])}
     target = spec.data.target
     ignored: dict[str, str] = {}
@@ -51,9 +57,12 @@ def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -
     else:
         candidates = [c for c in frame.columns if c != target]
         explicit = False
-    numeric, categorical, datetime = [], [], []
+    numeric, categorical, datetime, text = [], [], [], []
     for name in candidates:
         kind = kinds.get(name, "numeric" if pd.api.types.is_numeric_dtype(frame[name]) else "categorical")
+        if read_text and kind == "text":
+            text.append(name)
+            continue
         if not explicit:
             if name in leak:
                 ignored[name] = "it copies the target (it would leak the answer)"
@@ -82,17 +91,33 @@ def plan_features(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec) -
                 ignored[name] = "dates are switched off in the preprocessing settings"
         else:
             categorical.append(name)
-    if not (numeric or categorical or datetime):
+    if read_text and not text:
+        raise TrainingError(
+            "The text networks need a column of free text among the feature columns, and none is there"
+            + (f" (the feature columns: {', '.join(candidates[:10])})" if candidates else "")
+            + "; pick the task 'classification' or 'regression' for a table without text."
+        )
+    if not (numeric or categorical or datetime or text):
         raise TrainingError(
             "No usable feature columns are left (all are identifiers, constant, free text or copies of the "
             "target); choose feature columns explicitly or add informative columns to the data."
         )
-    return FeaturePlan(numeric, categorical, datetime, ignored)
+    return FeaturePlan(numeric, categorical, datetime, ignored, text)
 
 
-def table_data_module(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpec, fold: int = 0) -> Any:
+def table_data_module(
+    frame: pd.DataFrame,
+    profile: dict[str, Any],
+    spec: RunSpec,
+    fold: int = 0,
+    read_text: bool = False,
+    text_inputs: Any = None,
+) -> Any:
     """The tabular DataModule for ``spec``: rows without a target value left out, the target checked,
-    the feature columns planned. Imports torch and Lightning."""
+    the feature columns planned. Imports torch and Lightning.
+
+    ``read_text`` plans free-text columns as inputs (``plan.text``), and ``text_inputs(plan)`` makes the
+    function that turns rows into the text's network inputs (``extra_inputs`` of the DataModule)."""
     from lightning_modules.tabular.data import TabularDataModule
 
     target = spec.data.target
@@ -108,6 +133,8 @@ def table_data_module(frame: pd.DataFrame, profile: dict[str, Any], spec: RunSpe
         raise TrainingError(
             f"Only {len(frame)} rows have a value in '{target}'; at least 10 are needed to train and test."
         )
-    if spec.task == "classification" and (refusal := identifier_target_refusal(frame[target])):
+    if task_info(spec.task).classes and (refusal := identifier_target_refusal(frame[target])):
         raise TrainingError(f"{refusal} Pick another target column.")
-    return TabularDataModule(frame, spec, plan_features(frame, profile, spec), dropped_rows, fold)
+    plan = plan_features(frame, profile, spec, read_text)
+    extra = text_inputs(plan) if text_inputs is not None else None
+    return TabularDataModule(frame, spec, plan, dropped_rows, fold, extra)

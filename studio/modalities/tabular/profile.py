@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -92,6 +93,19 @@ _OTHER_DATE = re.compile(
     r"^(?:\d{1,2}[./-]\d{1,2}[./-](?:\d{4}|\d{2})|\d{4}/\d{1,2}/\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$"
 )
 _BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"})
+_WORD = re.compile(r"[^\W\d_]+")
+"""A word as the text rule counts them: letters only ("INV-00172" holds one, "inv")."""
+TEXT_MIN_WORDS = 2.0
+TEXT_REPEATED_SHARE = 0.25
+TEXT_LOWER_SHARE = 0.4
+TEXT_LONG_WORDS = 6.0
+TEXT_STATS_ROWS = 100_000
+"""Word counts and frequent words of a text column are read from at most this many rows."""
+TEXT_LENGTH_BINS = 20
+# Words too common to say anything about a column; left out of its most frequent words.
+STOP_WORDS = frozenset(
+    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "had", "has", "have", "he", "her", "his", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "then", "there", "they", "this", "to", "was", "we", "were", "what", "when", "which", "who", "will", "with", "you", "your"]
+)
 
 PROFILE_THREADS = 2
 DISTINCT_SAMPLE_ROWS = 100_000
@@ -251,13 +265,72 @@ def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
     nearly_all_distinct = present >= 2 and distinct >= 0.95 * present
     if nearly_all_distinct and (looks_like_id_name(name) or all(_UUID.match(v) for v in values[:50])):
         return "identifier"
-    mean_length = sum(map(len, values)) / len(values)
-    mean_words = sum(len(value.split()) for value in values) / len(values)
-    if distinct >= 0.5 * present and (mean_words >= 4 or (mean_length >= 30 and mean_words >= 2)):
+    if (distinct >= 0.3 * present or distinct >= 1000) and looks_like_text(values):
         return "text"
     if present >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * present:
         return "identifier"
     return "categorical"
+
+
+def looks_like_text(values: list[str]) -> bool:
+    """Whether different values of a column read like free text rather than names, codes or IDs: several
+    words per value on average, words that recur from value to value (the vocabulary of a language),
+    and mostly lower-case words (sentences) unless the values are long.
+
+    "screen cracked after the update" is text; "INV-00172" (one word), "Braund, Mr. Owen Harris" (a
+    capitalised name) and "c0ffee42" are not."""
+    tokenized = [_WORD.findall(value) for value in values]
+    total = sum(map(len, tokenized))
+    if len(values) < 2 or total / len(values) < TEXT_MIN_WORDS:
+        return False
+    seen_in = Counter(word for found in tokenized for word in {w.lower() for w in found})
+    repeated = sum(seen_in[w.lower()] >= 2 for found in tokenized for w in found) / total
+    lower = sum(w[0].islower() for found in tokenized for w in found) / total
+    return repeated >= TEXT_REPEATED_SHARE and (lower >= TEXT_LOWER_SHARE or total / len(values) >= TEXT_LONG_WORDS)
+
+
+def text_stats(series: pd.Series) -> dict[str, Any]:
+    """What the Data page shows of a text column: words per text (mean, median, longest, a histogram),
+    how many different words, the most frequent ones (common English words left out), read from the
+    first :data:`TEXT_STATS_ROWS` present cells."""
+    present = series.dropna()
+    rows = len(present)
+    texts = present.head(TEXT_STATS_ROWS).astype(str)
+    counts = np.fromiter((len(_WORD.findall(t)) for t in texts), dtype="int64", count=len(texts))
+    vocabulary: Counter[str] = Counter()
+    for text in texts:
+        vocabulary.update(w.lower() for w in _WORD.findall(text))
+    top = [[w, int(c)] for w, c in vocabulary.most_common(TOP_VALUES + len(STOP_WORDS)) if w not in STOP_WORDS]
+    stats: dict[str, Any] = {
+        "words_mean": round(float(counts.mean()), 2) if counts.size else 0.0,
+        "words_median": float(np.median(counts)) if counts.size else 0.0,
+        "words_max": int(counts.max()) if counts.size else 0,
+        "empty": int((counts == 0).sum()) + int(series.isna().sum()),
+        "vocabulary": len(vocabulary),
+        "top_words": top[:TOP_VALUES],
+        "read_rows": len(texts),
+    }
+    if rows > len(texts):
+        stats["read_rows_of"] = rows
+    if counts.size:
+        high = max(int(counts.max()), 1)
+        edges = np.unique(np.linspace(0, high + 1, TEXT_LENGTH_BINS + 1).round().astype("int64"))
+        hist, _ = np.histogram(counts, bins=edges)
+        stats["length_histogram"] = {"edges": edges.tolist(), "counts": hist.tolist()}
+    return stats
+
+
+def text_description(name: str, column: dict[str, Any]) -> str:
+    """``'review' holds free text: 38 words on average, 12,408 different words``."""
+    stats = column.get("stats", {})
+    return (
+        f"'{name}' holds free text: {_about(stats.get('words_mean', 0))} words on average, "
+        f"{stats.get('vocabulary', 0):,} different words"
+    )
+
+
+def _about(value: float) -> str:
+    return f"{value:.1f}" if value < 10 else f"{value:,.0f}"
 
 
 def is_identifier(series: pd.Series) -> bool:
@@ -297,6 +370,8 @@ def _numeric_stats(values: np.ndarray) -> dict[str, Any]:
 
 
 def _stats(series: pd.Series, counts: pd.Series, kind: str) -> dict[str, Any]:
+    if kind == "text":
+        return text_stats(series)
     if kind == "datetime":
         stamps = _to_datetime(series, counts)
         if stamps is None or stamps.isna().all():
@@ -392,18 +467,25 @@ def _named_target(candidates: list[dict[str, Any]]) -> str | None:
 
 
 def suggest_task(profile: dict[str, Any], target: str) -> str | None:
-    """``classification`` for categories and small sets of whole numbers, ``regression`` for other numbers.
+    """``classification`` for categories and small sets of whole numbers, ``regression`` for other numbers;
+    ``text_classification`` / ``text_regression`` when another column holds free text.
 
     ``None`` when the column cannot be a target (dates, or a single value).
     """
     column = column_profile(profile, target)
     present = profile["n_rows"] - column["missing"]
-    if column["distinct"] < 2 or column["kind"] == "datetime":
+    if column["distinct"] < 2 or column["kind"] in ("datetime", "text"):
         return None
-    if column["kind"] != "numeric":
-        return "classification"
     few = column["distinct"] <= MAX_CLASSES_FOR_INTEGER_TARGET and column["distinct"] <= max(2, present // 5)
-    return "classification" if column.get("integer") and few else "regression"
+    classes = column["kind"] != "numeric" or bool(column.get("integer") and few)
+    if text_columns(profile, exclude=target):
+        return "text_classification" if classes else "text_regression"
+    return "classification" if classes else "regression"
+
+
+def text_columns(profile: dict[str, Any], exclude: str | None = None) -> list[str]:
+    """The columns the profile reads as free text (but ``exclude``, the target)."""
+    return [c["name"] for c in profile.get("columns", []) if c["kind"] == "text" and c["name"] != exclude]
 
 
 # --------------------------------------------------------------------------- warnings
@@ -485,9 +567,9 @@ def _column_warnings(profile: dict[str, Any], target: str | None) -> list[dict[s
                 _warning(
                     "free_text",
                     name,
-                    f"Column '{name}' holds free text (sentences, different in most rows), which the studio's "
-                    "models cannot read, so it is left out of the inputs.",
-                    "It is ignored.",
+                    f"{text_description(name, column)}; it is read as text.",
+                    "The text networks (bag of words, pretrained MiniLM) read it; the plain table networks "
+                    "leave it out.",
                 )
             )
         elif column["distinct"] <= 1:
@@ -540,16 +622,23 @@ def target_warnings(
                 "Those rows will be dropped before training.",
             )
         )
-    refusal = identifier_target_refusal(labels) if task == "classification" else None
+    classes = task is not None and _classes(task)
+    refusal = identifier_target_refusal(labels) if classes else None
     if refusal:
         found.append(
             _warning("identifier_target", target, refusal, "Training is refused: pick another target column.")
             | {"blocks": True}
         )
-    elif task == "classification":
+    elif classes:
         found += _class_warnings(labels, target)
     found += _leak_warnings(df, profile, target)
     return found
+
+
+def _classes(task: str) -> bool:
+    from studio.core.tasks import is_task, task_info
+
+    return is_task(task) and task_info(task).classes
 
 
 def identifier_target_refusal(labels: pd.Series) -> str | None:

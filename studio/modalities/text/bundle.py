@@ -1,0 +1,146 @@
+"""The text bundle: the tabular runtime, the text runtime (and for a pretrained network the transformer
+runtime with its tokenizer and configuration under ``files/``), the weights, and an ONNX file whose
+inputs are the table part's numbers and category codes and the text's token ids."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from studio.bundle.layout import (
+    _CORE,
+    FILES_DIR,
+    FORMAT,
+    FORMAT_VERSION,
+    KIND_TEXT,
+    ONNX_FILE,
+    TEXT_RUNTIME_FILE,
+    TRANSFORMER_RUNTIME_FILE,
+    WEIGHTS_FILE,
+)
+from studio.bundle.writer import (
+    _example_rows,
+    _finite_metrics,
+    _pip_requirements,
+    _public_version,
+    _save_and_zip,
+    _stage,
+    check_finite_weights,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from studio.core.spec import RunSpec
+
+_log = logging.getLogger(__name__)
+
+
+def write_text_bundle(
+    path: Path,
+    *,
+    spec: RunSpec,
+    preprocessing: dict[str, Any],
+    target: dict[str, Any],
+    encoder: Any,
+    net: Any,
+    sample_rows: pd.DataFrame,
+    metrics: dict[str, float],
+) -> Path:
+    """Write a text model bundle at ``path`` (see the module docstring) and return ``path``."""
+    import mlflow
+    import torch
+
+    import studio
+    from studio.core.runtime import RUNTIME_VERSION
+    from studio.core.text_runtime import TEXT_RUNTIME_VERSION
+
+    path = Path(path)
+    state_dict = {k: v.detach().cpu() for k, v in net.state_dict().items()}
+    check_finite_weights(state_dict)
+    pretrained = encoder.state["type"] != "hashing"
+    text_columns = list(encoder.state["columns"])
+    input_columns = [{"name": name, "kind": "text"} for name in text_columns] + [
+        {"name": column["name"], "kind": group}
+        for group in ("numeric", "datetime", "categorical")
+        for column in preprocessing[group]
+    ]
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
+        _stage(staging, state_dict)
+        shutil.copyfile(_CORE / "text_runtime.py", staging / TEXT_RUNTIME_FILE)
+        text_state = dict(encoder.state)
+        requirements = _pip_requirements()
+        if pretrained:
+            import transformers
+
+            from studio.core.transformer_runtime import save_files
+
+            shutil.copyfile(_CORE / "transformer_runtime.py", staging / TRANSFORMER_RUNTIME_FILE)
+            save_files(net, encoder, staging / FILES_DIR)
+            text_state["tokenizer"] = "."
+            requirements.append(f"transformers=={_public_version(transformers.__version__)}")
+        onnx_info = _try_export_text_onnx(net, staging / ONNX_FILE, preprocessing, text_state, target)
+        info = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "kind": KIND_TEXT,
+            "task": spec.task,
+            "target": target,
+            "input_columns": input_columns,
+            "preprocessing": preprocessing,
+            "text": text_state,
+            "network": dict(net.config),
+            "predictor": {"module": "text", "class": "TextPredictor"},
+            "weights": WEIGHTS_FILE,
+            "onnx": onnx_info,
+            "metrics": _finite_metrics(metrics),
+            "spec": spec.model_dump(mode="json"),
+            "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "studio_version": studio.__version__,
+            "runtime_version": RUNTIME_VERSION,
+            "text_runtime_version": TEXT_RUNTIME_VERSION,
+            "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
+        }
+        _save_and_zip(path, info, staging, model_dir, requirements)
+    return path
+
+
+def _try_export_text_onnx(
+    net: Any, path: Path, preprocessing: dict[str, Any], text_state: dict[str, Any], target: dict[str, Any]
+) -> dict[str, Any]:
+    """Export the network alone (inputs ``numeric``, ``categorical``, ``text``; output ``output``) with a
+    dynamic batch axis; a failure is described, not raised (the bundle works without ONNX)."""
+    import copy
+
+    import torch
+
+    from studio.bundle.onnx import _exported, export_inputs
+    from studio.core.runtime import TabularPreprocessor
+
+    pre = TabularPreprocessor(preprocessing)
+    length = int(text_state.get("max_tokens") or text_state.get("max_length"))
+    examples = (
+        torch.zeros(2, pre.n_numeric),
+        torch.zeros(2, len(pre.cardinalities), dtype=torch.long),
+        torch.ones(2, length, dtype=torch.long),
+    )
+    model = copy.deepcopy(net).cpu().float().eval()
+    return _exported(
+        lambda: export_inputs(model, path, examples, ["numeric", "categorical", "text"], exporter="dynamo"),
+        path,
+        net.config["n_out"],
+        "Inputs: 'numeric' and 'categorical' from TabularPreprocessor(preprocessing).transform(rows) in "
+        "training_studio_runtime.py, 'text' the token ids of the text columns from the encoder in "
+        "training_studio_text_runtime.py (state: 'text'), padded to its length. "
+        + (
+            "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
+            if target["task"] == "classification"
+            else "The output is the scaled target: multiply by target.std and add target.mean."
+        ),
+    )

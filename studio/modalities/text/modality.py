@@ -1,0 +1,205 @@
+"""The text data kind: a table whose inputs include free-text columns (``text_classification``,
+``text_regression``). The table part is prepared as the tabular kind prepares it (numbers, categories,
+dates); the text columns are read by the network's encoder: hashed words for the bag of words
+(``studio.core.text_runtime``), a pretrained tokenizer for MiniLM (``studio.core.transformer_runtime``).
+Both runtimes travel in the bundle, which predicts raw text without the studio."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from studio import tracking
+from studio.core.spec import ARCHITECTURES, RunSpec
+from studio.modalities import register
+
+TAG_TEXT_COLUMNS = "studio.text_columns"
+TAG_TEXT_CUT = "studio.text_cut_rows"
+PREDICTIONS_ARTIFACT = "text_predictions.json"
+"""The test rows the model got most wrong (text, truth, prediction), for the run page."""
+SHOWN_ERRORS = 50
+SHOWN_CHARACTERS = 600
+
+
+def make_encoder(spec: RunSpec, columns: list[str]) -> Any:
+    """The text encoder of the spec's network: hashed words, or the pretrained network's tokenizer."""
+    params = spec.architecture.params
+    info = ARCHITECTURES[spec.architecture.name]
+    if info.hub_id is None:
+        from studio.core.text_runtime import HashingTextEncoder
+
+        return HashingTextEncoder.new(
+            columns, params["max_tokens"], params["buckets"], params["word_ngrams"], params["char_ngrams"]
+        )
+    from studio.core.transformer_runtime import TransformerTextEncoder, locate_pretrained
+
+    folder = locate_pretrained(spec.architecture.name)
+    state = {"type": "transformer", "columns": list(columns), "max_length": params["max_length"], "tokenizer": "."}
+    return TransformerTextEncoder(state, folder), folder
+
+
+@dataclass
+class PreparedText:
+    data: Any
+    encoder: Any
+    model_dir: Path | None = None
+    cut: dict[str, int] = field(default_factory=dict)
+
+    def run_tags(self, precision: str) -> dict[str, str]:
+        return {
+            tracking.TAG_IGNORED_COLUMNS: ", ".join(self.data.plan.ignored) or "none",
+            TAG_TEXT_COLUMNS: ", ".join(self.data.plan.text),
+            TAG_TEXT_CUT: str(self.cut.get("rows", 0)),
+            tracking.TAG_PRECISION: precision,
+        }
+
+    def lightning_module(self, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
+        from lightning_modules.registry import TextShape, build_network
+        from lightning_modules.tabular.module import TabularLightningModule
+
+        data = self.data
+        shape = TextShape(
+            data.preprocessor.n_numeric,
+            data.preprocessor.cardinalities,
+            data.n_out,
+            self.encoder.state,
+            str(self.model_dir) if self.model_dir else None,
+            getattr(self.encoder, "pad_id", 0),
+        )
+        net = build_network(spec.architecture.name, spec.architecture.params, shape)
+        return TabularLightningModule(
+            net,
+            data.head,
+            data.n_out,
+            spec.optimizer,
+            spec.scheduler,
+            spec.early_stopping.metric,
+            spec.training.epochs,
+            target_mean=data.target_state.get("mean", 0.0),
+            target_std=data.target_state.get("std", 1.0),
+            batch_size=data.batch_size,
+            steps_per_epoch=steps_per_epoch,
+            gradient_clip=spec.training.gradient_clip,
+            accumulate=accumulate,
+        )
+
+    def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
+        """The test rows the model got most wrong, with their text, for the run page."""
+        tracking.client().log_dict(run_id, tracking.json_safe(worst_rows(self.data, module)), PREDICTIONS_ARTIFACT)
+
+    def write_bundle(self, folder: Path, spec: RunSpec, module: Any, metrics: dict[str, float]) -> Path:
+        from studio.modalities.text.bundle import write_text_bundle
+
+        data = self.data
+        return write_text_bundle(
+            folder / "model.zip",
+            spec=spec,
+            preprocessing=data.preprocessor.state,
+            target=data.target_state,
+            encoder=self.encoder,
+            net=module.net,
+            sample_rows=data.frame.iloc[data.test_idx[:5]].drop(columns=[spec.data.target]),
+            metrics=metrics,
+        )
+
+    def add_to_result(self, result: Any) -> None:
+        result.ignored_columns = dict(self.data.plan.ignored)
+        result.dropped_rows = self.data.dropped_rows
+
+
+def worst_rows(data: Any, module: Any) -> dict[str, Any]:
+    """The test split's rows the model got most wrong: classes, the lowest probability given to the
+    true class first; numbers, the largest error first. Texts are cut to a readable length."""
+    import numpy as np
+    import torch
+
+    net = module.net
+    was_training = net.training
+    net.eval()
+    device = next(net.parameters()).device
+    *inputs, y = data.tensors["test"]
+    outs = []
+    with torch.no_grad():
+        for start in range(0, len(y), 256):
+            outs.append(net(*(x[start : start + 256].to(device) for x in inputs)).float().cpu())
+    net.train(was_training)
+    out = torch.cat(outs).numpy() if outs else np.zeros((0, data.n_out), dtype="float32")
+    truth = y.cpu().numpy()
+    frame = data.frame.iloc[data.test_idx]
+    texts = {name: [str(v)[:SHOWN_CHARACTERS] if pd.notna(v) else "" for v in frame[name]] for name in data.plan.text}
+    target = data.target_state
+    rows = []
+    if data.head == "classification":
+        shifted = out - out.max(axis=1, keepdims=True)
+        probabilities = np.exp(shifted) / np.exp(shifted).sum(axis=1, keepdims=True)
+        given = probabilities[np.arange(len(truth)), truth]
+        predicted = probabilities.argmax(axis=1)
+        order = [int(i) for i in np.argsort(given, kind="stable") if predicted[i] != truth[i]]
+        for i in order[:SHOWN_ERRORS]:
+            rows.append(
+                {
+                    "texts": {name: texts[name][i] for name in texts},
+                    "label": target["classes"][truth[i]],
+                    "predicted": target["classes"][predicted[i]],
+                    "probability": round(float(probabilities[i, predicted[i]]), 4),
+                    "probability_of_label": round(float(given[i]), 4),
+                }
+            )
+    else:
+        scale, shift = target["std"], target["mean"]
+        values, actual = out.reshape(-1) * scale + shift, truth * scale + shift
+        errors = np.abs(values - actual)
+        for i in np.argsort(-errors, kind="stable")[:SHOWN_ERRORS]:
+            rows.append(
+                {
+                    "texts": {name: texts[name][int(i)] for name in texts},
+                    "label": float(actual[i]),
+                    "predicted": float(values[i]),
+                    "error": float(errors[i]),
+                }
+            )
+    return {"task": data.head, "text_columns": list(data.plan.text), "test_rows": int(len(truth)), "rows": rows}
+
+
+class TextModality:
+    name = "text"
+    folds = True
+
+    def device_plan(self, plan: Any) -> Any:
+        return plan
+
+    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any], fold: int = 0) -> PreparedText:
+        """The table part as the tabular kind prepares it, plus the text columns' word ids from the
+        network's encoder (a pretrained network's files are found before any text is read)."""
+        from studio.data import load_table
+        from studio.modalities.tabular.ingest import out_of_range_to_missing
+        from studio.modalities.tabular.prepare import table_data_module
+
+        frame = load_table(dataset.id)
+        out_of_range_to_missing(frame)
+        prepared = PreparedText(data=None, encoder=None)
+
+        def text_inputs(plan: Any) -> Any:
+            made = make_encoder(spec, plan.text)
+            prepared.encoder, prepared.model_dir = made if isinstance(made, tuple) else (made, None)
+
+            def encode(rows: pd.DataFrame) -> list[Any]:
+                ids, cut = prepared.encoder.encode(rows)
+                prepared.cut["rows"] = int(cut)
+                return [ids]
+
+            return encode
+
+        prepared.data = table_data_module(frame, profile, spec, fold, read_text=True, text_inputs=text_inputs)
+        return prepared
+
+    def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
+        from studio.modalities.tabular.modality import predict_table_file
+
+        return predict_table_file(bundle_zip, info, data)
+
+
+register(TextModality())
