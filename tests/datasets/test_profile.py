@@ -17,6 +17,7 @@ from studio.data import (
     target_warnings,
     warnings_for_target,
 )
+from studio.modalities.tabular.profile import looks_like_text
 
 N = 240
 
@@ -98,7 +99,9 @@ def test_profile_shape_and_json() -> None:
 def test_suggested_target_last_column_regression() -> None:
     profile = profile_table(every_kind_table())
     assert profile["suggested_target"] == "spend"
-    assert profile["suggested_task"] == "regression"
+    assert profile["suggested_task"] == "text_regression"  # its 'review' column is free text
+    without_text = profile_table(every_kind_table().drop(columns=["review"]))
+    assert (without_text["suggested_target"], without_text["suggested_task"]) == ("spend", "regression")
 
 
 @pytest.mark.parametrize("name", ["label", "Target", "CLASS", "y", "Outcome", "diagnosis"])
@@ -107,11 +110,11 @@ def test_suggested_target_by_name(name: str) -> None:
     df.insert(2, name, ["a", "b", "c"] * (N // 3))
     profile = profile_table(df)
     assert profile["suggested_target"] == name
-    assert profile["suggested_task"] == "classification"
+    assert profile["suggested_task"] == "text_classification"  # 'review' is free text
 
 
 def test_few_whole_numbers_suggest_classification() -> None:
-    df = every_kind_table()
+    df = every_kind_table().drop(columns=["review"])
     df["rating"] = np.tile([1, 2, 3, 4, 5], N // 5)
     profile = profile_table(df)
     assert profile["suggested_target"] == "rating"
@@ -278,3 +281,81 @@ def test_whole_numbers_stored_as_fractions_are_told_apart_past_the_first_rows() 
     profile = profile_table(pd.DataFrame({"whole": whole, "late": late_fraction, "early": early_fraction}))
     integer = {column["name"]: column["integer"] for column in profile["columns"]}
     assert integer == {"whole": True, "late": False, "early": False}
+
+
+# ---- free text against names and codes, by what the values look like
+REVIEWS = [
+    "screen cracked after the update",
+    "the battery lasts all day and it charges fast",
+    "arrived late and the box was damaged",
+    "great phone for the price",
+    "it stopped working after a week",
+    "love the camera, the screen is bright",
+    "not worth the money",
+    "the update broke my wifi",
+]
+NAMES = [
+    "Braund, Mr. Owen Harris",
+    "Cumings, Mrs. John Bradley (Florence Briggs Thayer)",
+    "Heikkinen, Miss. Laina",
+    "Futrelle, Mrs. Jacques Heath (Lily May Peel)",
+    "Allen, Mr. William Henry",
+    "Moran, Mr. James",
+    "McCarthy, Mr. Timothy J",
+    "Palsson, Master. Gosta Leonard",
+]
+CARS = [
+    "chevrolet chevelle malibu",
+    "buick skylark 320",
+    "plymouth satellite",
+    "amc rebel sst",
+    "ford torino",
+    "ford galaxie 500",
+    "chevrolet impala",
+    "plymouth fury iii",
+]
+
+
+@pytest.mark.parametrize(
+    ("values", "text"),
+    [
+        (REVIEWS, True),
+        (NAMES, False),
+        (CARS, False),
+        ([f"INV-{i:05d}" for i in range(8)], False),
+        ([f"c0ffee{i}ab" for i in range(8)], False),
+        (["great product", "the worst", "fast shipping and a fair price", "not good", "it broke"] * 2, True),
+    ],
+    ids=["reviews", "passenger names", "car names", "invoice numbers", "hex codes", "short reviews"],
+)
+def test_text_is_told_from_names_and_codes_by_its_words(values: list[str], text: bool) -> None:
+    assert looks_like_text(values) is text
+
+
+def test_a_review_column_is_read_as_text_and_described_in_plain_words() -> None:
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame(
+        {
+            "invoice": [f"INV-{i:05d}" for i in range(200)],
+            "review": [
+                REVIEWS[i % 8]
+                + f" {' '.join(rng.choice(['really', 'honestly', 'sadly', 'truly', 'sure', 'ok', 'wow', 'meh', 'yes', 'hmm'], 2))}"
+                for i in range(200)
+            ],
+            "label": rng.choice(["good", "bad"], 200),
+        }
+    )
+    df.loc[:4, "review"] = None
+    profile = profile_table(df)
+    assert kinds(profile) == {"invoice": "identifier", "review": "text", "label": "categorical"}
+    assert profile["suggested_task"] == "text_classification"
+    stats = column_profile(profile, "review")["stats"]
+    assert stats["empty"] == 5 and stats["words_max"] == 11 and 6 < stats["words_mean"] < 9
+    assert dict(stats["top_words"])["update"] == 2 * 25 - 1  # two reviews of eight, 25 times each, one emptied
+    assert not {"the", "and", "it"} & set(dict(stats["top_words"]))
+    assert sum(stats["length_histogram"]["counts"]) == 195
+    (note,) = [w for w in profile["warnings"] if w["code"] == "free_text"]
+    assert (
+        note["message"].startswith(f"'review' holds free text: {stats['words_mean']:.1f} words on average")
+        and "different words; it is read as text" in note["message"]
+    )

@@ -98,14 +98,21 @@ _WORD = re.compile(r"[^\W\d_]+")
 TEXT_MIN_WORDS = 2.0
 TEXT_REPEATED_SHARE = 0.25
 TEXT_LOWER_SHARE = 0.4
-TEXT_LONG_WORDS = 6.0
+TEXT_LONG_WORDS = 8.0
 TEXT_STATS_ROWS = 100_000
 """Word counts and frequent words of a text column are read from at most this many rows."""
 TEXT_LENGTH_BINS = 20
-# Words too common to say anything about a column; left out of its most frequent words.
+# Words too common to say anything about a column (left out of its most frequent words), and the mark of
+# sentences: names, titles and codes rarely hold one. A few of other common languages' are among them.
 STOP_WORDS = frozenset(
-    ["a", "an", "and", "are", "as", "at", "be", "but", "by", "for", "from", "had", "has", "have", "he", "her", "his", "i", "if", "in", "into", "is", "it", "its", "me", "my", "no", "not", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them", "then", "there", "they", "this", "to", "was", "we", "were", "what", "when", "which", "who", "will", "with", "you", "your"]
+    "a about after an and are as at be been but by can could did do does for from had has have he her his "
+    "how i if in into is it its me my no not of on or our out she so than that the their them then there "
+    "they this to too up us very was we were what when which who why will with would you your "
+    "de la le les des du et est un une pour pas que qui dans sur avec très el los las y es en muy por con "
+    "una der die das und ist nicht ein eine zu mit sehr auf für não é um uma com".split()  # noqa: SIM905
 )
+TEXT_FUNCTION_SHARE = 0.3
+"""A column is text when at least this share of its values hold a common little word (or they are long)."""
 
 PROFILE_THREADS = 2
 DISTINCT_SAMPLE_ROWS = 100_000
@@ -274,19 +281,22 @@ def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
 
 def looks_like_text(values: list[str]) -> bool:
     """Whether different values of a column read like free text rather than names, codes or IDs: several
-    words per value on average, words that recur from value to value (the vocabulary of a language),
-    and mostly lower-case words (sentences) unless the values are long.
+    words per value on average, words that recur from value to value (the vocabulary of a language), and
+    the little words of sentences ("the", "after", "and") in many values, or long lower-case values.
 
-    "screen cracked after the update" is text; "INV-00172" (one word), "Braund, Mr. Owen Harris" (a
-    capitalised name) and "c0ffee42" are not."""
+    "screen cracked after the update" is text; "INV-00172" (one word), "Braund, Mr. Owen Harris" and
+    "chevrolet chevelle malibu" (names: no little words) and "c0ffee42" are not."""
     tokenized = [_WORD.findall(value) for value in values]
     total = sum(map(len, tokenized))
     if len(values) < 2 or total / len(values) < TEXT_MIN_WORDS:
         return False
-    seen_in = Counter(word for found in tokenized for word in {w.lower() for w in found})
-    repeated = sum(seen_in[w.lower()] >= 2 for found in tokenized for w in found) / total
+    lowered = [[w.lower() for w in found] for found in tokenized]
+    seen_in = Counter(word for found in lowered for word in set(found))
+    repeated = sum(seen_in[w] >= 2 for found in lowered for w in found) / total
     lower = sum(w[0].islower() for found in tokenized for w in found) / total
-    return repeated >= TEXT_REPEATED_SHARE and (lower >= TEXT_LOWER_SHARE or total / len(values) >= TEXT_LONG_WORDS)
+    sentences = sum(any(w in STOP_WORDS for w in found) for found in lowered) / len(values)
+    long = total / len(values) >= TEXT_LONG_WORDS and lower >= TEXT_LOWER_SHARE
+    return repeated >= TEXT_REPEATED_SHARE and (sentences >= TEXT_FUNCTION_SHARE or long)
 
 
 def text_stats(series: pd.Series) -> dict[str, Any]:
