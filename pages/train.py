@@ -29,6 +29,8 @@ from studio.data import mirroring_changes_meaning, suggest_task
 TASK_LABELS = {
     "classification": "Classification (predict a category)",
     "regression": "Regression (predict a number)",
+    "text_classification": "Text classification (read the text columns, predict a category)",
+    "text_regression": "Text regression (read the text columns, predict a number)",
 }
 DEFAULTS_SUIT = {"tabular": "tables", "image": "pictures"}
 PICK_TARGET = "Pick the column you want to predict."
@@ -211,6 +213,13 @@ def target_column(columns: list[str], profile: dict[str, Any], why_not: list[str
     return target
 
 
+def suggest_learning_rate(task: str) -> None:
+    """A network that wants its own learning rate (fine-tuning a pretrained one) sets the form's field."""
+    suggested = ARCHITECTURES[state["train_architecture"]].suggested_learning_rate
+    key = forms.field_key("optimizer.learning_rate", task)
+    state[key] = suggested or forms.task_defaults(task).optimizer.learning_rate
+
+
 def network(task: str) -> str:
     architecture = ui.select(
         "Architecture",
@@ -219,6 +228,8 @@ def network(task: str) -> str:
         default_architecture(task),
         format_func=lambda name: ARCHITECTURES[name].title,
         help=architecture_help(task),
+        on_change=suggest_learning_rate,
+        args=(task,),
     )
     st.caption(ARCHITECTURES[architecture].description)
     if weights_path(architecture) is not None and not weights_available(architecture):

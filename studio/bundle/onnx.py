@@ -23,6 +23,7 @@ def _exported(export: Callable[[], str], path: Path, n_out: int, note: str) -> d
     the bundle goes without ONNX (the pyfunc model does not need it) and says why."""
     try:
         exporter = export()
+        _one_file(path)
         inputs = _onnx_inputs(path)
     except Exception as err:
         _log.warning("ONNX export failed, the bundle is written without model.onnx: %s", err)
@@ -149,6 +150,19 @@ def export_inputs(
         except Exception as err:  # try the next exporter, report all if none works
             errors.append(f"{name}: {err}")
     raise RuntimeError("; ".join(errors))
+
+
+def _one_file(path: Path) -> None:
+    """The torch.export-based exporter keeps large weights (a bag of words' table) in a file beside the
+    model (``model.onnx.data``); the bundle ships one file, so they are moved inside it."""
+    data = path.with_name(path.name + ".data")
+    if not data.exists():
+        return
+    import onnx
+
+    model = onnx.load(str(path))  # reads the weights from beside it
+    onnx.save(model, str(path), save_as_external_data=False)
+    data.unlink()
 
 
 def _onnx_inputs(path: Path) -> list[dict[str, Any]]:

@@ -824,6 +824,12 @@ class RunSpec(StudioModel):
             given = data.get(name, {})
             if isinstance(given, dict):
                 data[name] = {**defaults, **given}
+        arch = data.get("architecture")
+        network = ARCHITECTURES.get(arch.get("name")) if isinstance(arch, dict) else None
+        optimizer = data.get("optimizer", {})
+        if network and network.suggested_learning_rate and isinstance(optimizer, dict):
+            # a network that wants its own learning rate (fine-tuning a pretrained one: a small one)
+            data["optimizer"] = {"learning_rate": network.suggested_learning_rate, **optimizer}
         return data
 
     @model_validator(mode="after")
