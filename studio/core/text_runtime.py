@@ -30,7 +30,10 @@ _TOKEN = re.compile(r"[^\W_]+|[^\w\s]", re.UNICODE)
 
 def as_texts(series: pd.Series) -> list[str]:
     """The cells of a text column as strings: missing cells are empty texts, anything else its text."""
-    return ["" if value is None or (isinstance(value, float) and value != value) else str(value) for value in series]
+    return [
+        "" if value is None or (isinstance(value, float) and value != value) else str(value)
+        for value in series
+    ]
 
 
 def words(text: str) -> list[str]:
@@ -97,9 +100,7 @@ class HashingTextEncoder:
         n = len(frame)
         ids = np.zeros((n, self.max_tokens), dtype="int64")
         cut = 0
-        columns = [
-            as_texts(frame[name]) if name in frame.columns else [""] * n for name in self.columns
-        ]
+        columns = [as_texts(frame[name]) if name in frame.columns else [""] * n for name in self.columns]
         for row in range(n):
             features: list[str] = []
             for c, texts in enumerate(columns):
@@ -174,7 +175,9 @@ class TextPredictor:
     ``modules`` holds the shipped code files as modules: ``runtime`` (always) and ``transformer``
     (pretrained encoders), so that this file imports no other file of the studio."""
 
-    def __init__(self, info: dict[str, Any], weights: dict[str, torch.Tensor], modules: dict[str, Any], files_dir: Any):
+    def __init__(
+        self, info: dict[str, Any], weights: dict[str, torch.Tensor], modules: dict[str, Any], files_dir: Any
+    ):
         runtime = modules["runtime"]
         self.runtime = runtime
         self.info = info
@@ -192,7 +195,9 @@ class TextPredictor:
         self.net.eval()
 
     @classmethod
-    def from_files(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files_dir: Any) -> TextPredictor:
+    def from_files(
+        cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files_dir: Any
+    ) -> TextPredictor:
         weights = torch.load(weights_path, map_location="cpu", weights_only=True)
         return cls(info, weights, modules, files_dir)
 
@@ -226,7 +231,9 @@ class TextPredictor:
 
     def row_warnings(self, frame: pd.DataFrame) -> list[str]:
         """The table part's warnings, and a word when every text of the row is empty."""
-        table = self.preprocessor.row_warnings(frame) if self.preprocessor.input_columns else [""] * len(frame)
+        table = (
+            self.preprocessor.row_warnings(frame) if self.preprocessor.input_columns else [""] * len(frame)
+        )
         n = len(frame)
         empty = np.ones(n, dtype=bool)
         for name in self.text_columns:

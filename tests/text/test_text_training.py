@@ -18,7 +18,24 @@ import pandas as pd
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-NEUTRAL = ["the", "it", "after", "was", "and", "my", "this", "phone", "screen", "battery", "update", "delivery", "box", "arrived", "works", "day"]
+NEUTRAL = [
+    "the",
+    "it",
+    "after",
+    "was",
+    "and",
+    "my",
+    "this",
+    "phone",
+    "screen",
+    "battery",
+    "update",
+    "delivery",
+    "box",
+    "arrived",
+    "works",
+    "day",
+]
 GOOD = ["great", "love", "excellent", "perfect", "happy"]
 BAD = ["awful", "broken", "terrible", "refund", "slow"]
 

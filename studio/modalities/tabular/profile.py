@@ -104,13 +104,14 @@ TEXT_STATS_ROWS = 100_000
 TEXT_LENGTH_BINS = 20
 # Words too common to say anything about a column (left out of its most frequent words), and the mark of
 # sentences: names, titles and codes rarely hold one. A few of other common languages' are among them.
-STOP_WORDS = frozenset(
+_STOP_WORDS = (
     "a about after an and are as at be been but by can could did do does for from had has have he her his "
     "how i if in into is it its me my no not of on or our out she so than that the their them then there "
     "they this to too up us very was we were what when which who why will with would you your "
     "de la le les des du et est un une pour pas que qui dans sur avec très el los las y es en muy por con "
-    "una der die das und ist nicht ein eine zu mit sehr auf für não é um uma com".split()  # noqa: SIM905
+    "una der die das und ist nicht ein eine zu mit sehr auf für não é um uma com"
 )
+STOP_WORDS = frozenset(_STOP_WORDS.split())
 TEXT_FUNCTION_SHARE = 0.3
 """A column is text when at least this share of its values hold a common little word (or they are long)."""
 
@@ -310,7 +311,9 @@ def text_stats(series: pd.Series) -> dict[str, Any]:
     vocabulary: Counter[str] = Counter()
     for text in texts:
         vocabulary.update(w.lower() for w in _WORD.findall(text))
-    top = [[w, int(c)] for w, c in vocabulary.most_common(TOP_VALUES + len(STOP_WORDS)) if w not in STOP_WORDS]
+    top = [
+        [w, int(c)] for w, c in vocabulary.most_common(TOP_VALUES + len(STOP_WORDS)) if w not in STOP_WORDS
+    ]
     stats: dict[str, Any] = {
         "words_mean": round(float(counts.mean()), 2) if counts.size else 0.0,
         "words_median": float(np.median(counts)) if counts.size else 0.0,

@@ -37,7 +37,12 @@ def make_encoder(spec: RunSpec, columns: list[str]) -> Any:
     from studio.core.transformer_runtime import TransformerTextEncoder, locate_pretrained
 
     folder = locate_pretrained(spec.architecture.name)
-    state = {"type": "transformer", "columns": list(columns), "max_length": params["max_length"], "tokenizer": "."}
+    state = {
+        "type": "transformer",
+        "columns": list(columns),
+        "max_length": params["max_length"],
+        "tokenizer": ".",
+    }
     return TransformerTextEncoder(state, folder), folder
 
 
@@ -88,7 +93,9 @@ class PreparedText:
 
     def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
         """The test rows the model got most wrong, with their text, for the run page."""
-        tracking.client().log_dict(run_id, tracking.json_safe(worst_rows(self.data, module)), PREDICTIONS_ARTIFACT)
+        tracking.client().log_dict(
+            run_id, tracking.json_safe(worst_rows(self.data, module)), PREDICTIONS_ARTIFACT
+        )
 
     def write_bundle(self, folder: Path, spec: RunSpec, module: Any, metrics: dict[str, float]) -> Path:
         from studio.modalities.text.bundle import write_text_bundle
@@ -129,7 +136,10 @@ def worst_rows(data: Any, module: Any) -> dict[str, Any]:
     out = torch.cat(outs).numpy() if outs else np.zeros((0, data.n_out), dtype="float32")
     truth = y.cpu().numpy()
     frame = data.frame.iloc[data.test_idx]
-    texts = {name: [str(v)[:SHOWN_CHARACTERS] if pd.notna(v) else "" for v in frame[name]] for name in data.plan.text}
+    texts = {
+        name: [str(v)[:SHOWN_CHARACTERS] if pd.notna(v) else "" for v in frame[name]]
+        for name in data.plan.text
+    }
     target = data.target_state
     rows = []
     if data.head == "classification":
@@ -161,7 +171,12 @@ def worst_rows(data: Any, module: Any) -> dict[str, Any]:
                     "error": float(errors[i]),
                 }
             )
-    return {"task": data.head, "text_columns": list(data.plan.text), "test_rows": int(len(truth)), "rows": rows}
+    return {
+        "task": data.head,
+        "text_columns": list(data.plan.text),
+        "test_rows": int(len(truth)),
+        "rows": rows,
+    }
 
 
 class TextModality:
