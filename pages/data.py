@@ -1,10 +1,12 @@
 """Data page: add a table or a zip of pictures (upload or built-in sample), look at what the studio
 found in it, delete it."""
 
+import pandas as pd
 import streamlit as st
 
 from studio import data as datasets
 from studio.app import charts, ui
+from studio.core.tasks import task_info
 
 SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}
 state = st.session_state
@@ -28,7 +30,7 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
     repeats.metric("Repeated rows", f"{profile['duplicate_rows']:,}")
     target.metric("Suggested target", ui.as_text(profile["suggested_target"] or "none"))
     if profile["suggested_target"] and profile["suggested_task"]:
-        task_words = "a category" if profile["suggested_task"] == "classification" else "a number"
+        task_words = "a category" if task_info(profile["suggested_task"]).classes else "a number"
         st.markdown(
             f"The studio suggests learning to predict **{ui.as_text(profile['suggested_target'])}** "
             f"({profile['suggested_task']}: the answer is {task_words}). You can pick another column on the "
@@ -49,12 +51,45 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
             icon=":material/check:",
         )
 
+    for column in profile["columns"]:
+        if column["kind"] == "text" and "words_mean" in column.get("stats", {}):
+            text_column(column, table)
+
     columns_tab, preview_tab = st.tabs(["Columns", "First rows"])
     with columns_tab:
         st.dataframe(ui.profile_frame(profile), hide_index=True, key="data_profile")
     with preview_tab:
         st.caption(f"The first {min(len(table), 100)} of {len(table):,} rows.")
         st.dataframe(table.head(100), key="data_preview")
+
+
+def text_column(column: dict, table: pd.DataFrame) -> None:
+    """A free-text column: how long its texts are, its most frequent words, a few of its rows."""
+    name, stats = column["name"], column["stats"]
+    st.subheader(f"Text: {ui.as_text(name)}")
+    read = f" (in the first {stats['read_rows']:,} texts)" if stats.get("read_rows_of") else ""
+    st.markdown(
+        f"{ui.as_text(datasets.text_description(name, column))}{read}; the longest has "
+        f"{stats['words_max']:,} words and {stats['empty']:,} are empty. It is read as text by the text "
+        "networks (task *Text classification* or *Text regression* on the Train page)."
+    )
+    lengths, words, examples = st.columns([3, 2, 3], gap="large")
+    histogram = stats.get("length_histogram") or {"edges": [], "counts": []}
+    lengths.plotly_chart(
+        charts.text_lengths_figure(histogram["edges"], histogram["counts"]),
+        key=f"data_text_lengths_{name}",
+        config={"displaylogo": False},
+    )
+    words.dataframe(
+        pd.DataFrame(stats.get("top_words", []), columns=["Word", "Times"]),
+        hide_index=True,
+        key=f"data_text_words_{name}",
+    )
+    examples.dataframe(
+        table[[name]].dropna().head(5).rename(columns={name: "A few texts"}),
+        hide_index=True,
+        key=f"data_text_examples_{name}",
+    )
 
 
 def show_pictures(info: datasets.DatasetInfo, profile: dict) -> None:

@@ -11,8 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from studio import jobs
+from studio.app import charts, ui
 from studio.app import runs_view as rv
-from studio.app import ui
 from studio.app.charts import metric_name
 from studio.bundle import read_bundle_info
 from studio.core.errors import StudioError
@@ -180,7 +180,7 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
         f"{len(result)} rows{shown}. The first columns are the model's answers"
         + (
             "; `probability_…` columns say how sure it is of each class."
-            if info.get("task") == "classification"
+            if info.get("target", {}).get("classes")
             else "."
         )
     )
@@ -339,19 +339,67 @@ def picture_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
         predict_pictures_section(model_path, model_info, chosen_pictures)
 
 
-def row_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
-    st.subheader("2. Give the rows to predict")
+def row_inputs(model_path: Path, model_info: dict[str, Any], numbered: bool = True) -> None:
+    if numbered:
+        st.subheader("2. Give the rows to predict")
     try:
         rows = choose_rows(model_info)
     except StudioError as err:
         ui.show_error(err)
         rows = None
     if rows is not None:
-        st.subheader("3. Predict")
+        st.subheader("3. Predict" if numbered else "Predict the rows")
         predict_section(model_path, model_info, *rows)
 
 
-INPUTS = {"image": picture_inputs, "tabular": row_inputs}
+def text_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
+    """A text model: type a text (the other inputs may stay empty) and see what the model says, or give
+    rows with texts as for a table."""
+    texts = [c["name"] for c in model_info["input_columns"] if c.get("kind") == "text"]
+    others = [c["name"] for c in model_info["input_columns"] if c.get("kind") != "text"]
+    st.subheader("2. Type a text")
+    typed = {
+        name: st.text_area(ui.as_text(name), key=f"predict-text-{name}", height=100, placeholder="Type or paste a text")
+        for name in texts
+    }
+    if others:
+        st.caption(
+            f"The model also reads {', '.join(map(ui.as_text, others))}; here they are left empty (its "
+            "prediction then leans on the text alone). Give whole rows below to use them."
+        )
+    if st.button("Predict this text", key="predict-text-run", type="primary", icon=":material/online_prediction:"):
+        if not any(value.strip() for value in typed.values()):
+            st.info("Type a text first.", icon=":material/edit:")
+        else:
+            try:
+                result = rv.predict_rows(loaded_bundle(str(model_path), model_path.stat().st_mtime), pd.DataFrame([typed]))
+            except StudioError as err:
+                ui.show_error(err)
+            else:
+                typed_answer(result, model_info)
+    st.subheader("3. Or give many rows")
+    row_inputs(model_path, model_info, numbered=False)
+
+
+def typed_answer(result: pd.DataFrame, info: dict[str, Any]) -> None:
+    """The prediction for one typed text: the answer, and for classes how sure the model is of each."""
+    target = info["target"]
+    answer = result[f"predicted_{target['name']}"].iloc[0]
+    st.markdown(f"**{ui.as_text(target['name'])}:** {ui.as_text(answer)}")
+    classes = target.get("classes")
+    if classes:
+        shares = [float(result[f"probability_{c}"].iloc[0]) for c in classes]
+        st.plotly_chart(
+            charts.class_counts_figure([str(c) for c in classes], shares, height=200, unit="probability"),
+            key="predict-text-probabilities",
+            config={"displaylogo": False},
+        )
+    warning = result.get(WARNING_COLUMN)
+    if warning is not None and str(warning.iloc[0] or ""):
+        st.warning(ui.as_text(str(warning.iloc[0])), icon=":material/warning:")
+
+
+INPUTS = {"image": picture_inputs, "tabular": row_inputs, "text": text_inputs}
 """How a bundle of each kind is given what to predict (the bundle's ``kind``)."""
 
 if model_path is not None and model_info is not None:

@@ -243,7 +243,39 @@ def picture_results(job: jobs.Job) -> None:
     )
 
 
-KIND_RESULTS = {"image": picture_results}
+@st.cache_data(ttl=300, show_spinner=False, max_entries=4)
+def text_mistakes(run_id: str) -> dict | None:
+    from studio.app.text_view import text_mistakes as logged
+
+    return logged(run_id)
+
+
+def text_results(job: jobs.Job) -> None:
+    """The test rows the model got most wrong, with their texts, truth and prediction."""
+    from studio.app.text_view import mistakes_frame
+
+    st.subheader("Where the model goes wrong")
+    logged = text_mistakes(job.mlflow_run_id) if job.mlflow_run_id else None
+    if not logged:
+        st.info("This run did not record its test rows, so there are no mistakes to show.")
+        return
+    frame = mistakes_frame(logged)
+    if frame.empty:
+        st.success("No mistakes: the model got every test row right.", icon=":material/check_circle:")
+        return
+    classes = logged.get("task") == "classification"
+    st.caption(
+        (
+            f"The {len(frame)} test rows (of {logged['test_rows']:,}, never seen in training) the model got "
+            "wrong, the surest mistakes first: reading them shows what it has not understood."
+        )
+        if classes
+        else f"The {len(frame)} test rows with the largest errors (of {logged['test_rows']:,}), largest first."
+    )
+    st.dataframe(frame, hide_index=True, key="text-mistakes")
+
+
+KIND_RESULTS = {"image": picture_results, "text": text_results}
 """What the run page adds after the scores for a data kind (pictures: confusion matrix, mistakes)."""
 
 

@@ -60,6 +60,7 @@ SPEC_ARTIFACT = "spec.json"
 PROFILE_ARTIFACT = "data_profile.json"
 CONFUSION_ARTIFACT = "confusion_matrix.json"  # picture runs: the test split's confusion matrix
 PREDICTIONS_ARTIFACT = "test_predictions.json"  # picture runs: each test picture's prediction
+TEXT_PREDICTIONS_ARTIFACT = "text_predictions.json"  # text runs: the test rows the model got most wrong
 
 
 @lru_cache(maxsize=8)

@@ -290,24 +290,28 @@ def parallel_coordinates(
     return fig
 
 
-def class_counts_figure(classes: Sequence[str], counts: Sequence[int], height: int = 300) -> go.Figure:
-    """Pictures per class as horizontal bars (largest on top in the data's order), counts at the bars."""
+def class_counts_figure(
+    classes: Sequence[str], counts: Sequence[float], height: int = 300, unit: str = "pictures"
+) -> go.Figure:
+    """Pictures per class (or a model's probability of each class, ``unit="probability"``) as horizontal
+    bars, in the given order from the top, values at the bars."""
     if not classes:
         return empty_figure("No pictures", height)
     names = [as_plot_text(c) for c in classes]
+    shares = unit == "probability"
     fig = go.Figure(
         go.Bar(
             x=list(counts),
             y=names,
             orientation="h",
             marker={"color": TRAIN_COLOR},
-            text=[f"{n:,}" for n in counts],
+            text=[f"{n:.1%}" if shares else f"{n:,}" for n in counts],
             textposition="auto",
-            hovertemplate="%{y}: %{x:,} pictures<extra></extra>",
+            hovertemplate="%{y}: %{x:.1%}<extra></extra>" if shares else "%{y}: %{x:,} pictures<extra></extra>",
         )
     )
     fig.update_yaxes(autorange="reversed", title_text="class", type="category")
-    fig.update_xaxes(title_text="pictures", rangemode="tozero")
+    fig.update_xaxes(title_text=unit, rangemode="tozero", range=[0, 1] if shares else None)
     fig.update_layout(
         height=min(max(height, 60 + 28 * len(names)), 900), margin={"l": 40, "r": 20, "t": 20, "b": 40}
     )
@@ -353,4 +357,23 @@ def confusion_matrix_figure(
     fig.update_xaxes(title_text="predicted class", type="category", side="bottom")
     fig.update_yaxes(title_text="true class", type="category", autorange="reversed")
     fig.update_layout(height=side, margin={"l": 60, "r": 20, "t": 20, "b": 60})
+    return fig
+
+
+def text_lengths_figure(edges: Sequence[int], counts: Sequence[int], height: int = 260) -> go.Figure:
+    """How many texts have how many words: one bar per range of word counts."""
+    if not counts:
+        return empty_figure("No texts", height)
+    labels = [f"{low}–{max(low, high - 1)}" for low, high in zip(edges[:-1], edges[1:], strict=True)]
+    fig = go.Figure(
+        go.Bar(
+            x=labels,
+            y=list(counts),
+            marker={"color": TRAIN_COLOR},
+            hovertemplate="%{x} words: %{y:,} texts<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text="words per text", type="category")
+    fig.update_yaxes(title_text="texts", rangemode="tozero")
+    fig.update_layout(height=height, margin={"l": 40, "r": 20, "t": 20, "b": 40})
     return fig

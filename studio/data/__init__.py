@@ -37,6 +37,7 @@ from studio.modalities.tabular.profile import (
     suggest_target,
     suggest_task,
     target_warnings,
+    text_description,
     warnings_for_target,
 )
 
@@ -68,6 +69,7 @@ __all__ = [
     "resolve_dataset",
     "suggest_target",
     "suggest_task",
+    "text_description",
     "target_warnings",
     "warnings_for_target",
 ]

@@ -34,7 +34,7 @@ class LrFinding:
     note: str | None = None  # why there is no suggestion
 
 
-STEPS = {"tabular": 100, "image": 60}
+STEPS = {"tabular": 100, "image": 60, "text": 100}
 """Mini-batches per range test: a picture batch costs far more than a table's (seconds on a CPU)."""
 
 

@@ -226,6 +226,21 @@ def _image_dimensions(spec: Any, networks: list[str] | None) -> list[Dimension]:
     return dims
 
 
+def _text_dimensions(spec: Any, networks: list[str] | None = None) -> list[Dimension]:
+    """Texts: the bag of words (MiniLM is fine-tuned with its own settings, not searched: each of its
+    trials costs minutes on a CPU), its vector size, word groups, hidden layer and dropout."""
+    from studio.core.spec import ArchitectureSpec, BagOfWordsParams
+
+    bag = ("architecture.name", ("bag_of_words",))
+    return [
+        _choice(ArchitectureSpec, "name", "architecture.name", tuple(networks or ("bag_of_words",))),
+        _number(BagOfWordsParams, "embedding_dim", "architecture.params.embedding_dim", 16, 256, log=True, when=bag),
+        _choice(BagOfWordsParams, "word_ngrams", "architecture.params.word_ngrams", (1, 2, 3), when=bag),
+        _choice(BagOfWordsParams, "hidden", "architecture.params.hidden", (0, 64, 256), when=bag),
+        _number(BagOfWordsParams, "dropout", "architecture.params.dropout", 0.0, 0.5, when=bag),
+    ]
+
+
 def _optimizer_dimensions(rates: tuple[float, float]) -> list[Dimension]:
     from studio.core.spec import OptimizerSpec
 
@@ -240,6 +255,7 @@ KIND_SPACES: dict[str, tuple[Any, tuple[int, ...], tuple[float, float]]] = {
     # data kind -> (its networks and their settings, batch sizes, learning-rate range)
     "tabular": (_table_dimensions, BATCH_SIZES, (1e-4, 1e-1)),
     "image": (_image_dimensions, IMAGE_BATCH_SIZES, (1e-5, 1e-2)),
+    "text": (_text_dimensions, BATCH_SIZES, (1e-4, 5e-2)),
 }
 
 

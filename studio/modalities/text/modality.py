@@ -18,7 +18,7 @@ from studio.modalities import register
 
 TAG_TEXT_COLUMNS = "studio.text_columns"
 TAG_TEXT_CUT = "studio.text_cut_rows"
-PREDICTIONS_ARTIFACT = "text_predictions.json"
+PREDICTIONS_ARTIFACT = tracking.TEXT_PREDICTIONS_ARTIFACT
 """The test rows the model got most wrong (text, truth, prediction), for the run page."""
 SHOWN_ERRORS = 50
 SHOWN_CHARACTERS = 600
