@@ -12,6 +12,7 @@ from streamlit.errors import StreamlitAPIException
 from studio import jobs, tracking
 from studio.app import charts, ui
 from studio.app import runs_view as rv
+from studio.app.kinds import kind_views
 from studio.bundle import NEEDS, python_snippet
 from studio.core.errors import StudioError
 from studio.core.tasks import task_info
@@ -189,96 +190,6 @@ def final_scores(job: jobs.Job) -> None:
         column.metric(label, value, help=help_text)
 
 
-@st.cache_data(ttl=300, show_spinner=False, max_entries=8)
-def confusion(run_id: str) -> tuple[list[str], list[list[int]]] | None:
-    from studio.app.images_view import confusion_matrix
-
-    matrix = confusion_matrix(run_id)
-    return None if matrix is None else (matrix.classes, matrix.counts)
-
-
-@st.cache_data(ttl=300, show_spinner=False, max_entries=4)
-def mistakes(run_id: str) -> dict:
-    return rv.mistake_gallery(run_id, limit=GALLERY_SIZE)
-
-
-def picture_results(job: jobs.Job) -> None:
-    """The confusion matrix of the test pictures and a gallery of the ones the model got wrong."""
-    st.subheader("Where the model goes wrong")
-    if not job.mlflow_run_id:
-        st.info("This run has no test results to show.")
-        return
-    with st.spinner("Reading the test results from MLflow…"):
-        matrix = confusion(job.mlflow_run_id)
-        gallery = mistakes(job.mlflow_run_id)
-    if matrix is None:
-        st.info("This run did not record its test results, so there is no confusion matrix to show.")
-        return
-    classes, counts = matrix
-    st.caption(
-        "The test pictures, which the model never saw while training: each row is the true class, each "
-        "column what the model said. The diagonal holds the right answers; a dark cell off the diagonal is "
-        "a pair of classes the model mixes up."
-    )
-    st.plotly_chart(
-        charts.confusion_matrix_figure(classes, counts), key="confusion-matrix", config={"displaylogo": False}
-    )
-    total = gallery["total"]
-    if not total:
-        st.success("No mistakes: the model recognised every test picture.", icon=":material/check_circle:")
-        return
-    shown = len(gallery["pictures"])
-    st.markdown(
-        f"**{total} test picture{'s' if total != 1 else ''} the model got wrong**"
-        + (f" (the {shown} it was surest about)" if shown < total else "")
-        + (", most confidently wrong first:" if total > 1 else ":")
-    )
-    if gallery["pictures"]:
-        st.image(gallery["pictures"], caption=[ui.as_text(c) for c in gallery["captions"]], width=128)
-    if gallery["missing"]:
-        st.caption(f"{gallery['missing']} of them cannot be shown: their data set was deleted since.")
-    st.caption(
-        "Look for a pattern: pictures in the wrong folder, classes that look alike, or pictures unlike the "
-        "rest. More (and more varied) pictures of those classes usually help most."
-    )
-
-
-@st.cache_data(ttl=300, show_spinner=False, max_entries=4)
-def text_mistakes(run_id: str) -> dict | None:
-    from studio.app.text_view import text_mistakes as logged
-
-    return logged(run_id)
-
-
-def text_results(job: jobs.Job) -> None:
-    """The test rows the model got most wrong, with their texts, truth and prediction."""
-    from studio.app.text_view import mistakes_frame
-
-    st.subheader("Where the model goes wrong")
-    logged = text_mistakes(job.mlflow_run_id) if job.mlflow_run_id else None
-    if not logged:
-        st.info("This run did not record its test rows, so there are no mistakes to show.")
-        return
-    frame = mistakes_frame(logged)
-    if frame.empty:
-        st.success("No mistakes: the model got every test row right.", icon=":material/check_circle:")
-        return
-    classes = logged.get("task") == "classification"
-    st.caption(
-        (
-            f"The {len(frame)} test rows (of {logged['test_rows']:,}, never seen in training) the model got "
-            "wrong, the surest mistakes first: reading them shows what it has not understood."
-        )
-        if classes
-        else f"The {len(frame)} test rows with the largest errors (of {logged['test_rows']:,}), largest first."
-    )
-    st.dataframe(frame, hide_index=True, key="text-mistakes")
-
-
-KIND_RESULTS = {"image": picture_results, "text": text_results}
-"""What the run page adds after the scores for a data kind (pictures: confusion matrix, mistakes)."""
-
-
 def model_download(job: jobs.Job) -> None:
     st.subheader("Use the model")
     try:
@@ -388,7 +299,7 @@ def show_run(job_id: str) -> None:
     live_section(job)
     if job.state == jobs.SUCCEEDED:
         final_scores(job)
-        KIND_RESULTS.get(task_info(spec.task).kind, lambda job: None)(job)
+        kind_views(task_info(spec.task).kind).run_results(job)
         model_download(job)
     mlflow_link(job)
     settings_section(job)

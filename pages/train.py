@@ -15,6 +15,7 @@ import streamlit as st
 from studio import jobs
 from studio.app import charts, forms, search_form, ui
 from studio.app.kinds import form_kind as forms_for_kind
+from studio.app.kinds import kind_views
 from studio.core.pretrained import weights_available, weights_path
 from studio.core.spec import (
     ARCHITECTURES,
@@ -32,7 +33,6 @@ TASK_LABELS = {
     "text_classification": "Text classification (read the text columns, predict a category)",
     "text_regression": "Text regression (read the text columns, predict a number)",
 }
-DEFAULTS_SUIT = {"tabular": "tables", "image": "pictures"}
 PICK_TARGET = "Pick the column you want to predict."
 PREVIEW_VARIANTS = 9
 PREVIEW_WIDTH = 112  # px on screen, whatever the training size (small pictures are shown enlarged)
@@ -293,7 +293,7 @@ def settings(choice: Choice) -> Form:
             st.markdown(f"**{forms.SECTION_TITLES[section]}**")
             for field_ in (f for f in main if f.section == section):
                 show_field(field_)
-    defaults_note = f"the defaults suit most {DEFAULTS_SUIT.get(task_info(task).kind, 'data sets')}"
+    defaults_note = f"the defaults suit most {getattr(kind_views(task_info(task).kind), 'DEFAULTS_SUIT', 'data sets')}"
     with st.expander(f"Advanced settings (optional: {defaults_note})", icon=":material/tune:"):
         for section, title in forms.SECTION_TITLES.items():
             section_fields = [

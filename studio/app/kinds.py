@@ -58,41 +58,26 @@ class TableForm:
         return forms.estimate_time(spec, rows, n_features, on_gpu=on_gpu)
 
 
-class PictureForm:
-    """Pictures: the classes are the folders; each set starts from its own augmentation; pretrained
-    weights must be on the machine; the guess counts the network's work per picture."""
-
-    def starting_values(self, profile: dict[str, Any]) -> dict[str, Any]:
-        from studio.data import image_defaults
-
-        return image_defaults(profile)
-
-    def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
-        return profile.get("warnings", [])
-
-    def learns(self, profile: dict[str, Any]) -> str | None:
-        from studio.core.text import as_text
-
-        names = [c["name"] for c in profile.get("classes", [])]
-        shown = ", ".join(map(as_text, names[:8])) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-        return (
-            f"**Task:** image classification: the model learns to tell which of the "
-            f"**{len(names)} classes** a picture shows ({shown})."
-        )
-
-    def blockers(self, spec: RunSpec) -> list[str]:
-        return forms.image_blockers(spec)
+class TextForm(TableForm):
+    """Tables with text: as a table, and the time guess counts the words the network reads."""
 
     def time_guess(
         self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
     ) -> forms.TimeEstimate:
-        size = forms.image_size(spec, profile)
-        return forms.estimate_image_time(spec, rows, size, on_gpu=on_gpu)
+        return forms.estimate_text_time(spec, profile, rows, on_gpu=on_gpu)
 
 
-FORM_KINDS: dict[str, FormKind] = {"tabular": TableForm(), "image": PictureForm()}
-"""Data kind -> its Train-page behaviour; a kind without an entry behaves like a table."""
+def kind_views(kind: str) -> Any:
+    """The data kind's parts of the pages (``studio/modalities/<kind>/views.py``, or the module its
+    ``Modality.views`` names): ``FORM`` (a :class:`FormKind`), ``DEFAULTS_SUIT``, ``run_results(job)`` and
+    ``predict_inputs(model_path, model_info)``."""
+    import importlib
+
+    from studio.modalities import modality
+
+    found = modality(kind)
+    return importlib.import_module(getattr(found, "views", None) or f"{type(found).__module__.rpartition('.')[0]}.views")
 
 
 def form_kind(task: str) -> FormKind:
-    return FORM_KINDS.get(task_info(task).kind, FORM_KINDS["tabular"])
+    return kind_views(task_info(task).kind).FORM

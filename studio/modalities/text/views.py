@@ -1,0 +1,106 @@
+"""The text kind's parts of the pages: its Train-form behaviour, the run page's worst-misclassified
+texts, and the Predict page's typed text (or rows). Imported by the pages only (Streamlit)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from studio import jobs
+from studio.app import charts, ui
+from studio.app import runs_view as rv
+from studio.app.kinds import TextForm
+from studio.app.predict_view import WARNING_COLUMN, loaded_bundle, row_inputs
+from studio.core.errors import StudioError
+
+FORM = TextForm()
+DEFAULTS_SUIT = "texts"
+
+
+@st.cache_data(ttl=300, show_spinner=False, max_entries=4)
+def text_mistakes(run_id: str) -> dict | None:
+    from studio.app.text_view import text_mistakes as logged
+
+    return logged(run_id)
+
+
+def text_results(job: jobs.Job) -> None:
+    """The test rows the model got most wrong, with their texts, truth and prediction."""
+    from studio.app.text_view import mistakes_frame
+
+    st.subheader("Where the model goes wrong")
+    logged = text_mistakes(job.mlflow_run_id) if job.mlflow_run_id else None
+    if not logged:
+        st.info("This run did not record its test rows, so there are no mistakes to show.")
+        return
+    frame = mistakes_frame(logged)
+    if frame.empty:
+        st.success("No mistakes: the model got every test row right.", icon=":material/check_circle:")
+        return
+    classes = logged.get("task") == "classification"
+    st.caption(
+        (
+            f"The {len(frame)} test rows (of {logged['test_rows']:,}, never seen in training) the model got "
+            "wrong, the surest mistakes first: reading them shows what it has not understood."
+        )
+        if classes
+        else f"The {len(frame)} test rows with the largest errors (of {logged['test_rows']:,}), largest first."
+    )
+    st.dataframe(frame, hide_index=True, key="text-mistakes")
+
+
+
+
+def text_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
+    """A text model: type a text (the other inputs may stay empty) and see what the model says, or give
+    rows with texts as for a table."""
+    texts = [c["name"] for c in model_info["input_columns"] if c.get("kind") == "text"]
+    others = [c["name"] for c in model_info["input_columns"] if c.get("kind") != "text"]
+    st.subheader("2. Type a text")
+    typed = {
+        name: st.text_area(ui.as_text(name), key=f"predict-text-{name}", height=100, placeholder="Type or paste a text")
+        for name in texts
+    }
+    if others:
+        st.caption(
+            f"The model also reads {', '.join(map(ui.as_text, others))}; here they are left empty (its "
+            "prediction then leans on the text alone). Give whole rows below to use them."
+        )
+    if st.button("Predict this text", key="predict-text-run", type="primary", icon=":material/online_prediction:"):
+        if not any(value.strip() for value in typed.values()):
+            st.info("Type a text first.", icon=":material/edit:")
+        else:
+            try:
+                result = rv.predict_rows(loaded_bundle(str(model_path), model_path.stat().st_mtime), pd.DataFrame([typed]))
+            except StudioError as err:
+                ui.show_error(err)
+            else:
+                typed_answer(result, model_info)
+    st.subheader("3. Or give many rows")
+    row_inputs(model_path, model_info, numbered=False)
+
+
+def typed_answer(result: pd.DataFrame, info: dict[str, Any]) -> None:
+    """The prediction for one typed text: the answer, and for classes how sure the model is of each."""
+    target = info["target"]
+    answer = result[f"predicted_{target['name']}"].iloc[0]
+    st.markdown(f"**{ui.as_text(target['name'])}:** {ui.as_text(answer)}")
+    classes = target.get("classes")
+    if classes:
+        shares = [float(result[f"probability_{c}"].iloc[0]) for c in classes]
+        st.plotly_chart(
+            charts.class_counts_figure([str(c) for c in classes], shares, height=200, unit="probability"),
+            key="predict-text-probabilities",
+            config={"displaylogo": False},
+        )
+    warning = result.get(WARNING_COLUMN)
+    if warning is not None and str(warning.iloc[0] or ""):
+        st.warning(ui.as_text(str(warning.iloc[0])), icon=":material/warning:")
+
+
+
+run_results = text_results
+predict_inputs = text_inputs
