@@ -368,6 +368,23 @@ def build_tabular_net(config: dict[str, Any]) -> TabularNet:
 
 
 # --------------------------------------------------------------------------- prediction
+def as_table_frame(rows: Any) -> pd.DataFrame:
+    """A DataFrame from what callers pass: a DataFrame, records (a list of dicts), one row as a dict
+    or Series, or a dict of columns."""
+    if isinstance(rows, pd.DataFrame):
+        return rows
+    if isinstance(rows, pd.Series):
+        return rows.to_frame().T
+    if isinstance(rows, dict):
+        columns = any(isinstance(v, (list, tuple, pd.Series)) for v in rows.values())
+        return pd.DataFrame(rows) if columns else pd.DataFrame([rows])
+    if isinstance(rows, (list, tuple)):
+        return pd.DataFrame(list(rows))
+    raise TypeError(
+        f"predict takes a pandas DataFrame or a list of dicts (one per row), not {type(rows).__name__}"
+    )
+
+
 def outputs_to_frame(outputs: np.ndarray, target_state: dict[str, Any], index: pd.Index) -> pd.DataFrame:
     """Network outputs → the prediction column (original labels / units) plus one probability per class."""
     name = target_state["name"]
@@ -405,6 +422,15 @@ class TabularPredictor:
     def from_files(cls, state_json: dict[str, Any], weights_path: str) -> TabularPredictor:
         weights = torch.load(weights_path, map_location="cpu", weights_only=True)
         return cls(state_json["preprocessing"], state_json["target"], state_json["network"], weights)
+
+    @classmethod
+    def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> TabularPredictor:
+        """What the bundle's entry calls (the same for every kind of predictor)."""
+        return cls.from_files(info, weights_path)
+
+    def predict_input(self, rows: Any) -> pd.DataFrame:
+        """Predictions for what a caller passes the bundle: a DataFrame, records, one row as a dict."""
+        return self.predict(as_table_frame(rows))
 
     @torch.no_grad()
     def predict(self, frame: pd.DataFrame, batch_size: int = 4096) -> pd.DataFrame:
@@ -580,6 +606,15 @@ class ImagePredictor:
     def from_files(cls, info: dict[str, Any], weights_path: str, image_io: Any) -> ImagePredictor:
         weights = torch.load(weights_path, map_location="cpu", weights_only=True)
         return cls(info, weights, image_io)
+
+    @classmethod
+    def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> ImagePredictor:
+        """What the bundle's entry calls: the picture reader is the shipped ``image_io`` file."""
+        return cls.from_files(info, weights_path, modules["image_io"])
+
+    def predict_input(self, rows: Any) -> pd.DataFrame:
+        """Predictions for a DataFrame with an ``image`` column, or picture paths or bytes."""
+        return self.predict(as_image_frame(rows))
 
     def pixels(self, sources: list[Any]) -> np.ndarray:
         """``uint8 [n, 3, size, size]``: the pictures as the network's input before scaling."""

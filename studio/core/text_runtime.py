@@ -195,6 +195,16 @@ class TextPredictor:
         self.net.eval()
 
     @classmethod
+    def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> TextPredictor:
+        """What the bundle's entry calls: the table runtime and (pretrained networks) the transformer
+        runtime are the shipped files ``runtime`` and ``transformer_runtime``."""
+        shipped = {"runtime": modules["runtime"], "transformer": modules.get("transformer_runtime")}
+        return cls.from_files(info, weights_path, shipped, files)
+
+    def predict_input(self, rows: Any) -> pd.DataFrame:
+        return self.predict(self.runtime.as_table_frame(rows))
+
+    @classmethod
     def from_files(
         cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files_dir: Any
     ) -> TextPredictor:

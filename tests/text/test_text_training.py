@@ -121,7 +121,7 @@ def test_the_bundle_carries_the_text_reader_and_predicts_raw_text(trained):
     from studio.bundle import load_bundle, read_bundle_info
 
     info = read_bundle_info(trained["bundle"])
-    assert info["kind"] == "text" and info["predictor"] == {"module": "text", "class": "TextPredictor"}
+    assert info["kind"] == "text" and info["predictor"] == {"module": "text_runtime", "class": "TextPredictor"}
     assert info["text"]["type"] == "hashing" and info["text"]["columns"] == ["review"]
     assert {c["name"]: c["kind"] for c in info["input_columns"]} == {"review": "text", "price": "numeric"}
     with zipfile.ZipFile(trained["bundle"]) as zf:

@@ -95,7 +95,7 @@ def write_text_bundle(
             "preprocessing": preprocessing,
             "text": text_state,
             "network": dict(net.config),
-            "predictor": {"module": "text", "class": "TextPredictor"},
+            "predictor": {"module": "text_runtime", "class": "TextPredictor"},
             "weights": WEIGHTS_FILE,
             "onnx": onnx_info,
             "metrics": _finite_metrics(metrics),
