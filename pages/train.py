@@ -217,7 +217,7 @@ def suggest_learning_rate(task: str) -> None:
     """A network that wants its own learning rate (fine-tuning a pretrained one) sets the form's field."""
     suggested = ARCHITECTURES[state["train_architecture"]].suggested_learning_rate
     key = forms.field_key("optimizer.learning_rate", task)
-    state[key] = suggested or forms.task_defaults(task).optimizer.learning_rate
+    state[key] = suggested or forms.task_defaults(task, state["train_architecture"]).optimizer.learning_rate
 
 
 def network(task: str) -> str:

@@ -364,7 +364,11 @@ def text_lengths_figure(edges: Sequence[int], counts: Sequence[int], height: int
     """How many texts have how many words: one bar per range of word counts."""
     if not counts:
         return empty_figure("No texts", height)
-    labels = [f"{low}–{max(low, high - 1)}" for low, high in zip(edges[:-1], edges[1:], strict=True)]
+    labels = [
+        str(low) if high - low <= 1 else f"{low}–{high - 1}" for low, high in zip(edges[:-1], edges[1:], strict=True)
+    ]
+    while len(counts) > 1 and not counts[0]:  # no empty bars before the shortest text
+        labels, counts = labels[1:], counts[1:]
     fig = go.Figure(
         go.Bar(
             x=labels,

@@ -135,8 +135,9 @@ def form_fields(
     for name, info in params_model.model_fields.items():
         key = f"{KEY_PREFIX}arch_{architecture}__{name}"
         found.append(_field(f"architecture.params.{name}", key, info, choices))
-    if task_info(task).spec_defaults:  # the task's own defaults (pictures: mixed precision on GPUs)
-        defaults = task_defaults(task)
+    if task_info(task).spec_defaults or ARCHITECTURES[architecture].suggested_learning_rate:
+        # the task's own defaults (pictures: mixed precision on GPUs), the network's learning rate
+        defaults = task_defaults(task, architecture)
         found = [
             dataclasses.replace(f, default=field_value(defaults, f.path))
             if f.section not in ("", "architecture")
@@ -148,9 +149,13 @@ def form_fields(
     return found
 
 
-def task_defaults(task: str) -> RunSpec:
-    """The spec a task starts from when nothing is changed (a placeholder data set)."""
-    return RunSpec.from_dict({"task": task, "data": {"dataset_id": "defaults", "target": "label"}})
+def task_defaults(task: str, architecture: str | None = None) -> RunSpec:
+    """The spec a task (with this network, else its default one) starts from when nothing is changed
+    (a placeholder data set)."""
+    data: dict[str, Any] = {"task": task, "data": {"dataset_id": "defaults", "target": "label"}}
+    if architecture is not None:
+        data["architecture"] = {"name": architecture}
+    return RunSpec.from_dict(data)
 
 
 def _walk(

@@ -414,7 +414,7 @@ def _picture_model_summary(info: dict[str, Any]) -> str:
 def _table_model_summary(info: dict[str, Any]) -> str:
     target = info.get("target", {}).get("name", "?")
     inputs = [column["name"] for column in info.get("input_columns", [])]
-    kind = "a category" if info.get("task") == "classification" else "a number"
+    kind = "a category" if info.get("target", {}).get("classes") else "a number"
     return f"Predicts **{as_text(target)}** ({kind}) from the columns: {_first_names(inputs)}."
 
 

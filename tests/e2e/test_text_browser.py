@@ -1,0 +1,102 @@
+"""Text in a real browser, as a new user goes: upload a CSV of reviews, read what the Data page says of
+the text column, train the suggested text classification (bag of words) from the Train page, read the
+worst-misclassified texts on the run page, then type a sentence on the Predict page.
+
+Screenshots go to ``test-artifacts/screenshots/text-*.png``."""
+
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.test_browser import open_page, settle, shoot
+
+pytestmark = pytest.mark.e2e
+
+GOOD = ["great", "love", "excellent", "perfect"]
+BAD = ["awful", "broken", "terrible", "refund"]
+FILLER = [
+    "the",
+    "it",
+    "after",
+    "was",
+    "and",
+    "my",
+    "this",
+    "phone",
+    "screen",
+    "battery",
+    "update",
+    "delivery",
+    "box",
+    "arrived",
+    "works",
+    "day",
+]
+
+
+def write_reviews(path: Path, rows: int = 300) -> Path:
+    rng = random.Random(2)
+    lines = ["review,label"]
+    for _ in range(rows):
+        good = rng.random() < 0.5
+        words = rng.sample(FILLER, rng.randint(4, 9))
+        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if good else BAD))
+        lines.append(f"{' '.join(words)},{'pos' if good else 'neg'}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_upload_reviews_train_text_and_predict_a_typed_sentence(studio, page, screenshots, tmp_path):
+    from studio import jobs
+
+    table = write_reviews(tmp_path / "reviews.csv")
+    studio.wait_for("is ready", timeout=120)
+    page.goto(studio.url)
+    page.get_by_role("heading", name="Data").first.wait_for()
+    settle(page)
+    uploader = page.locator(".st-key-data_upload")
+    if not uploader.is_visible():
+        page.locator("summary").filter(has_text="Add a data set").click()
+        uploader.wait_for()
+    uploader.locator("input[type=file]").set_input_files(str(table))
+    add = page.locator(".st-key-data_add_upload button")
+    page.wait_for_function("b => !b.disabled", arg=add.element_handle())
+    add.click()
+    page.get_by_text("Added 'reviews'").wait_for()
+    page.get_by_role("heading", name="Text: review").wait_for()
+    page.get_by_text(re.compile(r"'review' holds free text: \d+\.\d words on average")).first.wait_for()
+    shoot(page, screenshots, "text-1-data")
+
+    open_page(page, "Train")
+    shown = page.locator(".st-key-train_task input[role=combobox]").input_value()
+    assert shown == "Text classification (read the text columns, predict a category)"
+    assert page.locator(".st-key-train_architecture input[role=combobox]").input_value() == "Bag of words"
+    epochs = page.get_by_role("spinbutton", name="Epochs (at most)", exact=True)
+    epochs.fill("8")
+    epochs.press("Enter")
+    settle(page)
+    rate = page.get_by_role("spinbutton", name="Learning rate", exact=True)
+    assert float(rate.input_value()) == pytest.approx(0.005)  # the bag of words' own suggestion
+    shoot(page, screenshots, "text-2-train")
+    page.locator(".st-key-train_submit button").click()
+
+    page.wait_for_url(re.compile(r"/runs\?job="), timeout=30_000)
+    job_id = page.url.split("job=", 1)[1].split("&", 1)[0]
+    page.locator(".st-key-download-model button").wait_for(timeout=300_000)
+    finished = jobs.get_job(job_id)
+    assert finished.state == jobs.SUCCEEDED, finished.reason
+    assert finished.spec.task == "text_classification" and finished.spec.training.epochs == 8
+    assert finished.spec.architecture.name == "bag_of_words"
+    page.get_by_role("heading", name="Where the model goes wrong").wait_for()
+    shoot(page, screenshots, "text-3-run")
+
+    open_page(page, "Predict")
+    box = page.locator(".st-key-predict-text-review textarea")
+    box.fill("I love it, the screen is perfect")
+    page.locator(".st-key-predict-text-run button").click()
+    page.get_by_text(re.compile(r"label:\s*pos")).first.wait_for(timeout=120_000)
+    shoot(page, screenshots, "text-4-predict")
