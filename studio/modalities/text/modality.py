@@ -34,16 +34,11 @@ def make_encoder(spec: RunSpec, columns: list[str]) -> Any:
         return HashingTextEncoder.new(
             columns, params["max_tokens"], params["buckets"], params["word_ngrams"], params["char_ngrams"]
         )
-    from studio.core.transformer_runtime import TransformerTextEncoder, locate_pretrained
+    from studio.core.pretrained import locate_pretrained
+    from studio.core.transformer_runtime import TransformerTextEncoder
 
-    folder = locate_pretrained(spec.architecture.name)
-    state = {
-        "type": "transformer",
-        "columns": list(columns),
-        "max_length": params["max_length"],
-        "tokenizer": ".",
-    }
-    return TransformerTextEncoder(state, folder), folder
+    folder = locate_pretrained(spec.architecture.name)  # or a plain TextEncoderMissing (a TrainingError)
+    return TransformerTextEncoder.from_pretrained(folder, columns, params["max_length"]), folder
 
 
 @dataclass
