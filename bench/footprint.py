@@ -202,10 +202,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the tabular run (default 20)")
     parser.add_argument("--settle", type=float, default=45.0, help="measure idle this long after the start at least")
     parser.add_argument("--max-idle-mb", type=float, help="fail when idle serve holds more than this (RSS)")
-    parser.add_argument("--tiny", action="store_true", help="the CI size: a 2-epoch run, no wait to settle")
+    parser.add_argument(
+        "--tiny", action="store_true", help="the CI size: a 2-epoch run, no wait to settle, idle ≤ 1500 MB"
+    )
     args = parser.parse_args(argv)
     if args.tiny:
         args.epochs, args.settle = 2, 0.0
+        if args.max_idle_mb is None:
+            args.max_idle_mb = 700.0 if args.no_standby else 1500.0
 
     failures: list[str] = []
     with tempfile.TemporaryDirectory(prefix="studio-footprint-") as tmp:
@@ -234,6 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             fullest, seconds, state = run_job(env, args.epochs, proc.pid, home)
             show(f"during a tabular run (wine, {args.epochs} epochs; the moment with the most memory)", fullest)
             print(f"  the run {state} {seconds:.1f} s after it was submitted")
+            ended = time.monotonic()
+            while any(r.role == "training worker" for r in snapshot(proc.pid, home)) and time.monotonic() - ended < 30:
+                time.sleep(0.25)  # a fresh (not warm) worker exits once its run is recorded
             after = settled(proc.pid, home, least=0, started=time.monotonic(), limit=30, want=set())
             show("after the run", after)
 

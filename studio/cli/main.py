@@ -260,7 +260,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-standby",
         action="store_true",
         help="keep no warm worker waiting for the next job: about 1 GB less memory while idle, and each "
-        "job's first step some 8 s later (torch, Lightning and MLflow are imported when it starts)",
+        "job's first step ~10 s later (torch, Lightning and MLflow are imported when it starts)",
     )
     serve.set_defaults(handler=cmd_serve)
 

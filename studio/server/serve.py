@@ -12,7 +12,7 @@ What runs, and who stops it:
   (and with it the warm standby worker) only when no job is queued or running; otherwise it is left
   running so queued jobs still start and running ones are still recorded, and it exits by itself once
   the queue has been empty for a while. ``--no-standby`` keeps no warm worker (about 1 GB less while
-  idle; each job's first step comes some 8 s later).
+  idle; each job's first step comes ~10 s later).
 - the first-start sample and the MLflow store are prepared in a short-lived child
   (``python -m studio.server.serve prepare``), so their imports (pandas, MLflow) do not stay in this
   process's memory while it watches the others.

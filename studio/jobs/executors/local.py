@@ -13,7 +13,7 @@ JOB_ID``) and becomes the slot's waiting worker once more, so a queue of jobs on
 trials) pays the imports once. Only that word counts: a worker that exits instead is reaped as usual.
 
 A warm worker holds about 1 GB of memory while it waits (the imports); ``STUDIO_STANDBY_WORKER=0``
-(``serve --no-standby``) keeps none, and every job then starts a fresh worker (~8 s more before its
+(``serve --no-standby``) keeps none, and every job then starts a fresh worker (~10 s more before its
 first step).
 """
 
