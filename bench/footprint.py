@@ -11,12 +11,15 @@ worker) on free ports with a fresh studio folder and MLflow store, then
 3. after it: prints them again once the job has ended and memory has settled;
 4. stops ``serve`` with SIGTERM and says how long it took until none of its processes was left.
 
+With ``--browser`` a headless Chromium (Debian's, through Playwright) keeps the studio's home page open
+throughout, so Streamlit holds a session as it does for a user (the browser itself is not counted).
+
 Every process is counted by its resident set (RSS, what ``ps`` and the issue measure; shared pages are
 counted in each process that maps them) and its unique set (USS, what would be freed if it exited).
 The exit code is 1 when a zombie was seen, MLflow's job runner ran, a process outlived the stop by more
 than 10 s, or the idle total exceeds ``--max-idle-mb``; ``make test`` runs the ``--tiny`` size.
 
-    python bench/footprint.py [--no-standby] [--epochs 20] [--settle 45] [--max-idle-mb 1500]
+    python bench/footprint.py [--no-standby] [--browser] [--epochs 20] [--settle 45] [--max-idle-mb 1500]
     python bench/footprint.py --tiny
 """
 
@@ -196,9 +199,26 @@ def _status(proc: psutil.Process) -> str | None:
         return None
 
 
+@contextlib.contextmanager
+def browser_on(url: str):
+    """The studio's home page open in headless Chromium until the block ends."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        page = browser.new_page()
+        page.goto(url)
+        page.wait_for_selector("[data-testid='stSidebarNav'], [data-testid='stMain']", timeout=60_000)
+        try:
+            yield page
+        finally:
+            browser.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--no-standby", action="store_true", help="start serve with --no-standby")
+    parser.add_argument("--browser", action="store_true", help="keep the home page open in headless Chromium")
     parser.add_argument("--epochs", type=int, default=20, help="epochs of the tabular run (default 20)")
     parser.add_argument("--settle", type=float, default=45.0, help="measure idle this long after the start at least")
     parser.add_argument("--max-idle-mb", type=float, help="fail when idle serve holds more than this (RSS)")
@@ -226,8 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         with open(output, "wb") as out:
             proc = subprocess.Popen(cmd, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
+        browser = contextlib.ExitStack()
         try:
             wait_for_line(output, "is ready", proc, 180)
+            if args.browser:
+                browser.enter_context(browser_on(f"http://127.0.0.1:{port}"))
             wait_for_line(output, "MLflow UI ready", proc, 240)
             print(f"serve{' --no-standby' if args.no_standby else ''}: both servers answer after "
                   f"{time.monotonic() - started:.1f} s")
@@ -254,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
             if args.max_idle_mb and total(idle) / MB > args.max_idle_mb:
                 failures.append(f"idle serve holds {total(idle) / MB:.0f} MB, over {args.max_idle_mb:.0f} MB")
         finally:
+            browser.close()
             seconds, left = stop(proc, proc.pid, home)
             for row in left:
                 with contextlib.suppress(psutil.Error):
