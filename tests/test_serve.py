@@ -28,11 +28,12 @@ for job in list_jobs():
     st.write(f"{job.name}: {job.state}")
 """
 
-# serve() with the stand-in app, and without the MLflow UI unless the fourth argument says "mlflow".
+# serve() with the stand-in app, and without the MLflow UI unless an argument after the app says "mlflow"
+# ("no-standby": serve --no-standby).
 SERVE_DRIVER = (
     "import sys; from pathlib import Path; from studio.server.serve import serve; "
     "sys.exit(serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[2]), app=Path(sys.argv[3]), "
-    "mlflow_ui=sys.argv[4:] == ['mlflow']))"
+    "mlflow_ui='mlflow' in sys.argv[4:], standby='no-standby' not in sys.argv[4:]))"
 )
 JOB_RUNNER_MARKERS = ("huey_consumer", "mlflow.server.jobs")  # MLflow's GenAI job runner and its consumers
 
@@ -57,7 +58,7 @@ def wait_until(condition, timeout: float, poll: float = 0.1, what: str = "condit
 class ServeProcess:
     """``serve`` running in a subprocess (its own session), its output in a file."""
 
-    def __init__(self, tmp_path: Path, port: int, app: Path, mlflow_ui: bool = False) -> None:
+    def __init__(self, tmp_path: Path, port: int, app: Path, mlflow_ui: bool = False, standby: bool = True) -> None:
         self.port = port
         self.mlflow_port = free_port()
         self.output = tmp_path / f"serve-{port}.out"
@@ -65,7 +66,7 @@ class ServeProcess:
         cmd = [sys.executable, "-c", SERVE_DRIVER, str(port), str(self.mlflow_port), str(app)]
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
-                cmd + (["mlflow"] if mlflow_ui else []),
+                cmd + (["mlflow"] if mlflow_ui else []) + ([] if standby else ["no-standby"]),
                 cwd=tmp_path,
                 env=env,
                 stdout=out,
@@ -104,8 +105,8 @@ def served(studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     app.write_text(STAND_IN_APP)
     started: list[ServeProcess] = []
 
-    def start(mlflow_ui: bool = False) -> ServeProcess:
-        process = ServeProcess(tmp_path, free_port(), app, mlflow_ui)
+    def start(mlflow_ui: bool = False, standby: bool = True) -> ServeProcess:
+        process = ServeProcess(tmp_path, free_port(), app, mlflow_ui, standby)
         started.append(process)
         return process
 
@@ -301,6 +302,18 @@ def test_the_mlflow_ui_is_one_process_without_a_job_runner_and_goes_with_serve(s
     # serve, Streamlit, the MLflow UI, the scheduler and its warm worker: nothing else.
     assert len(commands) == 5, commands
 
+    stop_and_check_nothing_is_left(process, studio_home, signal.SIGTERM)
+
+
+def test_no_standby_keeps_no_warm_worker(served, studio_home: Path) -> None:
+    from studio.jobs import scheduler_running
+
+    process = served(standby=False)
+    process.wait_ready()
+    assert scheduler_running()
+    time.sleep(3)  # the scheduler has made several passes: with a standby worker it would be starting
+    commands = [" ".join(p.cmdline()) for p in studio_processes(studio_home)]
+    assert not [c for c in commands if "studio.jobs.worker" in c], commands
     stop_and_check_nothing_is_left(process, studio_home, signal.SIGTERM)
 
 
