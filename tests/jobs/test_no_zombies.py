@@ -73,7 +73,7 @@ def test_no_zombie_after_a_cancelled_search_a_cancelled_run_and_an_idle_exit(
     settle_without_zombies(jobs_home)
 
 
-@pytest.mark.slow  # about 80 s on 2 busy cores: real trials through the warm worker
+@pytest.mark.slow  # 80-120 s on 2 busy cores: real trials through the warm worker
 def test_no_zombie_after_a_cancelled_run_a_search_and_an_idle_exit(
     jobs_home: Path, tmp_path: Path, monkeypatch
 ) -> None:
