@@ -27,11 +27,13 @@ train-sample: install
 lint:
 	$(PYTHON) -m ruff check .
 
-# Everything CI runs: lint, the fast suite and the browser tests, then the cluster tests (a local Ray head).
+# Everything CI runs: lint, the fast suite and the browser tests, then the cluster tests (a local Ray head),
+# then what idle `serve` holds (bench/footprint.py at its tiny size: a 2-epoch run, ~40 s).
 test: install-dev install-browser install-cluster
 	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -m "not slow and not gpu and not ray and not postgres"
 	$(PYTHON) -m pytest -m "(ray or postgres) and not slow"
+	$(PYTHON) bench/footprint.py --tiny
 
 test-fast: install-dev
 	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres"

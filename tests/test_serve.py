@@ -28,11 +28,14 @@ for job in list_jobs():
     st.write(f"{job.name}: {job.state}")
 """
 
-# serve() with the stand-in app and without the MLflow UI (it needs ~1.7 GB; the browser test starts it).
+# serve() with the stand-in app, and without the MLflow UI unless an argument after the app says "mlflow"
+# ("no-standby": serve --no-standby).
 SERVE_DRIVER = (
     "import sys; from pathlib import Path; from studio.server.serve import serve; "
-    "sys.exit(serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[2]), app=Path(sys.argv[3]), mlflow_ui=False))"
+    "sys.exit(serve('127.0.0.1', int(sys.argv[1]), int(sys.argv[2]), app=Path(sys.argv[3]), "
+    "mlflow_ui='mlflow' in sys.argv[4:], standby='no-standby' not in sys.argv[4:]))"
 )
+JOB_RUNNER_MARKERS = ("huey_consumer", "mlflow.server.jobs")  # MLflow's GenAI job runner and its consumers
 
 
 def free_port() -> int:
@@ -55,13 +58,15 @@ def wait_until(condition, timeout: float, poll: float = 0.1, what: str = "condit
 class ServeProcess:
     """``serve`` running in a subprocess (its own session), its output in a file."""
 
-    def __init__(self, tmp_path: Path, port: int, app: Path) -> None:
+    def __init__(self, tmp_path: Path, port: int, app: Path, mlflow_ui: bool = False, standby: bool = True) -> None:
         self.port = port
+        self.mlflow_port = free_port()
         self.output = tmp_path / f"serve-{port}.out"
         env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
+        cmd = [sys.executable, "-c", SERVE_DRIVER, str(port), str(self.mlflow_port), str(app)]
         with open(self.output, "wb") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", SERVE_DRIVER, str(port), str(free_port()), str(app)],
+                cmd + (["mlflow"] if mlflow_ui else []) + ([] if standby else ["no-standby"]),
                 cwd=tmp_path,
                 env=env,
                 stdout=out,
@@ -100,8 +105,8 @@ def served(studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     app.write_text(STAND_IN_APP)
     started: list[ServeProcess] = []
 
-    def start() -> ServeProcess:
-        process = ServeProcess(tmp_path, free_port(), app)
+    def start(mlflow_ui: bool = False, standby: bool = True) -> ServeProcess:
+        process = ServeProcess(tmp_path, free_port(), app, mlflow_ui, standby)
         started.append(process)
         return process
 
@@ -215,7 +220,35 @@ def test_stop_children_kills_a_group_that_ignores_sigterm(tmp_path: Path) -> Non
     )
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def studio_processes(home: Path) -> list[psutil.Process]:
+    """Every live process of the studio in ``home``: all of them carry ``STUDIO_HOME`` (serve gives it to
+    the servers, the scheduler and the workers), whichever process group or session they lead."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get("STUDIO_HOME") == str(home):
+                found.append(proc)
+    return found
+
+
+def stop_and_check_nothing_is_left(process: ServeProcess, home: Path, sig: int) -> None:
+    """Send ``sig`` to serve: it exits 0, and within ``STOP_SECONDS`` no process of the studio is left."""
+    os.kill(process.proc.pid, sig)
+    started = time.monotonic()
+    assert process.proc.wait(timeout=30) == 0, process.text()
+    left = studio_processes(home)
+    while left and time.monotonic() - started < serve_mod.STOP_SECONDS:
+        time.sleep(0.1)
+        left = studio_processes(home)
+    assert not left, [p.cmdline() for p in left]
+    assert time.monotonic() - started < serve_mod.STOP_SECONDS + 1
+
+
+@pytest.mark.parametrize(
+    "sig", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP], ids=["SIGTERM", "SIGINT", "closed terminal"]
+)
 def test_serve_adds_the_sample_once_and_stops_everything_on_a_signal(
     served, studio_home: Path, sig: int
 ) -> None:
@@ -229,11 +262,11 @@ def test_serve_adds_the_sample_once_and_stops_everything_on_a_signal(
     children = process.descendants
     assert any("streamlit" in " ".join(p.cmdline()) for p in children)
     assert serve_mod.answers_http(f"http://127.0.0.1:{process.port}/_stcore/health")
+    wait_until(  # the scheduler's warm worker too (it outlives serve only while a job runs)
+        lambda: any("--standby" in p.cmdline() for p in studio_processes(studio_home)), 30, what="standby"
+    )
 
-    os.kill(process.proc.pid, sig)
-    assert process.proc.wait(timeout=30) == 0, process.text()
-    gone, alive = psutil.wait_procs(children, timeout=5)
-    assert not alive, [p.cmdline() for p in alive]
+    stop_and_check_nothing_is_left(process, studio_home, sig)
     assert not scheduler_running()  # nothing was queued, so the scheduler was stopped too
     assert "Stopped." in process.text()
     assert not serve_mod.port_in_use("127.0.0.1", process.port)
@@ -245,6 +278,43 @@ def test_serve_adds_the_sample_once_and_stops_everything_on_a_signal(
     assert list_datasets() == []
     os.kill(again.proc.pid, signal.SIGTERM)
     assert again.proc.wait(timeout=30) == 0
+
+
+def test_the_mlflow_ui_is_one_process_without_a_job_runner_and_goes_with_serve(served, studio_home: Path) -> None:
+    """MLflow 3's ``mlflow ui`` starts a launcher, the web server, a GenAI job runner and a Huey consumer
+    per queue (10 processes, ~2.4 GB); the studio's MLflow UI is the web server alone."""
+    process = served(mlflow_ui=True)
+    process.wait_ready()
+    wait_until(lambda: "MLflow UI ready" in process.text(), 120, what="MLflow UI ready")
+    assert serve_mod.answers_http(f"http://127.0.0.1:{process.mlflow_port}/health")
+    wait_until(
+        lambda: any("--standby" in p.cmdline() for p in studio_processes(studio_home)), 30, what="standby"
+    )
+    time.sleep(2)  # MLflow starts its job runner after the web server (when it does)
+    processes = studio_processes(studio_home)
+    commands = [" ".join(p.cmdline()) for p in processes]
+    assert not [c for c in commands if any(marker in c for marker in JOB_RUNNER_MARKERS)], commands
+    modules = [p.cmdline()[p.cmdline().index("-m") + 1] for p in processes if "-m" in p.cmdline()]
+    mlflow_ui = [m for m in modules if m in ("uvicorn", "mlflow", "studio.server.mlflow_ui")]
+    assert mlflow_ui == ["uvicorn"], commands  # MLflow's launcher became the web server
+    server = next(p for p in processes if "uvicorn" in p.cmdline())
+    assert server.children() == []
+    # serve, Streamlit, the MLflow UI, the scheduler and its warm worker: nothing else.
+    assert len(commands) == 5, commands
+
+    stop_and_check_nothing_is_left(process, studio_home, signal.SIGTERM)
+
+
+def test_no_standby_keeps_no_warm_worker(served, studio_home: Path) -> None:
+    from studio.jobs import scheduler_running
+
+    process = served(standby=False)
+    process.wait_ready()
+    assert scheduler_running()
+    time.sleep(3)  # the scheduler has made several passes: with a standby worker it would be starting
+    commands = [" ".join(p.cmdline()) for p in studio_processes(studio_home)]
+    assert not [c for c in commands if "studio.jobs.worker" in c], commands
+    stop_and_check_nothing_is_left(process, studio_home, signal.SIGTERM)
 
 
 # --------------------------------------------------------------------------- jobs outlive the server

@@ -180,6 +180,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         login=args.login,
         mlflow_uri=args.mlflow_uri,
         mlflow_link=args.mlflow_link,
+        standby=not args.no_standby,
     )
 
 
@@ -254,6 +255,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--login",
         action="store_true",
         help="ask for a user name and password even on 127.0.0.1 (always on for other addresses)",
+    )
+    serve.add_argument(
+        "--no-standby",
+        action="store_true",
+        help="keep no warm worker waiting for the next job: about 1 GB less memory while idle, and each "
+        "job's first step ~10 s later (torch, Lightning and MLflow are imported when it starts)",
     )
     serve.set_defaults(handler=cmd_serve)
 

@@ -58,11 +58,12 @@ def visible_gpus() -> list[tuple[str, str]]:
 
 
 def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
-    """Make SIGINT and SIGTERM set ``stop`` (so a loop can end cleanly); returns what puts the previous
-    handlers back. Outside the main thread (where Python allows no handlers) it does nothing."""
+    """Make SIGINT, SIGTERM and SIGHUP (the terminal was closed) set ``stop`` (so a loop can end
+    cleanly); returns what puts the previous handlers back. Outside the main thread (where Python allows
+    no handlers) it does nothing."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     for sig in previous:
         signal.signal(sig, lambda *_: stop.set())
 
@@ -75,9 +76,13 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
 
 def start_daemon(cmd: list[str], folder: Path, log_file: Path, env: dict[str, str]) -> subprocess.Popen:
     """Start ``cmd`` in ``folder`` in a session of its own (it outlives the process that started it),
-    appending its output to ``log_file``."""
+    appending its output to ``log_file``.
+
+    A thread waits for it, so whenever it exits (a scheduler's idle exit, a search's driver at its end)
+    it is reaped at once and never lingers as a zombie of a long-lived starter such as the Streamlit
+    server; ``poll()`` and ``returncode`` still tell whether it has exited."""
     with open(log_file, "ab") as out:
-        return subprocess.Popen(
+        proc = subprocess.Popen(
             cmd,
             cwd=folder,
             env=env,
@@ -86,3 +91,5 @@ def start_daemon(cmd: list[str], folder: Path, log_file: Path, env: dict[str, st
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+    return proc

@@ -27,7 +27,6 @@ import json
 import logging
 import os
 import signal
-import subprocess
 import sys
 import threading
 import time
@@ -63,8 +62,6 @@ REASON_CANCELLED = "Cancelled on request."
 REASON_CANCEL_KILLED = (
     "Cancelled on request (the worker did not stop by itself within {grace:.0f} s and was killed)."
 )
-
-_spawned: list[subprocess.Popen] = []
 
 
 def _devices(job: Job) -> str:
@@ -458,9 +455,6 @@ def ensure_scheduler(
     The daemon gets its own session and logs to ``STUDIO_HOME/scheduler.log``, so it survives the
     process that started it. The options apply only when a new daemon is started.
     """
-    for proc in list(_spawned):  # reap daemons that exited while idle, so none lingers as a zombie
-        if proc.poll() is not None:
-            _spawned.remove(proc)
     if scheduler_running():
         return
     home = settings.studio_home()
@@ -477,8 +471,7 @@ def ensure_scheduler(
     ]
     if worker_cmd is not None:
         cmd += ["--worker-cmd", json.dumps(list(worker_cmd))]
-    proc = system.start_daemon(cmd, home, home / LOG_NAME, child_env())
-    _spawned.append(proc)
+    proc = system.start_daemon(cmd, home, home / LOG_NAME, child_env())  # reaped when it exits
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and proc.poll() is None and not scheduler_running():
         time.sleep(0.05)
@@ -499,9 +492,6 @@ def stop_scheduler(timeout: float = 10.0) -> bool:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         time.sleep(0.2)
-    for proc in list(_spawned):
-        if proc.poll() is not None:
-            _spawned.remove(proc)
     return not scheduler_running()
 
 

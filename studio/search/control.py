@@ -15,7 +15,6 @@ import contextlib
 import fcntl
 import json
 import re
-import subprocess
 import sys
 import time
 from typing import Any
@@ -30,7 +29,6 @@ from studio.search.space import default_space, narrow, starting_point, trial_spe
 LOCK_NAME = "driver.lock"
 LOG_NAME = "driver.log"
 BUDGET_CHOICES = {"5 min": 300, "15 min": 900, "1 h": 3600}
-_spawned: list[subprocess.Popen] = []
 
 
 def default_metric(task: str) -> str:
@@ -168,9 +166,6 @@ def ensure_driver(search_id: str, wait: float = 5.0) -> bool:
     """Start the search's driver unless it has ended or one runs; True when one runs afterwards."""
     from studio.search.study import search_dir
 
-    for proc in list(_spawned):
-        if proc.poll() is not None:
-            _spawned.remove(proc)
     search = records.get_search(search_id)
     if not search.is_active:
         return False
@@ -181,8 +176,7 @@ def ensure_driver(search_id: str, wait: float = 5.0) -> bool:
 
     proc = start_daemon(
         [sys.executable, "-m", "studio.search.driver", search_id], folder, folder / LOG_NAME, child_env()
-    )
-    _spawned.append(proc)
+    )  # reaped when it exits
     deadline = time.monotonic() + wait
     while time.monotonic() < deadline and proc.poll() is None and not driver_running(search_id):
         time.sleep(0.05)

@@ -2,13 +2,20 @@
 
 What runs, and who stops it:
 
-- the Streamlit app (``app.py`` + ``pages/``) and the MLflow UI (``mlflow ui --workers 1``) on the same
-  store are children of this command, each in its own process group. Ctrl-C (SIGINT) or SIGTERM stops
-  both: SIGTERM to the group, then SIGKILL after a grace period.
+- the Streamlit app (``app.py`` + ``pages/``) and the MLflow UI on the same store are children of this
+  command, each in its own process group. The MLflow UI is one process (:mod:`studio.server.mlflow_ui`:
+  ``mlflow ui --workers 1`` without its launcher process and without MLflow's GenAI job runner). Ctrl-C
+  (SIGINT), SIGTERM or closing the terminal (SIGHUP) stops both: SIGTERM to the group, then SIGKILL
+  after a grace period, all within :data:`STOP_SECONDS`.
 - the job scheduler is a detached daemon (``studio.jobs.ensure_scheduler``) and training workers run in
   their own sessions, so stopping the studio never stops a run. On the way out serve stops the scheduler
-  only when no job is queued or running; otherwise it is left running so queued jobs still start and
-  running ones are still recorded, and it exits by itself once the queue has been empty for a while.
+  (and with it the warm standby worker) only when no job is queued or running; otherwise it is left
+  running so queued jobs still start and running ones are still recorded, and it exits by itself once
+  the queue has been empty for a while. ``--no-standby`` keeps no warm worker (about 1 GB less while
+  idle; each job's first step comes ~10 s later).
+- the first-start sample and the MLflow store are prepared in a short-lived child
+  (``python -m studio.server.serve prepare``), so their imports (pandas, MLflow) do not stay in this
+  process's memory while it watches the others.
 
 A port that is already taken ends the command with one plain line and exit code 2, before anything is
 started. On the first start with an empty store the wine sample is added, so a newcomer can train
@@ -45,7 +52,8 @@ EXIT_USER_ERROR = 2
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_PATH = REPO_ROOT / "app.py"
 SEEDED_MARKER = ".sample_added"
-STOP_GRACE_SECONDS = 10.0
+STOP_SECONDS = 10.0  # Ctrl-C to the last process gone, at most
+STOP_GRACE_SECONDS = 6.0  # SIGTERM to SIGKILL for the servers (the scheduler is stopped meanwhile)
 APP_START_TIMEOUT = 90.0
 MLFLOW_START_TIMEOUT = 180.0
 PASSWORD_ENV = "STUDIO_PASSWORD"
@@ -320,13 +328,13 @@ def run_streamlit(argv: list[str]) -> None:
 
 
 def mlflow_command(host: str, port: int) -> list[str]:
+    """The MLflow UI on the studio's store: one process, no GenAI job runner (:mod:`studio.server.mlflow_ui`)."""
     from studio.core import settings
 
     return [
         sys.executable,
         "-m",
-        "mlflow",
-        "ui",
+        "studio.server.mlflow_ui",
         "--workers",
         "1",
         "--backend-store-uri",
@@ -410,12 +418,13 @@ def check_login(host: str, forced: bool) -> str:
 def add_sample_on_first_start(say: Callable[[str], None]) -> None:
     """Add the wine sample when the store has never held a data set (only once: deleting it sticks)."""
     from studio.core import settings
-    from studio.core.errors import StudioError
-    from studio.data import add_sample, list_datasets
 
     marker = settings.studio_home() / SEEDED_MARKER
     if marker.exists():
         return
+    from studio.core.errors import StudioError
+    from studio.data import add_sample, list_datasets
+
     if not list_datasets():
         try:
             info = add_sample("wine")
@@ -426,9 +435,50 @@ def add_sample_on_first_start(say: Callable[[str], None]) -> None:
     marker.write_text("The wine sample was offered on the first start; it is not added again.\n")
 
 
+def prepare(mlflow_store: bool, say: Callable[[str], None]) -> None:
+    """What serve does before it starts the servers: the sample on the first start and (``mlflow_store``)
+    the MLflow store, created or upgraded once, under the studio's lock, before the MLflow UI and the
+    workers open it (both migrating a new store at once breaks it)."""
+    add_sample_on_first_start(say)
+    if mlflow_store:
+        from studio import tracking
+
+        tracking.client()
+
+
+def prepare_in_child(mlflow_store: bool, log_path: Path, say: Callable[[str], None]) -> None:
+    """:func:`prepare` in a short-lived child (its own session, so Ctrl-C reaches serve only): pandas and
+    MLflow (~300 MB) are imported there, not in serve, which runs for as long as the studio does. Its
+    lines go to ``say``; its errors to ``log_path``, with one plain line here."""
+    from studio.core import settings
+
+    if not mlflow_store and (settings.studio_home() / SEEDED_MARKER).exists():
+        return
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "studio.server.serve", "prepare", *(["--mlflow-store"] if mlflow_store else [])]
+    with open(log_path, "ab") as errors:
+        done = subprocess.run(
+            cmd,
+            cwd=REPO_ROOT,
+            env=settings.child_env(),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=errors,
+            text=True,
+            start_new_session=True,
+            check=False,
+        )
+    for line in done.stdout.splitlines():
+        say(line)
+    if done.returncode != 0:
+        what = "the MLflow store and the sample data set" if mlflow_store else "the sample data set"
+        say(f"Could not prepare {what} (exit code {done.returncode}); the details are in {log_path}.")
+
+
 # --------------------------------------------------------------------------- the command
 def _say(message: str) -> None:
-    print(message, flush=True)
+    with contextlib.suppress(OSError):  # a closed terminal (SIGHUP) must not stop the shutdown
+        print(message, flush=True)
 
 
 def _settle_scheduler(say: Callable[[str], None]) -> None:
@@ -443,7 +493,7 @@ def _settle_scheduler(say: Callable[[str], None]) -> None:
             "(see `python -m studio jobs list`) and show up in the studio when you start it again."
         )
         return
-    stop_scheduler(timeout=5)
+    stop_scheduler(timeout=STOP_GRACE_SECONDS)
     if list_jobs(states=ACTIVE_STATES):  # submitted from elsewhere while it was stopping
         ensure_scheduler()
 
@@ -459,6 +509,7 @@ def serve(
     mlflow_ui: bool = True,
     mlflow_uri: str | None = None,
     mlflow_link: str | None = None,
+    standby: bool = True,
     stop: threading.Event | None = None,
     say: Callable[[str], None] = _say,
 ) -> int:
@@ -469,6 +520,7 @@ def serve(
     ``mlflow_uri`` (``--mlflow-uri``): track every run on that shared MLflow server; no local MLflow UI
     is started and the pages link to the server's own UI (at ``mlflow_link`` when browsers reach it at
     another address than the studio does, e.g. ``http://mlflow:5000`` inside Docker).
+    ``standby=False`` (``--no-standby``): the scheduler keeps no warm worker waiting for the next job.
     """
     from studio.server import auth
 
@@ -498,8 +550,11 @@ def serve(
 
     from studio.core import settings, system
     from studio.jobs import ensure_scheduler
+    from studio.jobs.executors.local import STANDBY_ENV
 
     settings.keep_mlflow_offline()  # (for the MLflow UI, the scheduler and its workers too)
+    if not standby:
+        os.environ[STANDBY_ENV] = "0"  # read by the scheduler this command starts
     stop = stop or threading.Event()
     restore_signals = system.stop_on_signals(stop)
     logs = settings.studio_home() / "logs"
@@ -526,20 +581,15 @@ def serve(
         say("Starting Training Studio… (Ctrl-C stops it)")
         if login_line:
             say(login_line)
-        add_sample_on_first_start(say)
-        if mlflow_ui:
-            # Create (or upgrade) the MLflow store once, under the studio's lock, before the MLflow UI
-            # and the workers open it: both migrating a new store at once breaks it.
-            from studio import tracking
+        prepare_in_child(mlflow_ui, logs / "prepare.log", say)
+        if mlflow_internal:
+            from studio.server.mlflow_proxy import start_proxy
 
-            tracking.client()
-            if mlflow_internal:
-                from studio.server.mlflow_proxy import start_proxy
-
-                proxy = start_proxy((host, mlflow_port), mlflow_internal)
+            proxy = start_proxy((host, mlflow_port), mlflow_internal)
         ensure_scheduler()
         for child in children:
-            child.start()
+            if not stop.is_set():  # (a Ctrl-C while preparing)
+                child.start()
         code = _watch(
             studio,
             children[1:],
@@ -561,9 +611,12 @@ def serve(
             from studio.server.mlflow_proxy import stop_proxy
 
             stop_proxy(proxy)
-        stop_children(children)
+        # The scheduler (and its standby worker) stops while the servers do: all gone within STOP_SECONDS.
+        settling = threading.Thread(target=_settle_scheduler, args=(say,), name="settle-scheduler")
+        settling.start()
         try:
-            _settle_scheduler(say)
+            stop_children(children)
+            settling.join()
         finally:
             restore_signals()
     say("Stopped.")
@@ -648,9 +701,14 @@ def _watch(
     return 0
 
 
-if __name__ == "__main__":  # ``python -m studio.server.serve streamlit run …``: how serve starts Streamlit
-    if sys.argv[1:2] != ["streamlit"]:
+if __name__ == "__main__":
+    # ``python -m studio.server.serve streamlit run …`` and ``… prepare [--mlflow-store]``: how serve starts
+    # Streamlit and prepares the stores.
+    if sys.argv[1:2] == ["streamlit"]:
+        run_streamlit(sys.argv[2:])
+    elif sys.argv[1:2] == ["prepare"]:
+        prepare("--mlflow-store" in sys.argv[2:], _say)
+    else:
         sys.exit(
             "usage: python -m studio.server.serve streamlit run APP [options] (use `python -m studio serve`)"
         )
-    run_streamlit(sys.argv[2:])

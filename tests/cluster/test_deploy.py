@@ -105,6 +105,14 @@ def test_the_mlflow_server_command_is_one_mlflow_accepts() -> None:
     )
 
 
+def test_the_shared_mlflow_server_starts_no_job_runner_unless_asked() -> None:
+    from mlflow.environment_variables import MLFLOW_SERVER_ENABLE_JOB_EXECUTION
+
+    environment = _services("compose.yaml")["mlflow"]["environment"]
+    setting = environment[MLFLOW_SERVER_ENABLE_JOB_EXECUTION.name]
+    assert setting == "false"  # (deploy/.env.example leaves it out: off unless deploy/.env says true)
+
+
 @pytest.mark.ray
 def test_the_ray_commands_are_ones_ray_accepts() -> None:
     from ray.scripts.scripts import start

@@ -11,6 +11,10 @@ the warm ones see a single slot's GPU.
 A warm worker is used again: when its job has ended well it says so on a pipe of its own (``ready
 JOB_ID``) and becomes the slot's waiting worker once more, so a queue of jobs on one slot (a search's
 trials) pays the imports once. Only that word counts: a worker that exits instead is reaped as usual.
+
+A warm worker holds about 1 GB of memory while it waits (the imports); ``STUDIO_STANDBY_WORKER=0``
+(``serve --no-standby``) keeps none, and every job then starts a fresh worker (~10 s more before its
+first step).
 """
 
 from __future__ import annotations
@@ -38,6 +42,13 @@ DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.jobs.worker", "{job_id}")
 WARM_RETRY_SECONDS = 30.0
 READY_FD_ENV = "STUDIO_READY_FD"
 """The file descriptor on which a warm worker says ``ready JOB_ID`` when it can take another job."""
+STANDBY_ENV = "STUDIO_STANDBY_WORKER"
+"""``0`` (or ``false``, ``no``, ``off``): keep no warm worker waiting (``serve --no-standby``)."""
+
+
+def standby_wanted() -> bool:
+    """Whether a warm worker waits on each free slot (``STUDIO_STANDBY_WORKER``, default on)."""
+    return os.environ.get(STANDBY_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
 
 # --------------------------------------------------------------------------- this machine's slots
@@ -112,7 +123,7 @@ class LocalExecutor:
         self._slots: list[Slot] | None = None
         self.children: dict[str, subprocess.Popen] = {}
         # Warm workers only with the real worker (tests that pass a fake worker command get cold starts).
-        self.warm = worker_cmd is None and keep_warm
+        self.warm = worker_cmd is None and keep_warm and standby_wanted()
         self.standby: dict[str, subprocess.Popen] = {}
         self._standby_started: dict[str, float] = {}
         self._ready: dict[int, tuple[int, bytearray]] = {}  # warm worker pid -> (its pipe, unread bytes)
@@ -261,6 +272,8 @@ class LocalExecutor:
         never compete with a training job for the CPU)."""
         if not self.warm:
             return
+        # A warm worker whose job has just ended comes back to its slot once it says so: no second one.
+        busy = busy | set(self._reusable.values())
         for slot in self.slots():
             proc = self.standby.get(slot.name)
             if proc is not None and proc.poll() is None:
