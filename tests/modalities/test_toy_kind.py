@@ -72,4 +72,4 @@ def test_without_the_kind_its_task_is_refused_in_one_line_naming_the_tasks(studi
     done = run_cli("train", "--data", str(sums_csv), "--target", "y", "--task", "toy_sum", plugin=False)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert "task must be one of 'classification' or 'regression' (got 'toy_sum')" in done.stderr
+    assert "task must be one of 'classification', 'regression', 'text_classification' or 'text_regression' (got 'toy_sum')" in done.stderr
