@@ -6,47 +6,19 @@ Screenshots go to ``test-artifacts/screenshots/text-*.png``."""
 
 from __future__ import annotations
 
-import random
 import re
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.test_browser import open_page, settle, shoot
+from tests.text.test_text_training import reviews
 
 pytestmark = pytest.mark.e2e
 
-GOOD = ["great", "love", "excellent", "perfect"]
-BAD = ["awful", "broken", "terrible", "refund"]
-FILLER = [
-    "the",
-    "it",
-    "after",
-    "was",
-    "and",
-    "my",
-    "this",
-    "phone",
-    "screen",
-    "battery",
-    "update",
-    "delivery",
-    "box",
-    "arrived",
-    "works",
-    "day",
-]
-
-
 def write_reviews(path: Path, rows: int = 300) -> Path:
-    rng = random.Random(2)
-    lines = ["review,label"]
-    for _ in range(rows):
-        good = rng.random() < 0.5
-        words = rng.sample(FILLER, rng.randint(4, 9))
-        words.insert(rng.randint(0, len(words)), rng.choice(GOOD if good else BAD))
-        lines.append(f"{' '.join(words)},{'pos' if good else 'neg'}")
-    path.write_text("\n".join(lines) + "\n")
+    """Reviews of the text training tests (a telling word in most), without their price column."""
+    reviews(rows, seed=2).drop(columns=["price"]).to_csv(path, index=False)
     return path
 
 

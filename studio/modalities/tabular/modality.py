@@ -25,26 +25,11 @@ class PreparedTable:
 
     def lightning_module(self, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
         from lightning_modules.registry import TabularShape, build_network
-        from lightning_modules.tabular.module import TabularLightningModule
 
         data = self.data
         shape = TabularShape(data.preprocessor.n_numeric, data.preprocessor.cardinalities, data.n_out)
         net = build_network(spec.architecture.name, spec.architecture.params, shape)
-        return TabularLightningModule(
-            net,
-            spec.task,
-            data.n_out,
-            spec.optimizer,
-            spec.scheduler,
-            spec.early_stopping.metric,
-            spec.training.epochs,
-            target_mean=data.target_state.get("mean", 0.0),
-            target_std=data.target_state.get("std", 1.0),
-            batch_size=data.batch_size,
-            steps_per_epoch=steps_per_epoch,
-            gradient_clip=spec.training.gradient_clip,
-            accumulate=accumulate,
-        )
+        return table_module(net, data, spec, steps_per_epoch, accumulate)
 
     def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
         return None
@@ -67,6 +52,27 @@ class PreparedTable:
     def add_to_result(self, result: Any) -> None:
         result.ignored_columns = dict(self.data.plan.ignored)
         result.dropped_rows = self.data.dropped_rows
+
+
+def table_module(net: Any, data: Any, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
+    """The LightningModule that trains ``net`` on a table's DataModule (tables, and tables with text)."""
+    from lightning_modules.tabular.module import TabularLightningModule
+
+    return TabularLightningModule(
+        net,
+        data.head,
+        data.n_out,
+        spec.optimizer,
+        spec.scheduler,
+        spec.early_stopping.metric,
+        spec.training.epochs,
+        target_mean=data.target_state.get("mean", 0.0),
+        target_std=data.target_state.get("std", 1.0),
+        batch_size=data.batch_size,
+        steps_per_epoch=steps_per_epoch,
+        gradient_clip=spec.training.gradient_clip,
+        accumulate=accumulate,
+    )
 
 
 class TabularModality:

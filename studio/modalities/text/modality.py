@@ -58,7 +58,7 @@ class PreparedText:
 
     def lightning_module(self, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
         from lightning_modules.registry import TextShape, build_network
-        from lightning_modules.tabular.module import TabularLightningModule
+        from studio.modalities.tabular.modality import table_module
 
         data = self.data
         shape = TextShape(
@@ -70,21 +70,7 @@ class PreparedText:
             getattr(self.encoder, "pad_id", 0),
         )
         net = build_network(spec.architecture.name, spec.architecture.params, shape)
-        return TabularLightningModule(
-            net,
-            data.head,
-            data.n_out,
-            spec.optimizer,
-            spec.scheduler,
-            spec.early_stopping.metric,
-            spec.training.epochs,
-            target_mean=data.target_state.get("mean", 0.0),
-            target_std=data.target_state.get("std", 1.0),
-            batch_size=data.batch_size,
-            steps_per_epoch=steps_per_epoch,
-            gradient_clip=spec.training.gradient_clip,
-            accumulate=accumulate,
-        )
+        return table_module(net, data, spec, steps_per_epoch, accumulate)
 
     def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
         """The test rows the model got most wrong, with their text, for the run page."""
