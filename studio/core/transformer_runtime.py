@@ -15,7 +15,6 @@ Files a bundle holds (``folder`` below is the bundle's files folder)::
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -206,8 +205,12 @@ class TransformerTextNet(nn.Module):
 
         with _quiet_transformers():
             if pretrained:
+                # float32 whatever the checkpoint holds (transformers 5 keeps a half-precision checkpoint's
+                # dtype by default); mixed precision is the trainer's business.
                 self.encoder = _without_pooler(
-                    lambda **kw: AutoModel.from_pretrained(str(model_dir), local_files_only=True, **kw)
+                    lambda **kw: AutoModel.from_pretrained(
+                        str(model_dir), local_files_only=True, dtype=torch.float32, **kw
+                    )
                 )
             else:
                 config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
@@ -353,8 +356,3 @@ def _onnx_inputs(path: Path) -> list[dict[str, Any]]:
             {"name": value.name, "dtype": dtypes.get(tensor.elem_type, str(tensor.elem_type)), "shape": shape}
         )
     return inputs
-
-
-def tokens_per_row(ids: np.ndarray, pad_id: int) -> float:
-    """Mean number of real (non-pad) tokens per row, e.g. for a throughput figure."""
-    return float((ids != pad_id).sum(axis=1).mean()) if len(ids) else math.nan
