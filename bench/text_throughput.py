@@ -1,20 +1,22 @@
 """Text training throughput: the studio's text networks against bare PyTorch doing the same work, in one run.
 
-One function per comparison, each returning the rows it measured; ``main`` runs the ones asked for and
-prints them. Every comparison trains on the same synthetic sentences (a planted keyword decides the
-class), already turned into token ids, so only the fitting is timed; tokenising is reported apart.
+One function per comparison (in ``COMPARISONS``), each building its two contestants and handing them to
+``race``; ``main`` runs the comparisons asked for and prints their rows. Every comparison trains on the
+same synthetic sentences (a planted keyword decides the class), already turned into token ids, so only
+the fitting is timed; tokenising is reported apart.
 
 - ``minilm``: fine-tuning ``TransformerTextNet`` (MiniLM-L6 from its PyPI package, mean pooling, linear
   head; embeddings plus ``--frozen-layers`` blocks frozen) in a plain loop, against a bare
   ``transformers.AutoModel`` with the same pooling, head, frozen parameters, batch, length, optimiser
-  (AdamW) and seed. Tokens/s counts every position of the padded batch (the work done); rows/s too.
+  (AdamW) and seed.
 
-Prints each path's rate, the ratio (goal about 1: the studio's network adds nothing to the encoder's
-cost), the time per step and the process's peak memory. Runs alternate (studio, bare, studio, …) so
-both meet the same load on a shared machine; the best and the median of the pairs are given.
+``race`` alternates single optimiser steps (studio, bare, studio, …) so both meet the same load on a
+shared machine, and compares the medians of the step times: wall clock (tokens/s counts every position
+of the padded batch, the work done) and the process's CPU time per step. Prints each path's rate, the
+ratios (goal about 1: the studio's network adds nothing to the encoder's cost), and peak memory.
 
     python bench/text_throughput.py [--only minilm] [--batch-size 16] [--length 128] [--steps 20]
-                                    [--repeats 3] [--frozen-layers 0] [--device cpu|cuda] [--tiny]
+                                    [--frozen-layers 0] [--device cpu|cuda] [--tiny]
 
 ``--device cuda`` trains under bfloat16 autocast. ``--tiny`` is a few steps on short batches, for CI.
 """
@@ -27,6 +29,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,70 +54,102 @@ def sentences(rows: int, words: int, seed: int = 0):
     return pd.DataFrame({"text": texts}), labels
 
 
-def timed_steps(net, ids, labels, args, forward: Callable[[Any, Any], Any], warmup: int) -> tuple[float, int]:
-    """Seconds for ``args.steps`` optimiser steps after ``warmup`` untimed ones, and the positions seen."""
+@dataclass
+class Contestant:
+    """A network and how it turns a batch of token ids into logits (``forward(ids)``)."""
+
+    name: str
+    module: Any  # torch.nn.Module holding every parameter
+    forward: Callable[[Any], Any]
+
+
+def race(contestants: list[Contestant], ids, labels, args) -> list[dict[str, Any]]:
+    """Alternate one optimiser step of each contestant, ``args.steps`` times after ``args.warmup``;
+    rows with each one's median rates, and a last row with the ratios of the first to the second."""
     import torch
     from torch.nn import functional as F
 
     device = torch.device(args.device)
-    optimizer = torch.optim.AdamW([p for p in net.parameters() if p.requires_grad], lr=5e-5)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.device == "cuda")
     batches = [
         (ids[s : s + args.batch_size].to(device), labels[s : s + args.batch_size].to(device))
         for s in range(0, len(ids) - args.batch_size + 1, args.batch_size)
     ]
-    net.train()
-
-    def step(i: int) -> None:
+    optimizers = []
+    for contestant in contestants:
+        contestant.module.to(device).train()
+        params = [p for p in contestant.module.parameters() if p.requires_grad]
+        optimizers.append(torch.optim.AdamW(params, lr=5e-5))
+    wall: list[list[float]] = [[] for _ in contestants]
+    cpu: list[list[float]] = [[] for _ in contestants]
+    for i in range(args.warmup + args.steps):
         x, y = batches[i % len(batches)]
-        with autocast:
-            loss = F.cross_entropy(forward(net, x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for i in range(warmup):
-        step(i)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    for i in range(args.steps):
-        step(warmup + i)
-    if args.device == "cuda":
-        torch.cuda.synchronize()
-    return time.perf_counter() - started, args.steps * args.batch_size * ids.shape[1]
+        for k, (contestant, optimizer) in enumerate(zip(contestants, optimizers, strict=True)):
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            started, started_cpu = time.perf_counter(), time.process_time()
+            with autocast:
+                loss = F.cross_entropy(contestant.forward(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            if i >= args.warmup:
+                wall[k].append(time.perf_counter() - started)
+                cpu[k].append(time.process_time() - started_cpu)
+    positions = args.batch_size * ids.shape[1]
+    rows = [
+        {
+            "path": c.name,
+            "tokens/s": positions / statistics.median(w),
+            "rows/s": args.batch_size / statistics.median(w),
+            "s/step": statistics.median(w),
+            "cpu s/step": statistics.median(p),
+        }
+        for c, w, p in zip(contestants, wall, cpu, strict=True)
+    ]
+    per_step = [b / a for a, b in zip(wall[0], wall[1], strict=True)]
+    rows.append(
+        {
+            "path": f"ratio {contestants[0].name} / {contestants[1].name}",
+            "tokens/s": rows[0]["tokens/s"] / rows[1]["tokens/s"],
+            "median of step pairs": statistics.median(per_step),
+            "cpu time": rows[1]["cpu s/step"] / rows[0]["cpu s/step"],
+        }
+    )
+    return rows
 
 
 # --------------------------------------------------------------------------- MiniLM
-class BareMeanPool:
-    """The baseline as a user would write it: AutoModel, masked mean of the last hidden state, a head."""
+def bare_mean_pool(model_dir: Path, n_out: int, frozen_layers: int, pad_id: int) -> Contestant:
+    """The baseline as a user would write it: AutoModel, masked mean of the last hidden state, a head,
+    with the same parameters frozen as the studio's network."""
+    import torch
+    from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
-    def __init__(self, model_dir: Path, n_out: int, frozen_layers: int, pad_id: int):
-        import torch
-        from transformers import AutoModel
-        from transformers.utils import logging as hf_logging
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    encoder = AutoModel.from_pretrained(str(model_dir))
+    module = torch.nn.ModuleDict(
+        {"encoder": encoder, "head": torch.nn.Linear(encoder.config.hidden_size, n_out)}
+    )
+    layers = encoder.encoder.layer
+    frozen = [encoder] if frozen_layers < 0 else [encoder.embeddings, *layers[:frozen_layers]]
+    for part in frozen:
+        part.requires_grad_(False)
+    if encoder.pooler is not None:  # unused by mean pooling
+        encoder.pooler.requires_grad_(False)
 
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        self.encoder = AutoModel.from_pretrained(str(model_dir))
-        self.head = torch.nn.Linear(self.encoder.config.hidden_size, n_out)
-        self.module = torch.nn.ModuleDict({"encoder": self.encoder, "head": self.head})
-        self.pad_id = pad_id
-        layers = self.encoder.encoder.layer
-        frozen = [self.encoder] if frozen_layers < 0 else [self.encoder.embeddings, *layers[:frozen_layers]]
-        for part in frozen:
-            part.requires_grad_(False)
-        if self.encoder.pooler is not None:  # unused by mean pooling
-            self.encoder.pooler.requires_grad_(False)
-
-    def forward(self, _net, x):
-        import torch
-
-        mask = x != self.pad_id
-        hidden = self.encoder(input_ids=x, attention_mask=mask.long()).last_hidden_state
+    def forward(x):
+        mask = x != pad_id
+        hidden = encoder(input_ids=x, attention_mask=mask.long()).last_hidden_state
         weights = mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
-        return self.head(torch.nn.functional.dropout(pooled, 0.1, self.module.training))
+        return module["head"](torch.nn.functional.dropout(pooled, 0.1, module.training))
+
+    return Contestant("bare AutoModel", module, forward)
 
 
 def compare_minilm(args) -> list[dict[str, Any]]:
@@ -131,47 +166,22 @@ def compare_minilm(args) -> list[dict[str, Any]]:
     ids, cut = encoder.encode(frame)
     tokenise_s = time.perf_counter() - started
     ids, labels = torch.from_numpy(ids), torch.from_numpy(labels)
-    device = torch.device(args.device)
 
-    def studio_run() -> tuple[float, int]:
-        torch.manual_seed(0)
-        net = TransformerTextNet(model_dir, 0, [], 2, frozen_layers=args.frozen_layers, pad_id=encoder.pad_id)
-        net.to(device)
-        x_num = torch.zeros(args.batch_size, 0, device=device)
-        x_cat = torch.zeros(args.batch_size, 0, dtype=torch.int64, device=device)
-        return timed_steps(net, ids, labels, args, lambda n, x: n(x_num, x_cat, x), args.warmup)
-
-    def bare_run() -> tuple[float, int]:
-        torch.manual_seed(0)
-        bare = BareMeanPool(model_dir, 2, args.frozen_layers, encoder.pad_id)
-        bare.module.to(device)
-        return timed_steps(bare.module, ids, labels, args, bare.forward, args.warmup)
-
-    studio_rates, bare_rates = [], []
-    for _ in range(args.repeats):
-        seconds, positions = studio_run()
-        studio_rates.append(positions / seconds)
-        seconds, positions = bare_run()
-        bare_rates.append(positions / seconds)
-    pairs = [s / b for s, b in zip(studio_rates, bare_rates, strict=True)]
-    step_s = args.batch_size * args.length / max(studio_rates)
-    return [
-        {"comparison": "minilm", "path": "studio TransformerTextNet", "tokens/s": max(studio_rates),
-         "rows/s": max(studio_rates) / args.length, "s/step": step_s},
-        {"comparison": "minilm", "path": "bare AutoModel loop", "tokens/s": max(bare_rates),
-         "rows/s": max(bare_rates) / args.length, "s/step": args.batch_size * args.length / max(bare_rates)},
-        {"comparison": "minilm", "path": "ratio studio/bare", "best": max(studio_rates) / max(bare_rates),
-         "median of pairs": statistics.median(pairs), "pairs": [round(p, 3) for p in pairs]},
-        {"comparison": "minilm", "path": "tokenising (TransformerTextEncoder.encode)",
-         "rows/s": rows / tokenise_s, "rows cut": cut},
-    ]  # fmt: skip
+    torch.manual_seed(0)
+    net = TransformerTextNet(model_dir, 0, [], 2, frozen_layers=args.frozen_layers, pad_id=encoder.pad_id)
+    no_numbers = torch.zeros(args.batch_size, 0, device=args.device)
+    no_categories = torch.zeros(args.batch_size, 0, dtype=torch.int64, device=args.device)
+    studio = Contestant("studio TransformerTextNet", net, lambda x: net(no_numbers, no_categories, x))
+    torch.manual_seed(0)
+    bare = bare_mean_pool(model_dir, 2, args.frozen_layers, encoder.pad_id)
+    measured = race([studio, bare], ids, labels, args)
+    measured.append(
+        {"path": "tokenising (TransformerTextEncoder.encode)", "rows/s": rows / tokenise_s, "cut": cut}
+    )
+    return measured
 
 
 COMPARISONS: dict[str, Callable[[argparse.Namespace], list[dict[str, Any]]]] = {"minilm": compare_minilm}
-
-
-def peak_memory_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -181,28 +191,28 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--only", choices=sorted(COMPARISONS), action="append", help="default: all")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--length", type=int, default=128, help="tokens per row (padded / cut to it)")
-    parser.add_argument("--steps", type=int, default=20, help="timed optimiser steps per run")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps before each run")
-    parser.add_argument("--repeats", type=int, default=3, help="alternating (studio, bare) pairs")
+    parser.add_argument("--steps", type=int, default=20, help="timed optimiser steps of each path")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps of each path first")
     parser.add_argument("--frozen-layers", type=int, default=0, help="-1: the whole encoder")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     parser.add_argument("--tiny", action="store_true", help="a few short steps (CI)")
     args = parser.parse_args(argv)
     if args.tiny:
-        args.batch_size, args.length, args.steps, args.warmup, args.repeats = 4, 16, 3, 1, 1
+        args.batch_size, args.length, args.steps, args.warmup = 4, 16, 3, 1
     import torch
 
     device = (
         torch.cuda.get_device_name() if args.device == "cuda" else f"cpu ({torch.get_num_threads()} threads)"
     )
     print(
-        f"device {device}; batch {args.batch_size} x {args.length} tokens; {args.steps} steps after "
-        f"{args.warmup} warm-up; {args.repeats} pairs; frozen layers {args.frozen_layers}"
+        f"device {device}; batch {args.batch_size} x {args.length} tokens; {args.steps} steps of each after "
+        f"{args.warmup} warm-up; frozen layers {args.frozen_layers}"
     )
     for name in args.only or sorted(COMPARISONS):
+        print(name)
         for row in COMPARISONS[name](args):
             print("  " + "; ".join(f"{k} {_shown(v)}" for k, v in row.items()))
-    print(f"peak memory of this process {peak_memory_mib():.0f} MiB")
+    print(f"peak memory of this process {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 
 def _shown(value: Any) -> str:

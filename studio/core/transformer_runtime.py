@@ -15,7 +15,6 @@ Files a bundle holds (``folder`` below is the bundle's files folder)::
 from __future__ import annotations
 
 import contextlib
-import math
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -101,25 +100,55 @@ class TransformerTextEncoder:
         self._backend = Tokenizer.from_str(self.tokenizer.backend_tokenizer.to_str())
         self._backend.enable_truncation(self.max_length)
         self._backend.enable_padding(pad_id=self.pad_id, pad_token=pad_token, length=self.max_length)
+        self._plain = Tokenizer.from_str(self._backend.to_str())  # for lengths and offsets: no cut, no pad
+        self._plain.no_truncation()
+        self._plain.no_padding()
+        self._specials = self._backend.num_special_tokens_to_add(False)
+        self._separator_tokens = len(self._plain.encode(self.separator, add_special_tokens=False).ids)
 
-    def texts(self, frame: pd.DataFrame) -> list[str]:
-        """One string per row: the text columns joined with the separator (missing text: empty)."""
+    def texts(self, frame: pd.DataFrame) -> tuple[list[str], np.ndarray]:
+        """One string per row, the text columns joined with the separator (missing text: empty), each
+        column cut so that the row fits ``max_length`` tokens, and which rows had text cut there.
+
+        Several columns share the tokens longest first: a short column is kept whole and the long ones
+        are cut to equal shares, so a long first column does not push the others out of the sequence.
+        """
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise ValueError(f"The rows lack the text column(s) {', '.join(map(repr, missing))}.")
-        parts = [frame[c].astype("string").fillna("") for c in self.columns]
-        if not parts:
-            return [""] * len(frame)
-        joined = parts[0].str.cat(parts[1:], sep=self.separator) if len(parts) > 1 else parts[0]
-        return joined.tolist()
+        columns = [frame[c].astype("string").fillna("").tolist() for c in self.columns]
+        cut = np.zeros(len(frame), dtype=bool)
+        if len(columns) > 1 and len(frame):
+            columns, cut = self._shared(columns)
+        return [self.separator.join(parts) for parts in zip(*columns, strict=True)], cut
+
+    def _shared(self, columns: list[list[str]]) -> tuple[list[list[str]], np.ndarray]:
+        budget = max(0, self.max_length - self._specials - (len(columns) - 1) * self._separator_tokens)
+        encodings = [self._plain.encode_batch(texts, add_special_tokens=False) for texts in columns]
+        fitted = [list(texts) for texts in columns]
+        cut = np.zeros(len(columns[0]), dtype=bool)
+        for row in range(len(cut)):
+            lengths = [len(enc[row].ids) for enc in encodings]
+            if sum(lengths) <= budget:
+                continue
+            cut[row] = True
+            remaining = budget
+            for done, i in enumerate(sorted(range(len(lengths)), key=lengths.__getitem__)):
+                share = min(lengths[i], remaining // (len(lengths) - done))
+                remaining -= share
+                if share < lengths[i]:  # cut the text where its share of tokens ends
+                    end = encodings[i][row].offsets[share - 1][1] if share else 0
+                    fitted[i][row] = columns[i][row][:end]
+        return fitted, cut
 
     def encode(self, frame: pd.DataFrame) -> tuple[np.ndarray, int]:
         """Token ids ``int64 [rows, max_length]`` (special tokens included, padded with ``pad_id``) and how
         many rows were longer than ``max_length`` and cut."""
-        encodings = self._backend.encode_batch(self.texts(frame))
+        texts, cut = self.texts(frame)
+        encodings = self._backend.encode_batch(texts)
         ids = np.array([e.ids for e in encodings], dtype=np.int64).reshape(len(encodings), self.max_length)
-        cut = sum(1 for e in encodings if e.overflowing)
-        return ids, cut
+        cut |= np.array([bool(e.overflowing) for e in encodings], dtype=bool)
+        return ids, int(cut.sum())
 
     def save(self, folder: Path) -> None:
         """Write the tokenizer files into ``folder / state["tokenizer"]``."""
@@ -176,8 +205,12 @@ class TransformerTextNet(nn.Module):
 
         with _quiet_transformers():
             if pretrained:
+                # float32 whatever the checkpoint holds (transformers 5 keeps a half-precision checkpoint's
+                # dtype by default); mixed precision is the trainer's business.
                 self.encoder = _without_pooler(
-                    lambda **kw: AutoModel.from_pretrained(str(model_dir), local_files_only=True, **kw)
+                    lambda **kw: AutoModel.from_pretrained(
+                        str(model_dir), local_files_only=True, dtype=torch.float32, **kw
+                    )
                 )
             else:
                 config = AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
@@ -323,8 +356,3 @@ def _onnx_inputs(path: Path) -> list[dict[str, Any]]:
             {"name": value.name, "dtype": dtypes.get(tensor.elem_type, str(tensor.elem_type)), "shape": shape}
         )
     return inputs
-
-
-def tokens_per_row(ids: np.ndarray, pad_id: int) -> float:
-    """Mean number of real (non-pad) tokens per row, e.g. for a throughput figure."""
-    return float((ids != pad_id).sum(axis=1).mean()) if len(ids) else math.nan
