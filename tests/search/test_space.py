@@ -171,3 +171,22 @@ def test_augmentation_strength_sets_the_picture_changes_together() -> None:
         "image.color_jitter": 0.0,
     }
     assert augmentation_settings(0.5)["image.crop_scale"] == 0.75
+
+
+def test_text_space_tries_the_bag_of_words_settings_and_makes_valid_trial_specs() -> None:
+    spec = RunSpec.from_dict({"task": "text_classification", "data": {"dataset_id": "ds-text", "target": "y"}})
+    space = default_space(spec, train_rows=1000)
+    names = {dim.path for dim in space.dimensions}
+    assert {
+        "architecture.name",
+        "architecture.params.embedding_dim",
+        "architecture.params.word_ngrams",
+        "architecture.params.hidden",
+        "architecture.params.dropout",
+        "optimizer.learning_rate",
+        "training.batch_size",
+    } <= names
+    first = starting_point(space, spec, train_rows=1000)
+    assert first["architecture.params.embedding_dim"] == 64 and first["architecture.params.word_ngrams"] == 2
+    top = trial_spec(spec, {**first, "architecture.params.embedding_dim": 256, "architecture.params.hidden": 256})
+    assert top.task == "text_classification" and top.architecture.params["hidden"] == 256
