@@ -608,8 +608,10 @@ def _fit_and_log(
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
         path = trainee.write_bundle(Path(tmp), session.asked or spec, module, run.test_metrics)
         bundle_path = _publish_bundle(path, run_id, bundle_out)
-    _end_finished(run_id, run.note, session)
+    kind_notes = trainee.notes() if hasattr(trainee, "notes") else []  # e.g. how many texts were cut
+    _end_finished(run_id, " ".join(filter(None, [run.note, *kind_notes])) or None, session)
     result = run.result(run_id, experiment_id, bundle_path, data.sizes["train"], session)
+    result.note = " ".join(filter(None, [result.note, *kind_notes])) or None
     trainee.add_to_result(result)
     return result
 

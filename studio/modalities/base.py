@@ -40,6 +40,9 @@ class Prepared(Protocol):
     def add_to_result(self, result: Any) -> None:
         """Fill in this kind's parts of the :class:`~studio.engine.training.TrainResult`."""
 
+    # Optional: ``notes() -> list[str]``, sentences the run page shows with the run's other notes (what
+    # the kind did to the data that the user should know, e.g. how many texts were cut).
+
 
 @runtime_checkable
 class Modality(Protocol):

@@ -84,7 +84,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
         from studio.engine.training import train
 
         csv = tmp / "reviews.csv"
-        reviews(600).to_csv(csv, index=False)
+        frame = reviews(600)
+        frame.loc[0, "review"] = "the box arrived " * 200  # 600 words: more than the network reads
+        frame.to_csv(csv, index=False)
         info = add_data_file(csv)
         spec = RunSpec.from_dict(
             {
@@ -108,6 +110,9 @@ def test_a_bag_of_words_learns_a_planted_keyword_rule_beside_a_number(trained):
     assert result.test_metrics["test/accuracy"] > 0.85, result.test_metrics  # a guess: about 0.5
     run = tracking.get_run(result.run_id)
     assert run.tags[tracking.TAG_KIND] == "text" and run.tags[TAG_TEXT_COLUMNS] == "review"
+    assert "1 of 600 rows had more text than the network reads (256 words and word groups)" in run.tags[
+        tracking.TAG_NOTE
+    ]
     worst = tracking.client().download_artifacts(result.run_id, PREDICTIONS_ARTIFACT, str(trained["tmp"]))
     shown = json.loads(Path(worst).read_text())
     assert shown["text_columns"] == ["review"] and shown["test_rows"] == 90

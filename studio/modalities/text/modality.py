@@ -97,6 +97,20 @@ class PreparedText:
         result.ignored_columns = dict(self.data.plan.ignored)
         result.dropped_rows = self.data.dropped_rows
 
+    def notes(self) -> list[str]:
+        """How many rows' texts were longer than the network reads (they were cut to it)."""
+        cut, rows = self.cut.get("rows", 0), len(self.data.frame)
+        if not cut:
+            return []
+        state = self.encoder.state
+        length = (
+            f"{state['max_tokens']} words and word groups" if "max_tokens" in state else f"{state['max_length']} tokens"
+        )
+        return [
+            f"{cut:,} of {rows:,} rows had more text than the network reads ({length}); they were cut to it "
+            "(raise 'Most words per row' / 'Most tokens per row' to read more)."
+        ]
+
 
 def worst_rows(data: Any, module: Any) -> dict[str, Any]:
     """The test split's rows the model got most wrong: classes, the lowest probability given to the
