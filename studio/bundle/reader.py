@@ -70,7 +70,7 @@ def _check_info(info: Any, name: str) -> dict[str, Any]:
             f"'{name}' was written by a newer Training Studio (bundle format {info['format_version']}; this version "
             f"reads format {FORMAT_VERSION} and older): update the studio to use it."
         )
-    if info.get("kind") not in KINDS:
+    if info.get("kind") not in KINDS and not isinstance(info.get("predictor"), dict):
         raise BundleError(
             f"'{name}' holds a '{info.get('kind')}' model, which this version of the studio cannot load "
             f"(it loads: {', '.join(KINDS)})."

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 from studio.bundle.layout import (
     _CORE,
     _HERE,
+    CODE_PREFIX,
     ENTRY_FILE,
     FILES_DIR,
     FORMAT,
@@ -35,8 +36,6 @@ from studio.bundle.layout import (
     KIND_TABULAR,
     ONNX_FILE,
     RUNTIME_FILE,
-    TEXT_RUNTIME_FILE,
-    TRANSFORMER_RUNTIME_FILE,
     WEIGHTS_FILE,
     _quiet_mlflow,
     python_snippet,
@@ -166,15 +165,15 @@ def _save_and_zip(
         for name, file in (
             ("studio_model", INFO_FILE),
             ("weights", WEIGHTS_FILE),
-            ("runtime", RUNTIME_FILE),
-            ("image_io", IMAGE_IO_FILE),
-            ("text_runtime", TEXT_RUNTIME_FILE),
-            ("transformer_runtime", TRANSFORMER_RUNTIME_FILE),
             ("files", FILES_DIR),
             ("onnx", ONNX_FILE),
         )
         if (staging / file).exists()
     }
+    # the shipped code files: training_studio_runtime.py is the artifact "runtime", and so on
+    for code in sorted(staging.glob(f"{CODE_PREFIX}*.py")):
+        if code.name != ENTRY_FILE:
+            artifacts[code.stem[len(CODE_PREFIX) :]] = str(code)
     with _quiet_mlflow():
         mlflow.pyfunc.save_model(
             str(model_dir),
@@ -259,6 +258,46 @@ def write_image_bundle(
             "pillow>=10",
         ]
         _save_and_zip(path, info, staging, model_dir, requirements)
+    return path
+
+
+def write_kind_bundle(
+    path: Path,
+    info: dict[str, Any],
+    state_dict: dict[str, torch.Tensor],
+    code: dict[str, str] | None = None,
+    requirements: list[str] | None = None,
+) -> Path:
+    """Write a bundle of a kind's own flavour at ``path``: ``info`` is its ``studio_model.json`` (``kind``,
+    ``predictor`` naming a class of one of its code files, ``task``, ``target``, ``input_columns`` …; the
+    format fields and versions are added), ``state_dict`` the network's weights, ``code`` its shipped code
+    files (artifact name -> source text, e.g. ``{"toy_runtime": "..."}``; the table runtime always
+    travels as ``runtime``). A kind that lives outside the studio (``STUDIO_MODALITIES``) writes its
+    bundles with it, and the studio's pages and CLI read them as any other."""
+    import mlflow
+    import torch
+
+    import studio
+
+    path = Path(path)
+    check_finite_weights(state_dict)
+    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
+        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
+        _stage(staging, state_dict)
+        for name, text in (code or {}).items():
+            (staging / f"{CODE_PREFIX}{name}.py").write_text(text, encoding="utf-8")
+        full = {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "weights": WEIGHTS_FILE,
+            "onnx": {"file": None, "error": "this kind writes no ONNX file"},
+            "example_rows": [],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "studio_version": studio.__version__,
+            "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
+            **info,
+        }
+        _save_and_zip(path, full, staging, model_dir, _pip_requirements() + list(requirements or []))
     return path
 
 

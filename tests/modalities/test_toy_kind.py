@@ -54,8 +54,9 @@ def test_a_kind_registered_from_the_tests_trains_end_to_end_through_the_cli(stud
     r2 = float(next(line for line in done.stdout.splitlines() if "test/r2" in line).split()[-1])
     assert r2 > 0.95, done.stdout
     with zipfile.ZipFile(out) as zf:
-        model = json.loads(zf.read("toy_model.json"))
-    assert model["kind"] == "toy" and model["columns"] == ["a", "b", "c"]
+        info = json.loads(zf.read("artifacts/studio_model.json"))
+    model = info["toy"]
+    assert info["kind"] == "toy" and model["columns"] == ["a", "b", "c"]
     weight = np.array(model["weight"]) / np.array(model["std"]) * model["target_std"]
     np.testing.assert_allclose(weight, [3, -2, 0], atol=0.2)  # it learnt the sum's own weights
 
@@ -73,3 +74,62 @@ def test_without_the_kind_its_task_is_refused_in_one_line_naming_the_tasks(studi
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert "task must be one of 'classification', 'regression', 'text_classification' or 'text_regression' (got 'toy_sum')" in done.stderr
+
+
+def test_a_kind_registered_from_the_tests_goes_from_the_train_form_to_predict(
+    studio_home, tmp_path, sums_csv, monkeypatch
+):
+    """The toy kind through the pages, as a user goes: the Train form offers its task and network and
+    submits a real job (the scheduler's worker loads the kind from STUDIO_MODALITIES), the run page
+    shows the kind's own section, and the Predict page predicts rows with its bundle."""
+    import time
+
+    import psutil
+    from streamlit.testing.v1 import AppTest
+
+    from studio import jobs
+    from studio.app import forms
+    from studio.data import add_data_file
+
+    monkeypatch.setenv("STUDIO_MODALITIES", PLUGIN)
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    add_data_file(sums_csv)
+    try:
+        at = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+        at.switch_page("pages/train.py").run()
+        at.selectbox(key="train_target").set_value("y").run()
+        at.selectbox(key="train_task").set_value("toy_sum").run()
+        assert at.selectbox(key="train_architecture").value == "toy_linear"
+        at.number_input(key=forms.field_key("training.epochs", "toy_sum")).set_value(30).run()
+        at.number_input(key=forms.field_key("optimizer.learning_rate", "toy_sum")).set_value(0.05).run()
+        assert not at.exception, [e.value for e in at.exception]
+        at.button(key="train_submit").click().run()
+        (job,) = jobs.list_jobs()
+        assert job.spec.task == "toy_sum" and job.spec.training.epochs == 30
+        deadline = time.monotonic() + 240
+        while (job := jobs.get_job(job.id)).is_active and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert job.state == jobs.SUCCEEDED, f"{job.state}: {job.reason}"
+
+        runs = AppTest.from_file(str(REPO / "pages" / "runs.py"), default_timeout=60)
+        runs.query_params["job"] = job.id
+        runs.run()
+        assert not runs.exception, [e.value for e in runs.exception]
+        learnt = next(m.value for m in runs.markdown if m.value.startswith("y ≈"))
+        weights = dict(reversed(term.split("·")) for term in learnt.split()[2:5])
+        assert abs(float(weights["a"]) - 3) < 0.2 and abs(float(weights["b"]) + 2) < 0.2, learnt
+
+        predict = AppTest.from_file(str(REPO / "pages" / "predict.py"), default_timeout=90)
+        predict.query_params["job"] = job.id
+        predict.run()
+        rows = b"a,b,c\n1,0,0\n0,1,0\n2,1,5\n"
+        predict.file_uploader(key="predict-rows-upload").upload("rows.csv", rows, "text/csv").run()
+        predict.button(key="predict-run").click().run()
+        assert not predict.exception and not predict.error, [e.value for e in predict.error]
+        result = predict.dataframe[0].value
+        np.testing.assert_allclose(result["predicted_y"], [3, -2, 4], atol=0.3)
+    finally:
+        jobs.stop_scheduler(timeout=5)
+        for proc in psutil.Process().children(recursive=True):
+            proc.kill()

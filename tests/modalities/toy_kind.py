@@ -9,8 +9,6 @@ process through ``STUDIO_MODALITIES=tests.modalities.toy_kind`` (the repository 
 
 from __future__ import annotations
 
-import json
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -157,29 +155,65 @@ class PreparedToy:
         return None
 
     def write_bundle(self, folder: Path, spec: Any, module: Any, metrics: dict[str, float]) -> Path:
-        path = folder / "toy.zip"
+        """A studio bundle of the toy's own flavour: its description in ``studio_model.json`` and its own
+        shipped code file (``toy_runtime``, :data:`TOY_RUNTIME`), read by the studio as any bundle."""
+        from studio.bundle.writer import write_kind_bundle
+
         linear = module.net.linear
-        description = {
+        target = spec.data.target
+        info = {
             "kind": KIND,
-            "columns": self.data.columns,
-            "mean": self.data.mean.tolist(),
-            "std": self.data.std.tolist(),
-            "weight": linear.weight.detach().reshape(-1).tolist(),
-            "bias": float(linear.bias.detach()),
-            "target_mean": self.data.target_mean,
-            "target_std": self.data.target_std,
+            "predictor": {"module": "toy_runtime", "class": "ToyPredictor"},
+            "task": TASK,
+            "target": {"name": target, "task": "regression"},
+            "input_columns": [{"name": c, "kind": "numeric"} for c in self.data.columns],
             "metrics": metrics,
+            "spec": spec.model_dump(mode="json"),
+            "toy": {
+                "columns": self.data.columns,
+                "mean": self.data.mean.tolist(),
+                "std": self.data.std.tolist(),
+                "weight": linear.weight.detach().reshape(-1).tolist(),
+                "bias": float(linear.bias.detach()),
+                "target_mean": self.data.target_mean,
+                "target_std": self.data.target_std,
+            },
         }
-        with zipfile.ZipFile(path, "w") as zf:
-            zf.writestr("toy_model.json", json.dumps(description))
-        return path
+        state = {k: v.detach().cpu() for k, v in module.net.state_dict().items()}
+        return write_kind_bundle(folder / "toy.zip", info, state, code={"toy_runtime": TOY_RUNTIME})
 
     def add_to_result(self, result: Any) -> None:
         result.ignored_columns = {}
 
 
+TOY_RUNTIME = """
+import numpy as np
+import pandas as pd
+
+
+class ToyPredictor:
+    \"\"\"The toy's linear sum from its description alone (no torch needed to predict).\"\"\"
+
+    def __init__(self, info):
+        self.toy, self.target = info["toy"], info["target"]["name"]
+
+    @classmethod
+    def load(cls, info, weights_path, modules, files):
+        return cls(info)
+
+    def predict_input(self, rows):
+        frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
+        toy = self.toy
+        x = frame.reindex(columns=toy["columns"]).apply(pd.to_numeric, errors="coerce").fillna(0.0).to_numpy()
+        z = (x - np.array(toy["mean"])) / np.array(toy["std"])
+        y = (z @ np.array(toy["weight"]) + toy["bias"]) * toy["target_std"] + toy["target_mean"]
+        return pd.DataFrame({"predicted_" + self.target: y}, index=frame.index)
+"""
+
+
 class ToyModality:
     name = KIND
+    views = "tests.modalities.toy_views"
 
     def device_plan(self, plan: Any) -> Any:
         return plan
@@ -191,7 +225,9 @@ class ToyModality:
         return PreparedToy(ToyData(load_table(dataset.id), spec))
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> Any:
-        raise NotImplementedError("toy bundles are read by the test itself")
+        from studio.modalities.tabular.modality import predict_table_file
+
+        return predict_table_file(bundle_zip, info, data)
 
 
 register(ToyModality())
