@@ -340,3 +340,65 @@ def test_the_cli_fine_tunes_minilm_with_arch_minilm_l6(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     accuracy = float(next(line for line in done.stdout.splitlines() if "test/accuracy" in line).split()[-1])
     assert accuracy > 0.8, done.stdout  # the text alone tells 90% of these rows (the rest need the price)
+
+
+@pytest.mark.slow
+def test_text_trains_on_two_processes(studio_home, tmp_path):
+    """Several devices (two CPU processes over gloo) work for text as for tables."""
+    from studio import tracking
+    from studio.core.spec import RunSpec
+    from studio.data import add_data_file
+    from studio.engine.training import train
+
+    reviews(400, seed=9).to_csv(tmp_path / "reviews.csv", index=False)
+    info = add_data_file(tmp_path / "reviews.csv")
+    spec = RunSpec.from_dict(
+        {
+            "task": "text_classification",
+            "data": {"dataset_id": info.id, "target": "label"},
+            "training": {"epochs": 6, "batch_size": 32, "devices": "2", "device": "cpu"},
+        }
+    )
+    result = train(spec, bundle_out=tmp_path / "ddp.zip")
+    assert result.status == "FINISHED" and result.test_metrics["test/accuracy"] > 0.8
+    assert tracking.get_run(result.run_id).tags[tracking.TAG_DEVICE] == "CPU, 2 processes"
+    assert (tmp_path / "ddp.zip").is_file()
+
+
+@pytest.mark.slow
+def test_a_stopped_text_run_resumes_as_the_straight_run_and_runs_out_of_memory_gracefully(
+    studio_home, tmp_path, monkeypatch
+):
+    """Resume (the same MLflow run, the same weights as a straight run) and the out-of-memory retry (half
+    the batch, two accumulated steps) work for text as for tables."""
+    from studio import tracking
+    from studio.core.spec import RunSpec
+    from studio.data import add_data_file
+    from studio.engine.training import TrainingCancelled, train
+    from tests.training.test_checkpoints import StopAfterEpoch, max_weight_difference
+
+    monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")
+    reviews(200, seed=11).to_csv(tmp_path / "reviews.csv", index=False)
+    info = add_data_file(tmp_path / "reviews.csv")
+    spec = RunSpec.from_dict(
+        {
+            "task": "text_classification",
+            "data": {"dataset_id": info.id, "target": "label"},
+            "training": {"epochs": 4, "batch_size": 16},
+            "scheduler": {"name": "cosine"},
+            "early_stopping": {"enabled": False},
+        }
+    )
+    straight = train(spec, checkpoint_dir=tmp_path / "straight", bundle_out=tmp_path / "straight.zip")
+    with pytest.raises(TrainingCancelled):
+        train(spec, checkpoint_dir=tmp_path / "stopped", hooks=StopAfterEpoch(2))
+    (run,) = [r for r in tracking.list_runs(info.id) if r.run_id != straight.run_id]
+    resumed = train(
+        spec, checkpoint_dir=tmp_path / "stopped", resume_run_id=run.run_id, bundle_out=tmp_path / "resumed.zip"
+    )
+    assert resumed.run_id == run.run_id
+    assert max_weight_difference(tmp_path / "straight.zip", tmp_path / "resumed.zip") <= 1e-6
+
+    monkeypatch.setenv("STUDIO_TEST_OOM_AT_STEP", "5")
+    retried = train(spec)
+    assert retried.status == "FINISHED" and "16" in (retried.retry_note or "") and "8" in retried.retry_note
