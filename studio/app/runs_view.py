@@ -20,7 +20,7 @@ from studio import tracking
 from studio.app.charts import metric_label, metric_name, sentence
 from studio.app.forms import SECTION_TITLES
 from studio.bundle import KIND_IMAGE, KIND_TABULAR
-from studio.core import settings
+from studio.core import quality, settings
 from studio.core.errors import BundleError, DatasetError
 from studio.core.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
 from studio.core.tasks import task_info
@@ -135,6 +135,13 @@ def state_message(job: Job) -> str:
             f"Training finished. {UNTESTED_TRIAL} Download the model, or compare this trial with others on "
             "the Compare page."
         )
+    found = job_verdict(job)
+    if found is not None and found.level == quality.GUESS:
+        return (
+            f"Training finished, but the model is no better than a guess: {_after_title(found)}{GUESS_ADVICE}"
+        )
+    if found is not None and found.level == quality.BARELY:
+        return f"Training finished, but the model is only barely better than a guess: {_after_title(found)}"
     if job.state == SUCCEEDED:
         return (
             "Training finished. Check the test scores below, download the model, or compare this run with "
@@ -164,6 +171,67 @@ def state_message(job: Job) -> str:
             )
         return f"This run was interrupted before it finished (the reason is below). {resume}"
     return "This run stopped with an error (see below)."
+
+
+GUESS_ADVICE = (
+    " Its inputs may say nothing about the target (free text, names or identifiers, which a table model "
+    "cannot read), or there may be too few rows to learn from: check the feature columns under Settings "
+    "used, add rows, or choose another target."
+)
+
+
+def _after_title(found: quality.Verdict) -> str:
+    """The verdict's sentence without its leading title (``No better than a guess: …`` → ``…``)."""
+    text = found.sentence.removeprefix(found.title)
+    return text.lstrip(": ")
+
+
+def job_verdict(job: Job) -> quality.Verdict | None:
+    """How a finished run's test scores compare with a trivial guess's on the same rows (None when it
+    was not tested, or ran before the studio scored the guess)."""
+    if job.state != SUCCEEDED:
+        return None
+    return quality.verdict(job.outcome)
+
+
+def finished_with_a_warning(job: Job) -> bool:
+    """A finished run the page opens with a warning: it kept an earlier epoch after its loss became NaN,
+    or its model is no better, or barely better, than a guess."""
+    found = job_verdict(job)
+    return has_note(job) or (found is not None and found.worrying)
+
+
+VERDICT_BADGES = {
+    quality.GUESS: ":red[:material/block:] **No better than a guess**",
+    quality.BARELY: ":orange[:material/trending_flat:] **Barely better than a guess**",
+}
+
+
+def verdict_badge(job: Job) -> str:
+    """Markdown for the Runs list when a finished run is no better, or barely better, than a guess."""
+    found = job_verdict(job)
+    return VERDICT_BADGES.get(found.level, "") if found is not None else ""
+
+
+def kept_epoch_text(job: Job) -> str | None:
+    """Which epoch's model the run kept and why (None before the run ended or when it kept none)."""
+    kept, ran = job.quality.get(quality.KEPT_EPOCH), job.quality.get(quality.EPOCHS_RUN)
+    if kept is None or ran is None:
+        return None
+    stopping = job.spec.early_stopping
+    return quality.kept_epoch_sentence(
+        int(kept),
+        int(ran),
+        job.spec.training.epochs,
+        stopping.metric,
+        stopping.patience if stopping.enabled else None,
+    )
+
+
+def validation_gap_text(job: Job) -> str | None:
+    """A sentence when the kept epoch's validation score and the test score differ widely."""
+    main = main_metric(job.spec.task).split("/", 1)[1]
+    return quality.validation_gap_sentence(job.outcome, main)
 
 
 def failure_advice(reason: str | None) -> list[str]:
@@ -202,19 +270,33 @@ def format_metric(metric: str, value: float | None) -> str:
 def test_metric_cards(test_metrics: dict[str, float], task: str) -> list[tuple[str, str, str]]:
     """``(label, value text, help)`` for the final test scores, the task's main metric first."""
     first = "test/" + main_metric(task).split("/", 1)[1]
-    keys = sorted(test_metrics, key=lambda k: (k != first, k == "test/loss", k))
+    keys = sorted(
+        (k for k in test_metrics if k.startswith("test/")), key=lambda k: (k != first, k == "test/loss", k)
+    )
     kept = task_info(task).unit
     cards = []
     for key in keys:
         better = "higher" if metric_mode(key) == "max" else "lower"
+        explained = quality.metric_help(key)
+        guess = test_metrics.get(quality.BASELINE + key.replace("/", "_", 1))
+        against = (
+            f" A trivial guess ({GUESS_WORDS[task_info(task).classes]}) scores {format_metric(key, guess)} "
+            "on the same rows."
+            if guess is not None
+            else ""
+        )
         cards.append(
             (
                 sentence(metric_name(key)),
                 format_metric(key, test_metrics[key]),
-                f"Measured on {kept} kept aside until the end ({metric_label(key)}); {better} is better.",
+                f"{explained + ' ' if explained else ''}Measured on {kept} kept aside until the end "
+                f"({metric_label(key)}); {better} is better.{against}",
             )
         )
     return cards
+
+
+GUESS_WORDS = {True: "always the most common class", False: "always the training average"}
 
 
 def job_history(job: Job) -> tuple[dict[str, list[tuple[int, float]]], int | None]:

@@ -28,7 +28,7 @@ def test_a_run_without_its_test_then_tested_once_matches_a_straight_run(tiny_dat
     assert "val/accuracy" in run.metrics
     assert read_bundle_info(bundle)["metrics"] == {}
 
-    tested = evaluate_chosen_model(spec, bundle, trial.run_id)
+    tested = evaluate_chosen_model(spec, bundle, trial.run_id).test_metrics
 
     assert set(tested) == set(straight.test_metrics)
     for key, value in straight.test_metrics.items():  # same seed, same weights, same test rows
