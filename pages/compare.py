@@ -58,6 +58,8 @@ def table_section(selected: list, labels: dict[str, str]) -> None:
         "Only the settings that differ between these runs are shown; test scores are the honest ones."
     )
     st.dataframe(table.styled(), key="compare-table")
+    for label, found in rv.worrying_runs(selected, labels):
+        st.warning(f"**{ui.as_text(label)}**: {ui.as_text(found.sentence)}", icon=":material/block:")
 
 
 def settings_section(selected: list, labels: dict[str, str], task: str) -> None:

@@ -182,7 +182,7 @@ def resume_action(job: jobs.Job) -> None:
 
 def final_scores(job: jobs.Job) -> None:
     st.subheader("Final scores")
-    cards = rv.test_metric_cards(job.test_metrics, job.spec.task)
+    cards = rv.test_metric_cards(job.outcome, job.spec.task)
     if not cards:
         st.info(rv.UNTESTED_TRIAL if job.search_id else "This run has no test scores.")
         return

@@ -215,23 +215,12 @@ def verdict_badge(job: Job) -> str:
 
 def kept_epoch_text(job: Job) -> str | None:
     """Which epoch's model the run kept and why (None before the run ended or when it kept none)."""
-    kept, ran = job.quality.get(quality.KEPT_EPOCH), job.quality.get(quality.EPOCHS_RUN)
-    if kept is None or ran is None:
-        return None
-    stopping = job.spec.early_stopping
-    return quality.kept_epoch_sentence(
-        int(kept),
-        int(ran),
-        job.spec.training.epochs,
-        stopping.metric,
-        stopping.patience if stopping.enabled else None,
-    )
+    return quality.kept_epoch_of(job.spec, job.quality)
 
 
 def validation_gap_text(job: Job) -> str | None:
     """A sentence when the kept epoch's validation score and the test score differ widely."""
-    main = main_metric(job.spec.task).split("/", 1)[1]
-    return quality.validation_gap_sentence(job.outcome, main)
+    return quality.validation_gap_of(job.spec, job.outcome)
 
 
 def failure_advice(reason: str | None) -> list[str]:
@@ -627,6 +616,7 @@ def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) 
         )
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index([labels[run.run_id] for run in runs], name="Run"))
+    frame.insert(0, VERDICT_COLUMN, [run_verdict_title(run) for run in runs])
     for key in params:  # a setting some runs lack (a linear model's hidden layers): one type per column
         frame[param_names[key]] = _one_type(frame[param_names[key]])
     frame.attrs["metric_keys"] = {metric_names[key]: key for key in metrics}
@@ -643,6 +633,26 @@ def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) 
         metrics=[metric_names[key] for key in metrics],
         best=best,
     )
+
+
+VERDICT_COLUMN = "Against a guess"
+"""The compare table's column saying whether each run's test scores beat a trivial guess's."""
+
+
+def run_verdict_title(run: RunSummary) -> str:
+    """``No better than a guess`` … for an MLflow run with test and guess scores; ``–`` without."""
+    found = quality.verdict(run.metrics)
+    return found.title if found is not None else "–"
+
+
+def worrying_runs(runs: list[RunSummary], labels: dict[str, str]) -> list[tuple[str, quality.Verdict]]:
+    """``(label, verdict)`` of the runs no better, or barely better, than a guess."""
+    out = []
+    for run in runs:
+        found = quality.verdict(run.metrics)
+        if found is not None and found.worrying:
+            out.append((labels[run.run_id], found))
+    return out
 
 
 def _unique_names(names: dict[str, str]) -> dict[str, str]:

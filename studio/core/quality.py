@@ -31,6 +31,10 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from studio.core.spec import RunSpec
 
 BASELINE = "baseline/"
 """Prefix of the trivial model's scores on the test rows (``baseline/test_accuracy``)."""
@@ -332,3 +336,42 @@ def validation_gap_sentence(metrics: Mapping[str, float], main: str) -> str | No
         f"The validation and test scores differ widely: {shown} {rows}. With this few rows either "
         "score can be off by several points; more data gives a steadier estimate."
     )
+
+
+# --------------------------------------------------------------------------- for a run's spec and outcome
+def kept_epoch_of(spec: RunSpec, outcome: Mapping[str, float]) -> str | None:
+    """:func:`kept_epoch_sentence` for a run: ``outcome`` holds its ``kept/*`` values."""
+    kept, ran = outcome.get(KEPT_EPOCH), outcome.get(EPOCHS_RUN)
+    if kept is None or ran is None:
+        return None
+    stopping = spec.early_stopping
+    return kept_epoch_sentence(
+        int(kept),
+        int(ran),
+        spec.training.epochs,
+        stopping.metric,
+        stopping.patience if stopping.enabled else None,
+    )
+
+
+def validation_gap_of(spec: RunSpec, outcome: Mapping[str, float]) -> str | None:
+    """:func:`validation_gap_sentence` for a run's main score (accuracy or R²)."""
+    from studio.core.spec import main_metric
+
+    return validation_gap_sentence(outcome, main_metric(spec.task).split("/", 1)[1])
+
+
+def outcome_lines(spec: RunSpec, outcome: Mapping[str, float]) -> list[tuple[str, str]]:
+    """``(label, sentence)`` lines for a terminal: the verdict, the kept epoch, a wide validation/test
+    gap (what ``jobs show`` and ``studio train`` print)."""
+    lines = []
+    found = verdict(outcome)
+    if found is not None:
+        lines.append(("verdict", found.sentence))
+    kept = kept_epoch_of(spec, outcome)
+    if kept:
+        lines.append(("kept epoch", kept))
+    gap = validation_gap_of(spec, outcome)
+    if gap:
+        lines.append(("validation/test", gap))
+    return lines
