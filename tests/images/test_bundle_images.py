@@ -259,6 +259,11 @@ def test_predict_from_folders_zips_csvs_and_single_pictures(written, pictures, t
     pd.DataFrame({"image": [p.name for p in pictures], "note": "x"}).to_csv(listing, index=False)
     from_csv = bundle.predict_csv(model, listing)
     assert from_csv["predicted_label"].tolist() == expected["predicted_label"].tolist()
+    for header in (["image"], ["path"], []):  # a plain list of paths, one column, with or without a header
+        listing.write_text("\n".join([*header, *(p.name for p in pictures)]) + "\n")
+        from_list = bundle.predict_csv(model, listing)
+        assert list(from_list.iloc[:, 0]) == [p.name for p in pictures]
+        assert from_list["predicted_label"].tolist() == expected["predicted_label"].tolist()
     single = bundle.predict_csv(model, pictures[2])
     assert single["predicted_label"].tolist() == [expected["predicted_label"][2]]
     listing.unlink()
