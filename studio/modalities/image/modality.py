@@ -138,7 +138,10 @@ class ImageModality:
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """``data`` may be a picture, a folder or a zip of pictures, or a CSV with an ``image`` column of
-        picture paths (relative to the CSV's folder or absolute)."""
+        picture paths (relative to the CSV's folder or absolute), or a plain list of such paths."""
+        # The data-set package first: the picture ingest module imports the store, whose package imports
+        # that module back, so importing the ingest module first (in a fresh ``studio predict``) fails.
+        import studio.data  # noqa: F401
         from studio.bundle.reader import load_bundle
         from studio.core.runtime import image_column
 
