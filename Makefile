@@ -34,7 +34,7 @@ test: install-dev install-browser install-cluster
 	$(PYTHON) -m pytest -m "(ray or postgres) and not slow"
 
 test-fast: install-dev
-	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres"
+	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres and not bench"
 
 test-slow: install-dev
 	$(PYTHON) -m pytest -m slow
@@ -53,4 +53,4 @@ bench: install
 
 # Every benchmark under bench/ at its tiny size, as tests/test_bench.py runs them in the fast suite.
 bench-tiny: install-dev
-	$(PYTHON) -m pytest tests/test_bench.py
+	$(PYTHON) -m pytest -m bench

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.bench
+
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 RESULT_LINES = {  # what each benchmark prints last: its comparison
     "csv_ingest": "ratio studio / pandas:",
