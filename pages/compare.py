@@ -10,6 +10,7 @@ from studio.app import charts, ui
 from studio.app import runs_view as rv
 from studio.core.errors import StudioError
 from studio.core.spec import main_metric
+from studio.core.text import counted
 
 ui.require_app()
 
@@ -106,7 +107,7 @@ elif groups:
         "Data set",
         list(by_dataset),
         format_func=lambda key: (
-            f"{getattr(by_dataset[key][0], 'name', key)} ({len(by_dataset[key][1])} runs)"
+            f"{getattr(by_dataset[key][0], 'name', key)} ({counted(len(by_dataset[key][1]), 'run')})"
         ),
         key="compare-dataset",
     )

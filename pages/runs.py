@@ -351,7 +351,7 @@ def show_run(job_id: str) -> None:
     st.caption(
         f"{rv.status_label(job)} · {rv.what_it_learns(spec)} from data set **{ui.as_text(dataset)}** · "
         f"created {when(job.created_at)} · job {job.id}"
-        + (f" · on {job.device}" if job.device and job.state != jobs.QUEUED else "")
+        + (f" · trained on {rv.device_words(job.device)}" if job.device and job.state != jobs.QUEUED else "")
     )
     if job.state == jobs.FAILED:
         failure_details(job)

@@ -191,9 +191,13 @@ def compare_curves(
         xaxis_title=x_title,
         yaxis_title=metric_name(metric),
         height=height,
-        margin={"l": 40, "r": 20, "t": 50, "b": 40},
-        legend={"orientation": "h", "y": -0.2, "x": 0.5, "xanchor": "center"},
+        # Room for the tick labels and titles (automargin grows it further), and the legend below the
+        # x axis's title rather than on it.
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+        legend={"orientation": "h", "y": -0.18, "yanchor": "top", "x": 0.5, "xanchor": "center"},
     )
+    fig.update_xaxes(automargin=True, title_standoff=6)
+    fig.update_yaxes(automargin=True, title_standoff=6)
     return fig
 
 
@@ -231,7 +235,8 @@ def parallel_coordinates(
         values = frame[column].tolist()
         label = as_plot_text(labels.get(column, column))
         if _is_numeric(values):
-            dimensions.append({"label": label, "values": [float(v) for v in values]})
+            # ".3~g": 0.0001 and 0.262, not Plotly's SI prefixes ("100μ") or 16 digits
+            dimensions.append({"label": label, "values": [float(v) for v in values], "tickformat": ".3~g"})
         else:
             texts = [str(v) for v in values]
             categories = sorted(set(texts))

@@ -72,6 +72,20 @@ def status_label(job: Job) -> str:
     return label + _CAN_RESUME if job.can_resume else label
 
 
+def device_words(device: str | None) -> str:
+    """Where a job trained, in words: ``cpu:0`` → ``the processor (CPU)``, ``cuda:1`` → ``GPU 1``,
+    ``cuda:0,cuda:1`` → ``GPUs 0 and 1``."""
+    if not device:
+        return ""
+    slots = [part.strip() for part in device.split(",") if part.strip()]
+    gpus = [slot.split(":", 1)[1] if ":" in slot else "0" for slot in slots if slot.startswith("cuda")]
+    if not gpus:
+        return "the processor (CPU)" if len(slots) <= 1 else f"{len(slots)} processor slots (CPU)"
+    if len(gpus) == 1:
+        return f"GPU {gpus[0]}"
+    return f"GPUs {', '.join(gpus[:-1])} and {gpus[-1]}"
+
+
 def progress_value(job: Job) -> float:
     """The job's progress between 0 and 1, for ``st.progress``."""
     if job.state == SUCCEEDED:
@@ -517,16 +531,47 @@ def run_labels(runs: list[RunSummary]) -> dict[str, str]:
     }
 
 
+def run_settings(run: RunSummary) -> dict[str, str]:
+    """A run's settings (its MLflow params) as they were used: an automatic batch size (0) is the batch
+    size the run trained with (the tag ``studio.batch_size``), so two runs that trained alike read alike."""
+    values = dict(run.params)
+    used = run.tags.get(tracking.TAG_BATCH_SIZE)
+    if values.get("training.batch_size") == "0" and used:
+        values["training.batch_size"] = used
+    return values
+
+
 def differing_params(runs: list[RunSummary]) -> list[str]:
-    """Spec keys whose values are not the same in all runs (the run name aside), in spec order."""
+    """Spec keys whose values (as used: :func:`run_settings`) are not the same in all runs (the run name
+    aside), in spec order."""
+    used = [run_settings(run) for run in runs]
     keys: list[str] = []
-    for run in runs:
-        keys.extend(key for key in run.params if key not in keys)
-    return [key for key in keys if key != "name" and len({run.params.get(key, "") for run in runs}) > 1]
+    for values in used:
+        keys.extend(key for key in values if key not in keys)
+    return [key for key in keys if key != "name" and len({s.get(key, "") for s in used}) > 1]
+
+
+def run_scores(run: RunSummary) -> dict[str, float]:
+    """The scores Compare shows for a run, one per metric: its test scores (the same test rows for runs
+    of one data set and split seed), and as its validation score the kept epoch's (the model it kept,
+    not the last epoch's), or for a search's cross-validated trial the mean over its folds (what the
+    Search page ranks it by)."""
+    scores = {key: float(value) for key, value in run.metrics.items() if key.startswith("test/")}
+    folds = [key for key in run.metrics if key.startswith("cv/")]
+    means: dict[str, float] = {}
+    if folds:
+        for key, points in tracking.metric_history(run.run_id, folds).items():
+            if points:
+                means["val/" + key.split("/", 1)[1]] = sum(value for _, value in points) / len(points)
+    for key, value in run.metrics.items():
+        if key.startswith("val/"):
+            kept = run.metrics.get(quality.KEPT + key.replace("/", "_", 1), value)
+            scores[key] = float(means.get(key, kept))
+    return scores
 
 
 def metric_columns(runs: list[RunSummary]) -> list[str]:
-    """Metrics worth a table column: test scores first, then the last validation scores."""
+    """Metrics worth a table column: test scores first, then the validation scores (of the kept epoch)."""
     present = {key for run in runs for key in run.metrics}
     tests = sorted(k for k in present if k.startswith("test/"))
     vals = sorted(k for k in present if k.startswith("val/"))
@@ -583,7 +628,7 @@ class CompareTable:
 
 def _setting_text(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.3g}"  # 0.262 for a dropout of 0.2623782158161189
     return str(value)
 
 
@@ -607,13 +652,9 @@ def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) 
     metric_names = _unique_names({key: sentence(metric_label(key)) for key in metrics})
     rows = []
     for run in runs:
-        row: dict[str, Any] = {param_names[key]: _param_value(run.params.get(key)) for key in params}
-        row.update(
-            {
-                metric_names[key]: float(run.metrics[key]) if key in run.metrics else math.nan
-                for key in metrics
-            }
-        )
+        values, scores = run_settings(run), run_scores(run)
+        row: dict[str, Any] = {param_names[key]: _param_value(values.get(key), key) for key in params}
+        row.update({metric_names[key]: scores.get(key, math.nan) for key in metrics})
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index([labels[run.run_id] for run in runs], name="Run"))
     frame.insert(0, VERDICT_COLUMN, [run_verdict_title(run) for run in runs])
@@ -673,10 +714,19 @@ def _one_type(column: pd.Series) -> pd.Series:
     return column.map(str) if len(present) < len(column) or present.map(type).nunique() > 1 else column
 
 
-def _param_value(text: str | None) -> Any:
-    """MLflow params are text; numbers become numbers so columns sort and plot as such."""
+SETTING_WORDS = {"optimizer.name": {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}}
+
+
+def _param_value(text: str | None, key: str = "") -> Any:
+    """MLflow params are text; numbers become numbers so columns sort and plot as such, and a network
+    or optimiser reads as the Train form names it (``Linear model``, ``AdamW``)."""
     if text is None or text == "":
         return ""
+    if key == "architecture.name":
+        arch = ARCHITECTURES.get(text)
+        return arch.title if arch else text
+    if key in SETTING_WORDS:
+        return SETTING_WORDS[key].get(text, text)
     if text in ("True", "False"):
         return "yes" if text == "True" else "no"
     try:
@@ -692,8 +742,9 @@ def parallel_frame(runs: list[RunSummary], metric: str, labels: dict[str, str] |
     params = differing_params(runs)
     rows = []
     for run in runs:
-        row = {key: _param_value(run.params.get(key)) for key in params}
-        row[metric] = float(run.metrics[metric]) if metric in run.metrics else math.nan
+        values = run_settings(run)
+        row = {key: _param_value(values.get(key), key) for key in params}
+        row[metric] = run_scores(run).get(metric, math.nan)
         rows.append(row)
     return pd.DataFrame(rows, index=[labels[run.run_id] for run in runs], columns=[*params, metric])
 
