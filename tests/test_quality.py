@@ -115,7 +115,7 @@ def test_kept_epoch_says_which_and_why() -> None:
     assert text.startswith("Kept epoch 8 of 1,000: it had the best validation loss")
     assert "none of the 992 epochs after it improved on it" in text
     early = quality.kept_epoch_sentence(8, 23, 1000, "val/accuracy", 15)
-    assert "early stopping ended the run after the 15 epochs after it" in early
+    assert "; the 15 epochs after it did not improve on it, so early stopping ended the run" in early
     assert "best validation accuracy" in early and "1,000 epochs were allowed" in early
     assert quality.kept_epoch_sentence(20, 20, 20, "val/loss", 10) == (
         "Kept epoch 20 of 20, the last epoch: it had the best validation loss."

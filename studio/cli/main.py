@@ -74,8 +74,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print("Test metrics:")
     for key, value in sorted(result.test_metrics.items()):
         print(f"  {key:<16} {value:.4f}")
-    for label, text in outcome_lines(spec, {**result.test_metrics, **result.quality}):
-        print(f"{label[:1].upper()}{label[1:]}: {text}")
+    for _, text in outcome_lines(spec, {**result.test_metrics, **result.quality}):
+        print(text)
     if result.bundle_path:
         print(f"Model bundle: {result.bundle_path}")
     return 0

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from studio.core.quality import verdict
 from studio.core.text import counted
 
 
@@ -148,6 +149,9 @@ def result_text(search: Any) -> str:
         if best.test_metrics:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(best.test_metrics.items()))
             lines.append(f"its test scores (the test rows were not used to choose it): {shown}")
+            found = verdict(best.outcome)
+            if found is not None:
+                lines.append(f"against a guess: {found.sentence}")
         if best.bundle_path:
             lines.append(f"model bundle: {best.bundle_path}")
     else:

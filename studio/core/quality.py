@@ -291,8 +291,8 @@ def kept_epoch_sentence(
     after = f"{'the epoch' if later == 1 else f'the {later:,} epochs'} after it"
     if patience is not None and epochs_run < max_epochs:
         return (
-            f"Kept epoch {kept:,} of {epochs_run:,}: it had {best}, and early stopping ended the run after "
-            f"{after} did not improve on it (patience {patience:,}; {max_epochs:,} epochs were allowed)."
+            f"Kept epoch {kept:,} of {epochs_run:,}: it had {best}; {after} did not improve on it, so early "
+            f"stopping ended the run (patience {patience:,}; {max_epochs:,} epochs were allowed)."
         )
     return (
         f"Kept epoch {kept:,} of {epochs_run:,}: it had {best}, and none of {after} improved on it; the "
@@ -370,8 +370,8 @@ def outcome_lines(spec: RunSpec, outcome: Mapping[str, float]) -> list[tuple[str
         lines.append(("verdict", found.sentence))
     kept = kept_epoch_of(spec, outcome)
     if kept:
-        lines.append(("kept epoch", kept))
+        lines.append(("epoch kept", kept))
     gap = validation_gap_of(spec, outcome)
     if gap:
-        lines.append(("validation/test", gap))
+        lines.append(("val vs test", gap))
     return lines

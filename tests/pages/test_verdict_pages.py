@@ -162,7 +162,7 @@ def test_jobs_show_prints_the_verdict_and_the_kept_epoch(runs, capsys: pytest.Ca
     assert f"{int(noise.quality[quality.TEST_ROWS])} rows" in verdict_line
     kept = int(noise.quality[quality.KEPT_EPOCH])
     assert any(
-        line.startswith("kept epoch") and f"Kept epoch {kept} of 8" in line for line in out.splitlines()
+        line.startswith("epoch kept") and f"Kept epoch {kept} of 8" in line for line in out.splitlines()
     )
     assert "baseline/test_accuracy=" in out
 
