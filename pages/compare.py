@@ -58,7 +58,12 @@ def table_section(selected: list, labels: dict[str, str]) -> None:
         f"{rv.BEST_MARK} marks the best value of each score (highest accuracy, lowest loss, …). "
         "Only the settings that differ between these runs are shown; test scores are the honest ones."
     )
-    st.dataframe(table.styled(), key="compare-table")
+    help_texts = table.column_help()
+    st.dataframe(
+        table.styled(),
+        key="compare-table",
+        column_config={column: st.column_config.Column(help=text) for column, text in help_texts.items()},
+    )
     for label, found in rv.worrying_runs(selected, labels):
         st.warning(f"**{ui.as_text(label)}**: {ui.as_text(found.sentence)}", icon=":material/block:")
 

@@ -602,6 +602,17 @@ class CompareTable:
     metrics: list[str]
     best: dict[str, list[str]] = field(default_factory=dict)
 
+    def column_help(self) -> dict[str, str]:
+        """A one-line explanation per column that needs one (the scores, the verdict), for the table's
+        column headers."""
+        keys = self.frame.attrs.get("metric_keys", {})
+        found = {column: quality.metric_help(keys.get(column, column)) for column in self.metrics}
+        found[VERDICT_COLUMN] = (
+            "Whether the run's test scores beat a trivial guess on the same test rows (always the most "
+            "common class, or always the training average), by more than luck on that many rows."
+        )
+        return {column: text for column, text in found.items() if text}
+
     def styled(self) -> Styler:
         """The table for ``st.dataframe``: best values marked with ★ and a green background."""
         keys = self.frame.attrs.get("metric_keys", {})

@@ -136,6 +136,9 @@ def test_runs_list_marks_the_guess(runs) -> None:
 
 
 def test_compare_says_which_runs_are_no_better_than_a_guess(runs) -> None:
+    from studio import tracking
+    from studio.app import runs_view as rv
+
     noise, signal = runs
     for job, expected in ((noise, "No better than a guess"), (signal, "Better than a guess")):
         at = AppTest.from_file(COMPARE, default_timeout=60).run()
@@ -144,6 +147,9 @@ def test_compare_says_which_runs_are_no_better_than_a_guess(runs) -> None:
         assert not at.exception
         table = at.dataframe[0].value
         assert list(table["Against a guess"]) == [expected]
+        helps = rv.compare_table([tracking.get_run(job.mlflow_run_id)]).column_help()
+        assert "rare classes count as much" in helps["Test F1 score (macro)"]
+        assert "0.5 (no better than a coin)" in helps["Test AUROC"]
         warned = [w.value for w in at.warning]
         if expected.startswith("No better"):
             assert any(w.startswith("**noise inputs**: No better than a guess:") for w in warned), warned
