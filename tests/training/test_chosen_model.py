@@ -33,8 +33,9 @@ def test_a_run_without_its_test_then_tested_once_matches_a_straight_run(tiny_dat
     chosen = evaluate_chosen_model(spec, bundle, trial.run_id)
     tested = chosen.test_metrics
     assert chosen.quality == {k: v for k, v in straight.quality.items() if k.startswith("baseline/")}
-    assert tracking.get_run(trial.run_id).tags[tracking.TAG_VERDICT] == (
-        tracking.get_run(straight.run_id).tags[tracking.TAG_VERDICT]
+    assert (
+        tracking.get_run(trial.run_id).tags[tracking.TAG_VERDICT]
+        == (tracking.get_run(straight.run_id).tags[tracking.TAG_VERDICT])
     )
 
     assert set(tested) == set(straight.test_metrics)
