@@ -67,8 +67,9 @@ def classes(accuracy: float, guess: float, rows: int, auroc: float = 0.5, auroc_
         (0.202, GUESS),  # the free-text table: the largest class's share, exactly
         (0.19, GUESS),
         (0.23, GUESS),  # 1.6 standard errors above (0.018 on 500 rows): what luck gives
-        (0.26, BARELY),  # 3.2 standard errors: real, but small
-        (0.30, BETTER),  # 5.5 standard errors, 12% of the guess's mistakes avoided
+        (0.26, BARELY),  # 3.2 standard errors: real, but it avoids 7% of the guess's mistakes
+        (0.30, BARELY),  # 5.5 standard errors, 12% of the mistakes avoided: still only a little better
+        (0.45, BETTER),  # a third of the mistakes avoided
     ],
 )
 def test_classes_verdict_counts_standard_errors_of_the_guess(accuracy: float, level: str) -> None:
@@ -83,6 +84,12 @@ def test_few_test_rows_need_a_larger_gain() -> None:
     assert verdict(classes(0.8, 0.5, 10)).level == GUESS
     assert verdict(classes(0.8, 0.5, 100)).level == BETTER
     assert verdict(classes(1.0, 0.4, 27)).level == BETTER  # wine
+    # 11 right of 12 against a guess's 6: real (2.9 standard errors) and large, but how large is unsure
+    small = verdict(classes(11 / 12, 0.5, 12))
+    assert small.level == BETTER and small.sentence.endswith(
+        "though on 12 rows how much better is uncertain."
+    )
+    assert "uncertain" not in verdict(classes(0.8, 0.5, 100)).sentence
 
 
 def test_a_model_that_ranks_but_answers_like_the_guess_is_barely_better() -> None:
@@ -95,8 +102,9 @@ def test_a_model_that_ranks_but_answers_like_the_guess_is_barely_better() -> Non
     ("r2", "guess", "rows", "level"),
     [
         (0.03, -0.01, 66, GUESS),  # below 4/66 = 0.061
-        (0.15, -0.01, 66, BARELY),  # below 16/66 = 0.24
+        (0.15, -0.01, 66, BARELY),  # above 4/66, but it explains 15% of the spread
         (0.05, -0.01, 2000, BARELY),  # real on 2,000 rows, but explains 5% of the spread
+        (0.21, -0.01, 66, BETTER),  # a fifth of the spread; below 16/66 = 0.24: uncertain how much
         (0.50, -0.01, 66, BETTER),  # diabetes
     ],
 )

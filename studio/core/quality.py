@@ -12,15 +12,19 @@ The rules (made to be honest with small test sets, where one row is several poin
 - **Classes.** A guess that always answers the most common class is right on a share ``b`` of the
   ``n`` test rows. A model that is no better would score within ``2·√(b(1−b)/n)`` of ``b`` about 98% of
   the time (the binomial standard error of an accuracy on ``n`` rows). Below that margin the model is
-  **no better than a guess**; from 2 to 4 standard errors above it, or when it removes less than 10% of
-  the guess's mistakes, it is **barely better**. A model whose answers are no better than the guess but
-  which ranks the rows clearly better than chance (its AUROC at least 2 standard errors above 0.5, by
-  Hanley and McNeil's formula for a model with no information) is called barely better, with that said.
+  **no better than a guess**. Above it, a model that avoids less than a fifth of the guess's mistakes
+  is **barely better**: really better, but only a little. A model whose answers are no better than the
+  guess but which ranks the rows clearly better than chance (its AUROC at least 2 standard errors above
+  0.5, by Hanley and McNeil's formula for a model with no information) is called barely better, with
+  that said.
 - **Numbers.** The guess is the training mean (its R² on the test rows is about 0, or below 0). A model
   with no information reaches a squared correlation of ``4/n`` about 2% of the time on ``n`` rows (a
   correlation 2 standard errors from 0). Below ``R²(guess) + 4/n`` the model is **no better than a
-  guess**; below ``R²(guess) + 16/n`` (4 standard errors), or when it explains less than 10% of the
-  spread (R² < 0.1), it is **barely better**.
+  guess**; one that explains less than a fifth of the spread (R² < 0.2) is **barely better**.
+
+How much better is one question, how sure is another: a model better than a guess by less than 4
+standard errors (``16/n`` in R²) is better, but the sentence adds that the size of its gain is uncertain
+on so few rows (11 right of 12 against a guess's 6 is real, and could be 70% or 99% on new rows).
 
 Cheap to import (standard library only): pages, the CLI and the engine all use it.
 """
@@ -56,9 +60,9 @@ LEVEL_TITLES = {
 NOISE_MARGIN = 2.0
 """Standard errors above the guess a model must reach to count as better than it (about 98%, one-sided)."""
 CLEAR_MARGIN = 4.0
-"""Standard errors above the guess below which a model is only barely better."""
-SMALL_GAIN = 0.10
-"""A model that removes less than this share of the guess's mistakes (or R² below it) is barely better."""
+"""Standard errors above the guess below which the size of a model's gain is called uncertain."""
+SMALL_GAIN = 0.20
+"""A model that avoids less than this share of the guess's mistakes (or R² below it) is barely better."""
 
 METRIC_WORDS = {
     "loss": "loss",
@@ -236,15 +240,16 @@ def _classes_verdict(metrics: Mapping[str, float], n: int) -> Verdict | None:
         margin = f" (a gain under {_percent(NOISE_MARGIN * noise)} is what luck gives on {_rows(n)})"
         return Verdict(GUESS, f"No better than a guess: {both}{margin if gain > 0 else ''}.")
     errors_removed = gain / (1 - guess) if guess < 1 else 0.0
-    if gain < CLEAR_MARGIN * noise or errors_removed < SMALL_GAIN:
-        return Verdict(
-            BARELY,
-            f"Barely better than a guess: {both}; it avoids {errors_removed:.0%} of the guess's mistakes.",
-        )
+    unsure = _unsure(n) if gain < CLEAR_MARGIN * noise else ""
+    level = BARELY if errors_removed < SMALL_GAIN else BETTER
     return Verdict(
-        BETTER,
-        f"Better than a guess: {both}; it avoids {errors_removed:.0%} of the guess's mistakes.",
+        level,
+        f"{LEVEL_TITLES[level]}: {both}; it avoids {errors_removed:.0%} of the guess's mistakes{unsure}.",
     )
+
+
+def _unsure(n: int) -> str:
+    return f", though on {_rows(n)} how much better is uncertain"
 
 
 def _numbers_verdict(metrics: Mapping[str, float], n: int) -> Verdict | None:
@@ -261,9 +266,9 @@ def _numbers_verdict(metrics: Mapping[str, float], n: int) -> Verdict | None:
             f"No better than a guess: {both} (a model with no information reaches R² {NOISE_MARGIN**2 / n:.3f} "
             f"by luck on {_rows(n)}).",
         )
-    if r2 < floor + CLEAR_MARGIN**2 / n or r2 < SMALL_GAIN:
-        return Verdict(BARELY, f"Barely better than a guess: {both}; it explains {r2:.0%} of the spread.")
-    return Verdict(BETTER, f"Better than a guess: {both}; it explains {r2:.0%} of the spread.")
+    unsure = _unsure(n) if r2 < floor + CLEAR_MARGIN**2 / n else ""
+    level = BARELY if r2 < SMALL_GAIN else BETTER
+    return Verdict(level, f"{LEVEL_TITLES[level]}: {both}; it explains {r2:.0%} of the spread{unsure}.")
 
 
 # --------------------------------------------------------------------------- the kept epoch
