@@ -174,3 +174,46 @@ def test_jobs_show_prints_the_verdict_and_the_kept_epoch(runs, capsys: pytest.Ca
 
     assert main(["jobs", "show", signal.id]) == 0
     assert "Better than a guess:" in capsys.readouterr().out
+
+
+def test_run_page_names_a_kept_early_epoch_and_a_wide_validation_test_gap(studio_home: Path) -> None:
+    """The issue's two cases, as a finished job records them: a 1,000-epoch run without early stopping
+    that kept epoch 8, and validation 0.775 against test 0.618 on a picture set."""
+    from studio.jobs import store
+
+    run_spec = RunSpec.from_dict(
+        {
+            "name": "long run",
+            "task": "classification",
+            "data": {"dataset_id": "some-data", "target": "label"},
+            "training": {"epochs": 1000},
+            "early_stopping": {"enabled": False},
+        }
+    )
+    job = store.insert_job(run_spec)
+    assert store.claim_job(job.id, "cpu:0")
+    store.finish_job(
+        job.id,
+        jobs.SUCCEEDED,
+        test_metrics={"test/accuracy": 0.618, "test/loss": 1.1},
+        quality={
+            "baseline/test_accuracy": 0.2,
+            quality.TEST_ROWS: 120,
+            quality.KEPT_EPOCH: 8,
+            quality.EPOCHS_RUN: 1000,
+            "kept/val_accuracy": 0.775,
+            quality.VAL_ROWS: 120,
+        },
+    )
+
+    at = run_page(job.id)
+
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert (
+        "Kept epoch 8 of 1,000: it had the best validation loss, and none of the 992 epochs after it improved on it; the model you download is epoch 8's."
+        in captions
+    )
+    assert "trained on the processor (CPU)" in " ".join(captions)
+    gap = [w.value for w in at.warning if w.value.startswith("The validation and test scores differ widely")]
+    assert gap and "77.5% on the validation rows against 61.8% on the test rows" in gap[0]
