@@ -111,7 +111,7 @@ def main() -> int:
     )
     args = parser.parse_args()
     if args.tiny:  # wine, one seed, two short trials of 3 epochs
-        args.samples, args.seeds, args.budget, args.trials = ["wine"], [0], "40s", 2
+        args.samples, args.seeds, args.budget, args.trials = ["wine"], [0], "25s", 2
 
     home = Path(args.home or tempfile.mkdtemp(prefix="search-bench-"))
     os.environ["STUDIO_HOME"] = str(home)
