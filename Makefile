@@ -2,7 +2,7 @@ PYTHON ?= python3
 PORT ?= 8501
 MLFLOW_PORT ?= 5000
 
-.PHONY: install install-dev install-browser install-cluster run train-sample test test-fast test-slow test-e2e test-ray lint bench
+.PHONY: install install-dev install-browser install-cluster run train-sample test test-fast test-slow test-e2e test-ray lint bench bench-tiny
 
 install:
 	$(PYTHON) -m pip install -q -r requirements.txt
@@ -36,7 +36,7 @@ test: install-dev install-browser install-cluster
 	$(PYTHON) bench/footprint.py --tiny
 
 test-fast: install-dev
-	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres"
+	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres and not bench"
 
 test-slow: install-dev
 	$(PYTHON) -m pytest -m slow
@@ -48,5 +48,11 @@ test-ray: install-dev install-cluster
 test-e2e: install-dev install-browser
 	$(PYTHON) -m pytest -m e2e
 
+# The two throughput benchmarks at their measuring size (the README's numbers).
 bench: install
 	$(PYTHON) bench/tabular_throughput.py
+	$(PYTHON) bench/image_throughput.py
+
+# Every benchmark under bench/ at its tiny size, as tests/test_bench.py runs them in the fast suite.
+bench-tiny: install-dev
+	$(PYTHON) -m pytest -m bench

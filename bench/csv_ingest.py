@@ -77,7 +77,14 @@ def main() -> int:
     parser.add_argument("--columns", type=int, default=50)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--keep", action="store_true", help="keep (and reuse) the generated CSV")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a tiny size that runs in seconds (what the tests run, so the benchmark never rots)",
+    )
     args = parser.parse_args()
+    if args.tiny:
+        args.rows, args.columns, args.repeats = 2000, 6, 1
 
     folder = Path(tempfile.gettempdir()) / "studio-bench-csv"
     folder.mkdir(exist_ok=True)

@@ -35,14 +35,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 GOALS = {"wine": 0.98, "breast_cancer": 0.975, "diabetes": 0.47}
 
 
-def default_spec(sample: str, seed: int):
-    """The spec ``python -m studio train --data sample:NAME`` makes, with the split seed changed."""
+def default_spec(sample: str, seed: int, epochs: int | None = None):
+    """The spec ``python -m studio train --data sample:NAME`` makes, with the split seed changed (and
+    the epochs, for a tiny run)."""
     from studio.cli.main import build_parser
     from studio.cli.spec import spec_from_args
 
     args = build_parser().parse_args(["train", "--data", f"sample:{sample}"])
     spec = spec_from_args(args)
-    return spec.with_changes(**{"data.seed": seed})
+    return spec.with_changes(**{"data.seed": seed, **({"training.epochs": epochs} if epochs else {})})
 
 
 def score_name(spec) -> str:
@@ -58,12 +59,12 @@ def default_run(spec) -> float:
     return result.test_metrics[score_name(spec)]
 
 
-def search_run(spec, budget: float, seed: int, metric: str | None = None) -> dict:
+def search_run(spec, budget: float, seed: int, metric: str | None = None, trials: int | None = None) -> dict:
     from studio.jobs.store import get_job, search_jobs
     from studio.search.control import start_search, wait_for_search
 
     started = time.monotonic()
-    search = start_search(spec, budget_seconds=budget, seed=seed, metric=metric)
+    search = start_search(spec, budget_seconds=budget, max_trials=trials, seed=seed, metric=metric)
     search = wait_for_search(search.id, timeout=budget + 600)
     wall = time.monotonic() - started
     trials = search_jobs(search.id)
@@ -102,7 +103,15 @@ def main() -> int:
     parser.add_argument("--samples", nargs="+", default=list(GOALS))
     parser.add_argument("--home", help="STUDIO_HOME to use (default: a temporary folder)")
     parser.add_argument("--metric", help="the score the searches optimise (default: the search's default)")
+    parser.add_argument("--trials", type=int, help="at most this many trials per search")
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a tiny size that runs in seconds (what the tests run, so the benchmark never rots)",
+    )
     args = parser.parse_args()
+    if args.tiny:  # wine, one seed, two short trials of 3 epochs
+        args.samples, args.seeds, args.budget, args.trials = ["wine"], [0], "25s", 2
 
     home = Path(args.home or tempfile.mkdtemp(prefix="search-bench-"))
     os.environ["STUDIO_HOME"] = str(home)
@@ -120,12 +129,30 @@ def main() -> int:
         f"{'best#':>5} {'val def':>8} {'val best':>8} {'over %':>6} {'cpu %':>6} {'stop s':>7}"
     )
     print(header, flush=True)
+    try:
+        results = run_all(args, budget)
+    finally:
+        from studio.jobs import stop_scheduler
+
+        stop_scheduler()  # the searches' trials started this home's scheduler: it ends with the benchmark
+    print()
+    print(f"{'sample':<14} {'default mean':>12} {'search mean':>12} {'goal':>6}  reached")
+    for sample, pairs in results.items():
+        base = statistics.mean(p[0] for p in pairs)
+        found = statistics.mean(p[1] for p in pairs)
+        goal = GOALS.get(sample, float("nan"))
+        print(f"{sample:<14} {base:>12.4f} {found:>12.4f} {goal:>6.3f}  {'yes' if found >= goal else 'no'}")
+    return 0
+
+
+def run_all(args: argparse.Namespace, budget: float) -> dict[str, list[tuple[float, float]]]:
+    """One default run and one search per sample and seed, a line each; ``sample -> [(default, search)]``."""
     results: dict[str, list[tuple[float, float]]] = {}
     for sample in args.samples:
         for seed in args.seeds:
-            spec = default_spec(sample, seed)
+            spec = default_spec(sample, seed, epochs=3 if args.tiny else None)
             base = default_run(spec)
-            found = search_run(spec, budget, seed, args.metric)
+            found = search_run(spec, budget, seed, args.metric, args.trials)
             results.setdefault(sample, []).append((base, found["test"]))
             print(
                 f"{sample:<14} {seed:>4} {score_name(spec):<14} {base:>8.4f} {found['test']:>8.4f} "
@@ -135,14 +162,7 @@ def main() -> int:
                 f"{found['last_stop']:>7.1f}",
                 flush=True,
             )
-    print()
-    print(f"{'sample':<14} {'default mean':>12} {'search mean':>12} {'goal':>6}  reached")
-    for sample, pairs in results.items():
-        base = statistics.mean(p[0] for p in pairs)
-        found = statistics.mean(p[1] for p in pairs)
-        goal = GOALS.get(sample, float("nan"))
-        print(f"{sample:<14} {base:>12.4f} {found:>12.4f} {goal:>6.3f}  {'yes' if found >= goal else 'no'}")
-    return 0
+    return results
 
 
 if __name__ == "__main__":

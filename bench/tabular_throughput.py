@@ -75,7 +75,14 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--tiny",
+        action="store_true",
+        help="a tiny size that runs in seconds (what the tests run, so the benchmark never rots)",
+    )
     args = parser.parse_args()
+    if args.tiny:
+        args.rows, args.features, args.epochs, args.batch_size, args.repeats = 600, 4, 1, 64, 1
 
     with tempfile.TemporaryDirectory(prefix="studio-bench-") as tmp:
         os.environ["STUDIO_HOME"] = f"{tmp}/home"

@@ -10,6 +10,7 @@ from studio.app import charts, ui
 from studio.app import runs_view as rv
 from studio.core.errors import StudioError
 from studio.core.spec import main_metric
+from studio.core.text import counted
 
 ui.require_app()
 
@@ -57,7 +58,14 @@ def table_section(selected: list, labels: dict[str, str]) -> None:
         f"{rv.BEST_MARK} marks the best value of each score (highest accuracy, lowest loss, …). "
         "Only the settings that differ between these runs are shown; test scores are the honest ones."
     )
-    st.dataframe(table.styled(), key="compare-table")
+    help_texts = table.column_help()
+    st.dataframe(
+        table.styled(),
+        key="compare-table",
+        column_config={column: st.column_config.Column(help=text) for column, text in help_texts.items()},
+    )
+    for label, found in rv.worrying_runs(selected, labels):
+        st.warning(f"**{ui.as_text(label)}**: {ui.as_text(found.sentence)}", icon=":material/block:")
 
 
 def settings_section(selected: list, labels: dict[str, str], task: str) -> None:
@@ -104,7 +112,7 @@ elif groups:
         "Data set",
         list(by_dataset),
         format_func=lambda key: (
-            f"{getattr(by_dataset[key][0], 'name', key)} ({len(by_dataset[key][1])} runs)"
+            f"{getattr(by_dataset[key][0], 'name', key)} ({counted(len(by_dataset[key][1]), 'run')})"
         ),
         key="compare-dataset",
     )

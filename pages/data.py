@@ -7,6 +7,7 @@ import streamlit as st
 from studio import data as datasets
 from studio.app import charts, ui
 from studio.core.tasks import task_info
+from studio.core.text import counted
 
 SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}
 state = st.session_state
@@ -57,9 +58,13 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
 
     columns_tab, preview_tab = st.tabs(["Columns", "First rows"])
     with columns_tab:
-        st.dataframe(ui.profile_frame(profile), hide_index=True, key="data_profile")
+        frame = ui.profile_frame(profile)
+        st.dataframe(frame, hide_index=True, key="data_profile")
+        explained = ui.type_explanations(frame)
+        if explained:
+            st.caption(" ".join(explained))
     with preview_tab:
-        st.caption(f"The first {min(len(table), 100)} of {len(table):,} rows.")
+        st.caption(f"The first {min(len(table), 100)} of {counted(len(table), 'row')}.")
         st.dataframe(table.head(100), key="data_preview")
 
 
@@ -126,7 +131,7 @@ def show_pictures(info: datasets.DatasetInfo, profile: dict) -> None:
     with samples_tab:
         st.caption("The first pictures of each class, as they were uploaded.")
         for name, count, thumbnails in ui.sample_grid(info.id):
-            st.markdown(f"**{ui.as_text(name)}** · {count:,} pictures")
+            st.markdown(f"**{ui.as_text(name)}** · {counted(count, 'picture')}")
             if thumbnails:
                 st.image(thumbnails, width=96)
     with classes_tab:

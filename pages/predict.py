@@ -50,6 +50,9 @@ def model_option(job: jobs.Job, dataset_names: dict[str, str]) -> str:
         if main in job.test_metrics
         else ""
     )
+    found = rv.job_verdict(job)
+    if found is not None and found.worrying:  # say it where the model is picked, too
+        score += f" · {found.title.lower()}"
     day = datetime.fromtimestamp(job.created_at)
     network = short_architecture(spec.architecture.name)
     return f"{dataset} · {what} · {network}{score} (run '{job.name}', {day.day} {day:%b})"

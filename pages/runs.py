@@ -56,7 +56,10 @@ def dataset_names() -> dict[str, str]:
 def job_row(job: jobs.Job) -> None:
     with st.container(border=True):
         name, progress, action = st.columns([3, 3, 1], vertical_alignment="center")
-        name.markdown(f"**{ui.as_text(job.name)}**  \n{rv.status_label(job)}")
+        badge = rv.verdict_badge(job)
+        name.markdown(
+            f"**{ui.as_text(job.name)}**  \n{rv.status_label(job)}" + (f" · {badge}" if badge else "")
+        )
         name.caption(
             f"{ui.as_text(dataset_names().get(job.dataset_id, job.dataset_id))} · created {when(job.created_at)}"
         )
@@ -180,7 +183,7 @@ def resume_action(job: jobs.Job) -> None:
 
 def final_scores(job: jobs.Job) -> None:
     st.subheader("Final scores")
-    cards = rv.test_metric_cards(job.test_metrics, job.spec.task)
+    cards = rv.test_metric_cards(job.outcome, job.spec.task)
     if not cards:
         st.info(rv.UNTESTED_TRIAL if job.search_id else "This run has no test scores.")
         return
@@ -188,6 +191,19 @@ def final_scores(job: jobs.Job) -> None:
     st.caption(f"Measured at the end on {kept} the model never saw while training: the honest estimate.")
     for column, (label, value, help_text) in zip(st.columns(len(cards)), cards, strict=True):
         column.metric(label, value, help=help_text)
+    found = rv.job_verdict(job)
+    if found is not None:
+        show = {"guess": st.error, "barely": st.warning}.get(found.level)
+        if show is not None:
+            show(ui.as_text(found.sentence), icon=":material/block:" if found.level == "guess" else None)
+        else:
+            st.markdown(f":green[:material/check_circle:] {ui.as_text(found.sentence)}")
+    kept_epoch = rv.kept_epoch_text(job)
+    if kept_epoch:
+        st.caption(ui.as_text(kept_epoch))
+    gap = rv.validation_gap_text(job)
+    if gap:
+        st.warning(ui.as_text(gap), icon=":material/compare_arrows:")
 
 
 def model_download(job: jobs.Job) -> None:
@@ -278,7 +294,7 @@ def show_run(job_id: str) -> None:
     st.caption(
         f"{rv.status_label(job)} · {rv.what_it_learns(spec)} from data set **{ui.as_text(dataset)}** · "
         f"created {when(job.created_at)} · job {job.id}"
-        + (f" · on {job.device}" if job.device and job.state != jobs.QUEUED else "")
+        + (f" · trained on {rv.device_words(job.device)}" if job.device and job.state != jobs.QUEUED else "")
     )
     if job.state == jobs.FAILED:
         failure_details(job)
@@ -288,7 +304,7 @@ def show_run(job_id: str) -> None:
         technical_log(job)
     elif job.state == jobs.CANCELLED or job.is_active:
         st.info(ui.as_text(rv.state_message(job)))
-    elif rv.has_note(job):  # finished, but not plainly: an earlier epoch was kept
+    elif rv.finished_with_a_warning(job):  # an earlier epoch kept, or no better than a guess
         st.warning(ui.as_text(rv.state_message(job)), icon=":material/warning:")
     else:
         st.success(ui.as_text(rv.state_message(job)))

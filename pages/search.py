@@ -83,6 +83,9 @@ def chosen_model(search: records.Search, rows: list) -> None:
     st.markdown(ui.as_text(sv.chosen_text(search, rows)))
     if best and test_key in best.test_metrics:
         st.markdown(f"Its test score: **{best.test_metrics[test_key]:.4g}** ({test_key}), measured once.")
+        found = sv.chosen_verdict(search, rows)
+        if found is not None:
+            (st.warning if found.worrying else st.caption)(ui.as_text(found.sentence))
     elif search.is_active:
         st.caption("It is tested on the test rows once, when the search ends.")
     st.caption("Its run page has the model to download, Predict and the Python snippet, as for any run.")

@@ -35,6 +35,8 @@ TAG_STEPS_PER_EPOCH = "studio.steps_per_epoch"
 TAG_DEVICE = "studio.device"
 TAG_FAILURE = "studio.failure_reason"
 TAG_NOTE = "studio.note"
+TAG_VERDICT = "studio.verdict"  # the test scores against a trivial guess's: "No better than a guess" …
+TAG_VERDICT_REASON = "studio.verdict_reason"  # the verdict's sentence (studio.core.quality)
 TAG_BUNDLE = "studio.bundle_artifact"
 TAG_KIND = "studio.kind"
 # What a run was given, for reading in the MLflow UI (the studio's pages read the spec artifact instead).

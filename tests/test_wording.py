@@ -115,3 +115,32 @@ def test_the_cli_starts_digits_without_mirroring_unless_asked(studio_home: Path,
     assert (
         spec_from_args(build_parser().parse_args(["train", "--data", shapes])).image.horizontal_flip is True
     )
+
+
+def test_counts_agree_with_their_nouns_and_devices_read_as_words() -> None:
+    import pandas as pd
+
+    from studio.app import runs_view as rv
+    from studio.core.text import counted
+    from studio.data import profile_table
+
+    assert (counted(1, "run"), counted(2, "run"), counted(1, "class", "classes")) == (
+        "1 run",
+        "2 runs",
+        "1 class",
+    )
+    assert counted(1234, "row") == "1,234 rows"
+    once = profile_table(pd.DataFrame({"a": [1, 1, 2, 3, 4, 5], "b": ["x", "x", "y", "z", "w", "v"]}))
+    (warning,) = [w for w in once["warnings"] if w["code"] == "duplicates"]
+    assert warning["message"].startswith("1 row (17%) repeats an earlier row exactly.")
+    assert rv.device_words("cpu:0") == "the processor (CPU)"
+    assert rv.device_words("cuda:1") == "GPU 1"
+    assert rv.device_words("cuda:0,cuda:1") == "GPUs 0 and 1"
+
+
+def test_id_and_free_text_columns_are_explained_on_the_data_page() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"Column": ["name", "age"], "Type": [ui.KIND_WORDS["identifier"], "number"]})
+    (line,) = ui.type_explanations(frame)
+    assert line.startswith("**id (ignored)**") and "tells the model nothing about new rows" in line

@@ -295,6 +295,10 @@ class ImageDataModule(pl.LightningDataModule):
     def sizes(self) -> dict[str, int]:
         return {"train": len(self.train_idx), "val": len(self.val_idx), "test": len(self.test_idx)}
 
+    def targets(self, split: str) -> np.ndarray:
+        """The class index of every picture of a split (``train``, ``val``, ``test``), in split order."""
+        return self.label_ids[{"train": self.train_idx, "val": self.val_idx, "test": self.test_idx}[split]]
+
     @property
     def batch_size(self) -> int:
         return self.spec.training.batch_size or auto_image_batch_size(self.image_size, len(self.train_idx))

@@ -243,6 +243,14 @@ class TabularDataModule(pl.LightningDataModule):
     def sizes(self) -> dict[str, int]:
         return {name: int(t[-1].shape[0]) for name, t in self.tensors.items()}
 
+    def targets(self, split: str) -> np.ndarray:
+        """The target of every row of a split (``train``, ``val``, ``test``): class indices, or the
+        numbers in the target's own units (not scaled)."""
+        y = self.tensors[split][2].detach().cpu().numpy()
+        if self.spec.task == "classification":
+            return y
+        return y.astype("float64") * self.target_state["std"] + self.target_state["mean"]
+
     def setup(self, stage: str | None = None) -> None:
         trainer = getattr(self, "trainer", None)
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")

@@ -15,6 +15,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from studio.core.quality import SPLIT_WORDS, metric_label, metric_name
 from studio.core.text import as_plot_text
 
 History = Mapping[str, Sequence[tuple[int, float]]]
@@ -35,37 +36,10 @@ PALETTE = (
     "#17becf",
 )
 
-_SPLITS = {"train": "training", "val": "validation", "test": "test"}
-_NAMES = {
-    "loss": "loss",
-    "accuracy": "accuracy",
-    "f1_macro": "F1 score (macro)",
-    "auroc": "AUROC",
-    "mae": "mean absolute error",
-    "rmse": "root mean squared error",
-    "r2": "R²",
-    "learning_rate": "learning rate",
-    "epoch": "epoch",
-}
-
-
-def metric_name(metric: str) -> str:
-    """The metric without its split, in words: ``val/f1_macro`` → ``F1 score (macro)``."""
-    name = metric.split("/", 1)[-1]
-    return _NAMES.get(name, name.replace("_", " "))
-
 
 def sentence(text: str) -> str:
     """First letter upper case, the rest untouched (``str.capitalize`` would turn AUROC into Auroc)."""
     return text[:1].upper() + text[1:]
-
-
-def metric_label(metric: str) -> str:
-    """A metric in words with its split: ``val/accuracy`` → ``validation accuracy``."""
-    split, _, name = metric.partition("/")
-    if not name:
-        return metric_name(metric)
-    return f"{_SPLITS.get(split, split)} {metric_name(metric)}"
 
 
 def empty_figure(message: str = NO_DATA, height: int = 320) -> go.Figure:
@@ -152,7 +126,7 @@ def training_curves(
                 go.Scatter(
                     x=x,
                     y=y,
-                    name=_SPLITS[split],
+                    name=SPLIT_WORDS[split],
                     legendgroup=split,
                     showlegend=col == 1 or not _has_trace(fig, split),
                     mode="lines" if per_step else "lines+markers",
@@ -217,9 +191,13 @@ def compare_curves(
         xaxis_title=x_title,
         yaxis_title=metric_name(metric),
         height=height,
-        margin={"l": 40, "r": 20, "t": 50, "b": 40},
-        legend={"orientation": "h", "y": -0.2, "x": 0.5, "xanchor": "center"},
+        # Room for the tick labels and titles (automargin grows it further), and the legend below the
+        # x axis's title rather than on it.
+        margin={"l": 60, "r": 20, "t": 50, "b": 60},
+        legend={"orientation": "h", "y": -0.18, "yanchor": "top", "x": 0.5, "xanchor": "center"},
     )
+    fig.update_xaxes(automargin=True, title_standoff=6)
+    fig.update_yaxes(automargin=True, title_standoff=6)
     return fig
 
 
@@ -257,7 +235,8 @@ def parallel_coordinates(
         values = frame[column].tolist()
         label = as_plot_text(labels.get(column, column))
         if _is_numeric(values):
-            dimensions.append({"label": label, "values": [float(v) for v in values]})
+            # ".3~g": 0.0001 and 0.262, not Plotly's SI prefixes ("100μ") or 16 digits
+            dimensions.append({"label": label, "values": [float(v) for v in values], "tickformat": ".3~g"})
         else:
             texts = [str(v) for v in values]
             categories = sorted(set(texts))

@@ -13,6 +13,7 @@ import streamlit as st
 from studio.app import runs_view as rv
 from studio.app import ui
 from studio.core.errors import StudioError
+from studio.core.text import counted
 
 UPLOAD_ROWS = "Upload a CSV file"
 STORED_ROWS = "A stored data set"
@@ -55,7 +56,9 @@ def choose_rows(info: dict[str, Any]) -> tuple[pd.DataFrame, str] | None:
     chosen = st.selectbox(
         "Data set",
         list(by_id),
-        format_func=lambda dataset_id: f"{by_id[dataset_id].name} ({by_id[dataset_id].n_rows} rows)",
+        format_func=lambda dataset_id: (
+            f"{by_id[dataset_id].name} ({counted(by_id[dataset_id].n_rows, 'row')})"
+        ),
         key="predict-rows-dataset",
     )
     return load_table(chosen), f"dataset:{chosen}"
@@ -75,7 +78,7 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
             f"{len(missing)} of the model's {inputs} input columns are not in these rows and are treated as "
             f"missing: {', '.join(map(ui.as_text, missing))}. Predictions are less reliable."
         )
-    st.caption(f"{len(frame)} rows, {len(frame.columns)} columns.")
+    st.caption(f"{counted(len(frame), 'row')}, {counted(len(frame.columns), 'column')}.")
     signature = f"{model}:{model.stat().st_mtime}:{rows_key}"
     if st.button("Predict", key="predict-run", type="primary", icon=":material/online_prediction:"):
         with st.spinner("Loading the model and predicting…"):
@@ -100,7 +103,7 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
     st.subheader("Predictions")
     shown = "" if len(result) <= SHOWN_ROWS else f" (the first {SHOWN_ROWS} are shown; the download has all)"
     st.caption(
-        f"{len(result)} rows{shown}. The first columns are the model's answers"
+        f"{counted(len(result), 'row')}{shown}. The first columns are the model's answers"
         + (
             "; `probability_…` columns say how sure it is of each class."
             if info.get("target", {}).get("classes")

@@ -20,7 +20,7 @@ from studio import tracking
 from studio.app.charts import metric_label, metric_name, sentence
 from studio.app.forms import SECTION_TITLES
 from studio.bundle import KIND_IMAGE, KIND_TABULAR
-from studio.core import settings
+from studio.core import quality, settings
 from studio.core.errors import BundleError, DatasetError
 from studio.core.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
 from studio.core.tasks import task_info
@@ -70,6 +70,20 @@ def status_label(job: Job) -> str:
         return _STATUS_PRUNED
     label = _STATUS.get(job.state, job.state)
     return label + _CAN_RESUME if job.can_resume else label
+
+
+def device_words(device: str | None) -> str:
+    """Where a job trained, in words: ``cpu:0`` → ``the processor (CPU)``, ``cuda:1`` → ``GPU 1``,
+    ``cuda:0,cuda:1`` → ``GPUs 0 and 1``."""
+    if not device:
+        return ""
+    slots = [part.strip() for part in device.split(",") if part.strip()]
+    gpus = [slot.split(":", 1)[1] if ":" in slot else "0" for slot in slots if slot.startswith("cuda")]
+    if not gpus:
+        return "the processor (CPU)" if len(slots) <= 1 else f"{len(slots)} processor slots (CPU)"
+    if len(gpus) == 1:
+        return f"GPU {gpus[0]}"
+    return f"GPUs {', '.join(gpus[:-1])} and {gpus[-1]}"
 
 
 def progress_value(job: Job) -> float:
@@ -135,6 +149,13 @@ def state_message(job: Job) -> str:
             f"Training finished. {UNTESTED_TRIAL} Download the model, or compare this trial with others on "
             "the Compare page."
         )
+    found = job_verdict(job)
+    if found is not None and found.level == quality.GUESS:
+        return (
+            f"Training finished, but the model is no better than a guess: {_after_title(found)}{GUESS_ADVICE}"
+        )
+    if found is not None and found.level == quality.BARELY:
+        return f"Training finished, but the model is only barely better than a guess: {_after_title(found)}"
     if job.state == SUCCEEDED:
         return (
             "Training finished. Check the test scores below, download the model, or compare this run with "
@@ -164,6 +185,56 @@ def state_message(job: Job) -> str:
             )
         return f"This run was interrupted before it finished (the reason is below). {resume}"
     return "This run stopped with an error (see below)."
+
+
+GUESS_ADVICE = (
+    " Its inputs may say nothing about the target (free text, names or identifiers, which a table model "
+    "cannot read), or there may be too few rows to learn from: check the feature columns under Settings "
+    "used, add rows, or choose another target."
+)
+
+
+def _after_title(found: quality.Verdict) -> str:
+    """The verdict's sentence without its leading title (``No better than a guess: …`` → ``…``)."""
+    text = found.sentence.removeprefix(found.title)
+    return text.lstrip(": ")
+
+
+def job_verdict(job: Job) -> quality.Verdict | None:
+    """How a finished run's test scores compare with a trivial guess's on the same rows (None when it
+    was not tested, or ran before the studio scored the guess)."""
+    if job.state != SUCCEEDED:
+        return None
+    return quality.verdict(job.outcome)
+
+
+def finished_with_a_warning(job: Job) -> bool:
+    """A finished run the page opens with a warning: it kept an earlier epoch after its loss became NaN,
+    or its model is no better, or barely better, than a guess."""
+    found = job_verdict(job)
+    return has_note(job) or (found is not None and found.worrying)
+
+
+VERDICT_BADGES = {
+    quality.GUESS: ":red[:material/block:] **No better than a guess**",
+    quality.BARELY: ":orange[:material/trending_flat:] **Barely better than a guess**",
+}
+
+
+def verdict_badge(job: Job) -> str:
+    """Markdown for the Runs list when a finished run is no better, or barely better, than a guess."""
+    found = job_verdict(job)
+    return VERDICT_BADGES.get(found.level, "") if found is not None else ""
+
+
+def kept_epoch_text(job: Job) -> str | None:
+    """Which epoch's model the run kept and why (None before the run ended or when it kept none)."""
+    return quality.kept_epoch_of(job.spec, job.quality)
+
+
+def validation_gap_text(job: Job) -> str | None:
+    """A sentence when the kept epoch's validation score and the test score differ widely."""
+    return quality.validation_gap_of(job.spec, job.outcome)
 
 
 def failure_advice(reason: str | None) -> list[str]:
@@ -202,19 +273,33 @@ def format_metric(metric: str, value: float | None) -> str:
 def test_metric_cards(test_metrics: dict[str, float], task: str) -> list[tuple[str, str, str]]:
     """``(label, value text, help)`` for the final test scores, the task's main metric first."""
     first = "test/" + main_metric(task).split("/", 1)[1]
-    keys = sorted(test_metrics, key=lambda k: (k != first, k == "test/loss", k))
+    keys = sorted(
+        (k for k in test_metrics if k.startswith("test/")), key=lambda k: (k != first, k == "test/loss", k)
+    )
     kept = task_info(task).unit
     cards = []
     for key in keys:
         better = "higher" if metric_mode(key) == "max" else "lower"
+        explained = quality.metric_help(key)
+        guess = test_metrics.get(quality.BASELINE + key.replace("/", "_", 1))
+        against = (
+            f" A trivial guess ({GUESS_WORDS[task_info(task).classes]}) scores {format_metric(key, guess)} "
+            "on the same rows."
+            if guess is not None
+            else ""
+        )
         cards.append(
             (
                 sentence(metric_name(key)),
                 format_metric(key, test_metrics[key]),
-                f"Measured on {kept} kept aside until the end ({metric_label(key)}); {better} is better.",
+                f"{explained + ' ' if explained else ''}Measured on {kept} kept aside until the end "
+                f"({metric_label(key)}); {better} is better.{against}",
             )
         )
     return cards
+
+
+GUESS_WORDS = {True: "always the most common class", False: "always the training average"}
 
 
 def job_history(job: Job) -> tuple[dict[str, list[tuple[int, float]]], int | None]:
@@ -446,16 +531,47 @@ def run_labels(runs: list[RunSummary]) -> dict[str, str]:
     }
 
 
+def run_settings(run: RunSummary) -> dict[str, str]:
+    """A run's settings (its MLflow params) as they were used: an automatic batch size (0) is the batch
+    size the run trained with (the tag ``studio.batch_size``), so two runs that trained alike read alike."""
+    values = dict(run.params)
+    used = run.tags.get(tracking.TAG_BATCH_SIZE)
+    if values.get("training.batch_size") == "0" and used:
+        values["training.batch_size"] = used
+    return values
+
+
 def differing_params(runs: list[RunSummary]) -> list[str]:
-    """Spec keys whose values are not the same in all runs (the run name aside), in spec order."""
+    """Spec keys whose values (as used: :func:`run_settings`) are not the same in all runs (the run name
+    aside), in spec order."""
+    used = [run_settings(run) for run in runs]
     keys: list[str] = []
-    for run in runs:
-        keys.extend(key for key in run.params if key not in keys)
-    return [key for key in keys if key != "name" and len({run.params.get(key, "") for run in runs}) > 1]
+    for values in used:
+        keys.extend(key for key in values if key not in keys)
+    return [key for key in keys if key != "name" and len({s.get(key, "") for s in used}) > 1]
+
+
+def run_scores(run: RunSummary) -> dict[str, float]:
+    """The scores Compare shows for a run, one per metric: its test scores (the same test rows for runs
+    of one data set and split seed), and as its validation score the kept epoch's (the model it kept,
+    not the last epoch's), or for a search's cross-validated trial the mean over its folds (what the
+    Search page ranks it by)."""
+    scores = {key: float(value) for key, value in run.metrics.items() if key.startswith("test/")}
+    folds = [key for key in run.metrics if key.startswith("cv/")]
+    means: dict[str, float] = {}
+    if folds:
+        for key, points in tracking.metric_history(run.run_id, folds).items():
+            if points:
+                means["val/" + key.split("/", 1)[1]] = sum(value for _, value in points) / len(points)
+    for key, value in run.metrics.items():
+        if key.startswith("val/"):
+            kept = run.metrics.get(quality.KEPT + key.replace("/", "_", 1), value)
+            scores[key] = float(means.get(key, kept))
+    return scores
 
 
 def metric_columns(runs: list[RunSummary]) -> list[str]:
-    """Metrics worth a table column: test scores first, then the last validation scores."""
+    """Metrics worth a table column: test scores first, then the validation scores (of the kept epoch)."""
     present = {key for run in runs for key in run.metrics}
     tests = sorted(k for k in present if k.startswith("test/"))
     vals = sorted(k for k in present if k.startswith("val/"))
@@ -486,6 +602,17 @@ class CompareTable:
     metrics: list[str]
     best: dict[str, list[str]] = field(default_factory=dict)
 
+    def column_help(self) -> dict[str, str]:
+        """A one-line explanation per column that needs one (the scores, the verdict), for the table's
+        column headers."""
+        keys = self.frame.attrs.get("metric_keys", {})
+        found = {column: quality.metric_help(keys.get(column, column)) for column in self.metrics}
+        found[VERDICT_COLUMN] = (
+            "Whether the run's test scores beat a trivial guess on the same test rows (always the most "
+            "common class, or always the training average), by more than luck on that many rows."
+        )
+        return {column: text for column, text in found.items() if text}
+
     def styled(self) -> Styler:
         """The table for ``st.dataframe``: best values marked with ★ and a green background."""
         keys = self.frame.attrs.get("metric_keys", {})
@@ -512,7 +639,7 @@ class CompareTable:
 
 def _setting_text(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:g}"
+        return f"{value:.3g}"  # 0.262 for a dropout of 0.2623782158161189
     return str(value)
 
 
@@ -536,15 +663,12 @@ def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) 
     metric_names = _unique_names({key: sentence(metric_label(key)) for key in metrics})
     rows = []
     for run in runs:
-        row: dict[str, Any] = {param_names[key]: _param_value(run.params.get(key)) for key in params}
-        row.update(
-            {
-                metric_names[key]: float(run.metrics[key]) if key in run.metrics else math.nan
-                for key in metrics
-            }
-        )
+        values, scores = run_settings(run), run_scores(run)
+        row: dict[str, Any] = {param_names[key]: _param_value(values.get(key), key) for key in params}
+        row.update({metric_names[key]: scores.get(key, math.nan) for key in metrics})
         rows.append(row)
     frame = pd.DataFrame(rows, index=pd.Index([labels[run.run_id] for run in runs], name="Run"))
+    frame.insert(0, VERDICT_COLUMN, [run_verdict_title(run) for run in runs])
     for key in params:  # a setting some runs lack (a linear model's hidden layers): one type per column
         frame[param_names[key]] = _one_type(frame[param_names[key]])
     frame.attrs["metric_keys"] = {metric_names[key]: key for key in metrics}
@@ -561,6 +685,26 @@ def compare_table(runs: list[RunSummary], labels: dict[str, str] | None = None) 
         metrics=[metric_names[key] for key in metrics],
         best=best,
     )
+
+
+VERDICT_COLUMN = "Against a guess"
+"""The compare table's column saying whether each run's test scores beat a trivial guess's."""
+
+
+def run_verdict_title(run: RunSummary) -> str:
+    """``No better than a guess`` … for an MLflow run with test and guess scores; ``–`` without."""
+    found = quality.verdict(run.metrics)
+    return found.title if found is not None else "–"
+
+
+def worrying_runs(runs: list[RunSummary], labels: dict[str, str]) -> list[tuple[str, quality.Verdict]]:
+    """``(label, verdict)`` of the runs no better, or barely better, than a guess."""
+    out = []
+    for run in runs:
+        found = quality.verdict(run.metrics)
+        if found is not None and found.worrying:
+            out.append((labels[run.run_id], found))
+    return out
 
 
 def _unique_names(names: dict[str, str]) -> dict[str, str]:
@@ -581,10 +725,19 @@ def _one_type(column: pd.Series) -> pd.Series:
     return column.map(str) if len(present) < len(column) or present.map(type).nunique() > 1 else column
 
 
-def _param_value(text: str | None) -> Any:
-    """MLflow params are text; numbers become numbers so columns sort and plot as such."""
+SETTING_WORDS = {"optimizer.name": {"adamw": "AdamW", "adam": "Adam", "sgd": "SGD"}}
+
+
+def _param_value(text: str | None, key: str = "") -> Any:
+    """MLflow params are text; numbers become numbers so columns sort and plot as such, and a network
+    or optimiser reads as the Train form names it (``Linear model``, ``AdamW``)."""
     if text is None or text == "":
         return ""
+    if key == "architecture.name":
+        arch = ARCHITECTURES.get(text)
+        return arch.title if arch else text
+    if key in SETTING_WORDS:
+        return SETTING_WORDS[key].get(text, text)
     if text in ("True", "False"):
         return "yes" if text == "True" else "no"
     try:
@@ -600,8 +753,9 @@ def parallel_frame(runs: list[RunSummary], metric: str, labels: dict[str, str] |
     params = differing_params(runs)
     rows = []
     for run in runs:
-        row = {key: _param_value(run.params.get(key)) for key in params}
-        row[metric] = float(run.metrics[metric]) if metric in run.metrics else math.nan
+        values = run_settings(run)
+        row = {key: _param_value(values.get(key), key) for key in params}
+        row[metric] = run_scores(run).get(metric, math.nan)
         rows.append(row)
     return pd.DataFrame(rows, index=[labels[run.run_id] for run in runs], columns=[*params, metric])
 

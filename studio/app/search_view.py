@@ -59,6 +59,8 @@ class TrialRow:
     experiment_id: str | None = None
     epoch: int | None = None
     test_metrics: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None  # why it failed, or why the search stopped it
+    quality: dict[str, float] = field(default_factory=dict)  # the guess's test scores (studio.core.quality)
 
 
 def trial_state(job: Job) -> str:
@@ -95,6 +97,8 @@ def trial_rows(search: Search) -> list[TrialRow]:
                 experiment_id=job.experiment_id,
                 epoch=job.epoch,
                 test_metrics=dict(job.test_metrics),
+                reason=job.reason if job.state in ("failed", "cancelled") else None,
+                quality=dict(job.quality),
             )
         )
     return rows
@@ -170,12 +174,22 @@ def chosen_text(search: Search, rows: list[TrialRow]) -> str:
     sign = 1 if search.direction == "max" else -1
     scored = [r for r in rows if r.state == "complete" and r.value is not None]
     top = max(scored, key=lambda r: sign * r.value, default=None)
+    others = sum(1 for r in rows if r.number != 0 and r.state in ("complete", "pruned", "failed"))
     if top is None or search.best_value is None or sign * top.value <= sign * search.best_value:
+        if number == 0 and not search.is_active:
+            return (
+                f"Nothing beat your own settings: none of the {others} other trial{'s' if others != 1 else ''} "
+                f"scored a better {score_words(search)} than trial 0 ({search.best_value:.4g}), so the search "
+                "keeps your settings."
+            )
         return f"Trial {number} has the best {score_words(search)}: {search.best_value:.4g}{mine}."
     who = "your settings (trial 0)" if number == 0 else f"trial {number}"
     tried = max(1, sum(1 for r in scored if r.number != 0))
+    lead = (
+        "Nothing beat your own settings by more than chance. " if number == 0 and not search.is_active else ""
+    )
     return (
-        f"The search keeps {who}, whose {score_words(search)} is {search.best_value:.4g}"
+        f"{lead}The search keeps {who}, whose {score_words(search)} is {search.best_value:.4g}"
         f"{mine if number else ''}. "
         f"Trial {top.number} scored {top.value:.4g}, but did not beat your settings by more than chance on "
         f"the same cross-validation folds (a one-sided paired test at 5%, shared among the {tried} trials "
@@ -340,12 +354,21 @@ def trials_frame(search: Search, rows: list[TrialRow]) -> pd.DataFrame:
             "Validation score": row.value,
             "Test score": _test_text(row, test_key) if row.job_id == search.best_job_id else "",
             "Epochs": row.epoch,
+            "Why it stopped": row.reason or "",
         }
         for name, title in titles.items():
             entry[title] = value_text(name, row.params.get(name))
         entry["Run"] = f"/runs?job={row.job_id}"
         table.append(entry)
     return pd.DataFrame(table)
+
+
+def chosen_verdict(search: Search, rows: list[TrialRow]) -> Any:
+    """The chosen trial's :class:`studio.core.quality.Verdict` once it was tested (else None)."""
+    from studio.core.quality import verdict
+
+    best = next((r for r in rows if r.job_id == search.best_job_id), None)
+    return verdict({**best.test_metrics, **best.quality}) if best is not None else None
 
 
 def _test_text(row: TrialRow, key: str) -> str:

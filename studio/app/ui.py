@@ -22,7 +22,7 @@ from studio import data as datasets
 from studio.app.forms import FormField
 from studio.core.errors import StudioError
 from studio.core.settings import studio_home
-from studio.core.text import as_text  # pages call it as ui.as_text
+from studio.core.text import as_text, counted  # pages call as_text as ui.as_text
 
 APP_ROOT = Path(__file__).resolve().parents[2]
 MLFLOW_UI_ENV = "STUDIO_MLFLOW_UI_URL"
@@ -130,16 +130,16 @@ def is_pictures(info: datasets.DatasetInfo) -> bool:
 def dataset_label(info: datasets.DatasetInfo) -> str:
     """``wine — 178 rows × 14 columns`` (or ``pets — 240 pictures``) for pick lists."""
     if is_pictures(info):
-        return f"{info.name} — {info.n_rows:,} pictures"
-    return f"{info.name} — {info.n_rows:,} rows × {info.n_cols:,} columns"
+        return f"{info.name} — {counted(info.n_rows, 'picture')}"
+    return f"{info.name} — {counted(info.n_rows, 'row')} × {counted(info.n_cols, 'column')}"
 
 
 def added_message(info: datasets.DatasetInfo) -> str:
     """What the Data page says after an upload."""
     if is_pictures(info):
         profile = load_profile(info.id)
-        return f"Added '{info.name}': {info.n_rows:,} pictures in {profile.get('n_classes', 0):,} classes."
-    return f"Added '{info.name}': {info.n_rows:,} rows, {info.n_cols:,} columns."
+        return f"Added '{info.name}': {counted(info.n_rows, 'picture')} in {profile.get('n_classes', 0):,} classes."
+    return f"Added '{info.name}': {counted(info.n_rows, 'row')}, {counted(info.n_cols, 'column')}."
 
 
 # --------------------------------------------------------------------------- start-up
@@ -305,6 +305,20 @@ KIND_WORDS = {
 }
 
 
+KIND_HELP = {
+    "identifier": "**id (ignored)**: a different value in almost every row, like a name, a code or a row "
+    "number; it tells the model nothing about new rows, so it is left out (pick it under 'Feature "
+    "columns' to use it anyway).",
+    "text": "**free text**: sentences or long labels; a table model cannot read them, so they are left out.",
+}
+
+
+def type_explanations(profile_frame: pd.DataFrame) -> list[str]:
+    """One line per column type in the table that needs explaining (ids, free text), as Markdown."""
+    shown = set(profile_frame["Type"]) if "Type" in profile_frame else set()
+    return [text for kind, text in KIND_HELP.items() if KIND_WORDS[kind] in shown]
+
+
 def _short(value: Any) -> str:
     """A column value as people write it: ``2007`` (not ``2,007``), ``12,345``, ``0.5``, never ``1e+04``."""
     if value is None:
@@ -381,8 +395,8 @@ def size_words(info: datasets.DatasetInfo) -> str:
     """``178 rows × 14 columns`` for a table, ``98 pictures in 3 classes`` for pictures."""
     if is_pictures(info):
         classes = int(load_profile(info.id).get("n_classes", 0))
-        return f"{info.n_rows:,} pictures in {classes:,} {'class' if classes == 1 else 'classes'}"
-    return f"{info.n_rows:,} rows × {info.n_cols:,} columns"
+        return f"{counted(info.n_rows, 'picture')} in {counted(classes, 'class', 'classes')}"
+    return f"{counted(info.n_rows, 'row')} × {counted(info.n_cols, 'column')}"
 
 
 def show_warnings(warnings: list[dict[str, Any]]) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 
+from studio.core import quality
 from studio.jobs.store import STATES
 
 
@@ -133,6 +134,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(("last metrics", _metrics(job.metrics)))
     if job.test_metrics:
         lines.append(("test metrics", _metrics(job.test_metrics)))
+    guess = {key: value for key, value in job.quality.items() if key.startswith(quality.BASELINE)}
+    if guess and job.test_metrics:
+        lines.append(("guess's metrics", _metrics(guess)))
+    if job.state == "succeeded":
+        lines.extend(quality.outcome_lines(job.spec, job.outcome))
     if job.bundle_path:
         lines.append(("model bundle", job.bundle_path))
     lines.append(("log", str(job.log_path)))

@@ -15,6 +15,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from studio.core.quality import verdict
+from studio.core.text import counted
+
 
 def add_search_parser(
     subparsers: argparse._SubParsersAction, add_train_options: Callable[[argparse.ArgumentParser], None]
@@ -146,6 +149,9 @@ def result_text(search: Any) -> str:
         if best.test_metrics:
             shown = ", ".join(f"{k} {v:.4f}" for k, v in sorted(best.test_metrics.items()))
             lines.append(f"its test scores (the test rows were not used to choose it): {shown}")
+            found = verdict(best.outcome)
+            if found is not None:
+                lines.append(f"against a guess: {found.sentence}")
         if best.bundle_path:
             lines.append(f"model bundle: {best.bundle_path}")
     else:
@@ -168,7 +174,9 @@ def search_rows(limit: int) -> list[tuple[str, str, str, str, str]]:
     for search in records.list_searches(limit=limit):
         trials = control.trials(search.id)
         best = f" · best {search.metric} {search.best_value:.4g}" if search.best_value is not None else ""
-        progress = f"{len(trials)} trials{best}" + (f" · {search.budget_text}" if search.budget_text else "")
+        progress = f"{counted(len(trials), 'trial')}{best}" + (
+            f" · {search.budget_text}" if search.budget_text else ""
+        )
         created = datetime.fromtimestamp(search.created_at).strftime("%Y-%m-%d %H:%M:%S")
         name = search.name if len(search.name) <= 32 else search.name[:31] + "…"
         rows.append((search.id, search.state, name, progress, created))
@@ -201,7 +209,7 @@ def show_search(search_id: str, as_json: bool = False) -> int:
     print(result_text(search))
     if search.is_active:
         print(f"running: {search.budget_text}; `python -m studio jobs cancel {search.id}` stops it")
-    print(f"{len(trials)} trials:")
+    print(f"{counted(len(trials), 'trial')}:")
     for job in trials:
         print("  " + trial_line(job, search.metric) + (f" ({job.progress_text})" if job.is_active else ""))
     return 0

@@ -413,7 +413,11 @@ class DataSpec(StudioModel):
     features: list[str] | None = Field(
         None,
         title="Feature columns",
-        description="Columns the model may look at. Leave empty to use every useful column except the target.",
+        description=(
+            "The columns the model learns from (its inputs). Leave empty to use every useful column except "
+            "the target: identifiers (a name, code or row number that differs in almost every row) and free "
+            "text are left out, because they tell a table model nothing about new rows."
+        ),
         json_schema_extra=_extra(advanced=True),
     )
     val_fraction: float = Field(
@@ -467,7 +471,10 @@ class PreprocessingSpec(StudioModel):
     missing_indicators: bool = Field(
         True,
         title="Mark missing values",
-        description="Add a yes/no input for each column with gaps, so the model can learn from missingness.",
+        description=(
+            "For each column with empty cells, add a yes/no input saying whether the value was missing, so "
+            "the model can learn when a missing value itself means something (a test never taken, say)."
+        ),
         json_schema_extra=_extra(advanced=True),
     )
     categorical_encoding: Literal["embedding", "onehot"] = Field(

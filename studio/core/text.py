@@ -41,3 +41,9 @@ def as_plot_text(text: Any) -> str:
     """``text`` escaped for Plotly's titles, axis and legend labels and hover text, which read a little
     HTML (``<b>``, ``<a href>``, ``<br>``): ``<``, ``>`` and ``&`` become entities, shown as typed."""
     return html.escape(str(text), quote=False)
+
+
+def counted(n: int, word: str, plural: str | None = None) -> str:
+    """``1 run``, ``2 runs``, ``1,234 rows``: a count with its noun in the right number (``plural`` for
+    nouns that do not just add an s: ``counted(1, "class", "classes")``)."""
+    return f"{n:,} {word if n == 1 else plural or word + 's'}"

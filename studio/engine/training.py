@@ -98,6 +98,9 @@ class TrainResult:
     retry_note: str | None = None  # it ran out of memory and went on with a smaller batch
     checkpoint_seconds: float = 0.0  # spent writing checkpoints
     checkpoint_bytes: int = 0  # size of the last checkpoint
+    quality: dict[str, float] = field(default_factory=dict)
+    """What the scores mean (:mod:`studio.core.quality`): the kept epoch and its validation scores
+    (``kept/*``) and the trivial guess's scores on the same test rows (``baseline/*``)."""
 
 
 @dataclass(frozen=True)
@@ -608,12 +611,54 @@ def _fit_and_log(
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
         path = trainee.write_bundle(Path(tmp), session.asked or spec, module, run.test_metrics)
         bundle_path = _publish_bundle(path, run_id, bundle_out)
+    _tag_verdict(run_id, {**run.test_metrics, **run.quality})
     kind_notes = trainee.notes() if hasattr(trainee, "notes") else []  # e.g. how many texts were cut
     _end_finished(run_id, " ".join(filter(None, [run.note, *kind_notes])) or None, session)
     result = run.result(run_id, experiment_id, bundle_path, data.sizes["train"], session)
     result.note = " ".join(filter(None, [result.note, *kind_notes])) or None
     trainee.add_to_result(result)
     return result
+
+
+def _tag_verdict(run_id: str, metrics: dict[str, float]) -> None:
+    """The verdict on the test scores against the guess's as MLflow tags (``studio.verdict``: the level
+    in words, ``studio.verdict_reason``: the sentence), for whoever reads the run in MLflow."""
+    from studio.core.quality import verdict
+
+    found = verdict(metrics)
+    if found is not None:
+        tracking.set_tags(
+            run_id, {tracking.TAG_VERDICT: found.title, tracking.TAG_VERDICT_REASON: found.sentence}
+        )
+
+
+def _quality(spec: RunSpec, data: Any, best: Any, epochs_run: int, tested: bool) -> dict[str, float]:
+    """The kept epoch (1-based), the epochs run, the kept epoch's validation scores and rows, and, when
+    the run was tested, the trivial guess's scores on the same test rows (:mod:`studio.core.quality`)."""
+    from studio.core import quality
+
+    out: dict[str, float] = {}
+    if best.best_epoch is not None:
+        out[quality.KEPT_EPOCH] = float(best.best_epoch + 1)
+        out[quality.EPOCHS_RUN] = float(epochs_run)
+        out[quality.VAL_ROWS] = float(data.sizes["val"])
+        for key, value in best.best_metrics.items():
+            if key.startswith("val/"):
+                out[quality.KEPT + key.replace("/", "_", 1)] = float(value)
+    if tested:
+        out.update(_baseline(spec, data))
+    return out
+
+
+def _baseline(spec: RunSpec, data: Any) -> dict[str, float]:
+    """The trivial guess's scores on the test rows, from the DataModule's ``targets`` (empty for a data
+    kind whose DataModule has none)."""
+    from studio.core.quality import baseline_scores
+
+    targets = getattr(data, "targets", None)
+    if targets is None:
+        return {}
+    return baseline_scores(task_info(spec.task).classes, targets("train"), targets("test"))
 
 
 def _end_finished(run_id: str, note: str | None, session: _Session) -> None:
@@ -633,6 +678,7 @@ class _LightningRun:
     first_point_seconds: float | None
     fit_seconds: float
     note: str | None = None
+    quality: dict[str, float] = field(default_factory=dict)
 
     def result(
         self, run_id: str, experiment_id: str, bundle_path: Path | None, train_rows: int, session: _Session
@@ -652,6 +698,7 @@ class _LightningRun:
             retry_note=" ".join(session.notes) or None,
             checkpoint_seconds=session.checkpoint_seconds,
             checkpoint_bytes=session.checkpoint_bytes,
+            quality=self.quality,
         )
 
 
@@ -777,19 +824,32 @@ def _run_lightning(
     buffer.add(test_metrics, last_step)
     if best.best_epoch is not None:
         buffer.add({"best_epoch": float(best.best_epoch + 1)}, last_step)
+    epochs_run = diverged.epoch if diverged is not None else trainer.current_epoch
+    quality = _quality(spec, data, best, epochs_run, tested=bool(test_metrics)) if rank == 0 else {}
+    buffer.add(quality, last_step)
     buffer.close()
     return _LightningRun(
         test_metrics=test_metrics,
         best_epoch=None if best.best_epoch is None else best.best_epoch + 1,
-        epochs_run=diverged.epoch if diverged is not None else trainer.current_epoch,
+        epochs_run=epochs_run,
         first_point_seconds=reporter.first_point_at,
         fit_seconds=fit_seconds,
         note=note,
+        quality=quality,
     )
 
 
 # --------------------------------------------------------------------------- a search's chosen model
-def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -> dict[str, float]:
+@dataclass
+class ChosenModelTest:
+    """The one test of a search's chosen model: its test scores and the trivial guess's on the same
+    rows (``baseline/*``, see :mod:`studio.core.quality`)."""
+
+    test_metrics: dict[str, float]
+    quality: dict[str, float]
+
+
+def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -> ChosenModelTest:
     """Test the model a finished run bundled on its data set's test rows, once, and make the run whole.
 
     A search's trials train with :attr:`TrainHooks.runs_test` off, so the test rows play no part in
@@ -797,7 +857,8 @@ def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -
     bundle, the data from the same split (the spec's seed), the module and metrics from its data kind.
     The test metrics are logged to ``run_id`` (after its last step), the data kind logs what it adds
     (pictures: the confusion matrix) and the bundle is written again with the metrics, both in MLflow
-    and at ``bundle_path``. Returns the test metrics."""
+    and at ``bundle_path``. The trivial guess is scored on the same test rows and logged too, with the
+    verdict as tags. Returns both."""
     import pytorch_lightning as pl
     import torch
 
@@ -828,15 +889,17 @@ def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -
         )
         trainer.test(module, datamodule=data, verbose=False)
     metrics = dict(module.test_results)
+    baseline = _baseline(spec, data)
     step = max(tracking.logged_steps(run_id).values(), default=0)
     buffer = tracking.MetricBuffer(run_id, {})
-    buffer.add(metrics, step)
+    buffer.add({**metrics, **baseline}, step)
     buffer.close()
     trainee.after_test(run_id, spec, module)
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
         path = trainee.write_bundle(Path(tmp), spec, module, metrics)
         _publish_bundle(path, run_id, bundle_path)
-    return metrics
+    _tag_verdict(run_id, {**metrics, **baseline})
+    return ChosenModelTest(metrics, baseline)
 
 
 # --------------------------------------------------------------------------- cross-validation folds

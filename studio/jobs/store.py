@@ -86,6 +86,8 @@ _ADDED_COLUMNS = (
     ("search_id", "TEXT"),
     ("trial_number", "INTEGER"),
     ("trial_state", "TEXT"),
+    # What its scores mean (studio.core.quality): the kept epoch, the trivial guess's test scores.
+    ("quality_json", "TEXT"),
 )
 _INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS jobs_submit_token ON jobs (submit_token);"
 
@@ -254,6 +256,15 @@ class Job:
     trial_number: int | None = None
     trial_state: str | None = None
     """How the search counted the trial: ``pruned`` (stopped early by the search), ``complete``, ``failed``."""
+    quality: dict[str, float] = field(default_factory=dict)
+    """What its scores mean (:mod:`studio.core.quality`): the kept epoch (``kept/*``) and the trivial
+    guess's scores on the same test rows (``baseline/*``)."""
+
+    @property
+    def outcome(self) -> dict[str, float]:
+        """The test scores and what they mean, in one mapping (what :func:`studio.core.quality.verdict`
+        reads)."""
+        return {**self.test_metrics, **self.quality}
 
     @cached_property
     def spec(self) -> RunSpec:
@@ -316,6 +327,7 @@ class Job:
         data = {key: row[key] for key in columns if key in _FIELD_NAMES}
         data["metrics"] = json.loads(row["metrics_json"] or "{}")
         data["test_metrics"] = json.loads(row["test_metrics_json"] or "{}")
+        data["quality"] = json.loads(row["quality_json"] or "{}") if "quality_json" in columns else {}
         data["cancel_requested"] = bool(row["cancel_requested"])
         return cls(**data)
 
@@ -482,6 +494,7 @@ def finish_job(
     test_metrics: dict[str, float] | None = None,
     bundle_path: str | None = None,
     only_pid: int | None = None,
+    quality: dict[str, float] | None = None,
 ) -> bool:
     """End an active job as succeeded, failed or cancelled; False if it had already ended.
 
@@ -493,8 +506,8 @@ def finish_job(
     now = time.time()
     sql = (
         "UPDATE jobs SET state = ?, ended_at = ?, updated_at = ?, reason = ?, "
-        "test_metrics_json = COALESCE(?, test_metrics_json), bundle_path = COALESCE(?, bundle_path) "
-        "WHERE id = ? AND state IN (?, ?)"
+        "test_metrics_json = COALESCE(?, test_metrics_json), bundle_path = COALESCE(?, bundle_path), "
+        "quality_json = COALESCE(?, quality_json) WHERE id = ? AND state IN (?, ?)"
     )
     params: list[Any] = [
         state,
@@ -503,6 +516,7 @@ def finish_job(
         reason,
         _dump(test_metrics) if test_metrics is not None else None,
         bundle_path,
+        _dump(quality) if quality is not None else None,
         job_id,
         QUEUED,
         RUNNING,
@@ -543,12 +557,17 @@ def set_trial_state(job_id: str, trial_state: str) -> None:
         )
 
 
-def set_test_metrics(job_id: str, test_metrics: dict[str, float]) -> None:
-    """Record the test scores of an ended job tested afterwards (a search's chosen trial)."""
-    with connect() as conn:
+def set_test_metrics(
+    job_id: str, test_metrics: dict[str, float], quality: dict[str, float] | None = None
+) -> None:
+    """Record the test scores of an ended job tested afterwards (a search's chosen trial), and add
+    ``quality`` (the trivial guess's scores on the same rows) to what it already has."""
+    with transaction() as conn:
+        row = conn.execute("SELECT quality_json FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        merged = {**json.loads((row["quality_json"] if row else None) or "{}"), **(quality or {})}
         conn.execute(
-            "UPDATE jobs SET test_metrics_json = ?, updated_at = ? WHERE id = ?",
-            (_dump(test_metrics), time.time(), job_id),
+            "UPDATE jobs SET test_metrics_json = ?, quality_json = ?, updated_at = ? WHERE id = ?",
+            (_dump(test_metrics), _dump(merged), time.time(), job_id),
         )
 
 

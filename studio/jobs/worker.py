@@ -211,6 +211,7 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
         state, reason = SUCCEEDED, getattr(result, "note", None)  # e.g. "kept the best epoch, 9"
         outcome = {
             "test_metrics": dict(result.test_metrics or {}),
+            "quality": dict(getattr(result, "quality", None) or {}),
             "bundle_path": str(result.bundle_path) if result.bundle_path else None,
         }
     except BaseException as err:  # noqa: BLE001 - every way out must end the job

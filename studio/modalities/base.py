@@ -23,7 +23,10 @@ class Prepared(Protocol):
     """One attempt's data and model recipe (a retry after running out of memory prepares again)."""
 
     data: Any
-    """The LightningDataModule, with ``sizes`` (rows per split), ``batch_size`` and ``steps_per_epoch``."""
+    """The LightningDataModule, with ``sizes`` (rows per split), ``batch_size`` and ``steps_per_epoch``,
+    and ``targets(split)``: every row's class index or number (in the target's units) in a split, from
+    which the engine scores the trivial guess on the test rows (:mod:`studio.core.quality`; a kind
+    without it gets no verdict)."""
 
     def run_tags(self, precision: str) -> dict[str, str]:
         """MLflow tags saying what this kind did with the data (e.g. columns left out, picture size)."""

@@ -480,14 +480,16 @@ class Driver:
         try:
             from studio.engine.training import evaluate_chosen_model
 
-            metrics = evaluate_chosen_model(best.spec, best.bundle_path, best.mlflow_run_id)
+            tested = evaluate_chosen_model(best.spec, best.bundle_path, best.mlflow_run_id)
         except Exception as err:  # noqa: BLE001 - the search and its model stand without the test
             log.exception("search %s: testing the chosen trial failed", self.search_id)
             return f"Its chosen model could not be tested: {err}"
         finally:
             self.testing = (time.perf_counter() - started, time.process_time() - cpu)
-        store.set_test_metrics(best.id, metrics)
-        log.info("search %s: chosen trial %s tested: %s", self.search_id, best.trial_number, metrics)
+        store.set_test_metrics(best.id, tested.test_metrics, tested.quality)
+        log.info(
+            "search %s: chosen trial %s tested: %s", self.search_id, best.trial_number, tested.test_metrics
+        )
         return None
 
     def _finish(self, state: str, reason: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -52,6 +53,11 @@ def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
     assert "MLflow run id:" in proc.stdout and "test/accuracy" in proc.stdout
     assert "Stopped after 6 epochs" in proc.stdout  # the flag overrides the spec file
     assert "First training step logged" in proc.stdout
+    # the scores against a trivial guess on the same test rows, and the epoch kept
+    assert re.search(
+        r"^(No better|Barely better|Better) than a guess: .* on the same \d+ rows", proc.stdout, re.M
+    )
+    assert re.search(r"^Kept epoch \d+ of 6", proc.stdout, re.M)
     assert bundle.is_file()
 
     listed = run_cli("datasets", "list")

@@ -29,7 +29,7 @@ def test_the_search_page_shows_a_search(studio, page, screenshots):
     page.get_by_text("Finished · 3 trials (3 finished)").wait_for(timeout=60_000)
     page.get_by_text("your settings (trial 0)").first.wait_for(timeout=30_000)  # the reference line
     page.locator('[data-testid="stDataFrame"]').first.wait_for(timeout=30_000)
-    page.get_by_text(re.compile("(has the best|whose) validation accuracy")).wait_for(timeout=30_000)
+    page.get_by_text(re.compile("(has the best|whose|a better) validation accuracy")).wait_for(timeout=30_000)
     assert page.get_by_text(re.compile("they train without touching the test rows")).count() == 1
     link = page.get_by_role("link", name="Open the chosen model's run")
     assert done.best_job_id in (link.get_attribute("href") or "")

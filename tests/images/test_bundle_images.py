@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -259,6 +260,11 @@ def test_predict_from_folders_zips_csvs_and_single_pictures(written, pictures, t
     pd.DataFrame({"image": [p.name for p in pictures], "note": "x"}).to_csv(listing, index=False)
     from_csv = bundle.predict_csv(model, listing)
     assert from_csv["predicted_label"].tolist() == expected["predicted_label"].tolist()
+    for header in (["image"], ["path"], []):  # a plain list of paths, one column, with or without a header
+        listing.write_text("\n".join([*header, *(p.name for p in pictures)]) + "\n")
+        from_list = bundle.predict_csv(model, listing)
+        assert list(from_list.iloc[:, 0]) == [p.name for p in pictures]
+        assert from_list["predicted_label"].tolist() == expected["predicted_label"].tolist()
     single = bundle.predict_csv(model, pictures[2])
     assert single["predicted_label"].tolist() == [expected["predicted_label"][2]]
     listing.unlink()
@@ -279,3 +285,23 @@ def test_an_image_bundle_without_its_preparation_is_refused(written, tmp_path) -
             zout.writestr(name, data)
     with pytest.raises(BundleError, match="without its picture preparation"):
         bundle.load_bundle(broken)
+
+
+def test_studio_predict_takes_a_plain_list_of_picture_paths(written, pictures, tmp_path) -> None:
+    """``python -m studio predict picture_model.zip paths.csv`` in a fresh process: a one-column CSV of
+    paths (absolute here) is a list of pictures, not a table that needs two columns."""
+    listing = tmp_path / "paths.csv"
+    listing.write_text("\n".join(str(p) for p in pictures) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "predict", str(written["small_cnn"]["path"]), str(listing)],
+        cwd=Path(__file__).resolve().parents[2],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = pd.read_csv(io.StringIO(done.stdout))
+    expected = reference(written["small_cnn"]["state"], pictures)
+    assert list(rows["image"]) == [str(p) for p in pictures]
+    assert rows["predicted_label"].tolist() == expected["predicted_label"].tolist()

@@ -20,7 +20,7 @@ def test_a_picture_run_tested_afterwards_gets_its_confusion_matrix(shapes_datase
     trial = train(spec, hooks=ValidationOnly(), bundle_out=bundle)
     assert trial.test_metrics == {} and images_view.confusion_matrix(trial.run_id) is None
 
-    tested = evaluate_chosen_model(spec, bundle, trial.run_id)
+    tested = evaluate_chosen_model(spec, bundle, trial.run_id).test_metrics
 
     assert 0.0 <= tested["test/accuracy"] <= 1.0
     matrix = images_view.confusion_matrix(trial.run_id)

@@ -64,7 +64,7 @@ def test_two_processes_train_one_picture_run_over_every_test_picture(shapes_data
     # The test metrics cover every test picture, not rank 0's share: a single-process evaluation of the
     # bundled model on the whole test split gives the same numbers and the same per-picture answers.
     whole = evaluate_chosen_model(image_spec(shapes_dataset.id, devices=1), bundle, result.run_id)
-    for name, value in whole.items():
+    for name, value in whole.test_metrics.items():
         assert result.test_metrics[name] == pytest.approx(value, abs=1e-5), name
     one_rows = images_view.test_split_predictions(result.run_id)["rows"]
     assert [r["image"] for r in ddp_rows] == [r["image"] for r in one_rows]
@@ -265,6 +265,6 @@ def test_two_gpus_train_one_picture_run_over_nccl(shapes_dataset, tmp_path):
     assert matrix is not None and sum(map(sum, matrix.counts)) == 9
     one_gpu = image_spec(shapes_dataset.id, devices=1, **{"training.device": "cuda"})
     whole = evaluate_chosen_model(one_gpu, bundle, result.run_id)
-    for name, value in whole.items():  # mixed precision on GPUs: a little looser than on the CPU
+    for name, value in whole.test_metrics.items():  # mixed precision on GPUs: a little looser than on the CPU
         assert result.test_metrics[name] == pytest.approx(value, abs=1e-2), name
     assert not followers()

@@ -78,7 +78,7 @@ def test_two_runs_side_by_side_with_best_values_marked(two_runs, monkeypatch: py
     assert {"Optimiser", "Learning rate", "Epochs (at most)"} <= set(labels)
     assert labels[-1] == "validation accuracy"
     optimiser = parcoords["dimensions"][labels.index("Optimiser")]
-    assert optimiser["ticktext"] == ["adamw", "sgd"]
+    assert optimiser["ticktext"] == ["AdamW", "SGD"]  # as the Train form names them
 
     (link,) = at.get("link_button")
     assert link.proto.url.startswith("http://127.0.0.1:5999/#/compare-runs?runs=")
@@ -120,6 +120,42 @@ def test_compare_table_marks_highest_or_lowest_by_metric_and_every_tied_run() ->
     assert table.best == {"Test R²": ["B"], "Test mean absolute error": ["A (a1)", "B"]}
     html = table.styled().to_html()
     assert html.count(rv.BEST_MARK) == 3 and "–" in html  # the run without MAE shows a dash
+
+
+def test_settings_read_as_used_and_one_validation_score_per_run() -> None:
+    """An automatic batch size reads as the batch size the run used, a network by its form title, long
+    decimals rounded, and the validation score is the kept epoch's, not the last epoch's."""
+    first = RunSummary(
+        "a1",
+        "1",
+        "auto batch",
+        "FINISHED",
+        0,
+        0,
+        {"studio.task": "classification", "studio.batch_size": "32"},
+        {"architecture.name": "linear", "training.batch_size": "0", "model.dropout": "0.2623782158161189"},
+        {"test/accuracy": 0.5, "val/accuracy": 0.40, "kept/val_accuracy": 0.55},
+    )
+    second = RunSummary(
+        "b2",
+        "1",
+        "batch 32",
+        "FINISHED",
+        0,
+        0,
+        {"studio.task": "classification", "studio.batch_size": "32"},
+        {"architecture.name": "mlp", "training.batch_size": "32", "model.dropout": "0.1"},
+        {"test/accuracy": 0.6, "val/accuracy": 0.58},  # a run from before kept/* was logged
+    )
+    table = rv.compare_table([first, second])
+
+    assert "Batch size" not in table.params  # 0 (automatic) trained with 32: the same as 32
+    assert table.frame.at["auto batch", "Architecture"] == "Linear model"
+    assert table.frame.at["auto batch", "Validation accuracy"] == 0.55
+    assert table.frame.at["batch 32", "Validation accuracy"] == 0.58
+    assert list(table.frame["Against a guess"]) == ["–", "–"]  # no guess scored for these runs
+    html = table.styled().to_html()
+    assert ">0.262<" in html and "0.2623782158161189" not in html
 
 
 def test_a_setting_only_some_runs_have_converts_to_a_table_the_page_can_show() -> None:

@@ -11,6 +11,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from studio import jobs
+from studio.app import runs_view as rv
 from tests.pages.test_runs_page import run_in_process, spec, tiny_dataset
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
@@ -70,8 +71,10 @@ def test_each_model_says_which_data_set_and_column_it_was_trained_on(trained: jo
     at = page(trained.id)
     (option,) = at.selectbox(key="predict-model-job").options
     day = datetime.fromtimestamp(trained.created_at)
+    found = rv.job_verdict(trained)  # a dozen test rows: the verdict is added when it is a worrying one
+    verdict = f" · {found.title.lower()}" if found is not None and found.worrying else ""
     assert re.fullmatch(
-        rf"tiny · y · MLP · accuracy [0-9.]+% \(run 'colour model', {day.day} {day:%b}\)", option
+        rf"tiny · y · MLP · accuracy [0-9.]+%{verdict} \(run 'colour model', {day.day} {day:%b}\)", option
     ), option
 
 

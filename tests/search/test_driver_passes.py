@@ -263,3 +263,41 @@ def test_the_page_says_why_a_higher_score_was_not_taken(studio_home: Path, tmp_p
     taken = replace(search, best_job_id="job-1", best_value=1.0, default_value=0.985)
     assert sv.chosen_text(taken, rows).startswith("Trial 1 has the best validation accuracy")
     assert "(your settings, trial 0: 0.985)" in sv.chosen_text(taken, rows)
+
+
+def test_an_ended_search_says_in_one_sentence_when_nothing_beat_your_settings(
+    studio_home: Path, tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from studio.app import search_view as sv
+
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, budget_seconds=100, start_driver=False)
+    rows = [
+        sv.TrialRow(number=0, job_id="job-0", state="complete", value=0.985, started=0.0, ended=1.0),
+        sv.TrialRow(number=1, job_id="job-1", state="complete", value=0.97, started=0.0, ended=1.0),
+        sv.TrialRow(
+            number=2,
+            job_id="job-2",
+            state="failed",
+            value=None,
+            started=0.0,
+            ended=1.0,
+            reason="The training diverged at epoch 1, where the loss became infinite: try 0.001.",
+        ),
+    ]
+    ended = replace(
+        search, state=records.FINISHED, best_job_id="job-0", best_value=0.985, default_value=0.985
+    )
+    assert sv.chosen_text(ended, rows) == (
+        "Nothing beat your own settings: none of the 2 other trials scored a better validation accuracy, "
+        "averaged over 5 cross-validation folds (higher is better) than trial 0 (0.985), so the search keeps "
+        "your settings."
+    )
+    higher = [*rows, sv.TrialRow(number=3, job_id="job-3", state="complete", value=1.0, started=0, ended=1)]
+    assert sv.chosen_text(ended, higher).startswith(
+        "Nothing beat your own settings by more than chance. The search keeps your settings (trial 0)"
+    )
+    table = sv.trials_frame(ended, rows)
+    assert list(table["Why it stopped"]) == ["", "", rows[2].reason]

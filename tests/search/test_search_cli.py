@@ -65,6 +65,11 @@ def test_tiny_search_through_the_cli(search_home: Path, tmp_path: Path) -> None:
         info = json.loads(zf.read("artifacts/studio_model.json"))
     assert info["metrics"]["test/accuracy"] == chosen.test_metrics["test/accuracy"]
     assert "its test scores (the test rows were not used to choose it)" in done.stdout
+    # the chosen model against a trivial guess on the same test rows: scored once, with its test
+    assert {"baseline/test_accuracy", "baseline/test_rows"} <= set(chosen.quality)
+    assert chosen.quality["kept/epoch"] >= 1  # the trial's kept epoch, kept through the test
+    assert "against a guess: " in done.stdout and " than a guess: " in done.stdout
+    assert not [job for job in trials if job.id != chosen.id and "baseline/test_rows" in job.quality]
 
     # selection on validation: the best trial has the best reported validation score, here (178 rows)
     # the mean over 5 cross-validation folds, fold 0 being the trial's own run

@@ -76,7 +76,9 @@ def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
     assert "Finished · 3 trials (3 finished)" in text
     # the best score's trial, or your settings when a higher score did not beat them beyond chance
     assert "validation accuracy, averaged over 5 cross-validation folds (higher is better)" in text
-    assert "has the best validation accuracy" in text or "by more than chance" in text
+    assert any(
+        words in text for words in ("has the best validation accuracy", "by more than chance", "Nothing beat")
+    )
     assert "Its test score" in text
     captions = " ".join(c.value for c in page.caption)
     assert "they train without touching the test rows" in captions

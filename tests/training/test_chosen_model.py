@@ -27,8 +27,16 @@ def test_a_run_without_its_test_then_tested_once_matches_a_straight_run(tiny_dat
     assert not [key for key in run.metrics if key.startswith("test/")]  # the test rows were not used
     assert "val/accuracy" in run.metrics
     assert read_bundle_info(bundle)["metrics"] == {}
+    assert not [key for key in trial.quality if key.startswith("baseline/")]  # no test, no guess scored
+    assert trial.quality["kept/epoch"] == trial.best_epoch  # but the kept epoch is known
 
-    tested = evaluate_chosen_model(spec, bundle, trial.run_id)
+    chosen = evaluate_chosen_model(spec, bundle, trial.run_id)
+    tested = chosen.test_metrics
+    assert chosen.quality == {k: v for k, v in straight.quality.items() if k.startswith("baseline/")}
+    assert (
+        tracking.get_run(trial.run_id).tags[tracking.TAG_VERDICT]
+        == (tracking.get_run(straight.run_id).tags[tracking.TAG_VERDICT])
+    )
 
     assert set(tested) == set(straight.test_metrics)
     for key, value in straight.test_metrics.items():  # same seed, same weights, same test rows

@@ -93,7 +93,7 @@ def test_two_processes_train_one_run_logged_once_with_one_bundle(tiny_dataset, t
     # The test metrics cover every test row, not rank 0's half: a single-process evaluation of the
     # bundled model on the whole test split gives the same numbers.
     whole = evaluate_chosen_model(make_spec(tiny_dataset.id, devices=1), bundle, result.run_id)
-    for name, value in whole.items():
+    for name, value in whole.test_metrics.items():
         assert result.test_metrics[name] == pytest.approx(value, abs=1e-5), name
 
     # The bundle is a normal one: same files as a single-device run's, loads and predicts.
@@ -232,7 +232,7 @@ def test_two_gpus_train_one_run_over_nccl(tiny_dataset, tmp_path):
     epochs = [m.value for m in tracking.client().get_metric_history(result.run_id, "epoch")]
     assert epochs == [float(e) for e in range(1, EPOCHS + 1)]
     whole = evaluate_chosen_model(make_spec(tiny_dataset.id, devices=1), bundle, result.run_id)
-    for name, value in whole.items():
+    for name, value in whole.test_metrics.items():
         assert result.test_metrics[name] == pytest.approx(value, abs=1e-4), name
     assert not followers()
 

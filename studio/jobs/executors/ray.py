@@ -463,7 +463,10 @@ class RayExecutor:
         state, reason, outcome = FAILED, None, {}
         if status == "SUCCEEDED":  # the worker exits 0 only after a finished run and its bundle
             state, reason = SUCCEEDED, result.get("reason")
-            outcome = {"test_metrics": result.get("test_metrics") or {}}
+            outcome = {
+                "test_metrics": result.get("test_metrics") or {},
+                "quality": result.get("quality") or {},
+            }
             if run_id:
                 try:
                     outcome["bundle_path"] = self._fetch_bundle(job_id, run_id)
@@ -666,7 +669,12 @@ def run_remote(job_id: str) -> int:
         )
         shipper.stop(send_last=False)
         shipper.forget()  # the run is over: its saved progress is of no use any more
-        _say(result=SUCCEEDED, reason=result.note, test_metrics=_finite(dict(result.test_metrics or {})))
+        _say(
+            result=SUCCEEDED,
+            reason=result.note,
+            test_metrics=_finite(dict(result.test_metrics or {})),
+            quality=_finite(dict(result.quality or {})),
+        )
         return 0
     except BaseException as err:  # noqa: BLE001 - every way out says how it ended
         from studio.engine.training import TrainingCancelled

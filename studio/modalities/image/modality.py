@@ -138,7 +138,10 @@ class ImageModality:
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """``data`` may be a picture, a folder or a zip of pictures, or a CSV with an ``image`` column of
-        picture paths (relative to the CSV's folder or absolute)."""
+        picture paths (relative to the CSV's folder or absolute), or a plain list of such paths."""
+        # The data-set package first: the picture ingest module imports the store, whose package imports
+        # that module back, so importing the ingest module first (in a fresh ``studio predict``) fails.
+        import studio.data  # noqa: F401
         from studio.bundle.reader import load_bundle
         from studio.core.runtime import image_column
 
@@ -156,9 +159,7 @@ class ImageModality:
         elif zipfile.is_zipfile(data):
             names, pictures = pictures_in_zip(data)
         elif data.suffix.lower() in (".csv", ".tsv", ".txt"):
-            from studio.data import read_table_file
-
-            frame = read_table_file(data)
+            frame = picture_list(data)
             try:
                 column = image_column(frame)
             except ValueError as err:
@@ -174,6 +175,26 @@ class ImageModality:
         if result["error"].isna().all():
             result = result.drop(columns=["error"])
         return result
+
+
+def picture_list(path: Path) -> pd.DataFrame:
+    """A CSV of picture paths as a table. A list of paths, one per line (with a header such as ``image``,
+    or none), is read as one column: a training table's rule of at least two columns does not apply to
+    it. Anything with a delimiter on its first line is read as a table (its ``image`` column is used)."""
+    from studio.data import read_table_file
+    from studio.modalities.image.ingest import named_like_picture
+    from studio.modalities.tabular.ingest import DELIMITERS, decode_text, read_source_bytes
+
+    raw, label = read_source_bytes(path)
+    text, _ = decode_text(raw, label)
+    lines = [line.strip().strip('"').strip() for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    if not lines or any(delimiter in lines[0] for delimiter in DELIMITERS):
+        return read_table_file(path)
+    header = "image"
+    if not named_like_picture(lines[0]):  # a header line (``image``, ``path``), not a picture's path
+        header, lines = lines[0], lines[1:]
+    return pd.DataFrame({header: lines})
 
 
 def pictures_in_zip(path: Path) -> tuple[list[str], list[bytes]]:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from studio.core.text import counted
+
 KINDS = ("numeric", "categorical", "boolean", "datetime", "text", "identifier")
 # Whole column names (lower case, letters and digits only) that name the answer, most telling first.
 TARGET_NAMES = (
@@ -507,7 +509,7 @@ def _warning(code: str, column: str | None, message: str, action: str) -> dict[s
 
 
 def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+    return counted(n, word)
 
 
 def _listing(items: list[str], limit: int = 8) -> str:
@@ -534,7 +536,8 @@ def _table_warnings(profile: dict[str, Any], renamed: list[list[str]]) -> list[d
             _warning(
                 "duplicates",
                 None,
-                f"{_plural(duplicates, 'row')} ({share:.0%}) repeat an earlier row exactly.",
+                f"{_plural(duplicates, 'row')} ({share:.0%}) {'repeats' if duplicates == 1 else 'repeat'} an "
+                "earlier row exactly.",
                 "They are kept; if they are copies made by mistake, remove them, because a row seen in "
                 "training and again in validation makes scores look better than they are.",
             )

@@ -1,0 +1,47 @@
+"""Every benchmark under bench/ runs at its tiny size (``--tiny``), so none rots between the times someone
+measures with it. Each runs in this process (the heavy imports are paid once) with its own temporary
+studio folder; the numbers are not checked, only that each runs to its end and prints its result line."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.bench
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+RESULT_LINES = {  # what each benchmark prints last: its comparison
+    "csv_ingest": "ratio studio / pandas:",
+    "image_throughput": "ratio studio / baseline:",
+    "search_quality": "wine ",
+    "search_references": "wine (goal",
+    "tabular_throughput": "ratio studio/bare :",
+}
+
+
+def test_every_benchmark_is_covered() -> None:
+    assert sorted(path.stem for path in BENCH.glob("*.py")) == sorted(RESULT_LINES)
+
+
+@pytest.mark.parametrize("name", sorted(RESULT_LINES))
+def test_benchmark_runs_tiny(
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    if name == "search_references":
+        pytest.importorskip("sklearn")
+    monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(sys, "argv", [f"{name}.py", "--tiny"])
+    if name == "search_quality":
+        monkeypatch.setattr(sys, "argv", [f"{name}.py", "--tiny", "--home", str(tmp_path / "home")])
+    code = module.main()
+    out = capsys.readouterr().out
+    assert code in (None, 0)
+    assert any(line.startswith(RESULT_LINES[name]) for line in out.splitlines()), out
