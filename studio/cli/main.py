@@ -280,7 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict new rows with a model bundle")
     predict.add_argument("bundle", help="the model bundle (.zip)")
-    predict.add_argument("data", help="a CSV file with the same columns as the training data")
+    predict.add_argument(
+        "data", help="a CSV file of rows like the training data, or pictures (a file, folder or zip)"
+    )
     predict.add_argument("--out", help="write predictions to this CSV (default: print them)")
     predict.set_defaults(handler=cmd_predict)
 

@@ -1,12 +1,14 @@
 """Stored data sets: the store under ``STUDIO_HOME/datasets`` (``store``: add, list, load, delete, the
 checks that keep a data set in use), turning a user's argument into a data set (``resolve``: a file, an
 id or ``sample:NAME``) and the bundled samples (``samples``). The package re-exports the data kinds'
-ingest functions too (CSV reading and profiles from ``studio.modalities.tabular``, picture zips from
-``studio.modalities.image``), so callers have one place to import data sets from.
+ingest functions too (CSV reading and profiles from ``studio.modalities.tabular``, picture zips checked
+by ``studio.modalities.image`` and stored by ``images``), so callers have one place to import data sets
+from. The data kinds never import this package: the engine hands them the table it loaded.
 
 Cheap to import (pandas and Pillow only; scikit-learn only when a sample is added), so pages can use it freely.
 """
 
+from studio.data.images import add_image_zip, image_paths, is_image_dataset
 from studio.data.resolve import add_data_file, resolve_dataset
 from studio.data.samples import SAMPLES, add_sample
 from studio.data.store import (
@@ -21,10 +23,7 @@ from studio.data.store import (
 from studio.modalities.image.ingest import (
     KIND_IMAGES,
     ZipLimits,
-    add_image_zip,
     image_defaults,
-    image_paths,
-    is_image_dataset,
     is_zip,
     mirroring_changes_meaning,
 )

@@ -29,7 +29,6 @@ from studio.modalities.tabular.ingest import human_size, parse_table_bytes, read
 from studio.modalities.tabular.profile import profile_table
 
 KIND_TABULAR = "tabular"
-KIND_IMAGES = "images"  # written by studio.modalities.image.ingest
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 STALE_SECONDS = 3600
 LIST_HINT = "`python -m studio datasets list` shows the stored ids"
@@ -44,7 +43,7 @@ class DatasetInfo:
     name: str
     """Readable name (the file name without extension, or the name given)."""
     kind: str
-    """``tabular``, or ``images`` for a zip of class folders (``studio.modalities.image.ingest``)."""
+    """``tabular``, or ``images`` for a zip of class folders (:mod:`studio.data.images`)."""
     n_rows: int
     """Rows of a table; pictures of an image data set."""
     n_cols: int

@@ -532,12 +532,14 @@ def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DeviceP
     the network): the same start every attempt."""
     import torch
 
+    from studio.data import load_table
     from studio.engine.ddp import share_data
     from studio.modalities import modality_for
 
     torch.manual_seed(spec.data.seed)
     kind = modality_for(spec.task)
-    prepared = _Prepared(kind.prepare(spec, dataset, profile), kind.name, kind.device_plan(plan))
+    table = load_table(dataset.id)
+    prepared = _Prepared(kind.prepare(spec, dataset, table, profile), kind.name, kind.device_plan(plan))
     share_data(prepared.data, prepared.plan.world_size)  # several devices: each takes a share of it
     return prepared
 
@@ -851,7 +853,7 @@ def fold_scores(spec: RunSpec, fold: int, should_stop: Any = None) -> dict[str, 
     import torch
 
     from lightning_modules.callbacks import BestWeights
-    from studio.data import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile, load_table
     from studio.modalities import modality_for
 
     class Stop(pl.Callback):
@@ -864,7 +866,7 @@ def fold_scores(spec: RunSpec, fold: int, should_stop: Any = None) -> dict[str, 
     _quiet_lightning()
     torch.manual_seed(spec.data.seed)
     kind = modality_for(spec.task)
-    data = kind.prepare(spec, dataset, load_profile(dataset.id), fold=fold)
+    data = kind.prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id), fold=fold)
     device = kind.device_plan(plan)
     module = data.lightning_module(spec, data.data.steps_per_epoch, 1)
     monitor = spec.early_stopping.metric

@@ -123,16 +123,17 @@ class ImageModality:
             return dataclasses.replace(plan, precision="16-mixed")
         return plan
 
-    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> PreparedPictures:
+    def prepare(
+        self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any]
+    ) -> PreparedPictures:
         """The DataModule (split, uint8 cache) and the network (pretrained weights read from the cache),
         the weights checked before thousands of pictures are decoded."""
         from lightning_modules.image.data import ImageDataModule
         from lightning_modules.registry import ImageShape, build_network
         from studio.core.pretrained import check_weights
-        from studio.data import load_table
 
         check_weights(spec.architecture.name, spec.architecture.params)
-        data = ImageDataModule(dataset.path, load_table(dataset.id), profile, spec)
+        data = ImageDataModule(dataset.path, table, profile, spec)
         net = build_network(spec.architecture.name, spec.architecture.params, ImageShape(data.n_classes))
         return PreparedPictures(data, net)
 
@@ -156,7 +157,7 @@ class ImageModality:
         elif zipfile.is_zipfile(data):
             names, pictures = pictures_in_zip(data)
         elif data.suffix.lower() in (".csv", ".tsv", ".txt"):
-            from studio.data import read_table_file
+            from studio.modalities.tabular.ingest import read_table_file
 
             frame = read_table_file(data)
             try:
