@@ -162,7 +162,7 @@ def cmd_datasets_show(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_delete(args: argparse.Namespace) -> int:
-    from studio.data import delete_dataset
+    from studio.jobs import delete_dataset
 
     delete_dataset(args.id)
     print(f"Deleted {args.id}")

@@ -1,5 +1,5 @@
-"""Stored data sets: the store under ``STUDIO_HOME/datasets`` (``store``: add, list, load, delete, the
-checks that keep a data set in use), turning a user's argument into a data set (``resolve``: a file, an
+"""Stored data sets: the store under ``STUDIO_HOME/datasets`` (``store``: add, list, load; deleting a
+data set is :func:`studio.jobs.delete_dataset`, which refuses while a job trains on it), turning a user's argument into a data set (``resolve``: a file, an
 id or ``sample:NAME``) and the bundled samples (``samples``). The package re-exports the data kinds'
 ingest functions too (CSV reading and profiles from ``studio.modalities.tabular``, picture zips checked
 by ``studio.modalities.image`` and stored by ``images``), so callers have one place to import data sets
@@ -14,7 +14,6 @@ from studio.data.samples import SAMPLES, add_sample
 from studio.data.store import (
     DatasetInfo,
     add_csv,
-    delete_dataset,
     get_dataset,
     list_datasets,
     load_profile,
@@ -53,7 +52,6 @@ __all__ = [
     "add_image_zip",
     "add_sample",
     "column_profile",
-    "delete_dataset",
     "get_dataset",
     "image_defaults",
     "image_paths",

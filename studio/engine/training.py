@@ -41,6 +41,7 @@ from studio.core.errors import StudioError, TrainingError
 from studio.core.settings import studio_home
 from studio.core.spec import OptimizerSpec, RunSpec, metric_mode
 from studio.core.tasks import DATA_KINDS, task_info, tasks_for
+from studio.engine.checkpoints import checkpoint_file, latest_checkpoint
 
 
 class TrainingCancelled(StudioError):
@@ -368,12 +369,6 @@ def checkpoint_seconds() -> float:
         return DEFAULT_CHECKPOINT_SECONDS
 
 
-def latest_checkpoint(folder: Path) -> Any:
-    from studio.jobs.store import latest_checkpoint as latest
-
-    return latest(folder)
-
-
 def remove_checkpoint_files(folder: Path) -> None:
     for old in Path(folder).glob("epoch-*.ckpt"):
         with contextlib.suppress(FileNotFoundError):
@@ -690,7 +685,6 @@ def _run_lightning(
         optimizer_steps,
     )
     from studio.engine import ddp
-    from studio.jobs.store import checkpoint_file
 
     monitor = spec.early_stopping.metric
     mode = metric_mode(monitor)

@@ -46,6 +46,7 @@ __all__ = [
     "SUCCEEDED",
     "Job",
     "cancel_job",
+    "delete_dataset",
     "delete_job",
     "ensure_scheduler",
     "format_duration",
@@ -74,6 +75,41 @@ def submit_job(spec: RunSpec, *, start_scheduler: bool = True, token: str | None
     if start_scheduler:
         ensure_scheduler()
     return job
+
+
+def delete_dataset(dataset_id: str) -> None:
+    """Remove a stored data set; it disappears at once (renamed away first), then its files are deleted.
+    Refused with :class:`~studio.core.errors.DatasetError` while a queued or running job trains on it.
+    The check and the rename hold the job store's write lock, which queueing a job needs too: no job
+    slips in between."""
+    import shutil
+
+    from studio.data import store as datasets
+
+    with store.transaction():
+        _refuse_if_in_use(dataset_id)
+        trash = datasets.move_to_trash(dataset_id)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _refuse_if_in_use(dataset_id: str) -> None:
+    """:class:`DatasetError` naming the queued or running jobs that train on this data set: deleting it
+    from under them would make them fail."""
+    from studio.core.errors import DatasetError
+    from studio.data import get_dataset
+
+    using = store.active_jobs_using(dataset_id)
+    if not using:
+        return
+    name = get_dataset(dataset_id).name
+    named = [f"the {job.state} run '{job.name}' (job {job.id})" for job in using[:3]]
+    if len(using) > 3:
+        named.append(f"{len(using) - 3} more")
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    them = "it" if len(using) == 1 else "them"
+    raise DatasetError(
+        f"'{name}' is used by {listed}; cancel {them} or wait for {them} to end before deleting."
+    )
 
 
 def get_job(job_id: str) -> Job:

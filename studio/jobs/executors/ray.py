@@ -55,6 +55,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.core import settings
 from studio.core.errors import JobError
+from studio.engine.checkpoints import checkpoint_file, latest_checkpoint
 from studio.jobs import store
 from studio.jobs.executors.base import Ended, Slot
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
@@ -503,7 +504,7 @@ class RayExecutor:
             return None
         from studio import tracking
 
-        name = store.checkpoint_file(Path("."), epoch).name
+        name = checkpoint_file(Path("."), epoch).name
         folder = store.checkpoint_dir(job_id)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -735,7 +736,7 @@ class CheckpointShipper:
     def send(self) -> None:
         from studio import tracking
 
-        checkpoint = store.latest_checkpoint(self.folder)
+        checkpoint = latest_checkpoint(self.folder)
         if self.run_id is None or checkpoint is None or (self.sent or 0) >= checkpoint.epoch:
             return
         with self._lock:
@@ -769,7 +770,7 @@ class CheckpointShipper:
 
         from studio import tracking
 
-        name = store.checkpoint_file(Path("."), epoch).name
+        name = checkpoint_file(Path("."), epoch).name
         try:
             uri = tracking.client().get_run(self.run_id).info.artifact_uri
             get_artifact_repository(uri).delete_artifacts(f"{CHECKPOINT_ARTIFACT}/{name}")
