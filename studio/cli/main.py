@@ -79,7 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from studio.bundle import predict_csv
+    from studio.modalities import predict_csv
 
     frame = predict_csv(args.bundle, args.data, args.out)
     if args.out:

@@ -9,6 +9,7 @@ Cheap to import (pandas and Pillow only; scikit-learn only when a sample is adde
 """
 
 from studio.data.images import add_image_zip, image_paths, is_image_dataset
+from studio.data.naming import readable_run_name
 from studio.data.resolve import add_data_file, resolve_dataset
 from studio.data.samples import SAMPLES, add_sample
 from studio.data.store import (
@@ -63,6 +64,7 @@ __all__ = [
     "mirroring_changes_meaning",
     "profile_table",
     "read_table_file",
+    "readable_run_name",
     "resolve_dataset",
     "suggest_target",
     "suggest_task",

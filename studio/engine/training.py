@@ -190,7 +190,7 @@ def train(
     fix, :class:`TrainingCancelled` when ``hooks.should_stop()`` asked to stop. Anything else is a crash;
     the MLflow run is then ended FAILED with the exception as the reason before it propagates.
     """
-    from studio.data import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile, readable_run_name
 
     hooks = hooks or TrainHooks()
     started = time.monotonic()
@@ -231,6 +231,7 @@ def train(
                 spec,
                 job_id=job_id,
                 extra_tags={
+                    "mlflow.runName": readable_run_name(spec),
                     **(run_tags or {}),
                     tracking.TAG_STEPS_PER_EPOCH: str(prepared.data.steps_per_epoch),
                     tracking.TAG_KIND: prepared.kind,

@@ -2,7 +2,7 @@
 
 Pages and the CLI never train: :func:`submit_job` stores a queued job with its spec in
 ``STUDIO_HOME/studio.db`` and makes sure the scheduler daemon runs; the scheduler starts
-``python -m studio.jobs.worker JOB_ID`` in its own process session on a free device slot. Jobs therefore
+``python -m studio.cli.worker JOB_ID`` in its own process session on a free device slot. Jobs therefore
 survive page reruns, closed browsers and restarts of the Streamlit server.
 
 Cheap to import (no torch, lightning or mlflow).
@@ -68,7 +68,7 @@ def submit_job(spec: RunSpec, *, start_scheduler: bool = True, token: str | None
     job it made (a double click makes one job). An unnamed spec gets the readable name its MLflow run
     will carry too, so the Runs page, the CLI and the MLflow UI call the run the same."""
     if not spec.name:
-        from studio.tracking import readable_run_name
+        from studio.data import readable_run_name
 
         spec = spec.with_changes(name=readable_run_name(spec))
     job = store.insert_job(spec, token)

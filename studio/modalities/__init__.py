@@ -10,11 +10,14 @@ package stays cheap.
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.core.tasks import load_plugins, task_info
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from studio.modalities.base import Modality
 
 MODALITIES: dict[str, Modality] = {}
@@ -44,3 +47,23 @@ def modality(kind: str) -> Modality:
 def modality_for(task: str) -> Modality:
     """The data kind that trains ``task``."""
     return modality(task_info(task).kind)
+
+
+def predict_csv(
+    bundle_zip: str | Path, data_csv: str | Path, out_csv: str | Path | None = None
+) -> pd.DataFrame:
+    """The data file's columns plus ``predicted_<target>`` (and ``probability_<class>`` per class).
+
+    Written to ``out_csv`` when given. The bundle is checked before the data is read; what the data may
+    be depends on the bundle's kind (a table for a tabular model; for an image model a picture, a zip or
+    folder of pictures, or a CSV with an ``image`` column): its data kind reads it and predicts.
+    """
+    from studio.bundle.reader import read_bundle_info
+
+    info = read_bundle_info(bundle_zip)
+    result = modality(info["kind"]).predict_file(Path(bundle_zip), info, Path(data_csv).expanduser())
+    if out_csv is not None:
+        out = Path(out_csv).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.to_csv(out, index=False)
+    return result

@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 
 from studio import bundle
+from studio.modalities import predict_csv
 from tests.images.conftest import CLASSES, encode, picture
 from tests.images.test_bundle_images import make_state
 
@@ -69,6 +70,6 @@ def test_predict_pictures_from_the_command_line(
     assert done.returncode == 0, done.stderr[-3000:]
     printed = pd.read_csv(io.StringIO(done.stdout))
     assert list(printed["image"]) == names
-    expected = bundle.predict_csv(picture_model, data)
+    expected = predict_csv(picture_model, data)
     assert printed["predicted_label"].tolist() == expected["predicted_label"].tolist()
     assert set(printed["predicted_label"]) <= set(CLASSES)
