@@ -260,8 +260,7 @@ class RayExecutor:
         self._tried = -1e9
         self.problem: str | None = None  # why Ray cannot be reached (jobs submitted meanwhile fail with it)
         self._connect()
-        # MLflow takes seconds to import: ready it now, not when the first job's data set is sent.
-        threading.Thread(target=_warm_mlflow, name="warm-mlflow", daemon=True).start()
+        self._warmed = False
         self._cpu_slots = cpu_slots
         self._slots: list[Slot] = []
         self._slots_read = -1e9
@@ -561,7 +560,13 @@ class RayExecutor:
         return store.log_path(job.id)
 
     def keep_warm(self, busy: set[str]) -> None:
-        """Nothing to prepare: Ray starts the job's process on the node it picks."""
+        """The scheduler's first pass: MLflow (seconds to import) is readied in a thread, not when a job's
+        data set is sent. Only the scheduler asks: a process that only counts the slots (a search's
+        driver) imports MLflow itself, and two threads importing it at once break its protobuf files."""
+        if not self._warmed:
+            self._warmed = True
+            if "mlflow" not in sys.modules:
+                threading.Thread(target=_warm_mlflow, name="warm-mlflow", daemon=True).start()
 
     def running(self) -> bool:
         return bool(self.watching)
