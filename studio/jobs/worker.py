@@ -423,3 +423,8 @@ def main(argv: list[str] | None = None, wrap_hooks: WrapHooks | None = None) -> 
     if not args.job_id:
         parser.error("give a JOB_ID (or --standby)")
     return run_job(args.job_id, wrap_hooks=wrap_hooks)
+
+
+if __name__ == "__main__":  # the entry moved up, where a search's trial hooks are added
+    print("error: the worker is started with `python -m studio.cli.worker`", file=sys.stderr)
+    raise SystemExit(2)
