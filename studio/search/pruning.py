@@ -159,6 +159,8 @@ def trial_hooks(job: Any, inner: Any) -> Any:
 
         @property
         def metric(self) -> str:
+            if not self.context:
+                self.trial()
             return self.context["metric"]
 
         def _submit(self, work: Any, *args: Any, **kwargs: Any) -> None:
