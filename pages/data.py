@@ -8,6 +8,7 @@ from studio import data as datasets
 from studio.app import charts, ui
 from studio.core.tasks import task_info
 from studio.core.text import counted
+from studio.jobs import delete_dataset
 
 SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}
 state = st.session_state
@@ -260,7 +261,7 @@ def delete_section(info: datasets.DatasetInfo) -> None:
         )
         sure = st.checkbox(f"Yes, delete '{ui.as_text(info.name)}'", key=f"data_delete_confirm_{info.id}")
         if st.button("Delete data set", key="data_delete", disabled=not sure):
-            datasets.delete_dataset(info.id)
+            delete_dataset(info.id)
             ui.forget_datasets()
             state["data_notice"] = f"Deleted '{info.name}'."
             st.rerun()

@@ -121,26 +121,6 @@ def ensure_experiment(dataset_id: str) -> str:
         return existing.experiment_id
 
 
-def readable_run_name(spec: RunSpec) -> str:
-    """The spec's name, else what was learnt from what, e.g. ``penguins · species · Neural network ·
-    11-27 09:30`` or ``digits · 10 classes · Small CNN · 11-27 09:30``."""
-    if spec.name:
-        return spec.name
-    from studio.core.errors import DatasetError
-    from studio.core.spec import ARCHITECTURES
-    from studio.core.tasks import task_info
-    from studio.data import get_dataset, load_profile
-
-    try:
-        data_name = get_dataset(spec.data.dataset_id).name
-        classes = int(load_profile(spec.data.dataset_id).get("n_classes", 0))
-    except (DatasetError, OSError, ValueError):  # a spec for a data set that is gone: say its id
-        data_name, classes = spec.data.dataset_id, 0
-    learnt = f"{classes} classes" if task_info(spec.task).fixed_target and classes else spec.data.target
-    network = ARCHITECTURES[spec.architecture.name].title.split(" (", 1)[0]
-    return f"{data_name} · {learnt} · {network} · {time.strftime('%m-%d %H:%M')}"
-
-
 def start_run(
     spec: RunSpec, *, job_id: str | None, extra_tags: dict[str, str] | None = None
 ) -> tuple[str, str]:
@@ -156,7 +136,7 @@ def start_run(
         TAG_ARCH: spec.architecture.name,
         TAG_TARGET: spec.data.target,
         TAG_KIND: "tabular",
-        "mlflow.runName": readable_run_name(spec),
+        "mlflow.runName": spec.name or spec.data.dataset_id,  # callers pass the readable name
         **({TAG_JOB: job_id} if job_id else {}),
         **(extra_tags or {}),
     }

@@ -1,6 +1,8 @@
-"""The layers stay layers: no import cycles between the studio's modules (lazy imports included), the
-engine never reaches for page helpers, and what the pages import at start stays free of torch,
-Lightning and MLflow (so the studio opens at once)."""
+"""The layers stay layers: no import cycles between the studio's modules or between its packages
+(imports inside functions included: a cycle moved into a function still fails, later, in a user's
+hands), no package importing a layer above it (DESIGN.md's "Layout" table), the engine never reaches
+for page helpers, and what the pages import at start stays free of torch, Lightning and MLflow (so the
+studio opens at once)."""
 
 from __future__ import annotations
 
@@ -106,6 +108,109 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_import_cycles() -> None:
     assert _cycles(GRAPH) == []
+
+
+# --------------------------------------------------------------------------- packages and layers
+def package(module: str) -> str:
+    """The layer a module belongs to: ``studio.jobs.executors.ray`` -> ``studio.jobs``. The ``studio``
+    package itself holds only its version (any layer may read it); ``python -m studio`` is the CLI."""
+    if module.startswith("lightning_modules"):
+        return "lightning_modules"
+    if module == "studio":
+        return "studio.core"
+    if module == "studio.__main__":
+        return "studio.cli"
+    if module.startswith("studio.modalities.") and module.endswith(".views"):
+        return "studio.app"  # a kind's page parts: its own package, the page helpers' layer
+    return ".".join(module.split(".")[:2])
+
+
+TOP = ("studio.app", "studio.cli", "studio.server")
+"""Page helpers, the CLI and the servers: they may import every layer below (and one another)."""
+MAY_IMPORT = {
+    "studio.core": set(),
+    "lightning_modules": {"studio.core"},
+    "studio.bundle": {"studio.core"},
+    "studio.tracking": {"studio.core"},  # (one row with the bundle)
+    "studio.modalities": {"lightning_modules", "studio.bundle", "studio.tracking", "studio.core"},
+    "studio.data": {"studio.modalities", "studio.core"},
+    # the engine loads the data set it trains on and hands its table to the kind's ``prepare``
+    "studio.engine": {"studio.modalities", "studio.data", "studio.tracking", "studio.bundle", "studio.core"},
+    "studio.jobs": {"studio.engine", "studio.data", "studio.core"},
+    "studio.search": {"studio.jobs", "studio.engine", "studio.core"},
+}
+"""What each layer may import directly (DESIGN.md's "Layout" table); it may also import what those may
+import, and so on down."""
+
+
+def _below(layer: str) -> set[str]:
+    if layer in TOP:
+        return set(MAY_IMPORT) | set(TOP)
+    found: set[str] = set()
+    todo = list(MAY_IMPORT[layer])
+    while todo:
+        other = todo.pop()
+        if other not in found:
+            found.add(other)
+            todo.extend(MAY_IMPORT[other])
+    return found
+
+
+def _package_graph(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    packages: dict[str, set[str]] = {}
+    for module, used in graph.items():
+        packages.setdefault(package(module), set()).update(
+            package(other) for other in used if package(other) != package(module)
+        )
+    return packages
+
+
+def _layer_violations(graph: dict[str, set[str]]) -> dict[str, list[str]]:
+    """``module -> [module it should not import]`` for imports of a layer that is not below."""
+    wrong = {}
+    for module, used in graph.items():
+        layer = package(module)
+        above = sorted(o for o in used if package(o) != layer and package(o) not in _below(layer))
+        if above:
+            wrong[module] = above
+    return wrong
+
+
+def test_every_module_is_in_a_known_layer() -> None:
+    assert {package(m) for m in MODULES} - set(MAY_IMPORT) - set(TOP) == set()
+
+
+def test_no_import_cycles_between_packages() -> None:
+    """E.g. the data set store and the job store each importing the other (inside a function) is a cycle
+    between ``studio.data`` and ``studio.jobs``, though no two modules form one."""
+    assert _cycles(_package_graph(GRAPH)) == []
+
+
+def test_no_package_imports_a_layer_above_it() -> None:
+    assert _layer_violations(GRAPH) == {}
+
+
+def test_the_package_checks_find_a_cycle_hidden_in_a_function_and_a_layer_reached_upwards() -> None:
+    """What the two checks above are for: an image kind's ingest that imports the data set store (the
+    cycle that broke ``studio predict model.zip pictures.zip``), and a job store that imports a search."""
+    source = "def f():\n    from studio.data.store import get_dataset\n"
+    hidden = {m for m in _imports_of(source) if m in MODULES}
+    graph = {**GRAPH, "studio.modalities.image.ingest": GRAPH["studio.modalities.image.ingest"] | hidden}
+    assert ["studio.data", "studio.modalities"] in _cycles(_package_graph(graph))
+    assert _layer_violations(graph) == {"studio.modalities.image.ingest": ["studio.data.store"]}
+    upwards = {**GRAPH, "studio.jobs.store": GRAPH["studio.jobs.store"] | {"studio.search.records"}}
+    assert _layer_violations(upwards) == {"studio.jobs.store": ["studio.search.records"]}
+
+
+def _imports_of(source: str) -> set[str]:
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".py", delete=False) as f:
+        f.write(source)
+    try:
+        return imports(Path(f.name))
+    finally:
+        Path(f.name).unlink()
 
 
 def test_the_cycle_check_finds_a_cycle() -> None:

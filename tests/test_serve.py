@@ -252,8 +252,8 @@ def stop_and_check_nothing_is_left(process: ServeProcess, home: Path, sig: int) 
 def test_serve_adds_the_sample_once_and_stops_everything_on_a_signal(
     served, studio_home: Path, sig: int
 ) -> None:
-    from studio.data import delete_dataset, list_datasets
-    from studio.jobs import scheduler_running
+    from studio.data import list_datasets
+    from studio.jobs import delete_dataset, scheduler_running
 
     process = served()
     process.wait_ready()

@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from studio import tracking
 from studio.app import ui
 from studio.core.spec import RunSpec
-from studio.data import add_csv, add_image_zip, image_defaults, mirroring_changes_meaning
+from studio.data import add_csv, add_image_zip, image_defaults, mirroring_changes_meaning, readable_run_name
 from tests.images.conftest import encode, make_zip, picture
 
 
@@ -39,9 +38,7 @@ def test_runs_are_named_after_the_data_set_and_what_they_learn(studio_home: Path
     spec = RunSpec.from_dict(
         {"task": "classification", "data": {"dataset_id": table.id, "target": "species"}}
     )
-    assert re.fullmatch(
-        r"penguins · species · Neural network · \d\d-\d\d \d\d:\d\d", tracking.readable_run_name(spec)
-    )
+    assert re.fullmatch(r"penguins · species · Neural network · \d\d-\d\d \d\d:\d\d", readable_run_name(spec))
 
     digits = add_image_zip(make_zip(tmp_path / "shapes.zip", per_class=4))
     spec = RunSpec.from_dict(
@@ -51,9 +48,9 @@ def test_runs_are_named_after_the_data_set_and_what_they_learn(studio_home: Path
             "architecture": {"name": "small_cnn"},
         }
     )
-    name = tracking.readable_run_name(spec)
+    name = readable_run_name(spec)
     assert name.startswith("shapes · 3 classes · Small CNN · ") and "small_cnn" not in name
-    assert tracking.readable_run_name(spec.with_changes(name="mine")) == "mine"
+    assert readable_run_name(spec.with_changes(name="mine")) == "mine"
 
 
 def _classes(*names: str) -> dict:

@@ -1,70 +1,13 @@
-"""What the Train page does differently for each kind of data, looked up once from the task
-(``form_kind(task)``) instead of asking "is this a set of pictures?" in every section.
-
-Each kind says: the settings a data set of it starts from, the notes on the data to show, what a task
-with a fixed target learns (a caption), why a run would fail at once, and the time guess. Streamlit is
-not imported here; the page draws what these return.
-"""
+"""Each kind of data's parts of the pages, looked up once from the kind (``kind_views(kind)``,
+``form_kind(task)``) instead of asking "is this a set of pictures?" in every section: a kind's ``views``
+module (``studio/modalities/<kind>/views.py``) holds them."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any
 
-from studio.app import forms
+from studio.app.table_form import FormKind
 from studio.core.tasks import task_info
-
-if TYPE_CHECKING:
-    from studio.core.spec import RunSpec
-
-
-class FormKind(Protocol):
-    def starting_values(self, profile: dict[str, Any]) -> dict[str, Any]:
-        """Settings (dotted paths) a data set of this kind starts from, e.g. no mirroring for digits."""
-
-    def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
-        """The notes on the data to show before training (``target_notes()`` reads them for a target)."""
-
-    def learns(self, profile: dict[str, Any]) -> str | None:
-        """For a task whose target is fixed, what the model learns (Markdown of plain text), else None."""
-
-    def blockers(self, spec: RunSpec) -> list[str]:
-        """Why a run with these settings would fail at once, in plain words (empty: it can start)."""
-
-    def time_guess(
-        self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
-    ) -> forms.TimeEstimate:
-        """A rough upper guess of the training time."""
-
-
-class TableForm:
-    """Tables: the user picks the target; notes depend on it; the guess counts rows and columns."""
-
-    def starting_values(self, profile: dict[str, Any]) -> dict[str, Any]:
-        return {}
-
-    def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
-        return target_notes()
-
-    def learns(self, profile: dict[str, Any]) -> str | None:
-        return None
-
-    def blockers(self, spec: RunSpec) -> list[str]:
-        return []
-
-    def time_guess(
-        self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
-    ) -> forms.TimeEstimate:
-        n_features = len(spec.data.features) if spec.data.features else n_columns - 1
-        return forms.estimate_time(spec, rows, n_features, on_gpu=on_gpu)
-
-
-class TextForm(TableForm):
-    """Tables with text: as a table, and the time guess counts the words the network reads."""
-
-    def time_guess(
-        self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
-    ) -> forms.TimeEstimate:
-        return forms.estimate_text_time(spec, profile, rows, on_gpu=on_gpu)
 
 
 def kind_views(kind: str) -> Any:

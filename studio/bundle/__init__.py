@@ -24,7 +24,7 @@ from studio.bundle.layout import (
     WEIGHTS_FILE,
     python_snippet,
 )
-from studio.bundle.reader import LoadedBundle, load_bundle, predict_csv, read_bundle_info
+from studio.bundle.reader import LoadedBundle, load_bundle, read_bundle_info
 from studio.bundle.writer import check_finite_weights, write_image_bundle, write_tabular_bundle
 
 __all__ = [
@@ -45,7 +45,6 @@ __all__ = [
     "LoadedBundle",
     "check_finite_weights",
     "load_bundle",
-    "predict_csv",
     "python_snippet",
     "read_bundle_info",
     "write_image_bundle",

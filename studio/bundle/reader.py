@@ -249,23 +249,3 @@ def _safe_extract(zf: zipfile.ZipFile, prefix: str, folder: Path, name: str) -> 
         target.parent.mkdir(parents=True, exist_ok=True)
         with zf.open(member) as src, open(target, "wb") as dst:
             shutil.copyfileobj(src, dst)
-
-
-def predict_csv(
-    bundle_zip: str | Path, data_csv: str | Path, out_csv: str | Path | None = None
-) -> pd.DataFrame:
-    """The data file's columns plus ``predicted_<target>`` (and ``probability_<class>`` per class).
-
-    Written to ``out_csv`` when given. The bundle is checked before the data is read; what the data may
-    be depends on the bundle's kind (a table for a tabular model; for an image model a picture, a zip or
-    folder of pictures, or a CSV with an ``image`` column): its data kind reads it and predicts.
-    """
-    from studio.modalities import modality
-
-    info = read_bundle_info(bundle_zip)
-    result = modality(info["kind"]).predict_file(Path(bundle_zip), info, Path(data_csv).expanduser())
-    if out_csv is not None:
-        out = Path(out_csv).expanduser()
-        out.parent.mkdir(parents=True, exist_ok=True)
-        result.to_csv(out, index=False)
-    return result

@@ -82,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from studio.bundle import predict_csv
+    from studio.modalities import predict_csv
 
     frame = predict_csv(args.bundle, args.data, args.out)
     if args.out:
@@ -165,7 +165,7 @@ def cmd_datasets_show(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_delete(args: argparse.Namespace) -> int:
-    from studio.data import delete_dataset
+    from studio.jobs import delete_dataset
 
     delete_dataset(args.id)
     print(f"Deleted {args.id}")
@@ -290,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = sub.add_parser("predict", help="predict new rows with a model bundle")
     predict.add_argument("bundle", help="the model bundle (.zip)")
-    predict.add_argument("data", help="a CSV file with the same columns as the training data")
+    predict.add_argument(
+        "data", help="a CSV file of rows like the training data, or pictures (a file, folder or zip)"
+    )
     predict.add_argument("--out", help="write predictions to this CSV (default: print them)")
     predict.set_defaults(handler=cmd_predict)
 

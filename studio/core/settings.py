@@ -6,6 +6,9 @@ import os
 from pathlib import Path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlruns/mlflow.db"
+SEARCH_STORAGE_ENV = "STUDIO_SEARCH_STORAGE"
+"""An SQLAlchemy URL where the searches' Optuna studies live instead of their journal files (needed when
+trials run on other machines, e.g. Ray's nodes, which must reach it)."""
 
 
 def studio_home() -> Path:

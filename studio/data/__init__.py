@@ -1,18 +1,20 @@
-"""Stored data sets: the store under ``STUDIO_HOME/datasets`` (``store``: add, list, load, delete, the
-checks that keep a data set in use), turning a user's argument into a data set (``resolve``: a file, an
+"""Stored data sets: the store under ``STUDIO_HOME/datasets`` (``store``: add, list, load; deleting a
+data set is :func:`studio.jobs.delete_dataset`, which refuses while a job trains on it), turning a user's argument into a data set (``resolve``: a file, an
 id or ``sample:NAME``) and the bundled samples (``samples``). The package re-exports the data kinds'
-ingest functions too (CSV reading and profiles from ``studio.modalities.tabular``, picture zips from
-``studio.modalities.image``), so callers have one place to import data sets from.
+ingest functions too (CSV reading and profiles from ``studio.modalities.tabular``, picture zips checked
+by ``studio.modalities.image`` and stored by ``images``), so callers have one place to import data sets
+from. The data kinds never import this package: the engine hands them the table it loaded.
 
 Cheap to import (pandas and Pillow only; scikit-learn only when a sample is added), so pages can use it freely.
 """
 
+from studio.data.images import add_image_zip, image_paths, is_image_dataset
+from studio.data.naming import readable_run_name
 from studio.data.resolve import add_data_file, resolve_dataset
 from studio.data.samples import SAMPLES, add_sample
 from studio.data.store import (
     DatasetInfo,
     add_csv,
-    delete_dataset,
     get_dataset,
     list_datasets,
     load_profile,
@@ -21,10 +23,7 @@ from studio.data.store import (
 from studio.modalities.image.ingest import (
     KIND_IMAGES,
     ZipLimits,
-    add_image_zip,
     image_defaults,
-    image_paths,
-    is_image_dataset,
     is_zip,
     mirroring_changes_meaning,
 )
@@ -54,7 +53,6 @@ __all__ = [
     "add_image_zip",
     "add_sample",
     "column_profile",
-    "delete_dataset",
     "get_dataset",
     "image_defaults",
     "image_paths",
@@ -66,6 +64,7 @@ __all__ = [
     "mirroring_changes_meaning",
     "profile_table",
     "read_table_file",
+    "readable_run_name",
     "resolve_dataset",
     "suggest_target",
     "suggest_task",

@@ -6,8 +6,11 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import DatasetError
+from studio.data.images import add_image_zip
 from studio.data.samples import SAMPLES, add_sample
 from studio.data.store import _ID, LIST_HINT, DatasetInfo, add_csv, datasets_root, get_dataset
+from studio.modalities.image.ingest import is_zip
+from studio.modalities.tabular.ingest import check_size
 
 
 def add_data_file(
@@ -19,13 +22,10 @@ def add_data_file(
     progress: Any = None,
 ) -> DatasetInfo:
     """Add a CSV file or a zip of picture folders (told apart by their first bytes); see
-    :func:`~studio.data.store.add_csv` and :func:`~studio.modalities.image.ingest.add_image_zip`."""
-    from studio.modalities.image.ingest import add_image_zip, is_zip
+    :func:`~studio.data.store.add_csv` and :func:`~studio.data.images.add_image_zip`."""
 
     if is_zip(source):
         if max_bytes is not None:
-            from studio.modalities.tabular.ingest import check_size
-
             size = (
                 len(source)
                 if isinstance(source, (bytes, bytearray, memoryview))

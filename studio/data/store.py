@@ -29,7 +29,6 @@ from studio.modalities.tabular.ingest import human_size, parse_table_bytes, read
 from studio.modalities.tabular.profile import profile_table
 
 KIND_TABULAR = "tabular"
-KIND_IMAGES = "images"  # written by studio.modalities.image.ingest
 _ID = re.compile(r"^[a-z0-9][a-z0-9_-]{0,127}$")
 STALE_SECONDS = 3600
 LIST_HINT = "`python -m studio datasets list` shows the stored ids"
@@ -44,7 +43,7 @@ class DatasetInfo:
     name: str
     """Readable name (the file name without extension, or the name given)."""
     kind: str
-    """``tabular``, or ``images`` for a zip of class folders (``studio.modalities.image.ingest``)."""
+    """``tabular``, or ``images`` for a zip of class folders (:mod:`studio.data.images`)."""
     n_rows: int
     """Rows of a table; pictures of an image data set."""
     n_cols: int
@@ -342,37 +341,14 @@ def load_profile(dataset_id: str) -> dict[str, Any]:
         ) from None
 
 
-def _refuse_if_in_use(dataset_id: str) -> None:
-    """:class:`DatasetError` naming the queued or running jobs that train on this data set: deleting it
-    from under them would make them fail."""
-    from studio.jobs.store import active_jobs_using
-
-    using = active_jobs_using(dataset_id)
-    if not using:
-        return
-    name = get_dataset(dataset_id).name
-    named = [f"the {job.state} run '{job.name}' (job {job.id})" for job in using[:3]]
-    if len(using) > 3:
-        named.append(f"{len(using) - 3} more")
-    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
-    them = "it" if len(using) == 1 else "them"
-    raise DatasetError(
-        f"'{name}' is used by {listed}; cancel {them} or wait for {them} to end before deleting."
-    )
-
-
-def delete_dataset(dataset_id: str) -> None:
-    """Remove a data set; it disappears at once (renamed away first), then its files are deleted.
-    Refused with :class:`DatasetError` while a queued or running job trains on it. The check and the
-    rename hold the job store's write lock, which queueing a job needs too: no job slips in between."""
-    from studio.jobs.store import transaction
-
+def move_to_trash(dataset_id: str) -> Path:
+    """Rename the data set's folder away (it disappears from the store at once) and return where it went;
+    the caller deletes that folder. Knows nothing of jobs: :func:`studio.jobs.delete_dataset` is the
+    delete that refuses while a job trains on the data set."""
     folder = _folder(dataset_id)
     trash = folder.parent / f".trash-{dataset_id}-{os.getpid()}-{os.urandom(4).hex()}"
-    with transaction():
-        _refuse_if_in_use(dataset_id)
-        try:
-            os.rename(folder, trash)
-        except FileNotFoundError:
-            raise DatasetError(f"There is no data set with id '{dataset_id}'; {LIST_HINT}.") from None
-    shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.rename(folder, trash)
+    except FileNotFoundError:
+        raise DatasetError(f"There is no data set with id '{dataset_id}'; {LIST_HINT}.") from None
+    return trash

@@ -41,6 +41,7 @@ from studio.core.errors import StudioError, TrainingError
 from studio.core.settings import studio_home
 from studio.core.spec import OptimizerSpec, RunSpec, metric_mode
 from studio.core.tasks import DATA_KINDS, task_info, tasks_for
+from studio.engine.checkpoints import checkpoint_file, latest_checkpoint
 
 
 class TrainingCancelled(StudioError):
@@ -192,7 +193,7 @@ def train(
     fix, :class:`TrainingCancelled` when ``hooks.should_stop()`` asked to stop. Anything else is a crash;
     the MLflow run is then ended FAILED with the exception as the reason before it propagates.
     """
-    from studio.data import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile, readable_run_name
 
     hooks = hooks or TrainHooks()
     started = time.monotonic()
@@ -233,6 +234,7 @@ def train(
                 spec,
                 job_id=job_id,
                 extra_tags={
+                    "mlflow.runName": readable_run_name(spec),
                     **(run_tags or {}),
                     tracking.TAG_STEPS_PER_EPOCH: str(prepared.data.steps_per_epoch),
                     tracking.TAG_KIND: prepared.kind,
@@ -369,12 +371,6 @@ def checkpoint_seconds() -> float:
             DEFAULT_CHECKPOINT_SECONDS,
         )
         return DEFAULT_CHECKPOINT_SECONDS
-
-
-def latest_checkpoint(folder: Path) -> Any:
-    from studio.jobs.store import latest_checkpoint as latest
-
-    return latest(folder)
 
 
 def remove_checkpoint_files(folder: Path) -> None:
@@ -535,12 +531,14 @@ def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DeviceP
     the network): the same start every attempt."""
     import torch
 
+    from studio.data import load_table
     from studio.engine.ddp import share_data
     from studio.modalities import modality_for
 
     torch.manual_seed(spec.data.seed)
     kind = modality_for(spec.task)
-    prepared = _Prepared(kind.prepare(spec, dataset, profile), kind.name, kind.device_plan(plan))
+    table = load_table(dataset.id)
+    prepared = _Prepared(kind.prepare(spec, dataset, table, profile), kind.name, kind.device_plan(plan))
     share_data(prepared.data, prepared.plan.world_size)  # several devices: each takes a share of it
     return prepared
 
@@ -737,7 +735,6 @@ def _run_lightning(
         optimizer_steps,
     )
     from studio.engine import ddp
-    from studio.jobs.store import checkpoint_file
 
     monitor = spec.early_stopping.metric
     mode = metric_mode(monitor)
@@ -916,7 +913,7 @@ def fold_scores(spec: RunSpec, fold: int, should_stop: Any = None) -> dict[str, 
     import torch
 
     from lightning_modules.callbacks import BestWeights
-    from studio.data import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile, load_table
     from studio.modalities import modality_for
 
     class Stop(pl.Callback):
@@ -929,7 +926,7 @@ def fold_scores(spec: RunSpec, fold: int, should_stop: Any = None) -> dict[str, 
     _quiet_lightning()
     torch.manual_seed(spec.data.seed)
     kind = modality_for(spec.task)
-    data = kind.prepare(spec, dataset, load_profile(dataset.id), fold=fold)
+    data = kind.prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id), fold=fold)
     device = kind.device_plan(plan)
     module = data.lightning_module(spec, data.data.steps_per_epoch, 1)
     monitor = spec.early_stopping.metric

@@ -2,7 +2,7 @@
 
 Pages and the CLI never train: :func:`submit_job` stores a queued job with its spec in
 ``STUDIO_HOME/studio.db`` and makes sure the scheduler daemon runs; the scheduler starts
-``python -m studio.jobs.worker JOB_ID`` in its own process session on a free device slot. Jobs therefore
+``python -m studio.cli.worker JOB_ID`` in its own process session on a free device slot. Jobs therefore
 survive page reruns, closed browsers and restarts of the Streamlit server.
 
 Cheap to import (no torch, lightning or mlflow).
@@ -46,6 +46,7 @@ __all__ = [
     "SUCCEEDED",
     "Job",
     "cancel_job",
+    "delete_dataset",
     "delete_job",
     "ensure_scheduler",
     "format_duration",
@@ -67,13 +68,48 @@ def submit_job(spec: RunSpec, *, start_scheduler: bool = True, token: str | None
     job it made (a double click makes one job). An unnamed spec gets the readable name its MLflow run
     will carry too, so the Runs page, the CLI and the MLflow UI call the run the same."""
     if not spec.name:
-        from studio.tracking import readable_run_name
+        from studio.data import readable_run_name
 
         spec = spec.with_changes(name=readable_run_name(spec))
     job = store.insert_job(spec, token)
     if start_scheduler:
         ensure_scheduler()
     return job
+
+
+def delete_dataset(dataset_id: str) -> None:
+    """Remove a stored data set; it disappears at once (renamed away first), then its files are deleted.
+    Refused with :class:`~studio.core.errors.DatasetError` while a queued or running job trains on it.
+    The check and the rename hold the job store's write lock, which queueing a job needs too: no job
+    slips in between."""
+    import shutil
+
+    from studio.data import store as datasets
+
+    with store.transaction():
+        _refuse_if_in_use(dataset_id)
+        trash = datasets.move_to_trash(dataset_id)
+    shutil.rmtree(trash, ignore_errors=True)
+
+
+def _refuse_if_in_use(dataset_id: str) -> None:
+    """:class:`DatasetError` naming the queued or running jobs that train on this data set: deleting it
+    from under them would make them fail."""
+    from studio.core.errors import DatasetError
+    from studio.data import get_dataset
+
+    using = store.active_jobs_using(dataset_id)
+    if not using:
+        return
+    name = get_dataset(dataset_id).name
+    named = [f"the {job.state} run '{job.name}' (job {job.id})" for job in using[:3]]
+    if len(using) > 3:
+        named.append(f"{len(using) - 3} more")
+    listed = named[0] if len(named) == 1 else ", ".join(named[:-1]) + " and " + named[-1]
+    them = "it" if len(using) == 1 else "them"
+    raise DatasetError(
+        f"'{name}' is used by {listed}; cancel {them} or wait for {them} to end before deleting."
+    )
 
 
 def get_job(job_id: str) -> Job:

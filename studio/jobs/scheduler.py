@@ -37,6 +37,7 @@ from studio.core.errors import JobError
 from studio.core.settings import child_env
 from studio.jobs import store
 from studio.jobs.executors import DEFAULT_EXECUTOR, Executor, Slot, executor_name, make_executor
+from studio.jobs.runs import end_mlflow_run
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, Job
 
 log = logging.getLogger("studio.scheduler")
@@ -160,30 +161,6 @@ def slot_pool(device_request: str, slots: list[Slot]) -> list[Slot]:
                     f"{len(gpu_slots)} GPU(s), numbered from 0."
                 )
     return wanted
-
-
-def end_mlflow_run(
-    run_id: str | None,
-    status: str,
-    reason: str | None = None,
-    job_id: str | None = None,
-    only_if: str | None = None,
-) -> None:
-    """Close a job's MLflow run from outside its worker (mlflow is imported only here, only when needed).
-
-    With ``job_id`` and ``only_if``, only while the job is still in that state (a job resumed meanwhile
-    has reopened its run)."""
-    if not run_id:
-        return
-    try:
-        from studio import tracking
-
-        if job_id and only_if and store.get_job(job_id).state != only_if:
-            return
-
-        tracking.end_run(run_id, status, reason)
-    except Exception:  # the job state is what the pages trust; a tracking hiccup must not stop the loop
-        log.exception("could not mark MLflow run %s as %s", run_id, status)
 
 
 # --------------------------------------------------------------------------- the loop

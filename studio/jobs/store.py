@@ -10,12 +10,9 @@ Only the standard library and the spec are imported here: pages import this modu
 
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import json
 import math
-import os
-import re
 import secrets
 import shutil
 import sqlite3
@@ -30,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.core import settings
 from studio.core.errors import JobError
+from studio.engine.checkpoints import Checkpoint, latest_checkpoint
 
 if TYPE_CHECKING:
     from studio.core.spec import RunSpec
@@ -112,36 +110,11 @@ def log_path(job_id: str) -> Path:
 
 # --------------------------------------------------------------------------- checkpoints
 CHECKPOINT_FOLDER = "checkpoints"
-_CHECKPOINT_NAME = re.compile(r"^epoch-(\d+)\.ckpt$")
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """A saved training state: the run's whole state at the end of ``epoch`` (1-based)."""
-
-    path: Path
-    epoch: int
 
 
 def checkpoint_dir(job_id: str) -> Path:
     """Where a job's checkpoints live: ``STUDIO_HOME/jobs/<id>/checkpoints`` (not created here)."""
     return settings.studio_home() / "jobs" / job_id / CHECKPOINT_FOLDER
-
-
-def checkpoint_file(folder: Path, epoch: int) -> Path:
-    """The checkpoint of ``epoch`` (1-based) in ``folder``."""
-    return Path(folder) / f"epoch-{epoch:04d}.ckpt"
-
-
-def latest_checkpoint(folder: Path) -> Checkpoint | None:
-    """The newest complete checkpoint in ``folder`` (temporary files being written are ignored)."""
-    found = []
-    with contextlib.suppress(OSError):
-        for entry in os.scandir(folder):
-            match = _CHECKPOINT_NAME.match(entry.name)
-            if match and entry.is_file():
-                found.append(Checkpoint(Path(entry.path), int(match.group(1))))
-    return max(found, key=lambda c: c.epoch, default=None)
 
 
 def job_checkpoint(job_id: str) -> Checkpoint | None:

@@ -1,4 +1,6 @@
-"""The job worker: ``python -m studio.jobs.worker JOB_ID`` trains one stored job and keeps its row current.
+"""The job worker: ``python -m studio.cli.worker JOB_ID`` trains one stored job and keeps its row current
+(the entry lives in :mod:`studio.cli.worker`, which adds a search's trial hooks; on a Ray node the same
+:func:`train_job` runs with the same hooks, writing ``@studio`` lines instead of the job store).
 
 The scheduler starts it in its own process session with the chosen device in ``CUDA_VISIBLE_DEVICES``
 (and the slot name in ``STUDIO_JOB_SLOT``); run by hand it claims the job itself. It calls the same
@@ -28,9 +30,11 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from studio.core.errors import JobError, StudioError
+from studio.engine.checkpoints import latest_checkpoint
 from studio.jobs import store
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, QUEUED, RUNNING, SUCCEEDED, Job
 
@@ -58,8 +62,38 @@ class StopFlag:
         signal.signal(signal.SIGTERM, on_sigterm)
 
 
-def make_hooks(job_id: str, flag: StopFlag):
-    """Training hooks that keep the job row current and turn a cancel request into ``should_stop()``."""
+class StoreLink:
+    """Where a job's state goes while it trains on this machine: its row in the job store. (On a Ray node
+    the same hooks write ``@studio`` lines instead, :class:`studio.jobs.executors.ray.LineLink`.)"""
+
+    def __init__(self, job_id: str) -> None:
+        self.job_id = job_id
+
+    def set_run(self, run_id: str, experiment_id: str) -> None:
+        store.set_run(self.job_id, run_id, experiment_id)
+
+    def set_progress(self, **progress: Any) -> bool:
+        """Write the progress; True when a cancel was asked for meanwhile."""
+        return store.set_progress(self.job_id, **progress)
+
+    def add_note(self, sentence: str) -> None:
+        store.add_note(self.job_id, sentence)
+
+    def cancel_requested(self) -> bool:
+        return store.cancel_requested(self.job_id)
+
+    def set_trial_state(self, trial_state: str) -> None:
+        store.set_trial_state(self.job_id, trial_state)
+
+
+WrapHooks = Callable[[Job, Any], Any]
+"""What the process that runs jobs adds to every job's hooks (``hooks -> hooks``): a search's trial
+reports to its study (:mod:`studio.cli.worker` passes :func:`studio.search.pruning.job_hooks`)."""
+
+
+def make_hooks(link: Any, flag: StopFlag):
+    """Training hooks that keep the job's state current through ``link`` (:class:`StoreLink`, or the Ray
+    node's lines) and turn a cancel request or SIGTERM into ``should_stop()``."""
     from studio.engine.training import TrainHooks
 
     class JobHooks(TrainHooks):
@@ -73,21 +107,27 @@ def make_hooks(job_id: str, flag: StopFlag):
 
         def on_run_started(self, run_id: str, experiment_id: str) -> None:
             self.run_id = run_id
-            store.set_run(job_id, run_id, experiment_id)
+            link.set_run(run_id, experiment_id)
 
         def on_progress(self, progress: Any) -> None:
             self._pending = progress
             self._write_if_due()
 
         def on_note(self, sentence: str) -> None:
-            store.add_note(job_id, sentence)
+            link.add_note(sentence)
+
+        def set_trial_state(self, trial_state: str) -> None:
+            link.set_trial_state(trial_state)
+
+        def after_run(self, spec: Any) -> None:
+            """After the run ended well (a search's trial reports its final score here)."""
 
         def should_stop(self) -> bool:
             self._write_if_due()
             now = time.monotonic()
             if not (flag.signalled or self._cancel) and now >= self._next_poll:
                 self._next_poll = now + POLL_SECONDS
-                self._cancel = store.cancel_requested(job_id)
+                self._cancel = link.cancel_requested()
             if flag.signalled or self._cancel:
                 self.stop_seen = True
             return self.stop_seen
@@ -103,8 +143,7 @@ def make_hooks(job_id: str, flag: StopFlag):
             p, self._pending = self._pending, None
             self._next_write = now + POLL_SECONDS
             self._cancel = (
-                store.set_progress(
-                    job_id,
+                link.set_progress(
                     epoch=p.epoch,
                     max_epochs=p.max_epochs,
                     step=p.step,
@@ -164,9 +203,12 @@ def take_job(job_id: str) -> Job | None:
     return store.get_job(job_id)
 
 
-def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
+def run_job(
+    job_id: str, train_fn: Callable[..., Any] | None = None, wrap_hooks: WrapHooks | None = None
+) -> int:
     """Train a stored job to its end; returns 0 when it succeeded. ``train_fn`` replaces
-    :func:`studio.engine.training.train` (tests pass a fast stand-in that uses the same hooks)."""
+    :func:`studio.engine.training.train` (tests pass a fast stand-in that uses the same hooks);
+    ``wrap_hooks`` is what the worker's process adds to the hooks (see :data:`WrapHooks`)."""
     flag = StopFlag()
     flag.install()
     try:
@@ -176,38 +218,75 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
         return 1
     if job is None:
         return 1
-
-    from studio.engine.training import CheckpointSpaceError, TrainingCancelled
-
     slot = os.environ.get("STUDIO_JOB_SLOT")
     log.info("job %s: pid %s, slot %s, spec %s", job_id, os.getpid(), slot or "-", job.name)
-    hooks = make_hooks(job_id, flag)
-    if job.search_id:  # a search's trial: reports its score every epoch, stops when the search prunes it
-        from studio.search.pruning import trial_hooks
+    state, reason, outcome = FAILED, "The worker stopped without a result.", {}
+    try:
+        state, reason, outcome = train_job(
+            job,
+            StoreLink(job_id),
+            flag,
+            wrap_hooks=wrap_hooks,
+            train_fn=train_fn,
+            spec=spec_for_slot(job.spec, slot),
+            bundle_out=store.job_dir(job_id) / "model.zip",
+            checkpoint_dir=store.checkpoint_dir(job_id),
+            log_file=store.log_path(job_id),
+        )
+    finally:
+        _finish(job_id, state, reason, outcome)
+        if state in (SUCCEEDED, FAILED):  # ended for good (the bundle is written): nothing to resume
+            store.remove_checkpoints(job_id)
+    if state == SUCCEEDED:
+        log.info("job %s: succeeded", job_id)
+    return 0 if state == SUCCEEDED else 1
 
-        hooks = trial_hooks(job, hooks)
-    state, reason = FAILED, "The worker stopped without a result."
+
+def train_job(
+    job: Job,
+    link: Any,
+    flag: StopFlag,
+    *,
+    spec: Any,
+    bundle_out: Path,
+    checkpoint_dir: Path,
+    log_file: Any,
+    wrap_hooks: WrapHooks | None = None,
+    train_fn: Callable[..., Any] | None = None,
+    resume_run_id: str | None = None,
+    **train_args: Any,
+) -> tuple[str, str | None, dict[str, Any]]:
+    """Train ``job`` with the hooks every job gets, here or on a Ray node: its state through ``link``,
+    cancel and SIGTERM through ``flag``, plus ``wrap_hooks``. Returns how it ended: ``(state, reason,
+    outcome)`` with ``outcome`` the test metrics and bundle path of a job that succeeded. A job with a
+    checkpoint in ``checkpoint_dir`` and an MLflow run continues that run (unless ``resume_run_id``
+    says which); ``train_args`` go to :func:`~studio.engine.training.train` (e.g. ``run_tags``)."""
+    from studio.engine.training import CheckpointSpaceError, TrainingCancelled
+
+    hooks = make_hooks(link, flag)
+    if wrap_hooks is not None:
+        hooks = wrap_hooks(job, hooks)
     outcome: dict[str, Any] = {}
     try:
         if hooks.should_stop():
             raise TrainingCancelled("Cancelled before training started.")
         if train_fn is None:
             from studio.engine.training import train as train_fn
-        resume = job.mlflow_run_id if job.mlflow_run_id and store.job_checkpoint(job_id) else None
+        if resume_run_id is None and job.mlflow_run_id and latest_checkpoint(checkpoint_dir):
+            resume_run_id = job.mlflow_run_id
         result = train_fn(
-            spec_for_slot(job.spec, slot),
-            job_id=job_id,
+            spec,
+            job_id=job.id,
             hooks=hooks,
-            bundle_out=store.job_dir(job_id) / "model.zip",
+            bundle_out=bundle_out,
             progress_bar=False,
-            checkpoint_dir=store.checkpoint_dir(job_id),
-            resume_run_id=resume,
+            checkpoint_dir=checkpoint_dir,
+            resume_run_id=resume_run_id,
+            **train_args,
         )
         if result.run_id and result.run_id != hooks.run_id:
-            store.set_run(job_id, result.run_id, result.experiment_id)
-        if job.search_id:  # its score reported; a small table's trial is scored on its other folds too
-            hooks.report_final()
-            hooks.cross_validate(spec_for_slot(job.spec, slot))
+            link.set_run(result.run_id, result.experiment_id)
+        hooks.after_run(spec)  # e.g. a trial's final score, and a small table's other folds
         state, reason = SUCCEEDED, getattr(result, "note", None)  # e.g. "kept the best epoch, 9"
         outcome = {
             "test_metrics": dict(result.test_metrics or {}),
@@ -219,24 +298,19 @@ def run_job(job_id: str, train_fn: Callable[..., Any] | None = None) -> int:
             state, reason = CANCELLED, getattr(hooks, "stop_reason", None) or REASON_CANCELLED
             if not isinstance(err, TrainingCancelled):
                 # Stopped some other way (e.g. Lightning's own SIGTERM exit): train() closed the run FAILED.
-                from studio.jobs.scheduler import end_mlflow_run
+                from studio.jobs.runs import end_mlflow_run
 
                 end_mlflow_run(hooks.run_id, "KILLED")
-        elif isinstance(err, CheckpointSpaceError) and store.job_checkpoint(job_id) is not None:
+        elif isinstance(err, CheckpointSpaceError) and latest_checkpoint(checkpoint_dir) is not None:
             state, reason = INTERRUPTED, str(err)  # the disk is full: free space, then resume
         else:
-            state, reason = FAILED, plain_reason(err, store.log_path(job_id))
+            state, reason = FAILED, plain_reason(err, log_file)
             if not isinstance(err, StudioError):
                 traceback.print_exc()
-        log.info("job %s: %s (%s)", job_id, state, reason)
+        log.info("job %s: %s (%s)", job.id, state, reason)
     finally:
         hooks.flush()
-        _finish(job_id, state, reason, outcome)
-        if state in (SUCCEEDED, FAILED):  # ended for good (the bundle is written): nothing to resume
-            store.remove_checkpoints(job_id)
-    if state == SUCCEEDED:
-        log.info("job %s: succeeded", job_id)
-    return 0 if state == SUCCEEDED else 1
+    return state, reason, outcome
 
 
 def _finish(job_id: str, state: str, reason: str | None, outcome: dict[str, Any]) -> None:
@@ -276,7 +350,7 @@ REUSE_STATES = (SUCCEEDED, CANCELLED)
 crash, running out of memory) a fresh process is the safer start for the next job."""
 
 
-def standby() -> int:
+def standby(wrap_hooks: WrapHooks | None = None) -> int:
     """A warm worker: import the training stack now, then wait for the scheduler to write a job id on
     stdin, and run that job (its output into the job's log, from the job's folder). Afterwards it
     waits for the next job id on the same stdin, so a queue of jobs (a search's trials) pays the
@@ -302,7 +376,7 @@ def standby() -> int:
         os.dup2(log_fd, 2)
         os.close(log_fd)
         os.chdir(store.job_dir(line))
-        code = run_job(line)
+        code = run_job(line, wrap_hooks=wrap_hooks)
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(waiting_out, 1)
@@ -334,9 +408,10 @@ def _release_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, wrap_hooks: WrapHooks | None = None) -> int:
+    """The worker process on this machine (see :mod:`studio.cli.worker`, which passes ``wrap_hooks``)."""
     parser = argparse.ArgumentParser(
-        prog="python -m studio.jobs.worker", description="Run one stored training job."
+        prog="python -m studio.cli.worker", description="Run one stored training job."
     )
     parser.add_argument("job_id", nargs="?")
     parser.add_argument("--standby", action="store_true", help="import first, then read the job id on stdin")
@@ -345,11 +420,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(name)s %(levelname)s %(message)s"
     )
     if args.standby:
-        return standby()
+        return standby(wrap_hooks)
     if not args.job_id:
         parser.error("give a JOB_ID (or --standby)")
-    return run_job(args.job_id)
+    return run_job(args.job_id, wrap_hooks=wrap_hooks)
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+if __name__ == "__main__":  # the entry moved up, where a search's trial hooks are added
+    print("error: the worker is started with `python -m studio.cli.worker`", file=sys.stderr)
+    raise SystemExit(2)

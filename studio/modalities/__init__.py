@@ -4,17 +4,20 @@
 a task (from :mod:`studio.core.tasks`). Adding a kind is a package with a ``Modality`` plus one
 :func:`register` line here (kinds that do not ship with the studio register themselves from a module
 named in ``STUDIO_MODALITIES``). The kinds' own modules are imported on first use, so importing this
-package stays cheap.
+package stays cheap. :func:`predict_csv` predicts a file with a bundle through the bundle's kind.
 """
 
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.core.tasks import load_plugins, task_info
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from studio.modalities.base import Modality
 
 MODALITIES: dict[str, Modality] = {}
@@ -44,3 +47,23 @@ def modality(kind: str) -> Modality:
 def modality_for(task: str) -> Modality:
     """The data kind that trains ``task``."""
     return modality(task_info(task).kind)
+
+
+def predict_csv(
+    bundle_zip: str | Path, data_csv: str | Path, out_csv: str | Path | None = None
+) -> pd.DataFrame:
+    """The data file's columns plus ``predicted_<target>`` (and ``probability_<class>`` per class).
+
+    Written to ``out_csv`` when given. The bundle is checked before the data is read; what the data may
+    be depends on the bundle's kind (a table for a tabular model; for an image model a picture, a zip or
+    folder of pictures, or a CSV with an ``image`` column): its data kind reads it and predicts.
+    """
+    from studio.bundle.reader import read_bundle_info
+
+    info = read_bundle_info(bundle_zip)
+    result = modality(info["kind"]).predict_file(Path(bundle_zip), info, Path(data_csv).expanduser())
+    if out_csv is not None:
+        out = Path(out_csv).expanduser()
+        out.parent.mkdir(parents=True, exist_ok=True)
+        result.to_csv(out, index=False)
+    return result

@@ -55,8 +55,10 @@ class Modality(Protocol):
     def device_plan(self, plan: Any) -> Any:
         """The device plan this kind trains with (pictures: 32-bit on a CPU), from the spec's."""
 
-    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> Prepared:
+    def prepare(self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any]) -> Prepared:
         """Check the data (and the network's weights) and build the DataModule, before a run exists.
+        ``dataset`` is the stored data set's record (id, folder), ``table`` its rows and ``profile`` its
+        profile, loaded by the engine (a kind never reads the data set store itself).
         Raises :class:`~studio.core.errors.StudioError` with a plain sentence for what the user can fix.
 
         A kind whose class says ``folds = True`` (tables) also takes ``fold=N``: the same split with the

@@ -110,7 +110,7 @@ def start_search(
 
     space = plan_space(spec, narrowing, learning_rate_centre)
     if not spec.name:
-        from studio.tracking import readable_run_name
+        from studio.data import readable_run_name
 
         spec = spec.with_changes(name=readable_run_name(spec))
     search = records.insert_search(

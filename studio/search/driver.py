@@ -49,6 +49,7 @@ from studio.search import records
 from studio.search.control import driver_lock, train_rows
 from studio.search.pruning import TAG_SEARCH, TAG_TRIAL_STATE
 from studio.search.space import starting_point, suggest, trial_spec
+from studio.search.study import set_trial_context
 
 log = logging.getLogger("studio.search.driver")
 
@@ -345,6 +346,7 @@ class Driver:
         )
         records.update(self.search_id, parent_run_id=run_id, experiment_id=experiment_id)
         self.search = records.get_search(self.search_id)
+        set_trial_context(self.study, parent_run_id=run_id)
 
     def _tag(self, job: store.Job, state: str) -> None:
         if not job.mlflow_run_id:

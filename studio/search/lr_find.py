@@ -45,12 +45,14 @@ def find_learning_rate(
     import torch
 
     from studio.core.tasks import task_info
-    from studio.data import get_dataset, load_profile
+    from studio.data import get_dataset, load_profile, load_table
     from studio.modalities import modality_for
 
     steps = steps or STEPS.get(task_info(spec.task).kind, 100)
     dataset = get_dataset(spec.data.dataset_id)
-    prepared = modality_for(spec.task).prepare(spec, dataset, load_profile(dataset.id))
+    prepared = modality_for(spec.task).prepare(
+        spec, dataset, load_table(dataset.id), load_profile(dataset.id)
+    )
     data = prepared.data
     data.setup("fit")
     torch.manual_seed(spec.data.seed)

@@ -9,7 +9,10 @@ pruned trial stops within a training step of the decision, at most one epoch aft
 judged on (its run is cancelled, its MLflow run KILLED with ``studio.trial_state=pruned``), and the job
 says so (``trial_state`` pruned, a note); the search's driver counts it as pruned, never as failed.
 
-The worker wraps its hooks with :func:`trial_hooks` when the job carries a ``search_id``.
+The process that runs jobs, here or on a Ray node (:mod:`studio.cli.worker`), hands :func:`job_hooks`
+to the job worker, which wraps every job's hooks with it: a job that carries a ``search_id`` gets
+:func:`trial_hooks`. What the trial needs of its search comes from its study (the searched metric, the
+search's MLflow run), so a Ray node that reaches the study's storage and MLflow reports the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 from typing import Any
 
 from studio.core.spec import metric_mode
-from studio.search.study import PRUNE_WARMUP_EPOCHS
+from studio.search.study import PRUNE_WARMUP_EPOCHS, TRIAL_CONTEXT_ATTR
 
 TAG_SEARCH = "studio.search_id"
 TAG_TRIAL = "studio.trial_number"
@@ -98,6 +101,11 @@ _studies: dict[str, Any] = {}
 loading a study reads its whole journal (the journal storage reads only what is new afterwards)."""
 
 
+def job_hooks(job: Any, hooks: Any) -> Any:
+    """The worker's hooks for ``job``: a search's trial's (:func:`trial_hooks`), else ``hooks`` as they are."""
+    return trial_hooks(job, hooks) if job.search_id else hooks
+
+
 def trial_hooks(job: Any, inner: Any) -> Any:
     """``inner`` (the worker's job hooks) plus the trial's reports and pruning."""
     from studio.engine.training import TrainHooks
@@ -106,11 +114,9 @@ def trial_hooks(job: Any, inner: Any) -> Any:
         runs_test = False  # judged on validation only; the search tests the trial it chooses, once
 
         def __init__(self) -> None:
-            from studio.search import records
-
             self.inner = inner
-            self.search = records.get_search(job.search_id)
-            self.kept = KeptScore(self.search.metric, job.spec.early_stopping.metric)
+            self.context: dict[str, Any] = {}  # the search's metric and MLflow run, read with the study
+            self.kept: KeptScore | None = None  # made at the first epoch's end, once the study is read
             self.pruned = False
             self.stop_reason: str | None = None  # the worker's reason for a pruned trial
             self.seen_epoch = 0  # the last epoch whose validation scores were seen
@@ -143,12 +149,19 @@ def trial_hooks(job: Any, inner: Any) -> Any:
 
                 study = _studies.get(job.search_id)
                 if study is None:  # kept for the search's next trial in this (reused) worker
-                    study = _studies[job.search_id] = load_study(job.search_id, self.search.seed)
+                    study = _studies[job.search_id] = load_study(job.search_id)
                 trial_id = study._storage.get_trial_id_from_study_id_trial_number(
                     study._study_id, job.trial_number
                 )
+                self.context = dict(study.user_attrs.get(TRIAL_CONTEXT_ATTR) or {})
                 self._trial = optuna.trial.Trial(study, trial_id)
             return self._trial
+
+        @property
+        def metric(self) -> str:
+            if not self.context:
+                self.trial()
+            return self.context["metric"]
 
         def _submit(self, work: Any, *args: Any, **kwargs: Any) -> None:
             """Run ``work`` in the report thread after what was sent before it."""
@@ -177,13 +190,20 @@ def trial_hooks(job: Any, inner: Any) -> Any:
 
         def on_run_started(self, run_id: str, experiment_id: str) -> None:
             self.inner.on_run_started(run_id, experiment_id)
-            self._submit(self.trial)  # load the study (and import Optuna) while the first epochs train
             from studio import tracking
 
-            tags = {TAG_SEARCH: job.search_id, TAG_TRIAL: str(job.trial_number)}
-            if self.search.parent_run_id:
-                tags[PARENT_TAG] = self.search.parent_run_id
-            tracking.set_tags(run_id, tags)
+            tracking.set_tags(run_id, {TAG_SEARCH: job.search_id, TAG_TRIAL: str(job.trial_number)})
+            # load the study (and import Optuna) while the first epoch trains; then file the run under
+            # the search's own MLflow run
+            self._submit(self._start, run_id)
+
+        def _start(self, run_id: str) -> None:
+            """(In the report thread.)"""
+            self.trial()
+            if self.context.get("parent_run_id"):
+                from studio import tracking
+
+                tracking.set_tags(run_id, {PARENT_TAG: self.context["parent_run_id"]})
 
         def on_progress(self, progress: Any) -> None:
             self.inner.on_progress(progress)
@@ -191,6 +211,9 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             if epoch <= self.seen_epoch or self.pruned:
                 return
             self.seen_epoch = epoch
+            if self.kept is None:
+                self._wait()  # the study, loaded while the first epoch trained
+                self.kept = KeptScore(self.metric, job.spec.early_stopping.metric)
             value = self.kept.update(progress.metrics)
             if value is None or epoch < PRUNE_WARMUP_EPOCHS:  # (never pruned before: not reported)
                 return
@@ -218,11 +241,15 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             self._wait()
             if self.pruned:  # (its run had ended well: it ends as a pruned trial's does)
                 from studio.engine.training import TrainingCancelled
-                from studio.jobs.scheduler import end_mlflow_run
+                from studio.jobs.runs import end_mlflow_run
 
                 end_mlflow_run(getattr(self.inner, "run_id", None), "KILLED")
                 raise TrainingCancelled(self.stop_reason or "Stopped early by the search.")
-            if self.kept.value is not None and self.seen_epoch > self.reported_epoch:
+            if (
+                self.kept is not None
+                and self.kept.value is not None
+                and self.seen_epoch > self.reported_epoch
+            ):
                 self.reported_epoch = self.seen_epoch
                 self._submit(self._report, self.seen_epoch, self.kept.value, prune=False)
                 self._wait()
@@ -230,17 +257,22 @@ def trial_hooks(job: Any, inner: Any) -> Any:
         def _prune(self, epoch: int, value: float) -> None:
             """(In the report thread.)"""
             from studio import tracking
-            from studio.jobs import store
 
             self.pruned = True
-            self.stop_reason = pruned_note(epoch, self.search.metric, value)
-            store.set_trial_state(job.id, "pruned")
+            self.stop_reason = pruned_note(epoch, self.metric, value)
+            self.inner.set_trial_state("pruned")
             run_id = getattr(self.inner, "run_id", None)
             if run_id:
                 tracking.set_tags(run_id, {TAG_TRIAL_STATE: "pruned"})
 
         def on_note(self, sentence: str) -> None:
             self.inner.on_note(sentence)
+
+        def after_run(self, spec: Any) -> None:
+            """The run ended well: its final score, then a small table's other folds."""
+            self.inner.after_run(spec)
+            self.report_final()
+            self.cross_validate(spec)
 
         def cross_validate(self, spec: Any) -> None:
             """After the run (fold 0) ended well: train the other folds of a small table and give the
@@ -250,7 +282,7 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             from studio.data import get_dataset
 
             folds = cv_folds(spec, get_dataset(spec.data.dataset_id).n_rows)
-            if folds < 2 or self.pruned or self.kept.value is None:
+            if folds < 2 or self.pruned or self.kept is None or self.kept.value is None:
                 return
             from studio import tracking
             from studio.engine.training import fold_scores
@@ -259,7 +291,7 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             losses = [self.kept.loss]
             for fold in range(1, folds):
                 kept = fold_scores(spec, fold, self.should_stop)
-                score = kept.get(self.search.metric)
+                score = kept.get(self.metric)
                 scores.append(score if score is not None and math.isfinite(score) else None)
                 losses.append(kept.get("val/loss"))
             found = [score for score in scores if score is not None]
@@ -272,13 +304,13 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             trial.set_user_attr("cv_value", value)
             run_id = getattr(self.inner, "run_id", None)
             if run_id:
-                name = "cv/" + self.search.metric.split("/", 1)[-1]
+                name = "cv/" + self.metric.split("/", 1)[-1]
                 buffer = tracking.MetricBuffer(run_id, {})
                 for fold, score in enumerate(scores):
                     if score is not None:
                         buffer.add({name: score}, fold)
                 buffer.close()
-            self.inner.on_note(cv_note(folds, self.search.metric, scores))
+            self.inner.on_note(cv_note(folds, self.metric, scores))
 
         def should_stop(self) -> bool:
             return self.inner.should_stop() or self.pruned

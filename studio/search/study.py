@@ -22,12 +22,16 @@ from typing import Any
 
 from studio.core import settings
 
-STORAGE_ENV = "STUDIO_SEARCH_STORAGE"
+STORAGE_ENV = settings.SEARCH_STORAGE_ENV
 STARTUP_TRIALS = 8
 """Trials drawn at random (after the first, the spec's own settings) before TPE models the scores."""
 PRUNE_AFTER_TRIALS = 4
 """Finished trials needed before any trial is pruned."""
 PRUNE_WARMUP_EPOCHS = 5
+TRIAL_CONTEXT_ATTR = "studio_trial_context"
+"""The study's user attribute with what a trial's worker needs of its search (the searched ``metric``,
+the search's MLflow ``parent_run_id``): kept in the study, so a worker that reaches only the study's
+storage and MLflow (a Ray node) reports and tags as a local one does."""
 """Epochs every trial trains before it can be pruned."""
 
 
@@ -119,8 +123,10 @@ def create_study(search_id: str, direction: str, seed: int) -> Any:
     """Make (or, after a restart, open) the search's study."""
     import optuna
 
+    from studio.search import records
+
     quiet()
-    return optuna.create_study(
+    study = optuna.create_study(
         study_name=search_id,
         storage=storage(search_id),
         direction="maximize" if direction == "max" else "minimize",
@@ -128,6 +134,16 @@ def create_study(search_id: str, direction: str, seed: int) -> Any:
         pruner=pruner(),
         load_if_exists=True,
     )
+    search = records.get_search(search_id)
+    set_trial_context(study, metric=search.metric, parent_run_id=search.parent_run_id)
+    return study
+
+
+def set_trial_context(study: Any, **context: Any) -> None:
+    """Record (or update) what the trials' workers read of their search (:data:`TRIAL_CONTEXT_ATTR`)."""
+    now = dict(study.user_attrs.get(TRIAL_CONTEXT_ATTR) or {})
+    if {**now, **context} != now:
+        study.set_user_attr(TRIAL_CONTEXT_ATTR, {**now, **context})
 
 
 def load_study(search_id: str, seed: int = 0) -> Any:

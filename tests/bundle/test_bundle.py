@@ -23,6 +23,7 @@ from studio.bundle import onnx as bundle_onnx
 from studio.core.errors import BundleError
 from studio.core.runtime import TabularNet, TabularPredictor, TabularPreprocessor, fit_target
 from studio.core.spec import RunSpec
+from studio.modalities import predict_csv
 
 NUMERIC, CATEGORICAL, DATETIME = ["amount", "count", "flag"], ["city"], ["when"]
 TOLERANCE = 1e-6
@@ -361,7 +362,7 @@ def test_failed_onnx_export_leaves_a_working_bundle(monkeypatch, tmp_path, probe
 # --------------------------------------------------------------------------- predict_csv and refusals
 def test_predict_csv_writes_inputs_and_predictions(written, probe_csv, tmp_path) -> None:
     out = tmp_path / "deeper" / "predictions.csv"
-    result = bundle.predict_csv(written["classification"]["path"], probe_csv, out)
+    result = predict_csv(written["classification"]["path"], probe_csv, out)
     rows = pd.read_csv(probe_csv)
     prediction_columns = ["predicted_label", "probability_high", "probability_low", "probability_mid"]
     assert list(result.columns) == list(rows.columns) + prediction_columns + ["prediction_warning"]
@@ -427,6 +428,6 @@ def test_refusals_are_one_plain_sentence(written, tmp_path, probe_csv) -> None:
         assert "\n" not in str(caught.value)
     assert not (tmp_path.parent / "escaped.txt").exists()
     with pytest.raises(BundleError, match="it expects: amount, count, flag, when, city"):
-        bundle.predict_csv(source, unrelated)
+        predict_csv(source, unrelated)
     with bundle.load_bundle(source) as loaded_bundle, pytest.raises(BundleError, match="it expects"):
         loaded_bundle.predict(pd.DataFrame({"x": [1]}))

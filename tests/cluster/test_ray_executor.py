@@ -71,7 +71,9 @@ def test_a_cli_job_trains_on_ray_from_data_fetched_through_mlflow(on_ray, tmp_pa
     assert (node / "datasets" / dataset.id / "data.parquet").is_file()
     assert str(dataset.path) not in log
     (ray_job,) = _ray_jobs_of(on_ray, job_id)
-    assert str(ray_job.status.value) == "SUCCEEDED" and ray_job.entrypoint.endswith(f"run {job_id}")
+    assert str(ray_job.status.value) == "SUCCEEDED" and ray_job.entrypoint.endswith(
+        f"studio.cli.worker --ray {job_id}"
+    )
 
     run = tracking.client().get_run(done.mlflow_run_id)
     assert run.info.status == "FINISHED" and run.data.tags["studio.executor"] == "ray"
@@ -100,7 +102,7 @@ def _spec(dataset_id: str, name: str, **training):
 def _worker_process(job_id: str) -> psutil.Process | None:
     for proc in psutil.process_iter(["cmdline"]):
         cmdline = proc.info.get("cmdline") or []
-        if "studio.jobs.executors.ray" in cmdline and cmdline[-1] == job_id:
+        if "studio.cli.worker" in cmdline and cmdline[-1] == job_id:
             return proc
     return None
 

@@ -13,7 +13,8 @@ import pytest
 from studio import jobs
 from studio.core.errors import DatasetError
 from studio.core.spec import RunSpec
-from studio.data import add_csv, delete_dataset, list_datasets
+from studio.data import add_csv, list_datasets
+from studio.jobs import delete_dataset
 from studio.jobs import store as job_store
 
 REPO = Path(__file__).resolve().parents[2]

@@ -15,7 +15,6 @@ from studio.data import (
     DatasetInfo,
     add_csv,
     add_sample,
-    delete_dataset,
     get_dataset,
     list_datasets,
     load_profile,
@@ -23,6 +22,7 @@ from studio.data import (
     resolve_dataset,
     store,
 )
+from studio.jobs import delete_dataset
 
 CSV = "sepal;petal;species\n5,1;1,4;setosa\n4,9;1,4;setosa\n6,3;4,9;versicolor\n5,8;5,1;virginica\n"
 

@@ -24,6 +24,7 @@ from studio.core import image_io
 from studio.core.errors import BundleError
 from studio.core.runtime import ImagePredictor, build_image_net
 from studio.core.spec import RunSpec
+from studio.modalities import predict_csv
 from tests.images.conftest import CLASSES, encode, picture
 
 SIZE = 32
@@ -245,31 +246,31 @@ def test_predict_from_folders_zips_csvs_and_single_pictures(written, pictures, t
     model = written["small_cnn"]["path"]
     expected = reference(written["small_cnn"]["state"], pictures)
     folder = pictures[0].parent
-    from_folder = bundle.predict_csv(model, folder)
+    from_folder = predict_csv(model, folder)
     assert list(from_folder["image"]) == sorted(p.name for p in pictures)
     packed = tmp_path / "new.zip"
     with zipfile.ZipFile(packed, "w") as zf:
         for path in pictures:
             zf.write(path, f"new/{path.name}")
         zf.writestr("__MACOSX/new/._0.png", b"junk")
-    from_zip = bundle.predict_csv(model, packed, tmp_path / "out.csv")
+    from_zip = predict_csv(model, packed, tmp_path / "out.csv")
     assert list(from_zip["image"]) == [f"new/{p.name}" for p in pictures]
     np.testing.assert_allclose(from_zip["probability_red"], expected["probability_red"], atol=1e-6)
     assert pd.read_csv(tmp_path / "out.csv").shape == (6, 5)
     listing = folder / "list.csv"
     pd.DataFrame({"image": [p.name for p in pictures], "note": "x"}).to_csv(listing, index=False)
-    from_csv = bundle.predict_csv(model, listing)
+    from_csv = predict_csv(model, listing)
     assert from_csv["predicted_label"].tolist() == expected["predicted_label"].tolist()
     for header in (["image"], ["path"], []):  # a plain list of paths, one column, with or without a header
         listing.write_text("\n".join([*header, *(p.name for p in pictures)]) + "\n")
-        from_list = bundle.predict_csv(model, listing)
+        from_list = predict_csv(model, listing)
         assert list(from_list.iloc[:, 0]) == [p.name for p in pictures]
         assert from_list["predicted_label"].tolist() == expected["predicted_label"].tolist()
-    single = bundle.predict_csv(model, pictures[2])
+    single = predict_csv(model, pictures[2])
     assert single["predicted_label"].tolist() == [expected["predicted_label"][2]]
     listing.unlink()
     with pytest.raises(BundleError, match="no such file or folder"):
-        bundle.predict_csv(model, tmp_path / "missing")
+        predict_csv(model, tmp_path / "missing")
 
 
 def test_an_image_bundle_without_its_preparation_is_refused(written, tmp_path) -> None:

@@ -19,7 +19,6 @@ from studio.data import (
     ZipLimits,
     add_data_file,
     add_image_zip,
-    delete_dataset,
     get_dataset,
     image_paths,
     list_datasets,
@@ -27,6 +26,7 @@ from studio.data import (
     load_table,
     resolve_dataset,
 )
+from studio.jobs import delete_dataset
 from tests.images.conftest import CLASSES, encode, make_zip, picture
 
 

@@ -1,4 +1,4 @@
-"""A stand-in for ``python -m studio.jobs.worker``: the real worker code (store, hooks, cancel flag, SIGTERM,
+"""A stand-in for ``python -m studio.cli.worker``: the real worker code (store, hooks, cancel flag, SIGTERM,
 final state) around a fast fake ``train()``. The job's spec name says what the fake does, e.g.
 ``"fake epoch_seconds=0.2 crash=oom"``; ``epochs`` comes from the spec. Every start is appended to
 ``STUDIO_HOME/fake_runs.log`` so tests can count how often each job ran."""

@@ -1,4 +1,4 @@
-"""The real worker (``python -m studio.jobs.worker``) running the real ``train()`` on a tiny table."""
+"""The real worker (``python -m studio.cli.worker``) running the real ``train()`` on a tiny table."""
 
 from __future__ import annotations
 

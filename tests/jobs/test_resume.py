@@ -22,6 +22,7 @@ from studio import jobs, tracking
 from studio.core.errors import JobError
 from studio.core.settings import child_env
 from studio.core.spec import RunSpec
+from studio.engine.checkpoints import checkpoint_file
 from studio.engine.training import CheckpointSpaceError
 from studio.jobs import store, worker
 from tests.jobs.jobhelpers import FAKE_WORKER, fake_spec, tiny_csv, wait_until
@@ -149,7 +150,7 @@ def _dead_worker() -> tuple[int, float]:
 def _fake_checkpoint(job_id: str, epoch: int) -> None:
     folder = store.checkpoint_dir(job_id)
     folder.mkdir(parents=True, exist_ok=True)
-    store.checkpoint_file(folder, epoch).write_bytes(b"saved state")
+    checkpoint_file(folder, epoch).write_bytes(b"saved state")
 
 
 def test_after_a_machine_restart_jobs_with_a_checkpoint_are_interrupted_not_failed(jobs_home: Path) -> None:
@@ -232,7 +233,7 @@ def test_the_worker_removes_checkpoints_when_a_job_ends_for_good_and_keeps_them_
         def train_fn(spec, *, job_id, hooks, bundle_out, progress_bar, checkpoint_dir, resume_run_id):
             hooks.on_run_started(f"run-{job_id}", "0")
             checkpoint_dir.mkdir(parents=True)
-            store.checkpoint_file(checkpoint_dir, 2).write_bytes(b"saved state")
+            checkpoint_file(checkpoint_dir, 2).write_bytes(b"saved state")
             if isinstance(outcome, BaseException):
                 raise outcome
             return SimpleNamespace(run_id=None, experiment_id=None, test_metrics={}, bundle_path=None)

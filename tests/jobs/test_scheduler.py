@@ -226,7 +226,7 @@ def test_a_worker_started_by_hand_claims_the_job_itself(jobs_home: Path) -> None
     first = subprocess.run(by_hand, env=child_env(), capture_output=True, text=True, timeout=60)
     again = subprocess.run(by_hand, env=child_env(), capture_output=True, text=True, timeout=60)
     unknown = subprocess.run(
-        [sys.executable, "-m", "studio.jobs.worker", "job-nope"], capture_output=True, text=True
+        [sys.executable, "-m", "studio.cli.worker", "job-nope"], capture_output=True, text=True
     )
 
     done = jobs.get_job(job.id)

@@ -23,7 +23,11 @@ def loop(jobs_home: Path, monkeypatch: pytest.MonkeyPatch):
     def run(outcomes: dict[str, str], *, listening: bool = True) -> tuple[list[str], list[str]]:
         ran: list[str] = []
 
-        def fake_run_job(job_id: str) -> int:
+        def wrap_hooks(job: object, hooks: object) -> object:
+            return hooks
+
+        def fake_run_job(job_id: str, wrap_hooks: object = None) -> int:
+            assert wrap_hooks is given  # every job gets the hooks the worker's process adds
             ran.append(job_id)
             assert Path.cwd() == store.job_dir(job_id)  # from the job's folder
             assert store.claim_job(job_id, "cpu:0")
@@ -39,8 +43,9 @@ def loop(jobs_home: Path, monkeypatch: pytest.MonkeyPatch):
         else:
             monkeypatch.delenv(READY_FD_ENV, raising=False)
         before = Path.cwd()
+        given = wrap_hooks
         try:
-            worker.standby()
+            worker.standby(given)
         finally:
             os.close(write_end)
             os.chdir(before)

@@ -218,11 +218,9 @@ class ToyModality:
     def device_plan(self, plan: Any) -> Any:
         return plan
 
-    def prepare(self, spec: Any, dataset: Any, profile: dict[str, Any]) -> PreparedToy:
-        from studio.data import load_table
-
+    def prepare(self, spec: Any, dataset: Any, table: Any, profile: dict[str, Any]) -> PreparedToy:
         ToyData, _ = _lightning()
-        return PreparedToy(ToyData(load_table(dataset.id), spec))
+        return PreparedToy(ToyData(table, spec))
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> Any:
         from studio.modalities.tabular.modality import predict_table_file

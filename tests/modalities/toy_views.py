@@ -7,8 +7,8 @@ from typing import Any
 
 import streamlit as st
 
-from studio.app.kinds import TableForm
 from studio.app.predict_view import row_inputs
+from studio.app.table_form import TableForm
 
 FORM = TableForm()
 DEFAULTS_SUIT = "toy sums"

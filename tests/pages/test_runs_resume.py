@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from studio import jobs
+from studio.engine.checkpoints import checkpoint_file
 from studio.jobs import store, worker
 from studio.jobs.scheduler import REASON_INTERRUPTED
 from tests.pages.test_runs_page import home, page, run_in_process, spec, tiny_dataset  # noqa: F401
@@ -91,7 +92,7 @@ def test_an_interrupted_run_says_so_and_offers_resume_only_while_its_progress_is
     )
     folder = store.checkpoint_dir(job.id)
     folder.mkdir(parents=True)
-    store.checkpoint_file(folder, 3).write_bytes(b"saved state")
+    checkpoint_file(folder, 3).write_bytes(b"saved state")
     reason = REASON_INTERRUPTED.format(epoch=3, job_id=job.id, log=store.log_path(job.id))
     store.finish_job(job.id, jobs.INTERRUPTED, reason=reason)
 

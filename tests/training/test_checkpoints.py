@@ -15,8 +15,8 @@ import torch
 
 from studio import tracking
 from studio.core.spec import RunSpec
+from studio.engine.checkpoints import latest_checkpoint
 from studio.engine.training import CheckpointSpaceError, TrainHooks, TrainingCancelled, train
-from studio.jobs.store import latest_checkpoint
 
 
 def resumable_spec(dataset_id: str, **changes) -> RunSpec:

@@ -1,8 +1,8 @@
 """The ``local`` executor: each job trains in a worker process on this machine.
 
-A worker (``python -m studio.jobs.worker JOB_ID``) runs in its own session, so stopping the scheduler never
+A worker (``python -m studio.cli.worker JOB_ID``) runs in its own session, so stopping the scheduler never
 stops a running job; its output goes to the job's log. One warm worker waits per free slot
-(``python -m studio.jobs.worker --standby``: torch, Lightning and MLflow already imported, waiting on stdin
+(``python -m studio.cli.worker --standby``: torch, Lightning and MLflow already imported, waiting on stdin
 for a job id), so a new job logs its first step in ~2 s instead of ~10 s. Slots are this machine's
 GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU slots. A job on several devices gets several slots
 joined into one (``cpu:0,cpu:1``; ``CUDA_VISIBLE_DEVICES`` lists all its GPUs) and always a fresh worker:
@@ -38,7 +38,7 @@ from studio.jobs.store import FAILED, Job
 
 log = logging.getLogger("studio.scheduler")
 
-DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.jobs.worker", "{job_id}")
+DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.cli.worker", "{job_id}")
 WARM_RETRY_SECONDS = 30.0
 READY_FD_ENV = "STUDIO_READY_FD"
 """The file descriptor on which a warm worker says ``ready JOB_ID`` when it can take another job."""
@@ -292,7 +292,7 @@ class LocalExecutor:
             try:
                 with open(settings.studio_home() / "standby-worker.log", "ab") as out:
                     proc = subprocess.Popen(
-                        [sys.executable, "-m", "studio.jobs.worker", "--standby"],
+                        [sys.executable, "-m", "studio.cli.worker", "--standby"],
                         cwd=settings.studio_home(),
                         env={**self.worker_env(slot), READY_FD_ENV: str(write_end)},
                         stdin=subprocess.PIPE,

@@ -5,12 +5,14 @@ it; ``pip install -r requirements-cluster.txt`` installs Ray. The studio keeps i
 and pages; for each job the scheduler gives a slot, this executor submits one Ray job
 (``ray job submit`` semantics) and Ray decides which node and GPU runs it:
 
-- entrypoint ``python -m studio.jobs.executors.ray run JOB_ID`` with ``entrypoint_num_gpus=N`` for a GPU
+- entrypoint ``python -m studio.cli.worker --ray JOB_ID`` (the same worker and hooks as a local job's,
+  :func:`run_remote`; a search's trial reports to its study, which must then be in a database the nodes
+  reach, ``STUDIO_SEARCH_STORAGE``) with ``entrypoint_num_gpus=N`` for a GPU
   job on N devices (``training.devices``; Ray sets its ``CUDA_VISIBLE_DEVICES`` and the run trains with
   DDP on them, :mod:`studio.engine.ddp`), ``entrypoint_num_cpus=N`` for a CPU job;
 - ``runtime_env``: the studio's code as ``working_dir`` (this checkout, without data, runs or tests; with
   ``STUDIO_RAY_SHIP_CODE=0`` the nodes' image must already hold it, e.g. ``deploy/``), and
-  ``env_vars`` carrying the run spec, the MLflow address (and ``MLFLOW_TRACKING_USERNAME/PASSWORD``)
+  ``env_vars`` carrying the job (its spec, its search and trial), the MLflow address (and ``MLFLOW_TRACKING_USERNAME/PASSWORD``)
   and the data set's MLflow run;
 - the slots are the cluster's GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU jobs, else one per CPU
   of the cluster (read from the dashboard, again every 30 s, so nodes that join count).
@@ -42,6 +44,7 @@ No ray import at module level: the studio imports this module only when the exec
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -55,6 +58,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.core import settings
 from studio.core.errors import JobError
+from studio.engine.checkpoints import checkpoint_file, latest_checkpoint
 from studio.jobs import store
 from studio.jobs.executors.base import Ended, Slot
 from studio.jobs.store import CANCELLED, FAILED, INTERRUPTED, RUNNING, SUCCEEDED
@@ -69,9 +73,15 @@ SHIP_CODE_ENV = "STUDIO_RAY_SHIP_CODE"
 PYTHON_ENV = "STUDIO_RAY_PYTHON"
 TEST_ENTRYPOINT_ENV = "STUDIO_TEST_RAY_ENTRYPOINT"
 NODE_HOME_ENV = "STUDIO_NODE_HOME"
-SPEC_ENV = "STUDIO_REMOTE_SPEC"
+JOB_ENV = "STUDIO_REMOTE_JOB"
 DATASET_RUN_ENV = "STUDIO_REMOTE_DATASET_RUN"
-PASSED_ENV = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
+SEARCH_STORAGE_ENV = settings.SEARCH_STORAGE_ENV
+PASSED_ENV = (
+    "MLFLOW_TRACKING_USERNAME",
+    "MLFLOW_TRACKING_PASSWORD",
+    "MLFLOW_TRACKING_TOKEN",
+    SEARCH_STORAGE_ENV,  # where a search's trials report (a database the nodes reach)
+)
 PASSED_PREFIXES = ("STUDIO_TEST_", "STUDIO_CHECKPOINT_SECONDS", "STUDIO_RAY_CHECKPOINT_SECONDS")
 DATASETS_EXPERIMENT = "studio-datasets"
 DATASET_ARTIFACT = "dataset"
@@ -111,6 +121,11 @@ REASON_INTERRUPTED = (
     "button on its page or `python -m studio jobs resume {job_id}`. Its log is {log}."
 )
 REASON_STOPPED = "Stopped from Ray (not from the studio)."
+REASON_NO_STUDY = (
+    "A search's trial on Ray reports to the search's study, which the Ray machines cannot reach in the "
+    "studio's folder: set STUDIO_SEARCH_STORAGE to a database URL that the studio and the Ray machines "
+    "both reach (e.g. the MLflow server's PostgreSQL), then start the search again."
+)
 _REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -119,8 +134,7 @@ def entrypoint(job_id: str) -> str:
     replaces it in tests that need a stand-in worker)."""
     python = os.environ.get(PYTHON_ENV, "").strip() or "python"
     template = (
-        os.environ.get(TEST_ENTRYPOINT_ENV, "").strip()
-        or "{python} -m studio.jobs.executors.ray run {job_id}"
+        os.environ.get(TEST_ENTRYPOINT_ENV, "").strip() or "{python} -m studio.cli.worker --ray {job_id}"
     )
     return template.format(python=python, job_id=job_id)
 
@@ -246,8 +260,7 @@ class RayExecutor:
         self._tried = -1e9
         self.problem: str | None = None  # why Ray cannot be reached (jobs submitted meanwhile fail with it)
         self._connect()
-        # MLflow takes seconds to import: ready it now, not when the first job's data set is sent.
-        threading.Thread(target=_warm_mlflow, name="warm-mlflow", daemon=True).start()
+        self._warmed = False
         self._cpu_slots = cpu_slots
         self._slots: list[Slot] = []
         self._slots_read = -1e9
@@ -320,6 +333,9 @@ class RayExecutor:
         if self._connect() is None:
             store.finish_job(job.id, FAILED, reason=self.problem)
             return
+        if job.search_id and not os.environ.get(SEARCH_STORAGE_ENV, "").strip():
+            store.finish_job(job.id, FAILED, reason=REASON_NO_STUDY)
+            return
         store.log_path(job.id).write_text(f"Submitting to the Ray cluster at {self.address}…\n")
         dataset_id = job.spec.data.dataset_id
         try:
@@ -350,7 +366,7 @@ class RayExecutor:
 
     def runtime_env(self, job: Job, dataset_run: str) -> dict[str, Any]:
         env = {
-            SPEC_ENV: job.spec.to_json(),
+            JOB_ENV: json.dumps(dataclasses.asdict(job), default=str),
             DATASET_RUN_ENV: dataset_run,
             "MLFLOW_TRACKING_URI": settings.tracking_uri(),
             "MLFLOW_DISABLE_TELEMETRY": "true",
@@ -441,6 +457,9 @@ class RayExecutor:
                 seen["result"] = item
             if "checkpoint" in item:
                 seen["checkpoint"] = max(seen.get("checkpoint", 0), int(item["checkpoint"]))
+            if "trial_state" in item and seen.get("trial_state") != item["trial_state"]:
+                seen["trial_state"] = item["trial_state"]
+                store.set_trial_state(job_id, item["trial_state"])
         notes = [item["note"] for item in lines if "note" in item]
         for note in notes[seen["notes"] :]:
             store.add_note(job_id, note)
@@ -473,7 +492,7 @@ class RayExecutor:
                 except Exception as err:  # the run is fine; the page says the model file is missing
                     log.warning("job %s: could not fetch the bundle from MLflow: %s", job_id, err)
         elif job.cancel_requested or result.get("result") == CANCELLED:
-            state, reason = CANCELLED, "Cancelled on request."
+            state, reason = CANCELLED, result.get("reason") or "Cancelled on request."  # or pruned: why
             self._fetch_checkpoint(job_id, run_id, seen.get("checkpoint"))  # so it can be resumed
         elif result.get("result") in (FAILED, "interrupted") and result.get("reason"):
             state, reason = FAILED, result["reason"]
@@ -506,7 +525,7 @@ class RayExecutor:
             return None
         from studio import tracking
 
-        name = store.checkpoint_file(Path("."), epoch).name
+        name = checkpoint_file(Path("."), epoch).name
         folder = store.checkpoint_dir(job_id)
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -544,7 +563,13 @@ class RayExecutor:
         return store.log_path(job.id)
 
     def keep_warm(self, busy: set[str]) -> None:
-        """Nothing to prepare: Ray starts the job's process on the node it picks."""
+        """The scheduler's first pass: MLflow (seconds to import) is readied in a thread, not when a job's
+        data set is sent. Only the scheduler asks: a process that only counts the slots (a search's
+        driver) imports MLflow itself, and two threads importing it at once break its protobuf files."""
+        if not self._warmed:
+            self._warmed = True
+            if "mlflow" not in sys.modules:
+                threading.Thread(target=_warm_mlflow, name="warm-mlflow", daemon=True).start()
 
     def running(self) -> bool:
         return bool(self.watching)
@@ -598,104 +623,97 @@ def node_home() -> Path:
     return Path(os.environ.get(NODE_HOME_ENV) or Path(tempfile.gettempdir()) / "studio-node")
 
 
-def run_remote(job_id: str) -> int:
-    """Train one job on a Ray node: no job store here; progress, the run id, notes and the result go to
-    stdout as ``@studio`` lines (Ray's job log), metrics and the bundle to MLflow."""
-    import signal
+class LineLink:
+    """Where a job's state goes on a Ray node, which has no job store: ``@studio`` lines on stdout (Ray's
+    job log), which the executor reads into the studio's job store (:meth:`RayExecutor._follow`). The
+    worker's own hooks write through it (:func:`studio.jobs.worker.train_job`), as they write through
+    the job store on the studio's machine."""
 
-    from studio.core.spec import RunSpec
+    def __init__(self, job: Job, dataset_run: str, shipper: CheckpointShipper, resumed: bool) -> None:
+        self.job, self.dataset_run, self.shipper, self.resumed = job, dataset_run, shipper, resumed
+
+    def set_run(self, run_id: str, experiment_id: str) -> None:
+        _say(run=run_id, experiment=experiment_id)
+        if not self.resumed:
+            _log_input(run_id, self.job.spec.data.dataset_id, self.dataset_run)
+        self.shipper.start(run_id)
+
+    def set_progress(self, *, metrics: dict[str, float], **progress: Any) -> bool:
+        _say(progress={**progress, "metrics": _finite(metrics)})
+        return False  # a cancel reaches the node as Ray's stop_job (SIGTERM)
+
+    def add_note(self, sentence: str) -> None:
+        _say(note=sentence)
+
+    def cancel_requested(self) -> bool:
+        return False
+
+    def set_trial_state(self, trial_state: str) -> None:
+        _say(trial_state=trial_state)
+
+
+def run_remote(job_id: str, wrap_hooks: Any = None) -> int:
+    """Train one job on a Ray node with the worker's own hooks (:func:`studio.jobs.worker.train_job`,
+    plus ``wrap_hooks``, e.g. a search's trial's) writing through :class:`LineLink`; metrics and the
+    bundle go to MLflow. The node keeps its files in its own ``STUDIO_HOME`` (:func:`node_home`)."""
+    from studio.jobs import worker
 
     os.environ["STUDIO_HOME"] = str(node_home())
-    stop = {"signalled": False}
-    signal.signal(signal.SIGTERM, lambda signum, frame: stop.update(signalled=True))  # Ray's stop_job
-    spec = RunSpec.from_json(os.environ[SPEC_ENV])
+    flag = worker.StopFlag()
+    flag.install()  # Ray's stop_job
+    job = store.Job(**json.loads(os.environ[JOB_ENV]))
     dataset_run = os.environ[DATASET_RUN_ENV]
     folder = settings.studio_home() / "jobs" / job_id
     folder.mkdir(parents=True, exist_ok=True)
     resume_run = os.environ.get(RESUME_ENV) or None
     shipper = CheckpointShipper(folder / "checkpoints")
-    hooks = None
+    state, reason, outcome = FAILED, "The worker stopped without a result.", {}
     try:
         if resume_run:
             _fetch_saved_progress(resume_run, folder / "checkpoints")
-        fetched = fetch_dataset(spec.data.dataset_id, dataset_run)
+        fetched = fetch_dataset(job.spec.data.dataset_id, dataset_run)
         print(
-            f"data set {spec.data.dataset_id}: {'fetched from MLflow' if fetched else 'already on this node'} "
+            f"data set {job.spec.data.dataset_id}: "
+            f"{'fetched from MLflow' if fetched else 'already on this node'} "
             f"into {settings.studio_home() / 'datasets'}",
             flush=True,
         )
-        from studio.engine.training import TrainHooks, train
-
-        class RemoteHooks(TrainHooks):
-            def __init__(self) -> None:
-                self.stop_seen = False
-                self.run_id: str | None = None
-                self._next = 0.0
-
-            def on_run_started(self, run_id: str, experiment_id: str) -> None:
-                self.run_id = run_id
-                _say(run=run_id, experiment=experiment_id)
-                if not resume_run:
-                    _log_input(run_id, spec.data.dataset_id, dataset_run)
-                shipper.start(run_id)
-
-            def on_progress(self, p: Any) -> None:
-                now = time.monotonic()
-                if now < self._next and p.fraction < 1.0:
-                    return
-                self._next = now + 0.5
-                fields = ("epoch", "max_epochs", "step", "total_steps", "fraction", "eta_seconds")
-                progress = {name: getattr(p, name) for name in fields}
-                _say(progress={**progress, "metrics": _finite(p.metrics)})
-
-            def on_note(self, sentence: str) -> None:
-                _say(note=sentence)
-
-            def should_stop(self) -> bool:
-                self.stop_seen = self.stop_seen or stop["signalled"]
-                return self.stop_seen
-
-        hooks = RemoteHooks()
+        spec = job.spec
         if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() and spec.training.device.startswith("cuda:"):
             spec = spec.with_changes(**{"training.device": "cuda:0"})  # Ray's GPU is this process's GPU 0
-        result = train(
-            spec,
-            job_id=job_id,
-            hooks=hooks,
+        state, reason, outcome = worker.train_job(
+            job,
+            LineLink(job, dataset_run, shipper, resumed=bool(resume_run)),
+            flag,
+            wrap_hooks=wrap_hooks,
+            spec=spec,
             bundle_out=folder / "model.zip",
             checkpoint_dir=folder / "checkpoints",
+            log_file="the Ray job's log, below",
             resume_run_id=resume_run,
             run_tags={TAG_DATASET_RUN: dataset_run, TAG_EXECUTOR: "ray", TAG_NODE: socket.gethostname()},
         )
-        shipper.stop(send_last=False)
-        shipper.forget()  # the run is over: its saved progress is of no use any more
-        _say(
-            result=SUCCEEDED,
-            reason=result.note,
-            test_metrics=_finite(dict(result.test_metrics or {})),
-            quality=_finite(dict(result.quality or {})),
-        )
-        return 0
-    except BaseException as err:  # noqa: BLE001 - every way out says how it ended
-        from studio.engine.training import TrainingCancelled
-
-        if isinstance(err, TrainingCancelled) or stop["signalled"] or (hooks and hooks.stop_seen):
-            shipper.stop(send_last=True)  # a cancelled run can be resumed from its last saved epoch
-            if hooks and hooks.run_id and not isinstance(err, TrainingCancelled):
-                _close_run(hooks.run_id, "KILLED", None)  # stopped another way: train() closed it FAILED
-            _say(result=CANCELLED)
-            return 1
-        shipper.stop(send_last=False)
-        shipper.forget()
+    except Exception as err:  # noqa: BLE001 - the data set or the saved progress could not be fetched
         import traceback
 
         traceback.print_exc()
-        _say(result=FAILED, reason=_plain_reason(err))
-        return 1
+        state, reason = FAILED, worker.plain_reason(err, "the Ray job's log, below")
     finally:
+        if state in (CANCELLED, INTERRUPTED):
+            shipper.stop(send_last=True)  # it can be resumed from its last saved epoch
+        else:
+            shipper.stop(send_last=False)
+            shipper.forget()  # the run is over for good: its saved progress is of no use any more
+        _say(
+            result=state,
+            reason=reason,
+            test_metrics=_finite(dict(outcome.get("test_metrics") or {})),
+            quality=_finite(dict(outcome.get("quality") or {})),
+        )
         import shutil
 
         shutil.rmtree(folder, ignore_errors=True)  # the bundle is in MLflow; the node keeps no job files
+    return 0 if state == SUCCEEDED else 1
 
 
 def entrypoint_resources(slot: Slot) -> dict[str, int | None]:
@@ -743,7 +761,7 @@ class CheckpointShipper:
     def send(self) -> None:
         from studio import tracking
 
-        checkpoint = store.latest_checkpoint(self.folder)
+        checkpoint = latest_checkpoint(self.folder)
         if self.run_id is None or checkpoint is None or (self.sent or 0) >= checkpoint.epoch:
             return
         with self._lock:
@@ -777,7 +795,7 @@ class CheckpointShipper:
 
         from studio import tracking
 
-        name = store.checkpoint_file(Path("."), epoch).name
+        name = checkpoint_file(Path("."), epoch).name
         try:
             uri = tracking.client().get_run(self.run_id).info.artifact_uri
             get_artifact_repository(uri).delete_artifacts(f"{CHECKPOINT_ARTIFACT}/{name}")
@@ -807,16 +825,6 @@ def _float_env(name: str, default: float) -> float:
         return default
 
 
-def _plain_reason(err: BaseException) -> str:
-    from studio.core.errors import StudioError
-
-    if isinstance(err, StudioError):
-        return str(err)
-    first = (str(err).strip().splitlines() or [""])[0][:300]
-    detail = f"{type(err).__name__}: {first}" if first else type(err).__name__
-    return f"The training process crashed on the Ray node: {detail} (see the log below)."
-
-
 def _log_input(run_id: str, dataset_id: str, dataset_run: str) -> None:
     """Record the data set as the run's input (``mlflow.log_input``), pointing at its MLflow copy."""
     try:
@@ -839,22 +847,3 @@ def _log_input(run_id: str, dataset_id: str, dataset_run: str) -> None:
             tracking.client().log_inputs(run_id, datasets=inputs)
     except Exception as err:  # only a record for the MLflow UI: training goes on
         print(f"could not record the data set as the run's input: {err}", file=sys.stderr, flush=True)
-
-
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(
-        prog="python -m studio.jobs.executors.ray", description="Run one studio job on a Ray node."
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train the job whose spec is in STUDIO_REMOTE_SPEC")
-    run.add_argument("job_id")
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    settings.keep_mlflow_offline()
-    return run_remote(args.job_id)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

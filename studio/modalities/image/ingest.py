@@ -1,4 +1,5 @@
-"""Image data sets: a zip of class folders, checked safely, decoded fully, profiled and stored.
+"""Image data sets: a zip of class folders, checked safely, decoded fully and profiled (the data set
+store, ``studio.data.images``, writes the result into place; nothing here knows the store).
 
 A zip holds one folder per class (``cats/001.jpg``), possibly under one top folder (``pets/cats/001.jpg``).
 Before anything is written the archive's directory is checked: no path may leave the data set's folder
@@ -21,15 +22,11 @@ from __future__ import annotations
 
 import copy
 import hashlib
-import io
-import shutil
 import stat
-import tempfile
 import zipfile
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -37,16 +34,6 @@ import pandas as pd
 
 from studio.core.errors import DatasetError
 from studio.core.image_io import UnreadableImage, open_image, thumbnail_png
-from studio.data.store import (
-    DatasetInfo,
-    _find_by_hash,
-    _new_id,
-    _sweep_leftovers,
-    check_free_space,
-    datasets_root,
-    get_dataset,
-    publish_staging,
-)
 from studio.modalities.tabular.ingest import human_size
 
 KIND_IMAGES = "images"
@@ -325,61 +312,41 @@ class _Picture:
     size: int
 
 
-def add_image_zip(
-    source: str | Path | bytes,
-    name: str | None = None,
-    *,
-    filename: str | None = None,
+def unpack_image_zip(
+    zf: zipfile.ZipFile,
+    members: list[zipfile.ZipInfo],
+    staging: Path,
+    label: str,
     limits: ZipLimits = DEFAULT_LIMITS,
     progress: Progress | None = None,
-) -> DatasetInfo:
-    """Add a zip of class folders (a path, or an upload's bytes named by ``filename``) as an image data set.
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Unpack the checked ``members`` of a zip of class folders (:func:`check_archive`) into ``staging``:
+    the usable pictures under ``images/``, copies left out, thumbnails under ``thumbs/``. Returns the
+    table (one row per picture) and the profile; the data set store (``studio.data.images``) writes them.
 
-    The same zip added again returns the data set already stored. ``progress(fraction, message)`` is
-    called while the pictures are checked. Raises :class:`DatasetError` with one sentence when the zip
-    cannot be used; nothing is left behind then.
+    ``progress(fraction, message)`` is called while the pictures are checked. Raises
+    :class:`DatasetError` with one sentence when the zip holds no two classes of usable pictures.
     """
     report = progress or (lambda fraction, message: None)
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        data = bytes(source)
-        filename = filename or "images.zip"
-        opened: Any = io.BytesIO(data)
-        digest = hashlib.sha256(data).hexdigest()
-    else:
-        path = Path(source).expanduser()
-        if not path.is_file():
-            raise DatasetError(f"There is no file at '{path}'.")
-        filename = filename or path.name
-        opened = path
-        digest = _file_hash(path)
-    label = filename
-    existing = _find_by_hash(digest)
-    if existing is not None:
-        return existing
-    try:
-        zf = zipfile.ZipFile(opened)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
-        raise DatasetError(f"'{label}' is not a readable zip file ({err}).") from None
-    name = name or Path(filename).stem
-    with zf:
-        report(0.0, "Checking the zip")
-        members = check_archive(zf, label, limits)
-        check_free_space(sum(m.file_size for m in members), label)
-        root = datasets_root()
-        _sweep_leftovers(root)
-        dataset_id = _new_id(root, name, digest)
-        staging = Path(tempfile.mkdtemp(prefix=f".tmp-{dataset_id}-", dir=root))
-        try:
-            pictures, skipped = _unpack_pictures(zf, members, staging, label, limits, report)
-            pictures, duplicates, conflicts = _deduplicate(pictures, staging)
-            _require_classes(pictures, skipped, label)
-            report(0.9, "Saving the data set")
-            return _finish(
-                staging, dataset_id, pictures, skipped, duplicates, conflicts, name, filename, digest
-            )
-        finally:
-            if staging.exists():
-                shutil.rmtree(staging, ignore_errors=True)
+    pictures, skipped = _unpack_pictures(zf, members, staging, label, limits, report)
+    pictures, duplicates, conflicts = _deduplicate(pictures, staging)
+    _require_classes(pictures, skipped, label)
+    report(0.9, "Saving the data set")
+    table = pd.DataFrame(
+        {
+            IMAGE_COLUMN: [p.relative for p in pictures],
+            LABEL_COLUMN: [p.label for p in pictures],
+            "width": [p.width for p in pictures],
+            "height": [p.height for p in pictures],
+            "mode": [p.mode for p in pictures],
+            "format": [p.format for p in pictures],
+            "bytes": [p.size for p in pictures],
+            "sha256": [p.digest for p in pictures],
+            "source": [p.entry for p in pictures],
+        }
+    )
+    samples = _write_thumbnails(staging, table)
+    return table, image_profile(table, skipped, duplicates, conflicts, samples)
 
 
 def _require_classes(pictures: list[_Picture], skipped: list[tuple[str, str]], label: str) -> None:
@@ -394,14 +361,6 @@ def _require_classes(pictures: list[_Picture], skipped: list[tuple[str, str]], l
             f"'{label}' has pictures of one class only ('{only}'); put each class in its own folder, "
             "e.g. cats/001.jpg and dogs/001.jpg, and zip the folders together."
         )
-
-
-def _file_hash(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _unpack_pictures(
@@ -520,46 +479,6 @@ def _deduplicate(
             continue
         (staging / picture.relative).unlink()
     return kept, duplicates, conflicts
-
-
-def _finish(
-    staging: Path,
-    dataset_id: str,
-    pictures: list[_Picture],
-    skipped: list[tuple[str, str]],
-    duplicates: list[dict[str, Any]],
-    conflicts: list[dict[str, Any]],
-    name: str,
-    source_file: str,
-    digest: str,
-) -> DatasetInfo:
-    final = datasets_root() / dataset_id
-    table = pd.DataFrame(
-        {
-            IMAGE_COLUMN: [p.relative for p in pictures],
-            LABEL_COLUMN: [p.label for p in pictures],
-            "width": [p.width for p in pictures],
-            "height": [p.height for p in pictures],
-            "mode": [p.mode for p in pictures],
-            "format": [p.format for p in pictures],
-            "bytes": [p.size for p in pictures],
-            "sha256": [p.digest for p in pictures],
-            "source": [p.entry for p in pictures],
-        }
-    )
-    samples = _write_thumbnails(staging, table)
-    profile = image_profile(table, skipped, duplicates, conflicts, samples)
-    info = DatasetInfo(
-        id=dataset_id,
-        name=name,
-        kind=KIND_IMAGES,
-        n_rows=len(table),
-        n_cols=2,
-        created=datetime.now(UTC).isoformat(timespec="seconds"),
-        source_file=source_file,
-        path=final,
-    )
-    return publish_staging(staging, table, profile, info, digest)
 
 
 def _write_thumbnails(staging: Path, table: pd.DataFrame) -> dict[str, list[str]]:
@@ -783,20 +702,3 @@ def _image_warnings(profile: dict[str, Any]) -> list[dict[str, Any]]:
             )
         )
     return found
-
-
-# --------------------------------------------------------------------------- reading back
-def image_paths(dataset_id: str) -> pd.DataFrame:
-    """The data set's pictures: ``path`` (absolute), ``label`` and the stored columns."""
-    from studio.data.store import load_table
-
-    info = get_dataset(dataset_id)
-    if info.kind != KIND_IMAGES:
-        raise DatasetError(f"Data set '{dataset_id}' is a table, not a set of pictures.")
-    table = load_table(dataset_id)
-    table.insert(0, "path", [str(info.path / rel) for rel in table[IMAGE_COLUMN]])
-    return table
-
-
-def is_image_dataset(dataset_id: str) -> bool:
-    return get_dataset(dataset_id).kind == KIND_IMAGES

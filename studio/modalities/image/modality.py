@@ -123,25 +123,23 @@ class ImageModality:
             return dataclasses.replace(plan, precision="16-mixed")
         return plan
 
-    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any]) -> PreparedPictures:
+    def prepare(
+        self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any]
+    ) -> PreparedPictures:
         """The DataModule (split, uint8 cache) and the network (pretrained weights read from the cache),
         the weights checked before thousands of pictures are decoded."""
         from lightning_modules.image.data import ImageDataModule
         from lightning_modules.registry import ImageShape, build_network
         from studio.core.pretrained import check_weights
-        from studio.data import load_table
 
         check_weights(spec.architecture.name, spec.architecture.params)
-        data = ImageDataModule(dataset.path, load_table(dataset.id), profile, spec)
+        data = ImageDataModule(dataset.path, table, profile, spec)
         net = build_network(spec.architecture.name, spec.architecture.params, ImageShape(data.n_classes))
         return PreparedPictures(data, net)
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """``data`` may be a picture, a folder or a zip of pictures, or a CSV with an ``image`` column of
         picture paths (relative to the CSV's folder or absolute), or a plain list of such paths."""
-        # The data-set package first: the picture ingest module imports the store, whose package imports
-        # that module back, so importing the ingest module first (in a fresh ``studio predict``) fails.
-        import studio.data  # noqa: F401
         from studio.bundle.reader import load_bundle
         from studio.core.runtime import image_column
 
@@ -181,9 +179,8 @@ def picture_list(path: Path) -> pd.DataFrame:
     """A CSV of picture paths as a table. A list of paths, one per line (with a header such as ``image``,
     or none), is read as one column: a training table's rule of at least two columns does not apply to
     it. Anything with a delimiter on its first line is read as a table (its ``image`` column is used)."""
-    from studio.data import read_table_file
     from studio.modalities.image.ingest import named_like_picture
-    from studio.modalities.tabular.ingest import DELIMITERS, decode_text, read_source_bytes
+    from studio.modalities.tabular.ingest import DELIMITERS, decode_text, read_source_bytes, read_table_file
 
     raw, label = read_source_bytes(path)
     text, _ = decode_text(raw, label)

@@ -83,15 +83,15 @@ class TabularModality:
 
     folds = True
 
-    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any], fold: int = 0) -> PreparedTable:
-        from studio.data import load_table
+    def prepare(
+        self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any], fold: int = 0
+    ) -> PreparedTable:
         from studio.modalities.tabular.ingest import out_of_range_to_missing
         from studio.modalities.tabular.prepare import table_data_module
 
-        frame = load_table(dataset.id)
-        out_of_range_to_missing(frame)  # a data set stored before ingest did this holds them still
+        out_of_range_to_missing(table)  # a data set stored before ingest did this holds them still
         # validates target, task and features before a run exists
-        return PreparedTable(table_data_module(frame, profile, spec, fold))
+        return PreparedTable(table_data_module(table, profile, spec, fold))
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         return predict_table_file(bundle_zip, info, data)
@@ -101,7 +101,7 @@ def predict_table_file(bundle_zip: Path, info: dict[str, Any], data: Path) -> pd
     """The table file's columns, then the bundle's predictions for its rows (a model whose inputs are a
     table's columns: tables, and tables with text)."""
     from studio.bundle.reader import load_bundle, require_shared_column
-    from studio.data import read_table_file
+    from studio.modalities.tabular.ingest import read_table_file
 
     frame = read_table_file(data)
     require_shared_column([c["name"] for c in info["input_columns"]], frame.columns)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from studio.app.kinds import TableForm
 from studio.app.predict_view import row_inputs
+from studio.app.table_form import TableForm
 
 FORM = TableForm()
 DEFAULTS_SUIT = "tables"

@@ -181,15 +181,15 @@ class TextModality:
     def device_plan(self, plan: Any) -> Any:
         return plan
 
-    def prepare(self, spec: RunSpec, dataset: Any, profile: dict[str, Any], fold: int = 0) -> PreparedText:
+    def prepare(
+        self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any], fold: int = 0
+    ) -> PreparedText:
         """The table part as the tabular kind prepares it, plus the text columns' word ids from the
         network's encoder (a pretrained network's files are found before any text is read)."""
-        from studio.data import load_table
         from studio.modalities.tabular.ingest import out_of_range_to_missing
         from studio.modalities.tabular.prepare import table_data_module
 
-        frame = load_table(dataset.id)
-        out_of_range_to_missing(frame)
+        out_of_range_to_missing(table)
         prepared = PreparedText(data=None, encoder=None)
 
         def text_inputs(plan: Any) -> Any:
@@ -203,7 +203,7 @@ class TextModality:
 
             return encode
 
-        prepared.data = table_data_module(frame, profile, spec, fold, read_text=True, text_inputs=text_inputs)
+        prepared.data = table_data_module(table, profile, spec, fold, read_text=True, text_inputs=text_inputs)
         return prepared
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:

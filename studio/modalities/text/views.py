@@ -10,11 +10,22 @@ import pandas as pd
 import streamlit as st
 
 from studio import jobs
-from studio.app import charts, ui
+from studio.app import charts, forms, ui
 from studio.app import runs_view as rv
-from studio.app.kinds import TextForm
 from studio.app.predict_view import WARNING_COLUMN, loaded_bundle, row_inputs
+from studio.app.table_form import TableForm
 from studio.core.errors import StudioError
+from studio.core.spec import RunSpec
+
+
+class TextForm(TableForm):
+    """Tables with text: as a table, and the time guess counts the words the network reads."""
+
+    def time_guess(
+        self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
+    ) -> forms.TimeEstimate:
+        return forms.estimate_text_time(spec, profile, rows, on_gpu=on_gpu)
+
 
 FORM = TextForm()
 DEFAULTS_SUIT = "texts"
