@@ -69,3 +69,8 @@ class Modality(Protocol):
         """Predictions of the bundle at ``bundle_zip`` (its checked info: ``info``) for a file, folder or
         zip of this kind's inputs: the inputs' columns, then the prediction columns. The data is checked
         before the bundle is loaded."""
+
+    # Optional, for the automatic search: ``search_dimensions(spec, networks) -> [Dimension]`` (its
+    # networks and their settings, from ``studio.core.search_dims``), ``search_batch_sizes``,
+    # ``search_learning_rates`` (low, high) and ``lr_find_steps`` (mini-batches of a range test). A kind
+    # without them cannot be searched (said in one sentence).

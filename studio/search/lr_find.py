@@ -34,23 +34,19 @@ class LrFinding:
     note: str | None = None  # why there is no suggestion
 
 
-STEPS = {"tabular": 100, "image": 60, "text": 100}
-"""Mini-batches per range test: a picture batch costs far more than a table's (seconds on a CPU)."""
-
-
 def find_learning_rate(
     spec: Any, *, steps: int | None = None, low: float = 1e-6, high: float = 1.0, skip_begin: int = 10
 ) -> LrFinding:
     """Run the range test in this process (imports torch)."""
     import torch
 
-    from studio.core.tasks import task_info
     from studio.data import get_dataset, load_profile, load_table
     from studio.modalities import modality_for
 
-    steps = steps or STEPS.get(task_info(spec.task).kind, 100)
+    kind = modality_for(spec.task)
+    steps = steps or getattr(kind, "lr_find_steps", 100)  # mini-batches: each kind says how many
     dataset = get_dataset(spec.data.dataset_id)
-    prepared = modality_for(spec.task).prepare(
+    prepared = kind.prepare(
         spec, dataset, load_table(dataset.id), load_profile(dataset.id)
     )
     data = prepared.data

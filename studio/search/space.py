@@ -21,41 +21,17 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from studio.core.errors import SpecError
+from studio.core.search_dims import AUGMENTATION, Dimension, choice, number
 
-AUGMENTATION = "augmentation"
-"""The virtual dimension for pictures: 0 shows them as they are, 1 turns, zooms and recolours them most."""
-
-TABLE_NETWORKS = ("mlp", "linear")
-BATCH_SIZES = (16, 32, 64, 128, 256, 512)
-IMAGE_BATCH_SIZES = (16, 32, 64)
-
-
-@dataclass(frozen=True)
-class Dimension:
-    """One setting the search varies: a number range (``low``–``high``, log-scaled for rates) or choices."""
-
-    path: str
-    kind: str  # "float", "int" or "choice"
-    title: str
-    low: float | None = None
-    high: float | None = None
-    log: bool = False
-    choices: tuple[Any, ...] = ()
-    when: tuple[str, tuple[Any, ...]] | None = None
-    """Searched only while the setting at this path has one of these values (e.g. the MLP's width)."""
-
-    def describe(self) -> str:
-        """``0.0001 – 0.1 (log scale)`` or ``mlp, linear``: the range in plain words."""
-        if self.kind == "choice":
-            return ", ".join(str(c) for c in self.choices)
-        scale = " (log scale)" if self.log else ""
-        return f"{self.low:g} – {self.high:g}{scale}"
-
-    def as_narrowing(self) -> Any:
-        """This dimension as a narrowing entry (the form the YAML takes)."""
-        if self.kind == "choice":
-            return list(self.choices)
-        return {"low": self.low, "high": self.high}
+__all__ = [
+    "AUGMENTATION",
+    "Dimension",
+    "SearchSpace",
+    "default_space",
+    "narrow",
+    "starting_point",
+    "trial_spec",
+]
 
 
 @dataclass(frozen=True)
@@ -119,33 +95,6 @@ def _yaml_scalar(value: Any) -> str:
 
 
 # --------------------------------------------------------------------------- the default spaces
-def _field(model: Any, name: str) -> tuple[str, float | None, float | None]:
-    """A spec field's title and numeric limits (``ge``/``le``), read from its declaration."""
-    info = model.model_fields[name]
-    low = high = None
-    for item in info.metadata:
-        low = getattr(item, "ge", None) if getattr(item, "ge", None) is not None else low
-        low = getattr(item, "gt", None) if getattr(item, "gt", None) is not None else low
-        high = getattr(item, "le", None) if getattr(item, "le", None) is not None else high
-        high = getattr(item, "lt", None) if getattr(item, "lt", None) is not None else high
-    return info.title or name, low, high
-
-
-def _number(model: Any, field: str, path: str, low: float, high: float, *, log: bool = False, **kw: Any):
-    """A range inside the field's own limits."""
-    title, field_low, field_high = _field(model, field)
-    if field_low is not None:
-        low = max(low, field_low)
-    if field_high is not None:
-        high = min(high, field_high)
-    kind = "int" if model.model_fields[field].annotation is int else "float"
-    return Dimension(path, kind, title, low=low, high=high, log=log, **kw)
-
-
-def _choice(model: Any, field: str, path: str, choices: tuple[Any, ...], **kw: Any) -> Dimension:
-    return Dimension(path, "choice", _field(model, field)[0], choices=tuple(choices), **kw)
-
-
 def default_space(
     spec: Any,
     *,
@@ -161,102 +110,30 @@ def default_space(
     it (a factor of 10 either way)."""
     from studio.core.spec import TrainingSpec
     from studio.core.tasks import task_info
+    from studio.modalities import modality
 
-    kind = task_info(spec.task).kind
-    if kind not in KIND_SPACES:
-        raise SpecError(f"The studio cannot search settings for {kind} data yet.")
-    networks_of_kind, batch_sizes, rates = KIND_SPACES[kind]
-    dims = networks_of_kind(spec, networks)
+    kind = modality(task_info(spec.task).kind)
+    if not hasattr(kind, "search_dimensions"):
+        raise SpecError(f"The studio cannot search settings for {kind.name} data yet.")
+    batch_sizes, rates = kind.search_batch_sizes, kind.search_learning_rates
+    dims = list(kind.search_dimensions(spec, networks))
     if learning_rate_centre:
         rates = (learning_rate_centre / 10, learning_rate_centre * 10)
     dims += _optimizer_dimensions(rates)
     limit = max(batch_sizes[0], train_rows // 2) if train_rows else batch_sizes[-1]
     sizes = tuple(size for size in batch_sizes if size <= limit)
-    dims.append(_choice(TrainingSpec, "batch_size", "training.batch_size", sizes))
+    dims.append(choice(TrainingSpec, "batch_size", "training.batch_size", sizes))
     return SearchSpace(tuple(dims), {})
-
-
-def _table_dimensions(spec: Any, networks: list[str] | None = None) -> list[Dimension]:
-    from studio.core.spec import ArchitectureSpec, MLPParams
-
-    mlp = ("architecture.name", ("mlp",))
-    return [
-        _choice(ArchitectureSpec, "name", "architecture.name", tuple(networks or TABLE_NETWORKS)),
-        _number(MLPParams, "hidden_layers", "architecture.params.hidden_layers", 1, 4, when=mlp),
-        _number(MLPParams, "width", "architecture.params.width", 16, 512, log=True, when=mlp),
-        _number(MLPParams, "dropout", "architecture.params.dropout", 0.0, 0.5, when=mlp),
-    ]
-
-
-def _image_dimensions(spec: Any, networks: list[str] | None) -> list[Dimension]:
-    from studio.core.pretrained import weights_available
-    from studio.core.spec import (
-        ArchitectureSpec,
-        PretrainableParams,
-        SmallCNNParams,
-        architectures_for,
-        torchvision_architectures,
-    )
-
-    if networks is None:
-        networks = [
-            name
-            for name in architectures_for(spec.task)
-            if name not in torchvision_architectures() or weights_available(name)
-        ]
-    pretrained = tuple(n for n in networks if n in torchvision_architectures())
-    own = ("architecture.name", ("small_cnn",))
-    dims = [_choice(ArchitectureSpec, "name", "architecture.name", tuple(networks))]
-    if "small_cnn" in networks:
-        dims += [
-            _number(SmallCNNParams, "width", "architecture.params.width", 16, 64, log=True, when=own),
-            _number(SmallCNNParams, "dropout", "architecture.params.dropout", 0.0, 0.5, when=own),
-        ]
-    if pretrained:
-        dims.append(
-            _choice(
-                PretrainableParams,
-                "freeze_backbone",
-                "architecture.params.freeze_backbone",
-                (False, True),
-                when=("architecture.name", pretrained),
-            )
-        )
-    dims.append(Dimension(AUGMENTATION, "float", "Augmentation strength", low=0.0, high=1.0))
-    return dims
-
-
-def _text_dimensions(spec: Any, networks: list[str] | None = None) -> list[Dimension]:
-    """Texts: the bag of words (MiniLM is fine-tuned with its own settings, not searched: each of its
-    trials costs minutes on a CPU), its vector size, word groups, hidden layer and dropout."""
-    from studio.core.spec import ArchitectureSpec, BagOfWordsParams
-
-    bag = ("architecture.name", ("bag_of_words",))
-    return [
-        _choice(ArchitectureSpec, "name", "architecture.name", tuple(networks or ("bag_of_words",))),
-        _number(BagOfWordsParams, "embedding_dim", "architecture.params.embedding_dim", 16, 256, log=True, when=bag),
-        _choice(BagOfWordsParams, "word_ngrams", "architecture.params.word_ngrams", (1, 2, 3), when=bag),
-        _choice(BagOfWordsParams, "hidden", "architecture.params.hidden", (0, 64, 256), when=bag),
-        _number(BagOfWordsParams, "dropout", "architecture.params.dropout", 0.0, 0.5, when=bag),
-    ]
 
 
 def _optimizer_dimensions(rates: tuple[float, float]) -> list[Dimension]:
     from studio.core.spec import OptimizerSpec
 
     return [
-        _choice(OptimizerSpec, "name", "optimizer.name", ("adamw", "adam", "sgd")),
-        _number(OptimizerSpec, "learning_rate", "optimizer.learning_rate", *rates, log=True),
-        _number(OptimizerSpec, "weight_decay", "optimizer.weight_decay", 1e-6, 1e-2, log=True),
+        choice(OptimizerSpec, "name", "optimizer.name", ("adamw", "adam", "sgd")),
+        number(OptimizerSpec, "learning_rate", "optimizer.learning_rate", *rates, log=True),
+        number(OptimizerSpec, "weight_decay", "optimizer.weight_decay", 1e-6, 1e-2, log=True),
     ]
-
-
-KIND_SPACES: dict[str, tuple[Any, tuple[int, ...], tuple[float, float]]] = {
-    # data kind -> (its networks and their settings, batch sizes, learning-rate range)
-    "tabular": (_table_dimensions, BATCH_SIZES, (1e-4, 1e-1)),
-    "image": (_image_dimensions, IMAGE_BATCH_SIZES, (1e-5, 1e-2)),
-    "text": (_text_dimensions, BATCH_SIZES, (1e-4, 5e-2)),
-}
 
 
 def augmentation_settings(strength: float) -> dict[str, Any]:
@@ -305,14 +182,14 @@ def narrow(space: SearchSpace, narrowing: dict[str, Any] | None) -> SearchSpace:
                     )
                 dims.append(replace(dim, choices=tuple(value)))
             else:  # a list of numbers for a range: search between the smallest and the largest
-                numbers = [_as_number(dim, v) for v in value]
+                numbers = [_asnumber(dim, v) for v in value]
                 dims.append(replace(dim, low=min(numbers), high=max(numbers)))
         else:
             fixed[dim.path] = value
     return SearchSpace(tuple(dims), fixed)
 
 
-def _as_number(dim: Dimension, value: Any) -> float:
+def _asnumber(dim: Dimension, value: Any) -> float:
     if isinstance(value, str):  # YAML reads 1e-5 (no dot) as text
         with contextlib.suppress(ValueError):
             value = float(value)
@@ -327,8 +204,8 @@ def _narrow_range(dim: Dimension, value: dict[str, Any]) -> Dimension:
     extra = set(value) - {"low", "high", "log"}
     if extra:
         raise SpecError(f"'{dim.path}' takes low, high (and log); '{sorted(extra)[0]}' is not one of them.")
-    low = _as_number(dim, value.get("low", dim.low))
-    high = _as_number(dim, value.get("high", dim.high))
+    low = _asnumber(dim, value.get("low", dim.low))
+    high = _asnumber(dim, value.get("high", dim.high))
     log = bool(value.get("log", dim.log))
     if low > high:
         raise SpecError(f"'{dim.path}': low ({low:g}) is above high ({high:g}).")

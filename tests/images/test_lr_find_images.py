@@ -6,13 +6,14 @@ from __future__ import annotations
 import math
 
 from studio.core.spec import RunSpec
-from studio.search.lr_find import STEPS, _finding, find_learning_rate
+from studio.modalities import modality
+from studio.search.lr_find import _finding, find_learning_rate
 
 
 def test_the_finder_runs_on_pictures(shapes_dataset) -> None:
     spec = RunSpec.from_dict({"task": "image_classification", "data": {"dataset_id": shapes_dataset.id}})
 
-    assert STEPS["image"] == 60  # the page's test; 30 steps keep this one short
+    assert modality("image").lr_find_steps == 60  # the page's test; 30 steps keep this one short
     usual = find_learning_rate(spec, steps=30)
     assert len(usual.learning_rates) == 30  # up to 1.0 the loss never blows up here
     assert usual.learning_rates == sorted(usual.learning_rates)

@@ -110,6 +110,14 @@ class PreparedPictures:
 
 class ImageModality:
     name = "image"
+    search_batch_sizes = (16, 32, 64)
+    search_learning_rates = (1e-5, 1e-2)
+    lr_find_steps = 60  # a picture batch costs far more than a table's (seconds on a CPU)
+
+    def search_dimensions(self, spec: RunSpec, networks: list[str] | None = None) -> list[Any]:
+        from studio.modalities.image.search import dimensions
+
+        return dimensions(spec, networks)
 
     def device_plan(self, plan: Any) -> Any:
         """Pictures train in 32-bit on a CPU (16-bit convolutions are slower there) and, on a GPU, in the

@@ -77,6 +77,14 @@ def table_module(net: Any, data: Any, spec: RunSpec, steps_per_epoch: int, accum
 
 class TabularModality:
     name = "tabular"
+    search_batch_sizes = (16, 32, 64, 128, 256, 512)
+    search_learning_rates = (1e-4, 1e-1)
+    lr_find_steps = 100
+
+    def search_dimensions(self, spec: RunSpec, networks: list[str] | None = None) -> list[Any]:
+        from studio.modalities.tabular.search import dimensions
+
+        return dimensions(spec, networks)
 
     def device_plan(self, plan: Any) -> Any:
         return plan

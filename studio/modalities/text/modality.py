@@ -176,6 +176,14 @@ def worst_rows(data: Any, module: Any) -> dict[str, Any]:
 
 class TextModality:
     name = "text"
+    search_batch_sizes = (16, 32, 64, 128, 256, 512)
+    search_learning_rates = (1e-4, 5e-2)
+    lr_find_steps = 100
+
+    def search_dimensions(self, spec: RunSpec, networks: list[str] | None = None) -> list[Any]:
+        from studio.modalities.text.search import dimensions
+
+        return dimensions(spec, networks)
     folds = True
 
     def device_plan(self, plan: Any) -> Any:
