@@ -100,12 +100,11 @@ def field_key(path: str, task: str = "classification") -> str:
 
     Picture tasks have keys of their own (``train__img__training__epochs``): their settings and
     defaults differ from a table's, and the session keeps both while the user switches data sets."""
+    from studio.modalities import modality
+
     kind = task_info(task).kind
-    prefix = KEY_PREFIX + KIND_KEY_PREFIXES.get(kind, f"{kind}__")
+    prefix = KEY_PREFIX + getattr(modality(kind), "form_key_prefix", f"{kind}__")
     return prefix + path.replace(".", "__")
-
-
-KIND_KEY_PREFIXES = {"tabular": "", "image": "img__"}
 
 
 def metric_choices(task: str) -> tuple[str, ...]:

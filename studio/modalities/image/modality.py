@@ -110,6 +110,7 @@ class PreparedPictures:
 
 class ImageModality:
     name = "image"
+    form_key_prefix = "img__"  # pictures keep settings of their own: train__img__training__epochs
     search_batch_sizes = (16, 32, 64)
     search_learning_rates = (1e-5, 1e-2)
     lr_find_steps = 60  # a picture batch costs far more than a table's (seconds on a CPU)

@@ -77,6 +77,7 @@ def table_module(net: Any, data: Any, spec: RunSpec, steps_per_epoch: int, accum
 
 class TabularModality:
     name = "tabular"
+    form_key_prefix = ""  # the Train form's widget keys: train__training__epochs
     search_batch_sizes = (16, 32, 64, 128, 256, 512)
     search_learning_rates = (1e-4, 1e-1)
     lr_find_steps = 100
