@@ -246,8 +246,8 @@ class TabularDataModule(pl.LightningDataModule):
     def targets(self, split: str) -> np.ndarray:
         """The target of every row of a split (``train``, ``val``, ``test``): class indices, or the
         numbers in the target's own units (not scaled)."""
-        y = self.tensors[split][2].detach().cpu().numpy()
-        if self.spec.task == "classification":
+        y = self.tensors[split][-1].detach().cpu().numpy()  # the target is a batch's last tensor
+        if self.head == "classification":
             return y
         return y.astype("float64") * self.target_state["std"] + self.target_state["mean"]
 

@@ -73,11 +73,33 @@ def test_without_the_kind_its_task_is_refused_in_one_line_naming_the_tasks(studi
     done = run_cli("train", "--data", str(sums_csv), "--target", "y", "--task", "toy_sum", plugin=False)
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
-    assert "task must be one of 'classification', 'regression', 'text_classification' or 'text_regression' (got 'toy_sum')" in done.stderr
+    assert (
+        "task must be one of 'classification', 'regression', 'text_classification' or 'text_regression' (got 'toy_sum')"
+        in done.stderr
+    )
+
+
+@pytest.fixture
+def registries_restored():
+    """The toy kind registers itself in this process (the pages run in it); afterwards the studio's
+    registries hold again what they held before, so later tests see only the studio's own kinds."""
+    from studio import modalities
+    from studio.core import spec, tasks
+
+    saved = [
+        (registry, dict(registry)) for registry in (tasks._TASKS, modalities.MODALITIES, spec.ARCHITECTURES)
+    ]
+    loaded = set(tasks._plugins_loaded)
+    yield
+    for registry, before in saved:
+        registry.clear()
+        registry.update(before)
+    tasks._plugins_loaded.clear()
+    tasks._plugins_loaded.update(loaded)
 
 
 def test_a_kind_registered_from_the_tests_goes_from_the_train_form_to_predict(
-    studio_home, tmp_path, sums_csv, monkeypatch
+    studio_home, tmp_path, sums_csv, monkeypatch, registries_restored
 ):
     """The toy kind through the pages, as a user goes: the Train form offers its task and network and
     submits a real job (the scheduler's worker loads the kind from STUDIO_MODALITIES), the run page
