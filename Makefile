@@ -48,3 +48,4 @@ test-e2e: install-dev install-browser
 
 bench: install
 	$(PYTHON) bench/tabular_throughput.py
+	$(PYTHON) bench/text_bow_throughput.py
