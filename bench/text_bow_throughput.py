@@ -149,11 +149,12 @@ def main() -> int:
 
         device = torch.device(args.device)
         bare_loop(data, spec, 1, device)  # warm-up: allocator, kernels
-        studio_times, bare_times, totals = [], [], []
+        studio_times, bare_times, totals, saves = [], [], [], []
         for _ in range(args.repeats):  # interleaved, so machine noise hits both alike
             result = train(spec)
             studio_times.append(result.fit_seconds)
             totals.append(result.seconds)
+            saves.append((result.checkpoint_seconds, result.checkpoint_bytes))
             bare_times.append(bare_loop(data, spec, args.epochs, device))
 
         samples = train_rows * args.epochs
@@ -165,6 +166,12 @@ def main() -> int:
         print(
             f"ratio studio/bare : {studio_rate / bare_rate:.3f} best against best, "
             f"{paired[len(paired) // 2]:.3f} median of {args.repeats} back-to-back pairs   (goal >= 0.95)"
+        )
+        fastest = studio_times.index(min(studio_times))
+        print(
+            f"checkpoints       : {saves[fastest][0]:.2f} s of the studio's fastest fit of "
+            f"{studio_times[fastest]:.2f} s (one a {saves[fastest][1] / 1e6:.0f} MB file: weights and AdamW's "
+            f"two moments, saved at the end of an epoch when 2 s have passed since the last)"
         )
         print(
             f"whole train() call: {min(totals):.2f} s (reading and encoding the texts, fit, test, MLflow, "
