@@ -48,10 +48,11 @@ test-ray: install-dev install-cluster
 test-e2e: install-dev install-browser
 	$(PYTHON) -m pytest -m e2e
 
-# The two throughput benchmarks at their measuring size (the README's numbers).
+# The throughput benchmarks at their measuring size (the README's numbers).
 bench: install
 	$(PYTHON) bench/tabular_throughput.py
 	$(PYTHON) bench/image_throughput.py
+	$(PYTHON) bench/text_bow_throughput.py
 
 # Every benchmark under bench/ at its tiny size, as tests/test_bench.py runs them in the fast suite.
 bench-tiny: install-dev

@@ -60,6 +60,14 @@ class TaskInfo:
     """Defaults of its own for spec sections (pictures: mixed bfloat16 precision on GPUs)."""
 
 
+TEXT_SPEC_DEFAULTS: dict[str, dict[str, Any]] = {
+    "early_stopping": {"patience": 5},
+    "scheduler": {"plateau_patience": 2},
+}
+"""Text networks learn their words within a few epochs and then overfit: on the real sets of
+``bench/text_quality.py`` the bag of words' best validation loss came at epoch 2 to 5 and rose steadily
+after it, so 15 epochs of patience (the tables' default) only spent time (two thirds of each run)."""
+
 _TASKS: dict[str, TaskInfo] = {}
 _lock = threading.Lock()
 _plugins_loaded: set[str] = set()
@@ -95,6 +103,7 @@ for _builtin in (
         True,
         "tabular",
         "bag_of_words",
+        spec_defaults=TEXT_SPEC_DEFAULTS,
     ),
     TaskInfo(
         "text_regression",
@@ -103,6 +112,7 @@ for _builtin in (
         False,
         "tabular",
         "bag_of_words",
+        spec_defaults=TEXT_SPEC_DEFAULTS,
     ),
 ):
     register_task(_builtin)
