@@ -27,6 +27,8 @@ from studio.modalities.image.ingest import (
     is_image_dataset,
     is_zip,
     mirroring_changes_meaning,
+    small_set_network,
+    small_set_reason,
 )
 from studio.modalities.tabular.ingest import MAX_COLUMNS, read_table_file
 from studio.modalities.tabular.profile import (
@@ -57,6 +59,8 @@ __all__ = [
     "delete_dataset",
     "get_dataset",
     "image_defaults",
+    "small_set_network",
+    "small_set_reason",
     "image_paths",
     "is_image_dataset",
     "is_zip",

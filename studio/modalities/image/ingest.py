@@ -687,10 +687,40 @@ def mirroring_changes_meaning(profile: dict[str, Any]) -> str | None:
     return None
 
 
+SMALL_PICTURE_SET = 2000
+"""Up to this many pictures, the network starts as a pretrained EfficientNet-Lite0 (when its weights are
+installed); from there on, the small CNN learns enough from the pictures alone and is far faster."""
+SMALL_SET_NETWORK = "efficientnet_lite0"
+
+
+def small_set_network(profile: dict[str, Any]) -> str | None:
+    """The pretrained network a small picture set starts with, or ``None`` (a large set, or its weights are
+    not installed: the small CNN, the task's default)."""
+    from studio.core.pretrained import weights_available
+
+    small = 0 < int(profile.get("n_images") or 0) < SMALL_PICTURE_SET
+    return SMALL_SET_NETWORK if small and weights_available(SMALL_SET_NETWORK) else None
+
+
+def small_set_reason(profile: dict[str, Any]) -> str:
+    """Why the form starts with the pretrained network, in one sentence."""
+    return (
+        f"With {int(profile.get('n_images') or 0):,} pictures (fewer than {SMALL_PICTURE_SET:,}), the studio "
+        "starts from EfficientNet-Lite0, which already learned shapes and textures from 1.3 million ImageNet "
+        "photos, and only its last layer learns your classes: a small set alone teaches a network from "
+        "scratch far less."
+    )
+
+
 def image_defaults(profile: dict[str, Any]) -> dict[str, Any]:
     """Picture settings whose starting value depends on the data set (dotted path → value): mirroring
-    starts off when it would change what the pictures show, on otherwise (the spec's default)."""
-    return {"image.horizontal_flip": mirroring_changes_meaning(profile) is None}
+    starts off when it would change what the pictures show, on otherwise (the spec's default); a small set
+    (fewer than :data:`SMALL_PICTURE_SET` pictures) starts from the pretrained EfficientNet-Lite0 when its
+    weights are installed (see :func:`small_set_reason`), any other the small CNN."""
+    defaults: dict[str, Any] = {"image.horizontal_flip": mirroring_changes_meaning(profile) is None}
+    if profile.get("kind") == "images":
+        defaults["architecture.name"] = small_set_network(profile) or "small_cnn"
+    return defaults
 
 
 def _image_warnings(profile: dict[str, Any]) -> list[dict[str, Any]]:

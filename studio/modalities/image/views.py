@@ -28,6 +28,12 @@ class PictureForm:
     def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
         return profile.get("warnings", [])
 
+    def network_note(self, profile: dict[str, Any], architecture: str) -> str | None:
+        """Why a small set starts from the pretrained network (while that network is the one chosen)."""
+        from studio.data import small_set_network, small_set_reason
+
+        return small_set_reason(profile) if architecture == small_set_network(profile) else None
+
     def learns(self, profile: dict[str, Any]) -> str | None:
         from studio.core.text import as_text
 
