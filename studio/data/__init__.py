@@ -27,6 +27,7 @@ from studio.modalities.image.ingest import (
     is_image_dataset,
     is_zip,
     mirroring_changes_meaning,
+    named_like_picture,
     small_set_network,
     small_set_reason,
 )
@@ -68,6 +69,7 @@ __all__ = [
     "load_profile",
     "load_table",
     "mirroring_changes_meaning",
+    "named_like_picture",
     "profile_table",
     "read_table_file",
     "resolve_dataset",

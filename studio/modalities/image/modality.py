@@ -147,7 +147,7 @@ class ImageModality:
         names: list[str]
         pictures: list[Any]
         if data.is_dir():
-            from studio.modalities.image.ingest import named_like_picture
+            from studio.data import named_like_picture  # (via the package: its ingest module needs it first)
 
             files = sorted(
                 p for p in data.rglob("*") if p.is_file() and named_like_picture(str(p.relative_to(data)))
