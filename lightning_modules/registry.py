@@ -15,7 +15,7 @@ from torch import nn
 from lightning_modules.image.networks import build_image_network
 from studio.core.errors import SpecError
 from studio.core.runtime import TabularNet
-from studio.core.spec import ARCHITECTURES, torchvision_architectures
+from studio.core.spec import ARCHITECTURES, pretrainable_architectures
 
 
 @dataclass(frozen=True)
@@ -62,8 +62,9 @@ def register(name: str) -> Callable[[Builder], Builder]:
 
 
 def registered() -> list[str]:
-    """Every network this module can build: the studio's own, then the catalogue's torchvision ones."""
-    return list(_BUILDERS) + [name for name in torchvision_architectures() if name not in _BUILDERS]
+    """Every network this module can build: the studio's own, then the catalogue's pretrainable picture
+    networks (torchvision's and EfficientNet-Lite)."""
+    return list(_BUILDERS) + [name for name in pretrainable_architectures() if name not in _BUILDERS]
 
 
 def build_network(
@@ -71,9 +72,9 @@ def build_network(
 ) -> nn.Module:
     """Build the network called ``name``; an unknown name fails with the list of valid ones.
 
-    The catalogue's torchvision networks need no builder of their own: their catalogue entry is enough."""
+    The catalogue's pretrainable picture networks need no builder of their own: their entry is enough."""
     builder = _BUILDERS.get(name)
-    if builder is None and name in torchvision_architectures():
+    if builder is None and name in pretrainable_architectures():
         return build_image_network(name, params, shape.n_classes)
     if builder is None:
         raise SpecError(f"Unknown architecture '{name}'; choose one of: {', '.join(registered())}.")

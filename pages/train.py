@@ -16,7 +16,7 @@ from studio import jobs
 from studio.app import charts, forms, search_form, ui
 from studio.app.kinds import form_kind as forms_for_kind
 from studio.app.kinds import kind_views
-from studio.core.pretrained import weights_available, weights_path
+from studio.core.pretrained import pretrainable, weights_available
 from studio.core.spec import (
     ARCHITECTURES,
     PRESET_HELP,
@@ -165,7 +165,8 @@ def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
             # Each data set starts from its own suitable values (no mirroring for digits, say).
             state["train_defaults_for"] = dataset_id
             for path, value in kind.starting_values(profile).items():
-                state[forms.field_key(path, tasks[0])] = value
+                # the network is the page's own select box (e.g. a pretrained one for a small picture set)
+                state["train_architecture" if path == "architecture.name" else forms.field_key(path, tasks[0])] = value
         columns = [column["name"] for column in profile["columns"]]
         if fixed is not None:
             target, suggested_task, task = fixed.fixed_target, fixed.name, fixed.name
@@ -232,7 +233,7 @@ def network(task: str) -> str:
         args=(task,),
     )
     st.caption(ARCHITECTURES[architecture].description)
-    if weights_path(architecture) is not None and not weights_available(architecture):
+    if pretrainable(architecture) and not weights_available(architecture):
         st.caption(
             ":orange[Its pretrained weights are not on this machine, so here it can only learn from "
             "scratch (untick 'Start from pretrained weights').]"

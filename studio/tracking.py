@@ -45,6 +45,7 @@ TAG_BATCH_SIZE = "studio.batch_size"
 TAG_ACCUMULATE = "studio.accumulate_grad_batches"
 TAG_IGNORED_COLUMNS = "studio.ignored_columns"
 TAG_IMAGE_SIZE = "studio.image_size"
+TAG_PRETRAINED_FROM = "studio.pretrained_from"  # the ImageNet weights a picture run started from
 TAG_PRECISION = "studio.precision"
 TAG_TRAINABLE_SHARE = "studio.trainable_share"
 

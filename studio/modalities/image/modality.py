@@ -23,15 +23,19 @@ from studio.modalities import register
 class PreparedPictures:
     data: Any
     net: Any
+    pretrained_from: str | None = None
 
     def run_tags(self, precision: str) -> dict[str, str]:
         from lightning_modules.image.networks import trainable_share
 
-        return {
+        tags = {
             tracking.TAG_IMAGE_SIZE: str(self.data.image_size),
             tracking.TAG_PRECISION: precision,
             tracking.TAG_TRAINABLE_SHARE: f"{trainable_share(self.net):.4f}",
         }
+        if self.pretrained_from:
+            tags[tracking.TAG_PRETRAINED_FROM] = self.pretrained_from
+        return tags
 
     def lightning_module(self, spec: RunSpec, steps_per_epoch: int, accumulate: int) -> Any:
         import torch
@@ -139,12 +143,14 @@ class ImageModality:
         the weights checked before thousands of pictures are decoded."""
         from lightning_modules.image.data import ImageDataModule
         from lightning_modules.registry import ImageShape, build_network
-        from studio.core.pretrained import check_weights
+        from studio.core.pretrained import check_weights, pretrainable, weights_source
 
-        check_weights(spec.architecture.name, spec.architecture.params)
+        name, params = spec.architecture.name, spec.architecture.params
+        check_weights(name, params)
         data = ImageDataModule(dataset.path, table, profile, spec)
-        net = build_network(spec.architecture.name, spec.architecture.params, ImageShape(data.n_classes))
-        return PreparedPictures(data, net)
+        net = build_network(name, params, ImageShape(data.n_classes))
+        started = weights_source(name) if params.get("pretrained") and pretrainable(name) else None
+        return PreparedPictures(data, net, started)
 
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """``data`` may be a picture, a folder or a zip of pictures, or a CSV with an ``image`` column of

@@ -14,16 +14,16 @@ def dimensions(spec: Any, networks: list[str] | None) -> list[Dimension]:
         PretrainableParams,
         SmallCNNParams,
         architectures_for,
-        torchvision_architectures,
+        pretrainable_architectures,
     )
 
     if networks is None:
         networks = [
             name
             for name in architectures_for(spec.task)
-            if name not in torchvision_architectures() or weights_available(name)
+            if name not in pretrainable_architectures() or weights_available(name)
         ]
-    pretrained = tuple(n for n in networks if n in torchvision_architectures())
+    pretrained = tuple(n for n in networks if n in pretrainable_architectures())
     own = ("architecture.name", ("small_cnn",))
     dims = [choice(ArchitectureSpec, "name", "architecture.name", tuple(networks))]
     if "small_cnn" in networks:
