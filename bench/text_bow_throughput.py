@@ -140,7 +140,7 @@ def main() -> int:
             print("skipped: --device cuda asked but no CUDA device is visible")
             return 0
         from studio.core.spec import RunSpec
-        from studio.data import add_csv, load_profile
+        from studio.data import add_csv, load_profile, load_table
         from studio.engine.training import train
         from studio.modalities.text.modality import TextModality
 
@@ -156,7 +156,7 @@ def main() -> int:
                 "early_stopping": {"enabled": False},
             }
         )
-        prepared = TextModality().prepare(spec, dataset, load_profile(dataset.id))
+        prepared = TextModality().prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id))
         data = prepared.data
         data.text_state = prepared.encoder.state
         params = spec.architecture.params

@@ -147,7 +147,7 @@ def run_set(
     name: str, frame, seed: int, arch: str, overrides: dict[str, Any], tmp: Path, tiny: bool
 ) -> dict[str, Any]:
     from studio.core.spec import RunSpec
-    from studio.data import add_data_file, load_profile
+    from studio.data import add_data_file, load_profile, load_table
     from studio.engine.training import train
     from studio.modalities.text.modality import TextModality
 
@@ -163,7 +163,7 @@ def run_set(
     spec = RunSpec.from_dict(raw)
     if overrides:
         spec = spec.with_changes(**overrides)
-    prepared = TextModality().prepare(spec, dataset, load_profile(dataset.id))
+    prepared = TextModality().prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id))
     data = prepared.data
     (text,) = data.plan.text
     fit_idx = list(data.train_idx) + list(data.val_idx)
