@@ -24,16 +24,18 @@ SHOWN_ERRORS = 50
 SHOWN_CHARACTERS = 600
 
 
-def make_encoder(spec: RunSpec, columns: list[str]) -> Any:
-    """The text encoder of the spec's network: hashed words, or the pretrained network's tokenizer."""
+def make_encoder(spec: RunSpec, columns: list[str]) -> tuple[Any, Path | None]:
+    """The text encoder of the spec's network (hashed words, or the pretrained network's tokenizer) and
+    the pretrained network's folder (``None`` for the bag of words)."""
     params = spec.architecture.params
     info = ARCHITECTURES[spec.architecture.name]
     if info.hub_id is None:
         from studio.core.text_runtime import HashingTextEncoder
 
-        return HashingTextEncoder.new(
+        encoder = HashingTextEncoder.new(
             columns, params["max_tokens"], params["buckets"], params["word_ngrams"], params["char_ngrams"]
         )
+        return encoder, None
     from studio.core.pretrained import locate_pretrained
     from studio.core.transformer_runtime import TransformerTextEncoder
 
@@ -201,8 +203,7 @@ class TextModality:
         prepared = PreparedText(data=None, encoder=None)
 
         def text_inputs(plan: Any) -> Any:
-            made = make_encoder(spec, plan.text)
-            prepared.encoder, prepared.model_dir = made if isinstance(made, tuple) else (made, None)
+            prepared.encoder, prepared.model_dir = make_encoder(spec, plan.text)
 
             def encode(rows: pd.DataFrame) -> list[Any]:
                 ids, cut = prepared.encoder.encode(rows)
