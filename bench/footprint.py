@@ -64,9 +64,9 @@ def role(cmdline: list[str]) -> str:
         return "MLflow UI server (uvicorn)"
     if "mlflow ui" in text or "mlflow server" in text or "mlflow.server" in text:
         return "MLflow UI launcher"
-    if "studio.jobs.worker --standby" in text:
+    if "studio.cli.worker --standby" in text:
         return "standby worker (torch, Lightning, MLflow imported)"
-    if "studio.jobs.worker" in text:
+    if "studio.cli.worker" in text:
         return "training worker"
     if "studio.search.driver" in text:
         return "search driver"
