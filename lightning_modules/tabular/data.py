@@ -214,6 +214,8 @@ class TabularDataModule(pl.LightningDataModule):
             missing_indicators=pre.missing_indicators,
             categorical_encoding=pre.categorical_encoding,
             max_categories=pre.max_categories,
+            log_scaled=getattr(self.plan, "log_numeric", []) if pre.log_scale else [],
+            rare_category_rows=pre.rare_category_rows,
         )
         x_num, x_cat = self.preprocessor.transform(frame)
         extra = [torch.from_numpy(x) for x in extra_inputs(frame)] if extra_inputs is not None else []

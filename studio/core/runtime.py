@@ -9,6 +9,8 @@ installed. Its state is plain JSON; weights are loaded with ``weights_only=True`
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from typing import Any
 
 import numpy as np
@@ -16,9 +18,21 @@ import pandas as pd
 import torch
 from torch import nn
 
-RUNTIME_VERSION = 2  # 2: numeric inputs keep their training min/max; predictions carry WARNING_COLUMN
-UNKNOWN = 0  # index 0 of every category vocabulary: missing, unseen or grouped rare values
+RUNTIME_VERSION = 3
+# 2: numeric inputs keep their training min/max; predictions carry WARNING_COLUMN
+# 3: numbers may be read on a log scale ("log"); dates keep their parts ("parts") and day-first order
+UNKNOWN = 0  # index 0 of every category vocabulary: missing, unseen or pooled rare values
 DATE_PARTS = ("year", "month", "dayofweek", "dayofyear", "hour")
+DATE_PART_WORDS = {
+    "year": "year",
+    "month": "month",
+    "dayofweek": "day of week",
+    "dayofyear": "day of year",
+    "hour": "hour",
+}
+RARE_CATEGORY_ROWS = 5
+"""A category value seen in fewer training rows than this is pooled with the other rare ones (and with
+values first seen at prediction time): one learned vector for all of them."""
 WARNING_COLUMN = "prediction_warning"
 
 
@@ -68,18 +82,66 @@ def _category_text_of(value: Any) -> Any:
     return text if text else None
 
 
-def _date_parts(series: pd.Series) -> np.ndarray:
-    stamps = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
-    parts = np.column_stack(
-        [
-            stamps.dt.year.to_numpy(dtype="float64", na_value=np.nan),
-            stamps.dt.month.to_numpy(dtype="float64", na_value=np.nan),
-            stamps.dt.dayofweek.to_numpy(dtype="float64", na_value=np.nan),
-            stamps.dt.dayofyear.to_numpy(dtype="float64", na_value=np.nan),
-            stamps.dt.hour.to_numpy(dtype="float64", na_value=np.nan),
-        ]
-    )
+def day_first(values: Any) -> bool:
+    """Whether dates written with slashes or dots read day first ("25/12/2019"): some value's first
+    number is above 12 and no value's second one is. (Year-first values such as 2019/03/01 do not
+    count.)"""
+    first_big = second_big = False
+    for value in values:
+        parts = re.match(r"^\s*(\d{1,2})[./-](\d{1,2})[./-]\d{2,4}\b", str(value))
+        if parts:
+            first_big = first_big or int(parts.group(1)) > 12
+            second_big = second_big or int(parts.group(2)) > 12
+    return first_big and not second_big
+
+
+def parse_dates(series: pd.Series, dayfirst: bool = False) -> pd.Series:
+    """Dates and times in any common text form ("Jun 12 1998", "1998-06-12", "12/06/1998", "2019-03-01
+    14:22") → UTC timestamps (``NaT`` where a value does not read as a date). The format of the first
+    value is tried on every row at once; only the rows it does not fit are read one by one."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        stamps = pd.to_datetime(series, utc=True)
+        return stamps
+    text = series.astype("string").str.strip()
+    text = text.where(text != "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "could not infer format": the rows it misses are read below
+        try:
+            stamps = pd.to_datetime(text, errors="coerce", utc=True, dayfirst=dayfirst)
+        except (ValueError, TypeError, OverflowError):
+            stamps = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
+        rest = stamps.isna() & text.notna()
+        if rest.any():
+            stamps = stamps.copy()
+            stamps[rest] = pd.to_datetime(
+                text[rest], errors="coerce", utc=True, format="mixed", dayfirst=dayfirst
+            )
+    return stamps
+
+
+def date_parts_present(stamps: pd.Series) -> list[str]:
+    """The parts of dates a model reads: year, month, day of week and day of year, and the hour when
+    some value has a time of day other than midnight."""
+    present = stamps.dropna()
+    parts = ["year", "month", "dayofweek", "dayofyear"]
+    if len(present) and bool(((present.dt.hour != 0) | (present.dt.minute != 0)).any()):
+        parts.append("hour")
     return parts
+
+
+def _date_parts(series: pd.Series, dayfirst: bool = False, parts: Any = DATE_PARTS) -> np.ndarray:
+    return _parts_of(parse_dates(series, dayfirst), parts, len(series))
+
+
+def _parts_of(stamps: pd.Series, parts: Any, n: int) -> np.ndarray:
+    return np.column_stack(
+        [getattr(stamps.dt, part).to_numpy(dtype="float64", na_value=np.nan) for part in parts]
+    ).reshape(n, len(parts))
+
+
+def signed_log1p(values: np.ndarray) -> np.ndarray:
+    """``log(1 + x)`` of money and counts (``-log(1 + |x|)`` for a negative value a new row may hold)."""
+    return np.sign(values) * np.log1p(np.abs(values))
 
 
 def _fit_scaler(values: np.ndarray, fill: str, scaling: str) -> dict[str, float]:
@@ -133,29 +195,42 @@ class TabularPreprocessor:
         missing_indicators: bool = True,
         categorical_encoding: str = "embedding",
         max_categories: int = 64,
+        log_scaled: Any = (),
+        rare_category_rows: int = 1,
     ) -> TabularPreprocessor:
+        """Fit on the training rows. ``log_scaled``: the number columns read on a log scale (money and
+        counts, as the profile found them); ``rare_category_rows``: category values seen in fewer rows
+        than this are pooled with the unseen ones (index 0)."""
         numeric_state = []
         for name in numeric:
-            values = _as_float(frame[name])
-            entry = {"name": name, **_fit_scaler(values, numeric_fill, numeric_scaling), **_range(values)}
+            raw = _as_float(frame[name])
+            log = name in log_scaled
+            values = signed_log1p(raw) if log else raw
+            entry = {"name": name, **_fit_scaler(values, numeric_fill, numeric_scaling), **_range(raw)}
             entry["indicator"] = bool(missing_indicators and np.isnan(values).any())
+            if log:
+                entry["log"] = True
             numeric_state.append(entry)
         date_state = []
         for name in datetime:
-            parts = _date_parts(frame[name])
-            scalers = [
-                _fit_scaler(parts[:, i], numeric_fill, numeric_scaling) for i in range(len(DATE_PARTS))
-            ]
+            dayfirst = day_first(frame[name].dropna().astype(str).head(5000))
+            stamps = parse_dates(frame[name], dayfirst)
+            parts = date_parts_present(stamps)
+            values = _parts_of(stamps, parts, len(stamps))
+            scalers = [_fit_scaler(values[:, i], numeric_fill, numeric_scaling) for i in range(len(parts))]
             date_state.append(
                 {
                     "name": name,
+                    "parts": parts,
+                    "dayfirst": dayfirst,
                     "scalers": scalers,
-                    "indicator": bool(missing_indicators and np.isnan(parts[:, 0]).any()),
+                    "indicator": bool(missing_indicators and stamps.isna().any()),
                 }
             )
         cat_state = []
         for name in categorical:
             counts = _as_category_text(frame[name]).value_counts(dropna=True)
+            counts = counts[counts >= max(1, rare_category_rows)]
             vocab = [str(v) for v in counts.index[: max(1, max_categories - 1)]]
             cat_state.append({"name": name, "vocab": vocab})
         state = {
@@ -184,7 +259,7 @@ class TabularPreprocessor:
     @property
     def n_numeric(self) -> int:
         n = sum(1 + int(c["indicator"]) for c in self.state["numeric"])
-        n += sum(len(DATE_PARTS) + int(c["indicator"]) for c in self.state["datetime"])
+        n += sum(len(c.get("parts", DATE_PARTS)) + int(c["indicator"]) for c in self.state["datetime"])
         if self.onehot:
             n += sum(len(c["vocab"]) + 1 for c in self.state["categorical"])
         return n
@@ -201,11 +276,13 @@ class TabularPreprocessor:
         blocks: list[np.ndarray] = []
         for col in self.state["numeric"]:
             values = _as_float(frame[col["name"]])
+            if col.get("log"):
+                values = signed_log1p(values)
             blocks.append(self._scaled(values, col)[:, None])
             if col["indicator"]:
                 blocks.append(np.isnan(values).astype("float64")[:, None])
         for col in self.state["datetime"]:
-            parts = _date_parts(frame[col["name"]])
+            parts = self._date_parts(frame[col["name"]], col)
             for i, scaler in enumerate(col["scalers"]):
                 blocks.append(self._scaled(parts[:, i], scaler)[:, None])
             if col["indicator"]:
@@ -252,7 +329,7 @@ class TabularPreprocessor:
                 )
         for col in self.state["datetime"]:
             if col["name"] in frame:
-                empty += np.isnan(_date_parts(frame[col["name"]])[:, 0])
+                empty += np.isnan(self._date_parts(frame[col["name"]], col)[:, 0])
             else:
                 empty += 1
         for col in self.state["categorical"]:
@@ -273,6 +350,11 @@ class TabularPreprocessor:
                 parts.append("; ".join(shown))
             out[i] = "; ".join(parts)
         return out
+
+    @staticmethod
+    def _date_parts(series: pd.Series, col: dict[str, Any]) -> np.ndarray:
+        """The date parts a column was fitted with (every part for states before version 3)."""
+        return _date_parts(series, bool(col.get("dayfirst")), col.get("parts", DATE_PARTS))
 
     @staticmethod
     def _scaled(values: np.ndarray, scaler: dict[str, float]) -> np.ndarray:
@@ -313,8 +395,31 @@ def embedding_size(cardinality: int, requested: int = 0) -> int:
     return requested if requested > 0 else int(min(32, max(2, round(1.6 * cardinality**0.56))))
 
 
+NUMERIC_EMBEDDINGS = ("none", "periodic")
+
+
+class PeriodicEmbedding(nn.Module):
+    """A learned vector for each number input, from its sines and cosines at learned frequencies
+    (Gorishniy et al., "On Embeddings for Numerical Features in Tabular Deep Learning", 2022: the
+    "PLR(lite)" variant): ``relu(linear([sin(2π c_j x_j), cos(2π c_j x_j)]))`` with ``frequencies``
+    frequencies ``c_j`` per input (drawn from N(0, ``scale``²), then learned) and one linear layer shared
+    by the inputs. An MLP then sees each number through a shape it learned, not as one straight scale."""
+
+    def __init__(self, n_inputs: int, frequencies: int = 16, dim: int = 16, scale: float = 0.1):
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(n_inputs, frequencies) * scale)
+        self.linear = nn.Linear(2 * frequencies, dim)
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        angles = 2 * math.pi * self.frequencies[None] * x[..., None]  # [batch, inputs, frequencies]
+        out = torch.relu(self.linear(torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)))
+        return out.flatten(1)  # [batch, inputs * dim]
+
+
 class TabularNet(nn.Module):
-    """Embeddings for categories, concatenated with numbers, then an MLP (no hidden layer = linear)."""
+    """Embeddings for categories, concatenated with numbers (as they are, or each through a learned
+    periodic embedding: ``numeric_embedding="periodic"``), then an MLP (no hidden layer = linear)."""
 
     def __init__(
         self,
@@ -326,8 +431,12 @@ class TabularNet(nn.Module):
         dropout: float = 0.1,
         batch_norm: bool = True,
         embedding_dim: int = 0,
+        numeric_embedding: str = "none",
+        numeric_embedding_dim: int = 16,
     ):
         super().__init__()
+        if numeric_embedding not in NUMERIC_EMBEDDINGS:
+            raise ValueError(f"unknown numeric embedding '{numeric_embedding}'")
         self.config = {
             "n_numeric": n_numeric,
             "cardinalities": list(cardinalities),
@@ -338,10 +447,21 @@ class TabularNet(nn.Module):
             "batch_norm": batch_norm,
             "embedding_dim": embedding_dim,
         }
+        if numeric_embedding != "none":  # older bundles' configs stay as they were
+            self.config |= {
+                "numeric_embedding": numeric_embedding,
+                "numeric_embedding_dim": numeric_embedding_dim,
+            }
         self.embeddings = nn.ModuleList(
             nn.Embedding(card, embedding_size(card, embedding_dim)) for card in cardinalities
         )
-        width_in = n_numeric + sum(e.embedding_dim for e in self.embeddings)
+        self.numeric_embedding = (
+            PeriodicEmbedding(n_numeric, dim=numeric_embedding_dim)
+            if numeric_embedding == "periodic" and n_numeric
+            else None
+        )
+        numeric_width = n_numeric * numeric_embedding_dim if self.numeric_embedding is not None else n_numeric
+        width_in = numeric_width + sum(e.embedding_dim for e in self.embeddings)
         layers: list[nn.Module] = []
         for _ in range(hidden_layers):
             layers.append(nn.Linear(width_in, width))
@@ -356,7 +476,8 @@ class TabularNet(nn.Module):
         self.empty_input = width_in == 0
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
-        parts = [x_num] if x_num.shape[1] else []
+        numbers = self.numeric_embedding(x_num) if self.numeric_embedding is not None else x_num
+        parts = [numbers] if x_num.shape[1] else []
         parts += [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]
         if self.empty_input:
             parts = [torch.zeros(x_num.shape[0], 1, device=x_num.device, dtype=x_num.dtype)]

@@ -90,6 +90,14 @@ class MLPParams(StudioModel):
         description="Size of the learned vector for each category value; 0 picks it from the number of values.",
         json_schema_extra=_extra(advanced=True),
     )
+    numeric_embedding: Literal["none", "periodic"] = Field(
+        "none",
+        title="Number embedding",
+        description="'periodic' gives every number column a learned vector made from its sines and cosines "
+        "(Gorishniy et al., 2022), so the network can learn bends and bumps in a number's effect; "
+        "'none' feeds the scaled numbers as they are.",
+        json_schema_extra=_extra(advanced=True),
+    )
 
 
 class SmallCNNParams(StudioModel):
@@ -570,6 +578,23 @@ class PreprocessingSpec(StudioModel):
         le=10000,
         title="Most categories kept per column",
         description="Rarer values of a category column are grouped together as 'other'.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    rare_category_rows: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        title="Rows a category value needs",
+        description="A category value seen in fewer training rows than this is pooled with the other rare "
+        "values (and with values first seen at prediction time) into one 'rare' value; 1 keeps every value.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    log_scale: bool = Field(
+        True,
+        title="Log scale for money and counts",
+        description="Read number columns that look like money or counts (never negative, spanning several "
+        "orders of magnitude, a long tail of large values) on a log scale before rescaling, as the data "
+        "page says for each such column.",
         json_schema_extra=_extra(advanced=True),
     )
     datetime_features: bool = Field(

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from studio.core.errors import TrainingError
@@ -14,6 +15,8 @@ from studio.core.runtime import _as_category_text
 from studio.core.spec import RunSpec
 from studio.core.tasks import task_info
 from studio.modalities.tabular.profile import (
+    MANY_CATEGORIES,
+    heavy_tailed,
     identifier_reason,
     identifier_target_refusal,
     is_identifier,
@@ -31,6 +34,7 @@ class FeaturePlan:
     datetime: list[str]
     ignored: dict[str, str]  # column -> why it is left out
     text: list[str] = field(default_factory=list)  # free-text columns (read only when ``read_text``)
+    log_numeric: list[str] = field(default_factory=list)  # number columns read on a log scale
 
 
 def plan_features(
@@ -102,7 +106,18 @@ def plan_features(
             "No usable feature columns are left (all are identifiers, constant, free text or copies of the "
             "target); choose feature columns explicitly or add informative columns to the data."
         )
-    return FeaturePlan(numeric, categorical, datetime, ignored, text)
+    columns = {c["name"]: c for c in profile.get("columns", [])}
+    log_numeric = [name for name in numeric if _log_scaled(frame[name], columns.get(name))]
+    return FeaturePlan(numeric, categorical, datetime, ignored, text, log_numeric)
+
+
+def _log_scaled(values: pd.Series, column: dict[str, Any] | None) -> bool:
+    """Whether a number column is read on a log scale: as its profile says (the Data page's words), or for
+    a profile stored before the studio did so, by the same rule on the column's values."""
+    if column is not None and "log_scale" in column:
+        return bool(column["log_scale"])
+    numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    return int(pd.Series(numbers).nunique()) > MANY_CATEGORIES and heavy_tailed(numbers)
 
 
 def table_data_module(

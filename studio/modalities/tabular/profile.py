@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -94,6 +95,32 @@ _ISO_DATE = re.compile(
 _OTHER_DATE = re.compile(
     r"^(?:\d{1,2}[./-]\d{1,2}[./-](?:\d{4}|\d{2})|\d{4}/\d{1,2}/\d{1,2})(?:[ T]\d{1,2}:\d{2}(?::\d{2})?)?$"
 )
+_MONTH = (
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?"
+    r"|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)\.?"
+)
+_TIME = r"(?:[ T,]+\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:\s*[ap]\.?m\.?)?(?:\s*(?:Z|UTC|[+-]\d{2}:?\d{2}))?)?"
+_WORDY_DATE = re.compile(
+    r"^(?:(?:mon|tue|wed|thu|fri|sat|sun)[a-z]*\.?,?\s+)?(?:"
+    rf"\d{{1,2}}(?:st|nd|rd|th)?[\s-]+{_MONTH},?[\s-]+\d{{2,4}}"  # 12 Jun 1998, 12-Jun-98
+    rf"|{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}}"  # Jun 12 1998, June 12th, 1998
+    rf"|{_MONTH}[\s-]+\d{{4}}"  # Jun 1998, Mar-2018
+    rf"){_TIME}$",
+    re.I,
+)
+_PLAIN_NUMBER = re.compile(r"^[+-]?\d+(?:[.,]\d+)?$")
+DATE_SHARE = 0.9
+"""A text column holds dates when at least this share of its (sampled) values are written like dates
+and read as dates."""
+LOG_SPAN = 100.0
+"""A number column is read on a log scale when its large values (99th percentile) are at least this many
+times its small positive ones (5th percentile), it has no negative value and a long right tail."""
+LOG_SKEW = 2.0
+RARE_CATEGORY_ROWS = 5
+"""The training settings' default (``preprocessing.rare_category_rows``), for the Data page's words."""
+MANY_CATEGORIES = 20
+"""A category column with more different values than this is described on the Data page (learned
+vectors, rare values pooled)."""
 _BOOLEAN_PAIRS = ({"true", "false"}, {"yes", "no"}, {"y", "n"}, {"t", "f"})
 _WORD = re.compile(r"[^\W\d_]+")
 """A word as the text rule counts them: letters only ("INV-00172" holds one, "inv")."""
@@ -203,14 +230,77 @@ def _profile_column(series: pd.Series, name: str, n_rows: int) -> dict[str, Any]
     }
     if at_least:
         entry["distinct_at_least"] = True
+    if kind == "categorical":
+        entry["rare_values"] = int((counts < RARE_CATEGORY_ROWS).sum())
     if kind == "numeric":
         values = series.to_numpy(dtype=float, na_value=np.nan)
         values = values[~np.isnan(values)]
         entry["stats"] = _numeric_stats(values)
         entry["integer"] = pd.api.types.is_integer_dtype(series.dtype) or _integer_valued(values)
+        entry["log_scale"] = bool(distinct > MANY_CATEGORIES and heavy_tailed(values))
     else:
         entry["stats"] = _stats(series, counts, kind)
+    reading = column_reading(entry)
+    if reading:
+        entry["reading"] = reading
     return entry
+
+
+def column_reading(column: dict[str, Any]) -> str | None:
+    """How the model reads a column whose reading is not plain, in words: dates and their parts, money
+    and counts on a log scale, categories with many values (learned vectors, rare values pooled)."""
+    name, stats = column["name"], column.get("stats", {})
+    if column["kind"] == "datetime" and stats.get("min"):
+        parts = ["year", "month", "day of week", "day of year"] + (["hour"] if stats.get("times") else [])
+        span = f"{_month_year(stats['min'])} to {_month_year(stats['max'])}"
+        return (
+            f"'{name}' holds dates ({span}); read as {', '.join(parts[:-1])} and {parts[-1]} (each a number "
+            "input)."
+        )
+    if column["kind"] == "numeric" and column.get("log_scale"):
+        return (
+            f"'{name}' looks like money or a count: never negative, from {_short_number(stats['min'])} to "
+            f"{_short_number(stats['max'])}, most values far below the largest; read on a log scale "
+            "(log(1 + value)), so a step from 1,000 to 10,000 counts as much as one from 1 million to 10 "
+            "million."
+        )
+    if column["kind"] == "categorical" and column["distinct"] > MANY_CATEGORIES:
+        rare = int(column.get("rare_values", 0))
+        pooled = (
+            f"the {_plural(rare, 'value')} seen in fewer than {RARE_CATEGORY_ROWS} rows are pooled into one "
+            "'rare' value, which also stands for values first seen at prediction time"
+            if rare
+            else "a value first seen at prediction time is read as 'rare'"
+        )
+        return (
+            f"'{name}' has {column['distinct']:,} different values: each common one gets a learned vector "
+            f"(an embedding) rather than a column of its own; {pooled}."
+        )
+    return None
+
+
+def _month_year(iso: str) -> str:
+    return pd.Timestamp(iso).strftime("%b %Y")
+
+
+def _short_number(value: float | None) -> str:
+    if value is None:
+        return "?"
+    for size, word in ((1e9, "billion"), (1e6, "million")):
+        if abs(value) >= size:
+            return f"{value / size:,.1f} {word}".replace(".0 ", " ")
+    return f"{value:,.0f}" if abs(value) >= 100 or float(value).is_integer() else f"{value:,.2f}"
+
+
+def column_readings(profile: dict[str, Any], target: str | None = None) -> list[dict[str, str]]:
+    """``[{"column", "message"}]``: every input column whose reading the Data page explains (all but
+    ``target``, by default the suggested one)."""
+    target = target or profile.get("suggested_target")
+    return [
+        {"column": c["name"], "message": c["reading"]}
+        for c in profile.get("columns", [])
+        if c.get("reading") and c["name"] != target
+    ]
 
 
 def _float_distinct(series: pd.Series, n_rows: int) -> tuple[int, bool]:
@@ -269,8 +359,7 @@ def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
     lowered = {value.strip().lower() for value in values}
     if distinct <= 2 and any(lowered <= pair for pair in _BOOLEAN_PAIRS):
         return "boolean"
-    sample = series.dropna().head(200).astype(str)
-    if all(_ISO_DATE.match(value) or _OTHER_DATE.match(value) for value in sample):
+    if looks_like_dates(series.dropna().head(200).astype(str).str.strip().tolist()):
         return "datetime"
     nearly_all_distinct = present >= 2 and distinct >= 0.95 * present
     if nearly_all_distinct and (looks_like_id_name(name) or all(_UUID.match(v) for v in values[:50])):
@@ -280,6 +369,77 @@ def _kind(series: pd.Series, name: str, counts: pd.Series, present: int) -> str:
     if present >= IDENTIFIER_MIN_ROWS and distinct >= IDENTIFIER_SHARE * present:
         return "identifier"
     return "categorical"
+
+
+def looks_like_dates(values: list[str]) -> bool:
+    """Whether the values of a text column are dates or times in a common form ("Jun 12 1998",
+    "1998-06-12", "12/06/1998", "2019-03-01 14:22", "Mar-2018"): nearly all of them (``DATE_SHARE``)
+    are written like one and read as one. Plain numbers (20190301, 1998) are not dates."""
+    values = [value for value in values if value]
+    if not values or sum(bool(_PLAIN_NUMBER.match(v)) for v in values) * 2 >= len(values):
+        return False
+    written = [v for v in values if _ISO_DATE.match(v) or _OTHER_DATE.match(v) or _WORDY_DATE.match(v)]
+    if len(written) < DATE_SHARE * len(values):
+        return False
+    return int(parse_dates(pd.Series(written), day_first(written)).notna().sum()) >= DATE_SHARE * len(values)
+
+
+def day_first(values: Any) -> bool:
+    """Whether dates written with slashes or dots read day first ("25/12/2019"); the same rule as the
+    shipped runtime's (``studio.core.runtime.day_first``, which this module cannot import: torch)."""
+    first_big = second_big = False
+    for value in values:
+        parts = re.match(r"^\s*(\d{1,2})[./-](\d{1,2})[./-]\d{2,4}\b", str(value))
+        if parts:
+            first_big = first_big or int(parts.group(1)) > 12
+            second_big = second_big or int(parts.group(2)) > 12
+    return first_big and not second_big
+
+
+def parse_dates(series: pd.Series, dayfirst: bool = False) -> pd.Series:
+    """Text dates → UTC timestamps as the shipped runtime reads them (``studio.core.runtime.parse_dates``;
+    a test holds the two to the same answers): the first value's format on every row, then the rest one
+    by one."""
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):
+        return pd.to_datetime(series, utc=True)
+    text = series.astype("string").str.strip()
+    text = text.where(text != "")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            stamps = pd.to_datetime(text, errors="coerce", utc=True, dayfirst=dayfirst)
+        except (ValueError, TypeError, OverflowError):
+            stamps = pd.Series(pd.NaT, index=series.index, dtype="datetime64[ns, UTC]")
+        rest = stamps.isna() & text.notna()
+        if rest.any():
+            stamps = stamps.copy()
+            stamps[rest] = pd.to_datetime(
+                text[rest], errors="coerce", utc=True, format="mixed", dayfirst=dayfirst
+            )
+    return stamps
+
+
+def heavy_tailed(values: np.ndarray) -> bool:
+    """Whether a number column looks like money or a count, better read on a log scale: never negative,
+    spanning orders of magnitude (its 99th percentile at least ``LOG_SPAN`` times its 5th among the
+    values above 0), strongly right-skewed (skewness above ``LOG_SKEW``) and less so on the log scale."""
+    values = values[np.isfinite(values)]
+    if values.size < 20 or values.min() < 0:
+        return False
+    positive = values[values > 0]
+    if positive.size < 10:
+        return False
+    low, high = np.quantile(positive, [0.05, 0.99])
+    if low <= 0 or high < LOG_SPAN * low:
+        return False
+    skew = _skewness(values)
+    return skew > LOG_SKEW and abs(_skewness(np.log1p(values))) < skew
+
+
+def _skewness(values: np.ndarray) -> float:
+    centred = values - values.mean()
+    spread = float(np.mean(centred**2))
+    return float(np.mean(centred**3) / spread**1.5) if spread > 0 else 0.0
 
 
 def looks_like_text(values: list[str]) -> bool:
@@ -391,7 +551,9 @@ def _stats(series: pd.Series, counts: pd.Series, kind: str) -> dict[str, Any]:
         stamps = _to_datetime(series, counts)
         if stamps is None or stamps.isna().all():
             return {"min": None, "max": None}
-        return {"min": stamps.min().isoformat(), "max": stamps.max().isoformat()}
+        present = stamps.dropna()
+        timed = bool(((present.dt.hour != 0) | (present.dt.minute != 0)).any())
+        return {"min": present.min().isoformat(), "max": present.max().isoformat(), "times": timed}
     return {"top": [[_text(value), int(count)] for value, count in counts.head(TOP_VALUES).items()]}
 
 
@@ -401,10 +563,7 @@ def _to_datetime(series: pd.Series, counts: pd.Series) -> pd.Series | None:
     distinct = pd.Series(counts.index.astype(str))
     if len(distinct) > 5000:
         distinct = distinct.head(5000)  # enough for a sensible range; a full parse is slow
-    if all(_ISO_DATE.match(value) for value in distinct.head(200)):
-        return pd.to_datetime(distinct, errors="coerce", format="ISO8601", utc=True)
-    dayfirst = any(int(re.split(r"[./-]", value)[0]) > 12 for value in distinct if value[:1].isdigit())
-    return pd.to_datetime(distinct, errors="coerce", format="mixed", dayfirst=dayfirst)
+    return parse_dates(distinct, day_first(distinct))
 
 
 def _text(value: Any) -> str:
