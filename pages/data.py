@@ -53,6 +53,11 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
             icon=":material/check:",
         )
 
+    readings = datasets.column_readings(profile)
+    if readings:
+        st.subheader("How the model reads some columns")
+        st.markdown("\n".join(f"- {ui.as_text(reading['message'])}" for reading in readings))
+
     for column in profile["columns"]:
         if column["kind"] == "text" and "words_mean" in column.get("stats", {}):
             text_column(column, table)

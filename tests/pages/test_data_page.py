@@ -199,3 +199,16 @@ def test_an_uploaded_zip_that_lies_about_its_sizes_is_refused_with_its_limit(
         "was kept."
     ]
     assert datasets.list_datasets() == []
+
+
+def test_dates_money_and_many_categories_are_said_in_plain_words(app: AppTest) -> None:
+    from tests.datasets.test_table_readings import movie_table
+
+    _add(app, "films.csv", movie_table().to_csv(index=False).encode())
+    text = re.sub(r"\\(.)", r"\1", _texts(app))  # as typed, not Markdown
+    assert "'released' holds dates (Jun 1998 to " in text
+    assert "read as year, month, day of week and day of year" in text
+    assert "'budget' looks like money or a count" in text and "read on a log scale" in text
+    assert re.search(r"'director' has \d+ different values: each common one gets a learned vector", text)
+    profile = next(f.value for f in app.dataframe if "Column" in f.value.columns)
+    assert profile.set_index("Column").loc["released", "Type"] == "date / time"
