@@ -178,7 +178,7 @@ def test_a_tiny_training_with_the_new_encodings_runs(studio_home: Path, tmp_path
     result = train(spec, bundle_out=tmp_path / "model.zip")
     assert result.status == "FINISHED" and np.isfinite(result.test_metrics["test/r2"])
     with bundle.load_bundle(tmp_path / "model.zip") as loaded:
-        pre = loaded.info["preprocessing"] if "preprocessing" in loaded.info else None
+        pre = loaded.info.get("preprocessing")
         predictions = loaded.predict(frame.drop(columns=["rating"]).head(5))
     assert predictions["predicted_rating"].notna().all()
     if pre is not None:

@@ -18,7 +18,12 @@ DATE_FORMS = {
     "day first, slashes": ["12/06/1998", "25/12/2003", "03/07/1999", "01/03/2014"],
     "date and time": ["2019-03-01 14:22", "2019-03-02 08:05", "2019-03-04 23:59", "2019-04-01 00:30"],
     "day month-name year": ["12 June 1998", "3 July 1999", "25 December 2003", "1 March 2014"],
-    "month name, ordinal, comma": ["June 12th, 1998", "July 3rd, 1999", "December 25th, 2003", "March 1st, 2014"],
+    "month name, ordinal, comma": [
+        "June 12th, 1998",
+        "July 3rd, 1999",
+        "December 25th, 2003",
+        "March 1st, 2014",
+    ],
     "month and year": ["Mar-2018", "Apr-2018", "Dec-2019", "Jan-2020"],
 }
 NOT_DATES = {
@@ -100,7 +105,9 @@ def test_the_profile_says_how_it_reads_dates_money_and_many_categories(movies_pr
     director = column_profile(movies_profile, "director")
     assert director["kind"] == "categorical" and director["rare_values"] > 0
     assert "learned vector" in readings["director"]
-    assert f"the {director['rare_values']} values seen in fewer than 5 rows are pooled" in readings["director"]
+    assert (
+        f"the {director['rare_values']} values seen in fewer than 5 rows are pooled" in readings["director"]
+    )
     assert "rating" not in readings  # the suggested target is not an input
 
 
