@@ -30,6 +30,9 @@ DATE_PART_WORDS = {
     "dayofyear": "day of year",
     "hour": "hour",
 }
+ONEHOT_MAX_VALUES = 16
+"""With one-hot categories chosen, a column with more values than this (the rare slot counted) still gets a
+learned vector (an embedding): one column per value would make the network wide and slow to learn."""
 RARE_CATEGORY_ROWS = 5
 """A category value seen in fewer training rows than this is pooled with the other rare ones (and with
 values first seen at prediction time): one learned vector for all of them."""
@@ -232,7 +235,9 @@ class TabularPreprocessor:
             counts = _as_category_text(frame[name]).value_counts(dropna=True)
             counts = counts[counts >= max(1, rare_category_rows)]
             vocab = [str(v) for v in counts.index[: max(1, max_categories - 1)]]
-            cat_state.append({"name": name, "vocab": vocab})
+            # one-hot only where few values: a column with many gets a learned vector whatever the setting
+            onehot = categorical_encoding == "onehot" and len(vocab) + 1 <= ONEHOT_MAX_VALUES
+            cat_state.append({"name": name, "vocab": vocab, "onehot": onehot})
         state = {
             "runtime_version": RUNTIME_VERSION,
             "numeric": numeric_state,
@@ -251,17 +256,20 @@ class TabularPreprocessor:
     def onehot(self) -> bool:
         return self.state["categorical_encoding"] == "onehot"
 
+    def _onehot(self, col: dict[str, Any]) -> bool:
+        """Whether a category column is one-hot columns (states before version 3: all or none)."""
+        return bool(col.get("onehot", self.onehot))
+
     @property
     def cardinalities(self) -> list[int]:
         """Vocabulary size (with the unknown slot) of each categorical input the network embeds."""
-        return [] if self.onehot else [len(c["vocab"]) + 1 for c in self.state["categorical"]]
+        return [len(c["vocab"]) + 1 for c in self.state["categorical"] if not self._onehot(c)]
 
     @property
     def n_numeric(self) -> int:
         n = sum(1 + int(c["indicator"]) for c in self.state["numeric"])
         n += sum(len(c.get("parts", DATE_PARTS)) + int(c["indicator"]) for c in self.state["datetime"])
-        if self.onehot:
-            n += sum(len(c["vocab"]) + 1 for c in self.state["categorical"])
+        n += sum(len(c["vocab"]) + 1 for c in self.state["categorical"] if self._onehot(c))
         return n
 
     # ---- transform
@@ -292,7 +300,7 @@ class TabularPreprocessor:
             lookup = {value: i + 1 for i, value in enumerate(col["vocab"])}
             text = _as_category_text(frame[col["name"]])
             idx = np.fromiter((lookup.get(v, UNKNOWN) for v in text), dtype="int64", count=n)
-            if self.onehot:
+            if self._onehot(col):
                 onehot = np.zeros((n, len(col["vocab"]) + 1), dtype="float64")
                 onehot[np.arange(n), idx] = 1.0
                 blocks.append(onehot)

@@ -79,6 +79,19 @@ def test_rare_categories_are_pooled_and_unseen_ones_join_them() -> None:
     assert len(everyone.state["categorical"][0]["vocab"]) == frame["director"].nunique()
 
 
+def test_one_hot_keeps_a_learned_vector_for_a_column_with_many_values() -> None:
+    frame = movie_table().assign(colour=lambda f: np.where(f["running_minutes"] > 110, "red", "blue"))
+    pre = TabularPreprocessor.fit(
+        frame, [], ["director", "colour"], [], categorical_encoding="onehot", rare_category_rows=1
+    )
+    director, colour = pre.state["categorical"]
+    assert len(director["vocab"]) > 16 and not director["onehot"] and colour["onehot"]
+    assert pre.cardinalities == [len(director["vocab"]) + 1]
+    x_num, x_cat = pre.transform(frame.head(3))
+    assert x_num.shape == (3, 3) and x_num.sum(axis=1).tolist() == [1.0, 1.0, 1.0]  # blue, red, rare
+    assert x_cat.shape == (3, 1)
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A regression bundle of a periodic-embedding network on dates, money and rare categories."""
