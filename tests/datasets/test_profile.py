@@ -304,6 +304,18 @@ NAMES = [
     "McCarthy, Mr. Timothy J",
     "Palsson, Master. Gosta Leonard",
 ]
+FILMS = [  # the first titles of a real table of 3,200 films
+    "The Land Girls",
+    "First Love, Last Rites",
+    "I Married a Strange Person",
+    "Let's Talk About Sex",
+    "Slam",
+    "Mississippi Mermaid",
+    "Following",
+    "Foolish",
+    "Pirates of the Caribbean: The Curse of the Black Pearl",
+    "The Lord of the Rings: The Return of the King",
+]
 CARS = [
     "chevrolet chevelle malibu",
     "buick skylark 320",
@@ -322,11 +334,20 @@ CARS = [
         (REVIEWS, True),
         (NAMES, False),
         (CARS, False),
+        (FILMS, False),
         ([f"INV-{i:05d}" for i in range(8)], False),
         ([f"c0ffee{i}ab" for i in range(8)], False),
         (["great product", "the worst", "fast shipping and a fair price", "not good", "it broke"] * 2, True),
     ],
-    ids=["reviews", "passenger names", "car names", "invoice numbers", "hex codes", "short reviews"],
+    ids=[
+        "reviews",
+        "passenger names",
+        "car names",
+        "film titles",
+        "invoice numbers",
+        "hex codes",
+        "short reviews",
+    ],
 )
 def test_text_is_told_from_names_and_codes_by_its_words(values: list[str], text: bool) -> None:
     assert looks_like_text(values) is text

@@ -127,6 +127,10 @@ _WORD = re.compile(r"[^\W\d_]+")
 TEXT_MIN_WORDS = 2.0
 TEXT_REPEATED_SHARE = 0.25
 TEXT_LOWER_SHARE = 0.4
+TEXT_MIN_LOWER_SHARE = 0.3
+"""Free text is mostly lower-case words; titles and names are capitalised ("The Land Girls", "First Love,
+Last Rites": a share of 0.18 over a real table of 3,200 films, against 0.88 for product reviews and 0.72
+for tweets)."""
 TEXT_LONG_WORDS = 8.0
 TEXT_STATS_ROWS = 100_000
 """Word counts and frequent words of a text column are read from at most this many rows."""
@@ -448,7 +452,8 @@ def looks_like_text(values: list[str]) -> bool:
     the little words of sentences ("the", "after", "and") in many values, or long lower-case values.
 
     "screen cracked after the update" is text; "INV-00172" (one word), "Braund, Mr. Owen Harris" and
-    "chevrolet chevelle malibu" (names: no little words) and "c0ffee42" are not."""
+    "chevrolet chevelle malibu" (names: no little words), "The Land Girls" (a title: capitalised words) and
+    "c0ffee42" are not."""
     tokenized = [_WORD.findall(value) for value in values]
     total = sum(map(len, tokenized))
     if len(values) < 2 or total / len(values) < TEXT_MIN_WORDS:
@@ -459,6 +464,8 @@ def looks_like_text(values: list[str]) -> bool:
     lower = sum(w[0].islower() for found in tokenized for w in found) / total
     sentences = sum(any(w in STOP_WORDS for w in found) for found in lowered) / len(values)
     long = total / len(values) >= TEXT_LONG_WORDS and lower >= TEXT_LOWER_SHARE
+    if lower < TEXT_MIN_LOWER_SHARE:
+        return False
     return repeated >= TEXT_REPEATED_SHARE and (sentences >= TEXT_FUNCTION_SHARE or long)
 
 
