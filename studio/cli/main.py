@@ -150,7 +150,7 @@ def cmd_datasets_list(args: argparse.Namespace) -> int:
 
 
 def cmd_datasets_show(args: argparse.Namespace) -> int:
-    from studio.data import get_dataset, load_profile
+    from studio.data import column_readings, get_dataset, load_profile
 
     info = get_dataset(args.id)
     profile = load_profile(info.id)
@@ -159,6 +159,8 @@ def cmd_datasets_show(args: argparse.Namespace) -> int:
     for col in profile["columns"]:
         distinct = (">=" if col.get("distinct_at_least") else "") + str(col["distinct"])
         print(f"{col['name'][:30]:<30} {col['kind']:<12} {col['missing_share']:>8.1%} {distinct:>9}")
+    for reading in column_readings(profile):
+        print(f"read as: {reading['message']}")
     for warning in profile.get("warnings", []):
         print(f"warning: {warning['message']} → {warning['action']}")
     return 0

@@ -129,3 +129,17 @@ def test_a_time_of_day_adds_the_hour() -> None:
 )
 def test_heavy_tailed_positive_numbers(values: np.ndarray, expected: bool) -> None:
     assert profiling.heavy_tailed(values) is expected
+
+
+def test_datasets_show_says_how_the_columns_are_read(studio_home, tmp_path, capsys) -> None:
+    from studio.cli.main import main
+    from studio.data import add_csv
+
+    path = tmp_path / "films.csv"
+    movie_table().to_csv(path, index=False)
+    info = add_csv(path, name="films")
+    capsys.readouterr()
+    assert main(["datasets", "show", info.id]) == 0
+    out = capsys.readouterr().out
+    assert "read as: 'released' holds dates (Jun 1998 to " in out
+    assert "read as: 'budget' looks like money or a count" in out
