@@ -411,9 +411,10 @@ class PeriodicEmbedding(nn.Module):
     (Gorishniy et al., "On Embeddings for Numerical Features in Tabular Deep Learning", 2022: the
     "PLR(lite)" variant): ``relu(linear([sin(2π c_j x_j), cos(2π c_j x_j)]))`` with ``frequencies``
     frequencies ``c_j`` per input (drawn from N(0, ``scale``²), then learned) and one linear layer shared
-    by the inputs. An MLP then sees each number through a shape it learned, not as one straight scale."""
+    by the inputs. (Starting at 0.01, as their package does, scored better than 0.1 here: on a real
+    3,200-film table, diabetes and breast cancer, and the same on wine.) An MLP then sees each number through a shape it learned, not as one straight scale."""
 
-    def __init__(self, n_inputs: int, frequencies: int = 16, dim: int = 16, scale: float = 0.1):
+    def __init__(self, n_inputs: int, frequencies: int = 16, dim: int = 16, scale: float = 0.01):
         super().__init__()
         self.frequencies = nn.Parameter(torch.randn(n_inputs, frequencies) * scale)
         self.linear = nn.Linear(2 * frequencies, dim)

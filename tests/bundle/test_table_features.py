@@ -103,7 +103,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         pre.n_numeric, pre.cardinalities, 1, hidden_layers=2, width=16, numeric_embedding="periodic"
     )
     with torch.no_grad():
-        net.numeric_embedding.frequencies.mul_(10)  # bends a small change of input visibly
+        net.numeric_embedding.frequencies.mul_(100)  # bends a small change of input visibly
     net.eval()
     state = {
         "spec": RunSpec(task="regression", data={"dataset_id": "films", "target": "rating"}),
