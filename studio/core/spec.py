@@ -96,7 +96,9 @@ class MLPParams(StudioModel):
         description="'periodic' gives every number column a learned vector made from its sines and cosines "
         "(Gorishniy et al., 2022), so the network can learn bends and bumps in a number's effect; "
         "'none' feeds the scaled numbers as they are.",
-        json_schema_extra=_extra(advanced=True),
+        json_schema_extra=_extra(
+            advanced=True, labels={"none": "None (numbers as they are)", "periodic": "Periodic (learned)"}
+        ),
     )
 
 
