@@ -33,7 +33,18 @@ def add_data_file(
             )
             check_size(size, filename or Path(str(source)).name, max_bytes)
         return add_image_zip(source, name, filename=filename, progress=progress)
+    from studio.modalities.llm.shapes import add_jsonl, looks_like_jsonl
+
+    if looks_like_jsonl(_head(source), filename or (None if isinstance(source, (bytes, bytearray, memoryview)) else Path(source).name)):
+        return add_jsonl(source, name, filename=filename, max_bytes=max_bytes)  # language-model examples
     return add_csv(source, name, filename=filename, max_bytes=max_bytes)
+
+
+def _head(source: str | Path | bytes) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source[:64])
+    with open(Path(source).expanduser(), "rb") as f:
+        return f.read(64)
 
 
 def resolve_dataset(ref: str) -> DatasetInfo:
