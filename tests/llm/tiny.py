@@ -101,8 +101,8 @@ def write_pairs_csv(path: Path, repeat: int = 1) -> Path:
     return path
 
 
-def write_chat_jsonl(path: Path) -> Path:
-    lines = [
+def write_chat_jsonl(path: Path, repeat: int = 1) -> Path:
+    lines = repeat * [
         json.dumps({"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": a}]})
         for p, a in PAIRS
     ]

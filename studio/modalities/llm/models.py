@@ -142,8 +142,9 @@ def check_causal_lm(folder: Path) -> None:
     config = read_config(folder)
     model_type = config.get("model_type")
     architectures = config.get("architectures") or []
-    causal = any(str(a).endswith("ForCausalLM") for a in architectures)
-    if not causal and model_type:
+    causal_names = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+    causal = any(str(a).endswith(causal_names) for a in architectures)
+    if not architectures and model_type:  # no architecture named: what the model type's causal LM would be
         try:
             from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
