@@ -38,11 +38,10 @@ def has_chat_template(tokenizer: Any) -> bool:
     return bool(getattr(tokenizer, "chat_template", None))
 
 
-def load_model(folder: Path, params: dict[str, Any], *, bf16_weights: bool) -> Any:
-    """The base model, wrapped with LoRA adapters (``params['method'] == 'lora'``) or trained whole."""
+def load_model(folder: Path, params: dict[str, Any], *, bf16_weights: bool, targets: list[str] | str) -> Any:
+    """The base model, wrapped with LoRA adapters on the ``targets`` layers (``params['method'] == 'lora'``)
+    or trained whole."""
     from transformers import AutoModelForCausalLM
-
-    from studio.modalities.llm.models import read_config, target_modules
 
     lora = params["method"] == "lora"
     dtype = torch.bfloat16 if (lora and bf16_weights) else torch.float32
@@ -58,14 +57,14 @@ def load_model(folder: Path, params: dict[str, Any], *, bf16_weights: bool) -> A
         r=int(params["rank"]),
         lora_alpha=float(params["alpha"]),
         lora_dropout=float(params["lora_dropout"]),
-        target_modules=target_modules(read_config(folder), params.get("target_modules", "auto")),
+        target_modules=targets,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, config)
 
 
 # --------------------------------------------------------------------------- examples to tokens
-from studio.modalities.llm.runtime import generate, plain_prompt, prompt_text  # noqa: E402,F401  (shared with the bundle)
+from studio.core.llm_runtime import generate, plain_prompt, prompt_text  # noqa: E402,F401  (shared with the bundle)
 
 
 def _ids(tokenizer: Any, text: str) -> list[int]:

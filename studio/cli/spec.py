@@ -18,9 +18,12 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="classification, regression or image_classification (or a task of a data kind named in "
         "STUDIO_MODALITIES); default: the suggested one",
     )
-    parser.add_argument("--arch", help="architecture (default: mlp); a language model's folder or id fine-tunes it")
     parser.add_argument(
-        "--base-model", help="fine-tune this language model (a folder, or a Hugging Face id in the local cache)"
+        "--arch", help="architecture (default: mlp); a language model's folder or id fine-tunes it"
+    )
+    parser.add_argument(
+        "--base-model",
+        help="fine-tune this language model (a folder, or a Hugging Face id in the local cache)",
     )
     parser.add_argument("--epochs", type=int, help="most epochs to train")
     parser.add_argument("--batch-size", type=int)

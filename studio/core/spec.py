@@ -1151,6 +1151,3 @@ def describe_validation_error(err: ValidationError, prefix: str = "", header: bo
             parts.append(f"{field} {_allowed(error)}{shown}")
     text = "; ".join(parts)
     return f"These settings are not allowed: {text}." if header else text
-
-
-import studio.modalities.llm.registry  # noqa: E402,F401  (registers the language-model task and network)

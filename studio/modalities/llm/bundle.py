@@ -1,6 +1,6 @@
 """The language-model bundle: the LoRA adapter (a few megabytes) with the tokenizer, naming the base model
 it needs; or, with the ``merged`` setting (and always for full fine-tuning), the whole model. The shipped
-``training_studio_llm_runtime.py`` (:mod:`studio.modalities.llm.runtime`) loads it without the studio,
+``training_studio_llm_runtime.py`` (:mod:`studio.core.llm_runtime`) loads it without the studio,
 through ``mlflow.pyfunc`` as every bundle: a table with a ``prompt`` column in, the same with ``answer``."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from studio.bundle.writer import (
     check_finite_weights,
 )
 
-_HERE = Path(__file__).resolve().parent
+_CORE = Path(__file__).resolve().parents[2] / "core"
 LLM_RUNTIME_FILE = f"{CODE_PREFIX}llm_runtime.py"
 
 
@@ -45,7 +45,7 @@ def write_llm_bundle(
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
         staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
         _stage(staging, {} if merged else adapter)
-        shutil.copyfile(_HERE / "runtime.py", staging / LLM_RUNTIME_FILE)
+        shutil.copyfile(_CORE / "llm_runtime.py", staging / LLM_RUNTIME_FILE)
         files = staging / FILES_DIR
         module.tokenizer.save_pretrained(str(files / "tokenizer"))
         if merged:

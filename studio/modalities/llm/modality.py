@@ -78,7 +78,10 @@ class PreparedLLM:
         from lightning_modules.llm.module import LLMLightningModule, Settings, load_model
 
         params = spec.architecture.params
-        net = load_model(self.folder, params, bf16_weights=self.bf16_weights)
+        from studio.modalities.llm.models import read_config, target_modules
+
+        targets = target_modules(read_config(self.folder), params["target_modules"])
+        net = load_model(self.folder, params, bf16_weights=self.bf16_weights, targets=targets)
         val = self.data.splits["val"]
         samples = [e for e in val if e.prompt][: int(params["sample_prompts"])]
         settings = Settings(
@@ -152,6 +155,16 @@ def log_samples_live(module: Any) -> None:
             return
 
 
+def _plan(spec: Any) -> Any:
+    """Where the run trains (the engine's device plan has the same answer: a GPU unless told 'cpu')."""
+    from types import SimpleNamespace
+
+    import torch
+
+    gpu = spec.training.device != "cpu" and torch.cuda.is_available()
+    return SimpleNamespace(accelerator="gpu" if gpu else "cpu", precision=spec.training.precision)
+
+
 class LLMModality:
     name = KIND
 
@@ -161,15 +174,18 @@ class LLMModality:
 
         import torch
 
+        precision = plan.precision
         if plan.accelerator == "cpu":
-            return dataclasses.replace(plan, precision="32-true")
-        if plan.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
-            return dataclasses.replace(plan, precision="16-mixed")
+            precision = "32-true"
+        elif plan.precision == "bf16-mixed" and not torch.cuda.is_bf16_supported():
+            precision = "16-mixed"
+        if dataclasses.is_dataclass(plan):
+            return dataclasses.replace(plan, precision=precision)
+        plan.precision = precision
         return plan
 
     def prepare(self, spec: Any, dataset: Any, table: pd.DataFrame, profile: dict[str, Any]) -> PreparedLLM:
         from lightning_modules.llm.module import LLMData, encode_example, has_chat_template, load_tokenizer
-        from studio.engine.training import resolve_device
         from studio.modalities.llm.models import (
             cpu_seconds_per_epoch,
             estimate_memory,
@@ -196,9 +212,7 @@ class LLMModality:
                 f"The data is chats, but the tokenizer of '{params['base_model']}' has no chat template to write "
                 "them with; choose an instruct (chat) model, or give the data as prompt and response columns."
             )
-        plan = self.device_plan(
-            resolve_device(spec.training.device, spec.training.precision, spec.training.devices)
-        )
+        plan = self.device_plan(_plan(spec))
         max_length = int(params["max_length"])
         config = read_config(folder)
         context = int(config.get("max_position_embeddings") or 0)

@@ -320,3 +320,54 @@ def fits_message(estimate: MemoryEstimate, available: int | None, device: str) -
         f"{human_bytes(available)}; the most goes to {biggest[0]} ({human_bytes(biggest[1])}): lower the batch "
         "size or the most tokens per example, turn on gradient checkpointing, or use LoRA or a smaller model."
     )
+
+
+def token_counter(folder: Path) -> Any:
+    """A function from an example (:class:`studio.modalities.llm.shapes.Example`) to its token count with
+    the model's tokenizer (its ``tokenizer.json`` through the ``tokenizers`` library: no torch, no
+    transformers), counting the prompt's and the answer's text and a few tokens of chat format per
+    message; ``None`` when the folder has no ``tokenizer.json``."""
+    path = Path(folder) / "tokenizer.json"
+    if not path.is_file():
+        return None
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(path))
+
+    def count(example: Any) -> int:
+        texts = [m["content"] for m in example.messages] + [example.answer]
+        encoded = tokenizer.encode_batch(texts, add_special_tokens=False)
+        return sum(len(e.ids) for e in encoded) + 4 * (len(example.messages) + 1)
+
+    return count
+
+
+def device_memory_now() -> tuple[int | None, str, bool]:
+    """The memory a run may use here (bytes), the device in words and whether it is a GPU, without
+    importing torch (``nvidia-smi`` for a GPU, psutil for the machine)."""
+    import shutil
+    import subprocess
+
+    if shutil.which("nvidia-smi") and os.environ.get("CUDA_VISIBLE_DEVICES", "x") != "":
+        try:
+            out = (
+                subprocess.run(
+                    ["nvidia-smi", "--query-gpu=memory.total,name", "--format=csv,noheader,nounits"],
+                    capture_output=True,
+                    text=True,
+                    timeout=5,
+                    check=True,
+                )
+                .stdout.strip()
+                .splitlines()[0]
+            )
+            mib, name = out.split(",", 1)
+            return int(float(mib)) * 2**20, f"the GPU ({name.strip()})", True
+        except (OSError, subprocess.SubprocessError, ValueError, IndexError):
+            pass
+    try:
+        import psutil
+
+        return int(psutil.virtual_memory().available), "this machine's free memory", False
+    except ImportError:
+        return None, "this machine", False

@@ -214,29 +214,6 @@ def read_jsonl(data: bytes, label: str) -> pd.DataFrame:
     return frame
 
 
-def add_jsonl(
-    source: Any, name: str | None = None, *, filename: str | None = None, max_bytes: int | None = None
-):
-    """Store a JSONL (or JSON list) file of examples as a table data set (chat messages as JSON text)."""
-    from pathlib import Path
-
-    from studio.data.store import _find_by_hash, check_free_space, content_hash, store_table
-    from studio.modalities.tabular.ingest import read_source_bytes
-
-    data, label = read_source_bytes(source, filename, max_bytes=max_bytes)
-    if filename is None and not isinstance(source, (bytes, bytearray, memoryview)):
-        filename = Path(source).name
-    filename = filename or "upload.jsonl"
-    digest = content_hash(data)
-    existing = _find_by_hash(digest)
-    if existing is not None:
-        return existing
-    check_free_space(2 * len(data), label)
-    frame = read_jsonl(data, label)
-    shape_or_error(list(frame.columns), f"'{label}'")
-    return store_table(frame, name or Path(filename).stem, source_file=filename, digest=digest)
-
-
 # --------------------------------------------------------------------------- checks and profile
 def check_examples(found: list[Example], shape: Shape) -> None:
     """One plain sentence when the data cannot train: no examples, or every answer empty."""
