@@ -271,3 +271,110 @@ def test_chat_data_trains_too(tmp_path, tiny, studio_home):
         answers = bundle.model.predict(pd.DataFrame({"prompt": [p for p, _ in PAIRS]}))["answer"].tolist()
     score = sum(exact_match(a, r) for a, (_, r) in zip(answers, PAIRS, strict=True)) / len(PAIRS)
     assert score >= 0.9, list(zip(answers, PAIRS, strict=True))
+
+
+def _fit(spec, dataset, epochs: int = 2):
+    """Prepare through the kind and fit its module with a bare Lightning Trainer (no MLflow run)."""
+    import pytorch_lightning as pl
+
+    from studio.data import load_profile, load_table
+    from studio.modalities import modality
+
+    prepared = modality("llm").prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id))
+    module = prepared.lightning_module(spec, prepared.data.steps_per_epoch, 1)
+    before = {n: p.detach().clone() for n, p in module.net.named_parameters()}
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=prepared.data)
+    return prepared, module, before
+
+
+def test_lora_changes_only_the_adapter_and_its_state_restores_the_same_model(studio_home, tmp_path, tiny):
+    """The base's weights are unchanged (bit for bit), every LoRA matrix B moved; the module's state (what
+    checkpoints, the best epoch and a resume hold) is the adapter alone, and loading it into a fresh module
+    gives the trained model's outputs exactly."""
+    import torch
+
+    from studio.data import add_data_file
+
+    dataset = add_data_file(write_pairs_csv(tmp_path / "pairs.csv"))
+    spec = _spec(dataset.id, "response", tiny)
+    prepared, module, before = _fit(spec, dataset)
+    after = dict(module.net.named_parameters())
+    frozen = [n for n in before if "lora_" not in n]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    assert all(not torch.equal(before[n], after[n]) for n in before if "lora_B" in n)
+    state = module.state_dict()
+    assert state and all("lora_" in k for k in state)
+    fresh = prepared.lightning_module(spec, prepared.data.steps_per_epoch, 1)
+    fresh.load_state_dict(state)
+    batch = next(iter(prepared.data.val_dataloader()))
+    module.net.eval(), fresh.net.eval()
+    with torch.no_grad():
+        assert torch.equal(module.net(**batch).logits, fresh.net(**batch).logits)
+    with pytest.raises(RuntimeError, match="lacks"):
+        fresh.load_state_dict({})
+    # "Bundle the merged model": the adapter merged into the base answers as base + adapter did
+    from lightning_modules.llm.module import generate
+    from studio.bundle.reader import load_bundle, read_bundle_info
+    from studio.core.llm_runtime import prompt_ids
+    from studio.modalities.llm.bundle import write_llm_bundle
+
+    prompts = [p for p, _ in PAIRS[:3]]
+    ids = [prompt_ids(module.tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+    expected = generate(module.net, module.tokenizer, ids, max_new_tokens=6)
+    merged = spec.with_changes(**{"architecture.params.merged": True})
+    path = write_llm_bundle(
+        tmp_path / "merged.zip",
+        spec=merged,
+        module=module,
+        base_folder=tiny,
+        shape=prepared.shape,
+        metrics={},
+    )
+    assert read_bundle_info(path)["llm"]["merged"]
+    with load_bundle(path) as bundle:
+        assert bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist() == expected
+
+
+def test_full_fine_tuning_trains_every_weight_and_bundles_the_whole_model(studio_home, tmp_path, tiny):
+    import torch
+
+    from studio.bundle.reader import load_bundle, read_bundle_info
+    from studio.data import add_data_file
+    from studio.modalities.llm.bundle import write_llm_bundle
+
+    dataset = add_data_file(write_pairs_csv(tmp_path / "pairs.csv"))
+    spec = _spec(
+        dataset.id,
+        "response",
+        tiny,
+        **{"architecture.params.method": "full", "optimizer.learning_rate": 0.001},
+    )
+    prepared, module, before = _fit(spec, dataset, epochs=1)
+    after = dict(module.net.named_parameters())
+    assert all(not torch.equal(before[n], after[n]) for n in before if n.endswith("proj.weight"))
+    path = write_llm_bundle(
+        tmp_path / "full.zip", spec=spec, module=module, base_folder=tiny, shape=prepared.shape, metrics={}
+    )
+    info = read_bundle_info(path)
+    assert info["llm"]["merged"] and info["llm"]["method"] == "full"
+    prompts = [p for p, _ in PAIRS[:3]]
+    from lightning_modules.llm.module import generate
+    from studio.core.llm_runtime import prompt_ids
+
+    expected = generate(
+        module.net,
+        module.tokenizer,
+        [prompt_ids(module.tokenizer, [{"role": "user", "content": p}]) for p in prompts],
+        max_new_tokens=6,
+    )
+    with load_bundle(path) as bundle:
+        assert bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist() == expected
