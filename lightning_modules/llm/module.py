@@ -161,6 +161,24 @@ class _Batches(torch.utils.data.Dataset):
         return self.items[i]
 
 
+class EpochShuffle(torch.utils.data.Sampler):
+    """A new order each epoch from ``seed + epoch`` (Lightning calls ``set_epoch``), so a resumed run sees
+    the same batches in its later epochs as a straight run."""
+
+    def __init__(self, n: int, seed: int):
+        self.n, self.seed, self.epoch = n, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):  # noqa: ANN204
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.n, generator=generator).tolist())
+
+
 class LLMData(pl.LightningDataModule):
     """The tokenised examples of each split; shuffled training batches (seeded), padded per batch."""
 
@@ -177,12 +195,11 @@ class LLMData(pl.LightningDataModule):
         return max(1, math.ceil(len(self.splits["train"]) / self.batch_size))
 
     def _loader(self, name: str, shuffle: bool) -> torch.utils.data.DataLoader:
-        generator = torch.Generator().manual_seed(self.seed) if shuffle else None
+        items = self.splits[name]
         return torch.utils.data.DataLoader(
-            _Batches(self.splits[name]),
+            _Batches(items),
             batch_size=self.batch_size,
-            shuffle=shuffle,
-            generator=generator,
+            sampler=EpochShuffle(len(items), self.seed) if shuffle else None,
             collate_fn=lambda b: collate(b, self.pad_id),
         )
 

@@ -378,3 +378,38 @@ def test_full_fine_tuning_trains_every_weight_and_bundles_the_whole_model(studio
     )
     with load_bundle(path) as bundle:
         assert bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist() == expected
+
+
+def test_a_stopped_run_resumes_to_the_straight_runs_adapter_and_running_out_of_memory_retries(
+    studio_home, tmp_path, tiny, monkeypatch
+):
+    """Resume continues the same MLflow run from its last epoch's checkpoint (the adapter and the optimiser
+    state) and ends with the straight run's adapter; an out-of-memory error retries with half the batch."""
+    from studio import tracking
+    from studio.data import add_data_file
+    from studio.engine.training import TrainingCancelled, train
+    from tests.training.test_checkpoints import StopAfterEpoch, max_weight_difference
+
+    monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")
+    info = add_data_file(write_pairs_csv(tmp_path / "pairs.csv"))
+    spec = _spec(info.id, "response", tiny, **{"training.epochs": 4, "architecture.params.sample_prompts": 0})
+    straight = train(spec, checkpoint_dir=tmp_path / "straight", bundle_out=tmp_path / "straight.zip")
+    with pytest.raises(TrainingCancelled):
+        train(spec, checkpoint_dir=tmp_path / "stopped", hooks=StopAfterEpoch(2))
+    (run,) = [r for r in tracking.list_runs(info.id) if r.run_id != straight.run_id]
+    resumed = train(
+        spec,
+        checkpoint_dir=tmp_path / "stopped",
+        resume_run_id=run.run_id,
+        bundle_out=tmp_path / "resumed.zip",
+    )
+    assert resumed.run_id == run.run_id
+    assert max_weight_difference(tmp_path / "straight.zip", tmp_path / "resumed.zip") <= 1e-6
+
+    monkeypatch.setenv("STUDIO_TEST_OOM_AT_STEP", "3")
+    retried = train(spec)
+    assert (
+        retried.status == "FINISHED"
+        and "batch size 4" in retried.retry_note
+        and "2 × 2" in retried.retry_note
+    )
