@@ -413,3 +413,47 @@ def test_a_stopped_run_resumes_to_the_straight_runs_adapter_and_running_out_of_m
         and "batch size 4" in retried.retry_note
         and "2 × 2" in retried.retry_note
     )
+
+
+@pytest.mark.slow
+def test_the_terminal_trains_with_a_base_model_and_predicts_a_csv_of_prompts(studio_home, tmp_path, tiny):
+    """``python -m studio train --data pairs.csv --base-model FOLDER`` and ``python -m studio predict``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    pairs = write_pairs_csv(tmp_path / "pairs.csv", repeat=2)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "train", "--data", str(pairs), "--base-model", str(tiny), "--epochs", "25",
+         "--lr", "0.005", "--batch-size", "4", "--quiet", "--bundle-out", str(tmp_path / "model.zip"),
+         "--set", "architecture.params.max_new_tokens=6", "--set", "architecture.params.lora_dropout=0",
+         "--set", "early_stopping.enabled=false", "--set", "data.val_fraction=0.05", "--set", "data.test_fraction=0.05"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Training lora on" in done.stdout and "test/token_f1" in done.stdout
+    prompts = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": [p for p, _ in PAIRS]}).to_csv(prompts, index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "predict", str(tmp_path / "model.zip"), str(prompts), "--out",
+         str(tmp_path / "answers.csv")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = pd.read_csv(tmp_path / "answers.csv", keep_default_na=False)["answer"].tolist()
+    assert sum(a == r for a, (_, r) in zip(answers, PAIRS, strict=True)) >= 18
+
+
+def test_a_jsonl_line_that_is_not_json_stops_the_terminal_in_one_line(studio_home, tmp_path, tiny):
+    from studio.cli.main import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\nnot json\n')
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "--data", str(bad), "--base-model", str(tiny)])
+    assert code == 2
+    assert (
+        err.getvalue()
+        == "error: Line 2 of 'bad.jsonl' is not JSON (Expecting value); every line of a JSONL file must be one JSON object.\n"
+    )
