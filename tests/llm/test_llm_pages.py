@@ -110,3 +110,25 @@ def test_the_train_form_for_fine_tuning_shows_the_data_report_and_the_memory(job
     assert "needs about" in shown and "of memory" in shown
     at.text_input(key="train__arch_lora__base_model").set_value("SomeOrg/absent-model").run()
     assert any("is not on this machine" in w.value for w in at.warning)
+
+
+def test_the_data_page_adds_a_jsonl_of_chats_and_says_what_it_holds(studio_home, tmp_path):
+    from tests.llm.tiny import write_chat_jsonl
+
+    at = AppTest.from_file(str(PAGES / "data.py"), default_timeout=60).run()
+    at.file_uploader(key="data_upload").upload(
+        "bad.jsonl", b'{"prompt": "a"}\n{oops\n', "application/json"
+    ).run()
+    at.button(key="data_add_upload").click().run()
+    assert [e.value for e in at.error] == [
+        "Line 2 of 'bad.jsonl' is not JSON (Expecting property name enclosed in double quotes); every line of a "
+        "JSONL file must be one JSON object."
+    ]
+    data = write_chat_jsonl(tmp_path / "chats.jsonl", repeat=2).read_bytes()
+    at.file_uploader(key="data_upload").clear().upload("chats.jsonl", data, "application/json").run()
+    at.button(key="data_add_upload").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any(s.value == "Language-model examples" for s in at.subheader)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Examples"] == str(2 * len(PAIRS)) and metrics["Repeated examples"] == str(len(PAIRS))
+    assert any(m.value.startswith("These look like chats") for m in at.markdown)

@@ -307,3 +307,28 @@ def predict_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
                 "text/csv",
                 key="llm-answers-download",
             )
+
+
+# --------------------------------------------------------------------------- the data page
+def data_page_section(table: pd.DataFrame) -> None:
+    """For a table that holds prompts and answers or chats: the shape found and its counts (token counts
+    need a model's tokenizer: the Train page shows them once a base model is chosen)."""
+    found = shapes.detect_shape(list(table.columns))
+    if found is None or found.kind == "text":  # any table with a 'text' column is not a language-model set
+        return
+    try:
+        report = shapes.data_report(table)
+    except StudioError as err:
+        st.subheader("Language-model examples")
+        ui.show_error(err)
+        return
+    st.subheader("Language-model examples")
+    st.markdown(ui.as_text(f"These look like {report['description']}."))
+    examples, duplicates, empty = st.columns(3)
+    examples.metric("Examples", f"{report['examples']:,}")
+    duplicates.metric("Repeated examples", f"{report['duplicates']:,}")
+    empty.metric("Empty answers", f"{report['empty_answers']:,}")
+    st.caption(
+        "Fine-tune a language model on them: on the Train page choose the task 'Fine-tune a language model' "
+        "and a base model; it then shows the token counts per example with that model's tokenizer."
+    )
