@@ -6,7 +6,8 @@ measured; or ``--model FOLDER`` for a real one) with the same LoRA settings, exa
 optimiser (AdamW) and seed. Tokens per second count every non-padding token of the training batches and
 only the training steps (the studio's ``train/tokens_per_second``, logged each epoch, leaves out its
 validation and the held-out prompts' answers; the bare loop times its steps alike); the medians over the
-epochs after the first are compared. Also prints the studio's memory estimate beside the measured peak
+epochs after the first are compared (the bare loop runs before and after the studio, so a drifting load
+favours neither). Also prints the studio's memory estimate beside the measured peak
 (``torch.cuda.max_memory_allocated`` on a GPU, the process's peak resident memory on a CPU).
 
     python bench/llm_throughput.py [--model FOLDER] [--examples 256] [--epochs 3] [--batch-size 8]
@@ -201,6 +202,10 @@ def main() -> int:
             torch.cuda.reset_peak_memory_stats()
         result = train(spec)
         studio_peak = torch.cuda.max_memory_allocated() if args.device == "cuda" else None
+        # the bare loop again after the studio, so a machine whose load drifts does not favour either
+        bare_after = bare_loop(
+            folder, csv, full, args.batch_size, args.epochs, 1e-4, args.device, spec.data.seed, 0.05, 0.05
+        )
         client = mlflow.MlflowClient()
         studio = [
             m.value
@@ -210,14 +215,18 @@ def main() -> int:
         ]
         estimate = client.get_run(result.run_id).data.tags.get("studio.llm_memory_estimate")
     later = slice(1, None) if args.epochs > 1 else slice(None)
-    s, b = statistics.median(studio[later]), statistics.median(bare[later])
+    s = statistics.median(studio[later])
+    b = statistics.median(bare[later] + bare_after[later])
     print(
         f"model: {'tiny test Llama' if args.tiny else args.model or 'Llama 512x8 (random weights)'}; "
         f"{args.examples} examples of ~{args.length} tokens, batch {args.batch_size}, {args.epochs} epochs, "
         f"device {args.device}, torch threads {torch.get_num_threads()}"
     )
     print(f"studio tokens/s per epoch: {', '.join(f'{v:,.0f}' for v in studio)}")
-    print(f"bare   tokens/s per epoch: {', '.join(f'{v:,.0f}' for v in bare)}")
+    print(
+        f"bare   tokens/s per epoch: {', '.join(f'{v:,.0f}' for v in bare)} (before the studio), "
+        f"{', '.join(f'{v:,.0f}' for v in bare_after)} (after)"
+    )
     if studio_peak is not None:
         print(
             f"memory: studio estimate {estimate}; measured peak studio {studio_peak / 2**30:.2f} GB, "
