@@ -380,6 +380,7 @@ def test_full_fine_tuning_trains_every_weight_and_bundles_the_whole_model(studio
         assert bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist() == expected
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_to_the_straight_runs_adapter_and_running_out_of_memory_retries(
     studio_home, tmp_path, tiny, monkeypatch
 ):
