@@ -61,6 +61,9 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
     for column in profile["columns"]:
         if column["kind"] == "text" and "words_mean" in column.get("stats", {}):
             text_column(column, table)
+    from studio.modalities.llm.views import data_page_section
+
+    data_page_section(table)  # prompts and answers, or chats: what a language model would learn from
 
     columns_tab, preview_tab = st.tabs(["Columns", "First rows"])
     with columns_tab:
@@ -181,12 +184,13 @@ def add_data_set(first_time: bool) -> None:
 def upload(limit_mb: int) -> None:
     uploaded = st.file_uploader(
         f"Upload a CSV file or a zip of pictures (at most {limit_mb} MB)",
-        type=["csv", "tsv", "txt", "parquet", "zip"],
+        type=["csv", "tsv", "txt", "parquet", "zip", "jsonl", "json"],
         key="data_upload",
         help="A table saved as CSV (comma, semicolon or tab separated) with the column names in the "
         "first line; spreadsheet programs save this with 'Save as… CSV'. Or a zip of pictures with one "
         "folder per class, named after the class: `cats/001.jpg`, `dogs/002.png`… (one extra top folder "
-        "is fine). Every picture is opened and checked; files that are not usable pictures are listed.",
+        "is fine). Every picture is opened and checked; files that are not usable pictures are listed. "
+        "Or a JSONL file of language-model examples (prompt/response, or chat messages).",
     )
     name = st.text_input(
         "Name (optional)",

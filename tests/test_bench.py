@@ -16,6 +16,7 @@ BENCH = Path(__file__).resolve().parents[1] / "bench"
 RESULT_LINES = {  # what each benchmark prints last: its comparison
     "csv_ingest": "ratio studio / pandas:",
     "image_throughput": "ratio studio / baseline:",
+    "llm_throughput": "ratio studio / bare:",
     "search_quality": "wine ",
     "search_references": "wine (goal",
     "tabular_throughput": "ratio studio/bare :",

@@ -36,7 +36,7 @@ def test_defaults_are_complete_and_round_trip_through_json_and_yaml():
     [
         (
             {"task": "clasification"},
-            "task must be one of 'classification', 'regression', 'text_classification' or 'text_regression' (got 'clasification')",
+            "task must be one of 'classification', 'regression', 'text_classification', 'text_regression' or 'llm_finetune' (got 'clasification')",
         ),
         ({"training": {"batch_size": -1}}, "training.batch_size must be at least 0 (got -1)"),
         ({"training": {"epochs": "many"}}, "training.epochs must be a whole number"),

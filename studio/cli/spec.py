@@ -18,7 +18,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         help="classification, regression or image_classification (or a task of a data kind named in "
         "STUDIO_MODALITIES); default: the suggested one",
     )
-    parser.add_argument("--arch", help="architecture (default: mlp)")
+    parser.add_argument(
+        "--arch", help="architecture (default: mlp); a language model's folder or id fine-tunes it"
+    )
+    parser.add_argument(
+        "--base-model",
+        help="fine-tune this language model (a folder, or a Hugging Face id in the local cache)",
+    )
     parser.add_argument("--epochs", type=int, help="most epochs to train")
     parser.add_argument("--batch-size", type=int)
     parser.add_argument("--lr", type=float, help="learning rate")
@@ -57,6 +63,11 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     profile = load_profile(data["data"]["dataset_id"])
     if args.target:
         data["data"]["target"] = args.target
+    from studio.modalities.llm.registry import cli_defaults
+
+    arch_flag = args.arch
+    if cli_defaults(data, getattr(args, "base_model", None) or args.arch, profile):
+        arch_flag = None  # it named the base model, set above
     columns = [c["name"] for c in profile.get("columns", [])]
     if not data["data"].get("target"):
         if not profile.get("suggested_target"):
@@ -76,7 +87,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     elif "task" not in data:
         data["task"] = _suggested_task(profile, data["data"]["target"])
     flags = {
-        "architecture.name": args.arch,
+        "architecture.name": arch_flag,
         "training.epochs": args.epochs,
         "training.batch_size": args.batch_size,
         "optimizer.learning_rate": args.lr,
@@ -89,7 +100,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         if not sep or not key.strip():
             raise SpecError(f"--set expects KEY=VALUE (e.g. training.epochs=10), got '{item}'.")
         flags[key.strip()] = yaml.safe_load(value) if value.strip() else None
-    if args.arch and args.arch != data.get("architecture", {}).get("name"):
+    if arch_flag and arch_flag != data.get("architecture", {}).get("name"):
         data.setdefault("architecture", {})["params"] = {}
     for key, value in image_defaults(profile).items():  # e.g. no mirroring for digits, unless asked
         if flags.get(key) is None and not _has_dotted(data, key):

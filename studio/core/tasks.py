@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PLUGINS_ENV = "STUDIO_MODALITIES"
+BUILTIN_PLUGINS = ("studio.modalities.llm.registry",)
+"""Kinds that ship with the studio but register their tasks as plugins do (fine-tuning a language model)."""
 
 DATA_KINDS = {
     # store kind -> (what a data set of it is, what a task trained on it needs)
@@ -120,7 +122,7 @@ for _builtin in (
 
 def load_plugins() -> None:
     """Import the modules named in ``STUDIO_MODALITIES`` (once each): they register their data kinds."""
-    names = [n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip()]
+    names = [*BUILTIN_PLUGINS, *(n.strip() for n in os.environ.get(PLUGINS_ENV, "").split(",") if n.strip())]
     with _lock:
         for name in names:
             if name in _plugins_loaded:

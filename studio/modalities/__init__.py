@@ -25,6 +25,7 @@ _BUILTIN = {
     "tabular": "studio.modalities.tabular.modality",
     "image": "studio.modalities.image.modality",
     "text": "studio.modalities.text.modality",
+    "llm": "studio.modalities.llm.modality",
 }
 
 

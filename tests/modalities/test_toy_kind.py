@@ -74,7 +74,7 @@ def test_without_the_kind_its_task_is_refused_in_one_line_naming_the_tasks(studi
     assert done.returncode != 0
     assert "Traceback" not in done.stderr
     assert (
-        "task must be one of 'classification', 'regression', 'text_classification' or 'text_regression' (got 'toy_sum')"
+        "task must be one of 'classification', 'regression', 'text_classification', 'text_regression' or 'llm_finetune' (got 'toy_sum')"
         in done.stderr
     )
 

@@ -1,0 +1,1 @@
+"""The LightningModule and DataModule that fine-tune a causal language model (``transformers`` + ``peft``)."""

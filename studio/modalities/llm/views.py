@@ -1,0 +1,334 @@
+"""The language-model kind's parts of the pages: the Train form's notes (the data's shape, token counts
+with the chosen model's tokenizer, examples that will be cut, duplicates, empty answers), what stops a run
+before it starts (no base model here, chats without a chat template, more memory than the device has), the
+run page's answers to held-out prompts after each epoch, and the Predict page's prompt box (temperature,
+top-p, length; base and fine-tuned side by side) and CSV of prompts. Imported by the pages only; torch,
+transformers and peft are imported only when a model answers."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import streamlit as st
+
+from studio import jobs
+from studio.app import forms, ui
+from studio.app.predict_view import loaded_bundle
+from studio.app.table_form import TableForm
+from studio.core.errors import StudioError
+from studio.core.spec import RunSpec
+from studio.modalities.llm import models, shapes
+from studio.modalities.llm.registry import ARCHITECTURE
+
+ARCH_KEY = f"{forms.KEY_PREFIX}arch_{ARCHITECTURE}__"
+
+
+def _note(message: str, action: str, blocks: bool = False) -> dict[str, Any]:
+    return {"message": message, "action": action, "blocks": blocks}
+
+
+@st.cache_data(ttl=60, show_spinner=False, max_entries=8)
+def data_report(home: str, dataset_id: str, base_model: str, max_length: int) -> dict[str, Any]:
+    """The data's report with the base model's tokenizer (cached; ``home`` keys the studio's folder)."""
+    table = ui.load_table(dataset_id)
+    folder = models.find_base_model(base_model) if base_model else None
+    counter = models.token_counter(folder) if folder is not None else None
+    report = shapes.data_report(table, counter, max_length)
+    report["tokenizer"] = str(folder) if counter is not None else None
+    return report
+
+
+def report_notes(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The report as the Train page's notes."""
+    notes = [
+        _note(
+            f"The data is {report['description']}: {report['examples']:,} examples.",
+            "Trains on every example with an answer; the loss counts the answers only.",
+        )
+    ]
+    if report.get("tokens"):
+        counts = sorted(report["tokens"])
+        median, high = counts[len(counts) // 2], counts[min(len(counts) - 1, int(0.9 * len(counts)))]
+        notes.append(
+            _note(
+                f"Tokens per example with this model's tokenizer: median {median:,}, 90% at most {high:,}, the longest "
+                f"{report['longest']:,} (example {report['longest_example'] + 1:,}).",
+                "Memory and time grow with the longest examples in a batch.",
+            )
+        )
+        if report.get("cut"):
+            notes.append(
+                _note(
+                    f"{report['cut']:,} examples are longer than {report['max_length']:,} tokens.",
+                    "They are cut to that length (raise 'Most tokens per example' to keep more of them).",
+                )
+            )
+    if report["duplicates"]:
+        notes.append(
+            _note(
+                f"{report['duplicates']:,} examples repeat an earlier one exactly.",
+                "They are kept: the model sees them more often.",
+            )
+        )
+    if report["empty_answers"]:
+        blocks = report["empty_answers"] == report["examples"]
+        notes.append(
+            _note(
+                f"{report['empty_answers']:,} examples have an empty answer.",
+                "Nothing: there is nothing to learn." if blocks else "They are left out.",
+                blocks,
+            )
+        )
+    return notes
+
+
+class LLMForm(TableForm):
+    """Examples of a language model: notes from the data report, blockers from the base model and the
+    memory estimate, a time guess for a CPU."""
+
+    def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
+        state = st.session_state
+        dataset_id = state.get("current_dataset")
+        if not dataset_id:
+            return []
+        base = str(state.get(ARCH_KEY + "base_model") or "")
+        length = int(state.get(ARCH_KEY + "max_length") or 512)
+        try:
+            return report_notes(data_report(str(ui.studio_home()), dataset_id, base, length))
+        except StudioError as err:
+            return [_note(str(err), "Nothing: this data cannot fine-tune a language model.", True)]
+
+    def blockers(self, spec: RunSpec) -> list[str]:
+        params = spec.architecture.params
+        base = params["base_model"]
+        folder = models.find_base_model(base)
+        if folder is None:
+            suggested = next((s for s in models.CATALOGUE if s.hub_id == base), None)
+            size = f" ({suggested.parameters:g} billion parameters)" if suggested else ""
+            how = (
+                "it will be downloaded when the run starts"
+                if models.downloads_allowed()
+                else "download it on a machine that is online and give its folder here, or set "
+                "STUDIO_ALLOW_DOWNLOADS=1 to let the studio fetch it"
+            )
+            if models.downloads_allowed():
+                return []
+            return [f"The base model '{base}'{size} is not on this machine: {how}."]
+        try:
+            models.check_causal_lm(folder)
+            estimate, available, device, _ = memory_estimate(spec, folder)
+        except StudioError as err:
+            return [str(err)]
+        refusal = models.fits_message(estimate, available, device)
+        return [refusal] if refusal else []
+
+    def time_guess(
+        self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
+    ) -> forms.TimeEstimate:
+        folder = models.find_base_model(spec.architecture.params["base_model"])
+        if folder is None:
+            return forms.TimeEstimate(0.0, "unknown until the base model is on this machine")
+        estimate, available, device, gpu = memory_estimate(spec, folder)
+        config = models.read_config(folder)
+        length = min(int(spec.architecture.params["max_length"]), 256)
+        train = rows * (1 - spec.data.val_fraction - spec.data.test_fraction)
+        memory = (
+            f"needs about {models.human_bytes(estimate.total)} of memory "
+            f"({', '.join(f'{k} {models.human_bytes(v)}' for k, v in estimate.parts().items() if v)}) "
+            f"of {models.human_bytes(available or 0)} on {device}"
+        )
+        if gpu:
+            return forms.TimeEstimate(0.0, f"a GPU run; it {memory}")
+        seconds = models.cpu_seconds_per_epoch(
+            config, int(train * length), spec.architecture.params["method"]
+        )
+        seconds *= spec.training.epochs
+        return forms.TimeEstimate(
+            seconds,
+            f"on this CPU about {forms_duration(seconds)} (slow: a GPU is "
+            f"typically 50–100× faster); it {memory}",
+        )
+
+
+def forms_duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} seconds"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.1f} hours"
+
+
+def memory_estimate(spec: RunSpec, folder: Path) -> tuple[Any, int | None, str, bool]:
+    params = spec.architecture.params
+    config = models.read_config(folder)
+    available, device, gpu = models.device_memory_now()
+    if spec.training.device == "cpu":
+        available, device, gpu = available, "this machine's free memory", False
+    bf16 = gpu and spec.training.precision == "bf16-mixed"
+    estimate = models.estimate_memory(
+        config,
+        method=params["method"],
+        rank=int(params["rank"]),
+        targets=models.target_modules(config, params["target_modules"]),
+        batch_size=int(spec.training.batch_size) or 8,
+        length=int(params["max_length"]),
+        checkpointing=bool(params["gradient_checkpointing"]),
+        weight_bytes=2 if bf16 else 4,
+    )
+    return estimate, available, device, gpu
+
+
+FORM = LLMForm()
+DEFAULTS_SUIT = "fine-tuning runs"
+
+
+# --------------------------------------------------------------------------- the run page
+def _table(logged: dict[str, Any] | None) -> pd.DataFrame:
+    if not logged:
+        return pd.DataFrame()
+    return pd.DataFrame(logged.get("data", []), columns=logged.get("columns", []))
+
+
+@st.cache_data(ttl=10, show_spinner=False, max_entries=8)
+def sample_answers(run_id: str) -> pd.DataFrame:
+    """The held-out prompts' answers, every epoch: the final table, or the epochs logged so far."""
+    from studio import tracking
+    from studio.app.images_view import _download_json
+    from studio.modalities.llm.modality import SAMPLES_ARTIFACT
+
+    final = _table(_download_json(run_id, SAMPLES_ARTIFACT))
+    if not final.empty:
+        return final
+    try:
+        logged = [a.path for a in tracking.client().list_artifacts(run_id, "llm/samples")]
+    except Exception:
+        return pd.DataFrame()
+    return pd.concat([_table(_download_json(run_id, p)) for p in sorted(logged)] or [pd.DataFrame()])
+
+
+def run_results(job: jobs.Job) -> None:
+    """What the model answers to held-out prompts after each epoch, and on the test examples."""
+    from studio.app.images_view import _download_json
+    from studio.modalities.llm.modality import TEST_ANSWERS_ARTIFACT
+
+    st.subheader("How its answers changed")
+    if not job.mlflow_run_id:
+        st.info("The run has not started yet.")
+        return
+    samples = sample_answers(job.mlflow_run_id)
+    if samples.empty:
+        st.info("No answers yet: they appear after the first epoch.")
+    else:
+        st.caption("Held-out prompts (never trained on), answered after every epoch.")
+        st.dataframe(samples, hide_index=True, key="llm-samples")
+    tests = _table(_download_json(job.mlflow_run_id, TEST_ANSWERS_ARTIFACT))
+    if not tests.empty:
+        st.subheader("Answers to the test examples")
+        st.dataframe(tests, hide_index=True, key="llm-test-answers")
+
+
+# --------------------------------------------------------------------------- the predict page
+def _predictor(model_path: Path) -> Any:
+    return loaded_bundle(str(model_path), model_path.stat().st_mtime).model.unwrap_python_model().predictor
+
+
+def predict_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
+    """A prompt box with the sampling settings (and the base model's answer beside the fine-tuned one's),
+    then a CSV of prompts answered into a CSV."""
+    llm = model_info.get("llm", {})
+    st.subheader("2. Ask it")
+    prompt = st.text_area("Prompt", key="llm-prompt", height=120, placeholder="Type a prompt")
+    left, middle, right = st.columns(3)
+    temperature = left.slider(
+        "Temperature",
+        0.0,
+        2.0,
+        0.0,
+        0.05,
+        key="llm-temperature",
+        help="0 always gives the most likely answer; higher is more varied.",
+    )
+    top_p = middle.slider(
+        "Top-p",
+        0.05,
+        1.0,
+        1.0,
+        0.05,
+        key="llm-top-p",
+        help="Samples only among the most likely words that together make up this share.",
+    )
+    length = right.number_input("Most tokens", 1, 4096, int(llm.get("max_new_tokens", 64)), key="llm-length")
+    compare = st.toggle(
+        "Also answer with the base model",
+        key="llm-compare",
+        disabled=bool(llm.get("merged")),
+        help="The same prompt answered by the model before fine-tuning, beside this one's answer.",
+    )
+    if st.button("Answer", key="llm-answer", type="primary", icon=":material/chat:"):
+        if not prompt.strip():
+            st.info("Type a prompt first.", icon=":material/edit:")
+        else:
+            try:
+                with st.spinner("Writing…"):
+                    predictor = _predictor(model_path)
+                    settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": int(length)}
+                    tuned = predictor.answer(prompt, **settings)[0]
+                    base = predictor.answer(prompt, base=True, **settings)[0] if compare else None
+            except (StudioError, FileNotFoundError) as err:
+                ui.show_error(err)
+            else:
+                if base is None:
+                    st.markdown("**Fine-tuned model**")
+                    st.text(tuned)
+                else:
+                    one, two = st.columns(2)
+                    one.markdown("**Fine-tuned model**")
+                    one.text(tuned)
+                    two.markdown("**Base model**")
+                    two.text(base)
+    st.subheader("3. Or answer a CSV of prompts")
+    upload = st.file_uploader("A CSV with a 'prompt' column", type=["csv"], key="llm-prompts-upload")
+    if upload is not None and st.button("Answer them", key="llm-answer-csv", icon=":material/table:"):
+        try:
+            frame = pd.read_csv(io.BytesIO(upload.getvalue()))
+            with st.spinner(f"Answering {len(frame):,} prompts…"):
+                answers = _predictor(model_path).predict_input(frame)
+        except (StudioError, ValueError, FileNotFoundError) as err:
+            ui.show_error(err)
+        else:
+            st.dataframe(answers, hide_index=True, key="llm-answers")
+            st.download_button(
+                "Download the answers (CSV)",
+                answers.to_csv(index=False).encode("utf-8"),
+                "answers.csv",
+                "text/csv",
+                key="llm-answers-download",
+            )
+
+
+# --------------------------------------------------------------------------- the data page
+def data_page_section(table: pd.DataFrame) -> None:
+    """For a table that holds prompts and answers or chats: the shape found and its counts (token counts
+    need a model's tokenizer: the Train page shows them once a base model is chosen)."""
+    found = shapes.detect_shape(list(table.columns))
+    if found is None or found.kind == "text":  # any table with a 'text' column is not a language-model set
+        return
+    try:
+        report = shapes.data_report(table)
+    except StudioError as err:
+        st.subheader("Language-model examples")
+        ui.show_error(err)
+        return
+    st.subheader("Language-model examples")
+    st.markdown(ui.as_text(f"These look like {report['description']}."))
+    examples, duplicates, empty = st.columns(3)
+    examples.metric("Examples", f"{report['examples']:,}")
+    duplicates.metric("Repeated examples", f"{report['duplicates']:,}")
+    empty.metric("Empty answers", f"{report['empty_answers']:,}")
+    st.caption(
+        "Fine-tune a language model on them: on the Train page choose the task 'Fine-tune a language model' "
+        "and a base model; it then shows the token counts per example with that model's tokenizer."
+    )

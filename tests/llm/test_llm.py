@@ -1,0 +1,460 @@
+"""Fine-tuning a language model, with a tiny Llama and a tokenizer the tests build themselves (no
+downloads): the data's shapes are recognised, bad input is refused in one sentence before a run exists,
+a LoRA run trains through the engine and writes an adapter bundle that answers in a subprocess without the
+studio, as the studio answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from studio.core.errors import DatasetError, StudioError
+from studio.modalities.llm.shapes import data_report, detect_shape, examples, read_jsonl
+from tests.llm.tiny import PAIRS, build_model, write_chat_jsonl, write_pairs_csv
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# --------------------------------------------------------------------------- shapes (no torch)
+@pytest.mark.parametrize(
+    ("columns", "kind", "answer", "prompt"),
+    [
+        (["prompt", "response"], "prompt_response", "response", "prompt"),
+        (["Question", "Answer", "id"], "prompt_response", "Answer", "Question"),
+        (["instruction", "input", "output"], "prompt_response", "output", "instruction"),
+        (["input", "output"], "prompt_response", "output", "input"),
+        (["messages"], "chat", "messages", None),
+        (["text"], "text", "text", None),
+        (["story"], "text", "story", None),
+    ],
+)
+def test_the_shape_is_recognised_from_the_column_names(columns, kind, answer, prompt):
+    shape = detect_shape(columns)
+    assert (shape.kind, shape.answer, shape.prompt) == (kind, answer, prompt)
+
+
+def test_a_table_of_other_columns_is_no_shape():
+    assert detect_shape(["age", "income"]) is None
+
+
+def test_alpaca_input_joins_the_instruction_and_chats_end_with_the_last_assistant_message():
+    table = pd.DataFrame({"instruction": ["Translate"], "input": ["chat"], "output": ["cat"]})
+    (ex,) = examples(table, detect_shape(list(table.columns)))
+    assert ex.messages == [{"role": "user", "content": "Translate\n\nchat"}] and ex.answer == "cat"
+    chats = read_jsonl(
+        b'{"messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}, '
+        b'{"role": "assistant", "content": "hello"}]}\n',
+        "c.jsonl",
+    )
+    (ex,) = examples(chats, detect_shape(list(chats.columns)))
+    assert [m["role"] for m in ex.messages] == ["system", "user"] and ex.answer == "hello"
+
+
+def test_a_jsonl_line_that_is_not_json_is_named_in_one_sentence():
+    with pytest.raises(DatasetError, match=r"^Line 2 of 'bad.jsonl' is not JSON \(") as err:
+        read_jsonl(b'{"prompt": "a", "response": "b"}\n{"prompt": oops}\n', "bad.jsonl")
+    assert "\n" not in str(err.value)
+
+
+def test_the_report_counts_duplicates_and_empty_answers_and_cut_examples():
+    table = pd.DataFrame({"prompt": ["a", "a", "b", "c"], "response": ["x", "x", "", "y y y y"]})
+    report = data_report(table, count_tokens=lambda e: 1 + len(e.answer.split()), max_length=3)
+    assert report["shape"] == "prompt_response" and report["examples"] == 4
+    assert report["duplicates"] == 1 and report["empty_answers"] == 1
+    assert report["tokens"] == [2, 2, 1, 5] and report["longest"] == 5 and report["cut"] == 1
+
+
+def test_the_memory_estimate_adds_up_and_refuses_what_cannot_fit():
+    from studio.modalities.llm.models import estimate_memory, fits_message, parameter_count, target_modules
+
+    config = {
+        "model_type": "qwen2",
+        "hidden_size": 896,
+        "num_hidden_layers": 24,
+        "vocab_size": 151936,
+        "intermediate_size": 4864,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "tie_word_embeddings": True,
+    }
+    assert 0.45e9 < parameter_count(config) < 0.55e9  # Qwen2.5-0.5B has 494 M parameters
+    kw = {
+        "method": "lora",
+        "rank": 16,
+        "targets": target_modules(config),
+        "batch_size": 8,
+        "length": 512,
+        "weight_bytes": 2,
+    }
+    plain, light = (
+        estimate_memory(config, checkpointing=False, **kw),
+        estimate_memory(config, checkpointing=True, **kw),
+    )
+    assert plain.total == sum(plain.parts().values()) and light.activations < plain.activations / 5
+    assert fits_message(plain, 80 * 2**30, "the GPU") is None
+    refusal = fits_message(plain, 2 * 2**30, "the GPU")
+    assert refusal.startswith("This run needs about") and "lower the batch size" in refusal
+
+
+# --------------------------------------------------------------------------- a tiny model
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    import torch
+
+    torch.set_num_threads(1)  # two shared cores: one thread is several times faster here
+    return build_model(tmp_path_factory.mktemp("llm") / "tiny-llama")
+
+
+def _spec(dataset_id: str, target: str, base: Path, **changes):
+    from studio.core.spec import RunSpec
+
+    data = {
+        "task": "llm_finetune",
+        "data": {"dataset_id": dataset_id, "target": target, "val_fraction": 0.05, "test_fraction": 0.05},
+        "architecture": {
+            "name": "lora",
+            "params": {
+                "base_model": str(base),
+                "rank": 16,
+                "max_new_tokens": 6,
+                "sample_prompts": 1,
+                "lora_dropout": 0.0,
+            },
+        },
+        "optimizer": {"learning_rate": 0.005},
+        "training": {"epochs": 25, "batch_size": 4, "device": "cpu"},
+        "early_stopping": {"enabled": False},
+    }
+    spec = RunSpec.from_dict(data)
+    return spec.with_changes(**changes) if changes else spec
+
+
+def _no_runs() -> int:
+    import mlflow
+
+    return sum(
+        len(mlflow.MlflowClient().search_runs([e.experiment_id]))
+        for e in mlflow.MlflowClient().search_experiments()
+    )
+
+
+def test_bad_models_and_chats_without_a_template_are_refused_before_a_run_exists(studio_home, tmp_path, tiny):
+    from studio.data import add_data_file
+    from studio.engine.training import train
+
+    pairs = add_data_file(write_pairs_csv(tmp_path / "pairs.csv"))
+    encoder = tmp_path / "encoder"
+    encoder.mkdir()
+    (encoder / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    (encoder / "model.safetensors").write_bytes(b"")
+    plain = build_model(tmp_path / "no-template", chat_template=False)
+    chats = add_data_file(write_chat_jsonl(tmp_path / "chats.jsonl"))
+    empty = add_data_file(b"prompt,response\na,\nb,\n", filename="empty.csv")
+    cases = [
+        (_spec(pairs.id, "response", encoder), "is not a language model that writes text"),
+        (_spec(pairs.id, "response", Path("SomeOrg/not-here")), "is not on this machine"),
+        (_spec(chats.id, "messages", plain), "has no chat template"),
+        (_spec(empty.id, "response", tiny), "is empty in every row"),
+    ]
+    for spec, words in cases:
+        with pytest.raises(StudioError) as err:
+            train(spec)
+        assert words in str(err.value) and "\n" not in str(err.value), str(err.value)
+    assert _no_runs() == 0
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny):
+    """One LoRA run on the fixed instruction set, through the engine (as the CLI and the worker run it)."""
+    folder = tmp_path_factory.mktemp("llm-run")
+    home = folder / "home"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("STUDIO_HOME", str(home))
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+    from studio.data import add_data_file
+    from studio.engine.training import train
+
+    info = add_data_file(write_pairs_csv(folder / "pairs.csv", repeat=2))
+    spec = _spec(info.id, "response", tiny)
+    result = train(spec, bundle_out=folder / "model.zip")
+    yield result, spec, folder
+    mp.undo()
+
+
+def test_a_lora_run_lowers_the_loss_and_logs_its_curves_and_sample_answers(trained):
+    import mlflow
+
+    result, spec, folder = trained
+    client = mlflow.MlflowClient(f"sqlite:///{folder}/mlflow.db")
+    train_loss = [m.value for m in client.get_metric_history(result.run_id, "train/loss")]
+    assert train_loss[-1] < 0.6 * train_loss[0], train_loss
+    for name in ("val/loss", "val/perplexity", "train/tokens_per_second"):
+        assert client.get_metric_history(result.run_id, name), name
+    assert {"test/loss", "test/perplexity", "test/exact_match", "test/token_f1"} <= set(result.test_metrics)
+    artifacts = [a.path for a in client.list_artifacts(result.run_id, "llm")]
+    assert "llm/samples.json" in artifacts
+
+
+def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_the_studio(trained, tiny):
+    """The adapter (LoRA tensors only) and the base model's path; loaded with mlflow.pyfunc in a process
+    where importing ``studio`` fails, it answers as the studio's own loader does at temperature 0."""
+    import zipfile
+
+    import torch
+
+    from lightning_modules.llm.module import exact_match
+    from studio.bundle.reader import load_bundle, read_bundle_info
+
+    result, spec, folder = trained
+    info = read_bundle_info(folder / "model.zip")
+    assert info["kind"] == "llm" and info["llm"]["base_model"]["path"] == str(tiny.resolve())
+    with zipfile.ZipFile(folder / "model.zip") as zf:
+        member = next(n for n in zf.namelist() if n.endswith("artifacts/weights.pt"))
+        with zf.open(member) as f:
+            adapter = torch.load(f, weights_only=True)
+    assert adapter and all("lora_" in name for name in adapter)  # only the adapter was trained and kept
+    prompts = [p for p, _ in PAIRS]
+    with load_bundle(folder / "model.zip") as bundle:
+        here = bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist()
+    learnt = sum(exact_match(a, r) for a, (_, r) in zip(here, PAIRS, strict=True)) / len(PAIRS)
+    assert learnt >= 0.9, list(zip(here, PAIRS, strict=True))  # it learnt the instruction set
+    script = (
+        "import sys, json; sys.modules['studio'] = None\n"
+        "import mlflow, pandas as pd, zipfile, tempfile\n"
+        "d = tempfile.mkdtemp(); zipfile.ZipFile(sys.argv[1]).extractall(d)\n"
+        "import glob; m = mlflow.pyfunc.load_model(glob.glob(d + '/**/MLmodel', recursive=True)[0].rsplit('/', 1)[0])\n"
+        "print(json.dumps(m.predict(pd.DataFrame({'prompt': json.loads(sys.argv[2])}))['answer'].tolist()))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(folder / "model.zip"), json.dumps(prompts)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd="/",
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == here
+
+
+def test_predict_writes_a_csv_of_answers(trained, tmp_path):
+    from studio.modalities import predict_csv
+
+    result, spec, folder = trained
+    prompts = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": [p for p, _ in PAIRS[:3]]}).to_csv(prompts, index=False)
+    out = predict_csv(folder / "model.zip", prompts, tmp_path / "answers.csv")
+    written = pd.read_csv(tmp_path / "answers.csv", keep_default_na=False)
+    assert list(written.columns) == ["prompt", "answer"] and len(written) == 3
+    assert written["answer"].tolist() == out["answer"].tolist()
+
+
+@pytest.mark.slow
+def test_chat_data_trains_too(tmp_path, tiny, studio_home):
+    """The same instruction set as chats (JSONL of role/content messages, through the chat template):
+    exact match ≥ 0.9 as for the prompt/response pairs (the fast suite trains those)."""
+    from lightning_modules.llm.module import exact_match
+    from studio.bundle.reader import load_bundle
+    from studio.data import add_data_file
+    from studio.engine.training import train
+
+    info = add_data_file(write_chat_jsonl(tmp_path / "chats.jsonl", repeat=2))
+    spec = _spec(info.id, "messages", tiny)
+    train(spec, bundle_out=tmp_path / "model.zip")
+    with load_bundle(tmp_path / "model.zip") as bundle:
+        answers = bundle.model.predict(pd.DataFrame({"prompt": [p for p, _ in PAIRS]}))["answer"].tolist()
+    score = sum(exact_match(a, r) for a, (_, r) in zip(answers, PAIRS, strict=True)) / len(PAIRS)
+    assert score >= 0.9, list(zip(answers, PAIRS, strict=True))
+
+
+def _fit(spec, dataset, epochs: int = 2):
+    """Prepare through the kind and fit its module with a bare Lightning Trainer (no MLflow run)."""
+    import pytorch_lightning as pl
+
+    from studio.data import load_profile, load_table
+    from studio.modalities import modality
+
+    prepared = modality("llm").prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id))
+    module = prepared.lightning_module(spec, prepared.data.steps_per_epoch, 1)
+    before = {n: p.detach().clone() for n, p in module.net.named_parameters()}
+    trainer = pl.Trainer(
+        max_epochs=epochs,
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+    )
+    trainer.fit(module, datamodule=prepared.data)
+    return prepared, module, before
+
+
+def test_lora_changes_only_the_adapter_and_its_state_restores_the_same_model(studio_home, tmp_path, tiny):
+    """The base's weights are unchanged (bit for bit), every LoRA matrix B moved; the module's state (what
+    checkpoints, the best epoch and a resume hold) is the adapter alone, and loading it into a fresh module
+    gives the trained model's outputs exactly."""
+    import torch
+
+    from studio.data import add_data_file
+
+    dataset = add_data_file(write_pairs_csv(tmp_path / "pairs.csv"))
+    spec = _spec(dataset.id, "response", tiny)
+    prepared, module, before = _fit(spec, dataset)
+    after = dict(module.net.named_parameters())
+    frozen = [n for n in before if "lora_" not in n]
+    assert frozen and all(torch.equal(before[n], after[n]) for n in frozen)
+    assert all(not torch.equal(before[n], after[n]) for n in before if "lora_B" in n)
+    state = module.state_dict()
+    assert state and all("lora_" in k for k in state)
+    fresh = prepared.lightning_module(spec, prepared.data.steps_per_epoch, 1)
+    fresh.load_state_dict(state)
+    batch = next(iter(prepared.data.val_dataloader()))
+    module.net.eval(), fresh.net.eval()
+    with torch.no_grad():
+        assert torch.equal(module.net(**batch).logits, fresh.net(**batch).logits)
+    with pytest.raises(RuntimeError, match="lacks"):
+        fresh.load_state_dict({})
+    # "Bundle the merged model": the adapter merged into the base answers as base + adapter did
+    from lightning_modules.llm.module import generate
+    from studio.bundle.reader import load_bundle, read_bundle_info
+    from studio.core.llm_runtime import prompt_ids
+    from studio.modalities.llm.bundle import write_llm_bundle
+
+    prompts = [p for p, _ in PAIRS[:3]]
+    ids = [prompt_ids(module.tokenizer, [{"role": "user", "content": p}]) for p in prompts]
+    expected = generate(module.net, module.tokenizer, ids, max_new_tokens=6)
+    merged = spec.with_changes(**{"architecture.params.merged": True})
+    path = write_llm_bundle(
+        tmp_path / "merged.zip",
+        spec=merged,
+        module=module,
+        base_folder=tiny,
+        shape=prepared.shape,
+        metrics={},
+    )
+    assert read_bundle_info(path)["llm"]["merged"]
+    with load_bundle(path) as bundle:
+        assert bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist() == expected
+
+
+def test_full_fine_tuning_trains_every_weight_and_bundles_the_whole_model(studio_home, tmp_path, tiny):
+    import torch
+
+    from studio.bundle.reader import load_bundle, read_bundle_info
+    from studio.data import add_data_file
+    from studio.modalities.llm.bundle import write_llm_bundle
+
+    dataset = add_data_file(write_pairs_csv(tmp_path / "pairs.csv"))
+    spec = _spec(
+        dataset.id,
+        "response",
+        tiny,
+        **{"architecture.params.method": "full", "optimizer.learning_rate": 0.001},
+    )
+    prepared, module, before = _fit(spec, dataset, epochs=1)
+    after = dict(module.net.named_parameters())
+    assert all(not torch.equal(before[n], after[n]) for n in before if n.endswith("proj.weight"))
+    path = write_llm_bundle(
+        tmp_path / "full.zip", spec=spec, module=module, base_folder=tiny, shape=prepared.shape, metrics={}
+    )
+    info = read_bundle_info(path)
+    assert info["llm"]["merged"] and info["llm"]["method"] == "full"
+    prompts = [p for p, _ in PAIRS[:3]]
+    from lightning_modules.llm.module import generate
+    from studio.core.llm_runtime import prompt_ids
+
+    expected = generate(
+        module.net,
+        module.tokenizer,
+        [prompt_ids(module.tokenizer, [{"role": "user", "content": p}]) for p in prompts],
+        max_new_tokens=6,
+    )
+    with load_bundle(path) as bundle:
+        assert bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist() == expected
+
+
+@pytest.mark.slow
+def test_a_stopped_run_resumes_to_the_straight_runs_adapter_and_running_out_of_memory_retries(
+    studio_home, tmp_path, tiny, monkeypatch
+):
+    """Resume continues the same MLflow run from its last epoch's checkpoint (the adapter and the optimiser
+    state) and ends with the straight run's adapter; an out-of-memory error retries with half the batch."""
+    from studio import tracking
+    from studio.data import add_data_file
+    from studio.engine.training import TrainingCancelled, train
+    from tests.training.test_checkpoints import StopAfterEpoch, max_weight_difference
+
+    monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")
+    info = add_data_file(write_pairs_csv(tmp_path / "pairs.csv"))
+    spec = _spec(info.id, "response", tiny, **{"training.epochs": 4, "architecture.params.sample_prompts": 0})
+    straight = train(spec, checkpoint_dir=tmp_path / "straight", bundle_out=tmp_path / "straight.zip")
+    with pytest.raises(TrainingCancelled):
+        train(spec, checkpoint_dir=tmp_path / "stopped", hooks=StopAfterEpoch(2))
+    (run,) = [r for r in tracking.list_runs(info.id) if r.run_id != straight.run_id]
+    resumed = train(
+        spec,
+        checkpoint_dir=tmp_path / "stopped",
+        resume_run_id=run.run_id,
+        bundle_out=tmp_path / "resumed.zip",
+    )
+    assert resumed.run_id == run.run_id
+    assert max_weight_difference(tmp_path / "straight.zip", tmp_path / "resumed.zip") <= 1e-6
+
+    monkeypatch.setenv("STUDIO_TEST_OOM_AT_STEP", "3")
+    retried = train(spec)
+    assert (
+        retried.status == "FINISHED"
+        and "batch size 4" in retried.retry_note
+        and "2 × 2" in retried.retry_note
+    )
+
+
+@pytest.mark.slow
+def test_the_terminal_trains_with_a_base_model_and_predicts_a_csv_of_prompts(studio_home, tmp_path, tiny):
+    """``python -m studio train --data pairs.csv --base-model FOLDER`` and ``python -m studio predict``."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    pairs = write_pairs_csv(tmp_path / "pairs.csv", repeat=2)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "train", "--data", str(pairs), "--base-model", str(tiny), "--epochs", "25",
+         "--lr", "0.005", "--batch-size", "4", "--quiet", "--bundle-out", str(tmp_path / "model.zip"),
+         "--set", "architecture.params.max_new_tokens=6", "--set", "architecture.params.lora_dropout=0",
+         "--set", "early_stopping.enabled=false", "--set", "data.val_fraction=0.05", "--set", "data.test_fraction=0.05"],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Training lora on" in done.stdout and "test/token_f1" in done.stdout
+    prompts = tmp_path / "prompts.csv"
+    pd.DataFrame({"prompt": [p for p, _ in PAIRS]}).to_csv(prompts, index=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "predict", str(tmp_path / "model.zip"), str(prompts), "--out",
+         str(tmp_path / "answers.csv")],
+        cwd=REPO, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    answers = pd.read_csv(tmp_path / "answers.csv", keep_default_na=False)["answer"].tolist()
+    assert sum(a == r for a, (_, r) in zip(answers, PAIRS, strict=True)) >= 18
+
+
+def test_a_jsonl_line_that_is_not_json_stops_the_terminal_in_one_line(studio_home, tmp_path, tiny):
+    from studio.cli.main import main
+
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "a", "response": "b"}\nnot json\n')
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        code = main(["train", "--data", str(bad), "--base-model", str(tiny)])
+    assert code == 2
+    assert (
+        err.getvalue()
+        == "error: Line 2 of 'bad.jsonl' is not JSON (Expecting value); every line of a JSONL file must be one JSON object.\n"
+    )

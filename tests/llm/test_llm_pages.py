@@ -1,0 +1,134 @@
+"""The language-model kind on the pages: a fine-tuning job run by the worker's own code, the run page's
+answers after each epoch, the Predict page's prompt box (the fine-tuned answer beside the base model's) and
+its CSV of prompts, and the Train form's notes and blockers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from studio import jobs
+from tests.llm.test_llm import _spec
+from tests.llm.tiny import PAIRS, build_model, write_pairs_csv
+from tests.pages.test_runs_page import run_in_process
+
+PAGES = Path(__file__).resolve().parents[2] / "pages"
+
+
+@pytest.fixture(scope="module")
+def job(tmp_path_factory):
+    import torch
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("llm-pages")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_HOME", str(root / "home"))
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        from studio.data import add_data_file
+
+        model = build_model(root / "tiny-llama")
+        dataset = add_data_file(write_pairs_csv(root / "pairs.csv", repeat=2))
+        done = run_in_process(_spec(dataset.id, "response", model))
+        assert done.state == jobs.SUCCEEDED, done.reason
+        yield done, model, dataset
+
+
+def test_the_run_page_shows_the_answers_after_each_epoch(job):
+    done, _, _ = job
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=90)
+    at.query_params["job"] = done.id
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any(s.value == "How its answers changed" for s in at.subheader)
+    samples = next(d.value for d in at.dataframe if "epoch" in d.value.columns)
+    assert sorted(set(samples["epoch"])) == list(range(1, 26))  # one held-out prompt, every epoch
+
+
+def test_the_predict_page_answers_a_prompt_beside_the_base_model_and_a_csv_of_prompts(job):
+    done, _, _ = job
+    at = AppTest.from_file(str(PAGES / "predict.py"), default_timeout=120)
+    at.query_params["job"] = done.id
+    at.run()
+    at.text_area(key="llm-prompt").set_value(PAIRS[2][0]).run()
+    at.toggle(key="llm-compare").set_value(True).run()
+    at.button(key="llm-answer").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    labels = [m.value for m in at.markdown]
+    assert "**Fine-tuned model**" in labels and "**Base model**" in labels
+    tuned, base = (t.value for t in at.text[-2:])
+    assert tuned == PAIRS[2][1] and base != tuned  # the fine-tuned model learnt it; the base did not
+    rows = "prompt\n" + "\n".join(p for p, _ in PAIRS[:3])
+    at.file_uploader(key="llm-prompts-upload").upload("prompts.csv", rows.encode(), "text/csv").run()
+    at.button(key="llm-answer-csv").click().run()
+    answers = at.dataframe[-1].value
+    assert answers["answer"].tolist() == [a for _, a in PAIRS[:3]]
+
+
+def test_the_train_form_notes_the_data_and_blocks_an_absent_base_model(job):
+    from studio.core.settings import studio_home
+    from studio.core.spec import RunSpec
+    from studio.modalities.llm.views import FORM, data_report, report_notes
+
+    _, model, dataset = job
+    report = data_report(str(studio_home()), dataset.id, str(model), 8)
+    assert report["shape"] == "prompt_response" and report["examples"] == 2 * len(PAIRS)
+    assert report["duplicates"] == len(PAIRS) and report["tokenizer"] == str(model)
+    assert report["cut"] == sum(1 for t in report["tokens"] if t > 8) > 0
+    notes = [n["message"] for n in report_notes(report)]
+    assert notes[0].startswith("The data is prompt/response pairs (prompt: 'prompt', answer: 'response')")
+    assert any(n.startswith("Tokens per example with this model's tokenizer: median") for n in notes)
+    spec = RunSpec.from_dict(
+        {
+            "task": "llm_finetune",
+            "data": {"dataset_id": dataset.id, "target": "response"},
+            "architecture": {"name": "lora", "params": {"base_model": "SomeOrg/absent-model"}},
+        }
+    )
+    (blocker,) = FORM.blockers(spec)
+    assert "is not on this machine" in blocker
+    fine = spec.with_changes(**{"architecture.params.base_model": str(model)})
+    assert FORM.blockers(fine) == []
+    huge = fine.with_changes(**{"training.batch_size": 65536, "architecture.params.max_length": 32768})
+    (refusal,) = FORM.blockers(huge)
+    assert refusal.startswith("This run needs about")
+
+
+def test_the_train_form_for_fine_tuning_shows_the_data_report_and_the_memory(job):
+    """The Train page with the task picked: the base model is a text box, the notes say the shape and
+    token counts, and 'How long' says the memory it needs."""
+    _, model, dataset = job
+    at = AppTest.from_file(str(PAGES / "train.py"), default_timeout=90).run()
+    at.selectbox(key="train_dataset").set_value(dataset.id).run()
+    at.selectbox(key="train_target").set_value("response").run()
+    at.selectbox(key="train_task").set_value("llm_finetune").run()
+    at.text_input(key="train__arch_lora__base_model").set_value(str(model)).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(w.value for w in at.warning) + " ".join(m.value for m in at.markdown)
+    assert "prompt/response pairs" in shown and "Tokens per example with this model" in shown
+    assert "needs about" in shown and "of memory" in shown
+    at.text_input(key="train__arch_lora__base_model").set_value("SomeOrg/absent-model").run()
+    assert any("is not on this machine" in w.value for w in at.warning)
+
+
+def test_the_data_page_adds_a_jsonl_of_chats_and_says_what_it_holds(studio_home, tmp_path):
+    from tests.llm.tiny import write_chat_jsonl
+
+    at = AppTest.from_file(str(PAGES / "data.py"), default_timeout=60).run()
+    at.file_uploader(key="data_upload").upload(
+        "bad.jsonl", b'{"prompt": "a"}\n{oops\n', "application/json"
+    ).run()
+    at.button(key="data_add_upload").click().run()
+    assert [e.value for e in at.error] == [
+        "Line 2 of 'bad.jsonl' is not JSON (Expecting property name enclosed in double quotes); every line of a "
+        "JSONL file must be one JSON object."
+    ]
+    data = write_chat_jsonl(tmp_path / "chats.jsonl", repeat=2).read_bytes()
+    at.file_uploader(key="data_upload").clear().upload("chats.jsonl", data, "application/json").run()
+    at.button(key="data_add_upload").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    assert any(s.value == "Language-model examples" for s in at.subheader)
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Examples"] == str(2 * len(PAIRS)) and metrics["Repeated examples"] == str(len(PAIRS))
+    assert any(m.value.startswith("These look like chats") for m in at.markdown)
