@@ -86,6 +86,7 @@ def registries_restored():
     from studio import modalities
     from studio.core import spec, tasks
 
+    tasks.load_plugins()  # the studio's own plugin kinds (llm) registered before the snapshot, so they stay
     saved = [
         (registry, dict(registry)) for registry in (tasks._TASKS, modalities.MODALITIES, spec.ARCHITECTURES)
     ]
