@@ -113,9 +113,16 @@ def metric_choices(task: str) -> tuple[str, ...]:
 
 def not_applicable(task: str) -> frozenset[str]:
     """Spec sections and fields that do nothing for ``task``: picture settings for a table; column
-    preparation and feature columns for pictures."""
+    preparation, feature columns and fold models ('use all my data') for pictures."""
+    from studio.modalities import modality
+
     info = task_info(task)
-    return frozenset({info.unused_section} | (set() if info.uses_feature_columns else {"data.features"}))
+    fold_models = getattr(modality(info.kind), "ensembles", False)  # 'use all my data': tables only
+    return frozenset(
+        {info.unused_section}
+        | (set() if info.uses_feature_columns else {"data.features"})
+        | (set() if fold_models else {"data.use_all_data", "data.folds"})
+    )
 
 
 def form_fields(
