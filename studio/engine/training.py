@@ -907,7 +907,7 @@ def _test_module(module: Any, data: Any, plan: Any) -> dict[str, float]:
     return {key: float(value) for key, value in module.test_results.items()}
 
 
-def _prediction_cost(ensemble: Any, member: Any, data: Any, repeats: int = 50) -> dict[str, float]:
+def _prediction_cost(ensemble: Any, member: Any, data: Any, repeats: int = 30) -> dict[str, float]:
     """What one prediction costs on this machine's CPU: the milliseconds to predict one row on its own
     through the whole ensemble and through one of its members (the median of ``repeats`` calls)."""
     import statistics
