@@ -580,11 +580,13 @@ def estimate_time(spec: RunSpec, n_rows: int, n_features: int, on_gpu: bool = Fa
     steps = math.ceil(train / batch) if train else 0
     row_cost = ROW_SECONDS * _network_cost(spec, n_features) / (GPU_ROW_SPEEDUP if on_gpu else 1.0)
     per_epoch = EPOCH_SECONDS + steps * STEP_SECONDS + train * row_cost
-    seconds = STARTUP_SECONDS + spec.training.epochs * per_epoch
+    models = spec.data.folds if spec.data.use_all_data else 1  # fold models train one after another
+    seconds = STARTUP_SECONDS + models * spec.training.epochs * per_epoch
     stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
+    each = f"; {models} fold models, each" if models > 1 else ""
     text = (
         f"Rough guess for an idle machine: at most about {_duration(seconds)} "
-        f"({spec.training.epochs:,} epochs over about {train:,} rows).{stop} {BUSY_NOTE}"
+        f"({spec.training.epochs:,} epochs over about {train:,} rows{each}).{stop} {BUSY_NOTE}"
     )
     return TimeEstimate(seconds=seconds, text=text)
 

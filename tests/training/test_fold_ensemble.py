@@ -10,11 +10,13 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import subprocess
 import sys
 import textwrap
 import zipfile
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -22,11 +24,12 @@ import pandas as pd
 import pytest
 import torch
 
-from studio import tracking
+from studio import jobs, tracking
 from studio.core import ensembles
 from studio.core.errors import SpecError, TrainingError
 from studio.core.runtime import TabularPredictor, TabularPreprocessor
 from studio.engine.training import TrainHooks, evaluate_chosen_model, train
+from tests.pages.test_runs_page import run_in_process
 from tests.training.conftest import make_table
 from tests.training.test_train import make_spec
 
@@ -59,8 +62,17 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
         classifier = make_spec(dataset.id, "classification", "label", **changes, **{"data.folds": 3})
         regression = make_spec(dataset.id, "regression", "amount", **changes, **{"data.folds": 2})
         trial = TrialLike()
+        patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+        job = run_in_process(classifier)  # through the job worker: the pages read its job
+        assert job.state == jobs.SUCCEEDED, job.reason
+        as_result = SimpleNamespace(
+            run_id=job.mlflow_run_id,
+            test_metrics=job.test_metrics,
+            quality=job.quality,
+            bundle_path=Path(job.bundle_path),
+        )
         found = {
-            "classification": (classifier, train(classifier, bundle_out=tmp / "classifier.zip")),
+            "classification": (classifier, as_result),
             "regression": (regression, train(regression, hooks=trial, bundle_out=tmp / "regression.zip")),
         }
         untested = dict(found["regression"][1].test_metrics)
@@ -73,7 +85,9 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
             "dataset": dataset,
             "tmp": tmp,
             "probe": make_table(40, seed=7),
+            "job": job,
         }
+        jobs.stop_scheduler(timeout=5)
 
 
 def bundle_parts(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
@@ -329,3 +343,47 @@ def test_the_words_name_the_ensemble_and_its_cost(runs) -> None:
         "This model is an ensemble of 5 fold models; each prediction runs all 5 (≈5× the time of one)."
     )
     assert not math.isnan(result.quality[ensembles.MS_PER_ROW])
+
+
+def _home(patch: pytest.MonkeyPatch, tmp: Path) -> None:
+    patch.setenv("STUDIO_HOME", str(tmp / "home"))
+    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+    patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+
+
+def test_the_run_page_and_the_runs_list_say_it_is_an_ensemble_and_what_it_costs(runs) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    page = str(Path(__file__).resolve().parents[2] / "pages" / "runs.py")
+    job = runs["job"]
+    with pytest.MonkeyPatch.context() as patch:
+        _home(patch, runs["tmp"])
+        at = AppTest.from_file(page, default_timeout=60)
+        at.query_params["job"] = job.id
+        at.run()
+        assert not at.exception
+        said = [element.value for element in at.info]
+        assert any(
+            text.startswith("This model is an ensemble of 3 fold models; each prediction runs all 3 (≈")
+            and "ms per row measured" in text
+            for text in said
+        ), said
+        assert any(text.startswith("Alone, its fold models scored") for text in said), said
+        listing = AppTest.from_file(page, default_timeout=60).run()
+        assert not listing.exception
+        assert any("ensemble of 3" in element.value for element in listing.markdown)
+
+
+def test_jobs_show_and_list_mention_the_ensemble(runs, capsys) -> None:
+    from studio.cli.main import main
+
+    job = runs["job"]
+    with pytest.MonkeyPatch.context() as patch:
+        _home(patch, runs["tmp"])
+        assert main(["jobs", "show", job.id]) == 0
+        shown = capsys.readouterr().out
+        assert main(["jobs", "list"]) == 0
+        listed = capsys.readouterr().out
+    assert re.search(r"\nensemble +This model is an ensemble of 3 fold models; each prediction runs all 3", shown)
+    assert re.search(r"\nensemble +Alone, its fold models scored", shown)
+    assert "(ensemble of 3)" in listed
