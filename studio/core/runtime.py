@@ -381,7 +381,10 @@ class FoldEnsemble(nn.Module):
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         outs = torch.stack([member(x_num, x_cat) for member in self.members])
         if self.combine == "probabilities":
-            return torch.logsumexp(torch.log_softmax(outs, dim=-1), dim=0) - math.log(len(self.members))
+            # log-probabilities as logits minus their logsumexp: torch.log_softmax on this small stacked
+            # tensor took ~50 ms on a busy 2-core machine (its threaded kernel), this takes ~0.01 ms
+            log_probabilities = outs - torch.logsumexp(outs, dim=-1, keepdim=True)
+            return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))
         return outs.mean(dim=0)
 
 
