@@ -100,4 +100,8 @@ def lines(outcome: dict[str, Any]) -> list[str]:
             if sentence:
                 found.append(sentence)
             break
+    if "kept/epoch" in outcome:  # the run's own kept epoch is its first fold model's
+        found.append(
+            "Each fold model kept its own best epoch; the kept epoch named for this run is the first one's."
+        )
     return found
