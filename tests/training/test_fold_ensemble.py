@@ -384,6 +384,31 @@ def test_jobs_show_and_list_mention_the_ensemble(runs, capsys) -> None:
         shown = capsys.readouterr().out
         assert main(["jobs", "list"]) == 0
         listed = capsys.readouterr().out
-    assert re.search(r"\nensemble +This model is an ensemble of 3 fold models; each prediction runs all 3", shown)
+    assert re.search(
+        r"\nensemble +This model is an ensemble of 3 fold models; each prediction runs all 3", shown
+    )
     assert re.search(r"\nensemble +Alone, its fold models scored", shown)
     assert "(ensemble of 3)" in listed
+
+
+def test_the_train_form_has_the_switch_its_time_guess_and_its_limit(studio_home, monkeypatch) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from studio import data as datasets
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+    studio_home.mkdir(parents=True, exist_ok=True)
+    datasets.add_sample("wine")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    switch = at.checkbox(key="train__data__use_all_data")
+    assert switch.label == "Use all my data (fold models)" and switch.value is False
+    switch.check().run()
+    (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
+    assert "5 fold models, each" in how_long
+    at.number_input(key="train__data__folds").set_value(6).run()
+    assert not at.exception
+    assert any("at most 5 fold models" in e.value for e in at.error), [e.value for e in at.error]
+    assert at.button(key="train_submit").disabled
+    assert jobs.list_jobs() == []
