@@ -388,6 +388,5 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         f"- `artifacts/{INFO_FILE}`: preprocessing, target, network, input columns, metrics and the run spec.\n"
         f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
         f"- `artifacts/{RUNTIME_FILE}`: the preprocessing and network code.\n"
-        f"{onnx_line}\n"
-        + (f"\n{info['ensemble']['text']}\n" if "ensemble" in info else "")
+        f"{onnx_line}\n" + (f"\n{info['ensemble']['text']}\n" if "ensemble" in info else "")
     )

@@ -376,7 +376,12 @@ class FoldEnsemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.combine = combine
         member = dict(members[0].config)
-        self.config = {"n_out": member["n_out"], "members": len(members), "combine": combine, "member": member}
+        self.config = {
+            "n_out": member["n_out"],
+            "members": len(members),
+            "combine": combine,
+            "member": member,
+        }
 
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
         outs = torch.stack([member(x_num, x_cat) for member in self.members])

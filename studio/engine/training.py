@@ -615,9 +615,8 @@ def _fit_and_log(
         spec, session.optimizer_steps_per_epoch(data.steps_per_epoch), session.accumulate
     )
     ensemble = spec.data.use_all_data
-    run = _run_lightning(
-        spec, data, module, plan, run_id, hooks, progress_bar, session, runs_test=hooks.runs_test and not ensemble
-    )
+    tested = hooks.runs_test and not ensemble  # an ensemble is tested once all its models are trained
+    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session, runs_test=tested)
     if ensemble:  # fold 0 is trained; the other folds, then the averaged model is tested and bundled
         module = _complete_ensemble(spec, trainee, module, run, run_id, hooks, plan)
     trainee.after_test(run_id, spec, module)
@@ -965,8 +964,8 @@ def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -
     trainee, data = prepared.trainee, prepared.data
     module = trainee.lightning_module(spec, max(1, data.steps_per_epoch), 1)
     if spec.data.use_all_data:  # the bundle holds fold models averaged into one
-        members = [module.net, *(trainee.lightning_module(spec, 1, 1).net for _ in range(spec.data.folds - 1))]
-        module = trainee.ensemble(spec, members)
+        others = [trainee.lightning_module(spec, 1, 1).net for _ in range(spec.data.folds - 1)]
+        module = trainee.ensemble(spec, [module.net, *others])
     with zipfile.ZipFile(bundle_path) as zf, tempfile.TemporaryDirectory(prefix="studio-test-") as root:
         member = next(name for name in zf.namelist() if name.endswith(f"artifacts/{WEIGHTS_FILE}"))
         with zf.open(member) as weights:
