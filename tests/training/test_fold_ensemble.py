@@ -58,7 +58,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
 
         make_table().to_csv(tmp / "tiny.csv", index=False)
         dataset = add_csv(tmp / "tiny.csv", name="tiny")
-        changes = {"training.epochs": 4, "data.use_all_data": True}
+        changes = {"training.epochs": 2, "data.use_all_data": True}
         classifier = make_spec(dataset.id, "classification", "label", **changes, **{"data.folds": 3})
         regression = make_spec(dataset.id, "regression", "amount", **changes, **{"data.folds": 2})
         trial = TrialLike()
