@@ -57,8 +57,11 @@ def job_row(job: jobs.Job) -> None:
     with st.container(border=True):
         name, progress, action = st.columns([3, 3, 1], vertical_alignment="center")
         badge = rv.verdict_badge(job)
+        ensemble = rv.ensemble_label(job)
         name.markdown(
-            f"**{ui.as_text(job.name)}**  \n{rv.status_label(job)}" + (f" · {badge}" if badge else "")
+            f"**{ui.as_text(job.name)}**  \n{rv.status_label(job)}"
+            + (f" · {badge}" if badge else "")
+            + (f" · {ensemble}" if ensemble else "")
         )
         name.caption(
             f"{ui.as_text(dataset_names().get(job.dataset_id, job.dataset_id))} · created {when(job.created_at)}"
@@ -198,6 +201,8 @@ def final_scores(job: jobs.Job) -> None:
             show(ui.as_text(found.sentence), icon=":material/block:" if found.level == "guess" else None)
         else:
             st.markdown(f":green[:material/check_circle:] {ui.as_text(found.sentence)}")
+    for sentence in rv.ensemble_lines(job):
+        st.info(ui.as_text(sentence), icon=":material/stacks:")
     kept_epoch = rv.kept_epoch_text(job)
     if kept_epoch:
         st.caption(ui.as_text(kept_epoch))

@@ -15,6 +15,7 @@ pytestmark = pytest.mark.bench
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 RESULT_LINES = {  # what each benchmark prints last: its comparison
     "csv_ingest": "ratio studio / pandas:",
+    "fold_ensemble": "ensemble - single (mean):",
     "image_throughput": "ratio studio / baseline:",
     "llm_throughput": "ratio studio / bare:",
     "search_quality": "wine ",

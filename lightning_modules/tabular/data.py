@@ -204,8 +204,12 @@ class TabularDataModule(pl.LightningDataModule):
             fold,
         )
         pre = spec.preprocessing
+        # Fold models of one ensemble share one preprocessing, fitted on every row that is not a test row
+        # (the same for every fold): the bundle then transforms a row once for all of them, and its ONNX
+        # graph takes the one model's inputs.
+        fitted_on = np.union1d(self.train_idx, self.val_idx) if spec.data.use_all_data else self.train_idx
         self.preprocessor = TabularPreprocessor.fit(
-            frame.iloc[self.train_idx],
+            frame.iloc[fitted_on],
             self.plan.numeric,
             self.plan.categorical,
             self.plan.datetime,

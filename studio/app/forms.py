@@ -113,9 +113,16 @@ def metric_choices(task: str) -> tuple[str, ...]:
 
 def not_applicable(task: str) -> frozenset[str]:
     """Spec sections and fields that do nothing for ``task``: picture settings for a table; column
-    preparation and feature columns for pictures."""
+    preparation, feature columns and fold models ('use all my data') for pictures."""
+    from studio.modalities import modality
+
     info = task_info(task)
-    return frozenset({info.unused_section} | (set() if info.uses_feature_columns else {"data.features"}))
+    fold_models = getattr(modality(info.kind), "ensembles", False)  # 'use all my data': tables only
+    return frozenset(
+        {info.unused_section}
+        | (set() if info.uses_feature_columns else {"data.features"})
+        | (set() if fold_models else {"data.use_all_data", "data.folds"})
+    )
 
 
 def form_fields(
@@ -573,11 +580,13 @@ def estimate_time(spec: RunSpec, n_rows: int, n_features: int, on_gpu: bool = Fa
     steps = math.ceil(train / batch) if train else 0
     row_cost = ROW_SECONDS * _network_cost(spec, n_features) / (GPU_ROW_SPEEDUP if on_gpu else 1.0)
     per_epoch = EPOCH_SECONDS + steps * STEP_SECONDS + train * row_cost
-    seconds = STARTUP_SECONDS + spec.training.epochs * per_epoch
+    models = spec.data.folds if spec.data.use_all_data else 1  # fold models train one after another
+    seconds = STARTUP_SECONDS + models * spec.training.epochs * per_epoch
     stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
+    each = f"; {models} fold models, each" if models > 1 else ""
     text = (
         f"Rough guess for an idle machine: at most about {_duration(seconds)} "
-        f"({spec.training.epochs:,} epochs over about {train:,} rows).{stop} {BUSY_NOTE}"
+        f"({spec.training.epochs:,} epochs over about {train:,} rows{each}).{stop} {BUSY_NOTE}"
     )
     return TimeEstimate(seconds=seconds, text=text)
 

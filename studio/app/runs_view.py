@@ -20,7 +20,7 @@ from studio import tracking
 from studio.app.charts import metric_label, metric_name, sentence
 from studio.app.forms import SECTION_TITLES
 from studio.bundle import KIND_IMAGE, KIND_TABULAR
-from studio.core import quality, settings
+from studio.core import ensembles, quality, settings
 from studio.core.errors import BundleError, DatasetError
 from studio.core.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
 from studio.core.tasks import task_info
@@ -225,6 +225,17 @@ def verdict_badge(job: Job) -> str:
     """Markdown for the Runs list when a finished run is no better, or barely better, than a guess."""
     found = job_verdict(job)
     return VERDICT_BADGES.get(found.level, "") if found is not None else ""
+
+
+def ensemble_lines(job: Job) -> list[str]:
+    """What the run page says about a fold ensemble ('use all my data'): the prediction cost and its
+    fold models' own test scores; empty for one model."""
+    return ensembles.lines(job.outcome)
+
+
+def ensemble_label(job: Job) -> str:
+    """``ensemble of 5`` for the Runs list (plain text, no Markdown in it); empty for one model."""
+    return ensembles.short_label(job.quality)
 
 
 def kept_epoch_text(job: Job) -> str | None:

@@ -230,6 +230,15 @@ def folds_words(search: Search) -> str:
     folds = search_folds(search)
     if folds < 2:
         return ""
+    if search.spec.data.use_all_data:
+        return (
+            f"'Use all my data' is on, so each trial trains {folds} fold models, each checked on its own "
+            "block of validation rows (the test rows stay aside), and keeps them as one model that averages "
+            "them. A trial's score is the mean of its fold models' validation scores: what one of them "
+            "scores on rows it never saw. The averaged model cannot be scored on validation rows (each one "
+            "trained all but one of its models), so the chosen trial's is tested once on the test rows, "
+            "where averaging usually gains a little over that mean."
+        )
     return (
         f"The table is small, so each trial is scored on {folds} different blocks of validation rows (the "
         "test rows stay aside): its own run's, then the same settings trained again with each other block "

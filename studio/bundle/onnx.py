@@ -98,8 +98,22 @@ def _try_export_onnx(
             "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
             if task == "classification"
             else "The output is the scaled target: multiply by target.std and add target.mean."
-        ),
+        )
+        + _ensemble_note(net.config),
     )
+
+
+def _ensemble_note(config: dict[str, Any]) -> str:
+    """What the output of a fold ensemble's one graph is (empty for one model)."""
+    if "members" not in config:
+        return ""
+    members = config["members"]
+    if config["combine"] == "probabilities":
+        return (
+            f" This graph averages {members} fold models: its output is the log of the mean of their class "
+            "probabilities, so softmax gives that mean."
+        )
+    return f" This graph averages {members} fold models: its output is the mean of their outputs."
 
 
 def _export_onnx(

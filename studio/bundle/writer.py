@@ -93,6 +93,7 @@ def write_tabular_bundle(
             "input_columns": input_columns,
             "preprocessing": preprocessing,
             "network": network_config,
+            **_ensemble_info(network_config),
             "weights": WEIGHTS_FILE,
             "onnx": onnx_info,
             "metrics": _finite_metrics(metrics),
@@ -105,6 +106,25 @@ def write_tabular_bundle(
         }
         _save_and_zip(path, info, staging, model_dir, _pip_requirements())
     return path
+
+
+def _ensemble_info(network_config: dict[str, Any]) -> dict[str, Any]:
+    """``{"ensemble": {...}}`` for fold models averaged into one (``network.members``), else nothing."""
+    if "members" not in network_config:
+        return {}
+    members, combine = network_config["members"], network_config["combine"]
+    what = "class probabilities" if combine == "probabilities" else "predicted values"
+    return {
+        "ensemble": {
+            "members": members,
+            "combine": combine,
+            "text": (
+                f"An ensemble of {members} fold models sharing one preprocessing: each prediction runs "
+                f"all {members} and averages their {what}. Their weights are members.<n>.* in "
+                f"{WEIGHTS_FILE}."
+            ),
+        }
+    }
 
 
 def _stage(staging: Path, state_dict: dict[str, torch.Tensor], pictures: bool = False) -> None:
@@ -368,5 +388,5 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         f"- `artifacts/{INFO_FILE}`: preprocessing, target, network, input columns, metrics and the run spec.\n"
         f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
         f"- `artifacts/{RUNTIME_FILE}`: the preprocessing and network code.\n"
-        f"{onnx_line}\n"
+        f"{onnx_line}\n" + (f"\n{info['ensemble']['text']}\n" if "ensemble" in info else "")
     )

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 
-from studio.core import quality
+from studio.core import ensembles, quality
 from studio.jobs.store import STATES
 
 
@@ -139,6 +139,7 @@ def cmd_show(args: argparse.Namespace) -> int:
         lines.append(("guess's metrics", _metrics(guess)))
     if job.state == "succeeded":
         lines.extend(quality.outcome_lines(job.spec, job.outcome))
+        lines.extend(("ensemble", text) for text in ensembles.lines(job.outcome))
     if job.bundle_path:
         lines.append(("model bundle", job.bundle_path))
     lines.append(("log", str(job.log_path)))
@@ -224,7 +225,8 @@ def _name(job) -> str:
     """The job's name, or for a search's trial which trial of which search it is."""
     if job.search_id is not None:
         return f"trial {job.trial_number} of {job.search_id}"
-    return _clip(job.name, 32)
+    label = ensembles.short_label(job.quality)
+    return _clip(job.name, 32) + (f" ({label})" if label else "")
 
 
 def _clip(text: str, width: int) -> str:

@@ -49,6 +49,7 @@ def _console_hooks(quiet: bool) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    from studio.core import ensembles
     from studio.core.quality import outcome_lines
     from studio.engine.training import train
 
@@ -75,6 +76,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     for key, value in sorted(result.test_metrics.items()):
         print(f"  {key:<16} {value:.4f}")
     for _, text in outcome_lines(spec, {**result.test_metrics, **result.quality}):
+        print(text)
+    for text in ensembles.lines({**result.test_metrics, **result.quality}):
         print(text)
     if result.bundle_path:
         print(f"Model bundle: {result.bundle_path}")

@@ -32,6 +32,13 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", help="32, 16-mixed or bf16-mixed")
     parser.add_argument("--preset", choices=["fast", "balanced", "thorough"])
     parser.add_argument("--name", help="a readable run name")
+    parser.add_argument(
+        "--folds",
+        type=int,
+        metavar="K",
+        help="use all my data: train K fold models (each checked on its own validation rows, the test "
+        "rows kept aside) and average them into one model; tables only",
+    )
     parser.add_argument("--spec", help="a YAML or JSON spec file with every setting; flags override it")
     parser.add_argument(
         "--set",
@@ -94,6 +101,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         "training.device": args.device,
         "training.precision": args.precision,
         "name": args.name,
+        "data.use_all_data": True if getattr(args, "folds", None) else None,
+        "data.folds": getattr(args, "folds", None),
     }
     for item in args.set:
         key, sep, value = item.partition("=")

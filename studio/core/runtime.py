@@ -493,7 +493,42 @@ class TabularNet(nn.Module):
         return self.mlp(torch.cat(parts, dim=1))
 
 
-def build_tabular_net(config: dict[str, Any]) -> TabularNet:
+class FoldEnsemble(nn.Module):
+    """Fold models of one table averaged into one model: the same inputs as one of them (they share one
+    preprocessing). A classifier's output is the log of the mean of the members' class probabilities, so
+    a softmax of it gives that mean exactly (and its arg max the averaged vote); a regression's is the
+    mean of the members' (scaled) values."""
+
+    def __init__(self, members: list[nn.Module], combine: str):
+        super().__init__()
+        if combine not in ("probabilities", "values"):
+            raise ValueError(f"unknown way to combine fold models: {combine!r}")
+        self.members = nn.ModuleList(members)
+        self.combine = combine
+        member = dict(members[0].config)
+        self.config = {
+            "n_out": member["n_out"],
+            "members": len(members),
+            "combine": combine,
+            "member": member,
+        }
+
+    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
+        outs = torch.stack([member(x_num, x_cat) for member in self.members])
+        if self.combine == "probabilities":
+            # log-probabilities as logits minus their logsumexp: torch.log_softmax on this small stacked
+            # tensor took ~50 ms on a busy 2-core machine (its threaded kernel), this takes ~0.01 ms
+            log_probabilities = outs - torch.logsumexp(outs, dim=-1, keepdim=True)
+            return torch.logsumexp(log_probabilities, dim=0) - math.log(len(self.members))
+        return outs.mean(dim=0)
+
+
+def build_tabular_net(config: dict[str, Any]) -> nn.Module:
+    """The network a bundle's ``network`` describes: one :class:`TabularNet`, or a :class:`FoldEnsemble`
+    of ``members`` alike ones (``member`` is their configuration)."""
+    if "members" in config:
+        members = [build_tabular_net(config["member"]) for _ in range(int(config["members"]))]
+        return FoldEnsemble(members, config["combine"])
     return TabularNet(**config)
 
 

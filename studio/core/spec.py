@@ -536,6 +536,29 @@ class DataSpec(StudioModel):
         json_schema_extra=_extra(advanced=True),
     )
 
+    use_all_data: bool = Field(
+        False,
+        title="Use all my data (fold models)",
+        description=(
+            "Train several models instead of one, each checked on its own block of validation rows, so that "
+            "every row that is not a test row is both learned from and checked on; the model averages "
+            "them (their probabilities, or their numbers). Usually a little more accurate on small tables; "
+            "training and each prediction take as many times longer as there are fold models. The test "
+            "rows stay aside, so the test score stays honest. Tables only."
+        ),
+    )
+    folds: int = Field(
+        5,
+        ge=2,
+        le=10,
+        title="Fold models",
+        description=(
+            "How many fold models 'Use all my data' trains and averages. Each needs its own block of "
+            "validation rows, so at most (1 − test share) ÷ validation share: 5 with the usual 15% shares."
+        ),
+        json_schema_extra=_extra(advanced=True),
+    )
+
     @model_validator(mode="after")
     def _fractions_leave_training_rows(self) -> DataSpec:
         if self.val_fraction + self.test_fraction > 0.6:
@@ -543,7 +566,20 @@ class DataSpec(StudioModel):
                 "the validation share and the test share together must be at most 0.6 (they are "
                 f"{round(self.val_fraction + self.test_fraction, 4):g}), so that at least 40% of rows are left to train on"
             )
+        if self.use_all_data and self.folds > fold_blocks(self.val_fraction, self.test_fraction):
+            most = fold_blocks(self.val_fraction, self.test_fraction)
+            raise ValueError(
+                f"{self.folds} fold models need {self.folds} separate blocks of validation rows, and with a "
+                f"validation share of {self.val_fraction:g} and a test share of {self.test_fraction:g} there "
+                f"are {most}: choose at most {most} fold models, or a smaller validation share"
+            )
         return self
+
+
+def fold_blocks(val_fraction: float, test_fraction: float) -> int:
+    """How many separate blocks of validation rows the rows that are not test rows hold: the most fold
+    models (or cross-validation folds) a split allows."""
+    return max(1, int((1 - test_fraction) / val_fraction + 1e-9))
 
 
 class PreprocessingSpec(StudioModel):
@@ -964,6 +1000,10 @@ class RunSpec(StudioModel):
             raise ValueError(f"the feature columns must not contain the target column '{self.data.target}'")
         if not task_info(self.task).uses_feature_columns and self.data.features is not None:
             raise ValueError(f"feature columns do not apply to {task_info(self.task).unit}; leave them empty")
+        if self.data.use_all_data and self.training.devices != "1":
+            raise ValueError(
+                "'Use all my data' trains its fold models one after another on one device; set devices to 1"
+            )
         return self
 
     # ---- round trips

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from studio import tracking
+from studio.core import ensembles
 from studio.core.errors import StudioError, TrainingError
 from studio.core.settings import studio_home
 from studio.core.spec import OptimizerSpec, RunSpec, metric_mode
@@ -78,6 +79,10 @@ class TrainHooks:
 
     def on_note(self, sentence: str) -> None:
         """Something the user should know happened (resumed; retried with a smaller batch)."""
+
+    def on_folds_kept(self, kept: list[dict[str, float]]) -> None:
+        """A fold ensemble's other fold models are trained: the validation scores (``val/*``) of the
+        epoch each one kept, folds 1, 2 … (fold 0 is the run itself)."""
 
 
 @dataclass
@@ -537,6 +542,11 @@ def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DeviceP
 
     torch.manual_seed(spec.data.seed)
     kind = modality_for(spec.task)
+    if spec.data.use_all_data and not getattr(kind, "ensembles", False):
+        raise TrainingError(
+            f"'Use all my data' (fold models averaged into one) works for tables only; "
+            f"{task_info(spec.task).title.lower()} trains one model: turn the switch off."
+        )
     table = load_table(dataset.id)
     prepared = _Prepared(kind.prepare(spec, dataset, table, profile), kind.name, kind.device_plan(plan))
     share_data(prepared.data, prepared.plan.world_size)  # several devices: each takes a share of it
@@ -604,7 +614,11 @@ def _fit_and_log(
     module = trainee.lightning_module(
         spec, session.optimizer_steps_per_epoch(data.steps_per_epoch), session.accumulate
     )
-    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session)
+    ensemble = spec.data.use_all_data
+    tested = hooks.runs_test and not ensemble  # an ensemble is tested once all its models are trained
+    run = _run_lightning(spec, data, module, plan, run_id, hooks, progress_bar, session, runs_test=tested)
+    if ensemble:  # fold 0 is trained; the other folds, then the averaged model is tested and bundled
+        module = _complete_ensemble(spec, trainee, module, run, run_id, hooks, plan)
     trainee.after_test(run_id, spec, module)
     with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
         path = trainee.write_bundle(Path(tmp), session.asked or spec, module, run.test_metrics)
@@ -712,6 +726,7 @@ def _run_lightning(
     *,
     rank: int = 0,
     port: int | None = None,
+    runs_test: bool | None = None,
 ) -> _LightningRun:
     """Fit with the studio's callbacks (MLflow curves, progress, cancel, best weights, early stopping,
     a checkpoint at the end of every epoch), restore the best weights and test them; the test metrics
@@ -723,7 +738,10 @@ def _run_lightning(
 
     With several devices (``plan.world_size`` > 1) this process is rank 0 and starts the other ranks,
     which run this same function with their ``rank`` and rank 0's ``port``, no ``run_id`` and default
-    hooks: they log, report and write nothing (:mod:`studio.engine.ddp`)."""
+    hooks: they log, report and write nothing (:mod:`studio.engine.ddp`).
+
+    ``runs_test`` (default: ``hooks.runs_test``) False fits without testing (a fold ensemble's first
+    model: the ensemble is tested once all its models are trained)."""
     import pytorch_lightning as pl
 
     from lightning_modules.callbacks import (
@@ -736,6 +754,7 @@ def _run_lightning(
     )
     from studio.engine import ddp
 
+    runs_test = hooks.runs_test if runs_test is None else runs_test
     monitor = spec.early_stopping.metric
     mode = metric_mode(monitor)
     buffer = tracking.MetricBuffer(run_id, session.logged) if rank == 0 else ddp.NoMetrics()
@@ -759,7 +778,7 @@ def _run_lightning(
         "spec": spec.to_json(),
         "accumulate": session.accumulate,
         "resume_from": str(session.resume_from) if session.resume_from else None,
-        "runs_test": hooks.runs_test,
+        "runs_test": runs_test,
     }
     with (
         tempfile.TemporaryDirectory(prefix="studio-trainer-") as root,
@@ -807,13 +826,13 @@ def _run_lightning(
             raise KeyboardInterrupt
         best.restore(module)
         try:
-            if hooks.runs_test:
+            if runs_test:
                 trainer.test(module, datamodule=data, verbose=False)
         except BaseException:
             with contextlib.suppress(Exception):
                 buffer.close()
             raise
-    test_metrics = dict(module.test_results) if hooks.runs_test else {}
+    test_metrics = dict(module.test_results) if runs_test else {}
     if diverged is not None and not all(math.isfinite(v) for v in test_metrics.values()):
         buffer.close()  # the kept epoch does not hold up on the test rows either: fail as if none was kept
         raise TrainingError(divergence_reason(diverged, spec.optimizer))
@@ -834,6 +853,80 @@ def _run_lightning(
         note=note,
         quality=quality,
     )
+
+
+# --------------------------------------------------------------------------- fold ensembles
+def _complete_ensemble(
+    spec: RunSpec, trainee: Any, first: Any, run: _LightningRun, run_id: str, hooks: TrainHooks, plan: Any
+) -> Any:
+    """'Use all my data': fold 0's model is trained (``first``); train the other folds' models, each
+    early-stopped on its own block of validation rows, average them into one model (the data kind's
+    ``ensemble``), and test it on the test rows with every member, once. Updates ``run`` (its test
+    metrics become the ensemble's; its quality gains the trivial guess's scores, each member's test
+    scores and the measured prediction cost, :mod:`studio.core.ensembles`) and logs them; hands
+    the members' kept validation scores to ``hooks.on_folds_kept`` (a search's trial scores itself on
+    them). Returns the ensemble's LightningModule (what the bundle keeps)."""
+    folds = [fit_fold(spec, fold, hooks.should_stop) for fold in range(1, spec.data.folds)]
+    hooks.on_folds_kept([fold.kept for fold in folds])
+    modules = [first, *(fold.module for fold in folds)]
+    ensemble = trainee.ensemble(spec, [module.net.cpu() for module in modules])
+    data = trainee.data
+    found: dict[str, float] = {ensembles.MEMBERS: float(len(modules))}
+    found.update(_prediction_cost(ensemble.net, modules[0].net, data))
+    if hooks.runs_test:
+        run.test_metrics = _test_module(ensemble, data, plan)
+        for number, module in enumerate(modules, start=1):
+            for key, value in _test_module(module, data, plan).items():
+                found[ensembles.member_key(number, key)] = value
+        found.update(_baseline(spec, data))
+    run.quality.update(found)
+    step = max(tracking.logged_steps(run_id).values(), default=0)
+    buffer = tracking.MetricBuffer(run_id, {})
+    buffer.add({**run.test_metrics, **found}, step)
+    buffer.close()
+    return ensemble
+
+
+def _test_module(module: Any, data: Any, plan: Any) -> dict[str, float]:
+    """``module``'s test scores on ``data``'s test rows (nothing logged)."""
+    import pytorch_lightning as pl
+
+    with tempfile.TemporaryDirectory(prefix="studio-test-") as root:
+        trainer = pl.Trainer(
+            accelerator=plan.accelerator,
+            devices=plan.devices if plan.world_size == 1 else 1,
+            precision=plan.precision,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=False,
+            default_root_dir=root,
+        )
+        trainer.test(module, datamodule=data, verbose=False)
+    return {key: float(value) for key, value in module.test_results.items()}
+
+
+def _prediction_cost(ensemble: Any, member: Any, data: Any, repeats: int = 30) -> dict[str, float]:
+    """What one prediction costs on this machine's CPU: the milliseconds to predict one row on its own
+    through the whole ensemble and through one of its members (the median of ``repeats`` calls)."""
+    import statistics
+
+    import torch
+
+    inputs = tuple(t[:1].cpu() for t in data.tensors["test"][:-1])
+
+    def millis(net: Any) -> float:
+        net = net.cpu().eval()
+        times = []
+        with torch.no_grad():
+            net(*inputs)  # warm up
+            for _ in range(repeats):
+                started = time.perf_counter()
+                net(*inputs)
+                times.append(time.perf_counter() - started)
+        return 1000 * statistics.median(times)
+
+    return {ensembles.MS_PER_ROW: millis(ensemble), ensembles.MEMBER_MS_PER_ROW: millis(member)}
 
 
 # --------------------------------------------------------------------------- a search's chosen model
@@ -870,6 +963,9 @@ def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -
     prepared = _prepare(spec, dataset, profile, plan)
     trainee, data = prepared.trainee, prepared.data
     module = trainee.lightning_module(spec, max(1, data.steps_per_epoch), 1)
+    if spec.data.use_all_data:  # the bundle holds fold models averaged into one
+        others = [trainee.lightning_module(spec, 1, 1).net for _ in range(spec.data.folds - 1)]
+        module = trainee.ensemble(spec, [module.net, *others])
     with zipfile.ZipFile(bundle_path) as zf, tempfile.TemporaryDirectory(prefix="studio-test-") as root:
         member = next(name for name in zf.namelist() if name.endswith(f"artifacts/{WEIGHTS_FILE}"))
         with zf.open(member) as weights:
@@ -909,6 +1005,21 @@ def fold_scores(spec: RunSpec, fold: int, should_stop: Any = None) -> dict[str, 
     Nothing is logged, bundled or checkpointed: a search's trial calls this for its folds after its
     run (fold 0) ended, to score its settings on more than one small validation split.
     ``should_stop()`` is polled before every training step; True raises :class:`TrainingCancelled`."""
+    return fit_fold(spec, fold, should_stop).kept
+
+
+@dataclass
+class FoldModel:
+    """One fold's model, fitted and restored to the epoch it keeps."""
+
+    trainee: Any  # what the data kind prepared for this fold
+    module: Any  # the LightningModule, its ``net`` holding the kept epoch's weights
+    kept: dict[str, float]  # that epoch's validation scores (``val/*``); empty when none was kept
+
+
+def fit_fold(spec: RunSpec, fold: int, should_stop: Any = None) -> FoldModel:
+    """Fit ``spec`` on cross-validation fold ``fold`` of its split (see :func:`fold_scores`) and keep
+    the model: the best epoch's weights are restored. Nothing is logged, bundled or checkpointed."""
     import pytorch_lightning as pl
     import torch
 
@@ -947,7 +1058,8 @@ def fold_scores(spec: RunSpec, fold: int, should_stop: Any = None) -> dict[str, 
             default_root_dir=root,
         )
         trainer.fit(module, datamodule=data.data)  # (a NaN epoch never becomes the best one)
-    return {name: float(value) for name, value in best.best_metrics.items()}
+    best.restore(module)
+    return FoldModel(data, module, {name: float(value) for name, value in best.best_metrics.items()})
 
 
 # --------------------------------------------------------------------------- divergence

@@ -57,13 +57,16 @@ def cv_folds(spec: Any, n_rows: int) -> int:
     table of at most :data:`CV_MAX_ROWS` rows, as many blocks of validation rows as its non-test rows
     hold (5 with the default 15% shares, at most :data:`CV_MAX_FOLDS`). On a small table one validation
     split is too few rows to rank a hundred settings by (the breast cancer sample's is 86 rows: one row
-    is 1.2 points); the mean over the folds is a steadier score."""
+    is 1.2 points); the mean over the folds is a steadier score. A fold ensemble ('use all my data') is
+    scored on its own fold models' folds, whatever the table's size."""
+    from studio.core.spec import fold_blocks
     from studio.modalities import modality_for
 
+    if spec.data.use_all_data:  # a fold ensemble: scored on the folds of its own fold models
+        return spec.data.folds
     if n_rows > CV_MAX_ROWS or not getattr(modality_for(spec.task), "folds", False):
         return 1
-    blocks = int((1 - spec.data.test_fraction) / spec.data.val_fraction + 1e-9)
-    return max(1, min(CV_MAX_FOLDS, blocks))
+    return max(1, min(CV_MAX_FOLDS, fold_blocks(spec.data.val_fraction, spec.data.test_fraction)))
 
 
 def cv_note(folds: int, metric: str, scores: list[float | None]) -> str:
@@ -117,6 +120,7 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             self.inner = inner
             self.context: dict[str, Any] = {}  # the search's metric and MLflow run, read with the study
             self.kept: KeptScore | None = None  # made at the first epoch's end, once the study is read
+            self.folds_kept: list[dict[str, float]] = []  # a fold ensemble's other models' kept scores
             self.pruned = False
             self.stop_reason: str | None = None  # the worker's reason for a pruned trial
             self.seen_epoch = 0  # the last epoch whose validation scores were seen
@@ -268,6 +272,9 @@ def trial_hooks(job: Any, inner: Any) -> Any:
         def on_note(self, sentence: str) -> None:
             self.inner.on_note(sentence)
 
+        def on_folds_kept(self, kept: list[dict[str, float]]) -> None:
+            self.folds_kept = list(kept)
+
         def after_run(self, spec: Any) -> None:
             """The run ended well: its final score, then a small table's other folds."""
             self.inner.after_run(spec)
@@ -290,7 +297,9 @@ def trial_hooks(job: Any, inner: Any) -> Any:
             scores: list[float | None] = [self.kept.value]
             losses = [self.kept.loss]
             for fold in range(1, folds):
-                kept = fold_scores(spec, fold, self.should_stop)
+                # a fold ensemble's run trained its fold models already: their scores are the folds'
+                trained = self.folds_kept[fold - 1] if fold - 1 < len(self.folds_kept) else None
+                kept = trained if trained is not None else fold_scores(spec, fold, self.should_stop)
                 score = kept.get(self.metric)
                 scores.append(score if score is not None and math.isfinite(score) else None)
                 losses.append(kept.get("val/loss"))

@@ -31,6 +31,14 @@ class PreparedTable:
         net = build_network(spec.architecture.name, spec.architecture.params, shape)
         return table_module(net, data, spec, steps_per_epoch, accumulate)
 
+    def ensemble(self, spec: RunSpec, nets: list[Any]) -> Any:
+        """The LightningModule of fold models averaged into one (they share this table's preprocessing):
+        class probabilities averaged for a classifier, values for a regression."""
+        from studio.core.runtime import FoldEnsemble
+
+        combine = "probabilities" if self.data.head == "classification" else "values"
+        return table_module(FoldEnsemble(nets, combine), self.data, spec, 1, 1)
+
     def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
         return None
 
@@ -91,6 +99,7 @@ class TabularModality:
         return plan
 
     folds = True
+    ensembles = True  # 'use all my data': fold models averaged into one (PreparedTable.ensemble)
 
     def prepare(
         self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any], fold: int = 0
