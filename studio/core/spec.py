@@ -217,6 +217,16 @@ class BagOfWordsParams(StudioModel):
 class PretrainedTextParams(StudioModel):
     """A pretrained transformer encoder fine-tuned on your texts."""
 
+    model: str = Field(
+        "",
+        max_length=500,
+        title="Pretrained model",
+        description="Empty: the network's own model (all-MiniLM-L6-v2). Or any Hugging Face encoder, by its "
+        "Hub id (distilbert-base-uncased, bert-base-multilingual-cased …) or a folder holding its "
+        "config.json, weights and tokenizer. A Hub id is read from the Hugging Face cache, and downloaded "
+        "only where STUDIO_ALLOW_DOWNLOADS=1.",
+        json_schema_extra=_extra(advanced=True),
+    )
     max_length: int = Field(
         128,
         ge=8,
@@ -241,6 +251,11 @@ class PretrainedTextParams(StudioModel):
         description="Share of features switched off at random before the last layer.",
         json_schema_extra=_extra(advanced=True),
     )
+
+    @field_validator("model")
+    @classmethod
+    def _strip_model(cls, value: str) -> str:
+        return value.strip()
 
 
 class ArchitectureInfo(BaseModel):

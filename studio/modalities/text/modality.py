@@ -36,11 +36,14 @@ def make_encoder(spec: RunSpec, columns: list[str]) -> tuple[Any, Path | None]:
             columns, params["max_tokens"], params["buckets"], params["word_ngrams"], params["char_ngrams"]
         )
         return encoder, None
-    from studio.core.pretrained import locate_pretrained
+    from studio.core.pretrained import encoder_positions, locate_pretrained
     from studio.core.transformer_runtime import TransformerTextEncoder
 
-    folder = locate_pretrained(spec.architecture.name)  # or a plain TextEncoderMissing (a TrainingError)
-    return TransformerTextEncoder.from_pretrained(folder, columns, params["max_length"]), folder
+    # the catalogue's own model, or any Hugging Face encoder by Hub id or folder; a plain TextEncoderMissing
+    # (a TrainingError) when it is not on this machine and downloads are not allowed
+    folder = locate_pretrained(params.get("model") or spec.architecture.name)
+    length = min(params["max_length"], encoder_positions(folder) or params["max_length"])  # what it can read
+    return TransformerTextEncoder.from_pretrained(folder, columns, length), folder
 
 
 @dataclass
