@@ -212,6 +212,29 @@ class BagOfWordsParams(StudioModel):
         description="Share of features switched off at random while training; higher fights overfitting.",
         json_schema_extra=_extra(advanced=True),
     )
+    pooling: Literal["mean", "sqrt", "l2"] = Field(
+        "mean",
+        title="Pooling",
+        description="How a row's word vectors become one: their average (fastText), their sum over the square "
+        "root of the word count, or their sum scaled to unit length (as TF-IDF scales a row).",
+        json_schema_extra=_extra(
+            advanced=True, labels={"mean": "Average", "sqrt": "Sum / √words", "l2": "Unit length"}
+        ),
+    )
+    token_weights: bool = Field(
+        False,
+        title="Weigh rare words more",
+        description="Weigh each word by how rare it is in the training rows (inverse document frequency, as "
+        "TF-IDF does), so words in almost every row count little.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    linear: bool = Field(
+        False,
+        title="Direct word weights",
+        description="Also learn one weight per word and class that goes straight to the answer (a logistic "
+        "regression on the words beside the vectors): strong on small data.",
+        json_schema_extra=_extra(advanced=True),
+    )
 
 
 class PretrainedTextParams(StudioModel):

@@ -75,6 +75,8 @@ class PreparedText:
             getattr(self.encoder, "pad_id", 0),
         )
         net = build_network(spec.architecture.name, spec.architecture.params, shape)
+        if hasattr(net, "fit_token_weights"):  # the bag of words: how rare each word is in the training rows
+            net.fit_token_weights(data.tensors["train"][2])
         return table_module(net, data, spec, steps_per_epoch, accumulate)
 
     def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
