@@ -135,7 +135,7 @@ def arch_missing(arch: str) -> str | None:
     if importlib.util.find_spec("studio.core.transformer_runtime") is None:
         return f"'{arch}' is named but its runtime (studio.core.transformer_runtime) is not in this version"
     try:
-        from studio.core.transformer_runtime import locate_pretrained
+        from studio.core.pretrained import locate_pretrained
 
         locate_pretrained(arch)
     except Exception as err:  # noqa: BLE001 - any reason the weights are not here is a reason to skip

@@ -110,6 +110,9 @@ def _bag_of_words(params: dict[str, Any], shape: TextShape) -> nn.Module:
         embedding_dim=params["embedding_dim"],
         hidden=params["hidden"],
         dropout=params["dropout"],
+        pooling=params["pooling"],
+        token_weights=params["token_weights"],
+        linear=params["linear"],
     )
 
 

@@ -59,30 +59,7 @@ def _export_image_onnx(net: torch.nn.Module, path: Path, size: int, exporter: st
     import torch
 
     example = torch.zeros(2, 3, size, size, dtype=torch.float32)
-    names = {"input_names": ["image"], "output_names": ["output"]}
-    errors = []
-    for name in ("torchscript", "dynamo") if exporter == "auto" else (exporter,):
-        try:
-            with warnings.catch_warnings(), _quiet_loggers("torch.onnx", "onnxscript"):
-                warnings.simplefilter("ignore")
-                if name == "torchscript":
-                    axes = {"image": {0: "batch"}, "output": {0: "batch"}}
-                    torch.onnx.export(net, (example,), str(path), dynamo=False, dynamic_axes=axes, **names)
-                else:
-                    batch = torch.export.Dim("batch")
-                    torch.onnx.export(
-                        net,
-                        (example,),
-                        str(path),
-                        dynamo=True,
-                        dynamic_shapes=({0: batch},),
-                        verbose=False,
-                        **names,
-                    )
-            return name
-        except Exception as err:  # try the next exporter, report all if none works
-            errors.append(f"{name}: {err}")
-    raise RuntimeError("; ".join(errors))
+    return export_inputs(net, path, (example,), ["image"], exporter)
 
 
 def _try_export_onnx(

@@ -11,6 +11,7 @@ import shutil
 import tempfile
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -60,13 +61,8 @@ def write_tabular_bundle(
 
     A failed ONNX export is logged and recorded in ``studio_model.json``; the bundle is written without it.
     """
-    import mlflow
-    import torch
+    from studio.core.runtime import TabularPreprocessor, build_tabular_net
 
-    import studio
-    from studio.core.runtime import RUNTIME_VERSION, TabularPreprocessor, build_tabular_net
-
-    path = Path(path)
     check_finite_weights(state_dict)
     preprocessor = TabularPreprocessor(preprocessing)
     input_columns = [
@@ -77,35 +73,25 @@ def write_tabular_bundle(
     net = build_tabular_net(network_config)
     net.load_state_dict(state_dict)
     net.eval()
-    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
-        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
-        _stage(staging, state_dict)
-        onnx_info = _try_export_onnx(
-            net, staging / ONNX_FILE, preprocessor.n_numeric, len(preprocessor.cardinalities), target["task"]
-        )
-        info = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": KIND_TABULAR,
-            "predictor": {"module": "runtime", "class": "TabularPredictor"},
-            "task": target["task"],
-            "target": target,
-            "input_columns": input_columns,
-            "preprocessing": preprocessing,
-            "network": network_config,
-            **_ensemble_info(network_config),
-            "weights": WEIGHTS_FILE,
-            "onnx": onnx_info,
-            "metrics": _finite_metrics(metrics),
-            "spec": spec.model_dump(mode="json"),
-            "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "studio_version": studio.__version__,
-            "runtime_version": RUNTIME_VERSION,
-            "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
-        }
-        _save_and_zip(path, info, staging, model_dir, _pip_requirements())
-    return path
+
+    def onnx(staging: Path) -> dict[str, Any]:
+        n_numeric, n_categorical = preprocessor.n_numeric, len(preprocessor.cardinalities)
+        return {"onnx": _try_export_onnx(net, staging / ONNX_FILE, n_numeric, n_categorical, target["task"])}
+
+    info = {
+        "kind": KIND_TABULAR,
+        "predictor": {"module": "runtime", "class": "TabularPredictor"},
+        "task": target["task"],
+        "target": target,
+        "input_columns": input_columns,
+        "preprocessing": preprocessing,
+        "network": network_config,
+        **_ensemble_info(network_config),
+        "metrics": _finite_metrics(metrics),
+        "spec": spec.model_dump(mode="json"),
+        "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
+    }
+    return write_kind_bundle(path, info, state_dict, extra=onnx)
 
 
 def _ensemble_info(network_config: dict[str, Any]) -> dict[str, Any]:
@@ -127,15 +113,13 @@ def _ensemble_info(network_config: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _stage(staging: Path, state_dict: dict[str, torch.Tensor], pictures: bool = False) -> None:
-    """The weights and the shipped code in the staging folder (the picture reader for image bundles)."""
+def _stage(staging: Path, state_dict: dict[str, torch.Tensor]) -> None:
+    """The weights and the shipped code every bundle holds (the table runtime, the pyfunc entry)."""
     import torch
 
     staging.mkdir()
     torch.save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, staging / WEIGHTS_FILE)
     shutil.copyfile(_CORE / "runtime.py", staging / RUNTIME_FILE)
-    if pictures:
-        shutil.copyfile(_CORE / "image_io.py", staging / IMAGE_IO_FILE)
     shutil.copyfile(_HERE / "pyfunc.py", staging / ENTRY_FILE)
 
 
@@ -230,60 +214,47 @@ def write_image_bundle(
     ``bundle_runtime.build_image_net`` rebuilds the network from. A failed ONNX export is recorded in
     ``studio_model.json``; the bundle is written without it.
     """
-    import mlflow
-    import torch
     import torchvision
 
-    import studio
     from studio.core.image_io import IMAGE_IO_VERSION
-    from studio.core.runtime import RUNTIME_VERSION, build_image_net
+    from studio.core.pretrained import pretrainable, weights_source
+    from studio.core.runtime import build_image_net
 
-    path = Path(path)
     check_finite_weights(state_dict)
     net = build_image_net(network_config)
     net.load_state_dict(state_dict)
     net.eval()
-    target = {"name": spec.data.target, "task": spec.task, "classes": list(classes)}
-    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
-        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
-        _stage(staging, state_dict, pictures=True)
-        onnx_info = _try_export_image_onnx(net, staging / ONNX_FILE, int(preprocessing["size"]), len(classes))
-        info = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": KIND_IMAGE,
-            "predictor": {"module": "runtime", "class": "ImagePredictor"},
-            "task": spec.task,
-            "target": target,
-            "input_columns": [{"name": "image", "kind": "image"}],
-            "preprocessing": preprocessing,
-            "network": network_config,
-            "weights": WEIGHTS_FILE,
-            "onnx": onnx_info,
-            "metrics": _finite_metrics(metrics),
-            "spec": spec.model_dump(mode="json"),
-            "example_rows": [],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "studio_version": studio.__version__,
-            "runtime_version": RUNTIME_VERSION,
-            "image_io_version": IMAGE_IO_VERSION,
-            "library_versions": {
-                "mlflow": mlflow.__version__,
-                "torch": _public_version(torch.__version__),
-                "torchvision": _public_version(torchvision.__version__),
-            },
-        }
-        from studio.core.pretrained import pretrainable, weights_source
 
-        if spec.architecture.params.get("pretrained") and pretrainable(spec.architecture.name):
-            # the weights training started from (the bundle's own weights.pt holds the whole trained network)
-            info["pretrained_from"] = weights_source(spec.architecture.name)
-        requirements = _pip_requirements() + [
-            f"torchvision=={_public_version(torchvision.__version__)}",
-            "pillow>=10",
-        ]
-        _save_and_zip(path, info, staging, model_dir, requirements)
-    return path
+    def reader_and_onnx(staging: Path) -> dict[str, Any]:
+        shutil.copyfile(_CORE / "image_io.py", staging / IMAGE_IO_FILE)
+        return {
+            "onnx": _try_export_image_onnx(net, staging / ONNX_FILE, int(preprocessing["size"]), len(classes))
+        }
+
+    info: dict[str, Any] = {
+        "kind": KIND_IMAGE,
+        "predictor": {"module": "runtime", "class": "ImagePredictor"},
+        "task": spec.task,
+        "target": {"name": spec.data.target, "task": spec.task, "classes": list(classes)},
+        "input_columns": [{"name": "image", "kind": "image"}],
+        "preprocessing": preprocessing,
+        "network": network_config,
+        "metrics": _finite_metrics(metrics),
+        "spec": spec.model_dump(mode="json"),
+        "image_io_version": IMAGE_IO_VERSION,
+    }
+    if spec.architecture.params.get("pretrained") and pretrainable(spec.architecture.name):
+        # the weights training started from (the bundle's own weights.pt holds the whole trained network)
+        info["pretrained_from"] = weights_source(spec.architecture.name)
+    torchvision_version = _public_version(torchvision.__version__)
+    return write_kind_bundle(
+        path,
+        info,
+        state_dict,
+        requirements=[f"torchvision=={torchvision_version}", "pillow>=10"],
+        extra=reader_and_onnx,
+        library_versions={"torchvision": torchvision_version},
+    )
 
 
 def write_kind_bundle(
@@ -292,17 +263,23 @@ def write_kind_bundle(
     state_dict: dict[str, torch.Tensor],
     code: dict[str, str] | None = None,
     requirements: list[str] | None = None,
+    extra: Callable[[Path], dict[str, Any]] | None = None,
+    library_versions: dict[str, str] | None = None,
 ) -> Path:
-    """Write a bundle of a kind's own flavour at ``path``: ``info`` is its ``studio_model.json`` (``kind``,
-    ``predictor`` naming a class of one of its code files, ``task``, ``target``, ``input_columns`` …; the
-    format fields and versions are added), ``state_dict`` the network's weights, ``code`` its shipped code
-    files (artifact name -> source text, e.g. ``{"toy_runtime": "..."}``; the table runtime always
-    travels as ``runtime``). A kind that lives outside the studio (``STUDIO_MODALITIES``) writes its
-    bundles with it, and the studio's pages and CLI read them as any other."""
+    """Write a bundle at ``path`` (every kind's writer ends here): ``info`` is its ``studio_model.json``
+    (``kind``, ``predictor`` naming a class of one of its code files, ``task``, ``target``,
+    ``input_columns`` …; the format fields and versions are added), ``state_dict`` the network's weights,
+    ``code`` its shipped code files (artifact name -> source text, e.g. ``{"toy_runtime": "..."}``; the
+    table runtime always travels as ``runtime``), ``requirements`` its pip requirements beside mlflow,
+    torch, pandas and numpy. ``extra(staging)`` writes the kind's own files into the staging folder (code
+    files, ``files/``, the ONNX export) and returns what it adds to ``info`` (e.g. ``{"onnx": ...}``).
+    A kind that lives outside the studio (``STUDIO_MODALITIES``) writes its bundles with it, and the
+    studio's pages and CLI read them as any other."""
     import mlflow
     import torch
 
     import studio
+    from studio.core.runtime import RUNTIME_VERSION
 
     path = Path(path)
     check_finite_weights(state_dict)
@@ -311,16 +288,23 @@ def write_kind_bundle(
         _stage(staging, state_dict)
         for name, text in (code or {}).items():
             (staging / f"{CODE_PREFIX}{name}.py").write_text(text, encoding="utf-8")
+        added = extra(staging) if extra is not None else {}
         full = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "weights": WEIGHTS_FILE,
             "onnx": {"file": None, "error": "this kind writes no ONNX file"},
             "example_rows": [],
+            **info,
+            **added,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "studio_version": studio.__version__,
-            "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
-            **info,
+            "runtime_version": RUNTIME_VERSION,
+            "library_versions": {
+                "mlflow": mlflow.__version__,
+                "torch": _public_version(torch.__version__),
+                **(library_versions or {}),
+            },
         }
         _save_and_zip(path, full, staging, model_dir, _pip_requirements() + list(requirements or []))
     return path

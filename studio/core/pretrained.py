@@ -267,6 +267,24 @@ def locate_pretrained(name_or_path: str) -> Path:
     raise TextEncoderMissing(missing_text_encoder_message(name_or_path, looked))
 
 
+def encoder_positions(folder: Path) -> int | None:
+    """How many tokens the encoder in ``folder`` reads at most (its ``max_position_embeddings``; the
+    RoBERTa family keeps two of them for itself), or ``None`` when its config does not say."""
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    positions = config.get("max_position_embeddings") if isinstance(config, dict) else None
+    if not isinstance(positions, int) or positions <= 0:
+        return None
+    offset = (
+        2 if "roberta" in str(config.get("model_type", "")) or config.get("model_type") == "camembert" else 0
+    )
+    return positions - offset
+
+
 def text_encoder_available(name_or_path: str) -> bool:
     """Whether :func:`locate_pretrained` would find the encoder without downloading (cheap: unpacks
     nothing), so the Train page can say so before a run starts."""

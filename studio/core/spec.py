@@ -222,11 +222,44 @@ class BagOfWordsParams(StudioModel):
         description="Share of features switched off at random while training; higher fights overfitting.",
         json_schema_extra=_extra(advanced=True),
     )
+    pooling: Literal["mean", "sqrt", "l2"] = Field(
+        "mean",
+        title="Pooling",
+        description="How a row's word vectors become one: their average (fastText), their sum over the square "
+        "root of the word count, or their sum scaled to unit length (as TF-IDF scales a row).",
+        json_schema_extra=_extra(
+            advanced=True, labels={"mean": "Average", "sqrt": "Sum / √words", "l2": "Unit length"}
+        ),
+    )
+    token_weights: bool = Field(
+        False,
+        title="Weigh rare words more",
+        description="Weigh each word by how rare it is in the training rows (inverse document frequency, as "
+        "TF-IDF does), so words in almost every row count little.",
+        json_schema_extra=_extra(advanced=True),
+    )
+    linear: bool = Field(
+        False,
+        title="Direct word weights",
+        description="Also learn one weight per word and class that goes straight to the answer (a logistic "
+        "regression on the words beside the vectors): strong on small data.",
+        json_schema_extra=_extra(advanced=True),
+    )
 
 
 class PretrainedTextParams(StudioModel):
     """A pretrained transformer encoder fine-tuned on your texts."""
 
+    model: str = Field(
+        "",
+        max_length=500,
+        title="Pretrained model",
+        description="Empty: the network's own model (all-MiniLM-L6-v2). Or any Hugging Face encoder, by its "
+        "Hub id (distilbert-base-uncased, bert-base-multilingual-cased …) or a folder holding its "
+        "config.json, weights and tokenizer. A Hub id is read from the Hugging Face cache, and downloaded "
+        "only where STUDIO_ALLOW_DOWNLOADS=1.",
+        json_schema_extra=_extra(advanced=True),
+    )
     max_length: int = Field(
         128,
         ge=8,
@@ -251,6 +284,11 @@ class PretrainedTextParams(StudioModel):
         description="Share of features switched off at random before the last layer.",
         json_schema_extra=_extra(advanced=True),
     )
+
+    @field_validator("model")
+    @classmethod
+    def _strip_model(cls, value: str) -> str:
+        return value.strip()
 
 
 class ArchitectureInfo(BaseModel):

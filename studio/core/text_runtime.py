@@ -117,9 +117,32 @@ def embedding_size(cardinality: int) -> int:
     return int(min(32, max(2, round(1.6 * cardinality**0.56))))
 
 
+POOLINGS = ("mean", "sqrt", "l2")
+
+
+def token_weights(ids: torch.Tensor, buckets: int) -> torch.Tensor:
+    """Each id's inverse document frequency over the rows ``ids`` (``[rows, tokens]``, 0-padded):
+    ``log((1 + rows) / (1 + rows holding it)) + 1`` (scikit-learn's smoothed idf), so a word in every
+    row weighs 1 and a rare one up to ``log(rows) + 1``; the padding id weighs 0."""
+    ids = ids.to("cpu", torch.int64)
+    rows = torch.arange(ids.shape[0]).unsqueeze(1).expand_as(ids)
+    pairs = torch.unique(rows.reshape(-1) * buckets + ids.reshape(-1))
+    counts = torch.bincount(pairs % buckets, minlength=buckets).float()
+    weights = torch.log((1.0 + ids.shape[0]) / (1.0 + counts)) + 1.0
+    weights[PAD] = 0.0
+    return weights
+
+
 class BagOfWordsNet(nn.Module):
-    """The mean of the word vectors of each row (``EmbeddingBag``), beside the table's numbers and
-    category embeddings, then an optional hidden layer and the output layer."""
+    """The word vectors of each row pooled into one vector, beside the table's numbers and category
+    embeddings, then an optional hidden layer and the output layer.
+
+    ``pooling``: ``mean`` (fastText), ``sqrt`` (the sum over the square root of the word count) or
+    ``l2`` (the sum over the length of the row's weight vector, as TF-IDF normalises a row).
+    ``token_weights``: each word is weighted by its inverse document frequency in the training rows (a
+    buffer set by :meth:`fit_token_weights`, saved with the weights). ``linear``: a second table of one
+    weight per word and class adds its pooled sum straight to the output (a logistic regression on the
+    words beside the vectors' path: NBSVM / fastText's linear model)."""
 
     def __init__(
         self,
@@ -130,8 +153,13 @@ class BagOfWordsNet(nn.Module):
         embedding_dim: int = 64,
         hidden: int = 0,
         dropout: float = 0.2,
+        pooling: str = "mean",
+        token_weights: bool = False,
+        linear: bool = False,
     ):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
         self.config = {
             "type": "bag_of_words",
             "buckets": int(buckets),
@@ -141,11 +169,25 @@ class BagOfWordsNet(nn.Module):
             "embedding_dim": int(embedding_dim),
             "hidden": int(hidden),
             "dropout": float(dropout),
+            "pooling": pooling,
+            "token_weights": bool(token_weights),
+            "linear": bool(linear),
         }
+        self.pooling = pooling
+        self.plain = pooling == "mean" and not token_weights and not linear  # the EmbeddingBag path
         self.bag = nn.EmbeddingBag(buckets, embedding_dim, mode="mean", padding_idx=PAD)
         nn.init.uniform_(self.bag.weight, -1.0 / embedding_dim, 1.0 / embedding_dim)
         with torch.no_grad():
             self.bag.weight[PAD].zero_()
+        if token_weights:
+            self.register_buffer("token_weight", torch.ones(buckets))
+            with torch.no_grad():
+                self.token_weight[PAD] = 0.0
+        else:
+            self.token_weight = None
+        self.linear = nn.Embedding(buckets, n_out) if linear else None
+        if self.linear is not None:
+            nn.init.zeros_(self.linear.weight)
         self.embeddings = nn.ModuleList(nn.Embedding(c, embedding_size(c)) for c in cardinalities)
         width = embedding_dim + n_numeric + sum(e.embedding_dim for e in self.embeddings)
         layers: list[nn.Module] = [nn.Dropout(dropout)] if dropout > 0 else []
@@ -155,12 +197,38 @@ class BagOfWordsNet(nn.Module):
         layers.append(nn.Linear(width, n_out))
         self.head = nn.Sequential(*layers)
 
+    @torch.no_grad()
+    def fit_token_weights(self, ids: torch.Tensor) -> None:
+        """Set the words' weights from the training rows' ids (a no-op without ``token_weights``)."""
+        if self.token_weight is not None:
+            self.token_weight.copy_(token_weights(ids, self.token_weight.numel()).to(self.token_weight))
+
+    def _row_weights(self, x_text: torch.Tensor) -> torch.Tensor:
+        """``[rows, tokens]``: each token's share of its row's pooled vector (0 for padding)."""
+        present = (x_text != PAD).to(self.bag.weight.dtype)
+        weights = self.token_weight[x_text] if self.token_weight is not None else present
+        if self.pooling == "mean":
+            total = weights.sum(dim=1, keepdim=True)
+        elif self.pooling == "sqrt":
+            total = present.sum(dim=1, keepdim=True).sqrt()
+        else:
+            total = weights.pow(2).sum(dim=1, keepdim=True).sqrt()
+        return weights / total.clamp(min=1e-6)
+
     def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor, x_text: torch.Tensor) -> torch.Tensor:
-        parts = [self.bag(x_text)]
+        if self.plain:
+            pooled, weights = self.bag(x_text), None
+        else:
+            weights = self._row_weights(x_text).unsqueeze(-1)
+            pooled = (nn.functional.embedding(x_text, self.bag.weight) * weights).sum(dim=1)
+        parts = [pooled]
         if x_num.shape[1]:
             parts.append(x_num)
         parts += [emb(x_cat[:, i]) for i, emb in enumerate(self.embeddings)]
-        return self.head(torch.cat(parts, dim=1))
+        out = self.head(torch.cat(parts, dim=1))
+        if self.linear is not None:
+            out = out + (self.linear(x_text) * weights).sum(dim=1)
+        return out
 
 
 def build_bag_of_words(config: dict[str, Any]) -> BagOfWordsNet:

@@ -1,7 +1,7 @@
 """Text through a pretrained transformer encoder: tokens in, a class or a number out (self-contained).
 
-This module imports only the standard library, numpy, pandas, torch and (lazily) ``transformers`` and
-``onnx``; it never imports ``studio``. Training uses it, and a model bundle ships a copy of it, so a
+This module imports only the standard library, numpy, pandas, torch and (lazily) ``transformers``; it
+never imports ``studio``. Training uses it, and a model bundle ships a copy of it, so a
 bundle predicts in a Python process where the studio is not installed. Its state is plain JSON; the
 tokenizer and the encoder's ``config.json`` are written by :func:`save_files` beside the state dict, so
 a bundle rebuilds the network offline, without any cache, and then loads its own weights.
@@ -288,71 +288,3 @@ def save_files(net: TransformerTextNet, encoder: TransformerTextEncoder, folder:
     target = folder / net.config["encoder"]
     target.mkdir(parents=True, exist_ok=True)
     net.encoder.config.save_pretrained(str(target))
-
-
-# --------------------------------------------------------------------------- ONNX
-def export_onnx(
-    net: TransformerTextNet, path: str | Path, max_length: int, n_numeric: int, n_categorical: int
-) -> dict[str, Any]:
-    """Export ``forward(numeric, categorical, text)`` with a dynamic batch axis (the text axis is
-    ``max_length``, as the encoder pads to it). Tries the TorchScript exporter first, then torch.export.
-
-    Returns ``{"exporter", "inputs", "output"}``; inputs are read back from the file (the TorchScript
-    exporter drops an input of width 0, e.g. ``numeric`` when there are no number columns).
-    """
-    path = Path(path)
-    was_training = net.training
-    net.eval()
-    numeric = torch.zeros(2, n_numeric, dtype=torch.float32)
-    categorical = torch.zeros(2, n_categorical, dtype=torch.int64)
-    text = torch.full((2, max_length), net.pad_id, dtype=torch.int64)
-    text[:, :3] = torch.tensor([1, 2, 3]) + net.pad_id + 1
-    example = (numeric, categorical, text)
-    names = {"input_names": ["numeric", "categorical", "text"], "output_names": ["output"]}
-    errors = []
-    try:
-        for exporter in ("torchscript", "dynamo"):
-            try:
-                with warnings.catch_warnings(), _quiet_transformers():
-                    warnings.simplefilter("ignore")
-                    if exporter == "torchscript":
-                        axes = {name: {0: "batch"} for name in (*names["input_names"], "output")}
-                        torch.onnx.export(net, example, str(path), dynamo=False, dynamic_axes=axes, **names)
-                    else:
-                        batch = torch.export.Dim("batch")
-                        torch.onnx.export(
-                            net,
-                            example,
-                            str(path),
-                            dynamo=True,
-                            dynamic_shapes=({0: batch}, {0: batch}, {0: batch}),
-                            verbose=False,
-                            **names,
-                        )
-                break
-            except Exception as err:  # try the next exporter, report all if none works
-                errors.append(f"{exporter}: {err}")
-        else:
-            raise RuntimeError("; ".join(errors))
-    finally:
-        net.train(was_training)
-    return {
-        "exporter": exporter,
-        "inputs": _onnx_inputs(path),
-        "output": {"name": "output", "dtype": "float32", "shape": ["batch", net.config["n_out"]]},
-    }
-
-
-def _onnx_inputs(path: Path) -> list[dict[str, Any]]:
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    dtypes = {onnx.TensorProto.FLOAT: "float32", onnx.TensorProto.INT64: "int64"}
-    inputs = []
-    for value in model.graph.input:
-        tensor = value.type.tensor_type
-        shape = ["batch" if d.dim_param else d.dim_value for d in tensor.shape.dim]
-        inputs.append(
-            {"name": value.name, "dtype": dtypes.get(tensor.elem_type, str(tensor.elem_type)), "shape": shape}
-        )
-    return inputs

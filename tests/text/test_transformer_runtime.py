@@ -376,10 +376,14 @@ def test_saved_files_rebuild_the_same_network_where_studio_and_the_hf_cache_are_
 
 def test_onnx_gives_what_pytorch_gives(mixed_net, tmp_path: Path):
     onnxruntime = pytest.importorskip("onnxruntime")
+    from studio.bundle.onnx import _onnx_inputs, export_inputs
+
     net, encoder, inputs = mixed_net
-    info = tr.export_onnx(net, tmp_path / "model.onnx", 24, 2, 2)
-    assert [i["name"] for i in info["inputs"]] == ["numeric", "categorical", "text"]
-    assert info["inputs"][2] == {"name": "text", "dtype": "int64", "shape": ["batch", 24]}
+    examples = (inputs["numeric"][:2], inputs["categorical"][:2], inputs["text"][:2])
+    export_inputs(net, tmp_path / "model.onnx", examples, ["numeric", "categorical", "text"])
+    described = _onnx_inputs(tmp_path / "model.onnx")
+    assert [i["name"] for i in described] == ["numeric", "categorical", "text"]
+    assert described[2] == {"name": "text", "dtype": "int64", "shape": ["batch", 24]}
     assert net.training is False
     rows = pd.concat([inputs["frame"]] * 2, ignore_index=True).iloc[:7]  # another batch size than exported
     ids = encoder.encode(rows)[0]

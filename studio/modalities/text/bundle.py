@@ -6,30 +6,23 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.bundle.layout import (
     _CORE,
     FILES_DIR,
-    FORMAT,
-    FORMAT_VERSION,
     KIND_TEXT,
     ONNX_FILE,
     TEXT_RUNTIME_FILE,
     TRANSFORMER_RUNTIME_FILE,
-    WEIGHTS_FILE,
 )
 from studio.bundle.writer import (
     _example_rows,
     _finite_metrics,
-    _pip_requirements,
     _public_version,
-    _save_and_zip,
-    _stage,
     check_finite_weights,
+    write_kind_bundle,
 )
 
 if TYPE_CHECKING:
@@ -52,62 +45,50 @@ def write_text_bundle(
     metrics: dict[str, float],
 ) -> Path:
     """Write a text model bundle at ``path`` (see the module docstring) and return ``path``."""
-    import mlflow
-    import torch
-
-    import studio
-    from studio.core.runtime import RUNTIME_VERSION
     from studio.core.text_runtime import TEXT_RUNTIME_VERSION
 
-    path = Path(path)
     state_dict = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     check_finite_weights(state_dict)
     pretrained = encoder.state["type"] != "hashing"
-    text_columns = list(encoder.state["columns"])
-    input_columns = [{"name": name, "kind": "text"} for name in text_columns] + [
+    text_state = dict(encoder.state)
+    input_columns = [{"name": name, "kind": "text"} for name in text_state["columns"]] + [
         {"name": column["name"], "kind": group}
         for group in ("numeric", "datetime", "categorical")
         for column in preprocessing[group]
     ]
-    with tempfile.TemporaryDirectory(prefix="studio-bundle-") as tmp:
-        staging, model_dir = Path(tmp) / "files", Path(tmp) / "model"
-        _stage(staging, state_dict)
-        shutil.copyfile(_CORE / "text_runtime.py", staging / TEXT_RUNTIME_FILE)
-        text_state = dict(encoder.state)
-        requirements = _pip_requirements()
-        if pretrained:
-            import transformers
+    requirements, versions = [], {}
+    if pretrained:
+        import transformers
 
+        versions["transformers"] = _public_version(transformers.__version__)
+        requirements.append(f"transformers=={versions['transformers']}")
+
+    def runtimes_and_onnx(staging: Path) -> dict[str, Any]:
+        shutil.copyfile(_CORE / "text_runtime.py", staging / TEXT_RUNTIME_FILE)
+        if pretrained:
             from studio.core.transformer_runtime import save_files
 
             shutil.copyfile(_CORE / "transformer_runtime.py", staging / TRANSFORMER_RUNTIME_FILE)
             save_files(net, encoder, staging / FILES_DIR)
-            requirements.append(f"transformers=={_public_version(transformers.__version__)}")
-        onnx_info = _try_export_text_onnx(net, staging / ONNX_FILE, preprocessing, text_state, target)
-        info = {
-            "format": FORMAT,
-            "format_version": FORMAT_VERSION,
-            "kind": KIND_TEXT,
-            "task": spec.task,
-            "target": target,
-            "input_columns": input_columns,
-            "preprocessing": preprocessing,
-            "text": text_state,
-            "network": dict(net.config),
-            "predictor": {"module": "text_runtime", "class": "TextPredictor"},
-            "weights": WEIGHTS_FILE,
-            "onnx": onnx_info,
-            "metrics": _finite_metrics(metrics),
-            "spec": spec.model_dump(mode="json"),
-            "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "studio_version": studio.__version__,
-            "runtime_version": RUNTIME_VERSION,
-            "text_runtime_version": TEXT_RUNTIME_VERSION,
-            "library_versions": {"mlflow": mlflow.__version__, "torch": _public_version(torch.__version__)},
-        }
-        _save_and_zip(path, info, staging, model_dir, requirements)
-    return path
+        return {"onnx": _try_export_text_onnx(net, staging / ONNX_FILE, preprocessing, text_state, target)}
+
+    info = {
+        "kind": KIND_TEXT,
+        "task": spec.task,
+        "target": target,
+        "input_columns": input_columns,
+        "preprocessing": preprocessing,
+        "text": text_state,
+        "network": dict(net.config),
+        "predictor": {"module": "text_runtime", "class": "TextPredictor"},
+        "metrics": _finite_metrics(metrics),
+        "spec": spec.model_dump(mode="json"),
+        "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
+        "text_runtime_version": TEXT_RUNTIME_VERSION,
+    }
+    return write_kind_bundle(
+        path, info, state_dict, requirements=requirements, extra=runtimes_and_onnx, library_versions=versions
+    )
 
 
 def _try_export_text_onnx(

@@ -36,11 +36,14 @@ def make_encoder(spec: RunSpec, columns: list[str]) -> tuple[Any, Path | None]:
             columns, params["max_tokens"], params["buckets"], params["word_ngrams"], params["char_ngrams"]
         )
         return encoder, None
-    from studio.core.pretrained import locate_pretrained
+    from studio.core.pretrained import encoder_positions, locate_pretrained
     from studio.core.transformer_runtime import TransformerTextEncoder
 
-    folder = locate_pretrained(spec.architecture.name)  # or a plain TextEncoderMissing (a TrainingError)
-    return TransformerTextEncoder.from_pretrained(folder, columns, params["max_length"]), folder
+    # the catalogue's own model, or any Hugging Face encoder by Hub id or folder; a plain TextEncoderMissing
+    # (a TrainingError) when it is not on this machine and downloads are not allowed
+    folder = locate_pretrained(params.get("model") or spec.architecture.name)
+    length = min(params["max_length"], encoder_positions(folder) or params["max_length"])  # what it can read
+    return TransformerTextEncoder.from_pretrained(folder, columns, length), folder
 
 
 @dataclass
@@ -72,6 +75,8 @@ class PreparedText:
             getattr(self.encoder, "pad_id", 0),
         )
         net = build_network(spec.architecture.name, spec.architecture.params, shape)
+        if hasattr(net, "fit_token_weights"):  # the bag of words: how rare each word is in the training rows
+            net.fit_token_weights(data.tensors["train"][2])
         return table_module(net, data, spec, steps_per_epoch, accumulate)
 
     def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
