@@ -1,0 +1,178 @@
+"""The pages' parts for explanations and small versions: start the job (never the work itself), follow
+it while it runs (cancellable), then draw its result: the importance bar chart and sentence on the run
+page, one row's waterfall on the Predict page, the small version's numbers beside the original's."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import plotly.graph_objects as go
+import streamlit as st
+
+from studio import jobs
+from studio.app import ui
+from studio.core.errors import StudioError
+from studio.core.text import as_plot_text
+
+REFRESH_SECONDS = 1
+
+
+# --------------------------------------------------------------------------- charts
+def importance_figure(result: dict[str, Any], most: int = 20) -> go.Figure:
+    """One bar per raw column (largest at the top): the test score's drop when the column is shuffled,
+    with its spread over the repeats as an error bar."""
+    columns = result["columns"][:most][::-1]
+    metric = result.get("metric", "score")
+    fig = go.Figure(
+        go.Bar(
+            x=[c["mean"] for c in columns],
+            y=[as_plot_text(c["column"]) for c in columns],
+            orientation="h",
+            error_x={"type": "data", "array": [c["std"] for c in columns], "visible": True},
+            marker_color="#4c78a8",
+            hovertemplate=f"%{{y}}: {metric} drops by %{{x:.3f}} when shuffled<extra></extra>",
+        )
+    )
+    fig.update_xaxes(title_text=f"drop in test {metric} when the column is shuffled", zeroline=True)
+    fig.update_yaxes(type="category")
+    fig.update_layout(height=max(220, 60 + 28 * len(columns)), margin={"l": 10, "r": 20, "t": 10, "b": 50})
+    return fig
+
+
+def waterfall_figure(result: dict[str, Any], most: int = 12) -> go.Figure:
+    """From the average row's prediction, each column's push (largest first), to this row's prediction."""
+    ranked = sorted(result["contributions"].items(), key=lambda p: abs(p[1]), reverse=True)
+    shown, rest = ranked[:most], ranked[most:]
+    names = ["average row"] + [as_plot_text(name) for name, _ in shown]
+    values = [result["baseline"]] + [value for _, value in shown]
+    measures = ["absolute"] + ["relative"] * len(shown)
+    if rest:
+        names.append(f"{len(rest)} other columns")
+        values.append(sum(value for _, value in rest))
+        measures.append("relative")
+    names.append("this row")
+    values.append(result["prediction"])
+    measures.append("total")
+    fig = go.Figure(
+        go.Waterfall(
+            x=values,
+            y=names,
+            measure=measures,
+            orientation="h",
+            increasing={"marker": {"color": "#54a24b"}},
+            decreasing={"marker": {"color": "#e45756"}},
+            totals={"marker": {"color": "#4c78a8"}},
+            hovertemplate="%{y}: %{x:.4g}<extra></extra>",
+        )
+    )
+    fig.update_yaxes(type="category", autorange="reversed")
+    fig.update_xaxes(title_text=as_plot_text(result.get("explains", "prediction")))
+    fig.update_layout(height=max(240, 80 + 30 * len(names)), margin={"l": 10, "r": 20, "t": 10, "b": 50})
+    return fig
+
+
+# --------------------------------------------------------------------------- following a job
+def follow(job: jobs.Job, key: str, show_result: Callable[[jobs.Job, dict[str, Any]], None]) -> None:
+    """A job's state: progress with a Stop button while it waits or runs (refreshed every second), its
+    reason when it failed or was stopped, and ``show_result`` once it has one."""
+
+    @st.fragment(run_every=REFRESH_SECONDS if job.is_active else None)
+    def live() -> None:
+        try:
+            current = jobs.get_job(job.id)
+        except StudioError:
+            return
+        if current.state != job.state:
+            st.rerun()
+        if current.is_active:
+            words = "waiting for a free slot" if current.state == jobs.QUEUED else "working"
+            st.progress(min(1.0, current.fraction or 0.0), text=words)
+            if not current.cancel_requested and st.button("Stop", key=f"{key}-stop"):
+                jobs.cancel_job(current.id)
+                st.rerun()
+            return
+        result = jobs.read_action_result(current)
+        if current.state != jobs.SUCCEEDED:
+            st.warning(ui.as_text(current.reason or f"It ended {current.state}."), icon=":material/warning:")
+        if result is not None:
+            show_result(current, result)
+
+    live()
+
+
+def start(parent: jobs.Job, action: str, options: dict[str, Any] | None = None) -> None:
+    try:
+        jobs.submit_action(parent, action, options)
+    except StudioError as err:
+        ui.show_error(err)
+        return
+    st.rerun()
+
+
+# --------------------------------------------------------------------------- run page: a table model
+def show_importance(job: jobs.Job, result: dict[str, Any]) -> None:
+    st.markdown(f"**{ui.as_text(result['sentence'])}**")
+    st.plotly_chart(importance_figure(result), key="importance-chart", config={"displaylogo": False})
+    st.caption(
+        f"Each bar is how much the test {result['metric']} ({result['score']:.3f}) drops when that column's "
+        f"values are shuffled among the {result['rows']:,} test rows (mean of {result['repeats']} shuffles; "
+        "the whisker is their spread). A column near zero hardly matters to this model."
+    )
+
+
+def model_explanation(parent: jobs.Job) -> None:
+    """The run page's "What drives the predictions" section (tables): importance, as a job."""
+    st.subheader("What drives the predictions")
+    latest = jobs.latest_action(parent.id, "explain")
+    if latest is None or not latest.is_active:
+        label = "Explain this model" if latest is None else "Explain again"
+        st.caption("Shuffles each column of the test rows in turn and measures how much the score drops.")
+        if st.button(label, key="explain-model", icon=":material/insights:"):
+            start(parent, "explain")
+    if latest is not None:
+        follow(latest, "explain-model", show_importance)
+
+
+# --------------------------------------------------------------------------- Predict page: one row
+def show_row(job: jobs.Job, result: dict[str, Any]) -> None:
+    st.markdown(ui.as_text(result["sentence"]))
+    st.plotly_chart(waterfall_figure(result), key="row-waterfall", config={"displaylogo": False})
+    st.caption(
+        "Integrated gradients: each bar is how much a column moved the prediction away from the average test "
+        "row's; together they add up to this row's prediction."
+    )
+
+
+def row_explanation(parent_id: str | None, frame: Any) -> None:
+    """The Predict page's "Why?" for one row of ``frame`` (a model trained here only)."""
+    st.subheader("Why this prediction?")
+    if not parent_id:
+        st.caption("Explanations are made for models trained here (choose 'A model trained here' above).")
+        return
+    try:
+        parent = jobs.get_job(parent_id)
+    except StudioError as err:
+        ui.show_error(err)
+        return
+    number = st.number_input(
+        "Row number", min_value=1, max_value=max(1, len(frame)), value=1, step=1, key="why-row",
+        help="The row's number in the predictions above (1 is the first).",
+    )
+    if st.button("Why?", key="why-run", icon=":material/help:"):
+        row = frame.iloc[int(number) - 1].to_dict()
+        start(parent, "explain_row", {"row": {str(k): _plain(v) for k, v in row.items()}})
+    latest = jobs.latest_action(parent.id, "explain_row")
+    if latest is not None:
+        follow(latest, "why", show_row)
+
+
+def _plain(value: Any) -> Any:
+    """A cell as JSON: numbers and text as they are, missing as None, anything else as its text."""
+    import pandas as pd
+
+    if value is None or (not isinstance(value, (list, tuple, dict)) and pd.isna(value)):
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    return value if isinstance(value, (int, float, str, bool)) else str(value)
