@@ -67,3 +67,13 @@ def importance_sentence(importances: list[tuple[str, float]], most: int = 3) -> 
         shown = small[:most] + ([f"{len(small) - most} more"] if len(small) > most else [])
         sentence += f"; {_listed(shown)} hardly {'matters' if len(small) == 1 else 'matter'}"
     return sentence + "."
+
+
+def bundle_predictor(bundle_zip: Path) -> tuple[Any, Any]:
+    """``(loaded bundle, its predictor)``: the bundle's own predictor object (``net``, and for a table
+    ``preprocessor`` and ``target``; for pictures ``pixels`` and ``network_input``), so an explanation or
+    a small version works on exactly what the bundle predicts with. Close the bundle when done."""
+    from studio.bundle.reader import load_bundle
+
+    bundle = load_bundle(bundle_zip)
+    return bundle, bundle.model.unwrap_python_model().predictor

@@ -19,20 +19,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from studio.modalities.analysis import Analysis, importance_sentence, metric_key
+from studio.modalities.analysis import Analysis, bundle_predictor, importance_sentence, metric_key
 
 REPEATS = 5
 IG_STEPS = 64
 MAX_ROWS = 5000
 """Permutation importance uses at most this many test rows (a 1,000-row split takes a few seconds)."""
-
-
-def bundle_predictor(bundle_zip: Path) -> tuple[Any, Any]:
-    """``(loaded bundle, its predictor)``: the predictor holds ``net``, ``preprocessor`` and ``target``."""
-    from studio.bundle.reader import load_bundle
-
-    bundle = load_bundle(bundle_zip)
-    return bundle, bundle.model.unwrap_python_model().predictor
 
 
 def network_outputs(predictor: Any, frame: pd.DataFrame) -> np.ndarray:
