@@ -176,3 +176,63 @@ def _plain(value: Any) -> Any:
     if hasattr(value, "item"):
         value = value.item()
     return value if isinstance(value, (int, float, str, bool)) else str(value)
+
+
+# --------------------------------------------------------------------------- pictures: saliency maps
+SALIENCY_HELP = (
+    "Grad-CAM: red where the network's last convolutional block weighed most for the class it chose. "
+    "Marks on a background, a border or a watermark mean the model learned a shortcut."
+)
+
+
+def saliency_gallery(parent: jobs.Job) -> None:
+    """The run page's switch over the misclassified pictures: their saliency maps (made by a job)."""
+    if not st.toggle("Show where the model looked", key="gradcam-on", help=SALIENCY_HELP):
+        return
+    latest = jobs.latest_action(parent.id, "explain")
+    again = latest is None or (not latest.is_active and latest.state != jobs.SUCCEEDED)
+    if again and st.button("Make the saliency maps", key="explain-model", icon=":material/visibility:"):
+        start(parent, "explain")
+    if latest is not None:
+        follow(latest, "explain-model", show_saliency)
+
+
+def show_saliency(job: jobs.Job, result: dict[str, Any]) -> None:
+    pictures = result.get("pictures") or []
+    if not pictures:
+        st.caption(ui.as_text(result.get("sentence", "")))
+        return
+    folder = jobs.store.job_dir(job.id)
+    st.image(
+        [str(folder / item["file"]) for item in pictures],
+        caption=[ui.as_text(f"is {item['label']} · taken for {item['predicted']}") for item in pictures],
+        width=128,
+    )
+    st.caption(ui.as_text(result.get("sentence", "")) + " " + SALIENCY_HELP)
+
+
+def card_saliency(parent_id: str | None, paths: list[str]) -> dict[int, str] | None:
+    """The Predict page's switch: saliency maps for the predicted pictures (``paths``, saved uploads),
+    made by a job; returns picture index -> map file once made (None while off or not made)."""
+    if not st.toggle("Show where the model looked", key="predict-gradcam-on", help=SALIENCY_HELP):
+        return None
+    if not parent_id:
+        st.caption("Saliency maps are made for models trained here (choose 'A model trained here' above).")
+        return None
+    try:
+        parent = jobs.get_job(parent_id)
+    except StudioError as err:
+        ui.show_error(err)
+        return None
+    latest = jobs.latest_action(parent.id, "explain_row")
+    if latest is None or latest.options.get("pictures") != paths:
+        start(parent, "explain_row", {"pictures": paths})
+        return None
+    found: dict[int, str] = {}
+
+    def remember(job: jobs.Job, result: dict[str, Any]) -> None:
+        folder = jobs.store.job_dir(job.id)
+        found.update({i: str(folder / item["file"]) for i, item in enumerate(result.get("pictures") or [])})
+
+    follow(latest, "predict-gradcam", remember)
+    return found or None
