@@ -236,3 +236,59 @@ def card_saliency(parent_id: str | None, paths: list[str]) -> dict[int, str] | N
 
     follow(latest, "predict-gradcam", remember)
     return found or None
+
+
+# --------------------------------------------------------------------------- text: which words mattered
+def words_html(pieces: list[list[Any]]) -> str:
+    """The text as typed, every character escaped (shown as text, never as markup), each word on a
+    background: green where it raised the prediction, red where it lowered it, stronger for more."""
+    import html
+
+    top = max((abs(share) for _, share in pieces), default=0.0) or 1.0
+    out = []
+    for piece, share in pieces:
+        text = html.escape(str(piece), quote=True).replace("\n", "<br>")
+        if not share:
+            out.append(text)
+            continue
+        alpha = 0.1 + 0.7 * abs(share) / top
+        colour = f"rgba(84, 162, 75, {alpha:.2f})" if share > 0 else f"rgba(228, 87, 86, {alpha:.2f})"
+        out.append(
+            f'<span style="background:{colour};border-radius:3px;padding:0 1px" '
+            f'title="{share:+.3g}">{text}</span>'
+        )
+    return '<div style="line-height:1.9;white-space:pre-wrap">' + "".join(out) + "</div>"
+
+
+def show_words(job: jobs.Job, result: dict[str, Any]) -> None:
+    st.markdown(ui.as_text(result["sentence"]))
+    for column, pieces in result["texts"].items():
+        if len(result["texts"]) > 1:
+            st.caption(ui.as_text(column))
+        st.html(words_html(pieces))
+    st.caption(
+        f"Green words raised the {result['explains']}, red ones lowered it (integrated gradients, from an "
+        f"empty text: {result['baseline']:.3g}, to this text: {result['prediction']:.3g})."
+    )
+
+
+def text_explanation(parent_id: str | None, typed: dict[str, str]) -> None:
+    """The Predict page's switch under a typed text: which words mattered (made by a job)."""
+    if not st.toggle("Show which words mattered", key="predict-text-why"):
+        return
+    if not parent_id:
+        st.caption("Explanations are made for models trained here (choose 'A model trained here' above).")
+        return
+    if not any(str(v).strip() for v in typed.values()):
+        st.caption("Type a text first.")
+        return
+    try:
+        parent = jobs.get_job(parent_id)
+    except StudioError as err:
+        ui.show_error(err)
+        return
+    latest = jobs.latest_action(parent.id, "explain_row")
+    if latest is None or latest.options.get("row") != typed:
+        start(parent, "explain_row", {"row": dict(typed)})
+        return
+    follow(latest, "predict-text-why", show_words)

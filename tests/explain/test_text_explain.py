@@ -4,6 +4,8 @@ the text as typed; the contributions add up to the prediction minus the empty te
 
 from __future__ import annotations
 
+import html
+import re
 import signal
 
 import pytest
@@ -91,3 +93,28 @@ def test_minilm_words_add_up_to_the_prediction(tmp_path, monkeypatch):
     result = explain(parent, {"review": TEXT, "price": 50.0})
     check(result, TEXT, 0.05)
     assert abs(result["delta"]) < 0.05
+
+
+def test_the_predict_page_colours_the_typed_words_and_shows_markup_as_text(bag_of_words, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setattr(jobs, "ensure_scheduler", lambda *a, **k: None)  # the test runs the job itself
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "pages" / "predict.py"), default_timeout=60)
+    at.query_params["job"] = bag_of_words.id
+    at.run()
+    at.text_area(key="predict-text-review").set_value("<img src=x onerror=alert(1)> I love it").run()
+    at.toggle(key="predict-text-why").set_value(True).run()
+    assert not at.exception
+    queued = jobs.latest_action(bag_of_words.id, "explain_row")
+    assert queued.state == jobs.QUEUED and queued.options["row"] == {"review": "<img src=x onerror=alert(1)> I love it"}
+    run(queued.id)
+    at.run()
+    assert not at.exception
+    (shown,) = at.get("html")
+    body = shown.proto.body
+    assert "<img" not in body and "&lt;" in body  # the typed markup is escaped: shown, never run
+    visible = html.unescape(re.sub(r"<[^>]+>", "", body))  # what the reader sees: the text as typed
+    assert visible == "<img src=x onerror=alert(1)> I love it"
+    assert '<span style="background:rgba(84, 162, 75' in body and ">love</span>" in body
