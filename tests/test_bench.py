@@ -14,6 +14,7 @@ pytestmark = pytest.mark.bench
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 RESULT_LINES = {  # what each benchmark prints last: its comparison
+    "compress": "compression: ",
     "csv_ingest": "ratio studio / pandas:",
     "explain": "permutation importance,",
     "image_throughput": "ratio studio / baseline:",

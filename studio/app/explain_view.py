@@ -292,3 +292,73 @@ def text_explanation(parent_id: str | None, typed: dict[str, str]) -> None:
         start(parent, "explain_row", {"row": dict(typed)})
         return
     follow(latest, "predict-text-why", show_words)
+
+
+# --------------------------------------------------------------------------- run page: a small version
+def _size(n: float) -> str:
+    return f"{n / 1e6:.2f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
+
+
+def show_small(job: jobs.Job, result: dict[str, Any]) -> None:
+    import pandas as pd
+
+    metric, unit = result["metric"], result["unit"]
+    table = pd.DataFrame(
+        {
+            "": ["file size", f"CPU time per {unit}", f"test {metric}"],
+            "original": [
+                _size(result["original"]["size_bytes"]),
+                f"{result['original']['seconds_per_item'] * 1e3:.3f} ms",
+                f"{result['original']['score']:.4f}",
+            ],
+            "small": [
+                _size(result["small"]["size_bytes"]),
+                f"{result['small']['seconds_per_item'] * 1e3:.3f} ms",
+                f"{result['small']['score']:.4f}",
+            ],
+        }
+    )
+    st.dataframe(table, hide_index=True, key="small-table")
+    st.caption(
+        f"{result['method']}. Measured on the {result['test_items']:,} test {unit}s, one {unit} at a time on "
+        f"one CPU core, both in ONNX Runtime. Allowed loss: {result['tolerance']:g} of {metric}."
+    )
+    if result.get("refused") or not result.get("file"):
+        return
+    path = jobs.store.job_dir(job.id) / result["file"]
+    if path.is_file():
+        st.download_button(
+            "Download the small version (.onnx)",
+            data=path.read_bytes,
+            file_name=result["file"],
+            mime="application/octet-stream",
+            key="download-small",
+            icon=":material/download:",
+            on_click="ignore",
+        )
+        st.caption(
+            "Runs with ONNX Runtime alone (no studio, no torch): its inputs are the same as the original "
+            "bundle's model.onnx, described in that bundle's README."
+        )
+
+
+def small_version(parent: jobs.Job, metric: str) -> None:
+    """The run page's "Make a small version" (8-bit integers), as a job, with the numbers side by side."""
+    st.subheader("A small version for small devices")
+    latest = jobs.latest_action(parent.id, "compress")
+    if latest is None or not latest.is_active:
+        allowed = st.number_input(
+            f"Largest loss of test {metric} to accept",
+            min_value=0.0,
+            max_value=1.0,
+            value=0.01 if metric == "accuracy" else 0.02,
+            step=0.005,
+            format="%.3f",
+            key="small-tolerance",
+            help="A small version that loses more than this is refused (with the measured numbers).",
+        )
+        st.caption("Stores the network's weights as 8-bit integers, then measures size, speed and score.")
+        if st.button("Make a small version", key="make-small", icon=":material/compress:"):
+            start(parent, "compress", {"tolerance": allowed})
+    if latest is not None:
+        follow(latest, "make-small", show_small)

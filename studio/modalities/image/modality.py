@@ -162,6 +162,11 @@ class ImageModality:
 
         return explain_row(*args)
 
+    def compress_model(self, *args: Any) -> Any:
+        from studio.modalities.image.compress import compress_model
+
+        return compress_model(*args)
+
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """``data`` may be a picture, a folder or a zip of pictures, or a CSV with an ``image`` column of
         picture paths (relative to the CSV's folder or absolute), or a plain list of such paths."""

@@ -115,6 +115,11 @@ class TabularModality:
 
         return explain_row(*args)
 
+    def compress_model(self, *args: Any) -> Any:
+        from studio.modalities.tabular.compress import compress_model
+
+        return compress_model(*args)
+
 
 def predict_table_file(bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
     """The table file's columns, then the bundle's predictions for its rows (a model whose inputs are a
