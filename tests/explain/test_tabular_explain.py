@@ -138,3 +138,80 @@ def test_importance_sentence_in_plain_words():
     said = importance_sentence([("body mass", 0.3), ("flipper length", 0.2), ("island", 0.001)])
     assert said == "body mass and flipper length drive most predictions; island hardly matters."
     assert "No column matters" in importance_sentence([("a", 0.0), ("b", -0.01)])
+
+
+SUBPROCESS = """
+import json, sys
+import numpy as np
+import onnxruntime as ort
+try:
+    import studio  # noqa: F401
+    raise SystemExit("the studio is importable here")
+except ImportError:
+    pass
+folder = sys.argv[1]
+sess = ort.InferenceSession(folder + "/model-int8.onnx", providers=["CPUExecutionProvider"])
+arrays = [np.load(folder + f"/input{i}.npy") for i in range(len(sess.get_inputs()))]
+out = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], arrays)))[0]
+truth = np.load(folder + "/truth.npy")
+print(json.dumps({"accuracy": float((out.argmax(axis=1) == truth).mean())}))
+"""
+
+
+def test_a_small_version_is_made_measured_and_loads_without_the_studio(trained, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    from studio.modalities.analysis import bundle_predictor
+    from studio.modalities.tabular.explain import truth_of
+
+    parent = trained["classification"]
+    done, result, _ = run_action(parent, "compress", {"tolerance": 0.01})
+    assert result["size_ratio"] > 1.5 and result["file"] == "model-int8.onnx" and not result["refused"]
+    assert result["score_loss"] <= 0.01 and result["metric"] == "accuracy"
+    assert result["original"]["score"] == pytest.approx(parent.test_metrics["test/accuracy"], abs=1e-6)
+    # the small file alone, in a process where the studio cannot be imported, gives the reported score
+    bundle, predictor = bundle_predictor(parent.bundle_path)
+    with bundle:
+        rows, truth = truth_of(_test_split(parent), predictor.target)
+        x_num, x_cat = predictor.preprocessor.transform(rows)
+    folder = tmp_path / "small"
+    folder.mkdir()
+    (folder / "model-int8.onnx").write_bytes((store.job_dir(done.id) / "model-int8.onnx").read_bytes())
+    for i, array in enumerate(a for a in (x_num, x_cat) if a.shape[1]):
+        np.save(folder / f"input{i}.npy", array)
+    np.save(folder / "truth.npy", truth)
+    out = subprocess.run(
+        [sys.executable, "-I", "-c", SUBPROCESS, str(folder)], capture_output=True, text=True, cwd=tmp_path, timeout=120
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["accuracy"] == pytest.approx(result["small"]["score"], abs=1e-9)
+    from studio import tracking
+
+    logged = [a.path for a in tracking.client().list_artifacts(parent.mlflow_run_id, "compress")]
+    assert "compress/model-int8.onnx" in logged
+
+
+def _test_split(parent):
+    from studio.data import get_dataset, load_profile, load_table
+    from studio.modalities import modality_for
+
+    dataset = get_dataset(parent.dataset_id)
+    prepared = modality_for(parent.spec.task).prepare(
+        parent.spec, dataset, load_table(dataset.id), load_profile(dataset.id)
+    )
+    return prepared.data.frame.iloc[prepared.data.test_idx]
+
+
+def test_a_small_version_losing_more_than_allowed_is_refused_with_its_numbers(trained):
+    parent = trained["regression"]
+    job = store.insert_action_job(parent, "compress", {"tolerance": -1.0})  # any loss at all is too much
+    assert worker.run_job(job.id) == 1
+    done = jobs.get_job(job.id)
+    assert done.state == jobs.FAILED
+    assert done.reason.startswith("The small version was refused: it loses") and "R²" in done.reason
+    assert "smaller" in done.reason and "faster" in done.reason  # the measured numbers, in the sentence
+    result = jobs.read_action_result(done)
+    assert result["refused"] and result["file"] is None
+    assert not (store.job_dir(done.id) / "model-int8.onnx").exists()
