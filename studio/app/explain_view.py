@@ -303,6 +303,8 @@ def show_small(job: jobs.Job, result: dict[str, Any]) -> None:
     import pandas as pd
 
     metric, unit = result["metric"], result["unit"]
+    if not result.get("refused"):  # a refusal's sentence is the job's reason, shown above
+        st.markdown(ui.as_text(result["sentence"]))
     table = pd.DataFrame(
         {
             "": ["file size", f"CPU time per {unit}", f"test {metric}"],

@@ -88,3 +88,27 @@ def test_the_predict_page_explains_one_row_as_a_waterfall(trained: jobs.Job) -> 
     assert set(fall["y"][1:-1]) == {"a", "b", "colour"}
     result = jobs.read_action_result(done)
     assert sum(fall["x"][1:-1]) == pytest.approx(result["prediction"] - result["baseline"], abs=0.01)
+
+
+def test_the_run_page_makes_a_small_version_and_shows_both_side_by_side(trained: jobs.Job) -> None:
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=60)
+    at.query_params["job"] = trained.id
+    at.run()
+    assert not at.exception
+    assert "A small version for small devices" in [h.value for h in at.subheader]
+    assert at.number_input(key="small-tolerance").value == pytest.approx(0.01)
+    at.button(key="make-small").click().run()
+    queued = jobs.latest_action(trained.id, "compress")
+    assert queued.state == jobs.QUEUED and queued.options == {"tolerance": pytest.approx(0.01)}
+    done = run_queued(trained, "compress")
+    at.run()
+    assert not at.exception
+    assert done.state == jobs.SUCCEEDED or "refused" in done.reason, done.reason
+    (table,) = [d.value for d in at.dataframe if list(d.value.columns) == ["", "original", "small"]]
+    assert list(table[""]) == ["file size", "CPU time per row", "test accuracy"]
+    result = jobs.read_action_result(done)
+    if done.state == jobs.SUCCEEDED:
+        assert "Download the small version (.onnx)" in [b.label for b in at.get("download_button")]
+        assert any(m.value.startswith("Small version:") for m in at.markdown)
+    else:  # refused: the reason with its numbers, and nothing to download
+        assert result["refused"] and any("refused" in w.value for w in at.warning)
