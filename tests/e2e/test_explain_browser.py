@@ -22,7 +22,7 @@ def test_the_run_page_explains_a_model_and_makes_a_small_version(studio, page, s
     settle(page)
     page.get_by_text("Each bar is how much the test accuracy").wait_for()
     page.get_by_role("button", name="Make a small version").click()
-    page.get_by_text("file size").first.wait_for(timeout=240_000)  # the side-by-side table
+    page.get_by_text("one row at a time on one CPU core").wait_for(timeout=240_000)  # under the table
     settle(page)
     made = page.get_by_role("button", name="Download the small version (.onnx)")
     refused = page.get_by_text("The small version was refused: it loses")
