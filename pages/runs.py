@@ -10,9 +10,9 @@ import streamlit as st
 from streamlit.errors import StreamlitAPIException
 
 from studio import jobs, tracking
-from studio.app import charts, ui
+from studio.app import charts, explain_view, ui
 from studio.app import runs_view as rv
-from studio.app.kinds import kind_views
+from studio.app.kinds import kind_can, kind_views
 from studio.bundle import NEEDS, python_snippet
 from studio.core.errors import StudioError
 from studio.core.tasks import task_info
@@ -322,6 +322,8 @@ def show_run(job_id: str) -> None:
         final_scores(job)
         kind_views(task_info(spec.task).kind).run_results(job)
         model_download(job)
+        if kind_can(task_info(spec.task).kind, "compress_model"):
+            explain_view.small_version(job, "accuracy" if task_info(spec.task).classes else "R²")
     mlflow_link(job)
     settings_section(job)
 

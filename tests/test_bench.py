@@ -14,8 +14,10 @@ pytestmark = pytest.mark.bench
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 RESULT_LINES = {  # what each benchmark prints last: its comparison
+    "compress": "compression: ",
     "csv_ingest": "ratio studio / pandas:",
     "fold_ensemble": "ensemble - single (mean):",
+    "explain": "permutation importance,",
     "image_throughput": "ratio studio / baseline:",
     "llm_throughput": "ratio studio / bare:",
     "search_quality": "wine ",

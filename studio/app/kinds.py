@@ -24,3 +24,10 @@ def kind_views(kind: str) -> Any:
 
 def form_kind(task: str) -> FormKind:
     return kind_views(task_info(task).kind).FORM
+
+
+def kind_can(kind: str, method: str) -> bool:
+    """Whether the data kind supplies ``method`` (e.g. ``compress_model``: a small version)."""
+    from studio.modalities import modality
+
+    return callable(getattr(modality(kind), method, None))

@@ -64,7 +64,10 @@ def choose_rows(info: dict[str, Any]) -> tuple[pd.DataFrame, str] | None:
     return load_table(chosen), f"dataset:{chosen}"
 
 
-def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows_key: str) -> None:
+def predict_section(
+    model: Path, info: dict[str, Any], frame: pd.DataFrame, rows_key: str
+) -> pd.DataFrame | None:
+    """The Predict button and the predictions (returned once made for these rows, else None)."""
     missing = rv.missing_inputs(info, frame.columns)
     inputs = len(info.get("input_columns", []))
     if missing and len(missing) == inputs:
@@ -72,7 +75,7 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
             "None of these rows' columns is an input of the model (names must match exactly). "
             f"It expects: {', '.join(map(ui.as_text, missing))}."
         )
-        return
+        return None
     if missing:
         st.warning(
             f"{len(missing)} of the model's {inputs} input columns are not in these rows and are treated as "
@@ -86,19 +89,19 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
                 result = rv.predict_rows(loaded_bundle(str(model), model.stat().st_mtime), frame)
             except StudioError as err:
                 ui.show_error(err)
-                return
+                return None
             except Exception as err:  # the rows broke the model in a way the bundle does not foresee
                 first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
                 st.error(
                     f"The model could not predict these rows ({ui.as_text(first)}). Check that they look like the "
                     "training data."
                 )
-                return
+                return None
         st.session_state["predictions"] = (signature, result)
     saved = st.session_state.get("predictions")
     if not saved or saved[0] != signature:
         st.caption("Press **Predict** to add the model's predictions to every row.")
-        return
+        return None
     result = saved[1]
     st.subheader("Predictions")
     shown = "" if len(result) <= SHOWN_ROWS else f" (the first {SHOWN_ROWS} are shown; the download has all)"
@@ -128,9 +131,11 @@ def predict_section(model: Path, info: dict[str, Any], frame: pd.DataFrame, rows
         icon=":material/download:",
         on_click="ignore",
     )
+    return result
 
 
-def row_inputs(model_path: Path, model_info: dict[str, Any], numbered: bool = True) -> None:
+def row_inputs(model_path: Path, model_info: dict[str, Any], numbered: bool = True) -> pd.DataFrame | None:
+    """Where the rows come from and their predictions (returned once made)."""
     if numbered:
         st.subheader("2. Give the rows to predict")
     try:
@@ -140,6 +145,7 @@ def row_inputs(model_path: Path, model_info: dict[str, Any], numbered: bool = Tr
         rows = None
     if rows is not None:
         st.subheader("3. Predict" if numbered else "Predict the rows")
-        predict_section(model_path, model_info, *rows)
+        return predict_section(model_path, model_info, *rows)
+    return None
 
 

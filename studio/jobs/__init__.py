@@ -51,11 +51,14 @@ __all__ = [
     "ensure_scheduler",
     "format_duration",
     "get_job",
+    "latest_action",
     "list_jobs",
+    "read_action_result",
     "resume_job",
     "run_scheduler_forever",
     "scheduler_running",
     "stop_scheduler",
+    "submit_action",
     "submit_job",
     "wait_for_job",
 ]
@@ -112,14 +115,48 @@ def _refuse_if_in_use(dataset_id: str) -> None:
     )
 
 
+def submit_action(parent: Job, action: str, options: dict | None = None, *, start_scheduler: bool = True) -> Job:
+    """Queue work on a trained job's model, run by a worker like training (:mod:`studio.engine.analysis`):
+    ``explain`` (permutation importance, saliency), ``explain_row`` (one prediction; ``options["row"]``),
+    ``compress`` (a small version). A second press while one is waiting or running returns that one."""
+    from studio.core.errors import JobError
+
+    if parent.action or parent.state != SUCCEEDED or not parent.bundle_path:
+        raise JobError("Only a run that finished with a saved model can be explained or made smaller.")
+    job = store.insert_action_job(parent, action, options)
+    if start_scheduler:
+        ensure_scheduler()
+    return job
+
+
+def read_action_result(job: Job) -> dict | None:
+    """What an action job wrote into its folder (``result.json``): None until it wrote it."""
+    import json
+
+    path = store.job_dir(job.id) / "result.json"
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None
+
+
+def latest_action(parent_id: str, action: str) -> Job | None:
+    """The newest job that did ``action`` on ``parent_id``'s model."""
+    found = store.action_jobs(parent_id, action)
+    return found[0] if found else None
+
+
 def get_job(job_id: str) -> Job:
     """The job with this id; :class:`~studio.core.errors.JobError` when there is none."""
     return store.get_job(job_id)
 
 
-def list_jobs(limit: int | None = None, states: list[str] | tuple[str, ...] | None = None) -> list[Job]:
-    """Jobs newest first, optionally only those in ``states``."""
-    return store.list_jobs(limit=limit, states=states)
+def list_jobs(
+    limit: int | None = None, states: list[str] | tuple[str, ...] | None = None, actions: bool = False
+) -> list[Job]:
+    """Training jobs newest first, optionally only those in ``states`` (``actions``: with the jobs that
+    work on a trained model, :func:`submit_action`)."""
+    return store.list_jobs(limit=limit, states=states, actions=actions)
 
 
 def cancel_job(job_id: str) -> Job:

@@ -214,7 +214,7 @@ class Scheduler:
         """Running jobs whose worker is gone (killed, or the machine restarted) are settled by
         :meth:`_close_dead`: interrupted, cancelled or failed."""
         now = time.time()
-        for job in store.list_jobs(states=[RUNNING]):
+        for job in store.list_jobs(states=[RUNNING], actions=True):
             if self.executor.started(job.id):
                 continue  # ours: reap() learns how it ended
             if job.pid is None:
@@ -252,7 +252,7 @@ class Scheduler:
     # ---- cancels the worker ignored
     def enforce_cancels(self) -> None:
         now = time.time()
-        for job in store.list_jobs(states=[RUNNING]):
+        for job in store.list_jobs(states=[RUNNING], actions=True):
             if not job.cancel_requested or job.cancel_requested_at is None:
                 continue
             if now - job.cancel_requested_at < self.cancel_grace:
@@ -268,7 +268,7 @@ class Scheduler:
         queued = store.queued_jobs()
         if not queued:
             return
-        busy = busy_slots(store.list_jobs(states=[RUNNING]))
+        busy = busy_slots(store.list_jobs(states=[RUNNING], actions=True))
         held: set[str] = set()  # free slots a job asking several devices waits for
         for job in queued:
             devices = _devices(job)
@@ -289,7 +289,7 @@ class Scheduler:
             self.executor.submit(job, slot)
 
     def warm_up(self) -> None:
-        self.executor.keep_warm(busy_slots(store.list_jobs(states=[RUNNING])))
+        self.executor.keep_warm(busy_slots(store.list_jobs(states=[RUNNING], actions=True)))
 
     def retire_standby(self) -> None:
         self.executor.shutdown()

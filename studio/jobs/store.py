@@ -86,6 +86,10 @@ _ADDED_COLUMNS = (
     ("trial_state", "TEXT"),
     # What its scores mean (studio.core.quality): the kept epoch, the trivial guess's test scores.
     ("quality_json", "TEXT"),
+    # Work on a trained run's model (studio.engine.analysis): what to do, the run it works on, options.
+    ("action", "TEXT"),
+    ("parent_id", "TEXT"),
+    ("options_json", "TEXT"),
 )
 _INDEXES = "CREATE UNIQUE INDEX IF NOT EXISTS jobs_submit_token ON jobs (submit_token);"
 
@@ -232,6 +236,11 @@ class Job:
     quality: dict[str, float] = field(default_factory=dict)
     """What its scores mean (:mod:`studio.core.quality`): the kept epoch (``kept/*``) and the trivial
     guess's scores on the same test rows (``baseline/*``)."""
+    action: str | None = None
+    """None for a training job; otherwise the work it does on the model of job ``parent_id``
+    (``explain``, ``compress``: :mod:`studio.engine.analysis`), with ``options``."""
+    parent_id: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def outcome(self) -> dict[str, float]:
@@ -302,6 +311,7 @@ class Job:
         data["test_metrics"] = json.loads(row["test_metrics_json"] or "{}")
         data["quality"] = json.loads(row["quality_json"] or "{}") if "quality_json" in columns else {}
         data["cancel_requested"] = bool(row["cancel_requested"])
+        data["options"] = json.loads(row["options_json"] or "{}") if "options_json" in columns else {}
         return cls(**data)
 
 
@@ -363,6 +373,50 @@ def insert_job(
             continue  # the 3 random bytes collided with an existing id the same day
         return get_job(job_id)
     raise JobError("Could not find a free job id; try again.")
+
+
+def insert_action_job(parent: Job, action: str, options: dict[str, Any] | None = None) -> Job:
+    """Queue ``action`` (``explain``, ``compress``) on the model of the trained job ``parent``: a job of
+    its own, on a CPU slot, carrying the parent's spec (its data set and split). While one
+    is queued or running for the same parent and action, that one is returned (a double click makes one)."""
+    now = time.time()
+    with transaction() as conn:
+        row = conn.execute(
+            "SELECT * FROM jobs WHERE parent_id = ? AND action = ? AND state IN (?, ?) ORDER BY seq DESC",
+            (parent.id, action, QUEUED, RUNNING),
+        ).fetchone()
+        if row is not None:
+            return Job.from_row(row)
+        job_id = new_job_id(now)
+        while conn.execute("SELECT 1 FROM jobs WHERE id = ?", (job_id,)).fetchone() is not None:
+            job_id = new_job_id(now)
+        conn.execute(
+            "INSERT INTO jobs (id, name, state, created_at, spec_json, dataset_id, device_request, "
+            "action, parent_id, options_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                job_id,
+                f"{parent.name} · {action}",
+                QUEUED,
+                now,
+                parent.spec_json,
+                parent.dataset_id,
+                "cpu",
+                action,
+                parent.id,
+                json.dumps(options or {}),
+            ),
+        )
+    return get_job(job_id)
+
+
+def action_jobs(parent_id: str, action: str | None = None) -> list[Job]:
+    """The jobs that worked on ``parent_id``'s model (``action``: only those), newest first."""
+    sql, params = "SELECT * FROM jobs WHERE parent_id = ?", [parent_id]
+    if action:
+        sql += " AND action = ?"
+        params.append(action)
+    with connect() as conn:
+        return [Job.from_row(row) for row in conn.execute(sql + " ORDER BY seq DESC", params)]
 
 
 def claim_job(job_id: str, device: str) -> bool:
@@ -580,9 +634,12 @@ def get_job(job_id: str) -> Job:
         return _get(conn, job_id)
 
 
-def list_jobs(limit: int | None = None, states: tuple[str, ...] | list[str] | None = None) -> list[Job]:
-    """Jobs newest first, optionally only those in ``states``."""
-    sql = "SELECT * FROM jobs"
+def list_jobs(
+    limit: int | None = None, states: tuple[str, ...] | list[str] | None = None, actions: bool = False
+) -> list[Job]:
+    """Training jobs newest first, optionally only those in ``states`` (``actions``: the jobs that work
+    on a trained model too, :func:`insert_action_job`)."""
+    sql = "SELECT * FROM jobs WHERE 1 = 1" if actions else "SELECT * FROM jobs WHERE action IS NULL"
     params: list[Any] = []
     if isinstance(states, str):
         states = [states]
@@ -590,7 +647,7 @@ def list_jobs(limit: int | None = None, states: tuple[str, ...] | list[str] | No
         unknown = set(states) - set(STATES)
         if unknown:
             raise JobError(f"Unknown job state '{sorted(unknown)[0]}'; choose from: {', '.join(STATES)}.")
-        sql += f" WHERE state IN ({', '.join('?' * len(states))})"
+        sql += f" AND state IN ({', '.join('?' * len(states))})"
         params.extend(states)
     sql += " ORDER BY seq DESC"
     if limit is not None:

@@ -221,6 +221,12 @@ def run_job(
     slot = os.environ.get("STUDIO_JOB_SLOT")
     log.info("job %s: pid %s, slot %s, spec %s", job_id, os.getpid(), slot or "-", job.name)
     state, reason, outcome = FAILED, "The worker stopped without a result.", {}
+    if job.action:  # work on a trained run's model (explain, compress), not training
+        try:
+            state, reason = action_job(job, StoreLink(job_id), flag, store.log_path(job_id))
+        finally:
+            _finish(job_id, state, reason, {})
+        return 0 if state == SUCCEEDED else 1
     try:
         state, reason, outcome = train_job(
             job,
@@ -311,6 +317,42 @@ def train_job(
     finally:
         hooks.flush()
     return state, reason, outcome
+
+
+def action_job(job: Job, link: Any, flag: StopFlag, log_file: Any) -> tuple[str, str | None]:
+    """Run an action job (:func:`studio.jobs.store.insert_action_job`) on its parent's model: its result
+    goes into the job's folder (``result.json``) and the parent's MLflow run. Returns ``(state, reason)``."""
+    from studio.engine.analysis import AnalysisCancelled, run_analysis
+
+    def progress(fraction: float) -> None:
+        """Store how far it is (0-1); raises :class:`AnalysisCancelled` when a stop was asked for."""
+        if flag.signalled or link.set_progress(
+            epoch=None, max_epochs=None, step=None, total_steps=None, fraction=fraction, eta_seconds=None,
+            metrics={},
+        ):
+            raise AnalysisCancelled(REASON_CANCELLED)
+
+    try:
+        progress(0.0)
+        parent = store.get_job(job.parent_id or "")
+        sentence = run_analysis(
+            job.action,
+            parent.spec,
+            bundle=Path(parent.bundle_path) if parent.bundle_path else None,
+            run_id=parent.mlflow_run_id,
+            options=job.options,
+            out_folder=store.job_dir(job.id),
+            progress=progress,
+        )
+        return SUCCEEDED, sentence
+    except AnalysisCancelled:
+        return CANCELLED, REASON_CANCELLED
+    except BaseException as err:  # noqa: BLE001 - every way out must end the job
+        if flag.signalled:
+            return CANCELLED, REASON_CANCELLED
+        if not isinstance(err, StudioError):
+            traceback.print_exc()
+        return FAILED, plain_reason(err, log_file).replace("The training process", "The process", 1)
 
 
 def _finish(job_id: str, state: str, reason: str | None, outcome: dict[str, Any]) -> None:

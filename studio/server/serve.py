@@ -486,7 +486,7 @@ def _settle_scheduler(say: Callable[[str], None]) -> None:
     from studio.jobs import ensure_scheduler, list_jobs, stop_scheduler
     from studio.jobs.store import ACTIVE_STATES
 
-    active = list_jobs(states=ACTIVE_STATES)
+    active = list_jobs(states=ACTIVE_STATES, actions=True)
     if active:
         say(
             f"{len(active)} training job(s) are still queued or running; they carry on in the background "
@@ -494,7 +494,7 @@ def _settle_scheduler(say: Callable[[str], None]) -> None:
         )
         return
     stop_scheduler(timeout=STOP_GRACE_SECONDS)
-    if list_jobs(states=ACTIVE_STATES):  # submitted from elsewhere while it was stopping
+    if list_jobs(states=ACTIVE_STATES, actions=True):  # submitted from elsewhere while it was stopping
         ensure_scheduler()
 
 

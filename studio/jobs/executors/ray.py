@@ -669,6 +669,8 @@ def run_remote(job_id: str, wrap_hooks: Any = None) -> int:
     shipper = CheckpointShipper(folder / "checkpoints")
     state, reason, outcome = FAILED, "The worker stopped without a result.", {}
     try:
+        if job.action:  # an explanation or a small version reads the parent's files on the studio's machine
+            raise JobError("Explanations and small versions run on the studio's own machine, not on Ray (yet).")
         if resume_run:
             _fetch_saved_progress(resume_run, folder / "checkpoints")
         fetched = fetch_dataset(job.spec.data.dataset_id, dataset_run)

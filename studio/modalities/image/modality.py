@@ -152,6 +152,21 @@ class ImageModality:
         started = weights_source(name) if params.get("pretrained") and pretrainable(name) else None
         return PreparedPictures(data, net, started)
 
+    def explain_model(self, *args: Any) -> Any:
+        from studio.modalities.image.explain import explain_model
+
+        return explain_model(*args)
+
+    def explain_row(self, *args: Any) -> Any:
+        from studio.modalities.image.explain import explain_row
+
+        return explain_row(*args)
+
+    def compress_model(self, *args: Any) -> Any:
+        from studio.modalities.image.compress import compress_model
+
+        return compress_model(*args)
+
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         """``data`` may be a picture, a folder or a zip of pictures, or a CSV with an ``image`` column of
         picture paths (relative to the CSV's folder or absolute), or a plain list of such paths."""

@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from studio import jobs
-from studio.app import charts, forms, ui
+from studio.app import charts, explain_view, forms, ui
 from studio.app import runs_view as rv
 from studio.app.predict_view import loaded_bundle
 from studio.core.errors import StudioError
@@ -106,6 +106,7 @@ def picture_results(job: jobs.Job) -> None:
         st.image(gallery["pictures"], caption=[ui.as_text(c) for c in gallery["captions"]], width=128)
     if gallery["missing"]:
         st.caption(f"{gallery['missing']} of them cannot be shown: their data set was deleted since.")
+    explain_view.saliency_gallery(job)
     st.caption(
         "Look for a pattern: pictures in the wrong folder, classes that look alike, or pictures unlike the "
         "rest. More (and more varied) pictures of those classes usually help most."
@@ -143,10 +144,10 @@ def small_picture(data: bytes):
         return None
 
 
-def picture_card(row: dict[str, Any], data: bytes) -> None:
+def picture_card(row: dict[str, Any], data: bytes, saliency: str | None = None) -> None:
     with st.container(border=True):
         picture, words = st.columns([1, 1], vertical_alignment="center")
-        shown = small_picture(data)
+        shown = saliency or small_picture(data)
         if shown is not None:
             picture.image(shown, width="stretch")
         if row["error"]:
@@ -198,11 +199,18 @@ def predict_pictures_section(
         + ". Each shows the class the model sees and how sure it is."
     )
     shown = results[:SHOWN_PICTURES]
+    readable = [i for i, row in enumerate(shown) if not row["error"]]
+    trained_here = st.session_state.get("predict-model-source", "").startswith("A model trained")
+    maps = explain_view.card_saliency(
+        st.session_state.get("predict-model-job") if trained_here else None,
+        [str(rv.save_upload(pictures[i], names[i])) for i in readable],
+    )
+    saliency = {readable[k]: path for k, path in (maps or {}).items()}
     for start in range(0, len(shown), PICTURES_PER_ROW):
         columns = st.columns(PICTURES_PER_ROW)
         for offset, row in enumerate(shown[start : start + PICTURES_PER_ROW]):
             with columns[offset]:
-                picture_card(row, pictures[start + offset])
+                picture_card(row, pictures[start + offset], saliency.get(start + offset))
     table = frame.drop(columns=["error"]) if frame["error"].isna().all() else frame
     with st.expander("All predictions as a table"):
         st.dataframe(table, hide_index=True, key="predict-result")

@@ -114,6 +114,21 @@ class TabularModality:
     def predict_file(self, bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
         return predict_table_file(bundle_zip, info, data)
 
+    def explain_model(self, *args: Any) -> Any:
+        from studio.modalities.tabular.explain import explain_model
+
+        return explain_model(*args)
+
+    def explain_row(self, *args: Any) -> Any:
+        from studio.modalities.tabular.explain import explain_row
+
+        return explain_row(*args)
+
+    def compress_model(self, *args: Any) -> Any:
+        from studio.modalities.tabular.compress import compress_model
+
+        return compress_model(*args)
+
 
 def predict_table_file(bundle_zip: Path, info: dict[str, Any], data: Path) -> pd.DataFrame:
     """The table file's columns, then the bundle's predictions for its rows (a model whose inputs are a

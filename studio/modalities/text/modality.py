@@ -196,6 +196,11 @@ class TextModality:
     def device_plan(self, plan: Any) -> Any:
         return plan
 
+    def explain_row(self, *args: Any) -> Any:
+        from studio.modalities.text.explain import explain_row
+
+        return explain_row(*args)
+
     def prepare(
         self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any], fold: int = 0
     ) -> PreparedText:

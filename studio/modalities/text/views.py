@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from studio import jobs
-from studio.app import charts, forms, ui
+from studio.app import charts, explain_view, forms, ui
 from studio.app import runs_view as rv
 from studio.app.predict_view import WARNING_COLUMN, loaded_bundle, row_inputs
 from studio.app.table_form import TableForm
@@ -90,6 +90,8 @@ def text_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
                 ui.show_error(err)
             else:
                 typed_answer(result, model_info)
+    trained_here = st.session_state.get("predict-model-source", "").startswith("A model trained")
+    explain_view.text_explanation(st.session_state.get("predict-model-job") if trained_here else None, typed)
     st.subheader("3. Or give many rows")
     row_inputs(model_path, model_info, numbered=False)
 

@@ -1,0 +1,30 @@
+"""In a real browser against `studio serve`: a trained table model's run page explains the model (the
+job runs in the studio's own scheduler and worker) and makes a small version; screenshots of both."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.e2e.test_browser import settle
+from tests.pages.test_runs_page import run_in_process, spec, tiny_dataset
+
+pytestmark = pytest.mark.e2e
+
+
+def test_the_run_page_explains_a_model_and_makes_a_small_version(studio, page, screenshots, tmp_path):
+    done = run_in_process(spec(tiny_dataset(tmp_path, rows=160), "<b>penguin</b> model", training={"epochs": 4}))
+    assert done.state == "succeeded", done.reason
+    studio.wait_for("is ready", timeout=180)
+    page.goto(f"{studio.url}/runs?job={done.id}")
+    settle(page)
+    page.get_by_role("button", name="Explain this model").click()
+    page.locator(".js-plotly-plot .barlayer .point").first.wait_for(timeout=240_000)
+    settle(page)
+    page.get_by_text("Each bar is how much the test accuracy").wait_for()
+    page.get_by_role("button", name="Make a small version").click()
+    page.get_by_text("one row at a time on one CPU core").wait_for(timeout=240_000)  # under the table
+    settle(page)
+    made = page.get_by_role("button", name="Download the small version (.onnx)")
+    refused = page.get_by_text("The small version was refused: it loses")
+    assert made.count() == 1 or refused.count() == 1  # 24 test rows: one row lost is 4 points
+    page.screenshot(path=str(screenshots / "explain-run-page.png"), full_page=True)
