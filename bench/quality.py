@@ -274,13 +274,14 @@ def run_pictures(ds: DataSet, seed: int, tiny: bool, changes: list[str], cache: 
 
     from lightning_modules.tabular.data import stratified_split
     from studio.core.pretrained import weights_available
+    from studio.core.runtime import _natural_key
     from studio.data import image_paths
     from studio.engine.training import train
 
     spec = studio_spec(ds.data(), None, seed, changes)
     table = image_paths(spec.data.dataset_id)
     labels_text = [str(v) for v in table["label"]]
-    classes = sorted(set(labels_text))
+    classes = sorted(set(labels_text), key=_natural_key)  # the class order ImageDataModule splits by
     labels = np.array([classes.index(v) for v in labels_text])
     split = spec.data
     train_idx, val_idx, test_idx = stratified_split(
@@ -302,8 +303,9 @@ def run_pictures(ds: DataSet, seed: int, tiny: bool, changes: list[str], cache: 
     reference_s = time.perf_counter() - started
     started = time.perf_counter()
     result = train(spec)
-    if result.test_rows is not None and result.test_rows != len(test_idx):
-        raise RuntimeError(f"the run tested {result.test_rows} pictures, the references {len(test_idx)}")
+    tested = result.quality.get("baseline/test_rows")
+    if tested is not None and int(tested) != len(test_idx):
+        raise RuntimeError(f"the run tested {int(tested)} pictures, the references {len(test_idx)}")
     return {
         "set": ds.name,
         "seed": seed,
