@@ -10,7 +10,12 @@ from studio.core.tasks import task_info
 from studio.core.text import counted
 from studio.jobs import delete_dataset
 
-SAMPLE_TITLES = {"wine": "wine", "breast_cancer": "breast cancer", "diabetes": "diabetes"}
+SAMPLE_TITLES = {
+    "wine": "wine",
+    "breast_cancer": "breast cancer",
+    "diabetes": "diabetes",
+    "digits": "digits (pictures)",
+}
 state = st.session_state
 
 ui.require_app()
@@ -165,7 +170,8 @@ def welcome() -> None:
         "**New here? Start with a sample.** Press **Add sample: wine** below: a small real table "
         "(178 wines, 13 measurements) that trains in under a minute. Or upload your own CSV file: one row "
         "per example, one column per measurement, and one column with the answer the model should learn. "
-        "For pictures, upload a zip with one folder per class (e.g. `cats/…`, `dogs/…`).",
+        "For pictures, upload a zip with one folder per class (e.g. `cats/…`, `dogs/…`), or try the "
+        "**digits** sample: 1,797 small pictures of handwritten digits.",
         icon=":material/waving_hand:",
     )
 

@@ -10,7 +10,9 @@ from typing import Any
 def add_train_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``train`` (also used by ``jobs submit``)."""
     parser.add_argument(
-        "--data", help="a CSV file, a stored data set id, or sample:wine|breast_cancer|diabetes"
+        "--data",
+        help="a CSV file, a zip of picture folders, a stored data set id, or "
+        "sample:wine|breast_cancer|diabetes|digits (digits: pictures)",
     )
     parser.add_argument("--target", help="the column to predict (default: the suggested one)")
     parser.add_argument(

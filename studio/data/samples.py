@@ -1,4 +1,5 @@
-"""Small sample tables that ship inside scikit-learn (read from its package files, never downloaded)."""
+"""Small samples that ship inside scikit-learn (read from its package files, never downloaded): three
+tables, and its 8×8 handwritten digits written as 32-pixel pictures in class folders."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ SAMPLES: dict[str, str] = {
     "wine": "Wine: 178 wines, 13 chemical measurements, 3 grape cultivars to tell apart (classification).",
     "breast_cancer": "Breast cancer: 569 tumour scans, 30 measurements, malignant or benign (classification).",
     "diabetes": "Diabetes: 442 patients, 10 measurements, disease progression after a year (regression).",
+    "digits": "Digits: 1,797 handwritten digits as small pictures, one folder per digit 0–9 (pictures).",
 }
+PICTURE_SAMPLES = ("digits",)
+DIGIT_SIDE = 32
+"""The side (px) the 8×8 digits are written at: enlarged smoothly, so they look like small scans."""
 
 
 def sample_table(sample: str) -> pd.DataFrame:
@@ -33,9 +38,43 @@ def sample_table(sample: str) -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
+def digits_zip(per_class: int | None = None) -> bytes:
+    """scikit-learn's 1,797 handwritten digits as a zip of class folders (``digits/0/0000.png`` …): each
+    8×8 picture of 17 grey levels written dark ink on white, enlarged to :data:`DIGIT_SIDE` px. The same
+    bytes every time (fixed dates, fixed order), so the sample is stored once. ``per_class``: only the
+    first that many pictures of each digit (tests)."""
+    import io
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+    from sklearn import datasets as sk
+
+    bunch = sk.load_digits()
+    buffer = io.BytesIO()
+    written: dict[int, int] = {}
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as zf:
+        for number, (pixels, digit) in enumerate(zip(bunch.images, bunch.target, strict=True)):
+            written[digit] = written.get(digit, 0) + 1
+            if per_class is not None and written[digit] > per_class:
+                continue
+            grey = np.round(255 - pixels * (255 / 16)).astype(np.uint8)  # 0 (paper) … 16 (ink)
+            picture = Image.fromarray(grey).resize((DIGIT_SIDE, DIGIT_SIDE), Image.BILINEAR)
+            png = io.BytesIO()
+            picture.save(png, format="PNG")
+            entry = zipfile.ZipInfo(f"digits/{digit}/{number:04d}.png", date_time=(2020, 1, 1, 0, 0, 0))
+            zf.writestr(entry, png.getvalue())
+    return buffer.getvalue()
+
+
 def add_sample(sample: str) -> DatasetInfo:
-    """Store a built-in sample (``wine``, ``breast_cancer`` or ``diabetes``); added once, then reused."""
+    """Store a built-in sample (``wine``, ``breast_cancer``, ``diabetes`` or the pictures ``digits``);
+    added once, then reused."""
     sample = sample.strip().lower().replace("-", "_")
+    if sample in PICTURE_SAMPLES:
+        from studio.data.images import add_image_zip
+
+        return add_image_zip(digits_zip(), sample, filename=f"sample:{sample}")
     frame = sample_table(sample)
     digest = content_hash(f"sample:{sample}\n".encode() + frame.to_csv(index=False).encode())
     return store_table(frame, sample, source_file=f"sample:{sample}", digest=digest)

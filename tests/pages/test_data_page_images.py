@@ -114,3 +114,19 @@ def test_a_zip_without_class_folders_is_a_plain_error_and_adds_nothing(app: AppT
     assert len(app.error) == 1 and "empty.zip" in app.error[0].value
     assert not app.get("progress")  # the progress bar is gone with the error
     assert datasets.list_datasets() == []
+
+
+def test_the_digits_sample_is_offered_and_added_as_pictures(app: AppTest) -> None:
+    assert "digits" in app.info[0].value  # the welcome names the picture sample
+    button = app.button(key="data_add_sample_digits")
+    assert button.label == "Add sample: digits (pictures)"
+    button.click().run()
+
+    assert not app.exception, [e.value for e in app.exception]
+    (stored,) = datasets.list_datasets()
+    assert (stored.kind, stored.n_rows, stored.source_file) == (datasets.KIND_IMAGES, 1797, "sample:digits")
+    assert app.success[0].value == "Added the digits (pictures) sample."
+    metrics = {m.label: m.value for m in app.metric}
+    assert (metrics["Pictures"], metrics["Classes"], metrics["Usual size"]) == ("1,797", "10", "32 × 32 px")
+    classes = _frame(app, "Class")
+    assert list(classes["Class"]) == [str(d) for d in range(10)] and classes["Pictures"].sum() == 1797
