@@ -1,5 +1,7 @@
 PYTHON ?= python3
 PORT ?= 8501
+# The test files run in parallel, one process per core (at most 4); a file stays in one process.
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 MLFLOW_PORT ?= 5000
 
 .PHONY: install install-dev install-browser install-cluster run train-sample test test-fast test-slow test-e2e test-ray lint bench bench-tiny
@@ -31,12 +33,12 @@ lint:
 # then what idle `serve` holds (bench/footprint.py at its tiny size: a 2-epoch run, ~40 s).
 test: install-dev install-browser install-cluster
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest -m "not slow and not gpu and not ray and not postgres"
+	$(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu and not ray and not postgres"
 	$(PYTHON) -m pytest -m "(ray or postgres) and not slow"
 	$(PYTHON) bench/footprint.py --tiny
 
 test-fast: install-dev
-	$(PYTHON) -m pytest -m "not slow and not gpu and not e2e and not ray and not postgres and not bench"
+	$(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu and not e2e and not ray and not postgres and not bench"
 
 test-slow: install-dev
 	$(PYTHON) -m pytest -m slow

@@ -4,6 +4,7 @@ spec they make (with the data set's suggestions filled in). Only argparse at imp
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 
@@ -75,7 +76,10 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     from studio.modalities.llm.registry import cli_defaults
 
     arch_flag = args.arch
-    if cli_defaults(data, getattr(args, "base_model", None) or args.arch, profile):
+    # --arch names a base model only as a folder or a Hub id (org/name); a mistyped network name such as
+    # 'transformer' stays a network name, refused with the list of networks.
+    arch_model = args.arch if args.arch and ("/" in args.arch or Path(args.arch).expanduser().is_dir()) else None
+    if cli_defaults(data, getattr(args, "base_model", None) or arch_model, profile):
         arch_flag = None  # it named the base model, set above
     columns = [c["name"] for c in profile.get("columns", [])]
     if not data["data"].get("target"):

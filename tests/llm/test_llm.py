@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
@@ -104,11 +105,13 @@ def test_the_memory_estimate_adds_up_and_refuses_what_cannot_fit():
 
 # --------------------------------------------------------------------------- a tiny model
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory) -> Path:
+def tiny(tmp_path_factory) -> Iterator[Path]:
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)  # two shared cores: one thread is several times faster here
-    return build_model(tmp_path_factory.mktemp("llm") / "tiny-llama")
+    yield build_model(tmp_path_factory.mktemp("llm") / "tiny-llama")
+    torch.set_num_threads(threads)  # later tests in this process (a straight run vs a worker's) see the default
 
 
 def _spec(dataset_id: str, target: str, base: Path, **changes):

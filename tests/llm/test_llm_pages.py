@@ -21,6 +21,7 @@ PAGES = Path(__file__).resolve().parents[2] / "pages"
 def job(tmp_path_factory):
     import torch
 
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("llm-pages")
     with pytest.MonkeyPatch.context() as patch:
@@ -32,7 +33,10 @@ def job(tmp_path_factory):
         dataset = add_data_file(write_pairs_csv(root / "pairs.csv", repeat=2))
         done = run_in_process(_spec(dataset.id, "response", model))
         assert done.state == jobs.SUCCEEDED, done.reason
-        yield done, model, dataset
+        try:
+            yield done, model, dataset
+        finally:
+            torch.set_num_threads(threads)
 
 
 def test_the_run_page_shows_the_answers_after_each_epoch(job):
