@@ -31,6 +31,13 @@ def remember(info: datasets.DatasetInfo, message: str) -> None:
 
 def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
     table = ui.load_table(info.id)
+    from studio.modalities.llm.views import data_page_section, examples_reading
+
+    reading = examples_reading(info.source_file, table, profile)
+    if reading is not None:  # prompts and answers, or chats: what a language model would learn from
+        data_page_section(table, reading)
+        first_rows(table)
+        return
     rows, columns, repeats, target = st.columns(4)
     rows.metric("Rows", f"{profile['n_rows']:,}")
     columns.metric("Columns", f"{profile['n_cols']:,}")
@@ -66,9 +73,6 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
     for column in profile["columns"]:
         if column["kind"] == "text" and "words_mean" in column.get("stats", {}):
             text_column(column, table)
-    from studio.modalities.llm.views import data_page_section
-
-    data_page_section(table)  # prompts and answers, or chats: what a language model would learn from
 
     columns_tab, preview_tab = st.tabs(["Columns", "First rows"])
     with columns_tab:
@@ -78,8 +82,12 @@ def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
         if explained:
             st.caption(" ".join(explained))
     with preview_tab:
-        st.caption(f"The first {min(len(table), 100)} of {counted(len(table), 'row')}.")
-        st.dataframe(table.head(100), key="data_preview")
+        first_rows(table)
+
+
+def first_rows(table: pd.DataFrame) -> None:
+    st.caption(f"The first {min(len(table), 100)} of {counted(len(table), 'row')}.")
+    st.dataframe(table.head(100), key="data_preview")
 
 
 def text_column(column: dict, table: pd.DataFrame) -> None:
@@ -255,14 +263,14 @@ def choose_data_set(infos: list[datasets.DatasetInfo]) -> datasets.DatasetInfo:
 
 
 def next_step(info: datasets.DatasetInfo, profile: dict) -> None:
+    if profile.get("llm") and "problem" not in profile["llm"]:
+        picked = " and the task *Fine-tune a language model* are already picked; choose a base model"
+    elif profile.get("suggested_target") and not ui.is_pictures(info):
+        picked = " and its suggested target are already picked,"
+    else:
+        picked = " is already picked,"
     st.info(
-        "**What to do next:** open **Train**, where this data set"
-        + (
-            " and its suggested target are"
-            if profile.get("suggested_target") and not ui.is_pictures(info)
-            else " is"
-        )
-        + " already picked, and press **Train**.",
+        f"**What to do next:** open **Train**, where this data set{picked} and press **Train**.",
         icon=":material/arrow_forward:",
     )
     ui.page_link("pages/train.py", "Go to Train", icon=":material/model_training:")

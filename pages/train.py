@@ -25,7 +25,7 @@ from studio.core.spec import (
     default_architecture,
 )
 from studio.core.tasks import task_info, tasks_for
-from studio.data import mirroring_changes_meaning, suggest_task
+from studio.data import mirroring_changes_meaning, task_for_target
 
 TASK_LABELS = {
     "classification": "Classification (predict a category)",
@@ -175,7 +175,7 @@ def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
             target = target_column(columns, profile, why_not)
     with right:
         if fixed is None:
-            suggested_task = suggest_task(profile, target) if target is not None else tasks[0]
+            suggested_task = task_for_target(profile, target) if target is not None else tasks[0]
             task = ui.select(
                 "Task",
                 tasks,

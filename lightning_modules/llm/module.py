@@ -81,11 +81,30 @@ class Encoded:
     cut: bool = False
 
 
+def chat_pieces(tokenizer: Any, conversation: list[dict[str, str]]) -> list[tuple[str, bool]] | None:
+    """The chat template's text of a conversation cut into pieces, each marked whether it is learnt: every
+    assistant message after the first message (with what the template closes it with), the rest not.
+    ``None`` when the template does not render a conversation as the growing text of its turns (one that
+    drops earlier turns' reasoning, say); then only the last answer is learnt."""
+    pieces: list[tuple[str, bool]] = []
+    rendered = ""
+    for i, message in enumerate(conversation):
+        if message["role"] != "assistant" or i == 0:
+            continue
+        prompt = tokenizer.apply_chat_template(conversation[:i], tokenize=False, add_generation_prompt=True)
+        done = tokenizer.apply_chat_template(conversation[: i + 1], tokenize=False)
+        if not (prompt.startswith(rendered) and done.startswith(prompt)):
+            return None
+        pieces += [(prompt[len(rendered) :], False), (done[len(prompt) :], True)]
+        rendered = done
+    return pieces
+
+
 def encode_example(
     tokenizer: Any, messages: list[dict[str, str]], answer: str, max_length: int
 ) -> Encoded | None:
-    """Token ids with labels on the answer (every token for plain text); ``None`` when the prompt alone
-    fills ``max_length`` (nothing of the answer would be learnt)."""
+    """Token ids with labels on the answers (every assistant message of a chat; every token for plain
+    text); ``None`` when the prompt before the last answer fills ``max_length``."""
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     if not messages:  # plain text: continued training on every token
@@ -93,24 +112,32 @@ def encode_example(
         cut = len(ids) > max_length
         ids = ids[:max_length]
         return Encoded(ids, list(ids), bos, "", answer, cut)
+    prompt_labels: list[int] = []
     if has_chat_template(tokenizer):
         prompt = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(
-            [*messages, {"role": "assistant", "content": answer}], tokenize=False
-        )
-        answer_text = full[len(prompt) :] if full.startswith(prompt) else answer
-        prompt_ids = _ids(tokenizer, prompt)
-        answer_ids = _ids(tokenizer, answer_text)
-        if not full.startswith(prompt) or (eos and eos[0] not in answer_ids):
+        pieces = chat_pieces(tokenizer, [*messages, {"role": "assistant", "content": answer}])
+        if pieces is None:
+            full = tokenizer.apply_chat_template(
+                [*messages, {"role": "assistant", "content": answer}], tokenize=False
+            )
+            pieces = [(prompt, False), (full[len(prompt) :] if full.startswith(prompt) else answer, True)]
+        prompt_ids = []
+        for text, learnt in pieces[:-1]:  # earlier assistant answers are learnt too
+            ids = _ids(tokenizer, text)
+            prompt_ids += ids
+            prompt_labels += ids if learnt else [IGNORE] * len(ids)
+        answer_ids = _ids(tokenizer, pieces[-1][0])
+        if eos and eos[0] not in answer_ids:
             answer_ids = answer_ids + eos
     else:
         prompt = plain_prompt(messages)
         prompt_ids = bos + _ids(tokenizer, prompt)
+        prompt_labels = [IGNORE] * len(prompt_ids)
         answer_ids = _ids(tokenizer, answer) + eos
     if len(prompt_ids) >= max_length:
         return None
     ids = prompt_ids + answer_ids
-    labels = [IGNORE] * len(prompt_ids) + answer_ids
+    labels = prompt_labels + answer_ids
     cut = len(ids) > max_length
     return Encoded(ids[:max_length], labels[:max_length], prompt_ids, prompt, answer, cut)
 

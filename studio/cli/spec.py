@@ -58,7 +58,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 
     from studio.core.errors import SpecError
     from studio.core.spec import RunSpec, apply_preset, load_spec_dict, set_dotted
-    from studio.data import image_defaults, load_profile, resolve_dataset
+    from studio.data import image_defaults, load_profile, resolve_dataset, task_for_target
 
     data = load_spec_dict(args.spec) if args.spec else {}
     data.setdefault("data", {})
@@ -98,7 +98,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     if args.task:
         data["task"] = args.task
     elif "task" not in data:
-        data["task"] = _suggested_task(profile, data["data"]["target"])
+        data["task"] = task_for_target(profile, data["data"]["target"])
     flags = {
         "architecture.name": arch_flag,
         "training.epochs": args.epochs,
@@ -142,11 +142,3 @@ def _has_dotted(data: dict[str, Any], path: str) -> bool:
     return True
 
 
-def _suggested_task(profile: dict[str, Any], target: str | None) -> str | None:
-    if target is None or target == profile.get("suggested_target"):
-        return profile.get("suggested_task")
-    from studio.data import suggest_task
-
-    if not any(c["name"] == target for c in profile.get("columns", [])):
-        return None  # the spec check names the missing column
-    return suggest_task(profile, target)

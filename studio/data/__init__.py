@@ -38,6 +38,7 @@ from studio.modalities.tabular.profile import (
     suggest_target,
     suggest_task,
     target_warnings,
+    task_for_target,
     text_description,
     warnings_for_target,
 )
@@ -72,6 +73,7 @@ __all__ = [
     "resolve_dataset",
     "suggest_target",
     "suggest_task",
+    "task_for_target",
     "text_description",
     "target_warnings",
     "warnings_for_target",

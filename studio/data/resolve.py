@@ -67,7 +67,9 @@ def add_jsonl(
     check_free_space(2 * len(data), label)
     frame = read_jsonl(data, label)
     shape_or_error(list(frame.columns), f"'{label}'")
-    return store_table(frame, name or Path(filename).stem, source_file=filename, digest=digest)
+    return store_table(
+        frame, name or Path(filename).stem, source_file=filename, digest=digest, examples_file=True
+    )
 
 
 def _head(source: str | Path | bytes) -> bytes:

@@ -25,6 +25,7 @@ import pandas as pd
 
 from studio.core.errors import DatasetError
 from studio.core.settings import studio_home
+from studio.modalities.llm.shapes import add_reading
 from studio.modalities.tabular.ingest import human_size, parse_table_bytes, read_source_bytes
 from studio.modalities.tabular.profile import profile_table
 
@@ -121,9 +122,16 @@ def add_csv(
 
 
 def store_table(
-    df: pd.DataFrame, name: str, *, source_file: str, digest: str, kind: str = KIND_TABULAR
+    df: pd.DataFrame,
+    name: str,
+    *,
+    source_file: str,
+    digest: str,
+    kind: str = KIND_TABULAR,
+    examples_file: bool = False,
 ) -> DatasetInfo:
-    """Profile ``df`` and write it as a new data set (or return the one with the same ``digest``)."""
+    """Profile ``df`` and write it as a new data set (or return the one with the same ``digest``).
+    A table of language-model examples (``examples_file``: it came as JSONL) is read as such too."""
     existing = _find_by_hash(digest)
     if existing is not None:
         return existing
@@ -151,6 +159,7 @@ def store_table(
             written = pool.submit(write_table, table, staging / "data.parquet")
             try:
                 profile = profile_table(df)
+                add_reading(df, profile, examples_file=examples_file)
             finally:
                 written.result()
         return publish_staging(staging, None, profile, info, digest)

@@ -71,6 +71,77 @@ def test_the_report_counts_duplicates_and_empty_answers_and_cut_examples():
     assert report["tokens"] == [2, 2, 1, 5] and report["longest"] == 5 and report["cut"] == 1
 
 
+INSTRUCTIONS = [
+    {"instruction": "say *hello*", "input": "", "output": "hello there friend, how are you today"},
+    {"instruction": "name a fruit", "input": "a red one", "output": "apple"},
+    {"instruction": "what colour is the sky", "input": "", "output": "blue"},
+    {"instruction": "name a fruit", "input": "a red one", "output": "apple"},
+]
+
+
+def test_a_jsonl_of_instructions_is_read_as_examples_and_the_terminal_says_so(studio_home, tmp_path, capsys):
+    """``datasets add`` / ``datasets show`` of an instruction JSONL: the fields of the prompt and the
+    answer, words per example, the repeated example; no table target, and fine-tuning is the suggestion."""
+    from studio.cli.main import main
+    from studio.data import load_profile
+
+    path = tmp_path / "alpaca.jsonl"
+    path.write_text("\n".join(json.dumps(row) for row in INSTRUCTIONS) + "\n")
+    assert main(["datasets", "add", str(path)]) == 0
+    dataset_id = capsys.readouterr().out.splitlines()[0]
+    profile = load_profile(dataset_id)
+    assert (profile["suggested_target"], profile["suggested_task"]) == ("output", "llm_finetune")
+    reading = profile["llm"]
+    assert (reading["prompt"], reading["extra_input"], reading["answer"]) == ("instruction", "input", "output")
+    assert reading["examples"] == 4 and reading["duplicates"] == 1 and reading["empty_answers"] == 0
+    assert reading["answer_words"]["words_max"] == 7 and reading["answer_words"]["words_median"] == 1.0
+    assert main(["datasets", "show", dataset_id]) == 0
+    shown = capsys.readouterr().out
+    assert "language-model examples: prompt/response pairs" in shown and "suggested target" not in shown
+    assert "examples: 4; prompt: 'instruction' plus 'input'; answer: 'output'" in shown
+    assert "answer words: median 1, 90% at most 1, longest 7" in shown
+    assert "note: 1 example repeats an earlier one exactly." in shown
+
+
+def test_a_csv_is_read_as_examples_only_when_it_holds_free_text(studio_home, tmp_path):
+    from studio.data import add_data_file, load_profile
+
+    pairs = load_profile(add_data_file(write_pairs_csv(tmp_path / "pairs.csv")).id)
+    assert pairs["llm"]["shape"] == "prompt_response" and pairs["suggested_task"] == "llm_finetune"
+    survey = tmp_path / "survey.csv"
+    pd.DataFrame(
+        {"question": ["q1", "q2", "q3"] * 10, "answer": ["yes", "no"] * 15, "age": range(30)}
+    ).to_csv(survey, index=False)
+    profile = load_profile(add_data_file(survey).id)
+    assert "llm" not in profile and profile["suggested_task"] != "llm_finetune"
+
+
+def test_every_assistant_turn_of_a_chat_is_learnt_and_the_user_turns_are_masked(tmp_path):
+    from lightning_modules.llm.module import IGNORE, encode_example
+    from tests.llm.tiny import build_tokenizer
+
+    tokenizer = build_tokenizer(tmp_path / "tok")
+    chat = [
+        {"role": "user", "content": "what colour is the sky"},
+        {"role": "assistant", "content": "blue"},
+        {"role": "user", "content": "what colour is grass"},
+        {"role": "assistant", "content": "green"},
+    ]
+    item = encode_example(tokenizer, chat[:3], chat[3]["content"], 256)
+    tokens = tokenizer.convert_ids_to_tokens(item.input_ids)
+    learnt = [t for t, label in zip(tokens, item.labels, strict=True) if label != IGNORE]
+    assert learnt == ["blue", "</s>", "green", "</s>"]
+    assert all(label in (IGNORE, token) for token, label in zip(item.input_ids, item.labels, strict=True))
+    masked = {t for t, label in zip(tokens, item.labels, strict=True) if label == IGNORE}
+    assert {"sky", "grass", "user", "assistant"} <= masked
+    assert tokenizer.decode(item.prompt_ids) == tokenizer.apply_chat_template(
+        chat[:3], tokenize=False, add_generation_prompt=True
+    ).strip()
+    one_turn = encode_example(tokenizer, chat[:1], "blue", 256)  # a single turn: the answer alone, as before
+    assert [t for t, x in zip(tokenizer.convert_ids_to_tokens(one_turn.input_ids), one_turn.labels,
+                              strict=True) if x != IGNORE] == ["blue", "</s>"]  # fmt: skip
+
+
 def test_the_memory_estimate_adds_up_and_refuses_what_cannot_fit():
     from studio.modalities.llm.models import estimate_memory, fits_message, parameter_count, target_modules
 

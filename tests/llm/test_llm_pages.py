@@ -4,6 +4,7 @@ its CSV of prompts, and the Train form's notes and blockers."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -129,10 +130,37 @@ def test_the_data_page_adds_a_jsonl_of_chats_and_says_what_it_holds(studio_home,
         "JSONL file must be one JSON object."
     ]
     data = write_chat_jsonl(tmp_path / "chats.jsonl", repeat=2).read_bytes()
+    two_turns = [
+        {"role": "user", "content": "say *hello*"},
+        {"role": "assistant", "content": "hello there [friend](http://x)"},
+        {"role": "user", "content": "say goodbye"},
+        {"role": "assistant", "content": "goodbye my friend"},
+    ]
+    data = json.dumps({"messages": two_turns}).encode() + b"\n" + data
     at.file_uploader(key="data_upload").clear().upload("chats.jsonl", data, "application/json").run()
     at.button(key="data_add_upload").click().run()
     assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
-    assert any(s.value == "Language-model examples" for s in at.subheader)
     metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Examples"] == str(2 * len(PAIRS)) and metrics["Repeated examples"] == str(len(PAIRS))
-    assert any(m.value.startswith("These look like chats") for m in at.markdown)
+    assert metrics == {"Examples": str(2 * len(PAIRS) + 1)}  # no table metrics, no suggested target
+    shown = " ".join(m.value for m in at.markdown)
+    assert "examples to fine-tune a language model on: chats" in shown and "Suggested target" not in shown
+    assert "the assistant's messages" in shown and "median" in shown and "words" in shown
+    warnings = " ".join(w.value for w in at.warning)
+    assert f"{len(PAIRS)} examples repeat an earlier one" in warnings
+    assert "1 chat holds several assistant answers" in warnings
+    texts = [t.value for t in at.text]  # the examples as text, never Markdown
+    assert texts[:2] == ["user: say *hello*\nassistant: hello there [friend](http://x)\nuser: say goodbye",
+                         "goodbye my friend"]  # fmt: skip
+    assert "Fine-tune a language model" in at.info[-1].value
+
+
+def test_the_train_page_picks_fine_tuning_for_a_jsonl_of_examples(studio_home, tmp_path):
+    from studio.data import add_data_file
+    from tests.llm.tiny import write_chat_jsonl
+
+    info = add_data_file(write_chat_jsonl(tmp_path / "chats.jsonl"))
+    at = AppTest.from_file(str(PAGES / "train.py"), default_timeout=60).run()
+    at.selectbox(key="train_dataset").set_value(info.id).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.selectbox(key="train_task").value == "llm_finetune"
+    assert at.selectbox(key="train_architecture").value == "lora"

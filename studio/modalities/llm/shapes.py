@@ -43,7 +43,7 @@ class Shape:
 
     def describe(self) -> str:
         if self.kind == "chat":
-            return f"chats (a '{self.answer}' column of role/content messages; the last assistant message is learnt)"
+            return f"chats (a '{self.answer}' column of role/content messages; every assistant message is learnt)"
         if self.kind == "text":
             return f"plain text (column '{self.answer}'; the model learns to continue it)"
         extra = f" plus '{self.extra_input}'" if self.extra_input else ""
@@ -252,3 +252,115 @@ def data_report(
             report["max_length"] = int(max_length)
             report["cut"] = sum(1 for c in counts if c > max_length)
     return report
+
+
+def _words(texts: list[str], bins: int = 20) -> dict[str, Any]:
+    """Words per text: median, 90th percentile, longest and a histogram (as the text columns' profile)."""
+    import numpy as np
+
+    counts = np.array([len(t.split()) for t in texts] or [0], dtype="int64")
+    edges = np.unique(np.linspace(0, max(int(counts.max()), 1) + 1, bins + 1).round().astype("int64"))
+    hist, _ = np.histogram(counts, bins=edges)
+    return {
+        "words_median": float(np.median(counts)),
+        "words_p90": int(np.percentile(counts, 90, method="lower")),
+        "words_max": int(counts.max()),
+        "length_histogram": {"edges": edges.tolist(), "counts": hist.tolist()},
+    }
+
+
+def reading(table: pd.DataFrame, profile: dict[str, Any], *, examples_file: bool) -> dict[str, Any] | None:
+    """The table read as language-model examples, for its profile (``profile['llm']``), or ``None`` when
+    it is a table to learn a column of: chats always count, prompt/response pairs when they came as JSONL
+    (``examples_file``) or their prompt or answer column holds free text, plain text when it is the
+    table's only column. Words, not tokens: the tokens depend on the model (the Train page counts them)."""
+    columns = list(table.columns)
+    shape = detect_shape(columns)
+    if shape is None or (shape.kind == "text" and len(columns) != 1):
+        return None
+    kinds = {c["name"]: c["kind"] for c in profile.get("columns", [])}
+    free_text = "text" in (kinds.get(shape.prompt), kinds.get(shape.answer))
+    if shape.kind == "prompt_response" and not examples_file and not free_text:
+        return None  # e.g. a survey's question and answer categories: a table
+    out: dict[str, Any] = {
+        "shape": shape.kind,
+        "description": shape.describe(),
+        "prompt": shape.prompt,
+        "answer": shape.answer,
+        "extra_input": shape.extra_input,
+        "system": shape.system,
+    }
+    try:
+        found = examples(table, shape)
+        out.update(data_report(table))
+    except DatasetError as err:
+        out["problem"] = str(err)
+        return out
+    if shape.kind == "chat":
+        turns = [sum(m["role"] == "assistant" for m in e.messages) + bool(e.answer) for e in found]
+        out["answers_per_chat"] = {"most": max(turns, default=0), "several": sum(t > 1 for t in turns)}
+    if shape.kind != "text":
+        out["prompt_words"] = _words([" ".join(m["content"] for m in e.messages) for e in found])
+    out["answer_words"] = _words([e.answer for e in found])
+    return out
+
+
+def fields_in_words(reading: dict[str, Any]) -> tuple[str, str]:
+    """Which fields of a :func:`reading` hold the prompt and the answer, in words."""
+    if reading["shape"] == "chat":
+        return f"the messages in '{reading['answer']}' before each answer", "the assistant's messages"
+    if reading["shape"] == "text":
+        return "none (plain text)", f"'{reading['answer']}' (all of it)"
+    prompt = f"'{reading['prompt']}'" + (f" plus '{reading['extra_input']}'" if reading.get("extra_input") else "")
+    if reading.get("system"):
+        prompt += f" (system message: '{reading['system']}')"
+    return prompt, f"'{reading['answer']}'"
+
+
+def _verb(n: int, verb: str) -> str:
+    return verb + "s" if n == 1 else verb
+
+
+def examples_notes(reading: dict[str, Any]) -> list[dict[str, str]]:
+    """What the studio noticed in a :func:`reading`, each with what it does about it."""
+    from studio.core.text import counted
+
+    notes = []
+    if reading["duplicates"]:
+        notes.append(
+            {
+                "message": f"{counted(reading['duplicates'], 'example')} {_verb(reading['duplicates'], 'repeat')} an earlier "
+                "one exactly.",
+                "action": "They are kept: the model sees them more often.",
+            }
+        )
+    if reading["empty_answers"]:
+        notes.append(
+            {
+                "message": f"{counted(reading['empty_answers'], 'example')} "
+                f"{'has' if reading['empty_answers'] == 1 else 'have'} an empty answer.",
+                "action": "They are left out of training.",
+            }
+        )
+    several = reading.get("answers_per_chat", {}).get("several", 0)
+    if several:
+        notes.append(
+            {
+                "message": f"{counted(several, 'chat')} {_verb(several, 'hold')} several assistant answers.",
+                "action": "Every assistant answer of a chat is learnt; the user's messages are not.",
+            }
+        )
+    return notes
+
+
+def add_reading(table: pd.DataFrame, profile: dict[str, Any], *, examples_file: bool) -> None:
+    """Put the :func:`reading` of language-model examples into a table's profile, with the answer as
+    the suggested target and fine-tuning as the suggested task (no table target is guessed for them)."""
+    from studio.modalities.llm.registry import TASK
+
+    found = reading(table, profile, examples_file=examples_file)
+    if found is None:
+        return
+    profile["llm"] = found
+    if "problem" not in found:
+        profile["suggested_target"], profile["suggested_task"] = found["answer"], TASK

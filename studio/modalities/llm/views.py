@@ -310,25 +310,91 @@ def predict_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
 
 
 # --------------------------------------------------------------------------- the data page
-def data_page_section(table: pd.DataFrame) -> None:
-    """For a table that holds prompts and answers or chats: the shape found and its counts (token counts
-    need a model's tokenizer: the Train page shows them once a base model is chosen)."""
-    found = shapes.detect_shape(list(table.columns))
-    if found is None or found.kind == "text":  # any table with a 'text' column is not a language-model set
+EXAMPLES_SHOWN = 3
+EXAMPLE_FILES = (".jsonl", ".json", ".ndjson")
+
+
+def examples_reading(source_file: str, table: pd.DataFrame, profile: dict[str, Any]) -> dict[str, Any] | None:
+    """The data set read as language-model examples (its profile's reading; read now for a data set
+    stored before profiles had one), or ``None`` for a table to learn a column of."""
+    if "llm" in profile:
+        return profile["llm"]
+    return shapes.reading(table, profile, examples_file=source_file.lower().endswith(EXAMPLE_FILES))
+
+
+def _lengths(what: str, stats: dict[str, Any]) -> str:
+    return (
+        f"{what}: median {stats['words_median']:,.0f} words, 90% at most {stats['words_p90']:,}, "
+        f"the longest {stats['words_max']:,}"
+    )
+
+
+def example_texts(table: pd.DataFrame, reading: dict[str, Any], n: int = EXAMPLES_SHOWN) -> list[tuple[str, str]]:
+    """The first ``n`` examples as (what the model reads, what it learns to write), in plain text."""
+    shape = shapes.shape_or_error(list(table.columns))
+    found = shapes.examples(table.head(n), shape)
+    out = []
+    for example in found:
+        if reading["shape"] == "prompt_response" and len(example.messages) == 1:
+            prompt = example.messages[0]["content"]
+        else:
+            prompt = "\n".join(f"{m['role']}: {m['content']}" for m in example.messages)
+        out.append((prompt, example.answer))
+    return out
+
+
+def data_page_section(table: pd.DataFrame, reading: dict[str, Any]) -> None:
+    """Examples to fine-tune a language model on: the shape found, which fields are the prompt and the
+    answer, how long they are (in words: tokens depend on the model, and the Train page counts them
+    once a base model is chosen), what was noticed, and a few examples, as text."""
+    from studio.app import charts
+
+    st.markdown(
+        ui.as_text(f"The studio reads this as examples to fine-tune a language model on: {reading['description']}.")
+    )
+    if reading.get("problem"):
+        ui.show_error(StudioError(reading["problem"]))
         return
-    try:
-        report = shapes.data_report(table)
-    except StudioError as err:
-        st.subheader("Language-model examples")
-        ui.show_error(err)
-        return
-    st.subheader("Language-model examples")
-    st.markdown(ui.as_text(f"These look like {report['description']}."))
-    examples, duplicates, empty = st.columns(3)
-    examples.metric("Examples", f"{report['examples']:,}")
-    duplicates.metric("Repeated examples", f"{report['duplicates']:,}")
-    empty.metric("Empty answers", f"{report['empty_answers']:,}")
+    prompt_field, answer_field = shapes.fields_in_words(reading)
+    count, prompt_column, answer_column = st.columns([1, 2, 2])
+    count.metric("Examples", f"{reading['examples']:,}")
+    prompt_column.markdown(f"**The prompt**  \n{ui.as_text(prompt_field)}")
+    answer_column.markdown(f"**The answer it learns**  \n{ui.as_text(answer_field)}")
+    lengths = [("Prompts", reading.get("prompt_words")), ("Answers", reading["answer_words"])]
+    lengths = [(what, stats) for what, stats in lengths if stats]
+    st.subheader("How long they are")
+    st.markdown(
+        "; ".join(_lengths(what, stats) for what, stats in lengths)
+        + ". A word is usually one or two tokens; the Train page counts the tokens with the chosen model's "
+        "tokenizer and says how many examples are longer than the most tokens per example."
+    )
+    for column, (what, stats) in zip(st.columns(len(lengths)), lengths, strict=True):
+        histogram = stats.get("length_histogram") or {"edges": [], "counts": []}
+        column.caption(f"{what}: words per example")
+        column.plotly_chart(
+            charts.text_lengths_figure(histogram["edges"], histogram["counts"], height=220),
+            key=f"llm-data-{what.lower()}",
+            config={"displaylogo": False},
+        )
+    st.subheader("What the studio noticed")
+    noticed = shapes.examples_notes(reading)
+    if noticed:
+        ui.show_warnings(noticed)
+    else:
+        st.success("Nothing to worry about: no repeated examples and no empty answers.", icon=":material/check:")
+    st.subheader("A few examples")
+    for number, (prompt, answer) in enumerate(example_texts(table, reading), start=1):
+        with st.container(border=True, key=f"llm-example-{number}"):
+            if not prompt:  # plain text: all of it is learnt
+                st.caption(f"Example {number}")
+                st.text(answer)
+                continue
+            left, right = st.columns(2)
+            left.caption(f"Example {number}: the prompt")
+            left.text(prompt)
+            right.caption("The answer")
+            right.text(answer)
     st.caption(
-        "Fine-tune a language model on them: on the Train page choose the task 'Fine-tune a language model' "
-        "and a base model; it then shows the token counts per example with that model's tokenizer."
+        "Fine-tune a language model on them: on the Train page the task 'Fine-tune a language model' is "
+        "already picked; choose a base model (a folder on this machine, or a Hugging Face id) and press Train."
     )

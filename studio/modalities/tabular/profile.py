@@ -665,6 +665,17 @@ def suggest_task(profile: dict[str, Any], target: str) -> str | None:
     return "classification" if classes else "regression"
 
 
+def task_for_target(profile: dict[str, Any], target: str | None) -> str | None:
+    """The task to suggest for this target: the profile's own suggestion for its suggested target (it may
+    know more than the column, e.g. that the table holds a language model's examples), else
+    :func:`suggest_task`; ``None`` for a column that is not in the table."""
+    if target is None or target == profile.get("suggested_target"):
+        return profile.get("suggested_task")
+    if not any(c["name"] == target for c in profile.get("columns", [])):
+        return None
+    return suggest_task(profile, target)
+
+
 def text_columns(profile: dict[str, Any], exclude: str | None = None) -> list[str]:
     """The columns the profile reads as free text (but ``exclude``, the target)."""
     return [c["name"] for c in profile.get("columns", []) if c["kind"] == "text" and c["name"] != exclude]
