@@ -11,6 +11,8 @@ Hugging Face id, found in the local cache, or the folder in ``STUDIO_LLM_BASE_MO
 from __future__ import annotations
 
 import os
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,8 +58,10 @@ def generate(
     top_p: float = 1.0,
     batch_size: int = 8,
     seed: int = 0,
+    streamer: Any = None,
 ) -> list[str]:
-    """Answers to prompts given as token ids (left-padded batches; greedy at temperature 0)."""
+    """Answers to prompts given as token ids (left-padded batches; greedy at temperature 0). A
+    ``streamer`` (one prompt only) receives the answer's tokens as they are made."""
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     was_training = model.training
@@ -86,6 +90,7 @@ def generate(
                 pad_token_id=pad,
                 eos_token_id=tokenizer.eos_token_id,
                 use_cache=True,
+                streamer=streamer,
                 **extra,
             )
             out.extend(tokenizer.decode(row, skip_special_tokens=True).strip() for row in made[:, longest:])
@@ -163,16 +168,60 @@ class LLMPredictor:
         """Answers to prompts (one user message each). ``base=True`` answers with the base model alone
         (the adapter switched off), for a side-by-side comparison."""
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
+        return self._answer(prompts, base, temperature, top_p, max_new_tokens)
+
+    def _answer(
+        self,
+        prompts: list[str],
+        base: bool,
+        temperature: float,
+        top_p: float,
+        max_new_tokens: int | None,
+        streamer: Any = None,
+    ) -> list[str]:
         ids = [prompt_ids(self.tokenizer, [{"role": "user", "content": p}]) for p in prompts]
         settings = {
             "max_new_tokens": int(max_new_tokens or self.max_new_tokens),
             "temperature": temperature,
             "top_p": top_p,
+            "streamer": streamer,
         }
         if base and hasattr(self.model, "disable_adapter"):
             with self.model.disable_adapter():
                 return generate(self.model, self.tokenizer, ids, **settings)
         return generate(self.model, self.tokenizer, ids, **settings)
+
+    def stream(
+        self,
+        prompt: str,
+        *,
+        temperature: float = 0.0,
+        top_p: float = 1.0,
+        max_new_tokens: int | None = None,
+        base: bool = False,
+    ) -> Iterator[str]:
+        """The answer to one prompt, piece by piece as the model writes it (the same text as
+        :meth:`answer`): generation runs in a thread that feeds ``transformers``' TextIteratorStreamer."""
+        from transformers import TextIteratorStreamer
+
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        failed: list[BaseException] = []
+
+        def write() -> None:
+            try:
+                self._answer([prompt], base, temperature, top_p, max_new_tokens, streamer=streamer)
+            except BaseException as err:  # handed to the reader, who raises it
+                failed.append(err)
+                streamer.end()
+
+        thread = threading.Thread(target=write, name="llm-stream", daemon=True)
+        thread.start()
+        try:
+            yield from streamer
+        finally:
+            thread.join()
+        if failed:
+            raise failed[0]
 
     def predict_input(self, rows: Any) -> pd.DataFrame:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame({"prompt": list(rows)})

@@ -317,6 +317,29 @@ def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_t
     assert json.loads(done.stdout.strip().splitlines()[-1]) == here
 
 
+def test_an_answer_streams_piece_by_piece_and_joins_to_the_whole_answer(trained, monkeypatch):
+    """The Predict page's stream: the pieces come one by one from the generating thread and make the
+    same text as the whole answer, for the fine-tuned and the base model; a failure reaches the reader."""
+    from studio.bundle.reader import load_bundle
+
+    result, spec, folder = trained
+    prompt = "say hello"  # a three-word answer
+    with load_bundle(folder / "model.zip") as bundle:
+        predictor = bundle.model.unwrap_python_model().predictor
+        for base in (False, True):
+            pieces = list(predictor.stream(prompt, max_new_tokens=6, base=base))
+            assert len([p for p in pieces if p.strip()]) >= 2, pieces
+            assert "".join(pieces).strip() == predictor.answer(prompt, max_new_tokens=6, base=base)[0]
+        assert "".join(predictor.stream(prompt, max_new_tokens=6)).strip() == "hello there friend"
+
+        def broken(*args, **kwargs):
+            raise RuntimeError("the model broke")
+
+        monkeypatch.setattr(predictor, "_answer", broken)
+        with pytest.raises(RuntimeError, match="the model broke"):
+            list(predictor.stream(prompt))
+
+
 def test_predict_writes_a_csv_of_answers(trained, tmp_path):
     from studio.modalities import predict_csv
 

@@ -235,6 +235,24 @@ def _predictor(model_path: Path) -> Any:
     return loaded_bundle(str(model_path), model_path.stat().st_mtime).model.unwrap_python_model().predictor
 
 
+def write_answer(place: Any, title: str, predictor: Any, prompt: str, settings: dict[str, Any]) -> str:
+    """The answer to ``prompt`` written into ``place`` as the model makes it (as text, never Markdown)."""
+    place.markdown(title)
+    slot = place.empty()
+    slot.caption("Writing…")
+    if not hasattr(predictor, "stream"):  # a bundle from before answers streamed
+        answer = predictor.answer(prompt, **settings)[0]
+        slot.text(answer)
+        return answer
+    answer = ""
+    for piece in predictor.stream(prompt, **settings):
+        answer += piece
+        slot.text(answer + " ▌")
+    answer = answer.strip()
+    slot.text(answer)
+    return answer
+
+
 def predict_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
     """A prompt box with the sampling settings (and the base model's answer beside the fine-tuned one's),
     then a CSV of prompts answered into a CSV."""
@@ -271,24 +289,16 @@ def predict_inputs(model_path: Path, model_info: dict[str, Any]) -> None:
         if not prompt.strip():
             st.info("Type a prompt first.", icon=":material/edit:")
         else:
+            settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": int(length)}
             try:
-                with st.spinner("Writing…"):
+                with st.spinner("Opening the model…"):
                     predictor = _predictor(model_path)
-                    settings = {"temperature": temperature, "top_p": top_p, "max_new_tokens": int(length)}
-                    tuned = predictor.answer(prompt, **settings)[0]
-                    base = predictor.answer(prompt, base=True, **settings)[0] if compare else None
+                one, two = st.columns(2) if compare else (st.container(), None)
+                write_answer(one, "**Fine-tuned model**", predictor, prompt, settings)
+                if two is not None:
+                    write_answer(two, "**Base model**", predictor, prompt, {**settings, "base": True})
             except (StudioError, FileNotFoundError) as err:
                 ui.show_error(err)
-            else:
-                if base is None:
-                    st.markdown("**Fine-tuned model**")
-                    st.text(tuned)
-                else:
-                    one, two = st.columns(2)
-                    one.markdown("**Fine-tuned model**")
-                    one.text(tuned)
-                    two.markdown("**Base model**")
-                    two.text(base)
     st.subheader("3. Or answer a CSV of prompts")
     upload = st.file_uploader("A CSV with a 'prompt' column", type=["csv"], key="llm-prompts-upload")
     if upload is not None and st.button("Answer them", key="llm-answer-csv", icon=":material/table:"):
