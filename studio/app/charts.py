@@ -99,14 +99,16 @@ def training_curves(
 ) -> go.Figure:
     """Two panels side by side: loss (training and validation) and the task's main metric.
 
-    Classification shows accuracy (training and validation), regression R² (validation).
+    Classification shows accuracy (training and validation), regression R² (validation), a task with
+    metrics of its own its main one (fine-tuning: perplexity).
     """
-    from studio.core.spec import main_metric
+    from studio.core.spec import main_metric, metric_mode
 
     main = main_metric(task).split("/", 1)[1]
+    better = "higher" if metric_mode(main) == "max" else "lower"
     panels = [
         ("loss", "Loss (lower is better)"),
-        (main, f"{sentence(metric_name(main))} (higher is better)"),
+        (main, f"{sentence(metric_name(main))} ({better} is better)"),
     ]
     if not any(
         _finite(history.get(f"{split}/{name}", ())) for name, _ in panels for split in ("train", "val")

@@ -521,7 +521,16 @@ MODEL_SUMMARIES = {KIND_IMAGE: _picture_model_summary, KIND_TABULAR: _table_mode
 def model_summary(info: dict[str, Any]) -> str:
     """One line of Markdown about a bundle: what it predicts and from which columns (or which classes it
     knows), the names escaped."""
-    return MODEL_SUMMARIES.get(info.get("kind"), _table_model_summary)(info)
+    kind = info.get("kind")
+    if kind in MODEL_SUMMARIES:
+        return MODEL_SUMMARIES[kind](info)
+    from studio.app.kinds import kind_views
+
+    try:
+        summary = getattr(kind_views(kind), "model_summary", None)  # a kind's own words (a language model's)
+    except Exception:  # a kind not registered here
+        summary = None
+    return (summary or _table_model_summary)(info)
 
 
 def predict_rows(bundle: Any, frame: pd.DataFrame) -> pd.DataFrame:

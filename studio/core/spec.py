@@ -36,12 +36,16 @@ def metric_mode(metric: str) -> Literal["min", "max"]:
 
 def metrics_for(task: str) -> tuple[str, ...]:
     """The validation metrics a task's runs record (and early stopping may watch)."""
-    return CLASSIFICATION_METRICS if task_info(task).classes else REGRESSION_METRICS
+    info = task_info(task)
+    return info.metrics or (CLASSIFICATION_METRICS if info.classes else REGRESSION_METRICS)
 
 
 def main_metric(task: str) -> str:
     """The metric the pages show first and the compare view ranks by."""
-    return "val/accuracy" if task_info(task).classes else "val/r2"
+    info = task_info(task)
+    if len(info.metrics) > 1:
+        return info.metrics[1]
+    return "val/accuracy" if info.classes else "val/r2"
 
 
 def _extra(advanced: bool = False, **more: Any) -> dict[str, Any]:

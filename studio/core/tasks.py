@@ -60,6 +60,9 @@ class TaskInfo:
     predicts the target column."""
     spec_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Defaults of its own for spec sections (pictures: mixed bfloat16 precision on GPUs)."""
+    metrics: tuple[str, ...] = ()
+    """The validation metrics its runs record, the one the pages show first (and compare by) second,
+    after ``val/loss``; empty: classification's or regression's."""
 
 
 TEXT_SPEC_DEFAULTS: dict[str, dict[str, Any]] = {

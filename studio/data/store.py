@@ -25,7 +25,7 @@ import pandas as pd
 
 from studio.core.errors import DatasetError
 from studio.core.settings import studio_home
-from studio.modalities.llm.shapes import add_reading
+from studio.modalities.llm.registry import add_reading
 from studio.modalities.tabular.ingest import human_size, parse_table_bytes, read_source_bytes
 from studio.modalities.tabular.profile import profile_table
 

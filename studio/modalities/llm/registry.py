@@ -4,12 +4,15 @@ task ``llm_finetune`` (data kind ``llm``, trained on a stored table of examples)
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
 from studio.core.spec import ArchitectureInfo, StudioModel, _extra, register_architecture
 from studio.core.tasks import TaskInfo, register_task
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TASK = "llm_finetune"
 KIND = "llm"
@@ -113,6 +116,7 @@ register_task(
         unit="examples",
         uses_feature_columns=False,
         learns="answers prompts the way your examples do",
+        metrics=("val/loss", "val/perplexity"),
         spec_defaults={
             "training": {"precision": "bf16-mixed", "epochs": 3, "batch_size": 8},
             "early_stopping": {"patience": 2},
@@ -151,3 +155,16 @@ def cli_defaults(data: dict, base_model: str | None, profile: dict) -> bool:
     if shape is not None and not data["data"].get("target"):
         data["data"]["target"] = shape.answer
     return True
+
+
+def add_reading(table: pd.DataFrame, profile: dict[str, Any], *, examples_file: bool) -> None:
+    """Put the :func:`reading` of language-model examples into a table's profile, with the answer as
+    the suggested target and fine-tuning as the suggested task (no table target is guessed for them)."""
+    from studio.modalities.llm.shapes import reading
+
+    found = reading(table, profile, examples_file=examples_file)
+    if found is None:
+        return
+    profile["llm"] = found
+    if "problem" not in found:
+        profile["suggested_target"], profile["suggested_task"] = found["answer"], TASK

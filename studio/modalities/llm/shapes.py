@@ -352,15 +352,3 @@ def examples_notes(reading: dict[str, Any]) -> list[dict[str, str]]:
         )
     return notes
 
-
-def add_reading(table: pd.DataFrame, profile: dict[str, Any], *, examples_file: bool) -> None:
-    """Put the :func:`reading` of language-model examples into a table's profile, with the answer as
-    the suggested target and fine-tuning as the suggested task (no table target is guessed for them)."""
-    from studio.modalities.llm.registry import TASK
-
-    found = reading(table, profile, examples_file=examples_file)
-    if found is None:
-        return
-    profile["llm"] = found
-    if "problem" not in found:
-        profile["suggested_target"], profile["suggested_task"] = found["answer"], TASK

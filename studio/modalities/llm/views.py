@@ -231,6 +231,20 @@ def run_results(job: jobs.Job) -> None:
 
 
 # --------------------------------------------------------------------------- the predict page
+def model_summary(info: dict[str, Any]) -> str:
+    """One line of Markdown about a language model's bundle: what it does and the base model it needs."""
+    llm = info.get("llm", {})
+    base = llm.get("base_model", {})
+    name = base.get("id") or base.get("path") or "?"
+    if llm.get("merged"):
+        how = "the whole model is in the bundle"
+    elif llm.get("method") == "full":
+        how = "every weight trained"
+    else:
+        how = "a LoRA adapter; the base model must be on this machine"
+    return f"Answers prompts: fine-tuned from **{ui.as_text(name)}** ({how})."
+
+
 def _predictor(model_path: Path) -> Any:
     return loaded_bundle(str(model_path), model_path.stat().st_mtime).model.unwrap_python_model().predictor
 
@@ -333,9 +347,11 @@ def examples_reading(source_file: str, table: pd.DataFrame, profile: dict[str, A
 
 
 def _lengths(what: str, stats: dict[str, Any]) -> str:
+    from studio.core.text import counted
+
     return (
-        f"{what}: median {stats['words_median']:,.0f} words, 90% at most {stats['words_p90']:,}, "
-        f"the longest {stats['words_max']:,}"
+        f"{what}: median {counted(round(stats['words_median']), 'word')}, 90% at most "
+        f"{stats['words_p90']:,}, the longest {stats['words_max']:,}"
     )
 
 
