@@ -1,0 +1,46 @@
+"""Fine-tuning a language model on Ray: the job goes through the same worker and hooks as a local one
+(the node fetches the data set from MLflow, reports progress and the held-out prompts' answers, and
+sends the adapter bundle to MLflow, which the studio fetches back and answers prompts with)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from studio import jobs, tracking
+from tests.cluster.test_ray_executor import _ended, _ray_jobs_of
+from tests.llm.test_llm import _spec
+from tests.llm.tiny import PAIRS, build_model, write_pairs_csv
+
+pytestmark = pytest.mark.ray
+
+
+def test_a_lora_job_fine_tunes_on_ray_and_its_bundle_answers_here(on_ray, tmp_path: Path) -> None:
+    from studio.bundle.reader import load_bundle
+    from studio.data import add_data_file
+
+    model = build_model(tmp_path / "tiny-llama")  # a folder on the node's disk too (one machine here)
+    dataset = add_data_file(write_pairs_csv(tmp_path / "pairs.csv", repeat=2))
+    spec = _spec(dataset.id, "response", model, **{"training.epochs": 3, "name": "llm on ray"})
+    job = jobs.submit_job(spec)
+    done = _ended(job.id, timeout=400)
+    log = done.log_path.read_text()
+    assert done.state == jobs.SUCCEEDED, f"{done.reason}\n{log[-4000:]}"
+    assert f"data set {dataset.id}: fetched from MLflow" in log
+    (ray_job,) = _ray_jobs_of(on_ray, job.id)
+    assert str(ray_job.status.value) == "SUCCEEDED"
+
+    run = tracking.client().get_run(done.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["studio.executor"] == "ray"
+    assert run.data.tags["studio.llm_base_model"] == str(model)
+    assert done.epoch == 3 and {"test/loss", "test/perplexity", "test/exact_match"} <= set(done.test_metrics)
+    assert [m.step for m in tracking.client().get_metric_history(run.info.run_id, "val/perplexity")]
+    samples = [a.path for a in tracking.client().list_artifacts(run.info.run_id, "llm")]
+    assert "llm/samples.json" in samples  # the held-out prompts' answers, logged from the node
+
+    assert Path(done.bundle_path).is_file() and Path(done.bundle_path).parent == done.log_path.parent
+    with load_bundle(done.bundle_path) as bundle:
+        answers = bundle.model.predict(pd.DataFrame({"prompt": [p for p, _ in PAIRS[:2]]}))
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers["answer"])
