@@ -59,6 +59,34 @@ def open_page(page, title: str) -> None:
     settle(page)
 
 
+def add_file(page, path: Path) -> None:
+    """On the Data page, upload a file and press "Add this file" (unfolding "Add a data set" when it is
+    folded, as it is once a data set exists)."""
+    page.get_by_role("heading", name="Data").first.wait_for()
+    settle(page)
+    uploader = page.locator(".st-key-data_upload")
+    if not uploader.is_visible():
+        page.locator("summary").filter(has_text="Add a data set").click()
+        uploader.wait_for()
+    uploader.locator("input[type=file]").set_input_files(str(path))
+    add = page.locator(".st-key-data_add_upload button")
+    page.wait_for_function("b => !b.disabled", arg=add.element_handle())
+    add.click()
+
+
+def train_to_the_end(page, timeout_ms: float = 300_000):
+    """Press Train, follow to the run page and wait for the model's download button: the finished job."""
+    from studio import jobs
+
+    page.locator(".st-key-train_submit button").click()
+    page.wait_for_url(re.compile(r"/runs\?job="), timeout=30_000)
+    job_id = page.url.split("job=", 1)[1].split("&", 1)[0]
+    page.locator(".st-key-download-model button").wait_for(timeout=timeout_ms)
+    finished = jobs.get_job(job_id)
+    assert finished.state == jobs.SUCCEEDED, finished.reason
+    return finished
+
+
 def time_to_first_point(job, seen_after: float) -> str:
     """Where the wait went: queued → worker started → first training step logged in MLflow."""
     from studio import jobs, tracking
@@ -104,16 +132,7 @@ def test_upload_train_watch_download_predict_and_stop(
     page.goto(studio.url)
 
     # Data: upload the CSV (the wine sample was added on the first start).
-    page.get_by_role("heading", name="Data").first.wait_for()
-    settle(page)
-    uploader = page.locator(".st-key-data_upload")
-    if not uploader.is_visible():  # the "Add a data set" section is folded once a data set exists
-        page.locator("summary").filter(has_text="Add a data set").click()
-        uploader.wait_for()
-    uploader.locator("input[type=file]").set_input_files(str(table))
-    add = page.locator(".st-key-data_add_upload button")
-    page.wait_for_function("b => !b.disabled", arg=add.element_handle())
-    add.click()
+    add_file(page, table)
     page.get_by_text("Added 'people'").wait_for()
     assert {info.name for info in list_datasets()} == {"people", "wine"}
     page.get_by_role("heading", name="people").first.wait_for()

@@ -8,12 +8,11 @@ Screenshots go to ``test-artifacts/screenshots/llm-*.png``."""
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser import open_page, settle, shoot
+from tests.e2e.test_browser import add_file, open_page, settle, shoot, train_to_the_end
 from tests.llm.tiny import PAIRS, build_model
 
 pytestmark = pytest.mark.e2e
@@ -35,23 +34,13 @@ def fill_number(page, label: str, value: str) -> None:
 def test_upload_instructions_fine_tune_a_tiny_model_and_ask_it(studio, page, screenshots, tmp_path):
     import torch
 
-    from studio import jobs
 
     torch.set_num_threads(1)
     model = build_model(tmp_path / "tiny-llama")
     examples = write_instructions(tmp_path / "instructions.jsonl")
     studio.wait_for("is ready", timeout=120)
     page.goto(studio.url)
-    page.get_by_role("heading", name="Data").first.wait_for()
-    settle(page)
-    uploader = page.locator(".st-key-data_upload")
-    if not uploader.is_visible():
-        page.locator("summary").filter(has_text="Add a data set").click()
-        uploader.wait_for()
-    uploader.locator("input[type=file]").set_input_files(str(examples))
-    add = page.locator(".st-key-data_add_upload button")
-    page.wait_for_function("b => !b.disabled", arg=add.element_handle())
-    add.click()
+    add_file(page, examples)
     page.get_by_text("Added 'instructions'").wait_for()
     page.get_by_text("The studio reads this as examples to fine-tune a language model on").wait_for()
     page.get_by_role("heading", name="A few examples").wait_for()
@@ -71,13 +60,8 @@ def test_upload_instructions_fine_tune_a_tiny_model_and_ask_it(studio, page, scr
     fill_number(page, "Learning rate", "0.005")
     page.get_by_text("prompt/response pairs").first.wait_for()
     shoot(page, screenshots, "llm-2-train")
-    page.locator(".st-key-train_submit button").click()
 
-    page.wait_for_url(re.compile(r"/runs\?job="), timeout=30_000)
-    job_id = page.url.split("job=", 1)[1].split("&", 1)[0]
-    page.locator(".st-key-download-model button").wait_for(timeout=400_000)
-    finished = jobs.get_job(job_id)
-    assert finished.state == jobs.SUCCEEDED, finished.reason
+    finished = train_to_the_end(page, 400_000)
     assert finished.spec.task == "llm_finetune" and finished.spec.architecture.name == "lora"
     assert finished.spec.architecture.params["base_model"] == str(model)
     page.get_by_role("heading", name="How its answers changed").wait_for()

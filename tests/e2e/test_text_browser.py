@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_browser import open_page, settle, shoot
+from tests.e2e.test_browser import add_file, open_page, settle, shoot, train_to_the_end
 from tests.text.test_text_training import reviews
 
 pytestmark = pytest.mark.e2e
@@ -23,21 +23,11 @@ def write_reviews(path: Path, rows: int = 300) -> Path:
 
 
 def test_upload_reviews_train_text_and_predict_a_typed_sentence(studio, page, screenshots, tmp_path):
-    from studio import jobs
 
     table = write_reviews(tmp_path / "reviews.csv")
     studio.wait_for("is ready", timeout=120)
     page.goto(studio.url)
-    page.get_by_role("heading", name="Data").first.wait_for()
-    settle(page)
-    uploader = page.locator(".st-key-data_upload")
-    if not uploader.is_visible():
-        page.locator("summary").filter(has_text="Add a data set").click()
-        uploader.wait_for()
-    uploader.locator("input[type=file]").set_input_files(str(table))
-    add = page.locator(".st-key-data_add_upload button")
-    page.wait_for_function("b => !b.disabled", arg=add.element_handle())
-    add.click()
+    add_file(page, table)
     page.get_by_text("Added 'reviews'").wait_for()
     page.get_by_role("heading", name="Text: review").wait_for()
     page.get_by_text(re.compile(r"'review' holds free text: \d+\.\d words on average")).first.wait_for()
@@ -54,13 +44,8 @@ def test_upload_reviews_train_text_and_predict_a_typed_sentence(studio, page, sc
     rate = page.get_by_role("spinbutton", name="Learning rate", exact=True)
     assert float(rate.input_value()) == pytest.approx(0.005)  # the bag of words' own suggestion
     shoot(page, screenshots, "text-2-train")
-    page.locator(".st-key-train_submit button").click()
 
-    page.wait_for_url(re.compile(r"/runs\?job="), timeout=30_000)
-    job_id = page.url.split("job=", 1)[1].split("&", 1)[0]
-    page.locator(".st-key-download-model button").wait_for(timeout=300_000)
-    finished = jobs.get_job(job_id)
-    assert finished.state == jobs.SUCCEEDED, finished.reason
+    finished = train_to_the_end(page)
     assert finished.spec.task == "text_classification" and finished.spec.training.epochs == 8
     assert finished.spec.architecture.name == "bag_of_words"
     page.get_by_role("heading", name="Where the model goes wrong").wait_for()
