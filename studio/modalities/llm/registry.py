@@ -8,11 +8,13 @@ from typing import Literal
 
 from pydantic import Field
 
+from studio.bundle.layout import register_flavour
 from studio.core.spec import ArchitectureInfo, StudioModel, _extra, register_architecture
 from studio.core.tasks import TaskInfo, register_task
+from studio.modalities.llm.bundle import FLAVOUR
 
 TASK = "llm_finetune"
-KIND = "llm"
+KIND = FLAVOUR.kind
 ARCHITECTURE = "lora"
 
 
@@ -121,6 +123,7 @@ register_task(
         },
     )
 )
+register_flavour(FLAVOUR)
 register_architecture(
     ArchitectureInfo(
         name=ARCHITECTURE,

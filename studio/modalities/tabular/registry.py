@@ -1,0 +1,12 @@
+"""The table tasks (``classification``, ``regression``: a table in, a category or a number out) and the
+table bundles' flavour, registered where the spec and the bundle code can see them (cheap: no torch)."""
+
+from __future__ import annotations
+
+from studio.bundle.layout import register_flavour
+from studio.core.tasks import TaskInfo, register_task
+from studio.modalities.tabular.bundle import FLAVOUR, KIND
+
+register_task(TaskInfo("classification", KIND, "Classification", True, "tabular", "mlp"))
+register_task(TaskInfo("regression", KIND, "Regression", False, "tabular", "mlp"))
+register_flavour(FLAVOUR)
