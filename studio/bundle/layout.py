@@ -69,7 +69,7 @@ def _table_title(info: dict[str, Any]) -> str:
 def _table_predicts(info: dict[str, Any]) -> str:
     return (
         f"`predict` takes the raw columns of the training CSV and returns `predicted_{info['target']['name']}`"
-        + (" and one `probability_<class>` column per class" if info["task"] == "classification" else "")
+        + (" and one `probability_<class>` column per class" if info["target"].get("classes") else "")
         + ", then `prediction_warning`: empty when the row looks like the training data, else why its "
         "prediction is a guess (every input empty, or a number far outside the values seen in training)."
     )

@@ -32,11 +32,15 @@ BUILTIN_PLUGINS = (
 """The kinds that ship with the studio: each registers its tasks (and its bundles' flavour) from its own
 package as a plugin does, in this order (the order of the tasks on the Train form and in messages)."""
 
-DATA_KINDS = {
-    # store kind -> (what a data set of it is, what a task trained on it needs)
-    "tabular": ("is a table", "a table (a CSV file)"),
-    "images": ("holds pictures", "a zip of picture folders"),
-}
+DATA_KINDS: dict[str, tuple[str, str]] = {}
+"""Stored data set kind (``DatasetInfo.kind``) -> (what a data set of it is, what a task trained on it
+needs), for the sentence that refuses a task on the wrong data; each kind registers its own
+(:func:`register_data_kind`)."""
+
+
+def register_data_kind(name: str, is_: str, needed: str) -> None:
+    """Words for stored data sets of kind ``name``: "is a table", "a table (a CSV file)"."""
+    DATA_KINDS[name] = (is_, needed)
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,8 @@ class TaskInfo:
     predicts the target column."""
     spec_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Defaults of its own for spec sections (pictures: mixed bfloat16 precision on GPUs)."""
+    choice: str | None = None
+    """How the Train form's list of tasks names it ("Regression (predict a number)"); ``None``: its title."""
 
 
 _TASKS: dict[str, TaskInfo] = {}

@@ -7,7 +7,8 @@ from __future__ import annotations
 from typing import Any
 
 from studio.bundle.layout import register_flavour
-from studio.core.tasks import TaskInfo, register_task
+from studio.core.tasks import TaskInfo, register_data_kind, register_task
+from studio.modalities import register_lazily
 from studio.modalities.image.bundle import FLAVOUR, KIND
 
 IMAGE_SPEC_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -22,6 +23,7 @@ the validation loss kept creeping down by a few thousandths, so the tables' 100 
 patience ran past epoch 40 for nothing (issue 20: the sample in 60 s on 2 CPU cores). A larger set
 takes more steps per epoch, so 30 epochs are more updates there, not fewer."""
 
+register_data_kind("images", "holds pictures", "a zip of picture folders")
 register_task(
     TaskInfo(
         "image_classification",
@@ -39,3 +41,4 @@ register_task(
     )
 )
 register_flavour(FLAVOUR)
+register_lazily(KIND, "studio.modalities.image.modality")

@@ -11,6 +11,7 @@ from pydantic import Field
 from studio.bundle.layout import register_flavour
 from studio.core.spec import ArchitectureInfo, StudioModel, _extra, register_architecture
 from studio.core.tasks import TaskInfo, register_task
+from studio.modalities import register_lazily
 from studio.modalities.llm.bundle import FLAVOUR
 
 TASK = "llm_finetune"
@@ -124,6 +125,7 @@ register_task(
     )
 )
 register_flavour(FLAVOUR)
+register_lazily(KIND, "studio.modalities.llm.modality")
 register_architecture(
     ArchitectureInfo(
         name=ARCHITECTURE,
