@@ -13,7 +13,7 @@ from studio import jobs, tracking
 from studio.app import charts, explain_view, ui
 from studio.app import runs_view as rv
 from studio.app.kinds import kind_can, kind_views
-from studio.bundle import NEEDS, python_snippet
+from studio.bundle import needs, python_snippet
 from studio.core.errors import StudioError
 from studio.core.tasks import task_info
 
@@ -236,7 +236,7 @@ def model_download(job: jobs.Job) -> None:
         query_params={"job": job.id},
     )
     kind = task_info(job.spec.task).kind
-    st.caption(f"To use it in your own Python code (needs only {NEEDS.get(kind, 'mlflow')} installed):")
+    st.caption(f"To use it in your own Python code (needs only {needs(kind)} installed):")
     st.code(python_snippet(name, kind=kind), language="python", wrap_lines=True)
 
 

@@ -27,12 +27,6 @@ from studio.core.spec import (
 from studio.core.tasks import task_info, tasks_for
 from studio.data import mirroring_changes_meaning, task_for_target
 
-TASK_LABELS = {
-    "classification": "Classification (predict a category)",
-    "regression": "Regression (predict a number)",
-    "text_classification": "Text classification (read the text columns, predict a category)",
-    "text_regression": "Text regression (read the text columns, predict a number)",
-}
 PICK_TARGET = "Pick the column you want to predict."
 PREVIEW_VARIANTS = 9
 PREVIEW_WIDTH = 112  # px on screen, whatever the training size (small pictures are shown enlarged)
@@ -181,7 +175,7 @@ def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
                 tasks,
                 "train_task",
                 suggested_task or tasks[0],
-                format_func=lambda task: TASK_LABELS.get(task, task_info(task).title),
+                format_func=lambda task: task_info(task).choice or task_info(task).title,
                 help="Classification predicts a category (e.g. a grape variety); regression predicts a "
                 "number (e.g. a price). The studio suggests one from the target column.",
             )

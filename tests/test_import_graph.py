@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -260,3 +261,113 @@ def test_what_the_pages_import_at_start_has_no_torch_lightning_or_mlflow() -> No
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]", (sorted(starts), out.stdout, out.stderr[-2000:])
+
+
+# --------------------------------------------------------------------------- kinds stay in their packages
+HEAD_TASKS = {"classification", "regression"}
+"""Also what a network's output is (``head_task``): the shipped runtime compares its target with them."""
+ALLOWED_KIND_NAMES = {
+    (
+        "pages/data.py",
+        'column["kind"] == "text"',
+    ): "a table profile column's kind (free text), not a data kind",
+    (
+        "studio/app/ui.py",
+        'column["kind"] == "text"',
+    ): "a table profile column's kind (free text), not a data kind",
+}
+
+
+def _kind_and_task_names() -> set[str]:
+    from studio.core.tasks import all_tasks
+
+    tasks = all_tasks()
+    return {info.kind for info in tasks.values()} | (set(tasks) - HEAD_TASKS)
+
+
+def _names_in(node: ast.AST, names: set[str]) -> list[str]:
+    """The kind or task names ``node`` holds: a string, a ``KIND_<kind>`` constant, or a tuple/list/set of them."""
+    items = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
+    found = [item.value for item in items if isinstance(item, ast.Constant) and item.value in names]
+    for item in items:
+        name = item.id if isinstance(item, ast.Name) else item.attr if isinstance(item, ast.Attribute) else ""
+        if name.startswith("KIND_") and name[5:].lower() in names:
+            found.append(name)
+    return found
+
+
+def kind_branches(source: str, names: set[str]) -> list[str]:
+    """Where code compares a data kind's or task's name with something about a kind or task (``kind ==
+    "image"``, ``info["kind"] == KIND_IMAGE``, ``spec.task in ("text_classification", …)``), or holds a
+    table keyed by them (``{KIND_IMAGE: …, KIND_TABULAR: …}``): the source of each such expression."""
+    tree = ast.parse(source)
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            sides = [node.left, *node.comparators]
+            if any(_names_in(side, names) for side in sides) and any(
+                "kind" in text or "task" in text
+                for side in sides
+                if not _names_in(side, names) and (text := ast.get_source_segment(source, side) or "")
+            ):
+                found.append(ast.get_source_segment(source, node))
+        elif isinstance(node, ast.Dict):
+            keys = [name for key in node.keys if key is not None for name in _names_in(key, names)]
+            if len(keys) >= 2:
+                found.append(" ".join(ast.get_source_segment(source, node).split()))
+    return found
+
+
+def _generic_files() -> list[Path]:
+    """The studio's Python outside the kinds' own packages (``studio/modalities/<kind>/``,
+    ``lightning_modules/<kind>/``), with the pages."""
+    files = [*MODULES.values(), ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]
+
+    def own(path: Path) -> bool:
+        parts = path.relative_to(ROOT).parts
+        return (
+            parts[:2] == ("studio", "modalities")
+            and len(parts) > 3
+            or parts[0] == "lightning_modules"
+            and len(parts) > 2
+        )
+
+    return [path for path in files if not own(path)]
+
+
+def test_no_module_outside_a_kind_s_package_branches_on_a_kind_s_name() -> None:
+    """A new kind is its packages plus its registration: nothing generic asks "is this a picture model?"
+    (issue 19). The kinds' names are the registered ones (built in, and any plugin loaded)."""
+    names = _kind_and_task_names()
+    assert {"tabular", "image", "text", "llm", "image_classification"} <= names
+    wrong = {}
+    for path in _generic_files():
+        relative = path.relative_to(ROOT).as_posix()
+        found = [b for b in kind_branches(path.read_text(), names) if (relative, b) not in ALLOWED_KIND_NAMES]
+        if found:
+            wrong[relative] = found
+    assert wrong == {}
+
+
+def test_the_kind_check_finds_branches_on_a_kind_and_tables_keyed_by_kind() -> None:
+    """What the check above is for: the bundle reader's old picture branch, a table keyed by kind
+    constants, a task compared by name; and what it leaves alone (a spec section, the head task)."""
+    names = _kind_and_task_names()
+    branches = textwrap.dedent(
+        """
+        if info["kind"] == KIND_IMAGE:
+            pass
+        if self.kind != "image":
+            pass
+        words = {KIND_IMAGE: 1, KIND_TABULAR: 2}
+        texts = spec.task in ("text_classification", "text_regression")
+        """
+    )
+    assert kind_branches(branches, names) == [
+        'info["kind"] == KIND_IMAGE',
+        'self.kind != "image"',
+        "{KIND_IMAGE: 1, KIND_TABULAR: 2}",
+        'spec.task in ("text_classification", "text_regression")',
+    ]
+    alone = 'shown = [f for f in fields if f.section != "image"]\nhead = target["task"] == "classification"\n'
+    assert kind_branches(alone, names) == []

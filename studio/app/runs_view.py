@@ -19,7 +19,6 @@ import pandas as pd
 from studio import tracking
 from studio.app.charts import metric_label, metric_name, sentence
 from studio.app.forms import SECTION_TITLES
-from studio.bundle import KIND_IMAGE, KIND_TABULAR
 from studio.core import ensembles, quality, settings
 from studio.core.errors import BundleError, DatasetError
 from studio.core.spec import ARCHITECTURES, RunSpec, main_metric, metric_mode
@@ -495,42 +494,29 @@ def missing_inputs(info: dict[str, Any], columns: Any) -> list[str]:
     return [column["name"] for column in info.get("input_columns", []) if column["name"] not in have]
 
 
-def _first_names(names: list[str], most: int = 12) -> str:
+def first_names(names: list[str], most: int = 12) -> str:
+    """The first ``most`` names, escaped, and how many more there are."""
     shown = ", ".join(map(as_text, names[:most]))
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
-
-
-def _picture_model_summary(info: dict[str, Any]) -> str:
-    classes = [str(c) for c in info.get("target", {}).get("classes") or []]
-    size = (info.get("preprocessing") or {}).get("size")
-    resized = f" Pictures are resized to {size} × {size} px." if size else ""
-    return f"Tells which of **{len(classes)} classes** a picture shows: {_first_names(classes)}.{resized}"
 
 
 def _table_model_summary(info: dict[str, Any]) -> str:
     target = info.get("target", {}).get("name", "?")
     inputs = [column["name"] for column in info.get("input_columns", [])]
     kind = "a category" if info.get("target", {}).get("classes") else "a number"
-    return f"Predicts **{as_text(target)}** ({kind}) from the columns: {_first_names(inputs)}."
-
-
-MODEL_SUMMARIES = {KIND_IMAGE: _picture_model_summary, KIND_TABULAR: _table_model_summary}
-"""A bundle's one-line description, by the bundle's kind."""
+    return f"Predicts **{as_text(target)}** ({kind}) from the columns: {first_names(inputs)}."
 
 
 def model_summary(info: dict[str, Any]) -> str:
-    """One line of Markdown about a bundle: what it predicts and from which columns (or which classes it
-    knows), the names escaped."""
-    kind = info.get("kind")
-    if kind in MODEL_SUMMARIES:
-        return MODEL_SUMMARIES[kind](info)
+    """One line of Markdown about a bundle: what it predicts and from which columns (or what its kind's
+    views say, ``model_summary(info)``: which classes a picture model knows), the names escaped."""
     from studio.app.kinds import kind_views
 
     try:
-        summary = getattr(kind_views(kind), "model_summary", None)  # a kind's own words (a language model's)
-    except Exception:  # a kind not registered here
-        summary = None
-    return (summary or _table_model_summary)(info)
+        summary = getattr(kind_views(str(info.get("kind"))), "model_summary", _table_model_summary)
+    except (KeyError, ModuleNotFoundError):  # a kind this studio does not have: its table words
+        summary = _table_model_summary
+    return summary(info)
 
 
 def predict_rows(bundle: Any, frame: pd.DataFrame) -> pd.DataFrame:

@@ -1,5 +1,5 @@
-"""Exporting a bundle's network to ONNX (tabular: numbers and category codes in; pictures: the
-normalised batch in), and describing the exported inputs for the bundle's README and info file."""
+"""Exporting a bundle's network to ONNX with a dynamic batch axis, and describing the exported inputs for
+the bundle's info file. Each kind's bundle module says what its network's inputs are."""
 
 from __future__ import annotations
 
@@ -39,75 +39,6 @@ def _exported(export: Callable[[], str], path: Path, n_out: int, note: str) -> d
         "output": {"name": "output", "dtype": "float32", "shape": ["batch", n_out]},
         "note": note,
     }
-
-
-def _try_export_image_onnx(net: torch.nn.Module, path: Path, size: int, n_classes: int) -> dict[str, Any]:
-    """Export an image network to ONNX (input ``image``: normalised ``float [batch, 3, size, size]``)."""
-    return _exported(
-        lambda: _export_image_onnx(net, path, size),
-        path,
-        n_classes,
-        "Input: pictures prepared as in training_studio_image_io.load_square (RGB, shorter side resized "
-        "to preprocessing.size, centre crop), as float32 NCHW divided by 255, minus preprocessing.mean, "
-        "divided by preprocessing.std per channel. Output: one logit per class in the order of "
-        "target.classes; softmax gives probabilities.",
-    )
-
-
-def _export_image_onnx(net: torch.nn.Module, path: Path, size: int, exporter: str = "auto") -> str:
-    """Export with a dynamic batch axis (TorchScript exporter first: faster; torch.export as fallback)."""
-    import torch
-
-    example = torch.zeros(2, 3, size, size, dtype=torch.float32)
-    return export_inputs(net, path, (example,), ["image"], exporter)
-
-
-def _try_export_onnx(
-    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, task: str
-) -> dict[str, Any]:
-    """Export the network to ONNX; on failure the bundle goes without it and says why."""
-    return _exported(
-        lambda: _export_onnx(net, path, n_numeric, n_categorical),
-        path,
-        net.config["n_out"],
-        "Inputs come from TabularPreprocessor(preprocessing).transform(rows) in training_studio_runtime.py. "
-        + (
-            "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
-            if task == "classification"
-            else "The output is the scaled target: multiply by target.std and add target.mean."
-        )
-        + _ensemble_note(net.config),
-    )
-
-
-def _ensemble_note(config: dict[str, Any]) -> str:
-    """What the output of a fold ensemble's one graph is (empty for one model)."""
-    if "members" not in config:
-        return ""
-    members = config["members"]
-    if config["combine"] == "probabilities":
-        return (
-            f" This graph averages {members} fold models: its output is the log of the mean of their class "
-            "probabilities, so softmax gives that mean."
-        )
-    return f" This graph averages {members} fold models: its output is the mean of their outputs."
-
-
-def _export_onnx(
-    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, exporter: str = "auto"
-) -> str:
-    """Export with a dynamic batch axis; returns which exporter wrote the file.
-
-    The TorchScript exporter writes this small network in ~0.1 s where the torch.export-based one needs
-    ~2.5 s on a cold process, so it goes first; torch.export is the fallback (and the path once the
-    TorchScript exporter is gone). The TorchScript exporter drops an input of width 0, so the inputs are
-    read back from the file and listed in ``studio_model.json``.
-    """
-    import torch
-
-    numeric = torch.zeros(2, n_numeric, dtype=torch.float32)
-    categorical = torch.zeros(2, n_categorical, dtype=torch.int64)
-    return export_inputs(net, path, (numeric, categorical), ["numeric", "categorical"], exporter)
 
 
 def export_inputs(

@@ -5,8 +5,7 @@ the model is saved and again when ``mlflow.pyfunc.load_model`` opens the bundle.
 ``studio``: a bundle predicts where the studio is not installed. Everything it needs travels as MLflow
 artifacts: ``studio_model.json`` (preprocessing, target and network state as plain JSON), ``weights.pt``
 (a state dict read with ``weights_only=True``) and ``training_studio_runtime.py`` (a copy of
-``studio/core/runtime.py``; image bundles add ``training_studio_image_io.py``, a copy of
-``studio/core/image_io.py``), imported from their files under names of their own so that two bundles
+``studio/core/runtime.py``, and the kind's own ``training_studio_<name>.py`` files), imported from their files under names of their own so that two bundles
 loaded in one process each keep the runtime they were written with.
 """
 
@@ -35,9 +34,9 @@ def _import_runtime(path: str) -> ModuleType:
 
 class TrainingStudioModel(mlflow.pyfunc.PythonModel):
     """Any kind of studio model. ``studio_model.json`` names its predictor (``{"module", "class"}``): a
-    class of one of the shipped code files (artifacts ``runtime``, ``image_io``, ``text_runtime`` …, each
-    imported from its file under a name of its own). ``Class.load(info, weights, modules, files)`` opens the
-    model; ``predict_input`` takes what the caller passes (raw table rows; picture paths or bytes) and
+    class of one of the shipped code files (artifacts ``runtime`` and the kind's own, each imported from its
+    file under a name of its own). ``Class.load(info, weights, modules, files)`` opens the
+    model; ``predict_input`` takes what the caller passes (raw table rows, or what the kind reads) and
     returns ``predicted_<target>``, one ``probability_<class>`` per class, and for rows a
     ``prediction_warning`` (empty, or why that row's prediction is a guess)."""
 
@@ -45,7 +44,9 @@ class TrainingStudioModel(mlflow.pyfunc.PythonModel):
         self.info = json.loads(Path(context.artifacts["studio_model"]).read_text(encoding="utf-8"))
         named = self.info.get("predictor")
         if not named:
-            raise ValueError(f"this bundle's {Path(context.artifacts['studio_model']).name} names no predictor")
+            raise ValueError(
+                f"this bundle's {Path(context.artifacts['studio_model']).name} names no predictor"
+            )
         modules = {
             key: _import_runtime(path) for key, path in context.artifacts.items() if str(path).endswith(".py")
         }

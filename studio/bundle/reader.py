@@ -1,5 +1,6 @@
-"""Reading a bundle: checks the zip (format, version, size when unpacked), extracts it safely, loads
-the MLflow model, and predicts for table rows, a CSV, or pictures (files, a folder or a zip)."""
+"""Reading a bundle: checks the zip (format, version, size when unpacked, and what the bundle's kind checks
+of its info), extracts it safely, loads the MLflow model, and predicts for what the kind takes (table
+rows by default)."""
 
 from __future__ import annotations
 
@@ -23,10 +24,10 @@ from studio.bundle.layout import (
     FORMAT_VERSION,
     INFO_FILE,
     INFO_MEMBER,
-    KIND_IMAGE,
-    KINDS,
     MAX_UNPACKED_BYTES,
     _quiet_mlflow,
+    flavour,
+    flavours,
 )
 
 _log = logging.getLogger(__name__)
@@ -70,18 +71,16 @@ def _check_info(info: Any, name: str) -> dict[str, Any]:
             f"'{name}' was written by a newer Training Studio (bundle format {info['format_version']}; this version "
             f"reads format {FORMAT_VERSION} and older): update the studio to use it."
         )
-    if info.get("kind") not in KINDS and not isinstance(info.get("predictor"), dict):
-        raise BundleError(
-            f"'{name}' holds a '{info.get('kind')}' model, which this version of the studio cannot load "
-            f"(it loads: {', '.join(KINDS)})."
-        )
-    if info["kind"] == KIND_IMAGE:
-        preprocessing = info.get("preprocessing")
-        if not isinstance(preprocessing, dict) or not {"size", "mean", "std"} <= set(preprocessing):
+    if not isinstance(info.get("predictor"), dict):  # written before bundles named their predictor
+        known = [kind for kind, how in flavours().items() if how.loads_without_predictor]
+        if info.get("kind") not in known:
             raise BundleError(
-                f"'{name}' holds an 'image' model without its picture preparation (size, mean, std) in "
-                f"{INFO_FILE}; it is damaged: download it again."
+                f"'{name}' holds a '{info.get('kind')}' model, which this version of the studio cannot load "
+                f"(it loads: {', '.join(known)})."
             )
+    check = flavour(str(info.get("kind"))).check_info
+    if check is not None:
+        check(info, name)
     return info
 
 
@@ -150,18 +149,17 @@ class LoadedBundle:
         file = self.info["onnx"].get("file")
         return self.folder / file if file else None
 
-    def predict(self, rows: pd.DataFrame | list[dict[str, Any]] | dict[str, Any]) -> pd.DataFrame:
-        """Predictions for raw rows: a DataFrame (index kept), records, or one row as a dict.
-        Rows sharing no column with the model are refused. An image model takes a DataFrame with an
-        ``image`` column, or picture paths or bytes (one, or a list); an unreadable picture is a
-        :class:`BundleError` naming it (:meth:`predict_images` reports it per picture instead)."""
+    def predict(self, rows: pd.DataFrame | list[dict[str, Any]] | dict[str, Any] | Any) -> pd.DataFrame:
+        """Predictions for raw rows: a DataFrame (index kept), records, or one row as a dict; rows sharing
+        no column with the model are refused. A kind that takes other inputs (pictures: paths or bytes)
+        turns what it is given into the model's DataFrame (its flavour's ``as_input``); what it cannot
+        read is a :class:`BundleError` in its words."""
         import pandas as pd
 
-        if self.kind == KIND_IMAGE:
-            from studio.core.runtime import as_image_frame
-
+        as_input = flavour(self.kind).as_input
+        if as_input is not None:
             try:
-                return self.model.predict(as_image_frame(rows))
+                return self.model.predict(as_input(rows))
             except (ValueError, TypeError) as err:
                 raise BundleError(str(err).strip().splitlines()[0]) from None
         if isinstance(rows, dict):
@@ -169,36 +167,6 @@ class LoadedBundle:
         frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
         require_shared_column(self.input_columns, frame.columns)
         return self.model.predict(frame)
-
-    def predict_images(self, pictures: list[Any], names: list[str] | None = None) -> pd.DataFrame:
-        """One row per picture (paths or bytes): ``image`` (its name), the prediction columns, and
-        ``error`` (why a picture could not be read; its predictions are then empty). For the Predict page."""
-        import pandas as pd
-
-        from studio.core.image_io import open_image
-        from studio.core.runtime import image_source
-
-        if self.kind != KIND_IMAGE:
-            raise BundleError("This model predicts from table columns, not from pictures.")
-        names = names or [p if isinstance(p, str) else f"picture {i + 1}" for i, p in enumerate(pictures)]
-        errors: list[str | None] = []
-        for picture in pictures:
-            try:
-                open_image(image_source(picture), draft_size=64).close()
-                errors.append(None)
-            except (ValueError, TypeError) as err:
-                errors.append(str(err))
-        good = [i for i, e in enumerate(errors) if e is None]
-        frame = pd.DataFrame({"image": names}).reindex(columns=["image", *self.prediction_columns, "error"])
-        frame["error"] = errors
-        if good:
-            predicted = self.model.predict(pd.DataFrame({"image": [pictures[i] for i in good]}))
-            for column in self.prediction_columns:
-                frame[column] = frame[column].astype(
-                    predicted[column].dtype if column in predicted else object
-                )
-                frame.loc[good, column] = predicted[column].to_numpy()
-        return frame
 
     def close(self) -> None:
         self._cleanup()

@@ -21,7 +21,6 @@ if TYPE_CHECKING:
     import pandas as pd
     import torch
 
-    from studio.core.spec import RunSpec
 
 from studio.bundle.layout import (
     _CORE,
@@ -31,86 +30,16 @@ from studio.bundle.layout import (
     FILES_DIR,
     FORMAT,
     FORMAT_VERSION,
-    IMAGE_IO_FILE,
     INFO_FILE,
-    KIND_IMAGE,
-    KIND_TABULAR,
     ONNX_FILE,
     RUNTIME_FILE,
     WEIGHTS_FILE,
     _quiet_mlflow,
+    flavour,
     python_snippet,
 )
-from studio.bundle.onnx import _try_export_image_onnx, _try_export_onnx
 
 _log = logging.getLogger(__name__)
-
-
-def write_tabular_bundle(
-    path: Path,
-    *,
-    spec: RunSpec,
-    preprocessing: dict,
-    target: dict,
-    network_config: dict,
-    state_dict: dict[str, torch.Tensor],
-    sample_rows: pd.DataFrame,
-    metrics: dict[str, float],
-) -> Path:
-    """Write a tabular model bundle (see the module docstring) at ``path`` and return ``path``.
-
-    A failed ONNX export is logged and recorded in ``studio_model.json``; the bundle is written without it.
-    """
-    from studio.core.runtime import TabularPreprocessor, build_tabular_net
-
-    check_finite_weights(state_dict)
-    preprocessor = TabularPreprocessor(preprocessing)
-    input_columns = [
-        {"name": column["name"], "kind": group}
-        for group in ("numeric", "datetime", "categorical")
-        for column in preprocessing[group]
-    ]
-    net = build_tabular_net(network_config)
-    net.load_state_dict(state_dict)
-    net.eval()
-
-    def onnx(staging: Path) -> dict[str, Any]:
-        n_numeric, n_categorical = preprocessor.n_numeric, len(preprocessor.cardinalities)
-        return {"onnx": _try_export_onnx(net, staging / ONNX_FILE, n_numeric, n_categorical, target["task"])}
-
-    info = {
-        "kind": KIND_TABULAR,
-        "predictor": {"module": "runtime", "class": "TabularPredictor"},
-        "task": target["task"],
-        "target": target,
-        "input_columns": input_columns,
-        "preprocessing": preprocessing,
-        "network": network_config,
-        **_ensemble_info(network_config),
-        "metrics": _finite_metrics(metrics),
-        "spec": spec.model_dump(mode="json"),
-        "example_rows": _example_rows(sample_rows, [c["name"] for c in input_columns]),
-    }
-    return write_kind_bundle(path, info, state_dict, extra=onnx)
-
-
-def _ensemble_info(network_config: dict[str, Any]) -> dict[str, Any]:
-    """``{"ensemble": {...}}`` for fold models averaged into one (``network.members``), else nothing."""
-    if "members" not in network_config:
-        return {}
-    members, combine = network_config["members"], network_config["combine"]
-    what = "class probabilities" if combine == "probabilities" else "predicted values"
-    return {
-        "ensemble": {
-            "members": members,
-            "combine": combine,
-            "text": (
-                f"An ensemble of {members} fold models sharing one preprocessing: each prediction runs "
-                f"all {members} and averages their {what}. Their weights are members.<n>.* in "
-                f"{WEIGHTS_FILE}."
-            ),
-        }
-    }
 
 
 def _stage(staging: Path, state_dict: dict[str, torch.Tensor]) -> None:
@@ -198,65 +127,6 @@ def _save_and_zip(
         partial.unlink(missing_ok=True)
 
 
-def write_image_bundle(
-    path: Path,
-    *,
-    spec: RunSpec,
-    classes: list[str],
-    preprocessing: dict[str, Any],
-    network_config: dict[str, Any],
-    state_dict: dict[str, torch.Tensor],
-    metrics: dict[str, float],
-) -> Path:
-    """Write an image model bundle at ``path`` and return ``path``.
-
-    ``preprocessing`` is the DataModule's (``size``, ``mean``, ``std`` …); ``network_config`` is what
-    ``bundle_runtime.build_image_net`` rebuilds the network from. A failed ONNX export is recorded in
-    ``studio_model.json``; the bundle is written without it.
-    """
-    import torchvision
-
-    from studio.core.image_io import IMAGE_IO_VERSION
-    from studio.core.pretrained import pretrainable, weights_source
-    from studio.core.runtime import build_image_net
-
-    check_finite_weights(state_dict)
-    net = build_image_net(network_config)
-    net.load_state_dict(state_dict)
-    net.eval()
-
-    def reader_and_onnx(staging: Path) -> dict[str, Any]:
-        shutil.copyfile(_CORE / "image_io.py", staging / IMAGE_IO_FILE)
-        return {
-            "onnx": _try_export_image_onnx(net, staging / ONNX_FILE, int(preprocessing["size"]), len(classes))
-        }
-
-    info: dict[str, Any] = {
-        "kind": KIND_IMAGE,
-        "predictor": {"module": "runtime", "class": "ImagePredictor"},
-        "task": spec.task,
-        "target": {"name": spec.data.target, "task": spec.task, "classes": list(classes)},
-        "input_columns": [{"name": "image", "kind": "image"}],
-        "preprocessing": preprocessing,
-        "network": network_config,
-        "metrics": _finite_metrics(metrics),
-        "spec": spec.model_dump(mode="json"),
-        "image_io_version": IMAGE_IO_VERSION,
-    }
-    if spec.architecture.params.get("pretrained") and pretrainable(spec.architecture.name):
-        # the weights training started from (the bundle's own weights.pt holds the whole trained network)
-        info["pretrained_from"] = weights_source(spec.architecture.name)
-    torchvision_version = _public_version(torchvision.__version__)
-    return write_kind_bundle(
-        path,
-        info,
-        state_dict,
-        requirements=[f"torchvision=={torchvision_version}", "pillow>=10"],
-        extra=reader_and_onnx,
-        library_versions={"torchvision": torchvision_version},
-    )
-
-
 def write_kind_bundle(
     path: Path,
     info: dict[str, Any],
@@ -337,40 +207,24 @@ def _example_rows(sample_rows: pd.DataFrame, columns: list[str]) -> list[dict[st
 
 
 def _readme(info: dict[str, Any], bundle_name: str) -> str:
-    target = info["target"]["name"]
+    """The bundle's README.md: what it is, how to use it, what its files are; the words that differ
+    between kinds come from the kind's :class:`~studio.bundle.layout.BundleFlavour`."""
+    how = flavour(info["kind"])
     onnx_line = (
         f"- `{info['onnx']['file']}`: the network alone (ONNX, dynamic batch axis); its inputs are described "
         "under `onnx` in `artifacts/studio_model.json`."
         if info["onnx"]["file"]
         else f"- No ONNX file: the export failed ({info['onnx']['error']})."
     )
-    if info["kind"] == KIND_IMAGE:
-        return (
-            f"# Training Studio model: image classification ({', '.join(info['target']['classes'])})\n\n"
-            "An MLflow pyfunc model. It needs only mlflow, torch, torchvision, pillow and pandas (not the studio):\n\n"
-            f"```python\n{python_snippet(bundle_name, kind=KIND_IMAGE)}```\n\n"
-            f"`predict` takes a DataFrame with an `image` column (picture file paths or bytes) and returns "
-            f"`predicted_{target}` and one `probability_<class>` column per class.\n\n"
-            "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
-            f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
-            f"- `artifacts/{INFO_FILE}`: classes, picture preparation (size, mean, std), network, metrics and "
-            "the run spec.\n"
-            f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
-            f"- `artifacts/{RUNTIME_FILE}`: the network code; `artifacts/{IMAGE_IO_FILE}`: how pictures are read.\n"
-            f"{onnx_line}\n"
-        )
     return (
-        f"# Training Studio model: {info['task']} of `{target}`\n\n"
-        "An MLflow pyfunc model. It needs only mlflow, torch and pandas (not the studio):\n\n"
-        f"```python\n{python_snippet(bundle_name)}```\n\n"
-        f"`predict` takes the raw columns of the training CSV and returns `predicted_{target}`"
-        + (" and one `probability_<class>` column per class" if info["task"] == "classification" else "")
-        + ", then `prediction_warning`: empty when the row looks like the training data, else why its "
-        "prediction is a guess (every input empty, or a number far outside the values seen in training).\n\n"
+        f"# Training Studio model: {how.title(info)}\n\n"
+        f"An MLflow pyfunc model. It needs only {how.needs} (not the studio):\n\n"
+        f"```python\n{python_snippet(bundle_name, kind=info['kind'])}```\n\n"
+        f"{how.predicts(info)}\n\n"
         "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
         f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
-        f"- `artifacts/{INFO_FILE}`: preprocessing, target, network, input columns, metrics and the run spec.\n"
+        f"- `artifacts/{INFO_FILE}`: {how.info_holds}.\n"
         f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
-        f"- `artifacts/{RUNTIME_FILE}`: the preprocessing and network code.\n"
+        f"- {how.code_files}.\n"
         f"{onnx_line}\n" + (f"\n{info['ensemble']['text']}\n" if "ensemble" in info else "")
     )

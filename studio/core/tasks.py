@@ -23,14 +23,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 PLUGINS_ENV = "STUDIO_MODALITIES"
-BUILTIN_PLUGINS = ("studio.modalities.llm.registry",)
-"""Kinds that ship with the studio but register their tasks as plugins do (fine-tuning a language model)."""
+BUILTIN_PLUGINS = (
+    "studio.modalities.tabular.registry",
+    "studio.modalities.image.registry",
+    "studio.modalities.text.registry",
+    "studio.modalities.llm.registry",
+)
+"""The kinds that ship with the studio: each registers its tasks (and its bundles' flavour) from its own
+package as a plugin does, in this order (the order of the tasks on the Train form and in messages)."""
 
-DATA_KINDS = {
-    # store kind -> (what a data set of it is, what a task trained on it needs)
-    "tabular": ("is a table", "a table (a CSV file)"),
-    "images": ("holds pictures", "a zip of picture folders"),
-}
+DATA_KINDS: dict[str, tuple[str, str]] = {}
+"""Stored data set kind (``DatasetInfo.kind``) -> (what a data set of it is, what a task trained on it
+needs), for the sentence that refuses a task on the wrong data; each kind registers its own
+(:func:`register_data_kind`)."""
+
+
+def register_data_kind(name: str, is_: str, needed: str) -> None:
+    """Words for stored data sets of kind ``name``: "is a table", "a table (a CSV file)"."""
+    DATA_KINDS[name] = (is_, needed)
 
 
 @dataclass(frozen=True)
@@ -63,27 +73,9 @@ class TaskInfo:
     metrics: tuple[str, ...] = ()
     """The validation metrics its runs record, the one the pages show first (and compare by) second,
     after ``val/loss``; empty: classification's or regression's."""
+    choice: str | None = None
+    """How the Train form's list of tasks names it ("Regression (predict a number)"); ``None``: its title."""
 
-
-TEXT_SPEC_DEFAULTS: dict[str, dict[str, Any]] = {
-    "early_stopping": {"patience": 5},
-    "scheduler": {"plateau_patience": 2},
-}
-"""Text networks learn their words within a few epochs and then overfit: on the real sets of
-``bench/text_quality.py`` the bag of words' best validation loss came at epoch 2 to 5 and rose steadily
-after it, so 15 epochs of patience (the tables' default) only spent time (two thirds of each run)."""
-
-IMAGE_SPEC_DEFAULTS: dict[str, dict[str, Any]] = {
-    "training": {"precision": "bf16-mixed", "epochs": 30},
-    "early_stopping": {"patience": 8},
-    "scheduler": {"plateau_patience": 3},
-}
-"""Pictures: mixed bfloat16 precision on GPUs; at most 30 epochs, 8 of patience, the learning rate halved
-after 3 epochs without progress. Measured on the digits sample (1,797 pictures of 32 px, small CNN at
-its learning rate 0.003, seed 42): validation accuracy 0.993 by epoch 20 and no better after it, while
-the validation loss kept creeping down by a few thousandths, so the tables' 100 epochs and 15 of
-patience ran past epoch 40 for nothing (issue 20: the sample in 60 s on 2 CPU cores). A larger set
-takes more steps per epoch, so 30 epochs are more updates there, not fewer."""
 
 _TASKS: dict[str, TaskInfo] = {}
 _lock = threading.Lock()
@@ -94,45 +86,6 @@ def register_task(info: TaskInfo) -> TaskInfo:
     """Make ``info.name`` a valid task everywhere (spec, form, CLI). Registering it again replaces it."""
     _TASKS[info.name] = info
     return info
-
-
-for _builtin in (
-    TaskInfo("classification", "tabular", "Classification", True, "tabular", "mlp"),
-    TaskInfo("regression", "tabular", "Regression", False, "tabular", "mlp"),
-    TaskInfo(
-        "image_classification",
-        "image",
-        "Image classification",
-        True,
-        "images",
-        "small_cnn",
-        unit="pictures",
-        unused_section="preprocessing",
-        uses_feature_columns=False,
-        fixed_target="label",
-        learns="tells which class a picture shows",
-        spec_defaults=IMAGE_SPEC_DEFAULTS,
-    ),
-    TaskInfo(
-        "text_classification",
-        "text",
-        "Text classification",
-        True,
-        "tabular",
-        "bag_of_words",
-        spec_defaults=TEXT_SPEC_DEFAULTS,
-    ),
-    TaskInfo(
-        "text_regression",
-        "text",
-        "Text regression",
-        False,
-        "tabular",
-        "bag_of_words",
-        spec_defaults=TEXT_SPEC_DEFAULTS,
-    ),
-):
-    register_task(_builtin)
 
 
 def load_plugins() -> None:

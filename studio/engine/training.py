@@ -561,7 +561,7 @@ def _check_data_kind(spec: RunSpec, dataset: Any) -> None:
         return
     fitting = tasks_for(dataset.kind)
     what = DATA_KINDS.get(dataset.kind, (f"holds {dataset.kind} data", ""))[0]
-    if info.data_kind == "tabular" and len(fitting) == 1:
+    if len(fitting) == 1:
         raise TrainingError(f"Data set '{dataset.id}' {what}; choose the task '{fitting[0]}' to train on it.")
     choices = " or ".join(f"'{t}'" for t in fitting) or "another task"
     raise TrainingError(

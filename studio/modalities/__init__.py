@@ -1,9 +1,10 @@
-"""Data kinds: one package per kind of data (``tabular``, ``image``), each a :class:`Modality`.
+"""Data kinds: one package per kind of data (``tabular``, ``image``, ``text``, ``llm``), each a :class:`Modality`.
 
 ``MODALITIES`` maps a kind's name to its implementation; :func:`modality_for` finds the one that trains
 a task (from :mod:`studio.core.tasks`). Adding a kind is a package with a ``Modality`` plus one
 :func:`register` line here (kinds that do not ship with the studio register themselves from a module
-named in ``STUDIO_MODALITIES``). The kinds' own modules are imported on first use, so importing this
+named in ``STUDIO_MODALITIES``). The built-in kinds say which module that is from their
+``registry.py`` (:func:`register_lazily`); their modules are imported on first use, so importing this
 package stays cheap. :func:`predict_csv` predicts a file with a bundle through the bundle's kind.
 """
 
@@ -21,12 +22,15 @@ if TYPE_CHECKING:
     from studio.modalities.base import Modality
 
 MODALITIES: dict[str, Modality] = {}
-_BUILTIN = {
-    "tabular": "studio.modalities.tabular.modality",
-    "image": "studio.modalities.image.modality",
-    "text": "studio.modalities.text.modality",
-    "llm": "studio.modalities.llm.modality",
-}
+_BUILTIN: dict[str, str] = {}
+"""Kind -> the module that registers its :class:`Modality` when first used (:func:`register_lazily`)."""
+
+
+def register_lazily(kind: str, module: str) -> None:
+    """Say that the module ``module`` registers the data kind ``kind``'s :class:`Modality` when imported:
+    a kind's cheap registration (``studio/modalities/<kind>/registry.py``, imported with the tasks) names
+    its heavier modality module, which is imported only when the kind is first used."""
+    _BUILTIN[kind] = module
 
 
 def register(modality: Modality) -> Modality:
@@ -37,9 +41,9 @@ def register(modality: Modality) -> Modality:
 
 def modality(kind: str) -> Modality:
     """The implementation of data kind ``kind`` (``tabular``, ``image`` or a registered one)."""
+    load_plugins()  # the kinds' registrations (and what they import lazily)
     if kind not in MODALITIES and kind in _BUILTIN:
         importlib.import_module(_BUILTIN[kind])  # registers itself
-    load_plugins()
     if kind not in MODALITIES:
         raise KeyError(f"no data kind named {kind!r}; known: {', '.join(sorted({*_BUILTIN, *MODALITIES}))}")
     return MODALITIES[kind]

@@ -24,6 +24,8 @@ from studio.core.errors import BundleError
 from studio.core.runtime import TabularNet, TabularPredictor, TabularPreprocessor, fit_target
 from studio.core.spec import RunSpec
 from studio.modalities import predict_csv
+from studio.modalities.tabular import bundle as table_bundle
+from studio.modalities.tabular.bundle import write_tabular_bundle
 
 NUMERIC, CATEGORICAL, DATETIME = ["amount", "count", "flag"], ["city"], ["when"]
 TOLERANCE = 1e-6
@@ -100,7 +102,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     for task in ("classification", "regression"):
         state = make_state(task)
         started = time.perf_counter()
-        path = bundle.write_tabular_bundle(folder / f"{task}.zip", **state)
+        path = write_tabular_bundle(folder / f"{task}.zip", **state)
         out[task] = {"state": state, "path": path, "seconds": time.perf_counter() - started}
     return out
 
@@ -332,7 +334,7 @@ def test_onnx_export_of_each_shape(exporter, n_numeric, cardinalities, tmp_path)
     torch.manual_seed(0)
     net = TabularNet(n_numeric, cardinalities, 3, hidden_layers=1, width=8).eval()
     path = tmp_path / "net.onnx"
-    assert bundle_onnx._export_onnx(net, path, n_numeric, len(cardinalities), exporter=exporter) == exporter
+    assert table_bundle._export_onnx(net, path, n_numeric, len(cardinalities), exporter=exporter) == exporter
     inputs = {i["name"]: i for i in bundle_onnx._onnx_inputs(path)}
     assert all(i["shape"][0] == "batch" for i in inputs.values())
     rng = np.random.default_rng(0)
@@ -347,9 +349,9 @@ def test_failed_onnx_export_leaves_a_working_bundle(monkeypatch, tmp_path, probe
     def broken(*args: Any, **kwargs: Any) -> str:
         raise RuntimeError("exporter exploded")
 
-    monkeypatch.setattr(bundle_onnx, "_export_onnx", broken)
+    monkeypatch.setattr(table_bundle, "_export_onnx", broken)
     state = make_state("regression", hidden_layers=0)
-    path = bundle.write_tabular_bundle(tmp_path / "no_onnx.zip", **state)
+    path = write_tabular_bundle(tmp_path / "no_onnx.zip", **state)
     info = bundle.read_bundle_info(path)
     assert info["onnx"] == {"file": None, "error": "RuntimeError: exporter exploded"}
     assert "artifacts/model.onnx" not in zipfile.ZipFile(path).namelist()

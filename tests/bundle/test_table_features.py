@@ -19,6 +19,7 @@ import torch
 from studio import bundle
 from studio.core.runtime import TabularNet, TabularPredictor, TabularPreprocessor, fit_target
 from studio.core.spec import RunSpec
+from studio.modalities.tabular.bundle import write_tabular_bundle
 from tests.bundle.test_bundle import RUNNER, assert_same, run_onnx, torch_outputs
 from tests.datasets.test_table_readings import movie_table
 
@@ -114,7 +115,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         "sample_rows": frame.drop(columns=["rating"]).head(5),
         "metrics": {"test/loss": 0.5},
     }
-    path = bundle.write_tabular_bundle(tmp_path_factory.mktemp("bundle") / "films.zip", **state)
+    path = write_tabular_bundle(tmp_path_factory.mktemp("bundle") / "films.zip", **state)
     probe = movie_table(n=12, seed=3).drop(columns=["rating"])
     probe.loc[0, "director"] = "Someone New"
     probe.loc[1, "released"] = "12/25/2003"

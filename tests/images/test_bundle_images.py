@@ -25,6 +25,7 @@ from studio.core.errors import BundleError
 from studio.core.runtime import ImagePredictor, build_image_net
 from studio.core.spec import RunSpec
 from studio.modalities import predict_csv
+from studio.modalities.image.bundle import predict_pictures, write_image_bundle
 from tests.images.conftest import CLASSES, encode, picture
 
 SIZE = 32
@@ -63,7 +64,7 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         state = make_state(architecture)
         out[architecture] = {
             "state": state,
-            "path": bundle.write_image_bundle(folder / f"{architecture}.zip", **state),
+            "path": write_image_bundle(folder / f"{architecture}.zip", **state),
         }
     return out
 
@@ -142,8 +143,8 @@ def test_predictions_in_process_from_every_kind_of_input(written, pictures) -> N
             BundleError, match="'nowhere.png' is neither an existing picture file nor picture bytes"
         ):
             loaded.predict(["nowhere.png"])
-        checked = loaded.predict_images(
-            [str(pictures[0]), b"not a picture", str(pictures[1])], ["a", "b", "c"]
+        checked = predict_pictures(
+            loaded, [str(pictures[0]), b"not a picture", str(pictures[1])], ["a", "b", "c"]
         )
         assert list(checked["image"]) == ["a", "b", "c"]
         assert (

@@ -16,6 +16,7 @@ from studio import tracking
 from studio.core.errors import TrainingError
 from studio.core.spec import ImageSpec, RunSpec
 from studio.engine.training import TrainingCancelled, evaluate_chosen_model, train
+from studio.modalities.image.bundle import predict_pictures
 from tests.training.test_ddp import Recorder, followers
 
 EPOCHS = 2
@@ -76,7 +77,7 @@ def test_two_processes_train_one_picture_run_over_every_test_picture(shapes_data
     folder = shapes_dataset.path
     pictures = sorted(str(p) for p in folder.rglob("*.png"))[:4]
     with load_bundle(bundle) as loaded:
-        predicted = loaded.predict_images(pictures, [f"p{i}" for i in range(4)])
+        predicted = predict_pictures(loaded, pictures, [f"p{i}" for i in range(4)])
     assert len(predicted) == 4 and set(predicted["predicted_label"]) <= {"blue", "red", "stripes"}
     with zipfile.ZipFile(bundle) as zf:
         assert any(name.endswith("MLmodel") for name in zf.namelist())

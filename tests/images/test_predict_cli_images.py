@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from studio import bundle
 from studio.modalities import predict_csv
+from studio.modalities.image.bundle import write_image_bundle
 from tests.images.conftest import CLASSES, encode, picture
 from tests.images.test_bundle_images import make_state
 
@@ -38,7 +38,7 @@ def predict_cli(*args: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def picture_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("picture-model")
-    return bundle.write_image_bundle(folder / "picture_model.zip", **make_state("small_cnn"))
+    return write_image_bundle(folder / "picture_model.zip", **make_state("small_cnn"))
 
 
 @pytest.fixture(scope="module")

@@ -95,7 +95,7 @@ class PreparedPictures:
 
     def write_bundle(self, folder: Path, spec: RunSpec, module: Any, metrics: dict[str, float]) -> Path:
         from lightning_modules.image.networks import network_config
-        from studio.bundle.writer import write_image_bundle
+        from studio.modalities.image.bundle import write_image_bundle
 
         data = self.data
         return write_image_bundle(
@@ -172,6 +172,7 @@ class ImageModality:
         picture paths (relative to the CSV's folder or absolute), or a plain list of such paths."""
         from studio.bundle.reader import load_bundle
         from studio.core.runtime import image_column
+        from studio.modalities.image.bundle import predict_pictures
 
         if not data.exists():
             raise BundleError(f"There is nothing at '{data}' to predict (no such file or folder).")
@@ -199,7 +200,7 @@ class ImageModality:
         if not pictures:
             raise BundleError(f"'{data.name}' holds no pictures to predict.")
         with load_bundle(bundle_zip) as bundle:
-            result = bundle.predict_images(pictures, names)
+            result = predict_pictures(bundle, pictures, names)
         if result["error"].isna().all():
             result = result.drop(columns=["error"])
         return result

@@ -14,6 +14,7 @@ from studio.app import runs_view as rv
 from studio.app.predict_view import loaded_bundle
 from studio.core.errors import StudioError
 from studio.core.spec import RunSpec
+from studio.modalities.image.bundle import predict_pictures
 
 
 class PictureForm:
@@ -55,6 +56,16 @@ DEFAULTS_SUIT = "pictures"
 GALLERY_SIZE = 24
 SHOWN_PICTURES = 60
 PICTURES_PER_ROW = 3
+
+
+def model_summary(info: dict[str, Any]) -> str:
+    """The Predict page's line about a picture model: its classes and the size pictures are resized to."""
+    classes = [str(c) for c in info.get("target", {}).get("classes") or []]
+    size = (info.get("preprocessing") or {}).get("size")
+    resized = f" Pictures are resized to {size} × {size} px." if size else ""
+    return f"Tells which of **{len(classes)} classes** a picture shows: {rv.first_names(classes)}.{resized}"
+
+
 PICTURE_TYPES = ["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "zip"]
 
 
@@ -170,7 +181,7 @@ def predict_pictures_section(
     if st.button("Predict", key="predict-run", type="primary", icon=":material/online_prediction:"):
         with st.spinner("Loading the model and looking at the pictures…"):
             try:
-                frame = loaded_bundle(str(model), model.stat().st_mtime).predict_images(pictures, names)
+                frame = predict_pictures(loaded_bundle(str(model), model.stat().st_mtime), pictures, names)
             except StudioError as err:
                 ui.show_error(err)
                 return

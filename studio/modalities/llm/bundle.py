@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from studio.bundle.layout import CODE_PREFIX, FILES_DIR, FORMAT, FORMAT_VERSION, WEIGHTS_FILE
+from studio.bundle.layout import CODE_PREFIX, FILES_DIR, FORMAT, FORMAT_VERSION, WEIGHTS_FILE, BundleFlavour
 from studio.bundle.writer import (
     _finite_metrics,
     _pip_requirements,
@@ -23,6 +23,32 @@ from studio.bundle.writer import (
 
 _CORE = Path(__file__).resolve().parents[2] / "core"
 LLM_RUNTIME_FILE = f"{CODE_PREFIX}llm_runtime.py"
+KIND = "llm"
+
+
+def _snippet_input(prompt: str) -> str:
+    return (
+        "# One row per prompt; the base model named in the bundle must be on this machine (or in the\n"
+        "# Hugging Face cache) unless the bundle holds the merged model.\n"
+        f"prompts = pd.DataFrame({{'prompt': [{prompt!r}]}})\n"
+        "predictions = model.predict(prompts)  # the prompts with their answer\n"
+    )
+
+
+FLAVOUR = BundleFlavour(
+    KIND,
+    needs="mlflow, torch, pandas, transformers and peft",
+    example_data="Summarise: the delivery came two days late but the phone works well.",
+    snippet_input=_snippet_input,
+    title=lambda info: f"a language model fine-tuned from `{info['llm']['base_model']['id']}`",
+    predicts=lambda info: (
+        "`predict` takes a DataFrame with a `prompt` column and returns it with the model's `answer` to each."
+    ),
+    info_holds="the base model it needs, how it was adapted, the prompt format, metrics and the run spec",
+    code_files=f"`artifacts/{LLM_RUNTIME_FILE}`: loads the model and writes the answers; the tokenizer and "
+    f"the adapter (or the merged model) are under `artifacts/{FILES_DIR}/`",
+)
+"""What the generic bundle code knows of language-model bundles (registered by :mod:`.registry`)."""
 
 
 def write_llm_bundle(
@@ -60,7 +86,7 @@ def write_llm_bundle(
         info = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
-            "kind": "llm",
+            "kind": KIND,
             "task": spec.task,
             "target": {"name": "answer", "task": "generation"},
             "input_columns": [{"name": "prompt", "kind": "text"}],

@@ -8,14 +8,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
+from studio.bundle.layout import register_flavour
 from studio.core.spec import ArchitectureInfo, StudioModel, _extra, register_architecture
 from studio.core.tasks import TaskInfo, register_task
+from studio.modalities import register_lazily
+from studio.modalities.llm.bundle import FLAVOUR
 
 if TYPE_CHECKING:
     import pandas as pd
 
 TASK = "llm_finetune"
-KIND = "llm"
+KIND = FLAVOUR.kind
 ARCHITECTURE = "lora"
 
 
@@ -125,6 +128,8 @@ register_task(
         },
     )
 )
+register_flavour(FLAVOUR)
+register_lazily(KIND, "studio.modalities.llm.modality")
 register_architecture(
     ArchitectureInfo(
         name=ARCHITECTURE,

@@ -43,7 +43,7 @@ class PreparedTable:
         return None
 
     def write_bundle(self, folder: Path, spec: RunSpec, module: Any, metrics: dict[str, float]) -> Path:
-        from studio.bundle.writer import write_tabular_bundle
+        from studio.modalities.tabular.bundle import write_tabular_bundle
 
         data = self.data
         return write_tabular_bundle(

@@ -9,14 +9,7 @@ import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.bundle.layout import (
-    _CORE,
-    FILES_DIR,
-    KIND_TEXT,
-    ONNX_FILE,
-    TEXT_RUNTIME_FILE,
-    TRANSFORMER_RUNTIME_FILE,
-)
+from studio.bundle.layout import _CORE, CODE_PREFIX, FILES_DIR, ONNX_FILE, RUNTIME_FILE, BundleFlavour
 from studio.bundle.writer import (
     _example_rows,
     _finite_metrics,
@@ -31,6 +24,18 @@ if TYPE_CHECKING:
     from studio.core.spec import RunSpec
 
 _log = logging.getLogger(__name__)
+
+KIND = "text"
+TEXT_RUNTIME_FILE = f"{CODE_PREFIX}text_runtime.py"
+TRANSFORMER_RUNTIME_FILE = f"{CODE_PREFIX}transformer_runtime.py"
+FLAVOUR = BundleFlavour(
+    KIND,
+    needs="mlflow, torch and pandas (and transformers for a pretrained network)",
+    code_files=f"`artifacts/{RUNTIME_FILE}` and `artifacts/{TEXT_RUNTIME_FILE}`: the preprocessing, the "
+    f"reading of texts into tokens and the network code (a pretrained network adds `artifacts/"
+    f"{TRANSFORMER_RUNTIME_FILE}`, with its tokenizer and configuration under `artifacts/{FILES_DIR}/`)",
+)
+"""Text bundles take raw table rows as table bundles do (registered by :mod:`.registry`)."""
 
 
 def write_text_bundle(
@@ -73,7 +78,7 @@ def write_text_bundle(
         return {"onnx": _try_export_text_onnx(net, staging / ONNX_FILE, preprocessing, text_state, target)}
 
     info = {
-        "kind": KIND_TEXT,
+        "kind": KIND,
         "task": spec.task,
         "target": target,
         "input_columns": input_columns,
@@ -117,7 +122,9 @@ def _try_export_text_onnx(
             path,
             examples,
             ["numeric", "categorical", "text"],
-            exporter="auto" if text_state["type"] == "transformer" else "dynamo",  # TorchScript: no EmbeddingBag
+            exporter="auto"
+            if text_state["type"] == "transformer"
+            else "dynamo",  # TorchScript: no EmbeddingBag
         ),
         path,
         net.config["n_out"],

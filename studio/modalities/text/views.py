@@ -3,6 +3,7 @@ texts, and the Predict page's typed text (or rows). Imported by the pages only (
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,53 @@ from studio.app.table_form import TableForm
 from studio.core.errors import StudioError
 from studio.core.spec import RunSpec
 
+# Text: the bag of words' step updates its whole table of word vectors (the optimiser's work grows with
+# buckets x vector size); a pretrained transformer's work grows with the tokens it reads: about 6 x its
+# weights in multiply-adds per token for a forward and backward pass, at this many a second on a CPU core
+# pair (a GPU does far more).
+TEXT_STEP_SECONDS_PER_MILLION_WEIGHTS = 0.0025
+TRANSFORMER_WEIGHTS = 22.7e6
+CPU_FLOPS = 2.0e10
+GPU_FLOPS = 2.0e12
+WORDPIECES_PER_WORD = 1.4
+
+
+def text_tokens_per_row(spec: RunSpec, profile: dict[str, Any]) -> float:
+    """How many tokens the network reads per row: the text columns' words (and word groups for the bag
+    of words, word pieces for a pretrained network), cut at the network's length."""
+    columns = [c for c in profile.get("columns", []) if c["kind"] == "text" and c["name"] != spec.data.target]
+    if spec.data.features is not None:
+        columns = [c for c in columns if c["name"] in spec.data.features]
+    words = sum(float(c.get("stats", {}).get("words_mean", 0.0)) for c in columns)
+    params = spec.architecture.params
+    if "max_tokens" in params:
+        return min(words * int(params.get("word_ngrams", 1)) * (4 if params.get("char_ngrams") else 1), params["max_tokens"])
+    return min(words * WORDPIECES_PER_WORD + 2, params.get("max_length", 128))
+
+
+def estimate_text_time(spec: RunSpec, profile: dict[str, Any], n_rows: int, on_gpu: bool = False) -> forms.TimeEstimate:
+    """A rough upper guess of a text run's time: startup + epochs x (steps x the optimiser's work + the
+    tokens the network reads)."""
+    train, _, _ = forms.split_rows(spec, n_rows)
+    batch = forms.effective_batch_size(spec, train)
+    steps = math.ceil(train / batch) if train else 0
+    tokens = text_tokens_per_row(spec, profile)
+    params = spec.architecture.params
+    if "buckets" in params:
+        weights = params["buckets"] * params["embedding_dim"] / 1e6
+        per_epoch = forms.EPOCH_SECONDS + steps * (forms.STEP_SECONDS + weights * TEXT_STEP_SECONDS_PER_MILLION_WEIGHTS)
+    else:
+        flops = 6 * TRANSFORMER_WEIGHTS * tokens * train
+        per_epoch = forms.EPOCH_SECONDS + steps * forms.STEP_SECONDS + flops / (GPU_FLOPS if on_gpu else CPU_FLOPS)
+    seconds = forms.STARTUP_SECONDS + spec.training.epochs * per_epoch
+    stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
+    text = (
+        f"Rough guess for an idle machine: at most about {forms._duration(seconds)} ({spec.training.epochs:,} epochs "
+        f"over about {train:,} rows of about {tokens:,.0f} tokens each).{stop} {forms.BUSY_NOTE}"
+    )
+    return forms.TimeEstimate(seconds=seconds, text=text)
+
+
 
 class TextForm(TableForm):
     """Tables with text: as a table, and the time guess counts the words the network reads."""
@@ -24,7 +72,7 @@ class TextForm(TableForm):
     def time_guess(
         self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
     ) -> forms.TimeEstimate:
-        return forms.estimate_text_time(spec, profile, rows, on_gpu=on_gpu)
+        return estimate_text_time(spec, profile, rows, on_gpu=on_gpu)
 
 
 FORM = TextForm()
