@@ -20,6 +20,7 @@ import numpy as np
 from studio.modalities.analysis import Analysis, AnalysisRefused
 
 SMALL_FILE = "model-int8.onnx"
+SMALL_BUNDLE = "model-int8.zip"
 TOLERANCE = {"accuracy": 0.01, "R²": 0.02}
 """The most a small version may lose by default: 1 point of accuracy, 0.02 of R²."""
 LATENCY_BATCHES = 20
@@ -36,9 +37,9 @@ def session(path: Path) -> Any:
 
 def feeds(sess: Any, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
     """The network's inputs by name, in the order the kind hands them (an empty table part left out)."""
-    names = [i.name for i in sess.get_inputs()]
-    usable = [a for a in arrays if a.size or a.shape[-1]] if len(names) < len(arrays) else arrays
-    return dict(zip(names, usable, strict=True))
+    from studio.core.runtime import onnx_feeds
+
+    return onnx_feeds([i.name for i in sess.get_inputs()], arrays)
 
 
 def outputs(sess: Any, arrays: list[np.ndarray], batch: int = 256) -> np.ndarray:
@@ -101,6 +102,11 @@ def quantise(original: Path, small: Path, calibration: list[np.ndarray] | None) 
     return "static int8 (ONNX Runtime, calibrated on training pictures): weights and activations as 8-bit integers"
 
 
+def small_of(spec: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """Which run a small version is of: its name and MLflow run id (the job hands it in ``options``)."""
+    return {"run_name": spec.name, "run_id": options.get("run_id")}
+
+
 def compare(
     original: Path,
     out: Path,
@@ -108,13 +114,19 @@ def compare(
     score: Callable[[np.ndarray], float],
     metric: str,
     *,
+    bundle: Path,
+    predictor: str,
+    of: dict[str, Any],
     calibration: list[np.ndarray] | None,
     tolerance: float | None,
     batch: int,
     unit: str,
     progress: Callable[[float], None],
 ) -> Analysis:
-    """Quantise, measure both on the test inputs, and refuse a small version that loses too much."""
+    """Quantise, measure both on the test inputs, and refuse a small version that loses too much; an
+    accepted one is also written as a bundle like the original ``bundle`` (predicted by the shipped
+    runtime's class ``predictor``), saying it is the small version ``of`` (run name and id) and what was
+    measured."""
     small = out / SMALL_FILE
     method = quantise(original, small, calibration)
     progress(0.5)
@@ -158,4 +170,10 @@ def compare(
             f"{allowed:g} allowed). Measured: {words}."
         )
         raise AnalysisRefused(sentence, Analysis(result, sentence, metrics))
-    return Analysis(result, f"Small version: {words}.", metrics, {"small": small})
+    from studio.bundle.small import write_small_bundle
+
+    measured = {key: result[key] for key in ("method", "metric", "unit", "original", "small", "test_items")}
+    write_small_bundle(bundle, small, out / SMALL_BUNDLE, predictor, {**of, **measured})
+    result["bundle"] = SMALL_BUNDLE
+    progress(0.99)
+    return Analysis(result, f"Small version: {words}.", metrics, {"small": small, "bundle": out / SMALL_BUNDLE})

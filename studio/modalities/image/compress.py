@@ -19,7 +19,7 @@ MAX_TEST_PICTURES = 1000
 def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path):
     import shutil
 
-    from studio.modalities.compress import compare
+    from studio.modalities.compress import compare, small_of
 
     data = prepared.data
     folder = Path(data.folder)
@@ -45,6 +45,9 @@ def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str
             test,
             lambda logits: float((logits.argmax(axis=1) == truth).mean()),
             "accuracy",
+            bundle=bundle_zip,
+            predictor="OnnxImagePredictor",
+            of=small_of(spec, options),
             calibration=calibration,
             tolerance=options.get("tolerance"),
             batch=1,

@@ -13,7 +13,7 @@ from studio.modalities.analysis import bundle_predictor
 def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path):
     import shutil
 
-    from studio.modalities.compress import compare
+    from studio.modalities.compress import compare, small_of
     from studio.modalities.tabular.explain import score, truth_of
 
     data = prepared.data
@@ -32,6 +32,9 @@ def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str
             test,
             lambda outputs: score(outputs, truth, predictor.target),
             metric,
+            bundle=bundle_zip,
+            predictor="OnnxTabularPredictor",
+            of=small_of(spec, options),
             calibration=None,
             tolerance=options.get("tolerance"),
             batch=1,
