@@ -327,11 +327,26 @@ def show_small(job: jobs.Job, result: dict[str, Any]) -> None:
     )
     if result.get("refused") or not result.get("file"):
         return
-    path = jobs.store.job_dir(job.id) / result["file"]
-    if path.is_file():
+    folder = jobs.store.job_dir(job.id)
+    if result.get("bundle") and (folder / result["bundle"]).is_file():
         st.download_button(
-            "Download the small version (.onnx)",
-            data=path.read_bytes,
+            "Download the small version (bundle .zip)",
+            data=(folder / result["bundle"]).read_bytes,
+            file_name=result["bundle"],
+            mime="application/zip",
+            key="download-small-bundle",
+            icon=":material/download:",
+            on_click="ignore",
+            type="primary",
+        )
+        st.caption(
+            "Loads like the original bundle (mlflow.pyfunc, raw inputs in, predictions out) without the "
+            "studio; it needs onnxruntime, and predicts through the 8-bit network inside."
+        )
+    if (folder / result["file"]).is_file():
+        st.download_button(
+            "Download the small network alone (.onnx)",
+            data=(folder / result["file"]).read_bytes,
             file_name=result["file"],
             mime="application/octet-stream",
             key="download-small",

@@ -108,7 +108,9 @@ def test_the_run_page_makes_a_small_version_and_shows_both_side_by_side(trained:
     assert list(table[""]) == ["file size", "CPU time per row", "test accuracy"]
     result = jobs.read_action_result(done)
     if done.state == jobs.SUCCEEDED:
-        assert "Download the small version (.onnx)" in [b.label for b in at.get("download_button")]
+        labels = [b.label for b in at.get("download_button")]
+        assert "Download the small version (bundle .zip)" in labels
+        assert "Download the small network alone (.onnx)" in labels
         assert any(m.value.startswith("Small version:") for m in at.markdown)
     else:  # refused: the reason with its numbers, and nothing to download
         assert result["refused"] and any("refused" in w.value for w in at.warning)
