@@ -16,6 +16,8 @@ from studio.core.errors import StudioError
 from studio.core.text import as_plot_text
 
 REFRESH_SECONDS = 1
+PRUNE_CHOICES = (0.0, 0.3, 0.5, 0.7)
+"""The shares of weights the run page offers to prune before a small version's 8-bit step."""
 
 
 # --------------------------------------------------------------------------- charts
@@ -374,8 +376,16 @@ def small_version(parent: jobs.Job, metric: str) -> None:
             key="small-tolerance",
             help="A small version that loses more than this is refused (with the measured numbers).",
         )
+        pruned = st.selectbox(
+            "Also prune (set the smallest weights to zero first)",
+            PRUNE_CHOICES,
+            format_func=lambda share: "no pruning" if not share else f"{share:.0%} of the weights",
+            key="small-prune",
+            help="Zeroes that share of the smallest weights of the convolutions and fully connected layers "
+            "before the 8-bit step. The zeros pack well in a zip; the score it costs is measured.",
+        )
         st.caption("Stores the network's weights as 8-bit integers, then measures size, speed and score.")
         if st.button("Make a small version", key="make-small", icon=":material/compress:"):
-            start(parent, "compress", {"tolerance": allowed})
+            start(parent, "compress", {"tolerance": allowed, **({"prune": pruned} if pruned else {})})
     if latest is not None:
         follow(latest, "make-small", show_small)

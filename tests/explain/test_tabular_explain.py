@@ -200,3 +200,41 @@ def test_a_small_version_losing_more_than_allowed_is_refused_with_its_numbers(tr
     result = jobs.read_action_result(done)
     assert result["refused"] and result["file"] is None
     assert not (store.job_dir(done.id) / "model-int8.onnx").exists()
+
+
+def onnx_weights(path, ops=("Conv", "Gemm", "MatMul", "MatMulInteger", "DequantizeLinear")) -> list:
+    """The weights (initialisers of 2 or more axes) that feed convolutions and fully connected layers."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    feeding = {name for node in model.graph.node if node.op_type in ops for name in node.input}
+    return [a for name, a in initializers.items() if name in feeding and a.ndim >= 2]
+
+
+def test_pruning_zeroes_the_asked_share_of_weights_and_the_bundle_still_predicts(trained, tmp_path):
+    import zipfile
+
+    from studio.bundle import load_bundle
+
+    parent = trained["classification"]
+    done, result, _ = run_action(parent, "compress", {"tolerance": 1.0, "prune": 0.5})
+    assert result["pruning"]["fraction"] == 0.5
+    assert result["pruning"]["sparsity"] == pytest.approx(0.5, abs=0.002)
+    assert "50% of the weights zeroed" in result["method"] and "weights zeroed" in result["sentence"]
+    small_zip = store.job_dir(done.id) / result["bundle"]
+    with zipfile.ZipFile(small_zip) as zf:
+        zf.extract("artifacts/model.onnx", tmp_path)
+    weights = onnx_weights(tmp_path / "artifacts" / "model.onnx")
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
+    assert zeros >= 0.5  # 8-bit rounding may zero a few more, never fewer (int8 weights are symmetric)
+    with load_bundle(small_zip) as small:
+        rows = _test_split(parent)
+        predicted = small.predict(rows)
+        assert small.info["small_version"]["pruning"]["sparsity"] == result["pruning"]["sparsity"]
+    accuracy = float((predicted["predicted_label"].to_numpy() == rows["label"].astype(str).to_numpy()).mean())
+    assert accuracy == pytest.approx(result["small"]["score"], abs=1e-9)
+    with load_bundle(parent.bundle_path) as bundle:
+        original = onnx_weights(bundle.onnx_path)
+    assert sum(int((w == 0).sum()) for w in original) / sum(w.size for w in original) < 0.01

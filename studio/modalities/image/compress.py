@@ -19,7 +19,7 @@ MAX_TEST_PICTURES = 1000
 def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path):
     import shutil
 
-    from studio.modalities.compress import compare, small_of
+    from studio.modalities.compress import compare
 
     data = prepared.data
     folder = Path(data.folder)
@@ -47,9 +47,9 @@ def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str
             "accuracy",
             bundle=bundle_zip,
             predictor="OnnxImagePredictor",
-            of=small_of(spec, options),
+            run_name=spec.name,
+            options=options,
             calibration=calibration,
-            tolerance=options.get("tolerance"),
             batch=1,
             unit="picture",
             progress=progress,

@@ -13,7 +13,7 @@ from studio.modalities.analysis import bundle_predictor
 def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path):
     import shutil
 
-    from studio.modalities.compress import compare, small_of
+    from studio.modalities.compress import compare
     from studio.modalities.tabular.explain import score, truth_of
 
     data = prepared.data
@@ -34,9 +34,9 @@ def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str
             metric,
             bundle=bundle_zip,
             predictor="OnnxTabularPredictor",
-            of=small_of(spec, options),
+            run_name=spec.name,
+            options=options,
             calibration=None,
-            tolerance=options.get("tolerance"),
             batch=1,
             unit="row",
             progress=progress,
