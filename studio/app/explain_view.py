@@ -187,16 +187,26 @@ SALIENCY_HELP = (
 )
 
 
-def saliency_gallery(parent: jobs.Job) -> None:
-    """The run page's switch over the misclassified pictures: their saliency maps (made by a job)."""
-    if not st.toggle("Show where the model looked", key="gradcam-on", help=SALIENCY_HELP):
+def mistakes_switch(
+    parent: jobs.Job, switch: str, switch_key: str, button: str, show: Callable, help: str | None = None
+) -> None:
+    """A run page's switch over its mistakes: once on, a button makes the model's explanation of them
+    (an ``explain`` job, again only if the last one failed or was stopped), then ``show`` draws it."""
+    if not st.toggle(switch, key=switch_key, help=help):
         return
     latest = jobs.latest_action(parent.id, "explain")
     again = latest is None or (not latest.is_active and latest.state != jobs.SUCCEEDED)
-    if again and st.button("Make the saliency maps", key="explain-model", icon=":material/visibility:"):
+    if again and st.button(button, key="explain-model", icon=":material/visibility:"):
         start(parent, "explain")
     if latest is not None:
-        follow(latest, "explain-model", show_saliency)
+        follow(latest, "explain-model", show)
+
+
+def saliency_gallery(parent: jobs.Job) -> None:
+    """The run page's switch over the misclassified pictures: their saliency maps (made by a job)."""
+    mistakes_switch(
+        parent, "Show where the model looked", "gradcam-on", "Make the saliency maps", show_saliency, SALIENCY_HELP
+    )
 
 
 def show_saliency(job: jobs.Job, result: dict[str, Any]) -> None:
@@ -271,6 +281,31 @@ def show_words(job: jobs.Job, result: dict[str, Any]) -> None:
     st.caption(
         f"Green words raised the {result['explains']}, red ones lowered it (integrated gradients, from an "
         f"empty text: {result['baseline']:.3g}, to this text: {result['prediction']:.3g})."
+    )
+
+
+def show_mistake_words(job: jobs.Job, result: dict[str, Any]) -> None:
+    """Each explained mistake: its true answer and the model's, its text with the words coloured."""
+    st.markdown(ui.as_text(result["sentence"]))
+    for row in result["rows"]:
+        st.markdown(
+            f"**True answer:** {ui.as_text(row['label'])} · **the model said:** {ui.as_text(row['predicted'])}"
+        )
+        for column, pieces in row["texts"].items():
+            if len(row["texts"]) > 1:
+                st.caption(ui.as_text(column))
+            st.html(words_html(pieces))
+    if result["rows"]:
+        st.caption(
+            "Green words pushed the model toward the answer it gave, red ones away from it (integrated "
+            "gradients from an empty text, toward the predicted class's probability or the predicted number)."
+        )
+
+
+def mistake_words(parent: jobs.Job) -> None:
+    """The text run page's switch under its mistakes: the worst ones with their words coloured."""
+    mistakes_switch(
+        parent, "Show which words led the model astray", "mistake-words-on", "Colour the words", show_mistake_words
     )
 
 

@@ -201,6 +201,11 @@ class TextModality:
 
         return explain_row(*args)
 
+    def explain_model(self, *args: Any) -> Any:
+        from studio.modalities.text.explain import explain_model
+
+        return explain_model(*args)
+
     def prepare(
         self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any], fold: int = 0
     ) -> PreparedText:
