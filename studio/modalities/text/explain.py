@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from studio.modalities.analysis import Analysis, bundle_predictor
-from studio.modalities.text.modality import SHOWN_CHARACTERS
+from studio.modalities.text import SHOWN_CHARACTERS
 
 IG_STEPS = 50
 
@@ -199,14 +199,13 @@ MISTAKES_EXPLAINED = 10
 
 
 def shortened(pieces: list[list[Any]], most: int = SHOWN_CHARACTERS) -> list[list[Any]]:
-    """The first pieces of a text up to about ``most`` characters (then "…"), as the mistakes list cuts it."""
-    out, length = [], 0
+    """The pieces of a text's first ``most`` characters: cut where the mistakes list cuts the text."""
+    out, left = [], most
     for piece, share in pieces:
-        if length >= most:
-            out.append(["…", 0.0])
+        if left <= 0:
             break
-        out.append([piece, share])
-        length += len(piece)
+        out.append([piece[:left], share])
+        left -= len(piece)
     return out
 
 

@@ -15,13 +15,13 @@ import pandas as pd
 from studio import tracking
 from studio.core.spec import ARCHITECTURES, RunSpec
 from studio.modalities import register
+from studio.modalities.text import SHOWN_CHARACTERS
 
 TAG_TEXT_COLUMNS = "studio.text_columns"
 TAG_TEXT_CUT = "studio.text_cut_rows"
 PREDICTIONS_ARTIFACT = tracking.TEXT_PREDICTIONS_ARTIFACT
 """The test rows the model got most wrong (text, truth, prediction), for the run page."""
 SHOWN_ERRORS = 50
-SHOWN_CHARACTERS = 600
 
 
 def make_encoder(spec: RunSpec, columns: list[str]) -> tuple[Any, Path | None]:
