@@ -366,34 +366,36 @@ def show_small(job: jobs.Job, result: dict[str, Any]) -> None:
         return
     folder = jobs.store.job_dir(job.id)
     if result.get("bundle") and (folder / result["bundle"]).is_file():
-        st.download_button(
+        _download(
             "Download the small version (bundle .zip)",
-            data=(folder / result["bundle"]).read_bytes,
-            file_name=result["bundle"],
-            mime="application/zip",
-            key="download-small-bundle",
-            icon=":material/download:",
-            on_click="ignore",
-            type="primary",
-        )
-        st.caption(
+            folder / result["bundle"],
+            "download-small-bundle",
             "Loads like the original bundle (mlflow.pyfunc, raw inputs in, predictions out) without the "
-            "studio; it needs onnxruntime, and predicts through the 8-bit network inside."
+            "studio; it needs onnxruntime, and predicts through the 8-bit network inside.",
+            main=True,
         )
     if (folder / result["file"]).is_file():
-        st.download_button(
+        _download(
             "Download the small network alone (.onnx)",
-            data=(folder / result["file"]).read_bytes,
-            file_name=result["file"],
-            mime="application/octet-stream",
-            key="download-small",
-            icon=":material/download:",
-            on_click="ignore",
-        )
-        st.caption(
+            folder / result["file"],
+            "download-small",
             "Runs with ONNX Runtime alone (no studio, no torch): its inputs are the same as the original "
-            "bundle's model.onnx, described in that bundle's README."
+            "bundle's model.onnx, described in that bundle's README.",
         )
+
+
+def _download(label: str, path: Any, key: str, caption: str, main: bool = False) -> None:
+    st.download_button(
+        label,
+        data=path.read_bytes,
+        file_name=path.name,
+        mime="application/zip" if path.suffix == ".zip" else "application/octet-stream",
+        key=key,
+        icon=":material/download:",
+        on_click="ignore",
+        type="primary" if main else "secondary",
+    )
+    st.caption(caption)
 
 
 def small_version(parent: jobs.Job, metric: str) -> None:
