@@ -402,27 +402,29 @@ def small_version(parent: jobs.Job, metric: str) -> None:
     """The run page's "Make a small version" (8-bit integers), as a job, with the numbers side by side."""
     st.subheader("A small version for small devices")
     latest = jobs.latest_action(parent.id, "compress")
-    if latest is None or not latest.is_active:
-        allowed = st.number_input(
-            f"Largest loss of test {metric} to accept",
-            min_value=0.0,
-            max_value=1.0,
-            value=0.01 if metric == "accuracy" else 0.02,
-            step=0.005,
-            format="%.3f",
-            key="small-tolerance",
-            help="A small version that loses more than this is refused (with the measured numbers).",
-        )
-        pruned = st.selectbox(
-            "Also prune (set the smallest weights to zero first)",
-            PRUNE_CHOICES,
-            format_func=lambda share: "no pruning" if not share else f"{share:.0%} of the weights",
-            key="small-prune",
-            help="Zeroes that share of the smallest weights of the convolutions and fully connected layers "
-            "before the 8-bit step. The zeros pack well in a zip; the score it costs is measured.",
-        )
-        st.caption("Stores the network's weights as 8-bit integers, then measures size, speed and score.")
-        if st.button("Make a small version", key="make-small", icon=":material/compress:"):
-            start(parent, "compress", {"tolerance": allowed, **({"prune": pruned} if pruned else {})})
+    busy = latest is not None and latest.is_active  # the choices stay shown (and kept) while it works
+    allowed = st.number_input(
+        f"Largest loss of test {metric} to accept",
+        min_value=0.0,
+        max_value=1.0,
+        value=0.01 if metric == "accuracy" else 0.02,
+        step=0.005,
+        format="%.3f",
+        key="small-tolerance",
+        disabled=busy,
+        help="A small version that loses more than this is refused (with the measured numbers).",
+    )
+    pruned = st.selectbox(
+        "Also prune (set the smallest weights to zero first)",
+        PRUNE_CHOICES,
+        format_func=lambda share: "no pruning" if not share else f"{share:.0%} of the weights",
+        key="small-prune",
+        disabled=busy,
+        help="Zeroes that share of the smallest weights of the convolutions and fully connected layers "
+        "before the 8-bit step. The zeros pack well in a zip; the score it costs is measured.",
+    )
+    st.caption("Stores the network's weights as 8-bit integers, then measures size, speed and score.")
+    if not busy and st.button("Make a small version", key="make-small", icon=":material/compress:"):
+        start(parent, "compress", {"tolerance": allowed, **({"prune": pruned} if pruned else {})})
     if latest is not None:
         follow(latest, "make-small", show_small)
