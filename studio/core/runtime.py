@@ -966,7 +966,8 @@ class OnnxNetwork:
         return torch.from_numpy(self.session.run(None, onnx_feeds(self.names, arrays))[0])
 
 
-def _onnx_path(info: dict[str, Any], weights_path: str) -> str:
+def onnx_path(info: dict[str, Any], weights_path: str) -> str:
+    """Where a loaded bundle's ONNX file is: beside its weights, among its artifacts."""
     from pathlib import Path
 
     return str(Path(weights_path).with_name(Path(info["onnx"]["file"]).name))
@@ -983,7 +984,7 @@ class OnnxTabularPredictor(TabularPredictor):
 
     @classmethod
     def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> TabularPredictor:
-        net = OnnxNetwork(_onnx_path(info, weights_path), info["network"])
+        net = OnnxNetwork(onnx_path(info, weights_path), info["network"])
         return cls(info["preprocessing"], info["target"], net)
 
 
@@ -1000,4 +1001,4 @@ class OnnxImagePredictor(ImagePredictor):
 
     @classmethod
     def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> ImagePredictor:
-        return cls(info, OnnxNetwork(_onnx_path(info, weights_path), info["network"]), modules["image_io"])
+        return cls(info, OnnxNetwork(onnx_path(info, weights_path), info["network"]), modules["image_io"])

@@ -151,3 +151,27 @@ def test_the_run_page_colours_the_words_of_its_worst_mistakes(bag_of_words, monk
     bodies = [h.proto.body for h in at.get("html")]
     assert len(bodies) == len(result["rows"]) and all('<span style="background:rgba(' in b for b in bodies)
     assert any("True answer:" in m.value for m in at.markdown)
+
+
+def test_a_small_text_version_is_a_bundle_that_loads_without_the_studio(bag_of_words, tmp_path):
+    """Dynamic int8 of the bag of words: the small bundle, in a process where the studio cannot be
+    imported, predicts the raw test rows (texts and prices) and scores the accuracy the job reported."""
+    from studio.bundle import read_bundle_info
+    from studio.data import get_dataset, load_profile, load_table
+    from studio.modalities import modality_for
+    from tests.bundle.outside import predict_outside
+
+    action = jobs.submit_action(bag_of_words, "compress", {"tolerance": 0.05}, start_scheduler=False)
+    run(action.id)
+    result = jobs.read_action_result(jobs.get_job(action.id))
+    assert result["unit"] == "row" and result["size_ratio"] > 2 and not result["refused"]
+    small_zip = jobs.store.job_dir(action.id) / result["bundle"]
+    info = read_bundle_info(small_zip)
+    assert info["predictor"] == {"module": "text_runtime", "class": "OnnxTextPredictor"}
+    dataset = get_dataset(bag_of_words.dataset_id)
+    spec = bag_of_words.spec
+    data = modality_for(spec.task).prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id)).data
+    rows = data.frame.iloc[data.test_idx][["review", "price", "label"]]
+    predicted = predict_outside(small_zip, rows.drop(columns=["label"]), tmp_path / "outside")
+    accuracy = float((predicted["predicted_label"].to_numpy() == rows["label"].to_numpy()).mean())
+    assert accuracy == pytest.approx(result["small"]["score"], abs=1e-9)

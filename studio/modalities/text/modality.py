@@ -206,6 +206,11 @@ class TextModality:
 
         return explain_model(*args)
 
+    def compress_model(self, *args: Any) -> Any:
+        from studio.modalities.text.compress import compress_model
+
+        return compress_model(*args)
+
     def prepare(
         self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any], fold: int = 0
     ) -> PreparedText:
