@@ -10,19 +10,14 @@ from studio.core.errors import StudioError
 from studio.modalities.analysis import bundle_predictor
 
 
-def compress_model(
-    prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path
-):
-    return compress_rows(
-        prepared,
-        bundle_zip,
-        spec,
-        options,
-        progress,
-        out,
-        inputs=lambda predictor, rows: list(predictor.preprocessor.transform(rows)),
-        small_predictor="OnnxTabularPredictor",
-    )
+def compress_model(*args: Any):
+    """``(prepared, bundle_zip, spec, options, progress, out)``: the kind's small version."""
+    return compress_rows(*args, inputs=table_inputs, small_predictor="OnnxTabularPredictor")
+
+
+def table_inputs(predictor: Any, rows: Any) -> list[Any]:
+    """The numbers and category codes the network takes for raw rows."""
+    return list(predictor.preprocessor.transform(rows))
 
 
 def compress_rows(

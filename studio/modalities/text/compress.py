@@ -4,7 +4,6 @@ with ONNX Runtime, measured on the run's test rows against the original, as a ta
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 
@@ -13,18 +12,8 @@ def network_inputs(predictor: Any, rows: Any) -> list[Any]:
     return [*predictor.preprocessor.transform(rows), predictor.encoder.encode(rows)[0]]
 
 
-def compress_model(
-    prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path
-):
+def compress_model(*args: Any):
+    """``(prepared, bundle_zip, spec, options, progress, out)``: the kind's small version."""
     from studio.modalities.tabular.compress import compress_rows
 
-    return compress_rows(
-        prepared,
-        bundle_zip,
-        spec,
-        options,
-        progress,
-        out,
-        inputs=network_inputs,
-        small_predictor="OnnxTextPredictor",
-    )
+    return compress_rows(*args, inputs=network_inputs, small_predictor="OnnxTextPredictor")
