@@ -16,6 +16,8 @@ from studio.core.errors import StudioError
 from studio.core.text import as_plot_text
 
 REFRESH_SECONDS = 1
+PRUNE_CHOICES = (0.0, 0.3, 0.5, 0.7)
+"""The shares of weights the run page offers to prune before a small version's 8-bit step."""
 
 
 # --------------------------------------------------------------------------- charts
@@ -185,16 +187,26 @@ SALIENCY_HELP = (
 )
 
 
-def saliency_gallery(parent: jobs.Job) -> None:
-    """The run page's switch over the misclassified pictures: their saliency maps (made by a job)."""
-    if not st.toggle("Show where the model looked", key="gradcam-on", help=SALIENCY_HELP):
+def mistakes_switch(
+    parent: jobs.Job, switch: str, switch_key: str, button: str, show: Callable, help: str | None = None
+) -> None:
+    """A run page's switch over its mistakes: once on, a button makes the model's explanation of them
+    (an ``explain`` job, again only if the last one failed or was stopped), then ``show`` draws it."""
+    if not st.toggle(switch, key=switch_key, help=help):
         return
     latest = jobs.latest_action(parent.id, "explain")
     again = latest is None or (not latest.is_active and latest.state != jobs.SUCCEEDED)
-    if again and st.button("Make the saliency maps", key="explain-model", icon=":material/visibility:"):
+    if again and st.button(button, key="explain-model", icon=":material/visibility:"):
         start(parent, "explain")
     if latest is not None:
-        follow(latest, "explain-model", show_saliency)
+        follow(latest, "explain-model", show)
+
+
+def saliency_gallery(parent: jobs.Job) -> None:
+    """The run page's switch over the misclassified pictures: their saliency maps (made by a job)."""
+    mistakes_switch(
+        parent, "Show where the model looked", "gradcam-on", "Make the saliency maps", show_saliency, SALIENCY_HELP
+    )
 
 
 def show_saliency(job: jobs.Job, result: dict[str, Any]) -> None:
@@ -272,6 +284,31 @@ def show_words(job: jobs.Job, result: dict[str, Any]) -> None:
     )
 
 
+def show_mistake_words(job: jobs.Job, result: dict[str, Any]) -> None:
+    """Each explained mistake: its true answer and the model's, its text with the words coloured."""
+    st.markdown(ui.as_text(result["sentence"]))
+    for row in result["rows"]:
+        st.markdown(
+            f"**True answer:** {ui.as_text(row['label'])} · **the model said:** {ui.as_text(row['predicted'])}"
+        )
+        for column, pieces in row["texts"].items():
+            if len(row["texts"]) > 1:
+                st.caption(ui.as_text(column))
+            st.html(words_html(pieces))
+    if result["rows"]:
+        st.caption(
+            "Green words pushed the model toward the answer it gave, red ones away from it (integrated "
+            "gradients from an empty text, toward the predicted class's probability or the predicted number)."
+        )
+
+
+def mistake_words(parent: jobs.Job) -> None:
+    """The text run page's switch under its mistakes: the worst ones with their words coloured."""
+    mistakes_switch(
+        parent, "Show which words led the model astray", "mistake-words-on", "Colour the words", show_mistake_words
+    )
+
+
 def text_explanation(parent_id: str | None, typed: dict[str, str]) -> None:
     """The Predict page's switch under a typed text: which words mattered (made by a job)."""
     if not st.toggle("Show which words mattered", key="predict-text-why"):
@@ -327,40 +364,67 @@ def show_small(job: jobs.Job, result: dict[str, Any]) -> None:
     )
     if result.get("refused") or not result.get("file"):
         return
-    path = jobs.store.job_dir(job.id) / result["file"]
-    if path.is_file():
-        st.download_button(
-            "Download the small version (.onnx)",
-            data=path.read_bytes,
-            file_name=result["file"],
-            mime="application/octet-stream",
-            key="download-small",
-            icon=":material/download:",
-            on_click="ignore",
+    folder = jobs.store.job_dir(job.id)
+    if result.get("bundle") and (folder / result["bundle"]).is_file():
+        _download(
+            "Download the small version (bundle .zip)",
+            folder / result["bundle"],
+            "download-small-bundle",
+            "Loads like the original bundle (mlflow.pyfunc, raw inputs in, predictions out) without the "
+            "studio; it needs onnxruntime, and predicts through the 8-bit network inside.",
+            main=True,
         )
-        st.caption(
+    if (folder / result["file"]).is_file():
+        _download(
+            "Download the small network alone (.onnx)",
+            folder / result["file"],
+            "download-small",
             "Runs with ONNX Runtime alone (no studio, no torch): its inputs are the same as the original "
-            "bundle's model.onnx, described in that bundle's README."
+            "bundle's model.onnx, described in that bundle's README.",
         )
+
+
+def _download(label: str, path: Any, key: str, caption: str, main: bool = False) -> None:
+    st.download_button(
+        label,
+        data=path.read_bytes,
+        file_name=path.name,
+        mime="application/zip" if path.suffix == ".zip" else "application/octet-stream",
+        key=key,
+        icon=":material/download:",
+        on_click="ignore",
+        type="primary" if main else "secondary",
+    )
+    st.caption(caption)
 
 
 def small_version(parent: jobs.Job, metric: str) -> None:
     """The run page's "Make a small version" (8-bit integers), as a job, with the numbers side by side."""
     st.subheader("A small version for small devices")
     latest = jobs.latest_action(parent.id, "compress")
-    if latest is None or not latest.is_active:
-        allowed = st.number_input(
-            f"Largest loss of test {metric} to accept",
-            min_value=0.0,
-            max_value=1.0,
-            value=0.01 if metric == "accuracy" else 0.02,
-            step=0.005,
-            format="%.3f",
-            key="small-tolerance",
-            help="A small version that loses more than this is refused (with the measured numbers).",
-        )
-        st.caption("Stores the network's weights as 8-bit integers, then measures size, speed and score.")
-        if st.button("Make a small version", key="make-small", icon=":material/compress:"):
-            start(parent, "compress", {"tolerance": allowed})
+    busy = latest is not None and latest.is_active  # the choices stay shown (and kept) while it works
+    allowed = st.number_input(
+        f"Largest loss of test {metric} to accept",
+        min_value=0.0,
+        max_value=1.0,
+        value=0.01 if metric == "accuracy" else 0.02,
+        step=0.005,
+        format="%.3f",
+        key="small-tolerance",
+        disabled=busy,
+        help="A small version that loses more than this is refused (with the measured numbers).",
+    )
+    pruned = st.selectbox(
+        "Also prune (set the smallest weights to zero first)",
+        PRUNE_CHOICES,
+        format_func=lambda share: "no pruning" if not share else f"{share:.0%} of the weights",
+        key="small-prune",
+        disabled=busy,
+        help="Zeroes that share of the smallest weights of the convolutions and fully connected layers "
+        "before the 8-bit step. The zeros pack well in a zip; the score it costs is measured.",
+    )
+    st.caption("Stores the network's weights as 8-bit integers, then measures size, speed and score.")
+    if not busy and st.button("Make a small version", key="make-small", icon=":material/compress:"):
+        start(parent, "compress", {"tolerance": allowed, **({"prune": pruned} if pruned else {})})
     if latest is not None:
         follow(latest, "make-small", show_small)

@@ -215,7 +215,7 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         "under `onnx` in `artifacts/studio_model.json`."
         if info["onnx"]["file"]
         else f"- No ONNX file: the export failed ({info['onnx']['error']})."
-    )
+    ) + _small_note(info)
     return (
         f"# Training Studio model: {how.title(info)}\n\n"
         f"An MLflow pyfunc model. It needs only {how.needs} (not the studio):\n\n"
@@ -227,4 +227,17 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
         f"- {how.code_files}.\n"
         f"{onnx_line}\n" + (f"\n{info['ensemble']['text']}\n" if "ensemble" in info else "")
+    )
+
+
+def _small_note(info: dict[str, Any]) -> str:
+    """What a small version's README adds (nothing for any other bundle)."""
+    small = info.get("small_version")
+    if not small:
+        return ""
+    return (
+        f"\n\nThis is the small version of run '{small.get('run_name', '')}': {small.get('method', 'int8')}. "
+        f"It predicts with `artifacts/{ONNX_FILE}` through ONNX Runtime (so it also needs onnxruntime); "
+        f"`artifacts/{WEIGHTS_FILE}` is empty. What was measured against the original (size, CPU time, test "
+        f"score) is under `small_version` in `artifacts/{INFO_FILE}`."
     )

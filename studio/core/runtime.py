@@ -935,3 +935,70 @@ class ImagePredictor:
         n_classes = len(self.target["classes"])
         logits = np.concatenate(outputs) if outputs else np.zeros((0, n_classes), dtype="float32")
         return outputs_to_frame(logits, {**self.target, "task": "classification"}, frame.index)
+
+
+# --------------------------------------------------------------------------- small (int8 ONNX) versions
+def onnx_feeds(names: list[str], arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """An ONNX network's inputs by name from the arrays the torch network takes, in order (the
+    TorchScript exporter drops an input of width 0, such as a table's categories when it has none)."""
+    usable = [a for a in arrays if a.size or a.shape[-1]] if len(names) < len(arrays) else arrays
+    return dict(zip(names, usable, strict=True))
+
+
+class OnnxNetwork:
+    """A bundle's ``model.onnx`` called as its torch network is (tensors in, a tensor out), through ONNX
+    Runtime: what a small (8-bit) version predicts with, where the torch weights no longer travel."""
+
+    def __init__(self, path: str, config: dict[str, Any]):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.names = [i.name for i in self.session.get_inputs()]
+        self.config = config
+
+    def eval(self) -> OnnxNetwork:
+        return self
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        arrays = [np.ascontiguousarray(t.detach().cpu().numpy()) for t in inputs]
+        return torch.from_numpy(self.session.run(None, onnx_feeds(self.names, arrays))[0])
+
+
+def onnx_path(info: dict[str, Any], weights_path: str) -> str:
+    """Where a loaded bundle's ONNX file is: beside its weights, among its artifacts."""
+    from pathlib import Path
+
+    return str(Path(weights_path).with_name(Path(info["onnx"]["file"]).name))
+
+
+class OnnxTabularPredictor(TabularPredictor):
+    """A table model's small version: the same preprocessing and outputs as :class:`TabularPredictor`,
+    the network run from the bundle's (8-bit) ``model.onnx`` by ONNX Runtime."""
+
+    def __init__(self, preprocessing: dict[str, Any], target: dict[str, Any], net: OnnxNetwork):
+        self.preprocessor = TabularPreprocessor(preprocessing)
+        self.target = target
+        self.net = net
+
+    @classmethod
+    def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> TabularPredictor:
+        net = OnnxNetwork(onnx_path(info, weights_path), info["network"])
+        return cls(info["preprocessing"], info["target"], net)
+
+
+class OnnxImagePredictor(ImagePredictor):
+    """A picture model's small version: pictures read and prepared as by :class:`ImagePredictor`, the
+    network run from the bundle's (8-bit) ``model.onnx`` by ONNX Runtime."""
+
+    def __init__(self, info: dict[str, Any], net: OnnxNetwork, image_io: Any):
+        self.info = info
+        self.preprocessing = info["preprocessing"]
+        self.target = info["target"]
+        self.image_io = image_io
+        self.net = net
+
+    @classmethod
+    def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> ImagePredictor:
+        return cls(info, OnnxNetwork(onnx_path(info, weights_path), info["network"]), modules["image_io"])

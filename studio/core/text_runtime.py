@@ -244,7 +244,7 @@ class TextPredictor:
     (pretrained encoders), so that this file imports no other file of the studio."""
 
     def __init__(
-        self, info: dict[str, Any], weights: dict[str, torch.Tensor], modules: dict[str, Any], files_dir: Any
+        self, info: dict[str, Any], weights: dict[str, torch.Tensor] | None, modules: dict[str, Any], files_dir: Any
     ):
         runtime = modules["runtime"]
         self.runtime = runtime
@@ -254,13 +254,14 @@ class TextPredictor:
         text_state, network = info["text"], info["network"]
         if text_state["type"] == "hashing":
             self.encoder: Any = HashingTextEncoder(text_state)
-            self.net: nn.Module = build_bag_of_words(network)
+            self.net: Any = build_bag_of_words(network) if weights is not None else None
         else:
             transformer = modules["transformer"]
             self.encoder = transformer.TransformerTextEncoder(text_state, files_dir)
-            self.net = transformer.build_transformer_net(network, files_dir)
-        self.net.load_state_dict(weights)
-        self.net.eval()
+            self.net = transformer.build_transformer_net(network, files_dir) if weights is not None else None
+        if self.net is not None:
+            self.net.load_state_dict(weights)
+            self.net.eval()
 
     @classmethod
     def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> TextPredictor:
@@ -324,3 +325,16 @@ class TextPredictor:
                 parts.append("the text is empty: this is a guess from the other columns alone")
             out.append("; ".join(parts))
         return out
+
+
+class OnnxTextPredictor(TextPredictor):
+    """A text model's small version: the same table part, text encoder and outputs as
+    :class:`TextPredictor`, the network run from the bundle's (8-bit) ``model.onnx`` by ONNX Runtime."""
+
+    @classmethod
+    def load(cls, info: dict[str, Any], weights_path: str, modules: dict[str, Any], files: Any) -> TextPredictor:
+        runtime = modules["runtime"]
+        shipped = {"runtime": runtime, "transformer": modules.get("transformer_runtime")}
+        predictor = cls(info, None, shipped, files)
+        predictor.net = runtime.OnnxNetwork(runtime.onnx_path(info, weights_path), info["network"])
+        return predictor

@@ -66,7 +66,8 @@ def run_analysis(
     out_folder.mkdir(parents=True, exist_ok=True)
     refused = None
     try:
-        analysis: Analysis = work(prepared, Path(bundle), spec, dict(options), progress, out_folder)
+        given = {**options, "run_id": run_id}  # which run it works on (a small version says so)
+        analysis: Analysis = work(prepared, Path(bundle), spec, given, progress, out_folder)
     except AnalysisRefused as err:
         refused, analysis = err, err.analysis
     analysis.result.setdefault("seconds", round(time.monotonic() - started, 2))

@@ -4,7 +4,6 @@ where ``studio`` and ``lightning_modules`` cannot be imported, ONNX against torc
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
@@ -26,6 +25,7 @@ from studio.core.spec import RunSpec
 from studio.modalities import predict_csv
 from studio.modalities.tabular import bundle as table_bundle
 from studio.modalities.tabular.bundle import write_tabular_bundle
+from tests.bundle.outside import BLOCKER, run_outside
 
 NUMERIC, CATEGORICAL, DATETIME = ["amount", "count", "flag"], ["city"], ["when"]
 TOLERANCE = 1e-6
@@ -230,21 +230,10 @@ def test_extra_missing_and_unseen_values(loaded, probe_csv) -> None:
 
 
 # --------------------------------------------------------------------------- outside the studio
-RUNNER = textwrap.dedent(
+RUNNER = BLOCKER + textwrap.dedent(
     """
-    import contextlib, importlib.abc, io, json, sys, zipfile
+    import contextlib, io, json, zipfile
 
-    BLOCKED = ("studio", "lightning_modules")
-    attempts = []
-
-    class Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                attempts.append(name)
-                raise ImportError(f"{name} cannot be imported in this test")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
     import mlflow
     import pandas as pd
 
@@ -274,18 +263,13 @@ def test_bundle_predicts_the_same_where_studio_cannot_be_imported(
     work.mkdir()
     (work / "model.zip").write_bytes(written["classification"]["path"].read_bytes())
     (work / "data.csv").write_bytes(probe_csv.read_bytes())
-    (work / "runner.py").write_text(RUNNER)
     job = {
         "snippet": bundle.python_snippet("model.zip"),
         "probe": str(probe_csv),
         "bundles": {task: str(item["path"]) for task, item in written.items()},
     }
     (work / "job.json").write_text(json.dumps(job))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=work, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_outside(work, RUNNER)
     result = json.loads((work / "result.json").read_text())
     assert result["attempts"] == [] and result["loaded"] == []
     rows = pd.read_csv(probe_csv)

@@ -50,6 +50,13 @@ def test_upload_reviews_train_text_and_predict_a_typed_sentence(studio, page, sc
     assert finished.spec.architecture.name == "bag_of_words"
     page.get_by_role("heading", name="Where the model goes wrong").wait_for()
     shoot(page, screenshots, "text-3-run")
+    if page.locator(".st-key-mistake-words-on").count():  # the model made mistakes: colour their words
+        page.locator(".st-key-mistake-words-on label").click()
+        page.get_by_role("button", name="Colour the words").click()
+        page.get_by_text("True answer:").first.wait_for(timeout=240_000)
+        settle(page)
+        assert page.locator('[data-testid="stHtml"] span[style*="background"]').count() > 0
+        shoot(page, screenshots, "text-3b-mistake-words")
 
     open_page(page, "Predict")
     box = page.locator(".st-key-predict-text-review textarea")

@@ -97,6 +97,7 @@ def test_the_run_page_makes_a_small_version_and_shows_both_side_by_side(trained:
     assert not at.exception
     assert "A small version for small devices" in [h.value for h in at.subheader]
     assert at.number_input(key="small-tolerance").value == pytest.approx(0.01)
+    assert at.selectbox(key="small-prune").value == 0.0  # no pruning unless asked
     at.button(key="make-small").click().run()
     queued = jobs.latest_action(trained.id, "compress")
     assert queued.state == jobs.QUEUED and queued.options == {"tolerance": pytest.approx(0.01)}
@@ -108,7 +109,19 @@ def test_the_run_page_makes_a_small_version_and_shows_both_side_by_side(trained:
     assert list(table[""]) == ["file size", "CPU time per row", "test accuracy"]
     result = jobs.read_action_result(done)
     if done.state == jobs.SUCCEEDED:
-        assert "Download the small version (.onnx)" in [b.label for b in at.get("download_button")]
+        labels = [b.label for b in at.get("download_button")]
+        assert "Download the small version (bundle .zip)" in labels
+        assert "Download the small network alone (.onnx)" in labels
         assert any(m.value.startswith("Small version:") for m in at.markdown)
     else:  # refused: the reason with its numbers, and nothing to download
         assert result["refused"] and any("refused" in w.value for w in at.warning)
+    # pruning is a choice: the job is asked for it, and the page says what it zeroed
+    at.selectbox(key="small-prune").set_value(0.5).run()
+    at.button(key="make-small").click().run()
+    pruned = jobs.latest_action(trained.id, "compress")
+    assert pruned.id != done.id and pruned.options == {"tolerance": pytest.approx(0.01), "prune": 0.5}
+    pruned = run_queued(trained, "compress")
+    at.run()
+    assert not at.exception
+    assert jobs.read_action_result(pruned)["pruning"]["fraction"] == 0.5
+    assert any("of the weights zeroed (magnitude pruning)" in c.value for c in at.caption)

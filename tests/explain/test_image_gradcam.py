@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import signal
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,36 @@ def test_the_misclassified_gallery_gets_saliency_maps_from_a_job(trained):
         assert item["label"] != item["predicted"]
         with Image.open(jobs.store.job_dir(action.id) / item["file"]) as picture:
             assert picture.size == (SIZE, SIZE)
+
+
+def test_a_small_picture_version_is_a_bundle_that_loads_without_the_studio(trained, tmp_path):
+    """Static int8 (calibrated on training pictures): the small bundle, in a process where the studio
+    cannot be imported, reads the test pictures from their files and scores what the job reported."""
+    import pandas as pd
+
+    from studio.bundle import read_bundle_info
+    from studio.data import get_dataset, load_profile, load_table
+    from studio.modalities import modality_for
+    from tests.bundle.outside import predict_outside
+
+    job, _ = trained
+    action = jobs.submit_action(job, "compress", {"tolerance": 0.05}, start_scheduler=False)
+    previous = signal.getsignal(signal.SIGTERM)
+    try:
+        code = worker.run_job(action.id)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    done = jobs.get_job(action.id)
+    assert code == 0, done.reason
+    result = jobs.read_action_result(done)
+    assert result["unit"] == "picture" and "static int8" in result["method"] and result["size_ratio"] > 2
+    small_zip = jobs.store.job_dir(action.id) / result["bundle"]
+    info = read_bundle_info(small_zip)
+    assert info["predictor"]["class"] == "OnnxImagePredictor" and info["small_version"]["run_name"] == "patches"
+    dataset = get_dataset(job.dataset_id)
+    data = modality_for(job.spec.task).prepare(job.spec, dataset, load_table(dataset.id), load_profile(dataset.id)).data
+    paths = [str(Path(data.folder) / data.relative_paths[i]) for i in data.test_idx]
+    truth = np.array(info["target"]["classes"])[np.asarray(data.label_ids)[list(data.test_idx)]]
+    predicted = predict_outside(small_zip, pd.DataFrame({"image": paths}), tmp_path / "outside")
+    accuracy = float((predicted[f"predicted_{info['target']['name']}"].to_numpy() == truth).mean())
+    assert accuracy == pytest.approx(result["small"]["score"], abs=1e-9)

@@ -140,57 +140,42 @@ def test_importance_sentence_in_plain_words():
     assert "No column matters" in importance_sentence([("a", 0.0), ("b", -0.01)])
 
 
-SUBPROCESS = """
-import json, sys
-import numpy as np
-import onnxruntime as ort
-try:
-    import studio  # noqa: F401
-    raise SystemExit("the studio is importable here")
-except ImportError:
-    pass
-folder = sys.argv[1]
-sess = ort.InferenceSession(folder + "/model-int8.onnx", providers=["CPUExecutionProvider"])
-arrays = [np.load(folder + f"/input{i}.npy") for i in range(len(sess.get_inputs()))]
-out = sess.run(None, dict(zip([i.name for i in sess.get_inputs()], arrays)))[0]
-truth = np.load(folder + "/truth.npy")
-print(json.dumps({"accuracy": float((out.argmax(axis=1) == truth).mean())}))
-"""
-
-
-def test_a_small_version_is_made_measured_and_loads_without_the_studio(trained, tmp_path):
-    import json
-    import subprocess
-    import sys
-
+def test_a_small_version_is_made_measured_and_its_bundle_loads_without_the_studio(trained, tmp_path):
+    from studio import tracking
+    from studio.bundle import read_bundle_info
     from studio.modalities.analysis import bundle_predictor
     from studio.modalities.tabular.explain import truth_of
+    from tests.bundle.outside import predict_outside
 
     parent = trained["classification"]
     done, result, _ = run_action(parent, "compress", {"tolerance": 0.01})
     assert result["size_ratio"] > 1.5 and result["file"] == "model-int8.onnx" and not result["refused"]
     assert result["score_loss"] <= 0.01 and result["metric"] == "accuracy"
     assert result["original"]["score"] == pytest.approx(parent.test_metrics["test/accuracy"], abs=1e-6)
-    # the small file alone, in a process where the studio cannot be imported, gives the reported score
+    small_zip = store.job_dir(done.id) / result["bundle"]
+    info = read_bundle_info(small_zip)
+    assert info["small_version"]["run_id"] == parent.mlflow_run_id
+    assert info["small_version"]["small"] == result["small"] and info["kind"] == "tabular"
+    assert info["predictor"]["class"] == "OnnxTabularPredictor" and "int8" in info["small_version"]["method"]
+    # the small bundle, in a process where the studio cannot be imported, predicts the raw test rows
+    # and scores what the job reported
     bundle, predictor = bundle_predictor(parent.bundle_path)
     with bundle:
         rows, truth = truth_of(_test_split(parent), predictor.target)
-        x_num, x_cat = predictor.preprocessor.transform(rows)
-    folder = tmp_path / "small"
-    folder.mkdir()
-    (folder / "model-int8.onnx").write_bytes((store.job_dir(done.id) / "model-int8.onnx").read_bytes())
-    for i, array in enumerate(a for a in (x_num, x_cat) if a.shape[1]):
-        np.save(folder / f"input{i}.npy", array)
-    np.save(folder / "truth.npy", truth)
-    out = subprocess.run(
-        [sys.executable, "-I", "-c", SUBPROCESS, str(folder)], capture_output=True, text=True, cwd=tmp_path, timeout=120
-    )
-    assert out.returncode == 0, out.stderr
-    assert json.loads(out.stdout)["accuracy"] == pytest.approx(result["small"]["score"], abs=1e-9)
-    from studio import tracking
-
+        classes = predictor.target["classes"]
+    predicted = predict_outside(small_zip, rows, tmp_path / "outside")
+    accuracy = float((predicted["predicted_label"].to_numpy() == np.array(classes)[truth]).mean())
+    assert accuracy == pytest.approx(result["small"]["score"], abs=1e-9)
+    assert zipfile_size(small_zip) < zipfile_size(parent.bundle_path)
     logged = [a.path for a in tracking.client().list_artifacts(parent.mlflow_run_id, "compress")]
-    assert "compress/model-int8.onnx" in logged
+    assert {"compress/model-int8.onnx", "compress/model-int8.zip"} <= set(logged)
+
+
+def zipfile_size(path) -> int:
+    import zipfile
+
+    with zipfile.ZipFile(path) as zf:
+        return sum(m.file_size for m in zf.infolist())
 
 
 def _test_split(parent):
@@ -215,3 +200,41 @@ def test_a_small_version_losing_more_than_allowed_is_refused_with_its_numbers(tr
     result = jobs.read_action_result(done)
     assert result["refused"] and result["file"] is None
     assert not (store.job_dir(done.id) / "model-int8.onnx").exists()
+
+
+def onnx_weights(path, ops=("Conv", "Gemm", "MatMul", "MatMulInteger", "DequantizeLinear")) -> list:
+    """The weights (initialisers of 2 or more axes) that feed convolutions and fully connected layers."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    initializers = {i.name: numpy_helper.to_array(i) for i in model.graph.initializer}
+    feeding = {name for node in model.graph.node if node.op_type in ops for name in node.input}
+    return [a for name, a in initializers.items() if name in feeding and a.ndim >= 2]
+
+
+def test_pruning_zeroes_the_asked_share_of_weights_and_the_bundle_still_predicts(trained, tmp_path):
+    import zipfile
+
+    from studio.bundle import load_bundle
+
+    parent = trained["classification"]
+    done, result, _ = run_action(parent, "compress", {"tolerance": 1.0, "prune": 0.5})
+    assert result["pruning"]["fraction"] == 0.5
+    assert result["pruning"]["sparsity"] == pytest.approx(0.5, abs=0.002)
+    assert "50% of the weights zeroed" in result["method"] and "weights zeroed" in result["sentence"]
+    small_zip = store.job_dir(done.id) / result["bundle"]
+    with zipfile.ZipFile(small_zip) as zf:
+        zf.extract("artifacts/model.onnx", tmp_path)
+    weights = onnx_weights(tmp_path / "artifacts" / "model.onnx")
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.size for w in weights)
+    assert zeros >= 0.5  # 8-bit rounding may zero a few more, never fewer (int8 weights are symmetric)
+    with load_bundle(small_zip) as small:
+        rows = _test_split(parent)
+        predicted = small.predict(rows)
+        assert small.info["small_version"]["pruning"]["sparsity"] == result["pruning"]["sparsity"]
+    accuracy = float((predicted["predicted_label"].to_numpy() == rows["label"].astype(str).to_numpy()).mean())
+    assert accuracy == pytest.approx(result["small"]["score"], abs=1e-9)
+    with load_bundle(parent.bundle_path) as bundle:
+        original = onnx_weights(bundle.onnx_path)
+    assert sum(int((w == 0).sum()) for w in original) / sum(w.size for w in original) < 0.01

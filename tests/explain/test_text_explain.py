@@ -118,3 +118,60 @@ def test_the_predict_page_colours_the_typed_words_and_shows_markup_as_text(bag_o
     visible = html.unescape(re.sub(r"<[^>]+>", "", body))  # what the reader sees: the text as typed
     assert visible == "<img src=x onerror=alert(1)> I love it"
     assert '<span style="background:rgba(84, 162, 75' in body and ">love</span>" in body
+
+
+def test_the_run_page_colours_the_words_of_its_worst_mistakes(bag_of_words, monkeypatch):
+    """The mistakes list's switch makes an explain job; each worst mistake then shows its text, escaped,
+    with the words coloured toward the (wrong) answer the model gave."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from studio.app.text_view import mistakes_frame, text_mistakes
+
+    monkeypatch.setattr(jobs, "ensure_scheduler", lambda *a, **k: None)  # the test runs the job itself
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "pages" / "runs.py"), default_timeout=60)
+    at.query_params["job"] = bag_of_words.id
+    at.run()
+    at.toggle(key="mistake-words-on").set_value(True).run()
+    at.button(key="explain-model").click().run()
+    assert not at.exception
+    queued = jobs.latest_action(bag_of_words.id, "explain")
+    assert queued.state == jobs.QUEUED
+    run(queued.id)
+    at.run()
+    assert not at.exception
+    result = jobs.read_action_result(jobs.get_job(queued.id))
+    listed = mistakes_frame(text_mistakes(bag_of_words.mlflow_run_id))
+    assert 0 < len(result["rows"]) == min(10, len(listed))
+    # the same mistakes as the list above, in the same order, each explained toward what the model said
+    for row, (_, shown) in zip(result["rows"], listed.iterrows(), strict=False):
+        assert "".join(piece for piece, _ in row["texts"]["review"]) == shown["review"]
+        assert (row["label"], row["predicted"]) == (shown["True answer"], shown["Model said"])
+    bodies = [h.proto.body for h in at.get("html")]
+    assert len(bodies) == len(result["rows"]) and all('<span style="background:rgba(' in b for b in bodies)
+    assert any("True answer:" in m.value for m in at.markdown)
+
+
+def test_a_small_text_version_is_a_bundle_that_loads_without_the_studio(bag_of_words, tmp_path):
+    """Dynamic int8 of the bag of words: the small bundle, in a process where the studio cannot be
+    imported, predicts the raw test rows (texts and prices) and scores the accuracy the job reported."""
+    from studio.bundle import read_bundle_info
+    from studio.data import get_dataset, load_profile, load_table
+    from studio.modalities import modality_for
+    from tests.bundle.outside import predict_outside
+
+    action = jobs.submit_action(bag_of_words, "compress", {"tolerance": 0.05}, start_scheduler=False)
+    run(action.id)
+    result = jobs.read_action_result(jobs.get_job(action.id))
+    assert result["unit"] == "row" and result["size_ratio"] > 2 and not result["refused"]
+    small_zip = jobs.store.job_dir(action.id) / result["bundle"]
+    info = read_bundle_info(small_zip)
+    assert info["predictor"] == {"module": "text_runtime", "class": "OnnxTextPredictor"}
+    dataset = get_dataset(bag_of_words.dataset_id)
+    spec = bag_of_words.spec
+    data = modality_for(spec.task).prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id)).data
+    rows = data.frame.iloc[data.test_idx][["review", "price", "label"]]
+    predicted = predict_outside(small_zip, rows.drop(columns=["label"]), tmp_path / "outside")
+    accuracy = float((predicted["predicted_label"].to_numpy() == rows["label"].to_numpy()).mean())
+    assert accuracy == pytest.approx(result["small"]["score"], abs=1e-9)

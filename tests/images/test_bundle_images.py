@@ -26,6 +26,7 @@ from studio.core.runtime import ImagePredictor, build_image_net
 from studio.core.spec import RunSpec
 from studio.modalities import predict_csv
 from studio.modalities.image.bundle import predict_pictures, write_image_bundle
+from tests.bundle.outside import BLOCKER, run_outside
 from tests.images.conftest import CLASSES, encode, picture
 
 SIZE = 32
@@ -154,21 +155,10 @@ def test_predictions_in_process_from_every_kind_of_input(written, pictures) -> N
         assert pd.isna(checked.loc[1, "predicted_label"])
 
 
-RUNNER = textwrap.dedent(
+RUNNER = BLOCKER + textwrap.dedent(
     """
-    import contextlib, importlib.abc, io, json, sys, zipfile
+    import contextlib, io, json, zipfile
 
-    BLOCKED = ("studio", "lightning_modules")
-    attempts = []
-
-    class Blocker(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path=None, target=None):
-            if name.split(".")[0] in BLOCKED:
-                attempts.append(name)
-                raise ImportError(f"{name} cannot be imported in this test")
-            return None
-
-    sys.meta_path.insert(0, Blocker())
     import mlflow
     import pandas as pd
 
@@ -196,18 +186,13 @@ def test_bundle_predicts_the_same_where_studio_cannot_be_imported(written, pictu
     work.mkdir()
     (work / "model.zip").write_bytes(written["small_cnn"]["path"].read_bytes())
     (work / "photo.jpg").write_bytes(pictures[1].read_bytes())
-    (work / "runner.py").write_text(RUNNER)
     job = {
         "snippet": bundle.python_snippet("model.zip", kind="image"),
         "bundles": {name: str(item["path"]) for name, item in written.items()},
         "pictures": [str(p) for p in pictures],
     }
     (work / "job.json").write_text(json.dumps(job))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=work, env=env, capture_output=True, text=True, timeout=240
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_outside(work, RUNNER, timeout=240)
     result = json.loads((work / "result.json").read_text())
     assert result["attempts"] == [] and result["loaded"] == []
     for name, item in written.items():

@@ -10,7 +10,30 @@ from studio.core.errors import StudioError
 from studio.modalities.analysis import bundle_predictor
 
 
-def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path):
+def compress_model(*args: Any):
+    """``(prepared, bundle_zip, spec, options, progress, out)``: the kind's small version."""
+    return compress_rows(*args, inputs=table_inputs, small_predictor="OnnxTabularPredictor")
+
+
+def table_inputs(predictor: Any, rows: Any) -> list[Any]:
+    """The numbers and category codes the network takes for raw rows."""
+    return list(predictor.preprocessor.transform(rows))
+
+
+def compress_rows(
+    prepared: Any,
+    bundle_zip: Path,
+    spec: Any,
+    options: dict[str, Any],
+    progress: Any,
+    out: Path,
+    *,
+    inputs: Any,
+    small_predictor: str,
+):
+    """The small version of a model of rows (a table, or rows with text): ``inputs(predictor, rows)``
+    gives the network's inputs for raw rows; ``small_predictor`` is the class of the shipped runtime
+    (beside the original's predictor) that predicts with the small ONNX file."""
     import shutil
 
     from studio.modalities.compress import compare
@@ -24,7 +47,7 @@ def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str
         original = out / "model.onnx"
         shutil.copyfile(bundle.onnx_path, original)
         rows, truth = truth_of(data.frame.iloc[data.test_idx], predictor.target)
-        test = list(predictor.preprocessor.transform(rows))
+        test = inputs(predictor, rows)
         metric = "accuracy" if predictor.target["task"] == "classification" else "R²"
         return compare(
             original,
@@ -32,8 +55,11 @@ def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str
             test,
             lambda outputs: score(outputs, truth, predictor.target),
             metric,
+            bundle=bundle_zip,
+            predictor=small_predictor,
+            run_name=spec.name,
+            options=options,
             calibration=None,
-            tolerance=options.get("tolerance"),
             batch=1,
             unit="row",
             progress=progress,

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from studio.modalities.analysis import Analysis, bundle_predictor
+from studio.modalities.text import SHOWN_CHARACTERS
 
 IG_STEPS = 50
 
@@ -174,17 +175,83 @@ def word_sentence(found: dict[str, Any], most: int = 3) -> str:
     return ("; ".join(said) or "No word moved this prediction") + "."
 
 
+def contributions(predictor: Any, row: pd.DataFrame) -> dict[str, Any]:
+    """Per-word contributions for one row (its text columns, and any table columns) toward what the
+    model predicts for it."""
+    for name in predictor.encoder.columns:
+        if name not in row.columns:
+            row[name] = ""
+    if predictor.encoder.state["type"] == "hashing":
+        return bag_of_words_contributions(predictor, row)
+    return transformer_contributions(predictor, row)
+
+
 def explain_row(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path):
     """Per-word contributions for ``options["row"]`` (its text columns, and any table columns)."""
-    row = pd.DataFrame([options.get("row") or {}])
     bundle, predictor = bundle_predictor(bundle_zip)
     with bundle:
-        for name in predictor.encoder.columns:
-            if name not in row.columns:
-                row[name] = ""
-        if predictor.encoder.state["type"] == "hashing":
-            found = bag_of_words_contributions(predictor, row)
-        else:
-            found = transformer_contributions(predictor, row)
+        found = contributions(predictor, pd.DataFrame([options.get("row") or {}]))
     found["sentence"] = word_sentence(found)
     return Analysis(found, found["sentence"])
+
+
+MISTAKES_EXPLAINED = 10
+
+
+def shortened(pieces: list[list[Any]], most: int = SHOWN_CHARACTERS) -> list[list[Any]]:
+    """The pieces of a text's first ``most`` characters: cut where the mistakes list cuts the text."""
+    out, left = [], most
+    for piece, share in pieces:
+        if left <= 0:
+            break
+        out.append([piece[:left], share])
+        left -= len(piece)
+    return out
+
+
+def worst_test_rows(predictor: Any, frame: pd.DataFrame) -> tuple[pd.DataFrame, list[Any], list[int]]:
+    """``(rows, truth, order)``: the test rows with a target, their true answers, and the positions of
+    the mistakes as the run page lists them (classes: the lowest probability given to the true class
+    first; numbers: the largest error first)."""
+    from studio.modalities.tabular.explain import truth_of
+
+    target = predictor.target
+    rows, truth = truth_of(frame, target)
+    predicted = predictor.predict(rows)
+    if target.get("classes"):
+        probabilities = predicted[[f"probability_{c}" for c in target["classes"]]].to_numpy()
+        given = probabilities[np.arange(len(truth)), truth]
+        wrong = probabilities.argmax(axis=1) != truth
+        order = [int(i) for i in np.argsort(given, kind="stable") if wrong[i]]
+        return rows, [target["classes"][t] for t in truth], order
+    errors = np.abs(predicted[f"predicted_{target['name']}"].to_numpy(dtype="float64") - truth)
+    return rows, [float(t) for t in truth], [int(i) for i in np.argsort(-errors, kind="stable")]
+
+
+def explain_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str, Any], progress: Any, out: Path):
+    """Per-word contributions of the test rows the model got most wrong (``options["rows"]`` of them,
+    10 by default), each toward what the model predicted: the run page colours its mistakes with them."""
+    data = prepared.data
+    bundle, predictor = bundle_predictor(bundle_zip)
+    explained = []
+    with bundle:
+        rows, truth, order = worst_test_rows(predictor, data.frame.iloc[data.test_idx])
+        chosen = order[: int(options.get("rows", MISTAKES_EXPLAINED))]
+        progress(0.1)
+        for done, i in enumerate(chosen, start=1):
+            found = contributions(predictor, rows.iloc[[i]].reset_index(drop=True))
+            explained.append(
+                {
+                    "texts": {name: shortened(pieces) for name, pieces in found["texts"].items()},
+                    "label": truth[i],
+                    "predicted": found["predicted"],
+                    "explains": found["explains"],
+                }
+            )
+            progress(0.1 + 0.9 * done / len(chosen))
+    sentence = (
+        f"Which words pushed the model toward its answer in the {len(explained)} test rows it got most wrong."
+        if explained
+        else "The model got every test row right: no mistakes to explain."
+    )
+    return Analysis({"rows": explained, "sentence": sentence}, sentence)

@@ -15,13 +15,13 @@ import pandas as pd
 from studio import tracking
 from studio.core.spec import ARCHITECTURES, RunSpec
 from studio.modalities import register
+from studio.modalities.text import SHOWN_CHARACTERS
 
 TAG_TEXT_COLUMNS = "studio.text_columns"
 TAG_TEXT_CUT = "studio.text_cut_rows"
 PREDICTIONS_ARTIFACT = tracking.TEXT_PREDICTIONS_ARTIFACT
 """The test rows the model got most wrong (text, truth, prediction), for the run page."""
 SHOWN_ERRORS = 50
-SHOWN_CHARACTERS = 600
 
 
 def make_encoder(spec: RunSpec, columns: list[str]) -> tuple[Any, Path | None]:
@@ -200,6 +200,16 @@ class TextModality:
         from studio.modalities.text.explain import explain_row
 
         return explain_row(*args)
+
+    def explain_model(self, *args: Any) -> Any:
+        from studio.modalities.text.explain import explain_model
+
+        return explain_model(*args)
+
+    def compress_model(self, *args: Any) -> Any:
+        from studio.modalities.text.compress import compress_model
+
+        return compress_model(*args)
 
     def prepare(
         self, spec: RunSpec, dataset: Any, table: pd.DataFrame, profile: dict[str, Any], fold: int = 0

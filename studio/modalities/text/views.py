@@ -109,6 +109,7 @@ def text_results(job: jobs.Job) -> None:
         else f"The {len(frame)} test rows with the largest errors (of {logged['test_rows']:,}), largest first."
     )
     st.dataframe(frame, hide_index=True, key="text-mistakes")
+    explain_view.mistake_words(job)
 
 
 
