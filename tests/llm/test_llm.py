@@ -298,15 +298,21 @@ def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_t
         here = bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist()
     learnt = sum(exact_match(a, r) for a, (_, r) in zip(here, PAIRS, strict=True)) / len(PAIRS)
     assert learnt >= 0.9, list(zip(here, PAIRS, strict=True))  # it learnt the instruction set
+    assert answers_without_the_studio(folder / "model.zip", prompts) == here
+
+
+def answers_without_the_studio(bundle: Path, prompts: list[str], blocked: tuple[str, ...] = ()) -> list[str]:
+    """The bundle's answers at temperature 0, loaded with ``mlflow.pyfunc`` in a process where importing
+    ``studio`` (and the ``blocked`` packages) fails."""
     script = (
-        "import sys, json; sys.modules['studio'] = None\n"
+        f"import sys, json\nfor name in {['studio', *blocked]!r}: sys.modules[name] = None\n"
         "import mlflow, pandas as pd, zipfile, tempfile\n"
         "d = tempfile.mkdtemp(); zipfile.ZipFile(sys.argv[1]).extractall(d)\n"
         "import glob; m = mlflow.pyfunc.load_model(glob.glob(d + '/**/MLmodel', recursive=True)[0].rsplit('/', 1)[0])\n"
         "print(json.dumps(m.predict(pd.DataFrame({'prompt': json.loads(sys.argv[2])}))['answer'].tolist()))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(folder / "model.zip"), json.dumps(prompts)],
+        [sys.executable, "-c", script, str(bundle), json.dumps(prompts)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -314,7 +320,38 @@ def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_t
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == here
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_merged_bundle_answers_as_the_adapter_bundle_without_the_studio_peft_or_the_base(
+    trained, tmp_path
+):
+    """The "merged" download: the base model with the adapter merged in (peft's merge_and_unload) answers
+    the same at temperature 0 as the adapter bundle, loaded with mlflow.pyfunc where ``studio`` and
+    ``peft`` cannot be imported and the base model's folder is not where the bundle says."""
+    import shutil
+    import zipfile
+
+    from studio.bundle.reader import load_bundle, read_bundle_info
+    from studio.modalities.llm.bundle import merge_llm_bundle
+
+    result, spec, folder = trained
+    prompts = [p for p, _ in PAIRS]
+    with load_bundle(folder / "model.zip") as bundle:
+        here = bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist()
+    merged = merge_llm_bundle(folder / "model.zip", tmp_path / "merged.zip")
+    info = read_bundle_info(merged)
+    assert info["llm"]["merged"] and info["llm"]["method"] == "lora"
+    with zipfile.ZipFile(merged) as zf:
+        names = zf.namelist()
+    assert any("/files/merged/" in n for n in names) and not any("/files/adapter/" in n for n in names)
+    base = Path(info["llm"]["base_model"]["path"])
+    moved = base.with_name(base.name + "-away")
+    shutil.move(base, moved)  # the merged model needs no base model
+    try:
+        assert answers_without_the_studio(merged, prompts, blocked=("peft",)) == here
+    finally:
+        shutil.move(moved, base)
 
 
 def test_an_answer_streams_piece_by_piece_and_joins_to_the_whole_answer(trained, monkeypatch):
