@@ -354,6 +354,35 @@ def test_the_merged_bundle_answers_as_the_adapter_bundle_without_the_studio_peft
         shutil.move(moved, base)
 
 
+def test_mlflow_models_serve_answers_prompts_with_the_logged_bundle(trained, tmp_path):
+    """The bundle logged to the run, unzipped, is what ``mlflow models serve -m FOLDER`` serves: MLflow's
+    own scoring app (the one the command runs, called here without a network port) answers a
+    ``dataframe_split`` of prompts with the bundle's answers."""
+    import zipfile
+
+    import mlflow
+    from mlflow.pyfunc import scoring_server
+    from starlette.testclient import TestClient
+
+    from studio import tracking
+
+    result, spec, folder = trained
+    logged = tracking.download_bundle(result.run_id, str(tmp_path))
+    zipfile.ZipFile(logged).extractall(tmp_path / "model")
+    (mlmodel,) = list((tmp_path / "model").rglob("MLmodel"))
+    model = mlflow.pyfunc.load_model(str(mlmodel.parent))
+    prompts = [p for p, _ in PAIRS[:4]]
+    with TestClient(scoring_server.init(model)) as client:
+        response = client.post(
+            "/invocations", json={"dataframe_split": {"columns": ["prompt"], "data": [[p] for p in prompts]}}
+        )
+    assert response.status_code == 200, response.text
+    served = pd.DataFrame(response.json()["predictions"])
+    expected = model.predict(pd.DataFrame({"prompt": prompts}))
+    assert served["answer"].tolist() == expected["answer"].tolist()
+    assert sum(a == r for a, (_, r) in zip(served["answer"], PAIRS, strict=False)) >= 3  # it learnt them
+
+
 def test_an_answer_streams_piece_by_piece_and_joins_to_the_whole_answer(trained, monkeypatch):
     """The Predict page's stream: the pieces come one by one from the generating thread and make the
     same text as the whole answer, for the fine-tuned and the base model; a failure reaches the reader."""
