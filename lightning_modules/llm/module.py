@@ -47,9 +47,35 @@ def load_model(folder: Path, params: dict[str, Any], *, bf16_weights: bool, targ
 
     lora = params["method"] == "lora"
     dtype = torch.bfloat16 if (lora and bf16_weights) else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    four_bit = lora and bool(params.get("load_in_4bit"))
+    if four_bit:  # QLoRA: the frozen base in 4-bit NF4 on this GPU (checked before: CUDA, bitsandbytes)
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16_weights else torch.float16,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            str(folder),
+            dtype=dtype if bf16_weights else torch.float16,
+            quantization_config=quantization,
+            device_map={"": torch.cuda.current_device()},
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
     model.config.use_cache = False
-    if params.get("gradient_checkpointing"):
+    checkpointing = bool(params.get("gradient_checkpointing"))
+    if four_bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not lora:
         return model

@@ -59,6 +59,7 @@ def write_llm_bundle(
             },
             "method": params["method"],
             "merged": merged,
+            "trained_on_4bit_base": bool(params.get("load_in_4bit")),
             "shape": shape.kind,
             "max_new_tokens": int(params["max_new_tokens"]),
             "chat_template": bool(getattr(module.tokenizer, "chat_template", None)),

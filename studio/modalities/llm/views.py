@@ -119,9 +119,15 @@ class LLMForm(TableForm):
             return [f"The base model '{base}'{size} is not on this machine: {how}."]
         try:
             models.check_causal_lm(folder)
-            estimate, available, device, _ = memory_estimate(spec, folder)
+            estimate, available, device, gpu = memory_estimate(spec, folder)
         except StudioError as err:
             return [str(err)]
+        devices = spec.training.devices
+        four_bit = models.four_bit_problem(
+            params, cuda=gpu, devices=1 if devices in ("1", "auto") else int(devices)
+        )
+        if four_bit:
+            return [four_bit]
         refusal = models.fits_message(estimate, available, device)
         return [refusal] if refusal else []
 
@@ -177,6 +183,7 @@ def memory_estimate(spec: RunSpec, folder: Path) -> tuple[Any, int | None, str, 
         length=int(params["max_length"]),
         checkpointing=bool(params["gradient_checkpointing"]),
         weight_bytes=2 if bf16 else 4,
+        four_bit=bool(params.get("load_in_4bit")) and gpu,
     )
     return estimate, available, device, gpu
 
