@@ -142,19 +142,23 @@ def test_every_assistant_turn_of_a_chat_is_learnt_and_the_user_turns_are_masked(
                               strict=True) if x != IGNORE] == ["blue", "</s>"]  # fmt: skip
 
 
+QWEN_05B = {
+    "model_type": "qwen2",
+    "hidden_size": 896,
+    "num_hidden_layers": 24,
+    "vocab_size": 151936,
+    "intermediate_size": 4864,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "tie_word_embeddings": True,
+}
+"""Qwen2.5-0.5B's configuration (what the memory estimate reads)."""
+
+
 def test_the_memory_estimate_adds_up_and_refuses_what_cannot_fit():
     from studio.modalities.llm.models import estimate_memory, fits_message, parameter_count, target_modules
 
-    config = {
-        "model_type": "qwen2",
-        "hidden_size": 896,
-        "num_hidden_layers": 24,
-        "vocab_size": 151936,
-        "intermediate_size": 4864,
-        "num_attention_heads": 14,
-        "num_key_value_heads": 2,
-        "tie_word_embeddings": True,
-    }
+    config = QWEN_05B
     assert 0.45e9 < parameter_count(config) < 0.55e9  # Qwen2.5-0.5B has 494 M parameters
     kw = {
         "method": "lora",

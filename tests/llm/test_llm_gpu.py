@@ -11,19 +11,8 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.llm.test_llm import _no_runs, _spec
+from tests.llm.test_llm import QWEN_05B, _no_runs, _spec
 from tests.llm.tiny import PAIRS, build_model, write_pairs_csv
-
-QWEN_05B = {
-    "model_type": "qwen2",
-    "hidden_size": 896,
-    "num_hidden_layers": 24,
-    "vocab_size": 151936,
-    "intermediate_size": 4864,
-    "num_attention_heads": 14,
-    "num_key_value_heads": 2,
-    "tie_word_embeddings": True,
-}
 
 
 def test_the_memory_estimate_counts_4_bit_weights_for_the_blocks_and_16_bits_for_the_embeddings():
