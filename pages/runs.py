@@ -229,6 +229,9 @@ def model_download(job: jobs.Job) -> None:
         icon=":material/download:",
         on_click="ignore",
     )
+    more = getattr(kind_views(task_info(job.spec.task).kind), "more_downloads", None)
+    if more is not None:  # e.g. a language model's merged version
+        more(job, bundle, name)
     page_link(
         "pages/predict.py",
         f"Predict new {task_info(job.spec.task).unit} with this model",

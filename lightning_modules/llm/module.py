@@ -21,6 +21,8 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from studio.core.errors import TrainingError
+
 IGNORE = -100
 
 
@@ -45,9 +47,35 @@ def load_model(folder: Path, params: dict[str, Any], *, bf16_weights: bool, targ
 
     lora = params["method"] == "lora"
     dtype = torch.bfloat16 if (lora and bf16_weights) else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
+    four_bit = lora and bool(params.get("load_in_4bit"))
+    if four_bit:  # QLoRA: the frozen base in 4-bit NF4 on this GPU (checked before: CUDA, bitsandbytes)
+        from transformers import BitsAndBytesConfig
+
+        quantization = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16 if bf16_weights else torch.float16,
+        )
+        model = AutoModelForCausalLM.from_pretrained(
+            str(folder),
+            dtype=dtype if bf16_weights else torch.float16,
+            quantization_config=quantization,
+            device_map={"": torch.cuda.current_device()},
+        )
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=dtype)
     model.config.use_cache = False
-    if params.get("gradient_checkpointing"):
+    checkpointing = bool(params.get("gradient_checkpointing"))
+    if four_bit:
+        from peft import prepare_model_for_kbit_training
+
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if not lora:
         return model
@@ -177,18 +205,7 @@ def token_f1(answer: str, reference: str) -> float:
 
 
 # --------------------------------------------------------------------------- data
-class _Batches(torch.utils.data.Dataset):
-    def __init__(self, items: list[Encoded]):
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> Encoded:
-        return self.items[i]
-
-
-class EpochShuffle(torch.utils.data.Sampler):
+class EpochShuffle:
     """A new order each epoch from ``seed + epoch`` (Lightning calls ``set_epoch``), so a resumed run sees
     the same batches in its later epochs as a straight run."""
 
@@ -206,12 +223,72 @@ class EpochShuffle(torch.utils.data.Sampler):
         return iter(torch.randperm(self.n, generator=generator).tolist())
 
 
+def _shares(rows: list[int], parts: int) -> list[list[int]]:
+    """``rows`` cut into ``parts`` nearly equal consecutive parts (the first ones one longer)."""
+    size, extra = divmod(len(rows), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(rows[start:end])
+        start = end
+    return out
+
+
+class Batches:
+    """A split's padded batches (Lightning sets the training order's epoch through ``sampler``).
+
+    With ``world`` > 1 processes training together (DDP), this is process ``rank``'s part:
+
+    - training: every process draws the same order, cuts it into the same batches of ``batch_size``
+      examples and keeps its own share of each, so an update still learns from ``batch_size`` examples
+      and every process takes the same number of steps; a last batch with fewer examples than processes
+      is left out.
+    - validation and test: the ``rank``-th of ``world`` nearly equal parts of the split, in as many
+      batches on every process (a short share ends with an empty batch, which the module skips); the
+      module sums the losses over the processes."""
+
+    def __init__(
+        self, items: list[Encoded], batch_size: int, pad_id: int, *, shuffle: bool, seed: int,
+        rank: int = 0, world: int = 1,
+    ):  # fmt: skip
+        self.items, self.batch_size, self.pad_id = items, batch_size, pad_id
+        self.rank, self.world = rank, world
+        self._order = EpochShuffle(len(items), seed) if shuffle else None
+        if shuffle:  # what Lightning reads: it sets the epoch and sees a shuffled loader
+            self.sampler, self.batch_sampler = self._order, None
+
+    def __len__(self) -> int:
+        n = len(self.items)
+        if self.world == 1:
+            return math.ceil(n / self.batch_size)
+        if self._order is not None:
+            full, rest = divmod(n, self.batch_size)
+            return full + (1 if rest >= self.world else 0)
+        return max(1, math.ceil(math.ceil(n / self.world) / self.batch_size))
+
+    def _parts(self) -> list[list[int]]:
+        order = list(self._order) if self._order is not None else list(range(len(self.items)))
+        if self.world == 1:
+            return [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+        if self._order is not None:
+            batches = [order[i * self.batch_size : (i + 1) * self.batch_size] for i in range(len(self))]
+            return [_shares(rows, self.world)[self.rank] for rows in batches]
+        return _shares(_shares(order, self.world)[self.rank], len(self))
+
+    def __iter__(self):  # noqa: ANN204
+        for rows in self._parts():
+            yield collate([self.items[i] for i in rows], self.pad_id) if rows else {}
+
+
 class LLMData(pl.LightningDataModule):
-    """The tokenised examples of each split; shuffled training batches (seeded), padded per batch."""
+    """The tokenised examples of each split; shuffled training batches (seeded), padded per batch.
+    ``world_size`` (set by the engine before training, :func:`studio.engine.ddp.share_data`) is how
+    many processes share them."""
 
     def __init__(self, splits: dict[str, list[Encoded]], batch_size: int, pad_id: int, seed: int):
         super().__init__()
         self.splits, self.batch_size, self.pad_id, self.seed = splits, int(batch_size), int(pad_id), seed
+        self.world_size, self.rank = 1, 0
 
     @property
     def sizes(self) -> dict[str, int]:
@@ -219,24 +296,40 @@ class LLMData(pl.LightningDataModule):
 
     @property
     def steps_per_epoch(self) -> int:
-        return max(1, math.ceil(len(self.splits["train"]) / self.batch_size))
+        return max(1, len(self._loader("train", True)))
 
-    def _loader(self, name: str, shuffle: bool) -> torch.utils.data.DataLoader:
-        items = self.splits[name]
-        return torch.utils.data.DataLoader(
-            _Batches(items),
-            batch_size=self.batch_size,
-            sampler=EpochShuffle(len(items), self.seed) if shuffle else None,
-            collate_fn=lambda b: collate(b, self.pad_id),
-        )
+    def check_world_size(self) -> None:
+        """A plain error when the training examples are too few to give every process one of a batch."""
+        n, world = len(self.splits["train"]), self.world_size
+        if world > 1 and (self.batch_size < world or n < world):
+            raise TrainingError(
+                f"{n} training examples in batches of {self.batch_size} are too few to share among {world} "
+                "devices (each needs at least one example of every batch); use fewer devices or a larger "
+                "batch size."
+            )
 
-    def train_dataloader(self) -> torch.utils.data.DataLoader:
+    def setup(self, stage: str | None = None) -> None:
+        trainer = getattr(self, "trainer", None)
+        world = trainer.world_size if trainer is not None else 1
+        if world != self.world_size:
+            raise RuntimeError(
+                f"the DataModule was prepared for {self.world_size} process(es), the Trainer runs {world}"
+            )
+        self.rank = trainer.global_rank if trainer is not None else 0
+
+    def _loader(self, name: str, shuffle: bool) -> Batches:
+        return Batches(
+            self.splits[name], self.batch_size, self.pad_id, shuffle=shuffle, seed=self.seed,
+            rank=self.rank, world=self.world_size,
+        )  # fmt: skip
+
+    def train_dataloader(self) -> Batches:
         return self._loader("train", True)
 
-    def val_dataloader(self) -> torch.utils.data.DataLoader:
+    def val_dataloader(self) -> Batches:
         return self._loader("val", False)
 
-    def test_dataloader(self) -> torch.utils.data.DataLoader:
+    def test_dataloader(self) -> Batches:
         return self._loader("test", False)
 
 
@@ -295,10 +388,29 @@ class LLMLightningModule(pl.LightningModule):
             )
         return super().load_state_dict(state_dict, strict=False, assign=assign)
 
+    # ---- several processes (DDP): every process sees the same losses and scores
+    @property
+    def distributed(self) -> bool:
+        trainer = self._trainer
+        return trainer is not None and trainer.world_size > 1
+
+    def _summed(self, values: list[float], mean: bool = False) -> list[float]:
+        """``values`` summed (or averaged) over every process with DDP; themselves otherwise. Every
+        process must call it at the same point."""
+        if not self.distributed:
+            return values
+        tensor = torch.tensor(values, dtype=torch.float64, device=self.device)
+        return self.trainer.strategy.reduce(tensor, reduce_op="mean" if mean else "sum").tolist()
+
+    @property
+    def _answers_here(self) -> bool:
+        """Whether this process writes the held-out and test answers (rank 0 only: it logs them)."""
+        return not self.distributed or self.trainer.global_rank == 0
+
     # ---- what the studio's callbacks read
     def pop_step_losses(self) -> list[float]:
         out, self._losses = self._losses, []
-        return out
+        return self._summed(out, mean=True) if out else out
 
     def pop_train_accuracy(self) -> None:
         return None
@@ -331,6 +443,8 @@ class LLMLightningModule(pl.LightningModule):
         self._tokens, self._epoch_started = 0, time.perf_counter()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        """One batch (with DDP this process's share of it: the gradients are averaged over the
+        processes in the backward pass)."""
         optimizer = self.optimizers()
         scheduler = self.lr_schedulers()
         loss = self.net(**batch).loss
@@ -349,6 +463,8 @@ class LLMLightningModule(pl.LightningModule):
 
     # ---- validation and test
     def _add_loss(self, batch: dict[str, torch.Tensor]) -> None:
+        if not batch:  # DDP: this process's share of the examples ran out before the others'
+            return
         loss = self.net(**batch).loss
         n = int((batch["labels"][:, 1:] != IGNORE).sum())
         self._eval[0] += float(loss) * n
@@ -358,18 +474,20 @@ class LLMLightningModule(pl.LightningModule):
         self._eval = [0.0, 0]
         if self._epoch_started is not None:
             seconds = time.perf_counter() - self._epoch_started
-            self.epoch_metrics["train/tokens_per_second"] = self._tokens / max(seconds, 1e-9)
+            (tokens,) = self._summed([float(self._tokens)])
+            self.epoch_metrics["train/tokens_per_second"] = tokens / max(seconds, 1e-9)
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._add_loss(batch)
 
     def _eval_loss(self) -> float:
-        return self._eval[0] / self._eval[1] if self._eval[1] else float("nan")
+        total, tokens = self._summed([float(self._eval[0]), float(self._eval[1])])
+        return total / tokens if tokens else float("nan")
 
     def on_validation_epoch_end(self) -> None:
         loss = self._eval_loss()
         self.epoch_metrics.update({"val/loss": loss, "val/perplexity": _perplexity(loss)})
-        if self.trainer.sanity_checking or not self.settings.samples:
+        if self.trainer.sanity_checking or not self.settings.samples or not self._answers_here:
             return
         epoch = self.current_epoch + 1
         answers = generate(
@@ -403,7 +521,7 @@ class LLMLightningModule(pl.LightningModule):
                 [e.prompt_ids for e in items],
                 max_new_tokens=self.settings.max_new_tokens,
             )
-            if items and items[0].prompt
+            if items and items[0].prompt and self._answers_here
             else []
         )
         self.test_answers = [

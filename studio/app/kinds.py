@@ -13,7 +13,8 @@ from studio.core.tasks import task_info
 def kind_views(kind: str) -> Any:
     """The data kind's parts of the pages (``studio/modalities/<kind>/views.py``, or the module its
     ``Modality.views`` names): ``FORM`` (a :class:`FormKind`), ``DEFAULTS_SUIT``, ``run_results(job)`` and
-    ``predict_inputs(model_path, model_info)``."""
+    ``predict_inputs(model_path, model_info)``; optionally ``more_downloads(job, bundle, file_name)`` (the
+    run page's other downloads beside the model, e.g. a language model's merged version)."""
     import importlib
 
     from studio.modalities import modality

@@ -142,19 +142,23 @@ def test_every_assistant_turn_of_a_chat_is_learnt_and_the_user_turns_are_masked(
                               strict=True) if x != IGNORE] == ["blue", "</s>"]  # fmt: skip
 
 
+QWEN_05B = {
+    "model_type": "qwen2",
+    "hidden_size": 896,
+    "num_hidden_layers": 24,
+    "vocab_size": 151936,
+    "intermediate_size": 4864,
+    "num_attention_heads": 14,
+    "num_key_value_heads": 2,
+    "tie_word_embeddings": True,
+}
+"""Qwen2.5-0.5B's configuration (what the memory estimate reads)."""
+
+
 def test_the_memory_estimate_adds_up_and_refuses_what_cannot_fit():
     from studio.modalities.llm.models import estimate_memory, fits_message, parameter_count, target_modules
 
-    config = {
-        "model_type": "qwen2",
-        "hidden_size": 896,
-        "num_hidden_layers": 24,
-        "vocab_size": 151936,
-        "intermediate_size": 4864,
-        "num_attention_heads": 14,
-        "num_key_value_heads": 2,
-        "tie_word_embeddings": True,
-    }
+    config = QWEN_05B
     assert 0.45e9 < parameter_count(config) < 0.55e9  # Qwen2.5-0.5B has 494 M parameters
     kw = {
         "method": "lora",
@@ -298,15 +302,21 @@ def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_t
         here = bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist()
     learnt = sum(exact_match(a, r) for a, (_, r) in zip(here, PAIRS, strict=True)) / len(PAIRS)
     assert learnt >= 0.9, list(zip(here, PAIRS, strict=True))  # it learnt the instruction set
+    assert answers_without_the_studio(folder / "model.zip", prompts) == here
+
+
+def answers_without_the_studio(bundle: Path, prompts: list[str], blocked: tuple[str, ...] = ()) -> list[str]:
+    """The bundle's answers at temperature 0, loaded with ``mlflow.pyfunc`` in a process where importing
+    ``studio`` (and the ``blocked`` packages) fails."""
     script = (
-        "import sys, json; sys.modules['studio'] = None\n"
+        f"import sys, json\nfor name in {['studio', *blocked]!r}: sys.modules[name] = None\n"
         "import mlflow, pandas as pd, zipfile, tempfile\n"
         "d = tempfile.mkdtemp(); zipfile.ZipFile(sys.argv[1]).extractall(d)\n"
         "import glob; m = mlflow.pyfunc.load_model(glob.glob(d + '/**/MLmodel', recursive=True)[0].rsplit('/', 1)[0])\n"
         "print(json.dumps(m.predict(pd.DataFrame({'prompt': json.loads(sys.argv[2])}))['answer'].tolist()))\n"
     )
     done = subprocess.run(
-        [sys.executable, "-c", script, str(folder / "model.zip"), json.dumps(prompts)],
+        [sys.executable, "-c", script, str(bundle), json.dumps(prompts)],
         capture_output=True,
         text=True,
         timeout=300,
@@ -314,7 +324,67 @@ def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_t
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr[-2000:]
-    assert json.loads(done.stdout.strip().splitlines()[-1]) == here
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_merged_bundle_answers_as_the_adapter_bundle_without_the_studio_peft_or_the_base(
+    trained, tmp_path
+):
+    """The "merged" download: the base model with the adapter merged in (peft's merge_and_unload) answers
+    the same at temperature 0 as the adapter bundle, loaded with mlflow.pyfunc where ``studio`` and
+    ``peft`` cannot be imported and the base model's folder is not where the bundle says."""
+    import shutil
+    import zipfile
+
+    from studio.bundle.reader import load_bundle, read_bundle_info
+    from studio.modalities.llm.bundle import merge_llm_bundle
+
+    result, spec, folder = trained
+    prompts = [p for p, _ in PAIRS]
+    with load_bundle(folder / "model.zip") as bundle:
+        here = bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist()
+    merged = merge_llm_bundle(folder / "model.zip", tmp_path / "merged.zip")
+    info = read_bundle_info(merged)
+    assert info["llm"]["merged"] and info["llm"]["method"] == "lora"
+    with zipfile.ZipFile(merged) as zf:
+        names = zf.namelist()
+    assert any("/files/merged/" in n for n in names) and not any("/files/adapter/" in n for n in names)
+    base = Path(info["llm"]["base_model"]["path"])
+    moved = base.with_name(base.name + "-away")
+    shutil.move(base, moved)  # the merged model needs no base model
+    try:
+        assert answers_without_the_studio(merged, prompts, blocked=("peft",)) == here
+    finally:
+        shutil.move(moved, base)
+
+
+def test_mlflow_models_serve_answers_prompts_with_the_logged_bundle(trained, tmp_path):
+    """The bundle logged to the run, unzipped, is what ``mlflow models serve -m FOLDER`` serves: MLflow's
+    own scoring app (the one the command runs, called here without a network port) answers a
+    ``dataframe_split`` of prompts with the bundle's answers."""
+    import zipfile
+
+    import mlflow
+    from mlflow.pyfunc import scoring_server
+    from starlette.testclient import TestClient
+
+    from studio import tracking
+
+    result, spec, folder = trained
+    logged = tracking.download_bundle(result.run_id, str(tmp_path))
+    zipfile.ZipFile(logged).extractall(tmp_path / "model")
+    (mlmodel,) = list((tmp_path / "model").rglob("MLmodel"))
+    model = mlflow.pyfunc.load_model(str(mlmodel.parent))
+    prompts = [p for p, _ in PAIRS[:4]]
+    with TestClient(scoring_server.init(model)) as client:
+        response = client.post(
+            "/invocations", json={"dataframe_split": {"columns": ["prompt"], "data": [[p] for p in prompts]}}
+        )
+    assert response.status_code == 200, response.text
+    served = pd.DataFrame(response.json()["predictions"])
+    expected = model.predict(pd.DataFrame({"prompt": prompts}))
+    assert served["answer"].tolist() == expected["answer"].tolist()
+    assert sum(a == r for a, (_, r) in zip(served["answer"], PAIRS, strict=False)) >= 3  # it learnt them
 
 
 def test_an_answer_streams_piece_by_piece_and_joins_to_the_whole_answer(trained, monkeypatch):

@@ -51,6 +51,42 @@ def test_the_run_page_shows_the_answers_after_each_epoch(job):
     assert sorted(set(samples["epoch"])) == list(range(1, 26))  # one held-out prompt, every epoch
 
 
+def test_the_run_page_makes_the_merged_model_to_download(job):
+    """The "Make the merged model" button merges the adapter into the base model in its own process,
+    then offers the merged bundle (it holds the whole model) beside the adapter bundle."""
+    from studio.bundle.reader import read_bundle_info
+    from studio.core import settings
+
+    done, _, _ = job
+    at = AppTest.from_file(str(PAGES / "runs.py"), default_timeout=180)
+    at.query_params["job"] = done.id
+    at.run()
+    assert not [b for b in at.get("download_button") if b.proto.id.endswith("download-merged-model")]
+    at.button(key="llm-make-merged").click().run()
+    assert not at.exception and not at.error, [e.value for e in [*at.exception, *at.error]]
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the merged model (.zip)" in labels and "Download the model (.zip)" in labels
+    merged = settings.studio_home() / "downloads" / done.id / "merged-model.zip"
+    assert read_bundle_info(merged)["llm"]["merged"]
+
+
+def test_merging_without_the_base_model_says_so_in_one_line(job, tmp_path, monkeypatch, capsys):
+    from studio.modalities.llm.bundle import main
+
+    done, model, _ = job
+    monkeypatch.setenv("STUDIO_LLM_BASE_MODEL", "")
+    moved = model.with_name(model.name + "-away")
+    model.rename(moved)
+    try:
+        assert main([done.bundle_path, str(tmp_path / "merged.zip")]) == 2
+    finally:
+        moved.rename(model)
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "This model is an adapter for the base model" in err and "is not on this machine" in err
+    assert not (tmp_path / "merged.zip").exists()
+
+
 def test_the_predict_page_answers_a_prompt_beside_the_base_model_and_a_csv_of_prompts(job):
     done, _, _ = job
     at = AppTest.from_file(str(PAGES / "predict.py"), default_timeout=120)

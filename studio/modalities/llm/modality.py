@@ -165,6 +165,16 @@ def _plan(spec: Any) -> Any:
     return SimpleNamespace(accelerator="gpu" if gpu else "cpu", precision=spec.training.precision)
 
 
+def _devices(spec: Any) -> int:
+    """How many devices the run asks for (``auto``: every visible GPU)."""
+    import torch
+
+    devices = spec.training.devices
+    if devices == "auto":
+        return max(1, torch.cuda.device_count())
+    return int(devices)
+
+
 class LLMModality:
     name = KIND
 
@@ -190,6 +200,7 @@ class LLMModality:
             cpu_seconds_per_epoch,
             estimate_memory,
             fits_message,
+            four_bit_problem,
             locate_base_model,
             read_config,
             target_modules,
@@ -213,6 +224,9 @@ class LLMModality:
                 "them with; choose an instruct (chat) model, or give the data as prompt and response columns."
             )
         plan = self.device_plan(_plan(spec))
+        four_bit = four_bit_problem(params, cuda=plan.accelerator == "gpu", devices=_devices(spec))
+        if four_bit:
+            raise TrainingError(four_bit)
         max_length = int(params["max_length"])
         config = read_config(folder)
         context = int(config.get("max_position_embeddings") or 0)
@@ -248,6 +262,7 @@ class LLMModality:
             length=min(longest, max_length),
             checkpointing=bool(params["gradient_checkpointing"]),
             weight_bytes=2 if bf16_weights else 4,
+            four_bit=bool(params.get("load_in_4bit")),
         )
         available, device = device_memory(plan.accelerator)
         refusal = fits_message(estimate, available, device)

@@ -261,8 +261,11 @@ def estimate_memory(
     length: int,
     checkpointing: bool,
     weight_bytes: int,
+    four_bit: bool = False,
 ) -> MemoryEstimate:
     """Bytes a run needs on its device. ``weight_bytes``: 2 for bfloat16 weights (GPU), 4 for 32-bit.
+    ``four_bit`` (QLoRA): the transformer blocks' weights take :data:`NF4_BYTES` each, the embeddings
+    and the output layer (which bitsandbytes leaves alone) ``weight_bytes``.
 
     Activations follow Korthikanti et al. (2022) for a layer without recomputation, about ``B·L·H·34``
     bytes in 16 bits plus ``5·heads·B·L²`` for the attention scores (with PyTorch's fused attention the
@@ -285,9 +288,47 @@ def estimate_memory(
         trainable = params
         return MemoryEstimate(params * 4, trainable, 0, trainable * 4, trainable * 8, activations, logits)
     trainable = lora_parameter_count(config, rank, targets)
+    weights = params * weight_bytes
+    if four_bit:
+        embed = vocab * hidden * (1 if config.get("tie_word_embeddings", False) else 2)
+        weights = int((params - embed) * NF4_BYTES + embed * weight_bytes)
     return MemoryEstimate(
-        params * weight_bytes, trainable, trainable * 4, trainable * 4, trainable * 8, activations, logits
+        weights, trainable, trainable * 4, trainable * 4, trainable * 8, activations, logits
     )
+
+
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)
+"""Bytes a weight takes in 4-bit NF4 with double quantisation: 4 bits, plus an 8-bit scale per block of
+64 weights, plus a 32-bit scale per 256 of those (Dettmers et al., 2023)."""
+
+
+def four_bit_problem(params: dict[str, Any], *, cuda: bool, devices: int = 1) -> str | None:
+    """Why a run asking for a 4-bit base model (QLoRA) cannot have it here, in one sentence; ``None``
+    when it can (or does not ask). bitsandbytes is looked for, never imported."""
+    import importlib.util
+
+    if not params.get("load_in_4bit"):
+        return None
+    if params.get("method") != "lora":
+        return "A 4-bit base model trains a LoRA adapter only: choose the LoRA method, or turn 4-bit off."
+    if params.get("merged"):
+        return (
+            "A 4-bit base model cannot be bundled merged: turn 'Bundle the merged model' off (the run page "
+            "makes the merged model from the adapter afterwards, in full precision)."
+        )
+    if not cuda:
+        return (
+            "A 4-bit base model (QLoRA) needs a CUDA GPU (bitsandbytes computes in 4 bits there only), "
+            "and this run has none: turn 4-bit off to train in 32 bits on this machine."
+        )
+    if devices > 1:
+        return "A 4-bit base model (QLoRA) trains on one GPU for now: set Devices to 1, or turn 4-bit off."
+    if importlib.util.find_spec("bitsandbytes") is None:
+        return (
+            "A 4-bit base model (QLoRA) needs the bitsandbytes package, which is not installed: "
+            "pip install -r requirements-gpu.txt, or turn 4-bit off."
+        )
+    return None
 
 
 def human_bytes(n: float) -> str:

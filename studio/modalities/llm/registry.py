@@ -69,6 +69,13 @@ class LoraParams(StudioModel):
         "architecture; or a comma-separated list of layer names.",
         json_schema_extra=_extra(advanced=True),
     )
+    load_in_4bit: bool = Field(
+        False,
+        title="4-bit base model (QLoRA)",
+        description="Load the frozen base model in 4 bits (NF4, through bitsandbytes): about a quarter "
+        "of its weights' memory. LoRA on one CUDA GPU only.",
+        json_schema_extra=_extra(advanced=True),
+    )
     max_length: int = Field(
         512,
         ge=16,

@@ -119,9 +119,15 @@ class LLMForm(TableForm):
             return [f"The base model '{base}'{size} is not on this machine: {how}."]
         try:
             models.check_causal_lm(folder)
-            estimate, available, device, _ = memory_estimate(spec, folder)
+            estimate, available, device, gpu = memory_estimate(spec, folder)
         except StudioError as err:
             return [str(err)]
+        devices = spec.training.devices
+        four_bit = models.four_bit_problem(
+            params, cuda=gpu, devices=1 if devices in ("1", "auto") else int(devices)
+        )
+        if four_bit:
+            return [four_bit]
         refusal = models.fits_message(estimate, available, device)
         return [refusal] if refusal else []
 
@@ -177,6 +183,7 @@ def memory_estimate(spec: RunSpec, folder: Path) -> tuple[Any, int | None, str, 
         length=int(params["max_length"]),
         checkpointing=bool(params["gradient_checkpointing"]),
         weight_bytes=2 if bf16 else 4,
+        four_bit=bool(params.get("load_in_4bit")) and gpu,
     )
     return estimate, available, device, gpu
 
@@ -228,6 +235,73 @@ def run_results(job: jobs.Job) -> None:
     if not tests.empty:
         st.subheader("Answers to the test examples")
         st.dataframe(tests, hide_index=True, key="llm-test-answers")
+
+
+MERGED_FILE = "merged-model.zip"
+
+
+def merged_bundle(job: jobs.Job, bundle: Path) -> Path:
+    """The job's merged bundle (the base model with the adapter merged in), made once from its adapter
+    bundle in a separate process (merging loads the whole model: torch stays out of the page) and kept
+    in the job's downloads folder. A :class:`StudioError` in plain words when it cannot be made."""
+    import subprocess
+    import sys
+
+    from studio.core import settings
+    from studio.core.errors import BundleError
+
+    out = settings.studio_home() / "downloads" / job.id / MERGED_FILE
+    if out.is_file():
+        return out
+    out.parent.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "studio.modalities.llm.bundle", str(bundle), str(out)],
+        capture_output=True,
+        text=True,
+        cwd=str(Path(__file__).resolve().parents[3]),
+    )
+    if done.returncode != 0 or not out.is_file():
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        said = lines[-1].removeprefix("error: ") if lines else f"exit code {done.returncode}"
+        raise BundleError(f"The merged model could not be made: {said}")
+    return out
+
+
+def more_downloads(job: jobs.Job, bundle: Path, name: str) -> None:
+    """The run page's "merged" download beside the adapter bundle: the whole model, which answers
+    without the base model (made on request: it is as large as the base model)."""
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(bundle) as zf:
+        member = next((n for n in zf.namelist() if n.endswith("studio_model.json")), None)
+        info = json.loads(zf.read(member)) if member else {}
+    if info.get("llm", {}).get("merged", True):
+        return  # the bundle holds the whole model already
+    made = st.session_state.get(f"llm-merged-{job.id}")
+    if made is None:
+        st.caption(
+            "The model above is a LoRA adapter: it needs the base model on the machine that uses it. The "
+            "merged model holds the base model with the adapter merged in (as large as the base model)."
+        )
+        if not st.button("Make the merged model", key="llm-make-merged", icon=":material/merge:"):
+            return
+        try:
+            with st.spinner("Merging the adapter into the base model…"):
+                made = str(merged_bundle(job, bundle))
+        except StudioError as err:
+            ui.show_error(err)
+            return
+        st.session_state[f"llm-merged-{job.id}"] = made
+    st.download_button(
+        "Download the merged model (.zip)",
+        data=Path(made).read_bytes,
+        file_name=name.replace("-model.zip", "-merged-model.zip"),
+        mime="application/zip",
+        key="download-merged-model",
+        icon=":material/download:",
+        on_click="ignore",
+    )
 
 
 # --------------------------------------------------------------------------- the predict page
@@ -355,7 +429,9 @@ def _lengths(what: str, stats: dict[str, Any]) -> str:
     )
 
 
-def example_texts(table: pd.DataFrame, reading: dict[str, Any], n: int = EXAMPLES_SHOWN) -> list[tuple[str, str]]:
+def example_texts(
+    table: pd.DataFrame, reading: dict[str, Any], n: int = EXAMPLES_SHOWN
+) -> list[tuple[str, str]]:
     """The first ``n`` examples as (what the model reads, what it learns to write), in plain text."""
     shape = shapes.shape_or_error(list(table.columns))
     found = shapes.examples(table.head(n), shape)
@@ -376,7 +452,9 @@ def data_page_section(table: pd.DataFrame, reading: dict[str, Any]) -> None:
     from studio.app import charts
 
     st.markdown(
-        ui.as_text(f"The studio reads this as examples to fine-tune a language model on: {reading['description']}.")
+        ui.as_text(
+            f"The studio reads this as examples to fine-tune a language model on: {reading['description']}."
+        )
     )
     if reading.get("problem"):
         ui.show_error(StudioError(reading["problem"]))
@@ -407,7 +485,9 @@ def data_page_section(table: pd.DataFrame, reading: dict[str, Any]) -> None:
     if noticed:
         ui.show_warnings(noticed)
     else:
-        st.success("Nothing to worry about: no repeated examples and no empty answers.", icon=":material/check:")
+        st.success(
+            "Nothing to worry about: no repeated examples and no empty answers.", icon=":material/check:"
+        )
     st.subheader("A few examples")
     for number, (prompt, answer) in enumerate(example_texts(table, reading), start=1):
         with st.container(border=True, key=f"llm-example-{number}"):
