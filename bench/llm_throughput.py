@@ -19,6 +19,7 @@ favours neither). Also prints the studio's memory estimate beside the measured p
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import resource
 import statistics
@@ -163,6 +164,9 @@ def main() -> int:
     from studio.engine.training import train
 
     with tempfile.TemporaryDirectory(prefix="llm-bench-") as tmp:
+        # its own studio folder and MLflow store (run straight from a shell, not only under the tests)
+        os.environ.setdefault("STUDIO_HOME", f"{tmp}/home")
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
         folder = Path(args.model) if args.model else build_model(Path(tmp) / "model", args.tiny)
         csv = examples_csv(Path(tmp) / "examples.csv", args.examples, args.length)
         params = {
