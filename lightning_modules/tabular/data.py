@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from studio.core.errors import TrainingError
-from studio.core.runtime import TabularPreprocessor, encode_target, fit_target
+from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units
 from studio.core.spec import RunSpec
 from studio.core.tasks import head_task
 
@@ -173,7 +173,9 @@ class TabularDataModule(pl.LightningDataModule):
         self.dropped_rows = dropped_rows
         self.plan = plan
         self.head = head_task(spec.task)
-        self.target_state = fit_target(frame[target], self.head, spec.preprocessing.scale_target)
+        self.target_state = fit_target(
+            frame[target], self.head, spec.preprocessing.scale_target, log=getattr(plan, "log_target", False)
+        )
         if self.head == "classification":
             n_classes = len(self.target_state["classes"])
             if n_classes < 2:
@@ -255,7 +257,7 @@ class TabularDataModule(pl.LightningDataModule):
         y = self.tensors[split][-1].detach().cpu().numpy()  # the target is a batch's last tensor
         if self.head == "classification":
             return y
-        return y.astype("float64") * self.target_state["std"] + self.target_state["mean"]
+        return target_units(y, self.target_state)
 
     def setup(self, stage: str | None = None) -> None:
         trainer = getattr(self, "trainer", None)

@@ -63,24 +63,33 @@ def _export_image_onnx(net: torch.nn.Module, path: Path, size: int, exporter: st
 
 
 def _try_export_onnx(
-    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, task: str
+    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, target: dict[str, Any]
 ) -> dict[str, Any]:
-    """Export the network to ONNX; on failure the bundle goes without it and says why."""
+    """Export the network to ONNX; on failure the bundle goes without it and says why. A regression
+    target learned on a log scale (``target.log_scale``) is given back in its own units by the graph."""
+    if target["task"] == "classification":
+        output = "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
+    elif target.get("log_scale"):
+        from studio.core.runtime import InTargetUnits
+
+        net = InTargetUnits(net, target)
+        output = (
+            f"The output is '{target['name']}' in its own units: the network learned it on a log scale "
+            "(target.log_scale), and the graph ends with exp(network output × target.std + target.mean) − 1."
+        )
+    else:
+        output = "The output is the scaled target: multiply by target.std and add target.mean."
     return _exported(
         lambda: _export_onnx(net, path, n_numeric, n_categorical),
         path,
         net.config["n_out"],
         "Inputs come from TabularPreprocessor(preprocessing).transform(rows) in training_studio_runtime.py. "
-        + (
-            "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
-            if task == "classification"
-            else "The output is the scaled target: multiply by target.std and add target.mean."
-        )
-        + _ensemble_note(net.config),
+        + output
+        + _ensemble_note(net.config, bool(target.get("log_scale"))),
     )
 
 
-def _ensemble_note(config: dict[str, Any]) -> str:
+def _ensemble_note(config: dict[str, Any], log_scale: bool = False) -> str:
     """What the output of a fold ensemble's one graph is (empty for one model)."""
     if "members" not in config:
         return ""
@@ -89,6 +98,11 @@ def _ensemble_note(config: dict[str, Any]) -> str:
         return (
             f" This graph averages {members} fold models: its output is the log of the mean of their class "
             "probabilities, so softmax gives that mean."
+        )
+    if log_scale:
+        return (
+            f" This graph averages {members} fold models on the log scale: the mean of their network outputs "
+            "is what goes back to the target's units."
         )
     return f" This graph averages {members} fold models: its output is the mean of their outputs."
 

@@ -76,7 +76,7 @@ def write_tabular_bundle(
 
     def onnx(staging: Path) -> dict[str, Any]:
         n_numeric, n_categorical = preprocessor.n_numeric, len(preprocessor.cardinalities)
-        return {"onnx": _try_export_onnx(net, staging / ONNX_FILE, n_numeric, n_categorical, target["task"])}
+        return {"onnx": _try_export_onnx(net, staging / ONNX_FILE, n_numeric, n_categorical, target)}
 
     info = {
         "kind": KIND_TABULAR,

@@ -26,11 +26,15 @@ def compress_model(prepared: Any, bundle_zip: Path, spec: Any, options: dict[str
         rows, truth = truth_of(data.frame.iloc[data.test_idx], predictor.target)
         test = list(predictor.preprocessor.transform(rows))
         metric = "accuracy" if predictor.target["task"] == "classification" else "R²"
+        # a log-scale target's ONNX graph gives it back in its units (studio.bundle.onnx): scored as is
+        target = predictor.target
+        if target.get("log_scale"):
+            target = {**target, "mean": 0.0, "std": 1.0, "log_scale": False}
         return compare(
             original,
             out,
             test,
-            lambda outputs: score(outputs, truth, predictor.target),
+            lambda outputs: score(outputs, truth, target),
             metric,
             calibration=None,
             tolerance=options.get("tolerance"),
