@@ -367,7 +367,13 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         + (" and one `probability_<class>` column per class" if info["task"] == "classification" else "")
         + ", then `prediction_warning`: empty when the row looks like the training data, else why its "
         "prediction is a guess (every input empty, or a number far outside the values seen in training).\n\n"
-        "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
+        + (
+            f"`{target}` looks like money or a count: the network learned it on a log scale (log(1 + value)), "
+            "and `predict` gives it back in its own units.\n\n"
+            if info["target"].get("log_scale")
+            else ""
+        )
+        + "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
         f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
         f"- `artifacts/{INFO_FILE}`: preprocessing, target, network, input columns, metrics and the run spec.\n"
         f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"

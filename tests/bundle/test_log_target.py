@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -66,7 +67,7 @@ def test_the_data_page_says_so_for_a_money_target_only() -> None:
     column = next(c for c in profile["columns"] if c["name"] == "price")
     assert column["log_target"] and not column["log_scale"]  # as a target, not as an input
     said = [r["message"] for r in column_readings(profile, "price", "regression") if r["column"] == "price"]
-    assert len(said) == 1 and "log scale" in said[0] and "'price''s own units" in said[0]
+    assert len(said) == 1 and "log scale" in said[0] and "back in the units of 'price'" in said[0]
     assert not [r for r in column_readings(profile, "price", "classification") if r["column"] == "price"]
     assert not [r for r in column_readings(profile, "area", "regression") if r["column"] == "area"]
 
@@ -144,6 +145,9 @@ def test_the_bundle_predicts_the_same_without_the_studio_and_in_onnx(trained) ->
     assert done.returncode == 0, done.stderr[-3000:]
     outside = json.loads((work / "result.json").read_text())
     assert outside["attempts"] == [] and outside["loaded"] == []
+    with zipfile.ZipFile(trained["path"]) as zf:
+        readme = zf.read(next(n for n in zf.namelist() if n.endswith("README.md"))).decode()
+    assert "`price` looks like money or a count" in readme
     with bundle.load_bundle(trained["path"]) as loaded:
         expected = loaded.predict(rows)
         assert "own units" in loaded.info["onnx"]["note"]

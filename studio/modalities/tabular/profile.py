@@ -326,7 +326,7 @@ def target_reading(column: dict[str, Any]) -> str:
         f"'{name}', the number to predict, looks like money or a count: never negative, from "
         f"{_short_number(stats.get('min'))} to {_short_number(stats.get('max'))}, with a long tail of large "
         "values. The model learns it on a log scale (log(1 + value)), so it weighs a 10% error on a small "
-        f"value as much as on a large one, and gives its predictions back in '{name}''s own units."
+        f"value as much as on a large one, and gives its predictions back in the units of '{name}'."
     )
 
 
