@@ -67,18 +67,7 @@ def _try_export_onnx(
 ) -> dict[str, Any]:
     """Export the network to ONNX; on failure the bundle goes without it and says why. A regression
     target learned on a log scale (``target.log_scale``) is given back in its own units by the graph."""
-    if target["task"] == "classification":
-        output = "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
-    elif target.get("log_scale"):
-        from studio.core.runtime import InTargetUnits
-
-        net = InTargetUnits(net, target)
-        output = (
-            f"The output is '{target['name']}' in its own units: the network learned it on a log scale "
-            "(target.log_scale), and the graph ends with exp(network output × target.std + target.mean) − 1."
-        )
-    else:
-        output = "The output is the scaled target: multiply by target.std and add target.mean."
+    net, output = graph_output(net, target)
     return _exported(
         lambda: _export_onnx(net, path, n_numeric, n_categorical),
         path,
@@ -87,6 +76,21 @@ def _try_export_onnx(
         + output
         + _ensemble_note(net.config, bool(target.get("log_scale"))),
     )
+
+
+def graph_output(net: torch.nn.Module, target: dict[str, Any]) -> tuple[torch.nn.Module, str]:
+    """The network to export and what its output is, in words: a regression target learned on a log
+    scale (``target.log_scale``) comes out of the graph in its own units."""
+    if target["task"] == "classification":
+        return net, "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
+    if target.get("log_scale"):
+        from studio.core.runtime import InTargetUnits
+
+        return InTargetUnits(net, target), (
+            f"The output is '{target['name']}' in its own units: the network learned it on a log scale "
+            "(target.log_scale), and the graph ends with exp(network output × target.std + target.mean) − 1."
+        )
+    return net, "The output is the scaled target: multiply by target.std and add target.mean."
 
 
 def _ensemble_note(config: dict[str, Any], log_scale: bool = False) -> str:
