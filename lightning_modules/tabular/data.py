@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from studio.core.errors import TrainingError
-from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units
+from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units, with_log_range
 from studio.core.spec import RunSpec
 from studio.core.tasks import head_task
 
@@ -210,6 +210,8 @@ class TabularDataModule(pl.LightningDataModule):
         # (the same for every fold): the bundle then transforms a row once for all of them, and its ONNX
         # graph takes the one model's inputs.
         fitted_on = np.union1d(self.train_idx, self.val_idx) if spec.data.use_all_data else self.train_idx
+        learned_from = np.union1d(self.train_idx, self.val_idx)  # never the test rows
+        self.target_state = with_log_range(self.target_state, frame[target].iloc[learned_from])
         self.preprocessor = TabularPreprocessor.fit(
             frame.iloc[fitted_on],
             self.plan.numeric,

@@ -88,7 +88,8 @@ def graph_output(net: torch.nn.Module, target: dict[str, Any]) -> tuple[torch.nn
 
         return InTargetUnits(net, target), (
             f"The output is '{target['name']}' in its own units: the network learned it on a log scale "
-            "(target.log_scale), and the graph ends with exp(network output × target.std + target.mean) − 1."
+            "(target.log_scale), and the graph ends with exp(network output × target.std + target.mean, kept "
+            "within target.log_range) − 1."
         )
     return net, "The output is the scaled target: multiply by target.std and add target.mean."
 

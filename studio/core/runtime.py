@@ -404,7 +404,21 @@ def target_units(outputs: np.ndarray, target_state: dict[str, Any]) -> np.ndarra
     ensemble's outputs are the mean of its members' on the scale they learned: the mean of logs for a
     log-scale target."""
     values = np.asarray(outputs, dtype="float64").reshape(-1) * target_state["std"] + target_state["mean"]
-    return np.expm1(values) if target_state.get("log_scale") else values
+    if not target_state.get("log_scale"):
+        return values
+    return np.expm1(np.clip(values, *target_state.get("log_range", (-np.inf, np.inf))))
+
+
+def with_log_range(target_state: dict[str, Any], learned_from: pd.Series) -> dict[str, Any]:
+    """A log-scale target's state with ``log_range``: the log of the smallest and largest values the model
+    learned from. Predictions stay within it (as a tree's do): on the log scale a network that
+    extrapolates a little for an unusual row (a house three times the usual size) gives back a price many
+    times any seen, which the way back to units, exp, would make worse."""
+    if not target_state.get("log_scale"):
+        return target_state
+    values = np.log1p(_as_float(learned_from))
+    values = values[np.isfinite(values)]
+    return target_state | {"log_range": [float(values.min()), float(values.max())]}
 
 
 def _natural_key(value: str) -> tuple[int, float, str]:
@@ -548,10 +562,17 @@ class InTargetUnits(nn.Module):
         super().__init__()
         self.net = net
         self.config = net.config
-        self.mean, self.std = float(target_state["mean"]), float(target_state["std"])
+        self.target_state = dict(target_state)
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return torch.exp(self.net(*inputs) * self.std + self.mean) - 1.0
+        return units_of(self.net(*inputs), self.target_state)
+
+
+def units_of(scaled: torch.Tensor, target_state: dict[str, Any]) -> torch.Tensor:
+    """:func:`target_units` on tensors, for a log-scale target (``exp`` minus one, as in ONNX)."""
+    values = scaled * float(target_state["std"]) + float(target_state["mean"])
+    low, high = target_state.get("log_range", (-math.inf, math.inf))
+    return torch.exp(torch.clamp(values, low, high)) - 1.0
 
 
 def build_tabular_net(config: dict[str, Any]) -> nn.Module:

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from studio import bundle
-from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units
+from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units, with_log_range
 from studio.core.spec import RunSpec
 from studio.modalities.tabular.profile import column_readings, log_target, profile_table
 from tests.bundle.test_bundle import RUNNER, run_onnx
@@ -59,6 +59,10 @@ def test_the_target_state_learns_log1p_and_gives_units_back() -> None:
     np.testing.assert_allclose(scaled, (logs - logs.mean()) / logs.std(), rtol=1e-5)
     np.testing.assert_allclose(target_units(scaled, state), [1e4, 2e5, 3e6], rtol=1e-5)
     assert "log_scale" not in fit_target(prices, "regression")
+    kept = with_log_range(state, prices.iloc[:2])  # learned from the two smaller prices only
+    assert kept["log_range"] == pytest.approx(list(np.log1p([1e4, 2e5])))
+    far = (np.log1p([1e3, 1e9]) - kept["mean"]) / kept["std"]  # beyond the values learned from
+    np.testing.assert_allclose(target_units(far, kept), [1e4, 2e5], rtol=1e-9)  # as a tree would
 
 
 def test_the_data_page_says_so_for_a_money_target_only() -> None:
@@ -110,7 +114,13 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         result = train(spec, bundle_out=tmp / "houses.zip")
         table, profile = load_table(dataset.id), load_profile(dataset.id)
         data = modality_for(spec.task).prepare(spec, get_dataset(dataset.id), table, profile).data
-        yield {"result": result, "path": tmp / "houses.zip", "test": data.frame.iloc[data.test_idx], "tmp": tmp}
+        yield {
+            "result": result,
+            "path": tmp / "houses.zip",
+            "test": data.frame.iloc[data.test_idx],
+            "learned_from": data.frame.iloc[np.union1d(data.train_idx, data.val_idx)],
+            "tmp": tmp,
+        }
 
 
 def test_the_test_r2_is_the_bundles_on_the_original_scale(trained) -> None:
@@ -118,6 +128,9 @@ def test_the_test_r2_is_the_bundles_on_the_original_scale(trained) -> None:
     assert result.status == "FINISHED"
     with bundle.load_bundle(trained["path"]) as loaded:
         assert loaded.info["target"]["log_scale"] is True
+        low, high = loaded.info["target"]["log_range"]
+        learned_from = trained["learned_from"]["price"]  # the training and validation rows, never the test
+        assert (low, high) == pytest.approx((np.log1p(learned_from.min()), np.log1p(learned_from.max())))
         predicted = loaded.predict(test.drop(columns=["price"]))["predicted_price"].to_numpy()
     truth = test["price"].to_numpy()
     assert predicted.min() > 0 and np.median(predicted) == pytest.approx(np.median(truth), rel=0.5)

@@ -156,10 +156,10 @@ def row_contributions(
             chosen = int(net.mlp(z).argmax(dim=1))
         scale, shift = 1.0, 0.0
     elif target.get("log_scale"):  # learned on a log scale: explain the prediction in the target's units
-        std, mean = float(target["std"]), float(target["mean"])
+        from studio.core.runtime import units_of
 
         def forward(inputs: torch.Tensor) -> torch.Tensor:
-            return torch.expm1(net.mlp(inputs) * std + mean)
+            return units_of(net.mlp(inputs), target)
 
         chosen, scale, shift = 0, 1.0, 0.0
     else:
