@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from studio.core.errors import TrainingError
-from studio.core.runtime import TabularPreprocessor, encode_target, fit_target
+from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units, with_log_range
 from studio.core.spec import RunSpec
 from studio.core.tasks import head_task
 
@@ -173,7 +173,9 @@ class TabularDataModule(pl.LightningDataModule):
         self.dropped_rows = dropped_rows
         self.plan = plan
         self.head = head_task(spec.task)
-        self.target_state = fit_target(frame[target], self.head, spec.preprocessing.scale_target)
+        self.target_state = fit_target(
+            frame[target], self.head, spec.preprocessing.scale_target, log=getattr(plan, "log_target", False)
+        )
         if self.head == "classification":
             n_classes = len(self.target_state["classes"])
             if n_classes < 2:
@@ -208,6 +210,8 @@ class TabularDataModule(pl.LightningDataModule):
         # (the same for every fold): the bundle then transforms a row once for all of them, and its ONNX
         # graph takes the one model's inputs.
         fitted_on = np.union1d(self.train_idx, self.val_idx) if spec.data.use_all_data else self.train_idx
+        learned_from = np.union1d(self.train_idx, self.val_idx)  # never the test rows
+        self.target_state = with_log_range(self.target_state, frame[target].iloc[learned_from])
         self.preprocessor = TabularPreprocessor.fit(
             frame.iloc[fitted_on],
             self.plan.numeric,
@@ -255,7 +259,7 @@ class TabularDataModule(pl.LightningDataModule):
         y = self.tensors[split][-1].detach().cpu().numpy()  # the target is a batch's last tensor
         if self.head == "classification":
             return y
-        return y.astype("float64") * self.target_state["std"] + self.target_state["mean"]
+        return target_units(y, self.target_state)
 
     def setup(self, stage: str | None = None) -> None:
         trainer = getattr(self, "trainer", None)

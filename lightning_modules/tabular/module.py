@@ -4,6 +4,7 @@ output is (``classification``: one logit per class, or ``regression``)."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytorch_lightning as pl
@@ -59,6 +60,8 @@ class TabularLightningModule(pl.LightningModule):
         max_epochs: int,
         target_mean: float = 0.0,
         target_std: float = 1.0,
+        target_log: bool = False,
+        target_log_range: tuple[float, float] | None = None,
         batch_size: int = 32,
         steps_per_epoch: int = 1,
         gradient_clip: float = 0.0,
@@ -84,6 +87,8 @@ class TabularLightningModule(pl.LightningModule):
         self.max_epochs = max_epochs
         self.target_mean = target_mean
         self.target_std = target_std
+        self.target_log = target_log  # the target is learned on a log scale: metrics come back from it
+        self.target_log_range = tuple(target_log_range) if target_log_range else (-math.inf, math.inf)
         self.val_metrics = _metrics(task, n_classes, "val/")
         self.test_metrics = _metrics(task, n_classes, "test/")
         # Kept on the device and read once per Lightning batch: each step's loss, the epoch's (hits, rows).
@@ -239,11 +244,13 @@ class TabularLightningModule(pl.LightningModule):
         if self.task == "classification":
             metrics.update(out.float().softmax(-1), y)
         else:
-            scale = self.target_std
-            metrics.update(
-                out.squeeze(-1).float() * scale + self.target_mean, y.float() * scale + self.target_mean
-            )
+            metrics.update(self._units(out.squeeze(-1)), self._units(y))
         return loss
+
+    def _units(self, scaled: torch.Tensor) -> torch.Tensor:
+        """Scaled regression values in the target's own units (as ``studio.core.runtime.target_units``)."""
+        values = scaled.float() * self.target_std + self.target_mean
+        return torch.expm1(values.clamp(*self.target_log_range)) if self.target_log else values
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         if not len(batch[-1]):  # DDP: this process's share of the rows ran out before the others'

@@ -41,6 +41,22 @@ def _exported(export: Callable[[], str], path: Path, n_out: int, note: str) -> d
     }
 
 
+def graph_output(net: torch.nn.Module, target: dict[str, Any]) -> tuple[torch.nn.Module, str]:
+    """The network to export and what its output is, in words: a regression target learned on a log
+    scale (``target.log_scale``) comes out of the graph in its own units."""
+    if target["task"] == "classification":
+        return net, "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
+    if target.get("log_scale"):
+        from studio.core.runtime import InTargetUnits
+
+        return InTargetUnits(net, target), (
+            f"The output is '{target['name']}' in its own units: the network learned it on a log scale "
+            "(target.log_scale), and the graph ends with exp(network output × target.std + target.mean, kept "
+            "within target.log_range) − 1."
+        )
+    return net, "The output is the scaled target: multiply by target.std and add target.mean."
+
+
 def export_inputs(
     net: torch.nn.Module, path: Path, examples: tuple[Any, ...], names: list[str], exporter: str = "auto"
 ) -> str:

@@ -221,7 +221,13 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         f"An MLflow pyfunc model. It needs only {how.needs} (not the studio):\n\n"
         f"```python\n{python_snippet(bundle_name, kind=info['kind'])}```\n\n"
         f"{how.predicts(info)}\n\n"
-        "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
+        + (
+            f"`{info['target']['name']}` looks like money or a count: the network learned it on a log scale "
+            "(log(1 + value)), and `predict` gives it back in its own units.\n\n"
+            if info.get("target", {}).get("log_scale")
+            else ""
+        )
+        + "- `MLmodel`, `python_env.yaml`, `requirements.txt`: MLflow's description of the model.\n"
         f"- `{ENTRY_FILE}`: the code MLflow runs to load and call the model.\n"
         f"- `artifacts/{INFO_FILE}`: {how.info_holds}.\n"
         f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"

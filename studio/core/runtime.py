@@ -377,18 +377,48 @@ def encode_target(series: pd.Series, target_state: dict[str, Any]) -> np.ndarray
         lookup = {value: i for i, value in enumerate(target_state["classes"])}
         return np.fromiter((lookup[v] for v in _as_category_text(series)), dtype="int64", count=len(series))
     values = _as_float(series)
+    if target_state.get("log_scale"):
+        values = np.log1p(values)
     return ((values - target_state["mean"]) / target_state["std"]).astype("float32")
 
 
-def fit_target(series: pd.Series, task: str, scale: bool = True) -> dict[str, Any]:
-    """Target state from the rows with a target: class names (sorted) or mean/std."""
+def fit_target(series: pd.Series, task: str, scale: bool = True, log: bool = False) -> dict[str, Any]:
+    """Target state from the rows with a target: class names (sorted) or mean/std. With ``log`` (a
+    regression target that looks like money or a count) the network learns ``log(1 + value)``, and
+    ``log_scale`` says so: :func:`target_units` turns its outputs back into the target's own units."""
     if task == "classification":
         classes = sorted(set(_as_category_text(series).dropna()), key=_natural_key)
         return {"name": str(series.name), "task": task, "classes": classes}
     values = _as_float(series)
     values = values[np.isfinite(values)]
+    if log:
+        values = np.log1p(values)
     mean, std = (float(values.mean()), float(values.std())) if scale and values.size else (0.0, 1.0)
-    return {"name": str(series.name), "task": task, "mean": mean, "std": std if std > 1e-12 else 1.0}
+    state = {"name": str(series.name), "task": task, "mean": mean, "std": std if std > 1e-12 else 1.0}
+    return state | ({"log_scale": True} if log else {})
+
+
+def target_units(outputs: np.ndarray, target_state: dict[str, Any]) -> np.ndarray:
+    """A regression network's outputs in the target's own units: unscaled (``std``, ``mean``), then, for
+    a target learned on a log scale (``log_scale``), back from it (``exp(value) - 1``). A fold
+    ensemble's outputs are the mean of its members' on the scale they learned: the mean of logs for a
+    log-scale target."""
+    values = np.asarray(outputs, dtype="float64").reshape(-1) * target_state["std"] + target_state["mean"]
+    if not target_state.get("log_scale"):
+        return values
+    return np.expm1(np.clip(values, *target_state.get("log_range", (-np.inf, np.inf))))
+
+
+def with_log_range(target_state: dict[str, Any], learned_from: pd.Series) -> dict[str, Any]:
+    """A log-scale target's state with ``log_range``: the log of the smallest and largest values the model
+    learned from. Predictions stay within it (as a tree's do): on the log scale a network that
+    extrapolates a little for an unusual row (a house three times the usual size) gives back a price many
+    times any seen, which the way back to units, exp, would make worse."""
+    if not target_state.get("log_scale"):
+        return target_state
+    values = np.log1p(_as_float(learned_from))
+    values = values[np.isfinite(values)]
+    return target_state | {"log_range": [float(values.min()), float(values.max())]}
 
 
 def _natural_key(value: str) -> tuple[int, float, str]:
@@ -523,6 +553,28 @@ class FoldEnsemble(nn.Module):
         return outs.mean(dim=0)
 
 
+class InTargetUnits(nn.Module):
+    """A regression network followed by the way back from a log-scale target to its units (what the
+    bundle's ONNX graph holds): ``exp(output × std + mean) − 1``, as :func:`target_units` (``exp`` minus
+    one rather than ``expm1``, which not every ONNX exporter knows)."""
+
+    def __init__(self, net: nn.Module, target_state: dict[str, Any]):
+        super().__init__()
+        self.net = net
+        self.config = net.config
+        self.target_state = dict(target_state)
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return units_of(self.net(*inputs), self.target_state)
+
+
+def units_of(scaled: torch.Tensor, target_state: dict[str, Any]) -> torch.Tensor:
+    """:func:`target_units` on tensors, for a log-scale target (``exp`` minus one, as in ONNX)."""
+    values = scaled * float(target_state["std"]) + float(target_state["mean"])
+    low, high = target_state.get("log_range", (-math.inf, math.inf))
+    return torch.exp(torch.clamp(values, low, high)) - 1.0
+
+
 def build_tabular_net(config: dict[str, Any]) -> nn.Module:
     """The network a bundle's ``network`` describes: one :class:`TabularNet`, or a :class:`FoldEnsemble`
     of ``members`` alike ones (``member`` is their configuration)."""
@@ -563,8 +615,7 @@ def outputs_to_frame(outputs: np.ndarray, target_state: dict[str, Any], index: p
         for i, cls in enumerate(classes):
             frame[f"probability_{cls}"] = probs[:, i]
         return frame
-    values = outputs.reshape(-1).astype("float64") * target_state["std"] + target_state["mean"]
-    return pd.DataFrame({f"predicted_{name}": values}, index=index)
+    return pd.DataFrame({f"predicted_{name}": target_units(outputs, target_state)}, index=index)
 
 
 class TabularPredictor:

@@ -692,6 +692,14 @@ class PreprocessingSpec(StudioModel):
         description="Rescale the number to predict while training; predictions come back in original units.",
         json_schema_extra=_extra(advanced=True),
     )
+    log_target: bool = Field(
+        True,
+        title="Log scale for a money-like target (regression)",
+        description="Learn a number to predict that looks like money or a count (never negative, a long tail "
+        "of large values) on a log scale, as the data page says for such a target; predictions come back "
+        "in its own units.",
+        json_schema_extra=_extra(advanced=True),
+    )
 
 
 class ImageSpec(StudioModel):

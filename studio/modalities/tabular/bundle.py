@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from studio.bundle.layout import ONNX_FILE, WEIGHTS_FILE, BundleFlavour
-from studio.bundle.onnx import _exported, export_inputs
+from studio.bundle.onnx import _exported, export_inputs, graph_output
 from studio.bundle.writer import _example_rows, _finite_metrics, check_finite_weights, write_kind_bundle
 
 if TYPE_CHECKING:
@@ -53,7 +53,7 @@ def write_tabular_bundle(
 
     def onnx(staging: Path) -> dict[str, Any]:
         n_numeric, n_categorical = preprocessor.n_numeric, len(preprocessor.cardinalities)
-        return {"onnx": _try_export_onnx(net, staging / ONNX_FILE, n_numeric, n_categorical, target["task"])}
+        return {"onnx": _try_export_onnx(net, staging / ONNX_FILE, n_numeric, n_categorical, target)}
 
     info = {
         "kind": KIND,
@@ -91,24 +91,22 @@ def _ensemble_info(network_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def _try_export_onnx(
-    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, task: str
+    net: torch.nn.Module, path: Path, n_numeric: int, n_categorical: int, target: dict[str, Any]
 ) -> dict[str, Any]:
-    """Export the network to ONNX; on failure the bundle goes without it and says why."""
+    """Export the network to ONNX; on failure the bundle goes without it and says why. A regression
+    target learned on a log scale (``target.log_scale``) is given back in its own units by the graph."""
+    net, output = graph_output(net, target)
     return _exported(
         lambda: _export_onnx(net, path, n_numeric, n_categorical),
         path,
         net.config["n_out"],
         "Inputs come from TabularPreprocessor(preprocessing).transform(rows) in training_studio_runtime.py. "
-        + (
-            "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
-            if task == "classification"
-            else "The output is the scaled target: multiply by target.std and add target.mean."
-        )
-        + _ensemble_note(net.config),
+        + output
+        + _ensemble_note(net.config, bool(target.get("log_scale"))),
     )
 
 
-def _ensemble_note(config: dict[str, Any]) -> str:
+def _ensemble_note(config: dict[str, Any], log_scale: bool = False) -> str:
     """What the output of a fold ensemble's one graph is (empty for one model)."""
     if "members" not in config:
         return ""
@@ -117,6 +115,11 @@ def _ensemble_note(config: dict[str, Any]) -> str:
         return (
             f" This graph averages {members} fold models: its output is the log of the mean of their class "
             "probabilities, so softmax gives that mean."
+        )
+    if log_scale:
+        return (
+            f" This graph averages {members} fold models on the log scale: the mean of their network outputs "
+            "is what goes back to the target's units."
         )
     return f" This graph averages {members} fold models: its output is the mean of their outputs."
 

@@ -39,7 +39,9 @@ def score(outputs: np.ndarray, truth: np.ndarray, target: dict[str, Any]) -> flo
     """Accuracy (class indices in ``truth``) or R² (numbers in the target's units)."""
     if target["task"] == "classification":
         return float((outputs.argmax(axis=1) == truth).mean())
-    predicted = outputs.reshape(-1) * target["std"] + target["mean"]
+    from studio.core.runtime import target_units
+
+    predicted = target_units(outputs, target)
     spread = float(((truth - truth.mean()) ** 2).sum())
     return 1.0 - float(((truth - predicted) ** 2).sum()) / spread if spread > 0 else 0.0
 
@@ -153,6 +155,13 @@ def row_contributions(
         with torch.no_grad():
             chosen = int(net.mlp(z).argmax(dim=1))
         scale, shift = 1.0, 0.0
+    elif target.get("log_scale"):  # learned on a log scale: explain the prediction in the target's units
+        from studio.core.runtime import units_of
+
+        def forward(inputs: torch.Tensor) -> torch.Tensor:
+            return units_of(net.mlp(inputs), target)
+
+        chosen, scale, shift = 0, 1.0, 0.0
     else:
         def forward(inputs: torch.Tensor) -> torch.Tensor:
             return net.mlp(inputs)

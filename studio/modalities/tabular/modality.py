@@ -76,6 +76,8 @@ def table_module(net: Any, data: Any, spec: RunSpec, steps_per_epoch: int, accum
         spec.training.epochs,
         target_mean=data.target_state.get("mean", 0.0),
         target_std=data.target_state.get("std", 1.0),
+        target_log=bool(data.target_state.get("log_scale")),
+        target_log_range=data.target_state.get("log_range"),
         batch_size=data.batch_size,
         steps_per_epoch=steps_per_epoch,
         gradient_clip=spec.training.gradient_clip,

@@ -20,6 +20,7 @@ from studio.modalities.tabular.profile import (
     identifier_reason,
     identifier_target_refusal,
     is_identifier,
+    log_target,
     target_warnings,
 )
 
@@ -35,6 +36,7 @@ class FeaturePlan:
     ignored: dict[str, str]  # column -> why it is left out
     text: list[str] = field(default_factory=list)  # free-text columns (read only when ``read_text``)
     log_numeric: list[str] = field(default_factory=list)  # number columns read on a log scale
+    log_target: bool = False  # a regression target learned on a log scale (``profile.log_target``)
 
 
 def plan_features(
@@ -108,7 +110,17 @@ def plan_features(
         )
     columns = {c["name"]: c for c in profile.get("columns", [])}
     log_numeric = [name for name in numeric if _log_scaled(frame[name], columns.get(name))]
-    return FeaturePlan(numeric, categorical, datetime, ignored, text, log_numeric)
+    return FeaturePlan(numeric, categorical, datetime, ignored, text, log_numeric, _log_target(frame, spec))
+
+
+def _log_target(frame: pd.DataFrame, spec: RunSpec) -> bool:
+    """Whether a regression learns its target on a log scale (the rule the Data page states,
+    :func:`studio.modalities.tabular.profile.log_target`, unless the settings turn it off)."""
+    if not spec.preprocessing.log_target or task_info(spec.task).classes:
+        return False
+    numbers = pd.to_numeric(frame[spec.data.target], errors="coerce")
+    numbers = numbers.to_numpy(dtype="float64", na_value=np.nan)
+    return int(pd.Series(numbers).nunique()) > MANY_CATEGORIES and log_target(numbers)
 
 
 def _log_scaled(values: pd.Series, column: dict[str, Any] | None) -> bool:

@@ -105,7 +105,7 @@ def _try_export_text_onnx(
 
     import torch
 
-    from studio.bundle.onnx import _exported, export_inputs
+    from studio.bundle.onnx import _exported, export_inputs, graph_output
     from studio.core.runtime import TabularPreprocessor
 
     pre = TabularPreprocessor(preprocessing)
@@ -115,7 +115,7 @@ def _try_export_text_onnx(
         torch.zeros(2, len(pre.cardinalities), dtype=torch.long),
         torch.ones(2, length, dtype=torch.long),
     )
-    model = copy.deepcopy(net).cpu().float().eval()
+    model, output = graph_output(copy.deepcopy(net).cpu().float().eval(), target)
     return _exported(
         lambda: export_inputs(
             model,
@@ -130,10 +130,5 @@ def _try_export_text_onnx(
         net.config["n_out"],
         "Inputs: 'numeric' and 'categorical' from TabularPreprocessor(preprocessing).transform(rows) in "
         "training_studio_runtime.py, 'text' the token ids of the text columns from the encoder in "
-        "training_studio_text_runtime.py (state: 'text'), padded to its length. "
-        + (
-            "The output holds one logit per class in the order of target.classes; softmax gives probabilities."
-            if target["task"] == "classification"
-            else "The output is the scaled target: multiply by target.std and add target.mean."
-        ),
+        "training_studio_text_runtime.py (state: 'text'), padded to its length. " + output,
     )

@@ -29,6 +29,10 @@ def _class_and_scale(predictor: Any, logits: Any) -> tuple[int, float, float, An
     target = predictor.target
     if target.get("classes"):
         return int(logits.argmax(dim=1)), 1.0, 0.0, lambda out: torch.softmax(out, dim=1)
+    if target.get("log_scale"):  # learned on a log scale: explain the prediction in the target's units
+        from studio.core.runtime import units_of
+
+        return 0, 1.0, 0.0, lambda out: units_of(out, target)
     return 0, float(target["std"]), float(target["mean"]), lambda out: out
 
 

@@ -125,6 +125,8 @@ def worst_rows(data: Any, module: Any) -> dict[str, Any]:
     import numpy as np
     import torch
 
+    from studio.core.runtime import target_units
+
     net = module.net
     was_training = net.training
     net.eval()
@@ -161,8 +163,7 @@ def worst_rows(data: Any, module: Any) -> dict[str, Any]:
                 }
             )
     else:
-        scale, shift = target["std"], target["mean"]
-        values, actual = out.reshape(-1) * scale + shift, truth * scale + shift
+        values, actual = target_units(out, target), target_units(truth, target)
         errors = np.abs(values - actual)
         for i in np.argsort(-errors, kind="stable")[:SHOWN_ERRORS]:
             rows.append(
