@@ -494,8 +494,8 @@ class TabularNet(nn.Module):
 
 
 class FoldEnsemble(nn.Module):
-    """Fold models of one table averaged into one model: the same inputs as one of them (they share one
-    preprocessing). A classifier's output is the log of the mean of the members' class probabilities, so
+    """Fold models averaged into one model: the same inputs as one of them, whatever they are (a table's
+    numbers and category codes; with text, its word ids too), since they share one preprocessing. A classifier's output is the log of the mean of the members' class probabilities, so
     a softmax of it gives that mean exactly (and its arg max the averaged vote); a regression's is the
     mean of the members' (scaled) values."""
 
@@ -513,8 +513,8 @@ class FoldEnsemble(nn.Module):
             "member": member,
         }
 
-    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
-        outs = torch.stack([member(x_num, x_cat) for member in self.members])
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        outs = torch.stack([member(*inputs) for member in self.members])
         if self.combine == "probabilities":
             # log-probabilities as logits minus their logsumexp: torch.log_softmax on this small stacked
             # tensor took ~50 ms on a busy 2-core machine (its threaded kernel), this takes ~0.01 ms
