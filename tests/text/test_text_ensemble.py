@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import zipfile
@@ -175,3 +176,38 @@ def test_a_pretrained_network_with_the_switch_is_refused_in_one_sentence(ensembl
     assert code == 2 and "\n" not in said, said
     assert "'Use all my data' works with the bag of words, not a pretrained network" in said
     assert "3 copies of a 22-million-weight network" in said
+
+
+def test_the_train_form_offers_the_switch_for_the_bag_of_words_and_multiplies_its_time_guess(
+    studio_home, tmp_path, monkeypatch
+) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from studio.app import forms
+    from studio.data import add_data_file
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+    reviews(200).to_csv(tmp_path / "reviews.csv", index=False)
+    add_data_file(tmp_path / "reviews.csv")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception
+    assert at.selectbox(key="train_task").value == "text_classification"
+    assert at.selectbox(key="train_architecture").value == "bag_of_words"
+    switch = at.checkbox(key=forms.field_key("data.use_all_data", "text_classification"))
+    assert switch.label == "Use all my data (fold models)" and switch.value is False
+    (alone,) = [m.value for m in at.markdown if "**How long:**" in m.value]
+    switch.check().run()
+    (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
+    assert "tokens each; 5 fold models, each)" in how_long and "fold models" not in alone
+    assert _seconds(how_long) > 2 * _seconds(alone)  # five models, one after another (plus one startup)
+    at.selectbox(key="train_architecture").set_value("minilm_l6").run()
+    assert not at.exception
+    keys = {c.key for c in at.checkbox}
+    assert forms.field_key("data.use_all_data", "text_classification") not in keys  # not for MiniLM
+
+
+def _seconds(guess: str) -> float:
+    amount, unit = re.search(r"at most about ([\d.,]+) (second|minute|hour)", guess).groups()
+    return float(amount.replace(",", "")) * {"second": 1, "minute": 60, "hour": 3600}[unit]
