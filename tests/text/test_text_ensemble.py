@@ -163,6 +163,24 @@ def test_the_one_onnx_graph_averages_the_fold_models(ensemble) -> None:
     np.testing.assert_allclose(probabilities, mean_of_members(ensemble["bundle"], PROBE), atol=TOLERANCE)
 
 
+def test_the_words_of_an_ensembles_prediction_add_up_to_it(ensemble) -> None:
+    from studio.modalities.text.explain import bag_of_words_contributions
+
+    info, weights = bundle_parts(ensemble["bundle"])
+    predictor = text_runtime.TextPredictor(info, weights, {"runtime": runtime}, None)
+    text = "the box arrived, I love it"
+    row = pd.DataFrame({"review": [text], "price": [50.0]})
+    found = bag_of_words_contributions(predictor, row)
+    assert found["predicted"] == "pos"
+    expected = mean_of_members(ensemble["bundle"], row)["probability_pos"].iloc[0]
+    assert found["prediction"] == pytest.approx(expected, abs=TOLERANCE)  # the ensemble's own probability
+    (pieces,) = found["texts"].values()
+    assert "".join(piece for piece, _ in pieces) == text
+    shares = {piece.lower(): share for piece, share in pieces if share}
+    assert sum(shares.values()) == pytest.approx(found["prediction"] - found["baseline"], abs=0.01)
+    assert max(shares, key=shares.get) == "love"
+
+
 def test_a_pretrained_network_with_the_switch_is_refused_in_one_sentence(ensemble, capsys) -> None:
     from studio.cli.main import main
 
