@@ -44,7 +44,8 @@ def _applies(path: str, task: str, architecture: str | None = None) -> bool:
 def test_every_spec_field_gets_one_widget_except_those_the_page_chooses(architecture: str, task: str) -> None:
     fields = forms.form_fields(architecture, task=task)
     params = {f"architecture.params.{n}" for n in ARCHITECTURES[architecture].params_model.model_fields}
-    expected = {p for p in _leaf_paths(RunSpec) - forms.PAGE_CHOSEN if _applies(p, task, architecture)} | params
+    applying = {p for p in _leaf_paths(RunSpec) - forms.PAGE_CHOSEN if _applies(p, task, architecture)}
+    expected = applying | params
     assert {f.path for f in fields} == expected
     assert len({f.key for f in fields}) == len(fields)
     assert all(f.key.startswith(forms.KEY_PREFIX) for f in fields)

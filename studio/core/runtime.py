@@ -495,9 +495,10 @@ class TabularNet(nn.Module):
 
 class FoldEnsemble(nn.Module):
     """Fold models averaged into one model: the same inputs as one of them, whatever they are (a table's
-    numbers and category codes; with text, its word ids too), since they share one preprocessing. A classifier's output is the log of the mean of the members' class probabilities, so
-    a softmax of it gives that mean exactly (and its arg max the averaged vote); a regression's is the
-    mean of the members' (scaled) values."""
+    numbers and category codes; with text, its word ids too), since they share one preprocessing. A
+    classifier's output is the log of the mean of the members' class probabilities, so a softmax of it
+    gives that mean exactly (and its arg max the averaged vote); a regression's is the mean of the
+    members' (scaled) values."""
 
     def __init__(self, members: list[nn.Module], combine: str):
         super().__init__()

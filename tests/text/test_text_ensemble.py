@@ -96,10 +96,8 @@ def test_the_run_trains_three_fold_models_and_says_what_they_cost(ensemble) -> N
     assert tracking.get_run(result.run_id).metrics[ensembles.MEMBERS] == FOLDS
     # As for tables: every fold has the same test rows and one preprocessing, the bundle's.
     dataset = get_dataset(spec.data.dataset_id)
-    folds = [
-        modality_for(spec.task).prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id), fold=f)
-        for f in range(FOLDS)
-    ]
+    kind, profile = modality_for(spec.task), load_profile(dataset.id)
+    folds = [kind.prepare(spec, dataset, load_table(dataset.id), profile, fold=f) for f in range(FOLDS)]
     info, weights = bundle_parts(ensemble["bundle"])
     assert all((f.data.test_idx == folds[0].data.test_idx).all() for f in folds)
     assert all(f.data.preprocessor.state == info["preprocessing"] for f in folds)
@@ -129,7 +127,8 @@ def test_without_the_studio_the_bundle_predicts_the_mean_of_its_fold_models(ense
     (tmp_path / "model.zip").write_bytes(ensemble["bundle"].read_bytes())
     (tmp_path / "data.csv").write_bytes(probe.read_bytes())
     (tmp_path / "runner.py").write_text(RUNNER)
-    job = {"snippet": python_snippet("model.zip"), "probe": str(probe), "bundles": {"text": str(ensemble["bundle"])}}
+    bundles = {"text": str(ensemble["bundle"])}
+    job = {"snippet": python_snippet("model.zip"), "probe": str(probe), "bundles": bundles}
     (tmp_path / "job.json").write_text(json.dumps(job))
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     done = subprocess.run(
