@@ -33,8 +33,9 @@ def _by_path(fields: list[forms.FormField]) -> dict[str, forms.FormField]:
     return {f.path: f for f in fields}
 
 
-def _applies(path: str, task: str) -> bool:
-    return not any(path == skip or path.startswith(f"{skip}.") for skip in forms.not_applicable(task))
+def _applies(path: str, task: str, architecture: str | None = None) -> bool:
+    skipped = forms.not_applicable(task, architecture)
+    return not any(path == skip or path.startswith(f"{skip}.") for skip in skipped)
 
 
 @pytest.mark.parametrize(
@@ -43,7 +44,8 @@ def _applies(path: str, task: str) -> bool:
 def test_every_spec_field_gets_one_widget_except_those_the_page_chooses(architecture: str, task: str) -> None:
     fields = forms.form_fields(architecture, task=task)
     params = {f"architecture.params.{n}" for n in ARCHITECTURES[architecture].params_model.model_fields}
-    expected = {p for p in _leaf_paths(RunSpec) - forms.PAGE_CHOSEN if _applies(p, task)} | params
+    applying = {p for p in _leaf_paths(RunSpec) - forms.PAGE_CHOSEN if _applies(p, task, architecture)}
+    expected = applying | params
     assert {f.path for f in fields} == expected
     assert len({f.key for f in fields}) == len(fields)
     assert all(f.key.startswith(forms.KEY_PREFIX) for f in fields)
@@ -108,6 +110,16 @@ def test_choices_turn_text_and_list_fields_into_pick_lists() -> None:
 def test_a_table_form_has_no_picture_settings() -> None:
     assert not any(f.path.startswith("image.") for f in forms.form_fields("mlp", task="regression"))
     assert "preprocessing" in forms.not_applicable("image_classification")
+
+
+def test_use_all_my_data_is_offered_for_tables_and_the_bag_of_words_not_a_pretrained_network() -> None:
+    def offered(architecture: str, task: str) -> bool:
+        return "data.use_all_data" in {f.path for f in forms.form_fields(architecture, task=task)}
+
+    assert offered("mlp", "classification") and offered("bag_of_words", "text_classification")
+    assert offered("bag_of_words", "text_regression")
+    assert not offered("minilm_l6", "text_classification")
+    assert not offered("small_cnn", "image_classification")
 
 
 def test_fields_are_ordered_by_section_like_the_spec() -> None:

@@ -28,6 +28,7 @@ from studio.core import system
 from studio.core.spec import (
     ARCHITECTURES,
     PRESETS,
+    TEXT_TASKS,
     RunSpec,
     StudioModel,
     get_dotted,
@@ -111,13 +112,17 @@ def metric_choices(task: str) -> tuple[str, ...]:
     return metrics_for(task)
 
 
-def not_applicable(task: str) -> frozenset[str]:
-    """Spec sections and fields that do nothing for ``task``: picture settings for a table; column
-    preparation, feature columns and fold models ('use all my data') for pictures."""
+def not_applicable(task: str, architecture: str | None = None) -> frozenset[str]:
+    """Spec sections and fields that do nothing for ``task`` (with ``architecture``): picture settings for
+    a table; column preparation, feature columns and fold models ('use all my data') for pictures; fold
+    models for a pretrained text network (the spec refuses them: as many copies of it as folds)."""
     from studio.modalities import modality
 
     info = task_info(task)
-    fold_models = getattr(modality(info.kind), "ensembles", False)  # 'use all my data': tables only
+    # 'use all my data': tables, and texts read by the bag of words
+    fold_models = getattr(modality(info.kind), "ensembles", False) and not (
+        task in TEXT_TASKS and architecture is not None and ARCHITECTURES[architecture].hub_id
+    )
     return frozenset(
         {info.unused_section}
         | (set() if info.uses_feature_columns else {"data.features"})
@@ -136,7 +141,7 @@ def form_fields(
     choices = dict(choices or {})
     choices.setdefault("training.devices", devices_choices())
     found: list[FormField] = []
-    _walk(RunSpec, "", choices, found, PAGE_CHOSEN | not_applicable(task), task)
+    _walk(RunSpec, "", choices, found, PAGE_CHOSEN | not_applicable(task, architecture), task)
     params_model = ARCHITECTURES[architecture].params_model
     for name, info in params_model.model_fields.items():
         key = f"{KEY_PREFIX}arch_{architecture}__{name}"
@@ -580,15 +585,21 @@ def estimate_time(spec: RunSpec, n_rows: int, n_features: int, on_gpu: bool = Fa
     steps = math.ceil(train / batch) if train else 0
     row_cost = ROW_SECONDS * _network_cost(spec, n_features) / (GPU_ROW_SPEEDUP if on_gpu else 1.0)
     per_epoch = EPOCH_SECONDS + steps * STEP_SECONDS + train * row_cost
-    models = spec.data.folds if spec.data.use_all_data else 1  # fold models train one after another
+    models, each = fold_models(spec)
     seconds = STARTUP_SECONDS + models * spec.training.epochs * per_epoch
     stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
-    each = f"; {models} fold models, each" if models > 1 else ""
     text = (
         f"Rough guess for an idle machine: at most about {_duration(seconds)} "
         f"({spec.training.epochs:,} epochs over about {train:,} rows{each}).{stop} {BUSY_NOTE}"
     )
     return TimeEstimate(seconds=seconds, text=text)
+
+
+def fold_models(spec: RunSpec) -> tuple[int, str]:
+    """How many models a run trains, one after another ('use all my data': its fold models), and the
+    words a time guess adds for them (``; 5 fold models, each``; empty for one)."""
+    models = spec.data.folds if spec.data.use_all_data else 1
+    return models, (f"; {models} fold models, each" if models > 1 else "")
 
 
 def _network_cost(spec: RunSpec, n_features: int) -> float:

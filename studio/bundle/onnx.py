@@ -80,7 +80,7 @@ def export_inputs(
                         examples,
                         str(path),
                         dynamo=True,
-                        dynamic_shapes=tuple({0: batch} for _ in examples),
+                        dynamic_shapes=_batch_shapes(net, examples, batch),
                         verbose=False,
                         **io_names,
                     )
@@ -88,6 +88,16 @@ def export_inputs(
         except Exception as err:  # try the next exporter, report all if none works
             errors.append(f"{name}: {err}")
     raise RuntimeError("; ".join(errors))
+
+
+def _batch_shapes(net: torch.nn.Module, examples: tuple[Any, ...], batch: Any) -> tuple[Any, ...]:
+    """torch.export's dynamic shapes, a batch axis per input, laid out as ``net.forward`` takes them: one
+    per argument, or all in one tuple for a ``forward(*inputs)`` (a fold ensemble's)."""
+    import inspect
+
+    shapes = tuple({0: batch} for _ in examples)
+    taken = [p.kind for p in inspect.signature(net.forward).parameters.values()]
+    return (shapes,) if taken == [inspect.Parameter.VAR_POSITIONAL] else shapes
 
 
 def _one_file(path: Path) -> None:

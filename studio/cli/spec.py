@@ -40,7 +40,7 @@ def add_train_options(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="K",
         help="use all my data: train K fold models (each checked on its own validation rows, the test "
-        "rows kept aside) and average them into one model; tables only",
+        "rows kept aside) and average them into one model; tables, and texts read by the bag of words",
     )
     parser.add_argument("--spec", help="a YAML or JSON spec file with every setting; flags override it")
     parser.add_argument(

@@ -524,10 +524,11 @@ class TabularNet(nn.Module):
 
 
 class FoldEnsemble(nn.Module):
-    """Fold models of one table averaged into one model: the same inputs as one of them (they share one
-    preprocessing). A classifier's output is the log of the mean of the members' class probabilities, so
-    a softmax of it gives that mean exactly (and its arg max the averaged vote); a regression's is the
-    mean of the members' (scaled) values."""
+    """Fold models averaged into one model: the same inputs as one of them, whatever they are (a table's
+    numbers and category codes; with text, its word ids too), since they share one preprocessing. A
+    classifier's output is the log of the mean of the members' class probabilities, so a softmax of it
+    gives that mean exactly (and its arg max the averaged vote); a regression's is the mean of the
+    members' (scaled) values."""
 
     def __init__(self, members: list[nn.Module], combine: str):
         super().__init__()
@@ -543,8 +544,13 @@ class FoldEnsemble(nn.Module):
             "member": member,
         }
 
-    def forward(self, x_num: torch.Tensor, x_cat: torch.Tensor) -> torch.Tensor:
-        outs = torch.stack([member(x_num, x_cat) for member in self.members])
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        return self.combined([member(*inputs) for member in self.members])
+
+    def combined(self, each: list[torch.Tensor]) -> torch.Tensor:
+        """The ensemble's output from its members' outputs, in member order (what :meth:`forward` does
+        with them; an explanation that feeds each member its own inputs averages them the same way)."""
+        outs = torch.stack(each)
         if self.combine == "probabilities":
             # log-probabilities as logits minus their logsumexp: torch.log_softmax on this small stacked
             # tensor took ~50 ms on a busy 2-core machine (its threaded kernel), this takes ~0.01 ms

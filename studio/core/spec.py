@@ -1057,6 +1057,13 @@ class RunSpec(StudioModel):
             raise ValueError(
                 "'Use all my data' trains its fold models one after another on one device; set devices to 1"
             )
+        pretrained = ARCHITECTURES[self.architecture.name].hub_id is not None
+        if self.data.use_all_data and self.task in TEXT_TASKS and pretrained:
+            raise ValueError(
+                f"'Use all my data' works with the bag of words, not a pretrained network: it would train "
+                f"{self.data.folds} copies of a 22-million-weight network (MiniLM's size) and run all of "
+                "them for every prediction; turn the switch off or choose the bag of words"
+            )
         return self
 
     # ---- round trips

@@ -231,7 +231,13 @@ class BagOfWordsNet(nn.Module):
         return out
 
 
-def build_bag_of_words(config: dict[str, Any]) -> BagOfWordsNet:
+def build_bag_of_words(config: dict[str, Any], runtime: Any = None) -> nn.Module:
+    """The network a bundle's ``network`` describes: one :class:`BagOfWordsNet`, or fold models averaged
+    into one ('use all my data': ``members`` alike ones, ``member`` their configuration) as the table
+    runtime's ``FoldEnsemble`` (``runtime``: that module, shipped beside this one)."""
+    if "members" in config:
+        members = [build_bag_of_words(config["member"]) for _ in range(int(config["members"]))]
+        return runtime.FoldEnsemble(members, config["combine"])
     kept = {k: v for k, v in config.items() if k != "type"}
     return BagOfWordsNet(**kept)
 
@@ -254,7 +260,7 @@ class TextPredictor:
         text_state, network = info["text"], info["network"]
         if text_state["type"] == "hashing":
             self.encoder: Any = HashingTextEncoder(text_state)
-            self.net: Any = build_bag_of_words(network) if weights is not None else None
+            self.net: Any = build_bag_of_words(network, runtime) if weights is not None else None
         else:
             transformer = modules["transformer"]
             self.encoder = transformer.TransformerTextEncoder(text_state, files_dir)

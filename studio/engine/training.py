@@ -544,7 +544,7 @@ def _prepare(spec: RunSpec, dataset: Any, profile: dict[str, Any], plan: DeviceP
     kind = modality_for(spec.task)
     if spec.data.use_all_data and not getattr(kind, "ensembles", False):
         raise TrainingError(
-            f"'Use all my data' (fold models averaged into one) works for tables only; "
+            f"'Use all my data' (fold models averaged into one) works for tables and texts only; "
             f"{task_info(spec.task).title.lower()} trains one model: turn the switch off."
         )
     table = load_table(dataset.id)

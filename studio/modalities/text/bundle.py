@@ -51,6 +51,7 @@ def write_text_bundle(
 ) -> Path:
     """Write a text model bundle at ``path`` (see the module docstring) and return ``path``."""
     from studio.core.text_runtime import TEXT_RUNTIME_VERSION
+    from studio.modalities.tabular.bundle import _ensemble_info
 
     state_dict = {k: v.detach().cpu() for k, v in net.state_dict().items()}
     check_finite_weights(state_dict)
@@ -85,6 +86,7 @@ def write_text_bundle(
         "preprocessing": preprocessing,
         "text": text_state,
         "network": dict(net.config),
+        **_ensemble_info(net.config),
         "predictor": {"module": "text_runtime", "class": "TextPredictor"},
         "metrics": _finite_metrics(metrics),
         "spec": spec.model_dump(mode="json"),
@@ -107,6 +109,7 @@ def _try_export_text_onnx(
 
     from studio.bundle.onnx import _exported, export_inputs, graph_output
     from studio.core.runtime import TabularPreprocessor
+    from studio.modalities.tabular.bundle import _ensemble_note
 
     pre = TabularPreprocessor(preprocessing)
     length = int(text_state.get("max_tokens") or text_state.get("max_length"))
@@ -130,5 +133,7 @@ def _try_export_text_onnx(
         net.config["n_out"],
         "Inputs: 'numeric' and 'categorical' from TabularPreprocessor(preprocessing).transform(rows) in "
         "training_studio_runtime.py, 'text' the token ids of the text columns from the encoder in "
-        "training_studio_text_runtime.py (state: 'text'), padded to its length. " + output,
+        "training_studio_text_runtime.py (state: 'text'), padded to its length. "
+        + output
+        + _ensemble_note(net.config, bool(target.get("log_scale"))),
     )

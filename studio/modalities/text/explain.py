@@ -56,32 +56,38 @@ def bag_of_words_contributions(predictor: Any, row: pd.DataFrame, steps: int = I
     import torch
     from captum.attr import IntegratedGradients
 
-    from studio.core.text_runtime import _TOKEN, PAD, as_texts
+    from studio.core.text_runtime import _TOKEN, as_texts
 
     net, encoder = predictor.net.eval(), predictor.encoder
     x_num, x_cat = (torch.from_numpy(a) for a in predictor.preprocessor.transform(row))
     ids_np, _ = encoder.encode(row)
     ids = torch.from_numpy(ids_np)
-    real = ids != PAD
-    count = real.sum(dim=1, keepdim=True).clamp(min=1)
+    members = list(getattr(net, "members", [net]))  # fold models averaged into one: each its own vectors
 
-    def forward(vectors: torch.Tensor) -> torch.Tensor:
-        pooled = (vectors * real.unsqueeze(-1)).sum(dim=1) / count
-        parts = [pooled] + ([x_num.expand(len(vectors), -1)] if x_num.shape[1] else [])
-        parts += [emb(x_cat[:, i].expand(len(vectors))) for i, emb in enumerate(net.embeddings)]
-        return net.head(torch.cat(parts, dim=1))
+    def one(member: Any, vectors: torch.Tensor) -> torch.Tensor:
+        """``member``'s output with these word vectors for the row's tokens (pooled as it pools them)."""
+        shares = member._row_weights(ids).unsqueeze(-1)
+        parts = [(vectors * shares).sum(dim=1)] + ([x_num.expand(len(vectors), -1)] if x_num.shape[1] else [])
+        parts += [emb(x_cat[:, i].expand(len(vectors))) for i, emb in enumerate(member.embeddings)]
+        out = member.head(torch.cat(parts, dim=1))
+        return out if member.linear is None else out + (member.linear(ids) * shares).sum(dim=1)
+
+    def forward(*vectors: torch.Tensor) -> torch.Tensor:
+        outs = [one(member, v) for member, v in zip(members, vectors, strict=True)]
+        return net.combined(outs) if len(members) > 1 else outs[0]
 
     with torch.no_grad():
-        vectors = net.bag.weight[ids].clone()
-        logits = forward(vectors)
+        vectors = tuple(member.bag.weight[ids].clone() for member in members)
+        logits = forward(*vectors)
     chosen, scale, shift, output = _class_and_scale(predictor, logits)
-    attributions, delta = IntegratedGradients(lambda v: output(forward(v))).attribute(
-        vectors, baselines=torch.zeros_like(vectors), target=chosen, n_steps=steps, return_convergence_delta=True
+    zeros = tuple(torch.zeros_like(v) for v in vectors)
+    attributions, delta = IntegratedGradients(lambda *v: output(forward(*v))).attribute(
+        vectors, baselines=zeros, target=chosen, n_steps=steps, return_convergence_delta=True
     )
-    per_feature = attributions.sum(dim=-1)[0].detach().numpy() * scale
+    per_feature = sum(a.sum(dim=-1)[0] for a in attributions).detach().numpy() * scale
     with torch.no_grad():
-        prediction = float(output(forward(vectors))[0, chosen]) * scale + shift
-        baseline = float(output(forward(torch.zeros_like(vectors)))[0, chosen]) * scale + shift
+        prediction = float(output(forward(*vectors))[0, chosen]) * scale + shift
+        baseline = float(output(forward(*zeros))[0, chosen]) * scale + shift
     texts: dict[str, list[list[Any]]] = {}
     position = 0
     for name in encoder.columns:

@@ -79,6 +79,15 @@ class PreparedText:
             net.fit_token_weights(data.tensors["train"][2])
         return table_module(net, data, spec, steps_per_epoch, accumulate)
 
+    def ensemble(self, spec: RunSpec, nets: list[Any]) -> Any:
+        """The LightningModule of bag-of-words fold models averaged into one, as for tables: they share
+        this run's table preprocessing (fitted on every row that is not a test row) and its hashing
+        encoder (no fitted vocabulary); each keeps its own word weights (``token_weights``: the idf of
+        its own training rows). A pretrained network is refused by the spec before anything trains."""
+        from studio.modalities.tabular.modality import PreparedTable
+
+        return PreparedTable(self.data).ensemble(spec, nets)
+
     def after_test(self, run_id: str, spec: RunSpec, module: Any) -> None:
         """The test rows the model got most wrong, with their text, for the run page."""
         tracking.client().log_dict(
@@ -192,7 +201,10 @@ class TextModality:
         from studio.modalities.text.search import dimensions
 
         return dimensions(spec, networks)
+
     folds = True
+    ensembles = True  # 'use all my data' with the bag of words (PreparedText.ensemble; a pretrained
+    # network is refused by the spec: as many copies of it as there are folds)
 
     def device_plan(self, plan: Any) -> Any:
         return plan

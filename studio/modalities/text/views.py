@@ -44,7 +44,7 @@ def text_tokens_per_row(spec: RunSpec, profile: dict[str, Any]) -> float:
 
 def estimate_text_time(spec: RunSpec, profile: dict[str, Any], n_rows: int, on_gpu: bool = False) -> forms.TimeEstimate:
     """A rough upper guess of a text run's time: startup + epochs x (steps x the optimiser's work + the
-    tokens the network reads)."""
+    tokens the network reads), times the fold models 'use all my data' trains one after another."""
     train, _, _ = forms.split_rows(spec, n_rows)
     batch = forms.effective_batch_size(spec, train)
     steps = math.ceil(train / batch) if train else 0
@@ -56,11 +56,12 @@ def estimate_text_time(spec: RunSpec, profile: dict[str, Any], n_rows: int, on_g
     else:
         flops = 6 * TRANSFORMER_WEIGHTS * tokens * train
         per_epoch = forms.EPOCH_SECONDS + steps * forms.STEP_SECONDS + flops / (GPU_FLOPS if on_gpu else CPU_FLOPS)
-    seconds = forms.STARTUP_SECONDS + spec.training.epochs * per_epoch
+    models, each = forms.fold_models(spec)
+    seconds = forms.STARTUP_SECONDS + models * spec.training.epochs * per_epoch
     stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
     text = (
         f"Rough guess for an idle machine: at most about {forms._duration(seconds)} ({spec.training.epochs:,} epochs "
-        f"over about {train:,} rows of about {tokens:,.0f} tokens each).{stop} {forms.BUSY_NOTE}"
+        f"over about {train:,} rows of about {tokens:,.0f} tokens each{each}).{stop} {forms.BUSY_NOTE}"
     )
     return forms.TimeEstimate(seconds=seconds, text=text)
 
