@@ -99,9 +99,18 @@ def load_plugins() -> None:
             importlib.import_module(name)
 
 
+def _plugin_rank(info: TaskInfo) -> int:
+    """Where a task's kind comes in ``BUILTIN_PLUGINS`` (a plugin's kind after them): the tasks keep that
+    order whichever registry a process happened to import first."""
+    module = f"studio.modalities.{info.kind}.registry"
+    return BUILTIN_PLUGINS.index(module) if module in BUILTIN_PLUGINS else len(BUILTIN_PLUGINS)
+
+
 def all_tasks() -> dict[str, TaskInfo]:
+    """Every registered task: the built-in kinds' in ``BUILTIN_PLUGINS`` order, then plugins' (each kind's
+    in the order it registers them)."""
     load_plugins()
-    return dict(_TASKS)
+    return {info.name: info for info in sorted(_TASKS.values(), key=_plugin_rank)}
 
 
 def is_task(task: Any) -> bool:
