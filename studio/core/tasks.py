@@ -82,6 +82,23 @@ _lock = threading.Lock()
 _plugins_loaded: set[str] = set()
 
 
+_PROFILE_READERS: list[Any] = []
+
+
+def register_profile_reader(reader: Any) -> None:
+    """A kind's own reading of a table being added, ``reader(table, profile, examples_file=...)``: it may
+    add to the profile (language-model examples: their shape, the suggested target and task). Called by
+    the data store after the table's profile, in registration order."""
+    if reader not in _PROFILE_READERS:
+        _PROFILE_READERS.append(reader)
+
+
+def profile_readers() -> list[Any]:
+    """The registered kinds' readings of a table being added (:func:`register_profile_reader`)."""
+    load_plugins()
+    return list(_PROFILE_READERS)
+
+
 def register_task(info: TaskInfo) -> TaskInfo:
     """Make ``info.name`` a valid task everywhere (spec, form, CLI). Registering it again replaces it."""
     _TASKS[info.name] = info

@@ -25,7 +25,7 @@ import pandas as pd
 
 from studio.core.errors import DatasetError
 from studio.core.settings import studio_home
-from studio.modalities.llm.registry import add_reading
+from studio.core.tasks import profile_readers
 from studio.modalities.tabular.ingest import human_size, parse_table_bytes, read_source_bytes
 from studio.modalities.tabular.profile import profile_table
 
@@ -159,7 +159,8 @@ def store_table(
             written = pool.submit(write_table, table, staging / "data.parquet")
             try:
                 profile = profile_table(df)
-                add_reading(df, profile, examples_file=examples_file)
+                for read in profile_readers():  # a kind's own reading (language-model examples)
+                    read(df, profile, examples_file=examples_file)
             finally:
                 written.result()
         return publish_staging(staging, None, profile, info, digest)

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from studio.bundle.layout import register_flavour
 from studio.core.spec import ArchitectureInfo, StudioModel, _extra, register_architecture
-from studio.core.tasks import TaskInfo, register_task
+from studio.core.tasks import TaskInfo, register_profile_reader, register_task
 from studio.modalities import register_lazily
 from studio.modalities.llm.bundle import FLAVOUR
 
@@ -180,3 +180,6 @@ def add_reading(table: pd.DataFrame, profile: dict[str, Any], *, examples_file: 
     profile["llm"] = found
     if "problem" not in found:
         profile["suggested_target"], profile["suggested_task"] = found["answer"], TASK
+
+
+register_profile_reader(add_reading)
