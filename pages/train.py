@@ -25,6 +25,7 @@ from studio.core.spec import (
     default_architecture,
 )
 from studio.core.tasks import task_info, tasks_for
+from studio.core.text import counted
 from studio.data import mirroring_changes_meaning, task_for_target
 
 PICK_TARGET = "Pick the column you want to predict."
@@ -348,7 +349,7 @@ def before_you_start(choice: Choice, spec: Any, check: Any, blockers: list[str])
     refused = any(w.get("blocks") for w in data_warnings)
     if data_warnings:
         with st.expander(
-            f"About the data ({len(data_warnings)} notes)", expanded=True, icon=":material/info:"
+            f"About the data ({counted(len(data_warnings), 'note')})", expanded=True, icon=":material/info:"
         ):
             ui.show_warnings(data_warnings)
     for blocker in blockers:
