@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.mlflow_store import new_store
+
 pytestmark = pytest.mark.bench
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
@@ -42,7 +44,7 @@ def test_benchmark_runs_tiny(
     if name == "search_references":
         pytest.importorskip("sklearn")
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp_path}/mlruns"))
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
     module = importlib.util.module_from_spec(spec)

@@ -15,6 +15,7 @@ import psutil
 import pytest
 
 from studio.server import serve as serve_mod
+from tests.mlflow_store import new_store
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -158,7 +159,7 @@ def test_urls_use_loopback_for_a_wildcard_host() -> None:
 def test_serve_command_with_a_taken_port_says_so_in_one_line_and_starts_nothing(tmp_path: Path) -> None:
     home = tmp_path / "home"
     env = dict(
-        os.environ, STUDIO_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db"
+        os.environ, STUDIO_HOME=str(home), MLFLOW_TRACKING_URI=new_store(f"{tmp_path}/mlruns")
     )
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))

@@ -14,6 +14,7 @@ from studio import jobs, tracking
 from studio.core import quality
 from studio.core.spec import RunSpec
 from tests.images.conftest import make_zip
+from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process
 from tests.training.conftest import make_table
 
@@ -61,7 +62,7 @@ def home(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sweep")
     patch = pytest.MonkeyPatch()
     patch.setenv("STUDIO_HOME", str(root / "home"))
-    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+    patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{root}/mlruns"))
     patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
     from studio.data import add_csv, add_image_zip
 

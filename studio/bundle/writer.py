@@ -78,6 +78,20 @@ def _finite_metrics(metrics: dict[str, float]) -> dict[str, float | None]:
     return {key: (float(value) if math.isfinite(float(value)) else None) for key, value in metrics.items()}
 
 
+# Weights files deflate to about 90% of their size (MiniLM's 90 MB safetensors: 0.90 at level 6, 0.91 at
+# level 1) at ~20 MB/s on this CPU: seconds of a bundle's writing for a tenth of its size. Large ones are
+# stored as they are; everything else (code, JSON, tokenizer files, small networks) is deflated.
+_STORED_SUFFIXES = {".safetensors", ".pt", ".pth", ".bin", ".onnx", ".data"}
+_STORED_FROM_BYTES = 1 << 20
+
+
+def _zip_method(file: Path) -> int:
+    """How ``file`` goes into a bundle: stored when it is a large weights file, else deflated."""
+    if file.suffix in _STORED_SUFFIXES and file.stat().st_size >= _STORED_FROM_BYTES:
+        return zipfile.ZIP_STORED
+    return zipfile.ZIP_DEFLATED
+
+
 def _save_and_zip(
     path: Path, info: dict[str, Any], staging: Path, model_dir: Path, requirements: list[str]
 ) -> None:
@@ -121,7 +135,7 @@ def _save_and_zip(
         with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for file in sorted(model_dir.rglob("*")):
                 if file.is_file():
-                    zf.write(file, file.relative_to(model_dir).as_posix())
+                    zf.write(file, file.relative_to(model_dir).as_posix(), compress_type=_zip_method(file))
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)

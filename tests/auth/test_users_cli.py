@@ -12,6 +12,7 @@ import pytest
 
 from studio import cli
 from studio.server import auth
+from tests.mlflow_store import new_store
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -36,7 +37,7 @@ def env(tmp_path: Path) -> dict[str, str]:
     return dict(
         clean,
         STUDIO_HOME=str(tmp_path / "home"),
-        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        MLFLOW_TRACKING_URI=new_store(f"{tmp_path}/mlruns"),
         STUDIO_PASSWORD_FILE=str(tmp_path / "secrets" / "users"),
     )
 

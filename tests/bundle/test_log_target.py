@@ -21,6 +21,7 @@ from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, 
 from studio.core.spec import RunSpec
 from studio.modalities.tabular.profile import column_readings, log_target, profile_table
 from tests.bundle.test_bundle import RUNNER, run_onnx
+from tests.mlflow_store import new_store
 
 
 def house_table(n: int = 240, seed: int = 0) -> pd.DataFrame:
@@ -97,7 +98,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("log_target")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         from studio.data import add_csv, get_dataset, load_profile, load_table
         from studio.engine.training import train
         from studio.modalities import modality_for

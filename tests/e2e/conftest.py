@@ -18,6 +18,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.mlflow_store import new_store
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -98,7 +100,7 @@ class Studio:
 def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
     """A private studio home and MLflow store, CPU only, for serve and for this test process."""
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp_path}/mlruns"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
     return dict(os.environ, PYTHONUNBUFFERED="1")

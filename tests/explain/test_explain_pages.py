@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio import jobs
 from studio.jobs import worker
+from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process, spec, tiny_dataset
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -22,7 +23,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("explain-pages")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(root / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{root}/mlruns"))
         patch.setattr(jobs, "ensure_scheduler", lambda *a, **k: None)  # the test runs the jobs itself
         done = run_in_process(spec(tiny_dataset(root, rows=120), "<b>colour</b> model", training={"epochs": 4}))
         assert done.state == jobs.SUCCEEDED, done.reason

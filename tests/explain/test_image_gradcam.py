@@ -16,6 +16,7 @@ from PIL import Image
 from studio import jobs
 from studio.core.spec import ARCHITECTURES, RunSpec
 from studio.jobs import worker
+from tests.mlflow_store import new_store
 
 SIZE, PATCH = 32, 8
 
@@ -39,7 +40,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("gradcam")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STUDIO_HOME", str(tmp / "home"))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        mp.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         rng = np.random.default_rng(0)
         with zipfile.ZipFile(tmp / "patches.zip", "w") as zf:
             for label in ("patch", "plain"):

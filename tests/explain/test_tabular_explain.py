@@ -14,6 +14,7 @@ from studio import jobs
 from studio.core.spec import RunSpec
 from studio.jobs import store, worker
 from studio.modalities.analysis import importance_sentence
+from tests.mlflow_store import new_store
 
 FEATURES = ["signal", "helper", "colour", "noise"]
 
@@ -44,7 +45,7 @@ def trained(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("explain")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STUDIO_HOME", str(tmp / "home"))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        mp.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         csv = tmp / "planted.csv"
         planted_table().to_csv(csv, index=False)
         dataset = add_csv(csv, name="planted")

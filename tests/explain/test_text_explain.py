@@ -13,6 +13,7 @@ import pytest
 from studio import jobs
 from studio.core.spec import RunSpec
 from studio.jobs import worker
+from tests.mlflow_store import new_store
 from tests.text.test_text_training import reviews
 
 
@@ -54,7 +55,7 @@ def bag_of_words(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("text-explain")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("STUDIO_HOME", str(tmp / "home"))
-        mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        mp.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         yield trained_job(tmp)
 
 
@@ -85,7 +86,7 @@ def test_the_bag_of_words_credits_the_planted_keyword(bag_of_words):
 @pytest.mark.slow
 def test_minilm_words_add_up_to_the_prediction(tmp_path, monkeypatch):
     monkeypatch.setenv("STUDIO_HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path}/mlruns/mlflow.db")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp_path}/mlruns"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     parent = trained_job(
         tmp_path, {"name": "minilm_l6", "params": {"max_length": 24, "frozen_layers": -1}}, rows=120, epochs=3

@@ -13,6 +13,7 @@ from PIL import Image
 from studio import data as datasets
 from studio.core.errors import DatasetError
 from studio.data.samples import DIGIT_SIDE, digits_zip
+from tests.mlflow_store import new_store
 
 
 def test_the_sample_stores_1797_pictures_in_10_class_folders_once(studio_home: Path) -> None:
@@ -58,7 +59,7 @@ def short_run(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("digits")
     patch = pytest.MonkeyPatch()
     patch.setenv("STUDIO_HOME", str(tmp / "home"))
-    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+    patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
     try:
         from studio.core.spec import RunSpec
         from studio.engine.training import train

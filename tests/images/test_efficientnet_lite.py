@@ -17,6 +17,7 @@ from studio.core import image_io
 from studio.core.pretrained import weights_available, weights_path
 from studio.core.runtime import build_image_net, normalise_images
 from studio.core.spec import ARCHITECTURES, RunSpec
+from tests.mlflow_store import new_store
 
 LITE = "efficientnet_lite0"
 CAT_CLASSES = {"tabby", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat", "lynx"}
@@ -88,7 +89,7 @@ def frozen_run(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("lite")
     mp = pytest.MonkeyPatch()
     mp.setenv("STUDIO_HOME", str(folder / "home"))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlruns/mlflow.db")
+    mp.setenv("MLFLOW_TRACKING_URI", new_store(f"{folder}/mlruns"))
     try:
         info = add_image_zip(make_zip(folder / "shapes.zip", per_class=12))
         spec = RunSpec.from_dict(

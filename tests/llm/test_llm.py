@@ -18,6 +18,7 @@ import pytest
 from studio.core.errors import DatasetError, StudioError
 from studio.modalities.llm.shapes import data_report, detect_shape, examples, read_jsonl
 from tests.llm.tiny import PAIRS, build_model, write_chat_jsonl, write_pairs_csv
+from tests.mlflow_store import new_store
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -254,7 +255,7 @@ def trained(tmp_path_factory, tiny):
     home = folder / "home"
     mp = pytest.MonkeyPatch()
     mp.setenv("STUDIO_HOME", str(home))
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder}/mlflow.db")
+    mp.setenv("MLFLOW_TRACKING_URI", new_store(folder))
     from studio.data import add_data_file
     from studio.engine.training import train
 

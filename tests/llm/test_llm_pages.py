@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from studio import jobs
 from tests.llm.test_llm import _spec
 from tests.llm.tiny import PAIRS, build_model, write_pairs_csv
+from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process
 
 PAGES = Path(__file__).resolve().parents[2] / "pages"
@@ -27,7 +28,7 @@ def job(tmp_path_factory):
     root = tmp_path_factory.mktemp("llm-pages")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(root / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{root}/mlruns"))
         from studio.data import add_data_file
 
         model = build_model(root / "tiny-llama")

@@ -13,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from studio import jobs
 from studio.app import runs_view as rv
 from studio.tracking import RunSummary
+from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process, spec, tiny_dataset
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "compare.py")
@@ -24,7 +25,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("compare")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(root / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{root}/mlruns"))
         patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
         dataset_id = tiny_dataset(root)
         first = run_in_process(spec(dataset_id, "adam run"))

@@ -12,6 +12,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio import jobs
 from studio.app import runs_view as rv
+from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process, spec, tiny_dataset
 
 PAGE = str(Path(__file__).resolve().parents[2] / "pages" / "predict.py")
@@ -23,7 +24,7 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("predict")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(root / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{root}/mlruns"))
         done = run_in_process(spec(tiny_dataset(root), "colour model"))
         assert done.state == jobs.SUCCEEDED, done.reason
         yield done

@@ -15,6 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from studio import jobs
 from studio.core.spec import RunSpec
+from tests.mlflow_store import new_store
 from tests.pages.test_data_page_images import picture_zip
 from tests.pages.test_runs_page import run_in_process
 
@@ -35,7 +36,7 @@ def trained_pictures(tmp_path_factory: pytest.TempPathFactory) -> TrainedPicture
     from studio.data import add_image_zip
 
     root = tmp_path_factory.mktemp("pictures")
-    uri = f"sqlite:///{root}/mlruns/mlflow.db"
+    uri = new_store(f"{root}/mlruns")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(root / "home"))
         patch.setenv("MLFLOW_TRACKING_URI", uri)

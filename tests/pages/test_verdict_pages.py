@@ -17,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from studio import jobs
 from studio.core import quality
 from studio.core.spec import RunSpec
+from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,7 +57,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("verdict")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(root / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{root}/mlruns"))
         patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
         noise_id = add_csv(write_table(root / "noise.csv", signal=False)).id
         signal_id = add_csv(write_table(root / "signal.csv", signal=True)).id

@@ -51,7 +51,10 @@ def test_a_search_goes_on_after_its_driver_scheduler_and_worker_were_killed(
     from studio import jobs
     from studio.search import control, records
 
+    # validation shares of 45% leave room for one block of validation rows: each trial is its own run, not
+    # five cross-validation folds (what is killed and resumed here is the trial's run)
     spec = tiny_spec(tiny_dataset(tmp_path), epochs=8, early_stopping={"enabled": False})
+    spec = spec.with_changes(**{"data.val_fraction": 0.45})
     search = control.start_search(spec, max_trials=2)
     wait_until(lambda: (t := control.trials(search.id)) and t[0].checkpoint and (t[0].epoch or 0) >= 3, 120)
 

@@ -50,11 +50,14 @@ def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
 
     at = _train_page()
     at.number_input(key="train__training__epochs").set_value(2).run()
+    # validation shares of 30% leave room for 2 cross-validation folds (15% gives 5): 2/5 of the trainings
+    at.number_input(key="train__data__val_fraction").set_value(0.3).run()
     at.selectbox(key="search_budget").set_value("A number of trials").run()
     at.number_input(key="search_trials").set_value(3).run()
     at.button(key="search_submit").click().run()
     assert not at.exception, [e.value for e in at.exception]
     (search,) = list_searches()
+    assert search.spec.data.val_fraction == 0.3
     assert search.max_trials == 3 and search.budget_seconds is None and search.metric == "val/accuracy"
     assert search.spec.training.epochs == 2
     assert [t.value for t in at.title] == ["Search"]  # the press opened the search's page
@@ -75,14 +78,14 @@ def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
     text = " ".join(m.value for m in page.markdown)
     assert "Finished · 3 trials (3 finished)" in text
     # the best score's trial, or your settings when a higher score did not beat them beyond chance
-    assert "validation accuracy, averaged over 5 cross-validation folds (higher is better)" in text
+    assert "validation accuracy, averaged over 2 cross-validation folds (higher is better)" in text
     assert any(
         words in text for words in ("has the best validation accuracy", "by more than chance", "Nothing beat")
     )
     assert "Its test score" in text
     captions = " ".join(c.value for c in page.caption)
     assert "they train without touching the test rows" in captions
-    assert "each trial is scored on 5 different blocks of validation rows" in captions
+    assert "each trial is scored on 2 different blocks of validation rows" in captions
     table = page.dataframe[0].value
     assert list(table["Trial"]) == [0, 1, 2] and "(chosen)" in " ".join(table["State"])
     assert [b.key for b in page.button] == ["search_more"]  # a finished search can be given more time

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mlflow_store import new_store
 from tests.text.test_text_training import PROBE, REPO, reviews
 
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[", "]", "!", ",", "."] + sorted(
@@ -46,7 +47,7 @@ def bert_run(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("any_encoder")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         patch.setenv("HF_HUB_OFFLINE", "1")
         patch.setenv("HF_HOME", str(tmp / "empty-hf"))
         patch.delenv("STUDIO_ALLOW_DOWNLOADS", raising=False)
@@ -138,7 +139,7 @@ def test_the_cli_takes_an_encoder_folder_and_refuses_a_missing_one_on_one_line(t
     env = {k: v for k, v in os.environ.items() if k != "STUDIO_ALLOW_DOWNLOADS"}
     env.update(
         STUDIO_HOME=str(tmp_path / "home"),
-        MLFLOW_TRACKING_URI=f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        MLFLOW_TRACKING_URI=new_store(f"{tmp_path}/mlruns"),
         HF_HUB_OFFLINE="1",
         HF_HOME=str(tmp_path / "empty-hf"),
     )

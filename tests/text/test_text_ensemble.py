@@ -23,6 +23,7 @@ import torch
 from studio.bundle import python_snippet
 from studio.core import ensembles, runtime, text_runtime
 from tests.bundle.test_bundle import RUNNER
+from tests.mlflow_store import new_store
 from tests.text.test_text_training import PROBE, reviews
 
 TOLERANCE = 1e-5
@@ -34,7 +35,7 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("text-ensemble")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         from studio.core.spec import RunSpec
         from studio.data import add_data_file
         from studio.engine.training import train
@@ -186,7 +187,7 @@ def test_a_pretrained_network_with_the_switch_is_refused_in_one_sentence(ensembl
     with pytest.MonkeyPatch.context() as patch:
         tmp = ensemble["tmp"]
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         data = ensemble["spec"].data.dataset_id
         code = main(["train", "--data", data, "--target", "label", "--arch", "minilm_l6", "--folds", "3"])
     said = capsys.readouterr().err.strip()

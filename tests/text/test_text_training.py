@@ -17,6 +17,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.mlflow_store import new_store
+
 REPO = Path(__file__).resolve().parents[2]
 NEUTRAL = [
     "the",
@@ -78,7 +80,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("text")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         from studio.core.spec import RunSpec
         from studio.data import add_data_file
         from studio.engine.training import train
@@ -218,7 +220,7 @@ def test_the_cli_trains_text_with_defaults_and_predicts_a_csv_of_texts(tmp_path)
     env = {
         **os.environ,
         "STUDIO_HOME": str(tmp_path / "home"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        "MLFLOW_TRACKING_URI": new_store(f"{tmp_path}/mlruns"),
     }
     rows = reviews(300, seed=3)
     rows["stars"] = np.where(rows["label"] == "pos", 4.0, 2.0) + np.random.default_rng(0).normal(0, 0.3, 300)
@@ -270,7 +272,7 @@ def minilm_run(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("minilm")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         patch.setenv("HF_HUB_OFFLINE", "1")
         from studio.core.spec import RunSpec
         from studio.data import add_data_file
@@ -328,7 +330,7 @@ def test_the_cli_fine_tunes_minilm_with_arch_minilm_l6(tmp_path):
     env = {
         **os.environ,
         "STUDIO_HOME": str(tmp_path / "home"),
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path}/mlruns/mlflow.db",
+        "MLFLOW_TRACKING_URI": new_store(f"{tmp_path}/mlruns"),
         "HF_HUB_OFFLINE": "1",
     }
     reviews(300, seed=7).to_csv(tmp_path / "reviews.csv", index=False)

@@ -29,6 +29,7 @@ from studio.core import ensembles
 from studio.core.errors import SpecError, TrainingError
 from studio.core.runtime import TabularPredictor, TabularPreprocessor
 from studio.engine.training import TrainHooks, evaluate_chosen_model, train
+from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process
 from tests.training.conftest import make_table
 from tests.training.test_train import make_spec
@@ -53,7 +54,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory):
     tmp = tmp_path_factory.mktemp("ensemble")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         from studio.data import add_csv
 
         make_table().to_csv(tmp / "tiny.csv", index=False)
@@ -303,7 +304,7 @@ def test_a_kind_without_fold_models_refuses_the_switch_in_plain_words(runs) -> N
     with pytest.MonkeyPatch.context() as patch:
         tmp = runs["tmp"]
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         from studio.modalities import modality_for
 
         # tables and texts have fold models; a kind without them (pictures, language models) refuses
@@ -324,7 +325,7 @@ def test_the_cli_flag_turns_the_switch_on(runs) -> None:
     with pytest.MonkeyPatch.context() as patch:
         tmp = runs["tmp"]
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         spec = spec_from_args(
             parser.parse_args(["--data", runs["dataset"].id, "--target", "label", "--folds", "4"])
         )
@@ -351,7 +352,7 @@ def test_the_words_name_the_ensemble_and_its_cost(runs) -> None:
 
 def _home(patch: pytest.MonkeyPatch, tmp: Path) -> None:
     patch.setenv("STUDIO_HOME", str(tmp / "home"))
-    patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
+    patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
     patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
 
 
