@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.mlflow_store import new_store
-from tests.text.test_text_training import PROBE, REPO, reviews
+from tests.text.test_text_training import PROBE, REPO, RUNNER, reviews
 
 VOCABULARY = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[", "]", "!", ",", "."] + sorted(
     set(" ".join(reviews(200)["review"]).split())
@@ -71,11 +71,14 @@ def bert_run(tmp_path_factory: pytest.TempPathFactory):
         yield {"result": train(spec, bundle_out=bundle), "bundle": bundle, "spec": spec, "folder": folder}
 
 
-def test_a_bert_from_a_folder_trains_through_the_transformer_network_and_its_bundle_predicts(bert_run):
+def test_a_bert_from_a_folder_trains_through_the_transformer_network_and_its_bundle_predicts(
+    bert_run, tmp_path
+):
     import json
     import zipfile
 
     import numpy as np
+    import pandas as pd
 
     from studio import tracking
     from studio.bundle import load_bundle, read_bundle_info
@@ -96,6 +99,25 @@ def test_a_bert_from_a_folder_trains_through_the_transformer_network_and_its_bun
         out = bundle.predict(PROBE)
     assert len(out) == len(PROBE)
     np.testing.assert_allclose(out[["probability_neg", "probability_pos"]].sum(axis=1), 1.0, rtol=1e-5)
+    # the same answers where the studio cannot be imported, offline, with an empty Hugging Face cache and
+    # the model's folder gone from where it was trained (the slow MiniLM test checks this with MiniLM)
+    (tmp_path / "model.zip").write_bytes(bert_run["bundle"].read_bytes())
+    PROBE.to_json(tmp_path / "probe.json")
+    (tmp_path / "runner.py").write_text(RUNNER)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf"))
+    moved = folder.with_name("moved-away")
+    folder.rename(moved)
+    try:
+        done = subprocess.run(
+            [sys.executable, "runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
+        )
+    finally:
+        moved.rename(folder)
+    assert done.returncode == 0, done.stderr[-3000:]
+    outside = pd.DataFrame(json.loads((tmp_path / "result.json").read_text()))
+    assert list(outside["predicted_label"]) == list(out["predicted_label"])
+    np.testing.assert_allclose(outside["probability_pos"], out["probability_pos"], atol=1e-5)
 
 
 def test_an_encoder_that_is_not_here_is_refused_in_plain_words_without_downloading(

@@ -293,6 +293,11 @@ def minilm_run(tmp_path_factory: pytest.TempPathFactory):
         yield {"result": train(spec, bundle_out=bundle), "bundle": bundle, "spec": spec}
 
 
+# ~75 s here (MiniLM's forward passes, its 90 MB bundle, a subprocess that loads it). Its fast twins:
+# tests/text/test_transformer_runtime.py fine-tunes the real MiniLM from its package a few steps (the loss
+# falls), and tests/text/test_any_encoder.py trains the same transformer network through the studio with a
+# tiny BERT whose bundle predicts where the studio cannot be imported.
+@pytest.mark.slow
 def test_minilm_fine_tunes_through_the_studio_and_its_bundle_predicts_raw_text(minilm_run, tmp_path):
     from studio import tracking
     from studio.bundle import load_bundle, read_bundle_info
