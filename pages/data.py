@@ -265,7 +265,7 @@ def choose_data_set(infos: list[datasets.DatasetInfo]) -> datasets.DatasetInfo:
 def next_step(info: datasets.DatasetInfo, profile: dict) -> None:
     if profile.get("llm") and "problem" not in profile["llm"]:
         picked = " and the task *Fine-tune a language model* are already picked; choose a base model"
-    elif profile.get("suggested_target") and not ui.is_pictures(info):
+    elif profile.get("suggested_target") and ui.has_columns(info):
         picked = " and its suggested target are already picked,"
     else:
         picked = " is already picked,"
@@ -309,9 +309,9 @@ info = choose_data_set(infos)
 with ui.guard():
     profile = ui.load_profile(info.id)
     st.header(ui.as_text(info.name), anchor=False)
-    if ui.is_pictures(info):
-        show_pictures(info, profile)
-    else:
+    if ui.has_columns(info):
         show_table(info, profile)
+    else:
+        show_pictures(info, profile)
     next_step(info, profile)
     delete_section(info)

@@ -112,16 +112,19 @@ def _flagged_rows(frame: Any) -> int:
 
 
 def cmd_datasets_add(args: argparse.Namespace) -> int:
-    from studio.data import KIND_IMAGES, add_data_file, load_profile
+    from studio.core.tasks import data_kind
+    from studio.core.text import counted
+    from studio.data import add_data_file, load_profile
 
     info = add_data_file(args.file, name=args.name)
     profile = load_profile(info.id)
+    kind = data_kind(info.kind)
     print(info.id)
-    if info.kind == KIND_IMAGES:
+    if not kind.columns:  # a folder of files in class folders (pictures)
         classes = [c["name"] for c in profile["classes"]]
         shown = ", ".join(classes[:10]) + (" …" if len(classes) > 10 else "")
         print(
-            f"{info.n_rows} pictures in {len(classes)} classes ({shown}); "
+            f"{counted(info.n_rows, kind.unit)} in {len(classes)} classes ({shown}); "
             f"train with: python -m studio train --data {info.id}"
         )
     elif profile.get("llm"):
@@ -165,15 +168,17 @@ def _print_examples(reading: dict[str, Any], dataset_id: str) -> None:
 
 
 def cmd_datasets_list(args: argparse.Namespace) -> int:
-    from studio.data import list_datasets
+    from studio.core.tasks import data_word
+    from studio.data import list_datasets, load_profile
 
     rows = list_datasets()
     if not rows:
         print("No data sets yet. Add one: python -m studio datasets add FILE.csv")
         return 0
-    print(f"{'ID':<28} {'ROWS':>8} {'COLS':>5}  NAME")
+    print(f"{'ID':<28} {'ROWS':>8} {'COLS':>5}  {'KIND':<24}  NAME")
     for info in rows:
-        print(f"{info.id:<28} {info.n_rows:>8} {info.n_cols:>5}  {info.name}")
+        kind = data_word(info.kind, load_profile(info.id))
+        print(f"{info.id:<28} {info.n_rows:>8} {info.n_cols:>5}  {kind:<24}  {info.name}")
     return 0
 
 

@@ -10,7 +10,7 @@ from pydantic import Field
 
 from studio.bundle.layout import register_flavour
 from studio.core.spec import ArchitectureInfo, StudioModel, _extra, register_architecture
-from studio.core.tasks import TaskInfo, register_profile_reader, register_task
+from studio.core.tasks import TaskInfo, register_cli_defaults, register_profile_reader, register_task
 from studio.modalities import register_lazily
 from studio.modalities.llm.bundle import FLAVOUR
 
@@ -182,4 +182,5 @@ def add_reading(table: pd.DataFrame, profile: dict[str, Any], *, examples_file: 
         profile["suggested_target"], profile["suggested_task"] = found["answer"], TASK
 
 
-register_profile_reader(add_reading)
+register_profile_reader(add_reading, key="llm", word="language-model examples")
+register_cli_defaults(cli_defaults)
