@@ -108,20 +108,23 @@ _plugins_loaded: set[str] = set()
 
 
 _PROFILE_READERS: list[Any] = []
-_READING_WORDS: dict[str, str] = {}
+_READINGS: dict[str, tuple[str, Any]] = {}
 _CLI_DEFAULTS: list[Any] = []
 
 
-def register_profile_reader(reader: Any, *, key: str | None = None, word: str | None = None) -> None:
+def register_profile_reader(
+    reader: Any, *, key: str | None = None, word: str | None = None, describe: Any = None
+) -> None:
     """A kind's own reading of a table being added, ``reader(table, profile, examples_file=...)``: it may
     add to the profile (language-model examples: their shape, the suggested target and task). Called by
     the data store after the table's profile, in registration order. ``key``: the profile entry its
-    reading fills; ``word``: what the data list calls a data set that has that entry (see
-    :func:`data_word`)."""
+    reading fills; ``word``: what the data list calls a data set whose profile has that entry (see
+    :func:`data_word`); ``describe(reading, dataset_id) -> list[str]``: the lines ``datasets add`` and
+    ``datasets show`` print for it instead of its columns."""
     if reader not in _PROFILE_READERS:
         _PROFILE_READERS.append(reader)
     if key and word:
-        _READING_WORDS[key] = word
+        _READINGS[key] = (word, describe)
 
 
 def profile_readers() -> list[Any]:
@@ -130,11 +133,21 @@ def profile_readers() -> list[Any]:
     return list(_PROFILE_READERS)
 
 
+def described_reading(profile: dict[str, Any], dataset_id: str) -> list[str] | None:
+    """The lines a kind's reading that ``profile`` holds says of its data set (``None``: none holds one,
+    or its kind says nothing)."""
+    load_plugins()
+    for key, (_, describe) in _READINGS.items():
+        if profile.get(key) and describe is not None:
+            return list(describe(profile[key], dataset_id))
+    return None
+
+
 def data_word(kind: str, profile: dict[str, Any] | None = None) -> str:
     """What the data list calls a stored data set ("table", "pictures", "language-model examples"): the
     word of a kind's reading its profile holds, else its data kind's."""
     load_plugins()
-    for key, word in _READING_WORDS.items():
+    for key, (word, _) in _READINGS.items():
         if (profile or {}).get(key):
             return word
     return data_kind(kind).word
