@@ -17,8 +17,6 @@ from pydantic_core import PydanticCustomError
 from studio.core.errors import SpecError
 from studio.core.tasks import all_tasks, is_task, load_plugins, task_info
 
-IMAGE_TARGET = "label"
-
 CLASSIFICATION_METRICS = ("val/loss", "val/accuracy", "val/f1_macro", "val/auroc")
 REGRESSION_METRICS = ("val/loss", "val/mae", "val/rmse", "val/r2")
 HIGHER_IS_BETTER = {"val/accuracy", "val/f1_macro", "val/auroc", "val/r2"}
