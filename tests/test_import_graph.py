@@ -279,10 +279,6 @@ ALLOWED_KIND_NAMES = {
         "studio/data/images.py",
         "kind=KIND_IMAGES",
     ): "the store's picture half: it stores what the image kind's ingest unpacked as that kind's data",
-    (
-        "pages/data.py",
-        'profile.get("llm")',
-    ): "still the page's: the next step for language-model examples (the Data page's own sections)",
 }
 
 

@@ -22,7 +22,7 @@ from studio import data as datasets
 from studio.app.forms import FormField
 from studio.core.errors import StudioError
 from studio.core.settings import studio_home
-from studio.core.tasks import data_kind, data_word
+from studio.core.tasks import data_kind, data_word, readings
 from studio.core.text import as_text, counted  # pages call as_text as ui.as_text
 
 APP_ROOT = Path(__file__).resolve().parents[2]
@@ -127,6 +127,24 @@ def has_columns(info: datasets.DatasetInfo) -> bool:
     """Whether a stored data set is a table whose columns the pages show and let the user pick, rather
     than a folder of files (a zip of picture folders): its kind's registration says."""
     return data_kind(info.kind).columns
+
+
+def reading_views() -> list[Any]:
+    """The Data-page parts of the kinds' readings of a table (``studio.core.tasks.Reading.views``:
+    language-model examples), each module imported when first asked for."""
+    import importlib
+
+    return [importlib.import_module(reading.views) for reading in readings() if reading.views]
+
+
+def reading_section(info: datasets.DatasetInfo, table: pd.DataFrame, profile: dict[str, Any]) -> bool:
+    """Whether a kind's reading of the table showed it its own way on the Data page."""
+    return any(views.data_section(info, table, profile) for views in reading_views())
+
+
+def picked_words(profile: dict[str, Any]) -> str | None:
+    """What the Train page has already picked for a data set a kind's reading describes, if any."""
+    return next((words for views in reading_views() if (words := views.picked_words(profile))), None)
 
 
 def dataset_label(info: datasets.DatasetInfo) -> str:

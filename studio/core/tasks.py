@@ -108,23 +108,43 @@ _plugins_loaded: set[str] = set()
 
 
 _PROFILE_READERS: list[Any] = []
-_READINGS: dict[str, tuple[str, Any]] = {}
+
+
+class Reading(NamedTuple):
+    """How the pages and the CLI show a data set whose profile holds a kind's reading of it."""
+
+    word: str
+    """What the data list calls it ("language-model examples")."""
+    describe: Any = None
+    """``describe(reading, dataset_id) -> list[str]``: the lines ``datasets add`` and ``datasets show``
+    print for it instead of its columns."""
+    views: str | None = None
+    """The module (the page helpers' layer) with its Data-page parts: ``data_section(info, table,
+    profile) -> bool`` (whether it showed the data set its own way) and ``picked_words(profile)`` (what
+    the Train page has already picked for it, or ``None``)."""
+
+
+_READINGS: dict[str, Reading] = {}
 _CLI_DEFAULTS: list[Any] = []
 
 
 def register_profile_reader(
-    reader: Any, *, key: str | None = None, word: str | None = None, describe: Any = None
+    reader: Any,
+    *,
+    key: str | None = None,
+    word: str | None = None,
+    describe: Any = None,
+    views: str | None = None,
 ) -> None:
     """A kind's own reading of a table being added, ``reader(table, profile, examples_file=...)``: it may
     add to the profile (language-model examples: their shape, the suggested target and task). Called by
     the data store after the table's profile, in registration order. ``key``: the profile entry its
-    reading fills; ``word``: what the data list calls a data set whose profile has that entry (see
-    :func:`data_word`); ``describe(reading, dataset_id) -> list[str]``: the lines ``datasets add`` and
-    ``datasets show`` print for it instead of its columns."""
+    reading fills; ``word``, ``describe`` and ``views``: how a data set whose profile has that entry is
+    shown (:class:`Reading`)."""
     if reader not in _PROFILE_READERS:
         _PROFILE_READERS.append(reader)
     if key and word:
-        _READINGS[key] = (word, describe)
+        _READINGS[key] = Reading(word, describe, views)
 
 
 def profile_readers() -> list[Any]:
@@ -133,13 +153,19 @@ def profile_readers() -> list[Any]:
     return list(_PROFILE_READERS)
 
 
+def readings() -> list[Reading]:
+    """How each registered reading of a table is shown (:func:`register_profile_reader`)."""
+    load_plugins()
+    return list(_READINGS.values())
+
+
 def described_reading(profile: dict[str, Any], dataset_id: str) -> list[str] | None:
     """The lines a kind's reading that ``profile`` holds says of its data set (``None``: none holds one,
     or its kind says nothing)."""
     load_plugins()
-    for key, (_, describe) in _READINGS.items():
-        if profile.get(key) and describe is not None:
-            return list(describe(profile[key], dataset_id))
+    for key, reading in _READINGS.items():
+        if profile.get(key) and reading.describe is not None:
+            return list(reading.describe(profile[key], dataset_id))
     return None
 
 
@@ -147,9 +173,9 @@ def data_word(kind: str, profile: dict[str, Any] | None = None) -> str:
     """What the data list calls a stored data set ("table", "pictures", "language-model examples"): the
     word of a kind's reading its profile holds, else its data kind's."""
     load_plugins()
-    for key, (word, _) in _READINGS.items():
+    for key, reading in _READINGS.items():
         if (profile or {}).get(key):
-            return word
+            return reading.word
     return data_kind(kind).word
 
 

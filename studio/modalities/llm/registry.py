@@ -204,5 +204,11 @@ def describe(reading: dict[str, Any], dataset_id: str) -> list[str]:
     return lines
 
 
-register_profile_reader(add_reading, key="llm", word="language-model examples", describe=describe)
+register_profile_reader(
+    add_reading,
+    key="llm",
+    word="language-model examples",
+    describe=describe,
+    views="studio.modalities.llm.views",
+)
 register_cli_defaults(cli_defaults)
