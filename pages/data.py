@@ -31,11 +31,7 @@ def remember(info: datasets.DatasetInfo, message: str) -> None:
 
 def show_table(info: datasets.DatasetInfo, profile: dict) -> None:
     table = ui.load_table(info.id)
-    from studio.modalities.llm.views import data_page_section, examples_reading
-
-    reading = examples_reading(info.source_file, table, profile)
-    if reading is not None:  # prompts and answers, or chats: what a language model would learn from
-        data_page_section(table, reading)
+    if ui.reading_section(info, table, profile):  # a kind's own reading: language-model examples
         first_rows(table)
         return
     rows, columns, repeats, target = st.columns(4)
@@ -263,12 +259,10 @@ def choose_data_set(infos: list[datasets.DatasetInfo]) -> datasets.DatasetInfo:
 
 
 def next_step(info: datasets.DatasetInfo, profile: dict) -> None:
-    if profile.get("llm") and "problem" not in profile["llm"]:
-        picked = " and the task *Fine-tune a language model* are already picked; choose a base model"
-    elif profile.get("suggested_target") and not ui.is_pictures(info):
-        picked = " and its suggested target are already picked,"
-    else:
-        picked = " is already picked,"
+    picked = ui.picked_words(profile)
+    if picked is None:
+        has_target = profile.get("suggested_target") and ui.has_columns(info)
+        picked = " and its suggested target are already picked," if has_target else " is already picked,"
     st.info(
         f"**What to do next:** open **Train**, where this data set{picked} and press **Train**.",
         icon=":material/arrow_forward:",
@@ -309,9 +303,9 @@ info = choose_data_set(infos)
 with ui.guard():
     profile = ui.load_profile(info.id)
     st.header(ui.as_text(info.name), anchor=False)
-    if ui.is_pictures(info):
-        show_pictures(info, profile)
-    else:
+    if ui.has_columns(info):
         show_table(info, profile)
+    else:
+        show_pictures(info, profile)
     next_step(info, profile)
     delete_section(info)

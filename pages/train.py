@@ -307,7 +307,7 @@ def settings(choice: Choice) -> Form:
 
 def picture_settings_preview(choice: Choice, form: Form, spec: Any) -> None:
     """The picture size the network will see, and the preview of the random changes."""
-    size = forms.image_size(spec, choice.profile) if spec is not None else 64
+    size = forms_for_kind(spec.task).image_size(spec, choice.profile) if spec is not None else 64
     automatic = spec is not None and not spec.image.size
     form.size_note.caption(
         ("0 means automatic: " if automatic else "")

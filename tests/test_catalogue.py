@@ -14,6 +14,8 @@ from studio.app import forms
 from studio.core import spec
 from studio.core.spec import ARCHITECTURES, ArchitectureInfo, torchvision_architectures
 from studio.core.tasks import task_info
+from studio.modalities.image import registry as image_registry
+from studio.modalities.image import views as picture_views
 
 
 @pytest.mark.parametrize("name", list(ARCHITECTURES))
@@ -29,7 +31,7 @@ def test_every_entry_has_what_every_consumer_needs(name: str) -> None:
         assert forms.form_fields(name, task=task)
     if task_info(info.tasks[0]).data_kind == "images":
         defaults = info.params_model().model_dump()
-        gflops = forms.network_gflops(name, defaults, spec.auto_image_size(name, defaults, 100))
+        gflops = picture_views.network_gflops(name, defaults, spec.auto_image_size(name, defaults, 100))
         assert math.isfinite(gflops) and gflops > 0
 
 
@@ -53,14 +55,14 @@ def test_a_new_torchvision_network_is_one_catalogue_entry(monkeypatch: pytest.Mo
     from studio.core.runtime import build_image_net
 
     assert "resnet34" not in ARCHITECTURES
-    entry = spec._torchvision("resnet34", "ResNet-34", "A deeper ResNet.", "resnet34-b627a593.pth", 3.66)
+    entry = image_registry._torchvision("resnet34", "ResNet-34", "A deeper ResNet.", "resnet34-b627a593.pth", 3.66)
     monkeypatch.setitem(ARCHITECTURES, "resnet34", entry)
     assert isinstance(entry, ArchitectureInfo)
 
     assert "resnet34" in spec.architectures_for("image_classification")
     assert "resnet34" in registered()
     assert [f.path for f in forms.form_fields("resnet34", task="image_classification")]
-    assert forms.network_gflops("resnet34", {}, 112) == pytest.approx(3.66 / 4)
+    assert picture_views.network_gflops("resnet34", {}, 112) == pytest.approx(3.66 / 4)
     net = build_network("resnet34", {"pretrained": False}, ImageShape(n_classes=3))
     rebuilt = build_image_net({"architecture": "resnet34", "n_classes": 3, "params": {}})
     assert net.state_dict().keys() == rebuilt.state_dict().keys()

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from studio.app import forms
 from studio.core import system
 from studio.core.spec import ARCHITECTURES, PRESETS, RunSpec, StudioModel
+from studio.modalities.image import views as picture_views
 
 
 def _spec(**changes) -> RunSpec:
@@ -434,23 +435,23 @@ def test_picture_settings_have_keys_of_their_own_and_the_spec_defaults_for_pictu
 
 
 def test_the_picture_size_is_the_spec_s_or_the_automatic_one() -> None:
-    assert forms.image_size(_image_spec(), PICTURE_PROFILE) == 40
-    assert forms.image_size(_image_spec(**{"image.size": 96}), PICTURE_PROFILE) == 96
+    assert picture_views.image_size(_image_spec(), PICTURE_PROFILE) == 40
+    assert picture_views.image_size(_image_spec(**{"image.size": 96}), PICTURE_PROFILE) == 96
     pretrained = _image_spec(**{"architecture.name": "resnet18", "architecture.params": {"pretrained": True}})
-    assert forms.image_size(pretrained, PICTURE_PROFILE) == 224
+    assert picture_views.image_size(pretrained, PICTURE_PROFILE) == 224
 
 
 def test_the_picture_time_guess_grows_with_network_size_and_epochs() -> None:
-    small = forms.estimate_image_time(_image_spec(**{"training.epochs": 10}), 1000, 32)
+    small = picture_views.estimate_image_time(_image_spec(**{"training.epochs": 10}), 1000, 32)
     resnet = _image_spec(**{"training.epochs": 10, "architecture.name": "resnet50"})
-    big = forms.estimate_image_time(resnet, 1000, 224)
+    big = picture_views.estimate_image_time(resnet, 1000, 224)
     assert small.seconds < big.seconds
     assert "10 epochs over about 700 pictures of 32 × 32 px" in small.text
     assert small.text.startswith("Rough guess for an idle machine:") and "twice as long" in small.text
-    assert forms.estimate_image_time(resnet, 1000, 224, on_gpu=True).seconds < big.seconds / 10
+    assert picture_views.estimate_image_time(resnet, 1000, 224, on_gpu=True).seconds < big.seconds / 10
     frozen = resnet.with_changes(**{"architecture.params": {"pretrained": True, "freeze_backbone": True}})
-    assert forms.estimate_image_time(frozen, 1000, 224).seconds < big.seconds
-    assert forms.network_gflops("resnet18", {}, 112) == pytest.approx(1.81 / 4)
+    assert picture_views.estimate_image_time(frozen, 1000, 224).seconds < big.seconds
+    assert picture_views.network_gflops("resnet18", {}, 112) == pytest.approx(1.81 / 4)
 
 
 def test_picture_runs_that_would_fail_at_once_are_said_before(
@@ -458,16 +459,16 @@ def test_picture_runs_that_would_fail_at_once_are_said_before(
 ) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     wants = _image_spec(**{"architecture.name": "resnet18", "architecture.params": {"pretrained": True}})
-    (missing,) = forms.image_blockers(wants)
+    (missing,) = picture_views.image_blockers(wants)
     assert "not on this machine" in missing and "train from scratch" in missing
 
     weights = tmp_path / "hub" / "checkpoints" / ARCHITECTURES["resnet18"].pretrained_weights
     weights.parent.mkdir(parents=True)
     weights.write_bytes(b"weights")
-    assert forms.image_blockers(wants) == []
+    assert picture_views.image_blockers(wants) == []
     frozen = wants.with_changes(**{"architecture.params": {"pretrained": False, "freeze_backbone": True}})
-    assert "needs pretrained weights" in forms.image_blockers(frozen)[0]
-    assert forms.image_blockers(_image_spec()) == []
+    assert "needs pretrained weights" in picture_views.image_blockers(frozen)[0]
+    assert picture_views.image_blockers(_image_spec()) == []
 
 
 def test_risky_values_speak_of_pictures_for_pictures() -> None:

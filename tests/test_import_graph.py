@@ -275,33 +275,47 @@ ALLOWED_KIND_NAMES = {
         "studio/app/ui.py",
         'column["kind"] == "text"',
     ): "a table profile column's kind (free text), not a data kind",
+    (
+        "studio/data/images.py",
+        "kind=KIND_IMAGES",
+    ): "the store's picture half: it stores what the image kind's ingest unpacked as that kind's data",
 }
 
 
 def _kind_and_task_names() -> set[str]:
+    """The kinds' names, the stored data sets' kinds (``images``) and the tasks' names."""
     from studio.core.tasks import all_tasks
 
     tasks = all_tasks()
-    return {info.kind for info in tasks.values()} | (set(tasks) - HEAD_TASKS)
+    return (
+        {info.kind for info in tasks.values()}
+        | {info.data_kind for info in tasks.values()}
+        | (set(tasks) - HEAD_TASKS)
+    )
 
 
 def _names_in(node: ast.AST, names: set[str]) -> list[str]:
-    """The kind or task names ``node`` holds: a string, a ``KIND_<kind>`` constant, or a tuple/list/set of them."""
+    """The kind or task names ``node`` holds: a string, a constant named after one (``KIND_IMAGES``,
+    ``TEXT_TASKS``), or a tuple/list/set of them."""
     items = node.elts if isinstance(node, ast.Tuple | ast.List | ast.Set) else [node]
     found = [item.value for item in items if isinstance(item, ast.Constant) and item.value in names]
     for item in items:
         name = item.id if isinstance(item, ast.Name) else item.attr if isinstance(item, ast.Attribute) else ""
-        if name.startswith("KIND_") and name[5:].lower() in names:
+        if name.isupper() and any(word.lower() in names for word in name.split("_")):
             found.append(name)
     return found
 
 
 def kind_branches(source: str, names: set[str]) -> list[str]:
     """Where code compares a data kind's or task's name with something about a kind or task (``kind ==
-    "image"``, ``info["kind"] == KIND_IMAGE``, ``spec.task in ("text_classification", …)``), or holds a
-    table keyed by them (``{KIND_IMAGE: …, KIND_TABULAR: …}``): the source of each such expression."""
+    "image"``, ``info["kind"] == KIND_IMAGES``, ``spec.task in TEXT_TASKS``), holds a table keyed by them
+    (``{KIND_IMAGE: …, KIND_TABULAR: …}``) or a list of them (``("text_classification", "text_regression")``),
+    names them as what something is for (``tasks=("image_classification",)``), or hands one to a call
+    (``by_data.pop("tabular", [])``): the source of each such expression."""
     tree = ast.parse(source)
     found = []
+    # a comparison's sides and a table's keys are found with it (ast.walk visits parents first)
+    inside: set[int] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
@@ -315,7 +329,30 @@ def kind_branches(source: str, names: set[str]) -> list[str]:
             keys = [name for key in node.keys if key is not None for name in _names_in(key, names)]
             if len(keys) >= 2:
                 found.append(" ".join(ast.get_source_segment(source, node).split()))
+        elif id(node) not in inside and _lists_or_hands_on_a_name(node, names):
+            found.append(" ".join(ast.get_source_segment(source, node).split()))
+        if isinstance(node, ast.Compare | ast.Dict):
+            inside.update(id(part) for part in ast.iter_child_nodes(node))
     return found
+
+
+def _lists_or_hands_on_a_name(node: ast.AST, names: set[str]) -> bool:
+    """A tuple/list/set of kind or task names only, a ``task…=``/``kind…=`` argument holding one, or a
+    call handed one."""
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return 2 <= len(node.elts) == len(_names_in(node, names))
+    if isinstance(node, ast.keyword):
+        return bool(node.arg and ("kind" in node.arg or "task" in node.arg) and _names_in(node.value, names))
+    if isinstance(node, ast.Call):
+        return any(isinstance(arg, ast.Constant) and arg.value in names for arg in node.args)
+    return False
+
+
+def kind_registry_imports(path: Path) -> list[str]:
+    """The kinds' registrations (``studio.modalities.<kind>.registry``) a file imports, at any level: a
+    kind's registration is reached through ``studio.core.tasks.load_plugins`` alone, so what it registers
+    (CLI defaults, readings of a table) is asked of the registry, not imported by name."""
+    return sorted(m for m in imports(path) if m.startswith("studio.modalities.") and m.endswith(".registry"))
 
 
 def _generic_files() -> list[Path]:
@@ -344,6 +381,7 @@ def test_no_module_outside_a_kind_s_package_branches_on_a_kind_s_name() -> None:
     for path in _generic_files():
         relative = path.relative_to(ROOT).as_posix()
         found = [b for b in kind_branches(path.read_text(), names) if (relative, b) not in ALLOWED_KIND_NAMES]
+        found += kind_registry_imports(path)
         if found:
             wrong[relative] = found
     assert wrong == {}
@@ -370,4 +408,42 @@ def test_the_kind_check_finds_branches_on_a_kind_and_tables_keyed_by_kind() -> N
         'spec.task in ("text_classification", "text_regression")',
     ]
     alone = 'shown = [f for f in fields if f.section != "image"]\nhead = target["task"] == "classification"\n'
+    assert kind_branches(alone, names) == []
+
+
+def test_the_kind_check_finds_what_the_seam_moved_out_of_the_spec_the_forms_and_the_cli(
+    tmp_path: Path,
+) -> None:
+    """The patterns issue 19's last pass removed, as they were written: a stored data set's kind compared
+    with ``KIND_IMAGES`` (``ui.py``, ``datasets add``), the spec's ``TEXT_TASKS`` (its tuple and its
+    checks), catalogue entries naming their task, a kind's name handed to a call (``by_data.pop``,
+    ``profile.get("llm")``), and the CLI importing the language-model kind's registry. Run on the parent
+    commit (66bfeca), the check above finds 16 such places in 6 files (``core/spec.py`` 8, ``cli/main.py``
+    3, ``data/images.py`` 2, ``app/forms.py``, ``app/ui.py`` and ``cli/spec.py`` 1 each), where the check
+    as it was then found none."""
+    names = _kind_and_task_names()
+    old = textwrap.dedent(
+        """
+        TEXT_TASKS = ("text_classification", "text_regression")
+        if info.kind == KIND_IMAGES:
+            pass
+        if self.data.use_all_data and self.task in TEXT_TASKS and pretrained:
+            pass
+        entry = ArchitectureInfo(name="small_cnn", tasks=("image_classification",))
+        other = ArchitectureInfo(name="bag_of_words", tasks=TEXT_TASKS)
+        first = by_data.pop("tabular", [])
+        """
+    )
+    assert kind_branches(old, names) == [
+        '("text_classification", "text_regression")',
+        "info.kind == KIND_IMAGES",
+        'by_data.pop("tabular", [])',
+        "self.task in TEXT_TASKS",
+        'tasks=("image_classification",)',
+        "tasks=TEXT_TASKS",
+    ]
+    cli = tmp_path / "spec.py"
+    cli.write_text("def spec_from_args():\n    from studio.modalities.llm.registry import cli_defaults\n")
+    assert kind_registry_imports(cli) == ["studio.modalities.llm.registry"]
+    alone = "for fill in cli_defaults():\n    pass\nif not data_kind(info.kind).columns:\n    pass\n"
     assert kind_branches(alone, names) == []

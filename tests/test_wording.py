@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from pathlib import Path
@@ -10,7 +11,14 @@ import pytest
 
 from studio.app import ui
 from studio.core.spec import RunSpec
-from studio.data import add_csv, add_image_zip, image_defaults, mirroring_changes_meaning, readable_run_name
+from studio.data import (
+    add_csv,
+    add_data_file,
+    add_image_zip,
+    image_defaults,
+    mirroring_changes_meaning,
+    readable_run_name,
+)
 from tests.images.conftest import encode, make_zip, picture
 
 
@@ -31,6 +39,26 @@ def test_the_data_set_table_says_pictures_and_classes_for_picture_sets(
     assert "Rows" not in frame.columns and "Columns" not in frame.columns
     assert frame.loc["tiny", "Size"] == "3 rows × 3 columns"
     assert frame.loc["shapes", "Size"] == "12 pictures in 3 classes"
+    assert ui.dataset_label(pictures) == "shapes — 12 pictures" and ui.dataset_label(table).endswith("3 columns")
+
+
+def test_the_data_list_names_each_data_set_in_its_kind_s_own_word(studio_home: Path, capsys) -> None:
+    """A JSONL of language-model examples is stored as a table, but the list says what it is (it said
+    'table'); the words come from each kind's registration, on the Data page and in ``datasets list``."""
+    from studio.cli.main import main
+
+    table = add_csv(b"a,b,label\n1,2,x\n3,4,y\n5,6,x\n", name="tiny")
+    lines = [
+        json.dumps({"prompt": f"What is {n} plus {n}?", "response": f"It is {2 * n}, the sum of {n} and {n}."})
+        for n in range(6)
+    ]
+    chat = add_data_file("\n".join(lines).encode(), name="chat", filename="chat.jsonl")
+    assert chat.kind == table.kind  # stored as a table of examples
+    frame = ui.datasets_frame([table, chat]).set_index("Name")
+    assert frame["Kind"].to_dict() == {"tiny": "table", "chat": "language-model examples"}
+    assert main(["datasets", "list"]) == 0
+    listed = {line.split()[-1]: line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert "language-model examples" in listed["chat"] and " table " in listed["tiny"]
 
 
 def test_runs_are_named_after_the_data_set_and_what_they_learn(studio_home: Path, tmp_path: Path) -> None:

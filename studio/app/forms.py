@@ -23,12 +23,10 @@ import annotated_types
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 
-from studio.core import spec as spec_module
 from studio.core import system
 from studio.core.spec import (
     ARCHITECTURES,
     PRESETS,
-    TEXT_TASKS,
     RunSpec,
     StudioModel,
     get_dotted,
@@ -115,13 +113,14 @@ def metric_choices(task: str) -> tuple[str, ...]:
 def not_applicable(task: str, architecture: str | None = None) -> frozenset[str]:
     """Spec sections and fields that do nothing for ``task`` (with ``architecture``): picture settings for
     a table; column preparation, feature columns and fold models ('use all my data') for pictures; fold
-    models for a pretrained text network (the spec refuses them: as many copies of it as folds)."""
+    models for a network whose catalogue entry refuses them (a pretrained text network: as many copies of
+    it as folds)."""
     from studio.modalities import modality
 
     info = task_info(task)
-    # 'use all my data': tables, and texts read by the bag of words
+    # 'use all my data': kinds that train fold models, with a network that allows them
     fold_models = getattr(modality(info.kind), "ensembles", False) and not (
-        task in TEXT_TASKS and architecture is not None and ARCHITECTURES[architecture].hub_id
+        architecture is not None and ARCHITECTURES[architecture].no_fold_models
     )
     return frozenset(
         {info.unused_section}
@@ -622,70 +621,3 @@ def _duration(seconds: float) -> str:
     if seconds < 90 * 60:
         return f"{round(seconds / 60):.0f} minutes"
     return f"{seconds / 3600:.1f} hours"
-
-
-# --------------------------------------------------------------------------- pictures
-# Rough guesses checked against runs from the Train page here (small CNN, 32 and 64 px, 36 and 98 pictures,
-# 2 and 6 epochs, busy 2-core CPU: 8-10 s each): starting the worker and reading every picture once into
-# the cache, then epochs of forward and backward passes at about this many GFLOPS (a GPU does far more).
-IMAGE_STARTUP_SECONDS = 8.0
-IMAGE_DECODE_SECONDS = 0.003
-IMAGE_EPOCH_SECONDS = 0.5
-CPU_TRAIN_GFLOPS = 15.0
-GPU_TRAIN_GFLOPS = 2000.0
-
-
-def image_size(spec: RunSpec, profile: dict[str, Any]) -> int:
-    """The picture size (px) training will use: the spec's, or the automatic choice for the data."""
-    if spec.image.size:
-        return spec.image.size
-    median = (profile.get("sizes") or {}).get("short_side_median")
-    return spec_module.auto_image_size(spec.architecture.name, spec.architecture.params, median)
-
-
-def network_gflops(architecture: str, params: dict[str, Any], size: int) -> float:
-    """Multiply-adds of one forward pass of one picture, in billions (a rough count)."""
-    gflops_224 = ARCHITECTURES[architecture].gflops_224  # (catalogue networks: it grows with the pixels)
-    if gflops_224 is not None:
-        return gflops_224 * (size / 224) ** 2
-    width, blocks = int(params.get("width", 32)), int(params.get("blocks", 3))
-    total, channels_in = 0.0, 3
-    for i in range(blocks):
-        channels = width * 2**i
-        total += (size / 2**i) ** 2 * channels_in * channels * 9
-        channels_in = channels
-    return total / 1e9
-
-
-def estimate_image_time(spec: RunSpec, n_images: int, size: int, on_gpu: bool = False) -> TimeEstimate:
-    """A rough upper guess of an image run: startup and one read of every picture, then epochs of
-    forward and backward passes (about 3 forward passes; 1 when only the last layer trains)."""
-    train, _, _ = split_rows(spec, n_images)
-    params = spec.architecture.params
-    passes = 1.2 if params.get("freeze_backbone") else 3.0
-    work = network_gflops(spec.architecture.name, params, size) * passes * n_images
-    per_epoch = IMAGE_EPOCH_SECONDS + work / (GPU_TRAIN_GFLOPS if on_gpu else CPU_TRAIN_GFLOPS)
-    seconds = IMAGE_STARTUP_SECONDS + n_images * IMAGE_DECODE_SECONDS + spec.training.epochs * per_epoch
-    stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
-    text = (
-        f"Rough guess for an idle machine: at most about {_duration(seconds)} "
-        f"({spec.training.epochs:,} epochs over about {train:,} pictures of {size} × {size} px).{stop} "
-        f"{BUSY_NOTE}"
-    )
-    return TimeEstimate(seconds=seconds, text=text)
-
-
-def image_blockers(spec: RunSpec) -> list[str]:
-    """Why a picture run with these settings would fail at once, in plain words (empty: it can start)."""
-    from studio.core.pretrained import missing_weights_message, pretrainable, weights_available
-
-    params = spec.architecture.params
-    wants_weights = bool(params.get("pretrained")) and pretrainable(spec.architecture.name)
-    if wants_weights and not weights_available(spec.architecture.name):
-        return [missing_weights_message(spec.architecture.name)]
-    if params.get("freeze_backbone") and not params.get("pretrained"):
-        return [
-            "'Train only the last layer' needs pretrained weights: tick 'Start from pretrained weights', or "
-            "untick 'Train only the last layer' to train the whole network from scratch."
-        ]
-    return []

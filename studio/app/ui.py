@@ -22,6 +22,7 @@ from studio import data as datasets
 from studio.app.forms import FormField
 from studio.core.errors import StudioError
 from studio.core.settings import studio_home
+from studio.core.tasks import data_kind, data_word, readings
 from studio.core.text import as_text, counted  # pages call as_text as ui.as_text
 
 APP_ROOT = Path(__file__).resolve().parents[2]
@@ -122,24 +123,43 @@ def forget_datasets() -> None:
     _first_pictures.clear()
 
 
-def is_pictures(info: datasets.DatasetInfo) -> bool:
-    """Whether a stored data set is a set of pictures (a zip of class folders) rather than a table."""
-    return info.kind == datasets.KIND_IMAGES
+def has_columns(info: datasets.DatasetInfo) -> bool:
+    """Whether a stored data set is a table whose columns the pages show and let the user pick, rather
+    than a folder of files (a zip of picture folders): its kind's registration says."""
+    return data_kind(info.kind).columns
+
+
+def reading_views() -> list[Any]:
+    """The Data-page parts of the kinds' readings of a table (``studio.core.tasks.Reading.views``:
+    language-model examples), each module imported when first asked for."""
+    import importlib
+
+    return [importlib.import_module(reading.views) for reading in readings() if reading.views]
+
+
+def reading_section(info: datasets.DatasetInfo, table: pd.DataFrame, profile: dict[str, Any]) -> bool:
+    """Whether a kind's reading of the table showed it its own way on the Data page."""
+    return any(views.data_section(info, table, profile) for views in reading_views())
+
+
+def picked_words(profile: dict[str, Any]) -> str | None:
+    """What the Train page has already picked for a data set a kind's reading describes, if any."""
+    return next((words for views in reading_views() if (words := views.picked_words(profile))), None)
 
 
 def dataset_label(info: datasets.DatasetInfo) -> str:
     """``wine — 178 rows × 14 columns`` (or ``pets — 240 pictures``) for pick lists."""
-    if is_pictures(info):
-        return f"{info.name} — {counted(info.n_rows, 'picture')}"
-    return f"{info.name} — {counted(info.n_rows, 'row')} × {counted(info.n_cols, 'column')}"
+    if has_columns(info):
+        return f"{info.name} — {counted(info.n_rows, 'row')} × {counted(info.n_cols, 'column')}"
+    return f"{info.name} — {counted(info.n_rows, data_kind(info.kind).unit)}"
 
 
 def added_message(info: datasets.DatasetInfo) -> str:
     """What the Data page says after an upload."""
-    if is_pictures(info):
-        profile = load_profile(info.id)
-        return f"Added '{info.name}': {counted(info.n_rows, 'picture')} in {profile.get('n_classes', 0):,} classes."
-    return f"Added '{info.name}': {counted(info.n_rows, 'row')}, {counted(info.n_cols, 'column')}."
+    if has_columns(info):
+        return f"Added '{info.name}': {counted(info.n_rows, 'row')}, {counted(info.n_cols, 'column')}."
+    classes = int(load_profile(info.id).get("n_classes", 0))
+    return f"Added '{info.name}': {counted(info.n_rows, data_kind(info.kind).unit)} in {classes:,} classes."
 
 
 # --------------------------------------------------------------------------- start-up
@@ -379,7 +399,7 @@ def datasets_frame(infos: list[datasets.DatasetInfo]) -> pd.DataFrame:
         [
             {
                 "Name": info.name,
-                "Kind": "pictures" if is_pictures(info) else "table",
+                "Kind": data_word(info.kind, load_profile(info.id)),
                 "Size": size_words(info),
                 "Added (UTC)": info.created.replace("T", " ")[:16],
                 "From": info.source_file.replace("sample:", "built-in sample: "),
@@ -393,10 +413,10 @@ def datasets_frame(infos: list[datasets.DatasetInfo]) -> pd.DataFrame:
 
 def size_words(info: datasets.DatasetInfo) -> str:
     """``178 rows × 14 columns`` for a table, ``98 pictures in 3 classes`` for pictures."""
-    if is_pictures(info):
-        classes = int(load_profile(info.id).get("n_classes", 0))
-        return f"{counted(info.n_rows, 'picture')} in {counted(classes, 'class', 'classes')}"
-    return f"{counted(info.n_rows, 'row')} × {counted(info.n_cols, 'column')}"
+    if has_columns(info):
+        return f"{counted(info.n_rows, 'row')} × {counted(info.n_cols, 'column')}"
+    classes = int(load_profile(info.id).get("n_classes", 0))
+    return f"{counted(info.n_rows, data_kind(info.kind).unit)} in {counted(classes, 'class', 'classes')}"
 
 
 def show_warnings(warnings: list[dict[str, Any]]) -> None:

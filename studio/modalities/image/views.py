@@ -1,5 +1,5 @@
-"""The picture kind's parts of the pages: its Train-form behaviour, the run page's confusion matrix and
-mistakes gallery, and the Predict page's picture upload and cards. Imported by the pages only (Streamlit)."""
+"""The picture kind's parts of the pages: its Train-form behaviour (with its time guess), the run page's
+confusion matrix and mistakes gallery, and the Predict page's picture upload and cards. Imported by the pages only (Streamlit)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from studio.app import charts, explain_view, forms, ui
 from studio.app import runs_view as rv
 from studio.app.predict_view import loaded_bundle
 from studio.core.errors import StudioError
-from studio.core.spec import RunSpec
+from studio.core.spec import ARCHITECTURES, RunSpec, auto_image_size
 from studio.modalities.image.bundle import predict_pictures
 
 
@@ -40,15 +40,82 @@ class PictureForm:
         )
 
     def blockers(self, spec: RunSpec) -> list[str]:
-        return forms.image_blockers(spec)
+        return image_blockers(spec)
 
     def time_guess(
         self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
     ) -> forms.TimeEstimate:
-        size = forms.image_size(spec, profile)
-        return forms.estimate_image_time(spec, rows, size, on_gpu=on_gpu)
+        return estimate_image_time(spec, rows, image_size(spec, profile), on_gpu=on_gpu)
+
+    def image_size(self, spec: RunSpec, profile: dict[str, Any]) -> int:
+        """The picture size (px) training will use (the Train page's note beside the picture settings)."""
+        return image_size(spec, profile)
 
 
+# Rough guesses checked against runs from the Train page here (small CNN, 32 and 64 px, 36 and 98 pictures,
+# 2 and 6 epochs, busy 2-core CPU: 8-10 s each): starting the worker and reading every picture once into
+# the cache, then epochs of forward and backward passes at about this many GFLOPS (a GPU does far more).
+IMAGE_STARTUP_SECONDS = 8.0
+IMAGE_DECODE_SECONDS = 0.003
+IMAGE_EPOCH_SECONDS = 0.5
+CPU_TRAIN_GFLOPS = 15.0
+GPU_TRAIN_GFLOPS = 2000.0
+
+
+def image_size(spec: RunSpec, profile: dict[str, Any]) -> int:
+    """The picture size (px) training will use: the spec's, or the automatic choice for the data."""
+    if spec.image.size:
+        return spec.image.size
+    median = (profile.get("sizes") or {}).get("short_side_median")
+    return auto_image_size(spec.architecture.name, spec.architecture.params, median)
+
+
+def network_gflops(architecture: str, params: dict[str, Any], size: int) -> float:
+    """Multiply-adds of one forward pass of one picture, in billions (a rough count)."""
+    gflops_224 = ARCHITECTURES[architecture].gflops_224  # (catalogue networks: it grows with the pixels)
+    if gflops_224 is not None:
+        return gflops_224 * (size / 224) ** 2
+    width, blocks = int(params.get("width", 32)), int(params.get("blocks", 3))
+    total, channels_in = 0.0, 3
+    for i in range(blocks):
+        channels = width * 2**i
+        total += (size / 2**i) ** 2 * channels_in * channels * 9
+        channels_in = channels
+    return total / 1e9
+
+
+def estimate_image_time(spec: RunSpec, n_images: int, size: int, on_gpu: bool = False) -> forms.TimeEstimate:
+    """A rough upper guess of an image run: startup and one read of every picture, then epochs of
+    forward and backward passes (about 3 forward passes; 1 when only the last layer trains)."""
+    train, _, _ = forms.split_rows(spec, n_images)
+    params = spec.architecture.params
+    passes = 1.2 if params.get("freeze_backbone") else 3.0
+    work = network_gflops(spec.architecture.name, params, size) * passes * n_images
+    per_epoch = IMAGE_EPOCH_SECONDS + work / (GPU_TRAIN_GFLOPS if on_gpu else CPU_TRAIN_GFLOPS)
+    seconds = IMAGE_STARTUP_SECONDS + n_images * IMAGE_DECODE_SECONDS + spec.training.epochs * per_epoch
+    stop = " Early stopping usually ends it sooner." if spec.early_stopping.enabled else ""
+    text = (
+        f"Rough guess for an idle machine: at most about {forms._duration(seconds)} "
+        f"({spec.training.epochs:,} epochs over about {train:,} pictures of {size} × {size} px).{stop} "
+        f"{forms.BUSY_NOTE}"
+    )
+    return forms.TimeEstimate(seconds=seconds, text=text)
+
+
+def image_blockers(spec: RunSpec) -> list[str]:
+    """Why a picture run with these settings would fail at once, in plain words (empty: it can start)."""
+    from studio.core.pretrained import missing_weights_message, pretrainable, weights_available
+
+    params = spec.architecture.params
+    wants_weights = bool(params.get("pretrained")) and pretrainable(spec.architecture.name)
+    if wants_weights and not weights_available(spec.architecture.name):
+        return [missing_weights_message(spec.architecture.name)]
+    if params.get("freeze_backbone") and not params.get("pretrained"):
+        return [
+            "'Train only the last layer' needs pretrained weights: tick 'Start from pretrained weights', or "
+            "untick 'Train only the last layer' to train the whole network from scratch."
+        ]
+    return []
 
 
 FORM = PictureForm()

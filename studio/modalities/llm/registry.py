@@ -10,7 +10,7 @@ from pydantic import Field
 
 from studio.bundle.layout import register_flavour
 from studio.core.spec import ArchitectureInfo, StudioModel, _extra, register_architecture
-from studio.core.tasks import TaskInfo, register_profile_reader, register_task
+from studio.core.tasks import TaskInfo, register_cli_defaults, register_profile_reader, register_task
 from studio.modalities import register_lazily
 from studio.modalities.llm.bundle import FLAVOUR
 
@@ -182,4 +182,33 @@ def add_reading(table: pd.DataFrame, profile: dict[str, Any], *, examples_file: 
         profile["suggested_target"], profile["suggested_task"] = found["answer"], TASK
 
 
-register_profile_reader(add_reading)
+def describe(reading: dict[str, Any], dataset_id: str) -> list[str]:
+    """What ``datasets add`` and ``datasets show`` print of a data set of language-model examples: its
+    shape, fields, lengths and notes (no table target)."""
+    lines = [f"language-model examples: {reading['description']}"]
+    if reading.get("problem"):
+        return [*lines, f"problem: {reading['problem']}"]
+    from studio.modalities.llm.shapes import examples_notes, fields_in_words
+
+    prompt, answer = fields_in_words(reading)
+    lines.append(f"examples: {reading['examples']}; prompt: {prompt}; answer: {answer}")
+    for what, key in (("prompt", "prompt_words"), ("answer", "answer_words")):
+        stats = reading.get(key)
+        if stats:
+            lines.append(
+                f"{what} words: median {stats['words_median']:.0f}, 90% at most {stats['words_p90']}, "
+                f"longest {stats['words_max']}"
+            )
+    lines += [f"note: {note['message']} → {note['action']}" for note in examples_notes(reading)]
+    lines.append(f"fine-tune with: python -m studio train --data {dataset_id} --base-model FOLDER_OR_ID")
+    return lines
+
+
+register_profile_reader(
+    add_reading,
+    key="llm",
+    word="language-model examples",
+    describe=describe,
+    views="studio.modalities.llm.views",
+)
+register_cli_defaults(cli_defaults)

@@ -445,6 +445,24 @@ def example_texts(
     return out
 
 
+def data_section(info: Any, table: pd.DataFrame, profile: dict[str, Any]) -> bool:
+    """The Data page's section for a table of language-model examples (its :func:`data_page_section`);
+    ``False``, showing nothing, for a table to learn a column of."""
+    reading = examples_reading(info.source_file, table, profile)
+    if reading is None:
+        return False
+    data_page_section(table, reading)
+    return True
+
+
+def picked_words(profile: dict[str, Any]) -> str | None:
+    """What the Train page has already picked for usable examples (the Data page's next step)."""
+    reading = profile.get("llm")
+    if reading and "problem" not in reading:
+        return " and the task *Fine-tune a language model* are already picked; choose a base model"
+    return None
+
+
 def data_page_section(table: pd.DataFrame, reading: dict[str, Any]) -> None:
     """Examples to fine-tune a language model on: the shape found, which fields are the prompt and the
     answer, how long they are (in words: tokens depend on the model, and the Train page counts them
