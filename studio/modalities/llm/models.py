@@ -68,16 +68,24 @@ def is_model_folder(folder: Path) -> bool:
 
 
 def _from_cache(hub_id: str) -> Path | None:
-    cache = hf_hub_cache()
-    if "/" not in hub_id or not (cache / f"models--{hub_id.replace('/', '--')}").is_dir():
+    """The cached snapshot of ``hub_id`` (``refs/main``'s, else the newest) when it holds a model, read as
+    ``from_pretrained`` reads it offline. (huggingface_hub's ``snapshot_download(local_files_only=True)``
+    refuses a snapshot that holds only some of the repository's files, which is what the studio downloads.)"""
+    repo = hf_hub_cache() / f"models--{hub_id.replace('/', '--')}"
+    if "/" not in hub_id or not repo.is_dir():
         return None
-    from huggingface_hub import snapshot_download
-
+    main = repo / "refs" / "main"
     try:
-        folder = Path(snapshot_download(hub_id, cache_dir=str(cache), local_files_only=True))
-    except Exception:  # not (fully) cached
+        folder = repo / "snapshots" / main.read_text(encoding="utf-8").strip()
+        if is_model_folder(folder):
+            return folder
+    except (OSError, ValueError):
+        pass
+    try:
+        snapshots = sorted((repo / "snapshots").iterdir(), key=lambda f: f.stat().st_mtime, reverse=True)
+    except OSError:
         return None
-    return folder if is_model_folder(folder) else None
+    return next((folder for folder in snapshots if is_model_folder(folder)), None)
 
 
 def find_base_model(ref: str) -> Path | None:
@@ -89,9 +97,15 @@ def find_base_model(ref: str) -> Path | None:
     return _from_cache(ref)
 
 
-def locate_base_model(ref: str) -> Path:
+def locate_base_model(ref: str, say: Any = None) -> Path:
     """The base model's folder: a local folder, the Hugging Face cache, or (``STUDIO_ALLOW_DOWNLOADS=1``)
-    the Hub. A :class:`TrainingError` in one sentence otherwise (nothing is downloaded unasked)."""
+    the Hub, after ``say`` (default: the log) was told which files come and how big
+    (:func:`studio.modalities.llm.hub.download_plan`; exactly those files are fetched). A
+    :class:`TrainingError` in one sentence otherwise (nothing is downloaded unasked)."""
+    if say is None:
+        import logging
+
+        say = logging.getLogger("studio.llm").info
     ref = str(ref).strip()
     if not ref:
         raise TrainingError("Say which base model to fine-tune: a model folder, or a Hugging Face id.")
@@ -99,18 +113,21 @@ def locate_base_model(ref: str) -> Path:
     if found is not None:
         check_causal_lm(found)
         return found
-    path = Path(ref).expanduser()
-    looks_like_id = ref.count("/") == 1 and not ref.startswith((".", "/", "~")) and not path.exists()
+    from studio.modalities.llm.hub import download_plan, looks_like_hub_id
+
+    looks_like_id = looks_like_hub_id(ref)
     if looks_like_id and downloads_allowed():
+        plan = download_plan(ref)  # one plain sentence when offline or unknown; what comes, and how big
+        say(plan.sentence())
         from huggingface_hub import snapshot_download
 
-        folder = Path(
-            snapshot_download(
-                ref,
-                cache_dir=str(hf_hub_cache()),
-                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"],
-            )
-        )
+        try:
+            folder = Path(snapshot_download(ref, cache_dir=str(hf_hub_cache()), allow_patterns=plan.names))
+        except Exception as err:  # the network went away, the disk filled up
+            raise TrainingError(
+                f"Downloading '{ref}' from the Hugging Face Hub stopped ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}); nothing was trained."
+            ) from None
         check_causal_lm(folder)
         return folder
     if looks_like_id:
