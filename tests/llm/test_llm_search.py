@@ -126,3 +126,38 @@ def test_the_train_page_offers_the_search_for_fine_tuning(studio_home, tmp_path)
     assert "architecture.params.rank: [4, 8, 16, 32, 64]  # LoRA rank" in area.value
     assert "optimizer.learning_rate: {low: 2e-05, high: 0.002}  # Learning rate" in area.value
     assert "optimizer.name" not in area.value
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        pytest.param({}, id="adapter"),
+        pytest.param({"architecture.params.merged": True}, id="merged", marks=pytest.mark.slow),
+        pytest.param(
+            {"architecture.params.method": "full", "optimizer.learning_rate": 0.001},
+            id="full",
+            marks=pytest.mark.slow,
+        ),
+    ],
+)
+def test_the_chosen_trial_is_tested_from_its_bundle_as_the_run_tested_itself(studio_home, tmp_path, changes):
+    """A search tests its chosen trial once, from the trial's bundle (an adapter, a merged model or a
+    fully fine-tuned one): the same test loss as the run had when it tested itself."""
+    import torch
+
+    from studio.data import add_data_file
+    from studio.engine.training import evaluate_chosen_model, train
+    from tests.llm.test_llm import _spec as run_spec
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = build_model(tmp_path / "tiny-llama")
+        dataset = add_data_file(write_pairs_csv(tmp_path / "pairs.csv", repeat=2))
+        spec = run_spec(dataset.id, "response", model, **{"training.epochs": 2, **changes})
+        result = train(spec, bundle_out=tmp_path / "model.zip")
+        tested = evaluate_chosen_model(spec, result.bundle_path, result.run_id)
+    finally:
+        torch.set_num_threads(threads)
+    assert tested.test_metrics["test/loss"] == pytest.approx(result.test_metrics["test/loss"], rel=1e-5)
+    assert tested.test_metrics["test/exact_match"] == result.test_metrics["test/exact_match"]

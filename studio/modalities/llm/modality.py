@@ -134,9 +134,15 @@ class PreparedLLM:
         if not whole:
             raise TrainingError("The bundle holds neither an adapter nor a whole model.")
         target = net.get_base_model() if hasattr(net, "get_base_model") else net
-        result = target.load_state_dict(whole, strict=False)
-        tied = {k for k in result.missing_keys if k.endswith("lm_head.weight")}  # tied to the embeddings
-        if set(result.missing_keys) - tied or result.unexpected_keys:
+        own = set(target.state_dict())
+        renamed = {}  # a layer LoRA wraps keeps its weight as '<layer>.base_layer.weight'
+        for key, tensor in whole.items():
+            layer, _, leaf = key.rpartition(".")
+            wrapped = f"{layer}.base_layer.{leaf}"
+            renamed[wrapped if key not in own and wrapped in own else key] = tensor
+        result = target.load_state_dict(renamed, strict=False)
+        missing = {k for k in result.missing_keys if ".lora_" not in k and not k.endswith("lm_head.weight")}
+        if missing or result.unexpected_keys:  # (lm_head may be tied to the embeddings)
             raise TrainingError("The bundle's model does not fit the base model it names.")
         with torch.no_grad():
             for name, parameter in net.named_parameters():
