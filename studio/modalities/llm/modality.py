@@ -66,9 +66,10 @@ class PreparedLLM:
 
     def run_tags(self, precision: str) -> dict[str, str]:
         from studio.modalities.llm.models import human_bytes
+        from studio.modalities.llm.ship import origin_of
 
         return {
-            TAG_BASE_MODEL: str(self.folder),
+            TAG_BASE_MODEL: origin_of(self.folder) or str(self.folder),  # (a Ray node's copy: the original)
             TAG_SHAPE: self.shape.kind,
             TAG_MEMORY: human_bytes(self.estimate.total),
             tracking.TAG_PRECISION: precision,

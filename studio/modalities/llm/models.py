@@ -94,7 +94,9 @@ def find_base_model(ref: str) -> Path | None:
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
-    return _from_cache(ref)
+    from studio.modalities.llm.ship import copy_of
+
+    return copy_of(ref) or _from_cache(ref)  # (a Ray node's copy of a folder sent from the studio)
 
 
 def locate_base_model(ref: str, say: Any = None) -> Path:
