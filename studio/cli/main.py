@@ -49,15 +49,9 @@ def _console_hooks(quiet: bool) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
-    if spec.task == "llm_finetune":  # where the base model comes from (what a download fetches), first
-        from studio.core.errors import TrainingError
-        from studio.modalities.llm.hub import where_it_comes_from
+    from studio.modalities.llm.models import say_where_it_comes_from
 
-        note, blocks = where_it_comes_from(spec.architecture.params["base_model"])
-        if blocks and note:
-            raise TrainingError(note)
-        if note:
-            print(note, file=sys.stderr, flush=True)
+    say_where_it_comes_from(spec)  # a base model: what a download fetches, before it does
     from studio.core import ensembles
     from studio.core.quality import outcome_lines
     from studio.engine.training import train

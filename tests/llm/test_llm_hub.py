@@ -92,8 +92,8 @@ def test_only_what_from_pretrained_reads_is_counted():
 
 
 def test_the_plan_says_which_files_and_how_big_with_the_hubs_sizes(hub, tiny_folder, online):
-    from studio.modalities.llm.hub import download_plan, where_it_comes_from
-    from studio.modalities.llm.models import human_bytes
+    from studio.modalities.llm.hub import download_plan
+    from studio.modalities.llm.models import human_bytes, where_it_comes_from
 
     expected = model_bytes(tiny_folder)  # every file of the tiny model, none of EXTRA
     plan = download_plan("TinyOrg/tiny-llama")
@@ -111,8 +111,8 @@ def test_the_plan_says_which_files_and_how_big_with_the_hubs_sizes(hub, tiny_fol
 def test_a_download_fetches_exactly_the_planned_files_and_then_the_model_is_here(
     hub, tiny_folder, online, monkeypatch
 ):
-    from studio.modalities.llm.hub import download_plan, where_it_comes_from
-    from studio.modalities.llm.models import locate_base_model
+    from studio.modalities.llm.hub import download_plan
+    from studio.modalities.llm.models import locate_base_model, where_it_comes_from
 
     said: list[str] = []
     folder = locate_base_model("TinyOrg/tiny-llama", say=said.append)
@@ -139,7 +139,7 @@ def test_a_download_fetches_exactly_the_planned_files_and_then_the_model_is_here
 def test_unknown_gated_unreachable_and_downloads_off_are_one_sentence_each(hub, online, monkeypatch):
     import huggingface_hub.constants as constants
 
-    from studio.modalities.llm.hub import where_it_comes_from
+    from studio.modalities.llm.models import where_it_comes_from
 
     unknown = where_it_comes_from("TinyOrg/absent")
     assert unknown == (

@@ -237,12 +237,10 @@ def fetch_dataset(dataset_id: str, run_id: str) -> bool:
 
 def _ship_base_model(job: Job) -> dict[str, Any] | None:
     """A fine-tuning job whose base model is a folder here: that folder, uploaded to MLflow for the node
-    (:func:`studio.modalities.llm.ship.publish_base_model`); ``None`` for any other job."""
-    if job.spec.task != "llm_finetune":
-        return None
-    from studio.modalities.llm.ship import publish_base_model
+    (:func:`studio.modalities.llm.ship.publish_for`); ``None`` for any other job."""
+    from studio.modalities.llm.ship import publish_for
 
-    return publish_base_model(job.spec.architecture.params["base_model"])
+    return publish_for(job.spec)
 
 
 # --------------------------------------------------------------------------- the executor

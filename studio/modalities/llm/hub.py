@@ -60,8 +60,6 @@ class DownloadPlan:
         return [name for name, _ in self.files]
 
     def sentence(self) -> str:
-        from studio.modalities.llm.models import human_bytes
-
         big = sorted(self.files, key=lambda f: -f[1])
         shown = [f"{name} {human_bytes(size)}" for name, size in big[:3]]
         rest = len(big) - len(shown)
@@ -156,37 +154,9 @@ def looks_like_hub_id(ref: str) -> bool:
     return ref.count("/") == 1 and not ref.startswith((".", "/", "~")) and not Path(ref).expanduser().exists()
 
 
-def where_it_comes_from(ref: str) -> tuple[str | None, bool]:
-    """The sentence the Train form and the terminal show about the base model ``ref`` before a run, and
-    whether it stops the run: ``(None, False)`` for a local folder; "already on this machine" for a Hub id
-    in the Hugging Face cache; what a download fetches and how big when downloads are allowed; why not,
-    in one sentence, otherwise."""
-    from studio.modalities.llm.models import CATALOGUE, downloads_allowed, find_base_model, hf_hub_cache
-
-    ref = str(ref).strip()
-    if not ref:
-        return None, False
-    found = find_base_model(ref)
-    if found is not None:
-        if looks_like_hub_id(ref):
-            return (
-                f"The base model '{ref}' is already on this machine (in the Hugging Face cache): nothing is "
-                "downloaded.",
-                False,
-            )
-        return None, False
-    if not looks_like_hub_id(ref):
-        return f"There is no model folder at '{ref}'.", True
-    if not downloads_allowed():
-        suggested = next((s for s in CATALOGUE if s.hub_id == ref), None)
-        size = f" ({suggested.parameters:g} billion parameters)" if suggested else ""
-        return (
-            f"The base model '{ref}'{size} is not on this machine (not in the Hugging Face cache at {hf_hub_cache()}) "
-            "and downloads are off: download it on a machine that is online and give its folder here, or set "
-            "STUDIO_ALLOW_DOWNLOADS=1 to let the studio fetch it.",
-            True,
-        )
-    try:
-        return download_plan(ref).sentence(), False
-    except TrainingError as err:
-        return str(err), True
+def human_bytes(n: float) -> str:
+    for unit in ("bytes", "KB", "MB", "GB", "TB"):
+        if abs(n) < 1024 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} TB"

@@ -17,6 +17,10 @@ from typing import Any
 
 from studio.core.errors import TrainingError
 from studio.core.pretrained import downloads_allowed, hf_hub_cache
+from studio.modalities.llm import hub
+from studio.modalities.llm.hub import human_bytes
+
+__all__ = ["human_bytes", "where_it_comes_from"]
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -94,9 +98,19 @@ def find_base_model(ref: str) -> Path | None:
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
-    from studio.modalities.llm.ship import copy_of
+    return node_copy(ref) or _from_cache(ref)
 
-    return copy_of(ref) or _from_cache(ref)  # (a Ray node's copy of a folder sent from the studio)
+
+COPIES_ENV = "STUDIO_BASE_MODEL_COPIES"
+"""On a Ray node: ``{ref: folder}`` of the base-model folders fetched into the node's own files (JSON;
+:mod:`studio.modalities.llm.ship`)."""
+
+
+def node_copy(ref: str) -> Path | None:
+    """A Ray node's copy of the base-model folder ``ref`` sent from the studio's machine, if any."""
+    copies = json.loads(os.environ.get(COPIES_ENV) or "{}")
+    found = copies.get(str(ref).strip())
+    return Path(found) if found and Path(found).is_dir() else None
 
 
 def locate_base_model(ref: str, say: Any = None) -> Path:
@@ -115,11 +129,9 @@ def locate_base_model(ref: str, say: Any = None) -> Path:
     if found is not None:
         check_causal_lm(found)
         return found
-    from studio.modalities.llm.hub import download_plan, looks_like_hub_id
-
-    looks_like_id = looks_like_hub_id(ref)
+    looks_like_id = hub.looks_like_hub_id(ref)
     if looks_like_id and downloads_allowed():
-        plan = download_plan(ref)  # one plain sentence when offline or unknown; what comes, and how big
+        plan = hub.download_plan(ref)  # one plain sentence when offline or unknown; what comes, and how big
         say(plan.sentence())
         from huggingface_hub import snapshot_download
 
@@ -350,14 +362,6 @@ def four_bit_problem(params: dict[str, Any], *, cuda: bool, devices: int = 1) ->
     return None
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 CPU_FLOPS = float(os.environ.get("STUDIO_CPU_FLOPS", 2e10))
 """What one CPU does in a second on these networks' matrix products, for the time guess (20 GFLOP/s;
 ``STUDIO_CPU_FLOPS`` overrides it)."""
@@ -431,3 +435,53 @@ def device_memory_now() -> tuple[int | None, str, bool]:
         return int(psutil.virtual_memory().available), "this machine's free memory", False
     except ImportError:
         return None, "this machine", False
+
+
+def where_it_comes_from(ref: str) -> tuple[str | None, bool]:
+    """The sentence the Train form and the terminal show about the base model ``ref`` before a run, and
+    whether it stops the run: ``(None, False)`` for a local folder; "already on this machine" for a Hub id
+    in the Hugging Face cache; what a download fetches and how big when downloads are allowed; why not,
+    in one sentence, otherwise (the Hub is asked only then: :mod:`studio.modalities.llm.hub`)."""
+    ref = str(ref).strip()
+    if not ref:
+        return None, False
+    found = find_base_model(ref)
+    if found is not None:
+        if hub.looks_like_hub_id(ref):
+            return (
+                f"The base model '{ref}' is already on this machine (in the Hugging Face cache): nothing is "
+                "downloaded.",
+                False,
+            )
+        return None, False
+    if not hub.looks_like_hub_id(ref):
+        return f"There is no model folder at '{ref}'.", True
+    if not downloads_allowed():
+        suggested = next((s for s in CATALOGUE if s.hub_id == ref), None)
+        size = f" ({suggested.parameters:g} billion parameters)" if suggested else ""
+        return (
+            f"The base model '{ref}'{size} is not on this machine (not in the Hugging Face cache at {hf_hub_cache()}) "
+            "and downloads are off: download it on a machine that is online and give its folder here, or set "
+            "STUDIO_ALLOW_DOWNLOADS=1 to let the studio fetch it.",
+            True,
+        )
+    try:
+        return hub.download_plan(ref).sentence(), False
+    except TrainingError as err:
+        return str(err), True
+
+
+def say_where_it_comes_from(spec: Any) -> None:
+    """For ``python -m studio train``: a fine-tuning spec's :func:`where_it_comes_from` on stderr, before
+    anything is downloaded; a :class:`TrainingError` (one line, exit 2) when it stops the run. Other specs:
+    nothing."""
+    import sys
+
+    base = dict(spec.architecture.params or {}).get("base_model")  # (only a language model's spec has one)
+    if not base:
+        return
+    note, blocks = where_it_comes_from(base)
+    if blocks and note:
+        raise TrainingError(note)
+    if note:
+        print(note, file=sys.stderr, flush=True)

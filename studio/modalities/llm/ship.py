@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from studio.core.errors import JobError
+from studio.modalities.llm.models import COPIES_ENV  # (the node's copies, by the user's path)
 
 EXPERIMENT = "studio-base-models"
 ARTIFACT = "model"
@@ -34,8 +35,6 @@ TAG_DIGEST = "studio.base_model_digest"
 TAG_FOLDER = "studio.base_model_folder"
 SHIPPED_ENV = "STUDIO_BASE_MODEL_SHIPPED"
 """On the node: ``{"ref", "path", "run", "digest"}`` of the job's shipped folder (JSON)."""
-COPIES_ENV = "STUDIO_BASE_MODEL_COPIES"
-"""On the node: ``{ref: folder}`` of the base models fetched into the node's own files (JSON)."""
 MAX_BYTES_ENV = "STUDIO_RAY_MAX_MODEL_BYTES"
 MAX_BYTES = 2 * 1024**3
 ORIGIN_FILE = ".studio-shipped-from"
@@ -133,6 +132,12 @@ def publish_base_model(ref: str) -> dict[str, Any] | None:
     return {"ref": str(ref), "path": str(folder), "run": run_id, "digest": digest, "bytes": size}
 
 
+def publish_for(spec: Any) -> dict[str, Any] | None:
+    """:func:`publish_base_model` for a fine-tuning spec; ``None`` for the other kinds' specs."""
+    base = dict(spec.architecture.params or {}).get("base_model")  # (only a language model's spec has one)
+    return publish_base_model(base) if base else None
+
+
 def fetch_base_model(shipped: dict[str, Any], home: Path) -> tuple[Path, str]:
     """On a node: the folder to train from for a shipped base model, and what happened in words. The
     user's path when it holds a model here; else the copy in ``home/base-models/<digest>``, downloaded
@@ -162,13 +167,6 @@ def fetch_base_model(shipped: dict[str, Any], home: Path) -> tuple[Path, str]:
     copies[str(shipped["ref"])] = str(copy)
     os.environ[COPIES_ENV] = json.dumps(copies)
     return copy, said
-
-
-def copy_of(ref: str) -> Path | None:
-    """The node's copy of the base model ``ref`` (:func:`fetch_base_model`), if there is one."""
-    copies = json.loads(os.environ.get(COPIES_ENV) or "{}")
-    found = copies.get(str(ref).strip())
-    return Path(found) if found and Path(found).is_dir() else None
 
 
 def origin_of(folder: Path) -> str | None:

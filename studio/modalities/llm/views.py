@@ -158,17 +158,17 @@ class LLMForm(TableForm):
 
 @st.cache_data(ttl=300, show_spinner="Asking the Hugging Face Hub what the model holds…", max_entries=16)
 def _hub_note(ref: str) -> tuple[str | None, bool]:
-    return hub.where_it_comes_from(ref)
+    return models.where_it_comes_from(ref)
 
 
 def base_model_note(ref: str) -> tuple[str | None, bool]:
-    """:func:`studio.modalities.llm.hub.where_it_comes_from`, the Hub's answer kept five minutes (the page
+    """:func:`studio.modalities.llm.models.where_it_comes_from`, the Hub's answer kept five minutes (the page
     reruns on every click; the local checks are not kept)."""
     ref = str(ref or "").strip()
     online = ref and hub.looks_like_hub_id(ref) and models.downloads_allowed()
     if online and models.find_base_model(ref) is None:
         return _hub_note(ref)
-    return hub.where_it_comes_from(ref)
+    return models.where_it_comes_from(ref)
 
 
 def forms_duration(seconds: float) -> str:
