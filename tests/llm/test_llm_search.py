@@ -126,6 +126,12 @@ def test_the_train_page_offers_the_search_for_fine_tuning(studio_home, tmp_path)
     assert "architecture.params.rank: [4, 8, 16, 32, 64]  # LoRA rank" in area.value
     assert "optimizer.learning_rate: {low: 2e-05, high: 0.002}  # Learning rate" in area.value
     assert "optimizer.name" not in area.value
+    at.button(key="search_lr_find").click().run()  # the range test cannot feed on chats: said so
+    assert [e.value for e in at.error] == [
+        "The learning-rate finder stopped: The learning-rate finder does not fine-tune language models yet: "
+        "start from the suggested 2e-4 (LoRA) or 2e-5 (full fine-tuning), or let the search try learning "
+        "rates from 2e-5 to 2e-3."
+    ]
 
 
 @pytest.mark.parametrize(

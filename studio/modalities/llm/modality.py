@@ -222,6 +222,10 @@ class LLMModality:
     search_batch_sizes = (4, 8, 16, 32)
     search_learning_rates = (2e-5, 2e-3)
     search_optimizers = ("adamw",)  # (SGD and plain Adam are not how adapters are trained)
+    lr_find_refusal = (
+        "The learning-rate finder does not fine-tune language models yet: start from the suggested 2e-4 (LoRA) "
+        "or 2e-5 (full fine-tuning), or let the search try learning rates from 2e-5 to 2e-3."
+    )
 
     def search_dimensions(self, spec: Any, networks: list[str] | None = None) -> list[Any]:
         from studio.modalities.llm.search import dimensions
