@@ -69,7 +69,7 @@ class DownloadPlan:
             )
         return (
             f"Starting the run downloads '{self.hub_id}' from the Hugging Face Hub: {len(self.files)} "
-            f"files, {human_bytes(self.total)} in all ({', '.join(shown)}), into the Hugging Face cache."
+            f"file{'s' if len(self.files) != 1 else ''}, {human_bytes(self.total)} in all ({', '.join(shown)}), into the Hugging Face cache."
         )
 
 
