@@ -207,3 +207,27 @@ def test_the_terminal_refuses_an_unknown_id_in_one_line(hub, online, studio_home
         "Qwen/Qwen2.5-0.5B-Instruct.\n"
     )
     assert ("GET", "/api/models/TinyOrg/absent?blobs=true") in hub.requests
+
+
+@pytest.mark.slow  # a training run in a subprocess (about 30 s here)
+def test_the_terminal_says_what_it_downloads_then_downloads_exactly_that_and_trains(
+    hub, tiny_folder, online, studio_home, tmp_path
+):
+    from studio.modalities.llm.hub import download_plan
+
+    plan = download_plan("TinyOrg/tiny-llama")
+    data = write_pairs_csv(tmp_path / "pairs.csv")
+    env = {**os.environ, "HF_ENDPOINT": hub.url, "PYTHONPATH": str(ROOT)}
+    args = ["--data", str(data), "--base-model", "TinyOrg/tiny-llama", "--epochs", "1", "--device", "cpu"]
+    done = subprocess.run(
+        [sys.executable, "-m", "studio", "train", *args, "--bundle-out", str(tmp_path / "model.zip")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.splitlines()[0] == plan.sentence()  # said first, before anything came
+    assert hub.sent == {f"TinyOrg/tiny-llama/{name}": size for name, size in plan.files}
+    assert "Model bundle:" in done.stdout and (tmp_path / "model.zip").is_file()
