@@ -18,9 +18,7 @@ from typing import Any
 from studio.core.errors import TrainingError
 from studio.core.pretrained import downloads_allowed, hf_hub_cache
 from studio.modalities.llm import hub
-from studio.modalities.llm.hub import human_bytes
-
-__all__ = ["human_bytes", "where_it_comes_from"]
+from studio.modalities.llm.hub import human_bytes  # noqa: F401 (the kind's callers use models.human_bytes)
 
 WEIGHT_FILES = (
     "model.safetensors",

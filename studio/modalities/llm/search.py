@@ -1,7 +1,9 @@
 """The language-model kind's search space: the LoRA adapter's rank, alpha and dropout (with the learning
-rate, batch size and weight decay that every search varies), scored on the validation loss (lower is
-better: the task's main metric). Full fine-tuning searches the learning rate, batch size and weight decay
-only. Cheap to import: the spec and the search words."""
+rate, batch size and weight decay that every search varies; the kind's ranges and AdamW alone are in
+:class:`studio.modalities.llm.modality.LLMModality`), scored by default on the validation perplexity (the
+task's main metric, exp of the validation loss: the same order, lower is better). Full fine-tuning
+searches the learning rate, batch size and weight decay only. Cheap to import: the spec and the search
+words."""
 
 from __future__ import annotations
 
