@@ -354,6 +354,10 @@ def before_you_start(choice: Choice, spec: Any, check: Any, blockers: list[str])
             ui.show_warnings(data_warnings)
     for blocker in blockers:
         st.warning(ui.as_text(blocker), icon=":material/block:")
+    if spec is not None:
+        # e.g. what a download of the base model fetches, and how big
+        for note in forms_for_kind(choice.task).model_notes(spec):
+            st.info(ui.as_text(note), icon=":material/download:")
     weights_key = f"{forms.KEY_PREFIX}arch_{choice.architecture}__pretrained"
     if blockers and state.get(weights_key):  # pretrained weights asked for but missing
         st.button(

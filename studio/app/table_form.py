@@ -29,6 +29,10 @@ class FormKind(Protocol):
     def blockers(self, spec: RunSpec) -> list[str]:
         """Why a run with these settings would fail at once, in plain words (empty: it can start)."""
 
+    def model_notes(self, spec: RunSpec) -> list[str]:
+        """What to know about the model before training that does not stop it (e.g. what a download
+        fetches), in plain words."""
+
     def time_guess(
         self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
     ) -> forms.TimeEstimate:
@@ -48,6 +52,9 @@ class TableForm:
         return None
 
     def blockers(self, spec: RunSpec) -> list[str]:
+        return []
+
+    def model_notes(self, spec: RunSpec) -> list[str]:
         return []
 
     def time_guess(

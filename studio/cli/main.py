@@ -49,6 +49,9 @@ def _console_hooks(quiet: bool) -> Any:
 
 def cmd_train(args: argparse.Namespace) -> int:
     spec = spec_from_args(args)
+    from studio.modalities.llm.models import say_where_it_comes_from
+
+    say_where_it_comes_from(spec)  # a base model: what a download fetches, before it does
     from studio.core import ensembles
     from studio.core.quality import outcome_lines
     from studio.engine.training import train

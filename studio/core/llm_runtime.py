@@ -112,7 +112,16 @@ def find_base_model(base: dict[str, Any]) -> Path:
             from huggingface_hub import snapshot_download
 
             return Path(snapshot_download(hub_id, local_files_only=True))
-        except Exception:
+        except Exception:  # e.g. a snapshot of the model's files only (what the studio downloads)
+            pass
+        try:
+            from huggingface_hub import constants
+
+            repo = Path(constants.HF_HUB_CACHE) / f"models--{hub_id.replace('/', '--')}"
+            folder = repo / "snapshots" / (repo / "refs" / "main").read_text(encoding="utf-8").strip()
+            if (folder / "config.json").is_file():
+                return folder
+        except (ImportError, OSError):
             pass
     raise FileNotFoundError(
         f"This model is an adapter for the base model '{hub_id or base.get('path')}', which is not on this "

@@ -969,7 +969,11 @@ def evaluate_chosen_model(spec: RunSpec, bundle_path: str | Path, run_id: str) -
     with zipfile.ZipFile(bundle_path) as zf, tempfile.TemporaryDirectory(prefix="studio-test-") as root:
         member = next(name for name in zf.namelist() if name.endswith(f"artifacts/{WEIGHTS_FILE}"))
         with zf.open(member) as weights:
-            module.net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            state = torch.load(weights, map_location="cpu", weights_only=True)
+        if hasattr(trainee, "load_bundled"):  # a kind whose bundle is not the network's whole state dict
+            trainee.load_bundled(module, state, zf)
+        else:
+            module.net.load_state_dict(state)
         trainer = pl.Trainer(
             accelerator=prepared.plan.accelerator,
             devices=prepared.plan.devices,

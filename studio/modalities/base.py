@@ -72,5 +72,7 @@ class Modality(Protocol):
 
     # Optional, for the automatic search: ``search_dimensions(spec, networks) -> [Dimension]`` (its
     # networks and their settings, from ``studio.core.search_dims``), ``search_batch_sizes``,
-    # ``search_learning_rates`` (low, high) and ``lr_find_steps`` (mini-batches of a range test). A kind
+    # ``search_learning_rates`` (low, high), ``search_optimizers`` (the optimisers tried; one: not
+    # searched), ``lr_find_steps`` (mini-batches of a range test) and ``lr_find_refusal`` (the sentence
+    # when the range test cannot run on the kind's batches). A kind
     # without them cannot be searched (said in one sentence).

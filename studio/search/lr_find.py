@@ -38,6 +38,12 @@ def find_learning_rate(
     spec: Any, *, steps: int | None = None, low: float = 1e-6, high: float = 1.0, skip_begin: int = 10
 ) -> LrFinding:
     """Run the range test in this process (imports torch)."""
+    from studio.modalities import modality_for
+
+    if getattr(modality_for(spec.task), "lr_find_refusal", None):  # batches the range test cannot feed
+        from studio.core.errors import TrainingError
+
+        raise TrainingError(modality_for(spec.task).lr_find_refusal)
     import torch
 
     from studio.data import get_dataset, load_profile, load_table

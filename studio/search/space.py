@@ -119,18 +119,18 @@ def default_space(
     dims = list(kind.search_dimensions(spec, networks))
     if learning_rate_centre:
         rates = (learning_rate_centre / 10, learning_rate_centre * 10)
-    dims += _optimizer_dimensions(rates)
+    dims += _optimizer_dimensions(rates, getattr(kind, "search_optimizers", ("adamw", "adam", "sgd")))
     limit = max(batch_sizes[0], train_rows // 2) if train_rows else batch_sizes[-1]
     sizes = tuple(size for size in batch_sizes if size <= limit)
     dims.append(choice(TrainingSpec, "batch_size", "training.batch_size", sizes))
     return SearchSpace(tuple(dims), {})
 
 
-def _optimizer_dimensions(rates: tuple[float, float]) -> list[Dimension]:
+def _optimizer_dimensions(rates: tuple[float, float], names: tuple[str, ...]) -> list[Dimension]:
     from studio.core.spec import OptimizerSpec
 
     return [
-        choice(OptimizerSpec, "name", "optimizer.name", ("adamw", "adam", "sgd")),
+        *([choice(OptimizerSpec, "name", "optimizer.name", names)] if len(names) > 1 else []),
         number(OptimizerSpec, "learning_rate", "optimizer.learning_rate", *rates, log=True),
         number(OptimizerSpec, "weight_decay", "optimizer.weight_decay", 1e-6, 1e-2, log=True),
     ]

@@ -75,6 +75,7 @@ TEST_ENTRYPOINT_ENV = "STUDIO_TEST_RAY_ENTRYPOINT"
 NODE_HOME_ENV = "STUDIO_NODE_HOME"
 JOB_ENV = "STUDIO_REMOTE_JOB"
 DATASET_RUN_ENV = "STUDIO_REMOTE_DATASET_RUN"
+SHIPPED_BASE_MODEL_ENV = "STUDIO_BASE_MODEL_SHIPPED"  # (studio.modalities.llm.ship.SHIPPED_ENV)
 SEARCH_STORAGE_ENV = settings.SEARCH_STORAGE_ENV
 PASSED_ENV = (
     "MLFLOW_TRACKING_USERNAME",
@@ -234,6 +235,14 @@ def fetch_dataset(dataset_id: str, run_id: str) -> bool:
     return True
 
 
+def _ship_base_model(job: Job) -> dict[str, Any] | None:
+    """A fine-tuning job whose base model is a folder here: that folder, uploaded to MLflow for the node
+    (:func:`studio.modalities.llm.ship.publish_for`); ``None`` for any other job."""
+    from studio.modalities.llm.ship import publish_for
+
+    return publish_for(job.spec)
+
+
 # --------------------------------------------------------------------------- the executor
 def _parse_lines(text: str) -> list[dict[str, Any]]:
     found = []
@@ -348,11 +357,18 @@ class RayExecutor:
             return
         self._datasets[dataset_id] = dataset_run
         try:
+            shipped = _ship_base_model(job)
+        except Exception as err:  # noqa: BLE001 - too large, or MLflow refused it: the job cannot start
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0][:300]
+            store.finish_job(job.id, FAILED, reason=first)
+            log.warning("job %s: %s", job.id, first)
+            return
+        try:
             submission = f"studio-{job.id}-{int(time.time() * 1000)}"
             self.client.submit_job(
                 entrypoint=entrypoint(job.id),
                 submission_id=submission,
-                runtime_env=self.runtime_env(job, dataset_run),
+                runtime_env=self.runtime_env(job, dataset_run, shipped),
                 metadata={META_JOB: job.id, "studio_name": job.name[:200]},
                 **entrypoint_resources(slot),
             )
@@ -364,7 +380,9 @@ class RayExecutor:
         self.watching[job.id] = submission
         log.info("job %s: submitted to Ray as %s (%s)", job.id, submission, slot.name)
 
-    def runtime_env(self, job: Job, dataset_run: str) -> dict[str, Any]:
+    def runtime_env(
+        self, job: Job, dataset_run: str, shipped: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
         env = {
             JOB_ENV: json.dumps(dataclasses.asdict(job), default=str),
             DATASET_RUN_ENV: dataset_run,
@@ -376,6 +394,8 @@ class RayExecutor:
         for key, value in os.environ.items():
             if key in PASSED_ENV or key == NODE_HOME_ENV or key.startswith(PASSED_PREFIXES):
                 env[key] = value
+        if shipped:  # the base model's folder, sent through MLflow (studio.modalities.llm.ship)
+            env[SHIPPED_BASE_MODEL_ENV] = json.dumps(shipped)
         if job.mlflow_run_id and store.job_checkpoint(job.id) is not None:
             env[RESUME_ENV] = job.mlflow_run_id  # the node fetches the run's saved progress from MLflow
         runtime: dict[str, Any] = {"env_vars": env}
@@ -680,6 +700,11 @@ def run_remote(job_id: str, wrap_hooks: Any = None) -> int:
             f"into {settings.studio_home() / 'datasets'}",
             flush=True,
         )
+        if os.environ.get(SHIPPED_BASE_MODEL_ENV):  # a base-model folder of the studio's machine
+            from studio.modalities.llm.ship import fetch_base_model
+
+            _, said = fetch_base_model(json.loads(os.environ[SHIPPED_BASE_MODEL_ENV]), settings.studio_home())
+            print(said, flush=True)
         spec = job.spec
         if os.environ.get("CUDA_VISIBLE_DEVICES", "").strip() and spec.training.device.startswith("cuda:"):
             spec = spec.with_changes(**{"training.device": "cuda:0"})  # Ray's GPU is this process's GPU 0

@@ -42,6 +42,9 @@ class PictureForm:
     def blockers(self, spec: RunSpec) -> list[str]:
         return image_blockers(spec)
 
+    def model_notes(self, spec: RunSpec) -> list[str]:
+        return []
+
     def time_guess(
         self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
     ) -> forms.TimeEstimate:

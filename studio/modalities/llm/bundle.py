@@ -67,7 +67,11 @@ def write_llm_bundle(
     merged = not lora or bool(params.get("merged"))
     adapter = {k: v.detach().cpu() for k, v in net.named_parameters() if v.requires_grad} if lora else {}
     check_finite_weights(adapter)
-    hub_id = params["base_model"] if not Path(params["base_model"]).expanduser().exists() else None
+    from studio.modalities.llm.hub import looks_like_hub_id
+    from studio.modalities.llm.ship import origin_of
+
+    hub_id = params["base_model"] if looks_like_hub_id(params["base_model"]) else None
+    origin = origin_of(base_folder)  # a folder a Ray node fetched: the studio machine's folder
     info = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -80,7 +84,7 @@ def write_llm_bundle(
         "onnx": {"file": None, "error": "language models are not exported to ONNX"},
         "llm": {
             "base_model": {
-                "path": str(Path(base_folder).resolve()),
+                "path": origin or str(Path(base_folder).resolve()),
                 "id": hub_id or params["base_model"],
             },
             "method": params["method"],

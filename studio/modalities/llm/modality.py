@@ -66,9 +66,10 @@ class PreparedLLM:
 
     def run_tags(self, precision: str) -> dict[str, str]:
         from studio.modalities.llm.models import human_bytes
+        from studio.modalities.llm.ship import origin_of
 
         return {
-            TAG_BASE_MODEL: str(self.folder),
+            TAG_BASE_MODEL: origin_of(self.folder) or str(self.folder),  # (a Ray node's copy: the original)
             TAG_SHAPE: self.shape.kind,
             TAG_MEMORY: human_bytes(self.estimate.total),
             tracking.TAG_PRECISION: precision,
@@ -107,6 +108,47 @@ class PreparedLLM:
             client.log_table(run_id, pd.DataFrame(module.samples), SAMPLES_ARTIFACT)
         if module.test_answers:
             client.log_table(run_id, pd.DataFrame(module.test_answers), TEST_ANSWERS_ARTIFACT)
+
+    def load_bundled(self, module: Any, state: dict[str, Any], bundle: Any) -> None:
+        """Put a bundle's trained weights into a fresh ``module`` (a search's chosen trial is tested from
+        its bundle): the LoRA parameters of an adapter bundle (``state``: every trained parameter, under
+        the module's names), or the whole model of a merged or fully fine-tuned one (the safetensors in
+        the zip ``bundle``; into a LoRA network's base, with the adapter's B matrices zeroed, so the
+        network computes the merged model exactly)."""
+        import torch
+        from safetensors.torch import load as load_safetensors
+
+        net = module.net
+        if state:
+            missing = {n for n, p in net.named_parameters() if p.requires_grad} - set(state)
+            unexpected = net.load_state_dict(state, strict=False).unexpected_keys
+            if missing or unexpected:
+                raise TrainingError(
+                    f"The bundle's adapter does not fit this model ({len(missing)} missing, "
+                    f"{len(unexpected)} unknown weights)."
+                )
+            return
+        whole: dict[str, Any] = {}
+        for name in bundle.namelist():
+            if "/files/merged/" in name and name.endswith(".safetensors"):
+                whole.update(load_safetensors(bundle.read(name)))
+        if not whole:
+            raise TrainingError("The bundle holds neither an adapter nor a whole model.")
+        target = net.get_base_model() if hasattr(net, "get_base_model") else net
+        own = set(target.state_dict())
+        renamed = {}  # a layer LoRA wraps keeps its weight as '<layer>.base_layer.weight'
+        for key, tensor in whole.items():
+            layer, _, leaf = key.rpartition(".")
+            wrapped = f"{layer}.base_layer.{leaf}"
+            renamed[wrapped if key not in own and wrapped in own else key] = tensor
+        result = target.load_state_dict(renamed, strict=False)
+        missing = {k for k in result.missing_keys if ".lora_" not in k and not k.endswith("lm_head.weight")}
+        if missing or result.unexpected_keys:  # (lm_head may be tied to the embeddings)
+            raise TrainingError("The bundle's model does not fit the base model it names.")
+        with torch.no_grad():
+            for name, parameter in net.named_parameters():
+                if ".lora_B." in name:
+                    parameter.zero_()
 
     def write_bundle(self, folder: Path, spec: Any, module: Any, metrics: dict[str, float]) -> Path:
         from studio.modalities.llm.bundle import write_llm_bundle
@@ -177,6 +219,18 @@ def _devices(spec: Any) -> int:
 
 class LLMModality:
     name = KIND
+    search_batch_sizes = (4, 8, 16, 32)
+    search_learning_rates = (2e-5, 2e-3)
+    search_optimizers = ("adamw",)  # (SGD and plain Adam are not how adapters are trained)
+    lr_find_refusal = (
+        "The learning-rate finder does not fine-tune language models yet: start from the suggested 2e-4 (LoRA) "
+        "or 2e-5 (full fine-tuning), or let the search try learning rates from 2e-5 to 2e-3."
+    )
+
+    def search_dimensions(self, spec: Any, networks: list[str] | None = None) -> list[Any]:
+        from studio.modalities.llm.search import dimensions
+
+        return dimensions(spec, networks)
 
     def device_plan(self, plan: Any) -> Any:
         """32-bit on a CPU; bfloat16 mixed on GPUs that have it, else 16-bit mixed."""

@@ -17,6 +17,8 @@ from typing import Any
 
 from studio.core.errors import TrainingError
 from studio.core.pretrained import downloads_allowed, hf_hub_cache
+from studio.modalities.llm import hub
+from studio.modalities.llm.hub import human_bytes  # noqa: F401 (the kind's callers use models.human_bytes)
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -68,16 +70,24 @@ def is_model_folder(folder: Path) -> bool:
 
 
 def _from_cache(hub_id: str) -> Path | None:
-    cache = hf_hub_cache()
-    if "/" not in hub_id or not (cache / f"models--{hub_id.replace('/', '--')}").is_dir():
+    """The cached snapshot of ``hub_id`` (``refs/main``'s, else the newest) when it holds a model, read as
+    ``from_pretrained`` reads it offline. (huggingface_hub's ``snapshot_download(local_files_only=True)``
+    refuses a snapshot that holds only some of the repository's files, which is what the studio downloads.)"""
+    repo = hf_hub_cache() / f"models--{hub_id.replace('/', '--')}"
+    if "/" not in hub_id or not repo.is_dir():
         return None
-    from huggingface_hub import snapshot_download
-
+    main = repo / "refs" / "main"
     try:
-        folder = Path(snapshot_download(hub_id, cache_dir=str(cache), local_files_only=True))
-    except Exception:  # not (fully) cached
+        folder = repo / "snapshots" / main.read_text(encoding="utf-8").strip()
+        if is_model_folder(folder):
+            return folder
+    except (OSError, ValueError):
+        pass
+    try:
+        snapshots = sorted((repo / "snapshots").iterdir(), key=lambda f: f.stat().st_mtime, reverse=True)
+    except OSError:
         return None
-    return folder if is_model_folder(folder) else None
+    return next((folder for folder in snapshots if is_model_folder(folder)), None)
 
 
 def find_base_model(ref: str) -> Path | None:
@@ -86,12 +96,30 @@ def find_base_model(ref: str) -> Path | None:
     path = Path(ref).expanduser()
     if path.is_dir():
         return path
-    return _from_cache(ref)
+    return node_copy(ref) or _from_cache(ref)
 
 
-def locate_base_model(ref: str) -> Path:
+COPIES_ENV = "STUDIO_BASE_MODEL_COPIES"
+"""On a Ray node: ``{ref: folder}`` of the base-model folders fetched into the node's own files (JSON;
+:mod:`studio.modalities.llm.ship`)."""
+
+
+def node_copy(ref: str) -> Path | None:
+    """A Ray node's copy of the base-model folder ``ref`` sent from the studio's machine, if any."""
+    copies = json.loads(os.environ.get(COPIES_ENV) or "{}")
+    found = copies.get(str(ref).strip())
+    return Path(found) if found and Path(found).is_dir() else None
+
+
+def locate_base_model(ref: str, say: Any = None) -> Path:
     """The base model's folder: a local folder, the Hugging Face cache, or (``STUDIO_ALLOW_DOWNLOADS=1``)
-    the Hub. A :class:`TrainingError` in one sentence otherwise (nothing is downloaded unasked)."""
+    the Hub, after ``say`` (default: the log) was told which files come and how big
+    (:func:`studio.modalities.llm.hub.download_plan`; exactly those files are fetched). A
+    :class:`TrainingError` in one sentence otherwise (nothing is downloaded unasked)."""
+    if say is None:
+        import logging
+
+        say = logging.getLogger("studio.llm").info
     ref = str(ref).strip()
     if not ref:
         raise TrainingError("Say which base model to fine-tune: a model folder, or a Hugging Face id.")
@@ -99,18 +127,19 @@ def locate_base_model(ref: str) -> Path:
     if found is not None:
         check_causal_lm(found)
         return found
-    path = Path(ref).expanduser()
-    looks_like_id = ref.count("/") == 1 and not ref.startswith((".", "/", "~")) and not path.exists()
+    looks_like_id = hub.looks_like_hub_id(ref)
     if looks_like_id and downloads_allowed():
+        plan = hub.download_plan(ref)  # one plain sentence when offline or unknown; what comes, and how big
+        say(plan.sentence())
         from huggingface_hub import snapshot_download
 
-        folder = Path(
-            snapshot_download(
-                ref,
-                cache_dir=str(hf_hub_cache()),
-                allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja", "tokenizer*"],
-            )
-        )
+        try:
+            folder = Path(snapshot_download(ref, cache_dir=str(hf_hub_cache()), allow_patterns=plan.names))
+        except Exception as err:  # the network went away, the disk filled up
+            raise TrainingError(
+                f"Downloading '{ref}' from the Hugging Face Hub stopped ({type(err).__name__}: "
+                f"{str(err).splitlines()[0][:160] if str(err) else 'no detail'}); nothing was trained."
+            ) from None
         check_causal_lm(folder)
         return folder
     if looks_like_id:
@@ -331,14 +360,6 @@ def four_bit_problem(params: dict[str, Any], *, cuda: bool, devices: int = 1) ->
     return None
 
 
-def human_bytes(n: float) -> str:
-    for unit in ("bytes", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1024 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TB"
-
-
 CPU_FLOPS = float(os.environ.get("STUDIO_CPU_FLOPS", 2e10))
 """What one CPU does in a second on these networks' matrix products, for the time guess (20 GFLOP/s;
 ``STUDIO_CPU_FLOPS`` overrides it)."""
@@ -412,3 +433,53 @@ def device_memory_now() -> tuple[int | None, str, bool]:
         return int(psutil.virtual_memory().available), "this machine's free memory", False
     except ImportError:
         return None, "this machine", False
+
+
+def where_it_comes_from(ref: str) -> tuple[str | None, bool]:
+    """The sentence the Train form and the terminal show about the base model ``ref`` before a run, and
+    whether it stops the run: ``(None, False)`` for a local folder; "already on this machine" for a Hub id
+    in the Hugging Face cache; what a download fetches and how big when downloads are allowed; why not,
+    in one sentence, otherwise (the Hub is asked only then: :mod:`studio.modalities.llm.hub`)."""
+    ref = str(ref).strip()
+    if not ref:
+        return None, False
+    found = find_base_model(ref)
+    if found is not None:
+        if hub.looks_like_hub_id(ref):
+            return (
+                f"The base model '{ref}' is already on this machine (in the Hugging Face cache): nothing is "
+                "downloaded.",
+                False,
+            )
+        return None, False
+    if not hub.looks_like_hub_id(ref):
+        return f"There is no model folder at '{ref}'.", True
+    if not downloads_allowed():
+        suggested = next((s for s in CATALOGUE if s.hub_id == ref), None)
+        size = f" ({suggested.parameters:g} billion parameters)" if suggested else ""
+        return (
+            f"The base model '{ref}'{size} is not on this machine (not in the Hugging Face cache at {hf_hub_cache()}) "
+            "and downloads are off: download it on a machine that is online and give its folder here, or set "
+            "STUDIO_ALLOW_DOWNLOADS=1 to let the studio fetch it.",
+            True,
+        )
+    try:
+        return hub.download_plan(ref).sentence(), False
+    except TrainingError as err:
+        return str(err), True
+
+
+def say_where_it_comes_from(spec: Any) -> None:
+    """For ``python -m studio train``: a fine-tuning spec's :func:`where_it_comes_from` on stderr, before
+    anything is downloaded; a :class:`TrainingError` (one line, exit 2) when it stops the run. Other specs:
+    nothing."""
+    import sys
+
+    base = dict(spec.architecture.params or {}).get("base_model")  # (only a language model's spec has one)
+    if not base:
+        return
+    note, blocks = where_it_comes_from(base)
+    if blocks and note:
+        raise TrainingError(note)
+    if note:
+        print(note, file=sys.stderr, flush=True)

@@ -20,7 +20,7 @@ from studio.app.predict_view import loaded_bundle
 from studio.app.table_form import TableForm
 from studio.core.errors import StudioError
 from studio.core.spec import RunSpec
-from studio.modalities.llm import models, shapes
+from studio.modalities.llm import hub, models, shapes
 from studio.modalities.llm.registry import ARCHITECTURE
 
 ARCH_KEY = f"{forms.KEY_PREFIX}arch_{ARCHITECTURE}__"
@@ -106,17 +106,8 @@ class LLMForm(TableForm):
         base = params["base_model"]
         folder = models.find_base_model(base)
         if folder is None:
-            suggested = next((s for s in models.CATALOGUE if s.hub_id == base), None)
-            size = f" ({suggested.parameters:g} billion parameters)" if suggested else ""
-            how = (
-                "it will be downloaded when the run starts"
-                if models.downloads_allowed()
-                else "download it on a machine that is online and give its folder here, or set "
-                "STUDIO_ALLOW_DOWNLOADS=1 to let the studio fetch it"
-            )
-            if models.downloads_allowed():
-                return []
-            return [f"The base model '{base}'{size} is not on this machine: {how}."]
+            note, blocks = base_model_note(base)
+            return [note] if blocks and note else []
         try:
             models.check_causal_lm(folder)
             estimate, available, device, gpu = memory_estimate(spec, folder)
@@ -130,6 +121,12 @@ class LLMForm(TableForm):
             return [four_bit]
         refusal = models.fits_message(estimate, available, device)
         return [refusal] if refusal else []
+
+    def model_notes(self, spec: RunSpec) -> list[str]:
+        """Where the base model comes from when that is worth saying: already in the Hugging Face cache, or
+        which files a download fetches and how big (the Hub is asked; nothing is downloaded here)."""
+        note, blocks = base_model_note(spec.architecture.params["base_model"])
+        return [note] if note and not blocks else []
 
     def time_guess(
         self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
@@ -157,6 +154,21 @@ class LLMForm(TableForm):
             f"on this CPU about {forms_duration(seconds)} (slow: a GPU is "
             f"typically 50–100× faster); it {memory}",
         )
+
+
+@st.cache_data(ttl=300, show_spinner="Asking the Hugging Face Hub what the model holds…", max_entries=16)
+def _hub_note(ref: str) -> tuple[str | None, bool]:
+    return models.where_it_comes_from(ref)
+
+
+def base_model_note(ref: str) -> tuple[str | None, bool]:
+    """:func:`studio.modalities.llm.models.where_it_comes_from`, the Hub's answer kept five minutes (the page
+    reruns on every click; the local checks are not kept)."""
+    ref = str(ref or "").strip()
+    online = ref and hub.looks_like_hub_id(ref) and models.downloads_allowed()
+    if online and models.find_base_model(ref) is None:
+        return _hub_note(ref)
+    return models.where_it_comes_from(ref)
 
 
 def forms_duration(seconds: float) -> str:
