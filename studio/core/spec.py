@@ -350,9 +350,23 @@ class _Catalogue(dict[str, ArchitectureInfo]):
         load_plugins()
         return super().__contains__(name)
 
+    def _ordered(self) -> list[str]:
+        """The names in ``BUILTIN_PLUGINS`` order of their kinds (then plugins'), each kind's in the order
+        it registered them: the same whichever kind's registry a process happened to import first."""
+        from studio.core.tasks import all_tasks
+
+        rank = {task: i for i, task in enumerate(all_tasks())}
+        names = list(dict.keys(self))
+        return sorted(
+            names,
+            key=lambda n: min(
+                (rank.get(t, len(rank)) for t in dict.__getitem__(self, n).tasks), default=len(rank)
+            ),
+        )
+
     def __iter__(self) -> Any:
         load_plugins()
-        return super().__iter__()
+        return iter(self._ordered())
 
     def __len__(self) -> int:
         load_plugins()
@@ -364,15 +378,15 @@ class _Catalogue(dict[str, ArchitectureInfo]):
 
     def keys(self) -> Any:
         load_plugins()
-        return super().keys()
+        return self._ordered()
 
     def values(self) -> Any:
         load_plugins()
-        return super().values()
+        return [dict.__getitem__(self, name) for name in self._ordered()]
 
     def items(self) -> Any:
         load_plugins()
-        return super().items()
+        return [(name, dict.__getitem__(self, name)) for name in self._ordered()]
 
 
 ARCHITECTURES: dict[str, ArchitectureInfo] = _Catalogue()
