@@ -1,9 +1,7 @@
 PYTHON ?= python3
 PORT ?= 8501
-# The test files run in 4 processes, whatever the cores; a file stays in one process. Much of a test's time
-# is spent waiting (a worker process starting, a page polling a job), so 4 processes on 2 cores finish
-# sooner than 2 (tests/jobs and two resume files: 175 s against 197 s, measured back to back).
-PARALLEL ?= -n 4 --dist loadfile
+# The test files run in parallel, one process per core (at most 4); a file stays in one process.
+PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 MLFLOW_PORT ?= 5000
 
 .PHONY: install install-dev install-browser install-cluster run train-sample test test-fast test-slow test-e2e test-ray lint bench bench-tiny
