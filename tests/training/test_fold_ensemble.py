@@ -314,7 +314,7 @@ def test_a_kind_without_fold_models_refuses_the_switch_in_plain_words(runs) -> N
     assert "turn the switch off" in str(caught.value)
 
 
-def test_the_cli_flag_turns_the_switch_on(runs) -> None:
+def test_the_cli_flag_turns_the_switch_on_and_a_small_table_starts_with_it(runs) -> None:
     import argparse
 
     from studio.cli.spec import add_train_options, spec_from_args
@@ -329,8 +329,12 @@ def test_the_cli_flag_turns_the_switch_on(runs) -> None:
             parser.parse_args(["--data", runs["dataset"].id, "--target", "label", "--folds", "4"])
         )
         plain = spec_from_args(parser.parse_args(["--data", runs["dataset"].id, "--target", "label"]))
+        off = ["--data", runs["dataset"].id, "--target", "label", "--set", "data.use_all_data=false"]
+        one = spec_from_args(parser.parse_args(off))
     assert spec.data.use_all_data and spec.data.folds == 4
-    assert not plain.data.use_all_data
+    # a 240-row table starts with five fold models (studio.modalities.fold_models_by_default); asked, one
+    assert plain.data.use_all_data and plain.data.folds == 5
+    assert not one.data.use_all_data
 
 
 def test_the_words_name_the_ensemble_and_its_cost(runs) -> None:

@@ -205,6 +205,9 @@ class TextModality:
     folds = True
     ensembles = True  # 'use all my data' with the bag of words (PreparedText.ensemble; a pretrained
     # network is refused by the spec: as many copies of it as there are folds)
+    fold_models_up_to = 2_000
+    """'Use all my data' starts on for texts up to this many rows with the bag of words
+    (:func:`studio.modalities.fold_models_by_default`; never with a pretrained network)."""
 
     def device_plan(self, plan: Any) -> Any:
         return plan
