@@ -167,7 +167,7 @@ class LiteParams(PretrainableParams):
 
 
 class BagOfWordsParams(StudioModel):
-    """Words and word pairs hashed into a learned table of vectors (fastText style), averaged per row,
+    """Words and word pairs hashed into a learned table of vectors (fastText style), pooled per row,
     beside the table's other columns: trains in seconds on a CPU, the default for text."""
 
     embedding_dim: int = Field(
@@ -227,10 +227,11 @@ class BagOfWordsParams(StudioModel):
         json_schema_extra=_extra(advanced=True),
     )
     pooling: Literal["mean", "sqrt", "l2"] = Field(
-        "mean",
+        "sqrt",
         title="Pooling",
-        description="How a row's word vectors become one: their average (fastText), their sum over the square "
-        "root of the word count, or their sum scaled to unit length (as TF-IDF scales a row).",
+        description="How a row's word vectors become one: their sum over the square root of the word count "
+        "(the default: a longer text weighs a little more), their average (fastText), or their sum scaled "
+        "to unit length (as TF-IDF scales a row).",
         json_schema_extra=_extra(
             advanced=True, labels={"mean": "Average", "sqrt": "Sum / √words", "l2": "Unit length"}
         ),
@@ -401,11 +402,11 @@ ARCHITECTURES: dict[str, ArchitectureInfo] = {
     "bag_of_words": ArchitectureInfo(
         name="bag_of_words",
         title="Bag of words",
-        description="Learns a vector per word and word pair and averages them over each text, beside the "
+        description="Learns a vector per word and word pair and pools them over each text, beside the "
         "table's other columns: trains in seconds on a CPU; the default for text.",
         tasks=TEXT_TASKS,
         params_model=BagOfWordsParams,
-        suggested_learning_rate=0.005,
+        suggested_learning_rate=0.002,
     ),
     "minilm_l6": ArchitectureInfo(
         name="minilm_l6",
