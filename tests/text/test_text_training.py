@@ -93,6 +93,9 @@ def trained(tmp_path_factory: pytest.TempPathFactory):
                 "task": "text_classification",
                 "data": {"dataset_id": info.id, "target": "label"},
                 "training": {"epochs": 15, "batch_size": 32},
+                # 15 epochs at the bag of words' old rate: at its default 0.002 the price's part learns
+                # too slowly for 15 epochs (the price moved the probability by 0.18, asked: 0.2)
+                "optimizer": {"learning_rate": 0.005},
             }
         )
         bundle = tmp / "model.zip"
