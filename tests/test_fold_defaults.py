@@ -20,15 +20,16 @@ TEXT_LIMIT = modality("text").fold_models_up_to
 
 
 def test_small_tables_and_small_texts_with_the_bag_of_words_start_with_fold_models() -> None:
-    assert TABLE_LIMIT >= 1_000
+    assert TABLE_LIMIT >= 1_000 and TEXT_LIMIT >= 1_000
     for task in ("classification", "regression"):
         assert fold_models_by_default(task, None, 178)
         assert fold_models_by_default(task, "mlp", TABLE_LIMIT)
         assert not fold_models_by_default(task, "mlp", TABLE_LIMIT + 1)
         assert not fold_models_by_default(task, None, 0)
     for task in ("text_classification", "text_regression"):
-        # texts: about six times the time of one model for at most a point (README), so off by default
-        assert TEXT_LIMIT == 0 and not fold_models_by_default(task, "bag_of_words", 300)
+        assert fold_models_by_default(task, None, 300)
+        assert fold_models_by_default(task, "bag_of_words", TEXT_LIMIT)
+        assert not fold_models_by_default(task, "bag_of_words", TEXT_LIMIT + 1)
         assert not fold_models_by_default(task, "minilm_l6", 300)  # five copies of MiniLM: never
     assert not fold_models_by_default("image_classification", None, 300)
     assert not fold_models_by_default("llm_finetune", None, 300)
@@ -40,7 +41,8 @@ def test_the_form_starts_with_the_switch_ticked_where_the_rule_says_so() -> None
 
     assert TableForm().starting_values({"n_rows": 300}) == {"data.use_all_data": True}
     assert TableForm().starting_values({"n_rows": TABLE_LIMIT + 1}) == {"data.use_all_data": False}
-    assert TextForm().starting_values({"n_rows": 300}) == {"data.use_all_data": False}
+    assert TextForm().starting_values({"n_rows": 300}) == {"data.use_all_data": True}
+    assert TextForm().starting_values({"n_rows": TEXT_LIMIT + 1}) == {"data.use_all_data": False}
     assert LLMForm().starting_values({"n_rows": 300}) == {"data.use_all_data": False}
     # the switch is a main (not advanced) setting of both forms, so a ticked default is in sight
     for architecture, task in (("mlp", "classification"), ("bag_of_words", "text_classification")):
@@ -90,9 +92,7 @@ def test_the_cli_trains_what_the_form_shows(tables) -> None:
     assert not _cli_spec("--data", large, "--target", "y").data.use_all_data
     texts = tables("texts", 200, text=True)
     spec = _cli_spec("--data", texts, "--target", "y", "--task", "text_classification")
-    assert spec.architecture.name == "bag_of_words" and not spec.data.use_all_data
-    asked = _cli_spec("--data", texts, "--target", "y", "--task", "text_classification", "--folds", "5")
-    assert asked.data.use_all_data
+    assert spec.architecture.name == "bag_of_words" and spec.data.use_all_data
     minilm = _cli_spec("--data", texts, "--target", "y", "--task", "text_classification", "--arch", "minilm_l6")
     assert not minilm.data.use_all_data
 
