@@ -125,7 +125,7 @@ def spec_from_args(args: argparse.Namespace) -> Any:
             set_dotted(data, key, value)
     spec = RunSpec.from_dict(data)
     if not _has_dotted(data, "data.use_all_data"):
-        spec = _fold_models_by_default(spec, profile)
+        spec = with_default_fold_models(spec, profile)
     if args.preset:
         spec = apply_preset(spec, args.preset)
         # Flags given explicitly still win over the preset.
@@ -146,7 +146,7 @@ def _has_dotted(data: dict[str, Any], path: str) -> bool:
 
 
 
-def _fold_models_by_default(spec: Any, profile: dict[str, Any]) -> Any:
+def with_default_fold_models(spec: Any, profile: dict[str, Any]) -> Any:
     """The spec with 'use all my data' on where the data set is small enough for it to start on (as the
     Train form ticks it: :func:`studio.modalities.fold_models_by_default`), unless the spec's other
     settings leave no room for it (several devices, more fold models than blocks of validation rows)."""
