@@ -102,3 +102,33 @@ def test_a_pretrained_text_network_never_starts_with_fold_models_whatever_the_ki
     assert fold_models_by_default("text_classification", "bag_of_words", 300)
     assert not fold_models_by_default("text_classification", "bag_of_words", 2_001)
     assert not fold_models_by_default("text_classification", "minilm_l6", 300)
+
+
+def test_the_train_page_ticks_the_switch_for_a_small_text_set_and_drops_it_for_minilm(studio_home, tmp_path, monkeypatch):
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from studio.data import add_data_file
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    monkeypatch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+    words = ["good", "bad", "fine", "awful", "great", "poor", "nice", "dull"]
+    rows = [f"a {words[i % 8]} {words[(i * 3) % 8]} phone, said buyer {i}" for i in range(120)]
+    frame = pd.DataFrame({"review": rows, "label": ["pos" if i % 2 else "neg" for i in range(120)]})
+    frame.to_csv(tmp_path / "reviews.csv", index=False)
+    add_data_file(tmp_path / "reviews.csv")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=60).run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    if at.selectbox(key="train_task").value != "text_classification":
+        at.selectbox(key="train_task").set_value("text_classification").run()
+    assert at.selectbox(key="train_architecture").value == "bag_of_words"
+    switch = [c for c in at.checkbox if c.key and c.key.endswith("data__use_all_data")]
+    assert len(switch) == 1 and switch[0].value is True
+    (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
+    assert "5 fold models, each" in how_long
+    at.selectbox(key="train_architecture").set_value("minilm_l6").run()
+    assert not [c for c in at.checkbox if c.key and c.key.endswith("data__use_all_data")]
+    (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
+    assert "fold models" not in how_long
