@@ -11,7 +11,8 @@ nothing is downloaded at run time):
 
 For each set and seed the set is written as a CSV with two columns (the text and ``label``), added
 through the studio and trained with the studio's defaults for ``text_classification`` (the network
-picked by ``--arch``). TF-IDF (words and word pairs) + logistic regression (C chosen by 5-fold
+picked by ``--arch``; five fold models where the CLI and the Train form start with them: the bag of
+words on up to 2,000 rows). TF-IDF (words and word pairs) + logistic regression (C chosen by 5-fold
 cross-validation) is fitted on the same rows the studio learned from (its training and validation
 rows: the studio trains on the first and stops early on the second) and scored on the same test rows,
 twice: with scikit-learn's own tokens (words of two or more letters), and with the tokens the studio
@@ -161,6 +162,10 @@ def run_set(
         "architecture": {"name": arch},
     }
     spec = RunSpec.from_dict(raw)
+    if "data.use_all_data" not in overrides:  # as the CLI and the Train form: fold models on small sets
+        from studio.cli.spec import with_default_fold_models
+
+        spec = with_default_fold_models(spec, load_profile(dataset.id))
     if overrides:
         spec = spec.with_changes(**overrides)
     prepared = TextModality().prepare(spec, dataset, load_table(dataset.id), load_profile(dataset.id))

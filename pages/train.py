@@ -159,9 +159,11 @@ def what_to_learn(by_id: dict[str, Any], why_not: list[str]) -> Choice:
         if state.get("train_defaults_for") != dataset_id:
             # Each data set starts from its own suitable values (no mirroring for digits, say).
             state["train_defaults_for"] = dataset_id
-            for path, value in kind.starting_values(profile).items():
-                # the network is the page's own select box (e.g. a pretrained one for a small picture set)
-                state["train_architecture" if path == "architecture.name" else forms.field_key(path, tasks[0])] = value
+            # each kind of task this data can learn has its own form keys (a table's, a text's): all start
+            for each in dict.fromkeys(tasks):
+                for path, value in forms_for_kind(each).starting_values(profile).items():
+                    # the network is the page's own select box (e.g. a pretrained one for a small picture set)
+                    state["train_architecture" if path == "architecture.name" else forms.field_key(path, each)] = value
         columns = [column["name"] for column in profile["columns"]]
         if fixed is not None:
             target, suggested_task, task = fixed.fixed_target, fixed.name, fixed.name

@@ -42,8 +42,17 @@ class FormKind(Protocol):
 class TableForm:
     """Tables: the user picks the target; notes depend on it; the guess counts rows and columns."""
 
+    task = "classification"
+    """A task of this kind, for the rules that depend on the kind (all its tasks share them)."""
+    network: str | None = None
+    """The network the form starts from (None: the task's default)."""
+
     def starting_values(self, profile: dict[str, Any]) -> dict[str, Any]:
-        return {}
+        """'Use all my data' starts ticked on a small data set (the CLI trains the same by default)."""
+        from studio.modalities import fold_models_by_default
+
+        rows = int(profile.get("n_rows") or 0)
+        return {"data.use_all_data": fold_models_by_default(self.task, self.network, rows)}
 
     def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
         return target_notes()

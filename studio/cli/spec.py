@@ -124,6 +124,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
         if value is not None:
             set_dotted(data, key, value)
     spec = RunSpec.from_dict(data)
+    if not _has_dotted(data, "data.use_all_data"):
+        spec = with_default_fold_models(spec, profile)
     if args.preset:
         spec = apply_preset(spec, args.preset)
         # Flags given explicitly still win over the preset.
@@ -142,3 +144,18 @@ def _has_dotted(data: dict[str, Any], path: str) -> bool:
     return True
 
 
+
+
+def with_default_fold_models(spec: Any, profile: dict[str, Any]) -> Any:
+    """The spec with 'use all my data' on where the data set is small enough for it to start on (as the
+    Train form ticks it: :func:`studio.modalities.fold_models_by_default`), unless the spec's other
+    settings leave no room for it (several devices, more fold models than blocks of validation rows)."""
+    from studio.core.spec import fold_blocks
+    from studio.modalities import fold_models_by_default
+
+    rows = int(profile.get("n_rows") or 0)
+    if not fold_models_by_default(spec.task, spec.architecture.name, rows):
+        return spec
+    if spec.training.devices != "1" or spec.data.folds > fold_blocks(spec.data.val_fraction, spec.data.test_fraction):
+        return spec
+    return spec.with_changes(**{"data.use_all_data": True})

@@ -161,7 +161,7 @@ class LiteParams(PretrainableParams):
 
 
 class BagOfWordsParams(StudioModel):
-    """Words and word pairs hashed into a learned table of vectors (fastText style), averaged per row,
+    """Words and word pairs hashed into a learned table of vectors (fastText style), pooled per row,
     beside the table's other columns: trains in seconds on a CPU, the default for text."""
 
     embedding_dim: int = Field(
@@ -221,10 +221,11 @@ class BagOfWordsParams(StudioModel):
         json_schema_extra=_extra(advanced=True),
     )
     pooling: Literal["mean", "sqrt", "l2"] = Field(
-        "mean",
+        "sqrt",
         title="Pooling",
-        description="How a row's word vectors become one: their average (fastText), their sum over the square "
-        "root of the word count, or their sum scaled to unit length (as TF-IDF scales a row).",
+        description="How a row's word vectors become one: their sum over the square root of the word count "
+        "(the default: a longer text weighs a little more), their average (fastText), or their sum scaled "
+        "to unit length (as TF-IDF scales a row).",
         json_schema_extra=_extra(
             advanced=True, labels={"mean": "Average", "sqrt": "Sum / √words", "l2": "Unit length"}
         ),
@@ -486,7 +487,8 @@ class DataSpec(StudioModel):
             "every row that is not a test row is both learned from and checked on; the model averages "
             "them (their probabilities, or their numbers). Usually a little more accurate on small tables; "
             "training and each prediction take as many times longer as there are fold models. The test "
-            "rows stay aside, so the test score stays honest. Tables only."
+            "rows stay aside, so the test score stays honest. Tables and the bag of words; starts ticked for "
+            "data sets of up to 2,000 rows."
         ),
     )
     folds: int = Field(

@@ -54,6 +54,23 @@ def modality_for(task: str) -> Modality:
     return modality(task_info(task).kind)
 
 
+def fold_models_by_default(task: str, architecture: str | None, rows: int) -> bool:
+    """Whether 'use all my data' (fold models averaged into one) starts on for a data set of ``rows``
+    rows: where the task's kind trains fold models and says up to how many rows they are worth their
+    cost by default (its ``fold_models_up_to``; tables, and texts read by the bag of words), never for a
+    pretrained text network (the spec refuses it: as many copies of it as folds). The Train form ticks
+    the switch from this and ``python -m studio train`` trains it, unless told otherwise."""
+    from studio.core.spec import ARCHITECTURES
+
+    kind = modality_for(task)
+    if not getattr(kind, "ensembles", False):
+        return False
+    network = ARCHITECTURES.get(architecture or task_info(task).default_architecture)
+    if network is None or network.hub_id is not None:
+        return False
+    return 0 < rows <= int(getattr(kind, "fold_models_up_to", 0))
+
+
 def predict_csv(
     bundle_zip: str | Path, data_csv: str | Path, out_csv: str | Path | None = None
 ) -> pd.DataFrame:

@@ -42,7 +42,7 @@ def test_upload_reviews_train_text_and_predict_a_typed_sentence(studio, page, sc
     epochs.press("Enter")
     settle(page)
     rate = page.get_by_role("spinbutton", name="Learning rate", exact=True)
-    assert float(rate.input_value()) == pytest.approx(0.005)  # the bag of words' own suggestion
+    assert float(rate.input_value()) == pytest.approx(0.002)  # the bag of words' own suggestion
     shoot(page, screenshots, "text-2-train")
 
     finished = train_to_the_end(page)

@@ -97,8 +97,10 @@ def test_the_form_is_generated_from_the_spec(home: Path) -> None:
         assert (field.key in advanced_keys) == field.advanced, field.path
     assert at.number_input(key="train__training__epochs").value == 100
     assert at.number_input(key="train__arch_mlp__width").value == 128
+    assert at.checkbox(key="train__data__use_all_data").value  # a small table starts with fold models
     text = " ".join(m.value for m in at.markdown)
     assert "**Where it trains:** CPU (" in text and "Rough guess" in text
+    assert "5 fold models, each" in text  # and the guess counts them
 
 
 def test_choosing_another_target_or_preset_updates_the_suggestions(home: Path) -> None:
@@ -162,6 +164,7 @@ def test_pressing_train_runs_a_real_job_to_the_end(home: Path) -> None:
 
     (job,) = jobs.list_jobs()
     assert job.name == "from the page" and job.spec.training.epochs == 2
+    assert job.spec.data.use_all_data  # the switch the form showed ticked
     assert job.spec.data.dataset_id == datasets.list_datasets()[0].id and job.spec.data.target == "target"
     if Path(APP).with_name("pages").joinpath("runs.py").is_file():
         assert at.query_params.get("job") in (job.id, [job.id])

@@ -315,7 +315,7 @@ def test_a_kind_without_fold_models_refuses_the_switch_in_plain_words(runs) -> N
     assert "turn the switch off" in str(caught.value)
 
 
-def test_the_cli_flag_turns_the_switch_on(runs) -> None:
+def test_the_cli_flag_turns_the_switch_on_and_a_small_table_starts_with_it(runs) -> None:
     import argparse
 
     from studio.cli.spec import add_train_options, spec_from_args
@@ -330,8 +330,12 @@ def test_the_cli_flag_turns_the_switch_on(runs) -> None:
             parser.parse_args(["--data", runs["dataset"].id, "--target", "label", "--folds", "4"])
         )
         plain = spec_from_args(parser.parse_args(["--data", runs["dataset"].id, "--target", "label"]))
+        off = ["--data", runs["dataset"].id, "--target", "label", "--set", "data.use_all_data=false"]
+        one = spec_from_args(parser.parse_args(off))
     assert spec.data.use_all_data and spec.data.folds == 4
-    assert not plain.data.use_all_data
+    # a 240-row table starts with five fold models (studio.modalities.fold_models_by_default); asked, one
+    assert plain.data.use_all_data and plain.data.folds == 5
+    assert not one.data.use_all_data
 
 
 def test_the_words_name_the_ensemble_and_its_cost(runs) -> None:
@@ -408,10 +412,14 @@ def test_the_train_form_has_the_switch_its_time_guess_and_its_limit(studio_home,
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "app.py"), default_timeout=60).run()
     at.switch_page("pages/train.py").run()
     switch = at.checkbox(key="train__data__use_all_data")
-    assert switch.label == "Use all my data (fold models)" and switch.value is False
-    switch.check().run()
+    # wine (178 rows) starts with the switch ticked (a small table) and the guess counts the fold models
+    assert switch.label == "Use all my data (fold models)" and switch.value is True
     (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
     assert "5 fold models, each" in how_long
+    switch.uncheck().run()
+    (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
+    assert "fold models" not in how_long
+    at.checkbox(key="train__data__use_all_data").check().run()
     at.number_input(key="train__data__folds").set_value(6).run()
     assert not at.exception
     assert any("at most 5 fold models" in e.value for e in at.error), [e.value for e in at.error]

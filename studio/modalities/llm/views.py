@@ -89,6 +89,8 @@ class LLMForm(TableForm):
     """Examples of a language model: notes from the data report, blockers from the base model and the
     memory estimate, a time guess for a CPU."""
 
+    task = "llm_finetune"
+
     def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
         state = st.session_state
         dataset_id = state.get("current_dataset")

@@ -43,11 +43,11 @@ register_architecture(
     ArchitectureInfo(
         name="bag_of_words",
         title="Bag of words",
-        description="Learns a vector per word and word pair and averages them over each text, beside the "
+        description="Learns a vector per word and word pair and pools them over each text, beside the "
         "table's other columns: trains in seconds on a CPU; the default for text.",
         tasks=TASKS,
         params_model=BagOfWordsParams,
-        suggested_learning_rate=0.005,
+        suggested_learning_rate=0.002,
     )
 )
 register_architecture(

@@ -70,6 +70,8 @@ def estimate_text_time(spec: RunSpec, profile: dict[str, Any], n_rows: int, on_g
 class TextForm(TableForm):
     """Tables with text: as a table, and the time guess counts the words the network reads."""
 
+    task = "text_classification"
+
     def time_guess(
         self, spec: RunSpec, profile: dict[str, Any], rows: int, n_columns: int, on_gpu: bool
     ) -> forms.TimeEstimate:
