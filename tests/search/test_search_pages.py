@@ -50,14 +50,16 @@ def test_find_the_best_settings_from_the_train_page(search_home: Path) -> None:
 
     at = _train_page()
     at.number_input(key="train__training__epochs").set_value(2).run()
-    # validation shares of 30% leave room for 2 cross-validation folds (15% gives 5): 2/5 of the trainings
+    # one model per trial (a small table starts with fold models), and validation shares of 30%: room for 2
+    # cross-validation folds (15% gives 5), so 2/5 of the trainings
+    at.checkbox(key="train__data__use_all_data").uncheck().run()
     at.number_input(key="train__data__val_fraction").set_value(0.3).run()
     at.selectbox(key="search_budget").set_value("A number of trials").run()
     at.number_input(key="search_trials").set_value(3).run()
     at.button(key="search_submit").click().run()
     assert not at.exception, [e.value for e in at.exception]
     (search,) = list_searches()
-    assert search.spec.data.val_fraction == 0.3
+    assert search.spec.data.val_fraction == 0.3 and not search.spec.data.use_all_data
     assert search.max_trials == 3 and search.budget_seconds is None and search.metric == "val/accuracy"
     assert search.spec.training.epochs == 2
     assert [t.value for t in at.title] == ["Search"]  # the press opened the search's page
