@@ -45,6 +45,9 @@ def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
     spec = tmp_path / "spec.yaml"
     spec.write_text(
         "training:\n  epochs: 30\n  batch_size: 16\narchitecture:\n  name: mlp\n  params:\n    width: 32\n"
+        # one model (a 150-row table starts with five fold models: tests/training/test_fold_ensemble.py
+        # trains those, tests/test_fold_defaults.py checks the CLI's rule)
+        "data:\n  use_all_data: false\n"
     )
     proc = run_cli(
         "train", "--data", str(table_csv), "--spec", str(spec), "--epochs", "6", "--bundle-out", str(bundle)
