@@ -212,8 +212,8 @@ class TextModality:
     the means (-0.3 to +1.0 by seed) and the whole run took 17-42 s on a 2-core CPU (one model: 4-10 s). At
     the sets' full size (5,000 and 6,001 rows) they scored +1.7 and +1.6 points through the studio (split
     seed 0: within a point of TF-IDF, one model 2.5 and 2.0 behind) and +0.9 and +0.9 on the mean of four
-    splits (three more in a plain loop), at about twice the whole run's time (330 s against 164 s and 456 s against 222 s
-    on a 2-core CPU at load 9, 2026-12-06)."""
+    splits (three more in a plain loop), at 3-5x the whole run's time (27 -> 142 s and 53 -> 172 s on a
+    2-core CPU at load 3-4, 2026-12-06)."""
 
     def device_plan(self, plan: Any) -> Any:
         return plan
