@@ -257,6 +257,13 @@ def settings(choice: Choice) -> Form:
     )
     st.caption(PRESET_HELP[preset] + " Point at the **?** beside any setting to read what it does.")
 
+    metric_key = forms.field_key("early_stopping.metric", task)
+    if state.get("train_metric_task") != task:
+        # each task starts from its own metric to watch (a regression: its error in its own units, see
+        # studio.modalities.tabular.registry), as the CLI trains it; classification and regression share
+        # the field, and the loss fits both, so a kept value would hide the regression's
+        state.pop(metric_key, None)
+        state["train_metric_task"] = task
     choices = {
         "early_stopping.metric": {
             m: charts.sentence(charts.metric_label(m)) for m in forms.metric_choices(task)

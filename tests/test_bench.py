@@ -29,6 +29,7 @@ RESULT_LINES = {  # what each benchmark prints last: its comparison
     "text_bow_throughput": "whole train() call:",
     "text_quality": "diff: the studio against the better TF-IDF+LR",
     "quality": "goal ",
+    "quality_screen": "diabetes: mean ",
 }
 RUN_ON_THEIR_OWN = {"footprint": "make test runs `bench/footprint.py --tiny` after the tests (it starts serve)"}
 

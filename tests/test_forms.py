@@ -113,6 +113,15 @@ def test_a_table_form_has_no_picture_settings() -> None:
     assert "preprocessing" in forms.not_applicable("image_classification")
 
 
+def test_a_regression_form_starts_watching_the_error_in_the_target_s_units_as_the_cli() -> None:
+    for task, metric in (("regression", "val/rmse"), ("classification", "val/loss")):
+        fields = _by_path(forms.form_fields("mlp", {"early_stopping.metric": forms.metric_choices(task)}, task))
+        assert fields["early_stopping.metric"].default == metric
+        values = {f.path: f.default for f in fields.values() if f.default is not None}
+        check = forms.check_values(dataset_id="d", target="y", task=task, architecture="mlp", values=values)
+        assert check.spec == RunSpec.from_dict({"task": task, "data": {"dataset_id": "d", "target": "y"}})
+
+
 def test_use_all_my_data_is_offered_for_tables_and_the_bag_of_words_not_a_pretrained_network() -> None:
     def offered(architecture: str, task: str) -> bool:
         return "data.use_all_data" in {f.path for f in forms.form_fields(architecture, task=task)}

@@ -132,3 +132,14 @@ def test_every_field_has_a_title_and_help_text():
         walk(RunSpec.model_fields[section].annotation)
     for info in ARCHITECTURES.values():
         walk(info.params_model)
+
+
+def test_a_regression_watches_its_error_in_its_own_units_unless_told_otherwise():
+    regression = {"task": "regression", "data": {"dataset_id": "houses-1", "target": "price"}}
+    assert RunSpec.from_dict(regression).early_stopping.metric == "val/rmse"
+    assert spec().early_stopping.metric == "val/loss"  # classification keeps its loss
+    patient = RunSpec.from_dict({**regression, "early_stopping": {"patience": 3}})
+    assert (patient.early_stopping.metric, patient.early_stopping.patience) == ("val/rmse", 3)
+    chosen = RunSpec.from_dict({**regression, "early_stopping": {"metric": "val/loss"}})
+    assert chosen.early_stopping.metric == "val/loss"
+    assert RunSpec.from_json(chosen.to_json()) == chosen

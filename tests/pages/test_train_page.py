@@ -114,8 +114,12 @@ def test_choosing_another_target_or_preset_updates_the_suggestions(home: Path) -
         "Validation root mean squared error",
         "Validation R²",
     ]
-    assert metric.value == "val/loss"
+    assert metric.value == "val/rmse"  # a regression watches its error in its own units, as the CLI
+    at.selectbox(key="train_target").set_value("target").run()
+    assert at.selectbox(key="train_task").value == "classification"
+    assert at.selectbox(key="train__early_stopping__metric").value == "val/loss"
 
+    at.selectbox(key="train_target").set_value("alcohol").run()
     at.radio(key="train_preset").set_value("fast").run()
     assert at.number_input(key="train__training__epochs").value == 20
     assert at.number_input(key="train__early_stopping__patience").value == 5
