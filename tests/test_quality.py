@@ -122,6 +122,8 @@ def test_kept_epoch_says_which_and_why() -> None:
     text = quality.kept_epoch_sentence(8, 1000, 1000, "val/loss", None)
     assert text.startswith("Kept epoch 8 of 1,000: it had the best validation loss")
     assert "none of the 992 epochs after it improved on it" in text
+    one_after = quality.kept_epoch_sentence(7, 8, 8, "val/rmse", None)
+    assert ", and the epoch after it did not improve on it; the model you download is epoch 7's." in one_after
     early = quality.kept_epoch_sentence(8, 23, 1000, "val/accuracy", 15)
     assert "; the 15 epochs after it did not improve on it, so early stopping ended the run" in early
     assert "best validation accuracy" in early and "1,000 epochs were allowed" in early

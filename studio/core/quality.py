@@ -299,9 +299,10 @@ def kept_epoch_sentence(
             f"Kept epoch {kept:,} of {epochs_run:,}: it had {best}; {after} did not improve on it, so early "
             f"stopping ended the run (patience {patience:,}; {max_epochs:,} epochs were allowed)."
         )
+    not_better = f"{after} did not improve on it" if later == 1 else f"none of {after} improved on it"
     return (
-        f"Kept epoch {kept:,} of {epochs_run:,}: it had {best}, and none of {after} improved on it; the "
-        f"model you download is epoch {kept:,}'s."
+        f"Kept epoch {kept:,} of {epochs_run:,}: it had {best}, and {not_better}; the model you download is "
+        f"epoch {kept:,}'s."
     )
 
 
