@@ -319,3 +319,23 @@ def test_a_fold_ensemble_smears_with_its_members_own_validation_rows(ensemble) -
     r2 = 1 - ((truth - predicted) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
     assert result.test_metrics["test/r2"] == pytest.approx(r2, abs=1e-4)
     assert ensemble["chosen"].test_metrics["test/r2"] == pytest.approx(r2, abs=1e-4)
+
+
+def test_a_rows_explanation_adds_up_to_the_smeared_prediction(trained) -> None:
+    import torch
+
+    from studio.core.runtime import TabularPredictor
+    from studio.modalities.tabular.explain import row_contributions
+
+    with zipfile.ZipFile(trained["path"]) as zf:
+        info = json.loads(zf.read("artifacts/studio_model.json"))
+        with zf.open("artifacts/weights.pt") as file:
+            weights = torch.load(file, map_location="cpu", weights_only=True)
+    predictor = TabularPredictor(info["preprocessing"], info["target"], info["network"], weights)
+    rows = trained["test"].drop(columns=["price"])
+    predicted = predictor.predict(rows)["predicted_price"].to_numpy()
+    found = row_contributions(predictor, rows.iloc[:1], rows)
+    assert found["prediction"] == pytest.approx(predicted[0], rel=1e-5)  # in units, smeared
+    assert found["baseline"] + sum(found["contributions"].values()) == pytest.approx(
+        found["prediction"], rel=0.02
+    )
