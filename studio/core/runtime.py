@@ -1072,11 +1072,14 @@ def onnx_path(info: dict[str, Any], weights_path: str) -> str:
 
 class OnnxTabularPredictor(TabularPredictor):
     """A table model's small version: the same preprocessing and outputs as :class:`TabularPredictor`,
-    the network run from the bundle's (8-bit) ``model.onnx`` by ONNX Runtime."""
+    the network run from the bundle's (8-bit) ``model.onnx`` by ONNX Runtime. For a target learned on a log
+    scale that graph already ends in the target's units (:class:`InTargetUnits`, smearing included), so its
+    output is taken as it is."""
 
     def __init__(self, preprocessing: dict[str, Any], target: dict[str, Any], net: OnnxNetwork):
         self.preprocessor = TabularPreprocessor(preprocessing)
-        self.target = target
+        in_units = {"mean": 0.0, "std": 1.0, "log_scale": False}
+        self.target = {**target, **in_units} if target.get("log_scale") else target
         self.net = net
 
     @classmethod

@@ -339,3 +339,18 @@ def test_a_rows_explanation_adds_up_to_the_smeared_prediction(trained) -> None:
     assert found["baseline"] + sum(found["contributions"].values()) == pytest.approx(
         found["prediction"], rel=0.02
     )
+
+
+def test_the_small_versions_predictor_reads_the_graphs_output_as_units(trained) -> None:
+    """The small (8-bit) version predicts with the bundle's ONNX graph, which for a log-scale target
+    already ends in the target's units, smearing included: it must not go back from the log scale again."""
+    from studio.core.runtime import OnnxNetwork, OnnxTabularPredictor
+
+    rows = trained["test"].drop(columns=["price"])
+    with bundle.load_bundle(trained["path"]) as loaded:
+        expected = loaded.predict(rows)["predicted_price"].to_numpy()
+        info = loaded.info
+        small = OnnxTabularPredictor(
+            info["preprocessing"], info["target"], OnnxNetwork(str(loaded.onnx_path), info["network"])
+        )
+        np.testing.assert_allclose(small.predict(rows)["predicted_price"].to_numpy(), expected, rtol=1e-4)
