@@ -10,18 +10,21 @@ import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from studio import bundle
+from studio import bundle, jobs
 from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units, with_log_range
 from studio.core.spec import RunSpec
 from studio.modalities.tabular.profile import column_readings, log_target, profile_table
 from tests.bundle.test_bundle import RUNNER, run_onnx
 from tests.mlflow_store import new_store
+from tests.pages.test_runs_page import run_in_process
 
 
 def house_table(n: int = 240, seed: int = 0) -> pd.DataFrame:
@@ -264,7 +267,7 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         patch.setenv("STUDIO_HOME", str(tmp / "home"))
         patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
         from studio.data import add_csv
-        from studio.engine.training import evaluate_chosen_model, train
+        from studio.engine.training import evaluate_chosen_model
 
         house_table().to_csv(tmp / "houses.csv", index=False)
         dataset = add_csv(tmp / "houses.csv", name="houses")
@@ -275,10 +278,15 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
                 "training": {"epochs": 6, "batch_size": 32},
             }
         )
-        result = train(spec, bundle_out=tmp / "houses.zip")
-        ran = {"info": json.loads(zipfile.ZipFile(tmp / "houses.zip").read("artifacts/studio_model.json"))}
-        chosen = evaluate_chosen_model(spec, tmp / "houses.zip", result.run_id)
-        yield {"spec": spec, "result": result, "path": tmp / "houses.zip", "chosen": chosen, **ran}
+        patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+        job = run_in_process(spec)  # through the job worker: the run page reads its job
+        assert job.state == jobs.SUCCEEDED, job.reason
+        path = Path(job.bundle_path)
+        result = SimpleNamespace(run_id=job.mlflow_run_id, test_metrics=job.test_metrics, quality=job.quality)
+        ran = {"info": json.loads(zipfile.ZipFile(path).read("artifacts/studio_model.json"))}
+        chosen = evaluate_chosen_model(spec, path, result.run_id)
+        yield {"spec": spec, "result": result, "path": path, "chosen": chosen, "job": job, **ran}
+        jobs.stop_scheduler(timeout=5)
 
 
 def test_a_fold_ensemble_smears_with_its_members_own_validation_rows(ensemble) -> None:
@@ -354,3 +362,21 @@ def test_the_small_versions_predictor_reads_the_graphs_output_as_units(trained) 
             info["preprocessing"], info["target"], OnnxNetwork(str(loaded.onnx_path), info["network"])
         )
         np.testing.assert_allclose(small.predict(rows)["predicted_price"].to_numpy(), expected, rtol=1e-4)
+
+
+def test_the_run_page_and_jobs_show_say_the_factor(ensemble) -> None:
+    from streamlit.testing.v1 import AppTest
+
+    from studio.core import quality
+
+    job = ensemble["job"]
+    factor, rows = ensemble["info"]["target"]["smear"], ensemble["info"]["target"]["smear_rows"]
+    said = f"Predictions are scaled by {factor:.3g} to turn the log-scale model's median-like value"
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "pages" / "runs.py"), default_timeout=60)
+    at.query_params["job"] = job.id
+    at.run()
+    assert not at.exception
+    captions = [c.value for c in at.caption]
+    assert any(c.startswith(said) and f"measured on {rows} validation rows" in c for c in captions), captions
+    lines = dict(quality.outcome_lines(job.spec, job.outcome))
+    assert lines["smearing"].startswith(said)
