@@ -411,6 +411,12 @@ def target_units(outputs: np.ndarray, target_state: dict[str, Any]) -> np.ndarra
     return np.expm1(values) if smear == 1.0 else np.exp(values) * smear - 1.0
 
 
+def label_units(labels: np.ndarray, target_state: dict[str, Any]) -> np.ndarray:
+    """Encoded regression labels (:func:`encode_target`) back in the target's units: the truth, which the
+    smearing factor of a prediction never touches."""
+    return target_units(labels, {key: value for key, value in target_state.items() if key != "smear"})
+
+
 SMEAR_MIN_ROWS = 20
 """Fewer validation rows than this give no smearing factor (1): the mean of ``exp(residual)`` over a
 handful of rows is as much one row's luck as the spread of the errors."""

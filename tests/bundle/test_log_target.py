@@ -122,6 +122,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "result": result,
             "path": tmp / "houses.zip",
             "test": data.frame.iloc[data.test_idx],
+            "train": data.frame.iloc[data.train_idx],
             "learned_from": data.frame.iloc[np.union1d(data.train_idx, data.val_idx)],
             "tmp": tmp,
         }
@@ -256,6 +257,11 @@ def test_the_run_smears_its_predictions_and_an_old_bundle_does_not(trained) -> N
     truth = test["price"].to_numpy()
     r2_plain = 1 - ((truth - plain) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
     assert result.test_metrics["test/r2"] != pytest.approx(r2_plain, abs=1e-6)  # the test scored smeared
+    # the guess it is compared with (the training rows' mean price) and the model's RMSE: both in prices,
+    # the truth never smeared
+    guess = trained["train"]["price"].mean()
+    assert result.quality["baseline/test_rmse"] == pytest.approx(np.sqrt(((truth - guess) ** 2).mean()), rel=1e-4)
+    assert result.test_metrics["test/rmse"] == pytest.approx(np.sqrt(((truth - smeared) ** 2).mean()), rel=1e-4)
 
 
 @pytest.fixture(scope="module")
