@@ -206,6 +206,9 @@ def final_scores(job: jobs.Job) -> None:
     kept_epoch = rv.kept_epoch_text(job)
     if kept_epoch:
         st.caption(ui.as_text(kept_epoch))
+    smear = rv.smear_text(job)
+    if smear:
+        st.caption(ui.as_text(smear))
     gap = rv.validation_gap_text(job)
     if gap:
         st.warning(ui.as_text(gap), icon=":material/compare_arrows:")

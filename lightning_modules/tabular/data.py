@@ -16,7 +16,7 @@ import pytorch_lightning as pl
 import torch
 
 from studio.core.errors import TrainingError
-from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units, with_log_range
+from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, label_units, with_log_range
 from studio.core.spec import RunSpec
 from studio.core.tasks import head_task
 
@@ -259,7 +259,7 @@ class TabularDataModule(pl.LightningDataModule):
         y = self.tensors[split][-1].detach().cpu().numpy()  # the target is a batch's last tensor
         if self.head == "classification":
             return y
-        return target_units(y, self.target_state)
+        return label_units(y, self.target_state)  # the truth: never smeared
 
     def setup(self, stage: str | None = None) -> None:
         trainer = getattr(self, "trainer", None)

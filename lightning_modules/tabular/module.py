@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchmetrics
@@ -62,6 +63,7 @@ class TabularLightningModule(pl.LightningModule):
         target_std: float = 1.0,
         target_log: bool = False,
         target_log_range: tuple[float, float] | None = None,
+        target_smear: float = 1.0,
         batch_size: int = 32,
         steps_per_epoch: int = 1,
         gradient_clip: float = 0.0,
@@ -89,6 +91,9 @@ class TabularLightningModule(pl.LightningModule):
         self.target_std = target_std
         self.target_log = target_log  # the target is learned on a log scale: metrics come back from it
         self.target_log_range = tuple(target_log_range) if target_log_range else (-math.inf, math.inf)
+        # a log-scale target's smearing factor (studio.core.runtime.smearing): known once the kept epoch
+        # is, and applied to the predictions (never the truth) the test metrics score
+        self.target_smear = float(target_smear)
         self.val_metrics = _metrics(task, n_classes, "val/")
         self.test_metrics = _metrics(task, n_classes, "test/")
         # Kept on the device and read once per Lightning batch: each step's loss, the epoch's (hits, rows).
@@ -244,13 +249,43 @@ class TabularLightningModule(pl.LightningModule):
         if self.task == "classification":
             metrics.update(out.float().softmax(-1), y)
         else:
-            metrics.update(self._units(out.squeeze(-1)), self._units(y))
+            metrics.update(self._units(out.squeeze(-1), predicted=True), self._units(y))
         return loss
 
-    def _units(self, scaled: torch.Tensor) -> torch.Tensor:
-        """Scaled regression values in the target's own units (as ``studio.core.runtime.target_units``)."""
+    def _units(self, scaled: torch.Tensor, predicted: bool = False) -> torch.Tensor:
+        """Scaled regression values in the target's own units (as ``studio.core.runtime.target_units``);
+        ``predicted`` values of a log-scale target are smeared (times ``target_smear`` before the − 1)."""
         values = scaled.float() * self.target_std + self.target_mean
-        return torch.expm1(values.clamp(*self.target_log_range)) if self.target_log else values
+        if not self.target_log:
+            return values
+        values = values.clamp(*self.target_log_range)
+        if predicted and self.target_smear != 1.0:
+            return torch.exp(values) * self.target_smear - 1.0
+        return torch.expm1(values)
+
+    def log_residuals(self, tensors: tuple[torch.Tensor, ...]) -> np.ndarray | None:
+        """Truth minus prediction on the unscaled log scale for a split's tensors (its inputs, then the
+        target), with the network's current weights, in evaluation mode; None unless the target is
+        learned on a log scale (what ``studio.core.runtime.smearing`` takes)."""
+        if self.task == "classification" or not self.target_log:
+            return None
+        from studio.core.runtime import log_residuals
+
+        *inputs, y = tensors
+        device = next(self.net.parameters()).device
+        was_training = self.net.training
+        self.net.eval()
+        outs = []
+        try:
+            with torch.no_grad():
+                for start in range(0, len(y), 4096):
+                    chunk = (x[start : start + 4096].to(device) for x in inputs)
+                    outs.append(self.net(*chunk).float().reshape(-1).cpu())
+        finally:
+            self.net.train(was_training)
+        out = torch.cat(outs) if outs else torch.zeros(0)
+        state = {"mean": self.target_mean, "std": self.target_std, "log_range": self.target_log_range}
+        return log_residuals(out.numpy(), y.detach().float().cpu().numpy(), state)
 
     def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
         if not len(batch[-1]):  # DDP: this process's share of the rows ran out before the others'

@@ -242,6 +242,11 @@ def kept_epoch_text(job: Job) -> str | None:
     return quality.kept_epoch_of(job.spec, job.quality)
 
 
+def smear_text(job: Job) -> str | None:
+    """For a target learned on a log scale: the smearing factor its predictions are scaled by, in words."""
+    return quality.smear_sentence(job.quality)
+
+
 def validation_gap_text(job: Job) -> str | None:
     """A sentence when the kept epoch's validation score and the test score differ widely."""
     return quality.validation_gap_of(job.spec, job.outcome)

@@ -49,10 +49,11 @@ def graph_output(net: torch.nn.Module, target: dict[str, Any]) -> tuple[torch.nn
     if target.get("log_scale"):
         from studio.core.runtime import InTargetUnits
 
+        smear = " × target.smear" if float(target.get("smear", 1.0)) != 1.0 else ""
         return InTargetUnits(net, target), (
             f"The output is '{target['name']}' in its own units: the network learned it on a log scale "
             "(target.log_scale), and the graph ends with exp(network output × target.std + target.mean, kept "
-            "within target.log_range) − 1."
+            f"within target.log_range){smear} − 1."
         )
     return net, "The output is the scaled target: multiply by target.std and add target.mean."
 

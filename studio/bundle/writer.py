@@ -237,7 +237,9 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         f"{how.predicts(info)}\n\n"
         + (
             f"`{info['target']['name']}` looks like money or a count: the network learned it on a log scale "
-            "(log(1 + value)), and `predict` gives it back in its own units.\n\n"
+            "(log(1 + value)), and `predict` gives it back in its own units"
+            + _smear_note(info["target"])
+            + ".\n\n"
             if info.get("target", {}).get("log_scale")
             else ""
         )
@@ -247,6 +249,17 @@ def _readme(info: dict[str, Any], bundle_name: str) -> str:
         f"- `artifacts/{WEIGHTS_FILE}`: the weights (`torch.load(..., weights_only=True)`).\n"
         f"- {how.code_files}.\n"
         f"{onnx_line}\n" + (f"\n{info['ensemble']['text']}\n" if "ensemble" in info else "")
+    )
+
+
+def _smear_note(target: dict[str, Any]) -> str:
+    """What a log-scale target's smearing factor does, for the bundle's README (empty without one)."""
+    smear = float(target.get("smear", 1.0))
+    if smear == 1.0:
+        return ""
+    return (
+        f", times {smear:.4g} (`target.smear`, Duan's smearing from {int(target.get('smear_rows', 0)):,} "
+        "validation rows): exp of the predicted log is a median-like value, and this factor makes it an average"
     )
 
 

@@ -50,6 +50,13 @@ KEPT = "kept/"
 KEPT_EPOCH = "kept/epoch"
 EPOCHS_RUN = "kept/epochs_run"
 VAL_ROWS = "kept/val_rows"
+SMEAR = "target/smear"
+"""A target learned on a log scale: the smearing factor its predictions are multiplied by
+(``studio.core.runtime.smearing``)."""
+SMEAR_ROWS = "target/smear_rows"
+"""The validation rows the smearing factor was measured on."""
+SMEAR_MIN_ROWS = 20
+"""``studio.core.runtime.SMEAR_MIN_ROWS`` (that module imports torch; this one stays light)."""
 
 GUESS, BARELY, BETTER = "guess", "barely", "better"
 LEVEL_TITLES = {
@@ -344,6 +351,26 @@ def validation_gap_sentence(metrics: Mapping[str, float], main: str) -> str | No
     )
 
 
+# --------------------------------------------------------------------------- smearing
+def smear_sentence(outcome: Mapping[str, float]) -> str | None:
+    """What a target learned on a log scale does to the predictions, in one plain sentence: scaled by
+    the smearing factor (above 1), or left as they are for want of validation rows; None otherwise."""
+    factor, rows = outcome.get(SMEAR), outcome.get(SMEAR_ROWS)
+    if factor is None or rows is None or not math.isfinite(factor):
+        return None
+    if rows < SMEAR_MIN_ROWS:
+        return (
+            f"Predictions are the log-scale model's median-like values as they are: {_rows(int(rows), 'validation rows')} "
+            "are too few to measure how far below the average they fall (smearing)."
+        )
+    if factor <= 1.0:
+        return None
+    return (
+        f"Predictions are scaled by {factor:.3g} to turn the log-scale model's median-like value into an "
+        f"average (smearing, measured on {_rows(int(rows), 'validation rows')})."
+    )
+
+
 # --------------------------------------------------------------------------- for a run's spec and outcome
 def kept_epoch_of(spec: RunSpec, outcome: Mapping[str, float]) -> str | None:
     """:func:`kept_epoch_sentence` for a run: ``outcome`` holds its ``kept/*`` values."""
@@ -380,4 +407,7 @@ def outcome_lines(spec: RunSpec, outcome: Mapping[str, float]) -> list[tuple[str
     gap = validation_gap_of(spec, outcome)
     if gap:
         lines.append(("val vs test", gap))
+    smear = smear_sentence(outcome)
+    if smear:
+        lines.append(("smearing", smear))
     return lines

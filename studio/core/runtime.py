@@ -400,13 +400,56 @@ def fit_target(series: pd.Series, task: str, scale: bool = True, log: bool = Fal
 
 def target_units(outputs: np.ndarray, target_state: dict[str, Any]) -> np.ndarray:
     """A regression network's outputs in the target's own units: unscaled (``std``, ``mean``), then, for
-    a target learned on a log scale (``log_scale``), back from it (``exp(value) - 1``). A fold
-    ensemble's outputs are the mean of its members' on the scale they learned: the mean of logs for a
-    log-scale target."""
+    a target learned on a log scale (``log_scale``), back from it: ``exp(value) × smear − 1`` (``smear``,
+    see :func:`smearing`; ``exp(value) − 1`` without it). A fold ensemble's outputs are the mean of its
+    members' on the scale they learned: the mean of logs for a log-scale target."""
     values = np.asarray(outputs, dtype="float64").reshape(-1) * target_state["std"] + target_state["mean"]
     if not target_state.get("log_scale"):
         return values
-    return np.expm1(np.clip(values, *target_state.get("log_range", (-np.inf, np.inf))))
+    values = np.clip(values, *target_state.get("log_range", (-np.inf, np.inf)))
+    smear = float(target_state.get("smear", 1.0))
+    return np.expm1(values) if smear == 1.0 else np.exp(values) * smear - 1.0
+
+
+def label_units(labels: np.ndarray, target_state: dict[str, Any]) -> np.ndarray:
+    """Encoded regression labels (:func:`encode_target`) back in the target's units: the truth, which the
+    smearing factor of a prediction never touches."""
+    return target_units(labels, {key: value for key, value in target_state.items() if key != "smear"})
+
+
+SMEAR_MIN_ROWS = 20
+"""Fewer validation rows than this give no smearing factor (1): the mean of ``exp(residual)`` over a
+handful of rows is as much one row's luck as the spread of the errors."""
+SMEAR_MAX = 2.0
+"""The largest smearing factor: 2 is what log-scale errors with a spread (standard deviation) of about
+1.2 give, a model that misses by a factor of three as often as not; a larger mean of ``exp(residual)``
+comes from a few rows far off, and doubling every prediction on their word would be worse than not."""
+
+
+def smearing(residuals: np.ndarray) -> float:
+    """Duan's smearing factor for a target learned on a log scale: the mean of ``exp(residual)`` over
+    validation rows, a residual being ``log(1 + truth) − predicted log`` (unscaled). ``exp`` of the
+    predicted mean log is a median-like prediction, below the mean of the values it stands for (which
+    squared errors and R² reward); times this factor it is that mean, whatever the errors' distribution.
+
+    Within ``[1, SMEAR_MAX]``, and 1 with fewer than ``SMEAR_MIN_ROWS`` finite residuals: a factor
+    below 1 would say the model predicts too high on average, a bias that a handful of validation rows
+    cannot tell from luck, and is not what smearing corrects."""
+    values = np.asarray(residuals, dtype="float64").reshape(-1)
+    values = values[np.isfinite(values)]
+    if values.size < SMEAR_MIN_ROWS:
+        return 1.0
+    return float(np.clip(np.mean(np.exp(values)), 1.0, SMEAR_MAX))
+
+
+def log_residuals(outputs: np.ndarray, labels: np.ndarray, target_state: dict[str, Any]) -> np.ndarray:
+    """The residuals :func:`smearing` takes: truth minus prediction on the (unscaled) log scale, from a
+    network's outputs and the encoded labels (both scaled as :func:`encode_target`); the prediction is
+    kept within ``log_range`` as :func:`target_units` keeps it."""
+    std, mean = float(target_state["std"]), float(target_state["mean"])
+    predicted = np.asarray(outputs, dtype="float64").reshape(-1) * std + mean
+    predicted = np.clip(predicted, *target_state.get("log_range", (-np.inf, np.inf)))
+    return np.asarray(labels, dtype="float64").reshape(-1) * std + mean - predicted
 
 
 def with_log_range(target_state: dict[str, Any], learned_from: pd.Series) -> dict[str, Any]:
@@ -561,7 +604,7 @@ class FoldEnsemble(nn.Module):
 
 class InTargetUnits(nn.Module):
     """A regression network followed by the way back from a log-scale target to its units (what the
-    bundle's ONNX graph holds): ``exp(output × std + mean) − 1``, as :func:`target_units` (``exp`` minus
+    bundle's ONNX graph holds): ``exp(output × std + mean) × smear − 1``, as :func:`target_units` (``exp`` minus
     one rather than ``expm1``, which not every ONNX exporter knows)."""
 
     def __init__(self, net: nn.Module, target_state: dict[str, Any]):
@@ -575,10 +618,13 @@ class InTargetUnits(nn.Module):
 
 
 def units_of(scaled: torch.Tensor, target_state: dict[str, Any]) -> torch.Tensor:
-    """:func:`target_units` on tensors, for a log-scale target (``exp`` minus one, as in ONNX)."""
+    """:func:`target_units` on tensors, for a log-scale target (``exp`` minus one, as in ONNX; times the
+    smearing factor ``smear`` first when there is one)."""
     values = scaled * float(target_state["std"]) + float(target_state["mean"])
     low, high = target_state.get("log_range", (-math.inf, math.inf))
-    return torch.exp(torch.clamp(values, low, high)) - 1.0
+    values = torch.exp(torch.clamp(values, low, high))
+    smear = float(target_state.get("smear", 1.0))
+    return (values if smear == 1.0 else values * smear) - 1.0
 
 
 def build_tabular_net(config: dict[str, Any]) -> nn.Module:
@@ -1032,11 +1078,14 @@ def onnx_path(info: dict[str, Any], weights_path: str) -> str:
 
 class OnnxTabularPredictor(TabularPredictor):
     """A table model's small version: the same preprocessing and outputs as :class:`TabularPredictor`,
-    the network run from the bundle's (8-bit) ``model.onnx`` by ONNX Runtime."""
+    the network run from the bundle's (8-bit) ``model.onnx`` by ONNX Runtime. For a target learned on a log
+    scale that graph already ends in the target's units (:class:`InTargetUnits`, smearing included), so its
+    output is taken as it is."""
 
     def __init__(self, preprocessing: dict[str, Any], target: dict[str, Any], net: OnnxNetwork):
         self.preprocessor = TabularPreprocessor(preprocessing)
-        self.target = target
+        in_units = {"mean": 0.0, "std": 1.0, "log_scale": False}
+        self.target = {**target, **in_units} if target.get("log_scale") else target
         self.net = net
 
     @classmethod

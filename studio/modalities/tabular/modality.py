@@ -78,6 +78,7 @@ def table_module(net: Any, data: Any, spec: RunSpec, steps_per_epoch: int, accum
         target_std=data.target_state.get("std", 1.0),
         target_log=bool(data.target_state.get("log_scale")),
         target_log_range=data.target_state.get("log_range"),
+        target_smear=float(data.target_state.get("smear", 1.0)),
         batch_size=data.batch_size,
         steps_per_epoch=steps_per_epoch,
         gradient_clip=spec.training.gradient_clip,

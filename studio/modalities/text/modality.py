@@ -134,7 +134,7 @@ def worst_rows(data: Any, module: Any) -> dict[str, Any]:
     import numpy as np
     import torch
 
-    from studio.core.runtime import target_units
+    from studio.core.runtime import label_units, target_units
 
     net = module.net
     was_training = net.training
@@ -172,7 +172,7 @@ def worst_rows(data: Any, module: Any) -> dict[str, Any]:
                 }
             )
     else:
-        values, actual = target_units(out, target), target_units(truth, target)
+        values, actual = target_units(out, target), label_units(truth, target)
         errors = np.abs(values - actual)
         for i in np.argsort(-errors, kind="stable")[:SHOWN_ERRORS]:
             rows.append(
