@@ -7,6 +7,7 @@ What the form shows is what trains: a value the spec does not allow is kept as t
 its field, and Train stays off (saying why) until it is fixed. One press of Train makes one job.
 """
 
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +35,6 @@ PREVIEW_WIDTH = 112  # px on screen, whatever the training size (small pictures 
 state = st.session_state
 
 ui.require_app()
-
 
 def forget(*keys: str) -> None:
     """Let dependent choices start again from their suggestion (a new data set, a new target)."""
@@ -425,7 +425,7 @@ def train_button(spec: Any, blocked: bool, why_not: list[str]) -> None:
         job = jobs.submit_job(spec, token=state["train_token"]) if spec is not None and not blocked else None
         forget("train_pressed")
         if job is not None:
-            state["train_job"] = job.id
+            state["train_job"] = (job.id, time.monotonic())
             ui.go_to_run(job.id)
     else:
         forget("train_token")  # the next press is a new one
@@ -439,10 +439,16 @@ infos = ui.list_datasets()
 if not infos:
     no_data_sets_yet()
 
-if state.get("train_job") and st.query_params.get("job") == state["train_job"]:
-    # A second click of a double click reached the page after the first had made the job and opened its
-    # run page (the Train button was already off, so it made nothing): it lands on that run page too.
-    ui.go_to_run(state["train_job"])
+made_job, made_at = state.get("train_job") or (None, 0.0)
+if made_job and st.query_params.get("job") == made_job:
+    # The Train page with the address of the job this session just made: the second click of a double click
+    # that reached the page after the first had made the job and opened its run page (the Train button was
+    # already off, so it made nothing) lands on that run page too, once, and only right after the press.
+    # Later (a person who goes back to Train from the run page, the address can keep its ``job``) the
+    # Train page stays.
+    forget("train_job")
+    if time.monotonic() - made_at < ui.DOUBLE_CLICK_SECONDS:
+        ui.go_to_run(made_job)
 
 by_id = {info.id: info for info in infos}
 if state.get("current_dataset") != state.get("train_dataset"):

@@ -220,6 +220,12 @@ def new_token() -> str:
     return secrets.token_hex(8)
 
 
+DOUBLE_CLICK_SECONDS = 5.0
+"""How long after a press of Train the page still takes its own address with that job (``?job=``) for the
+second click of a double click and opens the run page again (pages/train.py); later it is a person coming
+back to Train, and the page stays."""
+
+
 def go_to_run(job_id: str) -> None:
     """Open the run page for a job; if it is not available, say where the run can be followed."""
     try:

@@ -97,6 +97,14 @@ def double_click(page, selector: str, gap_ms: int = 150) -> None:
         page.locator(selector).click(timeout=1000, no_wait_after=True)
 
 
+def look_at_the_run_page(page) -> None:
+    """Stay on a just-opened run page as long as a person would before going back to Train."""
+    from studio.app.ui import DOUBLE_CLICK_SECONDS
+
+    settle(page)
+    page.wait_for_timeout(DOUBLE_CLICK_SECONDS * 1000)
+
+
 def new_job_ids(before: set[str], wait: float = 4.0) -> set[str]:
     """Ids of jobs made since ``before`` (waits a little, so a late second job would be seen)."""
     from studio import jobs
@@ -157,7 +165,10 @@ def test_typed_values_train_the_dropdown_keeps_its_choice_and_a_double_click_mak
     assert typed_job.dataset_id == wine.id
     assert (typed_job.spec.training.epochs, typed_job.spec.optimizer.learning_rate) == (3, 0.02)
 
-    # (b, second half) Back on Train: switch to the other table, then the pictures, and train those.
+    # (b, second half) Back on Train (as a person does after a look at the run page; sooner, the Train
+    # page would take the address it is given, which keeps ``?job=``, for a double click's second click):
+    # switch to the other table, then the pictures, and train those.
+    look_at_the_run_page(page)
     open_page(page, "Train")
     for info in (diabetes, shapes):
         choose(page, "train_dataset", re.compile(rf"^{info.name} "))
@@ -171,6 +182,7 @@ def test_typed_values_train_the_dropdown_keeps_its_choice_and_a_double_click_mak
 
     # (c) A double click on Train makes one job: two presses 150 ms apart, as a person double-clicks
     # (Playwright's own double click is so fast that both presses reach Streamlit as one).
+    look_at_the_run_page(page)
     open_page(page, "Train")
     assert shown_choice(page, "train_dataset").startswith(shapes.name)
     before = {job.id for job in jobs.list_jobs()}
