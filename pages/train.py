@@ -272,10 +272,13 @@ def settings(choice: Choice) -> Form:
         "training.device": forms.device_choices(),
     }
     form = Form(fields=forms.form_fields(choice.architecture, choices, task))
+    from_data = data_defaults(choice, form.fields)
 
     def show_field(field: forms.FormField) -> None:
         """The field's widget, and a place right under it for what is wrong with its value."""
         form.values[field.path] = ui.render_field(field)
+        if field.path in from_data:  # e.g. the number embedding: what this data starts with, and why
+            st.caption(ui.as_text(f"For this data: {from_data[field.path]}."))
         form.error_slots[field.path] = st.empty()
 
     main = [f for f in form.fields if not f.advanced and f.section != "image"]
@@ -312,6 +315,26 @@ def settings(choice: Choice) -> Form:
                 with advanced_columns[index % 3]:
                     show_field(field_)
     return form
+
+
+def data_defaults(choice: Choice, fields: list[forms.FormField]) -> dict[str, str]:
+    """Settings that start from the data and its target (a table network's number embedding): each is
+    set once the data set, target, task or network changes (a choice made after that is kept), as the
+    CLI trains it; returns the reason of each, to show under its field."""
+    starting = getattr(forms_for_kind(choice.task), "target_defaults", None)
+    if starting is None or choice.target is None:
+        return {}
+    keys = {f.path: f.key for f in fields}
+    marker = [choice.dataset_id, choice.target, choice.task, choice.architecture]
+    reasons = {}
+    for path, (value, reason) in starting(choice.profile, choice.target).items():
+        if path not in keys:  # a network without this setting
+            continue
+        if state.get(f"train_from_data__{path}") != marker:
+            state[keys[path]] = value
+            state[f"train_from_data__{path}"] = marker
+        reasons[path] = reason
+    return reasons
 
 
 def picture_settings_preview(choice: Choice, form: Form, spec: Any) -> None:

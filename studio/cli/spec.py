@@ -126,6 +126,8 @@ def spec_from_args(args: argparse.Namespace) -> Any:
     spec = RunSpec.from_dict(data)
     if not _has_dotted(data, "data.use_all_data"):
         spec = with_default_fold_models(spec, profile)
+    if not _has_dotted(data, f"architecture.params.{NUMBER_EMBEDDING}"):
+        spec = with_default_number_embedding(spec, profile)
     if args.preset:
         spec = apply_preset(spec, args.preset)
         # Flags given explicitly still win over the preset.
@@ -144,6 +146,22 @@ def _has_dotted(data: dict[str, Any], path: str) -> bool:
     return True
 
 
+
+
+NUMBER_EMBEDDING = "numeric_embedding"
+
+
+def with_default_number_embedding(spec: Any, profile: dict[str, Any]) -> Any:
+    """The spec with the table network's number embedding the data calls for (periodic where a number
+    input has a long right tail, as the Train form starts with it:
+    :func:`studio.modalities.tabular.profile.number_embedding_default`), for a network that has one."""
+    from studio.core.spec import ARCHITECTURES
+    from studio.modalities.tabular.profile import number_embedding_default
+
+    if NUMBER_EMBEDDING not in ARCHITECTURES[spec.architecture.name].params_model.model_fields:
+        return spec
+    choice, _ = number_embedding_default(profile, spec.data.target, spec.data.features)
+    return spec.with_changes(**{f"architecture.params.{NUMBER_EMBEDDING}": choice})
 
 
 def with_default_fold_models(spec: Any, profile: dict[str, Any]) -> Any:

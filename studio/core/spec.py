@@ -93,7 +93,8 @@ class MLPParams(StudioModel):
         title="Number embedding",
         description="'periodic' gives every number column a learned vector made from its sines and cosines "
         "(Gorishniy et al., 2022), so the network can learn bends and bumps in a number's effect; "
-        "'none' feeds the scaled numbers as they are.",
+        "'none' feeds the scaled numbers as they are. The form and the CLI start with 'periodic' where a "
+        "number input has a long right tail (money, counts), else 'none'.",
         json_schema_extra=_extra(
             advanced=True, labels={"none": "None (numbers as they are)", "periodic": "Periodic (learned)"}
         ),

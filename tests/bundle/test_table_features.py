@@ -198,3 +198,31 @@ def test_a_tiny_training_with_the_new_encodings_runs(studio_home: Path, tmp_path
     if pre is not None:
         assert [c["name"] for c in pre["numeric"] if c.get("log")] == ["budget"]
         assert [c["name"] for c in pre["datetime"]] == ["released"]
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_integrated_gradients_of_a_periodic_network_add_up_to_its_prediction(written, members) -> None:
+    """Explaining one prediction goes through the number embedding (the contributions are measured on the
+    scaled numbers before it), for one network and for fold models averaged into one."""
+    from studio.core.runtime import FoldEnsemble
+    from studio.modalities.tabular.explain import row_contributions
+
+    state = written["state"]
+    net = TabularNet(**state["network_config"])
+    net.load_state_dict(state["state_dict"])
+    if members == 2:
+        torch.manual_seed(1)
+        other = TabularNet(**state["network_config"])
+        with torch.no_grad():
+            other.numeric_embedding.frequencies.mul_(100)
+        net = FoldEnsemble([net, other], "values")
+    predictor = TabularPredictor(state["preprocessing"], state["target"], dict(net.config), net.state_dict())
+    rows = pd.read_csv(written["probe"])
+    found = row_contributions(predictor, rows.iloc[[5]], rows)
+    assert set(found["contributions"]) == {"budget", "running_minutes", "director", "released"}
+    gap = found["prediction"] - found["baseline"]
+    assert abs(gap) > 1e-3
+    # completeness: the contributions add up to the gap, but for the integral's small error (delta)
+    assert sum(found["contributions"].values()) == pytest.approx(gap + found["delta"], abs=1e-6)
+    assert abs(found["delta"]) < 0.01 * state["target"]["std"]
+    assert found["prediction"] == pytest.approx(predictor.predict(rows.iloc[[5]])["predicted_rating"].iloc[0], rel=1e-4)

@@ -104,6 +104,11 @@ def permutation_importance(
 
 
 # --------------------------------------------------------------------------- one prediction
+def _members(net: Any) -> list[Any]:
+    """The networks behind a bundle's: fold models averaged into one (each its own weights), or one."""
+    return list(getattr(net, "members", [net]))
+
+
 def _column_parts(predictor: Any) -> list[tuple[str, int]]:
     """The raw column behind each part of the network's first layer's input, as ``(name, width)`` runs:
     numbers (+ missing flag), dates' parts (+ flag), one-hot categories, then category embeddings."""
@@ -115,17 +120,31 @@ def _column_parts(predictor: Any) -> list[tuple[str, int]]:
     if state["categorical_encoding"] == "onehot":
         parts += [(c["name"], len(c["vocab"]) + 1) for c in state["categorical"]]
     else:
-        embeddings = predictor.net.embeddings
+        embeddings = _members(predictor.net)[0].embeddings
         parts += [(c["name"], e.embedding_dim) for c, e in zip(state["categorical"], embeddings, strict=True)]
     return parts
 
 
 def _first_layer_input(net: Any, x_num: Any, x_cat: Any) -> Any:
+    """The scaled numbers (before a number embedding) and the category vectors, side by side: what the
+    contributions are measured on."""
     import torch
 
     pieces = [x_num] if x_num.shape[1] else []
     pieces += [emb(x_cat[:, i]) for i, emb in enumerate(net.embeddings)]
     return torch.cat(pieces, dim=1)
+
+
+def _from_first_layer_input(net: Any, inputs: Any) -> Any:
+    """The network's output from :func:`_first_layer_input`'s: the numbers through its number embedding
+    (periodic: a learned vector of each number's sines and cosines) when it has one, then the MLP."""
+    import torch
+
+    embedding = getattr(net, "numeric_embedding", None)
+    if embedding is None:
+        return net.mlp(inputs)
+    n_numeric = int(net.config["n_numeric"])
+    return net.mlp(torch.cat([embedding(inputs[:, :n_numeric]), inputs[:, n_numeric:]], dim=1))
 
 
 def row_contributions(
@@ -134,51 +153,59 @@ def row_contributions(
     """Integrated gradients for one row, per raw column: ``contributions`` (column -> amount, in the
     prediction's units: the predicted class's probability, or the target's units), ``baseline`` (the
     prediction for the average test row), ``prediction`` and ``delta`` (how far the sum misses
-    prediction minus baseline: the integral's error)."""
+    prediction minus baseline: the integral's error). Fold models averaged into one: each member's
+    input is its own (its category vectors), the attributions of all of them add up per column."""
     import torch
     from captum.attr import IntegratedGradients
 
     net, target = predictor.net, predictor.target
-    if net.empty_input:
+    members = _members(net)
+    if members[0].empty_input:
         raise ValueError("this model has no inputs to explain")
     net.eval()
+    x_row = [torch.from_numpy(a) for a in predictor.preprocessor.transform(row.iloc[:1])]
+    x_ref = [torch.from_numpy(a) for a in predictor.preprocessor.transform(reference)]
     with torch.no_grad():
-        z = _first_layer_input(net, *map(torch.from_numpy, predictor.preprocessor.transform(row.iloc[:1])))
-        z0 = _first_layer_input(net, *map(torch.from_numpy, predictor.preprocessor.transform(reference)))
-        z0 = z0.mean(dim=0, keepdim=True)
+        z = tuple(_first_layer_input(m, *x_row) for m in members)
+        z0 = tuple(_first_layer_input(m, *x_ref).mean(dim=0, keepdim=True) for m in members)
+
+    def outputs(*inputs: torch.Tensor) -> torch.Tensor:
+        each = [_from_first_layer_input(m, i) for m, i in zip(members, inputs, strict=True)]
+        return net.combined(each) if len(members) > 1 else each[0]
+
     classes = target.get("classes")
 
     if classes:
-        def forward(inputs: torch.Tensor) -> torch.Tensor:
-            return torch.softmax(net.mlp(inputs), dim=1)
+        def forward(*inputs: torch.Tensor) -> torch.Tensor:
+            return torch.softmax(outputs(*inputs), dim=1)
 
         with torch.no_grad():
-            chosen = int(net.mlp(z).argmax(dim=1))
+            chosen = int(outputs(*z).argmax(dim=1))
         scale, shift = 1.0, 0.0
     elif target.get("log_scale"):  # learned on a log scale: explain the prediction in the target's units
         from studio.core.runtime import units_of
 
-        def forward(inputs: torch.Tensor) -> torch.Tensor:
-            return units_of(net.mlp(inputs), target)
+        def forward(*inputs: torch.Tensor) -> torch.Tensor:
+            return units_of(outputs(*inputs), target)
 
         chosen, scale, shift = 0, 1.0, 0.0
     else:
-        def forward(inputs: torch.Tensor) -> torch.Tensor:
-            return net.mlp(inputs)
+        def forward(*inputs: torch.Tensor) -> torch.Tensor:
+            return outputs(*inputs)
 
         chosen, scale, shift = 0, float(target["std"]), float(target["mean"])
-    z64, z064 = z.double(), z0.double()
+    z64, z064 = tuple(i.double() for i in z), tuple(i.double() for i in z0)
     net64 = net.double()
     try:
         attributions, delta = IntegratedGradients(forward).attribute(
             z64, baselines=z064, target=chosen, n_steps=steps, return_convergence_delta=True
         )
         with torch.no_grad():
-            prediction = float(forward(z64)[0, chosen]) * scale + shift
-            baseline = float(forward(z064)[0, chosen]) * scale + shift
+            prediction = float(forward(*z64)[0, chosen]) * scale + shift
+            baseline = float(forward(*z064)[0, chosen]) * scale + shift
     finally:
         net64.float()
-    values = attributions[0].detach().numpy() * scale
+    values = sum(a[0].detach().numpy() for a in attributions) * scale
     contributions: dict[str, float] = {}
     start = 0
     for name, width in _column_parts(predictor):

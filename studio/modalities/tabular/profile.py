@@ -245,6 +245,7 @@ def _profile_column(series: pd.Series, name: str, n_rows: int) -> dict[str, Any]
         entry["stats"] = _numeric_stats(values)
         entry["integer"] = pd.api.types.is_integer_dtype(series.dtype) or _integer_valued(values)
         entry["log_scale"] = bool(distinct > MANY_CATEGORIES and heavy_tailed(values))
+        entry["long_tail"] = bool(distinct > MANY_CATEGORIES and long_tailed(values))
         entry["log_target"] = bool(distinct > MANY_CATEGORIES and log_target(values))
     else:
         entry["stats"] = _stats(series, counts, kind)
@@ -316,7 +317,20 @@ def column_readings(
     column = next((c for c in profile.get("columns", []) if c["name"] == target), None)
     if column is not None and task == "regression" and column.get("log_target"):
         readings.append({"column": str(target), "message": target_reading(column)})
+    if column is not None and task in ("classification", "regression"):
+        choice, reason = number_embedding_default(profile, target)
+        if choice == "periodic":
+            readings.append({"column": "", "message": number_embedding_reading(reason)})
     return readings
+
+
+def number_embedding_reading(reason: str) -> str:
+    """What the Data page says when the table network starts with the periodic number embedding."""
+    return (
+        f"The table network starts with the periodic number embedding ({reason.split(': ', 1)[1]}): each "
+        "number input gets a learned vector made of its sines and cosines, so the network can learn bends "
+        "and steps along a long tail. Change it under 'Number embedding' in the Train page's advanced settings."
+    )
 
 
 def target_reading(column: dict[str, Any]) -> str:
@@ -462,6 +476,48 @@ def heavy_tailed(values: np.ndarray) -> bool:
         return False
     skew = _skewness(values)
     return skew > LOG_SKEW and abs(_skewness(np.log1p(values))) < skew
+
+
+def long_tailed(values: np.ndarray) -> bool:
+    """Whether a number column has a long right tail like money or counts: never negative, strongly
+    right-skewed (skewness above ``LOG_SKEW``) and less so on the log scale. :func:`heavy_tailed` without
+    its span of orders of magnitude: a lot size from 1,300 to 215,000 square feet has it, a standardised
+    measurement (negative values) or a roughly symmetric one does not. A table with such a number input
+    starts with the periodic number embedding (:func:`number_embedding_default`)."""
+    values = values[np.isfinite(values)]
+    if values.size < 20 or values.min() < 0:
+        return False
+    values = values[:: max(1, values.size // DISTINCT_SAMPLE_ROWS)]  # evenly spaced rows are enough
+    skew = _skewness(values)
+    return skew > LOG_SKEW and abs(_skewness(np.log1p(values))) < skew
+
+
+def number_embedding_default(
+    profile: dict[str, Any], target: str | None, features: list[str] | None = None
+) -> tuple[str, str]:
+    """The table network's number embedding for this data (``architecture.params.numeric_embedding``):
+    ``"periodic"`` where at least one number input (a column other than ``target``; only ``features``
+    when given) has a long right tail (:func:`long_tailed`), else ``"none"``; and the reason in a few
+    plain words. The Train form starts with this choice and ``python -m studio train`` trains it unless
+    told otherwise. Measured on ``bench/quality_screen.py`` (README, issue 20): the periodic embedding
+    gains on the tables of money and counts (hitters, ames) and loses on standardised or roughly
+    symmetric inputs (diabetes, wine), which have no such column."""
+    chosen = set(features or [])
+    numbers = [
+        c
+        for c in profile.get("columns", [])
+        if c.get("kind") == "numeric" and c["name"] != target and (not chosen or c["name"] in chosen)
+    ]
+    tailed = [str(c["name"]) for c in numbers if c.get("long_tail", c.get("log_scale", False))]
+    if not tailed:
+        what = "the inputs hold no number column" if not numbers else "no number input has a long right tail"
+        return "none", f"none: {what} (like money or counts)" if numbers else f"none: {what}"
+    shown = ", ".join(f"'{name}'" for name in tailed[:3]) + (", …" if len(tailed) > 3 else "")
+    verb = "has" if len(tailed) == 1 else "have"
+    return "periodic", (
+        f"periodic: {counted(len(tailed), 'number input')} {verb} a long right tail, like money or counts "
+        f"({shown})"
+    )
 
 
 def log_target(values: np.ndarray) -> bool:
