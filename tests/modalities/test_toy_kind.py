@@ -87,6 +87,8 @@ def registries_restored():
     from studio.core import spec, tasks
 
     tasks.load_plugins()  # the studio's own plugin kinds (llm) registered before the snapshot, so they stay
+    for kind in list(modalities._BUILTIN):  # and every built-in kind's modality (registered on first use:
+        modalities.modality(kind)  # one first used during the test would be lost with the snapshot)
     saved = [
         (registry, dict(registry)) for registry in (tasks._TASKS, modalities.MODALITIES, spec.ARCHITECTURES)
     ]
