@@ -36,6 +36,7 @@ state = st.session_state
 
 ui.require_app()
 
+
 def forget(*keys: str) -> None:
     """Let dependent choices start again from their suggestion (a new data set, a new target)."""
     for key in keys:
