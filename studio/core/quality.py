@@ -55,6 +55,10 @@ SMEAR = "target/smear"
 (``studio.core.runtime.smearing``)."""
 SMEAR_ROWS = "target/smear_rows"
 """The validation rows the smearing factor was measured on."""
+SMEARED_VAL_R2 = "kept/val_r2_smeared"
+"""The kept epoch's validation R² of smeared predictions, as the test R² is scored: what the validation
+score is compared with the test score by (:func:`validation_gap_sentence`); the ``kept/val_r2`` of the
+curves and the early stopping is of the predictions before the factor."""
 SMEAR_MIN_ROWS = 20
 """``studio.core.runtime.SMEAR_MIN_ROWS`` (that module imports torch; this one stays light)."""
 
@@ -322,6 +326,8 @@ def validation_gap_sentence(metrics: Mapping[str, float], main: str) -> str | No
     The noise: the binomial standard error of each accuracy, or about ``(1−R²)·√(2/n)`` for an R² (the
     relative spread of a mean squared error on ``n`` rows), combined for the two splits."""
     val, test = metrics.get(f"{KEPT}val_{main}"), metrics.get(f"test/{main}")
+    if main == "r2" and SMEARED_VAL_R2 in metrics:  # the test predictions are smeared: so are these
+        val = metrics[SMEARED_VAL_R2]
     n_val, n_test = int(metrics.get(VAL_ROWS, 0) or 0), int(metrics.get(TEST_ROWS, 0) or 0)
     if val is None or test is None or n_val <= 0 or n_test <= 0:
         return None

@@ -922,7 +922,28 @@ def _smear(module: Any, held_out: list[tuple[Any, Any]]) -> dict[str, float]:
     data = held_out[0][1]
     data.target_state = {**data.target_state, "smear": factor, "smear_rows": rows}
     module.target_smear = factor
-    return {quality.SMEAR: factor, quality.SMEAR_ROWS: float(rows)}
+    out = {quality.SMEAR: factor, quality.SMEAR_ROWS: float(rows)}
+    r2 = _smeared_r2(found[0], data.tensors["val"][-1], data.target_state)
+    return out | ({quality.SMEARED_VAL_R2: r2} if r2 is not None else {})
+
+
+def _smeared_r2(residuals: Any, labels: Any, target_state: dict[str, Any]) -> float | None:
+    """R² in the target's units of the smeared predictions on the rows of ``residuals`` (log-scale truth
+    minus prediction, :func:`studio.core.runtime.log_residuals`) and ``labels`` (scaled, as encoded):
+    the validation score that is comparable with the (smeared) test score."""
+    import numpy as np
+
+    from studio.core.runtime import label_units, target_units
+
+    truth = label_units(labels.detach().float().cpu().numpy(), target_state)
+    scaled = labels.detach().double().cpu().numpy().reshape(-1) - np.asarray(residuals) / target_state["std"]
+    predicted = target_units(scaled, target_state)
+    keep = np.isfinite(truth) & np.isfinite(predicted)
+    truth, predicted = truth[keep], predicted[keep]
+    spread = float(np.sum((truth - truth.mean()) ** 2)) if truth.size > 1 else 0.0
+    if spread <= 0:
+        return None
+    return 1.0 - float(np.sum((truth - predicted) ** 2)) / spread
 
 
 def _test_module(module: Any, data: Any, plan: Any) -> dict[str, float]:

@@ -122,6 +122,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
             "result": result,
             "path": tmp / "houses.zip",
             "test": data.frame.iloc[data.test_idx],
+            "val": data.frame.iloc[data.val_idx],
             "train": data.frame.iloc[data.train_idx],
             "learned_from": data.frame.iloc[np.union1d(data.train_idx, data.val_idx)],
             "tmp": tmp,
@@ -386,3 +387,34 @@ def test_the_run_page_and_jobs_show_say_the_factor(ensemble) -> None:
     assert any(c.startswith(said) and f"measured on {rows} validation rows" in c for c in captions), captions
     lines = dict(quality.outcome_lines(job.spec, job.outcome))
     assert lines["smearing"].startswith(said)
+
+
+def test_the_validation_score_set_against_the_test_score_is_smeared_too(trained) -> None:
+    """The test R² scores smeared predictions; the validation R² it is compared with (a wide gap is said on
+    the run page) is the smeared predictions' on the validation rows, not the curves' unsmeared one."""
+    from studio.core import quality
+
+    result, val = trained["result"], trained["val"]
+    rows, truth = val.drop(columns=["price"]), val["price"].to_numpy()
+    with bundle.load_bundle(trained["path"]) as loaded:
+        smeared = loaded.predict(rows)["predicted_price"].to_numpy()
+    with bundle.load_bundle(without_smear(trained["path"], trained["tmp"] / "old_val.zip")) as old:
+        plain = old.predict(rows)["predicted_price"].to_numpy()
+
+    def r2(predicted: np.ndarray) -> float:
+        return 1 - ((truth - predicted) ** 2).sum() / ((truth - truth.mean()) ** 2).sum()
+
+    assert result.quality[quality.SMEARED_VAL_R2] == pytest.approx(r2(smeared), abs=1e-4)
+    assert result.quality["kept/val_r2"] == pytest.approx(r2(plain), abs=1e-3)  # the curves': before the factor
+    outcome = {**result.quality, "test/r2": result.quality[quality.SMEARED_VAL_R2] - 0.5}
+    said = quality.validation_gap_sentence(outcome, "r2")
+    assert said is not None and f"R² {result.quality[quality.SMEARED_VAL_R2]:.3f} on the validation rows" in said
+
+
+def test_the_gap_sentence_takes_the_smeared_validation_r2_where_there_is_one() -> None:
+    from studio.core import quality
+
+    metrics = {"kept/val_r2": 0.60, "test/r2": 0.70, quality.VAL_ROWS: 400.0, quality.TEST_ROWS: 400.0}
+    assert "R² 0.600 on the validation rows against 0.700" in quality.validation_gap_sentence(metrics, "r2")
+    smeared = {**metrics, quality.SMEARED_VAL_R2: 0.69}  # the same rows, predictions smeared as the test's
+    assert quality.validation_gap_sentence(smeared, "r2") is None
