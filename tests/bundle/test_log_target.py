@@ -96,28 +96,37 @@ def test_the_setting_turns_it_off_and_classification_never_uses_it() -> None:
 
 
 # --------------------------------------------------------------------------- one real tiny training
+def houses_spec(tmp: Path, patch: pytest.MonkeyPatch, epochs: int, **data: Any) -> RunSpec:
+    """A studio home and MLflow store under ``tmp`` (set with ``patch``), the houses added as a data set,
+    and a regression spec on their price (``data`` adds to its data section)."""
+    patch.setenv("STUDIO_HOME", str(tmp / "home"))
+    patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
+    from studio.data import add_csv
+
+    house_table().to_csv(tmp / "houses.csv", index=False)
+    dataset = add_csv(tmp / "houses.csv", name="houses")
+    return RunSpec.from_dict(
+        {
+            "task": "regression",
+            "data": {"dataset_id": dataset.id, "target": "price", **data},
+            "training": {"epochs": epochs, "batch_size": 32},
+        }
+    )
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     tmp = tmp_path_factory.mktemp("log_target")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
-        from studio.data import add_csv, get_dataset, load_profile, load_table
+        from studio.data import get_dataset, load_profile, load_table
         from studio.engine.training import train
         from studio.modalities import modality_for
 
-        house_table().to_csv(tmp / "houses.csv", index=False)
-        dataset = add_csv(tmp / "houses.csv", name="houses")
-        spec = RunSpec.from_dict(
-            {
-                "task": "regression",
-                "data": {"dataset_id": dataset.id, "target": "price"},
-                "training": {"epochs": 12, "batch_size": 32},
-            }
-        )
+        spec = houses_spec(tmp, patch, epochs=12)
+        dataset = get_dataset(spec.data.dataset_id)
         result = train(spec, bundle_out=tmp / "houses.zip")
         table, profile = load_table(dataset.id), load_profile(dataset.id)
-        data = modality_for(spec.task).prepare(spec, get_dataset(dataset.id), table, profile).data
+        data = modality_for(spec.task).prepare(spec, dataset, table, profile).data
         yield {
             "result": result,
             "path": tmp / "houses.zip",
@@ -271,20 +280,9 @@ def ensemble(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     chosen model is (``evaluate_chosen_model``, from its bundle)."""
     tmp = tmp_path_factory.mktemp("log_ensemble")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("STUDIO_HOME", str(tmp / "home"))
-        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
-        from studio.data import add_csv
         from studio.engine.training import evaluate_chosen_model
 
-        house_table().to_csv(tmp / "houses.csv", index=False)
-        dataset = add_csv(tmp / "houses.csv", name="houses")
-        spec = RunSpec.from_dict(
-            {
-                "task": "regression",
-                "data": {"dataset_id": dataset.id, "target": "price", "use_all_data": True, "folds": 2},
-                "training": {"epochs": 6, "batch_size": 32},
-            }
-        )
+        spec = houses_spec(tmp, patch, epochs=6, use_all_data=True, folds=2)
         patch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
         job = run_in_process(spec)  # through the job worker: the run page reads its job
         assert job.state == jobs.SUCCEEDED, job.reason

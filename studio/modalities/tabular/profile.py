@@ -464,18 +464,16 @@ def heavy_tailed(values: np.ndarray) -> bool:
     """Whether a number column looks like money or a count, better read on a log scale: never negative,
     spanning orders of magnitude (its 99th percentile at least ``LOG_SPAN`` times its 5th among the
     values above 0), strongly right-skewed (skewness above ``LOG_SKEW``) and less so on the log scale."""
-    values = values[np.isfinite(values)]
-    if values.size < 20 or values.min() < 0:
+    sample = _tail_sample(values)
+    if sample is None:
         return False
-    values = values[:: max(1, values.size // DISTINCT_SAMPLE_ROWS)]  # evenly spaced rows are enough
-    positive = values[values > 0]
+    positive = sample[sample > 0]
     if positive.size < 10:
         return False
     low, high = np.quantile(positive, [0.05, 0.99])
     if low <= 0 or high < LOG_SPAN * low:
         return False
-    skew = _skewness(values)
-    return skew > LOG_SKEW and abs(_skewness(np.log1p(values))) < skew
+    return _skewed_right(sample)
 
 
 def long_tailed(values: np.ndarray) -> bool:
@@ -484,10 +482,21 @@ def long_tailed(values: np.ndarray) -> bool:
     its span of orders of magnitude: a lot size from 1,300 to 215,000 square feet has it, a standardised
     measurement (negative values) or a roughly symmetric one does not. A table with such a number input
     starts with the periodic number embedding (:func:`number_embedding_default`)."""
+    sample = _tail_sample(values)
+    return sample is not None and _skewed_right(sample)
+
+
+def _tail_sample(values: np.ndarray) -> np.ndarray | None:
+    """The finite values, evenly spaced rows of them (enough for the shape), or None when there are fewer
+    than 20 or any is negative (no money or count)."""
     values = values[np.isfinite(values)]
     if values.size < 20 or values.min() < 0:
-        return False
-    values = values[:: max(1, values.size // DISTINCT_SAMPLE_ROWS)]  # evenly spaced rows are enough
+        return None
+    return values[:: max(1, values.size // DISTINCT_SAMPLE_ROWS)]
+
+
+def _skewed_right(values: np.ndarray) -> bool:
+    """Skewness above ``LOG_SKEW``, and less skewed on the log scale."""
     skew = _skewness(values)
     return skew > LOG_SKEW and abs(_skewness(np.log1p(values))) < skew
 
@@ -509,9 +518,10 @@ def number_embedding_default(
         if c.get("kind") == "numeric" and c["name"] != target and (not chosen or c["name"] in chosen)
     ]
     tailed = [str(c["name"]) for c in numbers if c.get("long_tail", c.get("log_scale", False))]
+    if not numbers:
+        return "none", "none: the inputs hold no number column"
     if not tailed:
-        what = "the inputs hold no number column" if not numbers else "no number input has a long right tail"
-        return "none", f"none: {what} (like money or counts)" if numbers else f"none: {what}"
+        return "none", "none: no number input has a long right tail (like money or counts)"
     shown = ", ".join(f"'{name}'" for name in tailed[:3]) + (", …" if len(tailed) > 3 else "")
     verb = "has" if len(tailed) == 1 else "have"
     return "periodic", (
