@@ -274,7 +274,7 @@ def test_serve_adds_the_sample_once_and_stops_everything_on_a_signal(
 
     # The sample is offered on the first start only: a user who deleted it does not get it back.
     delete_dataset(list_datasets()[0].id)
-    again = served()
+    again = served(standby=False)  # (no warm worker to import torch for nothing: its stop is checked above)
     again.wait_ready()
     assert list_datasets() == []
     os.kill(again.proc.pid, signal.SIGTERM)
@@ -367,7 +367,7 @@ def test_a_job_finishes_after_the_web_server_is_killed_and_shows_up_after_a_rest
     assert done.state == jobs.SUCCEEDED, done.reason
     assert done.epoch == 60 and Path(done.bundle_path).is_file()
 
-    restarted = served()
+    restarted = served(standby=False)  # (it only shows the page: no warm worker to import torch for nothing)
     restarted.wait_ready()
     page = AppTest.from_string(STAND_IN_APP, default_timeout=30).run()
     assert not page.exception

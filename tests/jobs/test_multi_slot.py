@@ -137,6 +137,8 @@ def test_a_real_job_on_two_cpu_processes_trains_logs_once_and_bundles(jobs_home,
     from studio.data import add_csv
 
     monkeypatch.setenv("STUDIO_CPU_SLOTS", "2")
+    # a job on several slots always gets fresh workers: warm ones would import torch for nothing
+    monkeypatch.setenv("STUDIO_STANDBY_WORKER", "0")
     dataset = add_csv(tiny_csv(tmp_path, rows=120))
     job_spec = RunSpec.from_dict(
         {

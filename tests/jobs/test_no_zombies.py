@@ -12,14 +12,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.jobs.conftest import _processes_under
 from tests.jobs.jobhelpers import FAKE_WORKER, fake_spec
+from tests.processes import processes_under
 from tests.search.helpers import tiny_dataset, tiny_spec
 
 
 def zombies(home: Path) -> list[str]:
     """Zombies whose parent is this test or a process of the studio in ``home``."""
-    parents = {os.getpid(), *(p.pid for p in _processes_under(home))}
+    parents = {os.getpid(), *(p.pid for p in processes_under(home))}
     found = []
     for proc in psutil.process_iter(["ppid", "status", "name"]):
         if proc.info["status"] == psutil.STATUS_ZOMBIE and proc.info["ppid"] in parents:

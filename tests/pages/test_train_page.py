@@ -5,12 +5,9 @@ One test submits a real job from the page and waits for the real scheduler and w
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
-import psutil
 import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1.element_tree import Block
@@ -18,19 +15,10 @@ from streamlit.testing.v1.element_tree import Block
 from studio import data as datasets
 from studio import jobs
 from studio.app import forms
+from tests.processes import stop_everything_under
 
 APP = str(Path(__file__).resolve().parents[2] / "app.py")
 TIMEOUT = 60
-
-
-def _processes_under(folder: Path) -> list[psutil.Process]:
-    """The scheduler runs in STUDIO_HOME and each worker in its job folder, both under ``folder``."""
-    found = []
-    for proc in psutil.process_iter(["cwd"]):
-        cwd = proc.info.get("cwd")
-        if proc.pid != os.getpid() and cwd and Path(cwd).is_relative_to(folder):
-            found.append(proc)
-    return found
 
 
 @pytest.fixture
@@ -42,13 +30,7 @@ def home(studio_home: Path, monkeypatch: pytest.MonkeyPatch):
     monkeypatch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
     studio_home.mkdir(parents=True, exist_ok=True)
     yield studio_home
-    jobs.stop_scheduler(timeout=5)
-    for proc in _processes_under(studio_home):
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            proc.kill()
-    psutil.wait_procs(_processes_under(studio_home), timeout=5)
+    stop_everything_under(studio_home)
 
 
 def _train_page(sample: str | None = "wine") -> AppTest:

@@ -12,7 +12,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.search.conftest import processes_under, wait_until
+from tests.processes import processes_under
+from tests.search.conftest import wait_until
 from tests.search.helpers import tiny_dataset, tiny_spec
 
 

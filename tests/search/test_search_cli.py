@@ -1,6 +1,7 @@
 """A tiny real search through the CLI: 3 trials of 2 epochs on the wine sample, each an ordinary job and
 an MLflow child run of the search's parent run; `jobs` shows the search and its trials; the best trial's
-bundle is the search's and predicts where the studio cannot be imported."""
+bundle is the search's and predicts where the studio cannot be imported; the Search page (Streamlit's
+AppTest) shows the finished search. The search runs once, for every test here."""
 
 from __future__ import annotations
 
@@ -10,8 +11,21 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.mlflow_store import new_store
+from tests.processes import stop_everything_under
 
 ROOT = Path(__file__).resolve().parents[2]
+APP = str(ROOT / "app.py")
+
+
+class CliSearch(NamedTuple):
+    home: Path
+    done: subprocess.CompletedProcess
 
 
 def studio(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
@@ -25,16 +39,37 @@ def studio(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
     )
 
 
-def test_tiny_search_through_the_cli(search_home: Path, tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def cli_search(tmp_path_factory: pytest.TempPathFactory):
+    """The search, run once through the CLI in a studio home of its own (CPU slots only), its processes
+    stopped afterwards."""
+    tmp = tmp_path_factory.mktemp("search")
+    home = tmp / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("STUDIO_HOME", str(home))
+        patch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp}/mlruns"))
+        patch.setenv("CUDA_VISIBLE_DEVICES", "")
+        patch.delenv("STUDIO_CPU_SLOTS", raising=False)
+        patch.delenv("STUDIO_SEARCH_STORAGE", raising=False)
+        try:
+            # validation shares of 30% leave room for 2 cross-validation folds (the default 15% gives 5):
+            # the same search, at 2/5 of its trainings
+            done = studio(
+                "search", "--data", "sample:wine", "--trials", "3", "--epochs", "2",
+                "--set", "data.val_fraction=0.3",
+            )  # fmt: skip
+            yield CliSearch(home, done)
+        finally:
+            stop_everything_under(home)
+
+
+def test_tiny_search_through_the_cli(cli_search: CliSearch, tmp_path: Path) -> None:
     from studio import tracking
     from studio.jobs.store import search_jobs
     from studio.search.records import list_searches
 
-    # validation shares of 30% leave room for 2 cross-validation folds (the default 15% gives 5): the
-    # same search, at 2/5 of its trainings
-    done = studio(
-        "search", "--data", "sample:wine", "--trials", "3", "--epochs", "2", "--set", "data.val_fraction=0.3"
-    )
+    done = cli_search.done
     assert done.returncode == 0, done.stdout + done.stderr
     (search,) = list_searches()
     assert search.state == "finished" and search.reason == "All 3 trials have run."
@@ -126,6 +161,32 @@ def test_tiny_search_through_the_cli(search_home: Path, tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     ran = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
     assert ran.returncode == 0 and ran.stdout.strip() == "5", ran.stderr[-2000:]
+
+
+def test_the_search_page_shows_the_finished_search(cli_search: CliSearch) -> None:
+    from studio.search.records import list_searches
+
+    assert cli_search.done.returncode == 0, cli_search.done.stdout + cli_search.done.stderr
+    (search,) = list_searches()
+    page = AppTest.from_file(APP, default_timeout=60).run()
+    page.query_params["search"] = search.id
+    page.switch_page("pages/search.py").run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert [t.value for t in page.title] == ["Search"]
+    text = " ".join(m.value for m in page.markdown)
+    assert "Finished · 3 trials (3 finished)" in text
+    # the best score's trial, or your settings when a higher score did not beat them beyond chance
+    assert "validation accuracy, averaged over 2 cross-validation folds (higher is better)" in text
+    assert any(
+        words in text for words in ("has the best validation accuracy", "by more than chance", "Nothing beat")
+    )
+    assert "Its test score" in text
+    captions = " ".join(c.value for c in page.caption)
+    assert "they train without touching the test rows" in captions
+    assert "each trial is scored on 2 different blocks of validation rows" in captions
+    table = page.dataframe[0].value
+    assert list(table["Trial"]) == [0, 1, 2] and "(chosen)" in " ".join(table["State"])
+    assert [b.key for b in page.button] == ["search_more"]  # a finished search can be given more time
 
 
 def _kept_values(search_id: str) -> dict[int, float]:
