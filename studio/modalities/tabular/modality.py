@@ -103,7 +103,7 @@ class TabularModality:
 
     folds = True
     ensembles = True  # 'use all my data': fold models averaged into one (PreparedTable.ensemble)
-    fold_models_up_to = 2_000
+    fold_models_up_to = 5_000
     """'Use all my data' starts on for tables up to this many rows (:func:`studio.modalities.fold_models_by_default`):
     five fold models averaged beat one model on the small tables of ``bench/quality.py`` (see the README's
     quality section), for five times the training time, which is seconds to a minute or two at this size."""
