@@ -489,7 +489,7 @@ class DataSpec(StudioModel):
             "them (their probabilities, or their numbers). Usually a little more accurate on small tables; "
             "training and each prediction take as many times longer as there are fold models. The test "
             "rows stay aside, so the test score stays honest. Tables and the bag of words; starts ticked for "
-            "tables of up to 2,000 rows and texts read by the bag of words of up to 6,500."
+            "tables of up to 5,000 rows and texts read by the bag of words of up to 6,500."
         ),
     )
     folds: int = Field(
