@@ -404,6 +404,8 @@ def standby(wrap_hooks: WrapHooks | None = None) -> int:
         warm_up()
     except Exception:  # the job still runs (and reports a real problem in its own log)
         log.exception("warm-up failed; the next job starts as if cold")
+    else:
+        log.info("warm: the training stack is imported; waiting for a job")
     home = os.getcwd()
     sys.stdout.flush()
     sys.stderr.flush()

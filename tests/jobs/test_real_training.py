@@ -94,8 +94,8 @@ def test_a_warm_worker_runs_the_next_job_too(jobs_home: Path, tmp_path: Path) ->
     dataset = add_csv(tiny_csv(tmp_path))
     jobs.ensure_scheduler()
     standby_log = jobs_home / "standby-worker.log"
-    wait_until(lambda: standby_log.exists(), timeout=30)
-    time.sleep(8)  # let it import torch and Lightning (it waits on stdin afterwards)
+    # it imports torch and Lightning, then waits on stdin
+    wait_until(lambda: standby_log.exists() and "warm: the training stack" in standby_log.read_text(), 60)
     first = jobs.submit_job(_spec(dataset.id, "first", training={"epochs": 2, "batch_size": 16}))
     one = wait_until(lambda: not (j := jobs.get_job(first.id)).is_active and j, timeout=120)
     assert one.state == jobs.SUCCEEDED, f"{one.reason}\n{one.log_path.read_text()}"
