@@ -6,11 +6,14 @@ builds one store once, the way the studio does (``tracking.client()``), and ever
 of that file: byte for byte what a new store is, since nothing has been written to it but the schema
 and MLflow's own ``Default`` experiment (whose artifact folder is set to what a new store made here
 would give it). ``tests/test_tracking.py`` still makes a store from nothing, with processes racing.
+
+The built store is kept in the temporary folder under the installed MLflow's version
+(``studio-mlflow-template-<version>-<uid>.db``), so the next test process, and the next run of the tests
+on this machine, copy it instead of building it again (a new MLflow version builds a new one).
 """
 
 from __future__ import annotations
 
-import atexit
 import shutil
 import sqlite3
 import tempfile
@@ -25,15 +28,32 @@ def _built_template() -> Path:
     global _template
     with _lock:
         if _template is None:
-            from mlflow.tracking import MlflowClient
+            import os
+            from importlib.metadata import version
 
-            folder = Path(tempfile.mkdtemp(prefix="studio-mlflow-template-"))
-            atexit.register(shutil.rmtree, folder, ignore_errors=True)
-            path = folder / "mlflow.db"
-            client = MlflowClient(tracking_uri=f"sqlite:///{path}")
-            client.search_experiments(max_results=1)  # runs the migrations and makes 'Default'
-            _template = path
+            kept = Path(tempfile.gettempdir()) / f"studio-mlflow-template-{version('mlflow')}-{os.getuid()}.db"
+            if not _is_store(kept):
+                from mlflow.tracking import MlflowClient
+
+                folder = Path(tempfile.mkdtemp(prefix="studio-mlflow-template-"))
+                path = folder / "mlflow.db"
+                client = MlflowClient(tracking_uri=f"sqlite:///{path}")
+                client.search_experiments(max_results=1)  # runs the migrations and makes 'Default'
+                os.replace(path, kept)  # whole or not at all, when test processes race to keep theirs
+                shutil.rmtree(folder, ignore_errors=True)
+            _template = kept
     return _template
+
+
+def _is_store(path: Path) -> bool:
+    """Whether ``path`` is a built store: MLflow's tables there, and its ``Default`` experiment."""
+    if not path.is_file():
+        return False
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+            return db.execute("SELECT COUNT(*) FROM experiments WHERE experiment_id = 0").fetchone() == (1,)
+    except sqlite3.Error:
+        return False
 
 
 def new_store(folder: Path) -> str:
