@@ -111,6 +111,20 @@ def studio(tmp_path: Path, studio_env: dict[str, str]) -> Iterator[Studio]:
     """A running studio; whatever is left of it (and of its jobs) is killed after the test."""
     running = Studio(tmp_path, studio_env)
     yield running
+    stop_studio(running, tmp_path)
+
+
+@pytest.fixture
+def idle_studio(tmp_path: Path, studio_env: dict[str, str]) -> Iterator[Studio]:
+    """A running studio for a test that trains nothing: no warm worker importing torch for nothing
+    (``serve --no-standby``)."""
+    running = Studio(tmp_path, studio_env, "--no-standby")
+    yield running
+    stop_studio(running, tmp_path)
+
+
+def stop_studio(running: Studio, tmp_path: Path) -> None:
+    """Kill whatever is left of a studio started under ``tmp_path`` (and of its jobs)."""
     if running.proc.poll() is None:
         running.kill()
     from studio.jobs import stop_scheduler

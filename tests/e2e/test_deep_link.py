@@ -10,7 +10,8 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
-def test_first_request_to_a_deep_link_uses_the_studio_navigation(studio, page):
+def test_first_request_to_a_deep_link_uses_the_studio_navigation(idle_studio, page):
+    studio = idle_studio
     studio.wait_for("Training Studio is ready", timeout=120)
     page.goto(f"{studio.url}/compare")
     page.get_by_role("heading", name=re.compile("Compare")).first.wait_for(timeout=60_000)

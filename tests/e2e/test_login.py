@@ -7,18 +7,15 @@ calls without the studio user's credentials and answers them with.
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
-import os
 import re
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-import psutil
 import pytest
 
-from tests.e2e.conftest import Studio
+from tests.e2e.conftest import Studio, stop_studio
 
 pytestmark = pytest.mark.e2e
 
@@ -31,18 +28,9 @@ def login_studio(tmp_path: Path, studio_env: dict[str, str]):
     from studio.server import auth
 
     auth.add_user("ada", "correct horse")
-    running = Studio(tmp_path, studio_env, "--login")
+    running = Studio(tmp_path, studio_env, "--login", "--no-standby")  # (no job: no warm worker)
     yield running
-    if running.proc.poll() is None:
-        running.kill()
-    from studio.jobs import stop_scheduler
-
-    stop_scheduler(timeout=5)
-    for proc in psutil.process_iter(["cwd"]):
-        cwd = proc.info.get("cwd")
-        if proc.pid != os.getpid() and cwd and Path(cwd).is_relative_to(tmp_path):
-            with contextlib.suppress(psutil.NoSuchProcess):
-                proc.kill()
+    stop_studio(running, tmp_path)
 
 
 def settle(page) -> None:
