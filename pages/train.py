@@ -320,15 +320,19 @@ def settings(choice: Choice) -> Form:
 
 def data_defaults(choice: Choice, fields: list[forms.FormField]) -> dict[str, str]:
     """Settings that start from the data and its target (a table network's number embedding): each is
-    set once the data set, target, task or network changes (a choice made after that is kept), as the
-    CLI trains it; returns the reason of each, to show under its field."""
+    set once the data set, target, task, network or chosen feature columns change (a choice made after
+    that is kept), as the CLI trains it; returns the reason of each, to show under its field."""
     starting = getattr(forms_for_kind(choice.task), "target_defaults", None)
     if starting is None or choice.target is None:
         return {}
     keys = {f.path: f.key for f in fields}
-    marker = [choice.dataset_id, choice.target, choice.task, choice.architecture]
+    # the feature columns as the field holds them now, of this data set (none chosen: every column but
+    # the target; the field drops another data set's columns only when it is drawn, after this)
+    chosen = state.get(keys["data.features"]) or [] if "data.features" in keys else []
+    features = sorted(name for name in chosen if name in choice.columns and name != choice.target)
+    marker = [choice.dataset_id, choice.target, choice.task, choice.architecture, features]
     reasons = {}
-    for path, (value, reason) in starting(choice.profile, choice.target).items():
+    for path, (value, reason) in starting(choice.profile, choice.target, features).items():
         if path not in keys:  # a network without this setting
             continue
         if state.get(f"train_from_data__{path}") != marker:

@@ -22,6 +22,7 @@ from studio.modalities.tabular.profile import (
 )
 
 KEY = "train__arch_mlp__numeric_embedding"
+FEATURES = "train__data__features"
 ROWS = 200
 
 
@@ -183,6 +184,17 @@ def test_the_train_form_shows_the_choice_and_its_reason_and_keeps_the_user_s(fil
     at.selectbox(key=KEY).set_value("none").run()  # the user's choice survives a rerun
     at.number_input(key="train__training__epochs").set_value(3).run()
     assert at.selectbox(key=KEY).value == "none" and not at.exception
+    # other feature columns: the choice starts again from them, as the CLI counts only those
+    at.multiselect(key=FEATURES).set_value(["age"]).run()
+    assert at.selectbox(key=KEY).value == "none" and not at.exception
+    assert [c.value for c in at.caption if "For this data" in c.value] == [
+        as_text("For this data: none: no number input has a long right tail (like money or counts).")
+    ]
+    at.multiselect(key=FEATURES).set_value(["age", "income"]).run()
+    assert at.selectbox(key=KEY).value == "periodic"
+    assert [c.value for c in at.caption if "For this data" in c.value] == [
+        as_text("For this data: periodic: 1 number input has a long right tail, like money or counts ('income').")
+    ]
     at.selectbox(key="train_dataset").set_value(first.id).run()
     if at.selectbox(key="train_target").value != "target":
         at.selectbox(key="train_target").set_value("target").run()

@@ -54,14 +54,19 @@ class TableForm:
         rows = int(profile.get("n_rows") or 0)
         return {"data.use_all_data": fold_models_by_default(self.task, self.network, rows)}
 
-    def target_defaults(self, profile: dict[str, Any], target: str | None) -> dict[str, tuple[Any, str]]:
-        """Settings that start from the data once the target is chosen, each with its reason in a few
-        words: the table network's number embedding, periodic where a number input has a long right tail
+    def target_defaults(
+        self, profile: dict[str, Any], target: str | None, features: list[str] | None = None
+    ) -> dict[str, tuple[Any, str]]:
+        """Settings that start from the data once the target (and the feature columns: none chosen means
+        all) is chosen, each with its reason in a few words: the table network's number embedding,
+        periodic where a number input has a long right tail
         (:func:`studio.modalities.tabular.profile.number_embedding_default`; the CLI trains the same).
         The page applies those its network has."""
         from studio.modalities.tabular.profile import number_embedding_default
 
-        return {"architecture.params.numeric_embedding": number_embedding_default(profile, target)}
+        return {
+            "architecture.params.numeric_embedding": number_embedding_default(profile, target, features)
+        }
 
     def data_notes(self, profile: dict[str, Any], target_notes: Any) -> list[dict[str, Any]]:
         return target_notes()
