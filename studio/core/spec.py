@@ -482,9 +482,10 @@ class DataSpec(StudioModel):
 
     use_all_data: bool = Field(
         False,
-        title="Use all my data (fold models)",
+        title="Use all my data",
         description=(
-            "Train several models instead of one, each checked on its own block of validation rows, so that "
+            "Fold models: train several models instead of one, each checked on its own block of validation "
+            "rows, so that "
             "every row that is not a test row is both learned from and checked on; the model averages "
             "them (their probabilities, or their numbers). Usually a little more accurate on small tables; "
             "training and each prediction take as many times longer as there are fold models. The test "

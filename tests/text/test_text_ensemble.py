@@ -215,7 +215,7 @@ def test_the_train_form_offers_the_switch_for_the_bag_of_words_and_multiplies_it
     assert at.selectbox(key="train_architecture").value == "bag_of_words"
     switch = at.checkbox(key=forms.field_key("data.use_all_data", "text_classification"))
     # 200 rows read by the bag of words: it starts ticked (fold models by default up to 6,500 rows)
-    assert switch.label == "Use all my data (fold models)" and switch.value is True
+    assert switch.label == "Use all my data" and switch.value is True
     (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
     switch.uncheck().run()
     (alone,) = [m.value for m in at.markdown if "**How long:**" in m.value]

@@ -413,7 +413,7 @@ def test_the_train_form_has_the_switch_its_time_guess_and_its_limit(studio_home,
     at.switch_page("pages/train.py").run()
     switch = at.checkbox(key="train__data__use_all_data")
     # wine (178 rows) starts with the switch ticked (a small table) and the guess counts the fold models
-    assert switch.label == "Use all my data (fold models)" and switch.value is True
+    assert switch.label == "Use all my data" and switch.value is True
     (how_long,) = [m.value for m in at.markdown if "**How long:**" in m.value]
     assert "5 fold models, each" in how_long
     switch.uncheck().run()
