@@ -243,8 +243,8 @@ RUNNER = BLOCKER + textwrap.dedent(
     with contextlib.redirect_stdout(printed):
         exec(job["snippet"], namespace)
     result = {"snippet": namespace["predictions"].to_dict(orient="list"), "printed": printed.getvalue()}
-    rows = pd.read_csv(job["probe"])
     for task, path in job["bundles"].items():
+        rows = pd.read_csv(job.get("probes", {}).get(task, job["probe"]))
         zipfile.ZipFile(path).extractall(task)
         model = mlflow.pyfunc.load_model(task)
         result[task] = model.predict(rows).to_dict(orient="list")
@@ -257,8 +257,14 @@ RUNNER = BLOCKER + textwrap.dedent(
 
 
 def test_bundle_predicts_the_same_where_studio_cannot_be_imported(
-    written, loaded, probe_csv, tmp_path
+    written, loaded, probe_csv, tmp_path, tmp_path_factory
 ) -> None:
+    """Both bundles here, and the periodic-embedding bundle on dates, money and rare categories of
+    tests/bundle/test_table_features.py (it reads its table as training did without the studio), in one
+    process (its imports of torch and MLflow cost seconds)."""
+    from tests.bundle.test_table_features import films_bundle, films_expected
+
+    films = films_bundle(tmp_path_factory)
     work = tmp_path / "elsewhere"
     work.mkdir()
     (work / "model.zip").write_bytes(written["classification"]["path"].read_bytes())
@@ -266,7 +272,8 @@ def test_bundle_predicts_the_same_where_studio_cannot_be_imported(
     job = {
         "snippet": bundle.python_snippet("model.zip"),
         "probe": str(probe_csv),
-        "bundles": {task: str(item["path"]) for task, item in written.items()},
+        "bundles": {**{task: str(item["path"]) for task, item in written.items()}, "films": str(films["path"])},
+        "probes": {"films": str(films["probe"])},
     }
     (work / "job.json").write_text(json.dumps(job))
     run_outside(work, RUNNER)
@@ -277,6 +284,7 @@ def test_bundle_predicts_the_same_where_studio_cannot_be_imported(
         expected = loaded[task].predict(rows)
         assert_same(pd.DataFrame(result[task]), expected.reset_index(drop=True))
         assert_same(pd.DataFrame(result[task + "_records"]), expected.reset_index(drop=True))
+    assert_same(pd.DataFrame(result["films"]), films_expected(films).reset_index(drop=True))
     assert_same(
         pd.DataFrame(result["snippet"]), loaded["classification"].predict(rows).reset_index(drop=True)
     )

@@ -4,10 +4,6 @@ cannot be imported, ONNX against torch, and a tiny real training run with all of
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +16,7 @@ from studio import bundle
 from studio.core.runtime import TabularNet, TabularPredictor, TabularPreprocessor, fit_target
 from studio.core.spec import RunSpec
 from studio.modalities.tabular.bundle import write_tabular_bundle
-from tests.bundle.test_bundle import RUNNER, assert_same, run_onnx, torch_outputs
+from tests.bundle.test_bundle import assert_same, run_onnx, torch_outputs
 from tests.datasets.test_table_readings import movie_table
 
 NUMERIC, CATEGORICAL, DATETIME = ["budget", "running_minutes"], ["director"], ["released"]
@@ -95,7 +91,13 @@ def test_one_hot_keeps_a_learned_vector_for_a_column_with_many_values() -> None:
 
 @pytest.fixture(scope="module")
 def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A regression bundle of a periodic-embedding network on dates, money and rare categories."""
+    return films_bundle(tmp_path_factory)
+
+
+def films_bundle(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A regression bundle of a periodic-embedding network on dates, money and rare categories (no
+    training: a second of work), with rows to predict; tests/bundle/test_bundle.py writes it too, for the
+    process where the studio cannot be imported."""
     frame = movie_table()
     pre = fitted(frame)
     target = fit_target(frame["rating"], "regression")
@@ -126,33 +128,21 @@ def written(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"state": state, "path": path, "probe": probe_csv}
 
 
-def test_the_bundle_reads_the_table_as_training_did_without_the_studio(written, tmp_path) -> None:
+def films_expected(written: dict[str, Any]) -> pd.DataFrame:
+    """What the network makes of the probe rows, read as training read them (the runtime's predictor)."""
     state, rows = written["state"], pd.read_csv(written["probe"])
-    expected = TabularPredictor(
+    return TabularPredictor(
         state["preprocessing"], state["target"], state["network_config"], state["state_dict"]
     ).predict(rows)
+
+
+def test_the_bundle_reads_the_table_as_training_did(written) -> None:
+    """In the studio here; where the studio cannot be imported, in the one such process of
+    tests/bundle/test_bundle.py (``test_bundle_predicts_the_same_where_studio_cannot_be_imported``)."""
+    expected = films_expected(written)
     assert expected["predicted_rating"].nunique() > 6  # the inputs matter
     with bundle.load_bundle(written["path"]) as loaded:
-        assert_same(loaded.predict(rows), expected)
-    work = tmp_path / "elsewhere"
-    work.mkdir()
-    (work / "model.zip").write_bytes(written["path"].read_bytes())
-    (work / "data.csv").write_bytes(written["probe"].read_bytes())
-    (work / "runner.py").write_text(RUNNER)
-    job = {
-        "snippet": bundle.python_snippet("model.zip"),
-        "probe": str(written["probe"]),
-        "bundles": {"regression": str(written["path"])},
-    }
-    (work / "job.json").write_text(json.dumps(job))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=work, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    result = json.loads((work / "result.json").read_text())
-    assert result["attempts"] == [] and result["loaded"] == []
-    assert_same(pd.DataFrame(result["regression"]), expected.reset_index(drop=True))
+        assert_same(loaded.predict(pd.read_csv(written["probe"])), expected)
 
 
 def test_onnx_of_the_periodic_embedding_matches_torch(written) -> None:

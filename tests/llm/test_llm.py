@@ -280,7 +280,55 @@ def test_a_lora_run_lowers_the_loss_and_logs_its_curves_and_sample_answers(train
     assert "llm/samples.json" in artifacts
 
 
-def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_the_studio(trained, tiny):
+@pytest.fixture(scope="module")
+def outside(trained, tmp_path_factory):
+    """The answers of the adapter bundle and of its "merged" download, at temperature 0, loaded with
+    ``mlflow.pyfunc`` in ONE fresh process where ``studio`` cannot be imported (its imports of torch,
+    transformers and MLflow cost seconds; both bundles share them). The merged bundle answers first,
+    while ``peft`` cannot be imported either (never imported in that process) and the base model's folder
+    is moved away from where the bundles say; then the folder is moved back, ``peft`` unblocked and the
+    adapter bundle (which needs both) answers."""
+    from studio.bundle.reader import read_bundle_info
+    from studio.modalities.llm.bundle import merge_llm_bundle
+
+    result, spec, folder = trained
+    merged = merge_llm_bundle(folder / "model.zip", tmp_path_factory.mktemp("merged") / "merged.zip")
+    base = Path(read_bundle_info(merged)["llm"]["base_model"]["path"])
+    away = base.with_name(base.name + "-away")
+    prompts = [p for p, _ in PAIRS]
+    script = (
+        "import sys, json, shutil\nfor name in ('studio', 'peft'): sys.modules[name] = None\n"
+        "import mlflow, pandas as pd, zipfile, tempfile, glob\n"
+        "def answers(bundle):\n"
+        "    d = tempfile.mkdtemp(); zipfile.ZipFile(bundle).extractall(d)\n"
+        "    m = mlflow.pyfunc.load_model(glob.glob(d + '/**/MLmodel', recursive=True)[0].rsplit('/', 1)[0])\n"
+        "    return m.predict(pd.DataFrame({'prompt': json.loads(sys.argv[5])}))['answer'].tolist()\n"
+        "shutil.move(sys.argv[3], sys.argv[4])  # the merged model needs no base model\n"
+        "merged = answers(sys.argv[2])\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] == 'peft' and sys.modules[m] is not None]\n"
+        "shutil.move(sys.argv[4], sys.argv[3]); del sys.modules['peft']\n"
+        "print(json.dumps({'adapter': answers(sys.argv[1]), 'merged': merged}))\n"
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", script, str(folder / "model.zip"), str(merged), str(base), str(away),
+             json.dumps(prompts)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd="/",
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        )  # fmt: skip
+    finally:
+        if away.exists() and not base.exists():
+            away.rename(base)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return {"merged_bundle": merged, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_the_studio(
+    trained, tiny, outside
+):
     """The adapter (LoRA tensors only) and the base model's path; loaded with mlflow.pyfunc in a process
     where importing ``studio`` fails, it answers as the studio's own loader does at temperature 0."""
     import zipfile
@@ -303,60 +351,31 @@ def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_t
         here = bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist()
     learnt = sum(exact_match(a, r) for a, (_, r) in zip(here, PAIRS, strict=True)) / len(PAIRS)
     assert learnt >= 0.9, list(zip(here, PAIRS, strict=True))  # it learnt the instruction set
-    assert answers_without_the_studio(folder / "model.zip", prompts) == here
-
-
-def answers_without_the_studio(bundle: Path, prompts: list[str], blocked: tuple[str, ...] = ()) -> list[str]:
-    """The bundle's answers at temperature 0, loaded with ``mlflow.pyfunc`` in a process where importing
-    ``studio`` (and the ``blocked`` packages) fails."""
-    script = (
-        f"import sys, json\nfor name in {['studio', *blocked]!r}: sys.modules[name] = None\n"
-        "import mlflow, pandas as pd, zipfile, tempfile\n"
-        "d = tempfile.mkdtemp(); zipfile.ZipFile(sys.argv[1]).extractall(d)\n"
-        "import glob; m = mlflow.pyfunc.load_model(glob.glob(d + '/**/MLmodel', recursive=True)[0].rsplit('/', 1)[0])\n"
-        "print(json.dumps(m.predict(pd.DataFrame({'prompt': json.loads(sys.argv[2])}))['answer'].tolist()))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(bundle), json.dumps(prompts)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd="/",
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    assert outside["adapter"] == here
 
 
 def test_the_merged_bundle_answers_as_the_adapter_bundle_without_the_studio_peft_or_the_base(
-    trained, tmp_path
+    trained, outside
 ):
     """The "merged" download: the base model with the adapter merged in (peft's merge_and_unload) answers
     the same at temperature 0 as the adapter bundle, loaded with mlflow.pyfunc where ``studio`` and
-    ``peft`` cannot be imported and the base model's folder is not where the bundle says."""
-    import shutil
+    ``peft`` cannot be imported and the base model's folder is not where the bundle says (the
+    ``outside`` fixture)."""
     import zipfile
 
     from studio.bundle.reader import load_bundle, read_bundle_info
-    from studio.modalities.llm.bundle import merge_llm_bundle
 
     result, spec, folder = trained
     prompts = [p for p, _ in PAIRS]
     with load_bundle(folder / "model.zip") as bundle:
         here = bundle.model.predict(pd.DataFrame({"prompt": prompts}))["answer"].tolist()
-    merged = merge_llm_bundle(folder / "model.zip", tmp_path / "merged.zip")
+    merged = outside["merged_bundle"]
     info = read_bundle_info(merged)
     assert info["llm"]["merged"] and info["llm"]["method"] == "lora"
     with zipfile.ZipFile(merged) as zf:
         names = zf.namelist()
     assert any("/files/merged/" in n for n in names) and not any("/files/adapter/" in n for n in names)
-    base = Path(info["llm"]["base_model"]["path"])
-    moved = base.with_name(base.name + "-away")
-    shutil.move(base, moved)  # the merged model needs no base model
-    try:
-        assert answers_without_the_studio(merged, prompts, blocked=("peft",)) == here
-    finally:
-        shutil.move(moved, base)
+    assert outside["merged"] == here
 
 
 def test_mlflow_models_serve_answers_prompts_with_the_logged_bundle(trained, tmp_path):

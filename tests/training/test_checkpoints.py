@@ -70,11 +70,32 @@ def every_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "0")
 
 
+def check_only_the_latest_checkpoint_is_kept_and_it_loads_safely(result, folder: Path) -> None:
+    """A finished run's checkpoint folder after a checkpoint at the end of every one of its 6 epochs."""
+    assert sorted(p.name for p in folder.iterdir()) == ["epoch-0006.ckpt"]  # no older epoch, no partial file
+    checkpoint = torch.load(folder / "epoch-0006.ckpt", weights_only=True)  # tensors and plain values only
+    assert checkpoint["studio_module"]["optimizer_steps"] > 0
+    assert checkpoint["callbacks"]["BestWeights"]["best_state"]  # the best epoch's weights travel with it
+    assert checkpoint["TabularDataModule"]["order"].dtype == torch.uint8  # the data order generator
+    assert checkpoint["callbacks"]["EpochCheckpoint"]["settings"] == {
+        "batch_size": 16,
+        "accumulate": 1,
+        "retried": False,
+        "notes": [],
+    }
+    print(
+        f"checkpoint: {result.checkpoint_bytes / 1024:.0f} KiB, {result.checkpoint_seconds / 6 * 1000:.1f} ms/epoch"
+    )
+
+
 def test_a_stopped_run_resumes_in_the_same_mlflow_run_and_ends_as_a_straight_run(
     tiny_dataset, tmp_path: Path, every_epoch
 ) -> None:
+    """The straight run also checks that only the latest checkpoint is kept and that it loads safely (one
+    run serves both)."""
     spec = resumable_spec(tiny_dataset.id)
     straight = train(spec, checkpoint_dir=tmp_path / "straight", bundle_out=tmp_path / "straight.zip")
+    check_only_the_latest_checkpoint_is_kept_and_it_loads_safely(straight, tmp_path / "straight")
 
     folder = tmp_path / "stopped"
     with pytest.raises(TrainingCancelled):
@@ -119,28 +140,6 @@ def test_early_stopping_and_the_best_epoch_survive_a_resume(
 
     assert (resumed.epochs_run, resumed.best_epoch) == (straight.epochs_run, straight.best_epoch)
     assert resumed.test_metrics == pytest.approx(straight.test_metrics, abs=1e-6)
-
-
-def test_only_the_latest_checkpoint_is_kept_and_it_loads_safely(
-    tiny_dataset, tmp_path: Path, every_epoch
-) -> None:
-    folder = tmp_path / "checkpoints"
-    result = train(resumable_spec(tiny_dataset.id), checkpoint_dir=folder)
-
-    assert sorted(p.name for p in folder.iterdir()) == ["epoch-0006.ckpt"]  # no older epoch, no partial file
-    checkpoint = torch.load(folder / "epoch-0006.ckpt", weights_only=True)  # tensors and plain values only
-    assert checkpoint["studio_module"]["optimizer_steps"] > 0
-    assert checkpoint["callbacks"]["BestWeights"]["best_state"]  # the best epoch's weights travel with it
-    assert checkpoint["TabularDataModule"]["order"].dtype == torch.uint8  # the data order generator
-    assert checkpoint["callbacks"]["EpochCheckpoint"]["settings"] == {
-        "batch_size": 16,
-        "accumulate": 1,
-        "retried": False,
-        "notes": [],
-    }
-    print(
-        f"checkpoint: {result.checkpoint_bytes / 1024:.0f} KiB, {result.checkpoint_seconds / 6 * 1000:.1f} ms/epoch"
-    )
 
 
 def test_checkpoints_are_at_least_the_set_seconds_apart(tiny_dataset, tmp_path: Path, monkeypatch) -> None:

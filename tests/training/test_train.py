@@ -105,11 +105,6 @@ def test_linear_architecture_and_sgd_with_cosine_and_onehot(tiny_dataset):
     assert result.test_metrics["test/accuracy"] > 0.75
 
 
-def test_onecycle_schedule_trains(tiny_dataset):
-    result = train(make_spec(tiny_dataset.id, "classification", "label", **{"scheduler.name": "onecycle"}))
-    assert result.test_metrics["test/accuracy"] > 0.6
-
-
 def test_early_stopping_stops_before_max_epochs(tiny_dataset):
     spec = make_spec(
         tiny_dataset.id, "classification", "label", **{"training.epochs": 200, "early_stopping.patience": 2}
@@ -177,5 +172,6 @@ def test_learning_rate_schedules_are_stepped(tiny_dataset, schedule):
     elif schedule == "onecycle":
         peak = rates.index(max(rates))
         assert 0 < peak < 5 and rates[-1] < max(rates) / 10
+        assert result.test_metrics["test/accuracy"] > 0.6  # it trains (one onecycle run checks both)
     else:
         assert min(rates) < rates[0]
