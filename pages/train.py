@@ -328,8 +328,8 @@ def data_defaults(choice: Choice, fields: list[forms.FormField]) -> dict[str, st
     keys = {f.path: f.key for f in fields}
     # the feature columns as the field holds them now, of this data set (none chosen: every column but
     # the target; the field drops another data set's columns only when it is drawn, after this)
-    chosen = state.get(keys["data.features"]) or [] if "data.features" in keys else []
-    features = sorted(name for name in chosen if name in choice.columns and name != choice.target)
+    chosen = (state.get(keys["data.features"]) or []) if "data.features" in keys else []
+    features = sorted(name for name in chosen if name in choice.columns)
     marker = [choice.dataset_id, choice.target, choice.task, choice.architecture, features]
     reasons = {}
     for path, (value, reason) in starting(choice.profile, choice.target, features).items():
