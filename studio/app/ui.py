@@ -299,7 +299,8 @@ def render_field(field: FormField) -> Any:
         state[field.key] = [] if field.widget == "multiselect" and field.default is None else field.default
     common = {"label": field.label, "help": field.help or None, "key": field.key, "persist_state": "session"}
     if field.widget == "checkbox":
-        return st.checkbox(**common)
+        # a long label wraps onto a second line: in a narrow column Streamlit would cut it ("Batch normalisati…")
+        return st.checkbox(wrap=True, **common)
     if field.widget == "multiselect":
         return st.multiselect(
             options=list(field.options),

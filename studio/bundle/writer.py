@@ -3,6 +3,7 @@ model with explicit pip requirements, adds the ONNX export and a README, zips it
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -11,7 +12,7 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -121,7 +122,7 @@ def _save_and_zip(
     for code in sorted(staging.glob(f"{CODE_PREFIX}*.py")):
         if code.name != ENTRY_FILE:
             artifacts[code.stem[len(CODE_PREFIX) :]] = str(code)
-    with _quiet_mlflow():
+    with _quiet_mlflow(), _no_package_scan():
         mlflow.pyfunc.save_model(
             str(model_dir),
             python_model=str(staging / ENTRY_FILE),
@@ -139,6 +140,34 @@ def _save_and_zip(
         os.replace(partial, path)
     finally:
         partial.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def _no_package_scan() -> Iterator[None]:
+    """Save without MLflow's scan of every installed distribution (1.4 s, once per process).
+
+    ``save_model`` checks the bundle's pip requirements against the installed versions, which it reads
+    from each package's metadata (milliseconds). First, though, it maps every installed distribution to
+    the modules it holds, only so that a package without metadata can be asked for its ``__version__``
+    instead. The bundle's requirements (:func:`_pip_requirements`: mlflow, torch, pandas, numpy, and a
+    kind's own such as transformers) are all installed distributions, so an empty map for this save gives
+    the same check and the same warnings without the scan. The map is forgotten again afterwards, so
+    anything else in the process that needs it builds it as before. (A private name of MLflow's: where
+    it is missing, the save goes on as MLflow does it.)"""
+    try:
+        from mlflow.utils import requirements_utils as reqs
+    except ImportError:  # pragma: no cover - an MLflow without it
+        yield
+        return
+    if getattr(reqs, "_MODULES_TO_PACKAGES", ...) is not None:  # built already, or not MLflow's name
+        yield
+        return
+    reqs._MODULES_TO_PACKAGES = {}
+    try:
+        yield
+    finally:
+        reqs._MODULES_TO_PACKAGES = None
+        reqs._PACKAGES_TO_MODULES = None
 
 
 def write_kind_bundle(

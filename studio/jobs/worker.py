@@ -368,8 +368,8 @@ def _finish(job_id: str, state: str, reason: str | None, outcome: dict[str, Any]
 
 def warm_up() -> None:
     """What every run needs, done while the worker waits: the training stack imported, MLflow's client
-    and store ready, and MLflow's map of installed packages built (``save_model`` checks the bundle's
-    requirements against it: about 1.4 s the first time in a process, at the end of every cold run)."""
+    and store ready. (MLflow's scan of the installed packages, 1.4 s, is not needed: a bundle is saved
+    without it, see :func:`studio.bundle.writer._no_package_scan`.)"""
     import lightning_modules.callbacks  # noqa: F401  (torch, Lightning, torchmetrics)
     import lightning_modules.tabular.data  # noqa: F401
     import lightning_modules.tabular.module  # noqa: F401
@@ -379,9 +379,6 @@ def warm_up() -> None:
     from studio import tracking
 
     tracking.client()  # mlflow and its store, ready
-    from mlflow.utils import requirements_utils
-
-    requirements_utils._init_packages_to_modules_map()  # private, hence the caller's try
 
 
 MAX_JOBS_PER_WORKER = 25

@@ -233,21 +233,3 @@ def test_a_worker_started_by_hand_claims_the_job_itself(jobs_home: Path) -> None
     assert first.returncode == 0 and done.state == jobs.SUCCEEDED and done.device.startswith("direct:")
     assert again.returncode == 1 and fake_runs(jobs_home) == [job.id]  # an ended job is not run again
     assert unknown.returncode == 1 and "There is no job 'job-nope'" in unknown.stderr
-
-
-def test_a_warm_worker_has_the_slow_first_steps_of_a_run_done(
-    jobs_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Writing the first bundle in a process costs ~1.5 s more than the next (MLflow builds its map of
-    installed packages to check the requirements; measured here: 1.56 s cold, 0.03 s after): a warm
-    worker builds that map while it waits. (Here, in this process, with the map forgotten first: a
-    process of its own would import torch and Lightning again for this, ~10 s.)"""
-    from mlflow.utils import requirements_utils
-
-    from studio.jobs.worker import warm_up
-
-    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)
-    monkeypatch.setattr(requirements_utils, "_PACKAGES_TO_MODULES", None)
-    warm_up()
-    assert requirements_utils._MODULES_TO_PACKAGES is not None
-    assert requirements_utils._PACKAGES_TO_MODULES is not None

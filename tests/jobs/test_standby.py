@@ -1,14 +1,29 @@
 """When the local executor keeps a warm worker waiting: one per free slot, none while the slot's last warm
-worker is on its way back from a job, and none with ``STUDIO_STANDBY_WORKER=0`` (``serve --no-standby``).
-Worker processes are recorded, not started."""
+worker is on its way back from a job, and none with ``STUDIO_STANDBY_WORKER=0`` (``serve --no-standby``);
+and which worker a job gets when none waits. Worker processes are recorded, not started."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from studio import jobs
 from studio.jobs.executors import local
+from studio.jobs.executors.base import Slot
+from tests.jobs.jobhelpers import fake_spec
+
+
+class Stdin:
+    def __init__(self) -> None:
+        self.written = ""
+
+    def write(self, data: bytes) -> None:
+        self.written += data.decode()
+
+    def flush(self) -> None:
+        pass
 
 
 class Started:
@@ -18,7 +33,8 @@ class Started:
 
     def __init__(self, cmd: list[str], **_: object) -> None:
         Started.commands.append(cmd)
-        self.pid = 10_000 + len(Started.commands)
+        self.pid = os.getpid()  # a live process, as the executor reads its start time
+        self.stdin = Stdin()
 
     def poll(self) -> None:
         return None
@@ -56,3 +72,28 @@ def test_no_warm_worker_when_turned_off(started, monkeypatch: pytest.MonkeyPatch
     executor = local.LocalExecutor(gpus=[], cpu_slots=1)
     executor.keep_warm(busy=set())
     assert started == [] and not executor.warm
+
+
+def test_a_job_with_no_warm_worker_waiting_gets_a_new_one_that_stays_for_the_next(started) -> None:
+    job = jobs.submit_job(fake_spec(), start_scheduler=False)
+    executor = local.LocalExecutor(gpus=[], cpu_slots=1)
+    executor.launch(job, executor.slots()[0])
+    assert len(started) == 1 and "--standby" in started[0]
+    worker = executor.children[job.id]
+    assert worker.stdin.written == f"{job.id}\n"  # the job at once, after its imports
+    assert executor._reusable == {job.id: "cpu:0"}  # once it ends well, it waits for the slot's next job
+    assert executor.standby == {}  # it is the job's worker now, not a waiting one
+
+
+@pytest.mark.parametrize("turned_off", [False, True], ids=["two slots", "STUDIO_STANDBY_WORKER=0"])
+def test_a_job_on_two_slots_or_with_warm_workers_off_gets_a_worker_of_its_own(
+    started, monkeypatch: pytest.MonkeyPatch, turned_off: bool
+) -> None:
+    if turned_off:
+        monkeypatch.setenv(local.STANDBY_ENV, "0")
+    job = jobs.submit_job(fake_spec(), start_scheduler=False)
+    executor = local.LocalExecutor(gpus=[], cpu_slots=2)
+    slot = executor.slots()[0] if turned_off else Slot("cpu:0,cpu:1", "")
+    executor.launch(job, slot)
+    assert started == [[part.replace("{job_id}", job.id) for part in local.DEFAULT_WORKER_CMD]]
+    assert executor._reusable == {} and job.id in executor.children

@@ -77,6 +77,8 @@ def test_the_form_is_generated_from_the_spec(home: Path) -> None:
         widget = getattr(at, ACCESSOR[field.widget])(key=field.key)
         assert widget.label == field.label and (widget.help or "") == field.help, field.path
         assert (field.key in advanced_keys) == field.advanced, field.path
+        if field.widget == "checkbox":  # a long label wraps in a narrow column instead of being cut
+            assert widget.proto.wrap, field.path
     assert at.number_input(key="train__training__epochs").value == 100
     assert at.number_input(key="train__arch_mlp__width").value == 128
     assert at.checkbox(key="train__data__use_all_data").value  # a small table starts with fold models

@@ -1,20 +1,22 @@
 """The ``local`` executor: each job trains in a worker process on this machine.
 
-A worker (``python -m studio.cli.worker JOB_ID``) runs in its own session, so stopping the scheduler never
-stops a running job; its output goes to the job's log. One warm worker waits per free slot
-(``python -m studio.cli.worker --standby``: torch, Lightning and MLflow already imported, waiting on stdin
-for a job id), so a new job logs its first step in ~2 s instead of ~10 s. Slots are this machine's
+A worker runs in its own session, so stopping the scheduler never stops a running job; a job's output
+goes to the job's log. One warm worker waits per free slot (``python -m studio.cli.worker --standby``:
+torch, Lightning and MLflow already imported, waiting on stdin for a job id), so a new job logs its first
+step in ~2 s instead of ~10 s. When no warm worker waits (the slot has just been busy), the job's worker is
+started the same way and given the job at once: it pays the imports this once. Slots are this machine's
 GPUs (one job each) and ``STUDIO_CPU_SLOTS`` CPU slots. A job on several devices gets several slots
-joined into one (``cpu:0,cpu:1``; ``CUDA_VISIBLE_DEVICES`` lists all its GPUs) and always a fresh worker:
-the warm ones see a single slot's GPU.
+joined into one (``cpu:0,cpu:1``; ``CUDA_VISIBLE_DEVICES`` lists all its GPUs) and always a fresh worker
+of its own (``python -m studio.cli.worker JOB_ID``): the warm ones see a single slot's GPU.
 
 A warm worker is used again: when its job has ended well it says so on a pipe of its own (``ready
 JOB_ID``) and becomes the slot's waiting worker once more, so a queue of jobs on one slot (a search's
 trials) pays the imports once. Only that word counts: a worker that exits instead is reaped as usual.
+A warm worker's own output (its imports, its waiting) goes to ``standby-worker.log``.
 
 A warm worker holds about 1 GB of memory while it waits (the imports); ``STUDIO_STANDBY_WORKER=0``
-(``serve --no-standby``) keeps none, and every job then starts a fresh worker (~10 s more before its
-first step).
+(``serve --no-standby``) keeps none, and every job then starts a fresh worker of its own (~10 s more
+before its first step) that exits with its job.
 """
 
 from __future__ import annotations
@@ -218,9 +220,19 @@ class LocalExecutor:
 
     def launch(self, job: Job, slot: Slot) -> None:
         """Start the worker for a claimed job in its own session, its output into the job's log.
-        A warm worker waiting on this slot takes the job when there is one (no import wait)."""
+        A warm worker waiting on this slot takes the job when there is one (no import wait). When there
+        is none, a new worker is started as a warm one that gets the job at once: it imports first, and
+        once its job has ended well it stays for the slot's next job, as a warm worker does (a queue of
+        jobs after a cold start pays the imports once, not once per job). A job on several slots, a
+        worker command of the tests' own, or ``STUDIO_STANDBY_WORKER=0`` keep one process per job."""
         if self._hand_to_standby(job, slot):
             return
+        if self.warm and "," not in slot.name:
+            started = self._start_warm(slot)
+            if started is not None:
+                self.standby[slot.name] = started
+                if self._hand_to_standby(job, slot):
+                    return
         env = self.worker_env(slot)
         cmd = [part.replace("{job_id}", job.id) for part in self.worker_cmd]
         try:
@@ -287,28 +299,36 @@ class LocalExecutor:
             ):
                 continue  # in use, or a warm worker died young: do not start one in a loop
             self._standby_started[slot.name] = time.monotonic()
-            read_end, write_end = os.pipe()  # the worker's "ready for another job" channel
-            os.set_blocking(read_end, False)
-            try:
-                with open(settings.studio_home() / "standby-worker.log", "ab") as out:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "studio.cli.worker", "--standby"],
-                        cwd=settings.studio_home(),
-                        env={**self.worker_env(slot), READY_FD_ENV: str(write_end)},
-                        stdin=subprocess.PIPE,
-                        stdout=out,
-                        stderr=subprocess.STDOUT,
-                        start_new_session=True,
-                        pass_fds=(write_end,),
-                    )
-            except OSError as err:
-                os.close(read_end)
-                log.warning("could not start a warm worker for %s: %s", slot.name, err)
-            else:
+            proc = self._start_warm(slot)
+            if proc is not None:
                 self.standby[slot.name] = proc
-                self._ready[proc.pid] = (read_end, bytearray())
-            finally:
-                os.close(write_end)
+
+    def _start_warm(self, slot: Slot) -> subprocess.Popen | None:
+        """A warm worker for ``slot`` (``--standby``: it imports, then reads job ids on stdin), its own
+        output into ``standby-worker.log``; None when it could not be started."""
+        read_end, write_end = os.pipe()  # the worker's "ready for another job" channel
+        os.set_blocking(read_end, False)
+        try:
+            with open(settings.studio_home() / "standby-worker.log", "ab") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "studio.cli.worker", "--standby"],
+                    cwd=settings.studio_home(),
+                    env={**self.worker_env(slot), READY_FD_ENV: str(write_end)},
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    pass_fds=(write_end,),
+                )
+        except OSError as err:
+            os.close(read_end)
+            log.warning("could not start a warm worker for %s: %s", slot.name, err)
+            return None
+        else:
+            self._ready[proc.pid] = (read_end, bytearray())
+            return proc
+        finally:
+            os.close(write_end)
 
     def _retire(self, proc: subprocess.Popen) -> None:
         self._close_pipe(proc.pid)
