@@ -1,13 +1,20 @@
-"""Running a bundle where the studio is not installed: a fresh Python process in which ``studio`` and
+"""Running a bundle where the studio is not installed: a Python process of its own in which ``studio`` and
 ``lightning_modules`` cannot be imported (any attempt is recorded, and fails)."""
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
+import queue
+import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
+import threading
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -48,15 +55,119 @@ PREDICT = BLOCKER + textwrap.dedent(
 )
 
 
-def run_outside(work: Path, script: str, timeout: int = 180) -> None:
-    """Run ``script`` in ``work`` with this Python, without the studio on the path (no ``PYTHONPATH``,
-    not started from the repository); fails the test with its error when it fails."""
+FORK_SERVER = textwrap.dedent(
+    """
+    import json, os, runpy, sys, traceback
+
+    # What every script run here imports anyway: once, in this process, before any script runs. (Not
+    # transformers or huggingface_hub: they read HF_HOME and such when imported, and a script may set them.)
+    import mlflow.pyfunc, numpy, pandas, pyarrow.parquet, torch  # noqa: F401
+
+    for line in sys.stdin:
+        request = json.loads(line)
+        pid = os.fork()
+        if pid == 0:  # a fresh copy of this process runs one script, as `python runner.py` would
+            code = 1
+            try:
+                os.chdir(request["cwd"])
+                os.environ.clear()
+                os.environ.update(request["env"])
+                for fd, name in ((1, "stdout"), (2, "stderr")):
+                    os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
+                sys.argv = [request["script"]]
+                sys.path[0] = os.getcwd()
+                runpy.run_path(request["script"], run_name="__main__")
+                code = 0
+            except SystemExit as end:
+                code = end.code if isinstance(end.code, int) else (0 if end.code is None else 1)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(code)
+        print(json.dumps({"pid": pid}), flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(json.dumps({"code": os.waitstatus_to_exitcode(status)}), flush=True)
+    """
+)
+"""A process that has imported what the scripts need (mlflow, pandas, torch: ~4 CPU-s) and runs each
+script in a fork of itself. Started once per test process, outside the repository and without
+``PYTHONPATH``, so ``studio`` is not importable in it either; every script still gets a process of its
+own (nothing one bundle loads is there for the next), with its own folder, environment and output."""
+
+_server: subprocess.Popen | None = None
+_answers: queue.Queue[dict | None] = queue.Queue()
+
+
+def _fork_server() -> subprocess.Popen:
+    global _server
+    if _server is None or _server.poll() is not None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        home = tempfile.mkdtemp(prefix="studio-outside-")
+        _server = subprocess.Popen(
+            [sys.executable, "-c", FORK_SERVER], cwd=home, env=env, stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        threading.Thread(target=_read_answers, args=(_server,), daemon=True).start()
+        atexit.register(_stop_fork_server, _server)
+    return _server
+
+
+def _read_answers(server: subprocess.Popen) -> None:
+    for line in server.stdout:
+        _answers.put(json.loads(line))
+    _answers.put(None)  # it ended
+
+
+def _stop_fork_server(server: subprocess.Popen) -> None:
+    with contextlib.suppress(OSError):
+        server.stdin.close()  # it exits at the end of its input
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        server.wait(timeout=10)
+    if server.poll() is None:
+        server.kill()
+
+
+def _answer(deadline: float) -> dict:
+    try:
+        answer = _answers.get(timeout=max(0.0, deadline - time.monotonic()))
+    except queue.Empty:
+        raise TimeoutError from None
+    if answer is None:
+        raise RuntimeError("the fork server for outside runs ended")
+    return answer
+
+
+def run_outside(work: Path, script: str, timeout: int = 180, env: dict[str, str] | None = None) -> str:
+    """Run ``script`` as ``runner.py`` in ``work`` with this Python, where the studio cannot be imported
+    (no ``PYTHONPATH``, not started from the repository), in a process of its own: a fork of
+    :data:`FORK_SERVER`. ``env`` adds to this process's environment (without ``PYTHONPATH``). Returns the
+    script's standard output; fails the test with its error output when it fails or runs past
+    ``timeout`` seconds."""
+    work = Path(work).resolve()
     (work / "runner.py").write_text(script)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=work, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    request = {
+        "cwd": str(work),
+        "script": "runner.py",
+        "env": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | (env or {}),
+        "stdout": str(work / "runner.out"),
+        "stderr": str(work / "runner.err"),
+    }
+    server = _fork_server()
+    server.stdin.write(json.dumps(request) + "\n")
+    server.stdin.flush()
+    deadline = time.monotonic() + timeout
+    pid = _answer(deadline)["pid"]
+    try:
+        code = _answer(deadline)["code"]
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        _answer(time.monotonic() + 30)
+        raise AssertionError(f"runner.py ran past {timeout} s") from None
+    assert code == 0, (work / "runner.err").read_text()[-3000:]
+    return (work / "runner.out").read_text()
 
 
 def predict_outside(bundle_zip: Path, inputs: pd.DataFrame, work: Path) -> pd.DataFrame:

@@ -6,9 +6,6 @@ where the studio cannot be imported, and in its ONNX graph (which gives the targ
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from types import SimpleNamespace
@@ -22,6 +19,7 @@ from studio import bundle, jobs
 from studio.core.runtime import TabularPreprocessor, encode_target, fit_target, target_units, with_log_range
 from studio.core.spec import RunSpec
 from studio.modalities.tabular.profile import column_readings, log_target, profile_table
+from tests.bundle.outside import run_outside
 from tests.bundle.test_bundle import RUNNER, run_onnx
 from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process
@@ -162,15 +160,10 @@ def test_the_bundle_predicts_the_same_without_the_studio_and_in_onnx(trained) ->
     rows.to_csv(probe, index=False)
     rows = pd.read_csv(probe)  # the runner reads the same CSV
     (work / "model.zip").write_bytes(trained["path"].read_bytes())
-    (work / "runner.py").write_text(RUNNER)
     bundles = {"houses": str(work / "model.zip")}
     job = {"snippet": bundle.python_snippet("model.zip"), "probe": str(probe), "bundles": bundles}
     (work / "job.json").write_text(json.dumps(job))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=work, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_outside(work, RUNNER)
     outside = json.loads((work / "result.json").read_text())
     assert outside["attempts"] == [] and outside["loaded"] == []
     with zipfile.ZipFile(trained["path"]) as zf:

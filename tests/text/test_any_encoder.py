@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.bundle.outside import run_outside
 from tests.mlflow_store import new_store
 from tests.text.test_text_training import PROBE, REPO, RUNNER, reviews
 
@@ -103,18 +104,12 @@ def test_a_bert_from_a_folder_trains_through_the_transformer_network_and_its_bun
     # the model's folder gone from where it was trained (the slow MiniLM test checks this with MiniLM)
     (tmp_path / "model.zip").write_bytes(bert_run["bundle"].read_bytes())
     PROBE.to_json(tmp_path / "probe.json")
-    (tmp_path / "runner.py").write_text(RUNNER)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf"))
     moved = folder.with_name("moved-away")
     folder.rename(moved)
     try:
-        done = subprocess.run(
-            [sys.executable, "runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-        )
+        run_outside(tmp_path, RUNNER, timeout=300, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf")})
     finally:
         moved.rename(folder)
-    assert done.returncode == 0, done.stderr[-3000:]
     outside = pd.DataFrame(json.loads((tmp_path / "result.json").read_text()))
     assert list(outside["predicted_label"]) == list(out["predicted_label"])
     np.testing.assert_allclose(outside["probability_pos"], out["probability_pos"], atol=1e-5)

@@ -7,10 +7,7 @@ pretrained network with the switch is refused in one sentence before anything tr
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import torch
 
 from studio.bundle import python_snippet
 from studio.core import ensembles, runtime, text_runtime
+from tests.bundle.outside import run_outside
 from tests.bundle.test_bundle import RUNNER
 from tests.mlflow_store import new_store
 from tests.text.test_text_training import PROBE, reviews
@@ -127,15 +125,10 @@ def test_without_the_studio_the_bundle_predicts_the_mean_of_its_fold_models(ense
     PROBE.to_csv(probe, index=False)
     (tmp_path / "model.zip").write_bytes(ensemble["bundle"].read_bytes())
     (tmp_path / "data.csv").write_bytes(probe.read_bytes())
-    (tmp_path / "runner.py").write_text(RUNNER)
     bundles = {"text": str(ensemble["bundle"])}
     job = {"snippet": python_snippet("model.zip"), "probe": str(probe), "bundles": bundles}
     (tmp_path / "job.json").write_text(json.dumps(job))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_outside(tmp_path, RUNNER)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["attempts"] == [] and result["loaded"] == []
     expected = mean_of_members(ensemble["bundle"], pd.read_csv(probe))

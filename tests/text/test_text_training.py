@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.bundle.outside import run_outside
 from tests.mlflow_store import new_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -178,12 +179,7 @@ def test_the_bundle_predicts_the_same_where_the_studio_cannot_be_imported(traine
 
     (tmp_path / "model.zip").write_bytes(trained["bundle"].read_bytes())
     PROBE.to_json(tmp_path / "probe.json")
-    (tmp_path / "runner.py").write_text(RUNNER)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_outside(tmp_path, RUNNER)
     outside = pd.DataFrame(json.loads((tmp_path / "result.json").read_text()))
     with load_bundle(trained["bundle"]) as bundle:
         inside = bundle.predict(pd.read_json(tmp_path / "probe.json"))
@@ -323,13 +319,7 @@ def test_minilm_fine_tunes_through_the_studio_and_its_bundle_predicts_raw_text(m
     # where the studio cannot be imported, offline, with an empty Hugging Face cache
     (tmp_path / "model.zip").write_bytes(minilm_run["bundle"].read_bytes())
     PROBE.to_json(tmp_path / "probe.json")
-    (tmp_path / "runner.py").write_text(RUNNER)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "empty-hf"))
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_outside(tmp_path, RUNNER, timeout=300, env={"HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "empty-hf")})
     outside = pd.DataFrame(json.loads((tmp_path / "result.json").read_text()))
     assert list(outside["predicted_label"]) == list(inside["predicted_label"])
     np.testing.assert_allclose(outside["probability_pos"], inside["probability_pos"], atol=1e-5)

@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
-import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -29,6 +26,7 @@ from studio.core import ensembles
 from studio.core.errors import SpecError, TrainingError
 from studio.core.runtime import TabularPredictor, TabularPreprocessor
 from studio.engine.training import TrainHooks, evaluate_chosen_model, train
+from tests.bundle.outside import run_outside
 from tests.mlflow_store import new_store
 from tests.pages.test_runs_page import run_in_process
 from tests.training.conftest import make_table
@@ -184,14 +182,9 @@ RUNNER = textwrap.dedent(
 def test_without_the_studio_the_bundle_predicts_the_mean_of_its_fold_models(runs, tmp_path) -> None:
     probe = tmp_path / "probe.csv"
     runs["probe"].to_csv(probe, index=False)
-    (tmp_path / "runner.py").write_text(RUNNER)
     bundles = {task: str(result.bundle_path) for task, (_, result) in runs["runs"].items()}
     (tmp_path / "job.json").write_text(json.dumps({"probe": str(probe), "bundles": bundles}))
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run(
-        [sys.executable, "runner.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
+    run_outside(tmp_path, RUNNER)
     result = json.loads((tmp_path / "result.json").read_text())
     assert result["loaded"] == []
     rows = pd.read_csv(probe)
