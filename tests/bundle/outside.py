@@ -74,7 +74,7 @@ FORK_SERVER = textwrap.dedent(
                 os.environ.update(request["env"])
                 for fd, name in ((1, "stdout"), (2, "stderr")):
                     os.dup2(os.open(request[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), fd)
-                sys.argv = [request["script"]]
+                sys.argv = [request["script"], *request["args"]]
                 sys.path[0] = os.getcwd()
                 runpy.run_path(request["script"], run_name="__main__")
                 code = 0
@@ -139,18 +139,27 @@ def _answer(deadline: float) -> dict:
     return answer
 
 
-def run_outside(work: Path, script: str, timeout: int = 180, env: dict[str, str] | None = None) -> str:
-    """Run ``script`` as ``runner.py`` in ``work`` with this Python, where the studio cannot be imported
-    (no ``PYTHONPATH``, not started from the repository), in a process of its own: a fork of
-    :data:`FORK_SERVER`. ``env`` adds to this process's environment (without ``PYTHONPATH``). Returns the
-    script's standard output; fails the test with its error output when it fails or runs past
-    ``timeout`` seconds."""
+def run_outside(
+    work: Path,
+    script: str,
+    timeout: int = 180,
+    env: dict[str, str] | None = None,
+    args: list[str] | None = None,
+    base_env: dict[str, str] | None = None,
+) -> str:
+    """Run ``script`` as ``runner.py ARGS…`` in ``work`` with this Python, where the studio cannot be
+    imported (no ``PYTHONPATH``, not started from the repository), in a process of its own: a fork of
+    :data:`FORK_SERVER`. Its environment is ``base_env`` (default: this process's) without
+    ``PYTHONPATH``, plus ``env``. Returns the script's standard output; fails the test with its error
+    output when it fails or runs past ``timeout`` seconds."""
     work = Path(work).resolve()
     (work / "runner.py").write_text(script)
+    base = os.environ if base_env is None else base_env
     request = {
         "cwd": str(work),
         "script": "runner.py",
-        "env": {k: v for k, v in os.environ.items() if k != "PYTHONPATH"} | (env or {}),
+        "args": [str(arg) for arg in args or []],
+        "env": {k: v for k, v in base.items() if k != "PYTHONPATH"} | (env or {}),
         "stdout": str(work / "runner.out"),
         "stderr": str(work / "runner.err"),
     }

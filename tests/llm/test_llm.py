@@ -17,6 +17,7 @@ import pytest
 
 from studio.core.errors import DatasetError, StudioError
 from studio.modalities.llm.shapes import data_report, detect_shape, examples, read_jsonl
+from tests.bundle.outside import run_outside
 from tests.llm.tiny import PAIRS, build_model, write_chat_jsonl, write_pairs_csv
 from tests.mlflow_store import new_store
 
@@ -310,20 +311,14 @@ def outside(trained, tmp_path_factory):
         "print(json.dumps({'adapter': answers(sys.argv[1]), 'merged': merged}))\n"
     )
     try:
-        done = subprocess.run(
-            [sys.executable, "-c", script, str(folder / "model.zip"), str(merged), str(base), str(away),
-             json.dumps(prompts)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            cwd="/",
-            env={**os.environ, "OMP_NUM_THREADS": "1"},
+        out = run_outside(
+            tmp_path_factory.mktemp("outside"), script, timeout=300, env={"OMP_NUM_THREADS": "1"},
+            args=[folder / "model.zip", merged, base, away, json.dumps(prompts)],
         )  # fmt: skip
     finally:
         if away.exists() and not base.exists():
             away.rename(base)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return {"merged_bundle": merged, **json.loads(done.stdout.strip().splitlines()[-1])}
+    return {"merged_bundle": merged, **json.loads(out.strip().splitlines()[-1])}
 
 
 def test_the_bundle_holds_only_the_adapter_and_answers_in_a_subprocess_without_the_studio(

@@ -16,6 +16,7 @@ from typing import NamedTuple
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.bundle.outside import run_outside
 from tests.mlflow_store import new_store
 from tests.processes import stop_everything_under
 
@@ -158,9 +159,7 @@ def test_tiny_search_through_the_cli(cli_search: CliSearch, tmp_path: Path) -> N
         "print(len(model.predict(pd.read_csv('rows.csv'))))\n"
         "assert not any(m.split('.')[0] == 'studio' for m in sys.modules)\n"
     )
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    ran = subprocess.run([sys.executable, "-c", code], cwd=work, env=env, capture_output=True, text=True)
-    assert ran.returncode == 0 and ran.stdout.strip() == "5", ran.stderr[-2000:]
+    assert run_outside(work, code).strip() == "5"
 
 
 def test_the_search_page_shows_the_finished_search(cli_search: CliSearch) -> None:

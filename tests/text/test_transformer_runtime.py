@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -22,6 +20,7 @@ import torch
 from studio.core import pretrained
 from studio.core import transformer_runtime as tr
 from studio.core.pretrained import TextEncoderMissing, TextEncoderSource, locate_pretrained
+from tests.bundle.outside import run_outside
 
 RUNTIME_FILE = Path(tr.__file__)
 
@@ -364,11 +363,7 @@ def test_saved_files_rebuild_the_same_network_where_studio_and_the_hf_cache_are_
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "PYTHONPATH", "STUDIO_"))}
     env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HOME=str(tmp_path / "empty_hf_home"))
     env["XDG_CACHE_HOME"] = str(tmp_path / "empty_cache")
-    done = subprocess.run(
-        [sys.executable, "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "studio imported: False" in done.stdout
+    assert "studio imported: False" in run_outside(tmp_path, script, timeout=120, base_env=env)
     np.testing.assert_array_equal(np.load(files / "ids.npy"), inputs["text"].numpy())
     np.testing.assert_allclose(np.load(files / "out.npy"), expected, atol=1e-5)
     assert not (tmp_path / "empty_hf_home" / "hub").exists()
