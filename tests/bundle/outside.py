@@ -96,28 +96,32 @@ script in a fork of itself. Started once per test process, outside the repositor
 ``PYTHONPATH``, so ``studio`` is not importable in it either; every script still gets a process of its
 own (nothing one bundle loads is there for the next), with its own folder, environment and output."""
 
-_server: subprocess.Popen | None = None
-_answers: queue.Queue[dict | None] = queue.Queue()
+_server: tuple[subprocess.Popen, queue.Queue] | None = None
 
 
-def _fork_server() -> subprocess.Popen:
+def _fork_server() -> tuple[subprocess.Popen, queue.Queue]:
+    """The running fork server and the queue of its answers; a new one when there is none or it ended
+    (a test that stops every child of this process stops it too): its answers never mix with a dead
+    one's."""
     global _server
-    if _server is None or _server.poll() is not None:
-        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    if _server is None or _server[0].poll() is not None:
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH" and not k.startswith("STUDIO_")}
         home = tempfile.mkdtemp(prefix="studio-outside-")
-        _server = subprocess.Popen(
+        server = subprocess.Popen(
             [sys.executable, "-c", FORK_SERVER], cwd=home, env=env, stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
-        threading.Thread(target=_read_answers, args=(_server,), daemon=True).start()
-        atexit.register(_stop_fork_server, _server)
+        answers: queue.Queue = queue.Queue()
+        threading.Thread(target=_read_answers, args=(server, answers), daemon=True).start()
+        atexit.register(_stop_fork_server, server)
+        _server = (server, answers)
     return _server
 
 
-def _read_answers(server: subprocess.Popen) -> None:
+def _read_answers(server: subprocess.Popen, answers: queue.Queue) -> None:
     for line in server.stdout:
-        _answers.put(json.loads(line))
-    _answers.put(None)  # it ended
+        answers.put(json.loads(line))
+    answers.put(None)  # it ended
 
 
 def _stop_fork_server(server: subprocess.Popen) -> None:
@@ -129,13 +133,13 @@ def _stop_fork_server(server: subprocess.Popen) -> None:
         server.kill()
 
 
-def _answer(deadline: float) -> dict:
+def _answer(answers: queue.Queue, deadline: float) -> dict:
     try:
-        answer = _answers.get(timeout=max(0.0, deadline - time.monotonic()))
+        answer = answers.get(timeout=max(0.0, deadline - time.monotonic()))
     except queue.Empty:
         raise TimeoutError from None
     if answer is None:
-        raise RuntimeError("the fork server for outside runs ended")
+        raise RuntimeError("the fork server for outside runs ended while it ran this script")
     return answer
 
 
@@ -163,17 +167,17 @@ def run_outside(
         "stdout": str(work / "runner.out"),
         "stderr": str(work / "runner.err"),
     }
-    server = _fork_server()
+    server, answers = _fork_server()
     server.stdin.write(json.dumps(request) + "\n")
     server.stdin.flush()
     deadline = time.monotonic() + timeout
-    pid = _answer(deadline)["pid"]
+    pid = _answer(answers, deadline)["pid"]
     try:
-        code = _answer(deadline)["code"]
+        code = _answer(answers, deadline)["code"]
     except TimeoutError:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        _answer(time.monotonic() + 30)
+        _answer(answers, time.monotonic() + 30)
         raise AssertionError(f"runner.py ran past {timeout} s") from None
     assert code == 0, (work / "runner.err").read_text()[-3000:]
     return (work / "runner.out").read_text()

@@ -42,3 +42,14 @@ def test_a_failing_script_fails_the_test_with_its_error(tmp_path: Path) -> None:
     with pytest.raises(AssertionError, match="ran past 1 s"):
         run_outside(tmp_path, "import time\ntime.sleep(30)\n", timeout=1)
     assert run_outside(tmp_path, "print('the server goes on')\n") == "the server goes on\n"
+
+
+def test_a_fork_server_stopped_by_another_test_is_replaced(tmp_path: Path) -> None:
+    from tests.bundle import outside
+
+    run_outside(tmp_path, "print(1)\n")
+    server, _ = outside._fork_server()
+    server.kill()  # as a test that stops every child of its process does
+    server.wait()
+    assert run_outside(tmp_path, "print(2)\n") == "2\n"
+    assert outside._fork_server()[0] is not server

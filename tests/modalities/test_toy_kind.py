@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.processes import stop_everything_under
+
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = "tests.modalities.toy_kind"
 
@@ -109,7 +111,6 @@ def test_a_kind_registered_from_the_tests_goes_from_the_train_form_to_predict(
     shows the kind's own section, and the Predict page predicts rows with its bundle."""
     import time
 
-    import psutil
     from streamlit.testing.v1 import AppTest
 
     from studio import jobs
@@ -155,6 +156,4 @@ def test_a_kind_registered_from_the_tests_goes_from_the_train_form_to_predict(
         result = predict.dataframe[0].value
         np.testing.assert_allclose(result["predicted_y"], [3, -2, 4], atol=0.3)
     finally:
-        jobs.stop_scheduler(timeout=5)
-        for proc in psutil.Process().children(recursive=True):
-            proc.kill()
+        stop_everything_under(studio_home)  # (only this home's: not the test process's other children)
