@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from pathlib import Path
@@ -27,11 +28,13 @@ def stop_everything_under(home: Path) -> None:
     from studio.jobs import stop_scheduler
 
     for proc in processes_under(home / "searches"):
-        proc.kill()
+        with contextlib.suppress(psutil.NoSuchProcess):
+            proc.kill()
     stop_scheduler(timeout=5)
-    for proc in processes_under(home):
+    for proc in processes_under(home):  # (one may exit meanwhile: a warm worker whose scheduler stopped)
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            proc.kill()
+            with contextlib.suppress(psutil.NoSuchProcess):
+                proc.kill()
     psutil.wait_procs(processes_under(home), timeout=5)
