@@ -57,8 +57,13 @@ def hub(tiny_folder, monkeypatch):
 @pytest.fixture
 def online(tmp_path, monkeypatch):
     """Downloads allowed, into an empty Hugging Face cache."""
+    import huggingface_hub.constants as constants
+
     monkeypatch.setenv("STUDIO_ALLOW_DOWNLOADS", "1")
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    # huggingface_hub reads HF_HUB_OFFLINE once, when it is first imported: in this process that may
+    # have been during a test that switched the Hub off
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
     return tmp_path / "hf-cache"
 
