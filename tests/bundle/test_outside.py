@@ -44,12 +44,20 @@ def test_a_failing_script_fails_the_test_with_its_error(tmp_path: Path) -> None:
     assert run_outside(tmp_path, "print('the server goes on')\n") == "the server goes on\n"
 
 
-def test_a_fork_server_stopped_by_another_test_is_replaced(tmp_path: Path) -> None:
+def test_a_fork_server_stopped_by_another_test_is_replaced(tmp_path: Path, monkeypatch) -> None:
     from tests.bundle import outside
 
+    # a server that imports nothing ahead (the replacing is what is checked, not the preloading), and
+    # this process's own server left as it is for the tests after this one
+    light = outside.FORK_SERVER.replace("import mlflow.pyfunc, numpy, pandas, pyarrow.parquet, torch", "")
+    assert light != outside.FORK_SERVER
+    monkeypatch.setattr(outside, "FORK_SERVER", light)
+    monkeypatch.setattr(outside, "_server", None)
     run_outside(tmp_path, "print(1)\n")
     server, _ = outside._fork_server()
     server.kill()  # as a test that stops every child of its process does
     server.wait()
     assert run_outside(tmp_path, "print(2)\n") == "2\n"
-    assert outside._fork_server()[0] is not server
+    replaced = outside._fork_server()[0]
+    assert replaced is not server
+    outside._stop_fork_server(replaced)
