@@ -337,5 +337,6 @@ def show_run(job_id: str) -> None:
 job_param = st.query_params.get("job")
 if job_param:
     show_run(job_param)
+    ui.run_page_shown(job_param)  # (a double click's second click on Train comes back here: pages/train.py)
 else:
     show_all_runs()

@@ -7,7 +7,6 @@ What the form shows is what trains: a value the spec does not allow is kept as t
 its field, and Train stays off (saying why) until it is fixed. One press of Train makes one job.
 """
 
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -453,7 +452,7 @@ def train_button(spec: Any, blocked: bool, why_not: list[str]) -> None:
         job = jobs.submit_job(spec, token=state["train_token"]) if spec is not None and not blocked else None
         forget("train_pressed")
         if job is not None:
-            state["train_job"] = (job.id, time.monotonic())
+            ui.remember_train_press(job.id)
             ui.go_to_run(job.id)
     else:
         forget("train_token")  # the next press is a new one
@@ -467,16 +466,12 @@ infos = ui.list_datasets()
 if not infos:
     no_data_sets_yet()
 
-made_job, made_at = state.get("train_job") or (None, 0.0)
-if made_job and st.query_params.get("job") == made_job:
-    # The Train page with the address of the job this session just made: the second click of a double click
-    # that reached the page after the first had made the job and opened its run page (the Train button was
-    # already off, so it made nothing) lands on that run page too, once, and only right after the press.
-    # Later (a person who goes back to Train from the run page, the address can keep its ``job``) the
-    # Train page stays.
-    forget("train_job")
-    if time.monotonic() - made_at < ui.DOUBLE_CLICK_SECONDS:
-        ui.go_to_run(made_job)
+# The Train page with the address of the job this session just made: the second click of a double click
+# that reached the page after the first had made the job and opened its run page (the Train button was
+# already off, so it made nothing) lands on that run page too, once, and only right after the press. Later
+# (a person who goes back to Train from the run page, the address can keep its ``job``) the page stays.
+if again := ui.second_click_of_train(st.query_params.get("job")):
+    ui.go_to_run(again)
 
 by_id = {info.id: info for info in infos}
 if state.get("current_dataset") != state.get("train_dataset"):

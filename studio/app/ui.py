@@ -10,6 +10,7 @@ import contextlib
 import math
 import os
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -221,9 +222,36 @@ def new_token() -> str:
 
 
 DOUBLE_CLICK_SECONDS = 5.0
-"""How long after a press of Train the page still takes its own address with that job (``?job=``) for the
-second click of a double click and opens the run page again (pages/train.py); later it is a person coming
-back to Train, and the page stays."""
+"""How long after a press of Train (or after the run page it opened first finished showing) the Train page
+still takes its own address with that job (``?job=``) for the second click of a double click and opens the
+run page again (pages/train.py); later it is a person coming back to Train, and the page stays."""
+TRAIN_PRESS = "train_job"
+"""Session state: the job this session's last press of Train made, when, and whether its run page has
+finished showing once."""
+
+
+def remember_train_press(job_id: str) -> None:
+    st.session_state[TRAIN_PRESS] = {"job": job_id, "at": time.monotonic(), "run_page_shown": False}
+
+
+def run_page_shown(job_id: str) -> None:
+    """The run page has finished showing ``job_id``. The first time for the job a press of Train just made,
+    the double-click window starts again from now: on a busy machine the second click's rerun of the Train
+    page can arrive later than :data:`DOUBLE_CLICK_SECONDS` after the press, but it comes right after this
+    page. Its later refreshes do not move the window."""
+    press = st.session_state.get(TRAIN_PRESS)
+    if press and press["job"] == job_id and not press["run_page_shown"]:
+        press.update(at=time.monotonic(), run_page_shown=True)
+
+
+def second_click_of_train(job_param: str | None) -> str | None:
+    """The job to open again when the Train page is shown with ``?job=`` of the job this session's press
+    just made, within the double-click window (see :data:`DOUBLE_CLICK_SECONDS`); once, then forgotten."""
+    press = st.session_state.get(TRAIN_PRESS)
+    if not press or not job_param or job_param != press["job"]:
+        return None
+    del st.session_state[TRAIN_PRESS]
+    return press["job"] if time.monotonic() - press["at"] < DOUBLE_CLICK_SECONDS else None
 
 
 def go_to_run(job_id: str) -> None:
