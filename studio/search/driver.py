@@ -67,6 +67,8 @@ MAX_RESUMES = 2
 """How often a trial whose worker died is resumed before the search counts it as failed."""
 REASON_BUDGET = "Stopped when the search's time budget ran out."
 REASON_SEARCH_CANCELLED = "Stopped because the whole search was cancelled."
+SETTLE_PASSES = 5
+"""At most this many reads of the trials' jobs per pass while each read finds a trial to tell about."""
 
 
 def slot_count() -> int:
@@ -165,8 +167,14 @@ class Driver:
     def tick(self) -> str | None:
         """One pass; the search's final state once it has ended."""
         jobs = store.search_jobs(self.search_id)
-        if self._settle(jobs):  # (resuming a trial changes its state)
+        for _ in range(SETTLE_PASSES):
+            if not self._settle(jobs):
+                break  # every trial that has ended is told: what follows may end the search
+            # Read again: resuming a trial changes its state, and another trial may have ended since
+            # (two trials ending 0.1 s apart: the search ended with the second never told).
             jobs = store.search_jobs(self.search_id)
+        else:
+            return None  # still settling: the next pass goes on
         active = [job for job in jobs if job.is_active]
         if active:
             self._keep_scheduler()

@@ -301,3 +301,36 @@ def test_an_ended_search_says_in_one_sentence_when_nothing_beat_your_settings(
     )
     table = sv.trials_frame(ended, rows)
     assert list(table["Why it stopped"]) == ["", "", rows[2].reason]
+
+
+def test_a_trial_that_ends_while_another_is_told_is_told_before_the_search_ends(
+    studio_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two trials ending 0.1 s apart (seen on Ray): the pass told the study about the first, read the
+    jobs again, found none active and ended the search, the second trial never told."""
+    spec = tiny_spec(tiny_dataset(tmp_path))
+    search = control.start_search(spec, max_trials=2, start_driver=False)
+    driver = Driver(search.id)
+    jobs = []
+    for number, score in ((0, 0.8), (1, 0.9)):
+        trial = driver.study.ask()
+        trial.report(score, step=1)
+        job = _trial(search.id, spec, number)
+        assert store.claim_job(job.id, f"cpu:{number}")
+        jobs.append(job)
+    store.finish_job(jobs[0].id, store.SUCCEEDED)
+
+    settle = driver._settle
+
+    def the_second_ends_meanwhile(seen: list[store.Job]) -> bool:
+        acted = settle(seen)
+        if store.get_job(jobs[1].id).is_active:
+            store.finish_job(jobs[1].id, store.SUCCEEDED)
+        return acted
+
+    monkeypatch.setattr(driver, "_settle", the_second_ends_meanwhile)
+    ended = driver.tick()
+    assert ended == records.FINISHED
+    assert [store.get_job(job.id).trial_state for job in jobs] == ["complete", "complete"]
+    assert [t.state.name for t in driver.study.get_trials()] == ["COMPLETE", "COMPLETE"]
+    assert records.get_search(search.id).best_job_id == jobs[1].id
