@@ -248,7 +248,7 @@ def second_click_of_train(job_param: str | None) -> str | None:
     """The job to open again when the Train page is shown with ``?job=`` of the job this session's press
     just made, within the double-click window (see :data:`DOUBLE_CLICK_SECONDS`); once, then forgotten."""
     press = st.session_state.get(TRAIN_PRESS)
-    if not press or not job_param or job_param != press["job"]:
+    if not press or job_param != press["job"]:
         return None
     del st.session_state[TRAIN_PRESS]
     return press["job"] if time.monotonic() - press["at"] < DOUBLE_CLICK_SECONDS else None
