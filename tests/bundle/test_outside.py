@@ -46,18 +46,17 @@ def test_a_failing_script_fails_the_test_with_its_error(tmp_path: Path) -> None:
 
 def test_a_fork_server_stopped_by_another_test_is_replaced(tmp_path: Path, monkeypatch) -> None:
     from tests.bundle import outside
+    from tests.forkserver import ForkServer, stop
 
     # a server that imports nothing ahead (the replacing is what is checked, not the preloading), and
     # this process's own server left as it is for the tests after this one
-    light = outside.FORK_SERVER.replace("import mlflow.pyfunc, numpy, pandas, pyarrow.parquet, torch", "")
-    assert light != outside.FORK_SERVER
-    monkeypatch.setattr(outside, "FORK_SERVER", light)
-    monkeypatch.setattr(outside, "_server", None)
+    light = ForkServer("", cwd=outside.SERVER.cwd, env=outside.SERVER.env)
+    monkeypatch.setattr(outside, "SERVER", light)
     run_outside(tmp_path, "print(1)\n")
-    server, _ = outside._fork_server()
+    server, _ = light.process()
     server.kill()  # as a test that stops every child of its process does
     server.wait()
     assert run_outside(tmp_path, "print(2)\n") == "2\n"
-    replaced = outside._fork_server()[0]
+    replaced = light.process()[0]
     assert replaced is not server
-    outside._stop_fork_server(replaced)
+    stop(replaced)

@@ -1,4 +1,6 @@
-"""``python -m studio`` in real subprocesses: train, predict, data sets, and one-line errors."""
+"""``python -m studio`` in processes of their own: train, predict, data sets, and one-line errors (in fresh
+interpreters; the commands that train and predict in forks of a server that has imported the training
+stack, ``tests.studio_cli``)."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+
+from tests.studio_cli import run_studio
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -49,7 +53,7 @@ def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
         # trains those, tests/test_fold_defaults.py checks the CLI's rule)
         "data:\n  use_all_data: false\n"
     )
-    proc = run_cli(
+    proc = run_studio(
         "train", "--data", str(table_csv), "--spec", str(spec), "--epochs", "6", "--bundle-out", str(bundle)
     )
     assert proc.returncode == 0, proc.stderr
@@ -63,11 +67,11 @@ def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
     assert re.search(r"^Kept epoch \d+ of 6", proc.stdout, re.M)
     assert bundle.is_file()
 
-    listed = run_cli("datasets", "list")
+    listed = run_studio("datasets", "list")
     assert listed.returncode == 0 and "table" in listed.stdout
 
     out = tmp_path / "predictions.csv"
-    predicted = run_cli("predict", str(bundle), str(table_csv), "--out", str(out))
+    predicted = run_studio("predict", str(bundle), str(table_csv), "--out", str(out))
     assert predicted.returncode == 0, predicted.stderr
     frame = pd.read_csv(out)
     assert {"predicted_kind", "probability_down", "probability_up"} <= set(frame.columns)
@@ -77,7 +81,7 @@ def test_train_then_predict_with_the_bundle(studio_home, tmp_path, table_csv):
 
     odd = tmp_path / "odd.csv"
     odd.write_text("note,a,b\nempty,,\nfar,100,0.5\nusual,0.5,-0.5\n")
-    predicted = run_cli("predict", str(bundle), str(odd))
+    predicted = run_studio("predict", str(bundle), str(odd))
     assert predicted.returncode == 0, predicted.stderr
     assert "warning: 2 of 3 rows are guesses" in predicted.stderr
     warnings = pd.read_csv(io.StringIO(predicted.stdout))["prediction_warning"].tolist()

@@ -6,9 +6,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import os
-import subprocess
-import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -28,6 +25,7 @@ from studio.modalities import predict_csv
 from studio.modalities.image.bundle import predict_pictures, write_image_bundle
 from tests.bundle.outside import BLOCKER, run_outside
 from tests.images.conftest import CLASSES, encode, picture
+from tests.studio_cli import run_studio
 
 SIZE = 32
 
@@ -275,18 +273,11 @@ def test_an_image_bundle_without_its_preparation_is_refused(written, tmp_path) -
 
 
 def test_studio_predict_takes_a_plain_list_of_picture_paths(written, pictures, tmp_path) -> None:
-    """``python -m studio predict picture_model.zip paths.csv`` in a fresh process: a one-column CSV of
-    paths (absolute here) is a list of pictures, not a table that needs two columns."""
+    """``python -m studio predict picture_model.zip paths.csv`` in a process of its own: a one-column CSV
+    of paths (absolute here) is a list of pictures, not a table that needs two columns."""
     listing = tmp_path / "paths.csv"
     listing.write_text("\n".join(str(p) for p in pictures) + "\n")
-    done = subprocess.run(
-        [sys.executable, "-m", "studio", "predict", str(written["small_cnn"]["path"]), str(listing)],
-        cwd=Path(__file__).resolve().parents[2],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = run_studio("predict", written["small_cnn"]["path"], listing)
     assert done.returncode == 0, done.stderr
     rows = pd.read_csv(io.StringIO(done.stdout))
     expected = reference(written["small_cnn"]["state"], pictures)

@@ -6,9 +6,7 @@ module``)."""
 from __future__ import annotations
 
 import io
-import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -20,19 +18,13 @@ from studio.modalities import predict_csv
 from studio.modalities.image.bundle import write_image_bundle
 from tests.images.conftest import CLASSES, encode, picture
 from tests.images.test_bundle_images import make_state
+from tests.studio_cli import run_studio
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def predict_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "studio", "predict", *args],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_studio("predict", *args)
 
 
 @pytest.fixture(scope="module")

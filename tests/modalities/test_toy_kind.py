@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 
@@ -16,24 +15,18 @@ import pandas as pd
 import pytest
 
 from tests.processes import stop_everything_under
+from tests.studio_cli import run_studio
 
 REPO = Path(__file__).resolve().parents[2]
 PLUGIN = "tests.modalities.toy_kind"
 
 
 def run_cli(*args: str, plugin: bool = True) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = dict(os.environ)
     env.pop("STUDIO_MODALITIES", None)
     if plugin:
         env["STUDIO_MODALITIES"] = PLUGIN
-    return subprocess.run(
-        [sys.executable, "-m", "studio", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    return run_studio(*args, env=env)
 
 
 @pytest.fixture

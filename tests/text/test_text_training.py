@@ -19,6 +19,7 @@ import pytest
 
 from tests.bundle.outside import run_outside
 from tests.mlflow_store import new_store
+from tests.studio_cli import run_studio
 
 REPO = Path(__file__).resolve().parents[2]
 NEUTRAL = [
@@ -228,14 +229,7 @@ def test_the_cli_trains_text_with_defaults_and_predicts_a_csv_of_texts(tmp_path)
     rows.drop(columns=["label"]).to_csv(tmp_path / "reviews.csv", index=False)
 
     def cli(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            [sys.executable, "-m", "studio", *args],
-            cwd=REPO,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_studio(*args, env=env)
 
     done = cli("train", "--data", str(tmp_path / "reviews.csv"), "--target", "stars", "--epochs", "5",
                "--bundle-out", str(tmp_path / "model.zip"))  # fmt: skip
