@@ -47,7 +47,7 @@ def test_cancelling_a_search_stops_it_whole(search_home: Path, tmp_path: Path, s
 
 
 def test_a_search_goes_on_after_its_driver_scheduler_and_worker_were_killed(
-    search_home: Path, tmp_path: Path, slow_epochs
+    search_home: Path, tmp_path: Path, slow_epochs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from studio import jobs
     from studio.search import control, records
@@ -71,6 +71,8 @@ def test_a_search_goes_on_after_its_driver_scheduler_and_worker_were_killed(
         raise AssertionError(f"the driver's lock is still held: {_holders(search_home)}") from None
     assert jobs.get_job(control.trials(search.id)[0].id).state == jobs.RUNNING  # nobody noticed yet
 
+    # every process that had the slow epochs is gone: the resumed search's trials train at full speed
+    monkeypatch.delenv("STUDIO_TEST_SLOW_EPOCHS")
     control.resume_search(search.id)  # what opening it on the page or `jobs resume` does
     done = control.wait_for_search(search.id, timeout=240)
     assert done.state == records.FINISHED, done.reason
