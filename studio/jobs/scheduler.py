@@ -268,7 +268,8 @@ class Scheduler:
         queued = store.queued_jobs()
         if not queued:
             return
-        busy = busy_slots(store.list_jobs(states=[RUNNING], actions=True))
+        running = store.list_jobs(states=[RUNNING], actions=True)
+        busy = busy_slots(running) | self.executor.settling({job.id for job in running})
         held: set[str] = set()  # free slots a job asking several devices waits for
         for job in queued:
             devices = _devices(job)

@@ -80,6 +80,9 @@ class ThreadExecutor:
     def keep_warm(self, busy: set[str]) -> None:
         pass
 
+    def settling(self, running: set[str]) -> set[str]:
+        return set()
+
     def running(self) -> bool:
         return any(t.is_alive() for _, t in self.threads.values())
 

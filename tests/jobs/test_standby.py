@@ -5,6 +5,7 @@ and which worker a job gets when none waits. Worker processes are recorded, not 
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -35,9 +36,13 @@ class Started:
         Started.commands.append(cmd)
         self.pid = os.getpid()  # a live process, as the executor reads its start time
         self.stdin = Stdin()
+        self.terminated = False
 
     def poll(self) -> None:
         return None
+
+    def terminate(self) -> None:
+        self.terminated = True
 
 
 @pytest.fixture
@@ -97,3 +102,48 @@ def test_a_job_on_two_slots_or_with_warm_workers_off_gets_a_worker_of_its_own(
     executor.launch(job, slot)
     assert started == [[part.replace("{job_id}", job.id) for part in local.DEFAULT_WORKER_CMD]]
     assert executor._reusable == {} and job.id in executor.children
+
+
+def _ended_on_a_warm_worker(executor: local.LocalExecutor) -> jobs.Job:
+    """A job that ran on a new warm worker and has just ended well (in the store); the worker has not yet
+    said whether it takes the next job."""
+    from studio.jobs import store
+
+    job = jobs.submit_job(fake_spec(), start_scheduler=False)
+    assert store.claim_job(job.id, "cpu:0")
+    executor.launch(job, executor.slots()[0])
+    assert store.finish_job(job.id, jobs.SUCCEEDED)
+    return job
+
+
+def test_the_next_job_waits_for_the_warm_worker_finishing_the_last_one(
+    started, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen in the scheduler's log: the next job of a queue went to a new worker (imports again) because
+    it was handed out before the last job's worker said it was ready, which it did half a second later."""
+    from studio.jobs.scheduler import Scheduler
+
+    executor = local.LocalExecutor(gpus=[], cpu_slots=1)
+    scheduler = Scheduler(executor=executor)
+    first = _ended_on_a_warm_worker(executor)
+    worker = executor.children[first.id]
+    second = jobs.submit_job(fake_spec(), start_scheduler=False)
+
+    scheduler.tick()  # the worker has not said "ready" yet: the slot is still its
+    assert len(started) == 1 and jobs.get_job(second.id).state == jobs.QUEUED
+    monkeypatch.setattr(executor, "_said_ready", lambda pid, job_id: job_id == first.id)
+    scheduler.tick()  # it has: it takes the next job
+    assert len(started) == 1 and jobs.get_job(second.id).state == jobs.RUNNING
+    assert worker.stdin.written == f"{first.id}\n{second.id}\n"
+
+
+def test_a_warm_worker_that_never_says_ready_is_let_go(started, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(local, "SETTLE_SECONDS", 0.2)
+    executor = local.LocalExecutor(gpus=[], cpu_slots=1)
+    first = _ended_on_a_warm_worker(executor)
+    worker = executor.children[first.id]
+    assert executor.settling(running=set()) == {"cpu:0"}
+    assert executor.settling(running={first.id}) == set()  # (its job runs: busy as a running job)
+    time.sleep(0.3)
+    assert executor.settling(running=set()) == set() and worker.terminated
+    assert first.id not in executor._reusable  # when it exits, poll reaps it as any worker

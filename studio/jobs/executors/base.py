@@ -63,6 +63,10 @@ class Executor(Protocol):
     def keep_warm(self, busy: set[str]) -> None:
         """Prepare for the next job on the free slots (``busy``: slot names in use), if it can."""
 
+    def settling(self, running: set[str]) -> set[str]:
+        """Slots to keep busy a moment longer although their job has ended (``running``: the ids of the
+        jobs the store has as running): the process that ran it is about to take the slot's next job."""
+
     def running(self) -> bool:
         """Whether any run it started is still going."""
 

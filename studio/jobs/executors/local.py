@@ -42,6 +42,9 @@ log = logging.getLogger("studio.scheduler")
 
 DEFAULT_WORKER_CMD = (sys.executable, "-m", "studio.cli.worker", "{job_id}")
 WARM_RETRY_SECONDS = 30.0
+SETTLE_SECONDS = 20.0
+"""How long a warm worker whose job has ended may take to say it is ready for the next one (it frees the
+job's memory first) before it is let go and its slot given to a new worker."""
 READY_FD_ENV = "STUDIO_READY_FD"
 """The file descriptor on which a warm worker says ``ready JOB_ID`` when it can take another job."""
 STANDBY_ENV = "STUDIO_STANDBY_WORKER"
@@ -130,6 +133,7 @@ class LocalExecutor:
         self._standby_started: dict[str, float] = {}
         self._ready: dict[int, tuple[int, bytearray]] = {}  # warm worker pid -> (its pipe, unread bytes)
         self._reusable: dict[str, str] = {}  # job id -> slot, for jobs run by a warm worker
+        self._settling_since: dict[str, float] = {}  # job id -> when its end was first seen here
 
     def slots(self) -> list[Slot]:
         if self._slots is None:  # (found when first needed: cancelling a job needs no GPU list)
@@ -278,6 +282,33 @@ class LocalExecutor:
                 return True
         self._retire(proc)
         return False
+
+    def settling(self, running: set[str]) -> set[str]:
+        """The slots of warm workers whose job has ended (it is not in ``running``) but that have not yet
+        said whether they take the next one. A queued job waits for that word (one pass or two) and
+        goes to the same worker, where it would otherwise start a new one (~10 s of imports, beside
+        the worker that is about to wait idle). A worker that has not said so within
+        :data:`SETTLE_SECONDS` is let go; :meth:`poll` reaps it and the slot is free."""
+        now = time.monotonic()
+        for job_id in list(self._settling_since):
+            if job_id not in self._reusable:
+                del self._settling_since[job_id]
+        slots = set()
+        for job_id, slot in list(self._reusable.items()):
+            if job_id in running:
+                continue
+            since = self._settling_since.setdefault(job_id, now)
+            if now - since <= SETTLE_SECONDS:
+                slots.add(slot)
+                continue
+            log.warning("job %s ended %.0f s ago and its worker has not taken another; letting it go",
+                        job_id, now - since)  # fmt: skip
+            del self._reusable[job_id], self._settling_since[job_id]
+            proc = self.children.get(job_id)
+            if proc is not None:
+                with contextlib.suppress(OSError):
+                    proc.terminate()
+        return slots
 
     def keep_warm(self, busy: set[str]) -> None:
         """Keep one warm worker per free slot (started when the slot has nothing to run, so its imports

@@ -582,6 +582,9 @@ class RayExecutor:
     def logs(self, job: Job) -> Path:
         return store.log_path(job.id)
 
+    def settling(self, running: set[str]) -> set[str]:
+        return set()  # every job is a Ray task of its own: nothing to wait for
+
     def keep_warm(self, busy: set[str]) -> None:
         """The scheduler's first pass: MLflow (seconds to import) is readied in a thread, not when a job's
         data set is sent. Only the scheduler asks: a process that only counts the slots (a search's
