@@ -29,12 +29,12 @@ train-sample: install
 lint:
 	$(PYTHON) -m ruff check .
 
-# Everything CI runs: lint, the fast suite and the browser tests, then the cluster tests (a local Ray head),
-# then what idle `serve` holds (bench/footprint.py at its tiny size: a 2-epoch run, ~40 s).
+# Everything CI runs: lint, then the fast suite, the browser tests, the tiny benchmarks and the cluster
+# tests (a local Ray head: its files run one after another in one process) in one parallel run, then what
+# idle `serve` holds (bench/footprint.py at its tiny size: a 2-epoch run, ~40 s).
 test: install-dev install-browser install-cluster
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu and not ray and not postgres"
-	$(PYTHON) -m pytest -m "(ray or postgres) and not slow"
+	$(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu"
 	$(PYTHON) bench/footprint.py --tiny
 
 test-fast: install-dev
