@@ -6,9 +6,7 @@ AppTest) shows the finished search. The search runs once, for every test here.""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import NamedTuple
@@ -19,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from tests.bundle.outside import run_outside
 from tests.mlflow_store import new_store
 from tests.processes import stop_everything_under
+from tests.studio_cli import run_studio
 
 ROOT = Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
@@ -30,14 +29,7 @@ class CliSearch(NamedTuple):
 
 
 def studio(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "studio", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
+    return run_studio(*args, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
