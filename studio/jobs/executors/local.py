@@ -290,9 +290,7 @@ class LocalExecutor:
         the worker that is about to wait idle). A worker that has not said so within
         :data:`SETTLE_SECONDS` is let go; :meth:`poll` reaps it and the slot is free."""
         now = time.monotonic()
-        for job_id in list(self._settling_since):
-            if job_id not in self._reusable:
-                del self._settling_since[job_id]
+        self._settling_since = {j: t for j, t in self._settling_since.items() if j in self._reusable}
         slots = set()
         for job_id, slot in list(self._reusable.items()):
             if job_id in running:
@@ -301,8 +299,7 @@ class LocalExecutor:
             if now - since <= SETTLE_SECONDS:
                 slots.add(slot)
                 continue
-            log.warning("job %s ended %.0f s ago and its worker has not taken another; letting it go",
-                        job_id, now - since)  # fmt: skip
+            log.warning("job %s ended %.0f s ago; its worker has not said it is ready: let go", job_id, now - since)
             del self._reusable[job_id], self._settling_since[job_id]
             proc = self.children.get(job_id)
             if proc is not None:
