@@ -17,6 +17,8 @@ import pytest
 from studio.server import serve as serve_mod
 from tests.mlflow_store import new_store
 
+pytestmark = pytest.mark.python_m_workers  # (the studio's processes as they are: command lines, parents)
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 # A stand-in app: the serve tests are about processes, not pages (the browser test drives the real app).

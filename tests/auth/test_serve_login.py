@@ -20,6 +20,8 @@ import pytest
 from studio.server import auth
 from studio.server import serve as serve_mod
 
+pytestmark = pytest.mark.python_m_workers  # (every child's environment, as a studio's are)
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 Address = namedtuple("Address", "family address netmask broadcast ptp")  # what psutil.net_if_addrs lists
 

@@ -16,6 +16,8 @@ from tests.jobs.jobhelpers import FAKE_WORKER, fake_spec
 from tests.processes import processes_under
 from tests.search.helpers import tiny_dataset, tiny_spec
 
+pytestmark = pytest.mark.python_m_workers  # (which process reaps which, as a studio's are)
+
 
 def zombies(home: Path) -> list[str]:
     """Zombies whose parent is this test or a process of the studio in ``home``."""

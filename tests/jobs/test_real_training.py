@@ -31,6 +31,7 @@ def _mlflow_status(run_id: str) -> str:
     return tracking.client().get_run(run_id).info.status
 
 
+@pytest.mark.python_m_workers  # (a studio's worker as it starts by default: a new interpreter)
 def test_real_job_trains_to_the_end_and_another_is_cancelled_mid_run(jobs_home: Path, tmp_path: Path) -> None:
     from studio.data import add_csv
 

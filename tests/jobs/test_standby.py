@@ -50,6 +50,7 @@ def started(jobs_home: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]
     Started.commands = []
     monkeypatch.setattr(local.subprocess, "Popen", Started)
     monkeypatch.delenv(local.STANDBY_ENV, raising=False)
+    monkeypatch.delenv(local.FORK_SERVER_ENV, raising=False)  # (workers are started with Popen, not forked)
     return Started.commands
 
 

@@ -21,6 +21,8 @@ DRIVER = (
     "sys.exit(serve('127.0.0.1', int(sys.argv[1]), 5000, app=Path(sys.argv[2]), mlflow_uri=sys.argv[3]))"
 )
 
+pytestmark = pytest.mark.python_m_workers  # (serve's children, as a studio's are)
+
 
 def _serve(tmp_path: Path, uri: str) -> tuple[subprocess.Popen, Path, int]:
     app = tmp_path / "app.py"
