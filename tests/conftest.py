@@ -34,11 +34,11 @@ def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session", autouse=True)
 def _worker_fork_server() -> None:
     """The studio's workers that the tests start are forks of this test process's fork server
-    (``tests/worker_forks.py``): set for the whole session, so module-scoped fixtures get it too."""
+    (``tests.forkserver.STUDIO``): set for the whole session, so module-scoped fixtures get it too."""
     from studio.jobs.forkserver import FORK_SERVER_ENV
-    from tests.worker_forks import SERVER
+    from tests.forkserver import STUDIO
 
-    os.environ[FORK_SERVER_ENV] = SERVER.socket()
+    os.environ[FORK_SERVER_ENV] = STUDIO.socket()
 
 
 @pytest.fixture(autouse=True)
@@ -46,12 +46,12 @@ def _workers_of_this_test(request: pytest.FixtureRequest, monkeypatch: pytest.Mo
     """New interpreters for the workers of tests marked ``python_m_workers`` and of the browser tests; a
     new fork server when the last one has ended (a test stopped it)."""
     from studio.jobs.forkserver import FORK_SERVER_ENV
-    from tests.worker_forks import SERVER
+    from tests.forkserver import STUDIO
 
     if request.node.get_closest_marker("python_m_workers") or request.node.path.is_relative_to(E2E):
         monkeypatch.delenv(FORK_SERVER_ENV, raising=False)
-    elif SERVER.socket() != os.environ.get(FORK_SERVER_ENV):
-        os.environ[FORK_SERVER_ENV] = SERVER.socket()
+    elif STUDIO.socket() != os.environ.get(FORK_SERVER_ENV):
+        os.environ[FORK_SERVER_ENV] = STUDIO.socket()
 
 
 E2E = Path(__file__).with_name("e2e")

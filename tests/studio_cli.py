@@ -20,21 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.forkserver import ForkServer, ServerEnded
-
-REPO = Path(__file__).resolve().parents[1]
-
-PRELOAD = (
-    "import studio, pandas, torch, pytorch_lightning, mlflow.pyfunc, mlflow.store.tracking.sqlalchemy_store"
-)
-
-
-def _with_repo(env: dict[str, str]) -> dict[str, str]:
-    others = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p != str(REPO)]
-    return {**env, "PYTHONPATH": os.pathsep.join([str(REPO), *others])}
-
-
-SERVER = ForkServer(PRELOAD, cwd=lambda: str(REPO), env=lambda: _with_repo(dict(os.environ)))
+from tests.forkserver import REPO, STUDIO, ServerEnded, with_repo
 
 
 def run_studio(
@@ -42,19 +28,19 @@ def run_studio(
 ) -> subprocess.CompletedProcess:
     """What ``subprocess.run([python, "-m", "studio", *args], cwd=cwd, env=env, capture_output=True,
     text=True, timeout=timeout)`` gives (``env`` defaults to this process's, with the repository on
-    ``PYTHONPATH``), from a fork of :data:`SERVER`."""
+    ``PYTHONPATH``), from a fork of :data:`tests.forkserver.STUDIO`."""
     command = [sys.executable, "-m", "studio", *map(str, args)]
     with tempfile.TemporaryDirectory(prefix="studio-cli-") as out:
         request = {
             "cwd": str(cwd),
             "module": "studio",
             "args": command[3:],
-            "env": _with_repo(dict(os.environ if env is None else env)),
+            "env": with_repo(dict(os.environ if env is None else env)),
             "stdout": f"{out}/stdout",
             "stderr": f"{out}/stderr",
         }
         try:
-            code = SERVER.run(request, timeout)
+            code = STUDIO.run(request, timeout)
         except TimeoutError:
             raise subprocess.TimeoutExpired(command, timeout) from None
         except ServerEnded:

@@ -53,10 +53,10 @@ def test_a_fork_server_stopped_by_another_test_is_replaced(tmp_path: Path, monke
     light = ForkServer("", cwd=outside.SERVER.cwd, env=outside.SERVER.env)
     monkeypatch.setattr(outside, "SERVER", light)
     run_outside(tmp_path, "print(1)\n")
-    server, _ = light.process()
+    server = light.proc
     server.kill()  # as a test that stops every child of its process does
     server.wait()
     assert run_outside(tmp_path, "print(2)\n") == "2\n"
-    replaced = light.process()[0]
-    assert replaced is not server
+    replaced = light.proc
+    assert replaced is not server and replaced.poll() is None
     stop(replaced)
