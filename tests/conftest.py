@@ -35,7 +35,7 @@ def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _worker_fork_server() -> None:
     """The studio's workers that the tests start are forks of this test process's fork server
     (``tests.forkserver.STUDIO``): set for the whole session, so module-scoped fixtures get it too."""
-    from studio.jobs.forkserver import FORK_SERVER_ENV
+    from studio.core.forkserver import FORK_SERVER_ENV
     from tests.forkserver import STUDIO
 
     os.environ[FORK_SERVER_ENV] = STUDIO.socket()
@@ -45,7 +45,7 @@ def _worker_fork_server() -> None:
 def _workers_of_this_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """New interpreters for the workers of tests marked ``python_m_workers`` and of the browser tests; a
     new fork server when the last one has ended (a test stopped it)."""
-    from studio.jobs.forkserver import FORK_SERVER_ENV
+    from studio.core.forkserver import FORK_SERVER_ENV
     from tests.forkserver import STUDIO
 
     if request.node.get_closest_marker("python_m_workers") or request.node.path.is_relative_to(E2E):

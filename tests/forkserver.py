@@ -1,5 +1,5 @@
 """Fork servers for the tests: processes that import what their runs need once, then start each run as a
-fork of themselves (the studio's own server, ``studio/jobs/forkserver.py``, run by its path). Every run is
+fork of themselves (the studio's own server, ``studio/core/forkserver.py``, run by its path). Every run is
 still a process of its own (its own folder, environment, standard streams, session and exit code,
 nothing one run loads left for the next), without paying the imports again.
 
@@ -8,7 +8,7 @@ test that stops every child of its process stops it too); a server exits when it
 latest when the test process ends:
 
 - :data:`STUDIO`: torch, Lightning, MLflow and ``studio`` imported. The studio's workers that the tests'
-  schedulers start are forks of it (``STUDIO_WORKER_FORK_SERVER``, set in ``tests/conftest.py``: each
+  schedulers start are forks of it (``STUDIO_FORK_SERVER``, set in ``tests/conftest.py``: each
   test starts a scheduler and a warm worker of its own, and each of those used to pay ~7 CPU-s of
   imports), and so are the ``python -m studio`` commands that train or predict (``tests.studio_cli``).
   It imports only libraries and ``studio`` itself (which reads no setting when imported), never the
@@ -28,8 +28,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import studio.jobs.forkserver as forkserver
-from studio.jobs.forkserver import FORK_SERVER_ENV, UNKNOWN_EXIT
+import studio.core.forkserver as forkserver
+from studio.core.forkserver import FORK_SERVER_ENV, UNKNOWN_EXIT
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
+from studio.core.forkserver import ForkedProcess, popen
+
 
 @functools.lru_cache(maxsize=1)
 def gpu_names() -> tuple[str, ...]:
@@ -74,22 +76,15 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
     return restore
 
 
-def start_daemon(cmd: list[str], folder: Path, log_file: Path, env: dict[str, str]) -> subprocess.Popen:
+def start_daemon(cmd: list[str], folder: Path, log_file: Path, env: dict[str, str]) -> subprocess.Popen | ForkedProcess:
     """Start ``cmd`` in ``folder`` in a session of its own (it outlives the process that started it),
-    appending its output to ``log_file``.
+    appending its output to ``log_file`` (a fork of the fork server when ``STUDIO_FORK_SERVER`` names one:
+    :func:`studio.core.forkserver.popen`).
 
     A thread waits for it, so whenever it exits (a scheduler's idle exit, a search's driver at its end)
     it is reaped at once and never lingers as a zombie of a long-lived starter such as the Streamlit
     server; ``poll()`` and ``returncode`` still tell whether it has exited."""
     with open(log_file, "ab") as out:
-        proc = subprocess.Popen(
-            cmd,
-            cwd=folder,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        proc = popen(cmd, cwd=folder, env=env, stdout=out)
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return proc

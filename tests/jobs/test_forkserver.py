@@ -1,6 +1,6 @@
-"""The fork server the local executor can start its workers from (``studio.jobs.forkserver``): what a
+"""The fork server the local executor can start its workers from (``studio.core.forkserver``): what a
 process it starts gets (folder, environment, descriptors, session, exit code, signals), and that the
-executor starts a new interpreter when no server answers."""
+studio starts a new interpreter when no server answers."""
 
 from __future__ import annotations
 
@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pytest
 
-import studio.jobs.forkserver as forkserver
-from studio.jobs.executors.local import LocalExecutor
-from studio.jobs.forkserver import FORK_SERVER_ENV, UNKNOWN_EXIT, ForkedProcess, start
+import studio.core.forkserver as forkserver
+from studio.core.forkserver import FORK_SERVER_ENV, UNKNOWN_EXIT, ForkedProcess, popen, start
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -128,18 +127,17 @@ def test_when_the_server_dies_first_the_process_still_ends_with_a_code(server, t
     os.unlink(path)  # (a killed server leaves its socket)
 
 
-def test_the_executor_forks_the_worker_when_a_server_answers_and_starts_python_m_when_none_does(
+def test_a_studio_process_is_forked_when_a_server_answers_and_started_with_python_m_when_none_does(
     server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path, _ = server
-    executor = LocalExecutor()
     cmd = [sys.executable, "-m", "studio.cli.worker", "--help"]
     outputs = {}
     for where in (path, str(tmp_path / "nobody.sock")):
         monkeypatch.setenv(FORK_SERVER_ENV, where)
         log = tmp_path / f"{len(outputs)}.log"
         with open(log, "wb") as out:
-            proc = executor._start_worker(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, out=out)
+            proc = popen(cmd, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=out)
         assert proc.wait(timeout=60) == 0
         outputs[type(proc)] = log.read_text()
     assert set(outputs) == {ForkedProcess, subprocess.Popen}

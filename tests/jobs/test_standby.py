@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from studio import jobs
+from studio.core.forkserver import FORK_SERVER_ENV
 from studio.jobs.executors import local
 from studio.jobs.executors.base import Slot
 from tests.jobs.jobhelpers import fake_spec
@@ -50,7 +51,7 @@ def started(jobs_home: Path, monkeypatch: pytest.MonkeyPatch) -> list[list[str]]
     Started.commands = []
     monkeypatch.setattr(local.subprocess, "Popen", Started)
     monkeypatch.delenv(local.STANDBY_ENV, raising=False)
-    monkeypatch.delenv(local.FORK_SERVER_ENV, raising=False)  # (workers are started with Popen, not forked)
+    monkeypatch.delenv(FORK_SERVER_ENV, raising=False)  # (workers are started with Popen, not forked)
     return Started.commands
 
 

@@ -18,8 +18,8 @@ A warm worker holds about 1 GB of memory while it waits (the imports); ``STUDIO_
 (``serve --no-standby``) keeps none, and every job then starts a fresh worker of its own (~10 s more
 before its first step) that exits with its job.
 
-A worker is a new interpreter (``python -m studio.cli.worker``), or, when ``STUDIO_WORKER_FORK_SERVER``
-names the socket of a fork server (:mod:`studio.jobs.forkserver`), a fork of that server, which has
+A worker is a new interpreter (``python -m studio.cli.worker``), or, when ``STUDIO_FORK_SERVER``
+names the socket of a fork server (:mod:`studio.core.forkserver`), a fork of that server, which has
 imported the training stack once: the same worker with the same arguments, folder, environment, session
 and output, without its imports. When no server answers there, the worker is a new interpreter.
 """
@@ -38,11 +38,10 @@ from pathlib import Path
 import psutil
 
 from studio.core import settings, system
+from studio.core.forkserver import ForkedProcess, popen
 from studio.core.settings import child_env
 from studio.jobs import store
 from studio.jobs.executors.base import Ended, Slot
-from studio.jobs.forkserver import FORK_SERVER_ENV, ForkedProcess
-from studio.jobs.forkserver import start as fork_start
 from studio.jobs.store import FAILED, Job
 
 log = logging.getLogger("studio.scheduler")
@@ -250,7 +249,7 @@ class LocalExecutor:
         cmd = [part.replace("{job_id}", job.id) for part in self.worker_cmd]
         try:
             with open(store.log_path(job.id), "ab") as out:
-                proc = self._start_worker(cmd, cwd=store.job_dir(job.id), env=env, out=out)
+                proc = popen(cmd, cwd=store.job_dir(job.id), env=env, stdout=out)
         except OSError as err:
             store.finish_job(job.id, FAILED, reason=f"The worker process could not be started: {err}.")
             return
@@ -332,49 +331,6 @@ class LocalExecutor:
             if proc is not None:
                 self.standby[slot.name] = proc
 
-    def _start_worker(
-        self,
-        cmd: list[str],
-        *,
-        cwd: Path,
-        env: dict[str, str],
-        out,  # noqa: ANN001  (the open log file)
-        stdin_pipe: bool = False,
-        pass_fds: tuple[int, ...] = (),
-    ) -> WorkerProcess:
-        """``cmd`` in a session of its own, its output into ``out``. ``python -m studio.cli.worker ARGS`` is
-        a fork of the fork server when ``STUDIO_WORKER_FORK_SERVER`` names one that answers (see the
-        module's docstring). ``stdin_pipe``: its input is a pipe whose writing end is ``proc.stdin``."""
-        server = os.environ.get(FORK_SERVER_ENV, "").strip()
-        module = cmd[2] if cmd[:2] == [sys.executable, "-m"] and len(cmd) > 2 else None
-        if server and module == "studio.cli.worker":
-            read_end, write_end = os.pipe() if stdin_pipe else (None, None)
-            fds = {1: out.fileno(), 2: out.fileno(), **{fd: fd for fd in pass_fds}}
-            if read_end is not None:
-                fds[0] = read_end
-            try:
-                proc = fork_start(server, module=module, args=cmd[3:], cwd=str(cwd), env=env, fds=fds)
-            except OSError as err:
-                log.info("no fork server answers at %s (%s): the worker starts with python -m", server, err)
-                for fd in (read_end, write_end):
-                    if fd is not None:
-                        os.close(fd)
-            else:
-                if read_end is not None:
-                    os.close(read_end)
-                    proc.stdin = os.fdopen(write_end, "wb")
-                return proc
-        return subprocess.Popen(
-            cmd,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            pass_fds=pass_fds,
-        )
-
     def _start_warm(self, slot: Slot) -> WorkerProcess | None:
         """A warm worker for ``slot`` (``--standby``: it imports, then reads job ids on stdin), its own
         output into ``standby-worker.log``; None when it could not be started."""
@@ -382,11 +338,11 @@ class LocalExecutor:
         os.set_blocking(read_end, False)
         try:
             with open(settings.studio_home() / "standby-worker.log", "ab") as out:
-                proc = self._start_worker(
+                proc = popen(
                     [sys.executable, "-m", "studio.cli.worker", "--standby"],
                     cwd=settings.studio_home(),
                     env={**self.worker_env(slot), READY_FD_ENV: str(write_end)},
-                    out=out,
+                    stdout=out,
                     stdin_pipe=True,
                     pass_fds=(write_end,),
                 )

@@ -3,12 +3,13 @@ fork of itself. A process it starts is still a process of its own (its own sessi
 file descriptors and exit code; nothing one of them loads is left for the next), but it begins with torch,
 Lightning and MLflow already imported instead of paying ~7 CPU-s of imports first.
 
-The local executor starts its workers from one when ``STUDIO_WORKER_FORK_SERVER`` names its socket
-(:func:`studio.jobs.executors.local.LocalExecutor`), and starts them as ``python -m studio.cli.worker``
-when it names none, or none answers there. The tests use one per test process: each test's scheduler
-starts its own warm worker, and 17 of them used to pay the same imports.
+When ``STUDIO_FORK_SERVER`` names the socket of one, the studio starts its own Python processes (``python
+-m studio…``: job workers and warm workers, the scheduler, a search's driver) as forks of it
+(:func:`popen`); when it names none, or none answers there, as new interpreters, as it always does by
+default. The tests use one per test process: each test starts a scheduler and a warm worker of its own,
+and the fast suite's workers alone used to pay the same imports 17 times.
 
-Started as ``python …/studio/jobs/forkserver.py SOCKET PRELOAD``, by its path: it imports nothing of
+Started as ``python …/studio/core/forkserver.py SOCKET PRELOAD``, by its path: it imports nothing of
 the studio itself (PRELOAD decides what it imports), so it can also start processes where the studio must
 not be importable. It runs the Python PRELOAD once, then serves on the Unix socket SOCKET (made only
 then, so a client that finds the socket finds a server that is ready) until its standard input closes.
@@ -29,17 +30,22 @@ signal, as :attr:`subprocess.Popen.returncode`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
+import logging
 import os
 import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
-FORK_SERVER_ENV = "STUDIO_WORKER_FORK_SERVER"
-"""The socket of a fork server that the local executor starts its workers from (none: ``python -m``)."""
+log = logging.getLogger("studio.forkserver")
+
+FORK_SERVER_ENV = "STUDIO_FORK_SERVER"
+"""The socket of a fork server that the studio starts its own processes from (none: ``python -m``)."""
 UNKNOWN_EXIT = 255
 """The exit code of a process whose fork server ended before it did (nobody could wait for it)."""
 MAX_REQUEST = 1 << 22
@@ -57,7 +63,9 @@ class ForkedProcess:
         self.stdin = stdin
         self.returncode: int | None = None
         self._connection = connection
+        self._connection.setblocking(False)
         self._unread = b""
+        self._reading = threading.Lock()
 
     def poll(self) -> int | None:
         if self.returncode is None:
@@ -85,29 +93,41 @@ class ForkedProcess:
         self.send_signal(signal.SIGKILL)
 
     def _read(self, timeout: float) -> None:
-        if self._connection.fileno() < 0:  # the server has gone: is the process gone too?
-            if not _running(self.pid):
-                self.returncode = UNKNOWN_EXIT
-            elif timeout:
-                time.sleep(timeout)
-            return
-        readable, _, _ = select.select([self._connection], [], [], timeout)
-        if not readable:
+        """Read the server's word for up to ``timeout`` seconds. One thread reads at a time: another one
+        that finds a thread reading (a reaper in its :meth:`wait`) leaves it to that one."""
+        got = self._reading.acquire(timeout=timeout) if timeout > 0 else self._reading.acquire(blocking=False)
+        if not got:
             return
         try:
-            chunk = self._connection.recv(4096)
-        except OSError:
-            chunk = b""
-        if not chunk:
-            self._connection.close()
-            return self._read(0.0)
-        self._unread += chunk
-        while b"\n" in self._unread:
-            line, self._unread = self._unread.split(b"\n", 1)
-            answer = json.loads(line)
-            if "code" in answer:
-                self.returncode = int(answer["code"])
+            if self._connection.fileno() < 0:  # the server has gone: is the process gone too?
+                if not _running(self.pid):
+                    self.returncode = UNKNOWN_EXIT
+                elif timeout:
+                    time.sleep(timeout)
+                return
+            readable, _, _ = select.select([self._connection], [], [], timeout)
+            if not readable:
+                return
+            try:
+                chunk = self._connection.recv(4096)
+            except BlockingIOError:
+                return
+            except OSError:
+                chunk = b""
+            if not chunk:
                 self._connection.close()
+                if not _running(self.pid):
+                    self.returncode = UNKNOWN_EXIT
+                return
+            self._unread += chunk
+            while b"\n" in self._unread:
+                line, self._unread = self._unread.split(b"\n", 1)
+                answer = json.loads(line)
+                if "code" in answer:
+                    self.returncode = int(answer["code"])
+                    self._connection.close()
+        finally:
+            self._reading.release()
 
 
 def _running(pid: int) -> bool:
@@ -159,10 +179,53 @@ def start(
     except BaseException:
         connection.close()
         raise
-    connection.settimeout(None)
     process = ForkedProcess(connection, pid, [module or script or "", *args], stdin)
     process._unread = rest
     return process
+
+
+def popen(
+    cmd: list[str],
+    *,
+    cwd: str | os.PathLike,
+    env: dict[str, str],
+    stdout,  # noqa: ANN001  (an open file: the process's output and errors)
+    stdin_pipe: bool = False,
+    pass_fds: tuple[int, ...] = (),
+) -> subprocess.Popen | ForkedProcess:
+    """``subprocess.Popen(cmd, cwd=cwd, env=env, stdin=PIPE if stdin_pipe else DEVNULL, stdout=stdout,
+    stderr=STDOUT, start_new_session=True, pass_fds=pass_fds)``; a ``python -m studio…`` command is a
+    fork of the fork server instead when ``STUDIO_FORK_SERVER`` names one that answers."""
+    server = os.environ.get(FORK_SERVER_ENV, "").strip()
+    module = cmd[2] if len(cmd) > 2 and cmd[:2] == [sys.executable, "-m"] else ""
+    if server and module.split(".")[0] == "studio":
+        read_end, write_end = os.pipe() if stdin_pipe else (None, None)
+        fds = {1: stdout.fileno(), 2: stdout.fileno(), **{fd: fd for fd in pass_fds}}
+        if read_end is not None:
+            fds[0] = read_end
+        try:
+            proc = start(server, module=module, args=cmd[3:], cwd=str(cwd), env=env, fds=fds)
+        except OSError as err:
+            log.info("no fork server answers at %s (%s): %s starts with python -m", server, err, module)
+        else:
+            if read_end is not None:
+                proc.stdin = os.fdopen(write_end, "wb")
+            return proc
+        finally:
+            if read_end is not None:
+                os.close(read_end)
+        if write_end is not None:
+            os.close(write_end)
+    return subprocess.Popen(
+        cmd,
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+        stdout=stdout,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        pass_fds=pass_fds,
+    )
 
 
 # --------------------------------------------------------------------------- the server side
@@ -170,6 +233,7 @@ def serve(path: str, preload: str) -> int:
     """Run ``preload``, then start a process for each request on the socket ``path`` until standard
     input closes (see the module's docstring)."""
     exec(compile(preload, "<preload>", "exec"), {"__name__": "__preload__"})
+    gc.freeze()  # what the preload made is never collected: its pages stay shared with every fork
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
