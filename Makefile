@@ -1,6 +1,7 @@
 PYTHON ?= python3
 PORT ?= 8501
-# The test files run in parallel, one process per core (at most 4); a file stays in one process.
+# The test files run in parallel, one process more than the cores (at most 4: tests/conftest.py); a file
+# stays in one process.
 PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 MLFLOW_PORT ?= 5000
 
