@@ -41,12 +41,21 @@ def server(tmp_path: Path):
 
 SCRIPT = """
 import json, os, sys
+
+def is_open(fd):
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
 line = sys.stdin.readline().strip()
 os.write(3, b"ready\\n")
 print(json.dumps({
     "pid": os.getpid(), "session_leader": os.getsid(0) == os.getpid(), "cwd": os.getcwd(),
     "argv": sys.argv, "env": dict(os.environ), "line": line, "main": __name__,
     "server_modules": "studio" in sys.modules,
+    "fds": sorted(fd for fd in map(int, os.listdir("/proc/self/fd")) if is_open(fd)),
 }))
 sys.exit(int(sys.argv[1]))
 """
@@ -83,6 +92,7 @@ def test_a_forked_process_has_its_own_folder_environment_descriptors_session_and
     assert said["cwd"] == str(tmp_path / "job") and said["env"] == {"ONLY": "this"}
     assert said["argv"] == [str(script), "3", "two words"] and said["line"] == "job-1"
     assert said["main"] == "__main__" and not said["server_modules"]
+    assert said["fds"] == [0, 1, 2, 3]  # what it was given, none of the server's (its socket, its input)
 
 
 def test_a_module_runs_as_python_m_would_and_a_message_exit_is_printed(server, tmp_path: Path) -> None:
