@@ -16,6 +16,7 @@ import pytest
 
 from studio.server import serve as serve_mod
 from tests.mlflow_store import new_store
+from tests.ports import free_port
 
 pytestmark = pytest.mark.python_m_workers  # (the studio's processes as they are: command lines, parents)
 
@@ -39,12 +40,6 @@ SERVE_DRIVER = (
     "mlflow_ui='mlflow' in sys.argv[4:], standby='no-standby' not in sys.argv[4:]))"
 )
 JOB_RUNNER_MARKERS = ("huey_consumer", "mlflow.server.jobs")  # MLflow's GenAI job runner and its consumers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(condition, timeout: float, poll: float = 0.1, what: str = "condition"):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from studio import cli
 from studio.server import auth
 from tests.mlflow_store import new_store
+from tests.ports import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -92,12 +92,6 @@ def test_users_add_at_a_terminal_asks_twice(
     typed = iter(["correct horse", "correct horse"])
     assert cli.main(["users", "add", "ada"]) == 0
     assert auth.verify("ada", "correct horse")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("host", ["0.0.0.0", "::"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -15,14 +14,10 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.ports import free_port
+
 ADMIN_USER = "admin"
 ADMIN_PASSWORD = "studio-test-admin-1"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
