@@ -14,7 +14,9 @@ import random
 import socket
 from pathlib import Path
 
-LOWEST = 10000
+LOWEST = 20000
+"""Above the ports a Ray node keeps for its workers (10002-19999 by default), which a Ray head refuses to
+give to another of its parts (``tests/cluster``)."""
 
 
 def ephemeral_start() -> int:
