@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -23,7 +24,16 @@ if "torch" in sys.modules:  # a plugin imported it before this file: the variabl
 
 @pytest.fixture
 def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A fresh, empty studio home under ``tmp_path`` (``STUDIO_HOME``), with MLflow beside it."""
+    """A fresh, empty studio home under ``tmp_path`` (``STUDIO_HOME``), with MLflow beside it. The
+    test waits for this process's fork server to be ready: a job started before it is (a worker, a
+    scheduler, a search's driver) would import the training stack itself, which under a loaded start of
+    a parallel run cost more than the wait (six processes of four tests in one clean-clone rehearsal)."""
+    from studio.core.forkserver import FORK_SERVER_ENV
+    from tests.forkserver import STUDIO, ServerEnded
+
+    if os.environ.get(FORK_SERVER_ENV) == STUDIO.path:
+        with contextlib.suppress(ServerEnded):  # (then its processes start as new interpreters)
+            STUDIO.ready()
     home = tmp_path / "home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp_path}/mlruns"))
