@@ -3,6 +3,9 @@ PORT ?= 8501
 # The test files run in parallel, one process more than the cores (at most 4: tests/conftest.py); a file
 # stays in one process.
 PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
+# `make test` keeps one per core: its browsers (Chromium) and Ray head already fill the waits, and a third
+# process on 2 cores made browser tests miss their timeouts (2 of 4 clean-clone rehearsals).
+CORES := $(shell nproc 2>/dev/null || echo 2)
 MLFLOW_PORT ?= 5000
 
 .PHONY: install install-dev install-browser install-cluster run train-sample test test-fast test-slow test-e2e test-ray lint bench bench-tiny
@@ -35,7 +38,7 @@ lint:
 # idle `serve` holds (bench/footprint.py at its tiny size: a 2-epoch run, ~40 s).
 test: install-dev install-browser install-cluster
 	$(PYTHON) -m ruff check .
-	$(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu"
+	PYTEST_XDIST_AUTO_NUM_WORKERS=$(CORES) $(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu"
 	$(PYTHON) bench/footprint.py --tiny
 
 test-fast: install-dev
