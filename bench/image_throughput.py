@@ -5,8 +5,9 @@ image size and augmentation: random resized crop, rotation, horizontal flip, col
 same number of epochs on the same photos, with a validation pass after every epoch.
 
 - studio: ``studio.engine.training.train`` (DataModule with the uint8 cache, augmentation on batches on the
-  training device, Lightning, callbacks, MLflow logging to a temporary store). The cache is built
-  once before (its time is reported separately: every later run and epoch reuses it).
+  training device, Lightning, callbacks, MLflow logging to a temporary store, or to
+  ``MLFLOW_TRACKING_URI`` when set). The cache is built once before (its time is reported separately:
+  every later run and epoch reuses it).
 - baseline: ``torchvision.datasets.ImageFolder`` + ``DataLoader`` (worker processes) with per-picture
   ``torchvision.transforms.v2`` (decode, resize + centre crop, the same augmentation, normalise) and a
   hand-written training loop; in the default NCHW memory layout on a CPU (the studio uses channels-last
@@ -223,7 +224,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="studio-image-bench-") as tmp:
         root = Path(tmp)
         os.environ["STUDIO_HOME"] = str(root / "home")
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{root}/mlruns/mlflow.db"
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{root}/mlruns/mlflow.db")
         started = time.perf_counter()
         photos = root / "photos"
         make_photos(photos, args.images, width, height)

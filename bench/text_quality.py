@@ -213,7 +213,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="studio-text-quality-") as tmp:
         os.environ["STUDIO_HOME"] = f"{tmp}/home"
-        os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{tmp}/mlruns/mlflow.db"
+        os.environ.setdefault("MLFLOW_TRACKING_URI", f"sqlite:///{tmp}/mlruns/mlflow.db")
         import torch
 
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; changes: {overrides or 'none'}")

@@ -95,7 +95,8 @@ def mlflow_link(selected: list) -> None:
         st.link_button("Open these runs in MLflow", url, key="compare-mlflow", icon=":material/open_in_new:")
     else:
         st.caption(
-            "A link to the same comparison in the MLflow UI appears when the studio runs with `studio serve`."
+            "This studio runs without the MLflow UI, so there is no link to this comparison there "
+            "(`python -m studio serve` starts the UI unless it is given `--no-mlflow-ui`)."
         )
 
 

@@ -255,7 +255,8 @@ def mlflow_link(job: jobs.Job) -> None:
         st.link_button("Open this run in MLflow", url, key="mlflow-run", icon=":material/open_in_new:")
     else:
         st.caption(
-            "The link to this run in the MLflow UI appears when the studio is started with `studio serve`."
+            "This studio runs without the MLflow UI, so there is no link to this run there "
+            "(`python -m studio serve` starts the UI unless it is given `--no-mlflow-ui`)."
         )
 
 

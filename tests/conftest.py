@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
@@ -28,12 +27,9 @@ def studio_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     test waits for this process's fork server to be ready: a job started before it is (a worker, a
     scheduler, a search's driver) would import the training stack itself, which under a loaded start of
     a parallel run cost more than the wait (six processes of four tests in one clean-clone rehearsal)."""
-    from studio.core.forkserver import FORK_SERVER_ENV
-    from tests.forkserver import STUDIO, ServerEnded
+    from tests.forkserver import wait_for_fork_server
 
-    if os.environ.get(FORK_SERVER_ENV) == STUDIO.path:
-        with contextlib.suppress(ServerEnded):  # (then its processes start as new interpreters)
-            STUDIO.ready()
+    wait_for_fork_server()
     home = tmp_path / "home"
     monkeypatch.setenv("STUDIO_HOME", str(home))
     monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp_path}/mlruns"))
@@ -53,18 +49,16 @@ def _worker_fork_server() -> None:
 
 @pytest.fixture(autouse=True)
 def _workers_of_this_test(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """New interpreters for the workers of tests marked ``python_m_workers`` and of the browser tests; a
-    new fork server when the last one has ended (a test stopped it)."""
+    """New interpreters for the workers of tests marked ``python_m_workers`` (such as the browser test of
+    the whole path, which starts ``serve`` as ``make run`` does); a new fork server when the last one has
+    ended (a test stopped it)."""
     from studio.core.forkserver import FORK_SERVER_ENV
     from tests.forkserver import STUDIO
 
-    if request.node.get_closest_marker("python_m_workers") or request.node.path.is_relative_to(E2E):
+    if request.node.get_closest_marker("python_m_workers"):
         monkeypatch.delenv(FORK_SERVER_ENV, raising=False)
     elif STUDIO.socket() != os.environ.get(FORK_SERVER_ENV):
         os.environ[FORK_SERVER_ENV] = STUDIO.socket()
-
-
-E2E = Path(__file__).with_name("e2e")
 
 
 # --------------------------------------------------------------------------- how many processes, which file where

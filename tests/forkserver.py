@@ -19,6 +19,7 @@ latest when the test process ends:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import subprocess
@@ -125,3 +126,11 @@ STUDIO = ForkServer(
     env=lambda: dict(_BASE_ENV),
 )
 """The server whose forks are the studio's workers and the CLI commands that train (see above)."""
+
+
+def wait_for_fork_server() -> None:
+    """When this test's workers are to be forks (``STUDIO_FORK_SERVER`` names :data:`STUDIO`'s socket),
+    wait until that server answers; if it never does, they start as new interpreters."""
+    if os.environ.get(FORK_SERVER_ENV) == STUDIO.path:
+        with contextlib.suppress(ServerEnded):
+            STUDIO.ready()

@@ -139,3 +139,20 @@ def test_bad_csv_is_refused_in_one_line(studio_home, tmp_path):
     proc = run_cli("datasets", "add", str(bad))
     assert proc.returncode == 2
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("flags", "mlflow_ui", "standby"),
+    [([], True, True), (["--no-mlflow-ui"], False, True), (["--no-standby", "--no-mlflow-ui"], False, False)],
+)
+def test_serve_flags_reach_serve(monkeypatch, flags, mlflow_ui, standby):
+    """``serve --no-mlflow-ui`` and ``--no-standby`` are what ``serve`` gets (the browser tests of pages
+    run the real command with both)."""
+    from studio.cli.main import build_parser
+    from studio.server import serve
+
+    got = {}
+    monkeypatch.setattr(serve, "serve", lambda **kwargs: got.update(kwargs) or 0)
+    args = build_parser().parse_args(["serve", "--port", "8599", *flags])
+    assert args.handler(args) == 0
+    assert (got["mlflow_ui"], got["standby"], got["port"]) == (mlflow_ui, standby, 8599)

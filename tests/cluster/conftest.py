@@ -1,5 +1,6 @@
-"""A real local Ray head for the session (``ray start --head --port 0 --num-cpus 2 --include-dashboard=true
---disable-usage-stats``, on loopback, torn down after) and a real MLflow server the Ray jobs track into.
+"""A real local Ray head the Ray tests share (``ray start --head --port 0 --num-cpus 2
+--include-dashboard=true --disable-usage-stats``, on loopback, stopped once the next test needs none:
+:class:`Shared`) and a real MLflow server the Ray jobs track into.
 
 The head runs with ``--block`` in its own session, started from a folder of its own and without the
 studio's ``STUDIO_HOME``: teardown stops exactly its process group (never ``ray stop``, which would stop
@@ -17,7 +18,9 @@ import sys
 import tempfile
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -105,20 +108,62 @@ class RayHead:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def ray_head(tmp_path_factory: pytest.TempPathFactory):
-    pytest.importorskip("ray", reason="the Ray tests need `pip install -r requirements-cluster.txt`")
+class Shared:
+    """A server the Ray tests share: started by the first test that asks for it, stopped when the next test
+    to run asks for none of them (or at the end). In a parallel run the Ray files go to one test process
+    as one unit (``tests/xdist_order.py``), which then runs other files; an idle Ray head keeps using CPU
+    all that time (its raylet, GCS and dashboard agent). A later test that asks starts a new one."""
+
+    def __init__(self, start: Callable[[pytest.TempPathFactory], Any]) -> None:
+        self.start, self.server = start, None
+
+    def get(self, tmp_path_factory: pytest.TempPathFactory) -> Any:
+        if self.server is None:
+            self.server = self.start(tmp_path_factory)
+        return self.server
+
+    def stop(self) -> None:
+        if self.server is not None:
+            server, self.server = self.server, None
+            server.stop()
+
+
+def _start_ray_head(tmp_path_factory: pytest.TempPathFactory) -> RayHead:
     head = RayHead(tmp_path_factory.mktemp("ray-head"))
     head.wait_ready()
-    yield head
-    head.stop()
+    return head
 
 
-@pytest.fixture(scope="session")
+RAY_HEAD = Shared(_start_ray_head)
+CLUSTER_MLFLOW = Shared(lambda factory: start_mlflow_server(factory.mktemp("cluster-mlflow")))
+SHARED_FIXTURES = {"ray_head": RAY_HEAD, "cluster_mlflow": CLUSTER_MLFLOW}
+
+
+@pytest.fixture
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> RayHead:
+    pytest.importorskip("ray", reason="the Ray tests need `pip install -r requirements-cluster.txt`")
+    return RAY_HEAD.get(tmp_path_factory)
+
+
+@pytest.fixture
 def cluster_mlflow(tmp_path_factory: pytest.TempPathFactory):
-    server = start_mlflow_server(tmp_path_factory.mktemp("cluster-mlflow"))
-    yield server
-    server.stop()
+    return CLUSTER_MLFLOW.get(tmp_path_factory)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After a test's own teardown: stop each shared server the next test does not ask for."""
+    result = yield
+    wanted = set(nextitem.fixturenames) if nextitem is not None else set()
+    for name, shared in SHARED_FIXTURES.items():
+        if name not in wanted:
+            shared.stop()
+    return result
+
+
+def pytest_sessionfinish() -> None:
+    for shared in SHARED_FIXTURES.values():
+        shared.stop()
 
 
 @pytest.fixture

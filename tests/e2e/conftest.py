@@ -1,6 +1,12 @@
 """Fixtures for the browser tests: Debian's Chromium driven by Playwright, and a real ``studio serve``.
 
 Never ``playwright install``: the browser is the system ``chromium`` (``make install-browser``).
+
+``full_studio`` is ``serve`` as ``make run`` starts it: the MLflow UI, and a scheduler and warm worker
+that are new interpreters (the test of the whole path uses it, marked ``python_m_workers``). The tests of
+single pages use ``studio``: ``serve --no-mlflow-ui`` (only the pages' links to the MLflow UI are gone),
+whose scheduler and workers are forks of this test process's fork server (``tests/forkserver.py``), so
+they do not import the training stack again; the pages, the app and ``serve`` itself are the same.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.forkserver import wait_for_fork_server
 from tests.mlflow_store import new_store
 from tests.ports import free_port
 
@@ -97,13 +104,23 @@ def studio_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
     monkeypatch.setenv("MLFLOW_TRACKING_URI", new_store(f"{tmp_path}/mlruns"))
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.delenv("STUDIO_MLFLOW_UI_URL", raising=False)
+    wait_for_fork_server()  # (when this test's workers are to be forks)
     return dict(os.environ, PYTHONUNBUFFERED="1")
 
 
 @pytest.fixture
-def studio(tmp_path: Path, studio_env: dict[str, str]) -> Iterator[Studio]:
-    """A running studio; whatever is left of it (and of its jobs) is killed after the test."""
+def full_studio(tmp_path: Path, studio_env: dict[str, str]) -> Iterator[Studio]:
+    """A running studio as ``make run`` starts it, MLflow UI included; whatever is left of it (and of its
+    jobs) is killed after the test."""
     running = Studio(tmp_path, studio_env)
+    yield running
+    stop_studio(running, tmp_path)
+
+
+@pytest.fixture
+def studio(tmp_path: Path, studio_env: dict[str, str]) -> Iterator[Studio]:
+    """A running studio without the MLflow UI (``serve --no-mlflow-ui``), for a test of pages."""
+    running = Studio(tmp_path, studio_env, "--no-mlflow-ui")
     yield running
     stop_studio(running, tmp_path)
 
@@ -111,8 +128,8 @@ def studio(tmp_path: Path, studio_env: dict[str, str]) -> Iterator[Studio]:
 @pytest.fixture
 def idle_studio(tmp_path: Path, studio_env: dict[str, str]) -> Iterator[Studio]:
     """A running studio for a test that trains nothing: no warm worker importing torch for nothing
-    (``serve --no-standby``)."""
-    running = Studio(tmp_path, studio_env, "--no-standby")
+    (``serve --no-standby``), and no MLflow UI."""
+    running = Studio(tmp_path, studio_env, "--no-standby", "--no-mlflow-ui")
     yield running
     stop_studio(running, tmp_path)
 

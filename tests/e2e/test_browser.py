@@ -18,7 +18,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.python_m_workers]  # (the whole path, as `make run` starts it)
 
 EPOCHS = 12
 APP_IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
@@ -122,10 +122,12 @@ PREDICT_OUTSIDE = textwrap.dedent(
 
 
 def test_upload_train_watch_download_predict_and_stop(
-    studio, page, screenshots: Path, tmp_path: Path
+    full_studio, page, screenshots: Path, tmp_path: Path
 ) -> None:
     from studio import jobs
     from studio.data import list_datasets
+
+    studio = full_studio
 
     table = write_table(tmp_path / "people.csv")
     studio.wait_for("is ready", timeout=120)

@@ -19,6 +19,10 @@ def test_the_run_page_explains_a_model_and_makes_a_small_version(studio, page, s
     studio.wait_for("is ready", timeout=180)
     page.goto(f"{studio.url}/runs?job={done.id}")
     settle(page)
+    # `serve --no-mlflow-ui`: it says so, and the run page says why it has no link to the MLflow UI
+    assert "The MLflow UI is not started; run pages hide its links." in studio.text()
+    page.get_by_text("This studio runs without the MLflow UI, so there is no link to this run").wait_for()
+    assert page.get_by_role("link", name="Open this run in MLflow").count() == 0
     page.get_by_role("button", name="Explain this model").click()
     page.locator(".js-plotly-plot .barlayer .point").first.wait_for(timeout=240_000)
     settle(page)
