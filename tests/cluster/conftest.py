@@ -110,7 +110,7 @@ class RayHead:
 
 class Shared:
     """A server the Ray tests share: started by the first test that asks for it, stopped when the next test
-    to run asks for none of them (or at the end). In a parallel run the Ray files go to one test process
+    to run asks for none of these servers (or at the end). In a parallel run the Ray files go to one test process
     as one unit (``tests/xdist_order.py``), which then runs other files; an idle Ray head keeps using CPU
     all that time (its raylet, GCS and dashboard agent). A later test that asks starts a new one."""
 
@@ -152,11 +152,11 @@ def cluster_mlflow(tmp_path_factory: pytest.TempPathFactory):
 
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
-    """After a test's own teardown: stop each shared server the next test does not ask for."""
+    """After a test's own teardown: stop the shared servers when the next test asks for none of them (one
+    Ray test that only needs the MLflow server keeps the head for the Ray tests after it)."""
     result = yield
-    wanted = set(nextitem.fixturenames) if nextitem is not None else set()
-    for name, shared in SHARED_FIXTURES.items():
-        if name not in wanted:
+    if nextitem is None or not SHARED_FIXTURES.keys() & set(nextitem.fixturenames):
+        for shared in SHARED_FIXTURES.values():
             shared.stop()
     return result
 
