@@ -33,13 +33,12 @@ train-sample: install
 lint:
 	$(PYTHON) -m ruff check .
 
-# Everything CI runs: lint, then the fast suite, the browser tests, the tiny benchmarks and the cluster
-# tests (a local Ray head: its files run one after another in one process) in one parallel run, then what
-# idle `serve` holds (bench/footprint.py at its tiny size: a 2-epoch run, ~40 s).
+# Everything CI runs: lint, then the fast suite, the browser tests, the tiny benchmarks (what idle `serve`
+# holds among them: bench/footprint.py --tiny, its report in test-artifacts/footprint.txt) and the cluster
+# tests (a local Ray head: its files run one after another in one process) in one parallel run.
 test: install-dev install-browser install-cluster
 	$(PYTHON) -m ruff check .
 	PYTEST_XDIST_AUTO_NUM_WORKERS=$(CORES) $(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu"
-	$(PYTHON) bench/footprint.py --tiny
 
 test-fast: install-dev
 	$(PYTHON) -m pytest $(PARALLEL) -m "not slow and not gpu and not e2e and not ray and not postgres and not bench"

@@ -17,9 +17,11 @@ throughout, so Streamlit holds a session as it does for a user (the browser itse
 Every process is counted by its resident set (RSS, what ``ps`` and the issue measure; shared pages are
 counted in each process that maps them) and its unique set (USS, what would be freed if it exited).
 The exit code is 1 when a zombie was seen, MLflow's job runner ran, a process outlived the stop by more
-than 10 s, or the idle total exceeds ``--max-idle-mb``; ``make test`` runs the ``--tiny`` size.
+than 10 s, or the idle total exceeds ``--max-idle-mb``; ``make test`` runs the ``--tiny`` size
+(``tests/test_bench.py``, its output in ``test-artifacts/footprint.txt``).
 
     python bench/footprint.py [--no-standby] [--browser] [--epochs 20] [--settle 45] [--max-idle-mb 1500]
+                              [--port P] [--mlflow-port Q]
     python bench/footprint.py --tiny
 """
 
@@ -225,6 +227,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tiny", action="store_true", help="the CI size: a 2-epoch run, no wait to settle, idle ≤ 1500 MB"
     )
+    parser.add_argument("--port", type=int, help="serve's web port (default: a free one)")
+    parser.add_argument("--mlflow-port", type=int, help="serve's MLflow UI port (default: a free one)")
     args = parser.parse_args(argv)
     if args.tiny:
         args.epochs, args.settle = 2, 0.0
@@ -237,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
         home = folder / "home"
         env = dict(os.environ, STUDIO_HOME=str(home), MLFLOW_TRACKING_URI=f"sqlite:///{folder}/mlruns/mlflow.db",
                    PYTHONPATH=str(REPO), PYTHONUNBUFFERED="1")
-        port, mlflow_port = free_port(), free_port()
+        port, mlflow_port = args.port or free_port(), args.mlflow_port or free_port()
         cmd = [sys.executable, "-m", "studio", "serve", "--port", str(port), "--mlflow-port", str(mlflow_port)]
         if args.no_standby:
             cmd.append("--no-standby")

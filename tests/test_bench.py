@@ -31,11 +31,38 @@ RESULT_LINES = {  # what each benchmark prints last: its comparison
     "quality": "goal ",
     "quality_screen": "diabetes: mean ",
 }
-RUN_ON_THEIR_OWN = {"footprint": "make test runs `bench/footprint.py --tiny` after the tests (it starts serve)"}
+RUN_ON_THEIR_OWN = {"footprint": "test_footprint_runs_tiny: it starts serve, in a process of its own"}
+ARTIFACTS = BENCH.parent / "test-artifacts"
 
 
 def test_every_benchmark_is_covered() -> None:
     assert sorted(path.stem for path in BENCH.glob("*.py")) == sorted([*RESULT_LINES, *RUN_ON_THEIR_OWN])
+
+
+@pytest.mark.python_m_workers  # it counts serve's processes as a user's serve starts them, not forks
+def test_footprint_runs_tiny(tmp_path: Path) -> None:
+    """``bench/footprint.py --tiny``: serve idle, during a 2-epoch run and after it, then stopped; it fails
+    on a zombie, MLflow's job runner, a process left after the stop, a stop over 10 s or idle over
+    1500 MB. Its report goes to ``test-artifacts/footprint.txt`` (what ``make test`` showed before it
+    ran here, beside the other tests)."""
+    import os
+    import subprocess
+
+    from tests.ports import free_port
+
+    done = subprocess.run(
+        [sys.executable, str(BENCH / "footprint.py"), "--tiny", "--port", str(free_port()),
+         "--mlflow-port", str(free_port())],
+        cwd=tmp_path,
+        env=dict(os.environ, TMPDIR=str(tmp_path)),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    ARTIFACTS.mkdir(exist_ok=True)
+    (ARTIFACTS / "footprint.txt").write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "stopped (SIGTERM) in" in done.stdout
 
 
 @pytest.mark.parametrize("name", sorted(RESULT_LINES))

@@ -113,6 +113,9 @@ def test_cancel_stops_the_ray_job_and_a_killed_worker_fails_with_rays_reason(
     from studio.data import add_csv
 
     monkeypatch.setenv("STUDIO_CHECKPOINT_SECONDS", "3600")  # nothing saved: the killed one cannot resume
+    # Each epoch waits 0.2 s at its end: the two long runs stay mid-run without keeping both cores busy
+    # for the whole test (the workers, Ray and the cancel are the same).
+    monkeypatch.setenv("STUDIO_TEST_SLOW_EPOCHS", "0.2")
 
     dataset = add_csv(tiny_csv(tmp_path, rows=80))
     # Two long runs at once (the head has 2 CPUs): one is cancelled, the other's worker is killed.
