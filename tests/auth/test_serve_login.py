@@ -19,6 +19,7 @@ import pytest
 
 from studio.server import auth
 from studio.server import serve as serve_mod
+from tests.ports import free_port
 
 pytestmark = pytest.mark.python_m_workers  # (every child's environment, as a studio's are)
 
@@ -164,13 +165,13 @@ def test_serve_with_login_tells_the_app_and_hides_the_password_from_every_child(
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     app = tmp_path / "app.py"
     app.write_text(STAND_IN_APP)
-    port = serve_mod.free_loopback_port()
+    port = free_port()  # (below the ephemeral range: tests/ports.py)
     output = tmp_path / "serve.out"
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1", STUDIO_PASSWORD="correct horse")
     env.pop("MLFLOW_DISABLE_TELEMETRY", None)
     with open(output, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-c", SERVE_DRIVER, str(port), str(serve_mod.free_loopback_port()), str(app)],
+            [sys.executable, "-c", SERVE_DRIVER, str(port), str(free_port()), str(app)],
             cwd=tmp_path,
             env=env,
             stdout=out,
