@@ -139,7 +139,8 @@ with st.sidebar:
         )
     else:
         st.caption(
-            "The MLflow UI link appears here when the studio is started with `python -m studio serve`."
+            "This studio runs without the MLflow UI (`python -m studio serve` starts it unless it is given "
+            "`--no-mlflow-ui`); its link would appear here."
         )
 
 navigation.run()
