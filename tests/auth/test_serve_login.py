@@ -48,6 +48,19 @@ def test_streamlit_gets_a_server_address_no_usage_statistics_and_keeps_xsrf(tmp_
     assert option(loopback, "--browser.serverAddress") == "127.0.0.1"
 
 
+def test_the_served_pages_watch_no_source_files_and_force_no_collection_after_each_run(tmp_path: Path) -> None:
+    """The options as Streamlit's own ``run`` command reads them (an option it does not know, or a value
+    of the wrong type, fails here as it would fail serve)."""
+    from streamlit.web import cli
+
+    command = serve_mod.streamlit_command(tmp_path / "app.py", "127.0.0.1", 8501)
+    parsed = cli.main_run.make_context("run", command[command.index("run") + 1 :]).params
+    options = {name.replace("_", "."): value for name, value in parsed.items() if value not in (None, ())}
+    assert options["server.fileWatcherType"] == "none"
+    assert options["runner.postScriptGC"] is False
+    assert options["server.port"] == 8501 and parsed["target"] == str(tmp_path / "app.py")
+
+
 def test_the_repository_config_keeps_xsrf_on_and_streamlit_on_this_computer() -> None:
     import tomllib
 
