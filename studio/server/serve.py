@@ -302,7 +302,7 @@ def streamlit_command(app: Path, host: str, port: int, server_address: str | Non
 
     With both off, 30 s on the run page of a training job cost the page server 3.8-4.7 CPU-s instead
     of 7.9-9.7, at the same memory (~285 MB), and a first visit of five pages 5.8 CPU-s instead of
-    9.5-10.
+    9.0-10.4.
 
     ``streamlit run app.py`` (for editing the pages) keeps Streamlit's defaults."""
     return [
