@@ -300,9 +300,8 @@ def streamlit_command(app: Path, host: str, port: int, server_address: str | Non
       every 1-2 s while a job trains, and each forced collection walks every object the page server
       holds; Python's own collector still runs as objects are made.
 
-    With both off, 30 s on the run page of a training job cost the page server 3.8-4.7 CPU-s instead
-    of 7.9-9.7, at the same memory (~285 MB), and a first visit of five pages 5.8 CPU-s instead of
-    9.0-10.4.
+    With both off the page server takes about half the CPU while a run is watched, at the same memory
+    (the numbers: README, "What `serve` starts and what it costs").
 
     ``streamlit run app.py`` (for editing the pages) keeps Streamlit's defaults."""
     return [
