@@ -62,7 +62,7 @@ def role(cmdline: list[str]) -> str:
         return "Streamlit (the web studio)"
     if "studio serve" in text:
         return "serve (watches the others)"
-    if "uvicorn" in text or "gunicorn" in text or "fastapi_app" in text:
+    if "uvicorn" in text or "gunicorn" in text or "fastapi_app" in text or "studio.server.mlflow_ui" in text:
         return "MLflow UI server (uvicorn)"
     if "mlflow ui" in text or "mlflow server" in text or "mlflow.server" in text:
         return "MLflow UI launcher"

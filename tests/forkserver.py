@@ -7,7 +7,7 @@ Two kinds are used, each started the first time a test process needs it and agai
 test that stops every child of its process stops it too); a server exits when its input closes, at the
 latest when the test process ends:
 
-- :data:`STUDIO`: torch, Lightning, MLflow and ``studio`` imported. The studio's workers that the tests'
+- :data:`STUDIO`: torch, Lightning, MLflow, onnx and ``studio`` imported. The studio's workers that the tests'
   schedulers start are forks of it (``STUDIO_FORK_SERVER``, set in ``tests/conftest.py``: each
   test starts a scheduler and a warm worker of its own, and each of those used to pay ~7 CPU-s of
   imports), and so are the ``python -m studio`` commands that train or predict (``tests.studio_cli``).
@@ -121,7 +121,7 @@ _BASE_ENV = with_repo({k: v for k, v in os.environ.items() if k != FORK_SERVER_E
 
 STUDIO = ForkServer(
     "import studio, pandas, torch, torchmetrics, pytorch_lightning, mlflow.pyfunc, "
-    "mlflow.store.tracking.sqlalchemy_store",
+    "mlflow.store.tracking.sqlalchemy_store, onnx",
     cwd=lambda: str(REPO),
     env=lambda: dict(_BASE_ENV),
 )

@@ -295,9 +295,11 @@ def test_the_mlflow_ui_is_one_process_without_a_job_runner_and_goes_with_serve(s
     assert not [c for c in commands if any(marker in c for marker in JOB_RUNNER_MARKERS)], commands
     modules = [p.cmdline()[p.cmdline().index("-m") + 1] for p in processes if "-m" in p.cmdline()]
     mlflow_ui = [m for m in modules if m in ("uvicorn", "mlflow", "studio.server.mlflow_ui")]
-    assert mlflow_ui == ["uvicorn"], commands  # MLflow's launcher became the web server
-    server = next(p for p in processes if "uvicorn" in p.cmdline())
+    assert mlflow_ui == ["studio.server.mlflow_ui"], commands  # MLflow's launcher runs the web server itself
+    server = next(p for p in processes if "studio.server.mlflow_ui" in p.cmdline())
     assert server.children() == []
+    log = (studio_home / "logs" / "mlflow-ui.log").read_text()
+    assert f"Started server process [{server.pid}]" in log, log[-2000:]  # uvicorn runs in that process
     # serve, Streamlit, the MLflow UI and the scheduler: nothing else.
     assert len(commands) == 4, commands
 

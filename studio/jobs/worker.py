@@ -368,8 +368,11 @@ def _finish(job_id: str, state: str, reason: str | None, outcome: dict[str, Any]
 
 def warm_up() -> None:
     """What every run needs, done while the worker waits: the training stack imported, MLflow's client
-    and store ready. (MLflow's scan of the installed packages, 1.4 s, is not needed: a bundle is saved
-    without it, see :func:`studio.bundle.writer._no_package_scan`.)"""
+    and store ready, and onnx, which the bundle's ONNX export imports at the end of every run (1.4 CPU-s
+    here; the run would pay it after the user pressed Train). (MLflow's scan of the installed packages,
+    1.4 s, is not needed: a bundle is saved without it, see :func:`studio.bundle.writer._no_package_scan`.)"""
+    import onnx  # noqa: F401
+
     import lightning_modules.callbacks  # noqa: F401  (torch, Lightning, torchmetrics)
     import lightning_modules.tabular.data  # noqa: F401
     import lightning_modules.tabular.module  # noqa: F401

@@ -157,6 +157,29 @@ def test_samples(
     assert len(list_datasets()) == 1
 
 
+@pytest.mark.parametrize("sample", ["wine", "breast_cancer", "diabetes"])
+def test_the_shipped_sample_tables_are_scikit_learns_tables_value_for_value(sample: str) -> None:
+    pytest.importorskip("sklearn")
+    from studio.data.samples import sample_table, sklearn_table
+
+    pd.testing.assert_frame_equal(sample_table(sample), sklearn_table(sample), check_exact=True)
+
+
+def test_adding_a_sample_table_imports_no_scikit_learn(tmp_path: Path) -> None:
+    """``serve``'s first start adds the wine sample: that must not cost scikit-learn's import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from studio.data import add_sample; info = add_sample('wine'); "
+        "print(info.n_rows, 'sklearn' in sys.modules)"
+    )
+    env = {**os.environ, "STUDIO_HOME": str(tmp_path / "home")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["178", "False"], done.stdout
+
+
 def test_stored_table_reads_back_the_same_and_measurements_are_stored_plain(
     studio_home: Path, tmp_path: Path
 ) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +15,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.mlflow_store import new_store
 from tests.ports import free_port
 
 ADMIN_USER = "admin"
@@ -51,13 +53,23 @@ def _answers(url: str) -> bool:
         return False
 
 
+def _new_server_store(folder: Path) -> None:
+    new_store(folder)  # folder/mlflow.db
+    with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db, db:
+        db.execute("UPDATE experiments SET artifact_location = 'mlflow-artifacts:/0' WHERE experiment_id = 0")
+
+
 def start_mlflow_server(
     folder: Path, *, auth: bool = False, backend: str | None = None, timeout: float = 120.0
 ) -> MlflowServer:
     """``mlflow server`` with a SQLite store in ``folder`` (or the database ``backend``) and
     ``--serve-artifacts`` (its own session, its output in ``folder/server.log``); with ``auth`` the
-    basic-auth app, admin ``ADMIN_USER`` / ``ADMIN_PASSWORD``."""
+    basic-auth app, admin ``ADMIN_USER`` / ``ADMIN_PASSWORD``. The SQLite store starts as a copy of a
+    new, already migrated one (``tests.mlflow_store``: MLflow's migrations take 6-8 s), its ``Default``
+    experiment's artifacts where the server would put them (``mlflow-artifacts:/0``)."""
     folder.mkdir(parents=True, exist_ok=True)
+    if backend is None:
+        _new_server_store(folder)
     port = free_port()
     cmd = [
         sys.executable,
