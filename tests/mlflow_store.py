@@ -56,8 +56,10 @@ def _is_store(path: Path) -> bool:
         return False
 
 
-def new_store(folder: Path) -> str:
-    """The ``sqlite:///`` URI of a new, empty MLflow store at ``folder/mlflow.db`` (``folder`` is made)."""
+def new_store(folder: Path, default_artifacts: str | None = None) -> str:
+    """The ``sqlite:///`` URI of a new, empty MLflow store at ``folder/mlflow.db`` (``folder`` is made).
+    Its ``Default`` experiment keeps its artifacts at ``default_artifacts`` (a server's
+    ``mlflow-artifacts:/0``), or where MLflow puts them for a store made in this process."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     target = folder / "mlflow.db"
@@ -67,7 +69,7 @@ def new_store(folder: Path) -> str:
         with sqlite3.connect(target) as db:
             db.execute(
                 "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
-                (str(Path.cwd() / "mlruns" / "0"),),
+                (default_artifacts or str(Path.cwd() / "mlruns" / "0"),),
             )
         db.close()
     return f"sqlite:///{target}"

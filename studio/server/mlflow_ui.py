@@ -39,12 +39,13 @@ def _serve_here(cmd: list[str], *, extra_env: dict[str, str] | None = None, **_:
 
 def main(argv: list[str]) -> None:
     os.environ.setdefault(JOB_EXECUTION_ENV, "false")
-    if not job_execution_wanted():
+    serve_here = not job_execution_wanted()
+    if serve_here:
         import uvicorn  # noqa: F401  (before mlflow.server: it then knows it runs as a server)
     import mlflow.server
     from mlflow.cli import cli
 
-    if not job_execution_wanted() and hasattr(mlflow.server, "_exec_cmd"):
+    if serve_here and hasattr(mlflow.server, "_exec_cmd"):
         mlflow.server._exec_cmd = _serve_here  # (another MLflow: the ordinary launcher and its child)
     cli.main(args=["ui", *argv], prog_name="mlflow")
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -53,12 +52,6 @@ def _answers(url: str) -> bool:
         return False
 
 
-def _new_server_store(folder: Path) -> None:
-    new_store(folder)  # folder/mlflow.db
-    with contextlib.closing(sqlite3.connect(folder / "mlflow.db")) as db, db:
-        db.execute("UPDATE experiments SET artifact_location = 'mlflow-artifacts:/0' WHERE experiment_id = 0")
-
-
 def start_mlflow_server(
     folder: Path, *, auth: bool = False, backend: str | None = None, timeout: float = 120.0
 ) -> MlflowServer:
@@ -69,7 +62,7 @@ def start_mlflow_server(
     experiment's artifacts where the server would put them (``mlflow-artifacts:/0``)."""
     folder.mkdir(parents=True, exist_ok=True)
     if backend is None:
-        _new_server_store(folder)
+        new_store(folder, default_artifacts="mlflow-artifacts:/0")  # folder/mlflow.db
     port = free_port()
     cmd = [
         sys.executable,
