@@ -7,6 +7,11 @@ PARALLEL ?= -n auto --maxprocesses 4 --dist loadfile
 # process on 2 cores made browser tests miss their timeouts (2 of 4 clean-clone rehearsals).
 CORES := $(shell nproc 2>/dev/null || echo 2)
 MLFLOW_PORT ?= 5000
+# This machine's environment, like many containers', sets PYTHONDONTWRITEBYTECODE=1. Then every Python
+# process a test starts (serve, Streamlit, schedulers, workers, CLI runs, Ray jobs, DDP ranks) compiles
+# the studio's own modules from source again, and each test process rewrites every test file's asserts
+# again. The test targets let Python keep that bytecode (in __pycache__ folders, which git ignores).
+test test-fast test-slow test-ray test-e2e: export PYTHONDONTWRITEBYTECODE :=
 
 .PHONY: install install-dev install-browser install-cluster run train-sample test test-fast test-slow test-e2e test-ray lint bench bench-tiny
 
